@@ -1,0 +1,209 @@
+use proptest::prelude::*;
+
+use super::*;
+
+const DAY: i64 = 86_400_000;
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn ms(d: i64) -> Duration {
+    Duration::from_millis(d as u64)
+}
+
+fn eval(
+    last: i64,
+    interval: i64,
+    policy: &AvailabilityPolicy,
+    downtime: &Downtime,
+    now: i64,
+) -> Availability {
+    evaluate(Some(ts(last)), ms(interval), policy, downtime, ts(now)).availability
+}
+
+prop_compose! {
+    fn policies()(threshold in 1u32..=6, jitter in 0i64..5_000) -> AvailabilityPolicy {
+        AvailabilityPolicy::new(threshold, ms(jitter)).unwrap()
+    }
+}
+
+#[test]
+fn never_heard_from_is_pending() {
+    let e = evaluate(
+        None,
+        ms(60_000),
+        &AvailabilityPolicy::default(),
+        &Downtime::default(),
+        ts(1),
+    );
+    assert_eq!(
+        e,
+        Evaluation {
+            availability: Availability::Pending,
+            next_change_at: None
+        }
+    );
+}
+
+#[test]
+fn default_policy_walks_through_late_to_unavailable() {
+    let p = AvailabilityPolicy::default();
+    let none = Downtime::default();
+    let i = 60_000;
+    assert_eq!(eval(0, i, &p, &none, 61_999), Availability::Available);
+    assert_eq!(
+        eval(0, i, &p, &none, 62_000),
+        Availability::Late { missed: 1 }
+    );
+    assert_eq!(
+        eval(0, i, &p, &none, 122_000),
+        Availability::Late { missed: 2 }
+    );
+    assert_eq!(
+        eval(0, i, &p, &none, 181_999),
+        Availability::Late { missed: 2 }
+    );
+    assert_eq!(
+        eval(0, i, &p, &none, 182_000),
+        Availability::Unavailable {
+            since: ts(180_000),
+            missed: 3
+        }
+    );
+    assert_eq!(
+        eval(0, i, &p, &none, 600_000),
+        Availability::Unavailable {
+            since: ts(180_000),
+            missed: 9
+        }
+    );
+}
+
+proptest! {
+    #[test]
+    fn exactly_at_the_threshold_boundary(last in -DAY..DAY, i in 100i64..100_000, p in policies()) {
+        let none = Downtime::default();
+        let thr = i64::from(p.unavailable_after());
+        let j = p.jitter_ms();
+        let boundary = last + thr * i + j;
+        let before = eval(last, i, &p, &none, boundary - 1);
+        prop_assert!(!matches!(before, Availability::Unavailable { .. }), "{before:?}");
+        let at = eval(last, i, &p, &none, boundary);
+        prop_assert_eq!(at, Availability::Unavailable { since: ts(last + thr * i), missed: p.unavailable_after() });
+    }
+
+    #[test]
+    fn each_interval_missed_counts_once(last in -DAY..DAY, i in 100i64..100_000, p in policies(), k in 1i64..6) {
+        let none = Downtime::default();
+        prop_assume!(k < i64::from(p.unavailable_after()));
+        let j = p.jitter_ms();
+        prop_assert_eq!(eval(last, i, &p, &none, last + k * i + j), Availability::Late { missed: k as u32 });
+        prop_assert_eq!(eval(last, i, &p, &none, last + (k + 1) * i + j - 1), Availability::Late { missed: k as u32 });
+    }
+
+    #[test]
+    fn jitter_tolerance_keeps_a_slightly_late_heartbeat_available(
+        last in -DAY..DAY, i in 100i64..100_000, p in policies(), early in 0i64..5_000,
+    ) {
+        let j = p.jitter_ms();
+        prop_assume!(early <= i + j);
+        prop_assert_eq!(eval(last, i, &p, &Downtime::default(), last + i + j - early), Availability::Available);
+    }
+
+    #[test]
+    fn the_next_message_recovers_at_once(last in -DAY..DAY, i in 100i64..100_000, p in policies(), gap in 0i64..DAY) {
+        let none = Downtime::default();
+        let received = last + gap;
+        prop_assert_eq!(eval(received, i, &p, &none, received), Availability::Available);
+        let expected = if gap < i + p.jitter_ms() { 0 } else { ((gap - p.jitter_ms()) / i) as u32 };
+        prop_assert_eq!(missed_before(ts(last), ts(received), ms(i), &p, &none), expected);
+    }
+
+    #[test]
+    fn next_change_at_is_exactly_when_it_changes(last in -DAY..DAY, i in 100i64..100_000, p in policies(), t in 0i64..DAY) {
+        let none = Downtime::default();
+        let e = evaluate(Some(ts(last)), ms(i), &p, &none, ts(last + t));
+        if let Some(next) = e.next_change_at {
+            prop_assert!(next > ts(last + t));
+            prop_assert_eq!(eval(last, i, &p, &none, next.as_millis() - 1), e.availability);
+            prop_assert_ne!(eval(last, i, &p, &none, next.as_millis()), e.availability);
+        } else {
+            prop_assert!(matches!(e.availability, Availability::Unavailable { .. }), "{:?}", e);
+        }
+    }
+
+    #[test]
+    fn own_downtime_gives_everyone_full_intervals_after_restart(
+        last in -DAY..DAY, i in 100i64..100_000, p in policies(),
+        stop_per_mille in 0i64..1000, outage in 1i64..DAY, probe in 0i64..DAY,
+    ) {
+        let thr = i64::from(p.unavailable_after());
+        let j = p.jitter_ms();
+        // The service stopped before this server was due to turn Unavailable.
+        let stop_after = (thr * i + j) * stop_per_mille / 1000;
+        let (stop, restart) = (last + stop_after, last + stop_after + outage);
+        let downtime = Downtime::new(vec![DowntimeWindow::new(ts(stop), ts(restart)).unwrap()]);
+        let now = restart + probe;
+        let got = eval(last, i, &p, &downtime, now);
+        if probe < thr * i + j {
+            prop_assert!(!matches!(got, Availability::Unavailable { .. }), "unavailable {probe} ms after restart: {got:?}");
+        } else {
+            prop_assert_eq!(got, Availability::Unavailable {
+                since: ts(restart + thr * i),
+                missed: ((now - last - outage - j) / i) as u32,
+            });
+        }
+    }
+
+    #[test]
+    fn already_unavailable_before_an_outage_stays_unavailable(
+        last in -DAY..DAY, i in 100i64..100_000, p in policies(), extra in 0i64..DAY, outage in 1i64..DAY, probe in 0i64..DAY,
+    ) {
+        let thr = i64::from(p.unavailable_after());
+        let stop = last + thr * i + p.jitter_ms() + extra;
+        let downtime = Downtime::new(vec![DowntimeWindow::new(ts(stop), ts(stop + outage)).unwrap()]);
+        let got = eval(last, i, &p, &downtime, stop + outage + probe);
+        prop_assert!(matches!(got, Availability::Unavailable { since, .. } if since == ts(last + thr * i)), "{got:?}");
+    }
+
+    #[test]
+    fn batch_agrees_with_the_scalar_evaluator(
+        servers in prop::collection::vec((prop::option::of(-DAY..DAY), 100i64..100_000), 0..64),
+        p in policies(),
+        windows in prop::collection::vec((-DAY..DAY, 1i64..DAY), 0..3),
+        now in -DAY..2 * DAY,
+    ) {
+        let downtime = Downtime::new(windows.iter().map(|&(s, len)| DowntimeWindow::new(ts(s), ts(s + len)).unwrap()).collect());
+        let last: Vec<i64> = servers.iter().map(|(l, _)| l.unwrap_or(NEVER)).collect();
+        let interval: Vec<i64> = servers.iter().map(|(_, i)| *i).collect();
+        let mut out = vec![0u8; servers.len()];
+        evaluate_batch(&last, &interval, &p, &downtime, ts(now), &mut out);
+        for (k, (l, i)) in servers.iter().enumerate() {
+            let expected = match evaluate(l.map(ts), ms(*i), &p, &downtime, ts(now)).availability {
+                Availability::Pending => PENDING_CODE,
+                Availability::Available => 0,
+                Availability::Late { missed } => missed as u8,
+                Availability::Unavailable { .. } => p.unavailable_after() as u8,
+            };
+            prop_assert_eq!(out[k], expected, "server {}", k);
+        }
+    }
+}
+
+#[test]
+fn downtime_windows_are_merged_and_sorted() {
+    let w = |s, e| DowntimeWindow::new(ts(s), ts(e)).unwrap();
+    let d = Downtime::new(vec![w(50, 60), w(0, 10), w(5, 20), w(20, 30)]);
+    assert_eq!(d.windows(), &[w(0, 30), w(50, 60)]);
+    assert_eq!(d.latest_end(), Some(ts(60)));
+    assert!(DowntimeWindow::new(ts(5), ts(5)).is_err());
+}
+
+#[test]
+fn policy_and_interval_are_validated() {
+    assert!(AvailabilityPolicy::new(0, Duration::ZERO).is_err());
+    assert!(AvailabilityPolicy::new(101, Duration::ZERO).is_err());
+    assert!(check_interval(Duration::from_millis(99)).is_err());
+    assert!(check_interval(Duration::from_secs(60)).is_ok());
+}

@@ -1,0 +1,22 @@
+//! # carewatch-core
+//!
+//! The domain of Carewatch, a real-time customer-health dashboard for
+//! video-surveillance installations: identifiers, the error catalogue, the
+//! availability evaluator, sealing of recording-server messages,
+//! authorisation, the storage traits and the [`Carewatch`] service facade.
+//!
+//! It knows no SQL, no gRPC and no Python: storage backends implement
+//! [`store::Store`], front ends call [`Carewatch`].
+
+pub mod auth;
+pub mod availability;
+pub mod catalogue;
+pub mod condition;
+pub mod error;
+pub mod health;
+pub mod ids;
+pub mod installation;
+pub mod seal;
+pub mod time;
+
+pub use error::{Error, Result};

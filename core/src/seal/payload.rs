@@ -1,0 +1,111 @@
+//! The plaintext of a status report, inside the sealed envelope.
+//!
+//! Format version 1, all integers big-endian, no trailing bytes:
+//!
+//! ```text
+//! u8   format version (1)
+//! u16  number of conditions (at most 1024)
+//! then, per condition:
+//!   u8   code length,    code bytes (A-Z, 0-9, '_')
+//!   u16  subject length, subject bytes (UTF-8, at most 256)
+//!   u16  detail length,  detail bytes (UTF-8, at most 1024)
+//! ```
+//!
+//! A heartbeat's plaintext is empty.
+
+use crate::catalogue::ConditionCode;
+use crate::condition::{ReportedCondition, StatusSnapshot};
+use crate::error::{Error, Result};
+
+/// The status payload format this code writes and reads.
+pub const STATUS_FORMAT_VERSION: u8 = 1;
+
+/// Encodes a snapshot.
+pub fn encode_status(snapshot: &StatusSnapshot) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + snapshot.conditions().len() * 48);
+    out.push(STATUS_FORMAT_VERSION);
+    // Lengths are bounded by the snapshot's own validation.
+    out.extend_from_slice(&(snapshot.conditions().len() as u16).to_be_bytes());
+    for c in snapshot.conditions() {
+        out.push(c.code().as_str().len() as u8);
+        out.extend_from_slice(c.code().as_str().as_bytes());
+        for text in [c.subject(), c.detail()] {
+            out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    out
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| {
+                malformed(format!(
+                    "status report ends inside {what} at byte {}",
+                    self.at
+                ))
+            })?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn u16(&mut self, what: &str) -> Result<u16> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn text(&mut self, len: usize, what: &str) -> Result<&'a str> {
+        std::str::from_utf8(self.take(len, what)?)
+            .map_err(|_| malformed(format!("{what} is not UTF-8")))
+    }
+}
+
+fn malformed(reason: String) -> Error {
+    Error::Malformed { reason }
+}
+
+/// Decodes a status report's plaintext. Never panics, whatever the bytes.
+pub fn decode_status(bytes: &[u8]) -> Result<StatusSnapshot> {
+    let mut r = Reader { bytes, at: 0 };
+    let version = r.u8("the format version")?;
+    if version != STATUS_FORMAT_VERSION {
+        return Err(malformed(format!(
+            "status format version {version} is not supported"
+        )));
+    }
+    let count = usize::from(r.u16("the condition count")?);
+    let mut conditions = Vec::with_capacity(count.min(64));
+    for index in 0..count {
+        let code_len = usize::from(r.u8("a code length")?);
+        let code = r.text(code_len, "a condition code")?;
+        let subject_len = usize::from(r.u16("a subject length")?);
+        let subject = r.text(subject_len, "a subject")?;
+        let detail_len = usize::from(r.u16("a detail length")?);
+        let detail = r.text(detail_len, "a detail")?;
+        let condition = ConditionCode::parse(code)
+            .and_then(|code| ReportedCondition::new(code, subject, detail))
+            .map_err(|e| malformed(format!("condition {index}: {e}")))?;
+        conditions.push(condition);
+    }
+    if r.at != bytes.len() {
+        return Err(malformed(format!(
+            "{} unexpected bytes after the last condition",
+            bytes.len() - r.at
+        )));
+    }
+    StatusSnapshot::new(conditions).map_err(|e| malformed(e.to_string()))
+}
