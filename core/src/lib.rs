@@ -17,6 +17,16 @@ pub mod health;
 pub mod ids;
 pub mod installation;
 pub mod seal;
+mod service;
+pub mod store;
 pub mod time;
 
+pub use catalogue::ConditionCode;
 pub use error::{Error, Result};
+pub use service::{
+    Carewatch, Config, IncomingMessage, IngestAck, InstallationChange, SweepReport, WatchEvent,
+    WatchStream,
+};
+
+#[cfg(feature = "testing")]
+pub mod testing;

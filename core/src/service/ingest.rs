@@ -1,0 +1,228 @@
+//! Ingest: judging and applying messages from recording servers.
+
+use std::time::Duration;
+
+use super::Carewatch;
+use crate::auth::{self, MessageDigest, SequenceCursor, SequenceVerdict};
+use crate::availability::{self, Availability};
+use crate::error::{Error, Result};
+use crate::ids::{RecordingServerId, Slc};
+use crate::seal::payload::decode_status;
+use crate::seal::{Binding, Envelope, KeyId, MessageKind, SealError};
+use crate::store::{SignOfLife, StatusWrite, WriteOutcome};
+use crate::time::Timestamp;
+
+/// A message as it arrives from a recording server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// The installation it claims to come from.
+    pub slc: Slc,
+    /// The recording server.
+    pub server: RecordingServerId,
+    /// Heartbeat or status report.
+    pub kind: MessageKind,
+    /// Strictly increasing per recording server (a retry repeats it).
+    pub sequence: u64,
+    /// The sealed envelope.
+    pub sealed: Vec<u8>,
+}
+
+/// The acknowledgement sent back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestAck {
+    /// When Carewatch received it (its clock).
+    pub received_at: Timestamp,
+    /// The heartbeat interval the recording server must keep.
+    pub heartbeat_interval: Duration,
+    /// Whether this was a retry of a message already applied.
+    pub duplicate: bool,
+}
+
+impl Carewatch {
+    /// Judges and applies one message. A refused message changes nothing;
+    /// an acknowledged status report is committed before this returns; a
+    /// retry of the latest message is acknowledged again and applied once.
+    pub async fn ingest(&self, message: IncomingMessage) -> Result<IngestAck> {
+        let result = self.ingest_inner(&message).await;
+        if let Err(e) = &result {
+            tracing::info!(slc = %message.slc, server = %message.server, kind = message.kind.name(),
+                sequence = message.sequence, reason = %e, "message refused");
+        }
+        result
+    }
+
+    async fn ingest_inner(&self, message: &IncomingMessage) -> Result<IngestAck> {
+        let config = &self.inner.config;
+        let received_at = self.now();
+        if message.sealed.len() > config.max_message_bytes {
+            return Err(Error::TooLarge {
+                size: message.sealed.len(),
+                limit: config.max_message_bytes,
+            });
+        }
+        let slc = &message.slc;
+        let envelope = Envelope::parse(&message.sealed);
+        let key_id = envelope.as_ref().map_or(KeyId::new(0), Envelope::key_id);
+        let admission = self
+            .inner
+            .store
+            .admission(slc, &message.server, key_id)
+            .await?
+            .ok_or_else(|| Error::UnknownInstallation { slc: slc.clone() })?;
+        auth::admit(&admission.installation, received_at)?;
+
+        let cannot_decrypt = |reason| Error::CannotDecrypt {
+            slc: slc.clone(),
+            reason,
+        };
+        let envelope = envelope.map_err(cannot_decrypt)?;
+        let wrapped = admission
+            .key
+            .ok_or_else(|| cannot_decrypt(SealError::UnknownKey(key_id)))?;
+        let key = config.master_key.unwrap_key(slc, &wrapped)?;
+        let binding = Binding {
+            slc,
+            server: &message.server,
+            kind: message.kind,
+            sequence: message.sequence,
+        };
+        let plaintext = envelope.open(&key, &binding).map_err(cannot_decrypt)?;
+
+        let digest = MessageDigest::of(&message.sealed);
+        let last = admission.server.as_ref().map(|s| s.cursor);
+        let ack = |duplicate| IngestAck {
+            received_at,
+            heartbeat_interval: config.heartbeat_interval,
+            duplicate,
+        };
+        if auth::check_sequence(slc, &message.server, last, message.sequence, digest)?
+            == SequenceVerdict::Duplicate
+        {
+            return Ok(ack(true));
+        }
+
+        let downtime = self.downtime();
+        let next_check_at = availability::evaluate(
+            Some(received_at),
+            config.heartbeat_interval,
+            &config.policy,
+            &downtime,
+            received_at,
+        )
+        .next_change_at
+        .unwrap_or(received_at);
+        let missed_before = match &admission.server {
+            Some(s) if s.availability != Availability::Available => availability::missed_before(
+                s.last_seen_at,
+                received_at,
+                s.interval,
+                &config.policy,
+                &downtime,
+            ),
+            _ => 0,
+        };
+        let sign = SignOfLife {
+            slc: slc.clone(),
+            server: message.server.clone(),
+            cursor: SequenceCursor {
+                sequence: message.sequence,
+                digest,
+            },
+            received_at,
+            interval: config.heartbeat_interval,
+            next_check_at,
+            missed_before,
+        };
+        let outcome = match message.kind {
+            MessageKind::Heartbeat => {
+                if !plaintext.is_empty() {
+                    return Err(Error::Malformed {
+                        reason: format!(
+                            "a heartbeat is empty, this one has {} bytes",
+                            plaintext.len()
+                        ),
+                    });
+                }
+                self.inner
+                    .store
+                    .record_signs_of_life(std::slice::from_ref(&sign))
+                    .await?
+                    .pop()
+                    .ok_or_else(|| Error::Storage {
+                        message: "the store returned no outcome for a heartbeat".into(),
+                        source: None,
+                    })?
+            }
+            MessageKind::StatusReport => {
+                let snapshot = decode_status(&plaintext)?;
+                self.inner
+                    .store
+                    .apply_status_report(&StatusWrite { sign, snapshot })
+                    .await?
+            }
+        };
+        match outcome {
+            WriteOutcome::Applied(change) => {
+                if let Some(change) = change {
+                    self.publish(change);
+                }
+                Ok(ack(false))
+            }
+            WriteOutcome::Duplicate => Ok(ack(true)),
+            WriteOutcome::Stale { last_accepted } => Err(Error::Replayed {
+                slc: slc.clone(),
+                server: message.server.clone(),
+                sequence: message.sequence,
+                last_accepted,
+            }),
+        }
+    }
+}
+
+impl IncomingMessage {
+    /// Seals a heartbeat as a recording server would.
+    pub fn heartbeat(
+        key: &crate::seal::InstallationKey,
+        slc: &Slc,
+        server: &RecordingServerId,
+        sequence: u64,
+    ) -> Self {
+        let binding = Binding {
+            slc,
+            server,
+            kind: MessageKind::Heartbeat,
+            sequence,
+        };
+        Self {
+            slc: slc.clone(),
+            server: server.clone(),
+            kind: MessageKind::Heartbeat,
+            sequence,
+            sealed: crate::seal::seal(key, &binding, b""),
+        }
+    }
+
+    /// Seals a status report (the server's current conditions) as a recording server would.
+    pub fn status_report(
+        key: &crate::seal::InstallationKey,
+        slc: &Slc,
+        server: &RecordingServerId,
+        sequence: u64,
+        snapshot: &crate::condition::StatusSnapshot,
+    ) -> Self {
+        let binding = Binding {
+            slc,
+            server,
+            kind: MessageKind::StatusReport,
+            sequence,
+        };
+        let plaintext = crate::seal::payload::encode_status(snapshot);
+        Self {
+            slc: slc.clone(),
+            server: server.clone(),
+            kind: MessageKind::StatusReport,
+            sequence,
+            sealed: crate::seal::seal(key, &binding, &plaintext),
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! What the operator does: resellers, tokens, registrations, subscriptions,
+//! consent and installation keys.
+
+use super::Carewatch;
+use crate::auth::{self, IssuedToken, Principal, parse_token};
+use crate::error::{Error, Result};
+use crate::ids::{ResellerId, Slc, checked_text};
+use crate::installation::{Installation, Product};
+use crate::seal::{InstallationKey, KeyId};
+use crate::store::{InstallationUpdate, Reseller};
+use crate::time::Timestamp;
+
+impl Carewatch {
+    /// Creates a reseller; returns its token, shown this once.
+    pub async fn create_reseller(&self, id: &ResellerId, name: &str) -> Result<IssuedToken> {
+        let name = checked_text("reseller name", name, 128)?;
+        let issued = auth::issue_token(&Principal::Reseller(id.clone()));
+        let reseller = Reseller {
+            id: id.clone(),
+            name,
+            created_at: self.now(),
+        };
+        self.inner
+            .store
+            .create_reseller(&reseller, &issued.hash)
+            .await?;
+        tracing::info!(reseller = %id, "reseller created");
+        Ok(issued)
+    }
+
+    /// Replaces a reseller's token; the old one stops working at once.
+    pub async fn rotate_reseller_token(&self, id: &ResellerId) -> Result<IssuedToken> {
+        let issued = auth::issue_token(&Principal::Reseller(id.clone()));
+        self.inner
+            .store
+            .set_reseller_token(id, &issued.hash)
+            .await?;
+        Ok(issued)
+    }
+
+    /// Issues (or replaces) the token of operator `name`.
+    pub async fn issue_operator_token(&self, name: &ResellerId) -> Result<IssuedToken> {
+        let issued = auth::issue_token(&Principal::Operator(name.clone()));
+        self.inner
+            .store
+            .set_operator_token(name, &issued.hash)
+            .await?;
+        Ok(issued)
+    }
+
+    /// On first start: issues an operator token if none exists yet.
+    pub async fn ensure_operator(&self, name: &ResellerId) -> Result<Option<IssuedToken>> {
+        if self.inner.store.has_operator().await? {
+            return Ok(None);
+        }
+        self.issue_operator_token(name).await.map(Some)
+    }
+
+    /// Checks a token and says whose it is.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+        let presented = parse_token(token)?;
+        let stored = match &presented.principal {
+            Principal::Reseller(id) => self.inner.store.reseller_token(id).await?,
+            Principal::Operator(name) => self.inner.store.operator_token(name).await?,
+        };
+        auth::verify(&presented, stored.as_ref())?;
+        Ok(presented.principal)
+    }
+
+    /// Checks a reseller token; returns the reseller.
+    pub async fn authenticate_reseller(&self, token: &str) -> Result<ResellerId> {
+        match self.authenticate(token).await? {
+            Principal::Reseller(id) => Ok(id),
+            Principal::Operator(_) => Err(Error::Unauthenticated {
+                reason: "an operator token is not a reseller token",
+            }),
+        }
+    }
+
+    /// Checks an operator token.
+    pub async fn authenticate_operator(&self, token: &str) -> Result<ResellerId> {
+        match self.authenticate(token).await? {
+            Principal::Operator(name) => Ok(name),
+            Principal::Reseller(_) => Err(Error::Unauthenticated {
+                reason: "a reseller token is not an operator token",
+            }),
+        }
+    }
+
+    /// All resellers.
+    pub async fn resellers(&self) -> Result<Vec<Reseller>> {
+        self.inner.store.resellers().await
+    }
+
+    /// Records that `reseller` registered `slc`. The installation starts
+    /// without consent and without subscription: both are set explicitly.
+    pub async fn register_installation(
+        &self,
+        slc: &Slc,
+        reseller: &ResellerId,
+        product: Product,
+    ) -> Result<Installation> {
+        let installation = Installation {
+            slc: slc.clone(),
+            reseller: reseller.clone(),
+            product,
+            subscription_expires_at: None,
+            consent: false,
+            registered_at: self.now(),
+        };
+        self.inner
+            .store
+            .register_installation(&installation)
+            .await?;
+        tracing::info!(%slc, %reseller, "installation registered");
+        Ok(installation)
+    }
+
+    /// Sets when Care Plus ends (`None`: no subscription).
+    pub async fn set_subscription(
+        &self,
+        slc: &Slc,
+        expires_at: Option<Timestamp>,
+    ) -> Result<Installation> {
+        self.inner
+            .store
+            .update_installation(slc, &InstallationUpdate::Subscription(expires_at))
+            .await
+    }
+
+    /// Records the owner's consent (or its withdrawal).
+    pub async fn set_consent(&self, slc: &Slc, accepted: bool) -> Result<Installation> {
+        self.inner
+            .store
+            .update_installation(slc, &InstallationUpdate::Consent(accepted))
+            .await
+    }
+
+    /// Changes what the installation runs.
+    pub async fn set_product(&self, slc: &Slc, product: Product) -> Result<Installation> {
+        self.inner
+            .store
+            .update_installation(slc, &InstallationUpdate::Product(product))
+            .await
+    }
+
+    /// Issues a new key for an installation and returns it, the only time it
+    /// is seen in clear: it is stored sealed under the master key. Earlier
+    /// keys stay valid until retired, so recording servers can switch over.
+    pub async fn issue_installation_key(&self, slc: &Slc) -> Result<InstallationKey> {
+        let existing = self.inner.store.installation_keys(slc).await?;
+        if existing.is_empty() && self.inner.store.installation(slc).await?.is_none() {
+            return Err(Error::installation_not_found(slc));
+        }
+        let key =
+            InstallationKey::generate(auth::next_key_id(existing.iter().map(|k| k.wrapped.id)));
+        let wrapped = self.inner.config.master_key.wrap(slc, &key);
+        self.inner
+            .store
+            .add_installation_key(slc, &wrapped, self.now())
+            .await?;
+        tracing::info!(%slc, key = %key.id(), "installation key issued");
+        Ok(key)
+    }
+
+    /// Retires a key: messages sealed with it are refused from now on.
+    pub async fn retire_installation_key(&self, slc: &Slc, id: KeyId) -> Result<()> {
+        self.inner
+            .store
+            .retire_installation_key(slc, id, self.now())
+            .await
+    }
+}

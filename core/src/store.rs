@@ -1,0 +1,429 @@
+//! The storage contract. Backends implement [`Store`]; the facade uses it as
+//! `Arc<dyn Store>`. Every behaviour here is exercised by the shared
+//! conformance suite (`carewatch_core::store_conformance_tests!`).
+//!
+//! Rules stay in core: where a write must derive something inside its
+//! transaction (which conditions a snapshot opens, an installation's health),
+//! the backend calls [`crate::condition::diff_snapshot`] and
+//! [`crate::health::summarize`].
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::auth::{SequenceCursor, TokenHash};
+use crate::availability::{Availability, DowntimeWindow};
+use crate::catalogue::ConditionCode;
+use crate::condition::{ConditionRecord, StatusSnapshot};
+use crate::error::{Error, Result};
+use crate::health::{Health, HealthSummary};
+use crate::ids::{RecordingServerId, ResellerId, Slc};
+use crate::installation::{Installation, Product};
+use crate::seal::{KeyId, WrappedKey};
+use crate::time::Timestamp;
+
+/// A reseller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reseller {
+    /// Its id.
+    pub id: ResellerId,
+    /// Its display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A change an operator makes to an installation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallationUpdate {
+    /// Care Plus ends at this instant; `None` removes the subscription.
+    Subscription(Option<Timestamp>),
+    /// The owner accepted (`true`) or withdrew (`false`) consent.
+    Consent(bool),
+    /// What the installation runs.
+    Product(Product),
+}
+
+/// An installation key as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// The wrapped key.
+    pub wrapped: WrappedKey,
+    /// When it was issued.
+    pub created_at: Timestamp,
+    /// When it was retired; a retired key opens nothing.
+    pub retired_at: Option<Timestamp>,
+}
+
+/// A recording server as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRecord {
+    /// Its installation.
+    pub slc: Slc,
+    /// Its id.
+    pub server: RecordingServerId,
+    /// When Carewatch first heard from it.
+    pub first_seen_at: Timestamp,
+    /// When its last accepted message was received (never moves backwards).
+    pub last_seen_at: Timestamp,
+    /// The heartbeat interval it was told to keep.
+    pub interval: Duration,
+    /// Its last accepted message.
+    pub cursor: SequenceCursor,
+    /// Its availability as last evaluated.
+    pub availability: Availability,
+    /// When its availability must be evaluated again; `None` while unavailable.
+    pub next_check_at: Option<Timestamp>,
+}
+
+/// What ingest needs to judge one message, read in one call.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// The installation.
+    pub installation: Installation,
+    /// Its active (not retired) key with the id the envelope names, if any.
+    pub key: Option<WrappedKey>,
+    /// The recording server, if heard from before.
+    pub server: Option<ServerRecord>,
+}
+
+/// An accepted message's effect on its recording server: a sign of life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignOfLife {
+    /// Installation.
+    pub slc: Slc,
+    /// Recording server.
+    pub server: RecordingServerId,
+    /// The message's sequence number and digest.
+    pub cursor: SequenceCursor,
+    /// When it was received (service clock).
+    pub received_at: Timestamp,
+    /// The interval acknowledged to the server.
+    pub interval: Duration,
+    /// When its availability must next be evaluated.
+    pub next_check_at: Timestamp,
+    /// Heartbeats missed before this message (recorded if it ends an unavailability).
+    pub missed_before: u32,
+}
+
+/// A status report to apply: a sign of life plus the snapshot of conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusWrite {
+    /// The sign of life it also is.
+    pub sign: SignOfLife,
+    /// The server's current conditions.
+    pub snapshot: StatusSnapshot,
+}
+
+/// The effect of a write on an installation's overview line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryChange {
+    /// Installation.
+    pub slc: Slc,
+    /// Its reseller (whose watchers hear of it).
+    pub reseller: ResellerId,
+    /// Health before the change.
+    pub previous: Health,
+    /// Summary after the change.
+    pub summary: HealthSummary,
+    /// When it changed.
+    pub at: Timestamp,
+}
+
+/// What a conditional write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Applied; if the installation's summary changed, how.
+    Applied(Option<SummaryChange>),
+    /// The same sequence number and digest were applied before: nothing changed.
+    Duplicate,
+    /// A newer (or different) message holds this sequence number: nothing changed.
+    Stale {
+        /// The sequence number in the store.
+        last_accepted: u64,
+    },
+}
+
+/// A time-driven availability change found by the sweeper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvailabilityChange {
+    /// Installation.
+    pub slc: Slc,
+    /// Recording server.
+    pub server: RecordingServerId,
+    /// Applied only if the server's `last_seen_at` still equals this (no
+    /// message arrived since it was evaluated).
+    pub expected_last_seen: Timestamp,
+    /// The new availability.
+    pub availability: Availability,
+    /// When to evaluate it again.
+    pub next_check_at: Option<Timestamp>,
+}
+
+/// One entry of an installation's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEvent {
+    /// When it happened.
+    pub at: Timestamp,
+    /// The recording server concerned.
+    pub server: RecordingServerId,
+    /// What happened.
+    pub kind: HistoryKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryKind {
+    /// A recording server reported for the first time.
+    FirstSeen,
+    /// A condition appeared in a snapshot.
+    ConditionOpened {
+        /// Its code.
+        code: ConditionCode,
+        /// Its subject.
+        subject: String,
+    },
+    /// A condition disappeared from the snapshots.
+    ConditionResolved {
+        /// Its code.
+        code: ConditionCode,
+        /// Its subject.
+        subject: String,
+        /// How long it was open.
+        open_for: Duration,
+    },
+    /// The server missed `missed` heartbeats in a row.
+    BecameUnavailable {
+        /// Heartbeats missed.
+        missed: u32,
+    },
+    /// The server reported again.
+    Recovered {
+        /// How long it was unavailable.
+        unavailable_for: Duration,
+        /// Heartbeats it missed.
+        missed: u32,
+    },
+}
+
+/// Where an overview page starts: after this (health, SLC) position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    /// The health of the last row of the previous page.
+    pub health: Health,
+    /// Its SLC.
+    pub slc: Slc,
+}
+
+impl PageCursor {
+    /// An opaque text form for clients: `<rank>.<SLC>`.
+    pub fn to_token(&self) -> String {
+        format!("{}.{}", self.health.rank(), self.slc)
+    }
+
+    /// Parses [`PageCursor::to_token`]'s form.
+    pub fn from_token(token: &str) -> Result<Self> {
+        let invalid = || Error::InvalidInput {
+            field: "page token",
+            reason: "not a token returned by overview".into(),
+        };
+        let (rank, slc) = token.split_once('.').ok_or_else(invalid)?;
+        let rank = rank.parse::<u8>().map_err(|_| invalid())?;
+        Ok(Self {
+            health: Health::from_rank(rank).map_err(|_| invalid())?,
+            slc: Slc::new(slc).map_err(|_| invalid())?,
+        })
+    }
+}
+
+/// Most rows one overview page may hold.
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// Which installations an overview lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverviewQuery {
+    /// List Healthy installations too (by default only those needing attention).
+    pub include_healthy: bool,
+    /// Rows per page, 1 to [`MAX_PAGE_SIZE`].
+    pub page_size: u32,
+    /// Continue after this position.
+    pub after: Option<PageCursor>,
+}
+
+impl Default for OverviewQuery {
+    fn default() -> Self {
+        Self {
+            include_healthy: false,
+            page_size: 50,
+            after: None,
+        }
+    }
+}
+
+impl OverviewQuery {
+    /// Checks the page size.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
+            return Err(Error::InvalidInput {
+                field: "page size",
+                reason: format!("{} rows; use 1 to {MAX_PAGE_SIZE}", self.page_size),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One line of the overview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverviewRow {
+    /// Installation.
+    pub slc: Slc,
+    /// What it runs.
+    pub product: Product,
+    /// Health, worst condition and counts.
+    pub summary: HealthSummary,
+    /// The latest message from any of its servers.
+    pub last_seen_at: Option<Timestamp>,
+}
+
+/// Installations per health for one reseller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HealthTotals([u32; 5]);
+
+impl HealthTotals {
+    /// How many installations have this health.
+    pub fn get(&self, health: Health) -> u32 {
+        self.0[usize::from(health.rank())]
+    }
+
+    /// Sets the count for a health.
+    pub fn set(&mut self, health: Health, count: u32) {
+        self.0[usize::from(health.rank())] = count;
+    }
+
+    /// All installations.
+    pub fn total(&self) -> u32 {
+        self.0.iter().sum()
+    }
+}
+
+/// One page of the overview, worst first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverviewPage {
+    /// The rows.
+    pub rows: Vec<OverviewRow>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<PageCursor>,
+    /// Counts per health over all the reseller's installations.
+    pub totals: HealthTotals,
+}
+
+/// Everything about one installation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallationDetail {
+    /// The installation.
+    pub installation: Installation,
+    /// Its overview line.
+    pub summary: HealthSummary,
+    /// Its recording servers, by id.
+    pub servers: Vec<ServerRecord>,
+    /// Active conditions, oldest first.
+    pub active_conditions: Vec<ConditionRecord>,
+    /// Recent history, newest first.
+    pub history: Vec<HistoryEvent>,
+}
+
+/// Storage for Carewatch. Implementations must be safe to share between tasks
+/// and, for shared databases, between processes.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    // ----- resellers and operators ---------------------------------------
+
+    /// Creates a reseller with its token hash. `AlreadyExists` if the id is taken.
+    async fn create_reseller(&self, reseller: &Reseller, token: &TokenHash) -> Result<()>;
+    /// Replaces a reseller's token hash. `NotFound` if no such reseller.
+    async fn set_reseller_token(&self, id: &ResellerId, token: &TokenHash) -> Result<()>;
+    /// A reseller's token hash.
+    async fn reseller_token(&self, id: &ResellerId) -> Result<Option<TokenHash>>;
+    /// All resellers, by id.
+    async fn resellers(&self) -> Result<Vec<Reseller>>;
+    /// Creates or replaces an operator's token hash.
+    async fn set_operator_token(&self, name: &ResellerId, token: &TokenHash) -> Result<()>;
+    /// An operator's token hash.
+    async fn operator_token(&self, name: &ResellerId) -> Result<Option<TokenHash>>;
+    /// Whether any operator token exists.
+    async fn has_operator(&self) -> Result<bool>;
+
+    // ----- installations -------------------------------------------------
+
+    /// Registers an SLC to a reseller with a Pending summary. `AlreadyExists`
+    /// if the SLC is registered; `NotFound` if the reseller does not exist.
+    async fn register_installation(&self, installation: &Installation) -> Result<()>;
+    /// Changes an installation. `NotFound` if not registered.
+    async fn update_installation(
+        &self,
+        slc: &Slc,
+        update: &InstallationUpdate,
+    ) -> Result<Installation>;
+    /// An installation.
+    async fn installation(&self, slc: &Slc) -> Result<Option<Installation>>;
+    /// Stores a new key. `AlreadyExists` if the id is used; `NotFound` if no installation.
+    async fn add_installation_key(&self, slc: &Slc, key: &WrappedKey, at: Timestamp) -> Result<()>;
+    /// All keys of an installation, retired ones included, by id.
+    async fn installation_keys(&self, slc: &Slc) -> Result<Vec<StoredKey>>;
+    /// Retires a key. `NotFound` if no such key.
+    async fn retire_installation_key(&self, slc: &Slc, id: KeyId, at: Timestamp) -> Result<()>;
+
+    // ----- ingest ----------------------------------------------------------
+
+    /// What ingest needs for one message; `None` if the SLC is not registered.
+    async fn admission(
+        &self,
+        slc: &Slc,
+        server: &RecordingServerId,
+        key: KeyId,
+    ) -> Result<Option<Admission>>;
+    /// Records signs of life (heartbeats), in one transaction, each applied
+    /// only if its sequence number is newer; `last_seen_at` never moves
+    /// backwards. One outcome per input, in order.
+    async fn record_signs_of_life(&self, batch: &[SignOfLife]) -> Result<Vec<WriteOutcome>>;
+    /// Applies a status report in one transaction: the sign of life, the
+    /// snapshot diff, history and the installation's summary. Durable when it returns.
+    async fn apply_status_report(&self, report: &StatusWrite) -> Result<WriteOutcome>;
+
+    // ----- availability ----------------------------------------------------
+
+    /// Servers whose `next_check_at` is at or before `now`, earliest first, at most `limit`.
+    async fn due_servers(&self, now: Timestamp, limit: u32) -> Result<Vec<ServerRecord>>;
+    /// Applies time-driven changes; each only if no message arrived meanwhile.
+    /// Becoming unavailable opens a `SERVER_UNAVAILABLE` condition. Returns the
+    /// summary changes it caused.
+    async fn apply_availability(
+        &self,
+        changes: &[AvailabilityChange],
+    ) -> Result<Vec<SummaryChange>>;
+
+    // ----- the service's own downtime -------------------------------------
+
+    /// Records that `node` is receiving at `at`; returns the latest earlier
+    /// mark of any node, so a gap (nobody receiving) can be detected.
+    async fn mark_alive(&self, node: &str, at: Timestamp) -> Result<Option<Timestamp>>;
+    /// Records a window during which no node was receiving.
+    async fn record_downtime(&self, window: DowntimeWindow) -> Result<()>;
+    /// Windows that end after `after`, by start.
+    async fn downtime(&self, after: Timestamp) -> Result<Vec<DowntimeWindow>>;
+
+    // ----- what resellers read ---------------------------------------------
+
+    /// A page of `reseller`'s installations, worst first, then by SLC.
+    async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage>;
+    /// One of `reseller`'s installations with `history_limit` newest history
+    /// events; `None` if it does not exist *or belongs to another reseller*.
+    async fn installation_detail(
+        &self,
+        reseller: &ResellerId,
+        slc: &Slc,
+        history_limit: u32,
+    ) -> Result<Option<InstallationDetail>>;
+}

@@ -1,0 +1,96 @@
+//! The shared storage conformance suite (feature `testing`).
+//!
+//! A backend crate implements [`TestBackend`] and invokes
+//! [`store_conformance_tests!`](crate::store_conformance_tests) once in an
+//! integration test; the macro expands into one `#[tokio::test]` per storage
+//! behaviour, named after it, so the test output lists them all:
+//!
+//! ```ignore
+//! struct Sqlite;
+//! #[async_trait::async_trait]
+//! impl carewatch_core::testing::TestBackend for Sqlite { /* fresh() */ }
+//! carewatch_core::store_conformance_tests!(Sqlite);
+//! ```
+
+pub mod fixture;
+pub mod suite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use fixture::{Fixture, Site};
+
+use crate::store::Store;
+
+/// Makes isolated databases for the suite.
+#[async_trait]
+pub trait TestBackend: Send + Sync {
+    /// A new, empty database that no other test uses.
+    async fn fresh(&self) -> Box<dyn TestDatabase>;
+}
+
+/// One isolated database.
+#[async_trait]
+pub trait TestDatabase: Send + Sync {
+    /// Opens a store on it. May be called again (after or while an earlier
+    /// store is alive) to test persistence and several nodes on one database.
+    async fn open(&self) -> Arc<dyn Store>;
+}
+
+/// Expands into the whole conformance suite for a backend: pass an
+/// expression that makes its [`TestBackend`].
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($backend:expr) => {
+        $crate::__conformance_tests!($backend;
+            // registration and operator data
+            resellers_are_created_once,
+            reseller_tokens_rotate,
+            operator_tokens_round_trip,
+            installations_register_once_to_an_existing_reseller,
+            installation_updates_are_stored,
+            installation_keys_are_stored_wrapped_and_retired,
+            // ingest
+            heartbeat_marks_server_available,
+            heartbeats_never_move_last_seen_backwards,
+            stale_sequence_is_refused_and_changes_nothing,
+            retried_message_is_acknowledged_and_applied_once,
+            batch_of_signs_of_life_applies_each_once,
+            status_snapshot_opens_and_resolves_conditions,
+            status_snapshot_updates_detail_without_reopening,
+            unknown_condition_codes_are_stored_and_shown,
+            every_refusal_has_its_own_error_and_changes_nothing,
+            // availability
+            missed_heartbeats_make_server_late_then_unavailable,
+            recovery_resolves_unavailability_and_records_it,
+            availability_change_loses_to_a_concurrent_message,
+            all_servers_down_together_is_one_offline_problem,
+            own_downtime_does_not_count_as_missed_heartbeats,
+            downtime_windows_are_stored,
+            // what resellers see
+            overview_lists_only_unhealthy_by_default_worst_first,
+            overview_pages_cover_everything_once,
+            installation_detail_has_servers_conditions_and_history,
+            tenant_isolation_hides_other_resellers_installations,
+            watch_streams_changes_of_own_installations_only,
+            // durability
+            data_survives_reopen,
+            two_nodes_on_one_database_agree,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($backend:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let backend = $backend;
+                $crate::testing::suite::$name(&backend).await;
+            }
+        )+
+    };
+}
