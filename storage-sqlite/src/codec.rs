@@ -1,0 +1,164 @@
+//! Between SQLite values and domain types; SQLite errors into Carewatch errors.
+
+use std::time::Duration;
+
+use carewatch_core::auth::{MessageDigest, SequenceCursor, TokenHash};
+use carewatch_core::availability::Availability;
+use carewatch_core::health::{Health, HealthSummary};
+use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
+use carewatch_core::installation::{Installation, Product};
+use carewatch_core::store::ServerRecord;
+use carewatch_core::time::{Timestamp, duration_millis};
+use carewatch_core::{ConditionCode, Error, Result};
+use rusqlite::{ErrorCode, Row};
+
+/// Maps a SQLite error: lock contention and I/O trouble may pass (retryable);
+/// everything else is a storage failure.
+pub(crate) fn map_err(e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::SystemIoFailure | ErrorCode::DiskFull | ErrorCode::CannotOpen) => {
+            Error::storage_unavailable("SQLite database busy or unreachable", e)
+        }
+        _ => Error::storage("SQLite operation failed", e),
+    }
+}
+
+/// Whether the error is a UNIQUE or PRIMARY KEY violation.
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+/// Whether the error is a FOREIGN KEY violation.
+pub(crate) fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+}
+
+/// A stored value that does not decode: the database was altered outside Carewatch.
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Storage { message: format!("stored {what} is invalid ({e}); was the database altered?"), source: None }
+}
+
+pub(crate) trait RowExt {
+    fn col<T: rusqlite::types::FromSql>(&self, index: usize) -> Result<T>;
+}
+
+impl RowExt for Row<'_> {
+    fn col<T: rusqlite::types::FromSql>(&self, index: usize) -> Result<T> {
+        self.get(index).map_err(map_err)
+    }
+}
+
+pub(crate) fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+pub(crate) fn ms(d: Duration) -> i64 {
+    duration_millis(d)
+}
+
+pub(crate) fn duration(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// u64 sequence numbers are stored bit for bit in SQLite's signed integers.
+pub(crate) fn seq_to_sql(sequence: u64) -> i64 {
+    i64::from_ne_bytes(sequence.to_ne_bytes())
+}
+
+pub(crate) fn seq_from_sql(stored: i64) -> u64 {
+    u64::from_ne_bytes(stored.to_ne_bytes())
+}
+
+pub(crate) fn slc(text: &str) -> Result<Slc> {
+    Slc::new(text).map_err(|e| corrupt("SLC", e))
+}
+
+pub(crate) fn server_id(text: &str) -> Result<RecordingServerId> {
+    RecordingServerId::new(text).map_err(|e| corrupt("recording server id", e))
+}
+
+pub(crate) fn reseller_id(text: &str) -> Result<ResellerId> {
+    ResellerId::new(text).map_err(|e| corrupt("reseller id", e))
+}
+
+pub(crate) fn code(text: &str) -> Result<ConditionCode> {
+    ConditionCode::parse(text).map_err(|e| corrupt("condition code", e))
+}
+
+pub(crate) fn token_hash(bytes: &[u8]) -> Result<TokenHash> {
+    TokenHash::from_slice(bytes).ok_or_else(|| corrupt("token hash", "not 32 bytes"))
+}
+
+pub(crate) fn digest(bytes: &[u8]) -> Result<MessageDigest> {
+    <[u8; 32]>::try_from(bytes).map(MessageDigest).map_err(|_| corrupt("message digest", "not 32 bytes"))
+}
+
+/// Availability as the (state, missed, unavailable_since) columns.
+pub(crate) fn availability_to_sql(a: &Availability) -> (i64, i64, Option<i64>) {
+    match *a {
+        Availability::Pending | Availability::Available => (0, 0, None),
+        Availability::Late { missed } => (1, i64::from(missed), None),
+        Availability::Unavailable { since, missed } => (2, i64::from(missed), Some(since.as_millis())),
+    }
+}
+
+pub(crate) fn availability_from_sql(state: i64, missed: i64, since: Option<i64>) -> Result<Availability> {
+    let missed = u32::try_from(missed).map_err(|e| corrupt("missed count", e))?;
+    match (state, since) {
+        (0, _) => Ok(Availability::Available),
+        (1, _) => Ok(Availability::Late { missed }),
+        (2, Some(since)) => Ok(Availability::Unavailable { since: ts(since), missed }),
+        _ => Err(corrupt("server state", format!("state {state}"))),
+    }
+}
+
+/// Columns: slc, reseller_id, product, product_version, subscription_expires_at, consent, registered_at.
+pub(crate) const INSTALLATION_COLUMNS: &str =
+    "slc, reseller_id, product, product_version, subscription_expires_at, consent, registered_at";
+
+pub(crate) fn installation(row: &Row<'_>, at: usize) -> Result<Installation> {
+    Ok(Installation {
+        slc: slc(&row.col::<String>(at)?)?,
+        reseller: reseller_id(&row.col::<String>(at + 1)?)?,
+        product: Product::new(&row.col::<String>(at + 2)?, &row.col::<String>(at + 3)?)
+            .map_err(|e| corrupt("product", e))?,
+        subscription_expires_at: row.col::<Option<i64>>(at + 4)?.map(ts),
+        consent: row.col::<bool>(at + 5)?,
+        registered_at: ts(row.col(at + 6)?),
+    })
+}
+
+/// Columns: health, worst_code, servers, unavailable, late, active_conditions.
+pub(crate) const SUMMARY_COLUMNS: &str = "health, worst_code, servers, unavailable, late, active_conditions";
+
+pub(crate) fn summary(row: &Row<'_>, at: usize) -> Result<HealthSummary> {
+    let count = |i: usize| -> Result<u32> { u32::try_from(row.col::<i64>(i)?).map_err(|e| corrupt("count", e)) };
+    let rank = u8::try_from(row.col::<i64>(at)?).map_err(|e| corrupt("health", e))?;
+    Ok(HealthSummary {
+        health: Health::from_rank(rank).map_err(|e| corrupt("health", e))?,
+        worst: row.col::<Option<String>>(at + 1)?.as_deref().map(code).transpose()?,
+        servers: count(at + 2)?,
+        unavailable: count(at + 3)?,
+        late: count(at + 4)?,
+        active_conditions: count(at + 5)?,
+    })
+}
+
+/// Columns of a server row, in the order [`server`] reads them.
+pub(crate) const SERVER_COLUMNS: &str = "slc, server_id, first_seen_at, last_seen_at, interval_ms, last_sequence, \
+     last_digest, state, missed, unavailable_since, next_check_at";
+
+pub(crate) fn server(row: &Row<'_>) -> Result<ServerRecord> {
+    Ok(ServerRecord {
+        slc: slc(&row.col::<String>(0)?)?,
+        server: server_id(&row.col::<String>(1)?)?,
+        first_seen_at: ts(row.col(2)?),
+        last_seen_at: ts(row.col(3)?),
+        interval: duration(row.col(4)?),
+        cursor: SequenceCursor { sequence: seq_from_sql(row.col(5)?), digest: digest(&row.col::<Vec<u8>>(6)?)? },
+        availability: availability_from_sql(row.col(7)?, row.col(8)?, row.col(9)?)?,
+        next_check_at: row.col::<Option<i64>>(10)?.map(ts),
+    })
+}

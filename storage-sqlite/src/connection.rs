@@ -1,0 +1,121 @@
+//! Connections, and running blocking SQLite work off the async runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use carewatch_core::{Error, Result};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::codec::map_err;
+use crate::migrate::migrate;
+
+const READERS: usize = 3;
+
+/// A Carewatch store in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.shared.path).finish()
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a committed transaction survives a power cut, not only a crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema
+    /// up to date.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+            .await
+            .map_err(|e| Error::storage("opening the SQLite database was interrupted", e))?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self> {
+        let context = |e: rusqlite::Error| {
+            Error::storage(format!("cannot open SQLite database {}", path.display()), e)
+        };
+        let mut writer = Connection::open(&path).map_err(context)?;
+        configure(&writer).map_err(context)?;
+        migrate(&mut writer).map_err(context)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let conn = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                )?;
+                conn.busy_timeout(Duration::from_secs(5))?;
+                conn.set_prepared_statement_cache_capacity(64);
+                Ok(Mutex::new(conn))
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(context)?;
+        tracing::debug!(path = %path.display(), "sqlite store open");
+        Ok(Self {
+            shared: Arc::new(Shared { path, writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Runs `f` in one write transaction (committed if `f` returns `Ok`).
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        run_blocking(move || {
+            let mut conn = shared.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(map_err)?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs `f` on a read connection, in one read transaction (a consistent snapshot).
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        run_blocking(move || {
+            let index = shared.next_reader.fetch_add(1, Ordering::Relaxed) % shared.readers.len();
+            let mut conn = shared.readers[index].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred).map_err(map_err)?;
+            f(&tx)
+        })
+        .await
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::storage("a SQLite task was interrupted", e))?
+}

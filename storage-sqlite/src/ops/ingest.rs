@@ -1,0 +1,206 @@
+//! Ingest: admission reads, signs of life and status reports.
+
+use carewatch_core::availability::Availability;
+use carewatch_core::condition::{ConditionKey, diff_snapshot};
+use carewatch_core::ids::{RecordingServerId, Slc};
+use carewatch_core::seal::{KeyId, WrappedKey};
+use carewatch_core::store::{Admission, HistoryKind, SignOfLife, StatusWrite, WriteOutcome};
+use carewatch_core::{ConditionCode, Result};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{admin, history, summary};
+use crate::codec::{self, RowExt, SERVER_COLUMNS, map_err, ms, seq_to_sql, ts};
+
+pub(crate) fn admission(
+    tx: &Transaction<'_>,
+    slc: &Slc,
+    server: &RecordingServerId,
+    key_id: KeyId,
+) -> Result<Option<Admission>> {
+    let Some(installation) = admin::installation(tx, slc)? else {
+        return Ok(None);
+    };
+    let key = tx
+        .prepare_cached("SELECT sealed FROM installation_keys WHERE slc = ?1 AND key_id = ?2 AND retired_at IS NULL")
+        .and_then(|mut stmt| stmt.query_row(params![slc.as_str(), key_id.get()], |r| r.get::<_, Vec<u8>>(0)).optional())
+        .map_err(map_err)?
+        .map(|sealed| WrappedKey { id: key_id, sealed });
+    let server = load_server(tx, slc, server)?;
+    Ok(Some(Admission { installation, key, server }))
+}
+
+fn load_server(
+    tx: &Transaction<'_>,
+    slc: &Slc,
+    server: &RecordingServerId,
+) -> Result<Option<carewatch_core::store::ServerRecord>> {
+    let mut stmt = tx
+        .prepare_cached(&format!("SELECT {SERVER_COLUMNS} FROM servers WHERE slc = ?1 AND server_id = ?2"))
+        .map_err(map_err)?;
+    let mut rows = stmt.query([slc.as_str(), server.as_str()]).map_err(map_err)?;
+    rows.next().map_err(map_err)?.map(codec::server).transpose()
+}
+
+/// What touching a server row did.
+enum Touch {
+    /// Applied; `availability_changed` if the server was new, late or unavailable.
+    Applied { availability_changed: bool },
+    Duplicate,
+    Stale(u64),
+}
+
+/// The sign-of-life part of any accepted message, with the sequence rule.
+fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
+    let Some(current) = load_server(tx, &sign.slc, &sign.server)? else {
+        tx.prepare_cached(
+            "INSERT INTO servers (slc, server_id, first_seen_at, last_seen_at, interval_ms, last_sequence, last_digest,
+                 state, missed, unavailable_since, next_check_at)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, 0, 0, NULL, ?7)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                sign.slc.as_str(),
+                sign.server.as_str(),
+                sign.received_at.as_millis(),
+                ms(sign.interval),
+                seq_to_sql(sign.cursor.sequence),
+                &sign.cursor.digest.0[..],
+                sign.next_check_at.as_millis(),
+            ])
+        })
+        .map_err(map_err)?;
+        history::record(tx, &sign.slc, &sign.server, sign.received_at, &HistoryKind::FirstSeen)?;
+        return Ok(Touch::Applied { availability_changed: true });
+    };
+    let last = current.cursor;
+    if sign.cursor.sequence < last.sequence || (sign.cursor.sequence == last.sequence && sign.cursor.digest != last.digest) {
+        return Ok(Touch::Stale(last.sequence));
+    }
+    if sign.cursor.sequence == last.sequence {
+        return Ok(Touch::Duplicate);
+    }
+    // last_seen_at never moves backwards; next_check_at follows the newest sign of life.
+    let newer = sign.received_at >= current.last_seen_at;
+    let (last_seen, next_check) = if newer {
+        (sign.received_at, Some(sign.next_check_at))
+    } else {
+        (current.last_seen_at, current.next_check_at.or(Some(sign.next_check_at)))
+    };
+    tx.prepare_cached(
+        "UPDATE servers SET last_seen_at = ?3, interval_ms = ?4, last_sequence = ?5, last_digest = ?6,
+             state = 0, missed = 0, unavailable_since = NULL, next_check_at = ?7
+         WHERE slc = ?1 AND server_id = ?2",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            sign.slc.as_str(),
+            sign.server.as_str(),
+            last_seen.as_millis(),
+            ms(sign.interval),
+            seq_to_sql(sign.cursor.sequence),
+            &sign.cursor.digest.0[..],
+            next_check.map(|t| t.as_millis()),
+        ])
+    })
+    .map_err(map_err)?;
+    if let Availability::Unavailable { since, .. } = current.availability {
+        resolve_unavailability(tx, sign, since)?;
+    }
+    Ok(Touch::Applied { availability_changed: current.availability != Availability::Available })
+}
+
+fn resolve_unavailability(tx: &Transaction<'_>, sign: &SignOfLife, since: carewatch_core::time::Timestamp) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE conditions SET resolved_at = ?4
+         WHERE slc = ?1 AND server_id = ?2 AND code = ?3 AND resolved_at IS NULL",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            sign.slc.as_str(),
+            sign.server.as_str(),
+            ConditionCode::ServerUnavailable.as_str(),
+            sign.received_at.as_millis()
+        ])
+    })
+    .map_err(map_err)?;
+    let kind = HistoryKind::Recovered { unavailable_for: sign.received_at.since(since), missed: sign.missed_before };
+    history::record(tx, &sign.slc, &sign.server, sign.received_at, &kind)
+}
+
+pub(crate) fn record_sign_of_life(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<WriteOutcome> {
+    match touch_server(tx, sign)? {
+        Touch::Duplicate => Ok(WriteOutcome::Duplicate),
+        Touch::Stale(last_accepted) => Ok(WriteOutcome::Stale { last_accepted }),
+        Touch::Applied { availability_changed: false } => Ok(WriteOutcome::Applied(None)),
+        Touch::Applied { availability_changed: true } => {
+            Ok(WriteOutcome::Applied(summary::refresh(tx, &sign.slc, sign.received_at)?))
+        }
+    }
+}
+
+pub(crate) fn apply_status_report(tx: &Transaction<'_>, report: &StatusWrite) -> Result<WriteOutcome> {
+    let sign = &report.sign;
+    let availability_changed = match touch_server(tx, sign)? {
+        Touch::Duplicate => return Ok(WriteOutcome::Duplicate),
+        Touch::Stale(last_accepted) => return Ok(WriteOutcome::Stale { last_accepted }),
+        Touch::Applied { availability_changed } => availability_changed,
+    };
+    let mut active = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT code, subject, detail, opened_at FROM conditions
+                 WHERE slc = ?1 AND server_id = ?2 AND resolved_at IS NULL",
+            )
+            .map_err(map_err)?;
+        let mut rows = stmt.query([sign.slc.as_str(), sign.server.as_str()]).map_err(map_err)?;
+        while let Some(row) = rows.next().map_err(map_err)? {
+            let key = ConditionKey { code: codec::code(&row.col::<String>(0)?)?, subject: row.col(1)? };
+            active.push((key, row.col::<String>(2)?, ts(row.col(3)?)));
+        }
+    }
+    let diff = diff_snapshot(active.iter().map(|(k, detail, _)| (k.clone(), detail.as_str())), &report.snapshot);
+    let at = sign.received_at.as_millis();
+    for opened in &diff.opened {
+        tx.prepare_cached(
+            "INSERT INTO conditions (slc, server_id, code, subject, detail, opened_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![sign.slc.as_str(), sign.server.as_str(), opened.code().as_str(), opened.subject(), opened.detail(), at])
+        })
+        .map_err(map_err)?;
+        let kind = HistoryKind::ConditionOpened { code: opened.code().clone(), subject: opened.subject().to_owned() };
+        history::record(tx, &sign.slc, &sign.server, sign.received_at, &kind)?;
+    }
+    for changed in &diff.detail_changed {
+        tx.prepare_cached(
+            "UPDATE conditions SET detail = ?5
+             WHERE slc = ?1 AND server_id = ?2 AND code = ?3 AND subject = ?4 AND resolved_at IS NULL",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![sign.slc.as_str(), sign.server.as_str(), changed.code().as_str(), changed.subject(), changed.detail()])
+        })
+        .map_err(map_err)?;
+    }
+    for resolved in &diff.resolved {
+        tx.prepare_cached(
+            "UPDATE conditions SET resolved_at = ?5
+             WHERE slc = ?1 AND server_id = ?2 AND code = ?3 AND subject = ?4 AND resolved_at IS NULL",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![sign.slc.as_str(), sign.server.as_str(), resolved.code.as_str(), resolved.subject, at])
+        })
+        .map_err(map_err)?;
+        let opened_at = active.iter().find(|(k, ..)| k == resolved).map_or(sign.received_at, |(.., t)| *t);
+        let kind = HistoryKind::ConditionResolved {
+            code: resolved.code.clone(),
+            subject: resolved.subject.clone(),
+            open_for: sign.received_at.since(opened_at),
+        };
+        history::record(tx, &sign.slc, &sign.server, sign.received_at, &kind)?;
+    }
+    if availability_changed || !diff.is_empty() {
+        return Ok(WriteOutcome::Applied(summary::refresh(tx, &sign.slc, sign.received_at)?));
+    }
+    Ok(WriteOutcome::Applied(None))
+}
