@@ -159,6 +159,8 @@ pub struct AvailabilityChange {
     pub availability: Availability,
     /// When to evaluate it again.
     pub next_check_at: Option<Timestamp>,
+    /// When it was evaluated (the sweep's clock): the time of the change.
+    pub evaluated_at: Timestamp,
 }
 
 /// One entry of an installation's history.

@@ -16,9 +16,13 @@ use rusqlite::{ErrorCode, Row};
 /// everything else is a storage failure.
 pub(crate) fn map_err(e: rusqlite::Error) -> Error {
     match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::SystemIoFailure | ErrorCode::DiskFull | ErrorCode::CannotOpen) => {
-            Error::storage_unavailable("SQLite database busy or unreachable", e)
-        }
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen,
+        ) => Error::storage_unavailable("SQLite database busy or unreachable", e),
         _ => Error::storage("SQLite operation failed", e),
     }
 }
@@ -37,7 +41,10 @@ pub(crate) fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
 
 /// A stored value that does not decode: the database was altered outside Carewatch.
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Storage { message: format!("stored {what} is invalid ({e}); was the database altered?"), source: None }
+    Error::Storage {
+        message: format!("stored {what} is invalid ({e}); was the database altered?"),
+        source: None,
+    }
 }
 
 pub(crate) trait RowExt {
@@ -92,7 +99,9 @@ pub(crate) fn token_hash(bytes: &[u8]) -> Result<TokenHash> {
 }
 
 pub(crate) fn digest(bytes: &[u8]) -> Result<MessageDigest> {
-    <[u8; 32]>::try_from(bytes).map(MessageDigest).map_err(|_| corrupt("message digest", "not 32 bytes"))
+    <[u8; 32]>::try_from(bytes)
+        .map(MessageDigest)
+        .map_err(|_| corrupt("message digest", "not 32 bytes"))
 }
 
 /// Availability as the (state, missed, unavailable_since) columns.
@@ -100,16 +109,25 @@ pub(crate) fn availability_to_sql(a: &Availability) -> (i64, i64, Option<i64>) {
     match *a {
         Availability::Pending | Availability::Available => (0, 0, None),
         Availability::Late { missed } => (1, i64::from(missed), None),
-        Availability::Unavailable { since, missed } => (2, i64::from(missed), Some(since.as_millis())),
+        Availability::Unavailable { since, missed } => {
+            (2, i64::from(missed), Some(since.as_millis()))
+        }
     }
 }
 
-pub(crate) fn availability_from_sql(state: i64, missed: i64, since: Option<i64>) -> Result<Availability> {
+pub(crate) fn availability_from_sql(
+    state: i64,
+    missed: i64,
+    since: Option<i64>,
+) -> Result<Availability> {
     let missed = u32::try_from(missed).map_err(|e| corrupt("missed count", e))?;
     match (state, since) {
         (0, _) => Ok(Availability::Available),
         (1, _) => Ok(Availability::Late { missed }),
-        (2, Some(since)) => Ok(Availability::Unavailable { since: ts(since), missed }),
+        (2, Some(since)) => Ok(Availability::Unavailable {
+            since: ts(since),
+            missed,
+        }),
         _ => Err(corrupt("server state", format!("state {state}"))),
     }
 }
@@ -131,14 +149,21 @@ pub(crate) fn installation(row: &Row<'_>, at: usize) -> Result<Installation> {
 }
 
 /// Columns: health, worst_code, servers, unavailable, late, active_conditions.
-pub(crate) const SUMMARY_COLUMNS: &str = "health, worst_code, servers, unavailable, late, active_conditions";
+pub(crate) const SUMMARY_COLUMNS: &str =
+    "health, worst_code, servers, unavailable, late, active_conditions";
 
 pub(crate) fn summary(row: &Row<'_>, at: usize) -> Result<HealthSummary> {
-    let count = |i: usize| -> Result<u32> { u32::try_from(row.col::<i64>(i)?).map_err(|e| corrupt("count", e)) };
+    let count = |i: usize| -> Result<u32> {
+        u32::try_from(row.col::<i64>(i)?).map_err(|e| corrupt("count", e))
+    };
     let rank = u8::try_from(row.col::<i64>(at)?).map_err(|e| corrupt("health", e))?;
     Ok(HealthSummary {
         health: Health::from_rank(rank).map_err(|e| corrupt("health", e))?,
-        worst: row.col::<Option<String>>(at + 1)?.as_deref().map(code).transpose()?,
+        worst: row
+            .col::<Option<String>>(at + 1)?
+            .as_deref()
+            .map(code)
+            .transpose()?,
         servers: count(at + 2)?,
         unavailable: count(at + 3)?,
         late: count(at + 4)?,
@@ -157,7 +182,10 @@ pub(crate) fn server(row: &Row<'_>) -> Result<ServerRecord> {
         first_seen_at: ts(row.col(2)?),
         last_seen_at: ts(row.col(3)?),
         interval: duration(row.col(4)?),
-        cursor: SequenceCursor { sequence: seq_from_sql(row.col(5)?), digest: digest(&row.col::<Vec<u8>>(6)?)? },
+        cursor: SequenceCursor {
+            sequence: seq_from_sql(row.col(5)?),
+            digest: digest(&row.col::<Vec<u8>>(6)?)?,
+        },
         availability: availability_from_sql(row.col(7)?, row.col(8)?, row.col(9)?)?,
         next_check_at: row.col::<Option<i64>>(10)?.map(ts),
     })

@@ -28,7 +28,9 @@ struct Shared {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.shared.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.shared.path)
+            .finish()
     }
 }
 
@@ -63,7 +65,9 @@ impl SqliteStore {
             .map(|_| {
                 let conn = Connection::open_with_flags(
                     &path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
                 )?;
                 conn.busy_timeout(Duration::from_secs(5))?;
                 conn.set_prepared_statement_cache_capacity(64);
@@ -73,7 +77,12 @@ impl SqliteStore {
             .map_err(context)?;
         tracing::debug!(path = %path.display(), "sqlite store open");
         Ok(Self {
-            shared: Arc::new(Shared { path, writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) }),
+            shared: Arc::new(Shared {
+                path,
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
         })
     }
 
@@ -90,8 +99,13 @@ impl SqliteStore {
     {
         let shared = self.shared.clone();
         run_blocking(move || {
-            let mut conn = shared.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
+            let mut conn = shared
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_err)?;
             let value = f(&tx)?;
             tx.commit().map_err(map_err)?;
             Ok(value)
@@ -108,14 +122,22 @@ impl SqliteStore {
         let shared = self.shared.clone();
         run_blocking(move || {
             let index = shared.next_reader.fetch_add(1, Ordering::Relaxed) % shared.readers.len();
-            let mut conn = shared.readers[index].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred).map_err(map_err)?;
+            let mut conn = shared.readers[index]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
+                .map_err(map_err)?;
             f(&tx)
         })
         .await
     }
 }
 
-async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::storage("a SQLite task was interrupted", e))?
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::storage("a SQLite task was interrupted", e))?
 }

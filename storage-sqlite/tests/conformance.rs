@@ -16,14 +16,20 @@ struct SqliteFile {
 #[async_trait::async_trait]
 impl TestBackend for Sqlite {
     async fn fresh(&self) -> Box<dyn TestDatabase> {
-        Box::new(SqliteFile { dir: tempfile::tempdir().expect("temporary directory") })
+        Box::new(SqliteFile {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        })
     }
 }
 
 #[async_trait::async_trait]
 impl TestDatabase for SqliteFile {
     async fn open(&self) -> Arc<dyn Store> {
-        Arc::new(SqliteStore::open(self.dir.path().join("carewatch.db")).await.expect("opens SQLite store"))
+        Arc::new(
+            SqliteStore::open(self.dir.path().join("carewatch.db"))
+                .await
+                .expect("opens SQLite store"),
+        )
     }
 }
 

@@ -46,6 +46,7 @@ impl Carewatch {
                         expected_last_seen: s.last_seen_at,
                         availability: e.availability,
                         next_check_at: e.next_change_at,
+                        evaluated_at: now,
                     }
                 })
                 .collect();
@@ -103,8 +104,8 @@ impl Carewatch {
                 tracing::warn!(error = %e, "maintenance tick failed; retrying next tick");
             }
             // Other nodes may have recorded downtime windows too.
-            reload_every += 1;
-            if reload_every % 30 == 0
+            reload_every = reload_every.wrapping_add(1);
+            if reload_every.is_multiple_of(30)
                 && let Err(e) = self.reload_downtime().await
             {
                 tracing::warn!(error = %e, "reloading downtime windows failed");

@@ -10,37 +10,67 @@ use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::codec::{self, INSTALLATION_COLUMNS, RowExt, is_foreign_key_violation, is_unique_violation, map_err, ts};
+use crate::codec::{
+    self, INSTALLATION_COLUMNS, RowExt, is_foreign_key_violation, is_unique_violation, map_err, ts,
+};
 
 pub(crate) fn create_reseller(tx: &Transaction<'_>, r: &Reseller, token: &TokenHash) -> Result<()> {
     tx.execute(
         "INSERT INTO resellers (id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![r.id.as_str(), r.name, &token.as_bytes()[..], r.created_at.as_millis()],
+        params![
+            r.id.as_str(),
+            r.name,
+            &token.as_bytes()[..],
+            r.created_at.as_millis()
+        ],
     )
-    .map_err(|e| if is_unique_violation(&e) { Error::AlreadyExists { what: format!("reseller {}", r.id) } } else { map_err(e) })?;
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::AlreadyExists {
+                what: format!("reseller {}", r.id),
+            }
+        } else {
+            map_err(e)
+        }
+    })?;
     Ok(())
 }
 
-pub(crate) fn set_reseller_token(tx: &Transaction<'_>, id: &ResellerId, token: &TokenHash) -> Result<()> {
+pub(crate) fn set_reseller_token(
+    tx: &Transaction<'_>,
+    id: &ResellerId,
+    token: &TokenHash,
+) -> Result<()> {
     let changed = tx
-        .execute("UPDATE resellers SET token_hash = ?2 WHERE id = ?1", params![id.as_str(), &token.as_bytes()[..]])
+        .execute(
+            "UPDATE resellers SET token_hash = ?2 WHERE id = ?1",
+            params![id.as_str(), &token.as_bytes()[..]],
+        )
         .map_err(map_err)?;
     if changed == 0 {
-        return Err(Error::NotFound { what: format!("reseller {id}") });
+        return Err(Error::NotFound {
+            what: format!("reseller {id}"),
+        });
     }
     Ok(())
 }
 
 pub(crate) fn reseller_token(tx: &Transaction<'_>, id: &ResellerId) -> Result<Option<TokenHash>> {
     let stored: Option<Vec<u8>> = tx
-        .query_row("SELECT token_hash FROM resellers WHERE id = ?1", [id.as_str()], |r| r.get(0))
+        .query_row(
+            "SELECT token_hash FROM resellers WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(map_err)?;
     stored.map(|bytes| codec::token_hash(&bytes)).transpose()
 }
 
 pub(crate) fn resellers(tx: &Transaction<'_>) -> Result<Vec<Reseller>> {
-    let mut stmt = tx.prepare_cached("SELECT id, name, created_at FROM resellers ORDER BY id").map_err(map_err)?;
+    let mut stmt = tx
+        .prepare_cached("SELECT id, name, created_at FROM resellers ORDER BY id")
+        .map_err(map_err)?;
     let mut rows = stmt.query([]).map_err(map_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
@@ -53,7 +83,11 @@ pub(crate) fn resellers(tx: &Transaction<'_>) -> Result<Vec<Reseller>> {
     Ok(out)
 }
 
-pub(crate) fn set_operator_token(tx: &Transaction<'_>, name: &ResellerId, token: &TokenHash) -> Result<()> {
+pub(crate) fn set_operator_token(
+    tx: &Transaction<'_>,
+    name: &ResellerId,
+    token: &TokenHash,
+) -> Result<()> {
     tx.execute(
         "INSERT INTO operators (name, token_hash) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash",
@@ -65,14 +99,19 @@ pub(crate) fn set_operator_token(tx: &Transaction<'_>, name: &ResellerId, token:
 
 pub(crate) fn operator_token(tx: &Transaction<'_>, name: &ResellerId) -> Result<Option<TokenHash>> {
     let stored: Option<Vec<u8>> = tx
-        .query_row("SELECT token_hash FROM operators WHERE name = ?1", [name.as_str()], |r| r.get(0))
+        .query_row(
+            "SELECT token_hash FROM operators WHERE name = ?1",
+            [name.as_str()],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(map_err)?;
     stored.map(|bytes| codec::token_hash(&bytes)).transpose()
 }
 
 pub(crate) fn has_operator(tx: &Transaction<'_>) -> Result<bool> {
-    tx.query_row("SELECT EXISTS (SELECT 1 FROM operators)", [], |r| r.get(0)).map_err(map_err)
+    tx.query_row("SELECT EXISTS (SELECT 1 FROM operators)", [], |r| r.get(0))
+        .map_err(map_err)
 }
 
 pub(crate) fn register_installation(tx: &Transaction<'_>, i: &Installation) -> Result<()> {
@@ -106,21 +145,31 @@ pub(crate) fn register_installation(tx: &Transaction<'_>, i: &Installation) -> R
 
 pub(crate) fn installation(tx: &Transaction<'_>, slc: &Slc) -> Result<Option<Installation>> {
     let mut stmt = tx
-        .prepare_cached(&format!("SELECT {INSTALLATION_COLUMNS} FROM installations WHERE slc = ?1"))
+        .prepare_cached(&format!(
+            "SELECT {INSTALLATION_COLUMNS} FROM installations WHERE slc = ?1"
+        ))
         .map_err(map_err)?;
     let mut rows = stmt.query([slc.as_str()]).map_err(map_err)?;
-    rows.next().map_err(map_err)?.map(|row| codec::installation(row, 0)).transpose()
+    rows.next()
+        .map_err(map_err)?
+        .map(|row| codec::installation(row, 0))
+        .transpose()
 }
 
-pub(crate) fn update_installation(tx: &Transaction<'_>, slc: &Slc, update: &InstallationUpdate) -> Result<Installation> {
+pub(crate) fn update_installation(
+    tx: &Transaction<'_>,
+    slc: &Slc,
+    update: &InstallationUpdate,
+) -> Result<Installation> {
     let changed = match update {
         InstallationUpdate::Subscription(until) => tx.execute(
             "UPDATE installations SET subscription_expires_at = ?2 WHERE slc = ?1",
             params![slc.as_str(), until.map(Timestamp::as_millis)],
         ),
-        InstallationUpdate::Consent(accepted) => {
-            tx.execute("UPDATE installations SET consent = ?2 WHERE slc = ?1", params![slc.as_str(), accepted])
-        }
+        InstallationUpdate::Consent(accepted) => tx.execute(
+            "UPDATE installations SET consent = ?2 WHERE slc = ?1",
+            params![slc.as_str(), accepted],
+        ),
         InstallationUpdate::Product(p) => tx.execute(
             "UPDATE installations SET product = ?2, product_version = ?3 WHERE slc = ?1",
             params![slc.as_str(), p.name(), p.version()],
@@ -133,14 +182,21 @@ pub(crate) fn update_installation(tx: &Transaction<'_>, slc: &Slc, update: &Inst
     installation(tx, slc)?.ok_or_else(|| Error::installation_not_found(slc))
 }
 
-pub(crate) fn add_installation_key(tx: &Transaction<'_>, slc: &Slc, key: &WrappedKey, at: Timestamp) -> Result<()> {
+pub(crate) fn add_installation_key(
+    tx: &Transaction<'_>,
+    slc: &Slc,
+    key: &WrappedKey,
+    at: Timestamp,
+) -> Result<()> {
     tx.execute(
         "INSERT INTO installation_keys (slc, key_id, sealed, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![slc.as_str(), key.id.get(), key.sealed, at.as_millis()],
     )
     .map_err(|e| {
         if is_unique_violation(&e) {
-            Error::AlreadyExists { what: format!("key {} of installation {slc}", key.id) }
+            Error::AlreadyExists {
+                what: format!("key {} of installation {slc}", key.id),
+            }
         } else if is_foreign_key_violation(&e) {
             Error::installation_not_found(slc)
         } else {
@@ -158,7 +214,10 @@ pub(crate) fn installation_keys(tx: &Transaction<'_>, slc: &Slc) -> Result<Vec<S
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
         out.push(StoredKey {
-            wrapped: WrappedKey { id: KeyId::new(row.col(0)?), sealed: row.col(1)? },
+            wrapped: WrappedKey {
+                id: KeyId::new(row.col(0)?),
+                sealed: row.col(1)?,
+            },
             created_at: ts(row.col(2)?),
             retired_at: row.col::<Option<i64>>(3)?.map(ts),
         });
@@ -166,7 +225,12 @@ pub(crate) fn installation_keys(tx: &Transaction<'_>, slc: &Slc) -> Result<Vec<S
     Ok(out)
 }
 
-pub(crate) fn retire_installation_key(tx: &Transaction<'_>, slc: &Slc, id: KeyId, at: Timestamp) -> Result<()> {
+pub(crate) fn retire_installation_key(
+    tx: &Transaction<'_>,
+    slc: &Slc,
+    id: KeyId,
+    at: Timestamp,
+) -> Result<()> {
     let changed = tx
         .execute(
             "UPDATE installation_keys SET retired_at = COALESCE(retired_at, ?3) WHERE slc = ?1 AND key_id = ?2",
@@ -174,7 +238,9 @@ pub(crate) fn retire_installation_key(tx: &Transaction<'_>, slc: &Slc, id: KeyId
         )
         .map_err(map_err)?;
     if changed == 0 {
-        return Err(Error::NotFound { what: format!("key {id} of installation {slc}") });
+        return Err(Error::NotFound {
+            what: format!("key {id} of installation {slc}"),
+        });
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Time-driven availability changes, liveness marks and downtime windows.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use carewatch_core::availability::{Availability, DowntimeWindow};
 use carewatch_core::store::{AvailabilityChange, HistoryKind, ServerRecord, SummaryChange};
@@ -9,15 +9,23 @@ use carewatch_core::{ConditionCode, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{history, summary};
-use crate::codec::{self, RowExt, SERVER_COLUMNS, availability_from_sql, availability_to_sql, corrupt, map_err, ts};
+use crate::codec::{
+    self, RowExt, SERVER_COLUMNS, availability_from_sql, availability_to_sql, corrupt, map_err, ts,
+};
 
-pub(crate) fn due_servers(tx: &Transaction<'_>, now: Timestamp, limit: u32) -> Result<Vec<ServerRecord>> {
+pub(crate) fn due_servers(
+    tx: &Transaction<'_>,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<ServerRecord>> {
     let mut stmt = tx
         .prepare_cached(&format!(
             "SELECT {SERVER_COLUMNS} FROM servers WHERE next_check_at <= ?1 ORDER BY next_check_at LIMIT ?2"
         ))
         .map_err(map_err)?;
-    let mut rows = stmt.query(params![now.as_millis(), limit]).map_err(map_err)?;
+    let mut rows = stmt
+        .query(params![now.as_millis(), limit])
+        .map_err(map_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
         out.push(codec::server(row)?);
@@ -25,9 +33,12 @@ pub(crate) fn due_servers(tx: &Transaction<'_>, now: Timestamp, limit: u32) -> R
     Ok(out)
 }
 
-pub(crate) fn apply_availability(tx: &Transaction<'_>, changes: &[AvailabilityChange]) -> Result<Vec<SummaryChange>> {
-    let mut touched = BTreeSet::new();
-    let mut latest = Timestamp::EPOCH;
+pub(crate) fn apply_availability(
+    tx: &Transaction<'_>,
+    changes: &[AvailabilityChange],
+) -> Result<Vec<SummaryChange>> {
+    // Installation -> when its servers changed; its summary is refreshed once.
+    let mut touched = BTreeMap::new();
     for change in changes {
         let current = tx
             .prepare_cached(
@@ -41,7 +52,9 @@ pub(crate) fn apply_availability(tx: &Transaction<'_>, changes: &[AvailabilityCh
             })
             .map_err(map_err)?;
         // A message arrived since the evaluation (or the server is gone): it wins.
-        let Some((last_seen, state, missed, since)) = current else { continue };
+        let Some((last_seen, state, missed, since)) = current else {
+            continue;
+        };
         if last_seen != change.expected_last_seen.as_millis() {
             continue;
         }
@@ -79,27 +92,38 @@ pub(crate) fn apply_availability(tx: &Transaction<'_>, changes: &[AvailabilityCh
                 ])
             })
             .map_err(map_err)?;
-            history::record(tx, &change.slc, &change.server, since, &HistoryKind::BecameUnavailable { missed })?;
+            history::record(
+                tx,
+                &change.slc,
+                &change.server,
+                since,
+                &HistoryKind::BecameUnavailable { missed },
+            )?;
         }
         if before != change.availability {
-            touched.insert(change.slc.clone());
-            latest = latest.max(match change.availability {
-                Availability::Unavailable { since, .. } => since,
-                _ => change.expected_last_seen,
-            });
+            let at = touched
+                .entry(change.slc.clone())
+                .or_insert(change.evaluated_at);
+            *at = (*at).max(change.evaluated_at);
         }
     }
     let mut summary_changes = Vec::new();
-    for slc in touched {
-        if let Some(change) = summary::refresh(tx, &slc, latest)? {
+    for (slc, at) in touched {
+        if let Some(change) = summary::refresh(tx, &slc, at)? {
             summary_changes.push(change);
         }
     }
     Ok(summary_changes)
 }
 
-pub(crate) fn mark_alive(tx: &Transaction<'_>, node: &str, at: Timestamp) -> Result<Option<Timestamp>> {
-    let previous: Option<i64> = tx.query_row("SELECT max(alive_at) FROM liveness", [], |r| r.get(0)).map_err(map_err)?;
+pub(crate) fn mark_alive(
+    tx: &Transaction<'_>,
+    node: &str,
+    at: Timestamp,
+) -> Result<Option<Timestamp>> {
+    let previous: Option<i64> = tx
+        .query_row("SELECT max(alive_at) FROM liveness", [], |r| r.get(0))
+        .map_err(map_err)?;
     tx.execute(
         "INSERT INTO liveness (node, alive_at) VALUES (?1, ?2)
          ON CONFLICT (node) DO UPDATE SET alive_at = max(alive_at, excluded.alive_at)",
@@ -125,7 +149,10 @@ pub(crate) fn downtime(tx: &Transaction<'_>, after: Timestamp) -> Result<Vec<Dow
     let mut rows = stmt.query([after.as_millis()]).map_err(map_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
-        out.push(DowntimeWindow::new(ts(row.col(0)?), ts(row.col(1)?)).map_err(|e| corrupt("downtime window", e))?);
+        out.push(
+            DowntimeWindow::new(ts(row.col(0)?), ts(row.col(1)?))
+                .map_err(|e| corrupt("downtime window", e))?,
+        );
     }
     Ok(out)
 }

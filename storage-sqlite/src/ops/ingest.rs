@@ -26,7 +26,11 @@ pub(crate) fn admission(
         .map_err(map_err)?
         .map(|sealed| WrappedKey { id: key_id, sealed });
     let server = load_server(tx, slc, server)?;
-    Ok(Some(Admission { installation, key, server }))
+    Ok(Some(Admission {
+        installation,
+        key,
+        server,
+    }))
 }
 
 fn load_server(
@@ -35,16 +39,22 @@ fn load_server(
     server: &RecordingServerId,
 ) -> Result<Option<carewatch_core::store::ServerRecord>> {
     let mut stmt = tx
-        .prepare_cached(&format!("SELECT {SERVER_COLUMNS} FROM servers WHERE slc = ?1 AND server_id = ?2"))
+        .prepare_cached(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers WHERE slc = ?1 AND server_id = ?2"
+        ))
         .map_err(map_err)?;
-    let mut rows = stmt.query([slc.as_str(), server.as_str()]).map_err(map_err)?;
+    let mut rows = stmt
+        .query([slc.as_str(), server.as_str()])
+        .map_err(map_err)?;
     rows.next().map_err(map_err)?.map(codec::server).transpose()
 }
 
 /// What touching a server row did.
 enum Touch {
     /// Applied; `availability_changed` if the server was new, late or unavailable.
-    Applied { availability_changed: bool },
+    Applied {
+        availability_changed: bool,
+    },
     Duplicate,
     Stale(u64),
 }
@@ -69,11 +79,21 @@ fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
             ])
         })
         .map_err(map_err)?;
-        history::record(tx, &sign.slc, &sign.server, sign.received_at, &HistoryKind::FirstSeen)?;
-        return Ok(Touch::Applied { availability_changed: true });
+        history::record(
+            tx,
+            &sign.slc,
+            &sign.server,
+            sign.received_at,
+            &HistoryKind::FirstSeen,
+        )?;
+        return Ok(Touch::Applied {
+            availability_changed: true,
+        });
     };
     let last = current.cursor;
-    if sign.cursor.sequence < last.sequence || (sign.cursor.sequence == last.sequence && sign.cursor.digest != last.digest) {
+    if sign.cursor.sequence < last.sequence
+        || (sign.cursor.sequence == last.sequence && sign.cursor.digest != last.digest)
+    {
         return Ok(Touch::Stale(last.sequence));
     }
     if sign.cursor.sequence == last.sequence {
@@ -84,7 +104,10 @@ fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
     let (last_seen, next_check) = if newer {
         (sign.received_at, Some(sign.next_check_at))
     } else {
-        (current.last_seen_at, current.next_check_at.or(Some(sign.next_check_at)))
+        (
+            current.last_seen_at,
+            current.next_check_at.or(Some(sign.next_check_at)),
+        )
     };
     tx.prepare_cached(
         "UPDATE servers SET last_seen_at = ?3, interval_ms = ?4, last_sequence = ?5, last_digest = ?6,
@@ -106,10 +129,16 @@ fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
     if let Availability::Unavailable { since, .. } = current.availability {
         resolve_unavailability(tx, sign, since)?;
     }
-    Ok(Touch::Applied { availability_changed: current.availability != Availability::Available })
+    Ok(Touch::Applied {
+        availability_changed: current.availability != Availability::Available,
+    })
 }
 
-fn resolve_unavailability(tx: &Transaction<'_>, sign: &SignOfLife, since: carewatch_core::time::Timestamp) -> Result<()> {
+fn resolve_unavailability(
+    tx: &Transaction<'_>,
+    sign: &SignOfLife,
+    since: carewatch_core::time::Timestamp,
+) -> Result<()> {
     tx.prepare_cached(
         "UPDATE conditions SET resolved_at = ?4
          WHERE slc = ?1 AND server_id = ?2 AND code = ?3 AND resolved_at IS NULL",
@@ -123,7 +152,10 @@ fn resolve_unavailability(tx: &Transaction<'_>, sign: &SignOfLife, since: carewa
         ])
     })
     .map_err(map_err)?;
-    let kind = HistoryKind::Recovered { unavailable_for: sign.received_at.since(since), missed: sign.missed_before };
+    let kind = HistoryKind::Recovered {
+        unavailable_for: sign.received_at.since(since),
+        missed: sign.missed_before,
+    };
     history::record(tx, &sign.slc, &sign.server, sign.received_at, &kind)
 }
 
@@ -131,19 +163,30 @@ pub(crate) fn record_sign_of_life(tx: &Transaction<'_>, sign: &SignOfLife) -> Re
     match touch_server(tx, sign)? {
         Touch::Duplicate => Ok(WriteOutcome::Duplicate),
         Touch::Stale(last_accepted) => Ok(WriteOutcome::Stale { last_accepted }),
-        Touch::Applied { availability_changed: false } => Ok(WriteOutcome::Applied(None)),
-        Touch::Applied { availability_changed: true } => {
-            Ok(WriteOutcome::Applied(summary::refresh(tx, &sign.slc, sign.received_at)?))
-        }
+        Touch::Applied {
+            availability_changed: false,
+        } => Ok(WriteOutcome::Applied(None)),
+        Touch::Applied {
+            availability_changed: true,
+        } => Ok(WriteOutcome::Applied(summary::refresh(
+            tx,
+            &sign.slc,
+            sign.received_at,
+        )?)),
     }
 }
 
-pub(crate) fn apply_status_report(tx: &Transaction<'_>, report: &StatusWrite) -> Result<WriteOutcome> {
+pub(crate) fn apply_status_report(
+    tx: &Transaction<'_>,
+    report: &StatusWrite,
+) -> Result<WriteOutcome> {
     let sign = &report.sign;
     let availability_changed = match touch_server(tx, sign)? {
         Touch::Duplicate => return Ok(WriteOutcome::Duplicate),
         Touch::Stale(last_accepted) => return Ok(WriteOutcome::Stale { last_accepted }),
-        Touch::Applied { availability_changed } => availability_changed,
+        Touch::Applied {
+            availability_changed,
+        } => availability_changed,
     };
     let mut active = Vec::new();
     {
@@ -153,13 +196,23 @@ pub(crate) fn apply_status_report(tx: &Transaction<'_>, report: &StatusWrite) ->
                  WHERE slc = ?1 AND server_id = ?2 AND resolved_at IS NULL",
             )
             .map_err(map_err)?;
-        let mut rows = stmt.query([sign.slc.as_str(), sign.server.as_str()]).map_err(map_err)?;
+        let mut rows = stmt
+            .query([sign.slc.as_str(), sign.server.as_str()])
+            .map_err(map_err)?;
         while let Some(row) = rows.next().map_err(map_err)? {
-            let key = ConditionKey { code: codec::code(&row.col::<String>(0)?)?, subject: row.col(1)? };
+            let key = ConditionKey {
+                code: codec::code(&row.col::<String>(0)?)?,
+                subject: row.col(1)?,
+            };
             active.push((key, row.col::<String>(2)?, ts(row.col(3)?)));
         }
     }
-    let diff = diff_snapshot(active.iter().map(|(k, detail, _)| (k.clone(), detail.as_str())), &report.snapshot);
+    let diff = diff_snapshot(
+        active
+            .iter()
+            .map(|(k, detail, _)| (k.clone(), detail.as_str())),
+        &report.snapshot,
+    );
     let at = sign.received_at.as_millis();
     for opened in &diff.opened {
         tx.prepare_cached(
@@ -169,7 +222,10 @@ pub(crate) fn apply_status_report(tx: &Transaction<'_>, report: &StatusWrite) ->
             stmt.execute(params![sign.slc.as_str(), sign.server.as_str(), opened.code().as_str(), opened.subject(), opened.detail(), at])
         })
         .map_err(map_err)?;
-        let kind = HistoryKind::ConditionOpened { code: opened.code().clone(), subject: opened.subject().to_owned() };
+        let kind = HistoryKind::ConditionOpened {
+            code: opened.code().clone(),
+            subject: opened.subject().to_owned(),
+        };
         history::record(tx, &sign.slc, &sign.server, sign.received_at, &kind)?;
     }
     for changed in &diff.detail_changed {
@@ -191,7 +247,10 @@ pub(crate) fn apply_status_report(tx: &Transaction<'_>, report: &StatusWrite) ->
             stmt.execute(params![sign.slc.as_str(), sign.server.as_str(), resolved.code.as_str(), resolved.subject, at])
         })
         .map_err(map_err)?;
-        let opened_at = active.iter().find(|(k, ..)| k == resolved).map_or(sign.received_at, |(.., t)| *t);
+        let opened_at = active
+            .iter()
+            .find(|(k, ..)| k == resolved)
+            .map_or(sign.received_at, |(.., t)| *t);
         let kind = HistoryKind::ConditionResolved {
             code: resolved.code.clone(),
             subject: resolved.subject.clone(),
@@ -200,7 +259,11 @@ pub(crate) fn apply_status_report(tx: &Transaction<'_>, report: &StatusWrite) ->
         history::record(tx, &sign.slc, &sign.server, sign.received_at, &kind)?;
     }
     if availability_changed || !diff.is_empty() {
-        return Ok(WriteOutcome::Applied(summary::refresh(tx, &sign.slc, sign.received_at)?));
+        return Ok(WriteOutcome::Applied(summary::refresh(
+            tx,
+            &sign.slc,
+            sign.received_at,
+        )?));
     }
     Ok(WriteOutcome::Applied(None))
 }

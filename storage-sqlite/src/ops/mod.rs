@@ -15,8 +15,9 @@ use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
-    Admission, AvailabilityChange, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller,
-    ServerRecord, SignOfLife, StatusWrite, Store, StoredKey, SummaryChange, WriteOutcome,
+    Admission, AvailabilityChange, InstallationDetail, InstallationUpdate, OverviewPage,
+    OverviewQuery, Reseller, ServerRecord, SignOfLife, StatusWrite, Store, StoredKey,
+    SummaryChange, WriteOutcome,
 };
 use carewatch_core::time::Timestamp;
 
@@ -26,12 +27,14 @@ use crate::SqliteStore;
 impl Store for SqliteStore {
     async fn create_reseller(&self, reseller: &Reseller, token: &TokenHash) -> Result<()> {
         let (reseller, token) = (reseller.clone(), token.clone());
-        self.write(move |tx| admin::create_reseller(tx, &reseller, &token)).await
+        self.write(move |tx| admin::create_reseller(tx, &reseller, &token))
+            .await
     }
 
     async fn set_reseller_token(&self, id: &ResellerId, token: &TokenHash) -> Result<()> {
         let (id, token) = (id.clone(), token.clone());
-        self.write(move |tx| admin::set_reseller_token(tx, &id, &token)).await
+        self.write(move |tx| admin::set_reseller_token(tx, &id, &token))
+            .await
     }
 
     async fn reseller_token(&self, id: &ResellerId) -> Result<Option<TokenHash>> {
@@ -45,7 +48,8 @@ impl Store for SqliteStore {
 
     async fn set_operator_token(&self, name: &ResellerId, token: &TokenHash) -> Result<()> {
         let (name, token) = (name.clone(), token.clone());
-        self.write(move |tx| admin::set_operator_token(tx, &name, &token)).await
+        self.write(move |tx| admin::set_operator_token(tx, &name, &token))
+            .await
     }
 
     async fn operator_token(&self, name: &ResellerId) -> Result<Option<TokenHash>> {
@@ -59,12 +63,18 @@ impl Store for SqliteStore {
 
     async fn register_installation(&self, installation: &Installation) -> Result<()> {
         let installation = installation.clone();
-        self.write(move |tx| admin::register_installation(tx, &installation)).await
+        self.write(move |tx| admin::register_installation(tx, &installation))
+            .await
     }
 
-    async fn update_installation(&self, slc: &Slc, update: &InstallationUpdate) -> Result<Installation> {
+    async fn update_installation(
+        &self,
+        slc: &Slc,
+        update: &InstallationUpdate,
+    ) -> Result<Installation> {
         let (slc, update) = (slc.clone(), update.clone());
-        self.write(move |tx| admin::update_installation(tx, &slc, &update)).await
+        self.write(move |tx| admin::update_installation(tx, &slc, &update))
+            .await
     }
 
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>> {
@@ -74,50 +84,73 @@ impl Store for SqliteStore {
 
     async fn add_installation_key(&self, slc: &Slc, key: &WrappedKey, at: Timestamp) -> Result<()> {
         let (slc, key) = (slc.clone(), key.clone());
-        self.write(move |tx| admin::add_installation_key(tx, &slc, &key, at)).await
+        self.write(move |tx| admin::add_installation_key(tx, &slc, &key, at))
+            .await
     }
 
     async fn installation_keys(&self, slc: &Slc) -> Result<Vec<StoredKey>> {
         let slc = slc.clone();
-        self.read(move |tx| admin::installation_keys(tx, &slc)).await
+        self.read(move |tx| admin::installation_keys(tx, &slc))
+            .await
     }
 
     async fn retire_installation_key(&self, slc: &Slc, id: KeyId, at: Timestamp) -> Result<()> {
         let slc = slc.clone();
-        self.write(move |tx| admin::retire_installation_key(tx, &slc, id, at)).await
+        self.write(move |tx| admin::retire_installation_key(tx, &slc, id, at))
+            .await
     }
 
-    async fn admission(&self, slc: &Slc, server: &RecordingServerId, key: KeyId) -> Result<Option<Admission>> {
+    async fn admission(
+        &self,
+        slc: &Slc,
+        server: &RecordingServerId,
+        key: KeyId,
+    ) -> Result<Option<Admission>> {
         let (slc, server) = (slc.clone(), server.clone());
-        self.read(move |tx| ingest::admission(tx, &slc, &server, key)).await
+        self.read(move |tx| ingest::admission(tx, &slc, &server, key))
+            .await
     }
 
     async fn record_signs_of_life(&self, batch: &[SignOfLife]) -> Result<Vec<WriteOutcome>> {
         let batch = batch.to_vec();
-        self.write(move |tx| batch.iter().map(|sign| ingest::record_sign_of_life(tx, sign)).collect()).await
+        self.write(move |tx| {
+            batch
+                .iter()
+                .map(|sign| ingest::record_sign_of_life(tx, sign))
+                .collect()
+        })
+        .await
     }
 
     async fn apply_status_report(&self, report: &StatusWrite) -> Result<WriteOutcome> {
         let report = report.clone();
-        self.write(move |tx| ingest::apply_status_report(tx, &report)).await
+        self.write(move |tx| ingest::apply_status_report(tx, &report))
+            .await
     }
 
     async fn due_servers(&self, now: Timestamp, limit: u32) -> Result<Vec<ServerRecord>> {
-        self.read(move |tx| availability::due_servers(tx, now, limit)).await
+        self.read(move |tx| availability::due_servers(tx, now, limit))
+            .await
     }
 
-    async fn apply_availability(&self, changes: &[AvailabilityChange]) -> Result<Vec<SummaryChange>> {
+    async fn apply_availability(
+        &self,
+        changes: &[AvailabilityChange],
+    ) -> Result<Vec<SummaryChange>> {
         let changes = changes.to_vec();
-        self.write(move |tx| availability::apply_availability(tx, &changes)).await
+        self.write(move |tx| availability::apply_availability(tx, &changes))
+            .await
     }
 
     async fn mark_alive(&self, node: &str, at: Timestamp) -> Result<Option<Timestamp>> {
         let node = node.to_owned();
-        self.write(move |tx| availability::mark_alive(tx, &node, at)).await
+        self.write(move |tx| availability::mark_alive(tx, &node, at))
+            .await
     }
 
     async fn record_downtime(&self, window: DowntimeWindow) -> Result<()> {
-        self.write(move |tx| availability::record_downtime(tx, window)).await
+        self.write(move |tx| availability::record_downtime(tx, window))
+            .await
     }
 
     async fn downtime(&self, after: Timestamp) -> Result<Vec<DowntimeWindow>> {
@@ -126,7 +159,8 @@ impl Store for SqliteStore {
 
     async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {
         let (reseller, query) = (reseller.clone(), query.clone());
-        self.read(move |tx| reads::overview(tx, &reseller, &query)).await
+        self.read(move |tx| reads::overview(tx, &reseller, &query))
+            .await
     }
 
     async fn installation_detail(
@@ -136,6 +170,7 @@ impl Store for SqliteStore {
         history_limit: u32,
     ) -> Result<Option<InstallationDetail>> {
         let (reseller, slc) = (reseller.clone(), slc.clone());
-        self.read(move |tx| reads::installation_detail(tx, &reseller, &slc, history_limit)).await
+        self.read(move |tx| reads::installation_detail(tx, &reseller, &slc, history_limit))
+            .await
     }
 }

@@ -1,18 +1,30 @@
 //! What resellers read: the overview and one installation's detail.
 
+use carewatch_core::Result;
 use carewatch_core::condition::ConditionRecord;
 use carewatch_core::health::Health;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
-use carewatch_core::store::{HealthTotals, InstallationDetail, OverviewPage, OverviewQuery, OverviewRow, PageCursor};
-use carewatch_core::{Result};
+use carewatch_core::store::{
+    HealthTotals, InstallationDetail, OverviewPage, OverviewQuery, OverviewRow, PageCursor,
+};
 use rusqlite::{Transaction, params};
 
 use super::history::{self, HISTORY_COLUMNS};
-use crate::codec::{self, INSTALLATION_COLUMNS, RowExt, SERVER_COLUMNS, SUMMARY_COLUMNS, corrupt, map_err, ts};
+use crate::codec::{
+    self, INSTALLATION_COLUMNS, RowExt, SERVER_COLUMNS, SUMMARY_COLUMNS, corrupt, map_err, ts,
+};
 
-pub(crate) fn overview(tx: &Transaction<'_>, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {
-    let min_health = if query.include_healthy { Health::Healthy } else { Health::Pending };
+pub(crate) fn overview(
+    tx: &Transaction<'_>,
+    reseller: &ResellerId,
+    query: &OverviewQuery,
+) -> Result<OverviewPage> {
+    let min_health = if query.include_healthy {
+        Health::Healthy
+    } else {
+        Health::Pending
+    };
     let (after_rank, after_slc) = match &query.after {
         Some(c) => (Some(c.health.rank()), Some(c.slc.as_str().to_owned())),
         None => (None, None),
@@ -30,36 +42,55 @@ pub(crate) fn overview(tx: &Transaction<'_>, reseller: &ResellerId, query: &Over
         .map_err(map_err)?;
     let limit = i64::from(query.page_size) + 1;
     let mut rows = stmt
-        .query(params![reseller.as_str(), min_health.rank(), after_rank, after_slc, limit])
+        .query(params![
+            reseller.as_str(),
+            min_health.rank(),
+            after_rank,
+            after_slc,
+            limit
+        ])
         .map_err(map_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
         out.push(OverviewRow {
             slc: codec::slc(&row.col::<String>(0)?)?,
-            product: Product::new(&row.col::<String>(1)?, &row.col::<String>(2)?).map_err(|e| corrupt("product", e))?,
+            product: Product::new(&row.col::<String>(1)?, &row.col::<String>(2)?)
+                .map_err(|e| corrupt("product", e))?,
             summary: codec::summary(row, 3)?,
             last_seen_at: row.col::<Option<i64>>(9)?.map(ts),
         });
     }
     let next = if out.len() > query.page_size as usize {
         out.truncate(query.page_size as usize);
-        out.last().map(|r| PageCursor { health: r.summary.health, slc: r.slc.clone() })
+        out.last().map(|r| PageCursor {
+            health: r.summary.health,
+            slc: r.slc.clone(),
+        })
     } else {
         None
     };
-    Ok(OverviewPage { rows: out, next, totals: totals(tx, reseller)? })
+    Ok(OverviewPage {
+        rows: out,
+        next,
+        totals: totals(tx, reseller)?,
+    })
 }
 
 fn totals(tx: &Transaction<'_>, reseller: &ResellerId) -> Result<HealthTotals> {
     let mut stmt = tx
-        .prepare_cached("SELECT health, count(*) FROM installations WHERE reseller_id = ?1 GROUP BY health")
+        .prepare_cached(
+            "SELECT health, count(*) FROM installations WHERE reseller_id = ?1 GROUP BY health",
+        )
         .map_err(map_err)?;
     let mut rows = stmt.query([reseller.as_str()]).map_err(map_err)?;
     let mut totals = HealthTotals::default();
     while let Some(row) = rows.next().map_err(map_err)? {
         let rank = u8::try_from(row.col::<i64>(0)?).map_err(|e| corrupt("health", e))?;
         let count = u32::try_from(row.col::<i64>(1)?).map_err(|e| corrupt("count", e))?;
-        totals.set(Health::from_rank(rank).map_err(|e| corrupt("health", e))?, count);
+        totals.set(
+            Health::from_rank(rank).map_err(|e| corrupt("health", e))?,
+            count,
+        );
     }
     Ok(totals)
 }
@@ -76,7 +107,9 @@ pub(crate) fn installation_detail(
                 "SELECT {INSTALLATION_COLUMNS}, {SUMMARY_COLUMNS} FROM installations WHERE slc = ?1 AND reseller_id = ?2"
             ))
             .map_err(map_err)?;
-        let mut rows = stmt.query([slc.as_str(), reseller.as_str()]).map_err(map_err)?;
+        let mut rows = stmt
+            .query([slc.as_str(), reseller.as_str()])
+            .map_err(map_err)?;
         match rows.next().map_err(map_err)? {
             Some(row) => Some((codec::installation(row, 0)?, codec::summary(row, 7)?)),
             None => None,
@@ -90,7 +123,9 @@ pub(crate) fn installation_detail(
     let mut servers = Vec::new();
     {
         let mut stmt = tx
-            .prepare_cached(&format!("SELECT {SERVER_COLUMNS} FROM servers WHERE slc = ?1 ORDER BY server_id"))
+            .prepare_cached(&format!(
+                "SELECT {SERVER_COLUMNS} FROM servers WHERE slc = ?1 ORDER BY server_id"
+            ))
             .map_err(map_err)?;
         let mut rows = stmt.query([slc.as_str()]).map_err(map_err)?;
         while let Some(row) = rows.next().map_err(map_err)? {
@@ -124,10 +159,18 @@ pub(crate) fn installation_detail(
                 "SELECT {HISTORY_COLUMNS} FROM history WHERE slc = ?1 ORDER BY at DESC, id DESC LIMIT ?2"
             ))
             .map_err(map_err)?;
-        let mut rows = stmt.query(params![slc.as_str(), history_limit]).map_err(map_err)?;
+        let mut rows = stmt
+            .query(params![slc.as_str(), history_limit])
+            .map_err(map_err)?;
         while let Some(row) = rows.next().map_err(map_err)? {
             events.push(history::event(row)?);
         }
     }
-    Ok(Some(InstallationDetail { installation, summary, servers, active_conditions, history: events }))
+    Ok(Some(InstallationDetail {
+        installation,
+        summary,
+        servers,
+        active_conditions,
+        history: events,
+    }))
 }

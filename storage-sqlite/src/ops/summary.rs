@@ -12,7 +12,11 @@ use crate::codec::{self, RowExt, SUMMARY_COLUMNS, availability_from_sql, map_err
 
 /// Recomputes the summary of `slc` with [`health::summarize`]; stores it and
 /// returns the change if it differs from the stored one.
-pub(crate) fn refresh(tx: &Transaction<'_>, slc: &Slc, at: Timestamp) -> Result<Option<SummaryChange>> {
+pub(crate) fn refresh(
+    tx: &Transaction<'_>,
+    slc: &Slc,
+    at: Timestamp,
+) -> Result<Option<SummaryChange>> {
     let mut servers = Vec::new();
     {
         let mut stmt = tx
@@ -20,7 +24,11 @@ pub(crate) fn refresh(tx: &Transaction<'_>, slc: &Slc, at: Timestamp) -> Result<
             .map_err(map_err)?;
         let mut rows = stmt.query([slc.as_str()]).map_err(map_err)?;
         while let Some(row) = rows.next().map_err(map_err)? {
-            servers.push(availability_from_sql(row.col(0)?, row.col(1)?, row.col(2)?)?);
+            servers.push(availability_from_sql(
+                row.col(0)?,
+                row.col(1)?,
+                row.col(2)?,
+            )?);
         }
     }
     let mut codes = Vec::new();
@@ -35,15 +43,22 @@ pub(crate) fn refresh(tx: &Transaction<'_>, slc: &Slc, at: Timestamp) -> Result<
     }
     let summary = health::summarize(servers, &codes);
 
-    let (stored, reseller): (HealthSummary, String) = tx
-        .prepare_cached(&format!("SELECT {SUMMARY_COLUMNS}, reseller_id FROM installations WHERE slc = ?1"))
-        .and_then(|mut stmt| stmt.query_row([slc.as_str()], |row| Ok((codec::summary(row, 0), row.get(6)?))))
-        .map_err(map_err)
-        .and_then(|(summary, reseller)| Ok((summary?, reseller)))
-        .map_err(|e| match e {
-            Error::Storage { .. } => Error::installation_not_found(slc),
-            other => other,
-        })?;
+    let stored = {
+        let mut stmt = tx
+            .prepare_cached(&format!(
+                "SELECT {SUMMARY_COLUMNS}, reseller_id FROM installations WHERE slc = ?1"
+            ))
+            .map_err(map_err)?;
+        let mut rows = stmt.query([slc.as_str()]).map_err(map_err)?;
+        match rows.next().map_err(map_err)? {
+            Some(row) => (
+                codec::summary(row, 0)?,
+                codec::reseller_id(&row.col::<String>(6)?)?,
+            ),
+            None => return Err(Error::installation_not_found(slc)),
+        }
+    };
+    let (stored, reseller): (HealthSummary, _) = stored;
     if stored == summary {
         return Ok(None);
     }
@@ -65,7 +80,7 @@ pub(crate) fn refresh(tx: &Transaction<'_>, slc: &Slc, at: Timestamp) -> Result<
     .map_err(map_err)?;
     Ok(Some(SummaryChange {
         slc: slc.clone(),
-        reseller: codec::reseller_id(&reseller)?,
+        reseller,
         previous: stored.health,
         summary,
         at,
