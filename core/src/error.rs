@@ -155,6 +155,26 @@ impl Error {
         }
     }
 
+    /// A stable, machine-readable name of the kind, e.g. `consent_missing`:
+    /// front ends pass it on so clients can branch without parsing messages.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidInput { .. } => "invalid_input",
+            Self::UnknownInstallation { .. } => "unknown_installation",
+            Self::ConsentMissing { .. } => "consent_missing",
+            Self::SubscriptionExpired { .. } => "subscription_expired",
+            Self::CannotDecrypt { .. } => "cannot_decrypt",
+            Self::Replayed { .. } => "replayed",
+            Self::Malformed { .. } => "malformed",
+            Self::TooLarge { .. } => "too_large",
+            Self::NotFound { .. } => "not_found",
+            Self::Unauthenticated { .. } => "unauthenticated",
+            Self::AlreadyExists { .. } => "already_exists",
+            Self::StorageUnavailable { .. } => "storage_unavailable",
+            Self::Storage { .. } => "storage",
+        }
+    }
+
     /// Whether the same call may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::StorageUnavailable { .. })

@@ -1,0 +1,134 @@
+//! `carewatch dashboard`: a reseller's overview in the terminal.
+
+use std::io::IsTerminal;
+
+use carewatch_grpc::proto::{self, dashboard_client::DashboardClient};
+use carewatch_grpc::client::Bearer;
+use futures::StreamExt;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use super::{CliResult, Connection};
+
+#[derive(Debug, clap::Args)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// List Healthy installations too.
+    #[arg(long)]
+    all: bool,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Keep running and reprint on every change.
+    #[arg(long)]
+    watch: bool,
+}
+
+fn health_name(h: i32) -> &'static str {
+    match proto::Health::try_from(h).unwrap_or(proto::Health::Unspecified) {
+        proto::Health::Healthy => "Healthy",
+        proto::Health::Pending => "Pending",
+        proto::Health::Attention => "Attention",
+        proto::Health::Critical => "Critical",
+        proto::Health::Offline => "Offline",
+        proto::Health::Unspecified => "?",
+    }
+}
+
+fn colour(h: i32) -> &'static str {
+    match proto::Health::try_from(h).unwrap_or(proto::Health::Unspecified) {
+        proto::Health::Healthy => "\x1b[32m",
+        proto::Health::Attention | proto::Health::Pending => "\x1b[33m",
+        proto::Health::Critical => "\x1b[31m",
+        proto::Health::Offline => "\x1b[1;35m",
+        proto::Health::Unspecified => "",
+    }
+}
+
+fn json_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            '"' => "\\\"".chars().collect::<Vec<_>>(),
+            '\\' => "\\\\".chars().collect(),
+            c if c.is_control() => format!("\\u{:04x}", c as u32).chars().collect(),
+            c => vec![c],
+        })
+        .collect()
+}
+
+type Client = DashboardClient<InterceptedService<Channel, Bearer>>;
+
+async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliResult {
+    let mut rows = Vec::new();
+    let mut page_token = String::new();
+    let totals = loop {
+        let request = proto::ListInstallationsRequest { include_healthy: all, page_size: 500, page_token };
+        let page = client.list_installations(request).await?.into_inner();
+        rows.extend(page.installations);
+        if page.next_page_token.is_empty() {
+            break page.totals.unwrap_or_default();
+        }
+        page_token = page.next_page_token;
+    };
+    if json {
+        for r in &rows {
+            let s = r.summary.clone().unwrap_or_default();
+            println!(
+                "{{\"slc\":\"{}\",\"product\":\"{}\",\"health\":\"{}\",\"worst\":\"{}\",\"servers\":{},\"unavailable\":{},\"late\":{},\"conditions\":{},\"last_seen\":{}}}",
+                json_escape(&r.slc),
+                json_escape(&r.product),
+                health_name(s.health).to_lowercase(),
+                json_escape(&s.worst_condition),
+                s.servers,
+                s.unavailable,
+                s.late,
+                s.active_conditions,
+                r.last_seen_at.as_ref().map_or("null".to_owned(), |t| t.seconds.to_string()),
+            );
+        }
+        return Ok(());
+    }
+    let tty = std::io::stdout().is_terminal();
+    println!(
+        "Offline {}  Critical {}  Attention {}  Pending {}  Healthy {}",
+        totals.offline, totals.critical, totals.attention, totals.pending, totals.healthy
+    );
+    println!("{:<20} {:<10} {:<26} {:>7} {:>6} {:>5} {:>10}", "SLC", "HEALTH", "WORST CONDITION", "SERVERS", "DOWN", "LATE", "CONDITIONS");
+    for r in &rows {
+        let s = r.summary.clone().unwrap_or_default();
+        let (on, off) = if tty { (colour(s.health), "\x1b[0m") } else { ("", "") };
+        println!(
+            "{:<20} {on}{:<10}{off} {:<26} {:>7} {:>6} {:>5} {:>10}",
+            r.slc,
+            health_name(s.health),
+            if s.worst_condition.is_empty() { "-" } else { &s.worst_condition },
+            s.servers,
+            s.unavailable,
+            s.late,
+            s.active_conditions
+        );
+    }
+    if rows.is_empty() {
+        println!("(nothing needs attention{})", if all { "" } else { "; --all lists every installation" });
+    }
+    Ok(())
+}
+
+pub async fn run(args: DashboardArgs) -> CliResult {
+    let channel = args.connection.channel().await?;
+    let mut client = DashboardClient::with_interceptor(channel, args.connection.bearer()?);
+    print_overview(&mut client, args.all, args.json).await?;
+    if !args.watch {
+        return Ok(());
+    }
+    let mut changes = client.watch(proto::WatchRequest { slc: String::new() }).await?.into_inner();
+    while let Some(event) = changes.next().await {
+        event?;
+        if !args.json {
+            println!();
+        }
+        print_overview(&mut client, args.all, args.json).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The command line.
+
+mod admin;
+mod dashboard;
+mod serve;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Any error a command reports, as text for the user.
+pub type CliResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Carewatch: which of your customers' video-surveillance installations need attention, in real time.
+#[derive(Debug, Parser)]
+#[command(name = "carewatch", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Carewatch server (SQLite in ./carewatch-data unless told otherwise).
+    Serve(serve::ServeArgs),
+    /// Operator actions on a running server: resellers, registrations, subscriptions, consent, keys.
+    Admin(admin::AdminArgs),
+    /// A reseller's overview as a table (or JSON), optionally following changes live.
+    Dashboard(dashboard::DashboardArgs),
+}
+
+/// Runs the chosen command.
+pub async fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Admin(args) => admin::run(args).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
+    }
+}
+
+/// Where and how to reach a running server.
+#[derive(Debug, clap::Args)]
+pub struct Connection {
+    /// Server URL.
+    #[arg(long, env = "CAREWATCH_SERVER", default_value = "https://127.0.0.1:7443")]
+    pub server: String,
+    /// Certificate to trust (the server prints where its self-signed one is).
+    #[arg(long, env = "CAREWATCH_CA_CERT", default_value = "./carewatch-data/cert.pem")]
+    pub ca_cert: PathBuf,
+    /// Bearer token (operator for `admin`, reseller for `dashboard`).
+    #[arg(long, env = "CAREWATCH_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+impl Connection {
+    /// A channel to the server.
+    pub async fn channel(&self) -> CliResult<tonic::transport::Channel> {
+        let ca = if self.server.starts_with("https://") {
+            Some(std::fs::read_to_string(&self.ca_cert).map_err(|e| format!("{}: {e}", self.ca_cert.display()))?)
+        } else {
+            None
+        };
+        Ok(carewatch_grpc::client::connect(&self.server, ca.as_deref()).await?)
+    }
+
+    /// The bearer interceptor.
+    pub fn bearer(&self) -> CliResult<carewatch_grpc::client::Bearer> {
+        carewatch_grpc::client::Bearer::new(&self.token).ok_or_else(|| "the token is not valid text".into())
+    }
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?}: expected a number and a unit, e.g. 30s"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" | "" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s, m, h or d")),
+    };
+    n.checked_mul(ms).map(Duration::from_millis).ok_or_else(|| format!("{text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3y").is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! `carewatch serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use carewatch_core::availability::AvailabilityPolicy;
+use carewatch_core::ids::ResellerId;
+use carewatch_core::seal::MasterKey;
+use carewatch_core::store::Store;
+use carewatch_core::time::SystemClock;
+use carewatch_core::{Carewatch, Config};
+use carewatch_grpc::server::{ServeOptions, serve};
+use carewatch_grpc::tls::{TlsIdentity, write_private};
+use carewatch_storage_sqlite::SqliteStore;
+
+use super::{CliResult, parse_duration};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Where the database, master key and certificate live.
+    #[arg(long, env = "CAREWATCH_DATA_DIR", default_value = "./carewatch-data")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "CAREWATCH_LISTEN", default_value = "127.0.0.1:7443")]
+    listen: SocketAddr,
+    /// TLS certificate chain (PEM); without it a self-signed one is made in the data directory.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve without TLS. Refused unless listening on a loopback address.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    insecure_plaintext: bool,
+    /// Heartbeat interval recording servers are told to keep.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    heartbeat_interval: Duration,
+    /// Missed heartbeats in a row that make a server Unavailable.
+    #[arg(long, default_value_t = 3)]
+    unavailable_after: u32,
+    /// Tolerance for a heartbeat's network delay.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    jitter: Duration,
+    /// This node's name when several share one database.
+    #[arg(long, env = "CAREWATCH_NODE_ID", default_value = "carewatch")]
+    node_id: String,
+}
+
+fn load_or_create_master_key(data_dir: &std::path::Path) -> CliResult<MasterKey> {
+    let path = data_dir.join("master.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(MasterKey::from_hex(&text).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    let key = MasterKey::generate();
+    write_private(&path, &key.to_hex())?;
+    eprintln!("created master key {} (back it up: installation keys cannot be read without it)", path.display());
+    Ok(key)
+}
+
+pub async fn run(args: ServeArgs) -> CliResult {
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    if args.insecure_plaintext && !args.listen.ip().is_loopback() {
+        return Err(format!(
+            "--insecure-plaintext is only allowed on a loopback address, not {}: recording servers' messages must travel inside TLS",
+            args.listen
+        )
+        .into());
+    }
+    let tls = if args.insecure_plaintext {
+        eprintln!("WARNING: serving WITHOUT TLS on {} (--insecure-plaintext)", args.listen);
+        None
+    } else if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        Some(TlsIdentity::from_files(cert, key)?)
+    } else {
+        let (identity, generated) = TlsIdentity::self_signed_in(&args.data_dir, &[])?;
+        let fingerprint = identity.fingerprint().unwrap_or_default();
+        let verb = if generated { "generated" } else { "using" };
+        eprintln!("{verb} self-signed certificate {} (SHA-256 {fingerprint})", args.data_dir.join("cert.pem").display());
+        Some(identity)
+    };
+
+    let master_key = load_or_create_master_key(&args.data_dir)?;
+    let db = args.data_dir.join("carewatch.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await?);
+    let policy = AvailabilityPolicy::new(args.unavailable_after, args.jitter)?;
+    let config = Config::new(master_key)
+        .with_heartbeat_interval(args.heartbeat_interval)?
+        .with_policy(policy)
+        .with_node_id(args.node_id);
+    let carewatch = Carewatch::open(store, Arc::new(SystemClock), config).await?;
+    if let Some(issued) = carewatch.ensure_operator(&ResellerId::new("admin")?).await? {
+        println!("operator token (shown once, keep it safe): {}", &*issued.token);
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("{}: {e}", args.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("carewatch listening on {scheme}://{} (SQLite {})", listener.local_addr()?, db.display());
+    let options = ServeOptions { tls, ..ServeOptions::default() };
+    serve(carewatch, listener, options, shutdown_signal()).await?;
+    eprintln!("carewatch stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,237 @@
+//! Between domain types and protobuf messages.
+
+use std::time::Duration;
+
+use carewatch_core::availability::Availability;
+use carewatch_core::health::{Health, HealthSummary};
+use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
+use carewatch_core::installation::Installation;
+use carewatch_core::store::{HealthTotals, HistoryEvent, HistoryKind, InstallationDetail, OverviewRow, ServerRecord};
+use carewatch_core::time::Timestamp;
+use carewatch_core::{Error, InstallationChange, Result, WatchEvent};
+
+use crate::proto;
+
+/// A domain instant as a protobuf timestamp.
+pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
+    let ms = t.as_millis();
+    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
+/// A protobuf timestamp as a domain instant (millisecond precision).
+pub fn from_timestamp(field: &'static str, t: &prost_types::Timestamp) -> Result<Timestamp> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(Error::InvalidInput { field, reason: format!("nanos {} out of range", t.nanos) });
+    }
+    let ms = t
+        .seconds
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(i64::from(t.nanos / 1_000_000)))
+        .ok_or_else(|| Error::InvalidInput { field, reason: "out of range".into() })?;
+    Ok(Timestamp::from_millis(ms))
+}
+
+/// A duration as a protobuf duration.
+pub fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+}
+
+/// A protobuf duration as a duration (negative → zero).
+pub fn from_duration(d: &prost_types::Duration) -> Duration {
+    Duration::from_secs(u64::try_from(d.seconds).unwrap_or(0)) + Duration::from_nanos(u64::try_from(d.nanos).unwrap_or(0))
+}
+
+/// Parses an SLC field.
+pub fn slc(text: &str) -> Result<Slc> {
+    Slc::new(text)
+}
+
+/// Parses a recording-server id field.
+pub fn server_id(text: &str) -> Result<RecordingServerId> {
+    RecordingServerId::new(text)
+}
+
+/// Parses a reseller id field.
+pub fn reseller_id(text: &str) -> Result<ResellerId> {
+    ResellerId::new(text)
+}
+
+/// Health in protobuf.
+pub fn health(h: Health) -> proto::Health {
+    match h {
+        Health::Healthy => proto::Health::Healthy,
+        Health::Pending => proto::Health::Pending,
+        Health::Attention => proto::Health::Attention,
+        Health::Critical => proto::Health::Critical,
+        Health::Offline => proto::Health::Offline,
+    }
+}
+
+/// Health from protobuf.
+pub fn from_health(h: proto::Health) -> Option<Health> {
+    match h {
+        proto::Health::Unspecified => None,
+        proto::Health::Healthy => Some(Health::Healthy),
+        proto::Health::Pending => Some(Health::Pending),
+        proto::Health::Attention => Some(Health::Attention),
+        proto::Health::Critical => Some(Health::Critical),
+        proto::Health::Offline => Some(Health::Offline),
+    }
+}
+
+/// A summary in protobuf.
+pub fn summary(s: &HealthSummary) -> proto::HealthSummary {
+    proto::HealthSummary {
+        health: health(s.health) as i32,
+        worst_condition: s.worst.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default(),
+        servers: s.servers,
+        unavailable: s.unavailable,
+        late: s.late,
+        active_conditions: s.active_conditions,
+    }
+}
+
+/// An overview row in protobuf.
+pub fn row(r: &OverviewRow) -> proto::InstallationRow {
+    proto::InstallationRow {
+        slc: r.slc.to_string(),
+        product: r.product.name().to_owned(),
+        product_version: r.product.version().to_owned(),
+        summary: Some(summary(&r.summary)),
+        last_seen_at: r.last_seen_at.map(timestamp),
+    }
+}
+
+/// Totals in protobuf.
+pub fn totals(t: &HealthTotals) -> proto::HealthTotals {
+    proto::HealthTotals {
+        healthy: t.get(Health::Healthy),
+        pending: t.get(Health::Pending),
+        attention: t.get(Health::Attention),
+        critical: t.get(Health::Critical),
+        offline: t.get(Health::Offline),
+    }
+}
+
+fn server(s: &ServerRecord) -> proto::RecordingServer {
+    let (availability, missed, since) = match s.availability {
+        Availability::Pending => (proto::Availability::Pending, 0, None),
+        Availability::Available => (proto::Availability::Available, 0, None),
+        Availability::Late { missed } => (proto::Availability::Late, missed, None),
+        Availability::Unavailable { since, missed } => (proto::Availability::Unavailable, missed, Some(timestamp(since))),
+    };
+    proto::RecordingServer {
+        id: s.server.to_string(),
+        availability: availability as i32,
+        missed_heartbeats: missed,
+        unavailable_since: since,
+        first_seen_at: Some(timestamp(s.first_seen_at)),
+        last_seen_at: Some(timestamp(s.last_seen_at)),
+        heartbeat_interval: Some(duration(s.interval)),
+    }
+}
+
+fn history(e: &HistoryEvent) -> proto::HistoryEvent {
+    use proto::history_event::{self as h, Kind};
+    let kind = match &e.kind {
+        HistoryKind::FirstSeen => Kind::FirstSeen(h::FirstSeen {}),
+        HistoryKind::ConditionOpened { code, subject } => {
+            Kind::ConditionOpened(h::ConditionOpened { code: code.to_string(), subject: subject.clone() })
+        }
+        HistoryKind::ConditionResolved { code, subject, open_for } => Kind::ConditionResolved(h::ConditionResolved {
+            code: code.to_string(),
+            subject: subject.clone(),
+            open_for: Some(duration(*open_for)),
+        }),
+        HistoryKind::BecameUnavailable { missed } => {
+            Kind::BecameUnavailable(h::BecameUnavailable { missed_heartbeats: *missed })
+        }
+        HistoryKind::Recovered { unavailable_for, missed } => Kind::Recovered(h::Recovered {
+            unavailable_for: Some(duration(*unavailable_for)),
+            missed_heartbeats: *missed,
+        }),
+    };
+    proto::HistoryEvent { at: Some(timestamp(e.at)), recording_server_id: e.server.to_string(), kind: Some(kind) }
+}
+
+/// An installation's detail in protobuf.
+pub fn detail(d: &InstallationDetail) -> proto::InstallationDetail {
+    let last_seen = d.servers.iter().map(|s| s.last_seen_at).max();
+    let i = &d.installation;
+    proto::InstallationDetail {
+        installation: Some(proto::InstallationRow {
+            slc: i.slc.to_string(),
+            product: i.product.name().to_owned(),
+            product_version: i.product.version().to_owned(),
+            summary: Some(summary(&d.summary)),
+            last_seen_at: last_seen.map(timestamp),
+        }),
+        subscription_expires_at: i.subscription_expires_at.map(timestamp),
+        consent: i.consent,
+        servers: d.servers.iter().map(server).collect(),
+        active_conditions: d
+            .active_conditions
+            .iter()
+            .map(|c| proto::Condition {
+                recording_server_id: c.server.to_string(),
+                code: c.code.to_string(),
+                subject: c.subject.clone(),
+                detail: c.detail.clone(),
+                opened_at: Some(timestamp(c.opened_at)),
+            })
+            .collect(),
+        history: d.history.iter().map(history).collect(),
+    }
+}
+
+/// An installation as the operator sees it.
+pub fn installation_info(i: &Installation) -> proto::InstallationInfo {
+    proto::InstallationInfo {
+        slc: i.slc.to_string(),
+        reseller_id: i.reseller.to_string(),
+        product: i.product.name().to_owned(),
+        product_version: i.product.version().to_owned(),
+        subscription_expires_at: i.subscription_expires_at.map(timestamp),
+        consent: i.consent,
+        registered_at: Some(timestamp(i.registered_at)),
+    }
+}
+
+/// A watch event in protobuf.
+pub fn watch_event(e: &WatchEvent) -> proto::WatchEvent {
+    use proto::watch_event::Event;
+    let event = match e {
+        WatchEvent::Changed(InstallationChange { slc, previous, summary: s, at }) => {
+            Event::Changed(proto::InstallationChanged {
+                slc: slc.to_string(),
+                previous: health(*previous) as i32,
+                summary: Some(summary(s)),
+                at: Some(timestamp(*at)),
+            })
+        }
+        WatchEvent::Lagged { skipped } => Event::Lagged(*skipped),
+    };
+    proto::WatchEvent { event: Some(event) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_including_before_the_epoch() {
+        for ms in [-1_500, -1, 0, 1, 1_767_225_600_123] {
+            let t = Timestamp::from_millis(ms);
+            assert_eq!(from_timestamp("t", &timestamp(t)).unwrap(), t);
+        }
+        assert!(from_timestamp("t", &prost_types::Timestamp { seconds: 0, nanos: -1 }).is_err());
+        assert!(from_timestamp("t", &prost_types::Timestamp { seconds: i64::MAX, nanos: 0 }).is_err());
+    }
+
+    #[test]
+    fn health_round_trips() {
+        for h in Health::ALL {
+            assert_eq!(from_health(health(h)), Some(h));
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Admin: the operator's actions, authenticated by an operator token.
+
+use carewatch_core::Carewatch;
+use carewatch_core::installation::Product;
+use carewatch_core::seal::KeyId;
+use tonic::{Request, Response, Status};
+
+use crate::auth::bearer;
+use crate::convert;
+use crate::proto::admin_server::Admin;
+use crate::proto::{self};
+use crate::status::to_status;
+
+/// Serves [`Admin`].
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    carewatch: Carewatch,
+}
+
+impl AdminService {
+    /// Over a Carewatch service.
+    pub fn new(carewatch: Carewatch) -> Self {
+        Self { carewatch }
+    }
+
+    async fn operator<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let token = bearer(request).map_err(to_status)?;
+        self.carewatch.authenticate_operator(token).await.map_err(to_status).map(|_| ())
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_reseller(
+        &self,
+        request: Request<proto::CreateResellerRequest>,
+    ) -> Result<Response<proto::TokenResponse>, Status> {
+        self.operator(&request).await?;
+        let r = request.into_inner();
+        let id = convert::reseller_id(&r.id).map_err(to_status)?;
+        let issued = self.carewatch.create_reseller(&id, &r.name).await.map_err(to_status)?;
+        Ok(Response::new(proto::TokenResponse { token: issued.token.to_string() }))
+    }
+
+    async fn rotate_reseller_token(
+        &self,
+        request: Request<proto::RotateResellerTokenRequest>,
+    ) -> Result<Response<proto::TokenResponse>, Status> {
+        self.operator(&request).await?;
+        let id = convert::reseller_id(&request.get_ref().id).map_err(to_status)?;
+        let issued = self.carewatch.rotate_reseller_token(&id).await.map_err(to_status)?;
+        Ok(Response::new(proto::TokenResponse { token: issued.token.to_string() }))
+    }
+
+    async fn list_resellers(
+        &self,
+        request: Request<proto::ListResellersRequest>,
+    ) -> Result<Response<proto::ListResellersResponse>, Status> {
+        self.operator(&request).await?;
+        let resellers = self.carewatch.resellers().await.map_err(to_status)?;
+        Ok(Response::new(proto::ListResellersResponse {
+            resellers: resellers
+                .iter()
+                .map(|r| proto::Reseller {
+                    id: r.id.to_string(),
+                    name: r.name.clone(),
+                    created_at: Some(convert::timestamp(r.created_at)),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn register_installation(
+        &self,
+        request: Request<proto::RegisterInstallationRequest>,
+    ) -> Result<Response<proto::InstallationInfo>, Status> {
+        self.operator(&request).await?;
+        let r = request.into_inner();
+        let slc = convert::slc(&r.slc).map_err(to_status)?;
+        let reseller = convert::reseller_id(&r.reseller_id).map_err(to_status)?;
+        let product = Product::new(&r.product, &r.product_version).map_err(to_status)?;
+        let installation = self.carewatch.register_installation(&slc, &reseller, product).await.map_err(to_status)?;
+        Ok(Response::new(convert::installation_info(&installation)))
+    }
+
+    async fn set_subscription(
+        &self,
+        request: Request<proto::SetSubscriptionRequest>,
+    ) -> Result<Response<proto::InstallationInfo>, Status> {
+        self.operator(&request).await?;
+        let r = request.into_inner();
+        let slc = convert::slc(&r.slc).map_err(to_status)?;
+        let until = r
+            .expires_at
+            .as_ref()
+            .map(|t| convert::from_timestamp("expires_at", t))
+            .transpose()
+            .map_err(to_status)?;
+        let installation = self.carewatch.set_subscription(&slc, until).await.map_err(to_status)?;
+        Ok(Response::new(convert::installation_info(&installation)))
+    }
+
+    async fn set_consent(
+        &self,
+        request: Request<proto::SetConsentRequest>,
+    ) -> Result<Response<proto::InstallationInfo>, Status> {
+        self.operator(&request).await?;
+        let r = request.into_inner();
+        let slc = convert::slc(&r.slc).map_err(to_status)?;
+        let installation = self.carewatch.set_consent(&slc, r.accepted).await.map_err(to_status)?;
+        Ok(Response::new(convert::installation_info(&installation)))
+    }
+
+    async fn issue_installation_key(
+        &self,
+        request: Request<proto::IssueInstallationKeyRequest>,
+    ) -> Result<Response<proto::InstallationKey>, Status> {
+        self.operator(&request).await?;
+        let slc = convert::slc(&request.get_ref().slc).map_err(to_status)?;
+        let key = self.carewatch.issue_installation_key(&slc).await.map_err(to_status)?;
+        Ok(Response::new(proto::InstallationKey { key_id: key.id().get(), key: key.to_text().to_string() }))
+    }
+
+    async fn retire_installation_key(
+        &self,
+        request: Request<proto::RetireInstallationKeyRequest>,
+    ) -> Result<Response<proto::RetireInstallationKeyResponse>, Status> {
+        self.operator(&request).await?;
+        let r = request.into_inner();
+        let slc = convert::slc(&r.slc).map_err(to_status)?;
+        self.carewatch.retire_installation_key(&slc, KeyId::new(r.key_id)).await.map_err(to_status)?;
+        Ok(Response::new(proto::RetireInstallationKeyResponse {}))
+    }
+}

@@ -1,0 +1,84 @@
+//! Dashboard: what a reseller reads, authenticated by its bearer token.
+
+use std::pin::Pin;
+
+use carewatch_core::ids::ResellerId;
+use carewatch_core::store::{OverviewQuery, PageCursor};
+use carewatch_core::Carewatch;
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::auth::bearer;
+use crate::convert;
+use crate::proto::dashboard_server::Dashboard;
+use crate::proto::{self};
+use crate::status::to_status;
+
+/// Serves [`Dashboard`].
+#[derive(Debug, Clone)]
+pub struct DashboardService {
+    carewatch: Carewatch,
+}
+
+impl DashboardService {
+    /// Over a Carewatch service.
+    pub fn new(carewatch: Carewatch) -> Self {
+        Self { carewatch }
+    }
+
+    async fn reseller<T>(&self, request: &Request<T>) -> Result<ResellerId, Status> {
+        let token = bearer(request).map_err(to_status)?;
+        self.carewatch.authenticate_reseller(token).await.map_err(to_status)
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEvent, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Dashboard for DashboardService {
+    async fn list_installations(
+        &self,
+        request: Request<proto::ListInstallationsRequest>,
+    ) -> Result<Response<proto::ListInstallationsResponse>, Status> {
+        let reseller = self.reseller(&request).await?;
+        let r = request.into_inner();
+        let after = match r.page_token.as_str() {
+            "" => None,
+            token => Some(PageCursor::from_token(token).map_err(to_status)?),
+        };
+        let query = OverviewQuery {
+            include_healthy: r.include_healthy,
+            page_size: if r.page_size == 0 { OverviewQuery::default().page_size } else { r.page_size },
+            after,
+        };
+        let page = self.carewatch.overview(&reseller, &query).await.map_err(to_status)?;
+        Ok(Response::new(proto::ListInstallationsResponse {
+            installations: page.rows.iter().map(convert::row).collect(),
+            next_page_token: page.next.map(|c| c.to_token()).unwrap_or_default(),
+            totals: Some(convert::totals(&page.totals)),
+        }))
+    }
+
+    async fn get_installation(
+        &self,
+        request: Request<proto::GetInstallationRequest>,
+    ) -> Result<Response<proto::InstallationDetail>, Status> {
+        let reseller = self.reseller(&request).await?;
+        let slc = convert::slc(&request.get_ref().slc).map_err(to_status)?;
+        let detail = self.carewatch.installation(&reseller, &slc).await.map_err(to_status)?;
+        Ok(Response::new(convert::detail(&detail)))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, request: Request<proto::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let reseller = self.reseller(&request).await?;
+        let only = match request.get_ref().slc.as_str() {
+            "" => None,
+            text => Some(convert::slc(text).map_err(to_status)?),
+        };
+        let stream = self.carewatch.watch(&reseller, only.as_ref()).await.map_err(to_status)?;
+        Ok(Response::new(Box::pin(stream.map(|event| Ok::<_, Status>(convert::watch_event(&event))))))
+    }
+}
+

@@ -1,0 +1,95 @@
+//! Ingest: recording servers' heartbeats and status reports.
+
+use std::pin::Pin;
+
+use carewatch_core::seal::MessageKind;
+use carewatch_core::{Carewatch, Error, IncomingMessage, IngestAck};
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert::{self, duration, timestamp};
+use crate::proto::ingest_server::Ingest;
+use crate::proto::{self, stream_reply};
+use crate::status::{code_for, to_status};
+
+/// Serves [`Ingest`].
+#[derive(Debug, Clone)]
+pub struct IngestService {
+    carewatch: Carewatch,
+}
+
+impl IngestService {
+    /// Over a Carewatch service.
+    pub fn new(carewatch: Carewatch) -> Self {
+        Self { carewatch }
+    }
+
+    async fn handle(&self, kind: MessageKind, message: proto::SealedMessage) -> Result<IngestAck, Error> {
+        let incoming = IncomingMessage {
+            slc: convert::slc(&message.slc)?,
+            server: convert::server_id(&message.recording_server_id)?,
+            kind,
+            sequence: message.sequence,
+            sealed: message.sealed,
+        };
+        self.carewatch.ingest(incoming).await
+    }
+}
+
+fn ack(a: IngestAck) -> proto::Ack {
+    proto::Ack {
+        received_at: Some(timestamp(a.received_at)),
+        heartbeat_interval: Some(duration(a.heartbeat_interval)),
+        duplicate: a.duplicate,
+    }
+}
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<proto::StreamReply, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    async fn heartbeat(&self, request: Request<proto::SealedMessage>) -> Result<Response<proto::Ack>, Status> {
+        let ack_ = self.handle(MessageKind::Heartbeat, request.into_inner()).await.map_err(to_status)?;
+        Ok(Response::new(ack(ack_)))
+    }
+
+    async fn status_report(&self, request: Request<proto::SealedMessage>) -> Result<Response<proto::Ack>, Status> {
+        let ack_ = self.handle(MessageKind::StatusReport, request.into_inner()).await.map_err(to_status)?;
+        Ok(Response::new(ack(ack_)))
+    }
+
+    type StreamStream = ReplyStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<proto::StreamMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let service = self.clone();
+        let replies = request.into_inner().then(move |item| {
+            let service = service.clone();
+            async move {
+                let item = item?;
+                let sequence = item.message.as_ref().map_or(0, |m| m.sequence);
+                let result = match (proto::MessageKind::try_from(item.kind), item.message) {
+                    (Ok(proto::MessageKind::Heartbeat), Some(m)) => service.handle(MessageKind::Heartbeat, m).await,
+                    (Ok(proto::MessageKind::StatusReport), Some(m)) => {
+                        service.handle(MessageKind::StatusReport, m).await
+                    }
+                    _ => Err(Error::InvalidInput {
+                        field: "stream message",
+                        reason: "needs a kind (heartbeat or status report) and a message".into(),
+                    }),
+                };
+                let result = match result {
+                    Ok(a) => stream_reply::Result::Ack(ack(a)),
+                    Err(e) => stream_reply::Result::Refusal(proto::Refusal {
+                        code: code_for(&e) as i32,
+                        reason: e.to_string(),
+                    }),
+                };
+                Ok(proto::StreamReply { sequence, result: Some(result) })
+            }
+        });
+        Ok(Response::new(Box::pin(replies)))
+    }
+}

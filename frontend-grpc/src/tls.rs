@@ -1,0 +1,123 @@
+//! TLS identities: loaded from PEM files, or self-signed on first start.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// A certificate chain and its private key, PEM-encoded.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// Certificate chain (PEM).
+    pub cert_pem: String,
+    /// Private key (PEM).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsIdentity(fingerprint {})", self.fingerprint().unwrap_or_else(|| "?".into()))
+    }
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// Which file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Generating the self-signed certificate failed.
+    #[error("generating a self-signed certificate failed: {0}")]
+    Generate(String),
+    /// A PEM file holds no certificate or no key.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn read(path: &Path) -> Result<String, TlsError> {
+    std::fs::read_to_string(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })
+}
+
+impl TlsIdentity {
+    /// Loads a certificate chain and key from PEM files, checking they hold one.
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let identity = Self { cert_pem: read(cert)?, key_pem: read(key)? };
+        if identity.fingerprint().is_none() {
+            return Err(TlsError::Invalid(format!("{} holds no PEM certificate", cert.display())));
+        }
+        if !identity.key_pem.contains("PRIVATE KEY-----") {
+            return Err(TlsError::Invalid(format!("{} holds no PEM private key", key.display())));
+        }
+        Ok(identity)
+    }
+
+    /// Loads `cert.pem`/`key.pem` from `dir`, generating a self-signed pair for
+    /// `localhost`, `127.0.0.1` and `::1` (plus `extra_names`) if absent.
+    /// Returns the identity and whether it was generated now.
+    pub fn self_signed_in(dir: &Path, extra_names: &[String]) -> Result<(Self, bool), TlsError> {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        if cert.exists() && key.exists() {
+            return Ok((Self::from_files(&cert, &key)?, false));
+        }
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        names.extend(extra_names.iter().cloned());
+        let generated = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+        let identity = Self { cert_pem: generated.cert.pem(), key_pem: generated.signing_key.serialize_pem() };
+        write_private(&key, &identity.key_pem)?;
+        std::fs::write(&cert, &identity.cert_pem).map_err(|source| TlsError::Io { path: cert.clone(), source })?;
+        Ok((identity, true))
+    }
+
+    /// SHA-256 of the first certificate's DER, as colon-separated hex.
+    pub fn fingerprint(&self) -> Option<String> {
+        let der = rustls_pemfile::certs(&mut self.cert_pem.as_bytes()).next()?.ok()?;
+        let digest = Sha256::digest(&der);
+        Some(digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"))
+    }
+}
+
+/// Writes a secret file readable by its owner only (on Unix).
+pub fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
+    let io = |source| TlsError::Io { path: path.to_owned(), source };
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io)?;
+        file.write_all(contents.as_bytes()).map_err(io)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, contents).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_identity_is_generated_once_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, generated) = TlsIdentity::self_signed_in(dir.path(), &[]).unwrap();
+        assert!(generated);
+        let (again, generated) = TlsIdentity::self_signed_in(dir.path(), &[]).unwrap();
+        assert!(!generated);
+        assert_eq!(first.fingerprint(), again.fingerprint());
+        assert_eq!(first.fingerprint().unwrap().len(), 32 * 3 - 1);
+    }
+
+    #[test]
+    fn files_without_pem_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, "not a certificate").unwrap();
+        std::fs::write(&key, "not a key").unwrap();
+        assert!(matches!(TlsIdentity::from_files(&cert, &key), Err(TlsError::Invalid(_))));
+    }
+}
