@@ -4,6 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The PostgreSQL suite runs against a real server: make sure the local one is up
+# unless CAREWATCH_TEST_DATABASE_URL points elsewhere.
+if [ -z "${CAREWATCH_TEST_DATABASE_URL:-}" ]; then
+  export CAREWATCH_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test"
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    echo "==> starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable at 127.0.0.1:5432" >&2; exit 1; }
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

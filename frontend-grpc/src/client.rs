@@ -31,7 +31,10 @@ fn host_of(url: &str) -> String {
     if let Some(v6) = authority.strip_prefix('[') {
         return v6.split(']').next().unwrap_or(v6).to_owned();
     }
-    authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_owned()
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_owned()
 }
 
 /// Adds `authorization: Bearer <token>` to every call.
@@ -53,7 +56,9 @@ impl Bearer {
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }

@@ -6,7 +6,9 @@ use carewatch_core::availability::Availability;
 use carewatch_core::health::{Health, HealthSummary};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
-use carewatch_core::store::{HealthTotals, HistoryEvent, HistoryKind, InstallationDetail, OverviewRow, ServerRecord};
+use carewatch_core::store::{
+    HealthTotals, HistoryEvent, HistoryKind, InstallationDetail, OverviewRow, ServerRecord,
+};
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, InstallationChange, Result, WatchEvent};
 
@@ -15,30 +17,43 @@ use crate::proto;
 /// A domain instant as a protobuf timestamp.
 pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
     let ms = t.as_millis();
-    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
 }
 
 /// A protobuf timestamp as a domain instant (millisecond precision).
 pub fn from_timestamp(field: &'static str, t: &prost_types::Timestamp) -> Result<Timestamp> {
     if !(0..1_000_000_000).contains(&t.nanos) {
-        return Err(Error::InvalidInput { field, reason: format!("nanos {} out of range", t.nanos) });
+        return Err(Error::InvalidInput {
+            field,
+            reason: format!("nanos {} out of range", t.nanos),
+        });
     }
     let ms = t
         .seconds
         .checked_mul(1000)
         .and_then(|ms| ms.checked_add(i64::from(t.nanos / 1_000_000)))
-        .ok_or_else(|| Error::InvalidInput { field, reason: "out of range".into() })?;
+        .ok_or_else(|| Error::InvalidInput {
+            field,
+            reason: "out of range".into(),
+        })?;
     Ok(Timestamp::from_millis(ms))
 }
 
 /// A duration as a protobuf duration.
 pub fn duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 /// A protobuf duration as a duration (negative → zero).
 pub fn from_duration(d: &prost_types::Duration) -> Duration {
-    Duration::from_secs(u64::try_from(d.seconds).unwrap_or(0)) + Duration::from_nanos(u64::try_from(d.nanos).unwrap_or(0))
+    Duration::from_secs(u64::try_from(d.seconds).unwrap_or(0))
+        + Duration::from_nanos(u64::try_from(d.nanos).unwrap_or(0))
 }
 
 /// Parses an SLC field.
@@ -83,7 +98,11 @@ pub fn from_health(h: proto::Health) -> Option<Health> {
 pub fn summary(s: &HealthSummary) -> proto::HealthSummary {
     proto::HealthSummary {
         health: health(s.health) as i32,
-        worst_condition: s.worst.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default(),
+        worst_condition: s
+            .worst
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
         servers: s.servers,
         unavailable: s.unavailable,
         late: s.late,
@@ -118,7 +137,11 @@ fn server(s: &ServerRecord) -> proto::RecordingServer {
         Availability::Pending => (proto::Availability::Pending, 0, None),
         Availability::Available => (proto::Availability::Available, 0, None),
         Availability::Late { missed } => (proto::Availability::Late, missed, None),
-        Availability::Unavailable { since, missed } => (proto::Availability::Unavailable, missed, Some(timestamp(since))),
+        Availability::Unavailable { since, missed } => (
+            proto::Availability::Unavailable,
+            missed,
+            Some(timestamp(since)),
+        ),
     };
     proto::RecordingServer {
         id: s.server.to_string(),
@@ -136,22 +159,38 @@ fn history(e: &HistoryEvent) -> proto::HistoryEvent {
     let kind = match &e.kind {
         HistoryKind::FirstSeen => Kind::FirstSeen(h::FirstSeen {}),
         HistoryKind::ConditionOpened { code, subject } => {
-            Kind::ConditionOpened(h::ConditionOpened { code: code.to_string(), subject: subject.clone() })
+            Kind::ConditionOpened(h::ConditionOpened {
+                code: code.to_string(),
+                subject: subject.clone(),
+            })
         }
-        HistoryKind::ConditionResolved { code, subject, open_for } => Kind::ConditionResolved(h::ConditionResolved {
+        HistoryKind::ConditionResolved {
+            code,
+            subject,
+            open_for,
+        } => Kind::ConditionResolved(h::ConditionResolved {
             code: code.to_string(),
             subject: subject.clone(),
             open_for: Some(duration(*open_for)),
         }),
         HistoryKind::BecameUnavailable { missed } => {
-            Kind::BecameUnavailable(h::BecameUnavailable { missed_heartbeats: *missed })
+            Kind::BecameUnavailable(h::BecameUnavailable {
+                missed_heartbeats: *missed,
+            })
         }
-        HistoryKind::Recovered { unavailable_for, missed } => Kind::Recovered(h::Recovered {
+        HistoryKind::Recovered {
+            unavailable_for,
+            missed,
+        } => Kind::Recovered(h::Recovered {
             unavailable_for: Some(duration(*unavailable_for)),
             missed_heartbeats: *missed,
         }),
     };
-    proto::HistoryEvent { at: Some(timestamp(e.at)), recording_server_id: e.server.to_string(), kind: Some(kind) }
+    proto::HistoryEvent {
+        at: Some(timestamp(e.at)),
+        recording_server_id: e.server.to_string(),
+        kind: Some(kind),
+    }
 }
 
 /// An installation's detail in protobuf.
@@ -201,14 +240,17 @@ pub fn installation_info(i: &Installation) -> proto::InstallationInfo {
 pub fn watch_event(e: &WatchEvent) -> proto::WatchEvent {
     use proto::watch_event::Event;
     let event = match e {
-        WatchEvent::Changed(InstallationChange { slc, previous, summary: s, at }) => {
-            Event::Changed(proto::InstallationChanged {
-                slc: slc.to_string(),
-                previous: health(*previous) as i32,
-                summary: Some(summary(s)),
-                at: Some(timestamp(*at)),
-            })
-        }
+        WatchEvent::Changed(InstallationChange {
+            slc,
+            previous,
+            summary: s,
+            at,
+        }) => Event::Changed(proto::InstallationChanged {
+            slc: slc.to_string(),
+            previous: health(*previous) as i32,
+            summary: Some(summary(s)),
+            at: Some(timestamp(*at)),
+        }),
         WatchEvent::Lagged { skipped } => Event::Lagged(*skipped),
     };
     proto::WatchEvent { event: Some(event) }
@@ -224,8 +266,26 @@ mod tests {
             let t = Timestamp::from_millis(ms);
             assert_eq!(from_timestamp("t", &timestamp(t)).unwrap(), t);
         }
-        assert!(from_timestamp("t", &prost_types::Timestamp { seconds: 0, nanos: -1 }).is_err());
-        assert!(from_timestamp("t", &prost_types::Timestamp { seconds: i64::MAX, nanos: 0 }).is_err());
+        assert!(
+            from_timestamp(
+                "t",
+                &prost_types::Timestamp {
+                    seconds: 0,
+                    nanos: -1
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            from_timestamp(
+                "t",
+                &prost_types::Timestamp {
+                    seconds: i64::MAX,
+                    nanos: 0
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod client;
 pub mod convert;
 pub mod server;
 pub mod services;
+pub mod simulate;
 pub mod status;
 pub mod tls;
 
@@ -19,5 +20,6 @@ pub mod proto {
     tonic::include_proto!("carewatch.v1");
 
     /// The encoded descriptor set, served by reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("carewatch_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("carewatch_descriptor");
 }

@@ -9,7 +9,9 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-use crate::proto::{self, admin_server::AdminServer, dashboard_server::DashboardServer, ingest_server::IngestServer};
+use crate::proto::{
+    self, admin_server::AdminServer, dashboard_server::DashboardServer, ingest_server::IngestServer,
+};
 use crate::services::{AdminService, DashboardService, IngestService};
 use crate::tls::TlsIdentity;
 
@@ -26,7 +28,11 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { tls: None, request_timeout: Duration::from_secs(30), maintenance_every: Duration::from_secs(1) }
+        Self {
+            tls: None,
+            request_timeout: Duration::from_secs(30),
+            maintenance_every: Duration::from_secs(1),
+        }
     }
 }
 
@@ -50,22 +56,35 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let limit = carewatch.config().max_message_bytes() + 1024;
-    let ingest = IngestServer::new(IngestService::new(carewatch.clone())).max_decoding_message_size(limit);
-    let dashboard = DashboardServer::new(DashboardService::new(carewatch.clone())).max_decoding_message_size(64 * 1024);
-    let admin = AdminServer::new(AdminService::new(carewatch.clone())).max_decoding_message_size(64 * 1024);
+    let ingest =
+        IngestServer::new(IngestService::new(carewatch.clone())).max_decoding_message_size(limit);
+    let dashboard = DashboardServer::new(DashboardService::new(carewatch.clone()))
+        .max_decoding_message_size(64 * 1024);
+    let admin =
+        AdminServer::new(AdminService::new(carewatch.clone())).max_decoding_message_size(64 * 1024);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<IngestServer<IngestService>>().await;
-    health_reporter.set_serving::<DashboardServer<DashboardService>>().await;
-    health_reporter.set_serving::<AdminServer<AdminService>>().await;
+    health_reporter
+        .set_serving::<IngestServer<IngestService>>()
+        .await;
+    health_reporter
+        .set_serving::<DashboardServer<DashboardService>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServer<AdminService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let mut builder = Server::builder().timeout(options.request_timeout).http2_keepalive_interval(Some(Duration::from_secs(30)));
+    let mut builder = Server::builder()
+        .timeout(options.request_timeout)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)));
     if let Some(tls) = &options.tls {
-        builder = builder.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)))?;
+        builder = builder.tls_config(
+            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)),
+        )?;
     }
 
     // The maintenance loop stops when the server does.
@@ -91,7 +110,9 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing calls in flight");
-            health_reporter.set_not_serving::<IngestServer<IngestService>>().await;
+            health_reporter
+                .set_not_serving::<IngestServer<IngestService>>()
+                .await;
         })
         .await;
     drop(stop_maintenance);

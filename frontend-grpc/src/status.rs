@@ -11,11 +11,13 @@ pub const ERROR_KIND_KEY: &str = "carewatch-error";
 /// The gRPC code for a Carewatch error.
 pub fn code_for(error: &Error) -> Code {
     match error {
-        Error::InvalidInput { .. } | Error::Malformed { .. } | Error::TooLarge { .. } => Code::InvalidArgument,
-        Error::UnknownInstallation { .. } | Error::NotFound { .. } => Code::NotFound,
-        Error::ConsentMissing { .. } | Error::SubscriptionExpired { .. } | Error::Replayed { .. } => {
-            Code::FailedPrecondition
+        Error::InvalidInput { .. } | Error::Malformed { .. } | Error::TooLarge { .. } => {
+            Code::InvalidArgument
         }
+        Error::UnknownInstallation { .. } | Error::NotFound { .. } => Code::NotFound,
+        Error::ConsentMissing { .. }
+        | Error::SubscriptionExpired { .. }
+        | Error::Replayed { .. } => Code::FailedPrecondition,
         Error::CannotDecrypt { .. } => Code::PermissionDenied,
         Error::Unauthenticated { .. } => Code::Unauthenticated,
         Error::AlreadyExists { .. } => Code::AlreadyExists,
@@ -49,11 +51,21 @@ mod tests {
         let slc = Slc::new("M01-C01-0001").unwrap();
         let status = to_status(Error::ConsentMissing { slc: slc.clone() });
         assert_eq!(status.code(), Code::FailedPrecondition);
-        assert_eq!(status.metadata().get(ERROR_KIND_KEY).unwrap(), "consent_missing");
-        assert!(status.message().contains("consent"), "{}", status.message());
-        assert_eq!(to_status(Error::installation_not_found(&slc)).code(), Code::NotFound);
         assert_eq!(
-            to_status(Error::StorageUnavailable { message: "down".into(), source: None }).code(),
+            status.metadata().get(ERROR_KIND_KEY).unwrap(),
+            "consent_missing"
+        );
+        assert!(status.message().contains("consent"), "{}", status.message());
+        assert_eq!(
+            to_status(Error::installation_not_found(&slc)).code(),
+            Code::NotFound
+        );
+        assert_eq!(
+            to_status(Error::StorageUnavailable {
+                message: "down".into(),
+                source: None
+            })
+            .code(),
             Code::Unavailable
         );
         let bad = Slc::new("x").unwrap_err();

@@ -15,7 +15,11 @@ pub struct TlsIdentity {
 
 impl std::fmt::Debug for TlsIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TlsIdentity(fingerprint {})", self.fingerprint().unwrap_or_else(|| "?".into()))
+        write!(
+            f,
+            "TlsIdentity(fingerprint {})",
+            self.fingerprint().unwrap_or_else(|| "?".into())
+        )
     }
 }
 
@@ -39,18 +43,30 @@ pub enum TlsError {
 }
 
 fn read(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 impl TlsIdentity {
     /// Loads a certificate chain and key from PEM files, checking they hold one.
     pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
-        let identity = Self { cert_pem: read(cert)?, key_pem: read(key)? };
+        let identity = Self {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        };
         if identity.fingerprint().is_none() {
-            return Err(TlsError::Invalid(format!("{} holds no PEM certificate", cert.display())));
+            return Err(TlsError::Invalid(format!(
+                "{} holds no PEM certificate",
+                cert.display()
+            )));
         }
         if !identity.key_pem.contains("PRIVATE KEY-----") {
-            return Err(TlsError::Invalid(format!("{} holds no PEM private key", key.display())));
+            return Err(TlsError::Invalid(format!(
+                "{} holds no PEM private key",
+                key.display()
+            )));
         }
         Ok(identity)
     }
@@ -63,32 +79,59 @@ impl TlsIdentity {
         if cert.exists() && key.exists() {
             return Ok((Self::from_files(&cert, &key)?, false));
         }
-        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let mut names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
         names.extend(extra_names.iter().cloned());
-        let generated = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
-        let identity = Self { cert_pem: generated.cert.pem(), key_pem: generated.signing_key.serialize_pem() };
+        let generated = rcgen::generate_simple_self_signed(names)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let identity = Self {
+            cert_pem: generated.cert.pem(),
+            key_pem: generated.signing_key.serialize_pem(),
+        };
         write_private(&key, &identity.key_pem)?;
-        std::fs::write(&cert, &identity.cert_pem).map_err(|source| TlsError::Io { path: cert.clone(), source })?;
+        std::fs::write(&cert, &identity.cert_pem).map_err(|source| TlsError::Io {
+            path: cert.clone(),
+            source,
+        })?;
         Ok((identity, true))
     }
 
     /// SHA-256 of the first certificate's DER, as colon-separated hex.
     pub fn fingerprint(&self) -> Option<String> {
-        let der = rustls_pemfile::certs(&mut self.cert_pem.as_bytes()).next()?.ok()?;
+        let der = rustls_pemfile::certs(&mut self.cert_pem.as_bytes())
+            .next()?
+            .ok()?;
         let digest = Sha256::digest(&der);
-        Some(digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"))
+        Some(
+            digest
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        )
     }
 }
 
 /// Writes a secret file readable by its owner only (on Unix).
 pub fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
-    let io = |source| TlsError::Io { path: path.to_owned(), source };
+    let io = |source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    };
     #[cfg(unix)]
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let mut file =
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
         file.write_all(contents.as_bytes()).map_err(io)
     }
     #[cfg(not(unix))]
@@ -118,6 +161,9 @@ mod tests {
         let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
         std::fs::write(&cert, "not a certificate").unwrap();
         std::fs::write(&key, "not a key").unwrap();
-        assert!(matches!(TlsIdentity::from_files(&cert, &key), Err(TlsError::Invalid(_))));
+        assert!(matches!(
+            TlsIdentity::from_files(&cert, &key),
+            Err(TlsError::Invalid(_))
+        ));
     }
 }

@@ -76,39 +76,96 @@ pub async fn run(args: AdminArgs) -> CliResult {
     let mut client = AdminClient::with_interceptor(channel, args.connection.bearer()?);
     match args.action {
         Action::AddReseller { id, name } => {
-            let token = client.create_reseller(proto::CreateResellerRequest { id, name }).await?.into_inner().token;
+            let token = client
+                .create_reseller(proto::CreateResellerRequest { id, name })
+                .await?
+                .into_inner()
+                .token;
             println!("{token}");
         }
         Action::RotateToken { id } => {
-            let token = client.rotate_reseller_token(proto::RotateResellerTokenRequest { id }).await?.into_inner().token;
+            let token = client
+                .rotate_reseller_token(proto::RotateResellerTokenRequest { id })
+                .await?
+                .into_inner()
+                .token;
             println!("{token}");
         }
         Action::Resellers => {
-            for r in client.list_resellers(proto::ListResellersRequest {}).await?.into_inner().resellers {
+            for r in client
+                .list_resellers(proto::ListResellersRequest {})
+                .await?
+                .into_inner()
+                .resellers
+            {
                 println!("{:<24} {}", r.id, r.name);
             }
         }
-        Action::Register { slc, reseller, product, version } => {
-            let request = proto::RegisterInstallationRequest { slc, reseller_id: reseller, product, product_version: version };
+        Action::Register {
+            slc,
+            reseller,
+            product,
+            version,
+        } => {
+            let request = proto::RegisterInstallationRequest {
+                slc,
+                reseller_id: reseller,
+                product,
+                product_version: version,
+            };
             let info = client.register_installation(request).await?.into_inner();
             println!("registered {} to {}", info.slc, info.reseller_id);
         }
         Action::Subscription { slc, until } => {
-            let expires_at = if until == "none" { None } else { Some(parse_rfc3339(&until)?) };
-            let info = client.set_subscription(proto::SetSubscriptionRequest { slc, expires_at }).await?.into_inner();
-            println!("{}: subscription {}", info.slc, if info.subscription_expires_at.is_some() { until } else { "none".into() });
+            let expires_at = if until == "none" {
+                None
+            } else {
+                Some(parse_rfc3339(&until)?)
+            };
+            let info = client
+                .set_subscription(proto::SetSubscriptionRequest { slc, expires_at })
+                .await?
+                .into_inner();
+            println!(
+                "{}: subscription {}",
+                info.slc,
+                if info.subscription_expires_at.is_some() {
+                    until
+                } else {
+                    "none".into()
+                }
+            );
         }
         Action::Consent { slc, decision } => {
             let accepted = decision == "accept";
-            let info = client.set_consent(proto::SetConsentRequest { slc, accepted }).await?.into_inner();
-            println!("{}: consent {}", info.slc, if info.consent { "accepted" } else { "withdrawn" });
+            let info = client
+                .set_consent(proto::SetConsentRequest { slc, accepted })
+                .await?
+                .into_inner();
+            println!(
+                "{}: consent {}",
+                info.slc,
+                if info.consent {
+                    "accepted"
+                } else {
+                    "withdrawn"
+                }
+            );
         }
         Action::IssueKey { slc } => {
-            let key = client.issue_installation_key(proto::IssueInstallationKeyRequest { slc }).await?.into_inner();
+            let key = client
+                .issue_installation_key(proto::IssueInstallationKeyRequest { slc })
+                .await?
+                .into_inner();
             println!("{}", key.key);
         }
         Action::RetireKey { slc, key_id } => {
-            client.retire_installation_key(proto::RetireInstallationKeyRequest { slc: slc.clone(), key_id }).await?;
+            client
+                .retire_installation_key(proto::RetireInstallationKeyRequest {
+                    slc: slc.clone(),
+                    key_id,
+                })
+                .await?;
             println!("{slc}: key {key_id} retired");
         }
     }
@@ -120,9 +177,19 @@ fn parse_rfc3339(text: &str) -> CliResult<prost_types::Timestamp> {
     let bad = || format!("{text:?}: expected e.g. 2027-12-31T23:59:59Z or 2027-12-31");
     let (date, time) = text.split_once('T').unwrap_or((text, "00:00:00Z"));
     let time = time.strip_suffix('Z').ok_or_else(bad)?;
-    let d: Vec<i64> = date.split('-').map(str::parse).collect::<Result<_, _>>().map_err(|_| bad())?;
-    let t: Vec<i64> = time.split(':').map(str::parse).collect::<Result<_, _>>().map_err(|_| bad())?;
-    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else { return Err(bad().into()) };
+    let d: Vec<i64> = date
+        .split('-')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let t: Vec<i64> = time
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else {
+        return Err(bad().into());
+    };
     if !(1..=12).contains(m) || !(1..=31).contains(day) || *hh > 23 || *mm > 59 || *ss > 60 {
         return Err(bad().into());
     }
@@ -134,7 +201,10 @@ fn parse_rfc3339(text: &str) -> CliResult<prost_types::Timestamp> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Ok(prost_types::Timestamp { seconds: days * 86_400 + hh * 3600 + mm * 60 + ss, nanos: 0 })
+    Ok(prost_types::Timestamp {
+        seconds: days * 86_400 + hh * 3600 + mm * 60 + ss,
+        nanos: 0,
+    })
 }
 
 #[cfg(test)]
@@ -142,7 +212,12 @@ mod tests {
     #[test]
     fn dates_parse() {
         assert_eq!(super::parse_rfc3339("1970-01-02").unwrap().seconds, 86_400);
-        assert_eq!(super::parse_rfc3339("2026-01-01T00:00:00Z").unwrap().seconds, 1_767_225_600);
+        assert_eq!(
+            super::parse_rfc3339("2026-01-01T00:00:00Z")
+                .unwrap()
+                .seconds,
+            1_767_225_600
+        );
         assert!(super::parse_rfc3339("2026-13-01").is_err());
         assert!(super::parse_rfc3339("tomorrow").is_err());
     }

@@ -2,8 +2,8 @@
 
 use std::io::IsTerminal;
 
-use carewatch_grpc::proto::{self, dashboard_client::DashboardClient};
 use carewatch_grpc::client::Bearer;
+use carewatch_grpc::proto::{self, dashboard_client::DashboardClient};
 use futures::StreamExt;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -57,13 +57,17 @@ fn json_escape(s: &str) -> String {
         .collect()
 }
 
-type Client = DashboardClient<InterceptedService<Channel, Bearer>>;
+pub type Client = DashboardClient<InterceptedService<Channel, Bearer>>;
 
-async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliResult {
+pub async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliResult {
     let mut rows = Vec::new();
     let mut page_token = String::new();
     let totals = loop {
-        let request = proto::ListInstallationsRequest { include_healthy: all, page_size: 500, page_token };
+        let request = proto::ListInstallationsRequest {
+            include_healthy: all,
+            page_size: 500,
+            page_token,
+        };
         let page = client.list_installations(request).await?.into_inner();
         rows.extend(page.installations);
         if page.next_page_token.is_empty() {
@@ -84,7 +88,9 @@ async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliResult
                 s.unavailable,
                 s.late,
                 s.active_conditions,
-                r.last_seen_at.as_ref().map_or("null".to_owned(), |t| t.seconds.to_string()),
+                r.last_seen_at
+                    .as_ref()
+                    .map_or("null".to_owned(), |t| t.seconds.to_string()),
             );
         }
         return Ok(());
@@ -94,15 +100,26 @@ async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliResult
         "Offline {}  Critical {}  Attention {}  Pending {}  Healthy {}",
         totals.offline, totals.critical, totals.attention, totals.pending, totals.healthy
     );
-    println!("{:<20} {:<10} {:<26} {:>7} {:>6} {:>5} {:>10}", "SLC", "HEALTH", "WORST CONDITION", "SERVERS", "DOWN", "LATE", "CONDITIONS");
+    println!(
+        "{:<20} {:<10} {:<26} {:>7} {:>6} {:>5} {:>10}",
+        "SLC", "HEALTH", "WORST CONDITION", "SERVERS", "DOWN", "LATE", "CONDITIONS"
+    );
     for r in &rows {
         let s = r.summary.clone().unwrap_or_default();
-        let (on, off) = if tty { (colour(s.health), "\x1b[0m") } else { ("", "") };
+        let (on, off) = if tty {
+            (colour(s.health), "\x1b[0m")
+        } else {
+            ("", "")
+        };
         println!(
             "{:<20} {on}{:<10}{off} {:<26} {:>7} {:>6} {:>5} {:>10}",
             r.slc,
             health_name(s.health),
-            if s.worst_condition.is_empty() { "-" } else { &s.worst_condition },
+            if s.worst_condition.is_empty() {
+                "-"
+            } else {
+                &s.worst_condition
+            },
             s.servers,
             s.unavailable,
             s.late,
@@ -110,7 +127,14 @@ async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliResult
         );
     }
     if rows.is_empty() {
-        println!("(nothing needs attention{})", if all { "" } else { "; --all lists every installation" });
+        println!(
+            "(nothing needs attention{})",
+            if all {
+                ""
+            } else {
+                "; --all lists every installation"
+            }
+        );
     }
     Ok(())
 }
@@ -122,7 +146,10 @@ pub async fn run(args: DashboardArgs) -> CliResult {
     if !args.watch {
         return Ok(());
     }
-    let mut changes = client.watch(proto::WatchRequest { slc: String::new() }).await?.into_inner();
+    let mut changes = client
+        .watch(proto::WatchRequest { slc: String::new() })
+        .await?
+        .into_inner();
     while let Some(event) = changes.next().await {
         event?;
         if !args.json {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod dashboard;
+mod demo;
 mod serve;
 
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// A reseller's overview as a table (or JSON), optionally following changes live.
     Dashboard(dashboard::DashboardArgs),
+    /// See the whole product in under a minute, on a temporary directory.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the chosen command.
@@ -36,6 +39,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::run(args).await,
         Command::Admin(args) => admin::run(args).await,
         Command::Dashboard(args) => dashboard::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
     }
 }
 
@@ -43,10 +47,18 @@ pub async fn run(cli: Cli) -> CliResult {
 #[derive(Debug, clap::Args)]
 pub struct Connection {
     /// Server URL.
-    #[arg(long, env = "CAREWATCH_SERVER", default_value = "https://127.0.0.1:7443")]
+    #[arg(
+        long,
+        env = "CAREWATCH_SERVER",
+        default_value = "https://127.0.0.1:7443"
+    )]
     pub server: String,
     /// Certificate to trust (the server prints where its self-signed one is).
-    #[arg(long, env = "CAREWATCH_CA_CERT", default_value = "./carewatch-data/cert.pem")]
+    #[arg(
+        long,
+        env = "CAREWATCH_CA_CERT",
+        default_value = "./carewatch-data/cert.pem"
+    )]
     pub ca_cert: PathBuf,
     /// Bearer token (operator for `admin`, reseller for `dashboard`).
     #[arg(long, env = "CAREWATCH_TOKEN", hide_env_values = true)]
@@ -57,7 +69,10 @@ impl Connection {
     /// A channel to the server.
     pub async fn channel(&self) -> CliResult<tonic::transport::Channel> {
         let ca = if self.server.starts_with("https://") {
-            Some(std::fs::read_to_string(&self.ca_cert).map_err(|e| format!("{}: {e}", self.ca_cert.display()))?)
+            Some(
+                std::fs::read_to_string(&self.ca_cert)
+                    .map_err(|e| format!("{}: {e}", self.ca_cert.display()))?,
+            )
         } else {
             None
         };
@@ -66,25 +81,36 @@ impl Connection {
 
     /// The bearer interceptor.
     pub fn bearer(&self) -> CliResult<carewatch_grpc::client::Bearer> {
-        carewatch_grpc::client::Bearer::new(&self.token).ok_or_else(|| "the token is not valid text".into())
+        carewatch_grpc::client::Bearer::new(&self.token)
+            .ok_or_else(|| "the token is not valid text".into())
     }
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, `1d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{text:?}: expected a number and a unit, e.g. 30s"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and a unit, e.g. 30s"))?;
     let ms = match unit {
         "ms" => 1,
         "s" | "" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?}; use ms, s, m, h or d"
+            ));
+        }
     };
-    n.checked_mul(ms).map(Duration::from_millis).ok_or_else(|| format!("{text:?} is too long"))
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 #[cfg(test)]

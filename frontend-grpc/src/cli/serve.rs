@@ -51,17 +51,22 @@ pub struct ServeArgs {
 fn load_or_create_master_key(data_dir: &std::path::Path) -> CliResult<MasterKey> {
     let path = data_dir.join("master.key");
     if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         return Ok(MasterKey::from_hex(&text).map_err(|e| format!("{}: {e}", path.display()))?);
     }
     let key = MasterKey::generate();
     write_private(&path, &key.to_hex())?;
-    eprintln!("created master key {} (back it up: installation keys cannot be read without it)", path.display());
+    eprintln!(
+        "created master key {} (back it up: installation keys cannot be read without it)",
+        path.display()
+    );
     Ok(key)
 }
 
 pub async fn run(args: ServeArgs) -> CliResult {
-    std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
     if args.insecure_plaintext && !args.listen.ip().is_loopback() {
         return Err(format!(
             "--insecure-plaintext is only allowed on a loopback address, not {}: recording servers' messages must travel inside TLS",
@@ -70,7 +75,10 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .into());
     }
     let tls = if args.insecure_plaintext {
-        eprintln!("WARNING: serving WITHOUT TLS on {} (--insecure-plaintext)", args.listen);
+        eprintln!(
+            "WARNING: serving WITHOUT TLS on {} (--insecure-plaintext)",
+            args.listen
+        );
         None
     } else if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         Some(TlsIdentity::from_files(cert, key)?)
@@ -78,7 +86,10 @@ pub async fn run(args: ServeArgs) -> CliResult {
         let (identity, generated) = TlsIdentity::self_signed_in(&args.data_dir, &[])?;
         let fingerprint = identity.fingerprint().unwrap_or_default();
         let verb = if generated { "generated" } else { "using" };
-        eprintln!("{verb} self-signed certificate {} (SHA-256 {fingerprint})", args.data_dir.join("cert.pem").display());
+        eprintln!(
+            "{verb} self-signed certificate {} (SHA-256 {fingerprint})",
+            args.data_dir.join("cert.pem").display()
+        );
         Some(identity)
     };
 
@@ -91,14 +102,29 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with_policy(policy)
         .with_node_id(args.node_id);
     let carewatch = Carewatch::open(store, Arc::new(SystemClock), config).await?;
-    if let Some(issued) = carewatch.ensure_operator(&ResellerId::new("admin")?).await? {
-        println!("operator token (shown once, keep it safe): {}", &*issued.token);
+    if let Some(issued) = carewatch
+        .ensure_operator(&ResellerId::new("admin")?)
+        .await?
+    {
+        println!(
+            "operator token (shown once, keep it safe): {}",
+            &*issued.token
+        );
     }
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("{}: {e}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("{}: {e}", args.listen))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    eprintln!("carewatch listening on {scheme}://{} (SQLite {})", listener.local_addr()?, db.display());
-    let options = ServeOptions { tls, ..ServeOptions::default() };
+    eprintln!(
+        "carewatch listening on {scheme}://{} (SQLite {})",
+        listener.local_addr()?,
+        db.display()
+    );
+    let options = ServeOptions {
+        tls,
+        ..ServeOptions::default()
+    };
     serve(carewatch, listener, options, shutdown_signal()).await?;
     eprintln!("carewatch stopped");
     Ok(())
@@ -109,14 +135,15 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}

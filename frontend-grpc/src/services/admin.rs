@@ -25,7 +25,11 @@ impl AdminService {
 
     async fn operator<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let token = bearer(request).map_err(to_status)?;
-        self.carewatch.authenticate_operator(token).await.map_err(to_status).map(|_| ())
+        self.carewatch
+            .authenticate_operator(token)
+            .await
+            .map_err(to_status)
+            .map(|_| ())
     }
 }
 
@@ -38,8 +42,14 @@ impl Admin for AdminService {
         self.operator(&request).await?;
         let r = request.into_inner();
         let id = convert::reseller_id(&r.id).map_err(to_status)?;
-        let issued = self.carewatch.create_reseller(&id, &r.name).await.map_err(to_status)?;
-        Ok(Response::new(proto::TokenResponse { token: issued.token.to_string() }))
+        let issued = self
+            .carewatch
+            .create_reseller(&id, &r.name)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::TokenResponse {
+            token: issued.token.to_string(),
+        }))
     }
 
     async fn rotate_reseller_token(
@@ -48,8 +58,14 @@ impl Admin for AdminService {
     ) -> Result<Response<proto::TokenResponse>, Status> {
         self.operator(&request).await?;
         let id = convert::reseller_id(&request.get_ref().id).map_err(to_status)?;
-        let issued = self.carewatch.rotate_reseller_token(&id).await.map_err(to_status)?;
-        Ok(Response::new(proto::TokenResponse { token: issued.token.to_string() }))
+        let issued = self
+            .carewatch
+            .rotate_reseller_token(&id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::TokenResponse {
+            token: issued.token.to_string(),
+        }))
     }
 
     async fn list_resellers(
@@ -79,7 +95,11 @@ impl Admin for AdminService {
         let slc = convert::slc(&r.slc).map_err(to_status)?;
         let reseller = convert::reseller_id(&r.reseller_id).map_err(to_status)?;
         let product = Product::new(&r.product, &r.product_version).map_err(to_status)?;
-        let installation = self.carewatch.register_installation(&slc, &reseller, product).await.map_err(to_status)?;
+        let installation = self
+            .carewatch
+            .register_installation(&slc, &reseller, product)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(convert::installation_info(&installation)))
     }
 
@@ -96,7 +116,11 @@ impl Admin for AdminService {
             .map(|t| convert::from_timestamp("expires_at", t))
             .transpose()
             .map_err(to_status)?;
-        let installation = self.carewatch.set_subscription(&slc, until).await.map_err(to_status)?;
+        let installation = self
+            .carewatch
+            .set_subscription(&slc, until)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(convert::installation_info(&installation)))
     }
 
@@ -107,7 +131,11 @@ impl Admin for AdminService {
         self.operator(&request).await?;
         let r = request.into_inner();
         let slc = convert::slc(&r.slc).map_err(to_status)?;
-        let installation = self.carewatch.set_consent(&slc, r.accepted).await.map_err(to_status)?;
+        let installation = self
+            .carewatch
+            .set_consent(&slc, r.accepted)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(convert::installation_info(&installation)))
     }
 
@@ -117,8 +145,15 @@ impl Admin for AdminService {
     ) -> Result<Response<proto::InstallationKey>, Status> {
         self.operator(&request).await?;
         let slc = convert::slc(&request.get_ref().slc).map_err(to_status)?;
-        let key = self.carewatch.issue_installation_key(&slc).await.map_err(to_status)?;
-        Ok(Response::new(proto::InstallationKey { key_id: key.id().get(), key: key.to_text().to_string() }))
+        let key = self
+            .carewatch
+            .issue_installation_key(&slc)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::InstallationKey {
+            key_id: key.id().get(),
+            key: key.to_text().to_string(),
+        }))
     }
 
     async fn retire_installation_key(
@@ -128,7 +163,10 @@ impl Admin for AdminService {
         self.operator(&request).await?;
         let r = request.into_inner();
         let slc = convert::slc(&r.slc).map_err(to_status)?;
-        self.carewatch.retire_installation_key(&slc, KeyId::new(r.key_id)).await.map_err(to_status)?;
+        self.carewatch
+            .retire_installation_key(&slc, KeyId::new(r.key_id))
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(proto::RetireInstallationKeyResponse {}))
     }
 }

@@ -2,9 +2,9 @@
 
 use std::pin::Pin;
 
+use carewatch_core::Carewatch;
 use carewatch_core::ids::ResellerId;
 use carewatch_core::store::{OverviewQuery, PageCursor};
-use carewatch_core::Carewatch;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -28,7 +28,10 @@ impl DashboardService {
 
     async fn reseller<T>(&self, request: &Request<T>) -> Result<ResellerId, Status> {
         let token = bearer(request).map_err(to_status)?;
-        self.carewatch.authenticate_reseller(token).await.map_err(to_status)
+        self.carewatch
+            .authenticate_reseller(token)
+            .await
+            .map_err(to_status)
     }
 }
 
@@ -48,10 +51,18 @@ impl Dashboard for DashboardService {
         };
         let query = OverviewQuery {
             include_healthy: r.include_healthy,
-            page_size: if r.page_size == 0 { OverviewQuery::default().page_size } else { r.page_size },
+            page_size: if r.page_size == 0 {
+                OverviewQuery::default().page_size
+            } else {
+                r.page_size
+            },
             after,
         };
-        let page = self.carewatch.overview(&reseller, &query).await.map_err(to_status)?;
+        let page = self
+            .carewatch
+            .overview(&reseller, &query)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(proto::ListInstallationsResponse {
             installations: page.rows.iter().map(convert::row).collect(),
             next_page_token: page.next.map(|c| c.to_token()).unwrap_or_default(),
@@ -65,20 +76,32 @@ impl Dashboard for DashboardService {
     ) -> Result<Response<proto::InstallationDetail>, Status> {
         let reseller = self.reseller(&request).await?;
         let slc = convert::slc(&request.get_ref().slc).map_err(to_status)?;
-        let detail = self.carewatch.installation(&reseller, &slc).await.map_err(to_status)?;
+        let detail = self
+            .carewatch
+            .installation(&reseller, &slc)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(convert::detail(&detail)))
     }
 
     type WatchStream = WatchStream;
 
-    async fn watch(&self, request: Request<proto::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<proto::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let reseller = self.reseller(&request).await?;
         let only = match request.get_ref().slc.as_str() {
             "" => None,
             text => Some(convert::slc(text).map_err(to_status)?),
         };
-        let stream = self.carewatch.watch(&reseller, only.as_ref()).await.map_err(to_status)?;
-        Ok(Response::new(Box::pin(stream.map(|event| Ok::<_, Status>(convert::watch_event(&event))))))
+        let stream = self
+            .carewatch
+            .watch(&reseller, only.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(Box::pin(stream.map(|event| {
+            Ok::<_, Status>(convert::watch_event(&event))
+        }))))
     }
 }
-

@@ -24,7 +24,11 @@ impl IngestService {
         Self { carewatch }
     }
 
-    async fn handle(&self, kind: MessageKind, message: proto::SealedMessage) -> Result<IngestAck, Error> {
+    async fn handle(
+        &self,
+        kind: MessageKind,
+        message: proto::SealedMessage,
+    ) -> Result<IngestAck, Error> {
         let incoming = IncomingMessage {
             slc: convert::slc(&message.slc)?,
             server: convert::server_id(&message.recording_server_id)?,
@@ -48,13 +52,25 @@ type ReplyStream = Pin<Box<dyn Stream<Item = Result<proto::StreamReply, Status>>
 
 #[tonic::async_trait]
 impl Ingest for IngestService {
-    async fn heartbeat(&self, request: Request<proto::SealedMessage>) -> Result<Response<proto::Ack>, Status> {
-        let ack_ = self.handle(MessageKind::Heartbeat, request.into_inner()).await.map_err(to_status)?;
+    async fn heartbeat(
+        &self,
+        request: Request<proto::SealedMessage>,
+    ) -> Result<Response<proto::Ack>, Status> {
+        let ack_ = self
+            .handle(MessageKind::Heartbeat, request.into_inner())
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(ack(ack_)))
     }
 
-    async fn status_report(&self, request: Request<proto::SealedMessage>) -> Result<Response<proto::Ack>, Status> {
-        let ack_ = self.handle(MessageKind::StatusReport, request.into_inner()).await.map_err(to_status)?;
+    async fn status_report(
+        &self,
+        request: Request<proto::SealedMessage>,
+    ) -> Result<Response<proto::Ack>, Status> {
+        let ack_ = self
+            .handle(MessageKind::StatusReport, request.into_inner())
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(ack(ack_)))
     }
 
@@ -71,7 +87,9 @@ impl Ingest for IngestService {
                 let item = item?;
                 let sequence = item.message.as_ref().map_or(0, |m| m.sequence);
                 let result = match (proto::MessageKind::try_from(item.kind), item.message) {
-                    (Ok(proto::MessageKind::Heartbeat), Some(m)) => service.handle(MessageKind::Heartbeat, m).await,
+                    (Ok(proto::MessageKind::Heartbeat), Some(m)) => {
+                        service.handle(MessageKind::Heartbeat, m).await
+                    }
                     (Ok(proto::MessageKind::StatusReport), Some(m)) => {
                         service.handle(MessageKind::StatusReport, m).await
                     }
@@ -87,7 +105,10 @@ impl Ingest for IngestService {
                         reason: e.to_string(),
                     }),
                 };
-                Ok(proto::StreamReply { sequence, result: Some(result) })
+                Ok(proto::StreamReply {
+                    sequence,
+                    result: Some(result),
+                })
             }
         });
         Ok(Response::new(Box::pin(replies)))
