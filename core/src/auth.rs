@@ -159,9 +159,7 @@ pub fn admit(installation: &Installation, now: Timestamp) -> Result<()> {
     if !installation.subscription_active_at(now) {
         return Err(Error::SubscriptionExpired {
             slc: installation.slc.clone(),
-            expired_at: installation
-                .subscription_expires_at
-                .unwrap_or(Timestamp::EPOCH),
+            expired_at: installation.subscription_expires_at,
         });
     }
     Ok(())

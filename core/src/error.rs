@@ -40,12 +40,15 @@ pub enum Error {
     },
 
     /// The installation's Care Plus subscription is not active at receipt time.
-    #[error("the Care Plus subscription of installation {slc} expired at {expired_at}")]
+    #[error("installation {slc} has no active Care Plus subscription ({})", match expired_at {
+        Some(at) => format!("it expired at {at}"),
+        None => "none was ever recorded".to_owned(),
+    })]
     SubscriptionExpired {
         /// The installation.
         slc: Slc,
-        /// When it expired.
-        expired_at: Timestamp,
+        /// When it expired; `None` if it never had one.
+        expired_at: Option<Timestamp>,
     },
 
     /// The sealed payload did not open under the installation's key.

@@ -129,7 +129,12 @@ pub fn summarize<'a>(
     let mut conditions = 0u32;
     for code in active_conditions {
         conditions += 1;
-        if worst.is_none_or(|w| code.badness() > w.badness()) {
+        // Ties (e.g. two unknown codes) break by name, so the result never
+        // depends on the order a backend returns rows in.
+        if worst.is_none_or(|w| {
+            (code.badness(), std::cmp::Reverse(code.as_str()))
+                > (w.badness(), std::cmp::Reverse(w.as_str()))
+        }) {
             worst = Some(code);
         }
     }

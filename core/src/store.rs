@@ -388,7 +388,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Option<Admission>>;
     /// Records signs of life (heartbeats), in one transaction, each applied
     /// only if its sequence number is newer; `last_seen_at` never moves
-    /// backwards. One outcome per input, in order.
+    /// backwards. Entries apply in order, each seeing the ones before it (the
+    /// same sign twice in one batch is `Applied` then `Duplicate`). One outcome
+    /// per input, in order.
     async fn record_signs_of_life(&self, batch: &[SignOfLife]) -> Result<Vec<WriteOutcome>>;
     /// Applies a status report in one transaction: the sign of life, the
     /// snapshot diff, history and the installation's summary. Durable when it returns.
@@ -396,11 +398,14 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     // ----- availability ----------------------------------------------------
 
-    /// Servers whose `next_check_at` is at or before `now`, earliest first, at most `limit`.
+    /// Servers whose `next_check_at` is at or before `now`, ordered by
+    /// `(next_check_at, slc, server)`, at most `limit`.
     async fn due_servers(&self, now: Timestamp, limit: u32) -> Result<Vec<ServerRecord>>;
-    /// Applies time-driven changes; each only if no message arrived meanwhile.
-    /// Becoming unavailable opens a `SERVER_UNAVAILABLE` condition. Returns the
-    /// summary changes it caused.
+    /// Applies time-driven changes; each only if no message arrived meanwhile
+    /// (`last_seen_at` still equals `expected_last_seen`). Becoming unavailable
+    /// opens a `SERVER_UNAVAILABLE` condition whose subject is the server id,
+    /// and records `BecameUnavailable`, both at `since`. Returns at most one
+    /// summary change per installation, stamped with `evaluated_at`.
     async fn apply_availability(
         &self,
         changes: &[AvailabilityChange],
@@ -408,8 +413,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     // ----- the service's own downtime -------------------------------------
 
-    /// Records that `node` is receiving at `at`; returns the latest earlier
-    /// mark of any node, so a gap (nobody receiving) can be detected.
+    /// Records that `node` is receiving at `at`; returns the latest mark any
+    /// node had recorded before this call, so a gap (nobody receiving) can be
+    /// detected. A node's own mark never moves backwards.
     async fn mark_alive(&self, node: &str, at: Timestamp) -> Result<Option<Timestamp>>;
     /// Records a window during which no node was receiving.
     async fn record_downtime(&self, window: DowntimeWindow) -> Result<()>;

@@ -69,8 +69,6 @@ impl Carewatch {
             .admission(slc, &message.server, key_id)
             .await?
             .ok_or_else(|| Error::UnknownInstallation { slc: slc.clone() })?;
-        auth::admit(&admission.installation, received_at)?;
-
         let cannot_decrypt = |reason| Error::CannotDecrypt {
             slc: slc.clone(),
             reason,
@@ -87,6 +85,9 @@ impl Carewatch {
             sequence: message.sequence,
         };
         let plaintext = envelope.open(&key, &binding).map_err(cannot_decrypt)?;
+        // Only a sender holding the key learns the installation's consent and
+        // subscription state.
+        auth::admit(&admission.installation, received_at)?;
 
         let digest = MessageDigest::of(&message.sealed);
         let last = admission.server.as_ref().map(|s| s.cursor);

@@ -20,7 +20,7 @@ pub(crate) fn due_servers(
 ) -> Result<Vec<ServerRecord>> {
     let mut stmt = tx
         .prepare_cached(&format!(
-            "SELECT {SERVER_COLUMNS} FROM servers WHERE next_check_at <= ?1 ORDER BY next_check_at LIMIT ?2"
+            "SELECT {SERVER_COLUMNS} FROM servers WHERE next_check_at <= ?1 ORDER BY next_check_at, slc, server_id LIMIT ?2"
         ))
         .map_err(map_err)?;
     let mut rows = stmt
