@@ -1,0 +1,170 @@
+//! Time-driven availability changes, liveness marks and downtime windows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use carewatch_core::ConditionCode;
+use carewatch_core::availability::{Availability, DowntimeWindow};
+use carewatch_core::store::{AvailabilityChange, HistoryKind, ServerRecord, SummaryChange};
+use carewatch_core::time::Timestamp;
+use sqlx_core::query::query;
+use sqlx_postgres::PgConnection;
+
+use super::ingest::lock_servers;
+use super::{history, summary};
+use crate::codec::{self, availability_to_sql, col, server_columns, ts};
+use crate::errors::{DbResult, corrupt};
+
+pub(crate) async fn due_servers(
+    c: &mut PgConnection,
+    now: Timestamp,
+    limit: u32,
+) -> DbResult<Vec<ServerRecord>> {
+    // A range scan of the partial index servers_due, from its start to `now`.
+    // Ties (same millisecond) in (slc, server_id) order, as SQLite returns
+    // them (its index entries end with the primary key): an incremental sort
+    // of each tie group, no full sort.
+    let rows = query(concat!(
+        "SELECT ",
+        server_columns!(),
+        " FROM servers WHERE next_check_at IS NOT NULL AND next_check_at <= $1
+         ORDER BY next_check_at, slc, server_id LIMIT $2"
+    ))
+    .bind(now.as_millis())
+    .bind(i64::from(limit))
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(codec::server).collect()
+}
+
+pub(crate) async fn apply_availability(
+    c: &mut PgConnection,
+    changes: &[AvailabilityChange],
+) -> DbResult<Vec<SummaryChange>> {
+    // Every server row concerned is locked first, in key order: a message
+    // being applied meanwhile either committed before (then last_seen_at
+    // differs and the change is dropped) or waits for this transaction.
+    let keys = changes
+        .iter()
+        .map(|ch| (ch.slc.clone(), ch.server.clone()))
+        .collect::<BTreeSet<_>>();
+    let mut rows = lock_servers(c, &keys).await?;
+    // Installation -> when its servers changed; its summary is refreshed once.
+    let mut touched = BTreeMap::new();
+    for change in changes {
+        let key = (change.slc.clone(), change.server.clone());
+        // A message arrived since the evaluation (or the server is gone): it wins.
+        let Some(current) = rows.get_mut(&key) else {
+            continue;
+        };
+        if current.last_seen_at != change.expected_last_seen {
+            continue;
+        }
+        let before = current.availability;
+        let (state, missed, since) = availability_to_sql(&change.availability);
+        query(
+            "UPDATE servers SET state = $3, missed = $4, unavailable_since = $5, next_check_at = $6
+             WHERE slc = $1 AND server_id = $2",
+        )
+        .bind(change.slc.as_str())
+        .bind(change.server.as_str())
+        .bind(state)
+        .bind(missed)
+        .bind(since)
+        .bind(change.next_check_at.map(Timestamp::as_millis))
+        .execute(&mut *c)
+        .await?;
+        // The row as stored now (Pending is stored as Available).
+        current.availability = codec::availability_from_sql(state, missed, since)?;
+        current.next_check_at = change.next_check_at;
+        if let Availability::Unavailable { since, missed } = change.availability
+            && !matches!(before, Availability::Unavailable { .. })
+        {
+            query(
+                "INSERT INTO conditions (slc, server_id, code, subject, detail, opened_at)
+                 VALUES ($1, $2, $3, $2, $4, $5)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(change.slc.as_str())
+            .bind(change.server.as_str())
+            .bind(ConditionCode::ServerUnavailable.as_str())
+            .bind(format!("missed {missed} heartbeats in a row"))
+            .bind(since.as_millis())
+            .execute(&mut *c)
+            .await?;
+            history::record(
+                c,
+                &change.slc,
+                &change.server,
+                since,
+                &HistoryKind::BecameUnavailable { missed },
+            )
+            .await?;
+        }
+        if before != change.availability {
+            let at = touched
+                .entry(change.slc.clone())
+                .or_insert(change.evaluated_at);
+            *at = (*at).max(change.evaluated_at);
+        }
+    }
+    let mut summary_changes = Vec::new();
+    for (slc, at) in touched {
+        if let Some(change) = summary::refresh(c, &slc, at).await? {
+            summary_changes.push(change);
+        }
+    }
+    Ok(summary_changes)
+}
+
+/// Returns the latest mark of any node before this one. The table is locked
+/// (SHARE ROW EXCLUSIVE conflicts with itself) so nodes marking at the same
+/// moment take turns: the second sees the first's mark, and a gap is only
+/// reported when no node at all was receiving.
+pub(crate) async fn mark_alive(
+    c: &mut PgConnection,
+    node: &str,
+    at: Timestamp,
+) -> DbResult<Option<Timestamp>> {
+    query("LOCK TABLE liveness IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *c)
+        .await?;
+    let row = query("SELECT max(alive_at) FROM liveness")
+        .fetch_one(&mut *c)
+        .await?;
+    let previous: Option<i64> = col(&row, 0)?;
+    query(
+        "INSERT INTO liveness (node, alive_at) VALUES ($1, $2)
+         ON CONFLICT (node) DO UPDATE SET alive_at = GREATEST(liveness.alive_at, excluded.alive_at)",
+    )
+    .bind(node)
+    .bind(at.as_millis())
+    .execute(&mut *c)
+    .await?;
+    Ok(previous.map(ts))
+}
+
+pub(crate) async fn record_downtime(c: &mut PgConnection, window: DowntimeWindow) -> DbResult<()> {
+    query("INSERT INTO downtime (start_at, end_at) VALUES ($1, $2)")
+        .bind(window.start().as_millis())
+        .bind(window.end().as_millis())
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn downtime(
+    c: &mut PgConnection,
+    after: Timestamp,
+) -> DbResult<Vec<DowntimeWindow>> {
+    let rows =
+        query("SELECT start_at, end_at FROM downtime WHERE end_at > $1 ORDER BY start_at, id")
+            .bind(after.as_millis())
+            .fetch_all(&mut *c)
+            .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DowntimeWindow::new(ts(col(row, 0)?), ts(col(row, 1)?))
+                .map_err(|e| corrupt("downtime window", e))?)
+        })
+        .collect()
+}

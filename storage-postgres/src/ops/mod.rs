@@ -1,0 +1,203 @@
+//! The `Store` implementation, by area. Every call is one transaction
+//! (see [`PostgresStore::write`] and [`PostgresStore::read`]).
+
+mod admin;
+mod availability;
+mod history;
+mod ingest;
+mod reads;
+mod summary;
+
+use async_trait::async_trait;
+use carewatch_core::Result;
+use carewatch_core::auth::TokenHash;
+use carewatch_core::availability::DowntimeWindow;
+use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
+use carewatch_core::installation::Installation;
+use carewatch_core::seal::{KeyId, WrappedKey};
+use carewatch_core::store::{
+    Admission, AvailabilityChange, InstallationDetail, InstallationUpdate, OverviewPage,
+    OverviewQuery, Reseller, ServerRecord, SignOfLife, StatusWrite, Store, StoredKey,
+    SummaryChange, WriteOutcome,
+};
+use carewatch_core::time::Timestamp;
+
+use crate::PostgresStore;
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_reseller(&self, reseller: &Reseller, token: &TokenHash) -> Result<()> {
+        self.write(&(reseller, token), |c, (r, t)| {
+            Box::pin(admin::create_reseller(c, r, t))
+        })
+        .await
+    }
+
+    async fn set_reseller_token(&self, id: &ResellerId, token: &TokenHash) -> Result<()> {
+        self.write(&(id, token), |c, (id, t)| {
+            Box::pin(admin::set_reseller_token(c, id, t))
+        })
+        .await
+    }
+
+    async fn reseller_token(&self, id: &ResellerId) -> Result<Option<TokenHash>> {
+        self.read(id, |c, id| Box::pin(admin::reseller_token(c, id)))
+            .await
+    }
+
+    async fn resellers(&self) -> Result<Vec<Reseller>> {
+        self.read(&(), |c, ()| Box::pin(admin::resellers(c))).await
+    }
+
+    async fn set_operator_token(&self, name: &ResellerId, token: &TokenHash) -> Result<()> {
+        self.write(&(name, token), |c, (n, t)| {
+            Box::pin(admin::set_operator_token(c, n, t))
+        })
+        .await
+    }
+
+    async fn operator_token(&self, name: &ResellerId) -> Result<Option<TokenHash>> {
+        self.read(name, |c, n| Box::pin(admin::operator_token(c, n)))
+            .await
+    }
+
+    async fn has_operator(&self) -> Result<bool> {
+        self.read(&(), |c, ()| Box::pin(admin::has_operator(c)))
+            .await
+    }
+
+    async fn register_installation(&self, installation: &Installation) -> Result<()> {
+        self.write(installation, |c, i| {
+            Box::pin(admin::register_installation(c, i))
+        })
+        .await
+    }
+
+    async fn update_installation(
+        &self,
+        slc: &Slc,
+        update: &InstallationUpdate,
+    ) -> Result<Installation> {
+        self.write(&(slc, update), |c, (s, u)| {
+            Box::pin(admin::update_installation(c, s, u))
+        })
+        .await
+    }
+
+    async fn installation(&self, slc: &Slc) -> Result<Option<Installation>> {
+        self.read(slc, |c, s| Box::pin(admin::installation(c, s)))
+            .await
+    }
+
+    async fn add_installation_key(&self, slc: &Slc, key: &WrappedKey, at: Timestamp) -> Result<()> {
+        self.write(&(slc, key, at), |c, (s, k, at)| {
+            Box::pin(admin::add_installation_key(c, s, k, *at))
+        })
+        .await
+    }
+
+    async fn installation_keys(&self, slc: &Slc) -> Result<Vec<StoredKey>> {
+        self.read(slc, |c, s| Box::pin(admin::installation_keys(c, s)))
+            .await
+    }
+
+    async fn retire_installation_key(&self, slc: &Slc, id: KeyId, at: Timestamp) -> Result<()> {
+        self.write(&(slc, id, at), |c, (s, id, at)| {
+            Box::pin(admin::retire_installation_key(c, s, *id, *at))
+        })
+        .await
+    }
+
+    async fn admission(
+        &self,
+        slc: &Slc,
+        server: &RecordingServerId,
+        key: KeyId,
+    ) -> Result<Option<Admission>> {
+        self.single(&(slc, server, key), |c, (s, r, k)| {
+            Box::pin(ingest::admission(c, s, r, *k))
+        })
+        .await
+    }
+
+    async fn record_signs_of_life(&self, batch: &[SignOfLife]) -> Result<Vec<WriteOutcome>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One heartbeat of an available server: one statement, no transaction.
+        if let [sign] = batch
+            && self
+                .single(sign, |c, s| Box::pin(ingest::heartbeat_in_place(c, s)))
+                .await?
+        {
+            return Ok(vec![WriteOutcome::Applied(None)]);
+        }
+        self.write(batch, |c, b| Box::pin(ingest::record_signs_of_life(c, b)))
+            .await
+    }
+
+    async fn apply_status_report(&self, report: &StatusWrite) -> Result<WriteOutcome> {
+        self.write(report, |c, r| Box::pin(ingest::apply_status_report(c, r)))
+            .await
+    }
+
+    async fn due_servers(&self, now: Timestamp, limit: u32) -> Result<Vec<ServerRecord>> {
+        self.read(&(now, limit), |c, (now, limit)| {
+            Box::pin(availability::due_servers(c, *now, *limit))
+        })
+        .await
+    }
+
+    async fn apply_availability(
+        &self,
+        changes: &[AvailabilityChange],
+    ) -> Result<Vec<SummaryChange>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(changes, |c, ch| {
+            Box::pin(availability::apply_availability(c, ch))
+        })
+        .await
+    }
+
+    async fn mark_alive(&self, node: &str, at: Timestamp) -> Result<Option<Timestamp>> {
+        self.write(&(node, at), |c, (n, at)| {
+            Box::pin(availability::mark_alive(c, n, *at))
+        })
+        .await
+    }
+
+    async fn record_downtime(&self, window: DowntimeWindow) -> Result<()> {
+        self.write(&window, |c, w| {
+            Box::pin(availability::record_downtime(c, *w))
+        })
+        .await
+    }
+
+    async fn downtime(&self, after: Timestamp) -> Result<Vec<DowntimeWindow>> {
+        self.read(&after, |c, after| {
+            Box::pin(availability::downtime(c, *after))
+        })
+        .await
+    }
+
+    async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {
+        self.read(&(reseller, query), |c, (r, q)| {
+            Box::pin(reads::overview(c, r, q))
+        })
+        .await
+    }
+
+    async fn installation_detail(
+        &self,
+        reseller: &ResellerId,
+        slc: &Slc,
+        history_limit: u32,
+    ) -> Result<Option<InstallationDetail>> {
+        self.read(&(reseller, slc, history_limit), |c, (r, s, limit)| {
+            Box::pin(reads::installation_detail(c, r, s, *limit))
+        })
+        .await
+    }
+}

@@ -1,0 +1,204 @@
+//! What resellers read: the overview and one installation's detail. Each
+//! runs in one read-only REPEATABLE READ transaction: a consistent snapshot.
+
+use carewatch_core::condition::ConditionRecord;
+use carewatch_core::health::Health;
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::installation::Product;
+use carewatch_core::store::{
+    HealthTotals, InstallationDetail, OverviewPage, OverviewQuery, OverviewRow, PageCursor,
+};
+use sqlx_core::query::query;
+use sqlx_postgres::{PgConnection, PgRow};
+
+use super::history::{self, history_columns};
+use crate::codec::{self, col, installation_columns, rank, server_columns, summary_columns, ts};
+use crate::errors::{DbResult, corrupt};
+
+/// One overview line; `max(last_seen_at)` is read through the servers' primary key.
+macro_rules! overview_select {
+    () => {
+        concat!(
+            "SELECT slc, product, product_version, ",
+            summary_columns!(),
+            ", (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc) FROM installations i "
+        )
+    };
+}
+
+/// The first page: one range scan of installations_overview (reseller_id,
+/// health DESC, slc) in index order, stopping after $3 rows.
+const FIRST_PAGE: &str = concat!(
+    overview_select!(),
+    "WHERE reseller_id = $1 AND health >= $2 ORDER BY health DESC, slc LIMIT $3"
+);
+
+/// A later page, after (health $4, slc $5): the rest of the cursor's health
+/// (slc > $5), then the better healths below it. Each branch is a range scan
+/// of installations_overview that starts right at the cursor, so page 2000
+/// costs what page 1 does (no OFFSET, no filter over skipped rows).
+const NEXT_PAGE: &str = concat!(
+    "SELECT * FROM ((",
+    overview_select!(),
+    "WHERE reseller_id = $1 AND health = $4 AND slc > $5 ORDER BY slc LIMIT $3",
+    ") UNION ALL (",
+    overview_select!(),
+    "WHERE reseller_id = $1 AND health < $4 AND health >= $2 ORDER BY health DESC, slc LIMIT $3",
+    ")) page ORDER BY health DESC, slc LIMIT $3"
+);
+
+fn overview_row(row: &PgRow) -> DbResult<OverviewRow> {
+    Ok(OverviewRow {
+        slc: codec::slc(&col::<String>(row, 0)?)?,
+        product: Product::new(&col::<String>(row, 1)?, &col::<String>(row, 2)?)
+            .map_err(|e| corrupt("product", e))?,
+        summary: codec::summary(row, 3)?,
+        last_seen_at: col::<Option<i64>>(row, 9)?.map(ts),
+    })
+}
+
+pub(crate) async fn overview(
+    c: &mut PgConnection,
+    reseller: &ResellerId,
+    query_: &OverviewQuery,
+) -> DbResult<OverviewPage> {
+    let min_health = if query_.include_healthy {
+        Health::Healthy
+    } else {
+        Health::Pending
+    };
+    // One row more than asked: whether there is a next page.
+    let limit = i64::from(query_.page_size) + 1;
+    let rows = match &query_.after {
+        None => {
+            query(FIRST_PAGE)
+                .bind(reseller.as_str())
+                .bind(rank(min_health))
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await?
+        }
+        Some(after) => {
+            query(NEXT_PAGE)
+                .bind(reseller.as_str())
+                .bind(rank(min_health))
+                .bind(limit)
+                .bind(rank(after.health))
+                .bind(after.slc.as_str())
+                .fetch_all(&mut *c)
+                .await?
+        }
+    };
+    let mut out = rows
+        .iter()
+        .map(overview_row)
+        .collect::<DbResult<Vec<_>>>()?;
+    let next = if out.len() > query_.page_size as usize {
+        out.truncate(query_.page_size as usize);
+        out.last().map(|r| PageCursor {
+            health: r.summary.health,
+            slc: r.slc.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(OverviewPage {
+        rows: out,
+        next,
+        totals: totals(c, reseller).await?,
+    })
+}
+
+/// Counts per health: an index-only scan of the reseller's prefix of installations_overview.
+async fn totals(c: &mut PgConnection, reseller: &ResellerId) -> DbResult<HealthTotals> {
+    let rows =
+        query("SELECT health, count(*) FROM installations WHERE reseller_id = $1 GROUP BY health")
+            .bind(reseller.as_str())
+            .fetch_all(&mut *c)
+            .await?;
+    let mut totals = HealthTotals::default();
+    for row in &rows {
+        let health = codec::health(col(row, 0)?)?;
+        let count = u32::try_from(col::<i64>(row, 1)?).map_err(|e| corrupt("count", e))?;
+        totals.set(health, count);
+    }
+    Ok(totals)
+}
+
+pub(crate) async fn installation_detail(
+    c: &mut PgConnection,
+    reseller: &ResellerId,
+    slc: &Slc,
+    history_limit: u32,
+) -> DbResult<Option<InstallationDetail>> {
+    let found = query(concat!(
+        "SELECT ",
+        installation_columns!(),
+        ", ",
+        summary_columns!(),
+        " FROM installations WHERE slc = $1 AND reseller_id = $2"
+    ))
+    .bind(slc.as_str())
+    .bind(reseller.as_str())
+    .fetch_optional(&mut *c)
+    .await?;
+    // Another reseller's installation reads exactly like a missing one.
+    let Some(found) = found else {
+        return Ok(None);
+    };
+    let installation = codec::installation(&found, 0)?;
+    let summary = codec::summary(&found, 7)?;
+
+    let rows = query(concat!(
+        "SELECT ",
+        server_columns!(),
+        " FROM servers WHERE slc = $1 ORDER BY server_id"
+    ))
+    .bind(slc.as_str())
+    .fetch_all(&mut *c)
+    .await?;
+    let servers = rows
+        .iter()
+        .map(codec::server)
+        .collect::<DbResult<Vec<_>>>()?;
+
+    let rows = query(
+        "SELECT server_id, code, subject, detail, opened_at FROM conditions
+         WHERE slc = $1 AND resolved_at IS NULL ORDER BY opened_at, id",
+    )
+    .bind(slc.as_str())
+    .fetch_all(&mut *c)
+    .await?;
+    let mut active_conditions = Vec::with_capacity(rows.len());
+    for row in &rows {
+        active_conditions.push(ConditionRecord {
+            server: codec::server_id(&col::<String>(row, 0)?)?,
+            code: codec::code(&col::<String>(row, 1)?)?,
+            subject: col(row, 2)?,
+            detail: col(row, 3)?,
+            opened_at: ts(col(row, 4)?),
+            resolved_at: None,
+        });
+    }
+
+    let rows = query(concat!(
+        "SELECT ",
+        history_columns!(),
+        " FROM history WHERE slc = $1 ORDER BY at DESC, id DESC LIMIT $2"
+    ))
+    .bind(slc.as_str())
+    .bind(i64::from(history_limit))
+    .fetch_all(&mut *c)
+    .await?;
+    let events = rows
+        .iter()
+        .map(history::event)
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok(Some(InstallationDetail {
+        installation,
+        summary,
+        servers,
+        active_conditions,
+        history: events,
+    }))
+}
