@@ -10,6 +10,7 @@ pub mod client;
 pub mod convert;
 pub mod server;
 pub mod services;
+pub mod shutdown;
 pub mod simulate;
 pub mod status;
 pub mod tls;

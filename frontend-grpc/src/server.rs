@@ -13,6 +13,7 @@ use crate::proto::{
     self, admin_server::AdminServer, dashboard_server::DashboardServer, ingest_server::IngestServer,
 };
 use crate::services::{AdminService, DashboardService, IngestService};
+use crate::shutdown::Shutdown;
 use crate::tls::TlsIdentity;
 
 /// How to serve.
@@ -55,10 +56,16 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let limit = carewatch.config().max_message_bytes() + 1024;
-    let ingest =
-        IngestServer::new(IngestService::new(carewatch.clone())).max_decoding_message_size(limit);
-    let dashboard = DashboardServer::new(DashboardService::new(carewatch.clone()))
+    let (streams_shutdown, streams_signal) = Shutdown::new();
+    // Headroom over the message limit, so a moderately oversized message gets
+    // Carewatch's typed `too_large` refusal; the transport cuts only absurd ones.
+    let limit = carewatch.config().max_message_bytes() * 2 + 4096;
+    let ingest = IngestServer::new(IngestService::new(
+        carewatch.clone(),
+        streams_signal.clone(),
+    ))
+    .max_decoding_message_size(limit);
+    let dashboard = DashboardServer::new(DashboardService::new(carewatch.clone(), streams_signal))
         .max_decoding_message_size(64 * 1024);
     let admin =
         AdminServer::new(AdminService::new(carewatch.clone())).max_decoding_message_size(64 * 1024);
@@ -110,6 +117,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing calls in flight");
+            streams_shutdown.fire();
             health_reporter
                 .set_not_serving::<IngestServer<IngestService>>()
                 .await;

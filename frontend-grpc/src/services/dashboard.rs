@@ -12,18 +12,23 @@ use crate::auth::bearer;
 use crate::convert;
 use crate::proto::dashboard_server::Dashboard;
 use crate::proto::{self};
+use crate::shutdown::ShutdownSignal;
 use crate::status::to_status;
 
 /// Serves [`Dashboard`].
 #[derive(Debug, Clone)]
 pub struct DashboardService {
     carewatch: Carewatch,
+    shutdown: ShutdownSignal,
 }
 
 impl DashboardService {
-    /// Over a Carewatch service.
-    pub fn new(carewatch: Carewatch) -> Self {
-        Self { carewatch }
+    /// Over a Carewatch service; watch streams end when `shutdown` fires.
+    pub fn new(carewatch: Carewatch, shutdown: ShutdownSignal) -> Self {
+        Self {
+            carewatch,
+            shutdown,
+        }
     }
 
     async fn reseller<T>(&self, request: &Request<T>) -> Result<ResellerId, Status> {
@@ -100,8 +105,9 @@ impl Dashboard for DashboardService {
             .watch(&reseller, only.as_ref())
             .await
             .map_err(to_status)?;
-        Ok(Response::new(Box::pin(stream.map(|event| {
-            Ok::<_, Status>(convert::watch_event(&event))
-        }))))
+        let events = stream.map(|event| Ok::<_, Status>(convert::watch_event(&event)));
+        Ok(Response::new(Box::pin(
+            events.take_until(self.shutdown.wait()),
+        )))
     }
 }

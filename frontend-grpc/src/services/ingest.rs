@@ -10,18 +10,23 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::convert::{self, duration, timestamp};
 use crate::proto::ingest_server::Ingest;
 use crate::proto::{self, stream_reply};
+use crate::shutdown::ShutdownSignal;
 use crate::status::{code_for, to_status};
 
 /// Serves [`Ingest`].
 #[derive(Debug, Clone)]
 pub struct IngestService {
     carewatch: Carewatch,
+    shutdown: ShutdownSignal,
 }
 
 impl IngestService {
-    /// Over a Carewatch service.
-    pub fn new(carewatch: Carewatch) -> Self {
-        Self { carewatch }
+    /// Over a Carewatch service; open streams end when `shutdown` fires.
+    pub fn new(carewatch: Carewatch, shutdown: ShutdownSignal) -> Self {
+        Self {
+            carewatch,
+            shutdown,
+        }
     }
 
     async fn handle(
@@ -81,7 +86,8 @@ impl Ingest for IngestService {
         request: Request<Streaming<proto::StreamMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let service = self.clone();
-        let replies = request.into_inner().then(move |item| {
+        let until = self.shutdown.wait();
+        let replies = request.into_inner().take_until(until).then(move |item| {
             let service = service.clone();
             async move {
                 let item = item?;
