@@ -25,5 +25,6 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --all-features
 
-echo "==> examples"
+echo "==> examples and the demo (the whole product, end to end)"
 cargo run --quiet -p carewatch-storage-sqlite --example quickstart
+RUST_LOG=warn cargo run --quiet -p carewatch-grpc -- demo --interval 500ms > /dev/null
