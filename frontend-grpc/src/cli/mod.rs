@@ -4,6 +4,7 @@ mod admin;
 mod dashboard;
 mod demo;
 mod serve;
+mod simulate;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +30,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// A reseller's overview as a table (or JSON), optionally following changes live.
     Dashboard(dashboard::DashboardArgs),
+    /// A fleet of simulated recording servers against a running server, with scripted faults.
+    Simulate(simulate::SimulateArgs),
     /// See the whole product in under a minute, on a temporary directory.
     Demo(demo::DemoArgs),
 }
@@ -39,6 +42,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::run(args).await,
         Command::Admin(args) => admin::run(args).await,
         Command::Dashboard(args) => dashboard::run(args).await,
+        Command::Simulate(args) => simulate::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }
 }

@@ -13,6 +13,7 @@ use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch, Config};
 use carewatch_grpc::server::{ServeOptions, serve};
 use carewatch_grpc::tls::{TlsIdentity, write_private};
+use carewatch_storage_postgres::PostgresStore;
 use carewatch_storage_sqlite::SqliteStore;
 
 use super::{CliResult, parse_duration};
@@ -43,6 +44,10 @@ pub struct ServeArgs {
     /// Tolerance for a heartbeat's network delay.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     jitter: Duration,
+    /// Use PostgreSQL (postgres://…) instead of SQLite in the data directory,
+    /// e.g. for several Carewatch nodes sharing one database.
+    #[arg(long, env = "CAREWATCH_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// This node's name when several share one database.
     #[arg(long, env = "CAREWATCH_NODE_ID", default_value = "carewatch")]
     node_id: String,
@@ -94,8 +99,19 @@ pub async fn run(args: ServeArgs) -> CliResult {
     };
 
     let master_key = load_or_create_master_key(&args.data_dir)?;
-    let db = args.data_dir.join("carewatch.db");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await?);
+    let (store, storage): (Arc<dyn Store>, String) = match &args.database_url {
+        Some(url) => (
+            Arc::new(PostgresStore::connect(url).await?),
+            "PostgreSQL".to_owned(),
+        ),
+        None => {
+            let db = args.data_dir.join("carewatch.db");
+            (
+                Arc::new(SqliteStore::open(&db).await?),
+                format!("SQLite {}", db.display()),
+            )
+        }
+    };
     let policy = AvailabilityPolicy::new(args.unavailable_after, args.jitter)?;
     let config = Config::new(master_key)
         .with_heartbeat_interval(args.heartbeat_interval)?
@@ -117,9 +133,8 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .map_err(|e| format!("{}: {e}", args.listen))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!(
-        "carewatch listening on {scheme}://{} (SQLite {})",
-        listener.local_addr()?,
-        db.display()
+        "carewatch listening on {scheme}://{} ({storage})",
+        listener.local_addr()?
     );
     let options = ServeOptions {
         tls,
