@@ -540,3 +540,74 @@ async fn health_and_reflection_answer() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_stream_answers_each_message_in_order() {
+    let data = DataDir::new();
+    let server = TestServer::start(&data).await;
+    let (token, _) = setup(&server, "acme", "M01-E2E-S001", 1).await;
+    let key = issue_key(&server, "M01-E2E-S001").await;
+    let site = "M01-E2E-S001";
+    let camera = ReportedCondition::new(ConditionCode::CameraUnreachable, "Camera 9", "")
+        .expect("condition");
+    let report =
+        seal::payload::encode_status(&StatusSnapshot::new(vec![camera]).expect("snapshot"));
+    let messages = vec![
+        proto::StreamMessage {
+            kind: proto::MessageKind::Heartbeat as i32,
+            message: Some(sealed(&key, site, "rs-1", MessageKind::Heartbeat, 1, b"")),
+        },
+        proto::StreamMessage {
+            kind: proto::MessageKind::StatusReport as i32,
+            message: Some(sealed(
+                &key,
+                site,
+                "rs-1",
+                MessageKind::StatusReport,
+                2,
+                &report,
+            )),
+        },
+        // Replayed: refused in-band, the stream goes on.
+        proto::StreamMessage {
+            kind: proto::MessageKind::Heartbeat as i32,
+            message: Some(sealed(&key, site, "rs-1", MessageKind::Heartbeat, 1, b"")),
+        },
+        proto::StreamMessage {
+            kind: proto::MessageKind::Heartbeat as i32,
+            message: Some(sealed(&key, site, "rs-1", MessageKind::Heartbeat, 3, b"")),
+        },
+    ];
+    let mut ingest = server.ingest().await;
+    let replies: Vec<proto::StreamReply> = ingest
+        .stream(futures::stream::iter(messages))
+        .await
+        .expect("stream opens")
+        .into_inner()
+        .map(|r| r.expect("reply"))
+        .collect()
+        .await;
+    assert_eq!(
+        replies.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        [1, 2, 1, 3]
+    );
+    let acked: Vec<bool> = replies
+        .iter()
+        .map(|r| matches!(r.result, Some(proto::stream_reply::Result::Ack(_))))
+        .collect();
+    assert_eq!(acked, [true, true, false, true]);
+    let Some(proto::stream_reply::Result::Refusal(refusal)) = &replies[2].result else {
+        panic!("{:?}", replies[2])
+    };
+    assert_eq!(refusal.code, Code::FailedPrecondition as i32);
+    assert!(refusal.reason.contains("replayed"), "{}", refusal.reason);
+
+    let d = detail(&mut server.dashboard(&token).await, site).await;
+    assert_eq!(
+        d.active_conditions.len(),
+        1,
+        "the status report sent on the stream was applied"
+    );
+    assert!(d.servers[0].last_seen_at.is_some());
+    server.stop().await;
+}
