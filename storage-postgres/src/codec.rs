@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use carewatch_core::auth::{MessageDigest, SequenceCursor, TokenHash};
-use carewatch_core::availability::Availability;
 use carewatch_core::health::{Health, HealthSummary};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::{Installation, Product};
 use carewatch_core::store::ServerRecord;
+use carewatch_core::store::columns::{AvailabilityColumns, sequence_from_column};
 use carewatch_core::time::{Timestamp, duration_millis};
 use carewatch_core::{ConditionCode, Result};
 use sqlx_core::decode::Decode;
@@ -37,16 +37,6 @@ pub(crate) fn ms(d: Duration) -> i64 {
 
 pub(crate) fn duration(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-/// u64 sequence numbers are stored bit for bit in signed BIGINT; compare
-/// them only after decoding ([`seq_from_sql`]), never in SQL.
-pub(crate) fn seq_to_sql(sequence: u64) -> i64 {
-    i64::from_ne_bytes(sequence.to_ne_bytes())
-}
-
-pub(crate) fn seq_from_sql(stored: i64) -> u64 {
-    u64::from_ne_bytes(stored.to_ne_bytes())
 }
 
 pub(crate) fn rank(health: Health) -> i16 {
@@ -90,34 +80,6 @@ pub(crate) fn digest(bytes: &[u8]) -> Result<MessageDigest> {
 
 pub(crate) fn key_id(stored: i64) -> Result<u32> {
     u32::try_from(stored).map_err(|e| corrupt("key id", e))
-}
-
-/// Availability as the (state, missed, unavailable_since) columns.
-pub(crate) fn availability_to_sql(a: &Availability) -> (i16, i64, Option<i64>) {
-    match *a {
-        Availability::Pending | Availability::Available => (0, 0, None),
-        Availability::Late { missed } => (1, i64::from(missed), None),
-        Availability::Unavailable { since, missed } => {
-            (2, i64::from(missed), Some(since.as_millis()))
-        }
-    }
-}
-
-pub(crate) fn availability_from_sql(
-    state: i16,
-    missed: i64,
-    since: Option<i64>,
-) -> Result<Availability> {
-    let missed = u32::try_from(missed).map_err(|e| corrupt("missed count", e))?;
-    match (state, since) {
-        (0, _) => Ok(Availability::Available),
-        (1, _) => Ok(Availability::Late { missed }),
-        (2, Some(since)) => Ok(Availability::Unavailable {
-            since: ts(since),
-            missed,
-        }),
-        _ => Err(corrupt("server state", format!("state {state}"))),
-    }
 }
 
 /// Columns: slc, reseller_id, product, product_version, subscription_expires_at, consent, registered_at.
@@ -184,14 +146,15 @@ pub(crate) fn server_at(row: &PgRow, at: usize) -> DbResult<ServerRecord> {
         last_seen_at: ts(col(row, at + 3)?),
         interval: duration(col(row, at + 4)?),
         cursor: SequenceCursor {
-            sequence: seq_from_sql(col(row, at + 5)?),
+            sequence: sequence_from_column(col(row, at + 5)?),
             digest: digest(&col::<Vec<u8>>(row, at + 6)?)?,
         },
-        availability: availability_from_sql(
-            col(row, at + 7)?,
-            col(row, at + 8)?,
-            col(row, at + 9)?,
-        )?,
+        availability: AvailabilityColumns {
+            state: col(row, at + 7)?,
+            missed: col(row, at + 8)?,
+            unavailable_since: col(row, at + 9)?,
+        }
+        .decode()?,
         next_check_at: col::<Option<i64>>(row, at + 10)?.map(ts),
     })
 }
@@ -205,6 +168,8 @@ pub(crate) const SEQ_ORDER_FLIP: i64 = i64::MIN;
 
 #[cfg(test)]
 mod tests {
+    use carewatch_core::store::columns::sequence_to_column;
+
     use super::*;
 
     #[test]
@@ -217,10 +182,10 @@ mod tests {
             u64::MAX - 1,
             u64::MAX,
         ] {
-            assert_eq!(seq_from_sql(seq_to_sql(s)), s);
+            assert_eq!(sequence_from_column(sequence_to_column(s)), s);
         }
         // The bit-cast alone does not keep the order ...
-        assert!(seq_to_sql(u64::MAX) < seq_to_sql(1));
+        assert!(sequence_to_column(u64::MAX) < sequence_to_column(1));
     }
 
     #[test]
@@ -237,24 +202,10 @@ mod tests {
         ];
         for a in edges {
             for b in edges {
-                let flipped = (seq_to_sql(a) ^ SEQ_ORDER_FLIP) < (seq_to_sql(b) ^ SEQ_ORDER_FLIP);
+                let flipped = (sequence_to_column(a) ^ SEQ_ORDER_FLIP)
+                    < (sequence_to_column(b) ^ SEQ_ORDER_FLIP);
                 assert_eq!(flipped, a < b, "{a} < {b}");
             }
-        }
-    }
-
-    #[test]
-    fn availability_round_trips() {
-        for a in [
-            Availability::Available,
-            Availability::Late { missed: 2 },
-            Availability::Unavailable {
-                since: ts(1_000),
-                missed: 3,
-            },
-        ] {
-            let (state, missed, since) = availability_to_sql(&a);
-            assert_eq!(availability_from_sql(state, missed, since).ok(), Some(a));
         }
     }
 }

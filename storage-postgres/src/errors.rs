@@ -160,13 +160,8 @@ pub(crate) fn retry_kind(failure: &Failure) -> Option<Kind> {
     }
 }
 
-/// A stored value that does not decode: the database was altered outside Carewatch.
-pub(crate) fn corrupt(what: &str, e: impl fmt::Display) -> Error {
-    Error::Storage {
-        message: format!("stored {what} is invalid ({e}); was the database altered?"),
-        source: None,
-    }
-}
+/// A stored value that does not decode (shared with every backend).
+pub(crate) use carewatch_core::store::columns::corrupt;
 
 #[cfg(test)]
 mod tests {

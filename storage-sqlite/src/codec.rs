@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use carewatch_core::auth::{MessageDigest, SequenceCursor, TokenHash};
-use carewatch_core::availability::Availability;
 use carewatch_core::health::{Health, HealthSummary};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::{Installation, Product};
 use carewatch_core::store::ServerRecord;
+use carewatch_core::store::columns::sequence_from_column;
+pub(crate) use carewatch_core::store::columns::{AvailabilityColumns, corrupt};
 use carewatch_core::time::{Timestamp, duration_millis};
 use carewatch_core::{ConditionCode, Error, Result};
 use rusqlite::{ErrorCode, Row};
@@ -39,14 +40,6 @@ pub(crate) fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
 }
 
-/// A stored value that does not decode: the database was altered outside Carewatch.
-pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Storage {
-        message: format!("stored {what} is invalid ({e}); was the database altered?"),
-        source: None,
-    }
-}
-
 pub(crate) trait RowExt {
     fn col<T: rusqlite::types::FromSql>(&self, index: usize) -> Result<T>;
 }
@@ -67,15 +60,6 @@ pub(crate) fn ms(d: Duration) -> i64 {
 
 pub(crate) fn duration(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-/// u64 sequence numbers are stored bit for bit in SQLite's signed integers.
-pub(crate) fn seq_to_sql(sequence: u64) -> i64 {
-    i64::from_ne_bytes(sequence.to_ne_bytes())
-}
-
-pub(crate) fn seq_from_sql(stored: i64) -> u64 {
-    u64::from_ne_bytes(stored.to_ne_bytes())
 }
 
 pub(crate) fn slc(text: &str) -> Result<Slc> {
@@ -102,34 +86,6 @@ pub(crate) fn digest(bytes: &[u8]) -> Result<MessageDigest> {
     <[u8; 32]>::try_from(bytes)
         .map(MessageDigest)
         .map_err(|_| corrupt("message digest", "not 32 bytes"))
-}
-
-/// Availability as the (state, missed, unavailable_since) columns.
-pub(crate) fn availability_to_sql(a: &Availability) -> (i64, i64, Option<i64>) {
-    match *a {
-        Availability::Pending | Availability::Available => (0, 0, None),
-        Availability::Late { missed } => (1, i64::from(missed), None),
-        Availability::Unavailable { since, missed } => {
-            (2, i64::from(missed), Some(since.as_millis()))
-        }
-    }
-}
-
-pub(crate) fn availability_from_sql(
-    state: i64,
-    missed: i64,
-    since: Option<i64>,
-) -> Result<Availability> {
-    let missed = u32::try_from(missed).map_err(|e| corrupt("missed count", e))?;
-    match (state, since) {
-        (0, _) => Ok(Availability::Available),
-        (1, _) => Ok(Availability::Late { missed }),
-        (2, Some(since)) => Ok(Availability::Unavailable {
-            since: ts(since),
-            missed,
-        }),
-        _ => Err(corrupt("server state", format!("state {state}"))),
-    }
 }
 
 /// Columns: slc, reseller_id, product, product_version, subscription_expires_at, consent, registered_at.
@@ -183,10 +139,15 @@ pub(crate) fn server(row: &Row<'_>) -> Result<ServerRecord> {
         last_seen_at: ts(row.col(3)?),
         interval: duration(row.col(4)?),
         cursor: SequenceCursor {
-            sequence: seq_from_sql(row.col(5)?),
+            sequence: sequence_from_column(row.col(5)?),
             digest: digest(&row.col::<Vec<u8>>(6)?)?,
         },
-        availability: availability_from_sql(row.col(7)?, row.col(8)?, row.col(9)?)?,
+        availability: AvailabilityColumns {
+            state: row.col(7)?,
+            missed: row.col(8)?,
+            unavailable_since: row.col(9)?,
+        }
+        .decode()?,
         next_check_at: row.col::<Option<i64>>(10)?.map(ts),
     })
 }

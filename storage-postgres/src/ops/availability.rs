@@ -11,7 +11,9 @@ use sqlx_postgres::PgConnection;
 
 use super::ingest::lock_servers;
 use super::{history, summary};
-use crate::codec::{self, availability_to_sql, col, server_columns, ts};
+use carewatch_core::store::columns::AvailabilityColumns;
+
+use crate::codec::{self, col, server_columns, ts};
 use crate::errors::{DbResult, corrupt};
 
 pub(crate) async fn due_servers(
@@ -60,21 +62,21 @@ pub(crate) async fn apply_availability(
             continue;
         }
         let before = current.availability;
-        let (state, missed, since) = availability_to_sql(&change.availability);
+        let after = AvailabilityColumns::from(&change.availability);
         query(
             "UPDATE servers SET state = $3, missed = $4, unavailable_since = $5, next_check_at = $6
              WHERE slc = $1 AND server_id = $2",
         )
         .bind(change.slc.as_str())
         .bind(change.server.as_str())
-        .bind(state)
-        .bind(missed)
-        .bind(since)
+        .bind(after.state)
+        .bind(after.missed)
+        .bind(after.unavailable_since)
         .bind(change.next_check_at.map(Timestamp::as_millis))
         .execute(&mut *c)
         .await?;
         // The row as stored now (Pending is stored as Available).
-        current.availability = codec::availability_from_sql(state, missed, since)?;
+        current.availability = after.decode()?;
         current.next_check_at = change.next_check_at;
         if let Availability::Unavailable { since, missed } = change.availability
             && !matches!(before, Availability::Unavailable { .. })

@@ -22,8 +22,9 @@ use sqlx_core::query::query;
 use sqlx_postgres::PgConnection;
 
 use super::{history, summary};
-use crate::codec::{self, col, ms, seq_to_sql, server_columns, ts};
+use crate::codec::{self, col, ms, server_columns, ts};
 use crate::errors::DbResult;
+use carewatch_core::store::columns::sequence_to_column;
 
 /// Everything ingest needs, in one statement (one snapshot, one round trip).
 pub(crate) async fn admission(
@@ -87,7 +88,7 @@ pub(crate) async fn heartbeat_in_place(c: &mut PgConnection, sign: &SignOfLife) 
     .bind(sign.server.as_str())
     .bind(sign.received_at.as_millis())
     .bind(ms(sign.interval))
-    .bind(seq_to_sql(sign.cursor.sequence))
+    .bind(sequence_to_column(sign.cursor.sequence))
     .bind(&sign.cursor.digest.0[..])
     .bind(sign.next_check_at.as_millis())
     .bind(codec::SEQ_ORDER_FLIP)
@@ -247,7 +248,7 @@ async fn store_signs(c: &mut PgConnection, records: &[ServerRecord]) -> DbResult
         .bind(r.server.as_str())
         .bind(r.last_seen_at.as_millis())
         .bind(ms(r.interval))
-        .bind(seq_to_sql(r.cursor.sequence))
+        .bind(sequence_to_column(r.cursor.sequence))
         .bind(&r.cursor.digest.0[..])
         .bind(r.next_check_at.map(Timestamp::as_millis))
         .execute(&mut *c)
@@ -263,7 +264,7 @@ async fn store_signs(c: &mut PgConnection, records: &[ServerRecord]) -> DbResult
     let intervals: Vec<i64> = records.iter().map(|r| ms(r.interval)).collect();
     let sequences: Vec<i64> = records
         .iter()
-        .map(|r| seq_to_sql(r.cursor.sequence))
+        .map(|r| sequence_to_column(r.cursor.sequence))
         .collect();
     let digests: Vec<&[u8]> = records.iter().map(|r| &r.cursor.digest.0[..]).collect();
     let next_checks: Vec<Option<i64>> = records
@@ -311,7 +312,7 @@ async fn touch_server(
             .bind(sign.server.as_str())
             .bind(sign.received_at.as_millis())
             .bind(ms(sign.interval))
-            .bind(seq_to_sql(sign.cursor.sequence))
+            .bind(sequence_to_column(sign.cursor.sequence))
             .bind(&sign.cursor.digest.0[..])
             .bind(sign.next_check_at.as_millis())
             .execute(&mut *c)

@@ -9,7 +9,9 @@ use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
 use sqlx_postgres::PgConnection;
 
-use crate::codec::{self, availability_from_sql, col, rank, summary_columns};
+use carewatch_core::store::columns::AvailabilityColumns;
+
+use crate::codec::{self, col, rank, summary_columns};
 use crate::errors::DbResult;
 
 /// Recomputes the summary of `slc` with [`health::summarize`]; stores it and
@@ -50,18 +52,16 @@ pub(crate) async fn refresh(
         .await?;
     let mut servers = Vec::with_capacity(rows.len());
     for row in &rows {
-        servers.push(availability_from_sql(
-            col(row, 0)?,
-            col(row, 1)?,
-            col(row, 2)?,
-        )?);
+        servers.push(
+            AvailabilityColumns {
+                state: col(row, 0)?,
+                missed: col(row, 1)?,
+                unavailable_since: col(row, 2)?,
+            }
+            .decode()?,
+        );
     }
-    // In the order SQLite reads them (its conditions_active index): summarize
-    // keeps the first of equally bad codes (two unknown codes, say), so the
-    // order decides which one is shown as the worst.
-    let rows = query(
-        "SELECT code FROM conditions WHERE slc = $1 AND resolved_at IS NULL ORDER BY server_id, code, subject",
-    )
+    let rows = query("SELECT code FROM conditions WHERE slc = $1 AND resolved_at IS NULL")
         .bind(slc.as_str())
         .fetch_all(&mut *c)
         .await?;

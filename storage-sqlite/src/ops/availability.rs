@@ -9,9 +9,7 @@ use carewatch_core::{ConditionCode, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{history, summary};
-use crate::codec::{
-    self, RowExt, SERVER_COLUMNS, availability_from_sql, availability_to_sql, corrupt, map_err, ts,
-};
+use crate::codec::{self, AvailabilityColumns, RowExt, SERVER_COLUMNS, corrupt, map_err, ts};
 
 pub(crate) fn due_servers(
     tx: &Transaction<'_>,
@@ -46,7 +44,7 @@ pub(crate) fn apply_availability(
             )
             .and_then(|mut stmt| {
                 stmt.query_row([change.slc.as_str(), change.server.as_str()], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i16>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))
                 })
                 .optional()
             })
@@ -58,8 +56,13 @@ pub(crate) fn apply_availability(
         if last_seen != change.expected_last_seen.as_millis() {
             continue;
         }
-        let before = availability_from_sql(state, missed, since)?;
-        let (state, missed, since) = availability_to_sql(&change.availability);
+        let before = AvailabilityColumns {
+            state,
+            missed,
+            unavailable_since: since,
+        }
+        .decode()?;
+        let after = AvailabilityColumns::from(&change.availability);
         tx.prepare_cached(
             "UPDATE servers SET state = ?3, missed = ?4, unavailable_since = ?5, next_check_at = ?6
              WHERE slc = ?1 AND server_id = ?2",
@@ -68,9 +71,9 @@ pub(crate) fn apply_availability(
             stmt.execute(params![
                 change.slc.as_str(),
                 change.server.as_str(),
-                state,
-                missed,
-                since,
+                after.state,
+                after.missed,
+                after.unavailable_since,
                 change.next_check_at.map(Timestamp::as_millis)
             ])
         })

@@ -9,7 +9,8 @@ use carewatch_core::{ConditionCode, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{admin, history, summary};
-use crate::codec::{self, RowExt, SERVER_COLUMNS, map_err, ms, seq_to_sql, ts};
+use crate::codec::{self, RowExt, SERVER_COLUMNS, map_err, ms, ts};
+use carewatch_core::store::columns::sequence_to_column;
 
 pub(crate) fn admission(
     tx: &Transaction<'_>,
@@ -73,7 +74,7 @@ fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
                 sign.server.as_str(),
                 sign.received_at.as_millis(),
                 ms(sign.interval),
-                seq_to_sql(sign.cursor.sequence),
+                sequence_to_column(sign.cursor.sequence),
                 &sign.cursor.digest.0[..],
                 sign.next_check_at.as_millis(),
             ])
@@ -120,7 +121,7 @@ fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
             sign.server.as_str(),
             last_seen.as_millis(),
             ms(sign.interval),
-            seq_to_sql(sign.cursor.sequence),
+            sequence_to_column(sign.cursor.sequence),
             &sign.cursor.digest.0[..],
             next_check.map(|t| t.as_millis()),
         ])

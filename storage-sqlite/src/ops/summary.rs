@@ -8,7 +8,7 @@ use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
 use rusqlite::{Transaction, params};
 
-use crate::codec::{self, RowExt, SUMMARY_COLUMNS, availability_from_sql, map_err};
+use crate::codec::{self, AvailabilityColumns, RowExt, SUMMARY_COLUMNS, map_err};
 
 /// Recomputes the summary of `slc` with [`health::summarize`]; stores it and
 /// returns the change if it differs from the stored one.
@@ -24,11 +24,14 @@ pub(crate) fn refresh(
             .map_err(map_err)?;
         let mut rows = stmt.query([slc.as_str()]).map_err(map_err)?;
         while let Some(row) = rows.next().map_err(map_err)? {
-            servers.push(availability_from_sql(
-                row.col(0)?,
-                row.col(1)?,
-                row.col(2)?,
-            )?);
+            servers.push(
+                AvailabilityColumns {
+                    state: row.col(0)?,
+                    missed: row.col(1)?,
+                    unavailable_since: row.col(2)?,
+                }
+                .decode()?,
+            );
         }
     }
     let mut codes = Vec::new();

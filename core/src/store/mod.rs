@@ -10,6 +10,8 @@
 use std::fmt;
 use std::time::Duration;
 
+pub mod columns;
+
 use async_trait::async_trait;
 
 use crate::auth::{SequenceCursor, TokenHash};

@@ -1,0 +1,264 @@
+//! How domain values are laid out in storage columns. Every backend stores
+//! and decodes through these, so the same fact is the same bytes in SQLite
+//! and PostgreSQL, and a stored value that does not decode is reported the
+//! same way. No SQL here: only the column values.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::availability::Availability;
+use crate::catalogue::ConditionCode;
+use crate::error::Error;
+use crate::store::HistoryKind;
+use crate::time::{Timestamp, duration_millis};
+
+/// The error for a stored value that does not decode: the database was
+/// altered outside Carewatch, or by a newer version.
+pub fn corrupt(what: &str, e: impl fmt::Display) -> Error {
+    Error::Storage {
+        message: format!("stored {what} is invalid ({e}); was the database altered?"),
+        source: None,
+    }
+}
+
+/// A u64 sequence number as the signed 64-bit integer both databases store,
+/// bit for bit. Signed comparison of the stored value is NOT the u64 order.
+pub fn sequence_to_column(sequence: u64) -> i64 {
+    i64::from_ne_bytes(sequence.to_ne_bytes())
+}
+
+/// The inverse of [`sequence_to_column`].
+pub fn sequence_from_column(stored: i64) -> u64 {
+    u64::from_ne_bytes(stored.to_ne_bytes())
+}
+
+/// A recording server's availability as `(state, missed, unavailable_since)`:
+/// state 0 available, 1 late, 2 unavailable. Pending servers have no row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AvailabilityColumns {
+    /// 0 available, 1 late, 2 unavailable.
+    pub state: i16,
+    /// Heartbeats missed.
+    pub missed: i64,
+    /// When it became unavailable (milliseconds), only for state 2.
+    pub unavailable_since: Option<i64>,
+}
+
+impl From<&Availability> for AvailabilityColumns {
+    fn from(a: &Availability) -> Self {
+        let (state, missed, unavailable_since) = match *a {
+            Availability::Pending | Availability::Available => (0, 0, None),
+            Availability::Late { missed } => (1, missed, None),
+            Availability::Unavailable { since, missed } => (2, missed, Some(since.as_millis())),
+        };
+        Self {
+            state,
+            missed: i64::from(missed),
+            unavailable_since,
+        }
+    }
+}
+
+impl AvailabilityColumns {
+    /// Decodes the columns.
+    pub fn decode(self) -> Result<Availability, Error> {
+        let missed = u32::try_from(self.missed).map_err(|e| corrupt("missed count", e))?;
+        match (self.state, self.unavailable_since) {
+            (0, _) => Ok(Availability::Available),
+            (1, _) => Ok(Availability::Late { missed }),
+            (2, Some(since)) => Ok(Availability::Unavailable {
+                since: Timestamp::from_millis(since),
+                missed,
+            }),
+            (state, _) => Err(corrupt("server state", format!("state {state}"))),
+        }
+    }
+}
+
+/// A history entry's kind as `(kind, code, subject, duration_ms, missed)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryColumns<'a> {
+    /// `first_seen`, `condition_opened`, `condition_resolved`,
+    /// `became_unavailable` or `recovered`.
+    pub kind: &'a str,
+    /// The condition code, for condition entries.
+    pub code: Option<&'a str>,
+    /// The condition subject, for condition entries.
+    pub subject: Option<&'a str>,
+    /// How long it lasted (milliseconds), for resolved and recovered entries.
+    pub duration_ms: Option<i64>,
+    /// Heartbeats missed, for availability entries.
+    pub missed: Option<i64>,
+}
+
+impl<'a> From<&'a HistoryKind> for HistoryColumns<'a> {
+    fn from(kind: &'a HistoryKind) -> Self {
+        let none = Self {
+            kind: "",
+            code: None,
+            subject: None,
+            duration_ms: None,
+            missed: None,
+        };
+        match kind {
+            HistoryKind::FirstSeen => Self {
+                kind: "first_seen",
+                ..none
+            },
+            HistoryKind::ConditionOpened { code, subject } => Self {
+                kind: "condition_opened",
+                code: Some(code.as_str()),
+                subject: Some(subject),
+                ..none
+            },
+            HistoryKind::ConditionResolved {
+                code,
+                subject,
+                open_for,
+            } => Self {
+                kind: "condition_resolved",
+                code: Some(code.as_str()),
+                subject: Some(subject),
+                duration_ms: Some(duration_millis(*open_for)),
+                ..none
+            },
+            HistoryKind::BecameUnavailable { missed } => Self {
+                kind: "became_unavailable",
+                missed: Some(i64::from(*missed)),
+                ..none
+            },
+            HistoryKind::Recovered {
+                unavailable_for,
+                missed,
+            } => Self {
+                kind: "recovered",
+                duration_ms: Some(duration_millis(*unavailable_for)),
+                missed: Some(i64::from(*missed)),
+                ..none
+            },
+        }
+    }
+}
+
+impl HistoryColumns<'_> {
+    /// Decodes the columns.
+    pub fn decode(&self) -> Result<HistoryKind, Error> {
+        let code = || -> Result<ConditionCode, Error> {
+            ConditionCode::parse(self.code.unwrap_or_default())
+                .map_err(|e| corrupt("condition code", e))
+        };
+        let subject = || self.subject.unwrap_or_default().to_owned();
+        let duration =
+            || Duration::from_millis(u64::try_from(self.duration_ms.unwrap_or(0)).unwrap_or(0));
+        let missed =
+            || u32::try_from(self.missed.unwrap_or(0)).map_err(|e| corrupt("missed count", e));
+        Ok(match self.kind {
+            "first_seen" => HistoryKind::FirstSeen,
+            "condition_opened" => HistoryKind::ConditionOpened {
+                code: code()?,
+                subject: subject(),
+            },
+            "condition_resolved" => HistoryKind::ConditionResolved {
+                code: code()?,
+                subject: subject(),
+                open_for: duration(),
+            },
+            "became_unavailable" => HistoryKind::BecameUnavailable { missed: missed()? },
+            "recovered" => HistoryKind::Recovered {
+                unavailable_for: duration(),
+                missed: missed()?,
+            },
+            other => return Err(corrupt("history kind", format!("{other:?} is not one"))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn sequences_round_trip_bit_for_bit(s in any::<u64>()) {
+            prop_assert_eq!(sequence_from_column(sequence_to_column(s)), s);
+        }
+
+        #[test]
+        fn availability_round_trips(state in 0u8..3, missed in any::<u32>(), since in any::<i64>()) {
+            let a = match state {
+                0 => Availability::Available,
+                1 => Availability::Late { missed },
+                _ => Availability::Unavailable { since: Timestamp::from_millis(since), missed },
+            };
+            prop_assert_eq!(AvailabilityColumns::from(&a).decode().unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn every_history_kind_round_trips() {
+        let kinds = [
+            HistoryKind::FirstSeen,
+            HistoryKind::ConditionOpened {
+                code: ConditionCode::StorageFull,
+                subject: "D:".into(),
+            },
+            HistoryKind::ConditionResolved {
+                code: ConditionCode::Unknown("FAN_FAILURE".into()),
+                subject: "Fan 2".into(),
+                open_for: Duration::from_millis(1234),
+            },
+            HistoryKind::BecameUnavailable { missed: 3 },
+            HistoryKind::Recovered {
+                unavailable_for: Duration::from_secs(90),
+                missed: 5,
+            },
+        ];
+        for kind in kinds {
+            assert_eq!(HistoryColumns::from(&kind).decode().unwrap(), kind);
+        }
+    }
+
+    #[test]
+    fn undecodable_columns_are_reported_as_corrupt() {
+        let bad_state = AvailabilityColumns {
+            state: 7,
+            missed: 0,
+            unavailable_since: None,
+        };
+        assert!(
+            bad_state
+                .decode()
+                .unwrap_err()
+                .to_string()
+                .contains("server state")
+        );
+        let unavailable_without_since = AvailabilityColumns {
+            state: 2,
+            missed: 3,
+            unavailable_since: None,
+        };
+        assert!(unavailable_without_since.decode().is_err());
+        let negative = AvailabilityColumns {
+            state: 1,
+            missed: -1,
+            unavailable_since: None,
+        };
+        assert!(negative.decode().is_err());
+        let unknown = HistoryColumns {
+            kind: "exploded",
+            code: None,
+            subject: None,
+            duration_ms: None,
+            missed: None,
+        };
+        assert!(
+            unknown
+                .decode()
+                .unwrap_err()
+                .to_string()
+                .contains("history kind")
+        );
+    }
+}
