@@ -2,15 +2,14 @@
 
 use std::time::Duration;
 
-use carewatch_core::auth::{MessageDigest, SequenceCursor, TokenHash};
+use carewatch_core::auth::SequenceCursor;
 use carewatch_core::health::{Health, HealthSummary};
-use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::{Installation, Product};
 use carewatch_core::store::ServerRecord;
 use carewatch_core::store::columns::sequence_from_column;
 pub(crate) use carewatch_core::store::columns::{AvailabilityColumns, corrupt};
 use carewatch_core::time::{Timestamp, duration_millis};
-use carewatch_core::{ConditionCode, Error, Result};
+use carewatch_core::{Error, Result};
 use rusqlite::{ErrorCode, Row};
 
 /// Maps a SQLite error: lock contention and I/O trouble may pass (retryable);
@@ -62,31 +61,9 @@ pub(crate) fn duration(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-pub(crate) fn slc(text: &str) -> Result<Slc> {
-    Slc::new(text).map_err(|e| corrupt("SLC", e))
-}
-
-pub(crate) fn server_id(text: &str) -> Result<RecordingServerId> {
-    RecordingServerId::new(text).map_err(|e| corrupt("recording server id", e))
-}
-
-pub(crate) fn reseller_id(text: &str) -> Result<ResellerId> {
-    ResellerId::new(text).map_err(|e| corrupt("reseller id", e))
-}
-
-pub(crate) fn code(text: &str) -> Result<ConditionCode> {
-    ConditionCode::parse(text).map_err(|e| corrupt("condition code", e))
-}
-
-pub(crate) fn token_hash(bytes: &[u8]) -> Result<TokenHash> {
-    TokenHash::from_slice(bytes).ok_or_else(|| corrupt("token hash", "not 32 bytes"))
-}
-
-pub(crate) fn digest(bytes: &[u8]) -> Result<MessageDigest> {
-    <[u8; 32]>::try_from(bytes)
-        .map(MessageDigest)
-        .map_err(|_| corrupt("message digest", "not 32 bytes"))
-}
+pub(crate) use carewatch_core::store::columns::{
+    condition_code as code, digest, reseller_id, server_id, slc, token_hash,
+};
 
 /// Columns: slc, reseller_id, product, product_version, subscription_expires_at, consent, registered_at.
 pub(crate) const INSTALLATION_COLUMNS: &str =

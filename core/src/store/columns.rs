@@ -6,9 +6,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::auth::{MessageDigest, TokenHash};
 use crate::availability::Availability;
 use crate::catalogue::ConditionCode;
 use crate::error::Error;
+use crate::ids::{RecordingServerId, ResellerId, Slc};
 use crate::store::HistoryKind;
 use crate::time::{Timestamp, duration_millis};
 
@@ -19,6 +21,38 @@ pub fn corrupt(what: &str, e: impl fmt::Display) -> Error {
         message: format!("stored {what} is invalid ({e}); was the database altered?"),
         source: None,
     }
+}
+
+/// A stored SLC.
+pub fn slc(text: &str) -> Result<Slc, Error> {
+    Slc::new(text).map_err(|e| corrupt("SLC", e))
+}
+
+/// A stored recording-server id.
+pub fn server_id(text: &str) -> Result<RecordingServerId, Error> {
+    RecordingServerId::new(text).map_err(|e| corrupt("recording server id", e))
+}
+
+/// A stored reseller id.
+pub fn reseller_id(text: &str) -> Result<ResellerId, Error> {
+    ResellerId::new(text).map_err(|e| corrupt("reseller id", e))
+}
+
+/// A stored condition code.
+pub fn condition_code(text: &str) -> Result<ConditionCode, Error> {
+    ConditionCode::parse(text).map_err(|e| corrupt("condition code", e))
+}
+
+/// A stored token hash (32 bytes).
+pub fn token_hash(bytes: &[u8]) -> Result<TokenHash, Error> {
+    TokenHash::from_slice(bytes).ok_or_else(|| corrupt("token hash", "not 32 bytes"))
+}
+
+/// A stored message digest (32 bytes).
+pub fn digest(bytes: &[u8]) -> Result<MessageDigest, Error> {
+    <[u8; 32]>::try_from(bytes)
+        .map(MessageDigest)
+        .map_err(|_| corrupt("message digest", "not 32 bytes"))
 }
 
 /// A u64 sequence number as the signed 64-bit integer both databases store,
