@@ -22,6 +22,7 @@
 //! A heartbeat's payload is empty; a status report's is described in
 //! [`payload`].
 
+pub mod key_file;
 mod keys;
 pub mod payload;
 

@@ -8,11 +8,12 @@ use std::time::Duration;
 use carewatch_core::availability::AvailabilityPolicy;
 use carewatch_core::ids::ResellerId;
 use carewatch_core::seal::MasterKey;
+use carewatch_core::seal::key_file::{self, KeySource};
 use carewatch_core::store::Store;
 use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch, Config};
 use carewatch_grpc::server::{ServeOptions, serve};
-use carewatch_grpc::tls::{TlsIdentity, write_private};
+use carewatch_grpc::tls::TlsIdentity;
 use carewatch_storage_postgres::PostgresStore;
 use carewatch_storage_sqlite::SqliteStore;
 
@@ -54,18 +55,14 @@ pub struct ServeArgs {
 }
 
 fn load_or_create_master_key(data_dir: &std::path::Path) -> CliResult<MasterKey> {
-    let path = data_dir.join("master.key");
-    if path.exists() {
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        return Ok(MasterKey::from_hex(&text).map_err(|e| format!("{}: {e}", path.display()))?);
+    let path = data_dir.join(key_file::MASTER_KEY_FILE);
+    let (key, source) = key_file::load_or_create(&path)?;
+    if source == KeySource::Created {
+        eprintln!(
+            "created master key {} (back it up: installation keys cannot be read without it)",
+            path.display()
+        );
     }
-    let key = MasterKey::generate();
-    write_private(&path, &key.to_hex())?;
-    eprintln!(
-        "created master key {} (back it up: installation keys cannot be read without it)",
-        path.display()
-    );
     Ok(key)
 }
 

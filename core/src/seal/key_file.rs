@@ -1,0 +1,90 @@
+//! The master key's file: read if it exists, created (readable by the owner
+//! only) if not. Every front end keeps it the same way, so a database made by
+//! `carewatch serve` opens from Python with the same key.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::MasterKey;
+use crate::error::{Error, Result};
+
+/// The file name beside a SQLite database or in a data directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// Whether [`load_or_create`] read an existing key or made a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// The file existed.
+    Loaded,
+    /// The file was created with a new random key: back it up.
+    Created,
+}
+
+/// Loads the master key in `path`, or creates the file with a new random key.
+/// Never overwrites: of two processes creating it at once, one wins and the
+/// other reads the winner's key.
+pub fn load_or_create(path: &Path) -> Result<(MasterKey, KeySource)> {
+    let key = MasterKey::generate();
+    match create_private(path, key.to_hex().as_bytes()) {
+        Ok(()) => Ok((key, KeySource::Created)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok((load(path)?, KeySource::Loaded))
+        }
+        Err(e) => Err(file_error(path, "cannot create", e)),
+    }
+}
+
+/// Loads the master key in `path`.
+pub fn load(path: &Path) -> Result<MasterKey> {
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(path, "cannot read", e))?;
+    MasterKey::from_hex(text.trim()).map_err(|e| Error::InvalidInput {
+        field: "master key file",
+        reason: format!("{}: {e}", path.display()),
+    })
+}
+
+fn create_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+fn file_error(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::storage(format!("{what} master key file {}", path.display()), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_once_then_loads_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MASTER_KEY_FILE);
+        let (created, source) = load_or_create(&path).unwrap();
+        assert_eq!(source, KeySource::Created);
+        let (loaded, source) = load_or_create(&path).unwrap();
+        assert_eq!(source, KeySource::Loaded);
+        assert_eq!(*created.to_hex(), *loaded.to_hex());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_damaged_file_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MASTER_KEY_FILE);
+        std::fs::write(&path, "not a key").unwrap();
+        let err = load_or_create(&path).unwrap_err();
+        assert_eq!(err.code(), "invalid_input");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a key");
+    }
+}
