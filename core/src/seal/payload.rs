@@ -13,6 +13,7 @@
 //!
 //! A heartbeat's plaintext is empty.
 
+use super::MessageKind;
 use crate::catalogue::ConditionCode;
 use crate::condition::{ReportedCondition, StatusSnapshot};
 use crate::error::{Error, Result};
@@ -76,6 +77,19 @@ impl<'a> Reader<'a> {
 
 fn malformed(reason: String) -> Error {
     Error::Malformed { reason }
+}
+
+/// Decodes an opened message: a status report's snapshot, or `None` for a
+/// heartbeat (which must be empty).
+pub fn decode_message(kind: MessageKind, plaintext: &[u8]) -> Result<Option<StatusSnapshot>> {
+    match kind {
+        MessageKind::Heartbeat if plaintext.is_empty() => Ok(None),
+        MessageKind::Heartbeat => Err(malformed(format!(
+            "a heartbeat is empty, this one has {} bytes",
+            plaintext.len()
+        ))),
+        MessageKind::StatusReport => decode_status(plaintext).map(Some),
+    }
 }
 
 /// Decodes a status report's plaintext. Never panics, whatever the bytes.

@@ -7,7 +7,7 @@ use crate::auth::{self, MessageDigest, SequenceCursor, SequenceVerdict};
 use crate::availability::{self, Availability};
 use crate::error::{Error, Result};
 use crate::ids::{RecordingServerId, Slc};
-use crate::seal::payload::decode_status;
+use crate::seal::payload::decode_message;
 use crate::seal::{Binding, Envelope, KeyId, MessageKind, SealError};
 use crate::store::{SignOfLife, StatusWrite, WriteOutcome};
 use crate::time::Timestamp;
@@ -134,28 +134,18 @@ impl Carewatch {
             next_check_at,
             missed_before,
         };
-        let outcome = match message.kind {
-            MessageKind::Heartbeat => {
-                if !plaintext.is_empty() {
-                    return Err(Error::Malformed {
-                        reason: format!(
-                            "a heartbeat is empty, this one has {} bytes",
-                            plaintext.len()
-                        ),
-                    });
-                }
-                self.inner
-                    .store
-                    .record_signs_of_life(std::slice::from_ref(&sign))
-                    .await?
-                    .pop()
-                    .ok_or_else(|| Error::Storage {
-                        message: "the store returned no outcome for a heartbeat".into(),
-                        source: None,
-                    })?
-            }
-            MessageKind::StatusReport => {
-                let snapshot = decode_status(&plaintext)?;
+        let outcome = match decode_message(message.kind, &plaintext)? {
+            None => self
+                .inner
+                .store
+                .record_signs_of_life(std::slice::from_ref(&sign))
+                .await?
+                .pop()
+                .ok_or_else(|| Error::Storage {
+                    message: "the store returned no outcome for a heartbeat".into(),
+                    source: None,
+                })?,
+            Some(snapshot) => {
                 self.inner
                     .store
                     .apply_status_report(&StatusWrite { sign, snapshot })

@@ -1,0 +1,282 @@
+"""The values Carewatch returns: enums and frozen dataclasses.
+
+They are plain Python objects (readable ``repr``, equality, ``dataclasses``
+helpers); the compiled ``_carewatch`` module builds them. Times are
+timezone-aware ``datetime`` objects in UTC, durations ``timedelta``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Mapping, Optional, Tuple, Union
+
+
+class Health(enum.IntEnum):
+    """How an installation is doing, best to worst: ``Health.CRITICAL > Health.ATTENTION``."""
+
+    HEALTHY = 0
+    """Every recording server available, nothing wrong."""
+    PENDING = 1
+    """Registered, but no recording server has reported yet."""
+    ATTENTION = 2
+    """Something needs looking at: a late server or a warning."""
+    CRITICAL = 3
+    """Recording is at risk: a critical condition or an unavailable server."""
+    OFFLINE = 4
+    """Every recording server is unavailable at once: the site is unreachable."""
+
+
+class AvailabilityState(str, enum.Enum):
+    """A recording server's availability, from its heartbeats."""
+
+    PENDING = "pending"
+    AVAILABLE = "available"
+    LATE = "late"
+    UNAVAILABLE = "unavailable"
+
+
+class ConditionCode(str, enum.Enum):
+    """The condition codes this version knows.
+
+    The catalogue is open-ended: a code from a newer recording server arrives
+    as a plain ``str``, so fields typed ``ConditionCode | str`` compare equal
+    to the code's text either way (``code == "STORAGE_FULL"``).
+    """
+
+    CAMERA_UNREACHABLE = "CAMERA_UNREACHABLE"
+    STORAGE_FULL = "STORAGE_FULL"
+    MEDIA_DB_WRITE_FAILED = "MEDIA_DB_WRITE_FAILED"
+    LICENSE_OVERUSE = "LICENSE_OVERUSE"
+    SERVER_UNAVAILABLE = "SERVER_UNAVAILABLE"
+    ARCHIVE_DELETE_FAILED = "ARCHIVE_DELETE_FAILED"
+    FILE_DELETE_FAILED = "FILE_DELETE_FAILED"
+    ARCHIVE_FATAL_ERROR = "ARCHIVE_FATAL_ERROR"
+    ARCHIVE_OPERATION_FAILED = "ARCHIVE_OPERATION_FAILED"
+    ARCHIVE_MOVE_FAILED = "ARCHIVE_MOVE_FAILED"
+
+
+class MessageKind(str, enum.Enum):
+    """What a recording server's message is."""
+
+    HEARTBEAT = "heartbeat"
+    STATUS_REPORT = "status_report"
+
+
+class HistoryKind(str, enum.Enum):
+    """What happened, in an installation's history."""
+
+    FIRST_SEEN = "first_seen"
+    CONDITION_OPENED = "condition_opened"
+    CONDITION_RESOLVED = "condition_resolved"
+    BECAME_UNAVAILABLE = "became_unavailable"
+    RECOVERED = "recovered"
+
+
+Code = Union[ConditionCode, str]
+"""A condition code: a known one, or the text of one this version does not know."""
+
+
+@dataclass(frozen=True)
+class Product:
+    """What an installation runs, e.g. ``Product("XProtect Corporate", "2016 R3")``."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Reseller:
+    """A reseller: sees only the installations it registered."""
+
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Installation:
+    """A customer installation, identified by its SLC."""
+
+    slc: str
+    reseller: str
+    product: Product
+    subscription_expires_at: Optional[datetime]
+    """When Care Plus ends; ``None``: no subscription."""
+    consent: bool
+    """Whether the owner accepted the Carewatch service."""
+    registered_at: datetime
+
+
+@dataclass(frozen=True)
+class Availability:
+    """A recording server's availability at one instant."""
+
+    state: AvailabilityState
+    missed: int = 0
+    """Heartbeats missed in a row (while Carewatch was receiving, once unavailable)."""
+    since: Optional[datetime] = None
+    """When it became unavailable (the threshold-th heartbeat was due)."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The result of :func:`carewatch.evaluate`."""
+
+    availability: Availability
+    next_change_at: Optional[datetime]
+    """When, without a new message, the availability changes next."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition as a recording server reports it in a status report."""
+
+    code: Code
+    subject: str
+    """What it is about: a camera, a drive …"""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SealedMessage:
+    """A message sealed as a recording server sends it; pass it to ``Carewatch.ingest``."""
+
+    slc: str
+    server: str
+    kind: MessageKind
+    sequence: int
+    sealed: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class IngestAck:
+    """The acknowledgement of an ingested message."""
+
+    received_at: datetime
+    heartbeat_interval: timedelta
+    """The interval the recording server must keep."""
+    duplicate: bool
+    """Whether this was a retry of a message already applied."""
+
+
+@dataclass(frozen=True)
+class HealthSummary:
+    """An installation's overview line: its health, worst condition and counts."""
+
+    health: Health
+    worst: Optional[Code]
+    servers: int
+    unavailable: int
+    late: int
+    active_conditions: int
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    """One installation in a reseller's overview."""
+
+    slc: str
+    product: Product
+    summary: HealthSummary
+    last_seen_at: Optional[datetime]
+
+    @property
+    def health(self) -> Health:
+        """The installation's health."""
+        return self.summary.health
+
+
+@dataclass(frozen=True)
+class OverviewPage:
+    """A page of a reseller's installations, worst first."""
+
+    rows: Tuple[OverviewRow, ...]
+    next_page: Optional[str]
+    """Pass as ``after=`` to get the next page; ``None`` on the last one."""
+    totals: Mapping[Health, int]
+    """Installations per health, over all of the reseller's installations."""
+
+
+@dataclass(frozen=True)
+class RecordingServer:
+    """One recording server of an installation."""
+
+    id: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+    interval: timedelta
+    availability: Availability
+    next_check_at: Optional[datetime]
+
+
+@dataclass(frozen=True)
+class ConditionRecord:
+    """A condition as Carewatch keeps it: when it opened and (if) it was resolved."""
+
+    server: str
+    code: Code
+    subject: str
+    detail: str
+    opened_at: datetime
+    resolved_at: Optional[datetime]
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One entry of an installation's history; fields that do not apply are ``None``."""
+
+    at: datetime
+    server: str
+    kind: HistoryKind
+    code: Optional[Code] = None
+    subject: Optional[str] = None
+    missed: Optional[int] = None
+    duration: Optional[timedelta] = None
+    """How long the condition was open, or the server unavailable."""
+
+
+@dataclass(frozen=True)
+class InstallationDetail:
+    """Everything about one installation."""
+
+    installation: Installation
+    summary: HealthSummary
+    servers: Tuple[RecordingServer, ...]
+    active_conditions: Tuple[ConditionRecord, ...]
+    history: Tuple[HistoryEvent, ...]
+    """Most recent first."""
+
+    @property
+    def health(self) -> Health:
+        """The installation's health."""
+        return self.summary.health
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one availability sweep did."""
+
+    evaluated: int
+    installations_changed: int
+
+
+@dataclass(frozen=True)
+class InstallationChange:
+    """A watched installation's overview line changed."""
+
+    slc: str
+    previous: Health
+    summary: HealthSummary
+    at: datetime
+
+
+@dataclass(frozen=True)
+class WatchLagged:
+    """The watcher fell behind and ``skipped`` changes were dropped: re-read the overview."""
+
+    skipped: int
+
+
+WatchEvent = Union[InstallationChange, WatchLagged]

@@ -1,0 +1,157 @@
+//! The facade's records (overview, detail, history, acknowledgements …) as
+//! `carewatch._types` dataclasses.
+
+use carewatch_core::store::{
+    HistoryEvent, HistoryKind, InstallationDetail, OverviewPage, OverviewRow, Reseller,
+    ServerRecord,
+};
+use carewatch_core::{IngestAck, SweepReport, WatchEvent};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::convert::{
+    availability, code, condition_record, datetime, health, installation, opt_datetime, product,
+    summary, timedelta, totals, value,
+};
+
+pub fn reseller<'py>(py: Python<'py>, r: &Reseller) -> PyResult<Bound<'py, PyAny>> {
+    value!(py, "Reseller" {
+        id: r.id.as_str(),
+        name: r.name.as_str(),
+        created_at: datetime(py, r.created_at)?,
+    })
+}
+
+fn overview_row<'py>(py: Python<'py>, row: &OverviewRow) -> PyResult<Bound<'py, PyAny>> {
+    value!(py, "OverviewRow" {
+        slc: row.slc.as_str(),
+        product: product(py, &row.product)?,
+        summary: summary(py, &row.summary)?,
+        last_seen_at: opt_datetime(py, row.last_seen_at)?,
+    })
+}
+
+pub fn overview_page<'py>(py: Python<'py>, page: &OverviewPage) -> PyResult<Bound<'py, PyAny>> {
+    let rows = page
+        .rows
+        .iter()
+        .map(|row| overview_row(py, row))
+        .collect::<PyResult<Vec<_>>>()?;
+    value!(py, "OverviewPage" {
+        rows: PyTuple::new(py, rows)?,
+        next_page: page.next.as_ref().map(|cursor| cursor.to_token()),
+        totals: totals(py, |h| page.totals.get(h))?,
+    })
+}
+
+fn recording_server<'py>(py: Python<'py>, s: &ServerRecord) -> PyResult<Bound<'py, PyAny>> {
+    value!(py, "RecordingServer" {
+        id: s.server.as_str(),
+        first_seen_at: datetime(py, s.first_seen_at)?,
+        last_seen_at: datetime(py, s.last_seen_at)?,
+        interval: timedelta(py, s.interval)?,
+        availability: availability(py, s.availability)?,
+        next_check_at: opt_datetime(py, s.next_check_at)?,
+    })
+}
+
+fn history_event<'py>(py: Python<'py>, e: &HistoryEvent) -> PyResult<Bound<'py, PyAny>> {
+    let (kind, event_code, subject, missed, duration) = match &e.kind {
+        HistoryKind::FirstSeen => ("first_seen", None, None, None, None),
+        HistoryKind::ConditionOpened { code: c, subject } => (
+            "condition_opened",
+            Some(code(py, c)?),
+            Some(subject.as_str()),
+            None,
+            None,
+        ),
+        HistoryKind::ConditionResolved {
+            code: c,
+            subject,
+            open_for,
+        } => (
+            "condition_resolved",
+            Some(code(py, c)?),
+            Some(subject.as_str()),
+            None,
+            Some(timedelta(py, *open_for)?),
+        ),
+        HistoryKind::BecameUnavailable { missed } => {
+            ("became_unavailable", None, None, Some(*missed), None)
+        }
+        HistoryKind::Recovered {
+            unavailable_for,
+            missed,
+        } => (
+            "recovered",
+            None,
+            None,
+            Some(*missed),
+            Some(timedelta(py, *unavailable_for)?),
+        ),
+    };
+    value!(py, "HistoryEvent" {
+        at: datetime(py, e.at)?,
+        server: e.server.as_str(),
+        kind: crate::convert::class(py, "HistoryKind")?.call1((kind,))?,
+        code: event_code,
+        subject: subject,
+        missed: missed,
+        duration: duration,
+    })
+}
+
+pub fn installation_detail<'py>(
+    py: Python<'py>,
+    d: &InstallationDetail,
+) -> PyResult<Bound<'py, PyAny>> {
+    let servers = d
+        .servers
+        .iter()
+        .map(|s| recording_server(py, s))
+        .collect::<PyResult<Vec<_>>>()?;
+    let conditions = d
+        .active_conditions
+        .iter()
+        .map(|c| condition_record(py, c))
+        .collect::<PyResult<Vec<_>>>()?;
+    let history = d
+        .history
+        .iter()
+        .map(|e| history_event(py, e))
+        .collect::<PyResult<Vec<_>>>()?;
+    value!(py, "InstallationDetail" {
+        installation: installation(py, &d.installation)?,
+        summary: summary(py, &d.summary)?,
+        servers: PyTuple::new(py, servers)?,
+        active_conditions: PyTuple::new(py, conditions)?,
+        history: PyTuple::new(py, history)?,
+    })
+}
+
+pub fn ingest_ack(py: Python<'_>, ack: IngestAck) -> PyResult<Bound<'_, PyAny>> {
+    value!(py, "IngestAck" {
+        received_at: datetime(py, ack.received_at)?,
+        heartbeat_interval: timedelta(py, ack.heartbeat_interval)?,
+        duplicate: ack.duplicate,
+    })
+}
+
+pub fn sweep_report(py: Python<'_>, report: SweepReport) -> PyResult<Bound<'_, PyAny>> {
+    value!(py, "SweepReport" {
+        evaluated: report.evaluated,
+        installations_changed: report.installations_changed,
+    })
+}
+
+pub fn watch_event(py: Python<'_>, event: WatchEvent) -> PyResult<Bound<'_, PyAny>> {
+    match event {
+        WatchEvent::Changed(change) => value!(py, "InstallationChange" {
+            slc: change.slc.as_str(),
+            previous: health(py, change.previous)?,
+            summary: summary(py, &change.summary)?,
+            at: datetime(py, change.at)?,
+        }),
+        WatchEvent::Lagged { skipped } => value!(py, "WatchLagged" { skipped: skipped }),
+    }
+}

@@ -1,0 +1,360 @@
+//! `carewatch.Carewatch`: the service facade over SQLite or PostgreSQL.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use carewatch_core::availability::AvailabilityPolicy;
+use carewatch_core::error::{Error, Result};
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::installation::Product;
+use carewatch_core::seal::key_file::{self, MASTER_KEY_FILE};
+use carewatch_core::seal::{KeyId, MasterKey};
+use carewatch_core::store::{OverviewQuery, PageCursor, Store};
+use carewatch_core::time::SystemClock;
+use carewatch_core::{Carewatch as Service, Config};
+use carewatch_storage_postgres::{PostgresConfig, PostgresStore};
+use carewatch_storage_sqlite::SqliteStore;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::convert::{datetime, duration, installation, timedelta, timestamp};
+use crate::errors::OrRaise;
+use crate::records;
+use crate::runtime::block_on;
+use crate::watch::Watch;
+
+/// Carewatch over a database: operator actions, ingest, the resellers' views.
+///
+/// Open it with ``Carewatch.open("carewatch.db")`` (SQLite; the master key is
+/// kept in ``master.key`` beside the database, created on first use) or
+/// ``Carewatch.open("postgres://…", master_key=…)``. Every method blocks
+/// until done and releases the GIL meanwhile; one object may be shared by
+/// threads.
+#[pyclass(frozen, module = "carewatch", name = "Carewatch")]
+#[derive(Debug)]
+pub struct Carewatch {
+    service: Service,
+    description: String,
+}
+
+const DEFAULT_NODE_ID: &str = "python";
+
+fn is_postgres_url(target: &str) -> bool {
+    target.starts_with("postgres://") || target.starts_with("postgresql://")
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidInput {
+        field,
+        reason: reason.into(),
+    }
+}
+
+async fn open_store(target: &Path, schema: Option<&str>) -> Result<(Arc<dyn Store>, String)> {
+    match target.to_str() {
+        Some(url) if is_postgres_url(url) => {
+            let mut config = PostgresConfig::from_url(url)?.application_name("carewatch-python");
+            if let Some(schema) = schema {
+                config = config.schema(schema)?;
+            }
+            Ok((
+                Arc::new(PostgresStore::open(config).await?),
+                "PostgreSQL".into(),
+            ))
+        }
+        _ if schema.is_some() => Err(invalid("schema", "only a PostgreSQL database has schemas")),
+        _ => Ok((
+            Arc::new(SqliteStore::open(target).await?),
+            format!("SQLite {}", target.display()),
+        )),
+    }
+}
+
+fn master_key(target: &Path, given: Option<&str>) -> Result<MasterKey> {
+    if let Some(hex) = given {
+        return MasterKey::from_hex(hex);
+    }
+    if target.to_str().is_some_and(is_postgres_url) {
+        return Err(invalid(
+            "master_key",
+            "required with PostgreSQL: pass the hex key the other nodes use (their master.key)",
+        ));
+    }
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Ok(key_file::load_or_create(&dir.join(MASTER_KEY_FILE))?.0)
+}
+
+impl Carewatch {
+    /// A reseller id as is, or the reseller a `cwr.` token authenticates.
+    fn reseller(&self, py: Python<'_>, who: &str) -> PyResult<ResellerId> {
+        // Reseller ids have no dots; tokens always do.
+        if who.contains('.') {
+            block_on(py, self.service.authenticate_reseller(who))
+        } else {
+            ResellerId::new(who).or_raise(py)
+        }
+    }
+}
+
+#[pymethods]
+impl Carewatch {
+    /// Opens (and migrates) the database at ``target``: a SQLite file path,
+    /// or a ``postgres://`` URL.
+    #[staticmethod]
+    #[pyo3(signature = (
+        target, *, master_key=None, schema=None, heartbeat_interval=None,
+        unavailable_after=3, jitter_tolerance=None, node_id=None,
+    ))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
+    fn open(
+        py: Python<'_>,
+        target: PathBuf,
+        master_key: Option<String>,
+        schema: Option<String>,
+        heartbeat_interval: Option<Bound<'_, PyAny>>,
+        unavailable_after: u32,
+        jitter_tolerance: Option<Bound<'_, PyAny>>,
+        node_id: Option<String>,
+    ) -> PyResult<Self> {
+        let interval = heartbeat_interval
+            .map(|v| duration(&v, "heartbeat_interval"))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(60));
+        let jitter = jitter_tolerance
+            .map(|v| duration(&v, "jitter_tolerance"))
+            .transpose()?
+            .unwrap_or(AvailabilityPolicy::default().jitter_tolerance());
+        let node_id = node_id.unwrap_or_else(|| DEFAULT_NODE_ID.to_owned());
+        let (service, description) = block_on(py, async move {
+            let policy = AvailabilityPolicy::new(unavailable_after, jitter)?;
+            let (store, description) = open_store(&target, schema.as_deref()).await?;
+            // After the store: a failed open leaves no stray key file.
+            let key = self::master_key(&target, master_key.as_deref())?;
+            let config = Config::new(key)
+                .with_heartbeat_interval(interval)?
+                .with_policy(policy)
+                .with_node_id(node_id);
+            let service = Service::open(store, Arc::new(SystemClock), config).await?;
+            Ok((service, description))
+        })?;
+        Ok(Self {
+            service,
+            description,
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<Carewatch on {}>", self.description)
+    }
+
+    /// The heartbeat interval recording servers are told to keep.
+    #[getter]
+    fn heartbeat_interval<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        timedelta(py, self.service.config().heartbeat_interval())
+    }
+
+    /// The service clock's current time.
+    fn now<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        datetime(py, self.service.now())
+    }
+
+    // --- operator ---
+
+    /// Creates a reseller; returns its token, shown this once.
+    fn create_reseller(&self, py: Python<'_>, reseller: &str, name: &str) -> PyResult<String> {
+        let id = ResellerId::new(reseller).or_raise(py)?;
+        let issued = block_on(py, self.service.create_reseller(&id, name))?;
+        Ok(issued.token.to_string())
+    }
+
+    /// Replaces a reseller's token; the old one stops working at once.
+    fn rotate_reseller_token(&self, py: Python<'_>, reseller: &str) -> PyResult<String> {
+        let id = ResellerId::new(reseller).or_raise(py)?;
+        let issued = block_on(py, self.service.rotate_reseller_token(&id))?;
+        Ok(issued.token.to_string())
+    }
+
+    /// Issues (or replaces) the token of operator ``name``.
+    fn issue_operator_token(&self, py: Python<'_>, name: &str) -> PyResult<String> {
+        let id = ResellerId::new(name).or_raise(py)?;
+        let issued = block_on(py, self.service.issue_operator_token(&id))?;
+        Ok(issued.token.to_string())
+    }
+
+    /// Checks a reseller token; returns the reseller's id.
+    fn authenticate_reseller(&self, py: Python<'_>, token: &str) -> PyResult<String> {
+        Ok(block_on(py, self.service.authenticate_reseller(token))?.to_string())
+    }
+
+    /// All resellers.
+    fn resellers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let resellers = block_on(py, self.service.resellers())?;
+        let items = resellers
+            .iter()
+            .map(|r| records::reseller(py, r))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    /// Records that ``reseller`` registered ``slc``. It starts without consent
+    /// and without subscription.
+    fn register_installation<'py>(
+        &self,
+        py: Python<'py>,
+        slc: &str,
+        reseller: &str,
+        product: &str,
+        version: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let slc = Slc::new(slc).or_raise(py)?;
+        let reseller = ResellerId::new(reseller).or_raise(py)?;
+        let product = Product::new(product, version).or_raise(py)?;
+        let registered = block_on(
+            py,
+            self.service.register_installation(&slc, &reseller, product),
+        )?;
+        installation(py, &registered)
+    }
+
+    /// Sets when Care Plus ends (``None``: no subscription).
+    fn set_subscription<'py>(
+        &self,
+        py: Python<'py>,
+        slc: &str,
+        expires_at: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let slc = Slc::new(slc).or_raise(py)?;
+        let expires_at = expires_at
+            .map(|at| timestamp(&at, "expires_at"))
+            .transpose()?;
+        let updated = block_on(py, self.service.set_subscription(&slc, expires_at))?;
+        installation(py, &updated)
+    }
+
+    /// Records the owner's consent (or its withdrawal).
+    fn set_consent<'py>(
+        &self,
+        py: Python<'py>,
+        slc: &str,
+        accepted: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let slc = Slc::new(slc).or_raise(py)?;
+        let updated = block_on(py, self.service.set_consent(&slc, accepted))?;
+        installation(py, &updated)
+    }
+
+    /// Changes what the installation runs.
+    fn set_product<'py>(
+        &self,
+        py: Python<'py>,
+        slc: &str,
+        product: &str,
+        version: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let slc = Slc::new(slc).or_raise(py)?;
+        let product = Product::new(product, version).or_raise(py)?;
+        let updated = block_on(py, self.service.set_product(&slc, product))?;
+        installation(py, &updated)
+    }
+
+    /// Issues a new key for an installation and returns its text
+    /// (``cwk1:…``), the only time it is seen: provision it on the
+    /// recording servers. Earlier keys stay valid until retired.
+    fn issue_installation_key(&self, py: Python<'_>, slc: &str) -> PyResult<String> {
+        let slc = Slc::new(slc).or_raise(py)?;
+        let key = block_on(py, self.service.issue_installation_key(&slc))?;
+        Ok(key.to_text().to_string())
+    }
+
+    /// Retires a key: messages sealed with it are refused from now on.
+    fn retire_installation_key(&self, py: Python<'_>, slc: &str, key_id: u32) -> PyResult<()> {
+        let slc = Slc::new(slc).or_raise(py)?;
+        block_on(
+            py,
+            self.service
+                .retire_installation_key(&slc, KeyId::new(key_id)),
+        )
+    }
+
+    // --- recording servers ---
+
+    /// Judges and applies one sealed message (see ``seal_heartbeat`` and
+    /// ``seal_status``). A refused message raises and changes nothing; an
+    /// acknowledged status report is committed before this returns.
+    fn ingest<'py>(
+        &self,
+        py: Python<'py>,
+        message: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let message = crate::convert::to_incoming_message(&message)?;
+        let ack = block_on(py, self.service.ingest(message))?;
+        records::ingest_ack(py, ack)
+    }
+
+    // --- resellers ---
+
+    /// A page of a reseller's installations, worst first; by default only
+    /// those that are not Healthy. ``reseller`` is a reseller id (trusted
+    /// embedding code) or a reseller token (checked).
+    #[pyo3(signature = (reseller, include_healthy=false, *, page_size=50, after=None))]
+    fn overview<'py>(
+        &self,
+        py: Python<'py>,
+        reseller: &str,
+        include_healthy: bool,
+        page_size: u32,
+        after: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let reseller = self.reseller(py, reseller)?;
+        let query = OverviewQuery {
+            include_healthy,
+            page_size,
+            after: after.map(PageCursor::from_token).transpose().or_raise(py)?,
+        };
+        let page = block_on(py, self.service.overview(&reseller, &query))?;
+        records::overview_page(py, &page)
+    }
+
+    /// One of the reseller's installations: servers, active conditions,
+    /// recent history. ``NotFound`` if missing or another reseller's.
+    fn installation<'py>(
+        &self,
+        py: Python<'py>,
+        reseller: &str,
+        slc: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let reseller = self.reseller(py, reseller)?;
+        let slc = Slc::new(slc).or_raise(py)?;
+        let detail = block_on(py, self.service.installation(&reseller, &slc))?;
+        records::installation_detail(py, &detail)
+    }
+
+    /// Follows changes to the reseller's installations (or to one of them).
+    #[pyo3(signature = (reseller, slc=None))]
+    fn watch(&self, py: Python<'_>, reseller: &str, slc: Option<&str>) -> PyResult<Watch> {
+        let reseller = self.reseller(py, reseller)?;
+        let slc = slc.map(Slc::new).transpose().or_raise(py)?;
+        let stream = block_on(py, self.service.watch(&reseller, slc.as_ref()))?;
+        Ok(Watch::new(self.service.clone(), stream))
+    }
+
+    // --- maintenance ---
+
+    /// Evaluates every server whose availability may have changed with time.
+    /// ``carewatch serve`` does this every second; an embedding script that
+    /// runs no server calls it before reading.
+    fn sweep<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let report = block_on(py, self.service.sweep())?;
+        records::sweep_report(py, report)
+    }
+
+    /// Records that this node is receiving, then sweeps (one maintenance round).
+    fn tick<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let report = block_on(py, self.service.tick())?;
+        records::sweep_report(py, report)
+    }
+}

@@ -1,0 +1,89 @@
+//! `carewatch.Watch`: a blocking iterator over a reseller's changes.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use carewatch_core::{Carewatch, WatchEvent, WatchStream};
+use futures::StreamExt;
+use pyo3::prelude::*;
+
+use crate::convert::duration;
+use crate::records::watch_event;
+use crate::runtime::runtime;
+
+/// How often a waiting watcher looks for Ctrl-C.
+const SIGNAL_CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// Changes to a reseller's installations, as they happen.
+///
+/// Iterate it (``for change in watch``: waits for each change) or call
+/// ``next_event(timeout)``. Waiting releases the GIL and can be interrupted
+/// with Ctrl-C.
+#[pyclass(frozen, module = "carewatch", name = "Watch")]
+#[derive(Debug)]
+pub struct Watch {
+    stream: Mutex<WatchStream>,
+    // Keeps the service, and so the change feed, alive while watched.
+    _service: Carewatch,
+}
+
+impl Watch {
+    pub fn new(service: Carewatch, stream: WatchStream) -> Self {
+        Self {
+            stream: Mutex::new(stream),
+            _service: service,
+        }
+    }
+
+    fn wait(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<WatchEvent>> {
+        let runtime = runtime()?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let slice = deadline.map_or(SIGNAL_CHECK_EVERY, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(SIGNAL_CHECK_EVERY)
+            });
+            let received = py.detach(|| {
+                let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+                runtime.block_on(tokio::time::timeout(slice, stream.next()))
+            });
+            // The stream only ends with the service, which this watch keeps.
+            if let Ok(event) = received {
+                return Ok(event);
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Watch {
+    /// The next change, waiting at most ``timeout`` (a ``timedelta`` or
+    /// seconds; ``None``: as long as it takes). ``None`` if none came in time.
+    #[pyo3(signature = (timeout=None))]
+    fn next_event<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let timeout = timeout.map(|t| duration(&t, "timeout")).transpose()?;
+        self.wait(py, timeout)?
+            .map(|event| watch_event(py, event))
+            .transpose()
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.next_event(py, None)
+    }
+
+    fn __repr__(&self) -> &'static str {
+        "<carewatch.Watch>"
+    }
+}
