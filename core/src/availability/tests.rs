@@ -207,3 +207,60 @@ fn policy_and_interval_are_validated() {
     assert!(check_interval(Duration::from_millis(99)).is_err());
     assert!(check_interval(Duration::from_secs(60)).is_ok());
 }
+
+/// The cases in `core/testdata/evaluator_boundaries.txt`, which the Python
+/// bindings' tests check too.
+#[test]
+fn shared_boundary_cases() {
+    let cases = include_str!("../../testdata/evaluator_boundaries.txt");
+    let time = |s: &str| (s != "-").then(|| ts(s.parse().unwrap()));
+    let mut checked = 0;
+    for line in cases.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [interval, threshold, jitter, last, now, downtime, expected, next] = f[..] else {
+            panic!("malformed case: {line}");
+        };
+        let policy =
+            AvailabilityPolicy::new(threshold.parse().unwrap(), ms(jitter.parse().unwrap()))
+                .unwrap();
+        let windows = match downtime {
+            "-" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|w| {
+                    let (s, e) = w.split_once("..").unwrap();
+                    DowntimeWindow::new(ts(s.parse().unwrap()), ts(e.parse().unwrap())).unwrap()
+                })
+                .collect(),
+        };
+        let expected = match expected.split(':').collect::<Vec<_>>()[..] {
+            ["pending"] => Availability::Pending,
+            ["available"] => Availability::Available,
+            ["late", missed] => Availability::Late {
+                missed: missed.parse().unwrap(),
+            },
+            ["unavailable", since, missed] => Availability::Unavailable {
+                since: ts(since.parse().unwrap()),
+                missed: missed.parse().unwrap(),
+            },
+            _ => panic!("malformed expectation: {line}"),
+        };
+        let got = evaluate(
+            time(last),
+            ms(interval.parse().unwrap()),
+            &policy,
+            &Downtime::new(windows),
+            ts(now.parse().unwrap()),
+        );
+        assert_eq!(
+            got,
+            Evaluation {
+                availability: expected,
+                next_change_at: time(next)
+            },
+            "case: {line}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} cases read");
+}
