@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check and test of the workspace: formatting, lints, all tests.
+# Runs every check and test of the workspace: formatting, lints, all Rust
+# tests, the examples, and the Python package's tests.
 # CI runs exactly this (see .ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,3 +29,18 @@ cargo test --workspace --all-features
 echo "==> examples and the demo (the whole product, end to end)"
 cargo run --quiet -p carewatch-storage-sqlite --example quickstart
 RUST_LOG=warn cargo run --quiet -p carewatch-grpc -- demo --interval 500ms > /dev/null
+
+echo "==> Python package: built into a virtual environment, tested with pytest"
+VENV="target/python-venv"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+  "maturin>=1.9,<2" "pytest>=8" "mypy>=1.10"
+rm -rf target/wheels
+VIRTUAL_ENV="$PWD/$VENV" "$VENV/bin/maturin" build --quiet \
+  --manifest-path bindings-python/Cargo.toml --interpreter "$VENV/bin/python" --out target/wheels
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps target/wheels/carewatch-*.whl
+"$VENV/bin/python" -m pytest bindings-python -q -p no:cacheprovider || {
+  status=$?
+  [ "$status" -ne 5 ] || echo "pytest collected no tests: the Python suite did not run" >&2
+  exit "$status"
+}

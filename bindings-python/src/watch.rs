@@ -45,7 +45,8 @@ impl Watch {
             });
             let received = py.detach(|| {
                 let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-                runtime.block_on(tokio::time::timeout(slice, stream.next()))
+                // The timer must be created inside the runtime.
+                runtime.block_on(async { tokio::time::timeout(slice, stream.next()).await })
             });
             // The stream only ends with the service, which this watch keeps.
             if let Ok(event) = received {

@@ -2,7 +2,7 @@
 
 import os
 from datetime import datetime, timedelta
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union, final
 
 from carewatch._types import (
     Condition,
@@ -19,10 +19,25 @@ from carewatch._types import (
     WatchEvent,
 )
 
+__all__ = [
+    "__version__",
+    "Carewatch",
+    "Watch",
+    "condition_catalogue",
+    "evaluate",
+    "generate_installation_key",
+    "generate_master_key",
+    "open_message",
+    "seal_heartbeat",
+    "seal_message",
+    "seal_status",
+]
+
 __version__: str
 
-Seconds = Union[timedelta, float]
+_Seconds = Union[timedelta, float]
 
+@final
 class Carewatch:
     @staticmethod
     def open(
@@ -30,9 +45,9 @@ class Carewatch:
         *,
         master_key: Optional[str] = None,
         schema: Optional[str] = None,
-        heartbeat_interval: Optional[Seconds] = None,
+        heartbeat_interval: Optional[_Seconds] = None,
         unavailable_after: int = 3,
-        jitter_tolerance: Optional[Seconds] = None,
+        jitter_tolerance: Optional[_Seconds] = None,
         node_id: Optional[str] = None,
     ) -> Carewatch: ...
     @property
@@ -65,8 +80,9 @@ class Carewatch:
     def sweep(self) -> SweepReport: ...
     def tick(self) -> SweepReport: ...
 
+@final
 class Watch:
-    def next_event(self, timeout: Optional[Seconds] = None) -> Optional[WatchEvent]: ...
+    def next_event(self, timeout: Optional[_Seconds] = None) -> Optional[WatchEvent]: ...
     def __iter__(self) -> Iterator[WatchEvent]: ...
     def __next__(self) -> WatchEvent: ...
 
@@ -74,9 +90,9 @@ def evaluate(
     last_seen: Optional[datetime],
     now: datetime,
     *,
-    interval: Optional[Seconds] = None,
+    interval: Optional[_Seconds] = None,
     unavailable_after: int = 3,
-    jitter_tolerance: Optional[Seconds] = None,
+    jitter_tolerance: Optional[_Seconds] = None,
     downtime: Optional[Sequence[Tuple[datetime, datetime]]] = None,
 ) -> Evaluation: ...
 def seal_heartbeat(key: str, slc: str, server: str, sequence: int) -> SealedMessage: ...

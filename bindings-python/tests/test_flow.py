@@ -1,0 +1,182 @@
+"""The whole flow through the facade, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import carewatch
+from carewatch import Condition, ConditionCode, Health, HistoryKind
+
+from conftest import Site, provision
+
+DISK_FULL = Condition(ConditionCode.STORAGE_FULL, "D:\\Recordings", "100% used")
+
+
+def test_register_ingest_overview(site: Site) -> None:
+    cw = site.cw
+    ack = site.heartbeat()
+    assert not ack.duplicate
+    assert ack.heartbeat_interval == timedelta(seconds=60)
+    assert ack.received_at.tzinfo is not None
+    # One heartbeat: healthy, so the default overview (problems only) is empty.
+    page = cw.overview(site.token)
+    assert page.rows == ()
+    assert page.totals[Health.HEALTHY] == 1
+
+    site.report([DISK_FULL])
+    page = cw.overview(site.token)
+    [row] = page.rows
+    assert row.slc == site.slc
+    assert row.health is Health.CRITICAL
+    assert row.summary.worst is ConditionCode.STORAGE_FULL
+    assert row.summary.servers == 1
+    assert row.product == carewatch.Product("XProtect Corporate", "2016 R3")
+    assert page.totals[Health.CRITICAL] == 1 and page.next_page is None
+
+    detail = cw.installation(site.token, site.slc)
+    assert detail.health is Health.CRITICAL
+    assert [c.code for c in detail.active_conditions] == [ConditionCode.STORAGE_FULL]
+    assert detail.active_conditions[0].subject == "D:\\Recordings"
+    assert [s.id for s in detail.servers] == ["rs-1"]
+    assert detail.servers[0].availability.state is carewatch.AvailabilityState.AVAILABLE
+    assert {e.kind for e in detail.history} == {
+        HistoryKind.FIRST_SEEN,
+        HistoryKind.CONDITION_OPENED,
+    }
+
+    # All clear again: resolved, healthy, out of the default overview.
+    site.report([])
+    assert cw.overview(site.reseller).rows == ()
+    assert cw.overview(site.reseller, include_healthy=True).rows[0].health is Health.HEALTHY
+    resolved = [e for e in cw.installation(site.reseller, site.slc).history
+                if e.kind is HistoryKind.CONDITION_RESOLVED]
+    assert resolved and resolved[0].code is ConditionCode.STORAGE_FULL
+    assert resolved[0].duration is not None and resolved[0].duration >= timedelta(0)
+
+
+def test_results_are_frozen_comparable_and_readable(site: Site) -> None:
+    site.report([DISK_FULL])
+    first = site.cw.overview(site.token)
+    assert first == site.cw.overview(site.token)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.rows[0].slc = "other"  # type: ignore[misc]
+    text = repr(first.rows[0])
+    assert "M01-C01-0001" in text and "Health.CRITICAL" in text
+    # Condition codes compare with their text too.
+    assert first.rows[0].summary.worst == "STORAGE_FULL"
+
+
+def test_a_retry_is_acknowledged_once(site: Site) -> None:
+    message = carewatch.seal_status(site.key, site.slc, "rs-1", 7, [DISK_FULL])
+    assert not site.cw.ingest(message).duplicate
+    assert site.cw.ingest(message).duplicate
+    detail = site.cw.installation(site.reseller, site.slc)
+    assert len([e for e in detail.history if e.kind is HistoryKind.CONDITION_OPENED]) == 1
+
+
+def test_unknown_condition_codes_are_kept(site: Site) -> None:
+    site.report([Condition("GPU_OVERHEATING", "GPU0", "95 C")])
+    [condition] = site.cw.installation(site.reseller, site.slc).active_conditions
+    assert condition.code == "GPU_OVERHEATING"
+    assert not isinstance(condition.code, ConditionCode)
+
+
+def test_pages_follow_the_cursor(cw: carewatch.Carewatch) -> None:
+    token = cw.create_reseller("acme-security", "ACME")
+    for n in range(5):
+        provision(cw, slc=f"M01-C01-000{n}", create_reseller=False, token=token)
+    seen = []
+    after = None
+    while True:
+        page = cw.overview(token, include_healthy=True, page_size=2, after=after)
+        seen += [row.slc for row in page.rows]
+        if page.next_page is None:
+            break
+        after = page.next_page
+    assert seen == [f"M01-C01-000{n}" for n in range(5)]
+    assert page.totals[Health.PENDING] == 5
+
+
+def test_operator_actions(cw: carewatch.Carewatch) -> None:
+    cw.create_reseller("acme-security", "ACME Security")
+    [reseller] = cw.resellers()
+    assert reseller.id == "acme-security" and reseller.name == "ACME Security"
+    assert reseller.created_at.tzinfo is not None
+    installation = cw.register_installation("m01-c01-0001", "acme-security", "XProtect", "1")
+    assert installation.slc == "M01-C01-0001"  # normalised
+    assert (installation.consent, installation.subscription_expires_at) == (False, None)
+    until = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+    assert cw.set_subscription("M01-C01-0001", until).subscription_expires_at == until
+    assert cw.set_consent("M01-C01-0001", True).consent
+    assert cw.set_product("M01-C01-0001", "XProtect", "2").product.version == "2"
+    new_token = cw.rotate_reseller_token("acme-security")
+    assert cw.authenticate_reseller(new_token) == "acme-security"
+    operator = cw.issue_operator_token("admin")
+    with pytest.raises(carewatch.Unauthenticated):
+        cw.authenticate_reseller(operator)
+
+
+def test_retired_keys_are_refused(site: Site) -> None:
+    second = site.cw.issue_installation_key(site.slc)
+    assert second.startswith("cwk1:2:")
+    site.cw.retire_installation_key(site.slc, 1)
+    with pytest.raises(carewatch.SealError):
+        site.heartbeat()
+    site.key = second
+    assert not site.heartbeat().duplicate
+
+
+def test_sweep_marks_silent_servers(backend: str, sqlite_db: Path, postgres_schema: str) -> None:
+    from conftest import open_backend
+    import time
+
+    cw = open_backend(
+        backend, sqlite_db, postgres_schema,
+        heartbeat_interval=0.1, jitter_tolerance=0.0, unavailable_after=1,
+    )
+    site = provision(cw)
+    site.heartbeat()
+    time.sleep(0.25)
+    report = cw.sweep()
+    assert report.evaluated >= 1 and report.installations_changed == 1
+    [row] = cw.overview(site.token).rows
+    assert row.health is Health.OFFLINE
+    assert row.summary.worst is ConditionCode.SERVER_UNAVAILABLE
+    assert cw.tick().installations_changed == 0
+
+
+def test_sqlite_keeps_data_and_master_key_across_opens(sqlite_db: Path) -> None:
+    cw = carewatch.Carewatch.open(str(sqlite_db))
+    site = provision(cw)
+    key_file = sqlite_db.parent / "master.key"
+    assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    del cw
+    reopened = carewatch.Carewatch.open(sqlite_db)
+    assert "SQLite" in repr(reopened)
+    site.cw = reopened
+    # The installation key, stored sealed under master.key, still opens messages.
+    assert not site.heartbeat().duplicate
+    assert reopened.overview(site.token, include_healthy=True).rows[0].slc == site.slc
+
+
+def test_postgres_needs_the_master_key(postgres_schema: str) -> None:
+    from conftest import POSTGRES_URL
+
+    with pytest.raises(carewatch.InvalidInput, match="master_key"):
+        carewatch.Carewatch.open(POSTGRES_URL, schema=postgres_schema)
+
+
+def test_two_nodes_share_one_postgres_database(postgres_schema: str) -> None:
+    from conftest import POSTGRES_URL
+
+    master = carewatch.generate_master_key()
+    node_a = carewatch.Carewatch.open(POSTGRES_URL, schema=postgres_schema, master_key=master, node_id="a")
+    node_b = carewatch.Carewatch.open(POSTGRES_URL, schema=postgres_schema, master_key=master, node_id="b")
+    site = provision(node_a)
+    site.cw = node_b
+    site.report([DISK_FULL])
+    assert node_a.overview(site.token).rows[0].health is Health.CRITICAL
