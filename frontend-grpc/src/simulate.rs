@@ -49,14 +49,25 @@ impl SimServer {
         }
     }
 
+    /// The sequence number of the last message made.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Records that the status report was acknowledged: heartbeats from now on.
+    pub fn report_acknowledged(&mut self) {
+        self.report_due = false;
+    }
+
     /// Replaces its active conditions; the next message is a status report.
     pub fn set_conditions(&mut self, conditions: Vec<ReportedCondition>) {
         self.conditions = conditions;
         self.report_due = true;
     }
 
-    /// The next message to send, sealed.
-    fn next_message(&mut self) -> (MessageKind, proto::SealedMessage) {
+    /// The next message to send, sealed: a status report when its conditions
+    /// changed (or it has not reported yet), otherwise a heartbeat.
+    pub fn next_message(&mut self) -> (MessageKind, proto::SealedMessage) {
         self.sequence += 1;
         let kind = if self.report_due {
             MessageKind::StatusReport
@@ -208,7 +219,7 @@ impl Fleet {
                 Ok(()) => {
                     report.accepted += 1;
                     if kind == MessageKind::StatusReport {
-                        self.servers[i].report_due = false;
+                        self.servers[i].report_acknowledged();
                     }
                 }
                 Err(status) => {

@@ -14,7 +14,7 @@ use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch, Config};
 use carewatch_grpc::server::{ServeOptions, serve};
 use carewatch_grpc::tls::TlsIdentity;
-use carewatch_storage_postgres::PostgresStore;
+use carewatch_storage_postgres::{PostgresConfig, PostgresStore};
 use carewatch_storage_sqlite::SqliteStore;
 
 use super::{CliResult, parse_duration};
@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// e.g. for several Carewatch nodes sharing one database.
     #[arg(long, env = "CAREWATCH_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Keep the tables in this PostgreSQL schema (created if missing), so
+    /// several deployments can share one database.
+    #[arg(long, env = "CAREWATCH_DATABASE_SCHEMA", requires = "database_url")]
+    database_schema: Option<String>,
     /// This node's name when several share one database.
     #[arg(long, env = "CAREWATCH_NODE_ID", default_value = "carewatch")]
     node_id: String,
@@ -97,10 +101,16 @@ pub async fn run(args: ServeArgs) -> CliResult {
 
     let master_key = load_or_create_master_key(&args.data_dir)?;
     let (store, storage): (Arc<dyn Store>, String) = match &args.database_url {
-        Some(url) => (
-            Arc::new(PostgresStore::connect(url).await?),
-            "PostgreSQL".to_owned(),
-        ),
+        Some(url) => {
+            let mut config = PostgresConfig::from_url(url)?;
+            if let Some(schema) = &args.database_schema {
+                config = config.schema(schema)?;
+            }
+            (
+                Arc::new(PostgresStore::open(config).await?),
+                "PostgreSQL".to_owned(),
+            )
+        }
         None => {
             let db = args.data_dir.join("carewatch.db");
             (
