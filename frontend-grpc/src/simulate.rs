@@ -126,41 +126,8 @@ impl Fleet {
         product: (&str, &str),
         servers: usize,
     ) -> Result<(), tonic::Status> {
-        admin
-            .register_installation(proto::RegisterInstallationRequest {
-                slc: slc.to_string(),
-                reseller_id: reseller.to_string(),
-                product: product.0.into(),
-                product_version: product.1.into(),
-            })
-            .await?;
-        admin
-            .set_consent(proto::SetConsentRequest {
-                slc: slc.to_string(),
-                accepted: true,
-            })
-            .await?;
-        let year = SystemTime::now() + Duration::from_secs(365 * 24 * 3600);
-        let expires_at = Some(prost_types::Timestamp::from(year));
-        admin
-            .set_subscription(proto::SetSubscriptionRequest {
-                slc: slc.to_string(),
-                expires_at,
-            })
-            .await?;
-        let key = admin
-            .issue_installation_key(proto::IssueInstallationKeyRequest {
-                slc: slc.to_string(),
-            })
-            .await?;
-        let key = InstallationKey::from_text(&key.into_inner().key)
-            .map_err(|e| tonic::Status::internal(format!("server sent an unreadable key: {e}")))?;
-        for n in 1..=servers {
-            let id = RecordingServerId::new(&format!("rs-{n}"))
-                .map_err(|e| tonic::Status::internal(e.to_string()))?;
-            self.servers
-                .push(SimServer::new(slc.clone(), id, key.clone()));
-        }
+        let site = provision_site(admin, reseller, slc, product, servers).await?;
+        self.servers.extend(site);
         Ok(())
     }
 
@@ -230,4 +197,52 @@ impl Fleet {
         }
         report
     }
+}
+
+/// Registers an installation for `reseller` through the Admin service
+/// (consent, a year of Care Plus, a key) and returns `servers` simulated
+/// servers for it, named `rs-1` … `rs-<servers>`.
+pub async fn provision_site(
+    admin: &mut Admin,
+    reseller: &ResellerId,
+    slc: &Slc,
+    product: (&str, &str),
+    servers: usize,
+) -> Result<Vec<SimServer>, tonic::Status> {
+    admin
+        .register_installation(proto::RegisterInstallationRequest {
+            slc: slc.to_string(),
+            reseller_id: reseller.to_string(),
+            product: product.0.into(),
+            product_version: product.1.into(),
+        })
+        .await?;
+    admin
+        .set_consent(proto::SetConsentRequest {
+            slc: slc.to_string(),
+            accepted: true,
+        })
+        .await?;
+    let year = SystemTime::now() + Duration::from_secs(365 * 24 * 3600);
+    let expires_at = Some(prost_types::Timestamp::from(year));
+    admin
+        .set_subscription(proto::SetSubscriptionRequest {
+            slc: slc.to_string(),
+            expires_at,
+        })
+        .await?;
+    let key = admin
+        .issue_installation_key(proto::IssueInstallationKeyRequest {
+            slc: slc.to_string(),
+        })
+        .await?;
+    let key = InstallationKey::from_text(&key.into_inner().key)
+        .map_err(|e| tonic::Status::internal(format!("server sent an unreadable key: {e}")))?;
+    (1..=servers)
+        .map(|n| {
+            let id = RecordingServerId::new(&format!("rs-{n}"))
+                .map_err(|e| tonic::Status::internal(e.to_string()))?;
+            Ok(SimServer::new(slc.clone(), id, key.clone()))
+        })
+        .collect()
 }
