@@ -1,0 +1,480 @@
+//! The end-to-end load generator.
+//!
+//! Starts a real `carewatch serve` (SQLite in a temporary directory, or
+//! PostgreSQL in a schema of its own), provisions a fleet through the Admin
+//! service, then drives heartbeats over gRPC + TLS on loopback from many
+//! concurrent simulated recording servers. It reports accepted heartbeats per
+//! second, latency percentiles and errors, stops the server gracefully and
+//! checks that every server's last acknowledged heartbeat is in storage.
+//!
+//! ```sh
+//! cargo build --release -p carewatch-grpc -p carewatch-benches
+//! target/release/loadgen                       # SQLite
+//! target/release/loadgen --postgres            # PostgreSQL (CAREWATCH_TEST_DATABASE_URL)
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use carewatch_benches::{BenchSchema, database_url};
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::store::Store;
+use carewatch_grpc::client::{Bearer, connect};
+use carewatch_grpc::proto::admin_client::AdminClient;
+use carewatch_grpc::proto::ingest_client::IngestClient;
+use carewatch_grpc::proto::{self, CreateResellerRequest};
+use carewatch_grpc::simulate::{SimServer, provision_site};
+use carewatch_storage_sqlite::SqliteStore;
+use clap::{Parser, ValueEnum};
+use futures::{StreamExt, TryStreamExt};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    /// One unary `Heartbeat` call per message.
+    Unary,
+    /// One long-lived `Stream` per worker, one message in flight on it.
+    Stream,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Drives a real `carewatch serve` with heartbeats and measures it")]
+struct Args {
+    /// Installations to provision.
+    #[arg(long, default_value_t = 2500)]
+    installations: usize,
+    /// Recording servers per installation.
+    #[arg(long, default_value_t = 4)]
+    servers_per_installation: usize,
+    /// Requests in flight at once (each worker owns a share of the servers).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// HTTP/2 connections the workers share.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// How long to measure, in seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Load before measuring, in seconds (not counted).
+    #[arg(long, default_value_t = 3)]
+    warmup_seconds: u64,
+    /// Unary calls or long-lived streams.
+    #[arg(long, value_enum, default_value_t = Mode::Unary)]
+    mode: Mode,
+    /// Use PostgreSQL (CAREWATCH_TEST_DATABASE_URL) instead of SQLite.
+    #[arg(long)]
+    postgres: bool,
+    /// The `carewatch` binary; by default the one beside this program.
+    #[arg(long)]
+    server: Option<PathBuf>,
+}
+
+/// A `carewatch serve` child process.
+struct ServerProcess {
+    child: Child,
+    url: String,
+    ca_pem: String,
+    operator_token: String,
+    started_in: Duration,
+}
+
+impl ServerProcess {
+    async fn start(
+        binary: &PathBuf,
+        data_dir: &std::path::Path,
+        postgres: Option<(&str, &str)>,
+    ) -> Result<Self, BoxError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some((url, schema)) = postgres {
+            command
+                .arg("--database-url")
+                .arg(url)
+                .arg("--database-schema")
+                .arg(schema);
+        }
+        let began = Instant::now();
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+        let mut stderr = BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
+        let mut operator_token = None;
+        let mut listening = false;
+        let deadline = tokio::time::sleep(Duration::from_secs(120));
+        tokio::pin!(deadline);
+        while !(listening && operator_token.is_some()) {
+            tokio::select! {
+                line = stdout.next_line() => match line? {
+                    Some(line) => if let Some((_, token)) = line.split_once("keep it safe): ") {
+                        operator_token = Some(token.trim().to_owned());
+                    },
+                    None => return Err("the server closed its output before starting".into()),
+                },
+                line = stderr.next_line() => match line? {
+                    Some(line) => listening |= line.contains("carewatch listening on"),
+                    None => return Err("the server exited before listening".into()),
+                },
+                () = &mut deadline => return Err("the server did not start within 120 s".into()),
+            }
+        }
+        let started_in = began.elapsed();
+        // Keep draining its output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                eprintln!("[server] {line}");
+            }
+        });
+        Ok(Self {
+            child,
+            url: format!("https://localhost:{port}"),
+            ca_pem: std::fs::read_to_string(data_dir.join("cert.pem"))?,
+            operator_token: operator_token.ok_or("no operator token")?,
+            started_in,
+        })
+    }
+
+    /// Resident and peak memory, from /proc (Linux).
+    fn memory(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        let kib = |field: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        Some((kib("VmRSS:")?, kib("VmHWM:")?))
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    async fn stop(mut self) -> Result<(), BoxError> {
+        let pid = self.child.id().ok_or("the server already exited")?;
+        let killed = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await?;
+        if !killed.success() {
+            return Err("kill -TERM failed".into());
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
+        if !status.success() {
+            return Err(format!("the server exited with {status}").into());
+        }
+        Ok(())
+    }
+}
+
+/// What one worker measured.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.latencies_us.extend(other.latencies_us);
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+    }
+}
+
+/// Sends heartbeats from `servers`, one at a time, until `until`.
+async fn drive(
+    channel: Channel,
+    mode: Mode,
+    servers: &mut [SimServer],
+    acked: &mut [u64],
+    until: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut client = IngestClient::new(channel);
+    let (tx, replies) = match mode {
+        Mode::Unary => (None, None),
+        Mode::Stream => {
+            let (tx, rx) = mpsc::channel::<proto::StreamMessage>(1);
+            let requests = tokio_stream::wrappers::ReceiverStream::new(rx);
+            match client.stream(requests).await {
+                Ok(replies) => (Some(tx), Some(replies.into_inner())),
+                Err(status) => {
+                    tally.errors.insert(format!("{:?}", status.code()), 1);
+                    return tally;
+                }
+            }
+        }
+    };
+    let mut replies = replies;
+    'outer: loop {
+        for (server, acked) in servers.iter_mut().zip(acked.iter_mut()) {
+            if Instant::now() >= until {
+                break 'outer;
+            }
+            let (_, message) = server.next_message();
+            let sequence = message.sequence;
+            let sent = Instant::now();
+            let result: Result<(), String> = match (&tx, &mut replies) {
+                (Some(tx), Some(replies)) => {
+                    let item = proto::StreamMessage {
+                        kind: proto::MessageKind::Heartbeat as i32,
+                        message: Some(message),
+                    };
+                    match tx.send(item).await {
+                        Err(_) => Err("stream closed".into()),
+                        Ok(()) => match replies.try_next().await {
+                            Ok(Some(proto::StreamReply {
+                                result: Some(proto::stream_reply::Result::Ack(_)),
+                                ..
+                            })) => Ok(()),
+                            Ok(Some(reply)) => Err(format!("refused: {:?}", reply.result)),
+                            Ok(None) => Err("stream ended".into()),
+                            Err(status) => Err(format!("{:?}", status.code())),
+                        },
+                    }
+                }
+                _ => client
+                    .heartbeat(message)
+                    .await
+                    .map(drop)
+                    .map_err(|status| format!("{:?}", status.code())),
+            };
+            let took = sent.elapsed();
+            match result {
+                Ok(()) => {
+                    *acked = sequence;
+                    tally
+                        .latencies_us
+                        .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                }
+                Err(code) => *tally.errors.entry(code).or_default() += 1,
+            }
+        }
+    }
+    tally
+}
+
+/// Runs every worker for `seconds`; returns the merged tally and the wall time.
+async fn phase(
+    channels: &[Channel],
+    mode: Mode,
+    groups: &mut [(Vec<SimServer>, Vec<u64>)],
+    seconds: u64,
+) -> (Tally, Duration) {
+    let began = Instant::now();
+    let until = began + Duration::from_secs(seconds);
+    let tallies =
+        futures::future::join_all(groups.iter_mut().enumerate().map(|(n, (servers, acked))| {
+            let channel = channels[n % channels.len()].clone();
+            drive(channel, mode, servers, acked, until)
+        }))
+        .await;
+    let elapsed = began.elapsed();
+    let mut total = Tally::default();
+    for t in tallies {
+        total.merge(t);
+    }
+    (total, elapsed)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    f64::from(sorted[rank.min(sorted.len() - 1)]) / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let binary = match &args.server {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .ok_or("no directory")?
+            .join("carewatch"),
+    };
+    let data_dir = tempfile::tempdir()?;
+    let schema = if args.postgres {
+        Some(BenchSchema::create(&database_url()).await?)
+    } else {
+        None
+    };
+    let url = database_url();
+    let postgres = schema.as_ref().map(|s| (url.as_str(), s.name()));
+    let server = ServerProcess::start(&binary, data_dir.path(), postgres).await?;
+    let backend = if args.postgres {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!(
+        "carewatch serve ({backend}) listening after {:.0} ms",
+        server.started_in.as_secs_f64() * 1000.0
+    );
+
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(connect(&server.url, Some(&server.ca_pem)).await?);
+    }
+    let bearer = Bearer::new(&server.operator_token).ok_or("unusable operator token")?;
+    let admin = AdminClient::with_interceptor(channels[0].clone(), bearer);
+    let reseller = ResellerId::new("loadgen")?;
+    admin
+        .clone()
+        .create_reseller(CreateResellerRequest {
+            id: reseller.to_string(),
+            name: "Load generator".into(),
+        })
+        .await?;
+
+    let provisioning = Instant::now();
+    let sites: Vec<Vec<SimServer>> = futures::stream::iter(0..args.installations)
+        .map(|n| {
+            let mut admin = admin.clone();
+            let reseller = reseller.clone();
+            async move {
+                let slc = Slc::new(&format!("LG-{n:07}"))?;
+                let site = provision_site(
+                    &mut admin,
+                    &reseller,
+                    &slc,
+                    ("XProtect Corporate", "2016 R3"),
+                    args.servers_per_installation,
+                )
+                .await?;
+                Ok::<_, BoxError>(site)
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await?;
+    let servers: Vec<SimServer> = sites.into_iter().flatten().collect();
+    println!(
+        "provisioned {} installations, {} recording servers in {:.1} s",
+        args.installations,
+        servers.len(),
+        provisioning.elapsed().as_secs_f64()
+    );
+
+    // Every server's first message is its status report.
+    let first_reports: Vec<_> = futures::stream::iter(servers.into_iter())
+        .map(|mut server| {
+            let mut client = IngestClient::new(channels[0].clone());
+            async move {
+                let (_, message) = server.next_message();
+                client.status_report(message).await?;
+                server.report_acknowledged();
+                Ok::<_, tonic::Status>(server)
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .try_collect()
+        .await?;
+
+    let workers = args.concurrency.max(1).min(first_reports.len());
+    let mut groups: Vec<(Vec<SimServer>, Vec<u64>)> =
+        (0..workers).map(|_| (Vec::new(), Vec::new())).collect();
+    for (n, server) in first_reports.into_iter().enumerate() {
+        let group = &mut groups[n % workers];
+        group.1.push(server.sequence());
+        group.0.push(server);
+    }
+
+    phase(&channels, args.mode, &mut groups, args.warmup_seconds).await;
+    let (mut tally, elapsed) = phase(&channels, args.mode, &mut groups, args.seconds).await;
+    let memory = server.memory();
+    tally.latencies_us.sort_unstable();
+    let accepted = tally.latencies_us.len();
+    let errors: u64 = tally.errors.values().sum();
+    println!(
+        "{:?} mode, {} in flight over {} connections, {:.1} s measured:",
+        args.mode,
+        workers,
+        channels.len(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  accepted {accepted} heartbeats = {:.0}/s, errors {errors} {:?}",
+        accepted as f64 / elapsed.as_secs_f64(),
+        tally.errors
+    );
+    let l = &tally.latencies_us;
+    println!(
+        "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        percentile(l, 50.0),
+        percentile(l, 90.0),
+        percentile(l, 99.0),
+        percentile(l, 99.9),
+        percentile(l, 100.0)
+    );
+    if let Some((rss, peak)) = memory {
+        println!(
+            "  server memory: resident {} MiB, peak {} MiB",
+            rss / 1024,
+            peak / 1024
+        );
+    }
+    drop(channels);
+    server.stop().await?;
+
+    // Every server's last acknowledged heartbeat must be in storage.
+    let store: Arc<dyn Store> = match &schema {
+        Some(schema) => Arc::new(schema.store.clone()),
+        None => Arc::new(SqliteStore::open(data_dir.path().join("carewatch.db")).await?),
+    };
+    let mut checked = 0usize;
+    let mut missing = 0usize;
+    for (servers, acked) in &groups {
+        for (server, &sequence) in servers.iter().zip(acked) {
+            let detail = store
+                .installation_detail(&reseller, &server.slc, 1)
+                .await?
+                .ok_or("an installation is missing")?;
+            let stored = detail
+                .servers
+                .iter()
+                .find(|s| s.server == server.id)
+                .map(|s| s.cursor.sequence);
+            checked += 1;
+            if stored.is_none_or(|s| s < sequence) {
+                missing += 1;
+            }
+        }
+    }
+    drop(store);
+    if let Some(schema) = schema {
+        schema.drop_schema().await?;
+    }
+    if missing > 0 {
+        return Err(format!(
+            "{missing} of {checked} servers' last acknowledged heartbeat is not in storage"
+        )
+        .into());
+    }
+    println!("verified: the last acknowledged heartbeat of all {checked} servers is in storage");
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! # carewatch-benches
+//!
+//! Setup shared by Carewatch's Criterion benchmarks (`benches/benches/`):
+//!
+//! - [`FleetColumns`]: a fleet laid out as the availability evaluator's
+//!   columns;
+//! - [`Fleet`]: one reseller's installations and recording servers, seeded
+//!   into a [`carewatch_core::store::Store`] with batched writes, and
+//!   [`MessageSource`] for the new messages the storage benchmarks write;
+//! - [`BenchSchema`]: a PostgreSQL store in a schema of its own per run.
+//!
+//! Everything is generated from fixed seeds, so every run measures the same
+//! inputs.
+
+mod columns;
+mod fleet;
+mod postgres;
+mod rng;
+
+pub use columns::{EVALUATED_AT, FleetColumns};
+pub use fleet::{
+    Fleet, MessageSource, SeededHealth, SeededInstallation, camera_unreachable,
+    camera_unreachable_and_license_overuse,
+};
+pub use postgres::{BenchSchema, DEFAULT_URL, URL_VAR, database_url};
