@@ -215,9 +215,22 @@ fn shared_boundary_cases() {
     let cases = include_str!("../../testdata/evaluator_boundaries.txt");
     let time = |s: &str| (s != "-").then(|| ts(s.parse().unwrap()));
     let mut checked = 0;
-    for line in cases.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in cases
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let [interval, threshold, jitter, last, now, downtime, expected, next] = f[..] else {
+        let [
+            interval,
+            threshold,
+            jitter,
+            last,
+            now,
+            downtime,
+            expected,
+            next,
+        ] = f[..]
+        else {
             panic!("malformed case: {line}");
         };
         let policy =

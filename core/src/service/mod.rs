@@ -2,6 +2,7 @@
 //! Front ends (gRPC, Python, an embedding Rust service) call this and hold no
 //! rules of their own.
 
+mod batcher;
 mod ingest;
 mod maintenance;
 mod operator;
@@ -122,6 +123,7 @@ pub struct Carewatch {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
+    heartbeats: batcher::HeartbeatBatcher,
     clock: Arc<dyn Clock>,
     config: Config,
     changes: broadcast::Sender<Arc<SummaryChange>>,
@@ -131,7 +133,8 @@ struct Inner {
 impl Carewatch {
     /// Opens the service: records that it is receiving again and, if nobody
     /// was for longer than the liveness tolerance, the gap as own downtime
-    /// (so the outage does not count as missed heartbeats).
+    /// (so the outage does not count as missed heartbeats). Starts the
+    /// heartbeat writer on the current tokio runtime.
     pub async fn open(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
@@ -140,6 +143,7 @@ impl Carewatch {
         let (changes, _) = broadcast::channel(config.watch_capacity);
         let service = Self {
             inner: Arc::new(Inner {
+                heartbeats: batcher::HeartbeatBatcher::start(store.clone()),
                 store,
                 clock,
                 config,
