@@ -1326,3 +1326,59 @@ pub async fn every_refusal_has_its_own_error_and_changes_nothing(
         "nothing is due"
     );
 }
+
+/// Heartbeats arriving together are written together (group commit), yet
+/// each is acknowledged only once it is stored, each applied once, and a
+/// message sent twice at the same moment is new once and a duplicate once.
+pub async fn concurrent_heartbeats_are_each_acknowledged_and_stored(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    const SERVERS: u64 = 24;
+    const BEATS: u64 = 8;
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0001").await;
+
+    let per_server = (1..=SERVERS).map(|n| {
+        let (fx, site) = (&fx, &site);
+        async move {
+            for sequence in 1..=BEATS {
+                let ack = fx
+                    .heartbeat(site, &format!("rs-{n}"), sequence)
+                    .await
+                    .unwrap_or_else(|e| panic!("rs-{n} heartbeat {sequence}: {e}"));
+                assert!(!ack.duplicate, "rs-{n} heartbeat {sequence} is new");
+            }
+        }
+    });
+    futures::future::join_all(per_server).await;
+
+    let stored = detail(&fx, &site).await;
+    assert_eq!(stored.servers.len(), SERVERS as usize, "{stored:?}");
+    for record in &stored.servers {
+        assert_eq!(
+            record.cursor.sequence, BEATS,
+            "{} keeps its last acknowledged heartbeat",
+            record.server
+        );
+        assert_eq!(record.availability, Availability::Available);
+    }
+
+    // The same message twice at once: one is applied, the other is a retry.
+    let message = heartbeat_msg(&site, "rs-1", BEATS + 1);
+    let (first, second) = futures::join!(
+        fx.carewatch.ingest(message.clone()),
+        fx.carewatch.ingest(message.clone())
+    );
+    let mut duplicates = [first, second].map(|ack| ack.expect("accepted").duplicate);
+    duplicates.sort_unstable();
+    assert_eq!(
+        duplicates,
+        [false, true],
+        "applied once, acknowledged twice"
+    );
+    assert_eq!(
+        server(&detail(&fx, &site).await, "rs-1").cursor,
+        cursor_of(&message)
+    );
+}
