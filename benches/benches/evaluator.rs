@@ -38,39 +38,28 @@ fn evaluator(c: &mut Criterion) {
         let mut codes = vec![0u8; servers];
         group.throughput(Throughput::Elements(servers as u64));
 
-        group.bench_with_input(
-            BenchmarkId::new("evaluate_batch", servers),
-            &fleet,
-            |b, fleet| {
+        // Steady state, and just after a restart (every server on the exact path).
+        for (name, fleet, downtime) in [
+            ("evaluate_batch", &fleet, &no_downtime),
+            (
+                "evaluate_batch_just_restarted",
+                &fleet_before_outage,
+                &just_restarted,
+            ),
+        ] {
+            group.bench_with_input(BenchmarkId::new(name, servers), fleet, |b, fleet| {
                 b.iter(|| {
                     evaluate_batch(
                         black_box(&fleet.last_seen_ms),
                         black_box(&fleet.interval_ms),
                         &policy,
-                        &no_downtime,
+                        downtime,
                         black_box(EVALUATED_AT),
                         black_box(&mut codes),
                     );
                 });
-            },
-        );
-
-        group.bench_with_input(
-            BenchmarkId::new("evaluate_batch_just_restarted", servers),
-            &fleet_before_outage,
-            |b, fleet| {
-                b.iter(|| {
-                    evaluate_batch(
-                        black_box(&fleet.last_seen_ms),
-                        black_box(&fleet.interval_ms),
-                        &policy,
-                        &just_restarted,
-                        black_box(EVALUATED_AT),
-                        black_box(&mut codes),
-                    );
-                });
-            },
-        );
+            });
+        }
 
         // The floor: reading both columns and nothing else.
         group.bench_with_input(BenchmarkId::new("sum", servers), &fleet, |b, fleet| {

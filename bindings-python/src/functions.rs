@@ -40,7 +40,7 @@ pub fn evaluate<'py>(
     let now = timestamp(&now, "now")?;
     let interval = match interval {
         Some(i) => availability::check_interval(duration(&i, "interval")?).or_raise(py)?,
-        None => std::time::Duration::from_secs(60),
+        None => availability::DEFAULT_INTERVAL,
     };
     let jitter = match jitter_tolerance {
         Some(j) => duration(&j, "jitter_tolerance")?,

@@ -2,9 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use carewatch_core::availability::AvailabilityPolicy;
+use carewatch_core::availability::{AvailabilityPolicy, DEFAULT_INTERVAL};
 use carewatch_core::error::{Error, Result};
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
@@ -123,7 +122,7 @@ impl Carewatch {
         let interval = heartbeat_interval
             .map(|v| duration(&v, "heartbeat_interval"))
             .transpose()?
-            .unwrap_or(Duration::from_secs(60));
+            .unwrap_or(DEFAULT_INTERVAL);
         let jitter = jitter_tolerance
             .map(|v| duration(&v, "jitter_tolerance"))
             .transpose()?

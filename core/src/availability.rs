@@ -17,6 +17,8 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::time::{Timestamp, duration_millis};
 
+/// The heartbeat interval recording servers keep unless configured otherwise.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// Shortest heartbeat interval accepted.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest heartbeat interval accepted.

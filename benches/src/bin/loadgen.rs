@@ -446,14 +446,23 @@ async fn main() -> Result<(), BoxError> {
         Some(schema) => Arc::new(schema.store.clone()),
         None => Arc::new(SqliteStore::open(data_dir.path().join("carewatch.db")).await?),
     };
-    let mut checked = 0usize;
-    let mut missing = 0usize;
+    let mut expected: BTreeMap<&Slc, Vec<(&SimServer, u64)>> = BTreeMap::new();
     for (servers, acked) in &groups {
         for (server, &sequence) in servers.iter().zip(acked) {
-            let detail = store
-                .installation_detail(&reseller, &server.slc, 1)
-                .await?
-                .ok_or("an installation is missing")?;
+            expected
+                .entry(&server.slc)
+                .or_default()
+                .push((server, sequence));
+        }
+    }
+    let mut checked = 0usize;
+    let mut missing = 0usize;
+    for (slc, servers) in expected {
+        let detail = store
+            .installation_detail(&reseller, slc, 1)
+            .await?
+            .ok_or("an installation is missing")?;
+        for (server, sequence) in servers {
             let stored = detail
                 .servers
                 .iter()

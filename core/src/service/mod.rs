@@ -17,7 +17,7 @@ pub use ingest::{IncomingMessage, IngestAck};
 pub use maintenance::SweepReport;
 pub use reseller::{InstallationChange, WatchEvent, WatchStream};
 
-use crate::availability::{AvailabilityPolicy, Downtime, check_interval};
+use crate::availability::{AvailabilityPolicy, DEFAULT_INTERVAL, Downtime, check_interval};
 use crate::error::{Error, Result};
 use crate::seal::MasterKey;
 use crate::store::{Store, SummaryChange};
@@ -45,7 +45,7 @@ impl Config {
     pub fn new(master_key: MasterKey) -> Self {
         Self {
             master_key,
-            heartbeat_interval: Duration::from_secs(60),
+            heartbeat_interval: DEFAULT_INTERVAL,
             policy: AvailabilityPolicy::default(),
             max_message_bytes: 64 * 1024,
             node_id: "carewatch".into(),
