@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -11,6 +12,7 @@ from carewatch import Condition, ConditionCode, MessageKind
 
 KEY = carewatch.generate_installation_key(3)
 SLC, SERVER = "M01-C01-0001", "{7A1B-RS}"
+NONCE = slice(5, 17)  # envelope v1: version, key id, then the nonce
 CONDITIONS = [
     Condition(ConditionCode.STORAGE_FULL, "D:\\Recordings", "100% used"),
     Condition(ConditionCode.CAMERA_UNREACHABLE, "Lobby camera"),
@@ -36,6 +38,26 @@ def test_each_seal_is_fresh() -> None:
     first = carewatch.seal_heartbeat(KEY, SLC, SERVER, 1)
     second = carewatch.seal_heartbeat(KEY, SLC, SERVER, 1)
     assert first.sealed != second.sealed  # a new nonce every time
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads running
+def test_a_forked_child_does_not_repeat_its_parents_nonces() -> None:
+    carewatch.seal_heartbeat(KEY, SLC, SERVER, 1)  # seeds this thread's nonce stream
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: hand its next nonce to the parent, then leave at once
+        try:
+            os.write(write_end, carewatch.seal_heartbeat(KEY, SLC, SERVER, 2).sealed[NONCE])
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    parent_nonce = carewatch.seal_heartbeat(KEY, SLC, SERVER, 2).sealed[NONCE]
+    child_nonce = os.read(read_end, 64)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert len(child_nonce) == len(parent_nonce) == 12
+    assert child_nonce != parent_nonce, "parent and child drew the same nonce after fork"
 
 
 def test_every_altered_byte_is_refused() -> None:

@@ -92,13 +92,16 @@ string_id! {
 }
 
 impl Slc {
+    /// Longest SLC, in bytes.
+    pub const MAX_LEN: usize = 64;
+
     /// Validates and normalises an SLC.
     pub fn new(value: &str) -> Result<Self> {
         let value = value.trim();
         check(
             "slc",
             value,
-            64,
+            Self::MAX_LEN,
             |b| b.is_ascii_alphanumeric() || b == b'-',
             "an SLC holds only letters, digits and '-'",
         )?;
@@ -126,12 +129,15 @@ string_id! {
 }
 
 impl RecordingServerId {
+    /// Longest recording-server id, in bytes.
+    pub const MAX_LEN: usize = 128;
+
     /// Validates a recording-server id.
     pub fn new(value: &str) -> Result<Self> {
         check(
             "recording server id",
             value,
-            128,
+            Self::MAX_LEN,
             |b| b.is_ascii_alphanumeric() || b"-_.:{}".contains(&b),
             "allowed are letters, digits and -_.:{}",
         )?;

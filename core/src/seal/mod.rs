@@ -24,12 +24,14 @@
 
 pub mod key_file;
 mod keys;
+mod nonce;
 pub mod payload;
 
 use std::fmt;
 
-use aes_gcm::Nonce;
-use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::{Nonce, Tag};
 
 pub use keys::{InstallationKey, KeyId, MasterKey, WrappedKey};
 
@@ -41,8 +43,11 @@ pub const ENVELOPE_VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
 /// Bytes of the GCM tag.
 pub const TAG_LEN: usize = 16;
-const NONCE_LEN: usize = 12;
+use nonce::NONCE_LEN;
 const AAD_LABEL: &[u8] = b"carewatch-envelope-v1";
+/// The longest associated data: both ids at their longest.
+const MAX_AAD_LEN: usize =
+    AAD_LABEL.len() + 1 + 4 + 2 + Slc::MAX_LEN + 2 + RecordingServerId::MAX_LEN + 1 + 8;
 
 /// What a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,44 +112,66 @@ pub enum SealError {
     AuthenticationFailed,
 }
 
-fn associated_data(key_id: KeyId, binding: &Binding<'_>) -> Vec<u8> {
-    let slc = binding.slc.as_str().as_bytes();
-    let server = binding.server.as_str().as_bytes();
-    let mut aad = Vec::with_capacity(AAD_LABEL.len() + 5 + 4 + slc.len() + server.len() + 9);
-    aad.extend_from_slice(AAD_LABEL);
-    aad.push(ENVELOPE_VERSION);
-    aad.extend_from_slice(&key_id.get().to_be_bytes());
-    // Ids are bounded (64 and 128 bytes), so the u16 lengths cannot truncate.
-    for field in [slc, server] {
-        aad.extend_from_slice(&(field.len() as u16).to_be_bytes());
-        aad.extend_from_slice(field);
+/// The associated data of one message, built on the stack: sealing and
+/// opening run once per message, and an allocation here was a measurable
+/// share of a heartbeat's cost.
+struct AssociatedData {
+    bytes: [u8; MAX_AAD_LEN],
+    len: usize,
+}
+
+impl AssociatedData {
+    fn new(key_id: KeyId, binding: &Binding<'_>) -> Self {
+        let mut aad = Self {
+            bytes: [0; MAX_AAD_LEN],
+            len: 0,
+        };
+        aad.push(AAD_LABEL);
+        aad.push(&[ENVELOPE_VERSION]);
+        aad.push(&key_id.get().to_be_bytes());
+        // Ids are bounded by their MAX_LEN, so the u16 lengths cannot truncate
+        // and the buffer cannot overflow.
+        for field in [binding.slc.as_str(), binding.server.as_str()] {
+            aad.push(&(field.len() as u16).to_be_bytes());
+            aad.push(field.as_bytes());
+        }
+        aad.push(&[binding.kind.code()]);
+        aad.push(&binding.sequence.to_be_bytes());
+        aad
     }
-    aad.push(binding.kind.code());
-    aad.extend_from_slice(&binding.sequence.to_be_bytes());
-    aad
+
+    fn push(&mut self, part: &[u8]) {
+        self.bytes[self.len..self.len + part.len()].copy_from_slice(part);
+        self.len += part.len();
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// Seals `plaintext` for `binding` under `key`, with a fresh random nonce.
 pub fn seal(key: &InstallationKey, binding: &Binding<'_>, plaintext: &[u8]) -> Vec<u8> {
-    let mut nonce = [0u8; NONCE_LEN];
-    keys::fill_random(&mut nonce);
-    let aad = associated_data(key.id(), binding);
-    let ciphertext = key
-        .cipher()
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
-        // Only fails for inputs beyond GCM's 64 GiB limit, far above any message.
-        .unwrap_or_default();
-    let mut sealed = Vec::with_capacity(HEADER_LEN + ciphertext.len());
+    let nonce = nonce::fresh();
+    let aad = AssociatedData::new(key.id(), binding);
+    // One allocation: the header, then the plaintext encrypted where it lies,
+    // then the tag.
+    let mut sealed = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
     sealed.push(ENVELOPE_VERSION);
     sealed.extend_from_slice(&key.id().get().to_be_bytes());
     sealed.extend_from_slice(&nonce);
-    sealed.extend_from_slice(&ciphertext);
+    sealed.extend_from_slice(plaintext);
+    let sealed_in_place = key.cipher().encrypt_inout_detached(
+        &Nonce::from(nonce),
+        aad.as_bytes(),
+        InOutBuf::from(&mut sealed[HEADER_LEN..]),
+    );
+    match sealed_in_place {
+        Ok(tag) => sealed.extend_from_slice(&tag),
+        // Only for inputs beyond GCM's 64 GiB limit, far above any message:
+        // send nothing of the plaintext, and the envelope will not open.
+        Err(_) => sealed.truncate(HEADER_LEN),
+    }
     sealed
 }
 
@@ -196,16 +223,27 @@ impl<'a> Envelope<'a> {
         if key.id() != self.key_id {
             return Err(SealError::UnknownKey(self.key_id));
         }
-        let aad = associated_data(self.key_id, binding);
+        let aad = AssociatedData::new(self.key_id, binding);
+        // `parse` checked the length, so the split cannot fail.
+        let (ciphertext, tag) = self
+            .ciphertext
+            .split_at_checked(self.ciphertext.len() - TAG_LEN)
+            .ok_or(SealError::Truncated {
+                len: HEADER_LEN + self.ciphertext.len(),
+            })?;
+        let tag = Tag::try_from(tag).map_err(|_| SealError::AuthenticationFailed)?;
+        // Decrypted straight from the envelope into the result: no copy.
+        let mut plaintext = vec![0u8; ciphertext.len()];
         key.cipher()
-            .decrypt(
+            .decrypt_inout_detached(
                 &Nonce::from(self.nonce),
-                Payload {
-                    msg: self.ciphertext,
-                    aad: &aad,
-                },
+                aad.as_bytes(),
+                InOutBuf::new(ciphertext, &mut plaintext)
+                    .map_err(|_| SealError::AuthenticationFailed)?,
+                &tag,
             )
-            .map_err(|_| SealError::AuthenticationFailed)
+            .map_err(|_| SealError::AuthenticationFailed)?;
+        Ok(plaintext)
     }
 }
 
