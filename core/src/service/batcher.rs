@@ -1,96 +1,144 @@
-//! Group commit for heartbeats. Heartbeats that arrive while a write is in
-//! flight queue up and are written together in the next transaction, so
-//! under load one commit (and one fsync) serves many heartbeats, while a lone
-//! heartbeat is written at once. Each is acknowledged only after the
-//! transaction holding it committed: durability is unchanged.
+//! Coalescing of concurrent store calls into batches.
+//!
+//! Requests that arrive while earlier batches are in flight queue up and go
+//! to the store together in the next call, so under load one transaction
+//! (and, for writes, one fsync) serves many messages, while a lone request
+//! is sent at once. Each caller gets its own result only after the batch
+//! holding its request finished: for heartbeats, after the commit, so
+//! durability is unchanged.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::{Error, Result};
-use crate::store::{SignOfLife, Store, WriteOutcome};
 
-/// Most heartbeats written in one transaction.
+/// Most requests in one batch.
 const MAX_BATCH: usize = 1024;
 
-type Reply = oneshot::Sender<Result<WriteOutcome>>;
+type Reply<T> = oneshot::Sender<Result<T>>;
 
-/// The queue in front of [`Store::record_signs_of_life`].
+/// The queue in front of one batched store call.
 #[derive(Debug)]
-pub(super) struct HeartbeatBatcher {
-    queue: mpsc::Sender<(SignOfLife, Reply)>,
+pub(super) struct Coalescer<Request, Response> {
+    queue: mpsc::Sender<(Request, Reply<Response>)>,
+    /// What the batches do, for messages: "writing heartbeats".
+    what: &'static str,
 }
 
-impl HeartbeatBatcher {
-    /// Starts the writer task on the current tokio runtime. It ends, after
-    /// writing what is queued, when the batcher is dropped.
-    pub(super) fn start(store: Arc<dyn Store>) -> Self {
+impl<Request, Response> Coalescer<Request, Response>
+where
+    Request: Send + 'static,
+    Response: Send + 'static,
+{
+    /// Starts the batching task on the current tokio runtime, with at most
+    /// `in_flight` batches running at once. `run` answers a batch with one
+    /// result per request, in order, or fails it as a whole. The task ends,
+    /// after answering what is queued, when the coalescer is dropped.
+    pub(super) fn start<Run, Batch>(what: &'static str, in_flight: usize, run: Run) -> Self
+    where
+        Run: Fn(Vec<Request>) -> Batch + Send + 'static,
+        Batch: Future<Output = Result<Vec<Result<Response>>>> + Send + 'static,
+    {
         let (queue, pending) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_batches(store, pending));
-        Self { queue }
+        tokio::spawn(run_batches(what, in_flight.max(1), pending, run));
+        Self { queue, what }
     }
 
-    /// Records one sign of life; returns once it is committed.
-    pub(super) async fn record(&self, sign: SignOfLife) -> Result<WriteOutcome> {
-        let (reply, outcome) = oneshot::channel();
+    /// Queues one request; returns its result once its batch has run.
+    pub(super) async fn submit(&self, request: Request) -> Result<Response> {
+        let (reply, response) = oneshot::channel();
         self.queue
-            .send((sign, reply))
+            .send((request, reply))
             .await
-            .map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+            .map_err(|_| stopped(self.what))?;
+        response.await.map_err(|_| stopped(self.what))?
     }
 }
 
-fn stopped() -> Error {
+fn stopped(what: &str) -> Error {
     Error::StorageUnavailable {
-        message: "the heartbeat writer has stopped (the service is shutting down)".into(),
+        message: format!("{what} has stopped (the service is shutting down)"),
         source: None,
     }
 }
 
-async fn write_batches(store: Arc<dyn Store>, mut pending: mpsc::Receiver<(SignOfLife, Reply)>) {
+async fn run_batches<Request, Response, Run, Batch>(
+    what: &'static str,
+    in_flight: usize,
+    mut pending: mpsc::Receiver<(Request, Reply<Response>)>,
+    run: Run,
+) where
+    Request: Send + 'static,
+    Response: Send + 'static,
+    Run: Fn(Vec<Request>) -> Batch,
+    Batch: Future<Output = Result<Vec<Result<Response>>>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(in_flight));
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (signs, replies): (Vec<SignOfLife>, Vec<Reply>) = batch.drain(..).unzip();
-        match store.record_signs_of_life(&signs).await {
-            Ok(outcomes) if outcomes.len() == replies.len() => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    // The caller may have gone (its request was cancelled).
-                    let _ = reply.send(Ok(outcome));
-                }
+    loop {
+        // Wait for a free slot first, so the batch gathers everything that
+        // queued while the running ones were busy.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        if pending.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            break;
+        }
+        let (requests, replies): (Vec<Request>, Vec<Reply<Response>>) = batch.drain(..).unzip();
+        let results = run(requests);
+        tokio::spawn(async move {
+            answer(what, replies, results.await);
+            drop(slot);
+        });
+    }
+    // Let the batches still running finish before the task ends.
+    let _ = slots.acquire_many(in_flight as u32).await;
+}
+
+fn answer<Response>(
+    what: &str,
+    replies: Vec<Reply<Response>>,
+    results: Result<Vec<Result<Response>>>,
+) {
+    match results {
+        Ok(results) if results.len() == replies.len() => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                // The caller may have gone (its request was cancelled).
+                let _ = reply.send(result);
             }
-            Ok(outcomes) => {
-                let message = format!(
-                    "the store returned {} outcomes for {} heartbeats",
-                    outcomes.len(),
-                    replies.len()
-                );
-                for reply in replies {
-                    let _ = reply.send(Err(Error::Storage {
+        }
+        Ok(results) => {
+            let message = format!(
+                "{what}: the store returned {} results for {} requests",
+                results.len(),
+                replies.len()
+            );
+            for reply in replies {
+                let _ = reply.send(Err(Error::Storage {
+                    message: message.clone(),
+                    source: None,
+                }));
+            }
+        }
+        Err(e) => {
+            // Every request of the batch failed the same way.
+            tracing::warn!(error = %e, requests = replies.len(), "{what} failed");
+            let message = format!("{what} failed: {e}");
+            for reply in replies {
+                let copy = if e.is_retryable() {
+                    Error::StorageUnavailable {
                         message: message.clone(),
                         source: None,
-                    }));
-                }
-            }
-            Err(e) => {
-                // Every heartbeat of the batch failed the same way.
-                let message = e.to_string();
-                tracing::warn!(error = %e, heartbeats = replies.len(), "writing heartbeats failed");
-                for reply in replies {
-                    let copy = if e.is_retryable() {
-                        Error::StorageUnavailable {
-                            message: message.clone(),
-                            source: None,
-                        }
-                    } else {
-                        Error::Storage {
-                            message: message.clone(),
-                            source: None,
-                        }
-                    };
-                    let _ = reply.send(Err(copy));
-                }
+                    }
+                } else {
+                    Error::Storage {
+                        message: message.clone(),
+                        source: None,
+                    }
+                };
+                let _ = reply.send(Err(copy));
             }
         }
     }

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::ids::{RecordingServerId, Slc};
 use crate::seal::payload::decode_message;
 use crate::seal::{Binding, Envelope, KeyId, MessageKind, SealError};
-use crate::store::{SignOfLife, StatusWrite, WriteOutcome};
+use crate::store::{AdmissionQuery, SignOfLife, StatusWrite, WriteOutcome};
 use crate::time::Timestamp;
 
 /// A message as it arrives from a recording server.
@@ -63,10 +63,15 @@ impl Carewatch {
         let slc = &message.slc;
         let envelope = Envelope::parse(&message.sealed);
         let key_id = envelope.as_ref().map_or(KeyId::new(0), Envelope::key_id);
+        let query = AdmissionQuery {
+            slc: slc.clone(),
+            server: message.server.clone(),
+            key: key_id,
+        };
         let admission = self
             .inner
-            .store
-            .admission(slc, &message.server, key_id)
+            .admissions
+            .submit(query)
             .await?
             .ok_or_else(|| Error::UnknownInstallation { slc: slc.clone() })?;
         let cannot_decrypt = |reason| Error::CannotDecrypt {
@@ -136,7 +141,7 @@ impl Carewatch {
         };
         let outcome = match decode_message(message.kind, &plaintext)? {
             // Written together with the other heartbeats arriving meanwhile.
-            None => self.inner.heartbeats.record(sign).await?,
+            None => self.inner.heartbeats.submit(sign).await?,
             Some(snapshot) => {
                 self.inner
                     .store

@@ -20,8 +20,12 @@ pub use reseller::{InstallationChange, WatchEvent, WatchStream};
 use crate::availability::{AvailabilityPolicy, DEFAULT_INTERVAL, Downtime, check_interval};
 use crate::error::{Error, Result};
 use crate::seal::MasterKey;
-use crate::store::{Store, SummaryChange};
+use crate::store::{Admission, AdmissionQuery, SignOfLife, Store, SummaryChange, WriteOutcome};
 use crate::time::{Clock, Timestamp};
+
+/// Admission batches read at once: enough to keep a few read connections
+/// busy while the next batch gathers.
+const ADMISSION_READS: usize = 2;
 
 /// How far back own-downtime windows are loaded: older windows cannot change
 /// anybody's availability any more.
@@ -123,7 +127,10 @@ pub struct Carewatch {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
-    heartbeats: batcher::HeartbeatBatcher,
+    /// Admission lookups of concurrent messages, read together.
+    admissions: batcher::Coalescer<AdmissionQuery, Option<Admission>>,
+    /// Heartbeats, written together (group commit).
+    heartbeats: batcher::Coalescer<SignOfLife, WriteOutcome>,
     clock: Arc<dyn Clock>,
     config: Config,
     changes: broadcast::Sender<Arc<SummaryChange>>,
@@ -143,7 +150,23 @@ impl Carewatch {
         let (changes, _) = broadcast::channel(config.watch_capacity);
         let service = Self {
             inner: Arc::new(Inner {
-                heartbeats: batcher::HeartbeatBatcher::start(store.clone()),
+                admissions: batcher::Coalescer::start("reading admissions", ADMISSION_READS, {
+                    let store = store.clone();
+                    move |queries: Vec<AdmissionQuery>| {
+                        let store = store.clone();
+                        async move { store.admissions(&queries).await }
+                    }
+                }),
+                heartbeats: batcher::Coalescer::start("writing heartbeats", 1, {
+                    let store = store.clone();
+                    move |signs: Vec<SignOfLife>| {
+                        let store = store.clone();
+                        async move {
+                            let outcomes = store.record_signs_of_life(&signs).await?;
+                            Ok(outcomes.into_iter().map(Ok).collect())
+                        }
+                    }
+                }),
                 store,
                 clock,
                 config,

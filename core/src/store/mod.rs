@@ -80,7 +80,7 @@ pub struct ServerRecord {
 }
 
 /// What ingest needs to judge one message, read in one call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admission {
     /// The installation.
     pub installation: Installation,
@@ -88,6 +88,18 @@ pub struct Admission {
     pub key: Option<WrappedKey>,
     /// The recording server, if heard from before.
     pub server: Option<ServerRecord>,
+}
+
+/// One message's [`Admission`] to look up: the installation, the recording
+/// server and the key id its envelope names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionQuery {
+    /// The installation the message claims to come from.
+    pub slc: Slc,
+    /// The recording server.
+    pub server: RecordingServerId,
+    /// The key id in its envelope.
+    pub key: KeyId,
 }
 
 /// An accepted message's effect on its recording server: a sign of life.
@@ -388,6 +400,18 @@ pub trait Store: Send + Sync + fmt::Debug {
         server: &RecordingServerId,
         key: KeyId,
     ) -> Result<Option<Admission>>;
+    /// [`Store::admission`] for many messages at once: one result per query,
+    /// in order; the outer error fails them all. The default asks for each
+    /// concurrently; a backend overrides it to read them all in one go.
+    async fn admissions(
+        &self,
+        queries: &[AdmissionQuery],
+    ) -> Result<Vec<Result<Option<Admission>>>> {
+        let lookups = queries
+            .iter()
+            .map(|query| self.admission(&query.slc, &query.server, query.key));
+        Ok(futures::future::join_all(lookups).await)
+    }
     /// Records signs of life (heartbeats), in one transaction, each applied
     /// only if its sequence number is newer; `last_seen_at` never moves
     /// backwards. Entries apply in order, each seeing the ones before it (the

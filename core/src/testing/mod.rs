@@ -53,6 +53,7 @@ macro_rules! store_conformance_tests {
             installation_keys_are_stored_wrapped_and_retired,
             // ingest
             heartbeat_marks_server_available,
+            admissions_answer_each_query_in_order,
             heartbeats_never_move_last_seen_backwards,
             stale_sequence_is_refused_and_changes_nothing,
             retried_message_is_acknowledged_and_applied_once,

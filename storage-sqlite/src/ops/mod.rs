@@ -15,8 +15,8 @@ use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
-    Admission, AvailabilityChange, InstallationDetail, InstallationUpdate, OverviewPage,
-    OverviewQuery, Reseller, ServerRecord, SignOfLife, StatusWrite, Store, StoredKey,
+    Admission, AdmissionQuery, AvailabilityChange, InstallationDetail, InstallationUpdate,
+    OverviewPage, OverviewQuery, Reseller, ServerRecord, SignOfLife, StatusWrite, Store, StoredKey,
     SummaryChange, WriteOutcome,
 };
 use carewatch_core::time::Timestamp;
@@ -109,6 +109,21 @@ impl Store for SqliteStore {
         let (slc, server) = (slc.clone(), server.clone());
         self.read(move |tx| ingest::admission(tx, &slc, &server, key))
             .await
+    }
+
+    async fn admissions(
+        &self,
+        queries: &[AdmissionQuery],
+    ) -> Result<Vec<Result<Option<Admission>>>> {
+        // One blocking task and one read transaction for the whole batch.
+        let queries = queries.to_vec();
+        self.read(move |tx| {
+            Ok(queries
+                .iter()
+                .map(|q| ingest::admission(tx, &q.slc, &q.server, q.key))
+                .collect())
+        })
+        .await
     }
 
     async fn record_signs_of_life(&self, batch: &[SignOfLife]) -> Result<Vec<WriteOutcome>> {

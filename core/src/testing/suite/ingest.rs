@@ -12,9 +12,60 @@ use crate::health::{Health, HealthSummary};
 use crate::seal::payload::encode_status;
 use crate::seal::{Binding, HEADER_LEN, InstallationKey, KeyId, MessageKind, SealError, TAG_LEN};
 use crate::service::SweepReport;
-use crate::store::{HistoryKind, ServerRecord, StatusWrite, WriteOutcome};
+use crate::store::{AdmissionQuery, HistoryKind, ServerRecord, StatusWrite, WriteOutcome};
 use crate::testing::TestBackend;
 use crate::testing::fixture::{Fixture, INTERVAL, JITTER, START, snapshot};
+
+/// Admissions looked up together (as ingest batches them) answer each query
+/// exactly as a lookup of its own would, in order: a known server, one never
+/// heard from, a key id that is not active, an SLC that is not registered,
+/// and the same query twice.
+pub async fn admissions_answer_each_query_in_order(backend: &(impl TestBackend + ?Sized)) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0001").await;
+    let other = fx.site("beta", "M01-C01-0002").await;
+    accept(&fx, heartbeat_msg(&site, "rs-1", 1), "a heartbeat").await;
+    let query = |slc: &crate::ids::Slc, server: &str, key: KeyId| AdmissionQuery {
+        slc: slc.clone(),
+        server: rs(server),
+        key,
+    };
+    let queries = [
+        query(&site.slc, "rs-1", site.key.id()),
+        query(&site.slc, "rs-new", site.key.id()),
+        query(&other.slc, "rs-1", KeyId::new(99)),
+        query(&slc("M09-C09-0009"), "rs-1", site.key.id()),
+        query(&site.slc, "rs-1", site.key.id()),
+    ];
+    let together = fx.store.admissions(&queries).await.expect("admissions");
+    assert_eq!(together.len(), queries.len(), "one result per query");
+    let mut found = Vec::new();
+    for (query, result) in queries.iter().zip(together) {
+        let together = result.expect("each admission");
+        let alone = fx
+            .store
+            .admission(&query.slc, &query.server, query.key)
+            .await
+            .expect("admission");
+        assert_eq!(
+            together, alone,
+            "batched and single lookups differ for {query:?}"
+        );
+        found.push(together.map(|a| (a.installation.slc, a.key.is_some(), a.server.is_some())));
+    }
+    assert_eq!(
+        found,
+        vec![
+            Some((site.slc.clone(), true, true)),
+            Some((site.slc.clone(), true, false)),
+            Some((other.slc.clone(), false, false)),
+            None,
+            Some((site.slc.clone(), true, true)),
+        ],
+        "known server / new server / inactive key / unknown SLC / repeated query"
+    );
+}
 
 /// The first heartbeat makes a server known and Available, and its
 /// installation Healthy; later heartbeats move `last_seen_at` and the next

@@ -28,7 +28,7 @@ pub use availability::{
 };
 pub use durability::{data_survives_reopen, two_nodes_on_one_database_agree};
 pub use ingest::{
-    batch_of_signs_of_life_applies_each_once,
+    admissions_answer_each_query_in_order, batch_of_signs_of_life_applies_each_once,
     concurrent_heartbeats_are_each_acknowledged_and_stored,
     every_refusal_has_its_own_error_and_changes_nothing, heartbeat_marks_server_available,
     heartbeats_never_move_last_seen_backwards, retried_message_is_acknowledged_and_applied_once,
