@@ -1,5 +1,6 @@
-//! One reseller's fleet for the storage benchmarks, seeded into a store.
+//! One reseller's fleet for the storage and scale benchmarks, seeded into a store.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use carewatch_core::ConditionCode;
@@ -9,7 +10,9 @@ use carewatch_core::availability::{self, Availability, AvailabilityPolicy, Downt
 use carewatch_core::condition::{ReportedCondition, StatusSnapshot};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::{Installation, Product};
-use carewatch_core::store::{AvailabilityChange, Reseller, SignOfLife, StatusWrite, Store};
+use carewatch_core::store::{
+    AvailabilityChange, Reseller, SignOfLife, StatusWrite, Store, WriteOutcome,
+};
 use carewatch_core::time::Timestamp;
 use futures::{StreamExt, TryStreamExt, stream};
 
@@ -18,9 +21,9 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// When the fleet was registered and its healthy servers last heard from.
 const SEEDED_AT: Timestamp = Timestamp::from_millis(1_767_225_600_000);
-/// When the servers that are now unavailable were last heard from: more than
-/// three intervals before [`SEEDED_AT`].
-const WENT_SILENT_AT: Timestamp = Timestamp::from_millis(SEEDED_AT.as_millis() - 5 * 60_000);
+/// How long before the seeding time the servers that are now unavailable were
+/// last heard from: more than three intervals.
+const SILENT_FOR: Duration = Duration::from_secs(5 * 60);
 /// How long the seeded Care Plus subscriptions run.
 const ONE_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Servers per installation, cycled: 10 on average, as small and large sites mix.
@@ -200,41 +203,109 @@ impl Fleet {
     /// 1,000, the conditions' status reports, and the unavailable servers in
     /// batches of availability changes.
     pub async fn seed(&self, store: &dyn Store) -> Result<()> {
+        let token = TokenHash::from_slice(&[0x5A; 32]).expect("32 bytes");
+        self.seed_at(store, &token, SEEDED_AT).await
+    }
+
+    /// [`Fleet::seed`] as of `at` (registrations, heartbeats and outages are
+    /// stamped relative to it), with the reseller's token hash `token`, so a
+    /// real server can be asked for the fleet's overview with that token.
+    pub async fn seed_at(&self, store: &dyn Store, token: &TokenHash, at: Timestamp) -> Result<()> {
         let reseller = Reseller {
             id: self.reseller.clone(),
             name: "Bench Security".into(),
-            created_at: SEEDED_AT,
+            created_at: at,
         };
-        let token = TokenHash::from_slice(&[0x5A; 32]).expect("32 bytes");
-        store.create_reseller(&reseller, &token).await?;
-        self.register_installations(store).await?;
-        self.send_first_heartbeats(store).await?;
-        self.report_conditions(store).await?;
-        self.take_servers_down(store).await
+        store.create_reseller(&reseller, token).await?;
+        self.register_installations(store, at).await?;
+        self.send_first_heartbeats(store, at).await?;
+        self.report_conditions(store, at).await?;
+        self.take_servers_down(store, at).await
     }
 
-    async fn register_installations(&self, store: &dyn Store) -> Result<()> {
+    /// A heartbeat with sequence number `sequence` from every server that is
+    /// not seeded unavailable, received at `now()` (read once per batch of
+    /// about 1,000), batched as seeding does, each acknowledged with
+    /// `interval` (so the server is next due for an availability check
+    /// `interval` plus the jitter tolerance later). The fleet then looks as if
+    /// it had been reporting until now; `sequence` must exceed every earlier
+    /// one (seeding uses 1 and 2). Returns how many were applied: all
+    /// [`Fleet::live_server_count`] of them unless `sequence` was too low.
+    pub async fn heartbeat(
+        &self,
+        store: &dyn Store,
+        sequence: u64,
+        interval: Duration,
+        now: &(dyn Fn() -> Timestamp + Sync),
+    ) -> Result<usize> {
+        let applied = AtomicUsize::new(0);
+        let applied_ref = &applied;
+        stream::iter(self.installations.chunks(INSTALLATIONS_PER_BATCH))
+            .map(Ok)
+            .try_for_each_concurrent(CONCURRENT_WRITES, |chunk| async move {
+                let at = now();
+                let batch: Vec<SignOfLife> = chunk
+                    .iter()
+                    .flat_map(|installation| {
+                        installation
+                            .servers
+                            .iter()
+                            .enumerate()
+                            .filter(|&(position, _)| !installation.health.is_down(position))
+                            .map(move |(_, server)| {
+                                sign_of_life(&installation.slc, server, sequence, at, interval)
+                            })
+                    })
+                    .collect();
+                let outcomes = store.record_signs_of_life(&batch).await?;
+                let n = outcomes
+                    .iter()
+                    .filter(|o| matches!(o, WriteOutcome::Applied(_)))
+                    .count();
+                applied_ref.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            })
+            .await?;
+        Ok(applied.into_inner())
+    }
+
+    /// Servers not seeded unavailable: the ones [`Fleet::heartbeat`] writes.
+    pub fn live_server_count(&self) -> usize {
+        self.installations
+            .iter()
+            .map(|i| {
+                (0..i.servers.len())
+                    .filter(|&position| !i.health.is_down(position))
+                    .count()
+            })
+            .sum()
+    }
+
+    async fn register_installations(&self, store: &dyn Store, at: Timestamp) -> Result<()> {
         stream::iter(&self.installations)
             .map(Ok)
             .try_for_each_concurrent(CONCURRENT_WRITES, |installation| {
-                let registration = self.registration(installation);
+                let registration = self.registration(installation, at);
                 async move { store.register_installation(&registration).await }
             })
             .await
     }
 
-    async fn send_first_heartbeats(&self, store: &dyn Store) -> Result<()> {
+    async fn send_first_heartbeats(&self, store: &dyn Store, at: Timestamp) -> Result<()> {
         // Batches hold whole installations, so no two lock the same one.
         stream::iter(self.installations.chunks(INSTALLATIONS_PER_BATCH))
             .map(Ok)
             .try_for_each_concurrent(CONCURRENT_WRITES, |chunk| async move {
-                let batch: Vec<SignOfLife> = chunk.iter().flat_map(first_heartbeats).collect();
+                let batch: Vec<SignOfLife> = chunk
+                    .iter()
+                    .flat_map(|installation| first_heartbeats(installation, at))
+                    .collect();
                 store.record_signs_of_life(&batch).await.map(drop)
             })
             .await
     }
 
-    async fn report_conditions(&self, store: &dyn Store) -> Result<()> {
+    async fn report_conditions(&self, store: &dyn Store, at: Timestamp) -> Result<()> {
         let reports: Vec<StatusWrite> = self
             .installations
             .iter()
@@ -245,7 +316,13 @@ impl Fleet {
                     _ => return None,
                 };
                 let reporter = &installation.servers[0];
-                let sign = sign_of_life(&installation.slc, reporter, CONDITION_REPORT, SEEDED_AT);
+                let sign = sign_of_life(
+                    &installation.slc,
+                    reporter,
+                    CONDITION_REPORT,
+                    at,
+                    HEARTBEAT_INTERVAL,
+                );
                 Some(StatusWrite { sign, snapshot })
             })
             .collect();
@@ -257,7 +334,7 @@ impl Fleet {
             .await
     }
 
-    async fn take_servers_down(&self, store: &dyn Store) -> Result<()> {
+    async fn take_servers_down(&self, store: &dyn Store, at: Timestamp) -> Result<()> {
         let outages: Vec<AvailabilityChange> = self
             .installations
             .iter()
@@ -267,7 +344,7 @@ impl Fleet {
                     .iter()
                     .enumerate()
                     .filter(|&(position, _)| installation.health.is_down(position))
-                    .map(|(_, server)| went_unavailable(&installation.slc, server))
+                    .map(|(_, server)| went_unavailable(&installation.slc, server, at))
             })
             .collect();
         for batch in outages.chunks(AVAILABILITY_CHANGES_PER_BATCH) {
@@ -276,43 +353,53 @@ impl Fleet {
         Ok(())
     }
 
-    fn registration(&self, installation: &SeededInstallation) -> Installation {
+    fn registration(&self, installation: &SeededInstallation, at: Timestamp) -> Installation {
         Installation {
             slc: installation.slc.clone(),
             reseller: self.reseller.clone(),
             product: Product::new("XProtect Corporate", "2016 R3").expect("valid bench product"),
-            subscription_expires_at: Some(SEEDED_AT.saturating_add(ONE_YEAR)),
+            subscription_expires_at: Some(at.saturating_add(ONE_YEAR)),
             consent: true,
-            registered_at: SEEDED_AT,
+            registered_at: at,
         }
     }
 }
 
 /// Sequence 1 from every server of `installation`; the ones that will go
 /// down fell silent earlier.
-fn first_heartbeats(installation: &SeededInstallation) -> impl Iterator<Item = SignOfLife> + '_ {
+fn first_heartbeats(
+    installation: &SeededInstallation,
+    at: Timestamp,
+) -> impl Iterator<Item = SignOfLife> + '_ {
     installation
         .servers
         .iter()
         .enumerate()
-        .map(|(position, server)| {
+        .map(move |(position, server)| {
             let heard_at = if installation.health.is_down(position) {
-                WENT_SILENT_AT
+                at.saturating_sub(SILENT_FOR)
             } else {
-                SEEDED_AT
+                at
             };
-            sign_of_life(&installation.slc, server, FIRST_HEARTBEAT, heard_at)
+            sign_of_life(
+                &installation.slc,
+                server,
+                FIRST_HEARTBEAT,
+                heard_at,
+                HEARTBEAT_INTERVAL,
+            )
         })
 }
 
-/// What the sweeper writes when a server silent since [`WENT_SILENT_AT`]
-/// missed its third heartbeat.
-fn went_unavailable(slc: &Slc, server: &RecordingServerId) -> AvailabilityChange {
-    let since = WENT_SILENT_AT.saturating_add(3 * HEARTBEAT_INTERVAL);
+/// What the sweeper writes when a server silent since [`SILENT_FOR`] before
+/// the seeding time `at` missed its third heartbeat.
+fn went_unavailable(slc: &Slc, server: &RecordingServerId, at: Timestamp) -> AvailabilityChange {
+    let went_silent_at = at.saturating_sub(SILENT_FOR);
+    let since = went_silent_at.saturating_add(3 * HEARTBEAT_INTERVAL);
     AvailabilityChange {
         slc: slc.clone(),
         server: server.clone(),
-        expected_last_seen: WENT_SILENT_AT,
+        expected_last_seen: went_silent_at,
         availability: Availability::Unavailable { since, missed: 3 },
         next_check_at: None,
         evaluated_at: since,
@@ -320,16 +407,18 @@ fn went_unavailable(slc: &Slc, server: &RecordingServerId) -> AvailabilityChange
 }
 
 /// A message's sign of life, built as ingest builds it for a server that was
-/// available: the next check is when its next heartbeat becomes overdue.
+/// available and keeps `interval`: the next check is when its next heartbeat
+/// becomes overdue.
 fn sign_of_life(
     slc: &Slc,
     server: &RecordingServerId,
     sequence: u64,
     received_at: Timestamp,
+    interval: Duration,
 ) -> SignOfLife {
     let next_check_at = availability::evaluate(
         Some(received_at),
-        HEARTBEAT_INTERVAL,
+        interval,
         &AvailabilityPolicy::default(),
         &Downtime::default(),
         received_at,
@@ -345,7 +434,7 @@ fn sign_of_life(
             digest: MessageDigest::of(&sequence.to_be_bytes()),
         },
         received_at,
-        interval: HEARTBEAT_INTERVAL,
+        interval,
         next_check_at,
         missed_before: 0,
     }
@@ -371,7 +460,13 @@ impl MessageSource {
 
     /// The next heartbeat's sign of life from `server`.
     pub fn heartbeat(&mut self, slc: &Slc, server: &RecordingServerId) -> SignOfLife {
-        let sign = sign_of_life(slc, server, self.next_sequence, self.next_received_at);
+        let sign = sign_of_life(
+            slc,
+            server,
+            self.next_sequence,
+            self.next_received_at,
+            HEARTBEAT_INTERVAL,
+        );
         self.next_sequence += 1;
         self.next_received_at = self
             .next_received_at

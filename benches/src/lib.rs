@@ -1,13 +1,16 @@
 //! # carewatch-benches
 //!
-//! Setup shared by Carewatch's Criterion benchmarks (`benches/benches/`):
+//! Setup shared by Carewatch's Criterion benchmarks (`benches/benches/`) and
+//! its end-to-end binaries (`src/bin/`):
 //!
 //! - [`FleetColumns`]: a fleet laid out as the availability evaluator's
 //!   columns;
 //! - [`Fleet`]: one reseller's installations and recording servers, seeded
 //!   into a [`carewatch_core::store::Store`] with batched writes, and
 //!   [`MessageSource`] for the new messages the storage benchmarks write;
-//! - [`BenchSchema`]: a PostgreSQL store in a schema of its own per run.
+//! - [`BenchSchema`]: a PostgreSQL store in a schema of its own per run;
+//! - [`server::ServerProcess`]: a real `carewatch serve` child process, for
+//!   the end-to-end binaries `loadgen` and `scale`.
 //!
 //! Everything is generated from fixed seeds, so every run measures the same
 //! inputs.
@@ -16,6 +19,7 @@ mod columns;
 mod fleet;
 mod postgres;
 mod rng;
+pub mod server;
 
 pub use columns::{EVALUATED_AT, FleetColumns};
 pub use fleet::{

@@ -15,10 +15,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use carewatch_benches::server::{BoxError, ServerProcess, carewatch_beside_this_program};
 use carewatch_benches::{BenchSchema, database_url};
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::store::Store;
@@ -30,12 +30,8 @@ use carewatch_grpc::simulate::{SimServer, provision_site};
 use carewatch_storage_sqlite::SqliteStore;
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Mode {
@@ -75,116 +71,6 @@ struct Args {
     /// The `carewatch` binary; by default the one beside this program.
     #[arg(long)]
     server: Option<PathBuf>,
-}
-
-/// A `carewatch serve` child process.
-struct ServerProcess {
-    child: Child,
-    url: String,
-    ca_pem: String,
-    operator_token: String,
-    started_in: Duration,
-}
-
-impl ServerProcess {
-    async fn start(
-        binary: &PathBuf,
-        data_dir: &std::path::Path,
-        postgres: Option<(&str, &str)>,
-    ) -> Result<Self, BoxError> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut command = Command::new(binary);
-        command
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some((url, schema)) = postgres {
-            command
-                .arg("--database-url")
-                .arg(url)
-                .arg("--database-schema")
-                .arg(schema);
-        }
-        let began = Instant::now();
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-        let mut stderr = BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
-        let mut operator_token = None;
-        let mut listening = false;
-        let deadline = tokio::time::sleep(Duration::from_secs(120));
-        tokio::pin!(deadline);
-        while !(listening && operator_token.is_some()) {
-            tokio::select! {
-                line = stdout.next_line() => match line? {
-                    Some(line) => if let Some((_, token)) = line.split_once("keep it safe): ") {
-                        operator_token = Some(token.trim().to_owned());
-                    },
-                    None => return Err("the server closed its output before starting".into()),
-                },
-                line = stderr.next_line() => match line? {
-                    Some(line) => listening |= line.contains("carewatch listening on"),
-                    None => return Err("the server exited before listening".into()),
-                },
-                () = &mut deadline => return Err("the server did not start within 120 s".into()),
-            }
-        }
-        let started_in = began.elapsed();
-        // Keep draining its output so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = stderr.next_line().await {
-                eprintln!("[server] {line}");
-            }
-        });
-        Ok(Self {
-            child,
-            url: format!("https://localhost:{port}"),
-            ca_pem: std::fs::read_to_string(data_dir.join("cert.pem"))?,
-            operator_token: operator_token.ok_or("no operator token")?,
-            started_in,
-        })
-    }
-
-    /// Resident and peak memory, from /proc (Linux).
-    fn memory(&self) -> Option<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
-        let kib = |field: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        Some((kib("VmRSS:")?, kib("VmHWM:")?))
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    async fn stop(mut self) -> Result<(), BoxError> {
-        let pid = self.child.id().ok_or("the server already exited")?;
-        let killed = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .await?;
-        if !killed.success() {
-            return Err("kill -TERM failed".into());
-        }
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
-        if !status.success() {
-            return Err(format!("the server exited with {status}").into());
-        }
-        Ok(())
-    }
 }
 
 /// What one worker measured.
@@ -312,10 +198,7 @@ async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let binary = match &args.server {
         Some(path) => path.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .ok_or("no directory")?
-            .join("carewatch"),
+        None => carewatch_beside_this_program()?,
     };
     let data_dir = tempfile::tempdir()?;
     let schema = if args.postgres {
@@ -325,7 +208,7 @@ async fn main() -> Result<(), BoxError> {
     };
     let url = database_url();
     let postgres = schema.as_ref().map(|s| (url.as_str(), s.name()));
-    let server = ServerProcess::start(&binary, data_dir.path(), postgres).await?;
+    let server = ServerProcess::start(&binary, data_dir.path(), postgres, true).await?;
     let backend = if args.postgres {
         "PostgreSQL"
     } else {
@@ -340,7 +223,11 @@ async fn main() -> Result<(), BoxError> {
     for _ in 0..args.connections.max(1) {
         channels.push(connect(&server.url, Some(&server.ca_pem)).await?);
     }
-    let bearer = Bearer::new(&server.operator_token).ok_or("unusable operator token")?;
+    let operator_token = server
+        .operator_token
+        .as_deref()
+        .ok_or("no operator token")?;
+    let bearer = Bearer::new(operator_token).ok_or("unusable operator token")?;
     let admin = AdminClient::with_interceptor(channels[0].clone(), bearer);
     let reseller = ResellerId::new("loadgen")?;
     admin
@@ -431,11 +318,11 @@ async fn main() -> Result<(), BoxError> {
         percentile(l, 99.9),
         percentile(l, 100.0)
     );
-    if let Some((rss, peak)) = memory {
+    if let Some(memory) = memory {
         println!(
             "  server memory: resident {} MiB, peak {} MiB",
-            rss / 1024,
-            peak / 1024
+            memory.rss_kib / 1024,
+            memory.peak_kib / 1024
         );
     }
     drop(channels);

@@ -1,0 +1,209 @@
+//! A real `carewatch serve` as a child process, for the end-to-end binaries
+//! (`loadgen`, `scale`): start it on a data directory, wait until it listens
+//! (and, if asked, until its gRPC health service answers SERVING), read its
+//! memory from /proc, and stop it with SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use carewatch_grpc::client::connect;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Any error, boxed: what the benchmark binaries return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long a server may take to start before the binaries give up.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a server may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `carewatch` binary beside the running program (both are built into
+/// the same `target/release`).
+pub fn carewatch_beside_this_program() -> Result<PathBuf, BoxError> {
+    Ok(std::env::current_exe()?
+        .parent()
+        .ok_or("no directory")?
+        .join("carewatch"))
+}
+
+/// Resident and peak resident memory of a process, in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// `VmRSS`: resident now.
+    pub rss_kib: u64,
+    /// `VmHWM`: the most it has been resident.
+    pub peak_kib: u64,
+}
+
+/// A `carewatch serve` child process.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    spawned_at: Instant,
+    /// Where it listens: `https://localhost:<port>`.
+    pub url: String,
+    /// Its (self-signed) certificate, to trust.
+    pub ca_pem: String,
+    /// The operator token it printed; only a new data directory gets one.
+    pub operator_token: Option<String>,
+    /// From spawning it until it logged that it listens.
+    pub started_in: Duration,
+}
+
+impl ServerProcess {
+    /// Starts `binary serve` on `data_dir` (SQLite there, or PostgreSQL at
+    /// `postgres = (url, schema)`) on a free loopback port, and returns once
+    /// it logs that it listens and, if `wait_for_operator_token`, has printed
+    /// the operator token (which it does on a new database only).
+    pub async fn start(
+        binary: &Path,
+        data_dir: &Path,
+        postgres: Option<(&str, &str)>,
+        wait_for_operator_token: bool,
+    ) -> Result<Self, BoxError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some((url, schema)) = postgres {
+            command
+                .arg("--database-url")
+                .arg(url)
+                .arg("--database-schema")
+                .arg(schema);
+        }
+        let spawned_at = Instant::now();
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+        let mut stderr = BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
+        let mut operator_token = None;
+        let mut listening = false;
+        let deadline = tokio::time::sleep(START_TIMEOUT);
+        tokio::pin!(deadline);
+        while !(listening && (operator_token.is_some() || !wait_for_operator_token)) {
+            tokio::select! {
+                line = stdout.next_line() => match line? {
+                    Some(line) => if let Some((_, token)) = line.split_once("keep it safe): ") {
+                        operator_token = Some(token.trim().to_owned());
+                    },
+                    None => return Err("the server closed its output before starting".into()),
+                },
+                line = stderr.next_line() => match line? {
+                    Some(line) => listening |= line.contains("carewatch listening on"),
+                    None => return Err("the server exited before listening".into()),
+                },
+                () = &mut deadline => {
+                    return Err(format!(
+                        "the server did not start within {} s",
+                        START_TIMEOUT.as_secs()
+                    )
+                    .into())
+                }
+            }
+        }
+        let started_in = spawned_at.elapsed();
+        // Keep draining its output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                eprintln!("[server] {line}");
+            }
+        });
+        Ok(Self {
+            child,
+            spawned_at,
+            url: format!("https://localhost:{port}"),
+            ca_pem: std::fs::read_to_string(data_dir.join("cert.pem"))?,
+            operator_token,
+            started_in,
+        })
+    }
+
+    /// Polls the standard gRPC health service (over TLS) until it reports
+    /// `service` SERVING; returns the time from spawning the server until then.
+    pub async fn wait_serving(&self, service: &str) -> Result<Duration, BoxError> {
+        let deadline = self.spawned_at + START_TIMEOUT;
+        let mut last_error = String::from("never answered");
+        while Instant::now() < deadline {
+            match connect(&self.url, Some(&self.ca_pem)).await {
+                Ok(channel) => {
+                    let request = HealthCheckRequest {
+                        service: service.to_owned(),
+                    };
+                    match HealthClient::new(channel).check(request).await {
+                        Ok(reply) if reply.get_ref().status() == ServingStatus::Serving => {
+                            return Ok(self.spawned_at.elapsed());
+                        }
+                        Ok(reply) => last_error = format!("{:?}", reply.get_ref().status()),
+                        Err(status) => last_error = format!("{:?}", status.code()),
+                    }
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Err(format!(
+            "{service:?} not SERVING within {} s: {last_error}",
+            START_TIMEOUT.as_secs()
+        )
+        .into())
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Resident and peak memory, from /proc (Linux).
+    pub fn memory(&self) -> Option<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let kib = |field: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        Some(Memory {
+            rss_kib: kib("VmRSS:")?,
+            peak_kib: kib("VmHWM:")?,
+        })
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns how long it took.
+    pub async fn stop(mut self) -> Result<Duration, BoxError> {
+        let pid = self.pid().ok_or("the server already exited")?;
+        let began = Instant::now();
+        let killed = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await?;
+        if !killed.success() {
+            return Err("kill -TERM failed".into());
+        }
+        let status = tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await??;
+        if !status.success() {
+            return Err(format!("the server exited with {status}").into());
+        }
+        Ok(began.elapsed())
+    }
+}
