@@ -3,7 +3,10 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_health_totals.sql"),
+];
 
 /// Applies the migrations this database has not had yet, each in a transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -26,4 +29,76 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tracing::info!(version = version + 1, "sqlite schema migrated");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totals(conn: &Connection) -> Vec<(String, i64, i64)> {
+        let mut stmt = conn
+            .prepare("SELECT reseller_id, health, installations FROM health_totals ORDER BY 1, 2")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    }
+
+    fn register(conn: &Connection, slc: &str, reseller: &str, health: i64) {
+        conn.execute(
+            "INSERT INTO installations VALUES (?1, ?2, 'XProtect', '1', NULL, 1, 0, ?3, NULL, 0, 0, 0, 0)",
+            rusqlite::params![slc, reseller, health],
+        )
+        .expect("insert installation");
+    }
+
+    /// Version 2 counts the installations a version-1 database already has,
+    /// and its triggers follow inserts, health changes, moves and deletes.
+    #[test]
+    fn health_totals_start_from_existing_rows_and_follow_every_write() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(MIGRATIONS[0]).expect("version 1");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("mark version 1");
+        for reseller in ["alpha", "beta"] {
+            conn.execute(
+                "INSERT INTO resellers VALUES (?1, ?1, x'00', 0)",
+                [reseller],
+            )
+            .expect("insert reseller");
+        }
+        register(&conn, "A-1", "alpha", 0);
+        register(&conn, "A-2", "alpha", 0);
+        register(&conn, "A-3", "alpha", 3);
+
+        migrate(&mut conn).expect("migrate to version 2");
+        assert_eq!(
+            totals(&conn),
+            vec![("alpha".into(), 0, 2), ("alpha".into(), 3, 1)],
+            "existing installations are counted"
+        );
+
+        register(&conn, "B-1", "beta", 1);
+        conn.execute("UPDATE installations SET health = 3 WHERE slc = 'A-1'", [])
+            .expect("health change");
+        conn.execute("UPDATE installations SET late = 1 WHERE slc = 'A-2'", [])
+            .expect("other change");
+        conn.execute(
+            "UPDATE installations SET reseller_id = 'beta' WHERE slc = 'A-3'",
+            [],
+        )
+        .expect("move");
+        conn.execute("DELETE FROM installations WHERE slc = 'A-2'", [])
+            .expect("delete");
+        assert_eq!(
+            totals(&conn),
+            vec![
+                ("alpha".into(), 0, 0),
+                ("alpha".into(), 3, 1),
+                ("beta".into(), 1, 1),
+                ("beta".into(), 3, 1),
+            ]
+        );
+    }
 }

@@ -29,17 +29,35 @@ pub(crate) fn overview(
         Some(c) => (Some(c.health.rank()), Some(c.slc.as_str().to_owned())),
         None => (None, None),
     };
-    let mut stmt = tx
-        .prepare_cached(&format!(
-            "SELECT slc, product, product_version, {SUMMARY_COLUMNS},
-                 (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc)
-             FROM installations i
-             WHERE reseller_id = ?1 AND health >= ?2
-               AND (?3 IS NULL OR health < ?3 OR (health = ?3 AND slc > ?4))
+    let columns = format!(
+        "slc, product, product_version, {SUMMARY_COLUMNS},
+         (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc)"
+    );
+    // After a cursor: the rest of the cursor's health, then the healths below
+    // it, as two index seeks merged in order. One `OR`ed condition instead
+    // made every page scan the list from its start.
+    let sql = if after_rank.is_some() {
+        format!(
+            "SELECT * FROM (
+                 SELECT health AS h, {columns} FROM installations i
+                 WHERE reseller_id = ?1 AND health = ?3 AND slc > ?4
+                 UNION ALL
+                 SELECT health AS h, {columns} FROM installations i
+                 WHERE reseller_id = ?1 AND health < ?3 AND health >= ?2)
+             ORDER BY h DESC, slc
+             LIMIT ?5"
+        )
+    } else {
+        format!(
+            "SELECT NULL AS h, {columns} FROM installations i
+             -- ?3 and ?4 (the cursor) are NULL here; both forms take the
+             -- same parameters.
+             WHERE reseller_id = ?1 AND health >= ?2 AND ?3 IS NULL AND ?4 IS NULL
              ORDER BY health DESC, slc
              LIMIT ?5"
-        ))
-        .map_err(map_err)?;
+        )
+    };
+    let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
     let limit = i64::from(query.page_size) + 1;
     let mut rows = stmt
         .query(params![
@@ -53,11 +71,12 @@ pub(crate) fn overview(
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
         out.push(OverviewRow {
-            slc: codec::slc(&row.col::<String>(0)?)?,
-            product: Product::new(&row.col::<String>(1)?, &row.col::<String>(2)?)
+            // Column 0 is the sort key of the paged form.
+            slc: codec::slc(&row.col::<String>(1)?)?,
+            product: Product::new(&row.col::<String>(2)?, &row.col::<String>(3)?)
                 .map_err(|e| corrupt("product", e))?,
-            summary: codec::summary(row, 3)?,
-            last_seen_at: row.col::<Option<i64>>(9)?.map(ts),
+            summary: codec::summary(row, 4)?,
+            last_seen_at: row.col::<Option<i64>>(10)?.map(ts),
         });
     }
     let next = if out.len() > query.page_size as usize {
@@ -79,7 +98,9 @@ pub(crate) fn overview(
 fn totals(tx: &Transaction<'_>, reseller: &ResellerId) -> Result<HealthTotals> {
     let mut stmt = tx
         .prepare_cached(
-            "SELECT health, count(*) FROM installations WHERE reseller_id = ?1 GROUP BY health",
+            // Kept by triggers (migration 0002), not counted per call.
+            "SELECT health, installations FROM health_totals
+             WHERE reseller_id = ?1 AND installations > 0",
         )
         .map_err(map_err)?;
     let mut rows = stmt.query([reseller.as_str()]).map_err(map_err)?;
