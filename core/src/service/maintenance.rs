@@ -88,28 +88,47 @@ impl Carewatch {
         self.sweep().await
     }
 
-    /// Runs [`Carewatch::tick`] every `every` until `shutdown` completes.
-    /// Errors are logged and retried: a storage outage must not stop the loop.
+    /// Runs the maintenance of [`Carewatch::tick`] every `every` until
+    /// `shutdown` completes. Errors are logged and retried: a storage outage
+    /// must not stop the loop.
+    ///
+    /// Liveness is marked on its own timer, beside the sweeps: a long sweep
+    /// (a million servers due after a restart takes tens of seconds) must not
+    /// look like the service stopped receiving and be recorded as own
+    /// downtime, which would excuse real missed heartbeats.
     pub async fn run_maintenance(&self, every: Duration, shutdown: impl Future<Output = ()>) {
-        let mut interval = tokio::time::interval(every);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        let mut reload_every = 0u32;
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = interval.tick() => {}
+        let liveness = async {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if let Err(e) = self.mark_alive().await {
+                    tracing::warn!(error = %e, "liveness mark failed; retrying next tick");
+                }
             }
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "maintenance tick failed; retrying next tick");
+        };
+        let sweeps = async {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut reload_every = 0u32;
+            loop {
+                interval.tick().await;
+                if let Err(e) = self.sweep().await {
+                    tracing::warn!(error = %e, "sweep failed; retrying next tick");
+                }
+                // Other nodes may have recorded downtime windows too.
+                reload_every = reload_every.wrapping_add(1);
+                if reload_every.is_multiple_of(30)
+                    && let Err(e) = self.reload_downtime().await
+                {
+                    tracing::warn!(error = %e, "reloading downtime windows failed");
+                }
             }
-            // Other nodes may have recorded downtime windows too.
-            reload_every = reload_every.wrapping_add(1);
-            if reload_every.is_multiple_of(30)
-                && let Err(e) = self.reload_downtime().await
-            {
-                tracing::warn!(error = %e, "reloading downtime windows failed");
-            }
+        };
+        tokio::select! {
+            () = shutdown => {}
+            () = liveness => {}
+            () = sweeps => {}
         }
     }
 }
