@@ -27,3 +27,13 @@ pub use fleet::{
     camera_unreachable_and_license_overuse,
 };
 pub use postgres::{BenchSchema, DEFAULT_URL, URL_VAR, database_url};
+
+/// The `p`th percentile (0 to 100) of latencies in microseconds, sorted
+/// ascending, in milliseconds; NaN if there are none.
+pub fn percentile(sorted_micros: &[u32], p: f64) -> f64 {
+    let Some(last) = sorted_micros.len().checked_sub(1) else {
+        return f64::NAN;
+    };
+    let rank = ((p / 100.0) * last as f64).round() as usize;
+    f64::from(sorted_micros[rank.min(last)]) / 1000.0
+}

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use carewatch_benches::percentile;
 use carewatch_benches::server::{BoxError, ServerProcess, carewatch_beside_this_program};
 use carewatch_benches::{BenchSchema, database_url};
 use carewatch_core::ids::{ResellerId, Slc};
@@ -183,14 +184,6 @@ async fn phase(
         total.merge(t);
     }
     (total, elapsed)
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    f64::from(sorted[rank.min(sorted.len() - 1)]) / 1000.0
 }
 
 #[tokio::main]

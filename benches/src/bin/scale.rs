@@ -47,6 +47,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use carewatch_benches::percentile;
 use carewatch_benches::server::{BoxError, Memory, ServerProcess, carewatch_beside_this_program};
 use carewatch_benches::{Fleet, SeededHealth};
 use carewatch_core::auth::{self, Principal};
@@ -723,15 +724,6 @@ fn report(
             percentile(latencies, 100.0),
         );
     }
-}
-
-/// The `p`th percentile of sorted microseconds, in milliseconds.
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    f64::from(sorted[rank.min(sorted.len() - 1)]) / 1000.0
 }
 
 fn ms(d: Duration) -> f64 {

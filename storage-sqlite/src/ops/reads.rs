@@ -25,58 +25,57 @@ pub(crate) fn overview(
     } else {
         Health::Pending
     };
-    let (after_rank, after_slc) = match &query.after {
-        Some(c) => (Some(c.health.rank()), Some(c.slc.as_str().to_owned())),
-        None => (None, None),
-    };
     let columns = format!(
         "slc, product, product_version, {SUMMARY_COLUMNS},
          (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc)"
     );
-    // After a cursor: the rest of the cursor's health, then the healths below
-    // it, as two index seeks merged in order. One `OR`ed condition instead
-    // made every page scan the list from its start.
-    let sql = if after_rank.is_some() {
-        format!(
-            "SELECT * FROM (
-                 SELECT health AS h, {columns} FROM installations i
-                 WHERE reseller_id = ?1 AND health = ?3 AND slc > ?4
-                 UNION ALL
-                 SELECT health AS h, {columns} FROM installations i
-                 WHERE reseller_id = ?1 AND health < ?3 AND health >= ?2)
-             ORDER BY h DESC, slc
-             LIMIT ?5"
-        )
-    } else {
-        format!(
-            "SELECT NULL AS h, {columns} FROM installations i
-             -- ?3 and ?4 (the cursor) are NULL here; both forms take the
-             -- same parameters.
-             WHERE reseller_id = ?1 AND health >= ?2 AND ?3 IS NULL AND ?4 IS NULL
-             ORDER BY health DESC, slc
-             LIMIT ?5"
-        )
-    };
-    let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
     let limit = i64::from(query.page_size) + 1;
-    let mut rows = stmt
-        .query(params![
-            reseller.as_str(),
-            min_health.rank(),
-            after_rank,
-            after_slc,
-            limit
-        ])
-        .map_err(map_err)?;
+    let mut stmt;
+    let mut rows = match &query.after {
+        None => {
+            stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {columns} FROM installations i
+                     WHERE reseller_id = ?1 AND health >= ?2
+                     ORDER BY health DESC, slc
+                     LIMIT ?3"
+                ))
+                .map_err(map_err)?;
+            stmt.query(params![reseller.as_str(), min_health.rank(), limit])
+        }
+        // After a cursor: the rest of the cursor's health, then the healths
+        // below it, as two index seeks merged in order. One `OR`ed condition
+        // instead made every page scan the list from its start.
+        Some(cursor) => {
+            stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {columns} FROM installations i
+                     WHERE reseller_id = ?1 AND health = ?3 AND slc > ?4
+                     UNION ALL
+                     SELECT {columns} FROM installations i
+                     WHERE reseller_id = ?1 AND health < ?3 AND health >= ?2
+                     ORDER BY health DESC, slc
+                     LIMIT ?5"
+                ))
+                .map_err(map_err)?;
+            stmt.query(params![
+                reseller.as_str(),
+                min_health.rank(),
+                cursor.health.rank(),
+                cursor.slc.as_str(),
+                limit
+            ])
+        }
+    }
+    .map_err(map_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
         out.push(OverviewRow {
-            // Column 0 is the sort key of the paged form.
-            slc: codec::slc(&row.col::<String>(1)?)?,
-            product: Product::new(&row.col::<String>(2)?, &row.col::<String>(3)?)
+            slc: codec::slc(&row.col::<String>(0)?)?,
+            product: Product::new(&row.col::<String>(1)?, &row.col::<String>(2)?)
                 .map_err(|e| corrupt("product", e))?,
-            summary: codec::summary(row, 4)?,
-            last_seen_at: row.col::<Option<i64>>(10)?.map(ts),
+            summary: codec::summary(row, 3)?,
+            last_seen_at: row.col::<Option<i64>>(9)?.map(ts),
         });
     }
     let next = if out.len() > query.page_size as usize {
