@@ -14,6 +14,10 @@
 
 use std::time::Duration;
 
+mod batch;
+
+pub use batch::{NEVER, PENDING_CODE, evaluate_batch};
+
 use crate::error::{Error, Result};
 use crate::time::{Timestamp, duration_millis};
 
@@ -230,7 +234,7 @@ pub fn evaluate(
             continue;
         }
         let outage_began = w.start.as_millis().max(anchor);
-        if outage_began - anchor >= unavailable_at(0).saturating_add(j) {
+        if outage_began.saturating_sub(anchor) >= unavailable_at(0).saturating_add(j) {
             // Already unavailable before the service went down: stays so.
             let missed = missed_while_receiving(anchor, now.as_millis(), i, j, downtime);
             let since = Timestamp::from_millis(unavailable_at(anchor));
@@ -246,7 +250,9 @@ pub fn evaluate(
     let missed = missed_after(elapsed, i, j, u32::MAX);
     let next_due = |k: u32| {
         Some(Timestamp::from_millis(
-            anchor.saturating_add(i64::from(k) * i).saturating_add(j),
+            anchor
+                .saturating_add(i64::from(k).saturating_mul(i))
+                .saturating_add(j),
         ))
     };
     if missed == 0 {
@@ -280,9 +286,13 @@ fn missed_while_receiving(
     let outage: i64 = downtime
         .windows
         .iter()
-        .map(|w| (w.end.as_millis().min(to) - w.start.as_millis().max(from)).max(0))
-        .sum();
-    missed_after(to - from - outage, interval, jitter, u32::MAX)
+        .map(|w| {
+            let overlap = w.end.as_millis().min(to);
+            overlap.saturating_sub(w.start.as_millis().max(from)).max(0)
+        })
+        .fold(0, i64::saturating_add);
+    let receiving = to.saturating_sub(from).saturating_sub(outage);
+    missed_after(receiving, interval, jitter, u32::MAX)
 }
 
 /// How many heartbeats a server missed before a message received at `received`
@@ -302,70 +312,6 @@ pub fn missed_before(
         policy.jitter_ms(),
         downtime,
     )
-}
-
-/// `last_seen_ms` value meaning "never heard from" in the batch form.
-pub const NEVER: i64 = i64::MIN;
-/// Batch result code for a server never heard from.
-pub const PENDING_CODE: u8 = u8::MAX;
-
-/// Evaluates a whole fleet laid out as columns (one element per server).
-///
-/// For each server writes the number of missed heartbeats, saturated at the
-/// policy's threshold (so `0` = Available, `1..threshold` = Late,
-/// `threshold` = Unavailable), or [`PENDING_CODE`] if never heard from
-/// (`last_seen_ms == NEVER`). Servers last heard before the latest downtime
-/// window take the exact per-server path; everyone else a division-free one.
-///
-/// # Panics
-/// If the three slices differ in length.
-pub fn evaluate_batch(
-    last_seen_ms: &[i64],
-    interval_ms: &[i64],
-    policy: &AvailabilityPolicy,
-    downtime: &Downtime,
-    now: Timestamp,
-    out: &mut [u8],
-) {
-    assert!(
-        last_seen_ms.len() == interval_ms.len() && interval_ms.len() == out.len(),
-        "evaluate_batch: columns of different lengths"
-    );
-    let threshold = policy.unavailable_after.min(u32::from(PENDING_CODE - 1));
-    let cap = threshold as u8;
-    let j = policy.jitter_ms();
-    let now_ms = now.as_millis();
-    let fast_after = downtime.latest_end().map_or(i64::MIN, Timestamp::as_millis);
-    for ((&last, &interval), code) in last_seen_ms.iter().zip(interval_ms).zip(out.iter_mut()) {
-        *code = if last == NEVER {
-            PENDING_CODE
-        } else if last >= fast_after {
-            let interval = interval.max(1);
-            let elapsed = now_ms.saturating_sub(last);
-            // Most servers are on time: one comparison, no division.
-            if elapsed < interval + j {
-                0
-            } else {
-                ((elapsed - j) / interval).min(i64::from(cap)) as u8
-            }
-        } else {
-            let interval = Duration::from_millis(u64::try_from(interval).unwrap_or(1));
-            match evaluate(
-                Some(Timestamp::from_millis(last)),
-                interval,
-                policy,
-                downtime,
-                now,
-            )
-            .availability
-            {
-                Availability::Pending => PENDING_CODE,
-                Availability::Available => 0,
-                Availability::Late { missed } => missed.min(threshold) as u8,
-                Availability::Unavailable { .. } => cap,
-            }
-        };
-    }
 }
 
 #[cfg(test)]

@@ -104,9 +104,10 @@ proptest! {
 
     #[test]
     fn jitter_tolerance_keeps_a_slightly_late_heartbeat_available(
-        last in -DAY..DAY, i in 100i64..100_000, p in policies(), early in 0i64..5_000,
+        last in -DAY..DAY, i in 100i64..100_000, p in policies(), early in 1i64..5_000,
     ) {
         let j = p.jitter_ms();
+        // `early = 0` is exactly due plus the tolerance: missed.
         prop_assume!(early <= i + j);
         prop_assert_eq!(eval(last, i, &p, &Downtime::default(), last + i + j - early), Availability::Available);
     }
@@ -276,4 +277,70 @@ fn shared_boundary_cases() {
         checked += 1;
     }
     assert!(checked >= 20, "only {checked} cases read");
+}
+
+/// The batch code the scalar evaluator gives one server.
+fn scalar_code(
+    last: i64,
+    interval: i64,
+    p: &AvailabilityPolicy,
+    downtime: &Downtime,
+    now: i64,
+) -> u8 {
+    let last = (last != NEVER).then(|| ts(last));
+    let interval = Duration::from_millis(u64::try_from(interval).unwrap_or(1));
+    match evaluate(last, interval, p, downtime, ts(now)).availability {
+        Availability::Pending => PENDING_CODE,
+        Availability::Available => 0,
+        Availability::Late { missed } => missed as u8,
+        Availability::Unavailable { .. } => p.unavailable_after() as u8,
+    }
+}
+
+/// Last signs of life: mostly near `now`, some at the edges of `i64`.
+fn last_seen_near(now: i64) -> impl Strategy<Value = i64> {
+    prop_oneof![
+        8 => (-10 * DAY..DAY).prop_map(move |back| now.saturating_sub(back)),
+        1 => Just(NEVER),
+        1 => prop_oneof![Just(i64::MIN + 1), Just(i64::MAX), any::<i64>()],
+    ]
+}
+
+/// Intervals: mostly valid ones, some out of range (the exact path clamps them).
+fn intervals() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        8 => 100i64..=DAY,
+        1 => prop_oneof![Just(0i64), Just(-1), Just(DAY + 1), Just(i64::MAX), any::<i64>()],
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Fleets spanning several chunks, every threshold (the unrolled and the
+    /// dividing pass), and values at the edges of `i64`.
+    #[test]
+    fn batch_agrees_with_the_scalar_evaluator_over_chunks_and_edges(
+        (now, servers) in prop_oneof![
+            9 => -DAY..2 * DAY,
+            1 => prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(1i64 << 62)],
+        ].prop_flat_map(|now| (Just(now), prop::collection::vec((last_seen_near(now), intervals()), 0..700))),
+        threshold in prop_oneof![1u32..=6, 1u32..=100],
+        jitter in 0i64..=DAY,
+        outage in prop::option::of((1i64..DAY, 0i64..DAY)),
+    ) {
+        let p = AvailabilityPolicy::new(threshold, ms(jitter)).unwrap();
+        // An outage of Carewatch ending `ago` before now (if any).
+        let downtime = Downtime::new(outage.iter().filter_map(|&(length, ago)| {
+            let end = now.checked_sub(ago)?;
+            DowntimeWindow::new(ts(end.checked_sub(length)?), ts(end)).ok()
+        }).collect());
+        let last: Vec<i64> = servers.iter().map(|&(l, _)| l).collect();
+        let interval: Vec<i64> = servers.iter().map(|&(_, i)| i).collect();
+        let mut out = vec![0u8; servers.len()];
+        evaluate_batch(&last, &interval, &p, &downtime, ts(now), &mut out);
+        for (k, &(l, i)) in servers.iter().enumerate() {
+            prop_assert_eq!(out[k], scalar_code(l, i, &p, &downtime, now), "server {}: last {}, interval {}", k, l, i);
+        }
+    }
 }
