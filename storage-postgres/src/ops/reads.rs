@@ -109,13 +109,20 @@ pub(crate) async fn overview(
     })
 }
 
-/// Counts per health: an index-only scan of the reseller's prefix of installations_overview.
+/// Counts per health, kept by triggers (migration 0002), not counted per
+/// call: the reseller's five health_totals rows plus the deltas parked
+/// beside them by concurrent writers, both read in this snapshot.
 async fn totals(c: &mut PgConnection, reseller: &ResellerId) -> DbResult<HealthTotals> {
-    let rows =
-        query("SELECT health, count(*) FROM installations WHERE reseller_id = $1 GROUP BY health")
-            .bind(reseller.as_str())
-            .fetch_all(&mut *c)
-            .await?;
+    let rows = query(
+        "SELECT health, sum(n)::bigint FROM (
+             SELECT health, installations AS n FROM health_totals WHERE reseller_id = $1
+             UNION ALL
+             SELECT health, delta FROM health_total_deltas WHERE reseller_id = $1
+         ) t GROUP BY health HAVING sum(n) <> 0",
+    )
+    .bind(reseller.as_str())
+    .fetch_all(&mut *c)
+    .await?;
     let mut totals = HealthTotals::default();
     for row in &rows {
         let health = codec::health(col(row, 0)?)?;
