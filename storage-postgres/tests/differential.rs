@@ -16,7 +16,8 @@ use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::{Installation, Product};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
-    AvailabilityChange, InstallationUpdate, OverviewQuery, Reseller, SignOfLife, StatusWrite, Store,
+    Admission, AdmissionQuery, AvailabilityChange, InstallationUpdate, OverviewQuery, Reseller,
+    SignOfLife, StatusWrite, Store,
 };
 use carewatch_core::time::Timestamp;
 use carewatch_storage_sqlite::SqliteStore;
@@ -72,6 +73,18 @@ where
         }
         (e, a) => panic!("step {step}: {what}: SQLite gave {e:?}, PostgreSQL {a:?}"),
     }
+}
+
+/// [`Store::admissions`], each answer unwrapped (none may fail here).
+async fn admissions(
+    store: &dyn Store,
+    queries: &[AdmissionQuery],
+) -> carewatch_core::Result<Vec<Option<Admission>>> {
+    store
+        .admissions(queries)
+        .await?
+        .into_iter()
+        .collect::<carewatch_core::Result<Vec<_>>>()
 }
 
 fn slc(n: u64) -> Slc {
@@ -208,6 +221,22 @@ async fn same_results_as_sqlite(seed: u64) {
             0..=6 => {
                 let batch: Vec<SignOfLife> =
                     (0..1 + rng.below(6)).map(|_| sign(&mut rng, now)).collect();
+                // What ingest reads first, batched as it batches them.
+                let queries: Vec<AdmissionQuery> = batch
+                    .iter()
+                    .map(|sign| AdmissionQuery {
+                        slc: sign.slc.clone(),
+                        server: sign.server.clone(),
+                        key: KeyId::new(
+                            1 + u32::try_from(sign.cursor.sequence % 2).expect("0 or 1"),
+                        ),
+                    })
+                    .collect();
+                both(step, "admissions", sqlite, pg, |s| {
+                    let queries = queries.clone();
+                    async move { admissions(s, &queries).await }
+                })
+                .await;
                 both(step, "record_signs_of_life", sqlite, pg, |s| {
                     let batch = batch.clone();
                     async move { s.record_signs_of_life(&batch).await }
@@ -345,6 +374,23 @@ async fn same_results_as_sqlite(seed: u64) {
             .await;
         }
     }
+    // Every server of every site (and of a site and a server that do not
+    // exist), with the active key id and two never issued, in one batch.
+    let queries: Vec<AdmissionQuery> = (1..=SITES + 1)
+        .flat_map(|n| (1..=SERVERS + 1).map(move |server| (n, server)))
+        .flat_map(|(n, server)| {
+            (1..=3).map(move |key| AdmissionQuery {
+                slc: slc(n),
+                server: rs(server),
+                key: KeyId::new(key),
+            })
+        })
+        .collect();
+    both(9999, "final admissions", sqlite, pg, |s| {
+        let queries = queries.clone();
+        async move { admissions(s, &queries).await }
+    })
+    .await;
     both(9999, "downtime", sqlite, pg, |s| async move {
         s.downtime(Timestamp::EPOCH).await
     })

@@ -16,8 +16,8 @@ use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
-    Admission, AvailabilityChange, InstallationDetail, InstallationUpdate, OverviewPage,
-    OverviewQuery, Reseller, ServerRecord, SignOfLife, StatusWrite, Store, StoredKey,
+    Admission, AdmissionQuery, AvailabilityChange, InstallationDetail, InstallationUpdate,
+    OverviewPage, OverviewQuery, Reseller, ServerRecord, SignOfLife, StatusWrite, Store, StoredKey,
     SummaryChange, WriteOutcome,
 };
 use carewatch_core::time::Timestamp;
@@ -118,6 +118,22 @@ impl Store for PostgresStore {
             Box::pin(ingest::admission(c, s, r, *k))
         })
         .await
+    }
+
+    /// One statement for the whole batch (one round trip, one snapshot)
+    /// instead of one lookup per query.
+    async fn admissions(
+        &self,
+        queries: &[AdmissionQuery],
+    ) -> Result<Vec<Result<Option<Admission>>>> {
+        match queries {
+            [] => Ok(Vec::new()),
+            [q] => Ok(vec![self.admission(&q.slc, &q.server, q.key).await]),
+            _ => {
+                self.single(queries, |c, q| Box::pin(ingest::admissions(c, q)))
+                    .await
+            }
+        }
     }
 
     async fn record_signs_of_life(&self, batch: &[SignOfLife]) -> Result<Vec<WriteOutcome>> {
