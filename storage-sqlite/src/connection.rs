@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use carewatch_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{AcquireError, Semaphore};
 
 use crate::codec::map_err;
 use crate::migrate::migrate;
@@ -24,6 +25,11 @@ struct Shared {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// One permit per connection: callers queue here, on the async side,
+    /// instead of each parking a blocking-pool thread on a connection's
+    /// mutex (256 concurrent status reports made 256 threads).
+    writer_turn: Arc<Semaphore>,
+    reader_turns: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -82,6 +88,8 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                writer_turn: Arc::new(Semaphore::new(1)),
+                reader_turns: Arc::new(Semaphore::new(READERS)),
             }),
         })
     }
@@ -98,7 +106,16 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     {
         let shared = self.shared.clone();
+        // Held until the work is done, even if the caller stops waiting.
+        let turn = self
+            .shared
+            .writer_turn
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(closed)?;
         run_blocking(move || {
+            let _turn = turn;
             let mut conn = shared
                 .writer
                 .lock()
@@ -120,7 +137,15 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     {
         let shared = self.shared.clone();
+        let turn = self
+            .shared
+            .reader_turns
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(closed)?;
         run_blocking(move || {
+            let _turn = turn;
             let index = shared.next_reader.fetch_add(1, Ordering::Relaxed) % shared.readers.len();
             let mut conn = shared.readers[index]
                 .lock()
@@ -132,6 +157,11 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// The semaphores are never closed; this only keeps a would-be panic typed.
+fn closed(e: AcquireError) -> Error {
+    Error::storage("the SQLite connection queue is closed", e)
 }
 
 async fn run_blocking<T: Send + 'static>(
