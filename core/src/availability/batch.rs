@@ -28,7 +28,8 @@ const PENDING_WIDE: i64 = PENDING_CODE as i64;
 /// marked ones are settled.
 const CHUNK: usize = 256;
 /// Thresholds up to this count missed heartbeats with one comparison each;
-/// higher ones divide for the few servers in between.
+/// higher ones are settled when on time or unavailable, and the few servers
+/// in between go to the exact path.
 const MAX_UNROLLED_THRESHOLD: u8 = 4;
 /// Bounds that keep the branch-free arithmetic free of overflow: `now` within
 /// ±2⁶¹ ms and a last sign of life within 2⁶¹ ms of it. Real clocks are
@@ -164,7 +165,7 @@ fn mark_chunk(last: &[i64], interval: &[i64], rule: &BatchRule, out: &mut [u8]) 
         2 => mark_unrolled::<2>(last, interval, rule, out),
         3 => mark_unrolled::<3>(last, interval, rule, out),
         4 => mark_unrolled::<4>(last, interval, rule, out),
-        _ => mark_dividing(last, interval, rule, out),
+        _ => mark_bracketed(last, interval, rule, out),
     }
 }
 
@@ -192,7 +193,7 @@ fn mark_unrolled<const THRESHOLD: u8>(
 /// For thresholds beyond [`MAX_UNROLLED_THRESHOLD`]: on time and unavailable
 /// are two comparisons; the few late servers in between go to the exact path.
 #[inline(always)]
-fn mark_dividing(last: &[i64], interval: &[i64], rule: &BatchRule, out: &mut [u8]) -> usize {
+fn mark_bracketed(last: &[i64], interval: &[i64], rule: &BatchRule, out: &mut [u8]) -> usize {
     let threshold = i64::from(rule.threshold);
     mark_with(last, interval, rule, out, |since_due, interval| {
         if since_due < interval {
