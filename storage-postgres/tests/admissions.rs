@@ -6,11 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use carewatch_core::auth::{MessageDigest, SequenceCursor, TokenHash};
-use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
+use carewatch_core::auth::{MessageDigest, SequenceCursor};
+use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::installation::{Installation, Product};
 use carewatch_core::seal::{KeyId, WrappedKey};
-use carewatch_core::store::{AdmissionQuery, Reseller, SignOfLife, Store};
+use carewatch_core::store::{AdmissionQuery, SignOfLife, Store};
 use carewatch_core::time::Timestamp;
 use carewatch_storage_postgres::PostgresStore;
 use common::Schema;
@@ -29,18 +29,7 @@ fn rs(n: u32) -> RecordingServerId {
 /// Three sites: keys 1 (active) and 2 (retired) each; servers rs-1 and rs-2
 /// heard from (rs-3 never).
 async fn populate(store: &PostgresStore) {
-    let reseller = ResellerId::new("alpha").expect("id");
-    store
-        .create_reseller(
-            &Reseller {
-                id: reseller.clone(),
-                name: "Alpha".into(),
-                created_at: START,
-            },
-            &TokenHash::from_slice(&[7; 32]).expect("hash"),
-        )
-        .await
-        .expect("creates reseller");
+    let reseller = common::create_alpha_reseller(store, START).await;
     let mut signs = Vec::new();
     for n in 1..=3 {
         store
@@ -192,17 +181,7 @@ async fn timing_one_statement_against_one_lookup_each() {
     )
     .await
     .expect("opens");
-    store
-        .create_reseller(
-            &Reseller {
-                id: ResellerId::new("alpha").expect("id"),
-                name: "Alpha".into(),
-                created_at: START,
-            },
-            &TokenHash::from_slice(&[7; 32]).expect("hash"),
-        )
-        .await
-        .expect("creates reseller");
+    common::create_alpha_reseller(&store, START).await;
     for sql in [
         "INSERT INTO installations
              SELECT 'M01-C01-' || lpad(g::text, 5, '0'), 'alpha', 'XProtect Corporate', '2016 R3',

@@ -6,15 +6,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use carewatch_core::auth::{MessageDigest, SequenceCursor, TokenHash};
+use carewatch_core::auth::{MessageDigest, SequenceCursor};
 use carewatch_core::availability::Availability;
 use carewatch_core::condition::{ReportedCondition, StatusSnapshot};
 use carewatch_core::health::Health;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::{Installation, Product};
 use carewatch_core::store::{
-    AvailabilityChange, HistoryKind, OverviewQuery, Reseller, SignOfLife, StatusWrite, Store,
-    WriteOutcome,
+    AvailabilityChange, HistoryKind, OverviewQuery, SignOfLife, StatusWrite, Store, WriteOutcome,
 };
 use carewatch_core::time::Timestamp;
 use carewatch_core::{ConditionCode, Error};
@@ -69,18 +68,7 @@ async fn nodes(schema: &Schema, n: usize) -> Vec<Arc<PostgresStore>> {
 }
 
 async fn installations(store: &PostgresStore, count: u32) -> Vec<Slc> {
-    let reseller = ResellerId::new("alpha").expect("reseller id");
-    store
-        .create_reseller(
-            &Reseller {
-                id: reseller.clone(),
-                name: "Alpha".into(),
-                created_at: START,
-            },
-            &TokenHash::from_slice(&[7; 32]).expect("hash"),
-        )
-        .await
-        .expect("creates reseller");
+    let reseller = common::create_alpha_reseller(store, START).await;
     let mut out = Vec::new();
     for n in 1..=count {
         let installation = Installation {

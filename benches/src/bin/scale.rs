@@ -656,33 +656,23 @@ fn report(
         runs.iter().map(|r| ms(r.first_call)).collect(),
         "",
     );
-    row(
-        "RSS after start-up",
-        "MiB",
+    // One memory reading per run, in MiB.
+    let mib = |reading: MemoryReading| -> Vec<f64> {
         runs.iter()
-            .filter_map(|r| r.after_start)
-            .map(|m| m.rss_kib as f64 / 1024.0)
-            .collect(),
-        "< 1,024 MiB",
-    );
-    row(
-        "RSS after the overview load",
-        "MiB",
-        runs.iter()
-            .filter_map(|r| r.after_load)
-            .map(|m| m.rss_kib as f64 / 1024.0)
-            .collect(),
-        "< 1,024 MiB",
-    );
-    row(
-        "peak RSS (VmHWM)",
-        "MiB",
-        runs.iter()
-            .filter_map(|r| r.after_load)
-            .map(|m| m.peak_kib as f64 / 1024.0)
-            .collect(),
-        "< 1,024 MiB",
-    );
+            .filter_map(reading)
+            .map(|kib| kib as f64 / 1024.0)
+            .collect()
+    };
+    let readings: [(&str, MemoryReading); 3] = [
+        ("RSS after start-up", |r| r.after_start.map(|m| m.rss_kib)),
+        ("RSS after the overview load", |r| {
+            r.after_load.map(|m| m.rss_kib)
+        }),
+        ("peak RSS (VmHWM)", |r| r.after_load.map(|m| m.peak_kib)),
+    ];
+    for (name, reading) in readings {
+        row(name, "MiB", mib(reading), "< 1,024 MiB");
+    }
     row(
         "first-page p99, per run",
         "ms",
@@ -725,6 +715,9 @@ fn report(
         );
     }
 }
+
+/// Picks one memory figure (KiB) out of a run, if it was read.
+type MemoryReading = fn(&Run) -> Option<u64>;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

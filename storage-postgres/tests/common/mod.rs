@@ -202,3 +202,23 @@ impl Drop for Schema {
         let _ = dropped;
     }
 }
+
+/// Creates the reseller "alpha" (as of `at`) that the ingest tests populate.
+pub async fn create_alpha_reseller(
+    store: &PostgresStore,
+    at: carewatch_core::time::Timestamp,
+) -> carewatch_core::ids::ResellerId {
+    let id = carewatch_core::ids::ResellerId::new("alpha").expect("reseller id");
+    store
+        .create_reseller(
+            &carewatch_core::store::Reseller {
+                id: id.clone(),
+                name: "Alpha".into(),
+                created_at: at,
+            },
+            &carewatch_core::auth::TokenHash::from_slice(&[7; 32]).expect("hash"),
+        )
+        .await
+        .expect("creates reseller");
+    id
+}
