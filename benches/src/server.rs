@@ -41,6 +41,19 @@ pub struct Memory {
     pub peak_kib: u64,
 }
 
+/// Processor time a process has used so far, user and system together,
+/// from `/proc/<pid>/stat` (Linux; in the kernel's fixed 100 ticks per second).
+pub fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it do not.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    let user: u64 = fields.nth(11)?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
+}
+
 /// A `carewatch serve` child process.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -170,6 +183,11 @@ impl ServerProcess {
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Processor time it has used so far (Linux).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time(&self.pid()?.to_string())
     }
 
     /// Resident and peak memory, from /proc (Linux).

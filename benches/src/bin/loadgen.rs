@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carewatch_benches::percentile;
-use carewatch_benches::server::{BoxError, ServerProcess, carewatch_beside_this_program};
+use carewatch_benches::server::{BoxError, ServerProcess, carewatch_beside_this_program, cpu_time};
 use carewatch_benches::{BenchSchema, database_url};
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::store::Store;
@@ -285,7 +285,9 @@ async fn main() -> Result<(), BoxError> {
     }
 
     phase(&channels, args.mode, &mut groups, args.warmup_seconds).await;
+    let cpu_before = (server.cpu_time(), cpu_time("self"));
     let (mut tally, elapsed) = phase(&channels, args.mode, &mut groups, args.seconds).await;
+    let cpu_after = (server.cpu_time(), cpu_time("self"));
     let memory = server.memory();
     tally.latencies_us.sort_unstable();
     let accepted = tally.latencies_us.len();
@@ -311,6 +313,14 @@ async fn main() -> Result<(), BoxError> {
         percentile(l, 99.9),
         percentile(l, 100.0)
     );
+    if let ((Some(s0), Some(g0)), (Some(s1), Some(g1))) = (cpu_before, cpu_after) {
+        let per_heartbeat = |spent: Duration| spent.as_secs_f64() * 1e6 / accepted.max(1) as f64;
+        println!(
+            "  processor time per heartbeat: server {:.1} µs, load generator {:.1} µs",
+            per_heartbeat(s1 - s0),
+            per_heartbeat(g1 - g0)
+        );
+    }
     if let Some(memory) = memory {
         println!(
             "  server memory: resident {} MiB, peak {} MiB",
