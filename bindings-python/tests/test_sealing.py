@@ -43,7 +43,7 @@ def test_each_seal_is_fresh() -> None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads running
 def test_a_forked_child_does_not_repeat_its_parents_nonces() -> None:
-    carewatch.seal_heartbeat(KEY, SLC, SERVER, 1)  # seeds this thread's nonce stream
+    carewatch.seal_heartbeat(KEY, SLC, SERVER, 1)  # draws this thread's nonce prefix
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: hand its next nonce to the parent, then leave at once
