@@ -12,6 +12,7 @@ use std::hint::black_box;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
+use carewatch_benches::associated_data_len;
 use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::seal::{
     self, Binding, Envelope, InstallationKey, KeyId, MasterKey, MessageKind,
@@ -24,8 +25,6 @@ const MASTER_KEY_BYTES: [u8; 32] = *b"carewatch-bench-master-key-bytes";
 /// nonce is safe only because nothing encrypted here is ever kept or sent.
 const BASELINE_NONCE: [u8; 12] = [7; 12];
 const STATUS_PAYLOAD_BYTES: usize = 4 * 1024;
-/// Bytes of `carewatch-envelope-v1`, the label that starts the associated data.
-const AAD_LABEL_LEN: usize = 21;
 
 fn sealing(c: &mut Criterion) {
     let slc = Slc::new("M01-C01-123-45").expect("valid SLC");
@@ -127,21 +126,6 @@ fn bench_message(
 
 fn payload<'a>(msg: &'a [u8], aad: &'a [u8]) -> Payload<'a, 'a> {
     Payload { msg, aad }
-}
-
-/// The length of the associated data `seal` binds a message with: the label,
-/// envelope version and key id, SLC and server id each after a `u16` length,
-/// the kind and the `u64` sequence number (see `carewatch_core::seal`).
-fn associated_data_len(binding: &Binding<'_>) -> usize {
-    AAD_LABEL_LEN
-        + 1
-        + 4
-        + 2
-        + binding.slc.as_str().len()
-        + 2
-        + binding.server.as_str().len()
-        + 1
-        + 8
 }
 
 criterion_group!(benches, sealing);
