@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use carewatch_benches::{EVALUATED_AT, FleetColumns};
+use carewatch_benches::{EVALUATED_AT, FleetColumns, sum_columns};
 use carewatch_core::availability::{
     AvailabilityPolicy, Downtime, DowntimeWindow, NEVER, evaluate, evaluate_batch,
 };
@@ -78,15 +78,6 @@ fn evaluator(c: &mut Criterion) {
         }
     }
     group.finish();
-}
-
-fn sum_columns(last_seen_ms: &[i64], interval_ms: &[i64]) -> i64 {
-    last_seen_ms
-        .iter()
-        .zip(interval_ms)
-        .fold(0, |sum, (&last, &interval)| {
-            sum.wrapping_add(last).wrapping_add(interval)
-        })
 }
 
 /// The scalar evaluator, one server at a time, converting the columns into

@@ -59,3 +59,14 @@ impl FleetColumns {
         }
     }
 }
+
+/// The memory floor the evaluator is compared with: a plain sum that reads
+/// both columns and does nothing else.
+pub fn sum_columns(last_seen_ms: &[i64], interval_ms: &[i64]) -> i64 {
+    last_seen_ms
+        .iter()
+        .zip(interval_ms)
+        .fold(0, |sum, (&last, &interval)| {
+            sum.wrapping_add(last).wrapping_add(interval)
+        })
+}

@@ -9,6 +9,8 @@
 //!   into a [`carewatch_core::store::Store`] with batched writes, and
 //!   [`MessageSource`] for the new messages the storage benchmarks write;
 //! - [`BenchSchema`]: a PostgreSQL store in a schema of its own per run;
+//! - [`interleaved::median_ns`]: operations timed in turn, for ratios that
+//!   the machine's drift would otherwise swamp;
 //! - [`server::ServerProcess`]: a real `carewatch serve` child process, for
 //!   the end-to-end binaries `loadgen` and `scale`.
 //!
@@ -17,11 +19,12 @@
 
 mod columns;
 mod fleet;
+pub mod interleaved;
 mod postgres;
 mod rng;
 pub mod server;
 
-pub use columns::{EVALUATED_AT, FleetColumns};
+pub use columns::{EVALUATED_AT, FleetColumns, sum_columns};
 pub use fleet::{
     Fleet, MessageSource, SeededHealth, SeededInstallation, camera_unreachable,
     camera_unreachable_and_license_overuse,

@@ -1,21 +1,19 @@
 //! The envelope's cost over raw AES-256-GCM, measured interleaved.
 //!
-//! Criterion measures `seal` and raw encryption one after the other, and on a
-//! shared virtual machine the speed of the whole machine drifts by ±10%
-//! between the two, as much as the gap being measured. Here each round times
-//! a block of every operation in turn, so drift hits all of them alike, and
-//! the medians over the rounds are compared.
+//! Criterion measures `seal` and raw encryption one after the other, and this
+//! machine's drift between the two is as large as the gap being measured; see
+//! [`carewatch_benches::interleaved`].
 //!
 //! ```sh
 //! cargo run --release -p carewatch-benches --bin envelope_overhead
 //! ```
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use carewatch_benches::associated_data_len;
+use carewatch_benches::interleaved::median_ns;
 use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::seal::{self, Binding, Envelope, InstallationKey, KeyId, MessageKind};
 
@@ -24,20 +22,6 @@ const KEY_BYTES: [u8; 32] = *b"carewatch-bench-installation-key";
 const BASELINE_NONCE: [u8; 12] = [7; 12];
 const ROUNDS: usize = 150;
 const CALLS_PER_BLOCK: u32 = 20_000;
-
-/// Nanoseconds per call of `f`, over one block.
-fn time_block(mut f: impl FnMut()) -> f64 {
-    let began = Instant::now();
-    for _ in 0..CALLS_PER_BLOCK {
-        f();
-    }
-    began.elapsed().as_nanos() as f64 / f64::from(CALLS_PER_BLOCK)
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
 
 fn measure(name: &str, binding: &Binding<'_>, plaintext: &[u8]) {
     let key = InstallationKey::from_bytes(KeyId::new(1), KEY_BYTES);
@@ -54,24 +38,34 @@ fn measure(name: &str, binding: &Binding<'_>, plaintext: &[u8]) {
         .encrypt(&nonce, raw(plaintext))
         .expect("AES-GCM encrypts a small message");
 
-    let mut samples: [Vec<f64>; 4] = Default::default();
-    for _ in 0..ROUNDS {
-        samples[0].push(time_block(|| {
-            black_box(seal::seal(&key, black_box(binding), black_box(plaintext)));
-        }));
-        samples[1].push(time_block(|| {
-            black_box(cipher.encrypt(&nonce, raw(black_box(plaintext))).ok());
-        }));
-        samples[2].push(time_block(|| {
-            let opened = Envelope::parse(black_box(&sealed))
-                .and_then(|envelope| envelope.open(&key, black_box(binding)));
-            black_box(opened.ok());
-        }));
-        samples[3].push(time_block(|| {
-            black_box(cipher.decrypt(&nonce, raw(black_box(&ciphertext))).ok());
-        }));
-    }
-    let [seal_ns, encrypt_ns, open_ns, decrypt_ns] = samples.map(median);
+    let [seal_ns, encrypt_ns, open_ns, decrypt_ns] = median_ns(
+        ROUNDS,
+        CALLS_PER_BLOCK,
+        [
+            &mut || {
+                drop(black_box(seal::seal(
+                    &key,
+                    black_box(binding),
+                    black_box(plaintext),
+                )))
+            },
+            &mut || {
+                drop(black_box(
+                    cipher.encrypt(&nonce, raw(black_box(plaintext))).ok(),
+                ))
+            },
+            &mut || {
+                let opened = Envelope::parse(black_box(&sealed))
+                    .and_then(|envelope| envelope.open(&key, black_box(binding)));
+                drop(black_box(opened.ok()));
+            },
+            &mut || {
+                drop(black_box(
+                    cipher.decrypt(&nonce, raw(black_box(&ciphertext))).ok(),
+                ))
+            },
+        ],
+    );
     let over = |envelope: f64, raw: f64| (envelope / raw - 1.0) * 100.0;
     println!(
         "{name}: seal {seal_ns:.1} ns vs encrypt {encrypt_ns:.1} ns ({:+.1}%), \

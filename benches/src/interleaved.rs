@@ -1,0 +1,45 @@
+//! Timing several operations interleaved, for ratios between them.
+//!
+//! Criterion measures one function after another, and on a shared virtual
+//! machine the speed of the whole machine drifts by ±10% between the two, as
+//! much as the gaps the targets are about. Here each round times a block of
+//! every operation in turn, so drift hits all of them alike, and the medians
+//! over the rounds are compared.
+
+use std::time::Instant;
+
+/// Median nanoseconds per call of each operation, over `rounds` rounds of
+/// `calls_per_block` calls of each in turn.
+pub fn median_ns<const N: usize>(
+    rounds: usize,
+    calls_per_block: u32,
+    operations: [&mut dyn FnMut(); N],
+) -> [f64; N] {
+    let mut samples: [Vec<f64>; N] = std::array::from_fn(|_| Vec::with_capacity(rounds));
+    let mut operations = operations;
+    for _ in 0..rounds.max(1) {
+        for (operation, samples) in operations.iter_mut().zip(&mut samples) {
+            let began = Instant::now();
+            for _ in 0..calls_per_block {
+                operation();
+            }
+            samples.push(began.elapsed().as_nanos() as f64 / f64::from(calls_per_block.max(1)));
+        }
+    }
+    samples.map(|mut s| {
+        s.sort_by(f64::total_cmp);
+        s[s.len() / 2]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slower_work_measures_slower() {
+        let mut spin = |n: u64| (0..n).fold(0u64, |a, b| std::hint::black_box(a ^ b));
+        let [short, long] = median_ns(5, 50, [&mut || drop(spin(100)), &mut || drop(spin(10_000))]);
+        assert!(long > short * 5.0, "short {short} ns, long {long} ns");
+    }
+}
