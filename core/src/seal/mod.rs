@@ -7,7 +7,7 @@
 //! |--------|--------|------------------------------------------------|
 //! | 0      | 1      | envelope version, `1`                          |
 //! | 1      | 4      | key id, big-endian `u32`                       |
-//! | 5      | 12     | nonce, random per message                      |
+//! | 5      | 12     | nonce, unique per message (see `nonce`)        |
 //! | 17     | n + 16 | ciphertext of the n-byte payload, then its tag |
 //!
 //! The associated data (authenticated, not sent) binds the envelope to its
