@@ -16,6 +16,7 @@
 mod availability;
 mod durability;
 mod ingest;
+mod large_batches;
 mod reads;
 mod registration;
 
@@ -35,6 +36,7 @@ pub use ingest::{
     stale_sequence_is_refused_and_changes_nothing, status_snapshot_opens_and_resolves_conditions,
     status_snapshot_updates_detail_without_reopening, unknown_condition_codes_are_stored_and_shown,
 };
+pub use large_batches::large_batches_answer_every_item_in_order;
 pub use reads::{
     installation_detail_has_servers_conditions_and_history,
     overview_lists_only_unhealthy_by_default_worst_first, overview_pages_cover_everything_once,
