@@ -1,6 +1,6 @@
 //! Sealing and opening recording-server messages, beside raw AES-256-GCM on
 //! the same key, plaintext and associated-data length: the gap is what the
-//! envelope costs (random nonce, associated data built per call, copies).
+//! envelope costs (nonce, associated data built per call, copies).
 //! `aes_gcm_decrypt_in_envelope` decrypts the ciphertext where `open` finds it,
 //! after the 17-byte header, which is not 16-byte aligned.
 //!
