@@ -12,7 +12,6 @@ use std::hint::black_box;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
-use carewatch_benches::associated_data_len;
 use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::seal::{
     self, Binding, Envelope, InstallationKey, KeyId, MasterKey, MessageKind,
@@ -70,7 +69,7 @@ fn bench_message(
 
     let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(KEY_BYTES));
     let nonce = Nonce::from(BASELINE_NONCE);
-    let associated_data = vec![0u8; associated_data_len(binding)];
+    let associated_data = vec![0u8; seal::associated_data_len(binding)];
     let ciphertext = cipher
         .encrypt(&nonce, payload(plaintext, &associated_data))
         .expect("encrypts");

@@ -40,22 +40,3 @@ pub fn percentile(sorted_micros: &[u32], p: f64) -> f64 {
     let rank = ((p / 100.0) * last as f64).round() as usize;
     f64::from(sorted_micros[rank.min(last)]) / 1000.0
 }
-
-/// Bytes of `carewatch-envelope-v1`, the label that starts the associated data.
-const AAD_LABEL_LEN: usize = 21;
-
-/// The length of the associated data `seal` binds a message with: the label,
-/// envelope version and key id, SLC and server id each after a `u16` length,
-/// the kind and the `u64` sequence number (see `carewatch_core::seal`). The
-/// raw-cipher baselines authenticate this many bytes too.
-pub fn associated_data_len(binding: &carewatch_core::seal::Binding<'_>) -> usize {
-    AAD_LABEL_LEN
-        + 1
-        + 4
-        + 2
-        + binding.slc.as_str().len()
-        + 2
-        + binding.server.as_str().len()
-        + 1
-        + 8
-}

@@ -12,7 +12,6 @@ use std::hint::black_box;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
-use carewatch_benches::associated_data_len;
 use carewatch_benches::interleaved::median_ns;
 use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::seal::{self, Binding, Envelope, InstallationKey, KeyId, MessageKind};
@@ -28,7 +27,7 @@ fn measure(name: &str, binding: &Binding<'_>, plaintext: &[u8]) {
     let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(KEY_BYTES));
     let nonce = Nonce::from(BASELINE_NONCE);
     // The raw cipher authenticates associated data of the same length.
-    let associated_data = vec![0u8; associated_data_len(binding)];
+    let associated_data = vec![0u8; seal::associated_data_len(binding)];
     let raw = |msg| Payload {
         msg,
         aad: &associated_data,

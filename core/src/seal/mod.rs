@@ -129,6 +129,20 @@ fn associated_data<'b>(
     &buffer[..len]
 }
 
+/// The length of the associated data `binding` is sealed with: what a raw
+/// AES-GCM baseline must authenticate to compare like with like.
+pub fn associated_data_len(binding: &Binding<'_>) -> usize {
+    AAD_LABEL.len()
+        + 1
+        + 4
+        + 2
+        + binding.slc.as_str().len()
+        + 2
+        + binding.server.as_str().len()
+        + 1
+        + 8
+}
+
 /// Hands the associated data to `push` in order, in four parts: fixed-size
 /// pieces are assembled on the stack first, since every call to `push` is a
 /// copy with its own length check (a measurable share of a heartbeat's seal).
@@ -163,7 +177,7 @@ pub fn seal(key: &InstallationKey, binding: &Binding<'_>, plaintext: &[u8]) -> V
     // One allocation, no zeroing: the header, the plaintext (encrypted where
     // it lies), then the associated data, built where the tag will go and
     // overwritten by it.
-    let mut sealed = Vec::with_capacity(sealed_len + MAX_AAD_LEN.max(TAG_LEN));
+    let mut sealed = Vec::with_capacity(sealed_len + associated_data_len(binding).max(TAG_LEN));
     let mut header = [0u8; HEADER_LEN];
     header[0] = ENVELOPE_VERSION;
     header[1..5].copy_from_slice(&key.id().get().to_be_bytes());

@@ -264,3 +264,20 @@ fn status_payload_refuses_trailing_bytes_and_derived_codes() {
 }
 
 const STATUS_VERSION_FOR_TEST: u8 = super::payload::STATUS_FORMAT_VERSION;
+
+#[test]
+fn associated_data_len_is_the_length_sealed_with() {
+    let slc = Slc::new("M01-C01-123-45").expect("valid SLC");
+    for server in ["a", "{6F9619FF-8B86-D011-B42D-00C04FC964FF}"] {
+        let server = RecordingServerId::new(server).expect("valid server id");
+        let binding = Binding {
+            slc: &slc,
+            server: &server,
+            kind: MessageKind::Heartbeat,
+            sequence: 7,
+        };
+        let mut buffer = [0u8; MAX_AAD_LEN];
+        let built = associated_data(&mut buffer, KeyId::new(3), &binding).len();
+        assert_eq!(associated_data_len(&binding), built, "for server {server}");
+    }
+}
