@@ -324,7 +324,7 @@ proptest! {
         (now, servers) in prop_oneof![
             9 => -DAY..2 * DAY,
             1 => prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(1i64 << 62)],
-        ].prop_flat_map(|now| (Just(now), prop::collection::vec((last_seen_near(now), intervals()), 0..700))),
+        ].prop_flat_map(|now| (Just(now), prop::collection::vec((last_seen_near(now), intervals()), 0..2500))),
         threshold in prop_oneof![1u32..=6, 1u32..=100],
         jitter in 0i64..=DAY,
         outage in prop::option::of((1i64..DAY, 0i64..DAY)),
