@@ -59,6 +59,7 @@ macro_rules! store_conformance_tests {
             retried_message_is_acknowledged_and_applied_once,
             batch_of_signs_of_life_applies_each_once,
             large_batches_answer_every_item_in_order,
+            sequences_keep_their_order_past_2_pow_63,
             concurrent_heartbeats_are_each_acknowledged_and_stored,
             status_snapshot_opens_and_resolves_conditions,
             status_snapshot_updates_detail_without_reopening,

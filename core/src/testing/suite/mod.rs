@@ -19,6 +19,7 @@ mod ingest;
 mod large_batches;
 mod reads;
 mod registration;
+mod sequences;
 
 pub use availability::{
     all_servers_down_together_is_one_offline_problem,
@@ -48,6 +49,7 @@ pub use registration::{
     installations_register_once_to_an_existing_reseller, operator_tokens_round_trip,
     reseller_tokens_rotate, resellers_are_created_once,
 };
+pub use sequences::sequences_keep_their_order_past_2_pow_63;
 
 use std::fmt;
 use std::sync::Arc;
