@@ -65,9 +65,18 @@ pub(crate) use carewatch_core::store::columns::{
     condition_code as code, digest, reseller_id, server_id, slc, token_hash,
 };
 
+/// The installation columns [`installation`] reads, as a literal for
+/// `concat!`: statements on the ingest path are built at compile time, not
+/// formatted (and hashed anew by the statement cache) for every message.
+macro_rules! installation_columns {
+    () => {
+        "slc, reseller_id, product, product_version, subscription_expires_at, consent, registered_at"
+    };
+}
+pub(crate) use installation_columns;
+
 /// Columns: slc, reseller_id, product, product_version, subscription_expires_at, consent, registered_at.
-pub(crate) const INSTALLATION_COLUMNS: &str =
-    "slc, reseller_id, product, product_version, subscription_expires_at, consent, registered_at";
+pub(crate) const INSTALLATION_COLUMNS: &str = installation_columns!();
 
 pub(crate) fn installation(row: &Row<'_>, at: usize) -> Result<Installation> {
     Ok(Installation {
@@ -104,9 +113,17 @@ pub(crate) fn summary(row: &Row<'_>, at: usize) -> Result<HealthSummary> {
     })
 }
 
+/// The server columns [`server`] reads, as a literal for `concat!`.
+macro_rules! server_columns {
+    () => {
+        "slc, server_id, first_seen_at, last_seen_at, interval_ms, last_sequence, \
+         last_digest, state, missed, unavailable_since, next_check_at"
+    };
+}
+pub(crate) use server_columns;
+
 /// Columns of a server row, in the order [`server`] reads them.
-pub(crate) const SERVER_COLUMNS: &str = "slc, server_id, first_seen_at, last_seen_at, interval_ms, last_sequence, \
-     last_digest, state, missed, unavailable_since, next_check_at";
+pub(crate) const SERVER_COLUMNS: &str = server_columns!();
 
 pub(crate) fn server(row: &Row<'_>) -> Result<ServerRecord> {
     Ok(ServerRecord {

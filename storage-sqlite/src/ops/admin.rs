@@ -11,7 +11,7 @@ use carewatch_core::{Error, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::codec::{
-    self, INSTALLATION_COLUMNS, RowExt, is_foreign_key_violation, is_unique_violation, map_err, ts,
+    self, RowExt, installation_columns, is_foreign_key_violation, is_unique_violation, map_err, ts,
 };
 
 pub(crate) fn create_reseller(tx: &Transaction<'_>, r: &Reseller, token: &TokenHash) -> Result<()> {
@@ -145,8 +145,10 @@ pub(crate) fn register_installation(tx: &Transaction<'_>, i: &Installation) -> R
 
 pub(crate) fn installation(tx: &Transaction<'_>, slc: &Slc) -> Result<Option<Installation>> {
     let mut stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {INSTALLATION_COLUMNS} FROM installations WHERE slc = ?1"
+        .prepare_cached(concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE slc = ?1"
         ))
         .map_err(map_err)?;
     let mut rows = stmt.query([slc.as_str()]).map_err(map_err)?;
