@@ -166,8 +166,7 @@ impl BatchRule {
 fn mark_chunk(last: &[i64], interval: &[i64], rule: &BatchRule, out: &mut [u8]) -> bool {
     // With AVX-512, LLVM vectorises the pass best when it only writes codes
     // (the marked ones are counted afterwards, 64 bytes per comparison);
-    // with AVX2 or older it leaves that pass scalar, and does best counting
-    // inside it.
+    // with AVX2 that pass runs half as fast unless it counts them itself.
     let count = if multiversion::target::target_cfg_f!(target_feature = "avx512bw") {
         Count::After
     } else {
