@@ -4,8 +4,8 @@
 //! and keeps a sane interval; for those, the number of missed heartbeats is a
 //! handful of comparisons, which this module does branch-free over chunks so
 //! the compiler can vectorise them (with AVX-512 or AVX2 where the CPU has
-//! it, chosen at run time). The few other servers are marked and settled one by one with
-//! the exact [`evaluate`].
+//! it, chosen at run time). The few other servers are marked and settled one
+//! by one with the exact [`evaluate`].
 
 use std::time::Duration;
 
@@ -24,8 +24,9 @@ pub const PENDING_CODE: u8 = u8::MAX;
 const EXACT: u8 = PENDING_CODE - 1;
 const EXACT_WIDE: i64 = EXACT as i64;
 const PENDING_WIDE: i64 = PENDING_CODE as i64;
-/// Servers per chunk: both columns of a chunk (8 KiB) stay in L1 while the
-/// marked ones are settled.
+/// Servers per chunk: both columns of a chunk (16 KiB) stay in L1 while the
+/// marked ones are settled, and the per-chunk work (the check for marked
+/// servers, the loop's head and tail) is spread over enough servers.
 const CHUNK: usize = 1024;
 /// Thresholds up to this count missed heartbeats with one comparison each;
 /// higher ones are settled when on time or unavailable, and the few servers

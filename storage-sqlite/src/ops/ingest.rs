@@ -78,17 +78,7 @@ fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
                  state, missed, unavailable_since, next_check_at)
              VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, 0, 0, NULL, ?7)",
         )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                sign.slc.as_str(),
-                sign.server.as_str(),
-                sign.received_at.as_millis(),
-                ms(sign.interval),
-                sequence_to_column(sign.cursor.sequence),
-                &sign.cursor.digest.0[..],
-                sign.next_check_at.as_millis(),
-            ])
-        })
+        .and_then(|mut stmt| stmt.execute(sign_parameters(sign)))
         .map_err(map_err)?;
         history::record(
             tx,
@@ -152,9 +142,9 @@ fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
 /// Sequences from 2⁶³ on are stored as negative numbers; they take the
 /// general path, which compares them as unsigned.
 fn touch_available_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<bool> {
-    let Ok(sequence) = i64::try_from(sign.cursor.sequence) else {
+    if i64::try_from(sign.cursor.sequence).is_err() {
         return Ok(false);
-    };
+    }
     let changed = tx
         .prepare_cached(
             "UPDATE servers SET last_seen_at = ?3, interval_ms = ?4, last_sequence = ?5, last_digest = ?6,
@@ -162,19 +152,23 @@ fn touch_available_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<boo
              WHERE slc = ?1 AND server_id = ?2 AND state = 0 AND last_seen_at <= ?3
                  AND last_sequence >= 0 AND last_sequence < ?5",
         )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                sign.slc.as_str(),
-                sign.server.as_str(),
-                sign.received_at.as_millis(),
-                ms(sign.interval),
-                sequence,
-                &sign.cursor.digest.0[..],
-                sign.next_check_at.as_millis(),
-            ])
-        })
+        .and_then(|mut stmt| stmt.execute(sign_parameters(sign)))
         .map_err(map_err)?;
     Ok(changed == 1)
+}
+
+/// `?1` to `?7` of the statements that write a sign of life as it came:
+/// SLC, server, received at, interval, sequence, digest, next check.
+fn sign_parameters(sign: &SignOfLife) -> (&str, &str, i64, i64, i64, &[u8], i64) {
+    (
+        sign.slc.as_str(),
+        sign.server.as_str(),
+        sign.received_at.as_millis(),
+        ms(sign.interval),
+        sequence_to_column(sign.cursor.sequence),
+        &sign.cursor.digest.0[..],
+        sign.next_check_at.as_millis(),
+    )
 }
 
 fn resolve_unavailability(
