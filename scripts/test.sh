@@ -28,7 +28,7 @@ cargo test --workspace --all-features
 
 echo "==> examples and the demo (the whole product, end to end)"
 cargo run --quiet -p carewatch-storage-sqlite --example quickstart
-RUST_LOG=warn cargo run --quiet -p carewatch-grpc -- demo --interval 500ms > /dev/null
+RUST_LOG=warn cargo run --quiet -p carewatch-cli -- demo --interval 500ms > /dev/null
 
 echo "==> Python package: built into a virtual environment, tested with pytest"
 VENV="target/python-venv"

@@ -1,19 +1,16 @@
 //! `carewatch.Carewatch`: the service facade over SQLite or PostgreSQL.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use carewatch_cli::store::{self, OpenOptions, StoreTarget, open_store};
 use carewatch_core::availability::{AvailabilityPolicy, DEFAULT_INTERVAL};
-use carewatch_core::error::{Error, Result};
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
-use carewatch_core::seal::key_file::{self, MASTER_KEY_FILE};
-use carewatch_core::seal::{KeyId, MasterKey};
-use carewatch_core::store::{OverviewQuery, PageCursor, Store};
+use carewatch_core::seal::KeyId;
+use carewatch_core::store::{OverviewQuery, PageCursor};
 use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch as Service, Config};
-use carewatch_storage_postgres::{PostgresConfig, PostgresStore};
-use carewatch_storage_sqlite::SqliteStore;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
@@ -38,54 +35,6 @@ pub struct Carewatch {
 }
 
 const DEFAULT_NODE_ID: &str = "python";
-
-fn is_postgres_url(target: &str) -> bool {
-    target.starts_with("postgres://") || target.starts_with("postgresql://")
-}
-
-fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
-    Error::InvalidInput {
-        field,
-        reason: reason.into(),
-    }
-}
-
-async fn open_store(target: &Path, schema: Option<&str>) -> Result<(Arc<dyn Store>, String)> {
-    match target.to_str() {
-        Some(url) if is_postgres_url(url) => {
-            let mut config = PostgresConfig::from_url(url)?.application_name("carewatch-python");
-            if let Some(schema) = schema {
-                config = config.schema(schema)?;
-            }
-            Ok((
-                Arc::new(PostgresStore::open(config).await?),
-                "PostgreSQL".into(),
-            ))
-        }
-        _ if schema.is_some() => Err(invalid("schema", "only a PostgreSQL database has schemas")),
-        _ => Ok((
-            Arc::new(SqliteStore::open(target).await?),
-            format!("SQLite {}", target.display()),
-        )),
-    }
-}
-
-fn master_key(target: &Path, given: Option<&str>) -> Result<MasterKey> {
-    if let Some(hex) = given {
-        return MasterKey::from_hex(hex);
-    }
-    if target.to_str().is_some_and(is_postgres_url) {
-        return Err(invalid(
-            "master_key",
-            "required with PostgreSQL: pass the hex key the other nodes use (their master.key)",
-        ));
-    }
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    Ok(key_file::load_or_create(&dir.join(MASTER_KEY_FILE))?.0)
-}
 
 impl Carewatch {
     /// A reseller id as is, or the reseller a `cwr.` token authenticates.
@@ -130,9 +79,15 @@ impl Carewatch {
         let node_id = node_id.unwrap_or_else(|| DEFAULT_NODE_ID.to_owned());
         let (service, description) = block_on(py, async move {
             let policy = AvailabilityPolicy::new(unavailable_after, jitter)?;
-            let (store, description) = open_store(&target, schema.as_deref()).await?;
+            let target = StoreTarget::parse(&target);
+            let options = OpenOptions {
+                schema: schema.as_deref(),
+                application_name: Some("carewatch-python"),
+            };
+            let store = open_store(&target, &options).await?;
             // After the store: a failed open leaves no stray key file.
-            let key = self::master_key(&target, master_key.as_deref())?;
+            let (key, _) = store::master_key(&target, master_key.as_deref(), None)?;
+            let description = target.describe();
             let config = Config::new(key)
                 .with_heartbeat_interval(interval)?
                 .with_policy(policy)

@@ -1,19 +1,17 @@
 //! # carewatch-grpc
 //!
-//! The network face of Carewatch: three gRPC services (Ingest for recording
-//! servers, Dashboard for resellers, Admin for the operator) over TLS, plus
-//! the standard health and reflection services. It translates between
-//! protobuf and [`carewatch_core::Carewatch`] and holds no business rules.
+//! The gRPC face of Carewatch, as a library: three services (Ingest for
+//! recording servers, Dashboard for resellers, Admin for the operator) over a
+//! running [`carewatch_core::Carewatch`], and a client helper. It translates
+//! between protobuf and the core and holds no business rules; it runs
+//! nothing by itself: the composition root (`carewatch-cli`) mounts it.
 
 pub mod auth;
 pub mod client;
 pub mod convert;
-pub mod server;
 pub mod services;
 pub mod shutdown;
-pub mod simulate;
 pub mod status;
-pub mod tls;
 
 /// The generated protobuf types and tonic stubs of `carewatch.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use carewatch_cli::server::{ServeOptions, serve};
+use carewatch_cli::tls::TlsIdentity;
 use carewatch_core::availability::AvailabilityPolicy;
 use carewatch_core::ids::ResellerId;
 use carewatch_core::seal::MasterKey;
@@ -15,8 +17,6 @@ use carewatch_grpc::client::{Bearer, connect};
 use carewatch_grpc::proto::{
     admin_client::AdminClient, dashboard_client::DashboardClient, ingest_client::IngestClient,
 };
-use carewatch_grpc::server::{ServeOptions, serve};
-use carewatch_grpc::tls::TlsIdentity;
 use carewatch_storage_sqlite::SqliteStore;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -39,7 +39,7 @@ pub struct TestServer {
     /// The operator token.
     pub operator_token: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), carewatch_grpc::server::ServeError>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), carewatch_cli::server::ServeError>>>,
 }
 
 /// Where a test server keeps its state between restarts.

@@ -3,12 +3,12 @@
 
 use std::time::{Duration, SystemTime};
 
+use carewatch_cli::simulate::Fleet;
 use carewatch_core::ConditionCode;
 use carewatch_core::condition::{ReportedCondition, StatusSnapshot};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::seal::{self, Binding, InstallationKey, MessageKind};
 use carewatch_grpc::proto::{self, ingest_client::IngestClient};
-use carewatch_grpc::simulate::Fleet;
 use carewatch_grpc::status::ERROR_KIND_KEY;
 use carewatch_tests::{DataDir, INTERVAL, TestServer};
 use futures::StreamExt;

@@ -8,7 +8,7 @@
 //! checks that every server's last acknowledged heartbeat is in storage.
 //!
 //! ```sh
-//! cargo build --release -p carewatch-grpc -p carewatch-benches
+//! cargo build --release -p carewatch-cli -p carewatch-benches
 //! target/release/loadgen                       # SQLite
 //! target/release/loadgen --postgres            # PostgreSQL (CAREWATCH_TEST_DATABASE_URL)
 //! ```
@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 use carewatch_benches::percentile;
 use carewatch_benches::server::{BoxError, ServerProcess, carewatch_beside_this_program, cpu_time};
 use carewatch_benches::{BenchSchema, database_url};
+use carewatch_cli::simulate::{SimServer, provision_site};
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::store::Store;
 use carewatch_grpc::client::{Bearer, connect};
 use carewatch_grpc::proto::admin_client::AdminClient;
 use carewatch_grpc::proto::ingest_client::IngestClient;
 use carewatch_grpc::proto::{self, CreateResellerRequest};
-use carewatch_grpc::simulate::{SimServer, provision_site};
 use carewatch_storage_sqlite::SqliteStore;
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt, TryStreamExt};

@@ -37,7 +37,7 @@
 //!    - *stop*: SIGTERM, and a clean exit.
 //!
 //! ```sh
-//! cargo build --release -p carewatch-grpc -p carewatch-benches
+//! cargo build --release -p carewatch-cli -p carewatch-benches
 //! target/release/scale                      # 1,000,000 servers, 5 runs
 //! target/release/scale --servers 100000     # a tenth, to see how cost grows
 //! target/release/scale --help
@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 use carewatch_benches::percentile;
 use carewatch_benches::server::{BoxError, Memory, ServerProcess, carewatch_beside_this_program};
 use carewatch_benches::{Fleet, SeededHealth};
+use carewatch_cli::tls::{TlsIdentity, write_private};
 use carewatch_core::auth::{self, Principal};
 use carewatch_core::availability::check_interval;
 use carewatch_core::health::Health;
@@ -61,7 +62,6 @@ use carewatch_core::time::{Clock, SystemClock};
 use carewatch_grpc::client::{Bearer, connect};
 use carewatch_grpc::proto::dashboard_client::DashboardClient;
 use carewatch_grpc::proto::{HealthTotals, ListInstallationsRequest, ListInstallationsResponse};
-use carewatch_grpc::tls::{TlsIdentity, write_private};
 use carewatch_storage_sqlite::SqliteStore;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};

@@ -5,19 +5,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::server::{ServeOptions, serve};
+use crate::tls::TlsIdentity;
 use carewatch_core::availability::AvailabilityPolicy;
 use carewatch_core::ids::ResellerId;
-use carewatch_core::seal::MasterKey;
-use carewatch_core::seal::key_file::{self, KeySource};
-use carewatch_core::store::Store;
+use carewatch_core::seal::key_file::{KeySource, MASTER_KEY_FILE};
 use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch, Config};
-use carewatch_grpc::server::{ServeOptions, serve};
-use carewatch_grpc::tls::TlsIdentity;
-use carewatch_storage_postgres::{PostgresConfig, PostgresStore};
-use carewatch_storage_sqlite::SqliteStore;
 
 use super::{CliResult, parse_duration};
+use crate::store::{self, OpenOptions, StoreTarget};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -58,18 +55,6 @@ pub struct ServeArgs {
     node_id: String,
 }
 
-fn load_or_create_master_key(data_dir: &std::path::Path) -> CliResult<MasterKey> {
-    let path = data_dir.join(key_file::MASTER_KEY_FILE);
-    let (key, source) = key_file::load_or_create(&path)?;
-    if source == KeySource::Created {
-        eprintln!(
-            "created master key {} (back it up: installation keys cannot be read without it)",
-            path.display()
-        );
-    }
-    Ok(key)
-}
-
 pub async fn run(args: ServeArgs) -> CliResult {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
@@ -99,26 +84,26 @@ pub async fn run(args: ServeArgs) -> CliResult {
         Some(identity)
     };
 
-    let master_key = load_or_create_master_key(&args.data_dir)?;
-    let (store, storage): (Arc<dyn Store>, String) = match &args.database_url {
-        Some(url) => {
-            let mut config = PostgresConfig::from_url(url)?;
-            if let Some(schema) = &args.database_schema {
-                config = config.schema(schema)?;
-            }
-            (
-                Arc::new(PostgresStore::open(config).await?),
-                "PostgreSQL".to_owned(),
-            )
-        }
-        None => {
-            let db = args.data_dir.join("carewatch.db");
-            (
-                Arc::new(SqliteStore::open(&db).await?),
-                format!("SQLite {}", db.display()),
-            )
-        }
+    let db = args.data_dir.join("carewatch.db");
+    let target = match &args.database_url {
+        Some(url) => StoreTarget::Postgres(url),
+        None => StoreTarget::Sqlite(&db),
     };
+    // The key file lives in the data directory whatever the backend, so
+    // PostgreSQL nodes share it by sharing (or copying) that file.
+    let (master_key, source) = store::master_key(&target, None, Some(&args.data_dir))?;
+    if source == KeySource::Created {
+        eprintln!(
+            "created master key {} (back it up: installation keys cannot be read without it)",
+            args.data_dir.join(MASTER_KEY_FILE).display()
+        );
+    }
+    let options = OpenOptions {
+        schema: args.database_schema.as_deref(),
+        application_name: None,
+    };
+    let store = store::open_store(&target, &options).await?;
+    let storage = target.describe();
     let policy = AvailabilityPolicy::new(args.unavailable_after, args.jitter)?;
     let config = Config::new(master_key)
         .with_heartbeat_interval(args.heartbeat_interval)?

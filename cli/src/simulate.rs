@@ -10,8 +10,8 @@ use carewatch_core::seal::{self, Binding, InstallationKey, MessageKind};
 use futures::StreamExt;
 use tonic::transport::Channel;
 
-use crate::client::Bearer;
-use crate::proto::{self, admin_client::AdminClient, ingest_client::IngestClient};
+use carewatch_grpc::client::Bearer;
+use carewatch_grpc::proto::{self, admin_client::AdminClient, ingest_client::IngestClient};
 
 /// The admin client the simulator provisions with.
 pub type Admin = AdminClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use crate::simulate::Fleet;
 use carewatch_core::ConditionCode;
 use carewatch_core::condition::ReportedCondition;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_grpc::proto::{self, admin_client::AdminClient, ingest_client::IngestClient};
-use carewatch_grpc::simulate::Fleet;
 
 use super::{CliResult, Connection, parse_duration};
 

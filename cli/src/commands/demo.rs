@@ -5,6 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::server::{ServeOptions, serve};
+use crate::simulate::Fleet;
+use crate::tls::TlsIdentity;
 use carewatch_core::availability::AvailabilityPolicy;
 use carewatch_core::condition::ReportedCondition;
 use carewatch_core::ids::{ResellerId, Slc};
@@ -15,9 +18,6 @@ use carewatch_grpc::client::{Bearer, connect};
 use carewatch_grpc::proto::{
     self, admin_client::AdminClient, dashboard_client::DashboardClient, ingest_client::IngestClient,
 };
-use carewatch_grpc::server::{ServeOptions, serve};
-use carewatch_grpc::simulate::Fleet;
-use carewatch_grpc::tls::TlsIdentity;
 use carewatch_storage_sqlite::SqliteStore;
 use futures::StreamExt;
 

@@ -10,12 +10,12 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-use crate::proto::{
-    self, admin_server::AdminServer, dashboard_server::DashboardServer, ingest_server::IngestServer,
-};
-use crate::services::{AdminService, DashboardService, IngestService};
-use crate::shutdown::Shutdown;
 use crate::tls::TlsIdentity;
+use carewatch_grpc::proto::{
+    admin_server::AdminServer, dashboard_server::DashboardServer, ingest_server::IngestServer,
+};
+use carewatch_grpc::services::{AdminService, DashboardService, IngestService};
+use carewatch_grpc::shutdown::Shutdown;
 
 /// How to serve.
 #[derive(Debug)]
@@ -82,7 +82,7 @@ pub async fn serve(
         .set_serving::<AdminServer<AdminService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(carewatch_grpc::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 

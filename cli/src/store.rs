@@ -1,0 +1,147 @@
+//! Opening a store from what a user types: a SQLite path or a PostgreSQL URL,
+//! with the master key that goes with it. `carewatch serve` and the Python
+//! package both open stores here, so they agree on where keys live.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use carewatch_core::error::{Error, Result};
+use carewatch_core::seal::MasterKey;
+use carewatch_core::seal::key_file::{self, KeySource, MASTER_KEY_FILE};
+use carewatch_core::store::Store;
+use carewatch_storage_postgres::{PostgresConfig, PostgresStore};
+use carewatch_storage_sqlite::SqliteStore;
+
+/// Where a store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreTarget<'a> {
+    /// A SQLite database file (created if missing).
+    Sqlite(&'a Path),
+    /// A PostgreSQL URL (`postgres://…`).
+    Postgres(&'a str),
+}
+
+impl<'a> StoreTarget<'a> {
+    /// A `postgres://` or `postgresql://` URL, else a SQLite path.
+    pub fn parse(target: &'a Path) -> Self {
+        match target.to_str() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Self::Postgres(url)
+            }
+            _ => Self::Sqlite(target),
+        }
+    }
+
+    /// A short description for logs and `repr`, without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("SQLite {}", path.display()),
+            Self::Postgres(_) => "PostgreSQL".to_owned(),
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions<'a> {
+    /// PostgreSQL schema to keep the tables in (created if missing).
+    pub schema: Option<&'a str>,
+    /// PostgreSQL `application_name`, shown in `pg_stat_activity`.
+    pub application_name: Option<&'a str>,
+}
+
+/// Opens (and migrates) the store at `target`.
+pub async fn open_store(
+    target: &StoreTarget<'_>,
+    options: &OpenOptions<'_>,
+) -> Result<Arc<dyn Store>> {
+    match target {
+        StoreTarget::Postgres(url) => {
+            let mut config = PostgresConfig::from_url(url)?;
+            if let Some(name) = options.application_name {
+                config = config.application_name(name);
+            }
+            if let Some(schema) = options.schema {
+                config = config.schema(schema)?;
+            }
+            Ok(Arc::new(PostgresStore::open(config).await?))
+        }
+        StoreTarget::Sqlite(_) if options.schema.is_some() => Err(Error::InvalidInput {
+            field: "schema",
+            reason: "only a PostgreSQL database has schemas".into(),
+        }),
+        StoreTarget::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+    }
+}
+
+/// The master key for a store: `given` (hex) if any; else, for SQLite, the
+/// `master.key` file in `key_dir` (created on first use). PostgreSQL nodes
+/// must all use the same key, so there it must be given or found in `key_dir`.
+pub fn master_key(
+    target: &StoreTarget<'_>,
+    given: Option<&str>,
+    key_dir: Option<&Path>,
+) -> Result<(MasterKey, KeySource)> {
+    if let Some(hex) = given {
+        return Ok((MasterKey::from_hex(hex.trim())?, KeySource::Loaded));
+    }
+    let dir = match (target, key_dir) {
+        (_, Some(dir)) => dir,
+        (StoreTarget::Sqlite(path), None) => match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        },
+        (StoreTarget::Postgres(_), None) => {
+            return Err(Error::InvalidInput {
+                field: "master_key",
+                reason: "required with PostgreSQL: pass the hex key the other nodes use (their master.key)".into(),
+            });
+        }
+    };
+    key_file::load_or_create(&dir.join(MASTER_KEY_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_postgres_and_everything_else_is_a_sqlite_path() {
+        assert_eq!(
+            StoreTarget::parse(Path::new("postgres://u@h/db")),
+            StoreTarget::Postgres("postgres://u@h/db")
+        );
+        assert_eq!(
+            StoreTarget::parse(Path::new("postgresql://h/db")),
+            StoreTarget::Postgres("postgresql://h/db")
+        );
+        assert_eq!(
+            StoreTarget::parse(Path::new("data/carewatch.db")),
+            StoreTarget::Sqlite(Path::new("data/carewatch.db"))
+        );
+        assert_eq!(
+            StoreTarget::Postgres("postgres://secret@h").describe(),
+            "PostgreSQL"
+        );
+    }
+
+    #[test]
+    fn postgres_needs_a_master_key_and_sqlite_keeps_one_beside_the_database() {
+        let err = master_key(&StoreTarget::Postgres("postgres://h/db"), None, None).unwrap_err();
+        assert_eq!(err.code(), "invalid_input");
+        let dir = tempfile_dir();
+        let db = dir.join("carewatch.db");
+        let (first, source) = master_key(&StoreTarget::Sqlite(&db), None, None).unwrap();
+        assert_eq!(source, KeySource::Created);
+        let (again, source) = master_key(&StoreTarget::Sqlite(&db), None, None).unwrap();
+        assert_eq!(source, KeySource::Loaded);
+        assert_eq!(first.to_hex(), again.to_hex());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("carewatch-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
