@@ -108,6 +108,9 @@ const KNOWN: [(ConditionCode, &str, Severity, &str); 10] = [
 ];
 
 impl ConditionCode {
+    /// Longest code, in bytes.
+    pub const MAX_LEN: usize = 64;
+
     /// Every code this version knows, in catalogue order.
     pub fn known() -> impl Iterator<Item = ConditionCode> {
         KNOWN.iter().map(|(code, ..)| code.clone())
@@ -119,7 +122,7 @@ impl ConditionCode {
             return Ok(known.clone());
         }
         let well_formed = !code.is_empty()
-            && code.len() <= 64
+            && code.len() <= Self::MAX_LEN
             && code
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')

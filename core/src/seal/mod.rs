@@ -20,7 +20,9 @@
 //! a heartbeat, or replayed under another sequence number.
 //!
 //! A heartbeat's payload is empty; a status report's is described in
-//! [`payload`].
+//! [`payload`]. No valid sealed message is longer than
+//! [`MAX_SEALED_MESSAGE_BYTES`]. `PROTOCOL.md` at the repository root
+//! describes the whole wire protocol for implementers, with test vectors.
 
 pub mod key_file;
 mod keys;
@@ -43,6 +45,10 @@ pub const ENVELOPE_VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
 /// Bytes of the GCM tag.
 pub const TAG_LEN: usize = 16;
+/// Bytes of the largest valid sealed message (1,381,412): a status report
+/// with the largest valid payload. The one size limit of the protocol.
+pub const MAX_SEALED_MESSAGE_BYTES: usize =
+    HEADER_LEN + payload::MAX_STATUS_PAYLOAD_BYTES + TAG_LEN;
 use nonce::NONCE_LEN;
 const AAD_LABEL: &[u8] = b"carewatch-envelope-v1";
 /// The longest associated data: both ids at their longest.

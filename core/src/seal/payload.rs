@@ -6,20 +6,35 @@
 //! u8   format version (1)
 //! u16  number of conditions (at most 1024)
 //! then, per condition:
-//!   u8   code length,    code bytes (A-Z, 0-9, '_')
+//!   u8   code length,    code bytes (A-Z, 0-9, '_', at most 64)
 //!   u16  subject length, subject bytes (UTF-8, at most 256)
 //!   u16  detail length,  detail bytes (UTF-8, at most 1024)
 //! ```
 //!
-//! A heartbeat's plaintext is empty.
+//! The limits apply to the lengths as sent, before the texts are trimmed, so
+//! [`MAX_STATUS_PAYLOAD_BYTES`] bounds every valid payload. A heartbeat's
+//! plaintext is empty. `PROTOCOL.md` at the repository root is the full
+//! description, with test vectors.
 
 use super::MessageKind;
 use crate::catalogue::ConditionCode;
-use crate::condition::{ReportedCondition, StatusSnapshot};
+use crate::condition::{
+    MAX_CONDITIONS_PER_REPORT, MAX_DETAIL_BYTES, MAX_SUBJECT_BYTES, ReportedCondition,
+    StatusSnapshot,
+};
 use crate::error::{Error, Result};
 
 /// The status payload format this code writes and reads.
 pub const STATUS_FORMAT_VERSION: u8 = 1;
+
+/// Bytes of the longest condition: code, subject and detail at their longest,
+/// with their length prefixes.
+pub const MAX_CONDITION_BYTES: usize =
+    1 + ConditionCode::MAX_LEN + 2 + MAX_SUBJECT_BYTES + 2 + MAX_DETAIL_BYTES;
+
+/// Bytes of the largest valid status payload (1,381,379): the most
+/// conditions, each at its longest. Every valid report fits.
+pub const MAX_STATUS_PAYLOAD_BYTES: usize = 1 + 2 + MAX_CONDITIONS_PER_REPORT * MAX_CONDITION_BYTES;
 
 /// Encodes a snapshot.
 pub fn encode_status(snapshot: &StatusSnapshot) -> Vec<u8> {
@@ -79,6 +94,17 @@ fn malformed(reason: String) -> Error {
     Error::Malformed { reason }
 }
 
+/// Limits are on the bytes as sent, so padding cannot carry a payload past
+/// [`MAX_STATUS_PAYLOAD_BYTES`].
+fn check_len(index: usize, what: &str, len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(malformed(format!(
+            "condition {index}: the {what} is {len} bytes, at most {max} allowed"
+        )));
+    }
+    Ok(())
+}
+
 /// Decodes an opened message: a status report's snapshot, or `None` for a
 /// heartbeat (which must be empty).
 pub fn decode_message(kind: MessageKind, plaintext: &[u8]) -> Result<Option<StatusSnapshot>> {
@@ -102,13 +128,20 @@ pub fn decode_status(bytes: &[u8]) -> Result<StatusSnapshot> {
         )));
     }
     let count = usize::from(r.u16("the condition count")?);
+    if count > MAX_CONDITIONS_PER_REPORT {
+        return Err(malformed(format!(
+            "{count} conditions, at most {MAX_CONDITIONS_PER_REPORT} allowed"
+        )));
+    }
     let mut conditions = Vec::with_capacity(count.min(64));
     for index in 0..count {
         let code_len = usize::from(r.u8("a code length")?);
         let code = r.text(code_len, "a condition code")?;
         let subject_len = usize::from(r.u16("a subject length")?);
+        check_len(index, "subject", subject_len, MAX_SUBJECT_BYTES)?;
         let subject = r.text(subject_len, "a subject")?;
         let detail_len = usize::from(r.u16("a detail length")?);
+        check_len(index, "detail", detail_len, MAX_DETAIL_BYTES)?;
         let detail = r.text(detail_len, "a detail")?;
         let condition = ConditionCode::parse(code)
             .and_then(|code| ReportedCondition::new(code, subject, detail))

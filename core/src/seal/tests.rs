@@ -281,3 +281,55 @@ fn associated_data_len_is_the_length_sealed_with() {
         assert_eq!(associated_data_len(&binding), built, "for server {server}");
     }
 }
+
+/// The largest valid report: the most conditions, every field at its longest.
+fn largest_report() -> StatusSnapshot {
+    use crate::condition::{MAX_CONDITIONS_PER_REPORT, MAX_DETAIL_BYTES, MAX_SUBJECT_BYTES};
+    let code = ConditionCode::parse(&"X".repeat(ConditionCode::MAX_LEN)).unwrap();
+    let detail = "d".repeat(MAX_DETAIL_BYTES);
+    let conditions = (0..MAX_CONDITIONS_PER_REPORT)
+        .map(|i| {
+            let subject = format!("{i:0width$}", width = MAX_SUBJECT_BYTES);
+            ReportedCondition::new(code.clone(), &subject, &detail).unwrap()
+        })
+        .collect();
+    StatusSnapshot::new(conditions).unwrap()
+}
+
+#[test]
+fn the_largest_valid_report_is_exactly_the_limit() {
+    let f = Fixture::new();
+    let snapshot = largest_report();
+    let payload = encode_status(&snapshot);
+    assert_eq!(payload.len(), payload::MAX_STATUS_PAYLOAD_BYTES);
+    assert_eq!(payload::MAX_STATUS_PAYLOAD_BYTES, 1_381_379);
+    let b = f.binding(MessageKind::StatusReport, 1);
+    let sealed = seal(&f.key, &b, &payload);
+    assert_eq!(sealed.len(), MAX_SEALED_MESSAGE_BYTES);
+    assert_eq!(MAX_SEALED_MESSAGE_BYTES, 1_381_412);
+    let opened = open(&f.key, &b, &sealed).unwrap();
+    assert_eq!(decode_status(&opened).unwrap(), snapshot);
+}
+
+#[test]
+fn lengths_over_the_limits_are_refused_before_trimming() {
+    // A subject of 256 bytes after trimming, but 257 as sent: refused, so
+    // white space cannot carry a payload past the limit.
+    let mut bytes = vec![STATUS_VERSION_FOR_TEST, 0, 1, 1, b'X', 1, 1];
+    bytes.push(b' ');
+    bytes.extend_from_slice(&[b's'; 256]);
+    bytes.extend_from_slice(&[0, 0]);
+    let err = decode_status(&bytes).unwrap_err().to_string();
+    assert!(err.contains("subject is 257 bytes"), "{err}");
+
+    let mut bytes = vec![STATUS_VERSION_FOR_TEST, 0, 1, 1, b'X', 0, 0, 4, 1];
+    bytes.extend_from_slice(&[b'd'; 1025]);
+    let err = decode_status(&bytes).unwrap_err().to_string();
+    assert!(err.contains("detail is 1025 bytes"), "{err}");
+
+    let too_many = 1025u16.to_be_bytes();
+    let err = decode_status(&[STATUS_VERSION_FOR_TEST, too_many[0], too_many[1]])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 1024"), "{err}");
+}
