@@ -178,7 +178,30 @@ fn push_associated_data(buffer: &mut Vec<u8>, key_id: KeyId, binding: &Binding<'
 
 /// Seals `plaintext` for `binding` under `key`, with a fresh nonce.
 pub fn seal(key: &InstallationKey, binding: &Binding<'_>, plaintext: &[u8]) -> Vec<u8> {
-    let nonce = nonce::fresh();
+    seal_with_nonce(key, binding, plaintext, nonce::fresh())
+}
+
+/// Seals with a nonce chosen by the caller, to reproduce the protocol's test
+/// vectors. Never for real messages: a nonce repeated under one key breaks
+/// AES-GCM (it reveals the XOR of the plaintexts and lets tags be forged).
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub fn seal_with_nonce_for_test_vectors(
+    key: &InstallationKey,
+    binding: &Binding<'_>,
+    plaintext: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
+    seal_with_nonce(key, binding, plaintext, nonce)
+}
+
+#[inline(always)]
+fn seal_with_nonce(
+    key: &InstallationKey,
+    binding: &Binding<'_>,
+    plaintext: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
     let sealed_len = HEADER_LEN + plaintext.len();
     // One allocation, no zeroing: the header, the plaintext (encrypted where
     // it lies), then the associated data, built where the tag will go and
@@ -293,5 +316,7 @@ pub fn open(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;
 
 pub(crate) use keys::fill_random as fill_random_bytes;
