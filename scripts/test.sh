@@ -30,11 +30,14 @@ echo "==> examples and the demo (the whole product, end to end)"
 cargo run --quiet -p carewatch-storage-sqlite --example quickstart
 RUST_LOG=warn cargo run --quiet -p carewatch-cli -- demo --interval 500ms > /dev/null
 
+echo "==> the carewatch binary (the Python protocol test runs it)"
+cargo build --quiet --bin carewatch
+
 echo "==> Python package: built into a virtual environment, tested with pytest"
 VENV="target/python-venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-  "maturin>=1.9,<2" "pytest>=8" "mypy>=1.10"
+  "maturin>=1.9,<2" "pytest>=8" "mypy>=1.10" "cryptography>=42" "grpcio>=1.60" "grpcio-tools>=1.60"
 rm -rf target/wheels
 VIRTUAL_ENV="$PWD/$VENV" "$VENV/bin/maturin" build --quiet \
   --manifest-path bindings-python/Cargo.toml --interpreter "$VENV/bin/python" --out target/wheels
