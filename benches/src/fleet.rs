@@ -347,8 +347,9 @@ impl Fleet {
                     .map(|(_, server)| went_unavailable(&installation.slc, server, at))
             })
             .collect();
+        let epoch = store.downtime(Timestamp::EPOCH).await?.epoch;
         for batch in outages.chunks(AVAILABILITY_CHANGES_PER_BATCH) {
-            store.apply_availability(batch).await?;
+            store.apply_availability(batch, epoch).await?;
         }
         Ok(())
     }

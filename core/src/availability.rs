@@ -9,8 +9,10 @@
 //! Carewatch's own downtime is not the customer's fault: when the service was
 //! not receiving (a [`DowntimeWindow`]), the count starts again at the end of
 //! the window, so after a restart everybody gets `threshold` full intervals to
-//! report. A server that was already Unavailable when the outage began stays
-//! Unavailable with its original `since`.
+//! report, and a heartbeat due while nobody was receiving is never counted as
+//! missed. A server that was already Unavailable when the outage began stays
+//! Unavailable with its original `since`. Missed counts add up the
+//! heartbeats missed in each stretch of receiving on its own schedule.
 
 use std::time::Duration;
 
@@ -206,10 +208,39 @@ fn missed_after(elapsed: i64, interval: i64, jitter: i64, cap: u32) -> u32 {
     u32::try_from(missed).unwrap_or(u32::MAX).min(cap)
 }
 
+/// The stretches of time after `last` (up to `now`) during which Carewatch
+/// was receiving, as `[start, end)` in ms: the heartbeat schedule starts
+/// again at the start of each, so everybody gets full intervals to report
+/// after an outage. Heartbeats due while nobody was receiving fall between
+/// two stretches and are never missed.
+fn receiving_stretches(
+    last: i64,
+    now: i64,
+    downtime: &Downtime,
+) -> impl Iterator<Item = (i64, i64)> + '_ {
+    let mut anchor = Some(last);
+    let mut windows = downtime.windows.iter();
+    std::iter::from_fn(move || {
+        let start = anchor?;
+        for w in windows.by_ref() {
+            if w.end.as_millis() <= start || w.start.as_millis() >= now {
+                continue;
+            }
+            anchor = Some(w.end.as_millis());
+            return Some((start, w.start.as_millis().max(start)));
+        }
+        anchor = None;
+        Some((start, now.max(start)))
+    })
+}
+
 /// Evaluates one recording server.
 ///
 /// `last` is when its last accepted message was received (service clock),
 /// `None` if never. `interval` is the heartbeat interval it was told to keep.
+/// Late counts the heartbeats missed since Carewatch last started receiving
+/// again; Unavailable's `missed` counts every heartbeat that fell due while
+/// Carewatch was receiving since `last`.
 pub fn evaluate(
     last: Option<Timestamp>,
     interval: Duration,
@@ -225,29 +256,30 @@ pub fn evaluate(
     };
     let i = duration_millis(interval).max(1);
     let j = policy.jitter_ms();
-    let threshold = i64::from(policy.unavailable_after);
-    let unavailable_at = |anchor: i64| anchor.saturating_add(threshold.saturating_mul(i));
-
-    let mut anchor = last.as_millis();
-    for w in &downtime.windows {
-        if w.end.as_millis() <= anchor || w.start >= now {
-            continue;
+    let threshold = policy.unavailable_after;
+    let mut total: u32 = 0;
+    let mut unavailable_since = None;
+    let mut current = (last.as_millis(), 0);
+    for (start, end) in receiving_stretches(last.as_millis(), now.as_millis(), downtime) {
+        let missed = missed_after(end.saturating_sub(start), i, j, u32::MAX);
+        total = total.saturating_add(missed);
+        if unavailable_since.is_none() && missed >= threshold {
+            // Stays unavailable (with this `since`) through later outages.
+            let since = start.saturating_add(i64::from(threshold).saturating_mul(i));
+            unavailable_since = Some(Timestamp::from_millis(since));
         }
-        let outage_began = w.start.as_millis().max(anchor);
-        if outage_began.saturating_sub(anchor) >= unavailable_at(0).saturating_add(j) {
-            // Already unavailable before the service went down: stays so.
-            let missed = missed_while_receiving(anchor, now.as_millis(), i, j, downtime);
-            let since = Timestamp::from_millis(unavailable_at(anchor));
-            return Evaluation {
-                availability: Availability::Unavailable { since, missed },
-                next_change_at: None,
-            };
-        }
-        anchor = w.end.as_millis();
+        current = (start, missed);
     }
-
-    let elapsed = now.as_millis().saturating_sub(anchor);
-    let missed = missed_after(elapsed, i, j, u32::MAX);
+    if let Some(since) = unavailable_since {
+        return Evaluation {
+            availability: Availability::Unavailable {
+                since,
+                missed: total,
+            },
+            next_change_at: None,
+        };
+    }
+    let (anchor, missed) = current;
     let next_due = |k: u32| {
         Some(Timestamp::from_millis(
             anchor
@@ -255,27 +287,18 @@ pub fn evaluate(
                 .saturating_add(j),
         ))
     };
-    if missed == 0 {
-        Evaluation {
-            availability: Availability::Available,
-            next_change_at: next_due(1),
-        }
-    } else if missed < policy.unavailable_after {
-        Evaluation {
-            availability: Availability::Late { missed },
-            next_change_at: next_due(missed + 1),
-        }
-    } else {
-        let since = Timestamp::from_millis(unavailable_at(anchor));
-        let missed = missed_while_receiving(last.as_millis(), now.as_millis(), i, j, downtime);
-        Evaluation {
-            availability: Availability::Unavailable { since, missed },
-            next_change_at: None,
-        }
+    Evaluation {
+        availability: if missed == 0 {
+            Availability::Available
+        } else {
+            Availability::Late { missed }
+        },
+        next_change_at: next_due(missed + 1),
     }
 }
 
-/// Heartbeats that were due while the service was receiving, between `from` and `to`.
+/// Heartbeats that fell due while the service was receiving, between `from`
+/// and `to`: each receiving stretch counted on its own schedule.
 fn missed_while_receiving(
     from: i64,
     to: i64,
@@ -283,16 +306,9 @@ fn missed_while_receiving(
     jitter: i64,
     downtime: &Downtime,
 ) -> u32 {
-    let outage: i64 = downtime
-        .windows
-        .iter()
-        .map(|w| {
-            let overlap = w.end.as_millis().min(to);
-            overlap.saturating_sub(w.start.as_millis().max(from)).max(0)
-        })
-        .fold(0, i64::saturating_add);
-    let receiving = to.saturating_sub(from).saturating_sub(outage);
-    missed_after(receiving, interval, jitter, u32::MAX)
+    receiving_stretches(from, to, downtime)
+        .map(|(start, end)| missed_after(end.saturating_sub(start), interval, jitter, u32::MAX))
+        .fold(0, u32::saturating_add)
 }
 
 /// How many heartbeats a server missed before a message received at `received`

@@ -1,6 +1,9 @@
 //! The one error type of Carewatch. Every refusal has its own variant and a
 //! message that says what was wrong; backends map their private errors into
-//! [`Error::StorageUnavailable`] (retry later) or [`Error::Storage`].
+//! [`Error::StorageUnavailable`] (retry later, with its [`Unavailability`]),
+//! [`Error::StorageCorrupt`] or [`Error::Storage`].
+
+use std::fmt;
 
 use crate::ids::{RecordingServerId, Slc};
 use crate::seal::SealError;
@@ -113,15 +116,34 @@ pub enum Error {
         what: String,
     },
 
-    /// The storage cannot be reached now; the same call may succeed later.
-    #[error("storage unavailable: {message}")]
+    /// The storage cannot take the call now; the same call may succeed later
+    /// (once the database is reachable, the disk has room, the lock is gone).
+    #[error("{}: {message}", reason.describe())]
     StorageUnavailable {
+        /// Why, as a kind clients can branch on.
+        reason: Unavailability,
         /// What happened.
         message: String,
         /// The backend's own error.
         #[source]
         source: Option<BoxError>,
     },
+
+    /// The database is damaged (a corrupt file, not a database at all):
+    /// nothing will work until an operator repairs or restores it.
+    #[error("storage corrupt: {message}")]
+    StorageCorrupt {
+        /// What happened.
+        message: String,
+        /// The backend's own error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// This node is shutting down and takes no more work; retry on another
+    /// node or after the restart.
+    #[error("Carewatch is shutting down: retry on another node or after the restart")]
+    ShuttingDown,
 
     /// The storage failed in a way that retrying will not fix.
     #[error("storage failure: {message}")]
@@ -135,6 +157,30 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every code [`Error::code`] can return. Front ends check their tables
+    /// (gRPC status codes, Python exception classes) against this list, so a
+    /// new kind fails their tests until each maps it.
+    pub const CODES: &'static [&'static str] = &[
+        "invalid_input",
+        "unknown_installation",
+        "consent_missing",
+        "subscription_expired",
+        "cannot_decrypt",
+        "replayed",
+        "malformed",
+        "too_large",
+        "not_found",
+        "unauthenticated",
+        "already_exists",
+        "storage_unavailable",
+        "storage_locked",
+        "storage_full",
+        "storage_read_only",
+        "storage_corrupt",
+        "shutting_down",
+        "storage",
+    ];
+
     /// A `NotFound` for an installation; used wherever existence must not leak.
     pub fn installation_not_found(slc: &Slc) -> Self {
         Self::NotFound {
@@ -150,9 +196,52 @@ impl Error {
         }
     }
 
-    /// A retryable storage outage with its source.
+    /// A retryable storage outage (unreachable) with its source.
     pub fn storage_unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::storage_outage(Unavailability::Unreachable, message, source)
+    }
+
+    /// A retryable storage outage of a given kind with its source.
+    pub fn storage_outage(
+        reason: Unavailability,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
         Self::StorageUnavailable {
+            reason,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The same error with `context` put before its message (storage
+    /// errors; others have no free-text message and are returned as they are).
+    pub fn context(self, context: impl fmt::Display) -> Self {
+        match self {
+            Self::StorageUnavailable {
+                reason,
+                message,
+                source,
+            } => Self::StorageUnavailable {
+                reason,
+                message: format!("{context}: {message}"),
+                source,
+            },
+            Self::StorageCorrupt { message, source } => Self::StorageCorrupt {
+                message: format!("{context}: {message}"),
+                source,
+            },
+            Self::Storage { message, source } => Self::Storage {
+                message: format!("{context}: {message}"),
+                source,
+            },
+            other => other,
+        }
+    }
+
+    /// A damaged database, with its source.
+    pub fn storage_corrupt(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::StorageCorrupt {
             message: message.into(),
             source: Some(source.into()),
         }
@@ -173,13 +262,172 @@ impl Error {
             Self::NotFound { .. } => "not_found",
             Self::Unauthenticated { .. } => "unauthenticated",
             Self::AlreadyExists { .. } => "already_exists",
-            Self::StorageUnavailable { .. } => "storage_unavailable",
+            Self::StorageUnavailable { reason, .. } => reason.code(),
+            Self::StorageCorrupt { .. } => "storage_corrupt",
+            Self::ShuttingDown => "shutting_down",
             Self::Storage { .. } => "storage",
         }
     }
 
     /// Whether the same call may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::StorageUnavailable { .. })
+        matches!(self, Self::StorageUnavailable { .. } | Self::ShuttingDown)
+    }
+
+    /// Whether the storage failed (as opposed to the call being refused):
+    /// while it does, this node is not receiving messages.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::StorageUnavailable { .. } | Self::StorageCorrupt { .. } | Self::Storage { .. }
+        )
+    }
+}
+
+/// Why the storage cannot take a call now. Each names itself to clients (in
+/// [`Error::code`]), in logs and at start-up, because each needs a different
+/// fix from the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unavailability {
+    /// The database cannot be reached (down, network, refused connection).
+    Unreachable,
+    /// The database is locked by another process or connection.
+    Locked,
+    /// The disk (or the database's own size limit) is full.
+    Full,
+    /// The database or its file system is read-only.
+    ReadOnly,
+}
+
+impl Unavailability {
+    /// Every reason, for front ends' tables and tests.
+    pub const ALL: [Self; 4] = [Self::Unreachable, Self::Locked, Self::Full, Self::ReadOnly];
+
+    /// The stable code clients see, e.g. `storage_full`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Unreachable => "storage_unavailable",
+            Self::Locked => "storage_locked",
+            Self::Full => "storage_full",
+            Self::ReadOnly => "storage_read_only",
+        }
+    }
+
+    /// A few words for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Unreachable => "storage unavailable",
+            Self::Locked => "storage locked",
+            Self::Full => "storage full (no space left)",
+            Self::ReadOnly => "storage read-only",
+        }
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Error {
+    /// One error of every kind (each [`Unavailability`] too), for tests that
+    /// check a front end maps them all. The `match` below fails to compile
+    /// when a variant is added, until it is listed here.
+    pub fn one_of_each() -> Vec<Self> {
+        let slc = || Slc::new("M01-C01-0001").expect("valid SLC");
+        let mut all = vec![
+            Self::InvalidInput {
+                field: "slc",
+                reason: "example".into(),
+            },
+            Self::UnknownInstallation { slc: slc() },
+            Self::ConsentMissing { slc: slc() },
+            Self::SubscriptionExpired {
+                slc: slc(),
+                expired_at: None,
+            },
+            Self::CannotDecrypt {
+                slc: slc(),
+                reason: SealError::AuthenticationFailed,
+            },
+            Self::Replayed {
+                slc: slc(),
+                server: RecordingServerId::new("rs-1").expect("valid id"),
+                sequence: 1,
+                last_accepted: 2,
+            },
+            Self::Malformed {
+                reason: "example".into(),
+            },
+            Self::TooLarge { size: 2, limit: 1 },
+            Self::NotFound {
+                what: "example".into(),
+            },
+            Self::Unauthenticated { reason: "example" },
+            Self::AlreadyExists {
+                what: "example".into(),
+            },
+            Self::StorageCorrupt {
+                message: "example".into(),
+                source: None,
+            },
+            Self::ShuttingDown,
+            Self::Storage {
+                message: "example".into(),
+                source: None,
+            },
+        ];
+        all.extend(Unavailability::ALL.map(|reason| Self::StorageUnavailable {
+            reason,
+            message: "example".into(),
+            source: None,
+        }));
+        for e in &all {
+            // Exhaustive on purpose: a new variant must be added above.
+            match e {
+                Self::InvalidInput { .. }
+                | Self::UnknownInstallation { .. }
+                | Self::ConsentMissing { .. }
+                | Self::SubscriptionExpired { .. }
+                | Self::CannotDecrypt { .. }
+                | Self::Replayed { .. }
+                | Self::Malformed { .. }
+                | Self::TooLarge { .. }
+                | Self::NotFound { .. }
+                | Self::Unauthenticated { .. }
+                | Self::AlreadyExists { .. }
+                | Self::StorageUnavailable { .. }
+                | Self::StorageCorrupt { .. }
+                | Self::ShuttingDown
+                | Self::Storage { .. } => {}
+            }
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_lists_every_kind_once() {
+        let mut codes: Vec<&str> = Error::one_of_each().iter().map(Error::code).collect();
+        codes.sort_unstable();
+        let mut listed = Error::CODES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(codes, listed);
+        let unique: std::collections::BTreeSet<_> = listed.iter().collect();
+        assert_eq!(unique.len(), listed.len(), "a code is listed twice");
+    }
+
+    #[test]
+    fn storage_errors_name_their_reason() {
+        let full = Error::storage_outage(Unavailability::Full, "disk full", "ENOSPC");
+        assert_eq!(full.code(), "storage_full");
+        assert!(full.to_string().contains("no space left"), "{full}");
+        assert!(full.is_retryable() && full.is_storage_failure());
+        let corrupt = Error::storage_corrupt("not a database", "SQLITE_NOTADB");
+        assert_eq!(corrupt.code(), "storage_corrupt");
+        assert!(!corrupt.is_retryable() && corrupt.is_storage_failure());
+        assert!(Error::ShuttingDown.is_retryable());
+        assert!(!Error::ShuttingDown.is_storage_failure());
     }
 }

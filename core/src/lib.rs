@@ -16,13 +16,14 @@ pub mod error;
 pub mod health;
 pub mod ids;
 pub mod installation;
+pub mod liveness;
 pub mod seal;
 mod service;
 pub mod store;
 pub mod time;
 
 pub use catalogue::ConditionCode;
-pub use error::{Error, Result};
+pub use error::{Error, Result, Unavailability};
 pub use service::{
     Carewatch, Config, IncomingMessage, IngestAck, InstallationChange, SweepReport, WatchEvent,
     WatchStream,

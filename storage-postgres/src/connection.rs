@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "health totals",
         include_str!("../migrations/0002_health_totals.sql"),
     ),
+    (
+        3,
+        "clean stops",
+        include_str!("../migrations/0003_clean_stops.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
@@ -268,7 +273,12 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(|e| match map_err(e) {
-                Error::StorageUnavailable { message, source } => Error::StorageUnavailable {
+                Error::StorageUnavailable {
+                    reason,
+                    message,
+                    source,
+                } => Error::StorageUnavailable {
+                    reason,
                     message: format!("cannot connect to PostgreSQL: {message}"),
                     source,
                 },
@@ -410,7 +420,12 @@ async fn migrate(
     timeout: Duration,
 ) -> Result<()> {
     let unavailable = |e: sqlx_core::Error| match map_err(e) {
-        Error::StorageUnavailable { message, source } => Error::StorageUnavailable {
+        Error::StorageUnavailable {
+            reason,
+            message,
+            source,
+        } => Error::StorageUnavailable {
+            reason,
             message: format!("cannot connect to PostgreSQL: {message}"),
             source,
         },

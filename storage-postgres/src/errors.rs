@@ -6,6 +6,9 @@
 //! | `23503` foreign_key_violation | `NotFound` (the caller gives the `what`) |
 //! | `40001` serialization_failure, `40P01` deadlock_detected | transaction run again (a few times, short backoff), then `StorageUnavailable` |
 //! | I/O, TLS, pool timed out or closed, `08xxx` connection exception, `57P01` admin_shutdown, `57P02` crash_shutdown, `57P03` cannot_connect_now, `53xxx` insufficient resources, `25006` read-only transaction (a standby after failover) | `StorageUnavailable` (retryable); a transaction whose connection broke before COMMIT is run again on another connection first |
+//! | `53100` disk_full, `25006` read-only transaction | `StorageUnavailable` naming them (`storage_full`, `storage_read_only`) |
+//! | `55P03` lock_not_available | `StorageUnavailable` (`storage_locked`) |
+//! | `XX001` data_corrupted, `XX002` index_corrupted | `StorageCorrupt` |
 //! | anything else | `Storage` |
 //!
 //! The mapping of a unique or foreign-key violation needs to know what was
@@ -14,7 +17,7 @@
 
 use std::fmt;
 
-use carewatch_core::Error;
+use carewatch_core::{Error, Unavailability};
 use sqlx_core::error::{DatabaseError, Error as SqlxError};
 use sqlx_postgres::PgDatabaseError;
 
@@ -111,12 +114,43 @@ pub(crate) fn map_err(e: SqlxError) -> Error {
             "PostgreSQL transaction kept conflicting with concurrent ones",
             e,
         ),
-        Kind::Unavailable => {
-            Error::storage_unavailable("PostgreSQL unreachable or not accepting work", e)
-        }
+        Kind::Unavailable => match sqlstate(&e).as_deref() {
+            Some("53100") => Error::storage_outage(
+                Unavailability::Full,
+                "disk full: PostgreSQL has no space left to write (53100)",
+                e,
+            ),
+            Some("25006") => Error::storage_outage(
+                Unavailability::ReadOnly,
+                "PostgreSQL is read-only here: a standby, or the primary failed over (25006)",
+                e,
+            ),
+            _ => Error::storage_unavailable("PostgreSQL unreachable or not accepting work", e),
+        },
         Kind::UniqueViolation | Kind::ForeignKeyViolation | Kind::Other => {
-            Error::storage("PostgreSQL operation failed", e)
+            match sqlstate(&e).as_deref() {
+                Some("55P03") => Error::storage_outage(
+                    Unavailability::Locked,
+                    "a PostgreSQL lock is held by another session (55P03)",
+                    e,
+                ),
+                Some(code @ ("XX001" | "XX002")) => Error::storage_corrupt(
+                    format!("PostgreSQL reports corrupt data ({code}): restore from a backup"),
+                    e,
+                ),
+                _ => Error::storage("PostgreSQL operation failed", e),
+            }
         }
+    }
+}
+
+/// The SQLSTATE of a database error.
+fn sqlstate(e: &SqlxError) -> Option<String> {
+    match e {
+        SqlxError::Database(db) => db
+            .try_downcast_ref::<PgDatabaseError>()
+            .map(|pg| pg.code().to_owned()),
+        _ => None,
     }
 }
 

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carewatch_core::auth::{MessageDigest, SequenceCursor};
-use carewatch_core::availability::Availability;
+use carewatch_core::availability::{Availability, DowntimeWindow};
 use carewatch_core::condition::{ReportedCondition, StatusSnapshot};
 use carewatch_core::health::Health;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::{Installation, Product};
+use carewatch_core::liveness::{LivenessMark, MarkReason};
 use carewatch_core::store::{
-    AvailabilityChange, HistoryKind, OverviewQuery, SignOfLife, StatusWrite, Store, WriteOutcome,
+    AvailabilityChange, DowntimeEpoch, HistoryKind, OverviewQuery, SignOfLife, StatusWrite, Store,
+    WriteOutcome,
 };
 use carewatch_core::time::Timestamp;
 use carewatch_core::{ConditionCode, Error};
@@ -323,30 +325,45 @@ async fn batches_in_opposite_orders_do_not_fail() {
 async fn marks_of_nodes_at_the_same_moment_take_turns() {
     let schema = Schema::create().await;
     let nodes = nodes(&schema, 4).await;
+    let mark = |node: &str, at, reason| LivenessMark {
+        node: node.to_owned(),
+        at,
+        reason,
+        tolerance: Duration::from_secs(3),
+    };
     assert_eq!(
-        nodes[0].mark_alive("node-0", START).await.expect("marks"),
+        nodes[0]
+            .mark_alive(&mark("node-0", START, MarkReason::Starting))
+            .await
+            .expect("marks"),
         None
     );
+    // node-0 crashed; four nodes start together a minute later.
     let later = at(60_000);
     let names = ["node-1", "node-2", "node-3", "node-4"];
-    let previous = join_all(
-        nodes
-            .iter()
-            .zip(names)
-            .map(|(n, name)| n.mark_alive(name, later)),
-    )
+    let windows = join_all(nodes.iter().zip(names).map(|(n, name)| async move {
+        n.mark_alive(&mark(name, later, MarkReason::Starting)).await
+    }))
     .await;
-    let previous: Vec<_> = previous.into_iter().map(|p| p.expect("marks")).collect();
-    let saw_the_gap = previous.iter().filter(|p| **p == Some(START)).count();
+    let windows: Vec<_> = windows.into_iter().map(|w| w.expect("marks")).collect();
+    let gap = DowntimeWindow::new(START, later).expect("window");
     assert_eq!(
-        saw_the_gap, 1,
-        "only the first of nodes marking together sees the gap: {previous:?}"
+        windows.iter().filter(|w| **w == Some(gap)).count(),
+        1,
+        "only the first of nodes starting together records the gap: {windows:?}"
     );
     assert!(
-        previous
-            .iter()
-            .all(|p| *p == Some(START) || *p == Some(later)),
-        "{previous:?}"
+        windows.iter().all(|w| *w == Some(gap) || w.is_none()),
+        "{windows:?}"
+    );
+    assert_eq!(
+        nodes[0]
+            .downtime(Timestamp::EPOCH)
+            .await
+            .expect("downtime")
+            .windows,
+        vec![gap],
+        "one window, recorded with the mark that found it"
     );
 }
 
@@ -500,7 +517,7 @@ async fn concurrent_health_changes_keep_the_overview_totals_exact() {
         let mut sweeps = 0u32;
         while !stop_sweeping.load(std::sync::atomic::Ordering::Relaxed) {
             nodes[3]
-                .apply_availability(&sweep_to(late))
+                .apply_availability(&sweep_to(late), DowntimeEpoch::default())
                 .await
                 .expect("sweep commits");
             late = !late;
@@ -563,7 +580,7 @@ async fn concurrent_health_changes_keep_the_overview_totals_exact() {
     let (sweeps, ()) = tokio::join!(sweeps, reports);
     assert!(sweeps > 1, "the sweep ran during the reports");
     nodes[3]
-        .apply_availability(&sweep_to(false))
+        .apply_availability(&sweep_to(false), DowntimeEpoch::default())
         .await
         .expect("last sweep commits");
 

@@ -14,6 +14,7 @@ use carewatch_core::availability::{self, AvailabilityPolicy, Downtime, DowntimeW
 use carewatch_core::condition::{ReportedCondition, StatusSnapshot};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::{Installation, Product};
+use carewatch_core::liveness::{LivenessMark, MarkReason};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, InstallationUpdate, OverviewQuery, Reseller,
@@ -294,17 +295,40 @@ async fn same_results_as_sqlite(seed: u64) {
                     .collect();
                 both(step, "apply_availability", sqlite, pg, |s| {
                     let changes = changes.clone();
-                    async move { s.apply_availability(&changes).await }
+                    // Each backend numbers its own windows.
+                    async move {
+                        let epoch = s.downtime(Timestamp::EPOCH).await?.epoch;
+                        s.apply_availability(&changes, epoch).await
+                    }
                 })
                 .await;
             }
             16 => {
                 let node = format!("node-{}", rng.below(3));
+                let mark = LivenessMark {
+                    node,
+                    at: now,
+                    reason: match rng.below(3) {
+                        0 => MarkReason::Starting,
+                        1 => MarkReason::StorageRecovered {
+                            since: now.saturating_sub(Duration::from_secs(5)),
+                        },
+                        _ => MarkReason::Running,
+                    },
+                    tolerance: Duration::from_secs(3),
+                };
                 both(step, "mark_alive", sqlite, pg, |s| {
-                    let node = node.clone();
-                    async move { s.mark_alive(&node, now).await }
+                    let mark = mark.clone();
+                    async move { s.mark_alive(&mark).await }
                 })
                 .await;
+                if rng.below(4) == 0 {
+                    both(step, "mark_stopped", sqlite, pg, |s| {
+                        let node = mark.node.clone();
+                        async move { s.mark_stopped(&node, now).await }
+                    })
+                    .await;
+                }
                 if rng.below(2) == 0 {
                     let window =
                         DowntimeWindow::new(now.saturating_sub(Duration::from_secs(30)), now)
@@ -392,7 +416,7 @@ async fn same_results_as_sqlite(seed: u64) {
     })
     .await;
     both(9999, "downtime", sqlite, pg, |s| async move {
-        s.downtime(Timestamp::EPOCH).await
+        s.downtime(Timestamp::EPOCH).await.map(|log| log.windows)
     })
     .await;
     both(9999, "resellers", sqlite, pg, |s| async move {

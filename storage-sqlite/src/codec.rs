@@ -15,14 +15,35 @@ use rusqlite::{ErrorCode, Row};
 /// Maps a SQLite error: lock contention and I/O trouble may pass (retryable);
 /// everything else is a storage failure.
 pub(crate) fn map_err(e: rusqlite::Error) -> Error {
+    use carewatch_core::Unavailability::{Full, Locked, ReadOnly, Unreachable};
     match e.sqlite_error_code() {
-        Some(
-            ErrorCode::DatabaseBusy
-            | ErrorCode::DatabaseLocked
-            | ErrorCode::SystemIoFailure
-            | ErrorCode::DiskFull
-            | ErrorCode::CannotOpen,
-        ) => Error::storage_unavailable("SQLite database busy or unreachable", e),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::storage_outage(
+            Locked,
+            "the SQLite database is locked by another process or connection",
+            e,
+        ),
+        Some(ErrorCode::DiskFull) => Error::storage_outage(
+            Full,
+            "disk full: no space left to write the SQLite database",
+            e,
+        ),
+        Some(ErrorCode::ReadOnly) => Error::storage_outage(
+            ReadOnly,
+            "the SQLite database is read-only (a read-only file system or file)",
+            e,
+        ),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Error::storage_corrupt(
+            "the SQLite database file is corrupt or not a database: restore it from a backup",
+            e,
+        ),
+        Some(ErrorCode::CannotOpen) => Error::storage_outage(
+            Unreachable,
+            "cannot open the SQLite database file or its journal (missing directory, permissions)",
+            e,
+        ),
+        Some(ErrorCode::SystemIoFailure) => {
+            Error::storage_outage(Unreachable, "I/O error on the SQLite database file", e)
+        }
         _ => Error::storage("SQLite operation failed", e),
     }
 }
@@ -144,4 +165,52 @@ pub(crate) fn server(row: &Row<'_>) -> Result<ServerRecord> {
         .decode()?,
         next_check_at: row.col::<Option<i64>>(10)?.map(ts),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn each_storage_fault_names_itself() {
+        for (code, kind, words) in [
+            (rusqlite::ffi::SQLITE_FULL, "storage_full", "no space left"),
+            (
+                rusqlite::ffi::SQLITE_READONLY,
+                "storage_read_only",
+                "read-only",
+            ),
+            (rusqlite::ffi::SQLITE_BUSY, "storage_locked", "locked"),
+            (rusqlite::ffi::SQLITE_LOCKED, "storage_locked", "locked"),
+            (rusqlite::ffi::SQLITE_CORRUPT, "storage_corrupt", "corrupt"),
+            (
+                rusqlite::ffi::SQLITE_NOTADB,
+                "storage_corrupt",
+                "not a database",
+            ),
+            (
+                rusqlite::ffi::SQLITE_CANTOPEN,
+                "storage_unavailable",
+                "cannot open",
+            ),
+            (
+                rusqlite::ffi::SQLITE_IOERR,
+                "storage_unavailable",
+                "I/O error",
+            ),
+            (
+                rusqlite::ffi::SQLITE_MISUSE,
+                "storage",
+                "SQLite operation failed",
+            ),
+        ] {
+            let error = map_err(failure(code));
+            assert_eq!(error.code(), kind, "{error}");
+            assert!(error.to_string().contains(words), "{error}");
+        }
+    }
 }

@@ -62,7 +62,10 @@ impl SqliteStore {
 
     fn open_blocking(path: PathBuf) -> Result<Self> {
         let context = |e: rusqlite::Error| {
-            Error::storage(format!("cannot open SQLite database {}", path.display()), e)
+            diagnose(&path, map_err(e)).context(format_args!(
+                "cannot open SQLite database {}",
+                path.display()
+            ))
         };
         let mut writer = Connection::open(&path).map_err(context)?;
         configure(&writer).map_err(context)?;
@@ -128,6 +131,7 @@ impl SqliteStore {
             Ok(value)
         })
         .await
+        .map_err(|e| diagnose(&self.shared.path, e))
     }
 
     /// Runs `f` on a read connection, in one read transaction (a consistent snapshot).
@@ -156,7 +160,55 @@ impl SqliteStore {
             f(&tx)
         })
         .await
+        .map_err(|e| diagnose(&self.shared.path, e))
     }
+}
+
+/// SQLite reports a full or read-only file system in several ways (an I/O
+/// error on the journal, a file it cannot open): when it says only that,
+/// writing a probe file beside the database tells which it is. Runs on
+/// failures only.
+fn diagnose(path: &Path, error: Error) -> Error {
+    use carewatch_core::Unavailability::{Full, ReadOnly, Unreachable};
+    let Error::StorageUnavailable {
+        reason: Unreachable,
+        message,
+        source,
+    } = error
+    else {
+        return error;
+    };
+    let reason = match probe_write(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => Some(Full),
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => Some(ReadOnly),
+        _ => None,
+    };
+    match reason {
+        Some(reason) => Error::StorageUnavailable {
+            reason,
+            message: format!(
+                "{message}: the file system of {} is {}",
+                path.display(),
+                if reason == Full { "full" } else { "read-only" }
+            ),
+            source,
+        },
+        None => Error::StorageUnavailable {
+            reason: Unreachable,
+            message,
+            source,
+        },
+    }
+}
+
+/// Writes and removes a small file beside the database.
+fn probe_write(path: &Path) -> std::io::Result<()> {
+    let mut probe = path.as_os_str().to_owned();
+    probe.push(".probe");
+    let probe = PathBuf::from(probe);
+    let written = std::fs::write(&probe, [0u8; 4096]);
+    let _ = std::fs::remove_file(&probe);
+    written
 }
 
 /// The semaphores are never closed; this only keeps a would-be panic typed.

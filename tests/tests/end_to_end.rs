@@ -275,14 +275,14 @@ async fn every_ingest_refusal_has_its_status_code() {
         Code::InvalidArgument,
         "malformed",
     );
-    // Too large.
+    // Too large: one byte over the largest valid sealed report.
     let huge = sealed(
         &key,
         site,
         "rs-1",
         MessageKind::StatusReport,
         16,
-        &vec![0u8; 70 * 1024],
+        &vec![0u8; seal::MAX_SEALED_MESSAGE_BYTES - seal::HEADER_LEN - seal::TAG_LEN + 1],
     );
     assert_refused(
         ingest.status_report(huge).await,

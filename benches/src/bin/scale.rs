@@ -55,6 +55,7 @@ use carewatch_core::auth::{self, Principal};
 use carewatch_core::availability::check_interval;
 use carewatch_core::health::Health;
 use carewatch_core::ids::ResellerId;
+use carewatch_core::liveness::{LivenessMark, MarkReason};
 use carewatch_core::seal::key_file::{self, MASTER_KEY_FILE};
 use carewatch_core::seal::{InstallationKey, KeyId};
 use carewatch_core::store::{PageCursor, Store};
@@ -493,7 +494,15 @@ async fn refresh(dir: &Path, fleet: &Fleet, interval: Duration) -> Result<Durati
         )
         .into());
     }
-    store.mark_alive(NODE_ID, SystemClock.now()).await?;
+    // The server that starts next must find the fleet received until now.
+    store
+        .mark_alive(&LivenessMark {
+            node: NODE_ID.to_owned(),
+            at: SystemClock.now(),
+            reason: MarkReason::Running,
+            tolerance: Duration::from_secs(3),
+        })
+        .await?;
     drop(store);
     Ok(began.elapsed())
 }

@@ -58,9 +58,29 @@ where
 }
 
 fn stopped(what: &str) -> Error {
-    Error::StorageUnavailable {
-        message: format!("{what} has stopped (the service is shutting down)"),
-        source: None,
+    tracing::debug!("{what} has stopped (the service is shutting down)");
+    Error::ShuttingDown
+}
+
+/// One copy of a batch's error for each of its callers, of the same kind
+/// (`Error` holds boxed sources, so it is not `Clone`).
+fn copy_for_caller(what: &str, e: &Error) -> Error {
+    let message = format!("{what} failed: {e}");
+    match e {
+        Error::StorageUnavailable { reason, .. } => Error::StorageUnavailable {
+            reason: *reason,
+            message,
+            source: None,
+        },
+        Error::StorageCorrupt { .. } => Error::StorageCorrupt {
+            message,
+            source: None,
+        },
+        Error::ShuttingDown => Error::ShuttingDown,
+        _ => Error::Storage {
+            message,
+            source: None,
+        },
     }
 }
 
@@ -125,20 +145,8 @@ fn answer<Response>(
         Err(e) => {
             // Every request of the batch failed the same way.
             tracing::warn!(error = %e, requests = replies.len(), "{what} failed");
-            let message = format!("{what} failed: {e}");
             for reply in replies {
-                let copy = if e.is_retryable() {
-                    Error::StorageUnavailable {
-                        message: message.clone(),
-                        source: None,
-                    }
-                } else {
-                    Error::Storage {
-                        message: message.clone(),
-                        source: None,
-                    }
-                };
-                let _ = reply.send(Err(copy));
+                let _ = reply.send(Err(copy_for_caller(what, &e)));
             }
         }
     }

@@ -43,7 +43,13 @@ impl Carewatch {
     /// an acknowledged status report is committed before this returns; a
     /// retry of the latest message is acknowledged again and applied once.
     pub async fn ingest(&self, message: IncomingMessage) -> Result<IngestAck> {
-        let result = self.ingest_inner(&message).await;
+        let received_at = self.now();
+        let result = if self.is_stopping() {
+            Err(Error::ShuttingDown)
+        } else {
+            let result = self.ingest_inner(&message, received_at).await;
+            self.watch_storage(received_at, result)
+        };
         if let Err(e) = &result {
             tracing::info!(slc = %message.slc, server = %message.server, kind = message.kind.name(),
                 sequence = message.sequence, reason = %e, "message refused");
@@ -51,9 +57,12 @@ impl Carewatch {
         result
     }
 
-    async fn ingest_inner(&self, message: &IncomingMessage) -> Result<IngestAck> {
+    async fn ingest_inner(
+        &self,
+        message: &IncomingMessage,
+        received_at: Timestamp,
+    ) -> Result<IngestAck> {
         let config = &self.inner.config;
-        let received_at = self.now();
         if message.sealed.len() > config.max_message_bytes {
             return Err(Error::TooLarge {
                 size: message.sealed.len(),
@@ -107,12 +116,12 @@ impl Carewatch {
             return Ok(ack(true));
         }
 
-        let downtime = self.downtime();
+        // Windows before `received_at` cannot matter to the next check.
         let next_check_at = availability::evaluate(
             Some(received_at),
             config.heartbeat_interval,
             &config.policy,
-            &downtime,
+            &availability::Downtime::default(),
             received_at,
         )
         .next_change_at
@@ -123,7 +132,7 @@ impl Carewatch {
                 received_at,
                 s.interval,
                 &config.policy,
-                &downtime,
+                &self.downtime_at(received_at),
             ),
             _ => 0,
         };

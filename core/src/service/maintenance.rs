@@ -3,10 +3,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::Carewatch;
-use crate::availability::{self, DowntimeWindow};
-use crate::error::Result;
-use crate::store::AvailabilityChange;
+use std::sync::atomic::Ordering;
+
+use super::{Carewatch, NO_OUTAGE};
+use crate::availability;
+use crate::error::{Error, Result, Unavailability};
+use crate::liveness::{LivenessMark, MarkReason};
+use crate::store::{AvailabilityChange, AvailabilityOutcome};
 
 /// Servers evaluated per store round trip during a sweep.
 const SWEEP_BATCH: u32 = 1000;
@@ -20,16 +23,39 @@ pub struct SweepReport {
     pub installations_changed: usize,
 }
 
+/// How often one sweep starts over because another node recorded a
+/// downtime window meanwhile, before it gives up until the next tick.
+const SWEEP_RESTARTS: u32 = 3;
+
 impl Carewatch {
     /// Evaluates every server whose availability may have changed with time
     /// (a heartbeat missed, a threshold crossed) and records the changes.
+    ///
+    /// Verdicts are applied only with the store's latest downtime windows
+    /// (the store checks the epoch in the same transaction; if a window was
+    /// recorded meanwhile, the sweep reloads and starts over), and never
+    /// while this node has a storage failure not yet recorded as own
+    /// downtime: such a sweep would count the outage as missed heartbeats.
     pub async fn sweep(&self) -> Result<SweepReport> {
-        let now = self.now();
-        let downtime = self.downtime();
-        let config = &self.inner.config;
         let mut report = SweepReport::default();
+        for _ in 0..SWEEP_RESTARTS {
+            match self.sweep_once(&mut report).await {
+                Ok(true) => return Ok(report),
+                Ok(false) => self.reload_downtime().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    /// One pass; `false` if it must start over with reloaded windows.
+    async fn sweep_once(&self, report: &mut SweepReport) -> Result<bool> {
+        let now = self.now();
+        let downtime = self.downtime_state();
+        let config = &self.inner.config;
         loop {
-            let due = self.inner.store.due_servers(now, SWEEP_BATCH).await?;
+            let due =
+                self.watch_storage(now, self.inner.store.due_servers(now, SWEEP_BATCH).await)?;
             let changes: Vec<AvailabilityChange> = due
                 .iter()
                 .map(|s| {
@@ -37,7 +63,7 @@ impl Carewatch {
                         Some(s.last_seen_at),
                         s.interval,
                         &config.policy,
-                        &downtime,
+                        &downtime.windows,
                         now,
                     );
                     AvailabilityChange {
@@ -50,34 +76,74 @@ impl Carewatch {
                     }
                 })
                 .collect();
-            report.evaluated += due.len();
-            for change in self.inner.store.apply_availability(&changes).await? {
-                report.installations_changed += 1;
-                self.publish(change);
+            if let Some(since) = self.outage_since() {
+                return Err(Error::StorageUnavailable {
+                    reason: Unavailability::Unreachable,
+                    message: format!(
+                        "sweep postponed: the storage failed since {since} and that outage is not recorded as own downtime yet"
+                    ),
+                    source: None,
+                });
+            }
+            let applied = self.watch_storage(
+                now,
+                self.inner
+                    .store
+                    .apply_availability(&changes, downtime.epoch)
+                    .await,
+            )?;
+            match applied {
+                AvailabilityOutcome::Applied(summary_changes) => {
+                    report.evaluated += due.len();
+                    for change in summary_changes {
+                        report.installations_changed += 1;
+                        self.publish(change);
+                    }
+                }
+                AvailabilityOutcome::DowntimeChanged => return Ok(false),
             }
             // Each change moves its check past `now`, so the next read returns others.
             if due.len() < SWEEP_BATCH as usize {
-                return Ok(report);
+                return Ok(true);
             }
         }
     }
 
-    /// Records that this node is receiving. If no node was for longer than
-    /// the liveness tolerance, the gap becomes a downtime window.
+    /// Records that this node is receiving; if no node was meanwhile (a
+    /// stall of this process, or a storage outage this node saw), the gap
+    /// becomes a downtime window, in the same transaction.
     pub async fn mark_alive(&self) -> Result<()> {
+        self.mark(MarkReason::Running).await
+    }
+
+    pub(super) async fn mark(&self, reason: MarkReason) -> Result<()> {
         let now = self.now();
-        let previous = self
-            .inner
-            .store
-            .mark_alive(&self.inner.config.node_id, now)
-            .await?;
-        if let Some(previous) = previous
-            && now.since(previous) > self.inner.config.liveness_tolerance
-        {
-            let window = DowntimeWindow::new(previous, now)?;
-            tracing::warn!(from = %previous, to = %now, "Carewatch was not receiving: recorded as own downtime");
-            self.inner.store.record_downtime(window).await?;
+        let pending = self.outage_since();
+        let reason = match (reason, pending) {
+            (MarkReason::Running, Some(since)) => MarkReason::StorageRecovered { since },
+            (reason, _) => reason,
+        };
+        let mark = LivenessMark {
+            node: self.inner.config.node_id.clone(),
+            at: now,
+            reason,
+            tolerance: self.inner.config.liveness_tolerance,
+        };
+        let window = self.watch_storage(now, self.inner.store.mark_alive(&mark).await)?;
+        if let Some(window) = window {
+            tracing::warn!(from = %window.start(), to = %window.end(),
+                "Carewatch was not receiving: recorded as own downtime");
             self.reload_downtime().await?;
+        }
+        if let Some(since) = pending {
+            // Cleared only after the window is loaded; a newer failure stays.
+            let _ = self.inner.outage_since.compare_exchange(
+                since.as_millis(),
+                NO_OUTAGE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            tracing::info!(since = %since, "storage works again");
         }
         Ok(())
     }
@@ -89,13 +155,14 @@ impl Carewatch {
     }
 
     /// Runs the maintenance of [`Carewatch::tick`] every `every` until
-    /// `shutdown` completes. Errors are logged and retried: a storage outage
-    /// must not stop the loop.
+    /// `shutdown` completes or the node stops receiving. Errors are logged
+    /// and retried: a storage outage must not stop the loop.
     ///
     /// Liveness is marked on its own timer, beside the sweeps: a long sweep
     /// (a million servers due after a restart takes tens of seconds) must not
     /// look like the service stopped receiving and be recorded as own
-    /// downtime, which would excuse real missed heartbeats.
+    /// downtime, which would excuse real missed heartbeats. Each sweep also
+    /// marks first, so its clock is never ahead of the windows it uses.
     pub async fn run_maintenance(&self, every: Duration, shutdown: impl Future<Output = ()>) {
         let liveness = async {
             let mut interval = tokio::time::interval(every);
@@ -113,7 +180,7 @@ impl Carewatch {
             let mut reload_every = 0u32;
             loop {
                 interval.tick().await;
-                if let Err(e) = self.sweep().await {
+                if let Err(e) = self.tick().await {
                     tracing::warn!(error = %e, "sweep failed; retrying next tick");
                 }
                 // Other nodes may have recorded downtime windows too.
@@ -127,6 +194,7 @@ impl Carewatch {
         };
         tokio::select! {
             () = shutdown => {}
+            () = self.stopping() => {}
             () = liveness => {}
             () = sweeps => {}
         }

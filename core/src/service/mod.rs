@@ -8,20 +8,33 @@ mod maintenance;
 mod operator;
 mod reseller;
 
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 pub use ingest::{IncomingMessage, IngestAck};
 pub use maintenance::SweepReport;
 pub use reseller::{InstallationChange, WatchEvent, WatchStream};
 
-use crate::availability::{AvailabilityPolicy, DEFAULT_INTERVAL, Downtime, check_interval};
+use crate::availability::{
+    AvailabilityPolicy, DEFAULT_INTERVAL, Downtime, DowntimeWindow, check_interval,
+};
 use crate::error::{Error, Result};
-use crate::seal::MasterKey;
-use crate::store::{Admission, AdmissionQuery, SignOfLife, Store, SummaryChange, WriteOutcome};
+use crate::liveness::MarkReason;
+use crate::seal::{MAX_SEALED_MESSAGE_BYTES, MasterKey};
+use crate::store::{
+    Admission, AdmissionQuery, DowntimeEpoch, SignOfLife, Store, SummaryChange, WriteOutcome,
+};
 use crate::time::{Clock, Timestamp};
+
+/// The default [`Config::with_liveness_tolerance`]: three one-second ticks.
+pub const DEFAULT_LIVENESS_TOLERANCE: Duration = Duration::from_secs(3);
+
+/// `outage_since` when no storage failure is pending.
+const NO_OUTAGE: i64 = i64::MAX;
 
 /// Admission batches read at once: enough to keep a few read connections
 /// busy while the next batch gathers.
@@ -45,15 +58,17 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: 60 s heartbeats, unavailable after 3 missed, 64 KiB messages.
+    /// Defaults: 60 s heartbeats, unavailable after 3 missed, messages up to
+    /// [`MAX_SEALED_MESSAGE_BYTES`] (the largest valid status report), a
+    /// liveness tolerance of [`DEFAULT_LIVENESS_TOLERANCE`].
     pub fn new(master_key: MasterKey) -> Self {
         Self {
             master_key,
             heartbeat_interval: DEFAULT_INTERVAL,
             policy: AvailabilityPolicy::default(),
-            max_message_bytes: 64 * 1024,
+            max_message_bytes: MAX_SEALED_MESSAGE_BYTES,
             node_id: "carewatch".into(),
-            liveness_tolerance: Duration::from_secs(10),
+            liveness_tolerance: DEFAULT_LIVENESS_TOLERANCE,
             history_limit: 50,
             watch_capacity: 4096,
         }
@@ -71,12 +86,13 @@ impl Config {
         self
     }
 
-    /// The largest sealed message accepted (1 KiB to 16 MiB).
+    /// The largest sealed message accepted: 1 KiB up to
+    /// [`MAX_SEALED_MESSAGE_BYTES`], the largest message the protocol allows.
     pub fn with_max_message_bytes(mut self, bytes: usize) -> Result<Self> {
-        if !(1024..=16 * 1024 * 1024).contains(&bytes) {
+        if !(1024..=MAX_SEALED_MESSAGE_BYTES).contains(&bytes) {
             return Err(Error::InvalidInput {
                 field: "max message bytes",
-                reason: format!("{bytes}; use 1 KiB to 16 MiB"),
+                reason: format!("{bytes}; use 1024 to {MAX_SEALED_MESSAGE_BYTES}"),
             });
         }
         self.max_message_bytes = bytes;
@@ -89,11 +105,25 @@ impl Config {
         self
     }
 
-    /// A gap longer than this between liveness marks counts as own downtime.
-    /// Keep it well above the maintenance tick (one second).
+    /// How old another node's liveness mark may be for it to count as
+    /// receiving, and the longest pause a running node's marks may show
+    /// before the pause counts as own downtime. Keep it a few maintenance
+    /// ticks long (the tick is one second in `carewatch serve`). A restart,
+    /// a clean stop and a storage outage are measured exactly, whatever
+    /// this is.
     pub fn with_liveness_tolerance(mut self, tolerance: Duration) -> Self {
         self.liveness_tolerance = tolerance;
         self
+    }
+
+    /// The liveness tolerance.
+    pub fn liveness_tolerance(&self) -> Duration {
+        self.liveness_tolerance
+    }
+
+    /// This node's name.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// History events returned with an installation's detail.
@@ -134,13 +164,25 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: Config,
     changes: broadcast::Sender<Arc<SummaryChange>>,
-    downtime: RwLock<Arc<Downtime>>,
+    downtime: RwLock<Arc<DowntimeState>>,
+    /// The first storage failure not yet turned into a downtime window
+    /// (ms), or [`NO_OUTAGE`].
+    outage_since: AtomicI64,
+    /// Set once, when the node stops receiving (a clean shutdown).
+    stopping: watch::Sender<bool>,
+}
+
+/// The own-downtime windows this node knows, and their epoch in the store.
+#[derive(Debug, Default)]
+struct DowntimeState {
+    windows: Arc<Downtime>,
+    epoch: DowntimeEpoch,
 }
 
 impl Carewatch {
-    /// Opens the service: records that it is receiving again and, if nobody
-    /// was for longer than the liveness tolerance, the gap as own downtime
-    /// (so the outage does not count as missed heartbeats). Starts the
+    /// Opens the service: records that it is receiving again and, if no
+    /// other node was, the time since the fleet last received as own
+    /// downtime (so it does not count as missed heartbeats). Starts the
     /// heartbeat writer on the current tokio runtime.
     pub async fn open(
         store: Arc<dyn Store>,
@@ -172,9 +214,11 @@ impl Carewatch {
                 config,
                 changes,
                 downtime: RwLock::new(Arc::default()),
+                outage_since: AtomicI64::new(NO_OUTAGE),
+                stopping: watch::channel(false).0,
             }),
         };
-        service.mark_alive().await?;
+        service.mark(MarkReason::Starting).await?;
         service.reload_downtime().await?;
         Ok(service)
     }
@@ -194,7 +238,7 @@ impl Carewatch {
         self.inner.clock.now()
     }
 
-    fn downtime(&self) -> Arc<Downtime> {
+    fn downtime_state(&self) -> Arc<DowntimeState> {
         // A poisoned lock only means a panic elsewhere while swapping an Arc.
         self.inner
             .downtime
@@ -202,14 +246,99 @@ impl Carewatch {
             .map_or_else(|e| e.into_inner().clone(), |d| d.clone())
     }
 
+    /// The known windows, plus the pending storage outage (if any) as a
+    /// provisional window up to `now`: a message received right after the
+    /// storage came back must not count the outage as missed heartbeats
+    /// before the next liveness mark records it.
+    fn downtime_at(&self, now: crate::time::Timestamp) -> Arc<Downtime> {
+        let known = self.downtime_state().windows.clone();
+        match self.outage_since() {
+            Some(since) => match DowntimeWindow::new(since, now) {
+                Ok(pending) => {
+                    let mut windows = known.windows().to_vec();
+                    windows.push(pending);
+                    Arc::new(Downtime::new(windows))
+                }
+                Err(_) => known,
+            },
+            None => known,
+        }
+    }
+
     async fn reload_downtime(&self) -> Result<()> {
         let after = self.now().saturating_sub(DOWNTIME_LOOKBACK);
-        let windows = Arc::new(Downtime::new(self.inner.store.downtime(after).await?));
+        let log = self.inner.store.downtime(after).await?;
+        let state = Arc::new(DowntimeState {
+            windows: Arc::new(Downtime::new(log.windows)),
+            epoch: log.epoch,
+        });
         match self.inner.downtime.write() {
-            Ok(mut d) => *d = windows,
-            Err(e) => *e.into_inner() = windows,
+            Ok(mut d) => *d = state,
+            Err(e) => *e.into_inner() = state,
         }
         Ok(())
+    }
+
+    /// The first storage failure not yet recorded as own downtime.
+    fn outage_since(&self) -> Option<crate::time::Timestamp> {
+        match self.inner.outage_since.load(Ordering::Acquire) {
+            NO_OUTAGE => None,
+            ms => Some(crate::time::Timestamp::from_millis(ms)),
+        }
+    }
+
+    /// Notes that a storage call started at `at` failed: from then on this
+    /// node was not receiving, until a liveness mark succeeds again.
+    fn note_storage_failure(&self, at: crate::time::Timestamp, error: &Error) {
+        let previous = self
+            .inner
+            .outage_since
+            .fetch_min(at.as_millis(), Ordering::AcqRel);
+        if previous == NO_OUTAGE {
+            tracing::warn!(since = %at, error = %error, "storage failing: not receiving until it works again");
+        }
+    }
+
+    /// Passes `result` through, noting a storage failure of a call started at `at`.
+    fn watch_storage<T>(&self, at: crate::time::Timestamp, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result
+            && e.is_storage_failure()
+        {
+            self.note_storage_failure(at, e);
+        }
+        result
+    }
+
+    /// Stops receiving: from now on messages are refused with
+    /// [`Error::ShuttingDown`], maintenance ends, open streams end, and the
+    /// store records this instant as the exact end of this node's receiving
+    /// (so the time until the next start is own downtime, however long the
+    /// process then takes to exit). Call it when the listener stops taking
+    /// messages. Calling it again does nothing.
+    pub async fn stop_receiving(&self) -> Result<()> {
+        let at = self.now();
+        if self.inner.stopping.send_replace(true) {
+            return Ok(());
+        }
+        tracing::info!(node = %self.inner.config.node_id, at = %at, "stopped receiving");
+        self.inner
+            .store
+            .mark_stopped(&self.inner.config.node_id, at)
+            .await
+    }
+
+    /// Whether [`Carewatch::stop_receiving`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.inner.stopping.borrow()
+    }
+
+    /// Completes when [`Carewatch::stop_receiving`] is called: long-lived
+    /// streams end on it.
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.stopping.subscribe();
+        async move {
+            let _ = rx.wait_for(|stopping| *stopping).await;
+        }
     }
 
     fn publish(&self, change: SummaryChange) {

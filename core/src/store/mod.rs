@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::health::{Health, HealthSummary};
 use crate::ids::{RecordingServerId, ResellerId, Slc};
 use crate::installation::{Installation, Product};
+use crate::liveness::LivenessMark;
 use crate::seal::{KeyId, WrappedKey};
 use crate::time::Timestamp;
 
@@ -175,6 +176,31 @@ pub struct AvailabilityChange {
     pub next_check_at: Option<Timestamp>,
     /// When it was evaluated (the sweep's clock): the time of the change.
     pub evaluated_at: Timestamp,
+}
+
+/// Identifies the set of own-downtime windows recorded so far: it changes
+/// whenever a window is recorded. A sweep's verdicts are applied only if
+/// the windows they were computed with are still the latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct DowntimeEpoch(pub i64);
+
+/// The own-downtime windows and the epoch they belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DowntimeLog {
+    /// Windows, by start.
+    pub windows: Vec<DowntimeWindow>,
+    /// The epoch these windows are current for.
+    pub epoch: DowntimeEpoch,
+}
+
+/// What [`Store::apply_availability`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AvailabilityOutcome {
+    /// Applied; the installations whose overview line changed.
+    Applied(Vec<SummaryChange>),
+    /// A downtime window was recorded since the verdicts were computed:
+    /// nothing was applied (evaluate again with the new windows).
+    DowntimeChanged,
 }
 
 /// One entry of an installation's history.
@@ -427,26 +453,37 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Servers whose `next_check_at` is at or before `now`, ordered by
     /// `(next_check_at, slc, server)`, at most `limit`.
     async fn due_servers(&self, now: Timestamp, limit: u32) -> Result<Vec<ServerRecord>>;
-    /// Applies time-driven changes; each only if no message arrived meanwhile
-    /// (`last_seen_at` still equals `expected_last_seen`). Becoming unavailable
-    /// opens a `SERVER_UNAVAILABLE` condition whose subject is the server id,
-    /// and records `BecameUnavailable`, both at `since`. Returns at most one
+    /// Applies time-driven changes computed with the downtime windows of
+    /// `epoch`: nothing if a window was recorded since
+    /// ([`AvailabilityOutcome::DowntimeChanged`], checked in the same
+    /// transaction, so a window and a sweep never interleave). Each change
+    /// applies only if no message arrived meanwhile (`last_seen_at` still
+    /// equals `expected_last_seen`). Becoming unavailable opens a
+    /// `SERVER_UNAVAILABLE` condition whose subject is the server id, and
+    /// records `BecameUnavailable`, both at `since`. Returns at most one
     /// summary change per installation, stamped with `evaluated_at`.
     async fn apply_availability(
         &self,
         changes: &[AvailabilityChange],
-    ) -> Result<Vec<SummaryChange>>;
+        epoch: DowntimeEpoch,
+    ) -> Result<AvailabilityOutcome>;
 
     // ----- the service's own downtime -------------------------------------
 
-    /// Records that `node` is receiving at `at`; returns the latest mark any
-    /// node had recorded before this call, so a gap (nobody receiving) can be
-    /// detected. A node's own mark never moves backwards.
-    async fn mark_alive(&self, node: &str, at: Timestamp) -> Result<Option<Timestamp>>;
+    /// Records that `mark.node` is receiving at `mark.at` and, in the same
+    /// transaction, the own-downtime window that
+    /// [`crate::liveness::gap_before`] finds before it given every node's
+    /// stored liveness (nodes' marks are read and written one after
+    /// another). Returns the window recorded, if any. A node's mark never
+    /// moves backwards; marking clears its stopped flag.
+    async fn mark_alive(&self, mark: &LivenessMark) -> Result<Option<DowntimeWindow>>;
+    /// Records that `node` stopped receiving at exactly `at` (a clean stop):
+    /// its receiving ends there, however long the process takes to exit.
+    async fn mark_stopped(&self, node: &str, at: Timestamp) -> Result<()>;
     /// Records a window during which no node was receiving.
     async fn record_downtime(&self, window: DowntimeWindow) -> Result<()>;
-    /// Windows that end after `after`, by start.
-    async fn downtime(&self, after: Timestamp) -> Result<Vec<DowntimeWindow>>;
+    /// Windows that end after `after`, by start, with the current epoch.
+    async fn downtime(&self, after: Timestamp) -> Result<DowntimeLog>;
 
     // ----- what resellers read ---------------------------------------------
 

@@ -19,6 +19,9 @@ pub const START: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 pub const INTERVAL: Duration = Duration::from_secs(60);
 /// The jitter tolerance fixtures use (the default policy's).
 pub const JITTER: Duration = Duration::from_secs(2);
+/// The liveness tolerance fixtures use: above the 5 s steps in which tests
+/// keep a service ticking.
+pub const LIVENESS_TOLERANCE: Duration = Duration::from_secs(10);
 
 /// A Carewatch service over a store, with a clock the test moves.
 #[derive(Debug)]
@@ -59,7 +62,8 @@ impl Fixture {
         let store = db.open().await;
         let config = Config::new(master_key.clone())
             .with_heartbeat_interval(INTERVAL)
-            .expect("valid interval");
+            .expect("valid interval")
+            .with_liveness_tolerance(LIVENESS_TOLERANCE);
         let carewatch = Carewatch::open(store.clone(), clock.clone(), config)
             .await
             .expect("service opens");

@@ -72,6 +72,8 @@ macro_rules! store_conformance_tests {
             all_servers_down_together_is_one_offline_problem,
             own_downtime_does_not_count_as_missed_heartbeats,
             downtime_windows_are_stored,
+            restarts_record_own_downtime_exactly,
+            sweeps_apply_only_with_the_latest_downtime,
             // what resellers see
             overview_lists_only_unhealthy_by_default_worst_first,
             overview_pages_cover_everything_once,

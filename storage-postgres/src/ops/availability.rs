@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use carewatch_core::ConditionCode;
 use carewatch_core::availability::{Availability, DowntimeWindow};
-use carewatch_core::store::{AvailabilityChange, HistoryKind, ServerRecord, SummaryChange};
+use carewatch_core::liveness::{self, LivenessMark, NodeLiveness};
+use carewatch_core::store::{
+    AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog, HistoryKind, ServerRecord,
+};
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
 use sqlx_postgres::PgConnection;
@@ -41,7 +44,11 @@ pub(crate) async fn due_servers(
 pub(crate) async fn apply_availability(
     c: &mut PgConnection,
     changes: &[AvailabilityChange],
-) -> DbResult<Vec<SummaryChange>> {
+    epoch: DowntimeEpoch,
+) -> DbResult<AvailabilityOutcome> {
+    if lock_downtime_epoch(c).await? != epoch {
+        return Ok(AvailabilityOutcome::DowntimeChanged);
+    }
     // Every server row concerned is locked first, in key order: a message
     // being applied meanwhile either committed before (then last_seen_at
     // differs and the change is dropped) or waits for this transaction.
@@ -115,34 +122,83 @@ pub(crate) async fn apply_availability(
             summary_changes.push(change);
         }
     }
-    Ok(summary_changes)
+    Ok(AvailabilityOutcome::Applied(summary_changes))
 }
 
-/// Returns the latest mark of any node before this one. The table is locked
-/// (SHARE ROW EXCLUSIVE conflicts with itself) so nodes marking at the same
-/// moment take turns: the second sees the first's mark, and a gap is only
-/// reported when no node at all was receiving.
+/// Reads every node's liveness, records the gap the core's rule finds and
+/// writes the mark, in one transaction. The table is locked (SHARE ROW
+/// EXCLUSIVE conflicts with itself) so nodes marking at the same moment take
+/// turns: the second sees the first's mark (and its window).
 pub(crate) async fn mark_alive(
     c: &mut PgConnection,
-    node: &str,
-    at: Timestamp,
-) -> DbResult<Option<Timestamp>> {
+    mark: &LivenessMark,
+) -> DbResult<Option<DowntimeWindow>> {
     query("LOCK TABLE liveness IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *c)
         .await?;
-    let row = query("SELECT max(alive_at) FROM liveness")
-        .fetch_one(&mut *c)
+    let rows = query("SELECT node, alive_at, stopped FROM liveness")
+        .fetch_all(&mut *c)
         .await?;
-    let previous: Option<i64> = col(&row, 0)?;
+    let nodes = rows
+        .iter()
+        .map(|row| {
+            Ok(NodeLiveness {
+                node: col(row, 0)?,
+                alive_at: ts(col(row, 1)?),
+                stopped: col(row, 2)?,
+            })
+        })
+        .collect::<DbResult<Vec<_>>>()?;
+    let window = liveness::gap_before(mark, &nodes);
+    if let Some(window) = window {
+        record_downtime(c, window).await?;
+    }
+    // An older mark landing after a clean stop keeps the stop.
     query(
-        "INSERT INTO liveness (node, alive_at) VALUES ($1, $2)
-         ON CONFLICT (node) DO UPDATE SET alive_at = GREATEST(liveness.alive_at, excluded.alive_at)",
+        "INSERT INTO liveness (node, alive_at, stopped) VALUES ($1, $2, false)
+         ON CONFLICT (node) DO UPDATE SET
+             stopped = liveness.stopped AND excluded.alive_at < liveness.alive_at,
+             alive_at = GREATEST(liveness.alive_at, excluded.alive_at)",
+    )
+    .bind(mark.node.as_str())
+    .bind(mark.at.as_millis())
+    .execute(&mut *c)
+    .await?;
+    Ok(window)
+}
+
+pub(crate) async fn mark_stopped(c: &mut PgConnection, node: &str, at: Timestamp) -> DbResult<()> {
+    query("LOCK TABLE liveness IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *c)
+        .await?;
+    query(
+        "INSERT INTO liveness (node, alive_at, stopped) VALUES ($1, $2, true)
+         ON CONFLICT (node) DO UPDATE SET
+             stopped = true, alive_at = GREATEST(liveness.alive_at, excluded.alive_at)",
     )
     .bind(node)
     .bind(at.as_millis())
     .execute(&mut *c)
     .await?;
-    Ok(previous.map(ts))
+    Ok(())
+}
+
+/// The epoch of the downtime windows: the newest window's id. Taken with
+/// the table locked in SHARE mode, which waits for a transaction recording
+/// a window and makes it wait for this one: a sweep's verdicts and a new
+/// window never interleave.
+pub(crate) async fn lock_downtime_epoch(c: &mut PgConnection) -> DbResult<DowntimeEpoch> {
+    query("LOCK TABLE downtime IN SHARE MODE")
+        .execute(&mut *c)
+        .await?;
+    epoch(c).await
+}
+
+async fn epoch(c: &mut PgConnection) -> DbResult<DowntimeEpoch> {
+    let row = query("SELECT coalesce(max(id), 0) FROM downtime")
+        .fetch_one(&mut *c)
+        .await?;
+    Ok(DowntimeEpoch(col(&row, 0)?))
 }
 
 pub(crate) async fn record_downtime(c: &mut PgConnection, window: DowntimeWindow) -> DbResult<()> {
@@ -154,19 +210,19 @@ pub(crate) async fn record_downtime(c: &mut PgConnection, window: DowntimeWindow
     Ok(())
 }
 
-pub(crate) async fn downtime(
-    c: &mut PgConnection,
-    after: Timestamp,
-) -> DbResult<Vec<DowntimeWindow>> {
+pub(crate) async fn downtime(c: &mut PgConnection, after: Timestamp) -> DbResult<DowntimeLog> {
+    let epoch = epoch(c).await?;
     let rows =
         query("SELECT start_at, end_at FROM downtime WHERE end_at > $1 ORDER BY start_at, id")
             .bind(after.as_millis())
             .fetch_all(&mut *c)
             .await?;
-    rows.iter()
+    let windows = rows
+        .iter()
         .map(|row| {
             Ok(DowntimeWindow::new(ts(col(row, 0)?), ts(col(row, 1)?))
                 .map_err(|e| corrupt("downtime window", e))?)
         })
-        .collect()
+        .collect::<DbResult<_>>()?;
+    Ok(DowntimeLog { windows, epoch })
 }

@@ -14,11 +14,12 @@ use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
+use carewatch_core::liveness::LivenessMark;
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
-    Admission, AdmissionQuery, AvailabilityChange, InstallationDetail, InstallationUpdate,
-    OverviewPage, OverviewQuery, Reseller, ServerRecord, SignOfLife, StatusWrite, Store, StoredKey,
-    SummaryChange, WriteOutcome,
+    Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
+    InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
+    SignOfLife, StatusWrite, Store, StoredKey, WriteOutcome,
 };
 use carewatch_core::time::Timestamp;
 
@@ -167,19 +168,25 @@ impl Store for PostgresStore {
     async fn apply_availability(
         &self,
         changes: &[AvailabilityChange],
-    ) -> Result<Vec<SummaryChange>> {
+        epoch: DowntimeEpoch,
+    ) -> Result<AvailabilityOutcome> {
         if changes.is_empty() {
-            return Ok(Vec::new());
+            return Ok(AvailabilityOutcome::Applied(Vec::new()));
         }
-        self.write(changes, |c, ch| {
-            Box::pin(availability::apply_availability(c, ch))
+        self.write(&(changes, epoch), |c, (ch, epoch)| {
+            Box::pin(availability::apply_availability(c, ch, *epoch))
         })
         .await
     }
 
-    async fn mark_alive(&self, node: &str, at: Timestamp) -> Result<Option<Timestamp>> {
+    async fn mark_alive(&self, mark: &LivenessMark) -> Result<Option<DowntimeWindow>> {
+        self.write(mark, |c, m| Box::pin(availability::mark_alive(c, m)))
+            .await
+    }
+
+    async fn mark_stopped(&self, node: &str, at: Timestamp) -> Result<()> {
         self.write(&(node, at), |c, (n, at)| {
-            Box::pin(availability::mark_alive(c, n, *at))
+            Box::pin(availability::mark_stopped(c, n, *at))
         })
         .await
     }
@@ -191,7 +198,7 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn downtime(&self, after: Timestamp) -> Result<Vec<DowntimeWindow>> {
+    async fn downtime(&self, after: Timestamp) -> Result<DowntimeLog> {
         self.read(&after, |c, after| {
             Box::pin(availability::downtime(c, *after))
         })

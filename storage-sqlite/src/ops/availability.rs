@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use carewatch_core::availability::{Availability, DowntimeWindow};
-use carewatch_core::store::{AvailabilityChange, HistoryKind, ServerRecord, SummaryChange};
+use carewatch_core::liveness::{self, LivenessMark, NodeLiveness};
+use carewatch_core::store::{
+    AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog, HistoryKind, ServerRecord,
+};
 use carewatch_core::time::Timestamp;
 use carewatch_core::{ConditionCode, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -34,7 +37,12 @@ pub(crate) fn due_servers(
 pub(crate) fn apply_availability(
     tx: &Transaction<'_>,
     changes: &[AvailabilityChange],
-) -> Result<Vec<SummaryChange>> {
+    epoch: DowntimeEpoch,
+) -> Result<AvailabilityOutcome> {
+    // One writer at a time: nobody can record a window after this check.
+    if downtime_epoch(tx)? != epoch {
+        return Ok(AvailabilityOutcome::DowntimeChanged);
+    }
     // Installation -> when its servers changed; its summary is refreshed once.
     let mut touched = BTreeMap::new();
     for change in changes {
@@ -116,24 +124,59 @@ pub(crate) fn apply_availability(
             summary_changes.push(change);
         }
     }
-    Ok(summary_changes)
+    Ok(AvailabilityOutcome::Applied(summary_changes))
 }
 
+/// Reads every node's liveness, records the gap the core's rule finds and
+/// writes the mark, in one (write, so exclusive) transaction.
 pub(crate) fn mark_alive(
     tx: &Transaction<'_>,
-    node: &str,
-    at: Timestamp,
-) -> Result<Option<Timestamp>> {
-    let previous: Option<i64> = tx
-        .query_row("SELECT max(alive_at) FROM liveness", [], |r| r.get(0))
+    mark: &LivenessMark,
+) -> Result<Option<DowntimeWindow>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT node, alive_at, stopped FROM liveness")
         .map_err(map_err)?;
+    let mut rows = stmt.query([]).map_err(map_err)?;
+    let mut nodes = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        nodes.push(NodeLiveness {
+            node: row.col(0)?,
+            alive_at: ts(row.col(1)?),
+            stopped: row.col::<i64>(2)? != 0,
+        });
+    }
+    let window = liveness::gap_before(mark, &nodes);
+    if let Some(window) = window {
+        record_downtime(tx, window)?;
+    }
+    // An older mark landing after a clean stop keeps the stop.
+    tx.prepare_cached(
+        "INSERT INTO liveness (node, alive_at, stopped) VALUES (?1, ?2, 0)
+         ON CONFLICT (node) DO UPDATE SET
+             stopped = stopped AND excluded.alive_at < alive_at,
+             alive_at = max(alive_at, excluded.alive_at)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![mark.node, mark.at.as_millis()]))
+    .map_err(map_err)?;
+    Ok(window)
+}
+
+pub(crate) fn mark_stopped(tx: &Transaction<'_>, node: &str, at: Timestamp) -> Result<()> {
     tx.execute(
-        "INSERT INTO liveness (node, alive_at) VALUES (?1, ?2)
-         ON CONFLICT (node) DO UPDATE SET alive_at = max(alive_at, excluded.alive_at)",
+        "INSERT INTO liveness (node, alive_at, stopped) VALUES (?1, ?2, 1)
+         ON CONFLICT (node) DO UPDATE SET stopped = 1, alive_at = max(alive_at, excluded.alive_at)",
         params![node, at.as_millis()],
     )
     .map_err(map_err)?;
-    Ok(previous.map(ts))
+    Ok(())
+}
+
+/// The newest window's rowid (windows are never deleted, so it only grows).
+fn downtime_epoch(tx: &Transaction<'_>) -> Result<DowntimeEpoch> {
+    tx.prepare_cached("SELECT coalesce(max(rowid), 0) FROM downtime")
+        .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+        .map(DowntimeEpoch)
+        .map_err(map_err)
 }
 
 pub(crate) fn record_downtime(tx: &Transaction<'_>, window: DowntimeWindow) -> Result<()> {
@@ -145,7 +188,8 @@ pub(crate) fn record_downtime(tx: &Transaction<'_>, window: DowntimeWindow) -> R
     Ok(())
 }
 
-pub(crate) fn downtime(tx: &Transaction<'_>, after: Timestamp) -> Result<Vec<DowntimeWindow>> {
+pub(crate) fn downtime(tx: &Transaction<'_>, after: Timestamp) -> Result<DowntimeLog> {
+    let epoch = downtime_epoch(tx)?;
     let mut stmt = tx
         .prepare_cached("SELECT start_at, end_at FROM downtime WHERE end_at > ?1 ORDER BY start_at")
         .map_err(map_err)?;
@@ -157,5 +201,8 @@ pub(crate) fn downtime(tx: &Transaction<'_>, after: Timestamp) -> Result<Vec<Dow
                 .map_err(|e| corrupt("downtime window", e))?,
         );
     }
-    Ok(out)
+    Ok(DowntimeLog {
+        windows: out,
+        epoch,
+    })
 }

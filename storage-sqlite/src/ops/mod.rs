@@ -13,11 +13,12 @@ use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
+use carewatch_core::liveness::LivenessMark;
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
-    Admission, AdmissionQuery, AvailabilityChange, InstallationDetail, InstallationUpdate,
-    OverviewPage, OverviewQuery, Reseller, ServerRecord, SignOfLife, StatusWrite, Store, StoredKey,
-    SummaryChange, WriteOutcome,
+    Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
+    InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
+    SignOfLife, StatusWrite, Store, StoredKey, WriteOutcome,
 };
 use carewatch_core::time::Timestamp;
 
@@ -151,15 +152,22 @@ impl Store for SqliteStore {
     async fn apply_availability(
         &self,
         changes: &[AvailabilityChange],
-    ) -> Result<Vec<SummaryChange>> {
+        epoch: DowntimeEpoch,
+    ) -> Result<AvailabilityOutcome> {
         let changes = changes.to_vec();
-        self.write(move |tx| availability::apply_availability(tx, &changes))
+        self.write(move |tx| availability::apply_availability(tx, &changes, epoch))
             .await
     }
 
-    async fn mark_alive(&self, node: &str, at: Timestamp) -> Result<Option<Timestamp>> {
+    async fn mark_alive(&self, mark: &LivenessMark) -> Result<Option<DowntimeWindow>> {
+        let mark = mark.clone();
+        self.write(move |tx| availability::mark_alive(tx, &mark))
+            .await
+    }
+
+    async fn mark_stopped(&self, node: &str, at: Timestamp) -> Result<()> {
         let node = node.to_owned();
-        self.write(move |tx| availability::mark_alive(tx, &node, at))
+        self.write(move |tx| availability::mark_stopped(tx, &node, at))
             .await
     }
 
@@ -168,7 +176,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn downtime(&self, after: Timestamp) -> Result<Vec<DowntimeWindow>> {
+    async fn downtime(&self, after: Timestamp) -> Result<DowntimeLog> {
         self.read(move |tx| availability::downtime(tx, after)).await
     }
 

@@ -2,6 +2,7 @@
 //! conditional writes, Offline sites and the service's own downtime.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{
     beat, conditions_of, count_history, detail, event, history_of, keep_alive, overview_all,
@@ -11,9 +12,10 @@ use crate::availability::{Availability, DowntimeWindow};
 use crate::catalogue::ConditionCode;
 use crate::condition::ConditionRecord;
 use crate::health::{Health, HealthSummary};
+use crate::liveness::{LivenessMark, MarkReason};
 use crate::seal::MasterKey;
 use crate::service::SweepReport;
-use crate::store::{AvailabilityChange, HistoryKind};
+use crate::store::{AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, HistoryKind};
 use crate::testing::TestBackend;
 use crate::testing::fixture::{Fixture, INTERVAL, JITTER, START};
 use crate::time::{Clock, ManualClock, Timestamp};
@@ -398,11 +400,15 @@ pub async fn availability_change_loses_to_a_concurrent_message(
 
     // rs-1 reports between the evaluation and its write.
     let ack = beat(&fx, &site, "rs-1", 2).await;
-    let summary_changes = fx
+    let epoch = epoch(&fx).await;
+    let AvailabilityOutcome::Applied(summary_changes) = fx
         .store
-        .apply_availability(&changes)
+        .apply_availability(&changes, epoch)
         .await
-        .expect("apply_availability");
+        .expect("apply_availability")
+    else {
+        panic!("no window was recorded: the changes must apply");
+    };
     assert_eq!(
         summary_changes.len(),
         1,
@@ -461,12 +467,12 @@ pub async fn availability_change_loses_to_a_concurrent_message(
         "only rs-2 became unavailable"
     );
 
-    assert!(
+    assert_eq!(
         fx.store
-            .apply_availability(&changes[..1])
+            .apply_availability(&changes[..1], epoch)
             .await
-            .expect("apply_availability again")
-            .is_empty(),
+            .expect("apply_availability again"),
+        AvailabilityOutcome::Applied(vec![]),
         "a stale change must report no summary change"
     );
     assert_eq!(
@@ -592,7 +598,7 @@ pub async fn own_downtime_does_not_count_as_missed_heartbeats(
     );
     assert_eq!(server(&d, "rs-1").availability, Availability::Available);
     assert_eq!(
-        fx.store.downtime(Timestamp::EPOCH).await.expect("downtime"),
+        windows(&fx.store).await,
         vec![],
         "a service ticking every 5 s has no downtime"
     );
@@ -604,7 +610,7 @@ pub async fn own_downtime_does_not_count_as_missed_heartbeats(
     assert_eq!(clock.now(), restart);
     let fx = Fixture::open_with(db.as_ref(), clock.clone(), master_key.clone()).await;
     assert_eq!(
-        fx.store.downtime(Timestamp::EPOCH).await.expect("downtime"),
+        windows(&fx.store).await,
         vec![DowntimeWindow::new(t(200), restart).expect("a window")],
         "the restart must record the gap since the last liveness mark as own downtime"
     );
@@ -679,56 +685,142 @@ pub async fn own_downtime_does_not_count_as_missed_heartbeats(
     );
 }
 
-/// Liveness marks and downtime windows: `mark_alive` returns the latest
-/// earlier mark of any node; `downtime(after)` lists the windows ending
-/// after `after`, by start; both survive reopening; the service records a
-/// gap longer than its liveness tolerance (10 s), and only such a gap.
+/// Liveness marks and downtime windows. `mark_alive` records, in the same
+/// transaction, the window [`crate::liveness::gap_before`] finds given every
+/// node's stored liveness; `mark_stopped` keeps a clean stop's exact time,
+/// which a late-arriving older mark does not undo; every recorded window
+/// changes the epoch; `downtime(after)` lists the windows ending after
+/// `after`, by start; everything survives reopening.
 pub async fn downtime_windows_are_stored(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let store = db.open().await;
     let at = |s: u64| START.saturating_add(secs(s));
     let window = |from: u64, to: u64| DowntimeWindow::new(at(from), at(to)).expect("a window");
+    let mark = |node: &str, s: u64, reason: MarkReason| LivenessMark {
+        node: node.into(),
+        at: at(s),
+        reason,
+        tolerance: secs(3),
+    };
+    let recovered_since = |s: u64| MarkReason::StorageRecovered { since: at(s) };
+    let empty = store.downtime(Timestamp::EPOCH).await.expect("downtime");
+    assert_eq!(empty.windows, vec![]);
 
-    for (node, s, expected, what) in [
-        ("node-a", 0, None, "the first mark ever"),
-        ("node-b", 5, Some(at(0)), "another node's earlier mark"),
+    for (m, expected, what) in [
         (
-            "node-a",
-            7,
-            Some(at(5)),
-            "the latest mark of any node, not node-a's own",
+            mark("node-a", 0, MarkReason::Starting),
+            None,
+            "the first mark ever",
         ),
-        ("node-a", 8, Some(at(7)), "node-a's own previous mark"),
+        (
+            mark("node-a", 1, MarkReason::Running),
+            None,
+            "a running mark within the tolerance",
+        ),
+        (
+            mark("node-b", 2, MarkReason::Starting),
+            None,
+            "node-b starts while node-a receives",
+        ),
+        (
+            mark("node-b", 4, MarkReason::Running),
+            None,
+            "node-b's next mark",
+        ),
     ] {
         assert_eq!(
-            store.mark_alive(node, at(s)).await.expect("mark_alive"),
+            store.mark_alive(&m).await.expect("mark_alive"),
             expected,
-            "mark_alive({node}, +{s} s) must return {what}"
+            "{what}: {m:?}"
         );
     }
-
+    store
+        .mark_stopped("node-a", at(5))
+        .await
+        .expect("mark_stopped");
     assert_eq!(
-        store.downtime(Timestamp::EPOCH).await.expect("downtime"),
-        vec![]
+        store
+            .mark_alive(&mark("node-b", 6, MarkReason::Running))
+            .await
+            .expect("mark_alive"),
+        None,
+        "node-b keeps receiving after node-a's clean stop"
     );
-    for w in [window(100, 200), window(10, 50), window(300, 400)] {
-        store.record_downtime(w).await.expect("record_downtime");
-    }
-    let all = vec![window(10, 50), window(100, 200), window(300, 400)];
+    // node-b crashes after its mark at 6; node-a comes back at 20.
+    assert_eq!(
+        store
+            .mark_alive(&mark("node-a", 20, MarkReason::Starting))
+            .await
+            .expect("mark_alive"),
+        Some(window(6, 20)),
+        "the fleet stopped receiving with node-b's last mark"
+    );
+    let log = store.downtime(Timestamp::EPOCH).await.expect("downtime");
+    assert_eq!(log.windows, vec![window(6, 20)], "recorded with the mark");
+    assert_ne!(
+        log.epoch, empty.epoch,
+        "a recorded window changes the epoch"
+    );
+
+    // A clean stop at 30, then a mark taken at 29 that lands late.
+    store
+        .mark_stopped("node-a", at(30))
+        .await
+        .expect("mark_stopped");
+    assert_eq!(
+        store
+            .mark_alive(&mark("node-a", 29, MarkReason::Running))
+            .await
+            .expect("mark_alive"),
+        None
+    );
+    assert_eq!(
+        store
+            .mark_alive(&mark("node-a", 31, MarkReason::Starting))
+            .await
+            .expect("mark_alive"),
+        Some(window(30, 31)),
+        "a restart 1 s after a clean stop: the exact stop, kept despite the older mark"
+    );
+    assert_eq!(
+        store
+            .mark_alive(&mark("node-a", 40, recovered_since(35)))
+            .await
+            .expect("mark_alive"),
+        Some(window(35, 40)),
+        "a storage outage counts from the first refused write"
+    );
+    let before_manual = store.downtime(Timestamp::EPOCH).await.expect("downtime");
+    assert_eq!(
+        before_manual.windows,
+        vec![window(6, 20), window(30, 31), window(35, 40)]
+    );
+
+    store
+        .record_downtime(window(100, 200))
+        .await
+        .expect("record_downtime");
+    let after_manual = store.downtime(Timestamp::EPOCH).await.expect("downtime");
+    assert_ne!(after_manual.epoch, before_manual.epoch);
+    let all = vec![
+        window(6, 20),
+        window(30, 31),
+        window(35, 40),
+        window(100, 200),
+    ];
     for (after, expected) in [
         (Timestamp::EPOCH, all.clone()),
-        (at(49), all.clone()),
-        (at(50), all[1..].to_vec()),
-        (at(150), all[1..].to_vec()),
-        (at(200), all[2..].to_vec()),
-        (at(399), all[2..].to_vec()),
-        (at(400), vec![]),
+        (at(19), all.clone()),
+        (at(20), all[1..].to_vec()),
+        (at(150), all[3..].to_vec()),
+        (at(200), vec![]),
     ] {
+        let log = store.downtime(after).await.expect("downtime");
         assert_eq!(
-            store.downtime(after).await.expect("downtime"),
-            expected,
+            log.windows, expected,
             "downtime({after}) must list the windows ending strictly after it, by start"
         );
+        assert_eq!(log.epoch, after_manual.epoch, "the epoch ignores `after`");
     }
 
     drop(store);
@@ -738,35 +830,148 @@ pub async fn downtime_windows_are_stored(backend: &(impl TestBackend + ?Sized)) 
             .downtime(Timestamp::EPOCH)
             .await
             .expect("downtime after reopening"),
-        all,
-        "downtime windows must survive reopening"
+        after_manual,
+        "downtime windows and their epoch must survive reopening"
     );
     assert_eq!(
         store
-            .mark_alive("node-c", at(500))
+            .mark_alive(&mark("node-a", 300, MarkReason::Starting))
             .await
             .expect("mark_alive"),
-        Some(at(8)),
+        Some(window(40, 300)),
         "liveness marks must survive reopening"
     );
-    drop(store);
+}
 
-    // The service: a gap of exactly the tolerance is not downtime, longer is.
-    let clock = Arc::new(ManualClock::new(at(510)));
-    let fx = Fixture::open_with(db.as_ref(), clock.clone(), MasterKey::generate()).await;
-    assert_eq!(
-        fx.store.downtime(Timestamp::EPOCH).await.expect("downtime"),
-        all,
-        "a gap of 10 s (the tolerance) is not downtime"
-    );
+/// The service records its own downtime exactly: a restart after a crash
+/// from the last liveness mark, a restart after a clean stop from the
+/// moment it stopped receiving, at any length (here 2 s, shorter than the
+/// liveness tolerance); messages after the stop are refused.
+pub async fn restarts_record_own_downtime_exactly(backend: &(impl TestBackend + ?Sized)) {
+    let db = backend.fresh().await;
+    let clock = Arc::new(ManualClock::new(START));
+    let master_key = MasterKey::generate();
+    let fx = Fixture::open_with(db.as_ref(), clock.clone(), master_key.clone()).await;
+    let site = fx.site("alpha", "M01-C01-0001").await;
+    beat(&fx, &site, "rs-1", 1).await;
+    keep_alive(&fx, secs(10)).await;
+
+    // A crash (no stop) 0.5 s after the last mark, back 2 s later.
+    clock.advance(Duration::from_millis(500));
     drop(fx);
-    clock.advance(secs(11));
-    let fx = Fixture::open_with(db.as_ref(), clock.clone(), MasterKey::generate()).await;
-    let mut expected = all.clone();
-    expected.push(window(510, 521));
+    clock.advance(secs(2));
+    let fx = Fixture::open_with(db.as_ref(), clock.clone(), master_key.clone()).await;
     assert_eq!(
-        fx.store.downtime(Timestamp::EPOCH).await.expect("downtime"),
-        expected,
-        "a gap of 11 s between liveness marks must be recorded as own downtime"
+        windows(&fx.store).await,
+        vec![DowntimeWindow::new(t(10), clock.now()).expect("window")],
+        "a crash counts from the last liveness mark"
     );
+
+    // A clean stop 0.7 s after a mark; the process then lingers 5 s.
+    keep_alive(&fx, secs(5)).await;
+    clock.advance(Duration::from_millis(700));
+    let stopped_at = clock.now();
+    fx.carewatch.stop_receiving().await.expect("stop");
+    let refused = fx.heartbeat(&site, "rs-1", 2).await;
+    assert!(
+        matches!(refused, Err(crate::Error::ShuttingDown)),
+        "a stopped node refuses messages: {refused:?}"
+    );
+    clock.advance(secs(5));
+    drop(fx);
+    clock.advance(secs(2));
+    let restarted_at = clock.now();
+    let fx = Fixture::open_with(db.as_ref(), clock.clone(), master_key.clone()).await;
+    assert_eq!(
+        windows(&fx.store).await.last().copied(),
+        Some(DowntimeWindow::new(stopped_at, restarted_at).expect("window")),
+        "a clean stop counts from the moment it stopped receiving, not the exit"
+    );
+    beat(&fx, &site, "rs-1", 2).await;
+}
+
+/// A sweep computed with old downtime windows applies nothing: the store
+/// answers `DowntimeChanged` (and changes nothing) when a window was recorded
+/// since, and applies with the current epoch.
+pub async fn sweeps_apply_only_with_the_latest_downtime(backend: &(impl TestBackend + ?Sized)) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0001").await;
+    let ack = beat(&fx, &site, "rs-1", 1).await;
+    let old = epoch(&fx).await;
+    fx.advance(INTERVAL * 4);
+    let now = fx.carewatch.now();
+    let change = AvailabilityChange {
+        slc: site.slc.clone(),
+        server: rs_id("rs-1"),
+        expected_last_seen: ack.received_at,
+        availability: Availability::Unavailable {
+            since: ack.received_at.saturating_add(INTERVAL * 3),
+            missed: 3,
+        },
+        next_check_at: None,
+        evaluated_at: now,
+    };
+    fx.store
+        .record_downtime(DowntimeWindow::new(ack.received_at, now).expect("window"))
+        .await
+        .expect("record_downtime");
+    let before = detail(&fx, &site).await;
+    assert_eq!(
+        fx.store
+            .apply_availability(std::slice::from_ref(&change), old)
+            .await
+            .expect("apply"),
+        AvailabilityOutcome::DowntimeChanged,
+        "verdicts computed before a window was recorded must not apply"
+    );
+    assert_eq!(detail(&fx, &site).await, before, "nothing changed");
+    let current = epoch(&fx).await;
+    assert!(matches!(
+        fx.store
+            .apply_availability(&[change], current)
+            .await
+            .expect("apply"),
+        AvailabilityOutcome::Applied(changes) if changes.len() == 1
+    ));
+
+    // Another node records a window the service has not loaded: its sweep
+    // must not judge with the windows it has in memory.
+    let ack = beat(&fx, &site, "rs-1", 2).await;
+    let outage = DowntimeWindow::new(
+        ack.received_at.saturating_add(secs(10)),
+        ack.received_at.saturating_add(INTERVAL * 5),
+    )
+    .expect("window");
+    fx.store
+        .record_downtime(outage)
+        .await
+        .expect("record_downtime");
+    fx.advance(INTERVAL * 5 + secs(10));
+    fx.carewatch.sweep().await.expect("sweep");
+    assert_eq!(
+        server(&detail(&fx, &site).await, "rs-1").availability,
+        Availability::Available,
+        "the sweep must use the window another node recorded: 10 s after it, nothing is missed"
+    );
+}
+
+async fn epoch(fx: &Fixture) -> DowntimeEpoch {
+    fx.store
+        .downtime(Timestamp::EPOCH)
+        .await
+        .expect("downtime")
+        .epoch
+}
+
+async fn windows(store: &Arc<dyn crate::store::Store>) -> Vec<DowntimeWindow> {
+    store
+        .downtime(Timestamp::EPOCH)
+        .await
+        .expect("downtime")
+        .windows
+}
+
+fn rs_id(id: &str) -> crate::ids::RecordingServerId {
+    crate::ids::RecordingServerId::new(id).expect("valid id")
 }

@@ -113,7 +113,7 @@ pub async fn data_survives_reopen(backend: &(impl TestBackend + ?Sized)) {
         .downtime(crate::time::Timestamp::EPOCH)
         .await
         .expect("downtime");
-    assert_eq!(downtime, vec![past]);
+    assert_eq!(downtime.windows, vec![past]);
     let operator_hash = fx
         .store
         .operator_token(&root)

@@ -1303,7 +1303,11 @@ pub async fn every_refusal_has_its_own_error_and_changes_nothing(
 
     // Too large: the limit itself is allowed (then judged on content).
     let limit = fx.carewatch.config().max_message_bytes();
-    assert_eq!(limit, 64 * 1024, "the default limit is 64 KiB");
+    assert_eq!(
+        limit,
+        crate::seal::MAX_SEALED_MESSAGE_BYTES,
+        "the default limit is the largest valid sealed report"
+    );
     let fill = limit - HEADER_LEN - TAG_LEN;
     let at_limit = sealed_msg(
         &site.key,

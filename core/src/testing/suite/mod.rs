@@ -9,8 +9,8 @@
 //! The clock is a [`ManualClock`]: it moves only when a test moves it. Tests
 //! call [`Carewatch::sweep`] rather than [`Carewatch::tick`], because a tick
 //! also marks liveness and a clock jump longer than the liveness tolerance
-//! (10 s) between two marks is, correctly, recorded as the service's own
-//! downtime. [`keep_alive`] ticks in small steps where a test needs the
+//! (10 s in fixtures) between two marks is, correctly, recorded as the
+//! service's own downtime. [`keep_alive`] ticks in small steps where a test needs the
 //! service to have been running all along.
 
 mod availability;
@@ -26,7 +26,8 @@ pub use availability::{
     availability_change_loses_to_a_concurrent_message, downtime_windows_are_stored,
     missed_heartbeats_make_server_late_then_unavailable,
     own_downtime_does_not_count_as_missed_heartbeats,
-    recovery_resolves_unavailability_and_records_it,
+    recovery_resolves_unavailability_and_records_it, restarts_record_own_downtime_exactly,
+    sweeps_apply_only_with_the_latest_downtime,
 };
 pub use durability::{data_survives_reopen, two_nodes_on_one_database_agree};
 pub use ingest::{

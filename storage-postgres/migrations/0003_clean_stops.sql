@@ -1,0 +1,3 @@
+-- A node's clean stop: its liveness mark is then the exact moment it
+-- stopped receiving, not merely its last sign of life.
+ALTER TABLE liveness ADD COLUMN stopped BOOLEAN NOT NULL DEFAULT false;
