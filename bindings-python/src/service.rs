@@ -41,7 +41,7 @@ impl Carewatch {
     fn reseller(&self, py: Python<'_>, who: &str) -> PyResult<ResellerId> {
         // Reseller ids have no dots; tokens always do.
         if who.contains('.') {
-            block_on(py, self.service.authenticate_reseller(who))
+            block_on(py, self.service.authenticate_reseller(who, None))
         } else {
             ResellerId::new(who).or_raise(py)
         }
@@ -141,7 +141,7 @@ impl Carewatch {
 
     /// Checks a reseller token; returns the reseller's id.
     fn authenticate_reseller(&self, py: Python<'_>, token: &str) -> PyResult<String> {
-        Ok(block_on(py, self.service.authenticate_reseller(token))?.to_string())
+        Ok(block_on(py, self.service.authenticate_reseller(token, None))?.to_string())
     }
 
     /// All resellers.

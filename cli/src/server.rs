@@ -1,39 +1,69 @@
-//! The gRPC server: Carewatch's services, health and reflection, over TLS,
-//! with graceful shutdown and the maintenance loop alongside.
+//! The server: one listener (TLS unless explicitly plaintext on loopback)
+//! for every front end, with the maintenance loop alongside.
+//!
+//! Connection hygiene, so no client can lock others out or keep a stopped
+//! node alive: a TLS handshake must finish, and a connection must send its
+//! first request, within `handshake_timeout`; a source address may hold at
+//! most `max_pending_per_address` connections that have not yet sent one;
+//! all connections together are capped by `max_connections` (derived from
+//! the open-file limit), with a log line when the cap refuses one; HTTP/2
+//! connections are pinged and dropped when they stop answering; a stop
+//! finishes the calls in flight and closes every connection within
+//! `shutdown_grace`.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use carewatch_core::Carewatch;
+use carewatch_grpc::routes::routes;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tonic::transport::server::TcpConnectInfo;
+use tower::ServiceExt;
 
 use crate::tls::TlsIdentity;
-use carewatch_grpc::proto::{
-    admin_server::AdminServer, dashboard_server::DashboardServer, ingest_server::IngestServer,
-};
-use carewatch_grpc::services::{AdminService, DashboardService, IngestService};
-use carewatch_grpc::shutdown::Shutdown;
 
 /// How to serve.
 #[derive(Debug)]
 pub struct ServeOptions {
     /// TLS identity; `None` only for an explicitly insecure loopback server.
     pub tls: Option<TlsIdentity>,
-    /// Longest a unary call may take.
-    pub request_timeout: Duration,
     /// How often the maintenance loop runs (sweep, liveness).
     pub maintenance_every: Duration,
+    /// Longest time from accepting a connection to its TLS handshake being
+    /// done, and again to its first request.
+    pub handshake_timeout: Duration,
+    /// Connections from one address that have not sent a request yet.
+    pub max_pending_per_address: usize,
+    /// Connections at once; `None` derives it from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// HTTP/2 ping interval on a connection; it is closed if a ping is not
+    /// answered within the same time.
+    pub keepalive: Duration,
+    /// Longest a stop waits for calls in flight before closing connections.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             tls: None,
-            request_timeout: Duration::from_secs(30),
             maintenance_every: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(10),
+            max_pending_per_address: 128,
+            max_connections: None,
+            keepalive: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -41,110 +71,403 @@ impl Default for ServeOptions {
 /// Why serving failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The transport failed (TLS setup, accept loop).
-    #[error("gRPC transport: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    /// TLS could not be set up from the identity.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Building the reflection service failed.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves Carewatch on `listener` until `shutdown` completes, then stops
-/// accepting, lets in-flight calls finish and stops the maintenance loop.
+/// File descriptors kept for the database, logs and the like.
+const RESERVED_FILES: u64 = 128;
+
+/// Raises the open-file limit to its hard maximum and returns how many
+/// connections fit under it.
+fn connection_capacity() -> usize {
+    let limit = rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+        .unwrap_or(1024);
+    usize::try_from(limit.saturating_sub(RESERVED_FILES).max(64)).unwrap_or(usize::MAX)
+}
+
+/// Serves Carewatch on `listener` until `shutdown` completes. Then, in this
+/// order: the node stops receiving (recorded as the exact end of its
+/// receiving, new messages refused, streams end with UNAVAILABLE,
+/// maintenance stops), the listener closes, connections are asked to
+/// finish (HTTP/2 GOAWAY), and after `shutdown_grace` the rest are closed.
 pub async fn serve(
     carewatch: Carewatch,
     listener: TcpListener,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (streams_shutdown, streams_signal) = Shutdown::new();
-    // Headroom over the message limit, so a moderately oversized message gets
-    // Carewatch's typed `too_large` refusal; the transport cuts only absurd ones.
-    let limit = carewatch.config().max_message_bytes() * 2 + 4096;
-    let ingest = IngestServer::new(IngestService::new(
-        carewatch.clone(),
-        streams_signal.clone(),
-    ))
-    .max_decoding_message_size(limit);
-    let dashboard = DashboardServer::new(DashboardService::new(carewatch.clone(), streams_signal))
-        .max_decoding_message_size(64 * 1024);
-    let admin =
-        AdminServer::new(AdminService::new(carewatch.clone())).max_decoding_message_size(64 * 1024);
+    let grpc = routes(&carewatch).await?;
+    let health = grpc.health.clone();
+    let router = grpc.into_router();
+    let tls = options.tls.as_ref().map(acceptor).transpose()?;
+    let max_connections = options.max_connections.unwrap_or_else(connection_capacity);
+    tracing::debug!(max_connections, "accepting connections");
 
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<IngestServer<IngestService>>()
-        .await;
-    health_reporter
-        .set_serving::<DashboardServer<DashboardService>>()
-        .await;
-    health_reporter
-        .set_serving::<AdminServer<AdminService>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(carewatch_grpc::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-
-    let mut builder = Server::builder()
-        .timeout(options.request_timeout)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)));
-    if let Some(tls) = &options.tls {
-        builder = builder.tls_config(
-            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)),
-        )?;
-    }
-
-    // The maintenance loop stops when the server does.
-    let (stop_maintenance, stopped) = tokio::sync::watch::channel(());
     let maintenance = tokio::spawn({
         let carewatch = carewatch.clone();
-        let mut stopped = stopped.clone();
+        let every = options.maintenance_every;
         async move {
             carewatch
-                .run_maintenance(options.maintenance_every, async move {
-                    let _ = stopped.changed().await;
-                })
-                .await;
+                .run_maintenance(every, std::future::pending())
+                .await
         }
     });
 
-    let result = builder
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(ingest)
-        .add_service(dashboard)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(without_nagle(listener), async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing calls in flight");
-            streams_shutdown.fire();
-            health_reporter
-                .set_not_serving::<IngestServer<IngestService>>()
-                .await;
-        })
-        .await;
-    drop(stop_maintenance);
-    let _ = maintenance.await;
-    // A last liveness mark: the downtime that follows starts from here.
-    if let Err(e) = carewatch.mark_alive().await {
-        tracing::warn!(error = %e, "final liveness mark failed");
+    let (draining, drain) = watch::channel(false);
+    let limits = Arc::new(Limits {
+        slots: Arc::new(Semaphore::new(max_connections)),
+        pending: Mutex::default(),
+        max_pending_per_address: options.max_pending_per_address,
+        refused_full: RateLimitedLog::default(),
+        refused_pending: RateLimitedLog::default(),
+        accept_failed: RateLimitedLog::default(),
+    });
+    let settings = Arc::new(ConnectionSettings {
+        tls,
+        handshake_timeout: options.handshake_timeout,
+        keepalive: options.keepalive,
+    });
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        limits.accept_failed.warn(|n| tracing::warn!(error = %e, failures = n, "accepting a connection failed"));
+                        // Out of file descriptors: give connections time to close.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Some(admission) = limits.admit(peer.ip()) else {
+                    continue;
+                };
+                let connection = Connection {
+                    stream,
+                    peer,
+                    router: router.clone(),
+                    settings: settings.clone(),
+                    drain: drain.clone(),
+                };
+                connections.spawn(connection.run(admission));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
     }
-    result.map_err(ServeError::from)
+
+    // The exact end of this node's receiving: before the listener closes.
+    if let Err(e) = carewatch.stop_receiving().await {
+        tracing::warn!(error = %e, "recording the stop failed; the next start counts from the last liveness mark");
+    }
+    drop(listener);
+    tracing::info!(
+        connections = connections.len(),
+        "shutting down: no new connections, finishing calls in flight"
+    );
+    mark_not_serving(&health).await;
+    let _ = draining.send(true);
+    let drained = tokio::time::timeout(options.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!(
+            connections = connections.len(),
+            "closing connections still open after {:?}",
+            options.shutdown_grace
+        );
+        connections.shutdown().await;
+    }
+    let _ = maintenance.await;
+    Ok(())
 }
 
-/// Accepted connections with Nagle's algorithm off. Tonic sets `TCP_NODELAY`
-/// only on listeners it binds itself, not on a stream of accepted sockets;
-/// without it a small reply waits for the peer's delayed ACK (up to 40 ms on
-/// Linux), which set the heartbeat latency floor and capped throughput.
-fn without_nagle(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<TcpStream>> {
-    TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot turn Nagle's algorithm off");
+async fn mark_not_serving(health: &tonic_health::server::HealthReporter) {
+    use carewatch_grpc::proto::{
+        admin_server::AdminServer, dashboard_server::DashboardServer, ingest_server::IngestServer,
+    };
+    use carewatch_grpc::services::{AdminService, DashboardService, IngestService};
+    health
+        .set_not_serving::<IngestServer<IngestService>>()
+        .await;
+    health
+        .set_not_serving::<DashboardServer<DashboardService>>()
+        .await;
+    health.set_not_serving::<AdminServer<AdminService>>().await;
+}
+
+fn acceptor(identity: &TlsIdentity) -> Result<TlsAcceptor, ServeError> {
+    let config = identity
+        .server_config(&[b"h2", b"http/1.1"])
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Who may connect.
+#[derive(Debug)]
+struct Limits {
+    slots: Arc<Semaphore>,
+    /// Connections per address that have not sent a request yet.
+    pending: Mutex<HashMap<IpAddr, usize>>,
+    max_pending_per_address: usize,
+    refused_full: RateLimitedLog,
+    refused_pending: RateLimitedLog,
+    accept_failed: RateLimitedLog,
+}
+
+/// A connection's place: a slot, and (until its first request) a pending
+/// count for its address.
+struct Admission {
+    _slot: OwnedSemaphorePermit,
+    first_request: Arc<FirstRequest>,
+}
+
+/// Whether a connection has sent a request; until it has, it counts as
+/// pending for its address.
+struct FirstRequest {
+    seen: AtomicBool,
+    pending: Mutex<Option<PendingGuard>>,
+}
+
+impl FirstRequest {
+    fn mark(&self) {
+        if !self.seen.swap(true, Ordering::AcqRel) {
+            drop(
+                self.pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take(),
+            );
+        }
+    }
+
+    fn seen(&self) -> bool {
+        self.seen.load(Ordering::Acquire)
+    }
+}
+
+struct PendingGuard {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        let mut pending = self.limits.pending();
+        if let Some(n) = pending.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(&self.ip);
             }
+        }
+    }
+}
+
+impl Limits {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A place for a new connection from `ip`, or `None` (logged) if the
+    /// server is full or the address already has too many pending ones.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admission> {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            self.refused_full.warn(|n| {
+                tracing::warn!(
+                    refused = n,
+                    "connection limit reached: refusing new connections (raise the open-file limit to take more)"
+                );
+            });
+            return None;
+        };
+        {
+            let mut pending = self.pending();
+            let count = pending.entry(ip).or_insert(0);
+            if *count >= self.max_pending_per_address {
+                drop(pending);
+                self.refused_pending.warn(|n| {
+                    tracing::warn!(source = %ip, refused = n,
+                        "too many unfinished connections from one address: refusing more");
+                });
+                return None;
+            }
+            *count += 1;
+        }
+        Some(Admission {
+            _slot: slot,
+            first_request: Arc::new(FirstRequest {
+                seen: AtomicBool::new(false),
+                pending: Mutex::new(Some(PendingGuard {
+                    limits: self.clone(),
+                    ip,
+                })),
+            }),
         })
-    })
+    }
+}
+
+/// A warning logged at most every 10 s, with how many times it happened.
+#[derive(Debug, Default)]
+struct RateLimitedLog {
+    count: AtomicU64,
+    last: Mutex<Option<Instant>>,
+}
+
+impl RateLimitedLog {
+    fn warn(&self, log: impl FnOnce(u64)) {
+        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            self.count.store(0, Ordering::Relaxed);
+            log(count);
+        }
+    }
+}
+
+struct ConnectionSettings {
+    tls: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+    keepalive: Duration,
+}
+
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: axum::Router,
+    settings: Arc<ConnectionSettings>,
+    drain: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn run(self, admission: Admission) {
+        let Self {
+            stream,
+            peer,
+            router,
+            settings,
+            mut drain,
+        } = self;
+        // Small replies must not wait for the peer's delayed ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot turn Nagle's algorithm off");
+        }
+        let info = TcpConnectInfo {
+            local_addr: stream.local_addr().ok(),
+            remote_addr: Some(peer),
+        };
+        let first_request = admission.first_request.clone();
+        let service = {
+            let first_request = first_request.clone();
+            tower::service_fn(move |mut request: http::Request<Incoming>| {
+                first_request.mark();
+                request.extensions_mut().insert(info.clone());
+                router.clone().oneshot(request)
+            })
+        };
+        let service = TowerToHyperService::new(service);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.handshake_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(settings.keepalive)
+            .keep_alive_timeout(settings.keepalive);
+        let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
+        let served = match &settings.tls {
+            Some(acceptor) => {
+                let Ok(Ok(tls)) = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await
+                else {
+                    tracing::debug!(peer = %peer, "TLS handshake failed or timed out");
+                    return;
+                };
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                drive(connection, deadline, &first_request, &mut drain).await
+            }
+            None => {
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                drive(connection, deadline, &first_request, &mut drain).await
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves one connection until it ends, closing it if no request came by
+/// `deadline`, and asking it to finish when the server drains.
+async fn drive<C>(
+    connection: C,
+    deadline: tokio::time::Instant,
+    first_request: &FirstRequest,
+    drain: &mut watch::Receiver<bool>,
+) -> Result<(), BoxError>
+where
+    C: Future<Output = Result<(), BoxError>> + GracefulConnection,
+{
+    tokio::pin!(connection);
+    let mut draining = *drain.borrow();
+    if draining {
+        connection.as_mut().graceful();
+    }
+    let mut waiting_for_request = true;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            () = tokio::time::sleep_until(deadline), if waiting_for_request => {
+                if !first_request.seen() {
+                    tracing::debug!("closing a connection that sent no request in time");
+                    return Ok(());
+                }
+                waiting_for_request = false;
+            }
+            changed = drain.changed(), if !draining => {
+                draining = true;
+                if changed.is_ok() {
+                    connection.as_mut().graceful();
+                }
+            }
+        }
+    }
+}
+
+/// Asking a connection to finish its calls and close (GOAWAY on HTTP/2).
+trait GracefulConnection {
+    fn graceful(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E> GracefulConnection for auto::UpgradeableConnection<'_, I, S, E>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<BoxError>,
+    S::ResBody: http_body::Body + Send + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<BoxError>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn graceful(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
 }

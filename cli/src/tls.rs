@@ -1,6 +1,7 @@
 //! TLS identities: loaded from PEM files, or self-signed on first start.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -97,6 +98,25 @@ impl TlsIdentity {
             source,
         })?;
         Ok((identity, true))
+    }
+
+    /// A rustls server configuration offering `alpn` protocols in order.
+    pub fn server_config(&self, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, TlsError> {
+        let certs = rustls_pemfile::certs(&mut self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Invalid(format!("certificate chain: {e}")))?;
+        let key = rustls_pemfile::private_key(&mut self.key_pem.as_bytes())
+            .map_err(|e| TlsError::Invalid(format!("private key: {e}")))?
+            .ok_or_else(|| TlsError::Invalid("no private key in the key file".into()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Invalid(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Invalid(format!("certificate and key: {e}")))?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
     }
 
     /// SHA-256 of the first certificate's DER, as colon-separated hex.

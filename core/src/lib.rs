@@ -20,6 +20,7 @@ pub mod liveness;
 pub mod seal;
 mod service;
 pub mod store;
+pub mod throttle;
 pub mod time;
 
 pub use catalogue::ConditionCode;

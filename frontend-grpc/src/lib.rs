@@ -9,8 +9,8 @@
 pub mod auth;
 pub mod client;
 pub mod convert;
+pub mod routes;
 pub mod services;
-pub mod shutdown;
 pub mod status;
 
 /// The generated protobuf types and tonic stubs of `carewatch.v1`.

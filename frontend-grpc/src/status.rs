@@ -2,7 +2,8 @@
 //! core's message as the status message and the kind in `carewatch-error`
 //! metadata so clients can branch without parsing text.
 
-use carewatch_core::Error;
+use carewatch_core::{Carewatch, Error};
+use futures::{Stream, StreamExt};
 use tonic::{Code, Status};
 
 /// Metadata key carrying [`Error::code`].
@@ -47,6 +48,34 @@ pub fn to_status(error: Error) -> Status {
         tracing::error!(error = %error, "internal error");
     }
     status
+}
+
+/// The `too_large` refusal for a message the transport cut off unread.
+pub fn too_large(limit: usize) -> Status {
+    let mut status = Status::new(
+        Code::InvalidArgument,
+        format!("message too large: more than {limit} bytes, at most {limit} accepted"),
+    );
+    status.metadata_mut().insert(
+        ERROR_KIND_KEY,
+        tonic::metadata::MetadataValue::from_static("too_large"),
+    );
+    status
+}
+
+/// `stream` until `carewatch` stops receiving; a stream cut short that way
+/// ends with UNAVAILABLE (`shutting_down`), so clients reconnect instead of
+/// taking the end for a normal one.
+pub fn until_stopped<T: Send + 'static>(
+    stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    carewatch: &Carewatch,
+) -> impl Stream<Item = Result<T, Status>> + Send + 'static {
+    let stopped = carewatch.clone();
+    stream.take_until(carewatch.stopping()).chain(
+        futures::stream::once(async move { stopped.is_stopping() }).filter_map(
+            |stopping| async move { stopping.then(|| Err(to_status(Error::ShuttingDown))) },
+        ),
+    )
 }
 
 #[cfg(test)]

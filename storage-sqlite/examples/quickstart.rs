@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     // Reseller: its overview (only installations needing attention).
-    let who = carewatch.authenticate_reseller(&token.token).await?;
+    let who = carewatch.authenticate_reseller(&token.token, None).await?;
     let page = carewatch.overview(&who, &OverviewQuery::default()).await?;
     for row in &page.rows {
         let worst = row.summary.worst.as_ref().map_or("-", |c| c.as_str());

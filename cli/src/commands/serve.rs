@@ -30,6 +30,11 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Another name (DNS name or IP address) recording servers reach this
+    /// server by, for the self-signed certificate made on first start;
+    /// repeat for several. (Delete cert.pem and key.pem to make a new one.)
+    #[arg(long = "tls-name", conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_names: Vec<String>,
     /// Serve without TLS. Refused unless listening on a loopback address.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     insecure_plaintext: bool,
@@ -50,9 +55,21 @@ pub struct ServeArgs {
     /// several deployments can share one database.
     #[arg(long, env = "CAREWATCH_DATABASE_SCHEMA", requires = "database_url")]
     database_schema: Option<String>,
-    /// This node's name when several share one database.
+    /// This node's name when several share one database (unique per node).
     #[arg(long, env = "CAREWATCH_NODE_ID", default_value = "carewatch")]
     node_id: String,
+    /// How old another node's liveness mark may be for it to count as
+    /// receiving, and the longest pause of this node's once-a-second marks
+    /// that is not own downtime. Restarts, clean stops and storage outages
+    /// are measured exactly whatever this is.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    liveness_tolerance: Duration,
+    /// Most connections at once (default: what the open-file limit allows).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Longest a stop waits for calls in flight before closing connections.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
 }
 
 pub async fn run(args: ServeArgs) -> CliResult {
@@ -74,7 +91,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     } else if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         Some(TlsIdentity::from_files(cert, key)?)
     } else {
-        let (identity, generated) = TlsIdentity::self_signed_in(&args.data_dir, &[])?;
+        let (identity, generated) = TlsIdentity::self_signed_in(&args.data_dir, &args.tls_names)?;
         let fingerprint = identity.fingerprint().unwrap_or_default();
         let verb = if generated { "generated" } else { "using" };
         eprintln!(
@@ -108,7 +125,8 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let config = Config::new(master_key)
         .with_heartbeat_interval(args.heartbeat_interval)?
         .with_policy(policy)
-        .with_node_id(args.node_id);
+        .with_node_id(args.node_id)
+        .with_liveness_tolerance(args.liveness_tolerance);
     let carewatch = Carewatch::open(store, Arc::new(SystemClock), config).await?;
     if let Some(issued) = carewatch
         .ensure_operator(&ResellerId::new("admin")?)
@@ -130,6 +148,8 @@ pub async fn run(args: ServeArgs) -> CliResult {
     );
     let options = ServeOptions {
         tls,
+        max_connections: args.max_connections,
+        shutdown_grace: args.shutdown_grace,
         ..ServeOptions::default()
     };
     serve(carewatch, listener, options, shutdown_signal()).await?;

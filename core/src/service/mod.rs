@@ -28,6 +28,7 @@ use crate::seal::{MAX_SEALED_MESSAGE_BYTES, MasterKey};
 use crate::store::{
     Admission, AdmissionQuery, DowntimeEpoch, SignOfLife, Store, SummaryChange, WriteOutcome,
 };
+use crate::throttle::FailureThrottle;
 use crate::time::{Clock, Timestamp};
 
 /// The default [`Config::with_liveness_tolerance`]: three one-second ticks.
@@ -170,6 +171,8 @@ struct Inner {
     outage_since: AtomicI64,
     /// Set once, when the node stops receiving (a clean shutdown).
     stopping: watch::Sender<bool>,
+    /// Authentication failures per source address.
+    auth_failures: FailureThrottle,
 }
 
 /// The own-downtime windows this node knows, and their epoch in the store.
@@ -216,6 +219,7 @@ impl Carewatch {
                 downtime: RwLock::new(Arc::default()),
                 outage_since: AtomicI64::new(NO_OUTAGE),
                 stopping: watch::channel(false).0,
+                auth_failures: FailureThrottle::default(),
             }),
         };
         service.mark(MarkReason::Starting).await?;

@@ -1,6 +1,9 @@
 //! What the operator does: resellers, tokens, registrations, subscriptions,
 //! consent and installation keys.
 
+use std::net::IpAddr;
+use std::time::Instant;
+
 use super::Carewatch;
 use crate::auth::{self, IssuedToken, Principal, parse_token};
 use crate::error::{Error, Result};
@@ -56,8 +59,39 @@ impl Carewatch {
         self.issue_operator_token(name).await.map(Some)
     }
 
-    /// Checks a token and says whose it is.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+    /// Checks a token and says whose it is. `source` (the caller's address,
+    /// when there is one) is slowed down after repeated failures; every
+    /// failure is logged at a bounded rate, never with the token.
+    pub async fn authenticate(&self, token: &str, source: Option<IpAddr>) -> Result<Principal> {
+        let source = source.map(|ip| ip.to_string());
+        if let Some(source) = &source {
+            let delay = self.inner.auth_failures.delay(source, Instant::now());
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        let result = self.check_token(token).await;
+        match (&result, &source) {
+            (Err(Error::Unauthenticated { reason }), _) => {
+                let failure = source
+                    .as_deref()
+                    .map(|s| self.inner.auth_failures.failed(s, Instant::now()));
+                if failure.is_none_or(|f| f.log) {
+                    tracing::warn!(
+                        source = source.as_deref().unwrap_or("-"),
+                        failures = failure.map_or(1, |f| f.failures),
+                        reason,
+                        "authentication failed"
+                    );
+                }
+            }
+            (Ok(_), Some(source)) => self.inner.auth_failures.succeeded(source),
+            _ => {}
+        }
+        result
+    }
+
+    async fn check_token(&self, token: &str) -> Result<Principal> {
         let presented = parse_token(token)?;
         let stored = match &presented.principal {
             Principal::Reseller(id) => self.inner.store.reseller_token(id).await?,
@@ -68,8 +102,12 @@ impl Carewatch {
     }
 
     /// Checks a reseller token; returns the reseller.
-    pub async fn authenticate_reseller(&self, token: &str) -> Result<ResellerId> {
-        match self.authenticate(token).await? {
+    pub async fn authenticate_reseller(
+        &self,
+        token: &str,
+        source: Option<IpAddr>,
+    ) -> Result<ResellerId> {
+        match self.authenticate(token, source).await? {
             Principal::Reseller(id) => Ok(id),
             Principal::Operator(_) => Err(Error::Unauthenticated {
                 reason: "an operator token is not a reseller token",
@@ -78,8 +116,12 @@ impl Carewatch {
     }
 
     /// Checks an operator token.
-    pub async fn authenticate_operator(&self, token: &str) -> Result<ResellerId> {
-        match self.authenticate(token).await? {
+    pub async fn authenticate_operator(
+        &self,
+        token: &str,
+        source: Option<IpAddr>,
+    ) -> Result<ResellerId> {
+        match self.authenticate(token, source).await? {
             Principal::Operator(name) => Ok(name),
             Principal::Reseller(_) => Err(Error::Unauthenticated {
                 reason: "a reseller token is not an operator token",

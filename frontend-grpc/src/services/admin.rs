@@ -26,7 +26,7 @@ impl AdminService {
     async fn operator<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let token = bearer(request).map_err(to_status)?;
         self.carewatch
-            .authenticate_operator(token)
+            .authenticate_operator(token, request.remote_addr().map(|a| a.ip()))
             .await
             .map_err(to_status)
             .map(|_| ())

@@ -12,29 +12,25 @@ use crate::auth::bearer;
 use crate::convert;
 use crate::proto::dashboard_server::Dashboard;
 use crate::proto::{self};
-use crate::shutdown::ShutdownSignal;
-use crate::status::to_status;
+use crate::status::{to_status, until_stopped};
 
 /// Serves [`Dashboard`].
 #[derive(Debug, Clone)]
 pub struct DashboardService {
     carewatch: Carewatch,
-    shutdown: ShutdownSignal,
 }
 
 impl DashboardService {
-    /// Over a Carewatch service; watch streams end when `shutdown` fires.
-    pub fn new(carewatch: Carewatch, shutdown: ShutdownSignal) -> Self {
-        Self {
-            carewatch,
-            shutdown,
-        }
+    /// Over a Carewatch service; watch streams end with UNAVAILABLE when it
+    /// stops receiving.
+    pub fn new(carewatch: Carewatch) -> Self {
+        Self { carewatch }
     }
 
     async fn reseller<T>(&self, request: &Request<T>) -> Result<ResellerId, Status> {
         let token = bearer(request).map_err(to_status)?;
         self.carewatch
-            .authenticate_reseller(token)
+            .authenticate_reseller(token, request.remote_addr().map(|a| a.ip()))
             .await
             .map_err(to_status)
     }
@@ -106,8 +102,9 @@ impl Dashboard for DashboardService {
             .await
             .map_err(to_status)?;
         let events = stream.map(|event| Ok::<_, Status>(convert::watch_event(&event)));
-        Ok(Response::new(Box::pin(
-            events.take_until(self.shutdown.wait()),
-        )))
+        Ok(Response::new(Box::pin(until_stopped(
+            events,
+            &self.carewatch,
+        ))))
     }
 }

@@ -10,23 +10,19 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::convert::{self, duration, timestamp};
 use crate::proto::ingest_server::Ingest;
 use crate::proto::{self, stream_reply};
-use crate::shutdown::ShutdownSignal;
-use crate::status::{code_for, to_status};
+use crate::status::{code_for, to_status, too_large, until_stopped};
 
 /// Serves [`Ingest`].
 #[derive(Debug, Clone)]
 pub struct IngestService {
     carewatch: Carewatch,
-    shutdown: ShutdownSignal,
 }
 
 impl IngestService {
-    /// Over a Carewatch service; open streams end when `shutdown` fires.
-    pub fn new(carewatch: Carewatch, shutdown: ShutdownSignal) -> Self {
-        Self {
-            carewatch,
-            shutdown,
-        }
+    /// Over a Carewatch service; open streams end with UNAVAILABLE when it
+    /// stops receiving.
+    pub fn new(carewatch: Carewatch) -> Self {
+        Self { carewatch }
     }
 
     async fn handle(
@@ -86,11 +82,16 @@ impl Ingest for IngestService {
         request: Request<Streaming<proto::StreamMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let service = self.clone();
-        let until = self.shutdown.wait();
-        let replies = request.into_inner().take_until(until).then(move |item| {
+        let replies = request.into_inner().then(move |item| {
             let service = service.clone();
             async move {
-                let item = item?;
+                let item = item.map_err(|status| {
+                    if crate::routes::is_transport_too_large(&status) {
+                        too_large(service.carewatch.config().max_message_bytes())
+                    } else {
+                        status
+                    }
+                })?;
                 let sequence = item.message.as_ref().map_or(0, |m| m.sequence);
                 let result = match (proto::MessageKind::try_from(item.kind), item.message) {
                     (Ok(proto::MessageKind::Heartbeat), Some(m)) => {
@@ -109,6 +110,7 @@ impl Ingest for IngestService {
                     Err(e) => stream_reply::Result::Refusal(proto::Refusal {
                         code: code_for(&e) as i32,
                         reason: e.to_string(),
+                        kind: e.code().to_owned(),
                     }),
                 };
                 Ok(proto::StreamReply {
@@ -117,6 +119,9 @@ impl Ingest for IngestService {
                 })
             }
         });
-        Ok(Response::new(Box::pin(replies)))
+        Ok(Response::new(Box::pin(until_stopped(
+            replies,
+            &self.carewatch,
+        ))))
     }
 }

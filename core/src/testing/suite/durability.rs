@@ -193,14 +193,14 @@ pub async fn data_survives_reopen(backend: &(impl TestBackend + ?Sized)) {
     );
     assert_eq!(
         fx.carewatch
-            .authenticate_operator(&operator.token)
+            .authenticate_operator(&operator.token, None)
             .await
             .expect("the operator token must still work"),
         root
     );
     assert_eq!(
         fx.carewatch
-            .authenticate_reseller(&alpha_token.token)
+            .authenticate_reseller(&alpha_token.token, None)
             .await
             .expect("alpha's token must still work"),
         alpha

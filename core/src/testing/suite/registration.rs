@@ -67,7 +67,7 @@ pub async fn resellers_are_created_once(backend: &(impl TestBackend + ?Sized)) {
     );
     assert_eq!(
         fx.carewatch
-            .authenticate_reseller(&first.token)
+            .authenticate_reseller(&first.token, None)
             .await
             .expect("acme's first token must still authenticate"),
         acme,
@@ -116,7 +116,7 @@ pub async fn reseller_tokens_rotate(backend: &(impl TestBackend + ?Sized)) {
         .expect("creating beta");
     assert_eq!(
         fx.carewatch
-            .authenticate_reseller(&t1.token)
+            .authenticate_reseller(&t1.token, None)
             .await
             .expect("acme's first token"),
         acme
@@ -128,7 +128,7 @@ pub async fn reseller_tokens_rotate(backend: &(impl TestBackend + ?Sized)) {
         .await
         .expect("rotating acme's token");
     let err = refused(
-        fx.carewatch.authenticate_reseller(&t1.token).await,
+        fx.carewatch.authenticate_reseller(&t1.token, None).await,
         "acme's token after rotation",
     );
     assert!(
@@ -137,7 +137,7 @@ pub async fn reseller_tokens_rotate(backend: &(impl TestBackend + ?Sized)) {
     );
     assert_eq!(
         fx.carewatch
-            .authenticate_reseller(&t2.token)
+            .authenticate_reseller(&t2.token, None)
             .await
             .expect("acme's new token must authenticate"),
         acme
@@ -158,7 +158,7 @@ pub async fn reseller_tokens_rotate(backend: &(impl TestBackend + ?Sized)) {
         .expect("rotating acme's token again");
     for (token, label) in [(&t1, "first"), (&t2, "second")] {
         let err = refused(
-            fx.carewatch.authenticate_reseller(&token.token).await,
+            fx.carewatch.authenticate_reseller(&token.token, None).await,
             &format!("acme's {label} token after two rotations"),
         );
         assert!(
@@ -168,14 +168,14 @@ pub async fn reseller_tokens_rotate(backend: &(impl TestBackend + ?Sized)) {
     }
     assert_eq!(
         fx.carewatch
-            .authenticate_reseller(&t3.token)
+            .authenticate_reseller(&t3.token, None)
             .await
             .expect("acme's third token"),
         acme
     );
     assert_eq!(
         fx.carewatch
-            .authenticate_reseller(&tb.token)
+            .authenticate_reseller(&tb.token, None)
             .await
             .expect("beta's token must survive acme's rotations"),
         beta
@@ -268,13 +268,13 @@ pub async fn operator_tokens_round_trip(backend: &(impl TestBackend + ?Sized)) {
     );
     assert_eq!(
         fx.carewatch
-            .authenticate(&t1.token)
+            .authenticate(&t1.token, None)
             .await
             .expect("root's token must authenticate"),
         Principal::Operator(root.clone())
     );
     let err = refused(
-        fx.carewatch.authenticate_reseller(&t1.token).await,
+        fx.carewatch.authenticate_reseller(&t1.token, None).await,
         "an operator token used as a reseller token",
     );
     assert!(
@@ -293,7 +293,7 @@ pub async fn operator_tokens_round_trip(backend: &(impl TestBackend + ?Sized)) {
         .await
         .expect("reissuing root's token");
     let err = refused(
-        fx.carewatch.authenticate_operator(&t1.token).await,
+        fx.carewatch.authenticate_operator(&t1.token, None).await,
         "root's replaced token",
     );
     assert!(
@@ -303,7 +303,7 @@ pub async fn operator_tokens_round_trip(backend: &(impl TestBackend + ?Sized)) {
     for (token, name) in [(&t2, &ops), (&t3, &root)] {
         assert_eq!(
             &fx.carewatch
-                .authenticate_operator(&token.token)
+                .authenticate_operator(&token.token, None)
                 .await
                 .unwrap_or_else(|e| panic!("operator {name}'s current token: {e}")),
             name
@@ -318,14 +318,14 @@ pub async fn operator_tokens_round_trip(backend: &(impl TestBackend + ?Sized)) {
         .expect("a reseller may share a name with an operator");
     assert_eq!(
         fx.carewatch
-            .authenticate(&reseller_root.token)
+            .authenticate(&reseller_root.token, None)
             .await
             .expect("reseller root's token"),
         Principal::Reseller(root.clone())
     );
     let err = refused(
         fx.carewatch
-            .authenticate_operator(&reseller_root.token)
+            .authenticate_operator(&reseller_root.token, None)
             .await,
         "reseller root's token used as an operator token",
     );
@@ -351,7 +351,7 @@ pub async fn operator_tokens_round_trip(backend: &(impl TestBackend + ?Sized)) {
     );
     assert_eq!(
         fx.carewatch
-            .authenticate_operator(&t3.token)
+            .authenticate_operator(&t3.token, None)
             .await
             .expect("operator root's token after reseller root was created"),
         root

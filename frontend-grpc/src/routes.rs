@@ -1,0 +1,134 @@
+//! Every gRPC service of Carewatch as one set of routes, for the composition
+//! root to serve (alone, or merged with the web front end on one port).
+
+use carewatch_core::Carewatch;
+use tonic::service::Routes;
+use tonic_health::server::HealthReporter;
+
+use crate::proto::{
+    self, admin_server::AdminServer, dashboard_server::DashboardServer, ingest_server::IngestServer,
+};
+use crate::services::{AdminService, DashboardService, IngestService};
+
+/// Bytes a gRPC message may carry beyond its sealed payload: the SLC, the
+/// recording-server id, the sequence and protobuf's framing (at most ~250).
+const INGEST_FRAMING: usize = 1024;
+/// The largest Dashboard or Admin request (ids, tokens, page tokens).
+const SMALL_REQUEST: usize = 64 * 1024;
+
+/// The routes and the health reporter that says whether Ingest serves.
+#[derive(Debug)]
+pub struct GrpcRoutes {
+    /// Ingest, Dashboard, Admin, health and reflection.
+    pub routes: Routes,
+    /// Health of the services (set Ingest to not serving on shutdown).
+    pub health: HealthReporter,
+}
+
+impl GrpcRoutes {
+    /// Marks every Carewatch service as not serving (on shutdown).
+    pub async fn set_not_serving(&self) {
+        self.health
+            .set_not_serving::<IngestServer<IngestService>>()
+            .await;
+        self.health
+            .set_not_serving::<DashboardServer<DashboardService>>()
+            .await;
+        self.health
+            .set_not_serving::<AdminServer<AdminService>>()
+            .await;
+    }
+}
+
+/// Builds the routes over a running service.
+pub async fn routes(carewatch: &Carewatch) -> Result<GrpcRoutes, tonic_reflection::server::Error> {
+    // The transport admits a message a little over Carewatch's limit, so a
+    // message over the limit gets the typed `too_large` refusal from the core
+    // rather than an untyped transport error.
+    let ingest_limit = carewatch.config().max_message_bytes() + INGEST_FRAMING;
+    let ingest = IngestServer::new(IngestService::new(carewatch.clone()))
+        .max_decoding_message_size(ingest_limit);
+    let dashboard = DashboardServer::new(DashboardService::new(carewatch.clone()))
+        .max_decoding_message_size(SMALL_REQUEST);
+    let admin = AdminServer::new(AdminService::new(carewatch.clone()))
+        .max_decoding_message_size(SMALL_REQUEST);
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<IngestServer<IngestService>>()
+        .await;
+    health_reporter
+        .set_serving::<DashboardServer<DashboardService>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServer<AdminService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let routes = Routes::new(health)
+        .add_service(reflection)
+        .add_service(ingest)
+        .add_service(dashboard)
+        .add_service(admin);
+    Ok(GrpcRoutes {
+        routes,
+        health: health_reporter,
+    })
+}
+
+impl GrpcRoutes {
+    /// The routes as an axum router, with the transport's size refusals
+    /// typed like Carewatch's own.
+    pub fn into_router(self) -> axum::Router {
+        self.routes
+            .prepare()
+            .into_axum_router()
+            .layer(axum::middleware::map_response(typed_transport_refusals))
+    }
+}
+
+/// The transport refuses a message far over the limit before Carewatch sees
+/// it, as an untyped OUT_OF_RANGE; clients get the same `too_large` refusal
+/// (INVALID_ARGUMENT and its `carewatch-error` kind) as for any message over
+/// the limit. Streams type it themselves (the status is in their trailers).
+async fn typed_transport_refusals(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    let headers = response.headers();
+    let out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"11");
+    let too_large = headers
+        .get("grpc-message")
+        .is_some_and(|m| m.as_bytes().starts_with(TRANSPORT_TOO_LARGE_PREFIX));
+    if out_of_range && too_large {
+        let headers = response.headers_mut();
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+        headers.insert(
+            crate::status::ERROR_KIND_KEY,
+            http::HeaderValue::from_static("too_large"),
+        );
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static(TOO_LARGE_MESSAGE),
+        );
+    }
+    response
+}
+
+/// How tonic's decoder starts its message, percent-encoded in `grpc-message`.
+const TRANSPORT_TOO_LARGE_PREFIX: &[u8] = b"Error,%20decoded%20message%20length%20too%20large";
+/// Percent-encoded as `grpc-message` requires.
+const TOO_LARGE_MESSAGE: &str =
+    "message%20too%20large:%20over%20the%20limit%20of%20the%20sealed%20field%20(see%20PROTOCOL.md)";
+
+/// Whether a stream's error is the transport's size refusal; it becomes the
+/// typed `too_large` refusal.
+pub(crate) fn is_transport_too_large(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::OutOfRange
+        && status
+            .message()
+            .starts_with("Error, decoded message length too large")
+}
