@@ -14,12 +14,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use carewatch_core::IncomingMessage;
 use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
+use carewatch_core::availability::{Availability, AvailabilityPolicy};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
+use carewatch_core::installation::Product;
 use carewatch_core::liveness::LivenessMark;
+use carewatch_core::seal::InstallationKey;
 use carewatch_core::seal::{KeyId, MasterKey, WrappedKey};
+use carewatch_core::store::HistoryKind;
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
     InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
@@ -29,7 +34,7 @@ use carewatch_core::time::{Clock, Timestamp};
 use carewatch_core::{Carewatch, Config};
 use carewatch_core::{Error, Result};
 use carewatch_storage_sqlite::SqliteStore;
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep, sleep_until};
 
 const TOLERANCE: Duration = Duration::from_secs(10);
 const EVERY: Duration = Duration::from_secs(1);
@@ -57,17 +62,23 @@ struct Faulty {
     inner: SqliteStore,
     sweep_delay: Duration,
     failing: AtomicBool,
+    stall_until: Mutex<Option<Instant>>,
     marks: Mutex<Vec<Timestamp>>,
     sweeps: AtomicU32,
 }
 
 impl Faulty {
-    fn check(&self) -> Result<()> {
+    /// Fails while `failing`; waits while a stall lasts (then proceeds).
+    async fn check(&self) -> Result<()> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(Error::storage_unavailable(
                 "the test's database is down",
                 "connection refused",
             ));
+        }
+        let stall = *self.stall_until.lock().expect("stall");
+        if let Some(until) = stall {
+            tokio::time::sleep_until(until).await;
         }
         Ok(())
     }
@@ -76,53 +87,53 @@ impl Faulty {
 #[async_trait]
 impl Store for Faulty {
     async fn due_servers(&self, now: Timestamp, limit: u32) -> Result<Vec<ServerRecord>> {
-        self.check()?;
+        self.check().await?;
         sleep(self.sweep_delay).await;
         let due = self.inner.due_servers(now, limit).await;
         self.sweeps.fetch_add(1, Ordering::SeqCst);
         due
     }
     async fn mark_alive(&self, mark: &LivenessMark) -> Result<Option<DowntimeWindow>> {
-        self.check()?;
+        self.check().await?;
         self.marks.lock().expect("marks").push(mark.at);
         self.inner.mark_alive(mark).await
     }
     async fn mark_stopped(&self, node: &str, at: Timestamp) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.mark_stopped(node, at).await
     }
 
     // Everything else as SQLite does it.
     async fn create_reseller(&self, reseller: &Reseller, token: &TokenHash) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.create_reseller(reseller, token).await
     }
     async fn set_reseller_token(&self, id: &ResellerId, token: &TokenHash) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.set_reseller_token(id, token).await
     }
     async fn reseller_token(&self, id: &ResellerId) -> Result<Option<TokenHash>> {
-        self.check()?;
+        self.check().await?;
         self.inner.reseller_token(id).await
     }
     async fn resellers(&self) -> Result<Vec<Reseller>> {
-        self.check()?;
+        self.check().await?;
         self.inner.resellers().await
     }
     async fn set_operator_token(&self, name: &ResellerId, token: &TokenHash) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.set_operator_token(name, token).await
     }
     async fn operator_token(&self, name: &ResellerId) -> Result<Option<TokenHash>> {
-        self.check()?;
+        self.check().await?;
         self.inner.operator_token(name).await
     }
     async fn has_operator(&self) -> Result<bool> {
-        self.check()?;
+        self.check().await?;
         self.inner.has_operator().await
     }
     async fn register_installation(&self, installation: &Installation) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.register_installation(installation).await
     }
     async fn update_installation(
@@ -130,23 +141,23 @@ impl Store for Faulty {
         slc: &Slc,
         update: &InstallationUpdate,
     ) -> Result<Installation> {
-        self.check()?;
+        self.check().await?;
         self.inner.update_installation(slc, update).await
     }
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>> {
-        self.check()?;
+        self.check().await?;
         self.inner.installation(slc).await
     }
     async fn add_installation_key(&self, slc: &Slc, key: &WrappedKey, at: Timestamp) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.add_installation_key(slc, key, at).await
     }
     async fn installation_keys(&self, slc: &Slc) -> Result<Vec<StoredKey>> {
-        self.check()?;
+        self.check().await?;
         self.inner.installation_keys(slc).await
     }
     async fn retire_installation_key(&self, slc: &Slc, id: KeyId, at: Timestamp) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.retire_installation_key(slc, id, at).await
     }
     async fn admission(
@@ -155,22 +166,22 @@ impl Store for Faulty {
         server: &RecordingServerId,
         key: KeyId,
     ) -> Result<Option<Admission>> {
-        self.check()?;
+        self.check().await?;
         self.inner.admission(slc, server, key).await
     }
     async fn admissions(
         &self,
         queries: &[AdmissionQuery],
     ) -> Result<Vec<Result<Option<Admission>>>> {
-        self.check()?;
+        self.check().await?;
         self.inner.admissions(queries).await
     }
     async fn record_signs_of_life(&self, batch: &[SignOfLife]) -> Result<Vec<WriteOutcome>> {
-        self.check()?;
+        self.check().await?;
         self.inner.record_signs_of_life(batch).await
     }
     async fn apply_status_report(&self, report: &StatusWrite) -> Result<WriteOutcome> {
-        self.check()?;
+        self.check().await?;
         self.inner.apply_status_report(report).await
     }
     async fn apply_availability(
@@ -178,19 +189,19 @@ impl Store for Faulty {
         changes: &[AvailabilityChange],
         epoch: DowntimeEpoch,
     ) -> Result<AvailabilityOutcome> {
-        self.check()?;
+        self.check().await?;
         self.inner.apply_availability(changes, epoch).await
     }
     async fn record_downtime(&self, window: DowntimeWindow) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.record_downtime(window).await
     }
     async fn downtime(&self, after: Timestamp) -> Result<DowntimeLog> {
-        self.check()?;
+        self.check().await?;
         self.inner.downtime(after).await
     }
     async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {
-        self.check()?;
+        self.check().await?;
         self.inner.overview(reseller, query).await
     }
     async fn installation_detail(
@@ -199,7 +210,7 @@ impl Store for Faulty {
         slc: &Slc,
         history_limit: u32,
     ) -> Result<Option<InstallationDetail>> {
-        self.check()?;
+        self.check().await?;
         self.inner
             .installation_detail(reseller, slc, history_limit)
             .await
@@ -208,6 +219,13 @@ impl Store for Faulty {
 
 /// A service over a fresh [`Faulty`] store, its clock at 2026-11-22T21:11:00Z.
 async fn open(sweep_delay: Duration) -> (tempfile::TempDir, Arc<Faulty>, Carewatch) {
+    open_with(sweep_delay, Config::new(MasterKey::generate())).await
+}
+
+async fn open_with(
+    sweep_delay: Duration,
+    config: Config,
+) -> (tempfile::TempDir, Arc<Faulty>, Carewatch) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let inner = SqliteStore::open(dir.path().join("carewatch.db"))
         .await
@@ -216,6 +234,7 @@ async fn open(sweep_delay: Duration) -> (tempfile::TempDir, Arc<Faulty>, Carewat
         inner,
         sweep_delay,
         failing: AtomicBool::new(false),
+        stall_until: Mutex::default(),
         marks: Mutex::default(),
         sweeps: AtomicU32::new(0),
     });
@@ -223,7 +242,7 @@ async fn open(sweep_delay: Duration) -> (tempfile::TempDir, Arc<Faulty>, Carewat
         base: Timestamp::from_millis(1_795_381_860_000),
         start: Instant::now(),
     });
-    let config = Config::new(MasterKey::generate()).with_liveness_tolerance(TOLERANCE);
+    let config = config.with_liveness_tolerance(TOLERANCE);
     let service = Carewatch::open(store.clone(), clock, config)
         .await
         .expect("service opens");
@@ -310,5 +329,181 @@ async fn a_real_outage_is_recorded_as_own_downtime() {
     assert!(
         longest_gap(&store.marks.lock().expect("marks")) >= Duration::from_secs(60),
         "the outage left no gap between marks"
+    );
+}
+
+/// Heartbeats every second, jitter tolerance 200 ms (as the fault tests).
+fn fast_config() -> Config {
+    Config::new(MasterKey::generate())
+        .with_heartbeat_interval(Duration::from_secs(1))
+        .expect("interval")
+        .with_policy(AvailabilityPolicy::new(3, Duration::from_millis(200)).expect("policy"))
+}
+
+/// One registered installation with a key, ready to ingest.
+async fn site(service: &Carewatch) -> (Slc, InstallationKey) {
+    let reseller = ResellerId::new("alpha").expect("id");
+    let slc = Slc::new("M01-C01-0001").expect("slc");
+    service
+        .create_reseller(&reseller, "Alpha")
+        .await
+        .expect("reseller");
+    service
+        .register_installation(
+            &slc,
+            &reseller,
+            Product::new("XProtect", "2016").expect("product"),
+        )
+        .await
+        .expect("registers");
+    service.set_consent(&slc, true).await.expect("consent");
+    let year = service
+        .now()
+        .saturating_add(Duration::from_secs(365 * 86_400));
+    service
+        .set_subscription(&slc, Some(year))
+        .await
+        .expect("subscription");
+    let key = service.issue_installation_key(&slc).await.expect("key");
+    (slc, key)
+}
+
+/// Sends a heartbeat from `server` every second until `until` (tokio time),
+/// from `from`; refusals (the store is down) are simply not acknowledged.
+async fn beat_every_second(
+    service: &Carewatch,
+    slc: &Slc,
+    key: &InstallationKey,
+    server: &str,
+    from: Instant,
+    until: Instant,
+) {
+    let server = RecordingServerId::new(server).expect("id");
+    sleep_until(from).await;
+    let mut sequence = 0;
+    while Instant::now() < until {
+        sequence += 1;
+        let _ = service
+            .ingest(IncomingMessage::heartbeat(key, slc, &server, sequence))
+            .await;
+        sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The availability verdicts the service recorded (history), as text.
+async fn became_unavailable(service: &Carewatch, slc: &Slc) -> Vec<String> {
+    let detail = service
+        .installation(&ResellerId::new("alpha").expect("id"), slc)
+        .await
+        .expect("detail");
+    detail
+        .history
+        .iter()
+        .filter(|e| matches!(e.kind, HistoryKind::BecameUnavailable { .. }))
+        .map(|e| format!("{} at {}: {:?}", e.server, e.at, e.kind))
+        .collect()
+}
+
+/// Observed 2: a storage outage, long (20 s) or short (3 s), made almost
+/// every server unavailable when the storage came back. Now the outage is
+/// own downtime from the first refused write, and nobody is blamed.
+#[tokio::test(start_paused = true)]
+async fn a_storage_outage_makes_nobody_unavailable() {
+    for outage in [Duration::from_secs(20), Duration::from_secs(3)] {
+        let (_dir, store, service) = open_with(Duration::ZERO, fast_config()).await;
+        let (slc, key) = site(&service).await;
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let run = service.run_maintenance(EVERY, sleep_until(at(40)));
+        let live = beat_every_second(&service, &slc, &key, "rs-live", at(0), at(40));
+        // Goes silent 0.5 s before the outage: owes 3 intervals after it.
+        let quiet = beat_every_second(
+            &service,
+            &slc,
+            &key,
+            "rs-quiet",
+            at(0),
+            at(10) - Duration::from_millis(500),
+        );
+        let fault = async {
+            sleep_until(at(10)).await;
+            store.failing.store(true, Ordering::SeqCst);
+            sleep(outage).await;
+            store.failing.store(false, Ordering::SeqCst);
+        };
+        tokio::join!(run, live, quiet, fault);
+
+        let windows = store
+            .downtime(Timestamp::EPOCH)
+            .await
+            .expect("downtime")
+            .windows;
+        assert_eq!(windows.len(), 1, "one outage, one window: {windows:?}");
+        let began = service.now().saturating_sub(Duration::from_secs(30));
+        assert!(
+            windows[0].start() <= began.saturating_add(Duration::from_millis(1000)),
+            "the window starts with the first refused write: {windows:?}"
+        );
+        let unavailable = became_unavailable(&service, &slc).await;
+        assert_eq!(
+            unavailable.len(),
+            1,
+            "{outage:?}: only rs-quiet: {unavailable:?}"
+        );
+        let expected_since = windows[0].end().saturating_add(Duration::from_secs(3));
+        assert_eq!(
+            unavailable[0],
+            format!("rs-quiet at {expected_since}: BecameUnavailable {{ missed: 3 }}"),
+            "{outage:?}: three intervals after the outage, three missed"
+        );
+    }
+}
+
+/// A storage that stalls (every call waits 3 s, then succeeds): heartbeats
+/// received during the stall are written late, and a sweep must not read
+/// the servers before them and call them late.
+#[tokio::test(start_paused = true)]
+async fn a_storage_stall_makes_nobody_late() {
+    let (_dir, store, service) = open_with(Duration::ZERO, fast_config()).await;
+    let (slc, key) = site(&service).await;
+    let start = Instant::now();
+    let at = |s: u64| start + Duration::from_secs(s);
+    let run = service.run_maintenance(EVERY, sleep_until(at(30)));
+    let live = beat_every_second(&service, &slc, &key, "rs-1", at(0), at(30));
+    let reseller = ResellerId::new("alpha").expect("id");
+    let watch = async {
+        let mut seen = Vec::new();
+        while Instant::now() < at(30) {
+            if let Ok(detail) = service.installation(&reseller, &slc).await {
+                for s in &detail.servers {
+                    if !matches!(s.availability, Availability::Available) {
+                        seen.push(format!(
+                            "{:?} at {:?}",
+                            s.availability,
+                            Instant::now() - start
+                        ));
+                    }
+                }
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        seen
+    };
+    let fault = async {
+        for begin in [5, 15] {
+            sleep_until(at(begin)).await;
+            *store.stall_until.lock().expect("stall") = Some(at(begin + 3));
+            sleep_until(at(begin + 3)).await;
+            *store.stall_until.lock().expect("stall") = None;
+        }
+    };
+    let ((), (), seen, ()) = tokio::join!(run, live, watch, fault);
+    assert!(
+        seen.is_empty(),
+        "false verdicts during storage stalls: {seen:?}"
+    );
+    assert_eq!(
+        became_unavailable(&service, &slc).await,
+        Vec::<String>::new()
     );
 }

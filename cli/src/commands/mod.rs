@@ -36,6 +36,38 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// The whole `carewatch` program: parses the command line, sets up logging
+/// and the runtime, runs the command. (The binary is this one call, so
+/// tests can build the same program as a binary of their own.)
+pub fn main() -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let args = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the chosen command.
 pub async fn run(cli: Cli) -> CliResult {
     match cli.command {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::Carewatch;
+use super::in_flight::Stopwatch;
 use crate::auth::{self, MessageDigest, SequenceCursor, SequenceVerdict};
 use crate::availability::{self, Availability};
 use crate::error::{Error, Result};
@@ -43,13 +44,17 @@ impl Carewatch {
     /// an acknowledged status report is committed before this returns; a
     /// retry of the latest message is acknowledged again and applied once.
     pub async fn ingest(&self, message: IncomingMessage) -> Result<IngestAck> {
-        let received_at = self.now();
+        // Registered before the receipt time is read: a sweep judging at an
+        // instant waits for every message received before it.
+        let in_flight = InFlightMessage::enter(self);
+        let received_at = in_flight.received_at;
         let result = if self.is_stopping() {
             Err(Error::ShuttingDown)
         } else {
             let result = self.ingest_inner(&message, received_at).await;
             self.watch_storage(received_at, result)
         };
+        drop(in_flight);
         if let Err(e) = &result {
             tracing::info!(slc = %message.slc, server = %message.server, kind = message.kind.name(),
                 sequence = message.sequence, reason = %e, "message refused");
@@ -221,5 +226,39 @@ impl IncomingMessage {
             sequence,
             sealed: crate::seal::seal(key, &binding, &plaintext),
         }
+    }
+}
+
+/// A message between its receipt and its write; leaving (or being dropped,
+/// when the caller gave up) unregisters it, and notes a stalled write.
+struct InFlightMessage<'a> {
+    carewatch: &'a Carewatch,
+    slot: usize,
+    stopwatch: Stopwatch,
+    /// Read after registering (see [`super::in_flight::InFlight::enter`]).
+    received_at: Timestamp,
+}
+
+impl<'a> InFlightMessage<'a> {
+    fn enter(carewatch: &'a Carewatch) -> Self {
+        let slot = carewatch.inner.in_flight.enter();
+        Self {
+            carewatch,
+            slot,
+            stopwatch: Stopwatch::start(),
+            received_at: carewatch.now(),
+        }
+    }
+}
+
+impl Drop for InFlightMessage<'_> {
+    fn drop(&mut self) {
+        if self
+            .stopwatch
+            .exceeded(self.carewatch.inner.config.stall_limit)
+        {
+            self.carewatch.note_storage_stall(self.received_at);
+        }
+        self.carewatch.inner.in_flight.leave(self.slot);
     }
 }

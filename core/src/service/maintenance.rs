@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use std::sync::atomic::Ordering;
 
+use super::in_flight::Stopwatch;
 use super::{Carewatch, NO_OUTAGE};
 use crate::availability;
 use crate::error::{Error, Result, Unavailability};
@@ -31,12 +32,14 @@ impl Carewatch {
     /// Evaluates every server whose availability may have changed with time
     /// (a heartbeat missed, a threshold crossed) and records the changes.
     ///
-    /// Verdicts are applied only with the store's latest downtime windows
+    /// Verdicts at `now` are made once every message received before `now`
+    /// is written, and applied only with the store's latest downtime windows
     /// (the store checks the epoch in the same transaction; if a window was
     /// recorded meanwhile, the sweep reloads and starts over), and never
     /// while this node has a storage failure not yet recorded as own
     /// downtime: such a sweep would count the outage as missed heartbeats.
     pub async fn sweep(&self) -> Result<SweepReport> {
+        let _one_at_a_time = self.inner.sweeping.lock().await;
         let mut report = SweepReport::default();
         for _ in 0..SWEEP_RESTARTS {
             match self.sweep_once(&mut report).await {
@@ -51,6 +54,9 @@ impl Carewatch {
     /// One pass; `false` if it must start over with reloaded windows.
     async fn sweep_once(&self, report: &mut SweepReport) -> Result<bool> {
         let now = self.now();
+        // Every message received before `now` is written (or refused) first:
+        // a stalled write must not look like a missed heartbeat.
+        self.inner.in_flight.drain().await;
         let downtime = self.downtime_state();
         let config = &self.inner.config;
         loop {
@@ -129,12 +135,21 @@ impl Carewatch {
             reason,
             tolerance: self.inner.config.liveness_tolerance,
         };
+        let stopwatch = Stopwatch::start();
         let window = self.watch_storage(now, self.inner.store.mark_alive(&mark).await)?;
         if let Some(window) = window {
             tracing::warn!(from = %window.start(), to = %window.end(),
                 "Carewatch was not receiving: recorded as own downtime");
             self.reload_downtime().await?;
         }
+        if stopwatch.exceeded(self.inner.config.stall_limit) {
+            // Written, but late: the next mark records the stall.
+            self.note_storage_stall(now);
+            return Ok(());
+        }
+        self.inner
+            .last_mark
+            .fetch_max(now.as_millis(), Ordering::AcqRel);
         if let Some(since) = pending {
             // Cleared only after the window is loaded; a newer failure stays.
             let _ = self.inner.outage_since.compare_exchange(
@@ -154,15 +169,18 @@ impl Carewatch {
         self.sweep().await
     }
 
-    /// Runs the maintenance of [`Carewatch::tick`] every `every` until
-    /// `shutdown` completes or the node stops receiving. Errors are logged
-    /// and retried: a storage outage must not stop the loop.
+    /// Runs maintenance until `shutdown` completes or the node stops
+    /// receiving: a liveness mark every `every`, a sweep four times as often
+    /// (so a missed heartbeat shows within a quarter of `every` of its
+    /// deadline). Errors are logged and retried: a storage outage must not
+    /// stop the loop.
     ///
     /// Liveness is marked on its own timer, beside the sweeps: a long sweep
     /// (a million servers due after a restart takes tens of seconds) must not
     /// look like the service stopped receiving and be recorded as own
-    /// downtime, which would excuse real missed heartbeats. Each sweep also
-    /// marks first, so its clock is never ahead of the windows it uses.
+    /// downtime, which would excuse real missed heartbeats. A sweep marks
+    /// first when the last mark is older than the liveness tolerance (the
+    /// process was stalled), so its clock is never ahead of the windows.
     pub async fn run_maintenance(&self, every: Duration, shutdown: impl Future<Output = ()>) {
         let liveness = async {
             let mut interval = tokio::time::interval(every);
@@ -175,17 +193,25 @@ impl Carewatch {
             }
         };
         let sweeps = async {
-            let mut interval = tokio::time::interval(every);
+            let mut interval = tokio::time::interval(every / 4);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut reload_every = 0u32;
             loop {
                 interval.tick().await;
-                if let Err(e) = self.tick().await {
+                let stale = self.now().since(crate::time::Timestamp::from_millis(
+                    self.inner.last_mark.load(Ordering::Acquire),
+                )) > self.inner.config.liveness_tolerance;
+                let result = if stale {
+                    self.tick().await
+                } else {
+                    self.sweep().await
+                };
+                if let Err(e) = result {
                     tracing::warn!(error = %e, "sweep failed; retrying next tick");
                 }
                 // Other nodes may have recorded downtime windows too.
                 reload_every = reload_every.wrapping_add(1);
-                if reload_every.is_multiple_of(30)
+                if reload_every.is_multiple_of(120)
                     && let Err(e) = self.reload_downtime().await
                 {
                     tracing::warn!(error = %e, "reloading downtime windows failed");

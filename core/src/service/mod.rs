@@ -3,6 +3,7 @@
 //! rules of their own.
 
 mod batcher;
+mod in_flight;
 mod ingest;
 mod maintenance;
 mod operator;
@@ -34,6 +35,9 @@ use crate::time::{Clock, Timestamp};
 /// The default [`Config::with_liveness_tolerance`]: three one-second ticks.
 pub const DEFAULT_LIVENESS_TOLERANCE: Duration = Duration::from_secs(3);
 
+/// The default [`Config::with_stall_limit`].
+pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(1);
+
 /// `outage_since` when no storage failure is pending.
 const NO_OUTAGE: i64 = i64::MAX;
 
@@ -56,6 +60,7 @@ pub struct Config {
     liveness_tolerance: Duration,
     history_limit: u32,
     watch_capacity: usize,
+    stall_limit: Duration,
 }
 
 impl Config {
@@ -72,6 +77,7 @@ impl Config {
             liveness_tolerance: DEFAULT_LIVENESS_TOLERANCE,
             history_limit: 50,
             watch_capacity: 4096,
+            stall_limit: DEFAULT_STALL_LIMIT,
         }
     }
 
@@ -114,6 +120,14 @@ impl Config {
     /// this is.
     pub fn with_liveness_tolerance(mut self, tolerance: Duration) -> Self {
         self.liveness_tolerance = tolerance;
+        self
+    }
+
+    /// A message whose write takes longer than this counts as refused by a
+    /// storage outage from its receipt: while its storage stalls, a node is
+    /// not really receiving (senders time out and give up).
+    pub fn with_stall_limit(mut self, limit: Duration) -> Self {
+        self.stall_limit = limit;
         self
     }
 
@@ -173,6 +187,12 @@ struct Inner {
     stopping: watch::Sender<bool>,
     /// Authentication failures per source address.
     auth_failures: FailureThrottle,
+    /// Messages received and not yet written.
+    in_flight: in_flight::InFlight,
+    /// One sweep at a time (the maintenance loop, a caller's `sweep`).
+    sweeping: tokio::sync::Mutex<()>,
+    /// When this node's last liveness mark succeeded (ms).
+    last_mark: AtomicI64,
 }
 
 /// The own-downtime windows this node knows, and their epoch in the store.
@@ -220,6 +240,9 @@ impl Carewatch {
                 outage_since: AtomicI64::new(NO_OUTAGE),
                 stopping: watch::channel(false).0,
                 auth_failures: FailureThrottle::default(),
+                in_flight: in_flight::InFlight::default(),
+                sweeping: tokio::sync::Mutex::new(()),
+                last_mark: AtomicI64::new(i64::MIN),
             }),
         };
         service.mark(MarkReason::Starting).await?;
@@ -294,13 +317,26 @@ impl Carewatch {
     /// Notes that a storage call started at `at` failed: from then on this
     /// node was not receiving, until a liveness mark succeeds again.
     fn note_storage_failure(&self, at: crate::time::Timestamp, error: &Error) {
-        let previous = self
-            .inner
-            .outage_since
-            .fetch_min(at.as_millis(), Ordering::AcqRel);
-        if previous == NO_OUTAGE {
+        if self.note_outage(at) {
             tracing::warn!(since = %at, error = %error, "storage failing: not receiving until it works again");
         }
+    }
+
+    /// Notes that a storage call started at `at` took longer than the stall
+    /// limit: an outage, although it ended in success.
+    fn note_storage_stall(&self, at: crate::time::Timestamp) {
+        if self.note_outage(at) {
+            tracing::warn!(since = %at, limit = ?self.inner.config.stall_limit,
+                "storage stalled: not receiving until a liveness mark succeeds");
+        }
+    }
+
+    /// Whether this is the first unrecorded failure.
+    fn note_outage(&self, at: crate::time::Timestamp) -> bool {
+        self.inner
+            .outage_since
+            .fetch_min(at.as_millis(), Ordering::AcqRel)
+            == NO_OUTAGE
     }
 
     /// Passes `result` through, noting a storage failure of a call started at `at`.
