@@ -1,11 +1,13 @@
 //! The facade's records (overview, detail, history, acknowledgements …) as
 //! `carewatch._types` dataclasses.
 
+use carewatch_core::feed::{Change, ChangeEvent};
 use carewatch_core::store::{
     HistoryEvent, HistoryKind, InstallationDetail, OverviewPage, OverviewRow, Reseller,
     ServerRecord,
 };
-use carewatch_core::{IngestAck, SweepReport, WatchEvent};
+use carewatch_core::time::Timestamp;
+use carewatch_core::{IngestAck, SweepReport};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -144,14 +146,42 @@ pub fn sweep_report(py: Python<'_>, report: SweepReport) -> PyResult<Bound<'_, P
     })
 }
 
-pub fn watch_event(py: Python<'_>, event: WatchEvent) -> PyResult<Bound<'_, PyAny>> {
-    match event {
-        WatchEvent::Changed(change) => value!(py, "InstallationChange" {
-            slc: change.slc.as_str(),
-            previous: health(py, change.previous)?,
-            summary: summary(py, &change.summary)?,
-            at: datetime(py, change.at)?,
+/// A change-feed event: `InstallationChange`, `ServerChange` or `InstallationUpdate`.
+pub fn change_event(py: Python<'_>, event: ChangeEvent) -> PyResult<Bound<'_, PyAny>> {
+    let event_id = event.id.0;
+    let slc = event.slc.as_str();
+    let at = datetime(py, event.at)?;
+    let update = |kind: &str, accepted: Option<bool>, expires_at: Option<Timestamp>| {
+        value!(py, "InstallationUpdate" {
+            slc: slc,
+            at: at.clone(),
+            kind: kind,
+            accepted: accepted,
+            expires_at: opt_datetime(py, expires_at)?,
+            event_id: event_id,
+        })
+    };
+    match event.change {
+        Change::Health {
+            previous,
+            summary: s,
+        } => value!(py, "InstallationChange" {
+            slc: slc,
+            previous: health(py, previous)?,
+            summary: summary(py, &s)?,
+            at: at,
+            event_id: event_id,
         }),
-        WatchEvent::Lagged { skipped } => value!(py, "WatchLagged" { skipped: skipped }),
+        Change::Server {
+            server,
+            event: kind,
+        } => value!(py, "ServerChange" {
+            slc: slc,
+            event: history_event(py, &HistoryEvent { at: event.at, server, kind })?,
+            event_id: event_id,
+        }),
+        Change::Registered => update("registered", None, None),
+        Change::Consent { accepted } => update("consent", Some(accepted), None),
+        Change::Subscription { expires_at } => update("subscription", None, expires_at),
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use carewatch_cli::store::{self, OpenOptions, StoreTarget, open_store};
 use carewatch_core::availability::{AvailabilityPolicy, DEFAULT_INTERVAL};
+use carewatch_core::feed::EventId;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
 use carewatch_core::seal::KeyId;
@@ -287,13 +288,29 @@ impl Carewatch {
         records::installation_detail(py, &detail)
     }
 
-    /// Follows changes to the reseller's installations (or to one of them).
-    #[pyo3(signature = (reseller, slc=None))]
-    fn watch(&self, py: Python<'_>, reseller: &str, slc: Option<&str>) -> PyResult<Watch> {
+    /// Follows changes to the reseller's installations (or to one of them),
+    /// from now, or from just after event ``after`` (an ``event_id`` seen
+    /// before: every change since comes first). By default only overview
+    /// lines (``InstallationChange``); ``all_changes=True`` adds the
+    /// servers' events (``ServerChange``) and registration, consent and
+    /// subscription changes (``InstallationUpdate``).
+    #[pyo3(signature = (reseller, slc=None, *, after=None, all_changes=false))]
+    fn watch(
+        &self,
+        py: Python<'_>,
+        reseller: &str,
+        slc: Option<&str>,
+        after: Option<u64>,
+        all_changes: bool,
+    ) -> PyResult<Watch> {
         let reseller = self.reseller(py, reseller)?;
         let slc = slc.map(Slc::new).transpose().or_raise(py)?;
-        let stream = block_on(py, self.service.watch(&reseller, slc.as_ref()))?;
-        Ok(Watch::new(self.service.clone(), stream))
+        let stream = block_on(
+            py,
+            self.service
+                .watch(&reseller, slc.as_ref(), after.map(EventId)),
+        )?;
+        Ok(Watch::new(self.service.clone(), stream, !all_changes))
     }
 
     // --- maintenance ---

@@ -3,12 +3,14 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use carewatch_core::{Carewatch, WatchEvent, WatchStream};
+use carewatch_core::feed::{Change, ChangeEvent};
+use carewatch_core::{Carewatch, WatchStream};
 use futures::StreamExt;
 use pyo3::prelude::*;
 
 use crate::convert::duration;
-use crate::records::watch_event;
+use crate::errors::OrRaise;
+use crate::records::change_event;
 use crate::runtime::runtime;
 
 /// How often a waiting watcher looks for Ctrl-C.
@@ -23,19 +25,22 @@ const SIGNAL_CHECK_EVERY: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Watch {
     stream: Mutex<WatchStream>,
+    /// Only overview-line changes (`InstallationChange`).
+    overview_only: bool,
     // Keeps the service, and so the change feed, alive while watched.
     _service: Carewatch,
 }
 
 impl Watch {
-    pub fn new(service: Carewatch, stream: WatchStream) -> Self {
+    pub fn new(service: Carewatch, stream: WatchStream, overview_only: bool) -> Self {
         Self {
             stream: Mutex::new(stream),
+            overview_only,
             _service: service,
         }
     }
 
-    fn wait(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<WatchEvent>> {
+    fn wait(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<ChangeEvent>> {
         let runtime = runtime()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -49,8 +54,16 @@ impl Watch {
                 runtime.block_on(async { tokio::time::timeout(slice, stream.next()).await })
             });
             // The stream only ends with the service, which this watch keeps.
-            if let Ok(event) = received {
-                return Ok(event);
+            match received {
+                Ok(Some(event)) => {
+                    let event = event.or_raise(py)?;
+                    if !self.overview_only || matches!(event.change, Change::Health { .. }) {
+                        return Ok(Some(event));
+                    }
+                    continue;
+                }
+                Ok(None) => return Ok(None),
+                Err(_elapsed) => {}
             }
             py.check_signals()?;
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -72,7 +85,7 @@ impl Watch {
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let timeout = timeout.map(|t| duration(&t, "timeout")).transpose()?;
         self.wait(py, timeout)?
-            .map(|event| watch_event(py, event))
+            .map(|event| change_event(py, event))
             .transpose()
     }
 

@@ -140,6 +140,18 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// A watcher asked to resume after an event the change feed no longer
+    /// keeps (or never had): re-read the overview, then watch from now.
+    #[error(
+        "cannot resume after event {after}: the change feed keeps events from {first_kept} on; re-read the overview and watch from now"
+    )]
+    ResumeTooOld {
+        /// The event the watcher asked to resume after.
+        after: u64,
+        /// The oldest event still kept.
+        first_kept: u64,
+    },
+
     /// This node is shutting down and takes no more work; retry on another
     /// node or after the restart.
     #[error("Carewatch is shutting down: retry on another node or after the restart")]
@@ -177,6 +189,7 @@ impl Error {
         "storage_full",
         "storage_read_only",
         "storage_corrupt",
+        "resume_too_old",
         "shutting_down",
         "storage",
     ];
@@ -264,6 +277,7 @@ impl Error {
             Self::AlreadyExists { .. } => "already_exists",
             Self::StorageUnavailable { reason, .. } => reason.code(),
             Self::StorageCorrupt { .. } => "storage_corrupt",
+            Self::ResumeTooOld { .. } => "resume_too_old",
             Self::ShuttingDown => "shutting_down",
             Self::Storage { .. } => "storage",
         }
@@ -368,6 +382,10 @@ impl Error {
                 message: "example".into(),
                 source: None,
             },
+            Self::ResumeTooOld {
+                after: 1,
+                first_kept: 5,
+            },
             Self::ShuttingDown,
             Self::Storage {
                 message: "example".into(),
@@ -395,6 +413,7 @@ impl Error {
                 | Self::AlreadyExists { .. }
                 | Self::StorageUnavailable { .. }
                 | Self::StorageCorrupt { .. }
+                | Self::ResumeTooOld { .. }
                 | Self::ShuttingDown
                 | Self::Storage { .. } => {}
             }

@@ -13,6 +13,7 @@ pub mod availability;
 pub mod catalogue;
 pub mod condition;
 pub mod error;
+pub mod feed;
 pub mod health;
 pub mod ids;
 pub mod installation;
@@ -25,10 +26,7 @@ pub mod time;
 
 pub use catalogue::ConditionCode;
 pub use error::{Error, Result, Unavailability};
-pub use service::{
-    Carewatch, Config, IncomingMessage, IngestAck, InstallationChange, SweepReport, WatchEvent,
-    WatchStream,
-};
+pub use service::{Carewatch, Config, IncomingMessage, IngestAck, SweepReport, WatchStream};
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use carewatch_core::availability::Availability;
+use carewatch_core::feed::{Change, ChangeEvent};
 use carewatch_core::health::{Health, HealthSummary};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
@@ -10,7 +11,7 @@ use carewatch_core::store::{
     HealthTotals, HistoryEvent, HistoryKind, InstallationDetail, OverviewRow, ServerRecord,
 };
 use carewatch_core::time::Timestamp;
-use carewatch_core::{Error, InstallationChange, Result, WatchEvent};
+use carewatch_core::{Error, Result};
 
 use crate::proto;
 
@@ -236,24 +237,48 @@ pub fn installation_info(i: &Installation) -> proto::InstallationInfo {
     }
 }
 
-/// A watch event in protobuf.
-pub fn watch_event(e: &WatchEvent) -> proto::WatchEvent {
+/// A change-feed event in protobuf.
+pub fn watch_event(e: &ChangeEvent) -> proto::WatchEvent {
+    use proto::installation_updated::Change as Updated;
     use proto::watch_event::Event;
-    let event = match e {
-        WatchEvent::Changed(InstallationChange {
-            slc,
+    let slc = e.slc.to_string();
+    let updated = |change| {
+        Event::Updated(proto::InstallationUpdated {
+            slc: slc.clone(),
+            at: Some(timestamp(e.at)),
+            change: Some(change),
+        })
+    };
+    let event = match &e.change {
+        Change::Health {
             previous,
             summary: s,
-            at,
-        }) => Event::Changed(proto::InstallationChanged {
-            slc: slc.to_string(),
+        } => Event::Changed(proto::InstallationChanged {
+            slc: slc.clone(),
             previous: health(*previous) as i32,
             summary: Some(summary(s)),
-            at: Some(timestamp(*at)),
+            at: Some(timestamp(e.at)),
         }),
-        WatchEvent::Lagged { skipped } => Event::Lagged(*skipped),
+        Change::Server { server, event } => Event::Server(proto::ServerChanged {
+            slc: slc.clone(),
+            event: Some(history(&HistoryEvent {
+                at: e.at,
+                server: server.clone(),
+                kind: event.clone(),
+            })),
+        }),
+        Change::Registered => updated(Updated::Registered(true)),
+        Change::Consent { accepted } => updated(Updated::Consent(*accepted)),
+        Change::Subscription { expires_at } => {
+            updated(Updated::Subscription(proto::SubscriptionChange {
+                expires_at: expires_at.map(timestamp),
+            }))
+        }
     };
-    proto::WatchEvent { event: Some(event) }
+    proto::WatchEvent {
+        event_id: e.id.0,
+        event: Some(event),
+    }
 }
 
 #[cfg(test)]

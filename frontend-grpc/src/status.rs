@@ -32,6 +32,7 @@ fn mapped_code(error: &Error) -> Option<Code> {
         // another node takes the call.
         Error::StorageUnavailable { .. } | Error::ShuttingDown => Code::Unavailable,
         Error::StorageCorrupt { .. } => Code::DataLoss,
+        Error::ResumeTooOld { .. } => Code::OutOfRange,
         Error::Storage { .. } => Code::Internal,
         _ => return None,
     })

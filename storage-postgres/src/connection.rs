@@ -14,6 +14,7 @@ use sqlx_core::sql_str::SqlSafeStr;
 use sqlx_postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::errors::{DbResult, Failure, Kind, into_error, map_err, retry_kind};
+use crate::listen::ChangeSignals;
 
 /// Most connections a store opens by default.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
@@ -52,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "clean stops",
         include_str!("../migrations/0003_clean_stops.sql"),
+    ),
+    (
+        4,
+        "change feed",
+        include_str!("../migrations/0004_change_feed.sql"),
     ),
 ];
 
@@ -185,6 +191,9 @@ impl PostgresConfig {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The schema the tables are in (NOTIFY payloads name it).
+    schema: String,
+    signals: ChangeSignals,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -284,8 +293,21 @@ impl PostgresStore {
                 },
                 other => other,
             })?;
-        tracing::debug!("postgres store open");
-        Ok(Self { pool })
+        let schema = sqlx_core::query_scalar::query_scalar::<_, String>("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await
+            .map_err(map_err)?;
+        tracing::debug!(schema, "postgres store open");
+        Ok(Self {
+            pool,
+            schema,
+            signals: ChangeSignals::default(),
+        })
+    }
+
+    /// Wake-ups when any node appends change-feed events (LISTEN/NOTIFY).
+    pub fn listen_for_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.signals.subscribe(&self.pool, &self.schema)
     }
 
     /// The connection pool (for diagnostics and tests).

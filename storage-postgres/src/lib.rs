@@ -31,6 +31,7 @@
 mod codec;
 mod connection;
 mod errors;
+mod listen;
 mod ops;
 
 pub use connection::{

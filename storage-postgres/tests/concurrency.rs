@@ -14,8 +14,8 @@ use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::{Installation, Product};
 use carewatch_core::liveness::{LivenessMark, MarkReason};
 use carewatch_core::store::{
-    AvailabilityChange, DowntimeEpoch, HistoryKind, OverviewQuery, SignOfLife, StatusWrite, Store,
-    WriteOutcome,
+    AvailabilityChange, DowntimeEpoch, HistoryKind, InstallationUpdate, OverviewQuery, SignOfLife,
+    StatusWrite, Store, WriteOutcome,
 };
 use carewatch_core::time::Timestamp;
 use carewatch_core::{ConditionCode, Error};
@@ -667,4 +667,50 @@ async fn health_totals_never_wait_for_a_lock() {
     let (totals, counts) = totals_and_counts(&schema, &store).await;
     assert_eq!(counts, vec![(3, 2)], "T1 changed X last");
     assert_eq!(totals, counts);
+}
+
+/// Another node's event wakes this node's feed reader (LISTEN/NOTIFY at the
+/// other node's COMMIT), and events committed by concurrent transactions are
+/// numbered in commit order: a reader polling meanwhile never sees a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_nodes_events_wake_listeners_and_arrive_without_gaps() {
+    let schema = Schema::create().await;
+    let nodes = nodes(&schema, 2).await;
+    let mut signals = nodes[0].listen_for_changes();
+    // Let the listener connect and LISTEN before the first event.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sites = installations(&nodes[1], 16).await;
+    tokio::time::timeout(Duration::from_secs(2), signals.changed())
+        .await
+        .expect("node 0 is woken by node 1's commit")
+        .expect("listener alive");
+
+    let head = nodes[0].latest_change().await.expect("head");
+    let writers = join_all(sites.iter().enumerate().map(|(n, slc)| {
+        let store = nodes[n % 2].clone();
+        async move {
+            for k in 0..10 {
+                let accepted = k % 2 == 0;
+                store
+                    .update_installation(slc, &InstallationUpdate::Consent(accepted), at(k))
+                    .await
+                    .expect("consent");
+            }
+        }
+    }));
+    let reader = async {
+        let mut last = head;
+        let mut seen = 0;
+        while seen < 160 {
+            for event in nodes[0].changes(last, 100).await.expect("read") {
+                assert_eq!(event.id.0, last.0 + 1, "a gap before {}", event.id);
+                last = event.id;
+                seen += 1;
+            }
+            tokio::task::yield_now().await;
+        }
+        seen
+    };
+    let (_, seen) = tokio::join!(writers, reader);
+    assert_eq!(seen, 160);
 }

@@ -352,7 +352,7 @@ async fn same_results_as_sqlite(seed: u64) {
                 let target = slc(1 + rng.below(SITES + 1)); // sometimes one that does not exist
                 both(step, "update_installation", sqlite, pg, |s| {
                     let (target, update) = (target.clone(), update.clone());
-                    async move { s.update_installation(&target, &update).await }
+                    async move { s.update_installation(&target, &update, now).await }
                 })
                 .await;
             }
@@ -417,6 +417,10 @@ async fn same_results_as_sqlite(seed: u64) {
     .await;
     both(9999, "downtime", sqlite, pg, |s| async move {
         s.downtime(Timestamp::EPOCH).await.map(|log| log.windows)
+    })
+    .await;
+    both(9999, "the change feed", sqlite, pg, |s| async move {
+        s.changes(carewatch_core::feed::EventId(0), 1_000_000).await
     })
     .await;
     both(9999, "resellers", sqlite, pg, |s| async move {

@@ -380,6 +380,7 @@ async fn another_resellers_installation_is_not_found_everywhere() {
     let watch = other
         .watch(proto::WatchRequest {
             slc: "M01-E2E-A001".into(),
+            after_event_id: None,
         })
         .await
         .expect_err("hidden");
@@ -419,14 +420,25 @@ async fn watch_delivers_a_change_within_a_second() {
         .set_conditions(vec![camera]);
     let sent = tokio::time::Instant::now();
     fleet.round(&ingest, 1).await;
-    let event = tokio::time::timeout(Duration::from_secs(1), stream.next())
-        .await
-        .expect("a change within one second")
-        .expect("stream open")
-        .expect("event");
-    assert!(sent.elapsed() < Duration::from_secs(1));
-    let Some(proto::watch_event::Event::Changed(change)) = event.event else {
-        panic!("expected a change: {event:?}")
+    // The condition itself comes first, then the installation's new line.
+    let deadline = sent + Duration::from_secs(1);
+    let change = loop {
+        let event = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("a change within one second")
+            .expect("stream open")
+            .expect("event");
+        match event.event {
+            Some(proto::watch_event::Event::Changed(change)) => break change,
+            Some(proto::watch_event::Event::Server(server)) => {
+                let kind = server.event.and_then(|e| e.kind);
+                assert!(
+                    matches!(kind, Some(proto::history_event::Kind::ConditionOpened(_))),
+                    "{kind:?}"
+                );
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
     };
     assert_eq!(change.slc, "M01-E2E-W001");
     assert_eq!(

@@ -18,6 +18,7 @@ use carewatch_core::IncomingMessage;
 use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::availability::{Availability, AvailabilityPolicy};
+use carewatch_core::feed::{ChangeEvent, EventId};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::installation::Product;
@@ -140,9 +141,10 @@ impl Store for Faulty {
         &self,
         slc: &Slc,
         update: &InstallationUpdate,
+        at: Timestamp,
     ) -> Result<Installation> {
         self.check().await?;
-        self.inner.update_installation(slc, update).await
+        self.inner.update_installation(slc, update, at).await
     }
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>> {
         self.check().await?;
@@ -199,6 +201,18 @@ impl Store for Faulty {
     async fn downtime(&self, after: Timestamp) -> Result<DowntimeLog> {
         self.check().await?;
         self.inner.downtime(after).await
+    }
+    async fn changes(&self, after: EventId, limit: u32) -> Result<Vec<ChangeEvent>> {
+        self.check().await?;
+        self.inner.changes(after, limit).await
+    }
+    async fn latest_change(&self) -> Result<EventId> {
+        self.check().await?;
+        self.inner.latest_change().await
+    }
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        self.check().await?;
+        self.inner.prune_changes(before).await
     }
     async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {
         self.check().await?;

@@ -58,6 +58,7 @@ from carewatch._types import (
     IngestAck,
     Installation,
     InstallationChange,
+    InstallationUpdate,
     InstallationDetail,
     MessageKind,
     OverviewPage,
@@ -68,6 +69,7 @@ from carewatch._types import (
     SealedMessage,
     SweepReport,
     WatchEvent,
+    ServerChange,
     WatchLagged,
 )
 
@@ -90,6 +92,7 @@ __all__ = [
     "IngestAck",
     "Installation",
     "InstallationChange",
+    "InstallationUpdate",
     "InstallationDetail",
     "InvalidInput",
     "Malformed",
@@ -112,6 +115,7 @@ __all__ = [
     "UnknownInstallation",
     "Watch",
     "WatchEvent",
+    "ServerChange",
     "WatchLagged",
     "__version__",
     "condition_catalogue",

@@ -270,13 +270,40 @@ class InstallationChange:
     previous: Health
     summary: HealthSummary
     at: datetime
+    event_id: int = 0
+    """Its position in the change feed: ``watch(..., after=event_id)`` resumes after it."""
+
+
+@dataclass(frozen=True)
+class ServerChange:
+    """Something happened to one of a watched installation's recording servers."""
+
+    slc: str
+    event: HistoryEvent
+    event_id: int = 0
+
+
+@dataclass(frozen=True)
+class InstallationUpdate:
+    """A watched installation was registered, or its consent or subscription changed."""
+
+    slc: str
+    at: datetime
+    kind: str
+    """``registered``, ``consent`` or ``subscription``."""
+    accepted: Optional[bool] = None
+    """For ``consent``: whether the service is accepted now."""
+    expires_at: Optional[datetime] = None
+    """For ``subscription``: when Care Plus ends now (``None``: removed)."""
+    event_id: int = 0
 
 
 @dataclass(frozen=True)
 class WatchLagged:
-    """The watcher fell behind and ``skipped`` changes were dropped: re-read the overview."""
+    """No longer produced: a watcher that falls behind is caught up from the
+    durable change feed. Kept so code that handles it still imports."""
 
     skipped: int
 
 
-WatchEvent = Union[InstallationChange, WatchLagged]
+WatchEvent = Union[InstallationChange, ServerChange, InstallationUpdate]

@@ -146,16 +146,36 @@ pub async fn run(args: DashboardArgs) -> CliResult {
     if !args.watch {
         return Ok(());
     }
-    let mut changes = client
-        .watch(proto::WatchRequest { slc: String::new() })
-        .await?
-        .into_inner();
-    while let Some(event) = changes.next().await {
-        event?;
-        if !args.json {
-            println!();
+    // Follows the feed; after a disconnection (a restart, another node),
+    // resumes after the last event seen, so no change is missed.
+    let mut last = None;
+    loop {
+        let request = proto::WatchRequest {
+            slc: String::new(),
+            after_event_id: last,
+        };
+        let mut changes = match client.watch(request).await {
+            Ok(changes) => changes.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(status) => return Err(status.into()),
+        };
+        while let Some(event) = changes.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(status) if status.code() == tonic::Code::Unavailable => break,
+                Err(status) => return Err(status.into()),
+            };
+            last = Some(event.event_id);
+            if matches!(event.event, Some(proto::watch_event::Event::Changed(_))) {
+                if !args.json {
+                    println!();
+                }
+                print_overview(&mut client, args.all, args.json).await?;
+            }
         }
-        print_overview(&mut client, args.all, args.json).await?;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
-    Ok(())
 }

@@ -153,6 +153,11 @@ impl Carewatch {
             next_check_at,
             missed_before,
         };
+        let may_append = message.kind == MessageKind::StatusReport
+            || admission
+                .server
+                .as_ref()
+                .is_none_or(|s| s.availability != Availability::Available);
         let outcome = match decode_message(message.kind, &plaintext)? {
             // Written together with the other heartbeats arriving meanwhile.
             None => self.inner.heartbeats.submit(sign).await?,
@@ -165,8 +170,10 @@ impl Carewatch {
         };
         match outcome {
             WriteOutcome::Applied(change) => {
-                if let Some(change) = change {
-                    self.publish(change);
+                // A status report, a new server, a recovery or a new overview
+                // line may have appended to the change feed.
+                if change.is_some() || may_append {
+                    self.feed_written();
                 }
                 Ok(ack(false))
             }

@@ -101,9 +101,9 @@ impl Carewatch {
             match applied {
                 AvailabilityOutcome::Applied(summary_changes) => {
                     report.evaluated += due.len();
-                    for change in summary_changes {
-                        report.installations_changed += 1;
-                        self.publish(change);
+                    report.installations_changed += summary_changes.len();
+                    if !changes.is_empty() {
+                        self.feed_written();
                     }
                 }
                 AvailabilityOutcome::DowntimeChanged => return Ok(false),

@@ -3,6 +3,7 @@
 //! rules of their own.
 
 mod batcher;
+mod feed;
 mod in_flight;
 mod ingest;
 mod maintenance;
@@ -14,11 +15,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
+pub use feed::WatchStream;
 pub use ingest::{IncomingMessage, IngestAck};
 pub use maintenance::SweepReport;
-pub use reseller::{InstallationChange, WatchEvent, WatchStream};
 
 use crate::availability::{
     AvailabilityPolicy, DEFAULT_INTERVAL, Downtime, DowntimeWindow, check_interval,
@@ -26,9 +27,7 @@ use crate::availability::{
 use crate::error::{Error, Result};
 use crate::liveness::MarkReason;
 use crate::seal::{MAX_SEALED_MESSAGE_BYTES, MasterKey};
-use crate::store::{
-    Admission, AdmissionQuery, DowntimeEpoch, SignOfLife, Store, SummaryChange, WriteOutcome,
-};
+use crate::store::{Admission, AdmissionQuery, DowntimeEpoch, SignOfLife, Store, WriteOutcome};
 use crate::throttle::FailureThrottle;
 use crate::time::{Clock, Timestamp};
 
@@ -59,7 +58,6 @@ pub struct Config {
     node_id: String,
     liveness_tolerance: Duration,
     history_limit: u32,
-    watch_capacity: usize,
     stall_limit: Duration,
 }
 
@@ -76,7 +74,6 @@ impl Config {
             node_id: "carewatch".into(),
             liveness_tolerance: DEFAULT_LIVENESS_TOLERANCE,
             history_limit: 50,
-            watch_capacity: 4096,
             stall_limit: DEFAULT_STALL_LIMIT,
         }
     }
@@ -178,7 +175,8 @@ struct Inner {
     heartbeats: batcher::Coalescer<SignOfLife, WriteOutcome>,
     clock: Arc<dyn Clock>,
     config: Config,
-    changes: broadcast::Sender<Arc<SummaryChange>>,
+    /// The change feed's in-process side.
+    feed: feed::Feed,
     downtime: RwLock<Arc<DowntimeState>>,
     /// The first storage failure not yet turned into a downtime window
     /// (ms), or [`NO_OUTAGE`].
@@ -212,7 +210,6 @@ impl Carewatch {
         clock: Arc<dyn Clock>,
         config: Config,
     ) -> Result<Self> {
-        let (changes, _) = broadcast::channel(config.watch_capacity);
         let service = Self {
             inner: Arc::new(Inner {
                 admissions: batcher::Coalescer::start("reading admissions", ADMISSION_READS, {
@@ -235,7 +232,7 @@ impl Carewatch {
                 store,
                 clock,
                 config,
-                changes,
+                feed: feed::Feed::default(),
                 downtime: RwLock::new(Arc::default()),
                 outage_since: AtomicI64::new(NO_OUTAGE),
                 stopping: watch::channel(false).0,
@@ -379,10 +376,5 @@ impl Carewatch {
         async move {
             let _ = rx.wait_for(|stopping| *stopping).await;
         }
-    }
-
-    fn publish(&self, change: SummaryChange) {
-        // No receivers is fine: nobody is watching.
-        let _ = self.inner.changes.send(Arc::new(change));
     }
 }

@@ -154,6 +154,7 @@ impl Carewatch {
             .store
             .register_installation(&installation)
             .await?;
+        self.feed_written();
         tracing::info!(%slc, %reseller, "installation registered");
         Ok(installation)
     }
@@ -164,25 +165,29 @@ impl Carewatch {
         slc: &Slc,
         expires_at: Option<Timestamp>,
     ) -> Result<Installation> {
-        self.inner
-            .store
-            .update_installation(slc, &InstallationUpdate::Subscription(expires_at))
+        self.update(slc, &InstallationUpdate::Subscription(expires_at))
             .await
+    }
+
+    async fn update(&self, slc: &Slc, update: &InstallationUpdate) -> Result<Installation> {
+        let updated = self
+            .inner
+            .store
+            .update_installation(slc, update, self.now())
+            .await?;
+        self.feed_written();
+        Ok(updated)
     }
 
     /// Records the owner's consent (or its withdrawal).
     pub async fn set_consent(&self, slc: &Slc, accepted: bool) -> Result<Installation> {
-        self.inner
-            .store
-            .update_installation(slc, &InstallationUpdate::Consent(accepted))
+        self.update(slc, &InstallationUpdate::Consent(accepted))
             .await
     }
 
     /// Changes what the installation runs.
     pub async fn set_product(&self, slc: &Slc, product: Product) -> Result<Installation> {
-        self.inner
-            .store
-            .update_installation(slc, &InstallationUpdate::Product(product))
+        self.update(slc, &InstallationUpdate::Product(product))
             .await
     }
 

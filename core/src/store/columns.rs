@@ -10,6 +10,8 @@ use crate::auth::{MessageDigest, TokenHash};
 use crate::availability::Availability;
 use crate::catalogue::ConditionCode;
 use crate::error::Error;
+use crate::feed::Change;
+use crate::health::{Health, HealthSummary};
 use crate::ids::{RecordingServerId, ResellerId, Slc};
 use crate::store::HistoryKind;
 use crate::time::{Timestamp, duration_millis};
@@ -207,6 +209,152 @@ impl HistoryColumns<'_> {
     }
 }
 
+/// An overview line as `(health rank, worst code, servers, unavailable,
+/// late, active conditions)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SummaryColumns<'a> {
+    /// [`Health::rank`].
+    pub health: i64,
+    /// The worst condition's code.
+    pub worst: Option<&'a str>,
+    /// Servers known.
+    pub servers: i64,
+    /// Of which unavailable.
+    pub unavailable: i64,
+    /// Of which late.
+    pub late: i64,
+    /// Active conditions.
+    pub active_conditions: i64,
+}
+
+impl<'a> From<&'a HealthSummary> for SummaryColumns<'a> {
+    fn from(s: &'a HealthSummary) -> Self {
+        Self {
+            health: i64::from(s.health.rank()),
+            worst: s.worst.as_ref().map(ConditionCode::as_str),
+            servers: i64::from(s.servers),
+            unavailable: i64::from(s.unavailable),
+            late: i64::from(s.late),
+            active_conditions: i64::from(s.active_conditions),
+        }
+    }
+}
+
+impl SummaryColumns<'_> {
+    /// Decodes the columns.
+    pub fn decode(&self) -> Result<HealthSummary, Error> {
+        let count = |n: i64| u32::try_from(n).map_err(|e| corrupt("count", e));
+        Ok(HealthSummary {
+            health: health(self.health)?,
+            worst: self.worst.map(condition_code).transpose()?,
+            servers: count(self.servers)?,
+            unavailable: count(self.unavailable)?,
+            late: count(self.late)?,
+            active_conditions: count(self.active_conditions)?,
+        })
+    }
+}
+
+/// A stored [`Health::rank`].
+pub fn health(rank: i64) -> Result<Health, Error> {
+    u8::try_from(rank)
+        .map_err(|e| corrupt("health", e))
+        .and_then(|r| Health::from_rank(r).map_err(|e| corrupt("health", e)))
+}
+
+/// A change event's [`Change`] as columns: its kind, then the columns that
+/// kind uses (the rest are `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeColumns<'a> {
+    /// [`Change::name`].
+    pub kind: &'a str,
+    /// The recording server, for server events.
+    pub server_id: Option<&'a str>,
+    /// History columns, for server events (their `kind` repeats `kind`).
+    pub history: Option<HistoryColumns<'a>>,
+    /// Health before, for health events.
+    pub previous_health: Option<i64>,
+    /// The overview line after, for health events.
+    pub summary: Option<SummaryColumns<'a>>,
+    /// Whether consent is accepted, for consent events.
+    pub accepted: Option<bool>,
+    /// When the subscription ends (milliseconds), for subscription events.
+    pub until: Option<i64>,
+}
+
+impl<'a> From<&'a Change> for ChangeColumns<'a> {
+    fn from(change: &'a Change) -> Self {
+        let none = Self {
+            kind: change.name(),
+            server_id: None,
+            history: None,
+            previous_health: None,
+            summary: None,
+            accepted: None,
+            until: None,
+        };
+        match change {
+            Change::Health { previous, summary } => Self {
+                previous_health: Some(i64::from(previous.rank())),
+                summary: Some(SummaryColumns::from(summary)),
+                ..none
+            },
+            Change::Server { server, event } => Self {
+                server_id: Some(server.as_str()),
+                history: Some(HistoryColumns::from(event)),
+                ..none
+            },
+            Change::Registered => none,
+            Change::Consent { accepted } => Self {
+                accepted: Some(*accepted),
+                ..none
+            },
+            Change::Subscription { expires_at } => Self {
+                until: expires_at.map(Timestamp::as_millis),
+                ..none
+            },
+        }
+    }
+}
+
+impl ChangeColumns<'_> {
+    /// Decodes the columns.
+    pub fn decode(&self) -> Result<Change, Error> {
+        let missing = |what: &str| {
+            corrupt(
+                "change event",
+                format!("a {} event without {what}", self.kind),
+            )
+        };
+        Ok(match self.kind {
+            "health" => Change::Health {
+                previous: health(
+                    self.previous_health
+                        .ok_or_else(|| missing("its previous health"))?,
+                )?,
+                summary: self
+                    .summary
+                    .ok_or_else(|| missing("its summary"))?
+                    .decode()?,
+            },
+            "registered" => Change::Registered,
+            "consent" => Change::Consent {
+                accepted: self.accepted.ok_or_else(|| missing("its consent"))?,
+            },
+            "subscription" => Change::Subscription {
+                expires_at: self.until.map(Timestamp::from_millis),
+            },
+            _ => Change::Server {
+                server: server_id(self.server_id.ok_or_else(|| missing("its server"))?)?,
+                event: self
+                    .history
+                    .ok_or_else(|| missing("its history"))?
+                    .decode()?,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -251,6 +399,44 @@ mod tests {
         ];
         for kind in kinds {
             assert_eq!(HistoryColumns::from(&kind).decode().unwrap(), kind);
+        }
+    }
+
+    #[test]
+    fn every_change_round_trips() {
+        let summary = HealthSummary {
+            health: Health::Critical,
+            worst: Some(ConditionCode::StorageFull),
+            servers: 3,
+            unavailable: 1,
+            late: 1,
+            active_conditions: 2,
+        };
+        let changes = [
+            Change::Health {
+                previous: Health::Healthy,
+                summary,
+            },
+            Change::Server {
+                server: RecordingServerId::new("rs-1").unwrap(),
+                event: HistoryKind::BecameUnavailable { missed: 3 },
+            },
+            Change::Server {
+                server: RecordingServerId::new("rs-2").unwrap(),
+                event: HistoryKind::ConditionOpened {
+                    code: ConditionCode::CameraUnreachable,
+                    subject: "Camera 7".into(),
+                },
+            },
+            Change::Registered,
+            Change::Consent { accepted: false },
+            Change::Subscription {
+                expires_at: Some(Timestamp::from_millis(86_400_000)),
+            },
+            Change::Subscription { expires_at: None },
+        ];
+        for change in changes {
+            assert_eq!(ChangeColumns::from(&change).decode().unwrap(), change);
         }
     }
 

@@ -19,6 +19,7 @@ use crate::availability::{Availability, DowntimeWindow};
 use crate::catalogue::ConditionCode;
 use crate::condition::{ConditionRecord, StatusSnapshot};
 use crate::error::{Error, Result};
+use crate::feed::{ChangeEvent, EventId};
 use crate::health::{Health, HealthSummary};
 use crate::ids::{RecordingServerId, ResellerId, Slc};
 use crate::installation::{Installation, Product};
@@ -402,11 +403,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Registers an SLC to a reseller with a Pending summary. `AlreadyExists`
     /// if the SLC is registered; `NotFound` if the reseller does not exist.
     async fn register_installation(&self, installation: &Installation) -> Result<()>;
-    /// Changes an installation. `NotFound` if not registered.
+    /// Changes an installation at `at` (and appends its change-feed event).
+    /// `NotFound` if not registered.
     async fn update_installation(
         &self,
         slc: &Slc,
         update: &InstallationUpdate,
+        at: Timestamp,
     ) -> Result<Installation>;
     /// An installation.
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>>;
@@ -484,6 +487,27 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn record_downtime(&self, window: DowntimeWindow) -> Result<()>;
     /// Windows that end after `after`, by start, with the current epoch.
     async fn downtime(&self, after: Timestamp) -> Result<DowntimeLog>;
+
+    // ----- the change feed ---------------------------------------------------
+    //
+    // Writes append their events in their own transaction (see
+    // [`crate::feed`]); ids grow by one per event and are seen in order.
+
+    /// Events after `after`, oldest first, at most `limit`, each with its
+    /// installation's reseller as it is now. `ResumeTooOld` (the rule is
+    /// [`crate::feed::check_resume`]) if events after `after` were pruned or
+    /// `after` is beyond the newest event.
+    async fn changes(&self, after: EventId, limit: u32) -> Result<Vec<ChangeEvent>>;
+    /// The newest event's id; 0 when none was ever appended.
+    async fn latest_change(&self) -> Result<EventId>;
+    /// Deletes the events that happened before `before`; returns how many.
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64>;
+    /// Wake-ups when another process may have appended events (PostgreSQL:
+    /// LISTEN/NOTIFY): the value changes on each. `None` when the store has
+    /// no such channel. Only a hint: a wake-up may be lost, readers poll too.
+    fn change_signals(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 
     // ----- what resellers read ---------------------------------------------
 

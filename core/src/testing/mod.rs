@@ -80,6 +80,10 @@ macro_rules! store_conformance_tests {
             installation_detail_has_servers_conditions_and_history,
             tenant_isolation_hides_other_resellers_installations,
             watch_streams_changes_of_own_installations_only,
+            // the change feed
+            change_feed_records_every_change_in_order,
+            change_feed_has_no_gaps_and_is_pruned_by_age,
+            watchers_resume_after_the_last_event_they_saw,
             // durability
             data_survives_reopen,
             two_nodes_on_one_database_agree,

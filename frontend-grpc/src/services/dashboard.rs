@@ -3,6 +3,7 @@
 use std::pin::Pin;
 
 use carewatch_core::Carewatch;
+use carewatch_core::feed::EventId;
 use carewatch_core::ids::ResellerId;
 use carewatch_core::store::{OverviewQuery, PageCursor};
 use futures::{Stream, StreamExt};
@@ -96,12 +97,17 @@ impl Dashboard for DashboardService {
             "" => None,
             text => Some(convert::slc(text).map_err(to_status)?),
         };
+        let after = request.get_ref().after_event_id.map(EventId);
         let stream = self
             .carewatch
-            .watch(&reseller, only.as_ref())
+            .watch(&reseller, only.as_ref(), after)
             .await
             .map_err(to_status)?;
-        let events = stream.map(|event| Ok::<_, Status>(convert::watch_event(&event)));
+        let events = stream.map(|event| {
+            event
+                .map(|event| convert::watch_event(&event))
+                .map_err(to_status)
+        });
         Ok(Response::new(Box::pin(until_stopped(
             events,
             &self.carewatch,

@@ -2,6 +2,7 @@
 
 use carewatch_core::Error;
 use carewatch_core::auth::TokenHash;
+use carewatch_core::feed::{self, Change};
 use carewatch_core::health::HealthSummary;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Installation;
@@ -148,7 +149,7 @@ pub(crate) async fn register_installation(c: &mut PgConnection, i: &Installation
             || Error::NotFound { what: format!("reseller {}", i.reseller) },
         )
     })?;
-    Ok(())
+    super::feed::append(c, &i.slc, i.registered_at, &Change::Registered).await
 }
 
 pub(crate) async fn installation(
@@ -170,6 +171,7 @@ pub(crate) async fn update_installation(
     c: &mut PgConnection,
     slc: &Slc,
     update: &InstallationUpdate,
+    at: Timestamp,
 ) -> DbResult<Installation> {
     let changed = match update {
         InstallationUpdate::Subscription(until) => {
@@ -198,6 +200,9 @@ pub(crate) async fn update_installation(
     .rows_affected();
     if changed == 0 {
         return Err(Error::installation_not_found(slc).into());
+    }
+    if let Some(change) = feed::installation_change(update) {
+        super::feed::append(c, slc, at, &change).await?;
     }
     installation(c, slc)
         .await?

@@ -1,5 +1,6 @@
 //! Writing and reading the history table.
 
+use carewatch_core::feed::Change;
 use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::store::columns::HistoryColumns;
 use carewatch_core::store::{HistoryEvent, HistoryKind};
@@ -10,6 +11,7 @@ use sqlx_postgres::{PgConnection, PgRow};
 use crate::codec::{self, col, ts};
 use crate::errors::DbResult;
 
+/// Records a history entry, and the same as a change-feed event.
 pub(crate) async fn record(
     c: &mut PgConnection,
     slc: &Slc,
@@ -17,6 +19,16 @@ pub(crate) async fn record(
     at: Timestamp,
     kind: &HistoryKind,
 ) -> DbResult<()> {
+    super::feed::append(
+        c,
+        slc,
+        at,
+        &Change::Server {
+            server: server.clone(),
+            event: kind.clone(),
+        },
+    )
+    .await?;
     let columns = HistoryColumns::from(kind);
     query(
         "INSERT INTO history (slc, at, server_id, kind, code, subject, duration_ms, missed)

@@ -3,6 +3,7 @@
 
 mod admin;
 mod availability;
+mod feed;
 mod history;
 mod ingest;
 mod reads;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use carewatch_core::Result;
 use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
+use carewatch_core::feed::{ChangeEvent, EventId};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::liveness::LivenessMark;
@@ -78,9 +80,10 @@ impl Store for PostgresStore {
         &self,
         slc: &Slc,
         update: &InstallationUpdate,
+        at: Timestamp,
     ) -> Result<Installation> {
-        self.write(&(slc, update), |c, (s, u)| {
-            Box::pin(admin::update_installation(c, s, u))
+        self.write(&(slc, update, at), |c, (s, u, at)| {
+            Box::pin(admin::update_installation(c, s, u, *at))
         })
         .await
     }
@@ -203,6 +206,26 @@ impl Store for PostgresStore {
             Box::pin(availability::downtime(c, *after))
         })
         .await
+    }
+
+    async fn changes(&self, after: EventId, limit: u32) -> Result<Vec<ChangeEvent>> {
+        self.read(&(after, limit), |c, (after, limit)| {
+            Box::pin(feed::changes(c, *after, *limit))
+        })
+        .await
+    }
+
+    async fn latest_change(&self) -> Result<EventId> {
+        self.read(&(), |c, ()| Box::pin(feed::head(c))).await
+    }
+
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        self.write(&before, |c, before| Box::pin(feed::prune(c, *before)))
+            .await
+    }
+
+    fn change_signals(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.listen_for_changes())
     }
 
     async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {

@@ -2,6 +2,7 @@
 //! conditions, inside the transaction that changed them.
 
 use carewatch_core::Error;
+use carewatch_core::feed::Change;
 use carewatch_core::health;
 use carewatch_core::ids::Slc;
 use carewatch_core::store::SummaryChange;
@@ -85,6 +86,16 @@ pub(crate) async fn refresh(
     .bind(i64::from(summary.late))
     .bind(i64::from(summary.active_conditions))
     .execute(&mut *c)
+    .await?;
+    super::feed::append(
+        c,
+        slc,
+        at,
+        &Change::Health {
+            previous: stored.health,
+            summary: summary.clone(),
+        },
+    )
     .await?;
     Ok(Some(SummaryChange {
         slc: slc.clone(),

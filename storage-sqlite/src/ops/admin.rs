@@ -1,6 +1,7 @@
 //! Resellers, operators, installations and their keys.
 
 use carewatch_core::auth::TokenHash;
+use carewatch_core::feed::{self, Change};
 use carewatch_core::health::HealthSummary;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Installation;
@@ -140,7 +141,7 @@ pub(crate) fn register_installation(tx: &Transaction<'_>, i: &Installation) -> R
             map_err(e)
         }
     })?;
-    Ok(())
+    super::feed::append(tx, &i.slc, i.registered_at, &Change::Registered)
 }
 
 pub(crate) fn installation(tx: &Transaction<'_>, slc: &Slc) -> Result<Option<Installation>> {
@@ -162,6 +163,7 @@ pub(crate) fn update_installation(
     tx: &Transaction<'_>,
     slc: &Slc,
     update: &InstallationUpdate,
+    at: Timestamp,
 ) -> Result<Installation> {
     let changed = match update {
         InstallationUpdate::Subscription(until) => tx.execute(
@@ -180,6 +182,9 @@ pub(crate) fn update_installation(
     .map_err(map_err)?;
     if changed == 0 {
         return Err(Error::installation_not_found(slc));
+    }
+    if let Some(change) = feed::installation_change(update) {
+        super::feed::append(tx, slc, at, &change)?;
     }
     installation(tx, slc)?.ok_or_else(|| Error::installation_not_found(slc))
 }

@@ -1,6 +1,7 @@
 //! Writing and reading the history table.
 
 use carewatch_core::Result;
+use carewatch_core::feed::Change;
 use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::store::columns::HistoryColumns;
 use carewatch_core::store::{HistoryEvent, HistoryKind};
@@ -9,6 +10,7 @@ use rusqlite::{Row, Transaction, params};
 
 use crate::codec::{self, RowExt, map_err, ts};
 
+/// Records a history entry, and the same as a change-feed event.
 pub(crate) fn record(
     tx: &Transaction<'_>,
     slc: &Slc,
@@ -16,6 +18,15 @@ pub(crate) fn record(
     at: Timestamp,
     kind: &HistoryKind,
 ) -> Result<()> {
+    super::feed::append(
+        tx,
+        slc,
+        at,
+        &Change::Server {
+            server: server.clone(),
+            event: kind.clone(),
+        },
+    )?;
     let c = HistoryColumns::from(kind);
     tx.prepare_cached(
         "INSERT INTO history (slc, at, server_id, kind, code, subject, duration_ms, missed)

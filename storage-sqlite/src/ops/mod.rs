@@ -2,6 +2,7 @@
 
 mod admin;
 mod availability;
+mod feed;
 mod history;
 mod ingest;
 mod reads;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use carewatch_core::Result;
 use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
+use carewatch_core::feed::{ChangeEvent, EventId};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::liveness::LivenessMark;
@@ -72,9 +74,10 @@ impl Store for SqliteStore {
         &self,
         slc: &Slc,
         update: &InstallationUpdate,
+        at: Timestamp,
     ) -> Result<Installation> {
         let (slc, update) = (slc.clone(), update.clone());
-        self.write(move |tx| admin::update_installation(tx, &slc, &update))
+        self.write(move |tx| admin::update_installation(tx, &slc, &update, at))
             .await
     }
 
@@ -178,6 +181,18 @@ impl Store for SqliteStore {
 
     async fn downtime(&self, after: Timestamp) -> Result<DowntimeLog> {
         self.read(move |tx| availability::downtime(tx, after)).await
+    }
+
+    async fn changes(&self, after: EventId, limit: u32) -> Result<Vec<ChangeEvent>> {
+        self.read(move |tx| feed::changes(tx, after, limit)).await
+    }
+
+    async fn latest_change(&self) -> Result<EventId> {
+        self.read(feed::head).await
+    }
+
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        self.write(move |tx| feed::prune(tx, before)).await
     }
 
     async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {

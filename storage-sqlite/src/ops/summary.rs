@@ -1,6 +1,7 @@
 //! Keeping an installation's overview line in step with its servers and
 //! conditions, inside the transaction that changed them.
 
+use carewatch_core::feed::Change;
 use carewatch_core::health::{self, HealthSummary};
 use carewatch_core::ids::Slc;
 use carewatch_core::store::SummaryChange;
@@ -81,6 +82,15 @@ pub(crate) fn refresh(
         ])
     })
     .map_err(map_err)?;
+    super::feed::append(
+        tx,
+        slc,
+        at,
+        &Change::Health {
+            previous: stored.health,
+            summary: summary.clone(),
+        },
+    )?;
     Ok(Some(SummaryChange {
         slc: slc.clone(),
         reseller,

@@ -1,13 +1,16 @@
 //! Ingest: signs of life, status snapshots, retries and refusals.
 
 use super::{
-    accept, assert_silent, beat, condition, conditions_of, count_history, cursor_of, detail, event,
-    heartbeat_msg, history_of, observable, overview_all, refused, report, report_msg, rs,
-    sealed_msg, secs, server, sign, slc, sorted_events, t,
+    WATCH_QUIET, accept, assert_silent, beat, condition, conditions_of, count_history, cursor_of,
+    detail, event, heartbeat_msg, history_of, observable, overview_all, refused, report,
+    report_msg, rs, sealed_msg, secs, server, sign, slc, sorted_events, t,
 };
 use crate::availability::Availability;
+use futures::StreamExt;
+
 use crate::catalogue::ConditionCode;
 use crate::error::Error;
+use crate::feed::Change;
 use crate::health::{Health, HealthSummary};
 use crate::seal::payload::encode_status;
 use crate::seal::{Binding, HEADER_LEN, InstallationKey, KeyId, MessageKind, SealError, TAG_LEN};
@@ -377,7 +380,7 @@ pub async fn retried_message_is_acknowledged_and_applied_once(
     );
     let mut watch = fx
         .carewatch
-        .watch(&site.reseller, None)
+        .watch(&site.reseller, None, None)
         .await
         .expect("watch");
 
@@ -1001,7 +1004,7 @@ pub async fn every_refusal_has_its_own_error_and_changes_nothing(
     fx.advance(secs(5));
     let mut watch = fx
         .carewatch
-        .watch(&site.reseller, None)
+        .watch(&site.reseller, None, None)
         .await
         .expect("watch");
     let before = observable(&fx, &site).await;
@@ -1349,7 +1352,31 @@ pub async fn every_refusal_has_its_own_error_and_changes_nothing(
         "a too-large message changed something"
     );
 
-    assert_silent(&mut watch, "refused messages").await;
+    // The operator's own changes are in the feed; the refused messages are not.
+    let mut operator_changes = Vec::new();
+    while let Ok(Some(event)) = tokio::time::timeout(WATCH_QUIET, watch.next()).await {
+        let event = event.expect("watch");
+        assert!(
+            matches!(
+                event.change,
+                Change::Consent { .. } | Change::Subscription { .. }
+            ),
+            "refused messages: expected nothing but the operator's changes, got {event:?}"
+        );
+        operator_changes.push(event.change.name());
+    }
+    assert_eq!(
+        operator_changes,
+        [
+            "consent",
+            "consent",
+            "subscription",
+            "subscription",
+            "subscription",
+            "subscription"
+        ],
+        "the consent and subscription changes, in order"
+    );
 
     // No refusal consumed sequence number 3.
     let ack = accept(

@@ -15,6 +15,7 @@
 
 mod availability;
 mod durability;
+mod feed;
 mod ingest;
 mod large_batches;
 mod reads;
@@ -30,6 +31,10 @@ pub use availability::{
     sweeps_apply_only_with_the_latest_downtime,
 };
 pub use durability::{data_survives_reopen, two_nodes_on_one_database_agree};
+pub use feed::{
+    change_feed_has_no_gaps_and_is_pruned_by_age, change_feed_records_every_change_in_order,
+    watchers_resume_after_the_last_event_they_saw,
+};
 pub use ingest::{
     admissions_answer_each_query_in_order, batch_of_signs_of_life_applies_each_once,
     concurrent_heartbeats_are_each_acknowledged_and_stored,
@@ -64,11 +69,10 @@ use crate::auth::{MessageDigest, SequenceCursor};
 use crate::catalogue::ConditionCode;
 use crate::condition::ConditionRecord;
 use crate::error::{Error, Result};
+use crate::feed::{Change, ChangeEvent};
 use crate::ids::{RecordingServerId, ResellerId, Slc};
 use crate::seal::{Binding, InstallationKey, MasterKey, MessageKind};
-use crate::service::{
-    Carewatch, Config, IncomingMessage, IngestAck, InstallationChange, WatchEvent, WatchStream,
-};
+use crate::service::{Carewatch, Config, IncomingMessage, IngestAck, WatchStream};
 use crate::store::{
     HistoryEvent, HistoryKind, InstallationDetail, MAX_PAGE_SIZE, OverviewPage, OverviewQuery,
     ServerRecord, SignOfLife,
@@ -411,12 +415,38 @@ async fn keep_alive(fx: &Fixture, total: Duration) {
 
 /// The next change on a watch stream, which must arrive within a second.
 async fn next_change(stream: &mut WatchStream, what: &str) -> InstallationChange {
-    match tokio::time::timeout(WATCH_DEADLINE, stream.next()).await {
-        Ok(Some(WatchEvent::Changed(change))) => change,
-        Ok(Some(other)) => panic!("{what}: expected a change, got {other:?}"),
-        Ok(None) => panic!("{what}: the watch stream ended"),
-        Err(_) => panic!("{what}: no change arrived within {WATCH_DEADLINE:?}"),
+    let deadline = tokio::time::Instant::now() + WATCH_DEADLINE;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(ChangeEvent {
+                slc,
+                at,
+                change: Change::Health { previous, summary },
+                ..
+            }))) => {
+                return InstallationChange {
+                    slc,
+                    previous,
+                    summary,
+                    at,
+                };
+            }
+            // The servers' own events (first seen, conditions) come too.
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => panic!("{what}: the watch stream failed: {e}"),
+            Ok(None) => panic!("{what}: the watch stream ended"),
+            Err(_) => panic!("{what}: no change arrived within {WATCH_DEADLINE:?}"),
+        }
     }
+}
+
+/// An installation's overview line changing, as a watcher sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InstallationChange {
+    slc: Slc,
+    previous: crate::health::Health,
+    summary: crate::health::HealthSummary,
+    at: Timestamp,
 }
 
 /// Checks nothing arrives on a watch stream for a while.

@@ -3,6 +3,7 @@
 
 use std::cmp::Reverse;
 
+use super::InstallationChange;
 use super::{
     accept, assert_silent, beat, condition, cursor_of, detail, event, heartbeat_msg, history_of,
     next_change, overview_all, refused, report, report_msg, rs, secs, slc, sorted_events, t,
@@ -12,7 +13,6 @@ use crate::catalogue::ConditionCode;
 use crate::error::Error;
 use crate::health::{Health, HealthSummary};
 use crate::ids::{ResellerId, Slc};
-use crate::service::InstallationChange;
 use crate::store::{
     HistoryKind, MAX_PAGE_SIZE, OverviewPage, OverviewQuery, OverviewRow, PageCursor, ServerRecord,
 };
@@ -703,11 +703,11 @@ pub async fn tenant_isolation_hides_other_resellers_installations(
     );
 
     let foreign = refused(
-        fx.carewatch.watch(&beta, Some(&a.slc)).await,
+        fx.carewatch.watch(&beta, Some(&a.slc), None).await,
         "beta watching alpha's installation",
     );
     let absent = refused(
-        fx.carewatch.watch(&beta, Some(&missing)).await,
+        fx.carewatch.watch(&beta, Some(&missing), None).await,
         "beta watching an SLC that does not exist",
     );
     assert!(
@@ -720,15 +720,19 @@ pub async fn tenant_isolation_hides_other_resellers_installations(
         "watching another reseller's installation must read exactly like a missing one"
     );
 
-    let mut beta_all = fx.carewatch.watch(&beta, None).await.expect("beta's watch");
+    let mut beta_all = fx
+        .carewatch
+        .watch(&beta, None, None)
+        .await
+        .expect("beta's watch");
     let mut alpha_all = fx
         .carewatch
-        .watch(&a.reseller, None)
+        .watch(&a.reseller, None, None)
         .await
         .expect("alpha's watch");
     let mut alpha_one = fx
         .carewatch
-        .watch(&a.reseller, Some(&a.slc))
+        .watch(&a.reseller, Some(&a.slc), None)
         .await
         .expect("alpha's watch of its installation");
     fx.advance(secs(1));
@@ -790,17 +794,17 @@ pub async fn watch_streams_changes_of_own_installations_only(
     let alpha = a1.reseller.clone();
     let mut all = fx
         .carewatch
-        .watch(&alpha, None)
+        .watch(&alpha, None, None)
         .await
         .expect("alpha's watch");
     let mut only_a1 = fx
         .carewatch
-        .watch(&alpha, Some(&a1.slc))
+        .watch(&alpha, Some(&a1.slc), None)
         .await
         .expect("alpha's watch of one installation");
     let mut beta = fx
         .carewatch
-        .watch(&b.reseller, None)
+        .watch(&b.reseller, None, None)
         .await
         .expect("beta's watch");
 

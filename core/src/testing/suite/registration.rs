@@ -566,7 +566,9 @@ pub async fn installation_updates_are_stored(backend: &(impl TestBackend + ?Size
         InstallationUpdate::Product(Product::default()),
     ] {
         let err = refused(
-            fx.store.update_installation(&ghost, &update).await,
+            fx.store
+                .update_installation(&ghost, &update, fx.carewatch.now())
+                .await,
             &format!("{update:?} on an unregistered SLC"),
         );
         assert!(
