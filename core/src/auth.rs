@@ -204,8 +204,36 @@ pub enum SequenceVerdict {
     Duplicate,
 }
 
-/// The replay rule: sequence numbers strictly increase per recording server;
-/// the latest message may be retried byte for byte.
+/// Where a message stands against its server's last accepted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceOrder {
+    /// Newer (or the server's first): apply it.
+    New,
+    /// The latest message again, byte for byte: a retry.
+    Duplicate,
+    /// Older, or the latest sequence number with other bytes.
+    Stale {
+        /// The sequence number of the last accepted message.
+        last_accepted: u64,
+    },
+}
+
+/// The replay rule, once for the facade and every backend: sequence numbers
+/// strictly increase per recording server (compared as `u64`); the latest
+/// message may be retried byte for byte.
+pub fn sequence_order(last: Option<SequenceCursor>, incoming: SequenceCursor) -> SequenceOrder {
+    match last {
+        None => SequenceOrder::New,
+        Some(last) if incoming.sequence > last.sequence => SequenceOrder::New,
+        Some(last) if incoming == last => SequenceOrder::Duplicate,
+        Some(last) => SequenceOrder::Stale {
+            last_accepted: last.sequence,
+        },
+    }
+}
+
+/// [`sequence_order`] as the facade judges a message before writing it: a
+/// stale one is refused as replayed.
 pub fn check_sequence(
     slc: &Slc,
     server: &RecordingServerId,
@@ -213,17 +241,14 @@ pub fn check_sequence(
     sequence: u64,
     digest: MessageDigest,
 ) -> Result<SequenceVerdict> {
-    match last {
-        None => Ok(SequenceVerdict::New),
-        Some(last) if sequence > last.sequence => Ok(SequenceVerdict::New),
-        Some(last) if sequence == last.sequence && digest == last.digest => {
-            Ok(SequenceVerdict::Duplicate)
-        }
-        Some(last) => Err(Error::Replayed {
+    match sequence_order(last, SequenceCursor { sequence, digest }) {
+        SequenceOrder::New => Ok(SequenceVerdict::New),
+        SequenceOrder::Duplicate => Ok(SequenceVerdict::Duplicate),
+        SequenceOrder::Stale { last_accepted } => Err(Error::Replayed {
             slc: slc.clone(),
             server: server.clone(),
             sequence,
-            last_accepted: last.sequence,
+            last_accepted,
         }),
     }
 }

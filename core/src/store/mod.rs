@@ -3,14 +3,17 @@
 //! conformance suite (`carewatch_core::store_conformance_tests!`).
 //!
 //! Rules stay in core: where a write must derive something inside its
-//! transaction (which conditions a snapshot opens, an installation's health),
-//! the backend calls [`crate::condition::diff_snapshot`] and
-//! [`crate::health::summarize`].
+//! transaction (the sequence rule, which conditions a snapshot opens and
+//! resolves, what becoming unavailable opens, an installation's health,
+//! a downtime gap, the change-feed events), the backend calls the pure
+//! functions of [`rules`], [`crate::health::summarize`],
+//! [`crate::liveness::gap_before`] and [`crate::feed`].
 
 use std::fmt;
 use std::time::Duration;
 
 pub mod columns;
+pub mod rules;
 
 use async_trait::async_trait;
 

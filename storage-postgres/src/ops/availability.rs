@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use carewatch_core::ConditionCode;
-use carewatch_core::availability::{Availability, DowntimeWindow};
+use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::liveness::{self, LivenessMark, NodeLiveness};
+use carewatch_core::store::rules;
 use carewatch_core::store::{
-    AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog, HistoryKind, ServerRecord,
+    AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog, ServerRecord,
 };
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
@@ -85,27 +85,28 @@ pub(crate) async fn apply_availability(
         // The row as stored now (Pending is stored as Available).
         current.availability = after.decode()?;
         current.next_check_at = change.next_check_at;
-        if let Availability::Unavailable { since, missed } = change.availability
-            && !matches!(before, Availability::Unavailable { .. })
+        if let Some(opened) =
+            rules::became_unavailable(&change.server, &before, &change.availability)
         {
             query(
                 "INSERT INTO conditions (slc, server_id, code, subject, detail, opened_at)
-                 VALUES ($1, $2, $3, $2, $4, $5)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT DO NOTHING",
             )
             .bind(change.slc.as_str())
             .bind(change.server.as_str())
-            .bind(ConditionCode::ServerUnavailable.as_str())
-            .bind(format!("missed {missed} heartbeats in a row"))
-            .bind(since.as_millis())
+            .bind(opened.code.as_str())
+            .bind(opened.subject.as_str())
+            .bind(opened.detail.as_str())
+            .bind(opened.opened_at.as_millis())
             .execute(&mut *c)
             .await?;
             history::record(
                 c,
                 &change.slc,
                 &change.server,
-                since,
-                &HistoryKind::BecameUnavailable { missed },
+                opened.opened_at,
+                &opened.history,
             )
             .await?;
         }

@@ -12,9 +12,10 @@ use std::collections::{BTreeSet, HashMap};
 use carewatch_core::ConditionCode;
 use carewatch_core::Result;
 use carewatch_core::availability::Availability;
-use carewatch_core::condition::{ConditionKey, diff_snapshot};
+use carewatch_core::condition::ConditionKey;
 use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::seal::{KeyId, WrappedKey};
+use carewatch_core::store::rules::{self, ActiveCondition, SignJudgement};
 use carewatch_core::store::{
     Admission, AdmissionQuery, HistoryKind, ServerRecord, SignOfLife, StatusWrite, WriteOutcome,
 };
@@ -287,39 +288,32 @@ enum Judgement {
     Stale(u64),
     /// The latest message again.
     Duplicate,
-    /// Newer: the row as it is once the message is applied.
-    Newer(ServerRecord),
+    /// Newer: the row as it is once the message is applied, and the
+    /// recovery it records, if the server was unavailable.
+    Newer(ServerRecord, Option<HistoryKind>),
 }
 
-/// The sequence rule (compared as u64, after decoding), and the row a newer
-/// message leaves: `last_seen_at` never moves backwards; `next_check_at`
-/// follows the newest sign of life.
+/// The core's rule ([`rules::judge_sign`]), as the row it leaves.
 fn judge(current: &ServerRecord, sign: &SignOfLife) -> Judgement {
-    let last = current.cursor;
-    if sign.cursor.sequence < last.sequence
-        || (sign.cursor.sequence == last.sequence && sign.cursor.digest != last.digest)
-    {
-        return Judgement::Stale(last.sequence);
+    match rules::judge_sign(current, sign) {
+        SignJudgement::Stale { last_accepted } => Judgement::Stale(last_accepted),
+        SignJudgement::Duplicate => Judgement::Duplicate,
+        SignJudgement::Newer {
+            last_seen_at,
+            next_check_at,
+            history,
+        } => Judgement::Newer(
+            ServerRecord {
+                last_seen_at,
+                interval: sign.interval,
+                cursor: sign.cursor,
+                availability: Availability::Available,
+                next_check_at,
+                ..current.clone()
+            },
+            history,
+        ),
     }
-    if sign.cursor.sequence == last.sequence {
-        return Judgement::Duplicate;
-    }
-    let (last_seen_at, next_check_at) = if sign.received_at >= current.last_seen_at {
-        (sign.received_at, Some(sign.next_check_at))
-    } else {
-        (
-            current.last_seen_at,
-            current.next_check_at.or(Some(sign.next_check_at)),
-        )
-    };
-    Judgement::Newer(ServerRecord {
-        last_seen_at,
-        interval: sign.interval,
-        cursor: sign.cursor,
-        availability: Availability::Available,
-        next_check_at,
-        ..current.clone()
-    })
 }
 
 /// Writes the sign-of-life columns of rows judged [`Judgement::Newer`]
@@ -448,14 +442,14 @@ async fn touch_server(
             }
         }
     };
-    let record = match judge(&current, sign) {
+    let (record, recovery) = match judge(&current, sign) {
         Judgement::Stale(last_accepted) => return Ok((Touch::Stale(last_accepted), current)),
         Judgement::Duplicate => return Ok((Touch::Duplicate, current)),
-        Judgement::Newer(record) => record,
+        Judgement::Newer(record, recovery) => (record, recovery),
     };
     store_signs(c, std::slice::from_ref(&record)).await?;
-    if let Availability::Unavailable { since, .. } = current.availability {
-        resolve_unavailability(c, sign, since).await?;
+    if let Some(recovered) = recovery {
+        resolve_unavailability(c, sign, &recovered).await?;
     }
     let touch = Touch::Applied {
         availability_changed: current.availability != Availability::Available,
@@ -466,7 +460,7 @@ async fn touch_server(
 async fn resolve_unavailability(
     c: &mut PgConnection,
     sign: &SignOfLife,
-    since: Timestamp,
+    recovered: &HistoryKind,
 ) -> DbResult<()> {
     query(
         "UPDATE conditions SET resolved_at = $4
@@ -478,11 +472,7 @@ async fn resolve_unavailability(
     .bind(sign.received_at.as_millis())
     .execute(&mut *c)
     .await?;
-    let kind = HistoryKind::Recovered {
-        unavailable_for: sign.received_at.since(since),
-        missed: sign.missed_before,
-    };
-    history::record(c, &sign.slc, &sign.server, sign.received_at, &kind).await
+    history::record(c, &sign.slc, &sign.server, sign.received_at, recovered).await
 }
 
 async fn record_sign_of_life(
@@ -546,7 +536,8 @@ pub(crate) async fn record_signs_of_life(
                         (WriteOutcome::Stale { last_accepted }, current)
                     }
                     Judgement::Duplicate => (WriteOutcome::Duplicate, current),
-                    Judgement::Newer(record) => {
+                    // An available server records no recovery.
+                    Judgement::Newer(record, _) => {
                         match plain_index.get(&key) {
                             Some(&i) => plain[i] = record.clone(),
                             None => {
@@ -591,20 +582,18 @@ pub(crate) async fn apply_status_report(
     .await?;
     let mut active = Vec::with_capacity(rows.len());
     for row in &rows {
-        let key = ConditionKey {
-            code: codec::code(&col::<String>(row, 0)?)?,
-            subject: col(row, 1)?,
-        };
-        active.push((key, col::<String>(row, 2)?, ts(col(row, 3)?)));
+        active.push(ActiveCondition {
+            key: ConditionKey {
+                code: codec::code(&col::<String>(row, 0)?)?,
+                subject: col(row, 1)?,
+            },
+            detail: col(row, 2)?,
+            opened_at: ts(col(row, 3)?),
+        });
     }
-    let diff = diff_snapshot(
-        active
-            .iter()
-            .map(|(k, detail, _)| (k.clone(), detail.as_str())),
-        &report.snapshot,
-    );
+    let writes = rules::snapshot_writes(&active, &report.snapshot, sign.received_at);
     let at = sign.received_at.as_millis();
-    for opened in &diff.opened {
+    for (opened, history) in &writes.opened {
         query(
             "INSERT INTO conditions (slc, server_id, code, subject, detail, opened_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -616,13 +605,9 @@ pub(crate) async fn apply_status_report(
         .bind(at)
         .execute(&mut *c)
         .await?;
-        let kind = HistoryKind::ConditionOpened {
-            code: opened.code().clone(),
-            subject: opened.subject().to_owned(),
-        };
-        history::record(c, &sign.slc, &sign.server, sign.received_at, &kind).await?;
+        history::record(c, &sign.slc, &sign.server, sign.received_at, history).await?;
     }
-    for changed in &diff.detail_changed {
+    for changed in &writes.detail_changed {
         query(
             "UPDATE conditions SET detail = $5
              WHERE slc = $1 AND server_id = $2 AND code = $3 AND subject = $4 AND resolved_at IS NULL",
@@ -635,7 +620,7 @@ pub(crate) async fn apply_status_report(
         .execute(&mut *c)
         .await?;
     }
-    for resolved in &diff.resolved {
+    for (resolved, history) in &writes.resolved {
         query(
             "UPDATE conditions SET resolved_at = $5
              WHERE slc = $1 AND server_id = $2 AND code = $3 AND subject = $4 AND resolved_at IS NULL",
@@ -647,18 +632,9 @@ pub(crate) async fn apply_status_report(
         .bind(at)
         .execute(&mut *c)
         .await?;
-        let opened_at = active
-            .iter()
-            .find(|(k, ..)| k == resolved)
-            .map_or(sign.received_at, |(.., t)| *t);
-        let kind = HistoryKind::ConditionResolved {
-            code: resolved.code.clone(),
-            subject: resolved.subject.clone(),
-            open_for: sign.received_at.since(opened_at),
-        };
-        history::record(c, &sign.slc, &sign.server, sign.received_at, &kind).await?;
+        history::record(c, &sign.slc, &sign.server, sign.received_at, history).await?;
     }
-    if availability_changed || !diff.is_empty() {
+    if availability_changed || !writes.is_empty() {
         return Ok(WriteOutcome::Applied(
             summary::refresh(c, &sign.slc, sign.received_at).await?,
         ));

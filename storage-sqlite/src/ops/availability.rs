@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use carewatch_core::availability::{Availability, DowntimeWindow};
+use carewatch_core::Result;
+use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::liveness::{self, LivenessMark, NodeLiveness};
+use carewatch_core::store::rules;
 use carewatch_core::store::{
-    AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog, HistoryKind, ServerRecord,
+    AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog, ServerRecord,
 };
 use carewatch_core::time::Timestamp;
-use carewatch_core::{ConditionCode, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{history, summary};
@@ -86,20 +87,21 @@ pub(crate) fn apply_availability(
             ])
         })
         .map_err(map_err)?;
-        if let Availability::Unavailable { since, missed } = change.availability
-            && !matches!(before, Availability::Unavailable { .. })
+        if let Some(opened) =
+            rules::became_unavailable(&change.server, &before, &change.availability)
         {
             tx.prepare_cached(
-                "INSERT INTO conditions (slc, server_id, code, subject, detail, opened_at) VALUES (?1, ?2, ?3, ?2, ?4, ?5)
+                "INSERT INTO conditions (slc, server_id, code, subject, detail, opened_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT DO NOTHING",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
                     change.slc.as_str(),
                     change.server.as_str(),
-                    ConditionCode::ServerUnavailable.as_str(),
-                    format!("missed {missed} heartbeats in a row"),
-                    since.as_millis()
+                    opened.code.as_str(),
+                    opened.subject,
+                    opened.detail,
+                    opened.opened_at.as_millis()
                 ])
             })
             .map_err(map_err)?;
@@ -107,8 +109,8 @@ pub(crate) fn apply_availability(
                 tx,
                 &change.slc,
                 &change.server,
-                since,
-                &HistoryKind::BecameUnavailable { missed },
+                opened.opened_at,
+                &opened.history,
             )?;
         }
         if before != change.availability {

@@ -1,9 +1,10 @@
 //! Ingest: admission reads, signs of life and status reports.
 
 use carewatch_core::availability::Availability;
-use carewatch_core::condition::{ConditionKey, diff_snapshot};
+use carewatch_core::condition::ConditionKey;
 use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::seal::{KeyId, WrappedKey};
+use carewatch_core::store::rules::{self, ActiveCondition, SignJudgement};
 use carewatch_core::store::{Admission, HistoryKind, SignOfLife, StatusWrite, WriteOutcome};
 use carewatch_core::{ConditionCode, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -91,24 +92,14 @@ fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
             availability_changed: true,
         });
     };
-    let last = current.cursor;
-    if sign.cursor.sequence < last.sequence
-        || (sign.cursor.sequence == last.sequence && sign.cursor.digest != last.digest)
-    {
-        return Ok(Touch::Stale(last.sequence));
-    }
-    if sign.cursor.sequence == last.sequence {
-        return Ok(Touch::Duplicate);
-    }
-    // last_seen_at never moves backwards; next_check_at follows the newest sign of life.
-    let newer = sign.received_at >= current.last_seen_at;
-    let (last_seen, next_check) = if newer {
-        (sign.received_at, Some(sign.next_check_at))
-    } else {
-        (
-            current.last_seen_at,
-            current.next_check_at.or(Some(sign.next_check_at)),
-        )
+    let (last_seen, next_check, recovery) = match rules::judge_sign(&current, sign) {
+        SignJudgement::Stale { last_accepted } => return Ok(Touch::Stale(last_accepted)),
+        SignJudgement::Duplicate => return Ok(Touch::Duplicate),
+        SignJudgement::Newer {
+            last_seen_at,
+            next_check_at,
+            history,
+        } => (last_seen_at, next_check_at, history),
     };
     tx.prepare_cached(
         "UPDATE servers SET last_seen_at = ?3, interval_ms = ?4, last_sequence = ?5, last_digest = ?6,
@@ -127,8 +118,8 @@ fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
         ])
     })
     .map_err(map_err)?;
-    if let Availability::Unavailable { since, .. } = current.availability {
-        resolve_unavailability(tx, sign, since)?;
+    if let Some(recovered) = recovery {
+        resolve_unavailability(tx, sign, &recovered)?;
     }
     Ok(Touch::Applied {
         availability_changed: current.availability != Availability::Available,
@@ -174,7 +165,7 @@ fn sign_parameters(sign: &SignOfLife) -> (&str, &str, i64, i64, i64, &[u8], i64)
 fn resolve_unavailability(
     tx: &Transaction<'_>,
     sign: &SignOfLife,
-    since: carewatch_core::time::Timestamp,
+    recovered: &HistoryKind,
 ) -> Result<()> {
     tx.prepare_cached(
         "UPDATE conditions SET resolved_at = ?4
@@ -189,11 +180,7 @@ fn resolve_unavailability(
         ])
     })
     .map_err(map_err)?;
-    let kind = HistoryKind::Recovered {
-        unavailable_for: sign.received_at.since(since),
-        missed: sign.missed_before,
-    };
-    history::record(tx, &sign.slc, &sign.server, sign.received_at, &kind)
+    history::record(tx, &sign.slc, &sign.server, sign.received_at, recovered)
 }
 
 pub(crate) fn record_sign_of_life(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<WriteOutcome> {
@@ -237,21 +224,19 @@ pub(crate) fn apply_status_report(
             .query([sign.slc.as_str(), sign.server.as_str()])
             .map_err(map_err)?;
         while let Some(row) = rows.next().map_err(map_err)? {
-            let key = ConditionKey {
-                code: codec::code(&row.col::<String>(0)?)?,
-                subject: row.col(1)?,
-            };
-            active.push((key, row.col::<String>(2)?, ts(row.col(3)?)));
+            active.push(ActiveCondition {
+                key: ConditionKey {
+                    code: codec::code(&row.col::<String>(0)?)?,
+                    subject: row.col(1)?,
+                },
+                detail: row.col(2)?,
+                opened_at: ts(row.col(3)?),
+            });
         }
     }
-    let diff = diff_snapshot(
-        active
-            .iter()
-            .map(|(k, detail, _)| (k.clone(), detail.as_str())),
-        &report.snapshot,
-    );
+    let writes = rules::snapshot_writes(&active, &report.snapshot, sign.received_at);
     let at = sign.received_at.as_millis();
-    for opened in &diff.opened {
+    for (opened, history) in &writes.opened {
         tx.prepare_cached(
             "INSERT INTO conditions (slc, server_id, code, subject, detail, opened_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
@@ -259,13 +244,9 @@ pub(crate) fn apply_status_report(
             stmt.execute(params![sign.slc.as_str(), sign.server.as_str(), opened.code().as_str(), opened.subject(), opened.detail(), at])
         })
         .map_err(map_err)?;
-        let kind = HistoryKind::ConditionOpened {
-            code: opened.code().clone(),
-            subject: opened.subject().to_owned(),
-        };
-        history::record(tx, &sign.slc, &sign.server, sign.received_at, &kind)?;
+        history::record(tx, &sign.slc, &sign.server, sign.received_at, history)?;
     }
-    for changed in &diff.detail_changed {
+    for changed in &writes.detail_changed {
         tx.prepare_cached(
             "UPDATE conditions SET detail = ?5
              WHERE slc = ?1 AND server_id = ?2 AND code = ?3 AND subject = ?4 AND resolved_at IS NULL",
@@ -275,7 +256,7 @@ pub(crate) fn apply_status_report(
         })
         .map_err(map_err)?;
     }
-    for resolved in &diff.resolved {
+    for (resolved, history) in &writes.resolved {
         tx.prepare_cached(
             "UPDATE conditions SET resolved_at = ?5
              WHERE slc = ?1 AND server_id = ?2 AND code = ?3 AND subject = ?4 AND resolved_at IS NULL",
@@ -284,18 +265,9 @@ pub(crate) fn apply_status_report(
             stmt.execute(params![sign.slc.as_str(), sign.server.as_str(), resolved.code.as_str(), resolved.subject, at])
         })
         .map_err(map_err)?;
-        let opened_at = active
-            .iter()
-            .find(|(k, ..)| k == resolved)
-            .map_or(sign.received_at, |(.., t)| *t);
-        let kind = HistoryKind::ConditionResolved {
-            code: resolved.code.clone(),
-            subject: resolved.subject.clone(),
-            open_for: sign.received_at.since(opened_at),
-        };
-        history::record(tx, &sign.slc, &sign.server, sign.received_at, &kind)?;
+        history::record(tx, &sign.slc, &sign.server, sign.received_at, history)?;
     }
-    if availability_changed || !diff.is_empty() {
+    if availability_changed || !writes.is_empty() {
         return Ok(WriteOutcome::Applied(summary::refresh(
             tx,
             &sign.slc,
