@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Most connections at once (default: what the open-file limit allows).
     #[arg(long)]
     max_connections: Option<usize>,
+    /// How long the change feed keeps events (a watcher can resume after an
+    /// event this old).
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    change_retention: Duration,
     /// Longest a stop waits for calls in flight before closing connections.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     shutdown_grace: Duration,
@@ -126,7 +130,8 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with_heartbeat_interval(args.heartbeat_interval)?
         .with_policy(policy)
         .with_node_id(args.node_id)
-        .with_liveness_tolerance(args.liveness_tolerance);
+        .with_liveness_tolerance(args.liveness_tolerance)
+        .with_change_retention(args.change_retention);
     let carewatch = Carewatch::open(store, Arc::new(SystemClock), config).await?;
     if let Some(issued) = carewatch
         .ensure_operator(&ResellerId::new("admin")?)

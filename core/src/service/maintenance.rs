@@ -24,6 +24,9 @@ pub struct SweepReport {
     pub installations_changed: usize,
 }
 
+/// How often maintenance prunes the change feed.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
+
 /// How often one sweep starts over because another node recorded a
 /// downtime window meanwhile, before it gives up until the next tick.
 const SWEEP_RESTARTS: u32 = 3;
@@ -218,11 +221,25 @@ impl Carewatch {
                 }
             }
         };
+        let housekeeping = async {
+            let mut interval = tokio::time::interval(HOUSEKEEPING_EVERY);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let before = self.now().saturating_sub(self.inner.config.change_retention);
+                match self.inner.store.prune_changes(before).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, %before, "pruned the change feed"),
+                    Err(e) => tracing::warn!(error = %e, "pruning the change feed failed"),
+                }
+            }
+        };
         tokio::select! {
             () = shutdown => {}
             () = self.stopping() => {}
             () = liveness => {}
             () = sweeps => {}
+            () = housekeeping => {}
         }
     }
 }

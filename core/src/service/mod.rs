@@ -34,6 +34,9 @@ use crate::time::{Clock, Timestamp};
 /// The default [`Config::with_liveness_tolerance`]: three one-second ticks.
 pub const DEFAULT_LIVENESS_TOLERANCE: Duration = Duration::from_secs(3);
 
+/// The default [`Config::with_change_retention`]: a week.
+pub const DEFAULT_CHANGE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The default [`Config::with_stall_limit`].
 pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(1);
 
@@ -59,6 +62,7 @@ pub struct Config {
     liveness_tolerance: Duration,
     history_limit: u32,
     stall_limit: Duration,
+    change_retention: Duration,
 }
 
 impl Config {
@@ -75,6 +79,7 @@ impl Config {
             liveness_tolerance: DEFAULT_LIVENESS_TOLERANCE,
             history_limit: 50,
             stall_limit: DEFAULT_STALL_LIMIT,
+            change_retention: DEFAULT_CHANGE_RETENTION,
         }
     }
 
@@ -125,6 +130,13 @@ impl Config {
     /// not really receiving (senders time out and give up).
     pub fn with_stall_limit(mut self, limit: Duration) -> Self {
         self.stall_limit = limit;
+        self
+    }
+
+    /// How long the change feed keeps events: a watcher can resume after an
+    /// event this old; older ones are pruned by maintenance.
+    pub fn with_change_retention(mut self, retention: Duration) -> Self {
+        self.change_retention = retention;
         self
     }
 
