@@ -109,6 +109,15 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The caller is known but its role does not allow the action (a viewer
+    /// managing users). Never used to hide another reseller's things: those
+    /// are `NotFound`.
+    #[error("not allowed: {reason}")]
+    PermissionDenied {
+        /// Why.
+        reason: &'static str,
+    },
+
     /// Creating something that already exists.
     #[error("{what} already exists")]
     AlreadyExists {
@@ -183,6 +192,7 @@ impl Error {
         "too_large",
         "not_found",
         "unauthenticated",
+        "permission_denied",
         "already_exists",
         "storage_unavailable",
         "storage_locked",
@@ -274,6 +284,7 @@ impl Error {
             Self::TooLarge { .. } => "too_large",
             Self::NotFound { .. } => "not_found",
             Self::Unauthenticated { .. } => "unauthenticated",
+            Self::PermissionDenied { .. } => "permission_denied",
             Self::AlreadyExists { .. } => "already_exists",
             Self::StorageUnavailable { reason, .. } => reason.code(),
             Self::StorageCorrupt { .. } => "storage_corrupt",
@@ -375,6 +386,7 @@ impl Error {
                 what: "example".into(),
             },
             Self::Unauthenticated { reason: "example" },
+            Self::PermissionDenied { reason: "example" },
             Self::AlreadyExists {
                 what: "example".into(),
             },
@@ -410,6 +422,7 @@ impl Error {
                 | Self::TooLarge { .. }
                 | Self::NotFound { .. }
                 | Self::Unauthenticated { .. }
+                | Self::PermissionDenied { .. }
                 | Self::AlreadyExists { .. }
                 | Self::StorageUnavailable { .. }
                 | Self::StorageCorrupt { .. }

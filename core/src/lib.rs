@@ -21,6 +21,7 @@ pub mod liveness;
 pub mod seal;
 mod service;
 pub mod store;
+pub mod team;
 pub mod throttle;
 pub mod time;
 

@@ -27,6 +27,7 @@ fn mapped_code(error: &Error) -> Option<Code> {
         | Error::Replayed { .. } => Code::FailedPrecondition,
         Error::CannotDecrypt { .. } => Code::PermissionDenied,
         Error::Unauthenticated { .. } => Code::Unauthenticated,
+        Error::PermissionDenied { .. } => Code::PermissionDenied,
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         // Retry later: the database, the disk or the lock may come back, or
         // another node takes the call.
