@@ -29,14 +29,17 @@
 //! ```
 
 mod codec;
+mod config;
 mod connection;
 mod errors;
 mod listen;
+mod migrate;
 mod ops;
+mod transaction;
 
-pub use connection::{
+pub use config::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_APPLICATION_NAME, DEFAULT_MAX_CONNECTIONS, PostgresConfig,
-    PostgresStore,
 };
+pub use connection::PostgresStore;
 /// The sqlx connect and pool options [`PostgresStore::connect_with`] takes.
 pub use sqlx_postgres::{PgConnectOptions, PgPoolOptions};

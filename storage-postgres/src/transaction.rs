@@ -1,0 +1,232 @@
+//! Running every store call as one transaction, retried when PostgreSQL
+//! rolled it back because of a concurrent one, or when the connection broke
+//! before COMMIT.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use carewatch_core::Result;
+use sqlx_postgres::PgConnection;
+
+use crate::connection::PostgresStore;
+use crate::errors::{DbResult, Failure, Kind, into_error, retry_kind};
+
+/// A transaction rolled back by the server for a concurrent one (40001,
+/// 40P01) is run again this many times.
+const CONFLICT_RETRIES: u32 = 4;
+/// A transaction whose connection broke before COMMIT is run again this many
+/// times (each on another connection).
+const CONNECTION_RETRIES: u32 = 2;
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One unit of store work on a connection inside a transaction; `data` is
+/// the call's arguments, borrowed for as long as the connection is.
+pub(crate) type Op<D, T> = for<'c> fn(&'c mut PgConnection, &'c D) -> BoxFuture<'c, DbResult<T>>;
+
+/// Why one attempt failed.
+enum Attempt {
+    /// Before COMMIT was sent: nothing was applied.
+    Before(Failure),
+    /// COMMIT itself failed.
+    Commit(sqlx_core::Error),
+}
+
+impl PostgresStore {
+    /// Runs `op` in one READ COMMITTED write transaction (committed if `op`
+    /// returns `Ok`); rows it must not see change under it are locked with
+    /// `SELECT ... FOR UPDATE`.
+    pub(crate) async fn write<D, T>(&self, data: &D, op: Op<D, T>) -> Result<T>
+    where
+        D: Sync + ?Sized,
+        T: Send,
+    {
+        self.run(Some("BEGIN"), data, op).await
+    }
+
+    /// Runs `op` in one read-only REPEATABLE READ transaction: one consistent snapshot.
+    pub(crate) async fn read<D, T>(&self, data: &D, op: Op<D, T>) -> Result<T>
+    where
+        D: Sync + ?Sized,
+        T: Send,
+    {
+        self.run(
+            Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            data,
+            op,
+        )
+        .await
+    }
+
+    /// Runs `op`, which issues exactly one statement, without BEGIN/COMMIT:
+    /// the statement is its own transaction (one round trip on the hot path).
+    /// `op` must be safe to run again after an unknown outcome (a read, or a
+    /// conditional write that changes nothing the second time), because a
+    /// broken connection is retried on another one.
+    pub(crate) async fn single<D, T>(&self, data: &D, op: Op<D, T>) -> Result<T>
+    where
+        D: Sync + ?Sized,
+        T: Send,
+    {
+        self.run(None, data, op).await
+    }
+
+    async fn run<D, T>(&self, begin: Option<&'static str>, data: &D, op: Op<D, T>) -> Result<T>
+    where
+        D: Sync + ?Sized,
+        T: Send,
+    {
+        let (mut conflicts, mut broken) = (0u32, 0u32);
+        loop {
+            let (failure, at_commit) = match self.attempt(begin, data, op).await {
+                Ok(value) => return Ok(value),
+                Err(Attempt::Before(failure)) => (failure, false),
+                // The server answered COMMIT with an error: it rolled back, so
+                // a conflict may be retried. A broken connection at COMMIT
+                // leaves the outcome unknown: never retried.
+                Err(Attempt::Commit(e)) => (Failure::Db(e), true),
+            };
+            let retry = match retry_kind(&failure) {
+                Some(Kind::Conflict) if conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    Some(backoff(conflicts))
+                }
+                Some(Kind::Unavailable) if broken < CONNECTION_RETRIES && !at_commit => {
+                    broken += 1;
+                    Some(Duration::ZERO)
+                }
+                _ => None,
+            };
+            match retry {
+                Some(pause) => {
+                    tracing::debug!(error = %failure, "retrying a PostgreSQL transaction");
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                None => return Err(into_error(failure)),
+            }
+        }
+    }
+
+    async fn attempt<D, T>(
+        &self,
+        begin: Option<&'static str>,
+        data: &D,
+        op: Op<D, T>,
+    ) -> std::result::Result<T, Attempt>
+    where
+        D: Sync + ?Sized,
+        T: Send,
+    {
+        let Some(begin) = begin else {
+            let mut conn = self
+                .pool()
+                .acquire()
+                .await
+                .map_err(|e| Attempt::Before(e.into()))?;
+            return op(&mut conn, data).await.map_err(Attempt::Before);
+        };
+        let mut tx = self
+            .pool()
+            .begin_with(begin)
+            .await
+            .map_err(|e| Attempt::Before(e.into()))?;
+        let value = op(&mut tx, data).await.map_err(Attempt::Before)?;
+        tx.commit().await.map_err(Attempt::Commit)?;
+        Ok(value)
+    }
+}
+
+/// 5, 10, 20, 40 ms, plus up to 5 ms of jitter so two nodes that
+/// deadlocked do not collide again in step.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) % 5_000_000);
+    Duration::from_millis(5u64 << attempt.min(6).saturating_sub(1)) + Duration::from_nanos(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use sqlx_core::connection::ConnectOptions;
+    use sqlx_core::query::query;
+    use sqlx_postgres::PgConnectOptions;
+
+    use super::*;
+    use crate::PostgresConfig;
+
+    /// Two transactions that lock two rows in opposite orders deadlock; the
+    /// server aborts one (40P01) and it is run again: both succeed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deadlocked_transactions_are_retried() {
+        let url = std::env::var("CAREWATCH_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let schema = format!("cw_test_{secs}_unit{}", std::process::id());
+        let config = PostgresConfig::from_url(&url)
+            .expect("url")
+            .schema(&schema)
+            .expect("schema name");
+        let store = PostgresStore::open(config).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL unreachable at {url} ({e}); start it with \
+                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                 or set CAREWATCH_TEST_DATABASE_URL=postgres://USER@HOST:PORT/DATABASE"
+            )
+        });
+        for node in ["a", "b"] {
+            query("INSERT INTO liveness (node, alive_at) VALUES ($1, 0)")
+                .bind(node)
+                .execute(store.pool())
+                .await
+                .expect("inserts");
+        }
+        let op: Op<(AtomicU32, &str, &str), ()> = |c, (attempts, first, second)| {
+            Box::pin(async move {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                for node in [first, second] {
+                    query("UPDATE liveness SET alive_at = alive_at + 1 WHERE node = $1")
+                        .bind(*node)
+                        .execute(&mut *c)
+                        .await?;
+                    query("SELECT pg_sleep(0.2)").execute(&mut *c).await?;
+                }
+                Ok(())
+            })
+        };
+        let forwards = (AtomicU32::new(0), "a", "b");
+        let backwards = (AtomicU32::new(0), "b", "a");
+        let (f, b) = tokio::join!(store.write(&forwards, op), store.write(&backwards, op));
+        f.expect("forwards commits");
+        b.expect("backwards commits");
+        let total = forwards.0.load(Ordering::Relaxed) + backwards.0.load(Ordering::Relaxed);
+        assert!(
+            total >= 3,
+            "one of them was aborted by the deadlock detector and ran again ({total} attempts)"
+        );
+        let sum: i64 =
+            sqlx_core::query_scalar::query_scalar("SELECT sum(alive_at)::bigint FROM liveness")
+                .fetch_one(store.pool())
+                .await
+                .expect("reads");
+        assert_eq!(sum, 4, "each transaction applied once");
+        let drop_schema = format!("DROP SCHEMA \"{schema}\" CASCADE");
+        store.close().await;
+        let mut conn = PgConnectOptions::from_str(&url)
+            .expect("url")
+            .connect()
+            .await
+            .expect("connects");
+        query(sqlx_core::sql_str::AssertSqlSafe(drop_schema))
+            .execute(&mut conn)
+            .await
+            .expect("drops schema");
+    }
+}
