@@ -150,7 +150,7 @@ pub fn seal_message<'py>(
 
 /// Opens a sealed message with the installation key, as Carewatch does:
 /// returns a status report's conditions, or ``None`` for a heartbeat.
-/// Raises ``SealError`` if it does not open (wrong key, altered bytes, or
+/// Raises ``CannotDecrypt`` if it does not open (wrong key, altered bytes, or
 /// sealed for another message) and ``Malformed`` if its content is invalid.
 #[pyfunction]
 pub fn open_message<'py>(

@@ -8,6 +8,7 @@
 //! `carewatch/_errors.py`), so they are idiomatic dataclasses and enums.
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 mod convert;
 mod errors;
@@ -20,6 +21,12 @@ mod watch;
 #[pymodule]
 fn _carewatch(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The core's list, so a pytest test fails when a new kind of error has
+    // no exception class in `carewatch/_errors.py` yet.
+    module.add(
+        "ERROR_CODES",
+        PyTuple::new(module.py(), carewatch_core::Error::CODES)?,
+    )?;
     module.add_class::<service::Carewatch>()?;
     module.add_class::<watch::Watch>()?;
     for function in [

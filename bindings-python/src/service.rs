@@ -293,7 +293,9 @@ impl Carewatch {
     /// before: every change since comes first). By default only overview
     /// lines (``InstallationChange``); ``all_changes=True`` adds the
     /// servers' events (``ServerChange``) and registration, consent and
-    /// subscription changes (``InstallationUpdate``).
+    /// subscription changes (``InstallationUpdate``). ``ResumeTooOld`` if
+    /// the feed no longer keeps the events after ``after``: re-read the
+    /// overview, then watch from now.
     #[pyo3(signature = (reseller, slc=None, *, after=None, all_changes=false))]
     fn watch(
         &self,
@@ -327,5 +329,15 @@ impl Carewatch {
     fn tick<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let report = block_on(py, self.service.tick())?;
         records::sweep_report(py, report)
+    }
+
+    /// Operator maintenance: deletes the change-feed events that happened
+    /// before ``before`` (a tz-aware ``datetime``) and returns how many.
+    /// ``carewatch serve`` does this past its retention (a week by default);
+    /// without a server the feed grows until this is called. A watcher that
+    /// then resumes after a deleted event gets ``ResumeTooOld``.
+    fn prune_changes(&self, py: Python<'_>, before: Bound<'_, PyAny>) -> PyResult<u64> {
+        let before = timestamp(&before, "before")?;
+        block_on(py, self.service.store().prune_changes(before))
     }
 }

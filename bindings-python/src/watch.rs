@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use carewatch_core::feed::{Change, ChangeEvent};
 use carewatch_core::{Carewatch, WatchStream};
 use futures::StreamExt;
+use futures::stream::Fuse;
 use pyo3::prelude::*;
 
 use crate::convert::duration;
@@ -16,15 +17,18 @@ use crate::runtime::runtime;
 /// How often a waiting watcher looks for Ctrl-C.
 const SIGNAL_CHECK_EVERY: Duration = Duration::from_millis(100);
 
-/// Changes to a reseller's installations, as they happen.
+/// Changes to a reseller's installations, in the change feed's order.
 ///
 /// Iterate it (``for change in watch``: waits for each change) or call
 /// ``next_event(timeout)``. Waiting releases the GIL and can be interrupted
-/// with Ctrl-C.
+/// with Ctrl-C. An error (``ResumeTooOld`` if the feed was pruned past a
+/// resuming watcher) is raised once and ends the watch.
 #[pyclass(frozen, module = "carewatch", name = "Watch")]
 #[derive(Debug)]
 pub struct Watch {
-    stream: Mutex<WatchStream>,
+    // Fused: the core's stream must not be polled once it has ended (after
+    // an error), and Python may keep calling `next_event`.
+    stream: Mutex<Fuse<WatchStream>>,
     /// Only overview-line changes (`InstallationChange`).
     overview_only: bool,
     // Keeps the service, and so the change feed, alive while watched.
@@ -34,7 +38,7 @@ pub struct Watch {
 impl Watch {
     pub fn new(service: Carewatch, stream: WatchStream, overview_only: bool) -> Self {
         Self {
-            stream: Mutex::new(stream),
+            stream: Mutex::new(stream.fuse()),
             overview_only,
             _service: service,
         }
@@ -53,15 +57,16 @@ impl Watch {
                 // The timer must be created inside the runtime.
                 runtime.block_on(async { tokio::time::timeout(slice, stream.next()).await })
             });
-            // The stream only ends with the service, which this watch keeps.
             match received {
-                Ok(Some(event)) => {
-                    let event = event.or_raise(py)?;
+                Ok(Some(Ok(event))) => {
                     if !self.overview_only || matches!(event.change, Change::Health { .. }) {
                         return Ok(Some(event));
                     }
-                    continue;
+                    // Filtered out: still bounded by the deadline below.
                 }
+                // The stream ends after its error (e.g. `ResumeTooOld` when
+                // the feed was pruned while catching up).
+                Ok(Some(Err(e))) => return Err(e).or_raise(py),
                 Ok(None) => return Ok(None),
                 Err(_elapsed) => {}
             }
@@ -76,7 +81,8 @@ impl Watch {
 #[pymethods]
 impl Watch {
     /// The next change, waiting at most ``timeout`` (a ``timedelta`` or
-    /// seconds; ``None``: as long as it takes). ``None`` if none came in time.
+    /// seconds; ``None``: as long as it takes). ``None`` if none came in
+    /// time, or the watch has ended.
     #[pyo3(signature = (timeout=None))]
     fn next_event<'py>(
         &self,

@@ -124,7 +124,7 @@ def test_retired_keys_are_refused(site: Site) -> None:
     second = site.cw.issue_installation_key(site.slc)
     assert second.startswith("cwk1:2:")
     site.cw.retire_installation_key(site.slc, 1)
-    with pytest.raises(carewatch.SealError):
+    with pytest.raises(carewatch.CannotDecrypt):
         site.heartbeat()
     site.key = second
     assert not site.heartbeat().duplicate

@@ -51,22 +51,3 @@ def test_a_counter_thread_ticks_during_a_blocking_call(site: Site) -> None:
     # Holding the GIL for the whole call would leave none.
     assert len(during) >= 10, f"{len(during)} ticks during a {ended - started:.2f} s call"
 
-
-def test_watch_filters_by_installation(site: Site) -> None:
-    from conftest import provision
-
-    other = provision(site.cw, slc="M01-C01-0002", create_reseller=False, token=site.token)
-    watch = site.cw.watch(site.token, other.slc)
-    site.report([Condition(ConditionCode.STORAGE_FULL, "D:", "full")])
-    other.report([Condition(ConditionCode.CAMERA_UNREACHABLE, "cam", "")])
-    event = watch.next_event(timeout=10)
-    assert isinstance(event, carewatch.InstallationChange) and event.slc == other.slc
-    assert watch.next_event(timeout=0.2) is None
-
-
-def test_watching_another_resellers_installation_is_not_found(site: Site) -> None:
-    import pytest
-
-    site.cw.create_reseller("other-reseller", "Other")
-    with pytest.raises(carewatch.NotFound):
-        site.cw.watch("other-reseller", site.slc)

@@ -65,7 +65,7 @@ def test_every_altered_byte_is_refused() -> None:
     for position in range(len(message.sealed)):
         altered = bytearray(message.sealed)
         altered[position] ^= 0x40
-        with pytest.raises(carewatch.SealError):
+        with pytest.raises(carewatch.CannotDecrypt):
             carewatch.open_message(KEY, dataclasses.replace(message, sealed=bytes(altered)))
 
 
@@ -82,15 +82,15 @@ def test_every_altered_byte_is_refused() -> None:
 )
 def test_a_message_opens_only_for_what_it_was_sealed_for(change: dict) -> None:  # type: ignore[type-arg]
     message = carewatch.seal_status(KEY, SLC, SERVER, 7, [])
-    with pytest.raises(carewatch.SealError):
+    with pytest.raises(carewatch.CannotDecrypt):
         carewatch.open_message(KEY, dataclasses.replace(message, **change))
 
 
 def test_wrong_key_is_refused() -> None:
     message = carewatch.seal_heartbeat(KEY, SLC, SERVER, 1)
-    with pytest.raises(carewatch.SealError, match="key #3 is not an active key"):
+    with pytest.raises(carewatch.CannotDecrypt, match="key #3 is not an active key"):
         carewatch.open_message(carewatch.generate_installation_key(1), message)
-    with pytest.raises(carewatch.SealError, match="authentication failed"):
+    with pytest.raises(carewatch.CannotDecrypt, match="authentication failed"):
         carewatch.open_message(carewatch.generate_installation_key(3), message)
 
 

@@ -20,6 +20,7 @@ from carewatch._types import (
 )
 
 __all__ = [
+    "ERROR_CODES",
     "__version__",
     "Carewatch",
     "Watch",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 __version__: str
+ERROR_CODES: Tuple[str, ...]
+"""Every error code the core can raise; each has a class in ``carewatch._errors.BY_CODE``."""
 
 _Seconds = Union[timedelta, float]
 
@@ -86,6 +89,7 @@ class Carewatch:
     ) -> Watch: ...
     def sweep(self) -> SweepReport: ...
     def tick(self) -> SweepReport: ...
+    def prune_changes(self, before: datetime) -> int: ...
 
 @final
 class Watch:

@@ -2,12 +2,13 @@
 
 Every exception carries the core's message; ``code`` is the stable,
 machine-readable kind (the same the gRPC front end sends), and
-``retryable`` says whether the same call may succeed later.
+``retryable`` says whether the same call may succeed later (the storage
+being unavailable, locked, full or read-only, or a node shutting down).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Dict, Type
+from typing import ClassVar, Dict, Iterator, Type
 
 
 class CarewatchError(Exception):
@@ -41,10 +42,14 @@ class SubscriptionExpired(CarewatchError):
     code = "subscription_expired"
 
 
-class SealError(CarewatchError):
+class CannotDecrypt(CarewatchError):
     """A sealed message did not open: wrong or retired key, or altered bytes."""
 
     code = "cannot_decrypt"
+
+
+SealError = CannotDecrypt
+"""The former name of :class:`CannotDecrypt` (the same class)."""
 
 
 class Replayed(CarewatchError):
@@ -77,6 +82,12 @@ class Unauthenticated(CarewatchError):
     code = "unauthenticated"
 
 
+class PermissionDenied(CarewatchError):
+    """The caller is known, but its role does not allow the action."""
+
+    code = "permission_denied"
+
+
 class AlreadyExists(CarewatchError):
     """Creating something that already exists."""
 
@@ -84,10 +95,32 @@ class AlreadyExists(CarewatchError):
 
 
 class StorageUnavailable(CarewatchError):
-    """The database cannot be reached now; the same call may succeed later."""
+    """The database cannot take the call now (unreachable); the same call may succeed later.
+
+    Its subclasses say why, each needing a different fix: :class:`StorageLocked`,
+    :class:`StorageFull`, :class:`StorageReadOnly`.
+    """
 
     code = "storage_unavailable"
     retryable = True
+
+
+class StorageLocked(StorageUnavailable):
+    """The database is locked by another process or connection."""
+
+    code = "storage_locked"
+
+
+class StorageFull(StorageUnavailable):
+    """The disk (or the database's size limit) is full."""
+
+    code = "storage_full"
+
+
+class StorageReadOnly(StorageUnavailable):
+    """The database or its file system is read-only (e.g. a standby after a failover)."""
+
+    code = "storage_read_only"
 
 
 class StorageError(CarewatchError):
@@ -96,7 +129,34 @@ class StorageError(CarewatchError):
     code = "storage"
 
 
+class StorageCorrupt(StorageError):
+    """The database is damaged or not a database: restore it from a backup."""
+
+    code = "storage_corrupt"
+
+
+class ResumeTooOld(CarewatchError):
+    """``watch(after=…)`` asked to resume after an event the change feed no longer
+    keeps: re-read the overview, then watch from now."""
+
+    code = "resume_too_old"
+
+
+class ShuttingDown(CarewatchError):
+    """This Carewatch is shutting down; retry on another node or after the restart."""
+
+    code = "shutting_down"
+    retryable = True
+
+
+def _every_subclass(cls: Type[CarewatchError]) -> Iterator[Type[CarewatchError]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _every_subclass(sub)
+
+
 BY_CODE: Dict[str, Type[CarewatchError]] = {
-    cls.code: cls for cls in CarewatchError.__subclasses__()
+    cls.code: cls for cls in _every_subclass(CarewatchError)
 }
-"""The exception class of each error code; the compiled module raises through it."""
+"""The exception class of each error code; the compiled module raises through it.
+A test checks it against ``carewatch._carewatch.ERROR_CODES``, the core's list."""
