@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::{broadcast, watch};
 
 use super::{Carewatch, Inner};
@@ -108,17 +108,18 @@ impl Carewatch {
             ready: VecDeque::new(),
             live,
         };
-        Ok(WatchStream(Box::pin(futures::stream::unfold(
-            Some(state),
-            |state| async move {
+        // Fused: polling after the end (an error ends it) keeps answering None.
+        Ok(WatchStream(Box::pin(
+            futures::stream::unfold(Some(state), |state| async move {
                 let mut state = state?;
                 match state.next().await {
                     Ok(event) => Some((Ok(event), Some(state))),
                     // An error ends the stream.
                     Err(e) => Some((Err(e), None)),
                 }
-            },
-        ))))
+            })
+            .fuse(),
+        )))
     }
 }
 
