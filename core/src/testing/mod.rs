@@ -43,7 +43,24 @@ pub trait TestDatabase: Send + Sync {
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($backend:expr) => {
-        $crate::__conformance_tests!($backend;
+        $crate::__conformance_test_list!(__conformance_tests, $backend);
+    };
+}
+
+/// The names of the conformance tests: the only list of them. Calls
+/// `$crate::$callback!($($args)* ; name, name, ...)`.
+///
+/// [`store_conformance_tests!`](crate::store_conformance_tests) makes a
+/// backend's `#[tokio::test]` fns from it, and `testing::suite` its public
+/// entry points, the only callers of the test functions: these are
+/// `pub(crate)`, so one missing here is never used and fails the build under
+/// `-D warnings` (`dead_code`), and a name here without its function does not
+/// compile.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test_list {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback!($($args)* ;
             // registration and operator data
             resellers_are_created_once,
             reseller_tokens_rotate,
@@ -100,6 +117,24 @@ macro_rules! __conformance_tests {
             async fn $name() {
                 let backend = $backend;
                 $crate::testing::suite::$name(&backend).await;
+            }
+        )+
+    };
+}
+
+/// The public entry points of `testing::suite`, which the tests made by
+/// `__conformance_tests!` call: one per test function (`pub(crate)`, reached
+/// through `$module`, a module of the calling one).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_entry_points {
+    ($module:ident; $($name:ident),+ $(,)?) => {
+        $(
+            #[doc = concat!(
+                "Runs the conformance test `", stringify!($name), "` on a fresh database of `backend`."
+            )]
+            pub async fn $name(backend: &(impl $crate::testing::TestBackend + ?Sized)) {
+                $module::$name(backend).await;
             }
         )+
     };

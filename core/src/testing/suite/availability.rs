@@ -82,7 +82,7 @@ fn assert_unavailable_conditions(
 /// One heartbeat, then silence: Available until last + I + jitter, Late
 /// (1, then 2) after that, Unavailable since last + 3·I once last + 3·I +
 /// jitter has passed, with a derived condition and a history entry.
-pub async fn missed_heartbeats_make_server_late_then_unavailable(
+pub(crate) async fn missed_heartbeats_make_server_late_then_unavailable(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;
@@ -193,7 +193,7 @@ pub async fn missed_heartbeats_make_server_late_then_unavailable(
 /// The next message after an unavailability recovers at once: Available,
 /// `SERVER_UNAVAILABLE` resolved, `Recovered` with how long and how many
 /// heartbeats were missed, for a heartbeat and for a status report alike.
-pub async fn recovery_resolves_unavailability_and_records_it(
+pub(crate) async fn recovery_resolves_unavailability_and_records_it(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;
@@ -339,7 +339,7 @@ pub async fn recovery_resolves_unavailability_and_records_it(
 /// A time-driven change computed before a message arrived must not
 /// overwrite that message: `apply_availability` applies only if
 /// `last_seen_at` still equals `expected_last_seen`.
-pub async fn availability_change_loses_to_a_concurrent_message(
+pub(crate) async fn availability_change_loses_to_a_concurrent_message(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;
@@ -485,7 +485,7 @@ pub async fn availability_change_loses_to_a_concurrent_message(
 
 /// Every server of a site down together is one Offline installation; one of
 /// several down is Critical.
-pub async fn all_servers_down_together_is_one_offline_problem(
+pub(crate) async fn all_servers_down_together_is_one_offline_problem(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;
@@ -570,7 +570,7 @@ pub async fn all_servers_down_together_is_one_offline_problem(
 /// The service's own downtime does not count as missed heartbeats: after a
 /// restart everybody has three full intervals to report. A server already
 /// unavailable before the outage stays so, with its original `since`.
-pub async fn own_downtime_does_not_count_as_missed_heartbeats(
+pub(crate) async fn own_downtime_does_not_count_as_missed_heartbeats(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;
@@ -691,7 +691,7 @@ pub async fn own_downtime_does_not_count_as_missed_heartbeats(
 /// which a late-arriving older mark does not undo; every recorded window
 /// changes the epoch; `downtime(after)` lists the windows ending after
 /// `after`, by start; everything survives reopening.
-pub async fn downtime_windows_are_stored(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn downtime_windows_are_stored(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let store = db.open().await;
     let at = |s: u64| START.saturating_add(secs(s));
@@ -847,7 +847,7 @@ pub async fn downtime_windows_are_stored(backend: &(impl TestBackend + ?Sized)) 
 /// from the last liveness mark, a restart after a clean stop from the
 /// moment it stopped receiving, at any length (here 2 s, shorter than the
 /// liveness tolerance); messages after the stop are refused.
-pub async fn restarts_record_own_downtime_exactly(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn restarts_record_own_downtime_exactly(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let clock = Arc::new(ManualClock::new(START));
     let master_key = MasterKey::generate();
@@ -893,7 +893,9 @@ pub async fn restarts_record_own_downtime_exactly(backend: &(impl TestBackend + 
 /// A sweep computed with old downtime windows applies nothing: the store
 /// answers `DowntimeChanged` (and changes nothing) when a window was recorded
 /// since, and applies with the current epoch.
-pub async fn sweeps_apply_only_with_the_latest_downtime(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn sweeps_apply_only_with_the_latest_downtime(
+    backend: &(impl TestBackend + ?Sized),
+) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let site = fx.site("alpha", "M01-C01-0001").await;

@@ -22,7 +22,7 @@ use crate::time::ManualClock;
 /// Everything written (resellers, tokens, installations, keys, servers,
 /// conditions, history, downtime) is there after dropping every handle and
 /// opening the database again; the old keys and cursors still work.
-pub async fn data_survives_reopen(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn data_survives_reopen(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let clock = Arc::new(ManualClock::new(START));
     let master_key = MasterKey::generate();
@@ -279,7 +279,7 @@ pub async fn data_survives_reopen(backend: &(impl TestBackend + ?Sized)) {
 /// Two service nodes on one database (same clock and master key) see the
 /// same data: messages for the same servers interleaved across both, a
 /// retry through the other node applied once, races decided by the store.
-pub async fn two_nodes_on_one_database_agree(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn two_nodes_on_one_database_agree(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let clock = Arc::new(ManualClock::new(START));
     let master_key = MasterKey::generate();

@@ -56,7 +56,9 @@ fn describe(e: &ChangeEvent) -> String {
 /// Every change a reseller cares about is appended, in order, with ids one
 /// apart, each naming its installation's reseller; a heartbeat that changes
 /// nothing and a refused message append nothing; pages continue exactly.
-pub async fn change_feed_records_every_change_in_order(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn change_feed_records_every_change_in_order(
+    backend: &(impl TestBackend + ?Sized),
+) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     assert_eq!(fx.store.latest_change().await.expect("head"), EventId(0));
@@ -163,7 +165,9 @@ pub async fn change_feed_records_every_change_in_order(backend: &(impl TestBacke
 /// show a gap to a reader that reads while they commit (ids are given in
 /// commit order); every event is kept until pruned, then resuming before
 /// the oldest kept is refused, and numbering goes on after pruning.
-pub async fn change_feed_has_no_gaps_and_is_pruned_by_age(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn change_feed_has_no_gaps_and_is_pruned_by_age(
+    backend: &(impl TestBackend + ?Sized),
+) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let mut sites = Vec::new();
@@ -272,7 +276,9 @@ pub async fn change_feed_has_no_gaps_and_is_pruned_by_age(backend: &(impl TestBa
 /// since, in order, then live ones; one that asks for an event no longer
 /// kept is refused (re-read the overview); another reseller's events never
 /// come.
-pub async fn watchers_resume_after_the_last_event_they_saw(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn watchers_resume_after_the_last_event_they_saw(
+    backend: &(impl TestBackend + ?Sized),
+) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let a = fx.site("alpha", "M01-C01-0001").await;

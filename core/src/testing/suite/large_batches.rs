@@ -14,7 +14,9 @@ const SERVERS_PER_SITE: usize = 3;
 /// A batch of 210 new servers, then one of 212 signs of life (each server
 /// again, a retry, a stale message) and 211 admissions: every item answered,
 /// in order, and everything stored.
-pub async fn large_batches_answer_every_item_in_order(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn large_batches_answer_every_item_in_order(
+    backend: &(impl TestBackend + ?Sized),
+) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let mut sites: Vec<Site> = Vec::with_capacity(SITES);

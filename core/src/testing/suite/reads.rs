@@ -47,7 +47,7 @@ async fn expected_rows(fx: &Fixture, sites: &[&Site]) -> Vec<OverviewRow> {
 /// Healthy installations are hidden by default; rows are sorted worst first
 /// (Offline, Critical, Attention, Pending, Healthy), then by SLC; totals
 /// count every installation of the reseller, and only its own.
-pub async fn overview_lists_only_unhealthy_by_default_worst_first(
+pub(crate) async fn overview_lists_only_unhealthy_by_default_worst_first(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;
@@ -223,7 +223,7 @@ async fn all_pages(
 /// Paging with `page_size` and the `next` cursor visits every row exactly
 /// once, in order, with no empty trailing page; a page size outside
 /// 1..=500 is refused.
-pub async fn overview_pages_cover_everything_once(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn overview_pages_cover_everything_once(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let mut sites = Vec::new();
@@ -393,7 +393,7 @@ pub async fn overview_pages_cover_everything_once(backend: &(impl TestBackend + 
 
 /// The detail: servers by id with their state, active conditions oldest
 /// first, history newest first and limited to the newest events.
-pub async fn installation_detail_has_servers_conditions_and_history(
+pub(crate) async fn installation_detail_has_servers_conditions_and_history(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;
@@ -600,7 +600,7 @@ pub async fn installation_detail_has_servers_conditions_and_history(
 /// Another reseller's installation is indistinguishable from a missing one:
 /// not in the overview or totals, `NotFound` with the same message, and its
 /// changes never reach the other reseller's watch.
-pub async fn tenant_isolation_hides_other_resellers_installations(
+pub(crate) async fn tenant_isolation_hides_other_resellers_installations(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;
@@ -780,7 +780,7 @@ pub async fn tenant_isolation_hides_other_resellers_installations(
 /// line: from ingest and from the sweep; only for the watcher's own
 /// installations (or the one it follows); a write that changes no overview
 /// line sends nothing.
-pub async fn watch_streams_changes_of_own_installations_only(
+pub(crate) async fn watch_streams_changes_of_own_installations_only(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;

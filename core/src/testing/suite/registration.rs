@@ -17,7 +17,7 @@ use crate::time::Timestamp;
 
 /// A reseller id is created once; a second creation is `AlreadyExists` and
 /// leaves the first one (name, creation time, token) untouched.
-pub async fn resellers_are_created_once(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn resellers_are_created_once(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let acme = reseller_id("acme");
@@ -99,7 +99,7 @@ pub async fn resellers_are_created_once(backend: &(impl TestBackend + ?Sized)) {
 
 /// Rotating a reseller's token revokes the old one at once; the new one works;
 /// rotating an unknown reseller is `NotFound` and creates nothing.
-pub async fn reseller_tokens_rotate(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn reseller_tokens_rotate(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let acme = reseller_id("acme");
@@ -213,7 +213,7 @@ pub async fn reseller_tokens_rotate(backend: &(impl TestBackend + ?Sized)) {
 
 /// Operator tokens: stored per operator name, replaced by reissue, separate
 /// from reseller tokens of the same name.
-pub async fn operator_tokens_round_trip(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn operator_tokens_round_trip(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let root = reseller_id("root");
@@ -367,7 +367,7 @@ pub async fn operator_tokens_round_trip(backend: &(impl TestBackend + ?Sized)) {
 
 /// An SLC is registered once, to an existing reseller; a refused
 /// registration leaves nothing behind.
-pub async fn installations_register_once_to_an_existing_reseller(
+pub(crate) async fn installations_register_once_to_an_existing_reseller(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;
@@ -498,7 +498,7 @@ pub async fn installations_register_once_to_an_existing_reseller(
 
 /// Subscription, consent and product changes are stored exactly and
 /// returned; changing an unknown SLC is `NotFound`.
-pub async fn installation_updates_are_stored(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn installation_updates_are_stored(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let site = fx.site("alpha", "M01-C01-0001").await;
@@ -595,7 +595,7 @@ fn key_bytes(key: &InstallationKey) -> Vec<u8> {
 
 /// Keys are stored only wrapped under the master key, listed by id with
 /// their issue and retirement times; a retired key opens nothing.
-pub async fn installation_keys_are_stored_wrapped_and_retired(
+pub(crate) async fn installation_keys_are_stored_wrapped_and_retired(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;

@@ -10,7 +10,9 @@ const HALF: u64 = 1 << 63;
 
 /// Signs of life with sequences on both sides of 2⁶³ and at `u64::MAX`:
 /// each newer one is applied, each older one is `Stale` and changes nothing.
-pub async fn sequences_keep_their_order_past_2_pow_63(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn sequences_keep_their_order_past_2_pow_63(
+    backend: &(impl TestBackend + ?Sized),
+) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let site = fx.site("alpha", "M01-C01-0001").await;

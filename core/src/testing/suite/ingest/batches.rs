@@ -14,7 +14,7 @@ use crate::testing::suite::{
 /// exactly as a lookup of its own would, in order: a known server, one never
 /// heard from, a key id that is not active, an SLC that is not registered,
 /// and the same query twice.
-pub async fn admissions_answer_each_query_in_order(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn admissions_answer_each_query_in_order(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let site = fx.site("alpha", "M01-C01-0001").await;
@@ -63,7 +63,9 @@ pub async fn admissions_answer_each_query_in_order(backend: &(impl TestBackend +
 
 /// A batch of signs of life: one outcome per input, in order, each applied
 /// only if newer than what is stored (earlier entries of the batch included).
-pub async fn batch_of_signs_of_life_applies_each_once(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn batch_of_signs_of_life_applies_each_once(
+    backend: &(impl TestBackend + ?Sized),
+) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let one = fx.site("alpha", "M01-C01-0001").await;

@@ -16,7 +16,7 @@ use crate::testing::suite::{
 /// The first heartbeat makes a server known and Available, and its
 /// installation Healthy; later heartbeats move `last_seen_at` and the next
 /// check, nothing else.
-pub async fn heartbeat_marks_server_available(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn heartbeat_marks_server_available(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let site = fx.site("alpha", "M01-C01-0001").await;
@@ -127,7 +127,9 @@ pub async fn heartbeat_marks_server_available(backend: &(impl TestBackend + ?Siz
 
 /// `last_seen_at` never moves backwards, even when a newer sequence number
 /// arrives with an older receipt time (two nodes, clocks a little apart).
-pub async fn heartbeats_never_move_last_seen_backwards(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn heartbeats_never_move_last_seen_backwards(
+    backend: &(impl TestBackend + ?Sized),
+) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let site = fx.site("alpha", "M01-C01-0001").await;
@@ -210,7 +212,7 @@ pub async fn heartbeats_never_move_last_seen_backwards(backend: &(impl TestBacke
 /// Heartbeats arriving together are written together (group commit), yet
 /// each is acknowledged only once it is stored, each applied once, and a
 /// message sent twice at the same moment is new once and a duplicate once.
-pub async fn concurrent_heartbeats_are_each_acknowledged_and_stored(
+pub(crate) async fn concurrent_heartbeats_are_each_acknowledged_and_stored(
     backend: &(impl TestBackend + ?Sized),
 ) {
     const SERVERS: u64 = 24;

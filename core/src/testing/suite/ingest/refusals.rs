@@ -17,7 +17,7 @@ use crate::testing::suite::{
 
 /// Every refusal has its own error, and a refused message changes nothing:
 /// not the installation, its servers, conditions, history, nor the overview.
-pub async fn every_refusal_has_its_own_error_and_changes_nothing(
+pub(crate) async fn every_refusal_has_its_own_error_and_changes_nothing(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;

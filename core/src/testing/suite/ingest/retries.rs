@@ -14,7 +14,9 @@ use crate::testing::suite::{
 
 /// A sequence number at or below the last accepted one (with other bytes)
 /// is refused as `Replayed`, by the facade and, in a race, by the store.
-pub async fn stale_sequence_is_refused_and_changes_nothing(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn stale_sequence_is_refused_and_changes_nothing(
+    backend: &(impl TestBackend + ?Sized),
+) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let site = fx.site("alpha", "M01-C01-0001").await;
@@ -105,7 +107,7 @@ pub async fn stale_sequence_is_refused_and_changes_nothing(backend: &(impl TestB
 
 /// The same message twice: acknowledged twice, applied once. The same
 /// sequence number with other bytes is `Replayed`.
-pub async fn retried_message_is_acknowledged_and_applied_once(
+pub(crate) async fn retried_message_is_acknowledged_and_applied_once(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;

@@ -13,7 +13,9 @@ use crate::testing::suite::{
 
 /// A snapshot opens what is new and resolves what disappeared, per server;
 /// the dashboard keeps when each condition opened and closed.
-pub async fn status_snapshot_opens_and_resolves_conditions(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn status_snapshot_opens_and_resolves_conditions(
+    backend: &(impl TestBackend + ?Sized),
+) {
     use ConditionCode::{
         CameraUnreachable as Camera, LicenseOveruse as License, StorageFull as Storage,
     };
@@ -157,7 +159,7 @@ pub async fn status_snapshot_opens_and_resolves_conditions(backend: &(impl TestB
 
 /// A condition that stays in the snapshots stays open: a new detail text
 /// updates it without reopening, resending it changes nothing.
-pub async fn status_snapshot_updates_detail_without_reopening(
+pub(crate) async fn status_snapshot_updates_detail_without_reopening(
     backend: &(impl TestBackend + ?Sized),
 ) {
     let db = backend.fresh().await;
@@ -244,7 +246,9 @@ pub async fn status_snapshot_updates_detail_without_reopening(
 
 /// A code this version does not know is stored and shown as sent, counts as
 /// a warning, and ranks below known codes.
-pub async fn unknown_condition_codes_are_stored_and_shown(backend: &(impl TestBackend + ?Sized)) {
+pub(crate) async fn unknown_condition_codes_are_stored_and_shown(
+    backend: &(impl TestBackend + ?Sized),
+) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
     let site = fx.site("alpha", "M01-C01-0001").await;
