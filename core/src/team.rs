@@ -53,7 +53,11 @@ impl Login {
         if text.len() < 3 || text.len() > Self::MAX_LEN {
             return Err(invalid(
                 "login",
-                format!("{} characters; use 3 to {}", text.chars().count(), Self::MAX_LEN),
+                format!(
+                    "{} characters; use 3 to {}",
+                    text.chars().count(),
+                    Self::MAX_LEN
+                ),
             ));
         }
         if let Some(bad) = text
@@ -197,7 +201,9 @@ pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return false;
     };
-    let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
+    let ok = argon2()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
     ok && stored != DECOY_HASH
 }
 
@@ -345,7 +351,10 @@ mod tests {
 
     #[test]
     fn logins_are_normalised_and_checked() {
-        assert_eq!(Login::new("  Jane.Doe@ACME.example ").unwrap().as_str(), "jane.doe@acme.example");
+        assert_eq!(
+            Login::new("  Jane.Doe@ACME.example ").unwrap().as_str(),
+            "jane.doe@acme.example"
+        );
         assert!(Login::new("ab").is_err());
         assert!(Login::new("jane doe").is_err());
         assert!(Login::new("jane\u{0}").is_err());
@@ -357,19 +366,35 @@ mod tests {
         assert!(Password::new("short").is_err());
         let password = Password::new("correct horse battery").unwrap();
         let stored = password.hash().unwrap();
-        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{stored}"
+        );
         assert!(verify_password("correct horse battery", Some(&stored)));
         assert!(!verify_password("correct horse battery!", Some(&stored)));
-        assert!(!verify_password("anything", None), "a missing user never signs in");
+        assert!(
+            !verify_password("anything", None),
+            "a missing user never signs in"
+        );
         assert!(!verify_password("anything", Some("not a hash")));
-        assert_ne!(stored, Password::new("correct horse battery").unwrap().hash().unwrap(), "salted");
+        assert_ne!(
+            stored,
+            Password::new("correct horse battery")
+                .unwrap()
+                .hash()
+                .unwrap(),
+            "salted"
+        );
     }
 
     #[test]
     fn secrets_are_random_checked_for_shape_and_kept_as_hashes() {
         let issued = issue_secret(SESSION_PREFIX);
         assert!(issued.token.starts_with("cws."));
-        assert_eq!(parse_secret(SESSION_PREFIX, &issued.token).unwrap(), issued.hash);
+        assert_eq!(
+            parse_secret(SESSION_PREFIX, &issued.token).unwrap(),
+            issued.hash
+        );
         assert!(parse_secret(INVITATION_PREFIX, &issued.token).is_err());
         assert!(parse_secret(SESSION_PREFIX, "cws.zz").is_err());
         let (id, token) = issue_api_token();

@@ -226,7 +226,9 @@ impl Carewatch {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                let before = self.now().saturating_sub(self.inner.config.change_retention);
+                let before = self
+                    .now()
+                    .saturating_sub(self.inner.config.change_retention);
                 match self.inner.store.prune_changes(before).await {
                     Ok(0) => {}
                     Ok(pruned) => tracing::info!(pruned, %before, "pruned the change feed"),
