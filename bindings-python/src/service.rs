@@ -269,6 +269,7 @@ impl Carewatch {
             include_healthy,
             page_size,
             after: after.map(PageCursor::from_token).transpose().or_raise(py)?,
+            ..OverviewQuery::default()
         };
         let page = block_on(py, self.service.overview(&reseller, &query))?;
         records::overview_page(py, &page)

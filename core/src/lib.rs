@@ -27,7 +27,10 @@ pub mod time;
 
 pub use catalogue::ConditionCode;
 pub use error::{Error, Result, Unavailability};
-pub use service::{Carewatch, Config, IncomingMessage, IngestAck, SweepReport, WatchStream};
+pub use service::{
+    Carewatch, Config, IncomingMessage, IngestAck, IssuedApiToken, IssuedInvitation, IssuedSession,
+    SweepReport, WatchStream,
+};
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -361,6 +361,7 @@ async fn same_results_as_sqlite(seed: u64) {
                     include_healthy: rng.below(2) == 0,
                     page_size: u32::try_from(1 + rng.below(4)).expect("small"),
                     after: None,
+                    ..OverviewQuery::default()
                 };
                 let reseller = resellers[usize::try_from(rng.below(2)).expect("0 or 1")].clone();
                 let mut page = both(step, "overview", sqlite, pg, |s| {

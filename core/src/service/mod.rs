@@ -9,6 +9,7 @@ mod ingest;
 mod maintenance;
 mod operator;
 mod reseller;
+mod team;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 pub use feed::WatchStream;
 pub use ingest::{IncomingMessage, IngestAck};
 pub use maintenance::SweepReport;
+pub use team::{IssuedApiToken, IssuedInvitation, IssuedSession};
 
 use crate::availability::{
     AvailabilityPolicy, DEFAULT_INTERVAL, Downtime, DowntimeWindow, check_interval,
@@ -197,6 +199,8 @@ struct Inner {
     stopping: watch::Sender<bool>,
     /// Authentication failures per source address.
     auth_failures: FailureThrottle,
+    /// Sign-in failures per login and per address.
+    sign_in_failures: FailureThrottle,
     /// Messages received and not yet written.
     in_flight: in_flight::InFlight,
     /// One sweep at a time (the maintenance loop, a caller's `sweep`).
@@ -249,6 +253,7 @@ impl Carewatch {
                 outage_since: AtomicI64::new(NO_OUTAGE),
                 stopping: watch::channel(false).0,
                 auth_failures: FailureThrottle::default(),
+                sign_in_failures: FailureThrottle::default(),
                 in_flight: in_flight::InFlight::default(),
                 sweeping: tokio::sync::Mutex::new(()),
                 last_mark: AtomicI64::new(i64::MIN),

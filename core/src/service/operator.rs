@@ -63,6 +63,16 @@ impl Carewatch {
     /// when there is one) is slowed down after repeated failures; every
     /// failure is logged at a bounded rate, never with the token.
     pub async fn authenticate(&self, token: &str, source: Option<IpAddr>) -> Result<Principal> {
+        self.throttled(source, self.check_token(token)).await
+    }
+
+    /// Runs a credential check for `source`: delayed after repeated failures
+    /// from it, each failure logged at a bounded rate (never the credential).
+    pub(super) async fn throttled<T>(
+        &self,
+        source: Option<IpAddr>,
+        check: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         let source = source.map(|ip| ip.to_string());
         if let Some(source) = &source {
             let delay = self.inner.auth_failures.delay(source, Instant::now());
@@ -70,7 +80,7 @@ impl Carewatch {
                 tokio::time::sleep(delay).await;
             }
         }
-        let result = self.check_token(token).await;
+        let result = check.await;
         match (&result, &source) {
             (Err(Error::Unauthenticated { reason }), _) => {
                 let failure = source

@@ -28,6 +28,7 @@ use crate::ids::{RecordingServerId, ResellerId, Slc};
 use crate::installation::{Installation, Product};
 use crate::liveness::LivenessMark;
 use crate::seal::{KeyId, WrappedKey};
+use crate::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use crate::time::Timestamp;
 
 /// A reseller.
@@ -291,6 +292,10 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 pub struct OverviewQuery {
     /// List Healthy installations too (by default only those needing attention).
     pub include_healthy: bool,
+    /// Only installations of this health (then `include_healthy` is moot).
+    pub health: Option<Health>,
+    /// Only installations whose SLC contains this text (any case).
+    pub search: Option<String>,
     /// Rows per page, 1 to [`MAX_PAGE_SIZE`].
     pub page_size: u32,
     /// Continue after this position.
@@ -301,14 +306,19 @@ impl Default for OverviewQuery {
     fn default() -> Self {
         Self {
             include_healthy: false,
+            health: None,
+            search: None,
             page_size: 50,
             after: None,
         }
     }
 }
 
+/// Longest overview search text, in characters.
+pub const MAX_SEARCH_CHARS: usize = 64;
+
 impl OverviewQuery {
-    /// Checks the page size.
+    /// Checks the page size and the search text.
     pub fn validate(&self) -> Result<()> {
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(Error::InvalidInput {
@@ -316,7 +326,39 @@ impl OverviewQuery {
                 reason: format!("{} rows; use 1 to {MAX_PAGE_SIZE}", self.page_size),
             });
         }
+        if let Some(search) = &self.search {
+            if search.chars().count() > MAX_SEARCH_CHARS {
+                return Err(Error::InvalidInput {
+                    field: "search",
+                    reason: format!("at most {MAX_SEARCH_CHARS} characters"),
+                });
+            }
+            if search.chars().any(char::is_control) {
+                return Err(Error::InvalidInput {
+                    field: "search",
+                    reason: "control characters are not allowed".into(),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The search text as backends match it: trimmed, upper case (SLCs are
+    /// stored upper case), `None` if empty.
+    pub fn search_pattern(&self) -> Option<String> {
+        self.search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_uppercase)
+    }
+
+    /// Whether a row of this health is listed (before paging and search).
+    pub fn lists(&self, health: Health) -> bool {
+        match self.health {
+            Some(only) => health == only,
+            None => self.include_healthy || health != Health::Healthy,
+        }
     }
 }
 
@@ -378,6 +420,14 @@ pub struct InstallationDetail {
     pub active_conditions: Vec<ConditionRecord>,
     /// Recent history, newest first.
     pub history: Vec<HistoryEvent>,
+}
+
+/// TRANSIENT while the backends gain team storage (removed before landing).
+fn team_not_stored() -> Error {
+    Error::Storage {
+        message: "this store does not keep users yet".into(),
+        source: None,
+    }
 }
 
 /// Storage for Carewatch. Implementations must be safe to share between tasks
@@ -510,6 +560,87 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// no such channel. Only a hint: a wake-up may be lost, readers poll too.
     fn change_signals(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
+    }
+
+    // ----- a reseller's team ---------------------------------------------------
+
+    /// Stores an invitation. `NotFound` if the reseller does not exist;
+    /// `AlreadyExists` if its login is already a user's.
+    #[allow(unused_variables)] // TRANSIENT
+    async fn create_invitation(&self, invitation: &InvitationRecord) -> Result<()> {
+        Err(team_not_stored())
+    }
+    /// Accepts an invitation, in one transaction: the invitation with this
+    /// hash must be unused and unexpired at `at` (else `Unauthenticated`,
+    /// the same for a missing, used or expired one); it is marked used and
+    /// its user created with `password_hash`, created at `at`
+    /// (`AlreadyExists` if the login was taken meanwhile). Returns the user.
+    #[allow(unused_variables)] // TRANSIENT
+    async fn accept_invitation(
+        &self,
+        hash: &TokenHash,
+        password_hash: &str,
+        at: Timestamp,
+    ) -> Result<User> {
+        Err(team_not_stored())
+    }
+    /// A user and their password hash, by login.
+    #[allow(unused_variables)] // TRANSIENT
+    async fn user_credentials(&self, login: &Login) -> Result<Option<(User, String)>> {
+        Err(team_not_stored())
+    }
+    /// A reseller's users, by login.
+    #[allow(unused_variables)] // TRANSIENT
+    async fn users(&self, reseller: &ResellerId) -> Result<Vec<User>> {
+        Err(team_not_stored())
+    }
+    /// Removes one of `reseller`'s users and every session of theirs in one
+    /// transaction. `NotFound` if `reseller` has no such user.
+    #[allow(unused_variables)] // TRANSIENT
+    async fn remove_user(&self, reseller: &ResellerId, login: &Login) -> Result<()> {
+        Err(team_not_stored())
+    }
+    /// Stores a session. `NotFound` if its user does not exist (any more).
+    #[allow(unused_variables)] // TRANSIENT
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        Err(team_not_stored())
+    }
+    /// The session with this hash if it has not expired at `now`, with its
+    /// user as stored now.
+    #[allow(unused_variables)] // TRANSIENT
+    async fn session(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<SessionRecord>> {
+        Err(team_not_stored())
+    }
+    /// Ends a session (nothing if there is none).
+    #[allow(unused_variables)] // TRANSIENT
+    async fn delete_session(&self, hash: &TokenHash) -> Result<()> {
+        Err(team_not_stored())
+    }
+    /// Deletes sessions and invitations that expired before `now`.
+    #[allow(unused_variables)] // TRANSIENT
+    async fn prune_sessions(&self, now: Timestamp) -> Result<u64> {
+        Err(team_not_stored())
+    }
+    /// Stores an API token. `NotFound` if the reseller does not exist.
+    #[allow(unused_variables)] // TRANSIENT
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<()> {
+        Err(team_not_stored())
+    }
+    /// An API token by id, revoked ones included.
+    #[allow(unused_variables)] // TRANSIENT
+    async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>> {
+        Err(team_not_stored())
+    }
+    /// A reseller's API tokens, revoked ones included, newest first.
+    #[allow(unused_variables)] // TRANSIENT
+    async fn api_tokens(&self, reseller: &ResellerId) -> Result<Vec<ApiTokenRecord>> {
+        Err(team_not_stored())
+    }
+    /// Revokes one of `reseller`'s API tokens at `at` (again: nothing).
+    /// `NotFound` if `reseller` has no such token.
+    #[allow(unused_variables)] // TRANSIENT
+    async fn revoke_api_token(&self, reseller: &ResellerId, id: &str, at: Timestamp) -> Result<()> {
+        Err(team_not_stored())
     }
 
     // ----- what resellers read ---------------------------------------------

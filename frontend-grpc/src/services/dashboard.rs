@@ -59,6 +59,7 @@ impl Dashboard for DashboardService {
                 r.page_size
             },
             after,
+            ..OverviewQuery::default()
         };
         let page = self
             .carewatch

@@ -255,6 +255,7 @@ async fn overview_all(fx: &Fixture, reseller: &ResellerId, include_healthy: bool
         include_healthy,
         page_size: MAX_PAGE_SIZE,
         after: None,
+        ..OverviewQuery::default()
     };
     fx.carewatch
         .overview(reseller, &query)

@@ -199,6 +199,7 @@ async fn all_pages(
             include_healthy,
             page_size,
             after: after.clone(),
+            ..OverviewQuery::default()
         };
         let page = fx
             .carewatch
@@ -350,6 +351,7 @@ pub(crate) async fn overview_pages_cover_everything_once(backend: &(impl TestBac
                     include_healthy: true,
                     page_size: MAX_PAGE_SIZE,
                     after: Some(cursor.clone()),
+                    ..OverviewQuery::default()
                 },
             )
             .await
@@ -644,6 +646,7 @@ pub(crate) async fn tenant_isolation_hides_other_resellers_installations(
                     health: Health::Offline,
                     slc: slc("AAAA"),
                 }),
+                ..OverviewQuery::default()
             },
         )
         .await

@@ -1,0 +1,274 @@
+//! A reseller's team: invitations, sign-in and sessions, users, API tokens.
+//! The web front end calls these; the rules (roles, lifetimes, throttling)
+//! are here.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::Carewatch;
+use crate::error::{Error, Result};
+use crate::ids::ResellerId;
+use crate::team::{
+    self, ApiTokenRecord, INVITATION_LIFETIME, INVITATION_PREFIX, InvitationRecord, IssuedSecret,
+    Login, Password, Role, SESSION_LIFETIME, SESSION_PREFIX, SessionRecord, User,
+};
+use crate::time::Timestamp;
+
+/// A new invitation: the secret for the link, and when it stops working.
+#[derive(Debug)]
+pub struct IssuedInvitation {
+    /// Goes into the link; shown once.
+    pub secret: IssuedSecret,
+    /// The user it will create.
+    pub user: User,
+    /// When the link stops working.
+    pub expires_at: Timestamp,
+}
+
+/// A new session: the cookie's secret and the session.
+#[derive(Debug)]
+pub struct IssuedSession {
+    /// Goes into the cookie; shown once.
+    pub secret: IssuedSecret,
+    /// The session.
+    pub session: SessionRecord,
+}
+
+/// A new API token: shown once.
+#[derive(Debug)]
+pub struct IssuedApiToken {
+    /// The token text for the reseller's tool.
+    pub secret: IssuedSecret,
+    /// As stored.
+    pub record: ApiTokenRecord,
+}
+
+/// The same refusal for a wrong login, a wrong password and a throttled
+/// attempt, so none tells which it was.
+fn sign_in_refused() -> Error {
+    Error::Unauthenticated {
+        reason: "wrong login or password",
+    }
+}
+
+impl Carewatch {
+    /// Invites a user to `reseller`'s team: `by` is the inviting admin
+    /// (`None`: the operator, who creates a reseller's first admin).
+    pub async fn invite_user(
+        &self,
+        reseller: &ResellerId,
+        login: &Login,
+        name: &str,
+        role: Role,
+        by: Option<&User>,
+    ) -> Result<IssuedInvitation> {
+        if let Some(by) = by {
+            team::require_admin(by)?;
+            if by.reseller != *reseller {
+                return Err(Error::NotFound {
+                    what: format!("reseller {reseller}"),
+                });
+            }
+        }
+        let now = self.now();
+        let user = User {
+            reseller: reseller.clone(),
+            login: login.clone(),
+            name: team::check_name(name)?,
+            role,
+            created_at: now,
+        };
+        let secret = team::issue_secret(INVITATION_PREFIX);
+        let expires_at = now.saturating_add(INVITATION_LIFETIME);
+        self.inner
+            .store
+            .create_invitation(&InvitationRecord {
+                hash: secret.hash.clone(),
+                user: user.clone(),
+                invited_by: by.map(|u| u.login.clone()),
+                expires_at,
+            })
+            .await?;
+        tracing::info!(%reseller, login = %login, role = role.name(), "user invited");
+        Ok(IssuedInvitation {
+            secret,
+            user,
+            expires_at,
+        })
+    }
+
+    /// Accepts an invitation with the new user's password; the invitation
+    /// works once. Returns the user.
+    pub async fn accept_invitation(&self, secret: &str, password: Password) -> Result<User> {
+        let hash = team::parse_secret(INVITATION_PREFIX, secret)?;
+        let password_hash = hash_off_thread(password).await?;
+        let user = self
+            .inner
+            .store
+            .accept_invitation(&hash, &password_hash, self.now())
+            .await?;
+        tracing::info!(reseller = %user.reseller, login = %user.login, "invitation accepted");
+        Ok(user)
+    }
+
+    /// Signs a user in. Attempts are slowed per login and per address after
+    /// repeated failures; every failure reads the same.
+    pub async fn sign_in(
+        &self,
+        login: &str,
+        password: &str,
+        source: Option<IpAddr>,
+    ) -> Result<IssuedSession> {
+        let login = Login::new(login).map_err(|_| sign_in_refused())?;
+        let keys = [
+            Some(format!("login:{login}")),
+            source.map(|ip| format!("address:{ip}")),
+        ];
+        let throttle = &self.inner.sign_in_failures;
+        let delay = keys
+            .iter()
+            .flatten()
+            .map(|k| throttle.delay(k, Instant::now()))
+            .max()
+            .unwrap_or_default();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let stored = self.inner.store.user_credentials(&login).await?;
+        let password = password.to_owned();
+        let hash = stored.as_ref().map(|(_, hash)| hash.clone());
+        let ok =
+            tokio::task::spawn_blocking(move || team::verify_password(&password, hash.as_deref()))
+                .await
+                .map_err(|e| Error::storage("checking a password was interrupted", e))?;
+        let Some((user, _)) = stored.filter(|_| ok) else {
+            for key in keys.iter().flatten() {
+                let failure = throttle.failed(key, Instant::now());
+                if failure.log {
+                    tracing::warn!(source = %key, failures = failure.failures, "sign-in failed");
+                }
+            }
+            return Err(sign_in_refused());
+        };
+        for key in keys.iter().flatten() {
+            throttle.succeeded(key);
+        }
+        let now = self.now();
+        let secret = team::issue_secret(SESSION_PREFIX);
+        let session = SessionRecord {
+            hash: secret.hash.clone(),
+            user,
+            created_at: now,
+            expires_at: now.saturating_add(SESSION_LIFETIME),
+        };
+        self.inner.store.create_session(&session).await?;
+        tracing::info!(reseller = %session.user.reseller, login = %session.user.login, "signed in");
+        Ok(IssuedSession { secret, session })
+    }
+
+    /// The session a cookie's secret opens: `Unauthenticated` if it is
+    /// malformed, unknown, expired, or its user was removed.
+    pub async fn session(&self, secret: &str) -> Result<SessionRecord> {
+        let hash = team::parse_secret(SESSION_PREFIX, secret)?;
+        self.inner
+            .store
+            .session(&hash, self.now())
+            .await?
+            .ok_or(Error::Unauthenticated {
+                reason: "signed out or session expired",
+            })
+    }
+
+    /// Ends a session.
+    pub async fn sign_out(&self, secret: &str) -> Result<()> {
+        let hash = team::parse_secret(SESSION_PREFIX, secret)?;
+        self.inner.store.delete_session(&hash).await
+    }
+
+    /// A reseller's users.
+    pub async fn users(&self, reseller: &ResellerId) -> Result<Vec<User>> {
+        self.inner.store.users(reseller).await
+    }
+
+    /// Removes a user of the acting admin's reseller; their sessions end at
+    /// once. `NotFound` for anybody else's user, like a missing one.
+    pub async fn remove_user(&self, acting: &User, login: &Login) -> Result<()> {
+        team::require_admin(acting)?;
+        self.inner
+            .store
+            .remove_user(&acting.reseller, login)
+            .await?;
+        tracing::info!(reseller = %acting.reseller, login = %login, by = %acting.login, "user removed");
+        Ok(())
+    }
+
+    /// Creates a named read-only API token for the acting admin's reseller.
+    pub async fn create_api_token(&self, acting: &User, name: &str) -> Result<IssuedApiToken> {
+        team::require_admin(acting)?;
+        let (id, secret) = team::issue_api_token();
+        let record = ApiTokenRecord {
+            id,
+            reseller: acting.reseller.clone(),
+            name: team::check_name(name)?,
+            hash: secret.hash.clone(),
+            created_at: self.now(),
+            created_by: acting.login.clone(),
+            revoked_at: None,
+        };
+        self.inner.store.create_api_token(&record).await?;
+        tracing::info!(reseller = %record.reseller, id = %record.id, by = %acting.login, "API token created");
+        Ok(IssuedApiToken { secret, record })
+    }
+
+    /// A reseller's API tokens (without secrets), newest first.
+    pub async fn api_tokens(&self, reseller: &ResellerId) -> Result<Vec<ApiTokenRecord>> {
+        self.inner.store.api_tokens(reseller).await
+    }
+
+    /// Revokes an API token of the acting admin's reseller.
+    pub async fn revoke_api_token(&self, acting: &User, id: &str) -> Result<()> {
+        team::require_admin(acting)?;
+        self.inner
+            .store
+            .revoke_api_token(&acting.reseller, id, self.now())
+            .await?;
+        tracing::info!(reseller = %acting.reseller, id, by = %acting.login, "API token revoked");
+        Ok(())
+    }
+
+    /// The reseller a read-only credential belongs to: a reseller token
+    /// (`cwr.`) or a named API token (`cwa.`). Failures are slowed per
+    /// address and logged like every authentication.
+    pub async fn authenticate_reader(
+        &self,
+        token: &str,
+        source: Option<IpAddr>,
+    ) -> Result<ResellerId> {
+        let token = token.trim();
+        if !token.starts_with(team::API_TOKEN_PREFIX) {
+            return self.authenticate_reseller(token, source).await;
+        }
+        let check = async {
+            let (id, hash) = team::parse_api_token(token)?;
+            let stored = self.inner.store.api_token(&id).await?;
+            let fallback = crate::auth::TokenHash::from_slice(&[0; 32]);
+            let stored_hash = stored.as_ref().map(|t| &t.hash).or(fallback.as_ref());
+            match (&stored, stored_hash) {
+                (Some(t), Some(h)) if h.matches(&hash) && t.revoked_at.is_none() => {
+                    Ok(t.reseller.clone())
+                }
+                _ => Err(Error::Unauthenticated {
+                    reason: "invalid or revoked token",
+                }),
+            }
+        };
+        self.throttled(source, check).await
+    }
+}
+
+/// Hashes a password on a blocking thread (Argon2 is slow on purpose).
+async fn hash_off_thread(password: Password) -> Result<String> {
+    tokio::task::spawn_blocking(move || password.hash())
+        .await
+        .map_err(|e| Error::storage("hashing a password was interrupted", e))?
+}
