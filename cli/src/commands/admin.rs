@@ -22,6 +22,20 @@ enum Action {
         /// Display name.
         name: String,
     },
+    /// Invite a user to a reseller's team (its first admin, say); prints the
+    /// one-time link that sets their password (valid 72 hours).
+    AddUser {
+        /// Reseller id.
+        reseller: String,
+        /// The user's login: an email address or a name.
+        login: String,
+        /// Display name (default: the login).
+        #[arg(long)]
+        name: Option<String>,
+        /// admin (manages users, tokens, notification channels) or viewer.
+        #[arg(long, default_value = "admin", value_parser = ["admin", "viewer"])]
+        role: String,
+    },
     /// Replace a reseller's token; prints the new one once.
     RotateToken {
         /// Reseller id.
@@ -82,6 +96,26 @@ pub async fn run(args: AdminArgs) -> CliResult {
                 .into_inner()
                 .token;
             println!("{token}");
+        }
+        Action::AddUser {
+            reseller,
+            login,
+            name,
+            role,
+        } => {
+            let invitation = client
+                .invite_user(proto::InviteUserRequest {
+                    reseller_id: reseller,
+                    name: name.unwrap_or_else(|| login.clone()),
+                    login,
+                    role,
+                })
+                .await?
+                .into_inner();
+            // The secret goes after `#`: browsers never send a fragment to
+            // the server, so it stays out of logs and Referer headers.
+            let base = args.connection.server.trim_end_matches('/');
+            println!("{base}/invite#{}", invitation.secret);
         }
         Action::RotateToken { id } => {
             let token = client

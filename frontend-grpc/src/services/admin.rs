@@ -3,6 +3,7 @@
 use carewatch_core::Carewatch;
 use carewatch_core::installation::Product;
 use carewatch_core::seal::KeyId;
+use carewatch_core::team::{Login, Role};
 use tonic::{Request, Response, Status};
 
 use crate::auth::bearer;
@@ -35,6 +36,26 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    async fn invite_user(
+        &self,
+        request: Request<proto::InviteUserRequest>,
+    ) -> Result<Response<proto::Invitation>, Status> {
+        self.operator(&request).await?;
+        let r = request.into_inner();
+        let reseller = convert::reseller_id(&r.reseller_id).map_err(to_status)?;
+        let login = Login::new(&r.login).map_err(to_status)?;
+        let role = Role::parse(&r.role).map_err(to_status)?;
+        let invitation = self
+            .carewatch
+            .invite_user(&reseller, &login, &r.name, role, None)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::Invitation {
+            secret: invitation.secret.token.to_string(),
+            expires_at: Some(convert::timestamp(invitation.expires_at)),
+        }))
+    }
+
     async fn create_reseller(
         &self,
         request: Request<proto::CreateResellerRequest>,
