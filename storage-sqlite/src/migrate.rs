@@ -8,6 +8,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_health_totals.sql"),
     include_str!("../migrations/0003_clean_stops.sql"),
     include_str!("../migrations/0004_change_feed.sql"),
+    include_str!("../migrations/0005_team.sql"),
 ];
 
 /// Applies the migrations this database has not had yet, each in a transaction.

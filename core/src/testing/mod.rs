@@ -97,6 +97,13 @@ macro_rules! __conformance_test_list {
             installation_detail_has_servers_conditions_and_history,
             tenant_isolation_hides_other_resellers_installations,
             watch_streams_changes_of_own_installations_only,
+            overview_filters_by_health_and_searches_slcs,
+            // a reseller's team
+            invitations_create_users_once,
+            sessions_expire_and_end_with_their_user,
+            users_and_api_tokens_are_per_reseller,
+            sign_in_follows_invitations_and_fails_alike,
+            viewers_may_not_manage_and_api_tokens_open_until_revoked,
             // the change feed
             change_feed_records_every_change_in_order,
             change_feed_has_no_gaps_and_is_pruned_by_age,

@@ -7,6 +7,7 @@ mod history;
 mod ingest;
 mod reads;
 mod summary;
+mod team;
 
 use async_trait::async_trait;
 use carewatch_core::Result;
@@ -22,6 +23,7 @@ use carewatch_core::store::{
     InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
     SignOfLife, StatusWrite, Store, StoredKey, WriteOutcome,
 };
+use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::Timestamp;
 
 use crate::SqliteStore;
@@ -193,6 +195,82 @@ impl Store for SqliteStore {
 
     async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
         self.write(move |tx| feed::prune(tx, before)).await
+    }
+
+    async fn create_invitation(&self, invitation: &InvitationRecord) -> Result<()> {
+        let invitation = invitation.clone();
+        self.write(move |tx| team::create_invitation(tx, &invitation))
+            .await
+    }
+
+    async fn accept_invitation(
+        &self,
+        hash: &TokenHash,
+        password_hash: &str,
+        at: Timestamp,
+    ) -> Result<User> {
+        let (hash, password_hash) = (hash.clone(), password_hash.to_owned());
+        self.write(move |tx| team::accept_invitation(tx, &hash, &password_hash, at))
+            .await
+    }
+
+    async fn user_credentials(&self, login: &Login) -> Result<Option<(User, String)>> {
+        let login = login.clone();
+        self.read(move |tx| team::user_credentials(tx, &login))
+            .await
+    }
+
+    async fn users(&self, reseller: &ResellerId) -> Result<Vec<User>> {
+        let reseller = reseller.clone();
+        self.read(move |tx| team::users(tx, &reseller)).await
+    }
+
+    async fn remove_user(&self, reseller: &ResellerId, login: &Login) -> Result<()> {
+        let (reseller, login) = (reseller.clone(), login.clone());
+        self.write(move |tx| team::remove_user(tx, &reseller, &login))
+            .await
+    }
+
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        let session = session.clone();
+        self.write(move |tx| team::create_session(tx, &session))
+            .await
+    }
+
+    async fn session(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<SessionRecord>> {
+        let hash = hash.clone();
+        self.read(move |tx| team::session(tx, &hash, now)).await
+    }
+
+    async fn delete_session(&self, hash: &TokenHash) -> Result<()> {
+        let hash = hash.clone();
+        self.write(move |tx| team::delete_session(tx, &hash)).await
+    }
+
+    async fn prune_sessions(&self, now: Timestamp) -> Result<u64> {
+        self.write(move |tx| team::prune_sessions(tx, now)).await
+    }
+
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<()> {
+        let token = token.clone();
+        self.write(move |tx| team::create_api_token(tx, &token))
+            .await
+    }
+
+    async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>> {
+        let id = id.to_owned();
+        self.read(move |tx| team::api_token(tx, &id)).await
+    }
+
+    async fn api_tokens(&self, reseller: &ResellerId) -> Result<Vec<ApiTokenRecord>> {
+        let reseller = reseller.clone();
+        self.read(move |tx| team::api_tokens(tx, &reseller)).await
+    }
+
+    async fn revoke_api_token(&self, reseller: &ResellerId, id: &str, at: Timestamp) -> Result<()> {
+        let (reseller, id) = (reseller.clone(), id.to_owned());
+        self.write(move |tx| team::revoke_api_token(tx, &reseller, &id, at))
+            .await
     }
 
     async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {

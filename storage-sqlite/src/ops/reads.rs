@@ -8,7 +8,8 @@ use carewatch_core::installation::Product;
 use carewatch_core::store::{
     HealthTotals, InstallationDetail, OverviewPage, OverviewQuery, OverviewRow, PageCursor,
 };
-use rusqlite::{Transaction, params};
+use rusqlite::types::Value;
+use rusqlite::{Transaction, params, params_from_iter};
 
 use super::history::{self, HISTORY_COLUMNS};
 use crate::codec::{
@@ -20,54 +21,74 @@ pub(crate) fn overview(
     reseller: &ResellerId,
     query: &OverviewQuery,
 ) -> Result<OverviewPage> {
-    let min_health = if query.include_healthy {
-        Health::Healthy
-    } else {
-        Health::Pending
+    // The healths listed are one range of ranks (see OverviewQuery::lists):
+    // a range inside the reseller's prefix of installations_overview.
+    let (lowest, highest) = match query.health {
+        Some(only) => (only, only),
+        None if query.include_healthy => (Health::Healthy, Health::Offline),
+        None => (Health::Pending, Health::Offline),
     };
+    let search = query.search_pattern();
     let columns = format!(
         "slc, product, product_version, {SUMMARY_COLUMNS},
          (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc)"
     );
     let limit = i64::from(query.page_size) + 1;
-    let mut stmt;
-    let mut rows = match &query.after {
+    let mut values: Vec<Value> = vec![
+        Value::Text(reseller.as_str().to_owned()),
+        Value::Integer(i64::from(lowest.rank())),
+        Value::Integer(i64::from(highest.rank())),
+        Value::Integer(limit),
+    ];
+    let sql = match &query.after {
         None => {
-            stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT {columns} FROM installations i
-                     WHERE reseller_id = ?1 AND health >= ?2
-                     ORDER BY health DESC, slc
-                     LIMIT ?3"
-                ))
-                .map_err(map_err)?;
-            stmt.query(params![reseller.as_str(), min_health.rank(), limit])
+            // The search is a filter on the rows the range scan reads, so
+            // paging stays a seek from the cursor.
+            let search = if search.is_some() {
+                " AND instr(slc, ?5) > 0"
+            } else {
+                ""
+            };
+            format!(
+                "SELECT {columns} FROM installations i
+                 WHERE reseller_id = ?1 AND health >= ?2 AND health <= ?3{search}
+                 ORDER BY health DESC, slc
+                 LIMIT ?4"
+            )
         }
         // After a cursor: the rest of the cursor's health, then the healths
         // below it, as two index seeks merged in order. One `OR`ed condition
-        // instead made every page scan the list from its start.
+        // instead made every page scan the list from its start. The first
+        // branch tests the listed range on the parameter, not the column:
+        // `health >= ?2` there made SQLite seek by the range, not by
+        // (health, slc), and sort.
         Some(cursor) => {
-            stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT {columns} FROM installations i
-                     WHERE reseller_id = ?1 AND health = ?3 AND slc > ?4
-                     UNION ALL
-                     SELECT {columns} FROM installations i
-                     WHERE reseller_id = ?1 AND health < ?3 AND health >= ?2
-                     ORDER BY health DESC, slc
-                     LIMIT ?5"
-                ))
-                .map_err(map_err)?;
-            stmt.query(params![
-                reseller.as_str(),
-                min_health.rank(),
-                cursor.health.rank(),
-                cursor.slc.as_str(),
-                limit
-            ])
+            values.push(Value::Integer(i64::from(cursor.health.rank())));
+            values.push(Value::Text(cursor.slc.as_str().to_owned()));
+            let search = if search.is_some() {
+                " AND instr(slc, ?7) > 0"
+            } else {
+                ""
+            };
+            format!(
+                "SELECT {columns} FROM installations i
+                 WHERE reseller_id = ?1 AND health = ?5 AND slc > ?6
+                   AND ?5 BETWEEN ?2 AND ?3{search}
+                 UNION ALL
+                 SELECT {columns} FROM installations i
+                 WHERE reseller_id = ?1 AND health < ?5 AND health >= ?2 AND health <= ?3{search}
+                 ORDER BY health DESC, slc
+                 LIMIT ?4"
+            )
         }
+    };
+    if let Some(pattern) = search {
+        values.push(Value::Text(pattern));
     }
-    .map_err(map_err)?;
+    let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
+    let mut rows = stmt
+        .query(params_from_iter(values.iter()))
+        .map_err(map_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
         out.push(OverviewRow {

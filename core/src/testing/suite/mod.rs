@@ -23,6 +23,7 @@ mod large_batches;
 mod reads;
 mod registration;
 mod sequences;
+mod team;
 
 /// Every test function, `pub(crate)` where it is written, reached by name.
 mod by_name {
@@ -34,6 +35,7 @@ mod by_name {
     pub(super) use super::reads::*;
     pub(super) use super::registration::*;
     pub(super) use super::sequences::*;
+    pub(super) use super::team::*;
 }
 
 // One `pub async fn` per name in the list, calling the test function of that
