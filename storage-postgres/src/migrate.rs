@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "change feed",
         include_str!("../migrations/0004_change_feed.sql"),
     ),
+    (5, "team", include_str!("../migrations/0005_team.sql")),
 ];
 
 fn migrator() -> Migrator {

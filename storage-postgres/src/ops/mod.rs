@@ -8,6 +8,7 @@ mod history;
 mod ingest;
 mod reads;
 mod summary;
+mod team;
 
 use async_trait::async_trait;
 use carewatch_core::Result;
@@ -23,6 +24,7 @@ use carewatch_core::store::{
     InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
     SignOfLife, StatusWrite, Store, StoredKey, WriteOutcome,
 };
+use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::Timestamp;
 
 use crate::PostgresStore;
@@ -226,6 +228,84 @@ impl Store for PostgresStore {
 
     fn change_signals(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.listen_for_changes())
+    }
+
+    async fn create_invitation(&self, invitation: &InvitationRecord) -> Result<()> {
+        self.write(invitation, |c, i| Box::pin(team::create_invitation(c, i)))
+            .await
+    }
+
+    async fn accept_invitation(
+        &self,
+        hash: &TokenHash,
+        password_hash: &str,
+        at: Timestamp,
+    ) -> Result<User> {
+        self.write(&(hash, password_hash, at), |c, (h, p, at)| {
+            Box::pin(team::accept_invitation(c, h, p, *at))
+        })
+        .await
+    }
+
+    async fn user_credentials(&self, login: &Login) -> Result<Option<(User, String)>> {
+        self.read(login, |c, l| Box::pin(team::user_credentials(c, l)))
+            .await
+    }
+
+    async fn users(&self, reseller: &ResellerId) -> Result<Vec<User>> {
+        self.read(reseller, |c, r| Box::pin(team::users(c, r)))
+            .await
+    }
+
+    async fn remove_user(&self, reseller: &ResellerId, login: &Login) -> Result<()> {
+        self.write(&(reseller, login), |c, (r, l)| {
+            Box::pin(team::remove_user(c, r, l))
+        })
+        .await
+    }
+
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        self.write(session, |c, s| Box::pin(team::create_session(c, s)))
+            .await
+    }
+
+    async fn session(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<SessionRecord>> {
+        self.read(&(hash, now), |c, (h, now)| {
+            Box::pin(team::session(c, h, *now))
+        })
+        .await
+    }
+
+    async fn delete_session(&self, hash: &TokenHash) -> Result<()> {
+        self.write(hash, |c, h| Box::pin(team::delete_session(c, h)))
+            .await
+    }
+
+    async fn prune_sessions(&self, now: Timestamp) -> Result<u64> {
+        self.write(&now, |c, now| Box::pin(team::prune_sessions(c, *now)))
+            .await
+    }
+
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<()> {
+        self.write(token, |c, t| Box::pin(team::create_api_token(c, t)))
+            .await
+    }
+
+    async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>> {
+        self.read(id, |c, id| Box::pin(team::api_token(c, id)))
+            .await
+    }
+
+    async fn api_tokens(&self, reseller: &ResellerId) -> Result<Vec<ApiTokenRecord>> {
+        self.read(reseller, |c, r| Box::pin(team::api_tokens(c, r)))
+            .await
+    }
+
+    async fn revoke_api_token(&self, reseller: &ResellerId, id: &str, at: Timestamp) -> Result<()> {
+        self.write(&(reseller, id, at), |c, (r, id, at)| {
+            Box::pin(team::revoke_api_token(c, r, id, *at))
+        })
+        .await
     }
 
     async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {

@@ -27,25 +27,45 @@ macro_rules! overview_select {
 }
 
 /// The first page: one range scan of installations_overview (reseller_id,
-/// health DESC, slc) in index order, stopping after $3 rows.
-const FIRST_PAGE: &str = concat!(
-    overview_select!(),
-    "WHERE reseller_id = $1 AND health >= $2 ORDER BY health DESC, slc LIMIT $3"
-);
+/// health DESC, slc) over the healths listed ($2 to $4) in index order,
+/// stopping after $3 rows. A search is a filter on the rows the scan reads.
+macro_rules! first_page {
+    ($search:literal) => {
+        concat!(
+            overview_select!(),
+            "WHERE reseller_id = $1 AND health >= $2 AND health <= $4",
+            $search,
+            " ORDER BY health DESC, slc LIMIT $3"
+        )
+    };
+}
+const FIRST_PAGE: &str = first_page!("");
+const FIRST_PAGE_SEARCH: &str = first_page!(" AND strpos(slc, $5) > 0");
 
 /// A later page, after (health $4, slc $5): the rest of the cursor's health
-/// (slc > $5), then the better healths below it. Each branch is a range scan
-/// of installations_overview that starts right at the cursor, so page 2000
-/// costs what page 1 does (no OFFSET, no filter over skipped rows).
-const NEXT_PAGE: &str = concat!(
-    "SELECT * FROM ((",
-    overview_select!(),
-    "WHERE reseller_id = $1 AND health = $4 AND slc > $5 ORDER BY slc LIMIT $3",
-    ") UNION ALL (",
-    overview_select!(),
-    "WHERE reseller_id = $1 AND health < $4 AND health >= $2 ORDER BY health DESC, slc LIMIT $3",
-    ")) page ORDER BY health DESC, slc LIMIT $3"
-);
+/// (slc > $5), then the better healths below it, both within the healths
+/// listed ($2 to $6). Each branch is a range scan of installations_overview
+/// that starts right at the cursor, so page 2000 costs what page 1 does (no
+/// OFFSET, no filter over skipped rows).
+macro_rules! next_page {
+    ($search:literal) => {
+        concat!(
+            "SELECT * FROM ((",
+            overview_select!(),
+            "WHERE reseller_id = $1 AND health = $4 AND slc > $5 AND health >= $2 AND health <= $6",
+            $search,
+            " ORDER BY slc LIMIT $3",
+            ") UNION ALL (",
+            overview_select!(),
+            "WHERE reseller_id = $1 AND health < $4 AND health >= $2 AND health <= $6",
+            $search,
+            " ORDER BY health DESC, slc LIMIT $3",
+            ")) page ORDER BY health DESC, slc LIMIT $3"
+        )
+    };
+}
+const NEXT_PAGE: &str = next_page!("");
+const NEXT_PAGE_SEARCH: &str = next_page!(" AND strpos(slc, $7) > 0");
 
 fn overview_row(row: &PgRow) -> DbResult<OverviewRow> {
     Ok(OverviewRow {
@@ -62,31 +82,49 @@ pub(crate) async fn overview(
     reseller: &ResellerId,
     query_: &OverviewQuery,
 ) -> DbResult<OverviewPage> {
-    let min_health = if query_.include_healthy {
-        Health::Healthy
-    } else {
-        Health::Pending
+    // The healths listed are one range of ranks (see OverviewQuery::lists).
+    let (lowest, highest) = match query_.health {
+        Some(only) => (only, only),
+        None if query_.include_healthy => (Health::Healthy, Health::Offline),
+        None => (Health::Pending, Health::Offline),
     };
+    let search = query_.search_pattern();
     // One row more than asked: whether there is a next page.
     let limit = i64::from(query_.page_size) + 1;
     let rows = match &query_.after {
         None => {
-            query(FIRST_PAGE)
+            let sql = if search.is_some() {
+                FIRST_PAGE_SEARCH
+            } else {
+                FIRST_PAGE
+            };
+            let q = query(sql)
                 .bind(reseller.as_str())
-                .bind(rank(min_health))
+                .bind(rank(lowest))
                 .bind(limit)
-                .fetch_all(&mut *c)
-                .await?
+                .bind(rank(highest));
+            match search {
+                Some(pattern) => q.bind(pattern).fetch_all(&mut *c).await?,
+                None => q.fetch_all(&mut *c).await?,
+            }
         }
         Some(after) => {
-            query(NEXT_PAGE)
+            let sql = if search.is_some() {
+                NEXT_PAGE_SEARCH
+            } else {
+                NEXT_PAGE
+            };
+            let q = query(sql)
                 .bind(reseller.as_str())
-                .bind(rank(min_health))
+                .bind(rank(lowest))
                 .bind(limit)
                 .bind(rank(after.health))
                 .bind(after.slc.as_str())
-                .fetch_all(&mut *c)
-                .await?
+                .bind(rank(highest));
+            match search {
+                Some(pattern) => q.bind(pattern).fetch_all(&mut *c).await?,
+                None => q.fetch_all(&mut *c).await?,
+            }
         }
     };
     let mut out = rows
