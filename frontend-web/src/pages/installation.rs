@@ -1,0 +1,251 @@
+//! One installation: its recording servers, active conditions, history,
+//! subscription and consent. Another reseller's installation is the same
+//! 404 page as a missing one (core answers `NotFound` for both after the
+//! same lookup).
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use carewatch_core::availability::Availability;
+use carewatch_core::condition::ConditionRecord;
+use carewatch_core::ids::Slc;
+use carewatch_core::store::{HistoryEvent, HistoryKind, InstallationDetail, ServerRecord};
+use carewatch_core::time::Timestamp;
+use http::StatusCode;
+use maud::{Markup, html};
+
+use super::layout::{Nav, page as layout};
+use super::overview::{health_badge, live_status, servers_text};
+use super::{PageResult, error_page, html_response};
+use crate::AppState;
+use crate::format;
+use crate::session::SignedIn;
+
+/// `GET /installations/{slc}`.
+pub async fn page(
+    State(state): State<AppState>,
+    user: SignedIn,
+    slc: Result<Path<String>, PathRejection>,
+) -> PageResult {
+    let bad = |e| error_page(e, Some(&user));
+    let slc = match slc {
+        Ok(Path(slc)) => Slc::new(&slc).map_err(bad)?,
+        Err(_) => {
+            return Err(bad(carewatch_core::Error::InvalidInput {
+                field: "slc",
+                reason: "the address does not name an installation".into(),
+            }));
+        }
+    };
+    let head = state.carewatch.store().latest_change().await.map_err(bad)?;
+    let detail = state
+        .carewatch
+        .installation(&user.user().reseller, &slc)
+        .await
+        .map_err(bad)?;
+    let now = state.carewatch.now();
+    let title = format!("Installation {slc}");
+    let events = format!("/events?slc={slc}&after={}", head.0);
+    let current = format!("/installations/{slc}");
+    let body = html! {
+        p.breadcrumb { a href="/" { "← Overview" } }
+        h1 { (title) }
+        section #installation data-live="installation" data-events=(events) {
+            (live_status(&current))
+            div data-live-part="details" {
+                (summary(&detail, now))
+                (servers(&detail.servers, now))
+                (conditions(&detail.active_conditions, now))
+                (history(&detail.history))
+            }
+        }
+    };
+    Ok(html_response(
+        StatusCode::OK,
+        layout(&title, Some(&user), Nav::None, body),
+    ))
+}
+
+fn summary(detail: &InstallationDetail, now: Timestamp) -> Markup {
+    let installation = &detail.installation;
+    let summary = &detail.summary;
+    html! {
+        dl.facts {
+            dt { "Health" }
+            dd { (health_badge(summary.health)) }
+            dt { "Worst condition" }
+            dd {
+                @match &summary.worst {
+                    Some(code) => { code { (code.as_str()) } " — " (code.description()) },
+                    None => "none",
+                }
+            }
+            dt { "Recording servers" }
+            dd { (servers_text(summary.servers, summary.unavailable, summary.late)) }
+            dt { "Customer" }
+            // The customer label arrives with issue 18.
+            dd { span.muted { "—" } }
+            dt { "Product" }
+            dd { (installation.product.name()) " " (installation.product.version()) }
+            dt { "Care Plus subscription" }
+            dd {
+                @match installation.subscription_expires_at {
+                    Some(end) if installation.subscription_active_at(now) => {
+                        "active until " (format::time(end))
+                    },
+                    Some(end) => strong.warning { "expired " (format::time(end)) " — messages are refused" },
+                    None => strong.warning { "none — messages are refused" },
+                }
+            }
+            dt { "Consent" }
+            dd {
+                @if installation.consent {
+                    "accepted"
+                } @else {
+                    strong.warning { "not given or withdrawn — messages are refused" }
+                }
+            }
+            dt { "Registered" }
+            dd { (format::time(installation.registered_at)) }
+        }
+    }
+}
+
+/// An availability in words: "available", "late (2 heartbeats missed)",
+/// "unavailable since … (5 heartbeats missed)".
+fn availability(a: &Availability) -> Markup {
+    html! {
+        @match a {
+            Availability::Pending => span.health.health-pending { "pending (never heard from)" },
+            Availability::Available => span.health.health-healthy { "available" },
+            Availability::Late { missed } => span.health.health-attention {
+                "late (" (format::heartbeats(*missed)) " missed)"
+            },
+            Availability::Unavailable { since, .. } => span.health.health-critical {
+                "unavailable since " (format::time(*since))
+            },
+        }
+    }
+}
+
+fn missed(a: &Availability) -> u32 {
+    match a {
+        Availability::Late { missed } | Availability::Unavailable { missed, .. } => *missed,
+        Availability::Pending | Availability::Available => 0,
+    }
+}
+
+fn servers(servers: &[ServerRecord], now: Timestamp) -> Markup {
+    html! {
+        h2 #servers { "Recording servers" }
+        @if servers.is_empty() {
+            p.empty { "No recording server has reported yet." }
+        } @else {
+            table.records {
+                thead {
+                    tr {
+                        th scope="col" { "Server" }
+                        th scope="col" { "Availability" }
+                        th scope="col" { "Missed heartbeats" }
+                        th scope="col" { "Last seen" }
+                        th scope="col" { "Interval" }
+                        th scope="col" { "First seen" }
+                    }
+                }
+                tbody {
+                    @for s in servers {
+                        tr {
+                            th scope="row" data-label="Server" { (s.server) }
+                            td data-label="Availability" { (availability(&s.availability)) }
+                            td data-label="Missed heartbeats" { (missed(&s.availability)) }
+                            td data-label="Last seen" { (format::ago(s.last_seen_at, now)) }
+                            td data-label="Interval" { (format::duration(s.interval)) }
+                            td data-label="First seen" { (format::time(s.first_seen_at)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn conditions(conditions: &[ConditionRecord], now: Timestamp) -> Markup {
+    html! {
+        h2 #conditions { "Active conditions" }
+        @if conditions.is_empty() {
+            p.empty { "None: nothing is reported wrong." }
+        } @else {
+            table.records {
+                thead {
+                    tr {
+                        th scope="col" { "Condition" }
+                        th scope="col" { "Subject" }
+                        th scope="col" { "Server" }
+                        th scope="col" { "Since" }
+                        th scope="col" { "Detail" }
+                    }
+                }
+                tbody {
+                    @for c in conditions {
+                        tr {
+                            th scope="row" data-label="Condition" {
+                                code { (c.code.as_str()) }
+                                span.detail { (c.code.description()) }
+                            }
+                            td data-label="Subject" { (c.subject) }
+                            td data-label="Server" { (c.server) }
+                            td data-label="Since" {
+                                (format::time(c.opened_at))
+                                span.detail { "for " (format::duration(now.since(c.opened_at))) }
+                            }
+                            td data-label="Detail" {
+                                @if c.detail.is_empty() { span.muted { "—" } } @else { (c.detail) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a history entry says.
+fn happened(kind: &HistoryKind) -> Markup {
+    html! {
+        @match kind {
+            HistoryKind::FirstSeen => "reported for the first time",
+            HistoryKind::ConditionOpened { code, subject } => {
+                "opened " code { (code.as_str()) } " on " (subject)
+            },
+            HistoryKind::ConditionResolved { code, subject, open_for } => {
+                "resolved " code { (code.as_str()) } " on " (subject)
+                " after " (format::duration(*open_for))
+            },
+            HistoryKind::BecameUnavailable { missed } => {
+                strong { "became unavailable" } " (" (format::heartbeats(*missed)) " missed in a row)"
+            },
+            HistoryKind::Recovered { unavailable_for, missed } => {
+                strong { "recovered" } " after " (format::duration(*unavailable_for))
+                " unavailable (" (format::heartbeats(*missed)) " missed)"
+            },
+        }
+    }
+}
+
+fn history(events: &[HistoryEvent]) -> Markup {
+    html! {
+        h2 #history { "History" }
+        @if events.is_empty() {
+            p.empty { "Nothing has happened yet." }
+        } @else {
+            ol.timeline reversed {
+                @for e in events {
+                    li {
+                        (format::time(e.at)) " · "
+                        span.server { (e.server) } " "
+                        (happened(&e.kind))
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The frame around every page: head, skip link, navigation, sign-out.
+
+use maud::{DOCTYPE, Markup, html};
+
+use crate::session::SignedIn;
+
+/// Which navigation entry is the current page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    /// The overview.
+    Overview,
+    /// The team.
+    Team,
+    /// API tokens.
+    Tokens,
+    /// Anything else.
+    None,
+}
+
+/// A whole page: `title` in the tab and, for a signed-in user, the
+/// navigation (admin entries for admins only) and the sign-out button.
+pub fn page(title: &str, user: Option<&SignedIn>, current: Nav, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) " · Carewatch" }
+                link rel="stylesheet" href="/static/site.css";
+                script src="/static/live.js" defer {}
+            }
+            body {
+                a.skip-link href="#main" { "Skip to content" }
+                header.site {
+                    a.brand href="/" { "Carewatch" }
+                    @if let Some(user) = user {
+                        nav aria-label="Main" {
+                            ul {
+                                (entry("/", "Overview", current == Nav::Overview))
+                                @if user.is_admin() {
+                                    (entry("/team", "Team", current == Nav::Team))
+                                    (entry("/tokens", "API tokens", current == Nav::Tokens))
+                                }
+                            }
+                        }
+                        div.account {
+                            span.who {
+                                (user.user().name)
+                                " "
+                                span.role { "(" (user.user().role.name()) ")" }
+                            }
+                            form.signout method="post" action="/logout" {
+                                (super::csrf_field(user))
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main #main tabindex="-1" { (body) }
+            }
+        }
+    }
+}
+
+fn entry(href: &str, label: &str, current: bool) -> Markup {
+    html! {
+        li {
+            @if current {
+                a href=(href) aria-current="page" { (label) }
+            } @else {
+                a href=(href) { (label) }
+            }
+        }
+    }
+}

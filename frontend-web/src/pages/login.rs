@@ -1,0 +1,188 @@
+//! Signing in and out.
+//!
+//! The login form is protected against cross-site posting by a double-submit
+//! cookie (there is no session yet to derive a token from). Core throttles
+//! failed attempts per login and per address and makes every failure read
+//! the same; this page shows one message for all of them.
+
+use axum::Form;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::response::{IntoResponse, Redirect, Response};
+use carewatch_core::Error;
+use carewatch_core::team::issue_secret;
+use http::{HeaderMap, StatusCode, header};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{Nav, page};
+use super::{Notice, PageResult, csrf_refused, error_page, html_response};
+use crate::AppState;
+use crate::session::{
+    CSRF_FIELD, FORM_COOKIE, PeerIp, SESSION_COOKIE, SignedIn, cookie, delete_cookie,
+    session_cookie, set_cookie, tokens_match,
+};
+
+/// How long the signed-out forms' cookie lives: long enough to type.
+const FORM_COOKIE_SECS: u64 = 3600;
+
+/// The single message for every failed sign-in.
+pub const SIGN_IN_FAILED: &str = "Wrong login or password.";
+
+/// The double-submit value of a signed-out form: the browser's existing
+/// cookie (so a page reloaded in another tab keeps working), or a new one.
+/// Returns the value and, if new, the cookie to set.
+pub fn form_token(headers: &HeaderMap, secure: bool) -> (String, Option<http::HeaderValue>) {
+    match cookie(headers, FORM_COOKIE).filter(|v| is_form_token(v)) {
+        Some(existing) => (existing.to_owned(), None),
+        None => {
+            let fresh = issue_secret("cwf").token.to_string();
+            let set = set_cookie(FORM_COOKIE, &fresh, FORM_COOKIE_SECS, secure);
+            (fresh, Some(set))
+        }
+    }
+}
+
+/// Whether a double-submit value has the shape this module makes.
+fn is_form_token(value: &str) -> bool {
+    value
+        .strip_prefix("cwf.")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether a signed-out form's token matches its cookie.
+pub fn form_token_matches(headers: &HeaderMap, presented: &str) -> bool {
+    cookie(headers, FORM_COOKIE)
+        .filter(|v| is_form_token(v))
+        .is_some_and(|expected| tokens_match(expected, Some(presented)))
+}
+
+/// `GET /login`.
+pub async fn form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let secure = state.options.secure_cookies;
+    if let Some(secret) = cookie(&headers, SESSION_COOKIE)
+        && state.carewatch.session(secret).await.is_ok()
+    {
+        return Redirect::to("/").into_response();
+    }
+    let (token, set) = form_token(&headers, secure);
+    let mut response = html_response(StatusCode::OK, login_page(&token, "", None));
+    if let Some(set) = set {
+        response.headers_mut().append(header::SET_COOKIE, set);
+    }
+    response
+}
+
+/// The login form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /login`: signs in, sets the session cookie, goes to the overview.
+pub async fn submit(
+    State(state): State<AppState>,
+    PeerIp(ip): PeerIp,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> PageResult {
+    let secure = state.options.secure_cookies;
+    let Ok(Form(form)) = form else {
+        return Err(bad_form(None));
+    };
+    if !form_token_matches(&headers, &form.csrf) {
+        return Err(csrf_refused(None));
+    }
+    match state
+        .carewatch
+        .sign_in(&form.login, &form.password, ip)
+        .await
+    {
+        Ok(issued) => {
+            let now = state.carewatch.now();
+            let mut response = Redirect::to("/").into_response();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                session_cookie(&issued.secret.token, issued.session.expires_at, now, secure),
+            );
+            Ok(response)
+        }
+        Err(Error::Unauthenticated { .. }) => Err(html_response(
+            StatusCode::UNAUTHORIZED,
+            login_page(
+                &form.csrf,
+                &form.login,
+                Some(&Notice::Refused(SIGN_IN_FAILED.to_owned())),
+            ),
+        )),
+        Err(e) => Err(error_page(e, None)),
+    }
+}
+
+/// The fields of a form with nothing but its CSRF token.
+#[derive(Debug, Default, Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /logout`: ends the session and deletes the cookie.
+pub async fn logout(
+    State(state): State<AppState>,
+    user: SignedIn,
+    form: Result<Form<CsrfOnly>, FormRejection>,
+) -> PageResult {
+    let Ok(Form(form)) = form else {
+        return Err(bad_form(Some(&user)));
+    };
+    if !user.csrf_matches(Some(&form.csrf)) {
+        return Err(csrf_refused(Some(&user)));
+    }
+    state
+        .carewatch
+        .sign_out(user.secret())
+        .await
+        .map_err(|e| error_page(e, Some(&user)))?;
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        delete_cookie(SESSION_COOKIE, state.options.secure_cookies),
+    );
+    Ok(response)
+}
+
+/// A form body that is not a form (or not this one).
+pub fn bad_form(user: Option<&SignedIn>) -> Response {
+    super::message_page(
+        StatusCode::BAD_REQUEST,
+        "this request did not carry the form it should: nothing was changed",
+        user,
+    )
+}
+
+fn login_page(token: &str, login: &str, notice: Option<&Notice>) -> Markup {
+    let body = html! {
+        div.narrow {
+            h1 { "Sign in" }
+            p { "Sign in to see which of your customers' installations need attention." }
+            (Notice::render(notice))
+            form.stacked method="post" action="/login" {
+                input type="hidden" name=(CSRF_FIELD) value=(token);
+                label for="login" { "Login (email or name)" }
+                input #login name="login" type="text" autocomplete="username" required
+                    maxlength="254" value=(login) autofocus;
+                label for="password" { "Password" }
+                input #password name="password" type="password" autocomplete="current-password"
+                    required maxlength="1024";
+                button type="submit" { "Sign in" }
+            }
+            p.hint { "New to the team? Open the invitation link an admin sent you." }
+        }
+    };
+    page("Sign in", None, Nav::None, body)
+}
