@@ -31,6 +31,7 @@ use carewatch_core::store::{
     InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
     SignOfLife, StatusWrite, Store, StoredKey, WriteOutcome,
 };
+use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::{Clock, Timestamp};
 use carewatch_core::{Carewatch, Config};
 use carewatch_core::{Error, Result};
@@ -213,6 +214,63 @@ impl Store for Faulty {
     async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
         self.check().await?;
         self.inner.prune_changes(before).await
+    }
+    async fn create_invitation(&self, invitation: &InvitationRecord) -> Result<()> {
+        self.check().await?;
+        self.inner.create_invitation(invitation).await
+    }
+    async fn accept_invitation(
+        &self,
+        hash: &TokenHash,
+        password_hash: &str,
+        at: Timestamp,
+    ) -> Result<User> {
+        self.check().await?;
+        self.inner.accept_invitation(hash, password_hash, at).await
+    }
+    async fn user_credentials(&self, login: &Login) -> Result<Option<(User, String)>> {
+        self.check().await?;
+        self.inner.user_credentials(login).await
+    }
+    async fn users(&self, reseller: &ResellerId) -> Result<Vec<User>> {
+        self.check().await?;
+        self.inner.users(reseller).await
+    }
+    async fn remove_user(&self, reseller: &ResellerId, login: &Login) -> Result<()> {
+        self.check().await?;
+        self.inner.remove_user(reseller, login).await
+    }
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        self.check().await?;
+        self.inner.create_session(session).await
+    }
+    async fn session(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<SessionRecord>> {
+        self.check().await?;
+        self.inner.session(hash, now).await
+    }
+    async fn delete_session(&self, hash: &TokenHash) -> Result<()> {
+        self.check().await?;
+        self.inner.delete_session(hash).await
+    }
+    async fn prune_sessions(&self, now: Timestamp) -> Result<u64> {
+        self.check().await?;
+        self.inner.prune_sessions(now).await
+    }
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<()> {
+        self.check().await?;
+        self.inner.create_api_token(token).await
+    }
+    async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>> {
+        self.check().await?;
+        self.inner.api_token(id).await
+    }
+    async fn api_tokens(&self, reseller: &ResellerId) -> Result<Vec<ApiTokenRecord>> {
+        self.check().await?;
+        self.inner.api_tokens(reseller).await
+    }
+    async fn revoke_api_token(&self, reseller: &ResellerId, id: &str, at: Timestamp) -> Result<()> {
+        self.check().await?;
+        self.inner.revoke_api_token(reseller, id, at).await
     }
     async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {
         self.check().await?;

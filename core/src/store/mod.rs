@@ -422,14 +422,6 @@ pub struct InstallationDetail {
     pub history: Vec<HistoryEvent>,
 }
 
-/// TRANSIENT while the backends gain team storage (removed before landing).
-fn team_not_stored() -> Error {
-    Error::Storage {
-        message: "this store does not keep users yet".into(),
-        source: None,
-    }
-}
-
 /// Storage for Carewatch. Implementations must be safe to share between tasks
 /// and, for shared databases, between processes.
 #[async_trait]
@@ -566,82 +558,43 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Stores an invitation. `NotFound` if the reseller does not exist;
     /// `AlreadyExists` if its login is already a user's.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn create_invitation(&self, invitation: &InvitationRecord) -> Result<()> {
-        Err(team_not_stored())
-    }
+    async fn create_invitation(&self, invitation: &InvitationRecord) -> Result<()>;
     /// Accepts an invitation, in one transaction: the invitation with this
     /// hash must be unused and unexpired at `at` (else `Unauthenticated`,
     /// the same for a missing, used or expired one); it is marked used and
     /// its user created with `password_hash`, created at `at`
     /// (`AlreadyExists` if the login was taken meanwhile). Returns the user.
-    #[allow(unused_variables)] // TRANSIENT
     async fn accept_invitation(
         &self,
         hash: &TokenHash,
         password_hash: &str,
         at: Timestamp,
-    ) -> Result<User> {
-        Err(team_not_stored())
-    }
+    ) -> Result<User>;
     /// A user and their password hash, by login.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn user_credentials(&self, login: &Login) -> Result<Option<(User, String)>> {
-        Err(team_not_stored())
-    }
+    async fn user_credentials(&self, login: &Login) -> Result<Option<(User, String)>>;
     /// A reseller's users, by login.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn users(&self, reseller: &ResellerId) -> Result<Vec<User>> {
-        Err(team_not_stored())
-    }
+    async fn users(&self, reseller: &ResellerId) -> Result<Vec<User>>;
     /// Removes one of `reseller`'s users and every session of theirs in one
     /// transaction. `NotFound` if `reseller` has no such user.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn remove_user(&self, reseller: &ResellerId, login: &Login) -> Result<()> {
-        Err(team_not_stored())
-    }
+    async fn remove_user(&self, reseller: &ResellerId, login: &Login) -> Result<()>;
     /// Stores a session. `NotFound` if its user does not exist (any more).
-    #[allow(unused_variables)] // TRANSIENT
-    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
-        Err(team_not_stored())
-    }
+    async fn create_session(&self, session: &SessionRecord) -> Result<()>;
     /// The session with this hash if it has not expired at `now`, with its
     /// user as stored now.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn session(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<SessionRecord>> {
-        Err(team_not_stored())
-    }
+    async fn session(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<SessionRecord>>;
     /// Ends a session (nothing if there is none).
-    #[allow(unused_variables)] // TRANSIENT
-    async fn delete_session(&self, hash: &TokenHash) -> Result<()> {
-        Err(team_not_stored())
-    }
+    async fn delete_session(&self, hash: &TokenHash) -> Result<()>;
     /// Deletes sessions and invitations that expired before `now`.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn prune_sessions(&self, now: Timestamp) -> Result<u64> {
-        Err(team_not_stored())
-    }
+    async fn prune_sessions(&self, now: Timestamp) -> Result<u64>;
     /// Stores an API token. `NotFound` if the reseller does not exist.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<()> {
-        Err(team_not_stored())
-    }
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<()>;
     /// An API token by id, revoked ones included.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>> {
-        Err(team_not_stored())
-    }
+    async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>>;
     /// A reseller's API tokens, revoked ones included, newest first.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn api_tokens(&self, reseller: &ResellerId) -> Result<Vec<ApiTokenRecord>> {
-        Err(team_not_stored())
-    }
+    async fn api_tokens(&self, reseller: &ResellerId) -> Result<Vec<ApiTokenRecord>>;
     /// Revokes one of `reseller`'s API tokens at `at` (again: nothing).
     /// `NotFound` if `reseller` has no such token.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn revoke_api_token(&self, reseller: &ResellerId, id: &str, at: Timestamp) -> Result<()> {
-        Err(team_not_stored())
-    }
+    async fn revoke_api_token(&self, reseller: &ResellerId, id: &str, at: Timestamp) -> Result<()>;
 
     // ----- what resellers read ---------------------------------------------
 
