@@ -1381,7 +1381,7 @@ pub(crate) async fn overview_filters_by_health_and_searches_slcs(
             &alpha,
             &critical(PageCursor {
                 health: Health::Offline,
-                slc: slc("X17-B00-0001"),
+                slc: slc("AAAA"),
             }),
         )
         .await
