@@ -104,7 +104,15 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let grpc = routes(&carewatch).await?;
     let health = grpc.health.clone();
-    let router = grpc.into_router();
+    // gRPC and the web front end on one listener: their paths never meet
+    // (`/carewatch.v1.*`, `/grpc.*` against `/`, `/api/v1/…` …). Cookies are
+    // `Secure` whenever the server speaks TLS.
+    let web = carewatch_web::WebOptions {
+        secure_cookies: options.tls.is_some(),
+    };
+    let router = grpc
+        .into_router()
+        .merge(carewatch_web::router(carewatch.clone(), web));
     let tls = options.tls.as_ref().map(acceptor).transpose()?;
     let max_connections = options.max_connections.unwrap_or_else(connection_capacity);
     tracing::debug!(max_connections, "accepting connections");

@@ -28,6 +28,8 @@ pub fn page(title: &str, user: Option<&SignedIn>, current: Nav, body: Markup) ->
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
                 title { (title) " · Carewatch" }
+                // No icon file: an empty one, so browsers do not ask for /favicon.ico.
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/static/site.css";
                 script src="/static/live.js" defer {}
             }
