@@ -10,8 +10,12 @@
   function takeInvitationCode() {
     var field = document.getElementById("code");
     var wrapper = document.getElementById("invite-code-field");
+    if (!field || !wrapper) return;
+    var shape = /^cwi\.[0-9a-f]{64}$/;
     var code = decodeURIComponent(window.location.hash.replace(/^#/, ""));
-    if (!field || !wrapper || !/^cwi\.[0-9a-f]{64}$/.test(code)) return;
+    // After a refused password the server gives the code back in the field.
+    if (!shape.test(code)) code = field.value;
+    if (!shape.test(code)) return;
     field.value = code;
     wrapper.hidden = true;
     if (window.history && window.history.replaceState) {

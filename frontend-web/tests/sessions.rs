@@ -239,6 +239,7 @@ async fn an_invitation_sets_the_password_once_and_signs_in() {
         .await;
     assert_eq!(differ.status, StatusCode::BAD_REQUEST);
     assert!(differ.body.contains("passwords differ"), "{}", differ.body);
+    assert!(differ.body.contains(secret), "the code stays in the form");
     let short = web.send(accept(secret, "short", "short")).await;
     assert_eq!(short.status, StatusCode::BAD_REQUEST);
 
@@ -255,6 +256,10 @@ async fn an_invitation_sets_the_password_once_and_signs_in() {
     let again = web.send(accept(secret, PASSWORD, PASSWORD)).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST, "works once");
     assert!(again.body.contains("not valid"), "{}", again.body);
+    assert!(
+        !again.body.contains(secret),
+        "a refused code is not given back"
+    );
     assert!(again.set_cookie("carewatch_session").is_none());
 }
 

@@ -23,10 +23,8 @@ use crate::session::{CSRF_FIELD, PeerIp, session_cookie};
 /// `GET /invite`.
 pub async fn form(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let (token, set) = form_token(&headers, state.options.secure_cookies);
-    let mut response = html_response(StatusCode::OK, invite_page(&token, None));
-    if let Some(set) = set {
-        response.headers_mut().append(header::SET_COOKIE, set);
-    }
+    let mut response = html_response(StatusCode::OK, invite_page(&token, "", None));
+    response.headers_mut().append(header::SET_COOKIE, set);
     response
 }
 
@@ -56,12 +54,16 @@ pub async fn submit(
     if !form_token_matches(&headers, &form.csrf) {
         return Err(csrf_refused(None));
     }
-    let refuse = |status: StatusCode, message: String| {
+    let code = form.code.trim().trim_start_matches('#');
+    // A refused password keeps the code in the form (the link's fragment
+    // is gone from the address bar by now); a refused code does not.
+    let refuse_with = |status: StatusCode, code: &str, message: String| {
         html_response(
             status,
-            invite_page(&form.csrf, Some(&Notice::Refused(message))),
+            invite_page(&form.csrf, code, Some(&Notice::Refused(message))),
         )
     };
+    let refuse = |status: StatusCode, message: String| refuse_with(status, code, message);
     if form.password != form.confirm {
         return Err(refuse(
             StatusCode::BAD_REQUEST,
@@ -70,12 +72,12 @@ pub async fn submit(
     }
     let password = Password::new(&form.password)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, Notice::refused_text(&e)))?;
-    let code = form.code.trim().trim_start_matches('#');
     let user = match state.carewatch.accept_invitation(code, password).await {
         Ok(user) => user,
         Err(Error::Unauthenticated { .. }) => {
-            return Err(refuse(
+            return Err(refuse_with(
                 StatusCode::BAD_REQUEST,
+                "",
                 "This invitation is not valid: it was used already, has expired, or the code \
                  was not copied whole. Ask an admin of your team for a new one."
                     .to_owned(),
@@ -108,7 +110,7 @@ pub async fn submit(
     Ok(response)
 }
 
-fn invite_page(token: &str, notice: Option<&Notice>) -> Markup {
+fn invite_page(token: &str, code: &str, notice: Option<&Notice>) -> Markup {
     let body = html! {
         div.narrow {
             h1 { "Join your team on Carewatch" }
@@ -123,7 +125,8 @@ fn invite_page(token: &str, notice: Option<&Notice>) -> Markup {
                         "(it starts with " code { "cwi." } ")."
                     }
                     input #code name="code" type="text" required autocomplete="off"
-                        spellcheck="false" maxlength="200" aria-describedby="code-hint";
+                        spellcheck="false" maxlength="200" aria-describedby="code-hint"
+                        value=(code);
                 }
                 label for="password" { "New password" }
                 p.hint #password-hint { "At least " (MIN_PASSWORD_CHARS) " characters." }

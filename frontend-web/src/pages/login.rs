@@ -30,17 +30,15 @@ const FORM_COOKIE_SECS: u64 = 3600;
 pub const SIGN_IN_FAILED: &str = "Wrong login or password.";
 
 /// The double-submit value of a signed-out form: the browser's existing
-/// cookie (so a page reloaded in another tab keeps working), or a new one.
-/// Returns the value and, if new, the cookie to set.
-pub fn form_token(headers: &HeaderMap, secure: bool) -> (String, Option<http::HeaderValue>) {
-    match cookie(headers, FORM_COOKIE).filter(|v| is_form_token(v)) {
-        Some(existing) => (existing.to_owned(), None),
-        None => {
-            let fresh = issue_secret("cwf").token.to_string();
-            let set = set_cookie(FORM_COOKIE, &fresh, FORM_COOKIE_SECS, secure);
-            (fresh, Some(set))
-        }
-    }
+/// cookie (so a form open in another tab keeps working), or a new one; and
+/// the cookie to set, which gives the form its full hour again.
+pub fn form_token(headers: &HeaderMap, secure: bool) -> (String, http::HeaderValue) {
+    let token = match cookie(headers, FORM_COOKIE).filter(|v| is_form_token(v)) {
+        Some(existing) => existing.to_owned(),
+        None => issue_secret("cwf").token.to_string(),
+    };
+    let set = set_cookie(FORM_COOKIE, &token, FORM_COOKIE_SECS, secure);
+    (token, set)
 }
 
 /// Whether a double-submit value has the shape this module makes.
@@ -67,9 +65,7 @@ pub async fn form(State(state): State<AppState>, headers: HeaderMap) -> Response
     }
     let (token, set) = form_token(&headers, secure);
     let mut response = html_response(StatusCode::OK, login_page(&token, "", None));
-    if let Some(set) = set {
-        response.headers_mut().append(header::SET_COOKIE, set);
-    }
+    response.headers_mut().append(header::SET_COOKIE, set);
     response
 }
 
