@@ -278,7 +278,7 @@ pub struct InstallationDetailJson {
 
 fn detail_json(detail: &InstallationDetail, now: Timestamp) -> InstallationDetailJson {
     let installation = &detail.installation;
-    let last_seen = detail.servers.iter().map(|s| s.last_seen_at).max();
+    let last_seen = detail.last_seen_at();
     InstallationDetailJson {
         installation: row(
             &installation.slc,

@@ -22,7 +22,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use carewatch_core::feed::{Change, ChangeEvent, EventId};
 use carewatch_core::health::Health;
 use carewatch_core::ids::{ResellerId, Slc};
-use carewatch_core::store::{OverviewQuery, OverviewRow};
+use carewatch_core::store::OverviewQuery;
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Carewatch, Error};
 use futures::{StreamExt, stream};
@@ -238,12 +238,7 @@ impl Context {
             Err(Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let row = OverviewRow {
-            slc: detail.installation.slc.clone(),
-            product: detail.installation.product.clone(),
-            last_seen_at: detail.servers.iter().map(|s| s.last_seen_at).max(),
-            summary: detail.summary,
-        };
+        let row = detail.overview_row();
         Ok(Some(RenderedRow {
             health: row.summary.health,
             html: render_row(&row, self.carewatch.now()).into_string(),

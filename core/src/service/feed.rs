@@ -68,6 +68,12 @@ impl Carewatch {
         }
     }
 
+    /// The newest change-feed event's id: where a page that shows the state
+    /// as of now starts following (`watch(.., Some(id))`).
+    pub async fn latest_change(&self) -> Result<EventId> {
+        self.inner.store.latest_change().await
+    }
+
     /// Follows changes to `reseller`'s installations (or to `only` one of
     /// them: `NotFound` if it is missing or another reseller's), from now, or
     /// from just after event `after` (every change since, in order; an

@@ -422,6 +422,23 @@ pub struct InstallationDetail {
     pub history: Vec<HistoryEvent>,
 }
 
+impl InstallationDetail {
+    /// The latest message from any of its servers (the overview's "last seen").
+    pub fn last_seen_at(&self) -> Option<Timestamp> {
+        self.servers.iter().map(|s| s.last_seen_at).max()
+    }
+
+    /// Its overview line, as [`Store::overview`] lists it.
+    pub fn overview_row(&self) -> OverviewRow {
+        OverviewRow {
+            slc: self.installation.slc.clone(),
+            product: self.installation.product.clone(),
+            summary: self.summary.clone(),
+            last_seen_at: self.last_seen_at(),
+        }
+    }
+}
+
 /// Storage for Carewatch. Implementations must be safe to share between tasks
 /// and, for shared databases, between processes.
 #[async_trait]

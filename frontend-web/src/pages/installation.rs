@@ -36,7 +36,7 @@ pub async fn page(
             }));
         }
     };
-    let head = state.carewatch.store().latest_change().await.map_err(bad)?;
+    let head = state.carewatch.latest_change().await.map_err(bad)?;
     let detail = state
         .carewatch
         .installation(&user.user().reseller, &slc)

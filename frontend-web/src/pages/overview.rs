@@ -38,7 +38,7 @@ pub async fn page(
     let trail = Trail::parse(trail.prev.as_deref()).map_err(bad)?;
     // The feed position before the read: the page's live updates start
     // there, so no change between the read and the stream is missed.
-    let head = state.carewatch.store().latest_change().await.map_err(bad)?;
+    let head = state.carewatch.latest_change().await.map_err(bad)?;
     let overview = state
         .carewatch
         .overview(&user.user().reseller, &query)
