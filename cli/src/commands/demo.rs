@@ -12,6 +12,7 @@ use carewatch_core::availability::AvailabilityPolicy;
 use carewatch_core::condition::ReportedCondition;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::seal::MasterKey;
+use carewatch_core::team::{Login, Password, Role};
 use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch, ConditionCode, Config};
 use carewatch_grpc::client::{Bearer, connect};
@@ -29,6 +30,13 @@ pub struct DemoArgs {
     /// Heartbeat interval of the simulated servers (short, so the demo is quick).
     #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
     interval: Duration,
+    /// Keep the server and the simulated fleet running after the script,
+    /// with faults coming and going, to watch the web page live (Ctrl-C ends it).
+    #[arg(long)]
+    web: bool,
+    /// Where to listen (the web page is at https://localhost:<port>/).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
 }
 
 fn slc(text: &str) -> CliResult<Slc> {
@@ -69,7 +77,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
         .await?
         .ok_or("fresh database has an operator")?;
     let (tls, _) = TlsIdentity::self_signed_in(dir.path(), &[])?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let url = format!("https://localhost:{}", listener.local_addr()?.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = ServeOptions {
@@ -77,7 +85,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
         maintenance_every: args.interval / 4,
         ..ServeOptions::default()
     };
-    let server = tokio::spawn(serve(carewatch, listener, options, async {
+    let server = tokio::spawn(serve(carewatch.clone(), listener, options, async {
         let _ = stopped.await;
     }));
     let channel = connect(&url, Some(&tls.cert_pem)).await?;
@@ -157,6 +165,14 @@ pub async fn run(args: DemoArgs) -> CliResult {
     println!(
         "  4 installations, 8 recording servers, heartbeat every {:?}",
         args.interval
+    );
+    let (login, password) = demo_admin(&carewatch, &north).await?;
+    step(&format!(
+        "The web page: open {url}/ and sign in as {login} with password {password}"
+    ));
+    println!(
+        "  (the certificate is self-signed: {}; its SHA-256 is above)",
+        dir.path().join("cert.pem").display()
     );
 
     let ingest = IngestClient::new(channel.clone());
@@ -288,10 +304,80 @@ pub async fn run(args: DemoArgs) -> CliResult {
         Ok(_) => return Err("another reseller's installation was visible".into()),
     }
 
+    if args.web {
+        step("Running on: faults come and go every few seconds; Ctrl-C stops");
+        keep_running(&mut fleet, &ingest, &hq, &warehouse, args.interval).await?;
+    }
+
     step("Stopping the server");
     watcher.abort();
     let _ = stop.send(());
     server.await??;
     println!("  done.");
+    Ok(())
+}
+
+/// A Northwind admin who can sign in to the web page: invited and accepted
+/// in-process, with a fresh random password (printed, never stored in clear).
+async fn demo_admin(carewatch: &Carewatch, reseller: &ResellerId) -> CliResult<(Login, String)> {
+    let login = Login::new("admin@northwind.example")?;
+    let invitation = carewatch
+        .invite_user(reseller, &login, "Demo admin", Role::Admin, None)
+        .await?;
+    // Sixteen hex digits of a fresh random secret.
+    let secret = carewatch_core::team::issue_secret("demo");
+    let password = secret.token.get(5..21).unwrap_or_default().to_owned();
+    carewatch
+        .accept_invitation(&invitation.secret.token, Password::new(&password)?)
+        .await?;
+    Ok((login, password))
+}
+
+/// Faults coming and going on a timer, until Ctrl-C.
+async fn keep_running(
+    fleet: &mut Fleet,
+    ingest: &IngestClient<tonic::transport::Channel>,
+    hq: &Slc,
+    warehouse: &Slc,
+    interval: Duration,
+) -> CliResult {
+    let mut tick = tokio::time::interval(interval);
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    for n in 0u64.. {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        // A cycle of 24 ticks: a drive fills and is cleaned, a server drops out and returns.
+        match n % 24 {
+            3 => {
+                if let Some(s) = fleet.server_mut(warehouse, "rs-2") {
+                    s.set_conditions(vec![condition(
+                        ConditionCode::StorageFull,
+                        "F:\\Recordings",
+                        "100% used",
+                    )?]);
+                }
+            }
+            9 => {
+                if let Some(s) = fleet.server_mut(hq, "rs-2") {
+                    s.silent = true;
+                }
+            }
+            15 => {
+                if let Some(s) = fleet.server_mut(warehouse, "rs-2") {
+                    s.set_conditions(Vec::new());
+                }
+            }
+            20 => {
+                if let Some(s) = fleet.server_mut(hq, "rs-2") {
+                    s.silent = false;
+                }
+            }
+            _ => {}
+        }
+        round(fleet, ingest).await;
+    }
     Ok(())
 }
