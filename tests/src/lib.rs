@@ -2,6 +2,8 @@
 //! directory, TLS with a self-signed certificate, a loopback port, and
 //! clients made with the generated tonic stubs.
 
+pub mod process;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
