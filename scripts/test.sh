@@ -47,3 +47,22 @@ VIRTUAL_ENV="$PWD/$VENV" "$VENV/bin/maturin" build --quiet \
   [ "$status" -ne 5 ] || echo "pytest collected no tests: the Python suite did not run" >&2
   exit "$status"
 }
+
+echo "==> browser tests (Chromium)"
+# The web dashboard in Debian's Chromium, driven by Playwright (the system
+# browser: Playwright's own browser download is never used), against the
+# target/debug/carewatch built above for the protocol test.
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver || {
+    $SUDO apt-get update
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+  }
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "playwright>=1.40,<2"
+"$VENV/bin/python" -m pytest tests/browser -q -p no:cacheprovider || {
+  status=$?
+  [ "$status" -ne 5 ] || echo "pytest collected no tests: the browser suite did not run" >&2
+  exit "$status"
+}
