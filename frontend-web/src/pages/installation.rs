@@ -48,7 +48,7 @@ pub async fn page(
     let current = format!("/installations/{slc}");
     let body = html! {
         p.breadcrumb { a href="/" { "← Overview" } }
-        h1 { (title) }
+        h1 { "Installation " span.slc { (slc) } }
         section #installation data-live="installation" data-events=(events) {
             (live_status(&current))
             div data-live-part="details" {
