@@ -81,7 +81,15 @@ pub fn gap_before(mark: &LivenessMark, nodes: &[NodeLiveness]) -> Option<Downtim
     if nodes.iter().any(|n| n.node != mark.node && receiving(n)) {
         return None;
     }
-    let last_receiving = nodes.iter().map(|n| n.alive_at).chain(outage_began).max()?;
+    // A node whose storage failed or stalled stopped receiving at the first
+    // such write, whatever its own marks said meanwhile (a mark may get
+    // through while its messages' writes stall).
+    let last_receiving = nodes
+        .iter()
+        .filter(|n| outage_began.is_none() || n.node != mark.node)
+        .map(|n| n.alive_at)
+        .chain(outage_began)
+        .max()?;
     let counts = match mark.reason {
         MarkReason::Starting | MarkReason::StorageRecovered { .. } => true,
         MarkReason::Running => mark.at.since(last_receiving) > mark.tolerance,
@@ -204,6 +212,9 @@ mod tests {
         assert_eq!(gap_before(&recovered, &nodes), None);
         // b's recent-looking mark is from before the outage: it failed too.
         let nodes = [node("a", 10, false), node("b", 11, false)];
+        assert_eq!(gap_before(&recovered, &nodes), window(11, 14));
+        // Its own marks got through while its writes stalled: still from 11.
+        let nodes = [node("a", 13, false)];
         assert_eq!(gap_before(&recovered, &nodes), window(11, 14));
     }
 }
