@@ -62,6 +62,33 @@ impl Carewatch {
         result
     }
 
+    /// [`Carewatch::ingest`] for a caller that waits at most `deadline`:
+    /// if the storage has not answered by then, the caller gets a retryable
+    /// `StorageUnavailable` before its own deadline expires (a timeout on its
+    /// side would be ambiguous). A heartbeat may still be written after
+    /// that; the caller's retry is then acknowledged as a duplicate.
+    pub async fn ingest_within(
+        &self,
+        message: IncomingMessage,
+        deadline: Option<Duration>,
+    ) -> Result<IngestAck> {
+        let Some(deadline) = deadline else {
+            return self.ingest(message).await;
+        };
+        // Time to send the answer back before the caller gives up.
+        let budget = deadline.mul_f32(0.8);
+        match tokio::time::timeout(budget, self.ingest(message)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(Error::StorageUnavailable {
+                reason: crate::error::Unavailability::Unreachable,
+                message: format!(
+                    "the storage did not answer within the call's deadline ({deadline:?}); retry the same message"
+                ),
+                source: None,
+            }),
+        }
+    }
+
     async fn ingest_inner(
         &self,
         message: &IncomingMessage,

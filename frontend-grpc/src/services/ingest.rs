@@ -29,6 +29,7 @@ impl IngestService {
         &self,
         kind: MessageKind,
         message: proto::SealedMessage,
+        deadline: Option<std::time::Duration>,
     ) -> Result<IngestAck, Error> {
         let incoming = IncomingMessage {
             slc: convert::slc(&message.slc)?,
@@ -37,8 +38,26 @@ impl IngestService {
             sequence: message.sequence,
             sealed: message.sealed,
         };
-        self.carewatch.ingest(incoming).await
+        self.carewatch.ingest_within(incoming, deadline).await
     }
+}
+
+/// The caller's deadline from its `grpc-timeout` header (`<digits><unit>`,
+/// unit H, M, S, m, u or n); `None` if absent or malformed.
+fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let text = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok().filter(|_| digits.len() <= 8)?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 fn ack(a: IngestAck) -> proto::Ack {
@@ -51,14 +70,38 @@ fn ack(a: IngestAck) -> proto::Ack {
 
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<proto::StreamReply, Status>> + Send + 'static>>;
 
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::grpc_timeout;
+
+    #[test]
+    fn grpc_timeouts_parse_and_bad_ones_are_ignored() {
+        let at = |value: &'static str| {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            metadata.insert("grpc-timeout", value.parse().expect("ascii"));
+            grpc_timeout(&metadata)
+        };
+        assert_eq!(at("1000m"), Some(Duration::from_secs(1)));
+        assert_eq!(at("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(at("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(at("5x"), None);
+        assert_eq!(at("m"), None);
+        assert_eq!(at("123456789S"), None, "at most 8 digits");
+        assert_eq!(grpc_timeout(&tonic::metadata::MetadataMap::new()), None);
+    }
+}
+
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn heartbeat(
         &self,
         request: Request<proto::SealedMessage>,
     ) -> Result<Response<proto::Ack>, Status> {
+        let deadline = grpc_timeout(request.metadata());
         let ack_ = self
-            .handle(MessageKind::Heartbeat, request.into_inner())
+            .handle(MessageKind::Heartbeat, request.into_inner(), deadline)
             .await
             .map_err(to_status)?;
         Ok(Response::new(ack(ack_)))
@@ -68,8 +111,9 @@ impl Ingest for IngestService {
         &self,
         request: Request<proto::SealedMessage>,
     ) -> Result<Response<proto::Ack>, Status> {
+        let deadline = grpc_timeout(request.metadata());
         let ack_ = self
-            .handle(MessageKind::StatusReport, request.into_inner())
+            .handle(MessageKind::StatusReport, request.into_inner(), deadline)
             .await
             .map_err(to_status)?;
         Ok(Response::new(ack(ack_)))
@@ -95,10 +139,10 @@ impl Ingest for IngestService {
                 let sequence = item.message.as_ref().map_or(0, |m| m.sequence);
                 let result = match (proto::MessageKind::try_from(item.kind), item.message) {
                     (Ok(proto::MessageKind::Heartbeat), Some(m)) => {
-                        service.handle(MessageKind::Heartbeat, m).await
+                        service.handle(MessageKind::Heartbeat, m, None).await
                     }
                     (Ok(proto::MessageKind::StatusReport), Some(m)) => {
-                        service.handle(MessageKind::StatusReport, m).await
+                        service.handle(MessageKind::StatusReport, m, None).await
                     }
                     _ => Err(Error::InvalidInput {
                         field: "stream message",
