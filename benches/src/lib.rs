@@ -12,17 +12,22 @@
 //! - [`interleaved::median_ns`]: operations timed in turn, for ratios that
 //!   the machine's drift would otherwise swamp;
 //! - [`server::ServerProcess`]: a real `carewatch serve` child process, for
-//!   the end-to-end binaries `loadgen` and `scale`.
+//!   the end-to-end binaries `loadgen`, `scale` and `webload`;
+//! - [`ingest::Workers`]: simulated recording servers sending heartbeats
+//!   as `loadgen` does, and [`web`]: an HTTPS client of the web page with
+//!   live pages (server-sent events), for `webload`.
 //!
 //! Everything is generated from fixed seeds, so every run measures the same
 //! inputs.
 
 mod columns;
 mod fleet;
+pub mod ingest;
 pub mod interleaved;
 mod postgres;
 mod rng;
 pub mod server;
+pub mod web;
 
 pub use columns::{EVALUATED_AT, FleetColumns, sum_columns};
 pub use fleet::{

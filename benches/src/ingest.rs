@@ -1,0 +1,193 @@
+//! Ingest load as `loadgen` drives it: simulated recording servers, split
+//! among workers, each worker sending one heartbeat at a time over gRPC +
+//! TLS (a unary call each, or one long-lived `Stream` per worker), for the
+//! `webload` benchmark's runs with and without live pages.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use carewatch_cli::simulate::SimServer;
+use carewatch_grpc::proto::{self, ingest_client::IngestClient};
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+/// How heartbeats travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One unary `Heartbeat` call per message.
+    Unary,
+    /// One long-lived `Stream` per worker, one message in flight on it.
+    Stream,
+}
+
+/// What the workers measured.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Latency of every accepted heartbeat, in microseconds.
+    pub latencies_us: Vec<u32>,
+    /// Failures by code.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.latencies_us.extend(other.latencies_us);
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+    }
+
+    /// Failures of every kind.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Simulated recording servers split among workers, with the sequence
+/// number each last had acknowledged.
+#[derive(Debug)]
+pub struct Workers {
+    groups: Vec<(Vec<SimServer>, Vec<u64>)>,
+}
+
+impl Workers {
+    /// Sends every server's first message (its status report) with up to
+    /// `concurrency` in flight, then splits them among `concurrency` workers.
+    pub async fn start(
+        servers: Vec<SimServer>,
+        channel: &Channel,
+        concurrency: usize,
+    ) -> Result<Self, tonic::Status> {
+        let concurrency = concurrency.max(1);
+        let reported: Vec<SimServer> = futures::stream::iter(servers)
+            .map(|mut server| {
+                let mut client = IngestClient::new(channel.clone());
+                async move {
+                    let (_, message) = server.next_message();
+                    client.status_report(message).await?;
+                    server.report_acknowledged();
+                    Ok::<_, tonic::Status>(server)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        let workers = concurrency.min(reported.len()).max(1);
+        let mut groups: Vec<(Vec<SimServer>, Vec<u64>)> =
+            (0..workers).map(|_| (Vec::new(), Vec::new())).collect();
+        for (n, server) in reported.into_iter().enumerate() {
+            let group = &mut groups[n % workers];
+            group.1.push(server.sequence());
+            group.0.push(server);
+        }
+        Ok(Self { groups })
+    }
+
+    /// Workers (requests in flight at once).
+    pub fn workers(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Recording servers.
+    pub fn servers(&self) -> usize {
+        self.groups.iter().map(|g| g.0.len()).sum()
+    }
+
+    /// Runs every worker for `length` over `channels` (worker `n` on
+    /// channel `n % channels.len()`); the merged tally and the wall time.
+    pub async fn run(
+        &mut self,
+        channels: &[Channel],
+        mode: Mode,
+        length: Duration,
+    ) -> (Tally, Duration) {
+        let began = Instant::now();
+        let until = began + length;
+        let tallies = futures::future::join_all(self.groups.iter_mut().enumerate().map(
+            |(n, (servers, acked))| {
+                let channel = channels[n % channels.len()].clone();
+                drive(channel, mode, servers, acked, until)
+            },
+        ))
+        .await;
+        let elapsed = began.elapsed();
+        let mut total = Tally::default();
+        for t in tallies {
+            total.merge(t);
+        }
+        (total, elapsed)
+    }
+}
+
+/// Sends heartbeats from `servers`, one at a time, until `until`.
+async fn drive(
+    channel: Channel,
+    mode: Mode,
+    servers: &mut [SimServer],
+    acked: &mut [u64],
+    until: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut client = IngestClient::new(channel);
+    let (tx, mut replies) = match mode {
+        Mode::Unary => (None, None),
+        Mode::Stream => {
+            let (tx, rx) = mpsc::channel::<proto::StreamMessage>(1);
+            let requests = tokio_stream::wrappers::ReceiverStream::new(rx);
+            match client.stream(requests).await {
+                Ok(replies) => (Some(tx), Some(replies.into_inner())),
+                Err(status) => {
+                    tally.errors.insert(format!("{:?}", status.code()), 1);
+                    return tally;
+                }
+            }
+        }
+    };
+    'outer: loop {
+        for (server, acked) in servers.iter_mut().zip(acked.iter_mut()) {
+            if Instant::now() >= until {
+                break 'outer;
+            }
+            let (_, message) = server.next_message();
+            let sequence = message.sequence;
+            let sent = Instant::now();
+            let result: Result<(), String> = match (&tx, &mut replies) {
+                (Some(tx), Some(replies)) => {
+                    let item = proto::StreamMessage {
+                        kind: proto::MessageKind::Heartbeat as i32,
+                        message: Some(message),
+                    };
+                    match tx.send(item).await {
+                        Err(_) => Err("stream closed".into()),
+                        Ok(()) => match replies.try_next().await {
+                            Ok(Some(proto::StreamReply {
+                                result: Some(proto::stream_reply::Result::Ack(_)),
+                                ..
+                            })) => Ok(()),
+                            Ok(Some(reply)) => Err(format!("refused: {:?}", reply.result)),
+                            Ok(None) => Err("stream ended".into()),
+                            Err(status) => Err(format!("{:?}", status.code())),
+                        },
+                    }
+                }
+                _ => client
+                    .heartbeat(message)
+                    .await
+                    .map(drop)
+                    .map_err(|status| format!("{:?}", status.code())),
+            };
+            let took = sent.elapsed();
+            match result {
+                Ok(()) => {
+                    *acked = sequence;
+                    tally
+                        .latencies_us
+                        .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                }
+                Err(code) => *tally.errors.entry(code).or_default() += 1,
+            }
+        }
+    }
+    tally
+}
