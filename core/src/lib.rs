@@ -18,6 +18,7 @@ pub mod health;
 pub mod ids;
 pub mod installation;
 pub mod liveness;
+pub mod notification;
 pub mod seal;
 mod service;
 pub mod store;

@@ -70,29 +70,6 @@ fn ack(a: IngestAck) -> proto::Ack {
 
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<proto::StreamReply, Status>> + Send + 'static>>;
 
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::grpc_timeout;
-
-    #[test]
-    fn grpc_timeouts_parse_and_bad_ones_are_ignored() {
-        let at = |value: &'static str| {
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            metadata.insert("grpc-timeout", value.parse().expect("ascii"));
-            grpc_timeout(&metadata)
-        };
-        assert_eq!(at("1000m"), Some(Duration::from_secs(1)));
-        assert_eq!(at("2S"), Some(Duration::from_secs(2)));
-        assert_eq!(at("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(at("5x"), None);
-        assert_eq!(at("m"), None);
-        assert_eq!(at("123456789S"), None, "at most 8 digits");
-        assert_eq!(grpc_timeout(&tonic::metadata::MetadataMap::new()), None);
-    }
-}
-
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn heartbeat(
@@ -167,5 +144,28 @@ impl Ingest for IngestService {
             replies,
             &self.carewatch,
         ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::grpc_timeout;
+
+    #[test]
+    fn grpc_timeouts_parse_and_bad_ones_are_ignored() {
+        let at = |value: &'static str| {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            metadata.insert("grpc-timeout", value.parse().expect("ascii"));
+            grpc_timeout(&metadata)
+        };
+        assert_eq!(at("1000m"), Some(Duration::from_secs(1)));
+        assert_eq!(at("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(at("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(at("5x"), None);
+        assert_eq!(at("m"), None);
+        assert_eq!(at("123456789S"), None, "at most 8 digits");
+        assert_eq!(grpc_timeout(&tonic::metadata::MetadataMap::new()), None);
     }
 }

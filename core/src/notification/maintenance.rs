@@ -1,0 +1,198 @@
+//! Maintenance windows: a reseller mutes one installation (or all of its
+//! installations) for a period, once or repeating. Nothing notifies during
+//! a window; the dashboard shows "in maintenance".
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::ids::{ResellerId, Slc};
+use crate::team::Login;
+use crate::time::Timestamp;
+
+/// A window's public id (16 hex digits).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WindowId(Box<str>);
+
+impl WindowId {
+    /// A new random id.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 8];
+        crate::seal::fill_random_bytes(&mut bytes);
+        Self(
+            bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into(),
+        )
+    }
+
+    /// Parses an id: 16 hex digits.
+    pub fn new(text: &str) -> Result<Self> {
+        let text = text.trim();
+        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidInput {
+                field: "maintenance window id",
+                reason: "16 hex digits".into(),
+            });
+        }
+        Ok(Self(text.to_ascii_lowercase().into()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WindowId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for WindowId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WindowId({})", self.0)
+    }
+}
+
+/// A maintenance window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceWindow {
+    /// Its id.
+    pub id: WindowId,
+    /// Whose it is.
+    pub reseller: ResellerId,
+    /// One installation, or `None` for every installation of the reseller.
+    pub slc: Option<Slc>,
+    /// When the (first) window starts.
+    pub starts_at: Timestamp,
+    /// How long each window lasts.
+    pub length: Duration,
+    /// Repeats this often (e.g. weekly), or happens once.
+    pub every: Option<Duration>,
+    /// Why (shown on the dashboard).
+    pub reason: String,
+    /// Who set it, and when.
+    pub created_by: Login,
+    /// When it was set.
+    pub created_at: Timestamp,
+}
+
+impl MaintenanceWindow {
+    /// Checks it: 1 minute to 30 days long, repeating no more often than it
+    /// lasts (and at least hourly), a reason of at most 200 characters.
+    pub fn validate(self) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidInput {
+            field: "maintenance window",
+            reason: reason.into(),
+        };
+        if !(Duration::from_secs(60)..=Duration::from_secs(30 * 86_400)).contains(&self.length) {
+            return Err(invalid("lasts 1 minute to 30 days"));
+        }
+        if let Some(every) = self.every
+            && (every < self.length || every < Duration::from_secs(3600))
+        {
+            return Err(invalid(
+                "repeats at least hourly and no more often than it lasts",
+            ));
+        }
+        if self.reason.chars().count() > 200 || self.reason.chars().any(char::is_control) {
+            return Err(invalid(
+                "the reason has at most 200 characters, no control characters",
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Whether it applies to `slc`.
+    pub fn covers(&self, slc: &Slc) -> bool {
+        self.slc.as_ref().is_none_or(|s| s == slc)
+    }
+
+    /// The occurrence `[start, end)` that contains `at`, if any.
+    pub fn occurrence_at(&self, at: Timestamp) -> Option<(Timestamp, Timestamp)> {
+        let start = self.starts_at.as_millis();
+        let length = i64::try_from(self.length.as_millis()).unwrap_or(i64::MAX);
+        let t = at.as_millis();
+        if t < start {
+            return None;
+        }
+        let begin = match self.every {
+            None => start,
+            Some(every) => {
+                let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX).max(1);
+                start + (t - start) / every * every
+            }
+        };
+        let end = begin.saturating_add(length);
+        (t < end).then(|| (Timestamp::from_millis(begin), Timestamp::from_millis(end)))
+    }
+}
+
+/// The end of the maintenance that covers `slc` at `at` (the latest end of
+/// the windows in force), or `None` if it is not in maintenance.
+pub fn in_maintenance(
+    windows: &[MaintenanceWindow],
+    slc: &Slc,
+    at: Timestamp,
+) -> Option<Timestamp> {
+    windows
+        .iter()
+        .filter(|w| w.covers(slc))
+        .filter_map(|w| w.occurrence_at(at).map(|(_, end)| end))
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_millis(s * 1000)
+    }
+
+    fn window(slc: Option<&str>, start: i64, length: u64, every: Option<u64>) -> MaintenanceWindow {
+        MaintenanceWindow {
+            id: WindowId::generate(),
+            reseller: ResellerId::new("acme").unwrap(),
+            slc: slc.map(|s| Slc::new(s).unwrap()),
+            starts_at: t(start),
+            length: Duration::from_secs(length),
+            every: every.map(Duration::from_secs),
+            reason: "firmware".into(),
+            created_by: Login::new("admin@acme.example").unwrap(),
+            created_at: t(0),
+        }
+    }
+
+    #[test]
+    fn once_and_repeating_windows_cover_their_occurrences_only() {
+        let slc = Slc::new("M01-C01-0001").unwrap();
+        let other = Slc::new("M01-C01-0002").unwrap();
+        let once = [window(Some("M01-C01-0001"), 100, 600, None)];
+        assert_eq!(in_maintenance(&once, &slc, t(99)), None);
+        assert_eq!(in_maintenance(&once, &slc, t(100)), Some(t(700)));
+        assert_eq!(in_maintenance(&once, &slc, t(699)), Some(t(700)));
+        assert_eq!(in_maintenance(&once, &slc, t(700)), None);
+        assert_eq!(in_maintenance(&once, &other, t(200)), None);
+        let weekly = [window(None, 0, 3600, Some(7 * 86_400))];
+        assert_eq!(
+            in_maintenance(&weekly, &other, t(7 * 86_400 + 10)),
+            Some(t(7 * 86_400 + 3600))
+        );
+        assert_eq!(in_maintenance(&weekly, &other, t(7 * 86_400 + 3600)), None);
+    }
+
+    #[test]
+    fn windows_are_validated() {
+        assert!(window(None, 0, 30, None).validate().is_err(), "too short");
+        assert!(
+            window(None, 0, 7200, Some(3600)).validate().is_err(),
+            "repeats inside itself"
+        );
+        assert!(window(None, 0, 3600, Some(86_400)).validate().is_ok());
+    }
+}

@@ -1,0 +1,316 @@
+//! Notifications: tell the reseller, once, reliably, and say "the site", not
+//! "N servers".
+//!
+//! Rules are pure functions here ([`rules`], [`maintenance`]); the facade
+//! derives notifications from the durable change feed into the store's
+//! outbox in one transaction per step, and delivery (`carewatch-notify`)
+//! sends what the outbox holds, at least once, each attempt carrying the
+//! same idempotency key.
+//!
+//! A notification is about an installation, never about one server or one
+//! camera: when a site goes Offline, one message lists its servers and
+//! conditions. What notifies: an installation turning Critical or Offline
+//! (and Attention, if the channel asks for it), its recovery, reminders
+//! while it stays unhealthy, and one message after a maintenance window if
+//! it is still unhealthy. A state must hold for the channel's hold time
+//! before it notifies; a recovery within it sends nothing.
+
+pub mod delivery;
+pub mod maintenance;
+pub mod payload;
+pub mod rules;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::ids::{ResellerId, Slc};
+use crate::team::Login;
+use crate::time::Timestamp;
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidInput {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// A notification channel's public id (16 hex digits).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChannelId(Box<str>);
+
+impl ChannelId {
+    /// A new random id.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 8];
+        crate::seal::fill_random_bytes(&mut bytes);
+        Self(
+            bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into(),
+        )
+    }
+
+    /// Parses an id: 16 hex digits.
+    pub fn new(text: &str) -> Result<Self> {
+        let text = text.trim();
+        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid("channel id", "16 hex digits"));
+        }
+        Ok(Self(text.to_ascii_lowercase().into()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChannelId({})", self.0)
+    }
+}
+
+/// Where a channel delivers. URLs of chat webhooks carry their own secret,
+/// and addresses are personal data: the store keeps destinations sealed
+/// under the master key.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// An HTTPS (or HTTP) endpoint that receives the JSON notification,
+    /// signed with HMAC-SHA256 ([`delivery::signature_header`]).
+    Webhook {
+        /// The URL.
+        url: String,
+    },
+    /// Email over the SMTP server configured for `carewatch serve`.
+    Email {
+        /// Recipients.
+        to: Vec<String>,
+    },
+    /// A Slack incoming webhook.
+    Slack {
+        /// The webhook URL (a secret).
+        url: String,
+    },
+    /// A Microsoft Teams incoming webhook.
+    Teams {
+        /// The webhook URL (a secret).
+        url: String,
+    },
+}
+
+impl fmt::Debug for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never prints the URL's secret or the addresses.
+        write!(f, "Destination::{}", self.kind())
+    }
+}
+
+impl Destination {
+    /// `webhook`, `email`, `slack` or `teams`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Webhook { .. } => "webhook",
+            Self::Email { .. } => "email",
+            Self::Slack { .. } => "slack",
+            Self::Teams { .. } => "teams",
+        }
+    }
+
+    /// Checks the URL or addresses.
+    pub fn validate(self) -> Result<Self> {
+        match &self {
+            Self::Webhook { url } | Self::Slack { url } | Self::Teams { url } => check_url(url)?,
+            Self::Email { to } => {
+                if to.is_empty() || to.len() > 20 {
+                    return Err(invalid("email recipients", "1 to 20 addresses"));
+                }
+                for address in to {
+                    check_email(address)?;
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// A description safe to show: the kind and the host or the addresses.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Webhook { url } | Self::Slack { url } | Self::Teams { url } => {
+                format!("{} to {}", self.kind(), host_of(url))
+            }
+            Self::Email { to } => format!("email to {}", to.join(", ")),
+        }
+    }
+
+    /// Encodes for sealing: `kind`, a newline, then the URL or the
+    /// addresses one per line.
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Webhook { url } | Self::Slack { url } | Self::Teams { url } => {
+                format!("{}\n{url}", self.kind())
+            }
+            Self::Email { to } => format!("email\n{}", to.join("\n")),
+        }
+    }
+
+    /// The inverse of [`Destination::encode`].
+    pub fn decode(text: &str) -> Result<Self> {
+        let corrupt = || crate::store::columns::corrupt("channel destination", "not decodable");
+        let (kind, rest) = text.split_once('\n').ok_or_else(corrupt)?;
+        Ok(match kind {
+            "webhook" => Self::Webhook { url: rest.into() },
+            "slack" => Self::Slack { url: rest.into() },
+            "teams" => Self::Teams { url: rest.into() },
+            "email" => Self::Email {
+                to: rest.lines().map(str::to_owned).collect(),
+            },
+            _ => return Err(corrupt()),
+        })
+    }
+}
+
+fn check_url(url: &str) -> Result<()> {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| invalid("url", "must start with https:// (or http://)"))?;
+    if rest.is_empty()
+        || url.len() > 2048
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            "url",
+            "not a URL (at most 2048 characters, no spaces)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_email(address: &str) -> Result<()> {
+    let ok = address.len() <= 254
+        && address.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+        })
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "email address",
+            format!("{address:?} is not an address"),
+        ))
+    }
+}
+
+/// The host part of a URL, for display.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit('@').next().unwrap_or(authority)
+}
+
+/// What a channel notifies about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRules {
+    /// Also installations turning Attention (by default only Critical and
+    /// Offline).
+    pub attention: bool,
+    /// Only these installations (`None`: all of the reseller's).
+    pub installations: Option<Vec<Slc>>,
+    /// How long a state must hold before it notifies (flap damping).
+    pub hold: Duration,
+    /// Repeat while unresolved, this often (`None`: never).
+    pub reminder: Option<Duration>,
+}
+
+impl Default for ChannelRules {
+    /// Critical and Offline, every installation, held two minutes, no reminders.
+    fn default() -> Self {
+        Self {
+            attention: false,
+            installations: None,
+            hold: Duration::from_secs(120),
+            reminder: None,
+        }
+    }
+}
+
+impl ChannelRules {
+    /// Checks the times: hold 0 to 24 h, reminders 5 min to 7 days.
+    pub fn validate(self) -> Result<Self> {
+        if self.hold > Duration::from_secs(24 * 3600) {
+            return Err(invalid("hold", "at most 24 hours"));
+        }
+        if let Some(every) = self.reminder
+            && !(Duration::from_secs(300)..=Duration::from_secs(7 * 86_400)).contains(&every)
+        {
+            return Err(invalid("reminder", "every 5 minutes to 7 days"));
+        }
+        Ok(self)
+    }
+
+    /// Whether the channel covers this installation.
+    pub fn covers(&self, slc: &Slc) -> bool {
+        self.installations
+            .as_ref()
+            .is_none_or(|only| only.contains(slc))
+    }
+}
+
+/// How a channel's deliveries have gone lately.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeliveryStatus {
+    /// When the last attempt ended, and whether it worked.
+    pub last_attempt_at: Option<Timestamp>,
+    /// The last attempt's error, if it failed.
+    pub last_error: Option<String>,
+    /// Attempts that failed in a row; [`FAILING_AFTER`] or more flags it.
+    pub failures_in_a_row: u32,
+}
+
+/// Consecutive failed attempts after which a channel is shown as failing.
+pub const FAILING_AFTER: u32 = 5;
+
+impl DeliveryStatus {
+    /// Whether the channel keeps failing.
+    pub fn failing(&self) -> bool {
+        self.failures_in_a_row >= FAILING_AFTER
+    }
+}
+
+/// A channel as the store keeps it: the destination and signing secret
+/// sealed under the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRecord {
+    /// Its id.
+    pub id: ChannelId,
+    /// Whose it is.
+    pub reseller: ResellerId,
+    /// What the reseller called it.
+    pub name: String,
+    /// `webhook`, `email`, `slack`, `teams` (also inside the sealed part).
+    pub kind: String,
+    /// [`Destination::encode`] and the signing secret, sealed.
+    pub sealed: Vec<u8>,
+    /// What it notifies about.
+    pub rules: ChannelRules,
+    /// When and by whom it was made.
+    pub created_at: Timestamp,
+    /// Who made it.
+    pub created_by: Login,
+    /// How its deliveries went.
+    pub status: DeliveryStatus,
+}

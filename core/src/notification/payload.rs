@@ -1,0 +1,263 @@
+//! The notification as sent: one JSON document with a stable, versioned
+//! schema (`carewatch.notification.v1`; fields are only ever added). The
+//! webhook body is this document; email, Slack and Teams messages are
+//! rendered from it. It is built when the notification is derived and kept
+//! in the outbox, so every retry sends the same bytes.
+
+use serde::{Deserialize, Serialize};
+
+use super::rules::Tell;
+use crate::health::Health;
+use crate::store::InstallationDetail;
+use crate::time::Timestamp;
+
+/// The schema name and version of [`Notification`].
+pub const SCHEMA: &str = "carewatch.notification.v1";
+
+/// One notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// The idempotency key: the same for every attempt of this notification.
+    pub id: String,
+    /// `problem`, `reminder`, `after_maintenance`, `resolved` or `test`.
+    pub kind: String,
+    /// When it was decided (RFC 3339, UTC).
+    pub at: String,
+    /// The reseller.
+    pub reseller: String,
+    /// One line for a subject or a chat title.
+    pub title: String,
+    /// A few lines of plain text.
+    pub text: String,
+    /// The installation, as it was when the notification was decided.
+    pub installation: Option<InstallationPart>,
+    /// Its unavailable recording servers (the site's, when it is Offline).
+    pub servers_down: Vec<ServerPart>,
+    /// Its active conditions.
+    pub conditions: Vec<ConditionPart>,
+    /// For `resolved`: the problem that ended.
+    pub resolved: Option<ResolvedPart>,
+}
+
+/// The installation in a notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallationPart {
+    /// Its SLC.
+    pub slc: String,
+    /// Product and version.
+    pub product: String,
+    /// `healthy`, `pending`, `attention`, `critical`, `offline`.
+    pub health: String,
+    /// Since when the problem lasts (RFC 3339), for problems.
+    pub since: Option<String>,
+    /// The worst condition's code.
+    pub worst_condition: Option<String>,
+    /// Recording servers known, unavailable, late.
+    pub servers: u32,
+    /// Of which unavailable.
+    pub unavailable: u32,
+    /// Of which late.
+    pub late: u32,
+    /// Every server down at once: the site is unreachable (possibly its link).
+    pub offline: bool,
+}
+
+/// An unavailable recording server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerPart {
+    /// Its id.
+    pub id: String,
+    /// Unavailable since (RFC 3339).
+    pub since: String,
+    /// Heartbeats missed.
+    pub missed: u32,
+}
+
+/// An active condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionPart {
+    /// Its recording server.
+    pub server: String,
+    /// Its code.
+    pub code: String,
+    /// What it is about.
+    pub subject: String,
+    /// Open since (RFC 3339).
+    pub since: String,
+}
+
+/// The problem a `resolved` notification ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedPart {
+    /// The health that was told.
+    pub was: String,
+    /// When it began (RFC 3339).
+    pub problem_since: String,
+    /// When it ended (RFC 3339).
+    pub recovered_at: String,
+    /// How long it lasted, in seconds.
+    pub lasted_seconds: u64,
+}
+
+fn health_name(health: Health) -> &'static str {
+    match health {
+        Health::Healthy => "healthy",
+        Health::Pending => "pending",
+        Health::Attention => "attention",
+        Health::Critical => "critical",
+        Health::Offline => "offline",
+    }
+}
+
+/// How a health reads in a sentence.
+fn health_words(health: Health) -> &'static str {
+    match health {
+        Health::Offline => "Offline (site unreachable, possibly its network)",
+        Health::Critical => "Critical",
+        Health::Attention => "in need of attention",
+        Health::Pending => "not reporting yet",
+        Health::Healthy => "healthy",
+    }
+}
+
+/// The notification `tell` makes about `detail`, with idempotency key `id`.
+pub fn build(id: String, tell: &Tell, detail: &InstallationDetail, at: Timestamp) -> Notification {
+    let slc = detail.installation.slc.to_string();
+    let summary = &detail.summary;
+    let servers_down: Vec<ServerPart> = detail
+        .servers
+        .iter()
+        .filter_map(|s| match s.availability {
+            crate::availability::Availability::Unavailable { since, missed } => Some(ServerPart {
+                id: s.server.to_string(),
+                since: since.to_string(),
+                missed,
+            }),
+            _ => None,
+        })
+        .collect();
+    let conditions: Vec<ConditionPart> = detail
+        .active_conditions
+        .iter()
+        .map(|c| ConditionPart {
+            server: c.server.to_string(),
+            code: c.code.to_string(),
+            subject: c.subject.clone(),
+            since: c.opened_at.to_string(),
+        })
+        .collect();
+    let (title, since, resolved) = match tell {
+        Tell::Problem { health, since } => (
+            format!("{slc} is {}", health_words(*health)),
+            Some(*since),
+            None,
+        ),
+        Tell::Reminder { health, since, n } => (
+            format!("Reminder {n}: {slc} is still {}", health_words(*health)),
+            Some(*since),
+            None,
+        ),
+        Tell::AfterMaintenance { health, since } => (
+            format!(
+                "{slc} is still {} after its maintenance window",
+                health_words(*health)
+            ),
+            Some(*since),
+            None,
+        ),
+        Tell::Resolved {
+            was,
+            problem_since,
+            recovered_at,
+        } => (
+            format!("Resolved: {slc} is no longer {}", health_words(*was)),
+            None,
+            Some(ResolvedPart {
+                was: health_name(*was).into(),
+                problem_since: problem_since.to_string(),
+                recovered_at: recovered_at.to_string(),
+                lasted_seconds: recovered_at.since(*problem_since).as_secs(),
+            }),
+        ),
+    };
+    let mut text = vec![format!(
+        "{slc} ({} {}): {} of {} recording servers unavailable, {} late, {} active conditions.",
+        detail.installation.product.name(),
+        detail.installation.product.version(),
+        summary.unavailable,
+        summary.servers,
+        summary.late,
+        summary.active_conditions
+    )];
+    if !servers_down.is_empty() {
+        let ids: Vec<&str> = servers_down.iter().map(|s| s.id.as_str()).collect();
+        text.push(format!("Unavailable: {}.", ids.join(", ")));
+    }
+    for c in conditions.iter().take(20) {
+        text.push(format!("{} on {} ({})", c.code, c.subject, c.server));
+    }
+    if conditions.len() > 20 {
+        text.push(format!("… and {} more conditions", conditions.len() - 20));
+    }
+    Notification {
+        schema: SCHEMA.into(),
+        id,
+        kind: tell.kind().into(),
+        at: at.to_string(),
+        reseller: detail.installation.reseller.to_string(),
+        title,
+        text: text.join("\n"),
+        installation: Some(InstallationPart {
+            slc,
+            product: format!(
+                "{} {}",
+                detail.installation.product.name(),
+                detail.installation.product.version()
+            )
+            .trim()
+            .to_owned(),
+            health: health_name(summary.health).into(),
+            since: since.map(|t| t.to_string()),
+            worst_condition: summary.worst.as_ref().map(ToString::to_string),
+            servers: summary.servers,
+            unavailable: summary.unavailable,
+            late: summary.late,
+            offline: summary.health == Health::Offline,
+        }),
+        servers_down,
+        conditions,
+        resolved,
+    }
+}
+
+/// A test notification for a channel ("send a test").
+pub fn test(id: String, reseller: &str, channel_name: &str, at: Timestamp) -> Notification {
+    Notification {
+        schema: SCHEMA.into(),
+        id,
+        kind: "test".into(),
+        at: at.to_string(),
+        reseller: reseller.into(),
+        title: format!("Carewatch test notification for \"{channel_name}\""),
+        text: "This is a test: the channel works.".into(),
+        installation: None,
+        servers_down: Vec::new(),
+        conditions: Vec::new(),
+        resolved: None,
+    }
+}
+
+impl Notification {
+    /// The JSON document (the webhook body).
+    pub fn to_json(&self) -> String {
+        // Serialising plain strings and numbers cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses a stored document.
+    pub fn from_json(text: &str) -> crate::error::Result<Self> {
+        serde_json::from_str(text).map_err(|e| crate::store::columns::corrupt("notification", e))
+    }
+}
