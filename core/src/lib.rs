@@ -32,6 +32,7 @@ pub use service::{
     Carewatch, Config, IncomingMessage, IngestAck, IssuedApiToken, IssuedInvitation, IssuedSession,
     SweepReport, WatchStream,
 };
+pub use service::{ChannelView, NotifierStep, OpenedChannel};
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -314,3 +314,110 @@ pub struct ChannelRecord {
     /// How its deliveries went.
     pub status: DeliveryStatus,
 }
+
+/// A (channel, installation) pair's [`rules::Phase`] as stored, with when
+/// it next needs a tick ([`rules::next_due`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationState {
+    /// The channel.
+    pub channel: ChannelId,
+    /// The installation.
+    pub slc: Slc,
+    /// Where it stands ([`rules::Phase::Quiet`] deletes the row).
+    pub phase: rules::Phase,
+    /// When to look at it again without a health change.
+    pub due_at: Option<Timestamp>,
+}
+
+/// A notification to deliver, as the outbox keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Its position in the outbox.
+    pub id: u64,
+    /// The channel it goes to.
+    pub channel: ChannelId,
+    /// The reseller.
+    pub reseller: ResellerId,
+    /// The installation (none for a test).
+    pub slc: Option<Slc>,
+    /// The idempotency key, sent with every attempt.
+    pub key: String,
+    /// The [`payload::Notification`] as JSON: every attempt sends it as is.
+    pub body: String,
+    /// When it was decided.
+    pub created_at: Timestamp,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it may be tried (again).
+    pub next_attempt_at: Timestamp,
+    /// The last attempt's error.
+    pub last_error: Option<String>,
+    /// When it was delivered.
+    pub delivered_at: Option<Timestamp>,
+    /// When it was given up on (kept, with its error, for the reseller to see).
+    pub failed_at: Option<Timestamp>,
+}
+
+/// A notification to put in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutboxEntry {
+    /// The channel.
+    pub channel: ChannelId,
+    /// The reseller.
+    pub reseller: ResellerId,
+    /// The installation (none for a test).
+    pub slc: Option<Slc>,
+    /// The idempotency key: one entry per key (a second is ignored).
+    pub key: String,
+    /// The JSON notification.
+    pub body: String,
+    /// When it was decided (and may first be tried).
+    pub created_at: Timestamp,
+}
+
+/// How an attempt to deliver ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Delivered.
+    Delivered,
+    /// Failed; try again at this instant.
+    Retry {
+        /// When.
+        at: Timestamp,
+        /// Why it failed (no secrets: URLs are shown by host only).
+        error: String,
+    },
+    /// Failed for good (too many attempts, or a permanent refusal).
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// Which outbox entries to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxFilter {
+    /// Not delivered and not given up.
+    Pending,
+    /// Given up on.
+    Failed,
+    /// Everything, newest first.
+    All,
+}
+
+/// One step of the notifier, written in one transaction by the node that
+/// holds the notifier lease: the states, the outbox entries, and the feed
+/// position they were derived up to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifierCommit {
+    /// The node (it must still hold the lease).
+    pub node: String,
+    /// The feed position the step started from (must still be the stored one).
+    pub from: crate::feed::EventId,
+    /// The feed position it processed up to.
+    pub to: crate::feed::EventId,
+    /// States to store (a Quiet phase deletes the row).
+    pub states: Vec<NotificationState>,
+    /// Notifications to put in the outbox.
+    pub outbox: Vec<NewOutboxEntry>,
+}

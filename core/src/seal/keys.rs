@@ -159,6 +159,7 @@ impl fmt::Debug for MasterKey {
 }
 
 const WRAP_LABEL: &[u8] = b"carewatch-key-wrap-v1";
+const SECRET_LABEL: &[u8] = b"carewatch-secret-v1";
 
 impl MasterKey {
     /// A master key from its bytes.
@@ -209,6 +210,50 @@ impl MasterKey {
             id: key.id,
             sealed: [&nonce[..], &ciphertext].concat(),
         }
+    }
+
+    /// Seals a secret for storage (a channel's destination and signing
+    /// key), bound to `context` (e.g. the channel's id) so it opens only
+    /// there. Nonce, then ciphertext and tag.
+    pub fn seal_secret(&self, context: &[u8], secret: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        fill_random(&mut nonce);
+        let aad = [SECRET_LABEL, context].concat();
+        let ciphertext = self
+            .0
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: secret,
+                    aad: &aad,
+                },
+            )
+            .unwrap_or_default();
+        [&nonce[..], &ciphertext].concat()
+    }
+
+    /// Opens what [`MasterKey::seal_secret`] sealed for `context`.
+    pub fn open_secret(&self, context: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let refused = || Error::Storage {
+            message: "a stored secret does not open under this master key \
+                      (wrong master key, or the stored value was altered)"
+                .into(),
+            source: None,
+        };
+        let (nonce, ciphertext) = sealed.split_at_checked(12).ok_or_else(refused)?;
+        let mut n = [0u8; 12];
+        n.copy_from_slice(nonce);
+        let aad = [SECRET_LABEL, context].concat();
+        self.0
+            .decrypt(
+                &Nonce::from(n),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| refused())
     }
 
     /// Opens a stored key; fails if it was wrapped under another master key,

@@ -7,6 +7,8 @@ mod feed;
 mod in_flight;
 mod ingest;
 mod maintenance;
+mod notifications;
+mod notifier;
 mod operator;
 mod reseller;
 mod team;
@@ -21,6 +23,8 @@ use tokio::sync::watch;
 pub use feed::WatchStream;
 pub use ingest::{IncomingMessage, IngestAck};
 pub use maintenance::SweepReport;
+pub use notifications::{ChannelView, OpenedChannel};
+pub use notifier::NotifierStep;
 pub use team::{IssuedApiToken, IssuedInvitation, IssuedSession};
 
 use crate::availability::{

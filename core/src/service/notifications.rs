@@ -1,0 +1,285 @@
+//! Notifications through the facade: a reseller admin's channels and
+//! maintenance windows, what the outbox holds, and what delivery needs
+//! (claims, outcomes, a channel's opened destination).
+
+use zeroize::Zeroizing;
+
+use super::Carewatch;
+use crate::error::{Error, Result};
+use crate::ids::{ResellerId, Slc};
+use crate::notification::maintenance::{MaintenanceWindow, WindowId};
+use crate::notification::{
+    ChannelId, ChannelRecord, ChannelRules, DeliveryOutcome, DeliveryStatus, Destination,
+    NewOutboxEntry, OutboxEntry, OutboxFilter, payload,
+};
+use crate::team::{self, User};
+use crate::time::Timestamp;
+
+/// A channel as its admin sees it: the record and where it delivers
+/// (described without secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelView {
+    /// As stored.
+    pub record: ChannelRecord,
+    /// E.g. "webhook to hooks.example.net", "email to ops@acme.example".
+    pub destination: String,
+}
+
+/// What delivery needs to send on a channel: its destination and, for a
+/// webhook, its signing secret.
+#[derive(Debug)]
+pub struct OpenedChannel {
+    /// The channel.
+    pub record: ChannelRecord,
+    /// Where to send.
+    pub destination: Destination,
+    /// The webhook signing secret.
+    pub signing_secret: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// The sealed part of a channel: its destination, a newline, its signing
+/// secret in hex (empty for non-webhooks).
+fn seal_channel(
+    carewatch: &Carewatch,
+    id: &ChannelId,
+    destination: &Destination,
+    secret: Option<&str>,
+) -> Vec<u8> {
+    let plain = Zeroizing::new(format!(
+        "{}\n{}",
+        secret.unwrap_or_default(),
+        destination.encode()
+    ));
+    carewatch
+        .inner
+        .config
+        .master_key
+        .seal_secret(id.as_str().as_bytes(), plain.as_bytes())
+}
+
+impl Carewatch {
+    /// Creates a channel for the acting admin's reseller. Returns it and,
+    /// for a webhook, the signing secret, shown this once (the receiver
+    /// checks signatures with it).
+    pub async fn create_channel(
+        &self,
+        acting: &User,
+        name: &str,
+        destination: Destination,
+        rules: ChannelRules,
+    ) -> Result<(ChannelRecord, Option<Zeroizing<String>>)> {
+        team::require_admin(acting)?;
+        let destination = destination.validate()?;
+        let rules = rules.validate()?;
+        let id = ChannelId::generate();
+        let secret = matches!(destination, Destination::Webhook { .. })
+            .then(|| team::issue_secret("whsec").token);
+        let record = ChannelRecord {
+            sealed: seal_channel(
+                self,
+                &id,
+                &destination,
+                secret.as_deref().map(|s| s.as_str()),
+            ),
+            kind: destination.kind().to_owned(),
+            id,
+            reseller: acting.reseller.clone(),
+            name: team::check_name(name)?,
+            rules,
+            created_at: self.now(),
+            created_by: acting.login.clone(),
+            status: DeliveryStatus::default(),
+        };
+        self.inner.store.create_channel(&record).await?;
+        tracing::info!(reseller = %record.reseller, channel = %record.id, kind = %record.kind, by = %acting.login, "channel created");
+        Ok((record, secret))
+    }
+
+    /// A reseller's channels, their destinations described without secrets.
+    pub async fn channels(&self, reseller: &ResellerId) -> Result<Vec<ChannelView>> {
+        let records = self.inner.store.channels(Some(reseller)).await?;
+        records
+            .into_iter()
+            .map(|record| {
+                let opened = self.open_channel(record)?;
+                Ok(ChannelView {
+                    destination: opened.destination.describe(),
+                    record: opened.record,
+                })
+            })
+            .collect()
+    }
+
+    /// Opens a stored channel (delivery only: it holds the secrets).
+    pub fn open_channel(&self, record: ChannelRecord) -> Result<OpenedChannel> {
+        let plain = self
+            .inner
+            .config
+            .master_key
+            .open_secret(record.id.as_str().as_bytes(), &record.sealed)?;
+        let text = std::str::from_utf8(&plain)
+            .map_err(|e| crate::store::columns::corrupt("channel", e))?;
+        let (secret, destination) = text
+            .split_once('\n')
+            .ok_or_else(|| crate::store::columns::corrupt("channel", "no secret line"))?;
+        Ok(OpenedChannel {
+            destination: Destination::decode(destination)?,
+            signing_secret: (!secret.is_empty())
+                .then(|| Zeroizing::new(secret.as_bytes().to_vec())),
+            record,
+        })
+    }
+
+    /// Deletes a channel of the acting admin's reseller.
+    pub async fn delete_channel(&self, acting: &User, id: &ChannelId) -> Result<()> {
+        team::require_admin(acting)?;
+        self.inner
+            .store
+            .delete_channel(&acting.reseller, id)
+            .await?;
+        tracing::info!(reseller = %acting.reseller, channel = %id, by = %acting.login, "channel deleted");
+        Ok(())
+    }
+
+    /// Queues a test notification on a channel of the acting admin's
+    /// reseller ("send a test"); its result shows as the channel's last
+    /// delivery.
+    pub async fn test_channel(&self, acting: &User, id: &ChannelId) -> Result<()> {
+        team::require_admin(acting)?;
+        let channel = self
+            .inner
+            .store
+            .channels(Some(&acting.reseller))
+            .await?
+            .into_iter()
+            .find(|c| c.id == *id)
+            .ok_or_else(|| Error::NotFound {
+                what: format!("channel {id}"),
+            })?;
+        let now = self.now();
+        let key = format!("{id}.test.{}", now.as_millis());
+        let body = payload::test(key.clone(), channel.reseller.as_str(), &channel.name, now);
+        self.inner
+            .store
+            .enqueue_notifications(&[NewOutboxEntry {
+                channel: channel.id,
+                reseller: channel.reseller,
+                slc: None,
+                key,
+                body: body.to_json(),
+                created_at: now,
+            }])
+            .await
+    }
+
+    /// Sets a maintenance window for the acting admin's reseller (one of
+    /// its installations, or all). `NotFound` for an installation that is
+    /// missing or another reseller's.
+    #[allow(clippy::too_many_arguments)] // a window's fields
+    pub async fn create_maintenance(
+        &self,
+        acting: &User,
+        slc: Option<&Slc>,
+        starts_at: Timestamp,
+        length: std::time::Duration,
+        every: Option<std::time::Duration>,
+        reason: &str,
+    ) -> Result<MaintenanceWindow> {
+        team::require_admin(acting)?;
+        if let Some(slc) = slc {
+            match self.inner.store.installation(slc).await? {
+                Some(i) if i.reseller == acting.reseller => {}
+                _ => return Err(Error::installation_not_found(slc)),
+            }
+        }
+        let window = MaintenanceWindow {
+            id: WindowId::generate(),
+            reseller: acting.reseller.clone(),
+            slc: slc.cloned(),
+            starts_at,
+            length,
+            every,
+            reason: reason.trim().to_owned(),
+            created_by: acting.login.clone(),
+            created_at: self.now(),
+        }
+        .validate()?;
+        self.inner.store.create_maintenance(&window).await?;
+        Ok(window)
+    }
+
+    /// A reseller's maintenance windows.
+    pub async fn maintenance_windows(
+        &self,
+        reseller: &ResellerId,
+    ) -> Result<Vec<MaintenanceWindow>> {
+        self.inner.store.maintenance_windows(Some(reseller)).await
+    }
+
+    /// Deletes a maintenance window of the acting admin's reseller.
+    pub async fn delete_maintenance(&self, acting: &User, id: &WindowId) -> Result<()> {
+        team::require_admin(acting)?;
+        self.inner
+            .store
+            .delete_maintenance(&acting.reseller, id)
+            .await
+    }
+
+    /// When `slc` of `reseller` is in maintenance now, until when.
+    pub async fn maintenance_until(
+        &self,
+        reseller: &ResellerId,
+        slc: &Slc,
+    ) -> Result<Option<Timestamp>> {
+        let windows = self.maintenance_windows(reseller).await?;
+        Ok(crate::notification::maintenance::in_maintenance(
+            &windows,
+            slc,
+            self.now(),
+        ))
+    }
+
+    /// A reseller's notifications, newest first (pending, failed or all).
+    pub async fn outbox(
+        &self,
+        reseller: &ResellerId,
+        filter: OutboxFilter,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>> {
+        self.inner
+            .store
+            .outbox(reseller, filter, limit.clamp(1, 500))
+            .await
+    }
+
+    /// Claims notifications due now for this node (delivery).
+    pub async fn claim_deliveries(
+        &self,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>> {
+        self.inner
+            .store
+            .claim_deliveries(&self.inner.config.node_id, self.now(), lease, limit)
+            .await
+    }
+
+    /// Records how an attempt ended (delivery).
+    pub async fn finish_delivery(&self, id: u64, outcome: &DeliveryOutcome) -> Result<()> {
+        self.inner
+            .store
+            .finish_delivery(id, &self.inner.config.node_id, outcome, self.now())
+            .await
+    }
+
+    /// Every channel, opened (delivery looks channels up by id).
+    pub async fn delivery_channels(&self) -> Result<Vec<OpenedChannel>> {
+        self.inner
+            .store
+            .channels(None)
+            .await?
+            .into_iter()
+            .map(|record| self.open_channel(record))
+            .collect()
+    }
+}

@@ -1,0 +1,209 @@
+//! The notifier: derives notifications from the change feed into the
+//! outbox. One node at a time holds the notifier lease; each step reads the
+//! feed after the stored position, moves the (channel, installation) states
+//! with the pure rules, and writes states, outbox entries and the new
+//! position in one transaction (only while it still holds the lease). A
+//! crash before the commit redoes the step; after it, the outbox has the
+//! notifications durably: nothing is lost and nothing doubled.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use super::Carewatch;
+use crate::error::{Error, Result};
+use crate::feed::{Change, EventId};
+use crate::ids::Slc;
+use crate::notification::maintenance::{self, MaintenanceWindow};
+use crate::notification::rules::{self, Phase, Tell};
+use crate::notification::{
+    ChannelId, ChannelRecord, NewOutboxEntry, NotificationState, NotifierCommit, payload,
+};
+use crate::time::Timestamp;
+
+/// How long a node holds the lease without renewing it.
+const LEASE: Duration = Duration::from_secs(10);
+/// Feed events per step.
+const EVENTS_PER_STEP: u32 = 500;
+/// Due states per step.
+const DUE_PER_STEP: u32 = 1000;
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotifierStep {
+    /// Whether this node held the lease.
+    pub leader: bool,
+    /// Feed events read.
+    pub events: usize,
+    /// Notifications put in the outbox.
+    pub queued: usize,
+}
+
+impl Carewatch {
+    /// One step of the notifier (see the module docs). Call it regularly;
+    /// the maintenance loop does, twice a second.
+    pub async fn notify_step(&self) -> Result<NotifierStep> {
+        let store = &self.inner.store;
+        let node = self.inner.config.node_id.clone();
+        let now = self.now();
+        let Some(from) = store.notifier_lease(&node, now, LEASE).await? else {
+            return Ok(NotifierStep::default());
+        };
+        let events = match store.changes(from, EVENTS_PER_STEP).await {
+            Ok(events) => events,
+            Err(Error::ResumeTooOld { first_kept, .. }) => {
+                // The feed was pruned past the notifier (it was stopped for
+                // longer than the retention): carry on from what is kept.
+                tracing::warn!(from = %from, first_kept, "notifier fell behind the change feed's retention; skipping ahead");
+                let skip = EventId(first_kept.saturating_sub(1));
+                let commit = NotifierCommit {
+                    node,
+                    from,
+                    to: skip,
+                    states: Vec::new(),
+                    outbox: Vec::new(),
+                };
+                store.commit_notifications(&commit).await?;
+                return Ok(NotifierStep {
+                    leader: true,
+                    ..NotifierStep::default()
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let to = events.last().map_or(from, |e| e.id);
+        let channels = store.channels(None).await?;
+        let windows = store.maintenance_windows(None).await?;
+
+        // The health changes each channel cares about, in feed order.
+        let mut changes: Vec<(ChannelId, Slc, crate::health::Health, Timestamp)> = Vec::new();
+        for event in &events {
+            let Change::Health { summary, .. } = &event.change else {
+                continue;
+            };
+            for channel in channels
+                .iter()
+                .filter(|c| c.reseller == event.reseller && c.rules.covers(&event.slc))
+            {
+                changes.push((
+                    channel.id.clone(),
+                    event.slc.clone(),
+                    summary.health,
+                    event.at,
+                ));
+            }
+        }
+        let keys: Vec<(ChannelId, Slc)> = changes
+            .iter()
+            .map(|(c, s, ..)| (c.clone(), s.clone()))
+            .collect();
+        let mut states: BTreeMap<(ChannelId, Slc), Phase> = BTreeMap::new();
+        for state in store.notification_states(&keys).await? {
+            states.insert((state.channel, state.slc), state.phase);
+        }
+        for state in store.due_notification_states(now, DUE_PER_STEP).await? {
+            states
+                .entry((state.channel, state.slc))
+                .or_insert(state.phase);
+        }
+        let by_id: HashMap<&ChannelId, &ChannelRecord> =
+            channels.iter().map(|c| (&c.id, c)).collect();
+        for (channel, slc, health, at) in changes {
+            let Some(record) = by_id.get(&channel) else {
+                continue;
+            };
+            let phase = states
+                .remove(&(channel.clone(), slc.clone()))
+                .unwrap_or(Phase::Quiet);
+            states.insert(
+                (channel, slc),
+                rules::on_health(phase, health, at, &record.rules),
+            );
+        }
+
+        let mut commit = NotifierCommit {
+            node,
+            from,
+            to,
+            states: Vec::new(),
+            outbox: Vec::new(),
+        };
+        for ((channel, slc), phase) in states {
+            // A channel deleted meanwhile: its states go with it.
+            let Some(record) = by_id.get(&channel) else {
+                continue;
+            };
+            let until = maintenance::in_maintenance(&windows_of(&windows, record), &slc, now);
+            let (phase, tell) = rules::on_tick(phase, now, until.is_some(), &record.rules);
+            if let Some(tell) = tell {
+                commit
+                    .outbox
+                    .push(self.compose(record, &slc, &tell, now).await?);
+            }
+            let due_at = rules::next_due(&phase, &record.rules, until);
+            commit.states.push(NotificationState {
+                channel,
+                slc,
+                phase,
+                due_at,
+            });
+        }
+        let step = NotifierStep {
+            leader: true,
+            events: events.len(),
+            queued: commit.outbox.len(),
+        };
+        if !store.commit_notifications(&commit).await? {
+            tracing::info!("notifier lease lost mid-step; another node carries on");
+            return Ok(NotifierStep::default());
+        }
+        Ok(step)
+    }
+
+    /// The outbox entry a tell makes: the installation as it is now.
+    async fn compose(
+        &self,
+        channel: &ChannelRecord,
+        slc: &Slc,
+        tell: &Tell,
+        now: Timestamp,
+    ) -> Result<NewOutboxEntry> {
+        let detail = self
+            .inner
+            .store
+            .installation_detail(&channel.reseller, slc, 0)
+            .await?
+            .ok_or_else(|| Error::installation_not_found(slc))?;
+        let instant = match tell {
+            Tell::Problem { since, .. } | Tell::AfterMaintenance { since, .. } => *since,
+            Tell::Reminder { since, n, .. } => {
+                since.saturating_add(Duration::from_millis(u64::from(*n)))
+            }
+            Tell::Resolved { recovered_at, .. } => *recovered_at,
+        };
+        let key = format!(
+            "{}.{}.{}.{}.{}",
+            channel.id,
+            slc,
+            tell.kind(),
+            instant.as_millis(),
+            now.as_millis()
+        );
+        let body = payload::build(key.clone(), tell, &detail, now);
+        Ok(NewOutboxEntry {
+            channel: channel.id.clone(),
+            reseller: channel.reseller.clone(),
+            slc: Some(slc.clone()),
+            key,
+            body: body.to_json(),
+            created_at: now,
+        })
+    }
+}
+
+fn windows_of(windows: &[MaintenanceWindow], channel: &ChannelRecord) -> Vec<MaintenanceWindow> {
+    windows
+        .iter()
+        .filter(|w| w.reseller == channel.reseller)
+        .cloned()
+        .collect()
+}
