@@ -3,7 +3,7 @@
 //! (1), stops held up by idle connections (4), unfinished handshakes that
 //! locked clients out (5), unthrottled bad tokens (6), streams that ended OK
 //! at shutdown and untyped size refusals (8). Observation 3 (exact missed
-//! counts after a restart) is checked by the fault scenario in faults.rs.
+//! counts after a restart) is checked by the fault scenario in faults/.
 
 use std::net::IpAddr;
 use std::sync::Arc;
