@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_clean_stops.sql"),
     include_str!("../migrations/0004_change_feed.sql"),
     include_str!("../migrations/0005_team.sql"),
+    include_str!("../migrations/0006_notifications.sql"),
 ];
 
 /// Applies the migrations this database has not had yet, each in a transaction.

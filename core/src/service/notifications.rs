@@ -135,7 +135,7 @@ impl Carewatch {
         team::require_admin(acting)?;
         self.inner
             .store
-            .delete_channel(&acting.reseller, id)
+            .delete_channel(&acting.reseller, id, self.now())
             .await?;
         tracing::info!(reseller = %acting.reseller, channel = %id, by = %acting.login, "channel deleted");
         Ok(())

@@ -638,11 +638,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn channels(&self, reseller: Option<&ResellerId>) -> Result<Vec<ChannelRecord>> {
         Err(notifications_not_stored())
     }
-    /// Deletes one of `reseller`'s channels, with its states; its pending
-    /// outbox entries are given up ("channel deleted"). `NotFound` if
-    /// `reseller` has no such channel.
+    /// Deletes one of `reseller`'s channels at `at`, with its states; its
+    /// pending outbox entries are given up at `at` ("channel deleted").
+    /// `NotFound` if `reseller` has no such channel.
     #[allow(unused_variables)] // TRANSIENT
-    async fn delete_channel(&self, reseller: &ResellerId, id: &ChannelId) -> Result<()> {
+    async fn delete_channel(
+        &self,
+        reseller: &ResellerId,
+        id: &ChannelId,
+        at: Timestamp,
+    ) -> Result<()> {
         Err(notifications_not_stored())
     }
     /// Stores a maintenance window. `NotFound` if the reseller does not

@@ -5,6 +5,7 @@ mod availability;
 mod feed;
 mod history;
 mod ingest;
+mod notifications;
 mod reads;
 mod summary;
 mod team;
@@ -17,6 +18,11 @@ use carewatch_core::feed::{ChangeEvent, EventId};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::liveness::LivenessMark;
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::notification::{
+    ChannelId, ChannelRecord, DeliveryOutcome, NewOutboxEntry, NotificationState, NotifierCommit,
+    OutboxEntry, OutboxFilter,
+};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
@@ -270,6 +276,126 @@ impl Store for SqliteStore {
     async fn revoke_api_token(&self, reseller: &ResellerId, id: &str, at: Timestamp) -> Result<()> {
         let (reseller, id) = (reseller.clone(), id.to_owned());
         self.write(move |tx| team::revoke_api_token(tx, &reseller, &id, at))
+            .await
+    }
+
+    async fn create_channel(&self, channel: &ChannelRecord) -> Result<()> {
+        let channel = channel.clone();
+        self.write(move |tx| notifications::create_channel(tx, &channel))
+            .await
+    }
+
+    async fn channels(&self, reseller: Option<&ResellerId>) -> Result<Vec<ChannelRecord>> {
+        let reseller = reseller.cloned();
+        self.read(move |tx| notifications::channels(tx, reseller.as_ref()))
+            .await
+    }
+
+    async fn delete_channel(
+        &self,
+        reseller: &ResellerId,
+        id: &ChannelId,
+        at: Timestamp,
+    ) -> Result<()> {
+        let (reseller, id) = (reseller.clone(), id.clone());
+        self.write(move |tx| notifications::delete_channel(tx, &reseller, &id, at))
+            .await
+    }
+
+    async fn create_maintenance(&self, window: &MaintenanceWindow) -> Result<()> {
+        let window = window.clone();
+        self.write(move |tx| notifications::create_maintenance(tx, &window))
+            .await
+    }
+
+    async fn maintenance_windows(
+        &self,
+        reseller: Option<&ResellerId>,
+    ) -> Result<Vec<MaintenanceWindow>> {
+        let reseller = reseller.cloned();
+        self.read(move |tx| notifications::maintenance_windows(tx, reseller.as_ref()))
+            .await
+    }
+
+    async fn delete_maintenance(&self, reseller: &ResellerId, id: &WindowId) -> Result<()> {
+        let (reseller, id) = (reseller.clone(), id.clone());
+        self.write(move |tx| notifications::delete_maintenance(tx, &reseller, &id))
+            .await
+    }
+
+    async fn notifier_lease(
+        &self,
+        node: &str,
+        now: Timestamp,
+        lease: std::time::Duration,
+    ) -> Result<Option<EventId>> {
+        let node = node.to_owned();
+        self.write(move |tx| notifications::notifier_lease(tx, &node, now, lease))
+            .await
+    }
+
+    async fn notification_states(
+        &self,
+        keys: &[(ChannelId, Slc)],
+    ) -> Result<Vec<NotificationState>> {
+        let keys = keys.to_vec();
+        self.read(move |tx| notifications::notification_states(tx, &keys))
+            .await
+    }
+
+    async fn due_notification_states(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<NotificationState>> {
+        self.read(move |tx| notifications::due_notification_states(tx, now, limit))
+            .await
+    }
+
+    async fn commit_notifications(&self, commit: &NotifierCommit) -> Result<bool> {
+        let commit = commit.clone();
+        self.write(move |tx| notifications::commit_notifications(tx, &commit))
+            .await
+    }
+
+    async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()> {
+        let entries = entries.to_vec();
+        self.write(move |tx| notifications::enqueue_notifications(tx, &entries))
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        node: &str,
+        now: Timestamp,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>> {
+        let node = node.to_owned();
+        self.write(move |tx| notifications::claim_deliveries(tx, &node, now, lease, limit))
+            .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: u64,
+        node: &str,
+        outcome: &DeliveryOutcome,
+        at: Timestamp,
+    ) -> Result<()> {
+        let (node, outcome) = (node.to_owned(), outcome.clone());
+        self.write(move |tx| notifications::finish_delivery(tx, id, &node, &outcome, at))
+            .await
+    }
+
+    async fn outbox(
+        &self,
+        reseller: &ResellerId,
+        filter: OutboxFilter,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>> {
+        let reseller = reseller.clone();
+        self.read(move |tx| notifications::outbox(tx, &reseller, filter, limit))
             .await
     }
 

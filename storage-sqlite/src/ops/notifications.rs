@@ -1,0 +1,658 @@
+//! Notifications: channels, maintenance windows, the notifier's lease and
+//! states, and the outbox. Each function runs inside the one transaction of
+//! its store call (writes go through the one writer connection, so they are
+//! serialised: a claim or a lease is decided by one statement at a time).
+
+use std::collections::{HashMap, HashSet};
+
+use carewatch_core::feed::EventId;
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::notification::{
+    ChannelId, ChannelRecord, ChannelRules, DeliveryOutcome, DeliveryStatus, NewOutboxEntry,
+    NotificationState, NotifierCommit, OutboxEntry, OutboxFilter,
+};
+use carewatch_core::store::columns::PhaseColumns;
+use carewatch_core::team::Login;
+use carewatch_core::time::Timestamp;
+use carewatch_core::{Error, Result};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use crate::codec::{
+    self, RowExt, corrupt, duration, is_foreign_key_violation, is_unique_violation, map_err, ms, ts,
+};
+
+/// The error given to pending entries of a deleted channel.
+const CHANNEL_DELETED: &str = "channel deleted";
+
+fn reseller_not_found(reseller: &ResellerId) -> Error {
+    Error::NotFound {
+        what: format!("reseller {reseller}"),
+    }
+}
+
+fn channel_not_found(id: &ChannelId) -> Error {
+    Error::NotFound {
+        what: format!("channel {id}"),
+    }
+}
+
+fn channel_id(text: &str) -> Result<ChannelId> {
+    ChannelId::new(text).map_err(|e| corrupt("channel id", e))
+}
+
+fn window_id(text: &str) -> Result<WindowId> {
+    WindowId::new(text).map_err(|e| corrupt("maintenance window id", e))
+}
+
+fn login(text: &str) -> Result<Login> {
+    Login::new(text).map_err(|e| corrupt("login", e))
+}
+
+fn count(stored: i64, what: &str) -> Result<u32> {
+    u32::try_from(stored).map_err(|e| corrupt(what, e))
+}
+
+fn event_column(id: EventId) -> Result<i64> {
+    i64::try_from(id.0).map_err(|e| Error::InvalidInput {
+        field: "feed position",
+        reason: e.to_string(),
+    })
+}
+
+/// A channel's chosen installations, one SLC per line (`None`: all).
+fn installations_column(rules: &ChannelRules) -> Option<String> {
+    rules
+        .installations
+        .as_ref()
+        .map(|slcs| slcs.iter().map(Slc::as_str).collect::<Vec<_>>().join("\n"))
+}
+
+fn installations(text: Option<String>) -> Result<Option<Vec<Slc>>> {
+    text.map(|text| text.lines().map(codec::slc).collect())
+        .transpose()
+}
+
+// ----- channels --------------------------------------------------------------
+
+const CHANNEL_COLUMNS: &str = "id, reseller_id, name, kind, sealed, attention, installations, \
+     hold_ms, reminder_ms, created_at, created_by, last_attempt_at, last_error, failures_in_a_row";
+
+fn channel(row: &Row<'_>) -> Result<ChannelRecord> {
+    Ok(ChannelRecord {
+        id: channel_id(&row.col::<String>(0)?)?,
+        reseller: codec::reseller_id(&row.col::<String>(1)?)?,
+        name: row.col(2)?,
+        kind: row.col(3)?,
+        sealed: row.col(4)?,
+        rules: ChannelRules {
+            attention: row.col(5)?,
+            installations: installations(row.col(6)?)?,
+            hold: duration(row.col(7)?),
+            reminder: row.col::<Option<i64>>(8)?.map(duration),
+        },
+        created_at: ts(row.col(9)?),
+        created_by: login(&row.col::<String>(10)?)?,
+        status: DeliveryStatus {
+            last_attempt_at: row.col::<Option<i64>>(11)?.map(ts),
+            last_error: row.col(12)?,
+            failures_in_a_row: count(row.col(13)?, "failures in a row")?,
+        },
+    })
+}
+
+pub(crate) fn create_channel(tx: &Transaction<'_>, c: &ChannelRecord) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO channels ({CHANNEL_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        ),
+        params![
+            c.id.as_str(),
+            c.reseller.as_str(),
+            c.name,
+            c.kind,
+            c.sealed,
+            c.rules.attention,
+            installations_column(&c.rules),
+            ms(c.rules.hold),
+            c.rules.reminder.map(ms),
+            c.created_at.as_millis(),
+            c.created_by.as_str(),
+            c.status.last_attempt_at.map(Timestamp::as_millis),
+            c.status.last_error,
+            i64::from(c.status.failures_in_a_row),
+        ],
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::AlreadyExists {
+                what: format!("channel {}", c.id),
+            }
+        } else if is_foreign_key_violation(&e) {
+            reseller_not_found(&c.reseller)
+        } else {
+            map_err(e)
+        }
+    })?;
+    Ok(())
+}
+
+pub(crate) fn channels(
+    tx: &Transaction<'_>,
+    reseller: Option<&ResellerId>,
+) -> Result<Vec<ChannelRecord>> {
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {CHANNEL_COLUMNS} FROM channels
+             WHERE ?1 IS NULL OR reseller_id = ?1
+             ORDER BY created_at, id"
+        ))
+        .map_err(map_err)?;
+    let mut rows = stmt
+        .query([reseller.map(ResellerId::as_str)])
+        .map_err(map_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        out.push(channel(row)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn delete_channel(
+    tx: &Transaction<'_>,
+    reseller: &ResellerId,
+    id: &ChannelId,
+    at: Timestamp,
+) -> Result<()> {
+    let deleted = tx
+        .execute(
+            "DELETE FROM channels WHERE id = ?1 AND reseller_id = ?2",
+            params![id.as_str(), reseller.as_str()],
+        )
+        .map_err(map_err)?;
+    if deleted == 0 {
+        return Err(channel_not_found(id));
+    }
+    // The foreign key cascades too; said here so it does not depend on it.
+    tx.execute(
+        "DELETE FROM notification_states WHERE channel_id = ?1",
+        [id.as_str()],
+    )
+    .map_err(map_err)?;
+    tx.execute(
+        "UPDATE outbox SET failed_at = ?2, last_error = ?3, claimed_by = NULL, claimed_until = NULL
+         WHERE channel_id = ?1 AND delivered_at IS NULL AND failed_at IS NULL",
+        params![id.as_str(), at.as_millis(), CHANNEL_DELETED],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
+// ----- maintenance windows ---------------------------------------------------
+
+const WINDOW_COLUMNS: &str =
+    "id, reseller_id, slc, starts_at, length_ms, every_ms, reason, created_by, created_at";
+
+fn window(row: &Row<'_>) -> Result<MaintenanceWindow> {
+    Ok(MaintenanceWindow {
+        id: window_id(&row.col::<String>(0)?)?,
+        reseller: codec::reseller_id(&row.col::<String>(1)?)?,
+        slc: row
+            .col::<Option<String>>(2)?
+            .as_deref()
+            .map(codec::slc)
+            .transpose()?,
+        starts_at: ts(row.col(3)?),
+        length: duration(row.col(4)?),
+        every: row.col::<Option<i64>>(5)?.map(duration),
+        reason: row.col(6)?,
+        created_by: login(&row.col::<String>(7)?)?,
+        created_at: ts(row.col(8)?),
+    })
+}
+
+pub(crate) fn create_maintenance(tx: &Transaction<'_>, w: &MaintenanceWindow) -> Result<()> {
+    if let Some(slc) = &w.slc {
+        let owner: Option<String> = tx
+            .query_row(
+                "SELECT reseller_id FROM installations WHERE slc = ?1",
+                [slc.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
+        if owner.as_deref() != Some(w.reseller.as_str()) {
+            return Err(Error::installation_not_found(slc));
+        }
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO maintenance_windows ({WINDOW_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ),
+        params![
+            w.id.as_str(),
+            w.reseller.as_str(),
+            w.slc.as_ref().map(Slc::as_str),
+            w.starts_at.as_millis(),
+            ms(w.length),
+            w.every.map(ms),
+            w.reason,
+            w.created_by.as_str(),
+            w.created_at.as_millis(),
+        ],
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::AlreadyExists {
+                what: format!("maintenance window {}", w.id),
+            }
+        } else if is_foreign_key_violation(&e) {
+            reseller_not_found(&w.reseller)
+        } else {
+            map_err(e)
+        }
+    })?;
+    Ok(())
+}
+
+pub(crate) fn maintenance_windows(
+    tx: &Transaction<'_>,
+    reseller: Option<&ResellerId>,
+) -> Result<Vec<MaintenanceWindow>> {
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {WINDOW_COLUMNS} FROM maintenance_windows
+             WHERE ?1 IS NULL OR reseller_id = ?1
+             ORDER BY starts_at, id"
+        ))
+        .map_err(map_err)?;
+    let mut rows = stmt
+        .query([reseller.map(ResellerId::as_str)])
+        .map_err(map_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        out.push(window(row)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn delete_maintenance(
+    tx: &Transaction<'_>,
+    reseller: &ResellerId,
+    id: &WindowId,
+) -> Result<()> {
+    let deleted = tx
+        .execute(
+            "DELETE FROM maintenance_windows WHERE id = ?1 AND reseller_id = ?2",
+            params![id.as_str(), reseller.as_str()],
+        )
+        .map_err(map_err)?;
+    if deleted == 0 {
+        return Err(Error::NotFound {
+            what: format!("maintenance window {id}"),
+        });
+    }
+    Ok(())
+}
+
+// ----- the notifier --------------------------------------------------------------
+
+pub(crate) fn notifier_lease(
+    tx: &Transaction<'_>,
+    node: &str,
+    now: Timestamp,
+    lease: std::time::Duration,
+) -> Result<Option<EventId>> {
+    let cursor: Option<i64> = tx
+        .query_row(
+            "UPDATE notifier SET holder = ?1, lease_until = ?3
+             WHERE singleton = 1 AND (holder IS NULL OR holder = ?1 OR lease_until <= ?2)
+             RETURNING cursor",
+            params![node, now.as_millis(), now.saturating_add(lease).as_millis()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?;
+    cursor
+        .map(|c| {
+            u64::try_from(c)
+                .map(EventId)
+                .map_err(|e| corrupt("notifier position", e))
+        })
+        .transpose()
+}
+
+const STATE_COLUMNS: &str = "channel_id, slc, kind, health, since, told_at, reminders, \
+     changed_health, changed_at, muted, recovered_at, due_at";
+
+fn state(row: &Row<'_>) -> Result<NotificationState> {
+    let kind: String = row.col(2)?;
+    let columns = PhaseColumns {
+        kind: &kind,
+        health: row.col(3)?,
+        since: row.col(4)?,
+        told_at: row.col(5)?,
+        reminders: row.col(6)?,
+        changed_health: row.col(7)?,
+        changed_at: row.col(8)?,
+        muted: row.col(9)?,
+        recovered_at: row.col(10)?,
+    };
+    Ok(NotificationState {
+        channel: channel_id(&row.col::<String>(0)?)?,
+        slc: codec::slc(&row.col::<String>(1)?)?,
+        phase: columns.decode()?,
+        due_at: row.col::<Option<i64>>(11)?.map(ts),
+    })
+}
+
+pub(crate) fn notification_states(
+    tx: &Transaction<'_>,
+    keys: &[(ChannelId, Slc)],
+) -> Result<Vec<NotificationState>> {
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {STATE_COLUMNS} FROM notification_states WHERE channel_id = ?1 AND slc = ?2"
+        ))
+        .map_err(map_err)?;
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (channel, slc) in keys {
+        if !seen.insert((channel, slc)) {
+            continue;
+        }
+        let mut rows = stmt
+            .query(params![channel.as_str(), slc.as_str()])
+            .map_err(map_err)?;
+        if let Some(row) = rows.next().map_err(map_err)? {
+            out.push(state(row)?);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn due_notification_states(
+    tx: &Transaction<'_>,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<NotificationState>> {
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {STATE_COLUMNS} FROM notification_states
+             WHERE due_at IS NOT NULL AND due_at <= ?1
+             ORDER BY due_at, channel_id, slc LIMIT ?2"
+        ))
+        .map_err(map_err)?;
+    let mut rows = stmt
+        .query(params![now.as_millis(), limit])
+        .map_err(map_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        out.push(state(row)?);
+    }
+    Ok(out)
+}
+
+/// Which of these channels are stored: states and entries of a channel
+/// deleted meanwhile are not written.
+fn existing_channels<'a>(
+    tx: &Transaction<'_>,
+    ids: impl IntoIterator<Item = &'a ChannelId>,
+) -> Result<HashSet<&'a ChannelId>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1)")
+        .map_err(map_err)?;
+    let mut known = HashMap::new();
+    for id in ids {
+        if !known.contains_key(id) {
+            let exists: bool = stmt
+                .query_row([id.as_str()], |r| r.get(0))
+                .map_err(map_err)?;
+            known.insert(id, exists);
+        }
+    }
+    Ok(known
+        .into_iter()
+        .filter_map(|(id, exists)| exists.then_some(id))
+        .collect())
+}
+
+fn insert_outbox(
+    tx: &Transaction<'_>,
+    entries: &[NewOutboxEntry],
+    channels: &HashSet<&ChannelId>,
+) -> Result<()> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO outbox (channel_id, reseller_id, slc, idempotency_key, body, created_at,
+                 attempts, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6)
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .map_err(map_err)?;
+    for e in entries.iter().filter(|e| channels.contains(&e.channel)) {
+        stmt.execute(params![
+            e.channel.as_str(),
+            e.reseller.as_str(),
+            e.slc.as_ref().map(Slc::as_str),
+            e.key,
+            e.body,
+            e.created_at.as_millis(),
+        ])
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn commit_notifications(tx: &Transaction<'_>, commit: &NotifierCommit) -> Result<bool> {
+    let (holder, cursor): (Option<String>, i64) = tx
+        .query_row(
+            "SELECT holder, cursor FROM notifier WHERE singleton = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(map_err)?;
+    if holder.as_deref() != Some(commit.node.as_str()) || cursor != event_column(commit.from)? {
+        return Ok(false);
+    }
+    let channels = existing_channels(
+        tx,
+        commit
+            .states
+            .iter()
+            .map(|s| &s.channel)
+            .chain(commit.outbox.iter().map(|e| &e.channel)),
+    )?;
+    let mut upsert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO notification_states ({STATE_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (channel_id, slc) DO UPDATE SET
+                 kind = excluded.kind, health = excluded.health, since = excluded.since,
+                 told_at = excluded.told_at, reminders = excluded.reminders,
+                 changed_health = excluded.changed_health, changed_at = excluded.changed_at,
+                 muted = excluded.muted, recovered_at = excluded.recovered_at,
+                 due_at = excluded.due_at"
+        ))
+        .map_err(map_err)?;
+    let mut delete = tx
+        .prepare_cached("DELETE FROM notification_states WHERE channel_id = ?1 AND slc = ?2")
+        .map_err(map_err)?;
+    for s in &commit.states {
+        match PhaseColumns::of(&s.phase) {
+            None => {
+                delete
+                    .execute(params![s.channel.as_str(), s.slc.as_str()])
+                    .map_err(map_err)?;
+            }
+            Some(_) if !channels.contains(&s.channel) => {}
+            Some(p) => {
+                upsert
+                    .execute(params![
+                        s.channel.as_str(),
+                        s.slc.as_str(),
+                        p.kind,
+                        p.health,
+                        p.since,
+                        p.told_at,
+                        p.reminders,
+                        p.changed_health,
+                        p.changed_at,
+                        p.muted,
+                        p.recovered_at,
+                        s.due_at.map(Timestamp::as_millis),
+                    ])
+                    .map_err(map_err)?;
+            }
+        }
+    }
+    insert_outbox(tx, &commit.outbox, &channels)?;
+    tx.execute(
+        "UPDATE notifier SET cursor = ?1 WHERE singleton = 1",
+        [event_column(commit.to)?],
+    )
+    .map_err(map_err)?;
+    Ok(true)
+}
+
+pub(crate) fn enqueue_notifications(
+    tx: &Transaction<'_>,
+    entries: &[NewOutboxEntry],
+) -> Result<()> {
+    let channels = existing_channels(tx, entries.iter().map(|e| &e.channel))?;
+    insert_outbox(tx, entries, &channels)
+}
+
+// ----- the outbox ------------------------------------------------------------------
+
+const OUTBOX_COLUMNS: &str = "id, channel_id, reseller_id, slc, idempotency_key, body, \
+     created_at, attempts, next_attempt_at, last_error, delivered_at, failed_at";
+
+fn outbox_entry(row: &Row<'_>) -> Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        id: u64::try_from(row.col::<i64>(0)?).map_err(|e| corrupt("outbox id", e))?,
+        channel: channel_id(&row.col::<String>(1)?)?,
+        reseller: codec::reseller_id(&row.col::<String>(2)?)?,
+        slc: row
+            .col::<Option<String>>(3)?
+            .as_deref()
+            .map(codec::slc)
+            .transpose()?,
+        key: row.col(4)?,
+        body: row.col(5)?,
+        created_at: ts(row.col(6)?),
+        attempts: count(row.col(7)?, "attempts")?,
+        next_attempt_at: ts(row.col(8)?),
+        last_error: row.col(9)?,
+        delivered_at: row.col::<Option<i64>>(10)?.map(ts),
+        failed_at: row.col::<Option<i64>>(11)?.map(ts),
+    })
+}
+
+pub(crate) fn claim_deliveries(
+    tx: &Transaction<'_>,
+    node: &str,
+    now: Timestamp,
+    lease: std::time::Duration,
+    limit: u32,
+) -> Result<Vec<OutboxEntry>> {
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "UPDATE outbox SET claimed_by = ?1, claimed_until = ?3
+             WHERE id IN (
+                 SELECT id FROM outbox
+                 WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?2
+                   AND (claimed_until IS NULL OR claimed_until <= ?2)
+                 ORDER BY next_attempt_at, id LIMIT ?4)
+             RETURNING {OUTBOX_COLUMNS}"
+        ))
+        .map_err(map_err)?;
+    let mut rows = stmt
+        .query(params![
+            node,
+            now.as_millis(),
+            now.saturating_add(lease).as_millis(),
+            limit
+        ])
+        .map_err(map_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        out.push(outbox_entry(row)?);
+    }
+    out.sort_by_key(|e| (e.next_attempt_at, e.id));
+    Ok(out)
+}
+
+pub(crate) fn finish_delivery(
+    tx: &Transaction<'_>,
+    id: u64,
+    node: &str,
+    outcome: &DeliveryOutcome,
+    at: Timestamp,
+) -> Result<()> {
+    let Ok(id) = i64::try_from(id) else {
+        return Ok(());
+    };
+    let (delivered_at, next_attempt_at, failed_at, error) = match outcome {
+        DeliveryOutcome::Delivered => (Some(at.as_millis()), None, None, None),
+        DeliveryOutcome::Retry { at: next, error } => {
+            (None, Some(next.as_millis()), None, Some(error.as_str()))
+        }
+        DeliveryOutcome::Failed { error } => {
+            (None, None, Some(at.as_millis()), Some(error.as_str()))
+        }
+    };
+    // Only while the node still claims it, and only once.
+    let channel: Option<String> = tx
+        .query_row(
+            "UPDATE outbox SET attempts = attempts + 1, delivered_at = ?3,
+                 next_attempt_at = COALESCE(?4, next_attempt_at), failed_at = ?5,
+                 last_error = ?6, claimed_by = NULL, claimed_until = NULL
+             WHERE id = ?1 AND claimed_by = ?2 AND delivered_at IS NULL AND failed_at IS NULL
+             RETURNING channel_id",
+            params![id, node, delivered_at, next_attempt_at, failed_at, error],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?;
+    let Some(channel) = channel else {
+        return Ok(());
+    };
+    tx.execute(
+        "UPDATE channels SET last_attempt_at = ?2, last_error = ?3,
+             failures_in_a_row = CASE WHEN ?3 IS NULL THEN 0 ELSE failures_in_a_row + 1 END
+         WHERE id = ?1",
+        params![channel, at.as_millis(), error],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(crate) fn outbox(
+    tx: &Transaction<'_>,
+    reseller: &ResellerId,
+    filter: OutboxFilter,
+    limit: u32,
+) -> Result<Vec<OutboxEntry>> {
+    let only = match filter {
+        OutboxFilter::Pending => "AND delivered_at IS NULL AND failed_at IS NULL",
+        OutboxFilter::Failed => "AND failed_at IS NOT NULL",
+        OutboxFilter::All => "",
+    };
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE reseller_id = ?1 {only}
+             ORDER BY id DESC LIMIT ?2"
+        ))
+        .map_err(map_err)?;
+    let mut rows = stmt
+        .query(params![reseller.as_str(), limit])
+        .map_err(map_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        out.push(outbox_entry(row)?);
+    }
+    Ok(out)
+}
