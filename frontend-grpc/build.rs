@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "proto/carewatch/v1/ingest.proto",
     "proto/carewatch/v1/dashboard.proto",
     "proto/carewatch/v1/admin.proto",
+    "proto/carewatch/v1/notifications.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

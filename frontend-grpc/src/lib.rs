@@ -1,8 +1,9 @@
 //! # carewatch-grpc
 //!
-//! The gRPC face of Carewatch, as a library: three services (Ingest for
-//! recording servers, Dashboard for resellers, Admin for the operator) over a
-//! running [`carewatch_core::Carewatch`], and a client helper. It translates
+//! The gRPC face of Carewatch, as a library: four services (Ingest for
+//! recording servers, Dashboard for resellers, Notifications for a
+//! reseller's channels and maintenance windows, Admin for the operator) over
+//! a running [`carewatch_core::Carewatch`], and a client helper. It translates
 //! between protobuf and the core and holds no business rules; it runs
 //! nothing by itself: the composition root (`carewatch-cli`) mounts it.
 

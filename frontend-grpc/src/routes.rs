@@ -6,20 +6,22 @@ use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
 use crate::proto::{
-    self, admin_server::AdminServer, dashboard_server::DashboardServer, ingest_server::IngestServer,
+    self, admin_server::AdminServer, dashboard_server::DashboardServer,
+    ingest_server::IngestServer, notifications_server::NotificationsServer,
 };
-use crate::services::{AdminService, DashboardService, IngestService};
+use crate::services::{AdminService, DashboardService, IngestService, NotificationsService};
 
 /// Bytes a gRPC message may carry beyond its sealed payload: the SLC, the
 /// recording-server id, the sequence and protobuf's framing (at most ~250).
 const INGEST_FRAMING: usize = 1024;
-/// The largest Dashboard or Admin request (ids, tokens, page tokens).
+/// The largest Dashboard, Admin or Notifications request (ids, tokens,
+/// page tokens, a channel's URL and rules).
 const SMALL_REQUEST: usize = 64 * 1024;
 
 /// The routes and the health reporter that says whether Ingest serves.
 #[derive(Debug)]
 pub struct GrpcRoutes {
-    /// Ingest, Dashboard, Admin, health and reflection.
+    /// Ingest, Dashboard, Admin, Notifications, health and reflection.
     pub routes: Routes,
     /// Health of the services (set Ingest to not serving on shutdown).
     pub health: HealthReporter,
@@ -37,6 +39,9 @@ impl GrpcRoutes {
         self.health
             .set_not_serving::<AdminServer<AdminService>>()
             .await;
+        self.health
+            .set_not_serving::<NotificationsServer<NotificationsService>>()
+            .await;
     }
 }
 
@@ -52,6 +57,8 @@ pub async fn routes(carewatch: &Carewatch) -> Result<GrpcRoutes, tonic_reflectio
         .max_decoding_message_size(SMALL_REQUEST);
     let admin = AdminServer::new(AdminService::new(carewatch.clone()))
         .max_decoding_message_size(SMALL_REQUEST);
+    let notifications = NotificationsServer::new(NotificationsService::new(carewatch.clone()))
+        .max_decoding_message_size(SMALL_REQUEST);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -63,6 +70,9 @@ pub async fn routes(carewatch: &Carewatch) -> Result<GrpcRoutes, tonic_reflectio
     health_reporter
         .set_serving::<AdminServer<AdminService>>()
         .await;
+    health_reporter
+        .set_serving::<NotificationsServer<NotificationsService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -71,7 +81,8 @@ pub async fn routes(carewatch: &Carewatch) -> Result<GrpcRoutes, tonic_reflectio
         .add_service(reflection)
         .add_service(ingest)
         .add_service(dashboard)
-        .add_service(admin);
+        .add_service(admin)
+        .add_service(notifications);
     Ok(GrpcRoutes {
         routes,
         health: health_reporter,

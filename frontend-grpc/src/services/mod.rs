@@ -1,9 +1,11 @@
-//! The three Carewatch services.
+//! The Carewatch services.
 
 mod admin;
 mod dashboard;
 mod ingest;
+mod notifications;
 
 pub use admin::AdminService;
 pub use dashboard::DashboardService;
 pub use ingest::IngestService;
+pub use notifications::{API_TOKEN_LOGIN, NotificationsService};
