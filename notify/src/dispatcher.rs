@@ -1,0 +1,352 @@
+//! The dispatcher: beside the server, it drives the notifier (change feed →
+//! outbox) and drains the outbox.
+//!
+//! Every `every` (and again at once while it finds work) it claims due
+//! entries for this node under a lease, sends up to `concurrency` at once,
+//! and records each outcome: delivered, retried after the backoff (with
+//! random jitter, so channels that failed together do not retry in step),
+//! or given up after the last attempt or a permanent refusal. A claim
+//! outlives the longest batch, so nobody else sends an entry while this
+//! node does; a node that dies mid-send loses its claim when the lease ends
+//! and the entry is claimed again: delivered at least once, each attempt
+//! with the same idempotency key.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use carewatch_core::notification::delivery::retry_after;
+use carewatch_core::notification::{ChannelId, DeliveryOutcome, OutboxEntry};
+use carewatch_core::{Carewatch, OpenedChannel};
+use futures::StreamExt;
+use tokio::sync::{Notify, watch};
+
+use crate::sender::{Attempt, Sender};
+
+/// How the dispatcher runs.
+#[derive(Debug, Clone)]
+pub struct DispatcherOptions {
+    /// How often it looks for due entries and runs the notifier when idle.
+    pub every: Duration,
+    /// How long a claim lasts: longer than a batch can take.
+    pub lease: Duration,
+    /// Entries claimed at once.
+    pub batch: u32,
+    /// Entries sent at once.
+    pub concurrency: usize,
+    /// Whether this dispatcher also runs the notifier (the change feed →
+    /// outbox step; one node at a time does the work, under its own lease).
+    pub notifier: bool,
+    /// How long a stop waits for deliveries in flight (those cut off are
+    /// claimed again after their lease, by this node or another).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DispatcherOptions {
+    fn default() -> Self {
+        Self {
+            every: Duration::from_millis(500),
+            lease: Duration::from_secs(60),
+            batch: 32,
+            concurrency: 8,
+            notifier: true,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs a dispatcher with the default options until `shutdown` completes.
+pub async fn run(
+    carewatch: Carewatch,
+    sender: Arc<Sender>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    Dispatcher::new(carewatch, sender, DispatcherOptions::default())
+        .run(shutdown)
+        .await;
+}
+
+/// Sends what the outbox holds (see the module docs).
+#[derive(Debug)]
+pub struct Dispatcher {
+    carewatch: Carewatch,
+    sender: Arc<Sender>,
+    options: DispatcherOptions,
+    channels: Mutex<ChannelCache>,
+    /// Rings when the notifier queued something: deliver without waiting.
+    queued: Notify,
+    claim_errors: LogLimit,
+    notifier_errors: LogLimit,
+}
+
+#[derive(Debug, Default)]
+struct ChannelCache {
+    opened: HashMap<ChannelId, Arc<OpenedChannel>>,
+    loaded: Option<Instant>,
+}
+
+/// How long opened channels are reused before they are read again.
+const CHANNELS_FRESH: Duration = Duration::from_secs(10);
+
+impl Dispatcher {
+    /// A dispatcher for `carewatch`, sending with `sender`.
+    pub fn new(carewatch: Carewatch, sender: Arc<Sender>, options: DispatcherOptions) -> Self {
+        Self {
+            carewatch,
+            sender,
+            options,
+            channels: Mutex::default(),
+            queued: Notify::new(),
+            claim_errors: LogLimit::default(),
+            notifier_errors: LogLimit::default(),
+        }
+    }
+
+    /// Runs until `shutdown` completes, then waits up to the shutdown grace
+    /// for deliveries in flight.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
+        let (stop, stopping) = watch::channel(false);
+        let delivering = self.deliver_loop(stopping.clone());
+        let notifying = self.notifier_loop(stopping);
+        tokio::pin!(delivering, notifying, shutdown);
+        let mut delivered = false;
+        tokio::select! {
+            () = &mut shutdown => {}
+            () = &mut delivering => delivered = true,
+        }
+        let _ = stop.send(true);
+        let finish = async {
+            let notifier = async { (&mut notifying).await };
+            let deliveries = async {
+                if !delivered {
+                    (&mut delivering).await;
+                }
+            };
+            tokio::join!(notifier, deliveries);
+        };
+        if tokio::time::timeout(self.options.shutdown_grace, finish)
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                "deliveries still in flight at shutdown are sent again after their lease"
+            );
+        }
+    }
+
+    async fn notifier_loop(&self, mut stopping: watch::Receiver<bool>) {
+        if !self.options.notifier {
+            return;
+        }
+        while !*stopping.borrow() {
+            let busy = match self.carewatch.notify_step().await {
+                Ok(step) => {
+                    self.notifier_errors
+                        .ok(|| tracing::info!("the notifier works again"));
+                    if step.queued > 0 {
+                        tracing::debug!(
+                            queued = step.queued,
+                            events = step.events,
+                            "notifications queued"
+                        );
+                        self.queued.notify_one();
+                    }
+                    step.events > 0
+                }
+                Err(e) => {
+                    self.notifier_errors
+                        .warn(|n| tracing::warn!(error = %e, failures = n, "the notifier step failed; retrying"));
+                    false
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    () = tokio::time::sleep(self.options.every) => {}
+                    _ = stopping.changed() => {}
+                }
+            }
+        }
+    }
+
+    async fn deliver_loop(&self, mut stopping: watch::Receiver<bool>) {
+        while !*stopping.borrow() {
+            let claimed = self
+                .carewatch
+                .claim_deliveries(self.options.lease, self.options.batch)
+                .await;
+            let entries = match claimed {
+                Ok(entries) => {
+                    self.claim_errors
+                        .ok(|| tracing::info!("claiming notifications works again"));
+                    entries
+                }
+                Err(e) => {
+                    self.claim_errors.warn(|n| {
+                        tracing::warn!(error = %e, failures = n, "claiming notifications failed; retrying")
+                    });
+                    Vec::new()
+                }
+            };
+            if entries.is_empty() {
+                tokio::select! {
+                    () = tokio::time::sleep(self.options.every) => {}
+                    () = self.queued.notified() => {}
+                    _ = stopping.changed() => {}
+                }
+                continue;
+            }
+            self.deliver_batch(entries).await;
+        }
+    }
+
+    /// Sends claimed entries, `concurrency` at once, recording each outcome
+    /// as soon as it is known.
+    pub async fn deliver_batch(&self, entries: Vec<OutboxEntry>) {
+        let channels = self.channels_for(&entries).await;
+        futures::stream::iter(entries)
+            .for_each_concurrent(self.options.concurrency.max(1), |entry| {
+                let channel = match &channels {
+                    Ok(map) => map.get(&entry.channel).cloned().ok_or(None),
+                    Err(e) => Err(Some(e.clone())),
+                };
+                async move { self.deliver(entry, channel).await }
+            })
+            .await;
+    }
+
+    async fn deliver(
+        &self,
+        entry: OutboxEntry,
+        channel: Result<Arc<OpenedChannel>, Option<String>>,
+    ) {
+        let attempt = match channel {
+            Ok(channel) => self.sender.send(&channel, &entry).await,
+            // Deleting a channel gives its entries up; one claimed meanwhile
+            // is given up here.
+            Err(None) => Attempt::Failed("the channel was deleted".into()),
+            Err(Some(e)) => Attempt::Retry(format!("the channel cannot be opened: {e}")),
+        };
+        let number = entry.attempts + 1;
+        let outcome = match attempt {
+            Attempt::Delivered => DeliveryOutcome::Delivered,
+            Attempt::Retry(error) => match retry_after(number, jitter()) {
+                Some(wait) => DeliveryOutcome::Retry {
+                    at: self.carewatch.now().saturating_add(wait),
+                    error,
+                },
+                None => DeliveryOutcome::Failed {
+                    error: format!("{error} (gave up after {number} attempts)"),
+                },
+            },
+            Attempt::Failed(error) => DeliveryOutcome::Failed { error },
+        };
+        match &outcome {
+            DeliveryOutcome::Delivered => tracing::info!(
+                entry = entry.id, channel = %entry.channel, reseller = %entry.reseller,
+                attempt = number, "notification delivered"
+            ),
+            DeliveryOutcome::Retry { at, error } => tracing::warn!(
+                entry = entry.id, channel = %entry.channel, reseller = %entry.reseller,
+                attempt = number, retry_at = %at, error = %error, "notification not delivered; will retry"
+            ),
+            DeliveryOutcome::Failed { error } => tracing::warn!(
+                entry = entry.id, channel = %entry.channel, reseller = %entry.reseller,
+                attempt = number, error = %error, "notification given up"
+            ),
+        }
+        if let Err(e) = self.carewatch.finish_delivery(entry.id, &outcome).await {
+            // The claim runs out and the entry is tried again: at least once.
+            tracing::warn!(entry = entry.id, error = %e, "recording a delivery's outcome failed; it will be tried again after its lease");
+        }
+    }
+
+    /// The opened channels of `entries`, read again when one is missing or
+    /// they are older than a few seconds.
+    async fn channels_for(
+        &self,
+        entries: &[OutboxEntry],
+    ) -> Result<HashMap<ChannelId, Arc<OpenedChannel>>, String> {
+        let fresh = {
+            let cache = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+            cache.loaded.is_some_and(|at| at.elapsed() < CHANNELS_FRESH)
+                && entries
+                    .iter()
+                    .all(|e| cache.opened.contains_key(&e.channel))
+        };
+        if !fresh {
+            let opened = self
+                .carewatch
+                .delivery_channels()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut cache = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+            cache.opened = opened
+                .into_iter()
+                .map(|c| (c.record.id.clone(), Arc::new(c)))
+                .collect();
+            cache.loaded = Some(Instant::now());
+        }
+        let cache = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(entries
+            .iter()
+            .filter_map(|e| {
+                cache
+                    .opened
+                    .get(&e.channel)
+                    .map(|c| (e.channel.clone(), c.clone()))
+            })
+            .collect())
+    }
+}
+
+/// A uniform number in [0, 1) from the OS's random source.
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A warning logged at most every 30 s while something keeps failing, with
+/// the number of failures, and one line when it works again.
+#[derive(Debug, Default)]
+struct LogLimit {
+    state: Mutex<(u64, Option<Instant>)>,
+}
+
+impl LogLimit {
+    fn warn(&self, log: impl FnOnce(u64)) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0 += 1;
+        if state
+            .1
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(30))
+        {
+            state.1 = Some(Instant::now());
+            log(state.0);
+        }
+    }
+
+    fn ok(&self, log: impl FnOnce()) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.0 > 0 {
+            *state = (0, None);
+            log();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_is_in_range() {
+        for _ in 0..1000 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j), "{j}");
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! HTTP POSTs to webhooks, Slack and Teams. Chat webhook URLs carry their
+//! own secret in the path, so nothing here ever shows more of a URL than
+//! its host and port.
+
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+use crate::sender::{Attempt, SenderError, USER_AGENT};
+
+/// Bytes of a refusal's body kept in its error.
+const SNIPPET: usize = 300;
+
+#[derive(Debug)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Http {
+    pub(crate) fn new(roots_pem: Option<&[u8]>, timeout: Duration) -> Result<Self, SenderError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // A redirect would send the signed body somewhere else: never.
+            .redirect(reqwest::redirect::Policy::none())
+            // Deliveries go straight to the receiver.
+            .no_proxy()
+            .tls_built_in_root_certs(true);
+        if let Some(pem) = roots_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                SenderError::new(format!("the extra trusted certificates: {}", chain(&e)))
+            })?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| SenderError::new(format!("HTTP client: {}", chain(&e))))?;
+        Ok(Self { client, timeout })
+    }
+
+    /// POSTs `body` (JSON) to `url` with `headers`: 2xx delivered; 408, 429,
+    /// 5xx and failures to connect or answer in time retried; anything else
+    /// given up.
+    pub(crate) async fn post(
+        &self,
+        what: &str,
+        url: &str,
+        body: String,
+        headers: &[(&str, String)],
+    ) -> Attempt {
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            return Attempt::Failed(format!("{what}: the URL is not valid"));
+        };
+        let host = host_of(&parsed);
+        let place = format!("{what} at {host}");
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Attempt::Failed(format!("{place}: only http and https URLs"));
+        }
+        let mut map = HeaderMap::new();
+        map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in headers {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) else {
+                return Attempt::Failed(format!("{place}: header {name} cannot be sent"));
+            };
+            map.insert(name, value);
+        }
+        let response = match self
+            .client
+            .post(parsed)
+            .headers(map)
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => return self.failed_request(&place, url, &e),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Attempt::Delivered;
+        }
+        let snippet = snippet(response).await;
+        let mut error = format!("{place} answered HTTP {status}");
+        if !snippet.is_empty() {
+            error.push_str(": ");
+            error.push_str(&scrub(&snippet, url));
+        }
+        let code = status.as_u16();
+        if code == 408 || code == 429 || status.is_server_error() {
+            Attempt::Retry(error)
+        } else {
+            if status.is_redirection() {
+                error.push_str(" (redirects are not followed)");
+            }
+            Attempt::Failed(error)
+        }
+    }
+
+    fn failed_request(&self, place: &str, url: &str, e: &reqwest::Error) -> Attempt {
+        let what = if e.is_timeout() {
+            format!("no answer within {:?}", self.timeout)
+        } else if e.is_connect() {
+            "could not connect".to_owned()
+        } else {
+            "the request failed".to_owned()
+        };
+        let detail = e.without_url_ref().to_string();
+        let error = scrub(&format!("{place}: {what}: {detail}"), url);
+        if e.is_builder() {
+            Attempt::Failed(error)
+        } else {
+            Attempt::Retry(error)
+        }
+    }
+}
+
+/// Host and port, for errors.
+fn host_of(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// An error and its causes, each once.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// Removes the URL and its path from `text`, in case a library put them in.
+fn scrub(text: &str, url: &str) -> String {
+    let mut text = text.replace(url, "<url>");
+    if let Ok(parsed) = reqwest::Url::parse(url) {
+        let path = parsed.path();
+        if path.len() > 1 {
+            text = text.replace(path, "/<path>");
+        }
+        if let Some(query) = parsed.query()
+            && !query.is_empty()
+        {
+            text = text.replace(query, "<query>");
+        }
+    }
+    text
+}
+
+/// The start of a refusal's body, on one line.
+async fn snippet(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < SNIPPET {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(SNIPPET)]);
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `reqwest::Error::without_url` takes the error by value; this keeps a
+/// reference usable.
+trait WithoutUrlRef {
+    fn without_url_ref(&self) -> ErrorText;
+}
+
+impl WithoutUrlRef for reqwest::Error {
+    fn without_url_ref(&self) -> ErrorText {
+        // Display of a reqwest error without its URL: its kind, then the
+        // causes (which never hold the URL).
+        let kind = if self.is_timeout() {
+            "operation timed out"
+        } else if self.is_connect() {
+            "error trying to connect"
+        } else if self.is_body() {
+            "error sending the body"
+        } else if self.is_decode() {
+            "error decoding the answer"
+        } else if self.is_redirect() {
+            "redirect"
+        } else if self.is_builder() {
+            "invalid request"
+        } else {
+            "error sending the request"
+        };
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            causes.push(cause.to_string());
+            source = cause.source();
+        }
+        ErrorText { kind, causes }
+    }
+}
+
+#[derive(Debug)]
+struct ErrorText {
+    kind: &'static str,
+    causes: Vec<String>,
+}
+
+impl std::fmt::Display for ErrorText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind)?;
+        let mut shown: Vec<&str> = Vec::new();
+        for cause in &self.causes {
+            if !shown.iter().any(|s| s.contains(cause.as_str())) {
+                write!(f, ": {cause}")?;
+                shown.push(cause);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ErrorText {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubbing_removes_the_path_and_query() {
+        let url = "https://hooks.slack.com/services/T000/B000/XXXX?token=abc";
+        let text = format!("error for url ({url}) at /services/T000/B000/XXXX token=abc");
+        let clean = scrub(&text, url);
+        assert!(!clean.contains("XXXX"), "{clean}");
+        assert!(!clean.contains("abc"), "{clean}");
+    }
+}

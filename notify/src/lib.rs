@@ -1,0 +1,34 @@
+//! Delivery of Carewatch notifications. No rules live here: `carewatch-core`
+//! decides what to tell and keeps it in the store's outbox; this crate
+//! sends what the outbox holds and records how each attempt ended.
+//!
+//! - [`Sender`] sends one outbox entry on an opened channel: a **webhook**
+//!   gets the stored JSON document as is, signed (`Carewatch-Signature`,
+//!   HMAC-SHA256 over the timestamp and the body) and carrying the entry's
+//!   `Idempotency-Key`; **Slack** and **Teams** incoming webhooks get a
+//!   message in their own format; **email** goes over SMTP (STARTTLS or
+//!   implicit TLS) with a text and an HTML part, its `Message-ID` derived
+//!   from the idempotency key so every retry is the same message.
+//! - [`Dispatcher`] runs beside the server: it drives the notifier (feed →
+//!   outbox) and drains the outbox, claiming due entries under a lease,
+//!   sending a few at once and recording each outcome, with exponential
+//!   backoff and jitter between attempts. A node that dies mid-send loses
+//!   its claim when the lease ends and the entry is sent again: delivery is
+//!   at least once, and receivers deduplicate by the idempotency key.
+//!
+//! Secrets (webhook signing secrets, chat webhook URLs, the SMTP password)
+//! are never logged: errors name the host only.
+
+mod dispatcher;
+mod email;
+mod http;
+mod render;
+mod sender;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use dispatcher::{Dispatcher, DispatcherOptions, run};
+pub use email::{SmtpSecurity, SmtpSettings, SmtpUrl, parse_mailbox};
+pub use lettre::message::Mailbox;
+pub use sender::{Attempt, Sender, SenderError, SenderOptions, USER_AGENT};

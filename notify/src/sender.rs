@@ -1,0 +1,181 @@
+//! One attempt to deliver one outbox entry on one channel.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use carewatch_core::OpenedChannel;
+use carewatch_core::notification::delivery::{
+    IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature_header,
+};
+use carewatch_core::notification::payload::Notification;
+use carewatch_core::notification::{Destination, OutboxEntry};
+
+use crate::email::{Mailer, SmtpSettings};
+use crate::http::Http;
+use crate::render;
+
+/// The `User-Agent` of every HTTP request, `carewatch/<version>`.
+pub const USER_AGENT: &str = concat!("carewatch/", env!("CARGO_PKG_VERSION"));
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The receiver took it (HTTP 2xx, SMTP 250).
+    Delivered,
+    /// It may work later (connection failed, timed out, HTTP 408, 429 or
+    /// 5xx, SMTP 4xx): try again after the backoff.
+    Retry(String),
+    /// It will not work as it is (HTTP 4xx, SMTP 5xx, a malformed
+    /// destination): give up now.
+    Failed(String),
+}
+
+/// What the sender needs besides the channels.
+#[derive(Debug, Clone)]
+pub struct SenderOptions {
+    /// The SMTP server for email channels (`serve --smtp-url`, `--smtp-from`);
+    /// without it, email deliveries fail (and are retried) saying so.
+    pub smtp: Option<SmtpSettings>,
+    /// PEM certificates to trust besides the public (web PKI) roots, for
+    /// webhooks and SMTP: a private CA, or a test's self-signed certificate
+    /// (`serve --notify-ca-cert`).
+    pub extra_roots_pem: Option<Vec<u8>>,
+    /// Longest one attempt may take (connecting, sending, the answer).
+    pub timeout: Duration,
+}
+
+impl Default for SenderOptions {
+    fn default() -> Self {
+        Self {
+            smtp: None,
+            extra_roots_pem: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a sender could not be set up.
+#[derive(Debug)]
+pub struct SenderError(String);
+
+impl std::fmt::Display for SenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SenderError {}
+
+impl SenderError {
+    pub(crate) fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+}
+
+/// Sends outbox entries: HTTP for webhooks, Slack and Teams, SMTP for email.
+#[derive(Debug)]
+pub struct Sender {
+    http: Http,
+    mail: Option<Mailer>,
+    timeout: Duration,
+}
+
+impl Sender {
+    /// A sender with these settings.
+    pub fn new(options: SenderOptions) -> Result<Self, SenderError> {
+        let roots = options.extra_roots_pem.as_deref();
+        if let Some(pem) = roots
+            && !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----")
+        {
+            return Err(SenderError::new(
+                "the extra trusted certificates are not PEM certificates",
+            ));
+        }
+        let http = Http::new(roots, options.timeout)?;
+        let mail = options
+            .smtp
+            .as_ref()
+            .map(|smtp| Mailer::new(smtp, roots, options.timeout))
+            .transpose()?;
+        Ok(Self {
+            http,
+            mail,
+            timeout: options.timeout,
+        })
+    }
+
+    /// Whether email channels can be served (an SMTP server is configured).
+    pub fn has_smtp(&self) -> bool {
+        self.mail.is_some()
+    }
+
+    /// One attempt at `entry` on `channel`. Never panics on what the
+    /// receiver answers; errors describe the destination by host only.
+    pub async fn send(&self, channel: &OpenedChannel, entry: &OutboxEntry) -> Attempt {
+        let attempt = async {
+            match &channel.destination {
+                Destination::Webhook { url } => {
+                    let Some(secret) = channel.signing_secret.as_deref() else {
+                        return Attempt::Failed("the webhook channel has no signing secret".into());
+                    };
+                    let body = entry.body.as_bytes();
+                    let signature = signature_header(secret, unix_now(), body);
+                    let headers = [
+                        (IDEMPOTENCY_HEADER, entry.key.clone()),
+                        (SIGNATURE_HEADER, signature),
+                    ];
+                    self.http
+                        .post("webhook", url, entry.body.clone(), &headers)
+                        .await
+                }
+                Destination::Slack { url } => match parse(entry) {
+                    Ok(notification) => {
+                        let headers = [(IDEMPOTENCY_HEADER, entry.key.clone())];
+                        let body = render::slack(&notification);
+                        self.http.post("Slack webhook", url, body, &headers).await
+                    }
+                    Err(failed) => failed,
+                },
+                Destination::Teams { url } => match parse(entry) {
+                    Ok(notification) => {
+                        let headers = [(IDEMPOTENCY_HEADER, entry.key.clone())];
+                        let body = render::teams(&notification);
+                        self.http.post("Teams webhook", url, body, &headers).await
+                    }
+                    Err(failed) => failed,
+                },
+                Destination::Email { to } => {
+                    let Some(mail) = &self.mail else {
+                        return Attempt::Retry(
+                            "no SMTP server configured (carewatch serve --smtp-url, --smtp-from)"
+                                .into(),
+                        );
+                    };
+                    match parse(entry) {
+                        Ok(notification) => mail.send(to, &notification, entry).await,
+                        Err(failed) => failed,
+                    }
+                }
+            }
+        };
+        // Each transport has its own timeouts; this bounds the whole attempt.
+        match tokio::time::timeout(self.timeout * 3, attempt).await {
+            Ok(attempt) => attempt,
+            Err(_) => Attempt::Retry(format!(
+                "{} delivery timed out after {:?}",
+                channel.destination.kind(),
+                self.timeout * 3
+            )),
+        }
+    }
+}
+
+fn parse(entry: &OutboxEntry) -> Result<Notification, Attempt> {
+    Notification::from_json(&entry.body)
+        .map_err(|e| Attempt::Failed(format!("the stored notification cannot be read: {e}")))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
