@@ -74,6 +74,77 @@ pub struct ServeArgs {
     /// Longest a stop waits for calls in flight before closing connections.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// The SMTP server for email notification channels:
+    /// smtp://[user:password@]host[:port] (STARTTLS required, port 587),
+    /// smtps://[user:password@]host[:port] (TLS, port 465), or
+    /// smtp+insecure://127.0.0.1:port (no TLS; loopback only). User and
+    /// password percent-encoded; never logged.
+    #[arg(
+        long,
+        env = "CAREWATCH_SMTP_URL",
+        hide_env_values = true,
+        requires = "smtp_from"
+    )]
+    smtp_url: Option<HiddenText>,
+    /// The From address of notification emails, e.g.
+    /// "Carewatch <carewatch@example.net>".
+    #[arg(long, env = "CAREWATCH_SMTP_FROM", requires = "smtp_url", value_parser = carewatch_notify::parse_mailbox)]
+    smtp_from: Option<carewatch_notify::Mailbox>,
+    /// PEM certificates to trust, besides the public roots, when delivering
+    /// notifications (webhooks, SMTP): a private CA, or a test receiver's
+    /// self-signed certificate.
+    #[arg(long, env = "CAREWATCH_NOTIFY_CA_CERT")]
+    notify_ca_cert: Option<PathBuf>,
+}
+
+/// A value that may hold a secret (the SMTP URL's password): its `Debug`
+/// hides it, and clap never repeats it in an error (parsing cannot fail
+/// here; `run` checks it without echoing it).
+#[derive(Clone)]
+struct HiddenText(String);
+
+impl std::str::FromStr for HiddenText {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for HiddenText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+/// The notification sender from the SMTP and trust settings.
+fn notification_sender(args: &ServeArgs) -> Result<carewatch_notify::Sender, String> {
+    let smtp = match (&args.smtp_url, &args.smtp_from) {
+        (Some(url), Some(from)) => Some(carewatch_notify::SmtpSettings {
+            url: url.0.parse().map_err(|e| format!("--smtp-url: {e}"))?,
+            from: from.clone(),
+        }),
+        _ => None,
+    };
+    let extra_roots_pem = args
+        .notify_ca_cert
+        .as_ref()
+        .map(|path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())))
+        .transpose()?;
+    match &smtp {
+        Some(smtp) => eprintln!(
+            "notification emails via {} from {}",
+            smtp.url.describe(),
+            smtp.from
+        ),
+        None => eprintln!("no SMTP server (--smtp-url): email notification channels cannot deliver"),
+    }
+    carewatch_notify::Sender::new(carewatch_notify::SenderOptions {
+        smtp,
+        extra_roots_pem,
+        ..carewatch_notify::SenderOptions::default()
+    })
+    .map_err(|e| format!("notifications: {e}"))
 }
 
 pub async fn run(args: ServeArgs) -> CliResult {
@@ -86,6 +157,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         )
         .into());
     }
+    let sender = Arc::new(notification_sender(&args)?);
     let tls = if args.insecure_plaintext {
         eprintln!(
             "WARNING: serving WITHOUT TLS on {} (--insecure-plaintext)",
@@ -157,7 +229,24 @@ pub async fn run(args: ServeArgs) -> CliResult {
         shutdown_grace: args.shutdown_grace,
         ..ServeOptions::default()
     };
-    serve(carewatch, listener, options, shutdown_signal()).await?;
+    // Notifications are derived and delivered beside the server, and stop
+    // with it (or when it fails).
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(carewatch_notify::run(
+        carewatch.clone(),
+        sender,
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|stop| *stop).await;
+        },
+    ));
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+    };
+    let served = serve(carewatch, listener, options, shutdown).await;
+    let _ = dispatcher.await;
+    served?;
     eprintln!("carewatch stopped");
     Ok(())
 }
