@@ -137,7 +137,9 @@ fn notification_sender(args: &ServeArgs) -> Result<carewatch_notify::Sender, Str
             smtp.url.describe(),
             smtp.from
         ),
-        None => eprintln!("no SMTP server (--smtp-url): email notification channels cannot deliver"),
+        None => {
+            eprintln!("no SMTP server (--smtp-url): email notification channels cannot deliver")
+        }
     }
     carewatch_notify::Sender::new(carewatch_notify::SenderOptions {
         smtp,
