@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0004_change_feed.sql"),
     ),
     (5, "team", include_str!("../migrations/0005_team.sql")),
+    (
+        6,
+        "notifications",
+        include_str!("../migrations/0006_notifications.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -104,6 +104,15 @@ macro_rules! __conformance_test_list {
             users_and_api_tokens_are_per_reseller,
             sign_in_follows_invitations_and_fails_alike,
             viewers_may_not_manage_and_api_tokens_open_until_revoked,
+            // notifications
+            channels_and_maintenance_windows_are_per_reseller,
+            the_notifier_lease_is_held_by_one_node_at_a_time,
+            notifier_commits_are_atomic_and_conditional,
+            deliveries_are_claimed_by_one_node_at_a_time,
+            delivery_outcomes_are_recorded_once_by_the_claiming_node,
+            the_outbox_lists_a_resellers_entries_newest_first,
+            deleting_a_channel_gives_up_its_pending_entries,
+            notifications_follow_health_changes_once_after_the_hold,
             // the change feed
             change_feed_records_every_change_in_order,
             change_feed_has_no_gaps_and_is_pruned_by_age,

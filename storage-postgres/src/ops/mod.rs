@@ -6,6 +6,7 @@ mod availability;
 mod feed;
 mod history;
 mod ingest;
+mod notifications;
 mod reads;
 mod summary;
 mod team;
@@ -18,6 +19,11 @@ use carewatch_core::feed::{ChangeEvent, EventId};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::liveness::LivenessMark;
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::notification::{
+    ChannelId, ChannelRecord, DeliveryOutcome, NewOutboxEntry, NotificationState, NotifierCommit,
+    OutboxEntry, OutboxFilter,
+};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
@@ -304,6 +310,144 @@ impl Store for PostgresStore {
     async fn revoke_api_token(&self, reseller: &ResellerId, id: &str, at: Timestamp) -> Result<()> {
         self.write(&(reseller, id, at), |c, (r, id, at)| {
             Box::pin(team::revoke_api_token(c, r, id, *at))
+        })
+        .await
+    }
+
+    async fn create_channel(&self, channel: &ChannelRecord) -> Result<()> {
+        self.write(channel, |c, ch| {
+            Box::pin(notifications::create_channel(c, ch))
+        })
+        .await
+    }
+
+    async fn channels(&self, reseller: Option<&ResellerId>) -> Result<Vec<ChannelRecord>> {
+        self.read(&reseller, |c, r| Box::pin(notifications::channels(c, *r)))
+            .await
+    }
+
+    async fn delete_channel(
+        &self,
+        reseller: &ResellerId,
+        id: &ChannelId,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.write(&(reseller, id, at), |c, (r, id, at)| {
+            Box::pin(notifications::delete_channel(c, r, id, *at))
+        })
+        .await
+    }
+
+    async fn create_maintenance(&self, window: &MaintenanceWindow) -> Result<()> {
+        self.write(window, |c, w| {
+            Box::pin(notifications::create_maintenance(c, w))
+        })
+        .await
+    }
+
+    async fn maintenance_windows(
+        &self,
+        reseller: Option<&ResellerId>,
+    ) -> Result<Vec<MaintenanceWindow>> {
+        self.read(&reseller, |c, r| {
+            Box::pin(notifications::maintenance_windows(c, *r))
+        })
+        .await
+    }
+
+    async fn delete_maintenance(&self, reseller: &ResellerId, id: &WindowId) -> Result<()> {
+        self.write(&(reseller, id), |c, (r, id)| {
+            Box::pin(notifications::delete_maintenance(c, r, id))
+        })
+        .await
+    }
+
+    async fn notifier_lease(
+        &self,
+        node: &str,
+        now: Timestamp,
+        lease: std::time::Duration,
+    ) -> Result<Option<EventId>> {
+        self.write(&(node, now, lease), |c, (node, now, lease)| {
+            Box::pin(notifications::notifier_lease(c, node, *now, *lease))
+        })
+        .await
+    }
+
+    async fn notification_states(
+        &self,
+        keys: &[(ChannelId, Slc)],
+    ) -> Result<Vec<NotificationState>> {
+        self.read(keys, |c, k| {
+            Box::pin(notifications::notification_states(c, k))
+        })
+        .await
+    }
+
+    async fn due_notification_states(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<NotificationState>> {
+        self.read(&(now, limit), |c, (now, limit)| {
+            Box::pin(notifications::due_notification_states(c, *now, *limit))
+        })
+        .await
+    }
+
+    async fn commit_notifications(&self, commit: &NotifierCommit) -> Result<bool> {
+        self.write(commit, |c, commit| {
+            Box::pin(notifications::commit_notifications(c, commit))
+        })
+        .await
+    }
+
+    async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()> {
+        self.write(entries, |c, e| {
+            Box::pin(notifications::enqueue_notifications(c, e))
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        node: &str,
+        now: Timestamp,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>> {
+        self.write(
+            &(node, now, lease, limit),
+            |c, (node, now, lease, limit)| {
+                Box::pin(notifications::claim_deliveries(
+                    c, node, *now, *lease, *limit,
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: u64,
+        node: &str,
+        outcome: &DeliveryOutcome,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.write(&(id, node, outcome, at), |c, (id, node, outcome, at)| {
+            Box::pin(notifications::finish_delivery(c, *id, node, outcome, *at))
+        })
+        .await
+    }
+
+    async fn outbox(
+        &self,
+        reseller: &ResellerId,
+        filter: OutboxFilter,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>> {
+        self.read(&(reseller, filter, limit), |c, (r, f, l)| {
+            Box::pin(notifications::outbox(c, r, *f, *l))
         })
         .await
     }

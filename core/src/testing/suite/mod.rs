@@ -20,6 +20,7 @@ mod durability;
 mod feed;
 mod ingest;
 mod large_batches;
+mod notifications;
 mod reads;
 mod registration;
 mod sequences;
@@ -32,6 +33,7 @@ mod by_name {
     pub(super) use super::feed::*;
     pub(super) use super::ingest::*;
     pub(super) use super::large_batches::*;
+    pub(super) use super::notifications::*;
     pub(super) use super::reads::*;
     pub(super) use super::registration::*;
     pub(super) use super::sequences::*;

@@ -59,7 +59,13 @@ fn invitation(
 
 /// Invites and accepts at once, straight on the store (a stand-in password
 /// hash: the store keeps whatever it is given). Returns the user.
-async fn member(fx: &Fixture, reseller: &ResellerId, who: &str, role: Role, at: Timestamp) -> User {
+pub(super) async fn member(
+    fx: &Fixture,
+    reseller: &ResellerId,
+    who: &str,
+    role: Role,
+    at: Timestamp,
+) -> User {
     let seed = format!("invitation of {who} to {reseller} at {at:?}");
     let record = invitation(
         &seed,

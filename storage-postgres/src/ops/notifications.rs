@@ -1,0 +1,722 @@
+//! Notifications: channels, maintenance windows, the notifier's lease and
+//! states, and the outbox. Each function runs inside the one transaction of
+//! its store call.
+//!
+//! Locks, always taken in this order: the `notifier` row (the lease, then a
+//! step's commit), a channel's row (deleted by `delete_channel`, shared by a
+//! commit or an enqueue that writes for it, updated by `finish_delivery`),
+//! then outbox rows (claims take them with `FOR UPDATE SKIP LOCKED`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use carewatch_core::Error;
+use carewatch_core::feed::EventId;
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::notification::{
+    ChannelId, ChannelRecord, ChannelRules, DeliveryOutcome, DeliveryStatus, NewOutboxEntry,
+    NotificationState, NotifierCommit, OutboxEntry, OutboxFilter,
+};
+use carewatch_core::store::columns::PhaseColumns;
+use carewatch_core::team::Login;
+use carewatch_core::time::Timestamp;
+use sqlx_core::query::query;
+use sqlx_postgres::{PgConnection, PgRow};
+
+use crate::codec::{self, col, duration, ms, ts};
+use crate::errors::{DbResult, corrupt, on_insert};
+
+/// The error given to pending entries of a deleted channel.
+const CHANNEL_DELETED: &str = "channel deleted";
+
+fn reseller_not_found(reseller: &ResellerId) -> Error {
+    Error::NotFound {
+        what: format!("reseller {reseller}"),
+    }
+}
+
+fn channel_id(text: &str) -> DbResult<ChannelId> {
+    Ok(ChannelId::new(text).map_err(|e| corrupt("channel id", e))?)
+}
+
+fn window_id(text: &str) -> DbResult<WindowId> {
+    Ok(WindowId::new(text).map_err(|e| corrupt("maintenance window id", e))?)
+}
+
+fn login(text: &str) -> DbResult<Login> {
+    Ok(Login::new(text).map_err(|e| corrupt("login", e))?)
+}
+
+fn count(stored: i64, what: &str) -> DbResult<u32> {
+    Ok(u32::try_from(stored).map_err(|e| corrupt(what, e))?)
+}
+
+fn event_column(id: EventId) -> DbResult<i64> {
+    Ok(i64::try_from(id.0).map_err(|e| Error::InvalidInput {
+        field: "feed position",
+        reason: e.to_string(),
+    })?)
+}
+
+/// A channel's chosen installations, one SLC per line (`None`: all).
+fn installations_column(rules: &ChannelRules) -> Option<String> {
+    rules
+        .installations
+        .as_ref()
+        .map(|slcs| slcs.iter().map(Slc::as_str).collect::<Vec<_>>().join("\n"))
+}
+
+fn installations(text: Option<String>) -> DbResult<Option<Vec<Slc>>> {
+    Ok(text
+        .map(|text| text.lines().map(codec::slc).collect())
+        .transpose()?)
+}
+
+// ----- channels --------------------------------------------------------------
+
+macro_rules! channel_columns {
+    () => {
+        "id, reseller_id, name, kind, sealed, attention, installations, hold_ms, reminder_ms, \
+         created_at, created_by, last_attempt_at, last_error, failures_in_a_row"
+    };
+}
+
+fn channel(row: &PgRow) -> DbResult<ChannelRecord> {
+    Ok(ChannelRecord {
+        id: channel_id(&col::<String>(row, 0)?)?,
+        reseller: codec::reseller_id(&col::<String>(row, 1)?)?,
+        name: col(row, 2)?,
+        kind: col(row, 3)?,
+        sealed: col(row, 4)?,
+        rules: ChannelRules {
+            attention: col(row, 5)?,
+            installations: installations(col(row, 6)?)?,
+            hold: duration(col(row, 7)?),
+            reminder: col::<Option<i64>>(row, 8)?.map(duration),
+        },
+        created_at: ts(col(row, 9)?),
+        created_by: login(&col::<String>(row, 10)?)?,
+        status: DeliveryStatus {
+            last_attempt_at: col::<Option<i64>>(row, 11)?.map(ts),
+            last_error: col(row, 12)?,
+            failures_in_a_row: count(col(row, 13)?, "failures in a row")?,
+        },
+    })
+}
+
+pub(crate) async fn create_channel(c: &mut PgConnection, ch: &ChannelRecord) -> DbResult<()> {
+    query(concat!(
+        "INSERT INTO channels (",
+        channel_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ))
+    .bind(ch.id.as_str())
+    .bind(ch.reseller.as_str())
+    .bind(ch.name.as_str())
+    .bind(ch.kind.as_str())
+    .bind(ch.sealed.as_slice())
+    .bind(ch.rules.attention)
+    .bind(installations_column(&ch.rules))
+    .bind(ms(ch.rules.hold))
+    .bind(ch.rules.reminder.map(ms))
+    .bind(ch.created_at.as_millis())
+    .bind(ch.created_by.as_str())
+    .bind(ch.status.last_attempt_at.map(Timestamp::as_millis))
+    .bind(ch.status.last_error.as_deref())
+    .bind(i64::from(ch.status.failures_in_a_row))
+    .execute(&mut *c)
+    .await
+    .map_err(|e| {
+        on_insert(
+            e,
+            || format!("channel {}", ch.id),
+            || reseller_not_found(&ch.reseller),
+        )
+    })?;
+    Ok(())
+}
+
+pub(crate) async fn channels(
+    c: &mut PgConnection,
+    reseller: Option<&ResellerId>,
+) -> DbResult<Vec<ChannelRecord>> {
+    let rows = query(concat!(
+        "SELECT ",
+        channel_columns!(),
+        " FROM channels WHERE $1::text IS NULL OR reseller_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(reseller.map(ResellerId::as_str))
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(channel).collect()
+}
+
+pub(crate) async fn delete_channel(
+    c: &mut PgConnection,
+    reseller: &ResellerId,
+    id: &ChannelId,
+    at: Timestamp,
+) -> DbResult<()> {
+    // The channel's row first: it waits for a notifier commit or an enqueue
+    // writing for it (they share-lock it), so the entries they add are
+    // committed, and seen by the UPDATE below (a statement of its own,
+    // with its own snapshot), before they are given up.
+    let deleted = query("DELETE FROM channels WHERE id = $1 AND reseller_id = $2")
+        .bind(id.as_str())
+        .bind(reseller.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(Error::NotFound {
+            what: format!("channel {id}"),
+        }
+        .into());
+    }
+    // Already gone by the foreign key's cascade; said here too.
+    query("DELETE FROM notification_states WHERE channel_id = $1")
+        .bind(id.as_str())
+        .execute(&mut *c)
+        .await?;
+    query(
+        "UPDATE outbox SET failed_at = $2, last_error = $3, claimed_by = NULL, claimed_until = NULL
+         WHERE channel_id = $1 AND delivered_at IS NULL AND failed_at IS NULL",
+    )
+    .bind(id.as_str())
+    .bind(at.as_millis())
+    .bind(CHANNEL_DELETED)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+// ----- maintenance windows ---------------------------------------------------
+
+macro_rules! window_columns {
+    () => {
+        "id, reseller_id, slc, starts_at, length_ms, every_ms, reason, created_by, created_at"
+    };
+}
+
+fn window(row: &PgRow) -> DbResult<MaintenanceWindow> {
+    Ok(MaintenanceWindow {
+        id: window_id(&col::<String>(row, 0)?)?,
+        reseller: codec::reseller_id(&col::<String>(row, 1)?)?,
+        slc: col::<Option<String>>(row, 2)?
+            .as_deref()
+            .map(codec::slc)
+            .transpose()?,
+        starts_at: ts(col(row, 3)?),
+        length: duration(col(row, 4)?),
+        every: col::<Option<i64>>(row, 5)?.map(duration),
+        reason: col(row, 6)?,
+        created_by: login(&col::<String>(row, 7)?)?,
+        created_at: ts(col(row, 8)?),
+    })
+}
+
+pub(crate) async fn create_maintenance(
+    c: &mut PgConnection,
+    w: &MaintenanceWindow,
+) -> DbResult<()> {
+    if let Some(slc) = &w.slc {
+        // Shared until COMMIT: the installation cannot change hands meanwhile.
+        let owner = query("SELECT reseller_id FROM installations WHERE slc = $1 FOR KEY SHARE")
+            .bind(slc.as_str())
+            .fetch_optional(&mut *c)
+            .await?;
+        let owner = owner.map(|row| col::<String>(&row, 0)).transpose()?;
+        if owner.as_deref() != Some(w.reseller.as_str()) {
+            return Err(Error::installation_not_found(slc).into());
+        }
+    }
+    query(concat!(
+        "INSERT INTO maintenance_windows (",
+        window_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
+    .bind(w.id.as_str())
+    .bind(w.reseller.as_str())
+    .bind(w.slc.as_ref().map(Slc::as_str))
+    .bind(w.starts_at.as_millis())
+    .bind(ms(w.length))
+    .bind(w.every.map(ms))
+    .bind(w.reason.as_str())
+    .bind(w.created_by.as_str())
+    .bind(w.created_at.as_millis())
+    .execute(&mut *c)
+    .await
+    .map_err(|e| {
+        on_insert(
+            e,
+            || format!("maintenance window {}", w.id),
+            || reseller_not_found(&w.reseller),
+        )
+    })?;
+    Ok(())
+}
+
+pub(crate) async fn maintenance_windows(
+    c: &mut PgConnection,
+    reseller: Option<&ResellerId>,
+) -> DbResult<Vec<MaintenanceWindow>> {
+    let rows = query(concat!(
+        "SELECT ",
+        window_columns!(),
+        " FROM maintenance_windows WHERE $1::text IS NULL OR reseller_id = $1
+         ORDER BY starts_at, id"
+    ))
+    .bind(reseller.map(ResellerId::as_str))
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(window).collect()
+}
+
+pub(crate) async fn delete_maintenance(
+    c: &mut PgConnection,
+    reseller: &ResellerId,
+    id: &WindowId,
+) -> DbResult<()> {
+    let deleted = query("DELETE FROM maintenance_windows WHERE id = $1 AND reseller_id = $2")
+        .bind(id.as_str())
+        .bind(reseller.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(Error::NotFound {
+            what: format!("maintenance window {id}"),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+// ----- the notifier --------------------------------------------------------------
+
+pub(crate) async fn notifier_lease(
+    c: &mut PgConnection,
+    node: &str,
+    now: Timestamp,
+    lease: std::time::Duration,
+) -> DbResult<Option<EventId>> {
+    // One conditional UPDATE: two nodes asking together serialise on the
+    // row, and the second re-checks the condition on the first one's row.
+    let row = query(
+        "UPDATE notifier SET holder = $1, lease_until = $3
+         WHERE holder IS NULL OR holder = $1 OR lease_until <= $2
+         RETURNING cursor",
+    )
+    .bind(node)
+    .bind(now.as_millis())
+    .bind(now.saturating_add(lease).as_millis())
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let cursor =
+        u64::try_from(col::<i64>(&row, 0)?).map_err(|e| corrupt("notifier position", e))?;
+    Ok(Some(EventId(cursor)))
+}
+
+macro_rules! state_columns {
+    () => {
+        "channel_id, slc, kind, health, since, told_at, reminders, changed_health, changed_at, \
+         muted, recovered_at, due_at"
+    };
+}
+
+fn state(row: &PgRow) -> DbResult<NotificationState> {
+    let kind: String = col(row, 2)?;
+    let columns = PhaseColumns {
+        kind: &kind,
+        health: col(row, 3)?,
+        since: col(row, 4)?,
+        told_at: col(row, 5)?,
+        reminders: col(row, 6)?,
+        changed_health: col(row, 7)?,
+        changed_at: col(row, 8)?,
+        muted: col(row, 9)?,
+        recovered_at: col(row, 10)?,
+    };
+    Ok(NotificationState {
+        channel: channel_id(&col::<String>(row, 0)?)?,
+        slc: codec::slc(&col::<String>(row, 1)?)?,
+        phase: columns.decode()?,
+        due_at: col::<Option<i64>>(row, 11)?.map(ts),
+    })
+}
+
+pub(crate) async fn notification_states(
+    c: &mut PgConnection,
+    keys: &[(ChannelId, Slc)],
+) -> DbResult<Vec<NotificationState>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let channels: Vec<&str> = keys.iter().map(|(ch, _)| ch.as_str()).collect();
+    let slcs: Vec<&str> = keys.iter().map(|(_, slc)| slc.as_str()).collect();
+    let rows = query(concat!(
+        "SELECT ",
+        state_columns!(),
+        " FROM notification_states
+         WHERE (channel_id, slc) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
+         ORDER BY channel_id, slc"
+    ))
+    .bind(channels)
+    .bind(slcs)
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(state).collect()
+}
+
+pub(crate) async fn due_notification_states(
+    c: &mut PgConnection,
+    now: Timestamp,
+    limit: u32,
+) -> DbResult<Vec<NotificationState>> {
+    let rows = query(concat!(
+        "SELECT ",
+        state_columns!(),
+        " FROM notification_states WHERE due_at <= $1
+         ORDER BY due_at, channel_id, slc LIMIT $2"
+    ))
+    .bind(now.as_millis())
+    .bind(i64::from(limit))
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(state).collect()
+}
+
+/// Which of these channels are stored, share-locked until COMMIT (a
+/// concurrent `delete_channel` waits for this transaction, or this one
+/// finds the channel gone): states and entries of a channel deleted
+/// meanwhile are not written.
+async fn lock_channels<'a>(
+    c: &mut PgConnection,
+    ids: impl IntoIterator<Item = &'a ChannelId>,
+) -> DbResult<BTreeSet<String>> {
+    let ids: BTreeSet<&str> = ids.into_iter().map(ChannelId::as_str).collect();
+    if ids.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let rows =
+        query("SELECT id FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR KEY SHARE")
+            .bind(ids.into_iter().collect::<Vec<_>>())
+            .fetch_all(&mut *c)
+            .await?;
+    rows.iter().map(|row| col::<String>(row, 0)).collect()
+}
+
+async fn insert_outbox(
+    c: &mut PgConnection,
+    entries: &[NewOutboxEntry],
+    channels: &BTreeSet<String>,
+) -> DbResult<()> {
+    let entries: Vec<&NewOutboxEntry> = entries
+        .iter()
+        .filter(|e| channels.contains(e.channel.as_str()))
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let channel: Vec<&str> = entries.iter().map(|e| e.channel.as_str()).collect();
+    let reseller: Vec<&str> = entries.iter().map(|e| e.reseller.as_str()).collect();
+    let slc: Vec<Option<&str>> = entries
+        .iter()
+        .map(|e| e.slc.as_ref().map(Slc::as_str))
+        .collect();
+    let key: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+    let body: Vec<&str> = entries.iter().map(|e| e.body.as_str()).collect();
+    let created: Vec<i64> = entries.iter().map(|e| e.created_at.as_millis()).collect();
+    // In the given order, so ids follow it; a key already there (or twice
+    // here) is left alone.
+    query(
+        "INSERT INTO outbox (channel_id, reseller_id, slc, idempotency_key, body, created_at,
+             attempts, next_attempt_at)
+         SELECT e.channel_id, e.reseller_id, e.slc, e.idempotency_key, e.body, e.created_at,
+             0, e.created_at
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+             WITH ORDINALITY AS e (channel_id, reseller_id, slc, idempotency_key, body, created_at, n)
+         ORDER BY e.n
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(channel)
+    .bind(reseller)
+    .bind(slc)
+    .bind(key)
+    .bind(body)
+    .bind(created)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn commit_notifications(
+    c: &mut PgConnection,
+    commit: &NotifierCommit,
+) -> DbResult<bool> {
+    // The lease row, locked until COMMIT: the lease cannot pass to another
+    // node, nor another step commit, between this check and the writes.
+    let row = query("SELECT holder, cursor FROM notifier FOR UPDATE")
+        .fetch_one(&mut *c)
+        .await?;
+    let holder: Option<String> = col(&row, 0)?;
+    let cursor: i64 = col(&row, 1)?;
+    if holder.as_deref() != Some(commit.node.as_str()) || cursor != event_column(commit.from)? {
+        return Ok(false);
+    }
+    let channels = lock_channels(
+        &mut *c,
+        commit
+            .states
+            .iter()
+            .map(|s| &s.channel)
+            .chain(commit.outbox.iter().map(|e| &e.channel)),
+    )
+    .await?;
+
+    // One state per pair (the last given wins), Quiet ones deleted.
+    let mut states: BTreeMap<(&str, &str), &NotificationState> = BTreeMap::new();
+    for s in &commit.states {
+        states.insert((s.channel.as_str(), s.slc.as_str()), s);
+    }
+    let (mut quiet_channels, mut quiet_slcs) = (Vec::new(), Vec::new());
+    let mut upserts = Vec::new();
+    for ((channel, slc), s) in states {
+        match PhaseColumns::of(&s.phase) {
+            None => {
+                quiet_channels.push(channel);
+                quiet_slcs.push(slc);
+            }
+            Some(p) if channels.contains(channel) => upserts.push((channel, slc, p, s.due_at)),
+            Some(_) => {}
+        }
+    }
+    if !quiet_channels.is_empty() {
+        query(
+            "DELETE FROM notification_states
+             WHERE (channel_id, slc) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+        )
+        .bind(quiet_channels)
+        .bind(quiet_slcs)
+        .execute(&mut *c)
+        .await?;
+    }
+    if !upserts.is_empty() {
+        query(concat!(
+            "INSERT INTO notification_states (",
+            state_columns!(),
+            ") SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+                 $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::boolean[],
+                 $11::bigint[], $12::bigint[])
+             ON CONFLICT (channel_id, slc) DO UPDATE SET
+                 kind = excluded.kind, health = excluded.health, since = excluded.since,
+                 told_at = excluded.told_at, reminders = excluded.reminders,
+                 changed_health = excluded.changed_health, changed_at = excluded.changed_at,
+                 muted = excluded.muted, recovered_at = excluded.recovered_at,
+                 due_at = excluded.due_at"
+        ))
+        .bind(upserts.iter().map(|u| u.0).collect::<Vec<_>>())
+        .bind(upserts.iter().map(|u| u.1).collect::<Vec<_>>())
+        .bind(upserts.iter().map(|u| u.2.kind).collect::<Vec<_>>())
+        .bind(upserts.iter().map(|u| u.2.health).collect::<Vec<_>>())
+        .bind(upserts.iter().map(|u| u.2.since).collect::<Vec<_>>())
+        .bind(upserts.iter().map(|u| u.2.told_at).collect::<Vec<_>>())
+        .bind(upserts.iter().map(|u| u.2.reminders).collect::<Vec<_>>())
+        .bind(
+            upserts
+                .iter()
+                .map(|u| u.2.changed_health)
+                .collect::<Vec<_>>(),
+        )
+        .bind(upserts.iter().map(|u| u.2.changed_at).collect::<Vec<_>>())
+        .bind(upserts.iter().map(|u| u.2.muted).collect::<Vec<_>>())
+        .bind(upserts.iter().map(|u| u.2.recovered_at).collect::<Vec<_>>())
+        .bind(
+            upserts
+                .iter()
+                .map(|u| u.3.map(Timestamp::as_millis))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *c)
+        .await?;
+    }
+    insert_outbox(&mut *c, &commit.outbox, &channels).await?;
+    query("UPDATE notifier SET cursor = $1")
+        .bind(event_column(commit.to)?)
+        .execute(&mut *c)
+        .await?;
+    Ok(true)
+}
+
+pub(crate) async fn enqueue_notifications(
+    c: &mut PgConnection,
+    entries: &[NewOutboxEntry],
+) -> DbResult<()> {
+    let channels = lock_channels(&mut *c, entries.iter().map(|e| &e.channel)).await?;
+    insert_outbox(&mut *c, entries, &channels).await
+}
+
+// ----- the outbox ------------------------------------------------------------------
+
+macro_rules! outbox_columns {
+    () => {
+        "o.id, o.channel_id, o.reseller_id, o.slc, o.idempotency_key, o.body, o.created_at, \
+         o.attempts, o.next_attempt_at, o.last_error, o.delivered_at, o.failed_at"
+    };
+}
+
+fn outbox_entry(row: &PgRow) -> DbResult<OutboxEntry> {
+    Ok(OutboxEntry {
+        id: u64::try_from(col::<i64>(row, 0)?).map_err(|e| corrupt("outbox id", e))?,
+        channel: channel_id(&col::<String>(row, 1)?)?,
+        reseller: codec::reseller_id(&col::<String>(row, 2)?)?,
+        slc: col::<Option<String>>(row, 3)?
+            .as_deref()
+            .map(codec::slc)
+            .transpose()?,
+        key: col(row, 4)?,
+        body: col(row, 5)?,
+        created_at: ts(col(row, 6)?),
+        attempts: count(col(row, 7)?, "attempts")?,
+        next_attempt_at: ts(col(row, 8)?),
+        last_error: col(row, 9)?,
+        delivered_at: col::<Option<i64>>(row, 10)?.map(ts),
+        failed_at: col::<Option<i64>>(row, 11)?.map(ts),
+    })
+}
+
+pub(crate) async fn claim_deliveries(
+    c: &mut PgConnection,
+    node: &str,
+    now: Timestamp,
+    lease: std::time::Duration,
+    limit: u32,
+) -> DbResult<Vec<OutboxEntry>> {
+    // Rows another node is claiming right now are skipped, not waited for;
+    // a row it claimed and committed is re-checked and found claimed.
+    let rows = query(concat!(
+        "WITH due AS (
+             SELECT id FROM outbox
+             WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $2
+               AND (claimed_until IS NULL OR claimed_until <= $2)
+             ORDER BY next_attempt_at, id LIMIT $4
+             FOR UPDATE SKIP LOCKED)
+         UPDATE outbox o SET claimed_by = $1, claimed_until = $3
+         FROM due WHERE o.id = due.id
+         RETURNING ",
+        outbox_columns!()
+    ))
+    .bind(node)
+    .bind(now.as_millis())
+    .bind(now.saturating_add(lease).as_millis())
+    .bind(i64::from(limit))
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = rows
+        .iter()
+        .map(outbox_entry)
+        .collect::<DbResult<Vec<_>>>()?;
+    out.sort_by_key(|e| (e.next_attempt_at, e.id));
+    Ok(out)
+}
+
+pub(crate) async fn finish_delivery(
+    c: &mut PgConnection,
+    id: u64,
+    node: &str,
+    outcome: &DeliveryOutcome,
+    at: Timestamp,
+) -> DbResult<()> {
+    let Ok(id) = i64::try_from(id) else {
+        return Ok(());
+    };
+    let (delivered_at, next_attempt_at, failed_at, error) = match outcome {
+        DeliveryOutcome::Delivered => (Some(at.as_millis()), None, None, None),
+        DeliveryOutcome::Retry { at: next, error } => {
+            (None, Some(next.as_millis()), None, Some(error.as_str()))
+        }
+        DeliveryOutcome::Failed { error } => {
+            (None, None, Some(at.as_millis()), Some(error.as_str()))
+        }
+    };
+    // The channel's row before the entry's (the lock order of
+    // delete_channel, so the two never deadlock).
+    let channel = query("SELECT channel_id FROM outbox WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
+    let Some(channel) = channel.map(|row| col::<String>(&row, 0)).transpose()? else {
+        return Ok(());
+    };
+    query("SELECT 1 FROM channels WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(channel.as_str())
+        .fetch_optional(&mut *c)
+        .await?;
+    // Only while the node still claims it, and only once.
+    let finished = query(
+        "UPDATE outbox SET attempts = attempts + 1, delivered_at = $3,
+             next_attempt_at = COALESCE($4, next_attempt_at), failed_at = $5,
+             last_error = $6, claimed_by = NULL, claimed_until = NULL
+         WHERE id = $1 AND claimed_by = $2 AND delivered_at IS NULL AND failed_at IS NULL",
+    )
+    .bind(id)
+    .bind(node)
+    .bind(delivered_at)
+    .bind(next_attempt_at)
+    .bind(failed_at)
+    .bind(error)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    if finished == 0 {
+        return Ok(());
+    }
+    query(
+        "UPDATE channels SET last_attempt_at = $2, last_error = $3,
+             failures_in_a_row = CASE WHEN $3::text IS NULL THEN 0 ELSE failures_in_a_row + 1 END
+         WHERE id = $1",
+    )
+    .bind(channel.as_str())
+    .bind(at.as_millis())
+    .bind(error)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn outbox(
+    c: &mut PgConnection,
+    reseller: &ResellerId,
+    filter: OutboxFilter,
+    limit: u32,
+) -> DbResult<Vec<OutboxEntry>> {
+    let sql = match filter {
+        OutboxFilter::Pending => concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM outbox o WHERE o.reseller_id = $1
+               AND o.delivered_at IS NULL AND o.failed_at IS NULL
+             ORDER BY o.id DESC LIMIT $2"
+        ),
+        OutboxFilter::Failed => concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM outbox o WHERE o.reseller_id = $1 AND o.failed_at IS NOT NULL
+             ORDER BY o.id DESC LIMIT $2"
+        ),
+        OutboxFilter::All => concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM outbox o WHERE o.reseller_id = $1 ORDER BY o.id DESC LIMIT $2"
+        ),
+    };
+    let rows = query(sql)
+        .bind(reseller.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter().map(outbox_entry).collect()
+}
