@@ -94,6 +94,17 @@ pub fn router(carewatch: Carewatch, options: WebOptions) -> Router {
             get(pages::tokens::page).post(pages::tokens::create),
         )
         .route("/tokens/revoke", post(pages::tokens::revoke))
+        .route(
+            "/channels",
+            get(pages::channels::page).post(pages::channels::create),
+        )
+        .route("/channels/test", post(pages::channels::test))
+        .route("/channels/delete", post(pages::channels::delete))
+        .route(
+            "/maintenance",
+            get(pages::maintenance::page).post(pages::maintenance::create),
+        )
+        .route("/maintenance/delete", post(pages::maintenance::delete))
         .route("/events", get(live::events))
         .route("/static/site.css", get(assets::css))
         .route("/static/live.js", get(assets::js))

@@ -22,6 +22,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use carewatch_core::feed::{Change, ChangeEvent, EventId};
 use carewatch_core::health::Health;
 use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::notification::maintenance::in_maintenance;
 use carewatch_core::store::OverviewQuery;
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Carewatch, Error};
@@ -239,9 +240,12 @@ impl Context {
             Err(e) => return Err(e),
         };
         let row = detail.overview_row();
+        let windows = self.carewatch.maintenance_windows(&self.reseller).await?;
+        let now = self.carewatch.now();
+        let maintenance = in_maintenance(&windows, &row.slc, now);
         Ok(Some(RenderedRow {
             health: row.summary.health,
-            html: render_row(&row, self.carewatch.now()).into_string(),
+            html: render_row(&row, maintenance, now).into_string(),
         }))
     }
 }

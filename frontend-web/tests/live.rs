@@ -1,6 +1,6 @@
 //! Live updates over server-sent events: a change ingested after the page
 //! opened arrives as the new overview row; a reconnect with
-//! `Last-Event-ID` replays what was missed.
+//! `Last-Event-ID` replays what was missed; a row in maintenance says so.
 
 mod common;
 
@@ -202,4 +202,44 @@ async fn a_resume_point_the_feed_no_longer_keeps_asks_the_page_to_reread() {
     let mut events = Events::open(&web, &browser, "/events", Some("999999")).await;
     let reset = events.next("reset").await;
     assert!(!reset.iter().any(|l| l.starts_with("id:")), "{reset:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_row_says_its_installation_is_in_maintenance() {
+    let web = Web::new().await;
+    let browser = web.browser("acme", "jane", Role::Viewer).await;
+    let site = web.site("acme", "M01-C01-0001").await;
+    let carewatch = &web.fixture.carewatch;
+    let admin = carewatch_core::team::User {
+        reseller: site.reseller.clone(),
+        login: carewatch_core::team::Login::new("boss").expect("valid"),
+        name: "Boss".into(),
+        role: Role::Admin,
+        created_at: carewatch.now(),
+    };
+    carewatch
+        .create_maintenance(
+            &admin,
+            Some(&site.slc),
+            carewatch.now(),
+            Duration::from_secs(3600),
+            None,
+            "firmware",
+        )
+        .await
+        .expect("sets a window");
+    let mut events = Events::open(&web, &browser, "/events", None).await;
+    web.fixture
+        .report(
+            &site,
+            "rs-1",
+            1,
+            &[(ConditionCode::StorageFull, "D:", "full")],
+        )
+        .await
+        .expect("accepted");
+    let row = events.next("row").await;
+    let data: serde_json::Value = serde_json::from_str(field(&row, "data")).expect("JSON");
+    let html = data["html"].as_str().expect("html");
+    assert!(html.contains("in maintenance until"), "{html}");
 }

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use carewatch_core::availability::Availability;
 use carewatch_core::condition::ConditionRecord;
 use carewatch_core::ids::Slc;
+use carewatch_core::notification::maintenance::{MaintenanceWindow, in_maintenance};
 use carewatch_core::store::{HistoryEvent, HistoryKind, InstallationDetail, ServerRecord};
 use carewatch_core::time::Timestamp;
 use http::StatusCode;
@@ -42,6 +43,11 @@ pub async fn page(
         .installation(&user.user().reseller, &slc)
         .await
         .map_err(bad)?;
+    let windows = state
+        .carewatch
+        .maintenance_windows(&user.user().reseller)
+        .await
+        .map_err(bad)?;
     let now = state.carewatch.now();
     let title = format!("Installation {slc}");
     let events = format!("/events?slc={slc}&after={}", head.0);
@@ -52,7 +58,7 @@ pub async fn page(
         section #installation data-live="installation" data-events=(events) {
             (live_status(&current))
             div data-live-part="details" {
-                (summary(&detail, now))
+                (summary(&detail, &windows, now))
                 (servers(&detail.servers, now))
                 (conditions(&detail.active_conditions, now))
                 (history(&detail.history))
@@ -65,13 +71,32 @@ pub async fn page(
     ))
 }
 
-fn summary(detail: &InstallationDetail, now: Timestamp) -> Markup {
+fn summary(detail: &InstallationDetail, windows: &[MaintenanceWindow], now: Timestamp) -> Markup {
     let installation = &detail.installation;
     let summary = &detail.summary;
+    let maintenance = in_maintenance(windows, &installation.slc, now);
+    // The reasons of the windows in force now (core says which those are).
+    let reasons: Vec<&str> = windows
+        .iter()
+        .filter(|w| w.covers(&installation.slc) && w.occurrence_at(now).is_some())
+        .map(|w| w.reason.as_str())
+        .filter(|r| !r.is_empty())
+        .collect();
     html! {
         dl.facts {
             dt { "Health" }
             dd { (health_badge(summary.health)) }
+            dt { "Maintenance" }
+            dd {
+                @match maintenance {
+                    Some(until) => {
+                        strong.in-maintenance { "in maintenance" } " until " (format::time(until))
+                        ": nothing notifies"
+                        @if !reasons.is_empty() { " (" (reasons.join("; ")) ")" }
+                    },
+                    None => span.muted { "none now" },
+                }
+            }
             dt { "Worst condition" }
             dd {
                 @match &summary.worst {

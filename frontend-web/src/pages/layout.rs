@@ -13,6 +13,10 @@ pub enum Nav {
     Team,
     /// API tokens.
     Tokens,
+    /// Notification channels.
+    Channels,
+    /// Maintenance windows.
+    Maintenance,
     /// Anything else.
     None,
 }
@@ -43,6 +47,8 @@ pub fn page(title: &str, user: Option<&SignedIn>, current: Nav, body: Markup) ->
                                 (entry("/", "Overview", current == Nav::Overview))
                                 @if user.is_admin() {
                                     (entry("/team", "Team", current == Nav::Team))
+                                    (entry("/channels", "Notifications", current == Nav::Channels))
+                                    (entry("/maintenance", "Maintenance", current == Nav::Maintenance))
                                     (entry("/tokens", "API tokens", current == Nav::Tokens))
                                 }
                             }

@@ -1,9 +1,11 @@
 //! The HTML pages: one module per page, a shared layout, error pages.
 
+pub mod channels;
 pub mod installation;
 pub mod invite;
 pub mod layout;
 pub mod login;
+pub mod maintenance;
 pub mod overview;
 pub mod team;
 pub mod tokens;

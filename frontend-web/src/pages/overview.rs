@@ -7,6 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use carewatch_core::health::Health;
+use carewatch_core::notification::maintenance::{MaintenanceWindow, in_maintenance};
 use carewatch_core::store::{HealthTotals, OverviewPage, OverviewQuery, OverviewRow, PageCursor};
 use carewatch_core::time::Timestamp;
 use http::{StatusCode, Uri};
@@ -44,10 +45,16 @@ pub async fn page(
         .overview(&user.user().reseller, &query)
         .await
         .map_err(bad)?;
+    let windows = state
+        .carewatch
+        .maintenance_windows(&user.user().reseller)
+        .await
+        .map_err(bad)?;
     let view = OverviewView {
         query: &query,
         trail: &trail,
         page: &overview,
+        windows: &windows,
         now: state.carewatch.now(),
         current: uri.path_and_query().map_or("/", |p| p.as_str()),
         head: head.0,
@@ -60,6 +67,8 @@ struct OverviewView<'a> {
     query: &'a OverviewQuery,
     trail: &'a Trail,
     page: &'a OverviewPage,
+    /// The reseller's maintenance windows (core says which rows they cover).
+    windows: &'a [MaintenanceWindow],
     now: Timestamp,
     /// This page's own address (for the refresh link).
     current: &'a str,
@@ -84,7 +93,7 @@ fn render(user: &SignedIn, view: &OverviewView<'_>) -> Response {
                 @if view.page.rows.is_empty() {
                     p.empty { (empty_text(view.query, &view.page.totals)) }
                 } @else {
-                    (table(&view.page.rows, view.now))
+                    (table(&view.page.rows, view.windows, view.now))
                 }
                 (pager(view))
             }
@@ -224,7 +233,7 @@ fn empty_text(query: &OverviewQuery, totals: &HealthTotals) -> String {
     }
 }
 
-fn table(rows: &[OverviewRow], now: Timestamp) -> Markup {
+fn table(rows: &[OverviewRow], windows: &[MaintenanceWindow], now: Timestamp) -> Markup {
     html! {
         table.overview {
             caption.visually-hidden { "Installations, worst first" }
@@ -240,14 +249,15 @@ fn table(rows: &[OverviewRow], now: Timestamp) -> Markup {
                 }
             }
             tbody #overview-rows {
-                @for r in rows { (row(r, now)) }
+                @for r in rows { (row(r, in_maintenance(windows, &r.slc, now), now)) }
             }
         }
     }
 }
 
-/// One overview row: on the page and, live, in `/events`.
-pub fn row(row: &OverviewRow, now: Timestamp) -> Markup {
+/// One overview row: on the page and, live, in `/events`. `maintenance`:
+/// the end of the maintenance the installation is in, if it is.
+pub fn row(row: &OverviewRow, maintenance: Option<Timestamp>, now: Timestamp) -> Markup {
     let summary = &row.summary;
     html! {
         tr id=(format!("row-{}", row.slc)) data-health=(summary.health.name()) {
@@ -256,7 +266,10 @@ pub fn row(row: &OverviewRow, now: Timestamp) -> Markup {
             }
             // The customer label arrives with issue 18.
             td data-label="Customer" { span.muted { "—" } }
-            td data-label="Health" { (health_badge(summary.health)) }
+            td data-label="Health" {
+                (health_badge(summary.health))
+                @if let Some(until) = maintenance { (maintenance_note(until)) }
+            }
             td data-label="Worst condition" {
                 @match &summary.worst {
                     Some(code) => {
@@ -281,6 +294,15 @@ pub fn row(row: &OverviewRow, now: Timestamp) -> Markup {
 /// A health as a badge: the words say it, the colour only repeats it.
 pub fn health_badge(health: Health) -> Markup {
     html! { span class=(format!("health health-{}", health.name())) { (health.label()) } }
+}
+
+/// "in maintenance until …", under a health badge.
+pub fn maintenance_note(until: Timestamp) -> Markup {
+    html! {
+        span.in-maintenance title=(format!("until {}", format::instant(until))) {
+            "in maintenance until " (format::time(until))
+        }
+    }
 }
 
 /// "1 down · 2 late of 5", "all 3 up", "none reported yet".
