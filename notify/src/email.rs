@@ -307,7 +307,13 @@ impl Mailer {
             Ok(_) => Attempt::Delivered,
             Err(e) => {
                 let error = format!("email via {}: {}", self.server, crate::http::chain(&e));
-                if e.is_permanent() || e.is_client() {
+                // A 5xx refusal of this message is final; anything about
+                // the server or its settings (no STARTTLS, a certificate,
+                // a refused sign-in) may be fixed: retried.
+                let sign_in = e.status().is_some_and(|code| {
+                    matches!(code.to_string().as_str(), "530" | "534" | "535" | "538")
+                });
+                if e.is_permanent() && !sign_in {
                     Attempt::Failed(error)
                 } else {
                     Attempt::Retry(error)

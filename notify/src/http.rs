@@ -222,7 +222,7 @@ struct ErrorText {
 impl std::fmt::Display for ErrorText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.kind)?;
-        let mut shown: Vec<&str> = Vec::new();
+        let mut shown: Vec<&str> = vec![self.kind];
         for cause in &self.causes {
             if !shown.iter().any(|s| s.contains(cause.as_str())) {
                 write!(f, ": {cause}")?;
