@@ -23,6 +23,11 @@ use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::installation::Product;
 use carewatch_core::liveness::LivenessMark;
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::notification::{
+    ChannelId, ChannelRecord, DeliveryOutcome, NewOutboxEntry, NotificationState, NotifierCommit,
+    OutboxEntry, OutboxFilter,
+};
 use carewatch_core::seal::InstallationKey;
 use carewatch_core::seal::{KeyId, MasterKey, WrappedKey};
 use carewatch_core::store::HistoryKind;
@@ -271,6 +276,99 @@ impl Store for Faulty {
     async fn revoke_api_token(&self, reseller: &ResellerId, id: &str, at: Timestamp) -> Result<()> {
         self.check().await?;
         self.inner.revoke_api_token(reseller, id, at).await
+    }
+    async fn create_channel(&self, channel: &ChannelRecord) -> Result<()> {
+        self.check().await?;
+        self.inner.create_channel(channel).await
+    }
+    async fn channels(&self, reseller: Option<&ResellerId>) -> Result<Vec<ChannelRecord>> {
+        self.check().await?;
+        self.inner.channels(reseller).await
+    }
+    async fn delete_channel(
+        &self,
+        reseller: &ResellerId,
+        id: &ChannelId,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.check().await?;
+        self.inner.delete_channel(reseller, id, at).await
+    }
+    async fn create_maintenance(&self, window: &MaintenanceWindow) -> Result<()> {
+        self.check().await?;
+        self.inner.create_maintenance(window).await
+    }
+    async fn maintenance_windows(
+        &self,
+        reseller: Option<&ResellerId>,
+    ) -> Result<Vec<MaintenanceWindow>> {
+        self.check().await?;
+        self.inner.maintenance_windows(reseller).await
+    }
+    async fn delete_maintenance(&self, reseller: &ResellerId, id: &WindowId) -> Result<()> {
+        self.check().await?;
+        self.inner.delete_maintenance(reseller, id).await
+    }
+    async fn notifier_lease(
+        &self,
+        node: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<EventId>> {
+        self.check().await?;
+        self.inner.notifier_lease(node, now, lease).await
+    }
+    async fn notification_states(
+        &self,
+        keys: &[(ChannelId, Slc)],
+    ) -> Result<Vec<NotificationState>> {
+        self.check().await?;
+        self.inner.notification_states(keys).await
+    }
+    async fn due_notification_states(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<NotificationState>> {
+        self.check().await?;
+        self.inner.due_notification_states(now, limit).await
+    }
+    async fn commit_notifications(&self, commit: &NotifierCommit) -> Result<bool> {
+        self.check().await?;
+        self.inner.commit_notifications(commit).await
+    }
+    async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()> {
+        self.check().await?;
+        self.inner.enqueue_notifications(entries).await
+    }
+    async fn claim_deliveries(
+        &self,
+        node: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>> {
+        self.check().await?;
+        self.inner.claim_deliveries(node, now, lease, limit).await
+    }
+    async fn finish_delivery(
+        &self,
+        id: u64,
+        node: &str,
+        outcome: &DeliveryOutcome,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.check().await?;
+        self.inner.finish_delivery(id, node, outcome, at).await
+    }
+    async fn outbox(
+        &self,
+        reseller: &ResellerId,
+        filter: OutboxFilter,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>> {
+        self.check().await?;
+        self.inner.outbox(reseller, filter, limit).await
     }
     async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {
         self.check().await?;

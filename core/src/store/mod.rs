@@ -444,14 +444,6 @@ impl InstallationDetail {
     }
 }
 
-/// TRANSIENT while the backends gain notification storage (removed before landing).
-fn notifications_not_stored() -> Error {
-    Error::Storage {
-        message: "this store does not keep notifications yet".into(),
-        source: None,
-    }
-}
-
 /// Storage for Carewatch. Implementations must be safe to share between tasks
 /// and, for shared databases, between processes.
 #[async_trait]
@@ -629,128 +621,90 @@ pub trait Store: Send + Sync + fmt::Debug {
     // ----- notifications -----------------------------------------------------
 
     /// Stores a channel. `NotFound` if the reseller does not exist.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn create_channel(&self, channel: &ChannelRecord) -> Result<()> {
-        Err(notifications_not_stored())
-    }
+    async fn create_channel(&self, channel: &ChannelRecord) -> Result<()>;
     /// A reseller's channels by creation, or every reseller's (`None`: the notifier's view).
-    #[allow(unused_variables)] // TRANSIENT
-    async fn channels(&self, reseller: Option<&ResellerId>) -> Result<Vec<ChannelRecord>> {
-        Err(notifications_not_stored())
-    }
+    async fn channels(&self, reseller: Option<&ResellerId>) -> Result<Vec<ChannelRecord>>;
     /// Deletes one of `reseller`'s channels at `at`, with its states; its
     /// pending outbox entries are given up at `at` ("channel deleted").
     /// `NotFound` if `reseller` has no such channel.
-    #[allow(unused_variables)] // TRANSIENT
     async fn delete_channel(
         &self,
         reseller: &ResellerId,
         id: &ChannelId,
         at: Timestamp,
-    ) -> Result<()> {
-        Err(notifications_not_stored())
-    }
+    ) -> Result<()>;
     /// Stores a maintenance window. `NotFound` if the reseller does not
     /// exist or the window names an installation it does not own.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn create_maintenance(&self, window: &MaintenanceWindow) -> Result<()> {
-        Err(notifications_not_stored())
-    }
+    async fn create_maintenance(&self, window: &MaintenanceWindow) -> Result<()>;
     /// A reseller's maintenance windows, or every reseller's (`None`).
-    #[allow(unused_variables)] // TRANSIENT
     async fn maintenance_windows(
         &self,
         reseller: Option<&ResellerId>,
-    ) -> Result<Vec<MaintenanceWindow>> {
-        Err(notifications_not_stored())
-    }
+    ) -> Result<Vec<MaintenanceWindow>>;
     /// Deletes one of `reseller`'s windows. `NotFound` if it has no such window.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn delete_maintenance(&self, reseller: &ResellerId, id: &WindowId) -> Result<()> {
-        Err(notifications_not_stored())
-    }
+    async fn delete_maintenance(&self, reseller: &ResellerId, id: &WindowId) -> Result<()>;
     /// Takes or renews the notifier lease for `node` until `now + lease`
     /// (free, expired or already `node`'s), returning the feed position the
     /// notifier has processed; `None` if another node holds it.
-    #[allow(unused_variables)] // TRANSIENT
     async fn notifier_lease(
         &self,
         node: &str,
         now: Timestamp,
         lease: std::time::Duration,
-    ) -> Result<Option<EventId>> {
-        Err(notifications_not_stored())
-    }
+    ) -> Result<Option<EventId>>;
     /// The stored states of these (channel, installation) pairs (missing: Quiet).
-    #[allow(unused_variables)] // TRANSIENT
     async fn notification_states(
         &self,
         keys: &[(ChannelId, Slc)],
-    ) -> Result<Vec<NotificationState>> {
-        Err(notifications_not_stored())
-    }
+    ) -> Result<Vec<NotificationState>>;
     /// States due at or before `now`, earliest first, at most `limit`.
-    #[allow(unused_variables)] // TRANSIENT
     async fn due_notification_states(
         &self,
         now: Timestamp,
         limit: u32,
-    ) -> Result<Vec<NotificationState>> {
-        Err(notifications_not_stored())
-    }
+    ) -> Result<Vec<NotificationState>>;
     /// Writes a notifier step in one transaction: only if `commit.node`
     /// still holds the lease and the stored position is `commit.from`
     /// (else `Ok(false)`, nothing written); states upserted (Quiet deleted),
     /// outbox entries inserted (an existing key is left alone), position
-    /// moved to `commit.to`.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn commit_notifications(&self, commit: &NotifierCommit) -> Result<bool> {
-        Err(notifications_not_stored())
-    }
+    /// moved to `commit.to`. States and entries of a channel deleted
+    /// meanwhile are not written.
+    async fn commit_notifications(&self, commit: &NotifierCommit) -> Result<bool>;
     /// Puts entries in the outbox directly (a channel test); an existing
-    /// key is left alone.
-    #[allow(unused_variables)] // TRANSIENT
-    async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()> {
-        Err(notifications_not_stored())
-    }
+    /// key is left alone, and so is an entry of a channel that no longer exists.
+    async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()>;
     /// Claims up to `limit` entries due at `now` (not delivered, not given
     /// up, not claimed by a live lease) for `node` until `now + lease`,
-    /// oldest first; each entry is claimed by one node at a time (a node
-    /// that dies mid-send loses its claim when the lease ends).
-    #[allow(unused_variables)] // TRANSIENT
+    /// oldest first (by `next_attempt_at`, then id); each entry is claimed
+    /// by one node at a time (a node that dies mid-send loses its claim when
+    /// the lease ends).
     async fn claim_deliveries(
         &self,
         node: &str,
         now: Timestamp,
         lease: std::time::Duration,
         limit: u32,
-    ) -> Result<Vec<OutboxEntry>> {
-        Err(notifications_not_stored())
-    }
+    ) -> Result<Vec<OutboxEntry>>;
     /// Records how an attempt at entry `id` ended, only if `node` still
-    /// claims it (else nothing): delivered, retry later (attempts + 1), or
-    /// given up; the entry's channel's [`crate::notification::DeliveryStatus`]
-    /// follows (failures in a row reset by a delivery).
-    #[allow(unused_variables)] // TRANSIENT
+    /// claims it (no other node claimed it since) and it is still pending
+    /// (else nothing): delivered, retry later, or given up, each counting
+    /// the attempt and ending the claim; the entry's channel's
+    /// [`crate::notification::DeliveryStatus`] follows (failures in a row
+    /// reset by a delivery).
     async fn finish_delivery(
         &self,
         id: u64,
         node: &str,
         outcome: &DeliveryOutcome,
         at: Timestamp,
-    ) -> Result<()> {
-        Err(notifications_not_stored())
-    }
+    ) -> Result<()>;
     /// A reseller's outbox entries, newest first.
-    #[allow(unused_variables)] // TRANSIENT
     async fn outbox(
         &self,
         reseller: &ResellerId,
         filter: OutboxFilter,
         limit: u32,
-    ) -> Result<Vec<OutboxEntry>> {
-        Err(notifications_not_stored())
-    }
+    ) -> Result<Vec<OutboxEntry>>;
 
     // ----- what resellers read ---------------------------------------------
 
