@@ -1,0 +1,317 @@
+//! The dispatcher on a real store (SQLite) with a clock the test moves, and
+//! a real HTTP receiver: retries with the same idempotency key until
+//! delivered, giving up on a permanent refusal or after the last attempt,
+//! the channel's delivery status, and an entry cut off mid-send (its node
+//! stopped) delivered by the next dispatcher once its lease ends.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use carewatch_core::ids::ResellerId;
+use carewatch_core::notification::delivery::{MAX_ATTEMPTS, verify_signature};
+use carewatch_core::notification::{
+    ChannelId, ChannelRules, Destination, OutboxEntry, OutboxFilter,
+};
+use carewatch_core::seal::MasterKey;
+use carewatch_core::team::{Login, Role, User};
+use carewatch_core::time::{ManualClock, Timestamp};
+use carewatch_core::{Carewatch, Config};
+use carewatch_notify::testing::http::{Receiver, Reply};
+use carewatch_notify::{Dispatcher, DispatcherOptions, Sender, SenderOptions};
+use carewatch_storage_sqlite::SqliteStore;
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct World {
+    _dir: tempfile::TempDir,
+    carewatch: Carewatch,
+    clock: Arc<ManualClock>,
+    admin: User,
+    receiver: Receiver,
+    channel: ChannelId,
+    secret: String,
+}
+
+impl World {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Arc::new(
+            SqliteStore::open(dir.path().join("carewatch.db"))
+                .await
+                .expect("SQLite"),
+        );
+        let clock = Arc::new(ManualClock::new(Timestamp::from(SystemTime::now())));
+        let carewatch = Carewatch::open(store, clock.clone(), Config::new(MasterKey::generate()))
+            .await
+            .expect("opens");
+        let reseller = ResellerId::new("acme").expect("id");
+        carewatch
+            .create_reseller(&reseller, "ACME Security")
+            .await
+            .expect("reseller");
+        let admin = User {
+            reseller,
+            login: Login::new("admin@acme.example").expect("login"),
+            name: "Admin".into(),
+            role: Role::Admin,
+            created_at: carewatch.now(),
+        };
+        let receiver = Receiver::start().await;
+        let (record, secret) = carewatch
+            .create_channel(
+                &admin,
+                "ops hook",
+                Destination::Webhook {
+                    url: receiver.url("/carewatch"),
+                },
+                ChannelRules::default(),
+            )
+            .await
+            .expect("channel");
+        Self {
+            _dir: dir,
+            carewatch,
+            clock,
+            admin,
+            receiver,
+            channel: record.id,
+            secret: secret.expect("a webhook has a signing secret").to_string(),
+        }
+    }
+
+    /// Starts a dispatcher; stops it when the returned sender is dropped
+    /// or sent to.
+    fn dispatch(
+        &self,
+        shutdown_grace: Duration,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let sender = Arc::new(Sender::new(SenderOptions::default()).expect("sender"));
+        let dispatcher = Dispatcher::new(
+            self.carewatch.clone(),
+            sender,
+            DispatcherOptions {
+                every: Duration::from_millis(50),
+                shutdown_grace,
+                ..DispatcherOptions::default()
+            },
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            dispatcher
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        (stop, task)
+    }
+
+    async fn outbox(&self) -> Vec<OutboxEntry> {
+        self.carewatch
+            .outbox(&self.admin.reseller, OutboxFilter::All, 10)
+            .await
+            .expect("outbox")
+    }
+
+    /// Waits until the only entry satisfies `done`.
+    async fn entry_when(&self, done: impl Fn(&OutboxEntry) -> bool) -> OutboxEntry {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let entries = self.outbox().await;
+            assert_eq!(entries.len(), 1, "{entries:?}");
+            if done(&entries[0]) {
+                return entries[0].clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "entry not as expected: {:?}",
+                entries[0]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_failing_three_times_gets_it_the_fourth_with_the_same_key() {
+    let world = World::new().await;
+    world.receiver.plan([503, 503, 503].map(Reply::status));
+    world
+        .carewatch
+        .test_channel(&world.admin, &world.channel)
+        .await
+        .expect("test queued");
+    let (stop, task) = world.dispatch(Duration::from_secs(5));
+    for failed in 1..=3u32 {
+        let entry = world.entry_when(|e| e.attempts == failed).await;
+        assert!(entry.delivered_at.is_none() && entry.failed_at.is_none());
+        let error = entry.last_error.clone().unwrap_or_default();
+        assert!(
+            error.contains("503") && error.contains("127.0.0.1"),
+            "{error}"
+        );
+        assert!(!error.contains("/carewatch"), "no path: {error}");
+        // The backoff: not before 8 s (10 s less 20% jitter) after the attempt.
+        let wait = entry.next_attempt_at.since(world.carewatch.now());
+        let base = 10u64 << (failed - 1);
+        assert!(
+            wait >= Duration::from_secs(base * 8 / 10)
+                && wait <= Duration::from_secs(base * 12 / 10),
+            "attempt {failed}: retry in {wait:?}"
+        );
+        let views = world
+            .carewatch
+            .channels(&world.admin.reseller)
+            .await
+            .expect("channels");
+        assert_eq!(views[0].record.status.failures_in_a_row, failed);
+        // Nothing is sent again before it is due.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(world.receiver.received().len(), failed as usize);
+        world.clock.advance(wait + Duration::from_millis(1));
+    }
+    let entry = world.entry_when(|e| e.delivered_at.is_some()).await;
+    assert_eq!(entry.attempts, 4);
+    let got = world.receiver.received();
+    assert_eq!(got.len(), 4);
+    for request in &got {
+        assert_eq!(request.header("idempotency-key"), Some(entry.key.as_str()));
+        assert_eq!(
+            request.body,
+            entry.body.as_bytes(),
+            "the same body every time"
+        );
+        assert!(
+            verify_signature(
+                world.secret.as_bytes(),
+                request.header("carewatch-signature").unwrap_or_default(),
+                &request.body,
+                unix_now()
+            ),
+            "signed with the channel's secret"
+        );
+    }
+    assert_eq!(got[0].json()["kind"], "test");
+    let views = world
+        .carewatch
+        .channels(&world.admin.reseller)
+        .await
+        .expect("channels");
+    assert_eq!(views[0].record.status.failures_in_a_row, 0);
+    assert!(views[0].record.status.last_attempt_at.is_some());
+    let _ = stop.send(());
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("the dispatcher stops")
+        .expect("task");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_refusal_is_given_up_at_once_and_kept_with_its_error() {
+    let world = World::new().await;
+    world.receiver.plan([Reply::status(404)]);
+    world
+        .carewatch
+        .test_channel(&world.admin, &world.channel)
+        .await
+        .expect("test queued");
+    let (stop, _task) = world.dispatch(Duration::from_secs(5));
+    let entry = world.entry_when(|e| e.failed_at.is_some()).await;
+    assert_eq!(entry.attempts, 1);
+    assert!(entry.delivered_at.is_none());
+    let error = entry.last_error.unwrap_or_default();
+    assert!(error.contains("404"), "{error}");
+    let failed = world
+        .carewatch
+        .outbox(&world.admin.reseller, OutboxFilter::Failed, 10)
+        .await
+        .expect("failed ones");
+    assert_eq!(failed.len(), 1);
+    world.clock.advance(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(world.receiver.received().len(), 1, "never sent again");
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn it_gives_up_after_the_last_attempt() {
+    let world = World::new().await;
+    world
+        .receiver
+        .plan((0..MAX_ATTEMPTS).map(|_| Reply::status(500)));
+    world
+        .carewatch
+        .test_channel(&world.admin, &world.channel)
+        .await
+        .expect("test queued");
+    let (stop, _task) = world.dispatch(Duration::from_secs(5));
+    for attempt in 1..MAX_ATTEMPTS {
+        world.entry_when(|e| e.attempts == attempt).await;
+        world.clock.advance(Duration::from_secs(2 * 3600));
+    }
+    let entry = world.entry_when(|e| e.failed_at.is_some()).await;
+    assert_eq!(entry.attempts, MAX_ATTEMPTS);
+    let error = entry.last_error.unwrap_or_default();
+    assert!(error.contains("gave up after 12 attempts"), "{error}");
+    assert_eq!(world.receiver.received().len(), MAX_ATTEMPTS as usize);
+    let views = world
+        .carewatch
+        .channels(&world.admin.reseller)
+        .await
+        .expect("channels");
+    assert!(
+        views[0].record.status.failing(),
+        "a channel that keeps failing is flagged"
+    );
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_cut_off_mid_send_is_sent_again_after_its_lease() {
+    let world = World::new().await;
+    // The first attempt hangs until the dispatcher is gone.
+    world
+        .receiver
+        .plan([Reply::status(503).after(Duration::from_secs(8))]);
+    world
+        .carewatch
+        .test_channel(&world.admin, &world.channel)
+        .await
+        .expect("test queued");
+    let (stop, task) = world.dispatch(Duration::ZERO);
+    assert_eq!(world.receiver.wait_for(1, WAIT).await.len(), 1);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("stops without waiting for the answer")
+        .expect("task");
+    let entry = world.entry_when(|_| true).await;
+    assert_eq!(
+        entry.attempts, 0,
+        "nothing recorded: the node went away mid-send"
+    );
+
+    // Another dispatcher (as after a restart) leaves it alone while the
+    // claim lasts, and sends it once it has run out.
+    let (stop, _task) = world.dispatch(Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        world.receiver.received().len(),
+        1,
+        "claimed: not sent twice at once"
+    );
+    world.clock.advance(Duration::from_secs(61));
+    let entry = world.entry_when(|e| e.delivered_at.is_some()).await;
+    let got = world.receiver.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].header("idempotency-key"), Some(entry.key.as_str()));
+    assert_eq!(got[1].header("idempotency-key"), Some(entry.key.as_str()));
+    let _ = stop.send(());
+}
