@@ -1,8 +1,11 @@
 //! The command line.
 
 mod admin;
+mod channels;
 mod dashboard;
 mod demo;
+mod maintenance;
+mod notifications;
 mod serve;
 mod simulate;
 
@@ -30,6 +33,12 @@ enum Command {
     Admin(admin::AdminArgs),
     /// A reseller's overview as a table (or JSON), optionally following changes live.
     Dashboard(dashboard::DashboardArgs),
+    /// A reseller's notification channels: list, add, test, delete (reseller token).
+    Channels(channels::ChannelsArgs),
+    /// A reseller's maintenance windows, when nothing notifies: list, add, delete (reseller token).
+    Maintenance(maintenance::MaintenanceArgs),
+    /// A reseller's notifications: sent, waiting, or given up on with their error (reseller token).
+    Notifications(notifications::NotificationsArgs),
     /// A fleet of simulated recording servers against a running server, with scripted faults.
     Simulate(simulate::SimulateArgs),
     /// See the whole product in under a minute, on a temporary directory.
@@ -74,6 +83,9 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::run(args).await,
         Command::Admin(args) => admin::run(args).await,
         Command::Dashboard(args) => dashboard::run(args).await,
+        Command::Channels(args) => channels::run(args).await,
+        Command::Maintenance(args) => maintenance::run(args).await,
+        Command::Notifications(args) => notifications::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }
@@ -96,7 +108,9 @@ pub struct Connection {
         default_value = "./carewatch-data/cert.pem"
     )]
     pub ca_cert: PathBuf,
-    /// Bearer token (operator for `admin`, reseller for `dashboard`).
+    /// Bearer token (operator for `admin`; reseller for `dashboard`,
+    /// `channels`, `maintenance` and `notifications`, where it acts as the
+    /// reseller's admin).
     #[arg(long, env = "CAREWATCH_TOKEN", hide_env_values = true)]
     pub token: String,
 }
