@@ -111,7 +111,8 @@ pub fn summary(s: &HealthSummary) -> proto::HealthSummary {
     }
 }
 
-/// An overview row in protobuf.
+/// An overview row in protobuf (`maintenance_until` unset: the caller
+/// knows the maintenance windows).
 pub fn row(r: &OverviewRow) -> proto::InstallationRow {
     proto::InstallationRow {
         slc: r.slc.to_string(),
@@ -119,6 +120,7 @@ pub fn row(r: &OverviewRow) -> proto::InstallationRow {
         product_version: r.product.version().to_owned(),
         summary: Some(summary(&r.summary)),
         last_seen_at: r.last_seen_at.map(timestamp),
+        maintenance_until: None,
     }
 }
 
@@ -205,6 +207,7 @@ pub fn detail(d: &InstallationDetail) -> proto::InstallationDetail {
             product_version: i.product.version().to_owned(),
             summary: Some(summary(&d.summary)),
             last_seen_at: last_seen.map(timestamp),
+            maintenance_until: None,
         }),
         subscription_expires_at: i.subscription_expires_at.map(timestamp),
         consent: i.consent,

@@ -13,6 +13,7 @@ use carewatch_core::store::Store;
 use carewatch_core::team::{Login, Role, User};
 use carewatch_core::testing::{Fixture, TestDatabase};
 use carewatch_grpc::client::Bearer;
+use carewatch_grpc::proto::dashboard_client::DashboardClient;
 use carewatch_grpc::proto::notifications_client::NotificationsClient;
 use carewatch_grpc::proto::{self, create_channel_request::Destination};
 use carewatch_storage_sqlite::SqliteStore;
@@ -311,6 +312,39 @@ async fn maintenance_windows_of_one_reseller_are_not_found_for_another() {
         window.in_force_until.expect("in force").seconds,
         now.as_millis() / 1000 + 7200
     );
+    // The Dashboard says the installation is in maintenance.
+    let mut dashboard = DashboardClient::with_interceptor(
+        server.channel().await,
+        Bearer::new(&acme_token).expect("valid token"),
+    );
+    let rows = dashboard
+        .list_installations(proto::ListInstallationsRequest {
+            include_healthy: true,
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .expect("lists")
+        .into_inner()
+        .installations;
+    assert_eq!(
+        rows[0].maintenance_until.expect("in maintenance").seconds,
+        now.as_millis() / 1000 + 7200
+    );
+    let detail = dashboard
+        .get_installation(proto::GetInstallationRequest {
+            slc: site.slc.to_string(),
+        })
+        .await
+        .expect("reads")
+        .into_inner();
+    assert!(
+        detail
+            .installation
+            .expect("row")
+            .maintenance_until
+            .is_some()
+    );
     // Another reseller's installation is like a missing one.
     let theirs = rival
         .create_maintenance_window(request(site.slc.as_str()))
@@ -359,6 +393,17 @@ async fn maintenance_windows_of_one_reseller_are_not_found_for_another() {
     acme.delete_maintenance_window(proto::DeleteMaintenanceWindowRequest { id: window.id })
         .await
         .expect("deletes its own");
+    let rows = dashboard
+        .list_installations(proto::ListInstallationsRequest {
+            include_healthy: true,
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .expect("lists")
+        .into_inner()
+        .installations;
+    assert!(rows[0].maintenance_until.is_none(), "no longer");
     assert!(
         acme.list_maintenance_windows(proto::ListMaintenanceWindowsRequest {})
             .await

@@ -17,6 +17,7 @@ use carewatch_core::catalogue::Severity;
 use carewatch_core::health::{Health, HealthSummary};
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
+use carewatch_core::notification::maintenance::{MaintenanceWindow, in_maintenance};
 use carewatch_core::store::{HealthTotals, HistoryKind, InstallationDetail, OverviewQuery};
 use carewatch_core::time::Timestamp;
 use http::request::Parts;
@@ -131,6 +132,10 @@ pub struct InstallationRow {
     pub last_seen_at: Option<String>,
     /// What it runs.
     pub product: ProductJson,
+    /// In one of the reseller's maintenance windows (nothing notifies)
+    /// until this instant (RFC 3339); null if not in maintenance now.
+    #[schema(example = "2026-01-01T14:00:00.000Z")]
+    pub maintenance_until: Option<String>,
 }
 
 fn row(
@@ -138,6 +143,7 @@ fn row(
     product: &Product,
     summary: &HealthSummary,
     last_seen_at: Option<Timestamp>,
+    maintenance_until: Option<Timestamp>,
 ) -> InstallationRow {
     InstallationRow {
         slc: slc.to_string(),
@@ -151,6 +157,7 @@ fn row(
         active_conditions: summary.active_conditions,
         last_seen_at: last_seen_at.map(|t| t.to_string()),
         product: product.into(),
+        maintenance_until: maintenance_until.map(|t| t.to_string()),
     }
 }
 
@@ -276,7 +283,11 @@ pub struct InstallationDetailJson {
     pub history: Vec<HistoryJson>,
 }
 
-fn detail_json(detail: &InstallationDetail, now: Timestamp) -> InstallationDetailJson {
+fn detail_json(
+    detail: &InstallationDetail,
+    windows: &[MaintenanceWindow],
+    now: Timestamp,
+) -> InstallationDetailJson {
     let installation = &detail.installation;
     let last_seen = detail.last_seen_at();
     InstallationDetailJson {
@@ -285,6 +296,7 @@ fn detail_json(detail: &InstallationDetail, now: Timestamp) -> InstallationDetai
             &installation.product,
             &detail.summary,
             last_seen,
+            in_maintenance(windows, &installation.slc, now),
         ),
         registered_at: installation.registered_at.to_string(),
         subscription_expires_at: installation.subscription_expires_at.map(|t| t.to_string()),
@@ -411,11 +423,16 @@ pub async fn list(
     let Query(params) = params.map_err(|_| malformed_query())?;
     let query = params.to_query()?;
     let page = state.carewatch.overview(&reseller, &query).await?;
+    let windows = state.carewatch.maintenance_windows(&reseller).await?;
+    let now = state.carewatch.now();
     Ok(Json(InstallationList {
         installations: page
             .rows
             .iter()
-            .map(|r| row(&r.slc, &r.product, &r.summary, r.last_seen_at))
+            .map(|r| {
+                let until = in_maintenance(&windows, &r.slc, now);
+                row(&r.slc, &r.product, &r.summary, r.last_seen_at, until)
+            })
             .collect(),
         next: page.next.as_ref().map(|c| c.to_token()),
         totals: (&page.totals).into(),
@@ -448,7 +465,8 @@ pub async fn detail(
     let Path(slc) = slc.map_err(|_| malformed_query())?;
     let slc = Slc::new(&slc)?;
     let detail = state.carewatch.installation(&reseller, &slc).await?;
-    Ok(Json(detail_json(&detail, state.carewatch.now())))
+    let windows = state.carewatch.maintenance_windows(&reseller).await?;
+    Ok(Json(detail_json(&detail, &windows, state.carewatch.now())))
 }
 
 /// Totals per health

@@ -2,7 +2,8 @@
 //! URLs never shown, tests, deletion, failed notifications with their
 //! error, the failing flag), maintenance windows, "in maintenance" on the
 //! overview and the installation page, CSRF on every form, viewers' 403,
-//! another reseller's channel or window the same 404 as a missing one.
+//! another reseller's channel or window the same 404 as a missing one,
+//! `maintenance_until` in the JSON API.
 
 mod common;
 
@@ -489,6 +490,28 @@ async fn installations_in_maintenance_say_so_on_the_overview_and_their_page() {
     assert!(page.body.contains("Firmware update"));
     let other = web.get_as(&viewer, "/installations/M01-C01-0002").await;
     assert!(!other.body.contains("in maintenance"));
+    // The JSON API says so too.
+    let token = web.reseller_token("acme").await;
+    let list = web.api("/api/v1/installations", Some(&token)).await.json();
+    let until = |slc: &str| {
+        list["installations"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["slc"] == slc)
+            .expect("listed")["maintenance_until"]
+            .clone()
+    };
+    assert_eq!(until("M01-C01-0001"), "2026-01-01T02:00:00.000Z");
+    assert!(until("M01-C01-0002").is_null());
+    let detail = web
+        .api("/api/v1/installations/M01-C01-0001", Some(&token))
+        .await
+        .json();
+    assert_eq!(
+        detail["installation"]["maintenance_until"],
+        "2026-01-01T02:00:00.000Z"
+    );
 
     // A window for all of them, repeating daily; the first one has ended.
     let all = web

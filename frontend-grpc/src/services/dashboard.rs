@@ -4,7 +4,8 @@ use std::pin::Pin;
 
 use carewatch_core::Carewatch;
 use carewatch_core::feed::EventId;
-use carewatch_core::ids::ResellerId;
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::notification::maintenance::in_maintenance;
 use carewatch_core::store::{OverviewQuery, PageCursor};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -34,6 +35,24 @@ impl DashboardService {
             .authenticate_reseller(token, request.remote_addr().map(|a| a.ip()))
             .await
             .map_err(to_status)
+    }
+
+    /// Until when each of these installations is in maintenance (core's
+    /// rule over the reseller's windows, read once).
+    async fn maintenance<'a>(
+        &self,
+        reseller: &ResellerId,
+        slcs: impl Iterator<Item = &'a Slc>,
+    ) -> Result<Vec<Option<prost_types::Timestamp>>, Status> {
+        let windows = self
+            .carewatch
+            .maintenance_windows(reseller)
+            .await
+            .map_err(to_status)?;
+        let now = self.carewatch.now();
+        Ok(slcs
+            .map(|slc| in_maintenance(&windows, slc, now).map(convert::timestamp))
+            .collect())
     }
 }
 
@@ -66,8 +85,19 @@ impl Dashboard for DashboardService {
             .overview(&reseller, &query)
             .await
             .map_err(to_status)?;
+        let until = self
+            .maintenance(&reseller, page.rows.iter().map(|r| &r.slc))
+            .await?;
         Ok(Response::new(proto::ListInstallationsResponse {
-            installations: page.rows.iter().map(convert::row).collect(),
+            installations: page
+                .rows
+                .iter()
+                .zip(until)
+                .map(|(r, until)| proto::InstallationRow {
+                    maintenance_until: until,
+                    ..convert::row(r)
+                })
+                .collect(),
             next_page_token: page.next.map(|c| c.to_token()).unwrap_or_default(),
             totals: Some(convert::totals(&page.totals)),
         }))
@@ -84,7 +114,12 @@ impl Dashboard for DashboardService {
             .installation(&reseller, &slc)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::detail(&detail)))
+        let mut reply = convert::detail(&detail);
+        let until = self.maintenance(&reseller, std::iter::once(&slc)).await?;
+        if let Some(row) = reply.installation.as_mut() {
+            row.maintenance_until = until.into_iter().next().flatten();
+        }
+        Ok(Response::new(reply))
     }
 
     type WatchStream = WatchStream;
