@@ -112,6 +112,20 @@ impl MaintenanceWindow {
         self.slc.as_ref().is_none_or(|s| s == slc)
     }
 
+    /// When the first occurrence that begins after `at` begins, if any.
+    pub fn next_start_after(&self, at: Timestamp) -> Option<Timestamp> {
+        let start = self.starts_at.as_millis();
+        let t = at.as_millis();
+        if t < start {
+            return Some(self.starts_at);
+        }
+        let every = i64::try_from(self.every?.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let next = (start + (t - start) / every * every).checked_add(every)?;
+        Some(Timestamp::from_millis(next))
+    }
+
     /// The occurrence `[start, end)` that contains `at`, if any.
     pub fn occurrence_at(&self, at: Timestamp) -> Option<(Timestamp, Timestamp)> {
         let start = self.starts_at.as_millis();
@@ -130,6 +144,19 @@ impl MaintenanceWindow {
         let end = begin.saturating_add(length);
         (t < end).then(|| (Timestamp::from_millis(begin), Timestamp::from_millis(end)))
     }
+}
+
+/// When the next window covering `slc` begins after `at`, if any.
+pub fn next_maintenance(
+    windows: &[MaintenanceWindow],
+    slc: &Slc,
+    at: Timestamp,
+) -> Option<Timestamp> {
+    windows
+        .iter()
+        .filter(|w| w.covers(slc))
+        .filter_map(|w| w.next_start_after(at))
+        .min()
 }
 
 /// The end of the maintenance that covers `slc` at `at` (the latest end of
@@ -184,6 +211,20 @@ mod tests {
             Some(t(7 * 86_400 + 3600))
         );
         assert_eq!(in_maintenance(&weekly, &other, t(7 * 86_400 + 3600)), None);
+    }
+
+    #[test]
+    fn the_next_occurrence_begins_after_the_instant() {
+        let slc = Slc::new("M01-C01-0001").unwrap();
+        let once = window(None, 100, 600, None);
+        assert_eq!(once.next_start_after(t(99)), Some(t(100)));
+        assert_eq!(once.next_start_after(t(100)), None, "begun, not after");
+        let daily = window(None, 100, 600, Some(86_400));
+        assert_eq!(daily.next_start_after(t(100)), Some(t(86_500)));
+        assert_eq!(daily.next_start_after(t(86_499)), Some(t(86_500)));
+        let windows = [once, daily, window(Some("M01-C01-0002"), 50, 600, None)];
+        assert_eq!(next_maintenance(&windows, &slc, t(0)), Some(t(100)));
+        assert_eq!(next_maintenance(&windows, &slc, t(200)), Some(t(86_500)));
     }
 
     #[test]

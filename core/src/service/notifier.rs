@@ -132,7 +132,9 @@ impl Carewatch {
             let Some(record) = by_id.get(&channel) else {
                 continue;
             };
-            let until = maintenance::in_maintenance(&windows_of(&windows, record), &slc, now);
+            let own = windows_of(&windows, record);
+            let until = maintenance::in_maintenance(&own, &slc, now);
+            let phase = muted_if_held_in_maintenance(phase, &own, &slc, now, &record.rules);
             let (phase, tell) = rules::on_tick(phase, now, until.is_some(), &record.rules);
             if let Some(tell) = tell {
                 commit
@@ -140,6 +142,15 @@ impl Carewatch {
                     .push(self.compose(record, &slc, &tell, now).await?);
             }
             let due_at = rules::next_due(&phase, &record.rules, until);
+            // States are ticked only when due, so a told problem is looked
+            // at when the next window over it begins (it is muted then, and
+            // told again after the window if still unhealthy).
+            let due_at = match (&phase, maintenance::next_maintenance(&own, &slc, now)) {
+                (Phase::Notified { muted: false, .. }, Some(begins)) => {
+                    Some(due_at.map_or(begins, |due| due.min(begins)))
+                }
+                _ => due_at,
+            };
             commit.states.push(NotificationState {
                 channel,
                 slc,
@@ -197,6 +208,36 @@ impl Carewatch {
             body: body.to_json(),
             created_at: now,
         })
+    }
+}
+
+/// A problem whose hold passed during a maintenance window is told after
+/// the window ("still unhealthy"): states are ticked only when due, and a
+/// pending one is due at the end of the window it is in, so the tick that
+/// would have muted it when its hold passed never happened.
+fn muted_if_held_in_maintenance(
+    phase: Phase,
+    windows: &[MaintenanceWindow],
+    slc: &Slc,
+    now: Timestamp,
+    rules: &crate::notification::ChannelRules,
+) -> Phase {
+    match phase {
+        Phase::Pending {
+            health,
+            since,
+            muted: false,
+        } => {
+            let held_at = since.saturating_add(rules.hold);
+            let muted =
+                held_at <= now && maintenance::in_maintenance(windows, slc, held_at).is_some();
+            Phase::Pending {
+                health,
+                since,
+                muted,
+            }
+        }
+        other => other,
     }
 }
 

@@ -113,6 +113,7 @@ macro_rules! __conformance_test_list {
             the_outbox_lists_a_resellers_entries_newest_first,
             deleting_a_channel_gives_up_its_pending_entries,
             notifications_follow_health_changes_once_after_the_hold,
+            maintenance_mutes_notifications_until_it_ends,
             // the change feed
             change_feed_records_every_change_in_order,
             change_feed_has_no_gaps_and_is_pruned_by_age,

@@ -1294,3 +1294,109 @@ pub(crate) async fn notifications_follow_health_changes_once_after_the_hold(
         "beta has no channel: its critical installation notifies nobody"
     );
 }
+
+/// Maintenance through the facade: nothing is told during a window; a
+/// problem whose hold passed during it is told once when it ends, as
+/// "after_maintenance" (still unhealthy), and so is a problem told before a
+/// window that is still there when the window ends.
+pub(crate) async fn maintenance_mutes_notifications_until_it_ends(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let a = fx.site("alpha", "M01-C01-0001").await;
+    let b = fx.site("alpha", "M01-C01-0002").await;
+    let admin = member(&fx, &alpha, "admin@alpha.example", Role::Admin, START).await;
+    fx.carewatch
+        .create_channel(
+            &admin,
+            "On call",
+            Destination::Email {
+                to: vec!["oncall@alpha.example".into()],
+            },
+            ChannelRules::default(),
+        )
+        .await
+        .expect("a channel");
+    let step = |what: &'static str| {
+        let carewatch = fx.carewatch.clone();
+        async move {
+            carewatch
+                .notify_step()
+                .await
+                .unwrap_or_else(|e| panic!("notifier step ({what}): {e}"))
+                .queued
+        }
+    };
+    let told = || async {
+        outbox_of(&fx.store, &alpha, OutboxFilter::All)
+            .await
+            .iter()
+            .map(|e| {
+                let body = Notification::from_json(&e.body).expect("JSON");
+                (
+                    body.installation.expect("names it").slc,
+                    body.kind,
+                    e.created_at,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
+    let t0 = fx.carewatch.now();
+    let at = |s: u64| t0.saturating_add(secs(s));
+    let to = |s: u64| {
+        let now = fx.carewatch.now();
+        fx.advance(at(s).since(now));
+    };
+    let window_a = fx
+        .carewatch
+        .create_maintenance(&admin, Some(&a.slc), at(200), secs(600), None, "disk swap")
+        .await
+        .expect("a window over a");
+    fx.carewatch
+        .create_maintenance(&admin, Some(&b.slc), at(300), secs(600), None, "new switch")
+        .await
+        .expect("a window over b");
+
+    report(&fx, &a, "rs-1", 1, &[]).await;
+    report(&fx, &b, "rs-1", 1, &full).await;
+    assert_eq!(step("b critical").await, 0);
+    to(121);
+    assert_eq!(
+        step("b critical for 121 s").await,
+        1,
+        "b told before its window"
+    );
+    to(250);
+    assert_eq!(
+        fx.carewatch
+            .maintenance_until(&alpha, &a.slc)
+            .await
+            .expect("maintenance of a"),
+        Some(window_a.starts_at.saturating_add(window_a.length))
+    );
+    report(&fx, &a, "rs-1", 2, &full).await;
+    for s in [250, 300, 400, 600, 799] {
+        to(s);
+        assert_eq!(step("during the windows").await, 0, "nothing at {s} s");
+    }
+    to(800);
+    assert_eq!(step("a's window over").await, 1);
+    to(850);
+    assert_eq!(step("b's window still on").await, 0);
+    to(900);
+    assert_eq!(step("b's window over").await, 1);
+    to(2000);
+    assert_eq!(step("long after").await, 0);
+    assert_eq!(
+        told().await,
+        vec![
+            (b.slc.to_string(), "after_maintenance".to_owned(), at(900)),
+            (a.slc.to_string(), "after_maintenance".to_owned(), at(800)),
+            (b.slc.to_string(), "problem".to_owned(), at(121)),
+        ],
+        "newest first"
+    );
+}
