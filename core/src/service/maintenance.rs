@@ -126,6 +126,9 @@ impl Carewatch {
     }
 
     pub(super) async fn mark(&self, reason: MarkReason) -> Result<()> {
+        // One mark at a time: two marks that both saw the same pending
+        // outage would record its window twice.
+        let _one_at_a_time = self.inner.marking.lock().await;
         let now = self.now();
         let pending = self.outage_since();
         let reason = match (reason, pending) {

@@ -211,6 +211,8 @@ struct Inner {
     sweeping: tokio::sync::Mutex<()>,
     /// When this node's last liveness mark succeeded (ms).
     last_mark: AtomicI64,
+    /// One liveness mark at a time.
+    marking: tokio::sync::Mutex<()>,
 }
 
 /// The own-downtime windows this node knows, and their epoch in the store.
@@ -261,6 +263,7 @@ impl Carewatch {
                 in_flight: in_flight::InFlight::default(),
                 sweeping: tokio::sync::Mutex::new(()),
                 last_mark: AtomicI64::new(i64::MIN),
+                marking: tokio::sync::Mutex::new(()),
             }),
         };
         service.mark(MarkReason::Starting).await?;
