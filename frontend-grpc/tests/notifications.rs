@@ -312,6 +312,10 @@ async fn maintenance_windows_of_one_reseller_are_not_found_for_another() {
         window.in_force_until.expect("in force").seconds,
         now.as_millis() / 1000 + 7200
     );
+    assert_eq!(
+        window.next_starts_at.expect("weekly").seconds,
+        now.as_millis() / 1000 + 7 * 86_400
+    );
     // The Dashboard says the installation is in maintenance.
     let mut dashboard = DashboardClient::with_interceptor(
         server.channel().await,

@@ -537,6 +537,14 @@ async fn installations_in_maintenance_say_so_on_the_overview_and_their_page() {
         !overview.body.contains("in maintenance until"),
         "the first is over"
     );
+    let listed = web.get_as(&admin, "/maintenance").await;
+    assert!(
+        listed
+            .body
+            .contains("next from <time datetime=\"2026-01-01T06:00:00.000Z\""),
+        "the daily one's next occurrence: {}",
+        listed.body
+    );
     web.fixture
         .advance(Duration::from_secs(24 * 3600 + 3 * 3600 + 60));
     // A day later: sessions have ended, so sign in anew.

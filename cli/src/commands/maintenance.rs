@@ -131,9 +131,10 @@ pub async fn run(args: MaintenanceArgs) -> CliResult {
                 "ID", "INSTALLATION", "STARTS", "LASTS", "REPEATS", "NOW"
             );
             for w in &windows {
-                let now = match &w.in_force_until {
-                    Some(until) => format!("until {}", instant(Some(until))),
-                    None => "-".to_owned(),
+                let now = match (&w.in_force_until, &w.next_starts_at) {
+                    (Some(until), _) => format!("until {}", instant(Some(until))),
+                    (None, Some(next)) => format!("next {}", instant(Some(next))),
+                    (None, None) => "over".to_owned(),
                 };
                 println!(
                     "{:<16}  {:<20}  {:<20}  {:>6}  {:<8}  {:<24}  {}",

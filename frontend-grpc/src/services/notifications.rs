@@ -150,6 +150,7 @@ fn window(w: &MaintenanceWindow, now: Timestamp) -> proto::MaintenanceWindow {
         created_by: w.created_by.to_string(),
         created_at: Some(convert::timestamp(w.created_at)),
         in_force_until: w.occurrence_at(now).map(|(_, end)| convert::timestamp(end)),
+        next_starts_at: w.next_start_after(now).map(convert::timestamp),
     }
 }
 

@@ -266,17 +266,16 @@ fn repeats(every: Option<Duration>) -> String {
     }
 }
 
-/// Whether the window is in force now, and until when.
+/// Whether the window is in force now and until when, or when it next
+/// begins, or that it is over (core's occurrences).
 fn in_force(window: &MaintenanceWindow, now: Timestamp) -> Markup {
     html! {
         @if let Some((_, end)) = window.occurrence_at(now) {
             strong.in-maintenance { "in force" } " until " (format::time(end))
-        } @else if now < window.starts_at {
-            "from " (format::time(window.starts_at))
-        } @else if window.every.is_none() {
-            span.muted { "over" }
+        } @else if let Some(next) = window.next_start_after(now) {
+            "next from " (format::time(next))
         } @else {
-            span.muted { "not now" }
+            span.muted { "over" }
         }
     }
 }
