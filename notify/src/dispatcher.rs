@@ -107,25 +107,19 @@ impl Dispatcher {
     /// for deliveries in flight.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
         let (stop, stopping) = watch::channel(false);
-        let delivering = self.deliver_loop(stopping.clone());
-        let notifying = self.notifier_loop(stopping);
-        tokio::pin!(delivering, notifying, shutdown);
-        let mut delivered = false;
+        let work = async {
+            tokio::join!(
+                self.deliver_loop(stopping.clone()),
+                self.notifier_loop(stopping)
+            );
+        };
+        tokio::pin!(work, shutdown);
         tokio::select! {
             () = &mut shutdown => {}
-            () = &mut delivering => delivered = true,
+            () = &mut work => return,
         }
         let _ = stop.send(true);
-        let finish = async {
-            let notifier = async { (&mut notifying).await };
-            let deliveries = async {
-                if !delivered {
-                    (&mut delivering).await;
-                }
-            };
-            tokio::join!(notifier, deliveries);
-        };
-        if tokio::time::timeout(self.options.shutdown_grace, finish)
+        if tokio::time::timeout(self.options.shutdown_grace, &mut work)
             .await
             .is_err()
         {

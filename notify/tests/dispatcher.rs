@@ -315,3 +315,28 @@ async fn an_entry_cut_off_mid_send_is_sent_again_after_its_lease() {
     assert_eq!(got[1].header("idempotency-key"), Some(entry.key.as_str()));
     let _ = stop.send(());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dispatcher_runs_the_notifier_and_stops_on_shutdown() {
+    let world = World::new().await;
+    let store = world.carewatch.store().clone();
+    let (stop, task) = world.dispatch(Duration::from_secs(5));
+    // The notifier takes its lease at once: another node cannot have it
+    // then. (One probe only: on this frozen clock a probe that got the
+    // lease would keep it.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = store
+        .notifier_lease(
+            "another-node",
+            world.carewatch.now(),
+            Duration::from_millis(1),
+        )
+        .await
+        .expect("lease");
+    assert_eq!(other, None, "the notifier never ran");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(6), task)
+        .await
+        .expect("stops")
+        .expect("task");
+}
