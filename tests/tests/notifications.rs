@@ -1,0 +1,910 @@
+//! Notifications end to end: real `carewatch serve` processes (1 s
+//! heartbeats, 200 ms jitter) with simulated recording servers, a real
+//! HTTPS receiver (a self-signed certificate the server is told to trust
+//! with `--notify-ca-cert`) and a real SMTP server (STARTTLS and a
+//! password), channels held 3 s. A site going Offline is one message per
+//! channel listing its servers, its recovery one "resolved"; a flap shorter
+//! than the hold sends nothing; a receiver failing three times gets the
+//! notification the fourth time with the same key; kill -9 mid-delivery
+//! loses nothing; two nodes on one PostgreSQL send each notification once;
+//! a maintenance window mutes, then one "still unhealthy" follows it.
+//!
+//! Channels are created through the facade on the same database before the
+//! server starts (as `carewatch admin` would); the maintenance window is
+//! stored directly while the server runs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use carewatch_cli::simulate::{Fleet, provision_site};
+use carewatch_cli::store::{OpenOptions, StoreTarget, master_key, open_store};
+use carewatch_core::feed::Change;
+use carewatch_core::health::Health;
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::notification::delivery::verify_signature;
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::notification::{ChannelRules, Destination, OutboxFilter};
+use carewatch_core::store::Store;
+use carewatch_core::team::{Login, Role, User};
+use carewatch_core::time::{SystemClock, Timestamp};
+use carewatch_core::{Carewatch, Config};
+use carewatch_notify::testing::http::{Received, Receiver, Reply};
+use carewatch_notify::testing::smtp::{Mail, Security, SmtpServer};
+use carewatch_tests::process::{ServeConfig, ServerProcess, Storage, binary, millis};
+use tokio::task::JoinHandle;
+
+const INTERVAL: Duration = Duration::from_secs(1);
+const JITTER: Duration = Duration::from_millis(200);
+/// The channels' hold (flap damping).
+const HOLD: Duration = Duration::from_secs(3);
+/// Longest wait for something that should happen within a few seconds.
+const SOON: Duration = Duration::from_secs(30);
+/// How long to watch for a message that must not come.
+const QUIET: Duration = Duration::from_secs(3);
+const RESELLER: &str = "acme";
+
+fn reseller() -> ResellerId {
+    ResellerId::new(RESELLER).expect("reseller id")
+}
+
+/// The receivers every test uses, and the file of certificates the server
+/// trusts for them.
+struct Receivers {
+    webhook: Receiver,
+    smtp: SmtpServer,
+    ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Receivers {
+    async fn start() -> Self {
+        let webhook = Receiver::start_tls().await;
+        let smtp = SmtpServer::start(Security::StartTls, Some(("alerts@acme", "smtp p@ss"))).await;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ca_file = dir.path().join("trusted.pem");
+        let pem = format!(
+            "{}{}",
+            webhook.cert_pem().unwrap_or_default(),
+            smtp.cert_pem().unwrap_or_default()
+        );
+        std::fs::write(&ca_file, pem).expect("certificates written");
+        Self {
+            webhook,
+            smtp,
+            ca_file,
+            _dir: dir,
+        }
+    }
+
+    /// Webhook requests about `slc`.
+    fn webhooks(&self, slc: &str) -> Vec<Received> {
+        self.webhook
+            .received()
+            .into_iter()
+            .filter(|r| r.json()["installation"]["slc"] == slc)
+            .collect()
+    }
+
+    /// Emails about `slc`.
+    fn emails(&self, slc: &str) -> Vec<Email> {
+        self.smtp
+            .mail()
+            .iter()
+            .map(Email::parse)
+            .filter(|e| e.subject.contains(slc))
+            .collect()
+    }
+
+    /// Waits until `n` webhook requests about `slc` were answered 2xx and
+    /// `emails` emails about it came.
+    async fn wait_for(&self, slc: &str, n: usize, emails: usize, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let accepted = self
+                .webhooks(slc)
+                .iter()
+                .filter(|r| r.answered.is_some_and(|s| (200..300).contains(&s)))
+                .count();
+            if accepted >= n && self.emails(slc).len() >= emails {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{slc}: expected {n} webhooks and {emails} emails within {within:?}, got {} and {}",
+                accepted,
+                self.emails(slc).len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn serve_args(&self) -> Vec<String> {
+        vec![
+            "--heartbeat-interval".into(),
+            format!("{}ms", INTERVAL.as_millis()),
+            "--jitter".into(),
+            format!("{}ms", JITTER.as_millis()),
+            "--smtp-url".into(),
+            self.smtp.url(),
+            "--smtp-from".into(),
+            "Carewatch <carewatch@alerts.example.net>".into(),
+            "--notify-ca-cert".into(),
+            self.ca_file.display().to_string(),
+        ]
+    }
+}
+
+/// An email as the test reads it.
+#[derive(Debug)]
+struct Email {
+    subject: String,
+    key: String,
+    message_id: String,
+    text: String,
+    html: String,
+    to: Vec<String>,
+    tls: bool,
+    user: Option<String>,
+}
+
+impl Email {
+    fn parse(mail: &Mail) -> Self {
+        use mailparse::MailHeaderMap;
+        let parsed = mailparse::parse_mail(&mail.data).expect("a MIME message");
+        let part = |mime: &str| {
+            parsed
+                .subparts
+                .iter()
+                .find(|p| p.ctype.mimetype == mime)
+                .and_then(|p| p.get_body().ok())
+                .unwrap_or_default()
+        };
+        Self {
+            subject: parsed
+                .headers
+                .get_first_value("Subject")
+                .unwrap_or_default(),
+            key: parsed
+                .headers
+                .get_first_value("X-Carewatch-Idempotency-Key")
+                .unwrap_or_default(),
+            message_id: parsed
+                .headers
+                .get_first_value("Message-ID")
+                .unwrap_or_default(),
+            text: part("text/plain"),
+            html: part("text/html"),
+            to: mail.to.clone(),
+            tls: mail.tls,
+            user: mail.user.clone(),
+        }
+    }
+}
+
+/// What a test set up before the server started.
+struct Prepared {
+    /// The webhook channel's signing secret.
+    secret: String,
+}
+
+/// Creates the reseller and its channels (a webhook to the HTTPS receiver,
+/// email to the SMTP server), through the facade on the server's database.
+async fn prepare(data_dir: &Path, storage: &Storage, receivers: &Receivers) -> Prepared {
+    let db = data_dir.join("carewatch.db");
+    let target = match storage {
+        Storage::Sqlite => StoreTarget::Sqlite(&db),
+        Storage::Postgres { url, .. } => StoreTarget::Postgres(url),
+    };
+    let schema = match storage {
+        Storage::Sqlite => None,
+        Storage::Postgres { schema, .. } => Some(schema.as_str()),
+    };
+    let (key, _) = master_key(&target, None, Some(data_dir)).expect("master key");
+    let store = open_store(
+        &target,
+        &OpenOptions {
+            schema,
+            application_name: None,
+        },
+    )
+    .await
+    .expect("store");
+    let carewatch = Carewatch::open(store, Arc::new(SystemClock), Config::new(key))
+        .await
+        .expect("opens");
+    carewatch
+        .create_reseller(&reseller(), "ACME Security")
+        .await
+        .expect("reseller");
+    let admin = User {
+        reseller: reseller(),
+        login: Login::new("admin@acme.example").expect("login"),
+        name: "Admin".into(),
+        role: Role::Admin,
+        created_at: carewatch.now(),
+    };
+    let rules = ChannelRules {
+        hold: HOLD,
+        ..ChannelRules::default()
+    };
+    let (_, secret) = carewatch
+        .create_channel(
+            &admin,
+            "ops webhook",
+            Destination::Webhook {
+                url: receivers.webhook.url("/carewatch/events?tenant=acme"),
+            },
+            rules.clone(),
+        )
+        .await
+        .expect("webhook channel");
+    carewatch
+        .create_channel(
+            &admin,
+            "ops email",
+            Destination::Email {
+                to: vec!["ops@acme.example".into()],
+            },
+            rules,
+        )
+        .await
+        .expect("email channel");
+    Prepared {
+        secret: secret.expect("signing secret").to_string(),
+    }
+}
+
+/// A store on the server's database, for reading what it did.
+async fn store_of(data_dir: &Path, storage: &Storage) -> Arc<dyn Store> {
+    let db = data_dir.join("carewatch.db");
+    let (target, schema) = match storage {
+        Storage::Sqlite => (StoreTarget::Sqlite(&db), None),
+        Storage::Postgres { url, schema } => (StoreTarget::Postgres(url), Some(schema.as_str())),
+    };
+    open_store(
+        &target,
+        &OpenOptions {
+            schema,
+            application_name: None,
+        },
+    )
+    .await
+    .expect("store")
+}
+
+/// A site: its recording servers send every 300 ms until silenced.
+struct Site {
+    slc: String,
+    silent: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Site {
+    async fn start(server: &ServerProcess, slc: &str, servers: usize) -> Self {
+        let mut admin = server.admin().await;
+        let sims = provision_site(
+            &mut admin,
+            &reseller(),
+            &Slc::new(slc).expect("slc"),
+            ("XProtect Corporate", "2016"),
+            servers,
+        )
+        .await
+        .expect("site provisioned");
+        let client = server.ingest().await;
+        let silent = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let silent = silent.clone();
+            async move {
+                let mut fleet = Fleet { servers: sims };
+                loop {
+                    if !silent.load(Ordering::Acquire) {
+                        // Refusals while the server restarts are retried
+                        // by the next round.
+                        fleet.round(&client, 4).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        });
+        Self {
+            slc: slc.to_owned(),
+            silent,
+            task,
+        }
+    }
+
+    fn silence(&self) {
+        self.silent.store(true, Ordering::Release);
+    }
+
+    fn resume(&self) {
+        self.silent.store(false, Ordering::Release);
+    }
+
+    fn slc(&self) -> Slc {
+        Slc::new(&self.slc).expect("slc")
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn health(store: &Arc<dyn Store>, slc: &Slc) -> Option<Health> {
+    store
+        .installation_detail(&reseller(), slc, 0)
+        .await
+        .ok()
+        .flatten()
+        .map(|d| d.summary.health)
+}
+
+async fn wait_health(store: &Arc<dyn Store>, slc: &Slc, wanted: Health) {
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let now = health(store, slc).await;
+        if now == Some(wanted) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{slc} is {now:?}, not {wanted:?}, after {SOON:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn start_config(data_dir: &Path, storage: Storage, receivers: &Receivers) -> ServeConfig {
+    ServeConfig::new(binary(env!("CARGO_BIN_EXE_carewatch-under-test")), data_dir)
+        .storage(storage)
+        .args(receivers.serve_args())
+}
+
+/// Checks the webhook request and the email of a site-offline problem.
+fn assert_offline_problem(
+    request: &Received,
+    email: &Email,
+    secret: &str,
+    slc: &str,
+    servers: usize,
+) {
+    let body = request.json();
+    assert_eq!(body["schema"], "carewatch.notification.v1");
+    assert_eq!(body["kind"], "problem", "{body}");
+    assert_eq!(body["installation"]["health"], "offline", "{body}");
+    assert_eq!(body["installation"]["offline"], true);
+    let down: Vec<&str> = body["servers_down"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["id"].as_str()).collect())
+        .unwrap_or_default();
+    let expected: Vec<String> = (1..=servers).map(|n| format!("rs-{n}")).collect();
+    assert_eq!(down, expected, "one message listing every server: {body}");
+    assert!(
+        body["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("Offline"))
+    );
+    assert_eq!(request.path, "/carewatch/events?tenant=acme");
+    assert_eq!(request.header("idempotency-key"), body["id"].as_str());
+    assert!(
+        verify_signature(
+            secret.as_bytes(),
+            request.header("carewatch-signature").unwrap_or_default(),
+            &request.body,
+            unix_now()
+        ),
+        "signed with the channel's secret"
+    );
+
+    assert!(
+        email.subject.contains(slc) && email.subject.contains("Offline"),
+        "{email:?}"
+    );
+    assert!(
+        !email.key.is_empty() && email.message_id.contains(&email.key),
+        "{email:?}"
+    );
+    assert_eq!(email.to, ["ops@acme.example"]);
+    assert!(email.tls, "STARTTLS");
+    assert_eq!(email.user.as_deref(), Some("alerts@acme"));
+    for id in &expected {
+        assert!(
+            email.text.contains(&format!("{id}: unavailable since")),
+            "{}",
+            email.text
+        );
+        assert!(
+            email.html.contains(&format!("<td>{id}</td>")),
+            "{}",
+            email.html
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_site_going_offline_is_one_message_per_channel_and_its_recovery_one_resolved() {
+    let receivers = Receivers::start().await;
+    let dir = tempfile::tempdir().expect("data dir");
+    let prepared = prepare(dir.path(), &Storage::Sqlite, &receivers).await;
+    let server = ServerProcess::start(start_config(dir.path(), Storage::Sqlite, &receivers)).await;
+    let store = store_of(dir.path(), &Storage::Sqlite).await;
+    let site = Site::start(&server, "M01-C01-100-01", 3).await;
+    wait_health(&store, &site.slc(), Health::Healthy).await;
+
+    site.silence();
+    receivers.wait_for(&site.slc, 1, 1, SOON).await;
+    tokio::time::sleep(QUIET).await;
+    let webhooks = receivers.webhooks(&site.slc);
+    let emails = receivers.emails(&site.slc);
+    assert_eq!(webhooks.len(), 1, "exactly one webhook: {webhooks:#?}");
+    assert_eq!(emails.len(), 1, "exactly one email: {emails:#?}");
+    assert_offline_problem(&webhooks[0], &emails[0], &prepared.secret, &site.slc, 3);
+
+    site.resume();
+    receivers.wait_for(&site.slc, 2, 2, SOON).await;
+    tokio::time::sleep(QUIET).await;
+    let webhooks = receivers.webhooks(&site.slc);
+    let emails = receivers.emails(&site.slc);
+    assert_eq!(webhooks.len(), 2, "{webhooks:#?}");
+    assert_eq!(emails.len(), 2, "{emails:#?}");
+    let resolved = webhooks[1].json();
+    assert_eq!(resolved["kind"], "resolved", "{resolved}");
+    assert_eq!(resolved["resolved"]["was"], "offline");
+    assert_eq!(resolved["installation"]["health"], "healthy");
+    assert_ne!(
+        webhooks[0].header("idempotency-key"),
+        webhooks[1].header("idempotency-key")
+    );
+    assert!(
+        emails[1].subject.starts_with("Resolved:"),
+        "{:?}",
+        emails[1]
+    );
+    let pending = store
+        .outbox(&reseller(), OutboxFilter::Pending, 100)
+        .await
+        .expect("outbox");
+    assert!(pending.is_empty(), "nothing left: {pending:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flap_shorter_than_the_hold_sends_nothing() {
+    let receivers = Receivers::start().await;
+    let dir = tempfile::tempdir().expect("data dir");
+    prepare(dir.path(), &Storage::Sqlite, &receivers).await;
+    let server = ServerProcess::start(start_config(dir.path(), Storage::Sqlite, &receivers)).await;
+    let store = store_of(dir.path(), &Storage::Sqlite).await;
+    // A busy machine may stretch a flap past the hold; such an attempt
+    // proves nothing and the next site tries again.
+    for attempt in 1..=3 {
+        let slc = format!("M01-C01-200-0{attempt}");
+        let site = Site::start(&server, &slc, 2).await;
+        wait_health(&store, &site.slc(), Health::Healthy).await;
+        let from = store.latest_change().await.expect("feed position");
+        site.silence();
+        // Back as soon as it is seen unhealthy.
+        let deadline = tokio::time::Instant::now() + SOON;
+        while !matches!(
+            health(&store, &site.slc()).await,
+            Some(Health::Critical | Health::Offline)
+        ) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{slc} never went down"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        site.resume();
+        wait_health(&store, &site.slc(), Health::Healthy).await;
+        // How long the feed (what the notifier reads) says it was unhealthy.
+        let events = store.changes(from, 1000).await.expect("feed");
+        let healths: Vec<(Timestamp, Health)> = events
+            .iter()
+            .filter(|e| e.slc == site.slc())
+            .filter_map(|e| match &e.change {
+                Change::Health { summary, .. } => Some((e.at, summary.health)),
+                _ => None,
+            })
+            .collect();
+        let down = healths
+            .iter()
+            .find(|(_, h)| matches!(h, Health::Critical | Health::Offline))
+            .map(|(at, _)| *at)
+            .expect("the feed has it going down");
+        let up = healths
+            .iter()
+            .rev()
+            .find(|(_, h)| *h == Health::Healthy)
+            .map(|(at, _)| *at)
+            .expect("and back");
+        let lasted = up.since(down);
+        tokio::time::sleep(HOLD + QUIET).await;
+        if lasted + Duration::from_millis(500) >= HOLD {
+            eprintln!("{slc}: the flap lasted {lasted:?}, not shorter than the hold; again");
+            continue;
+        }
+        assert!(
+            receivers.webhooks(&slc).is_empty(),
+            "a {lasted:?} flap sent a webhook: {:#?}",
+            receivers.webhooks(&slc)
+        );
+        assert!(
+            receivers.emails(&slc).is_empty(),
+            "a {lasted:?} flap sent an email"
+        );
+        let queued = store
+            .outbox(&reseller(), OutboxFilter::All, 100)
+            .await
+            .expect("outbox");
+        assert!(
+            queued.iter().all(|e| e.slc.as_ref() != Some(&site.slc())),
+            "nothing queued: {queued:?}"
+        );
+        return;
+    }
+    panic!("no flap shorter than the {HOLD:?} hold in 3 attempts (machine too slow?)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_failing_three_times_gets_it_the_fourth_with_the_same_key() {
+    let receivers = Receivers::start().await;
+    receivers.webhook.plan([503, 503, 503].map(Reply::status));
+    let dir = tempfile::tempdir().expect("data dir");
+    let prepared = prepare(dir.path(), &Storage::Sqlite, &receivers).await;
+    let server = ServerProcess::start(start_config(dir.path(), Storage::Sqlite, &receivers)).await;
+    let store = store_of(dir.path(), &Storage::Sqlite).await;
+    let site = Site::start(&server, "M01-C01-300-01", 2).await;
+    wait_health(&store, &site.slc(), Health::Healthy).await;
+    site.silence();
+    // Backoff 10 s, 20 s, 40 s (±20%).
+    receivers
+        .wait_for(&site.slc, 1, 1, SOON + Duration::from_secs(90))
+        .await;
+    let got = receivers.webhooks(&site.slc);
+    assert_eq!(got.len(), 4, "three refused, the fourth taken: {got:#?}");
+    let key = got[0].header("idempotency-key").expect("keyed").to_owned();
+    for (n, request) in got.iter().enumerate() {
+        assert_eq!(
+            request.header("idempotency-key"),
+            Some(key.as_str()),
+            "attempt {}",
+            n + 1
+        );
+        assert_eq!(request.body, got[0].body, "the same body every time");
+        assert!(
+            verify_signature(
+                prepared.secret.as_bytes(),
+                request.header("carewatch-signature").unwrap_or_default(),
+                &request.body,
+                unix_now()
+            ),
+            "attempt {} signed",
+            n + 1
+        );
+    }
+    let answers: Vec<Option<u16>> = got.iter().map(|r| r.answered).collect();
+    assert_eq!(answers, [Some(503), Some(503), Some(503), Some(200)]);
+    for (n, base) in [10u64, 20, 40].into_iter().enumerate() {
+        let waited = got[n + 1].at.duration_since(got[n].at).unwrap_or_default();
+        assert!(
+            waited >= Duration::from_secs(base * 8 / 10),
+            "retry {} after {waited:?}, before its backoff",
+            n + 1
+        );
+    }
+    let entries = store
+        .outbox(&reseller(), OutboxFilter::All, 100)
+        .await
+        .expect("outbox");
+    let entry = entries.iter().find(|e| e.key == key).expect("the entry");
+    assert_eq!(entry.attempts, 4);
+    assert!(entry.delivered_at.is_some());
+    // The email channel was not held up by the webhook's failures.
+    assert_eq!(receivers.emails(&site.slc).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_delivery_then_restart_delivers_it_and_loses_nothing() {
+    let receivers = Receivers::start().await;
+    // The first attempt hangs (the server is killed meanwhile).
+    receivers
+        .webhook
+        .plan([Reply::status(503).after(Duration::from_secs(30))]);
+    let dir = tempfile::tempdir().expect("data dir");
+    prepare(dir.path(), &Storage::Sqlite, &receivers).await;
+    let mut server =
+        ServerProcess::start(start_config(dir.path(), Storage::Sqlite, &receivers)).await;
+    let store = store_of(dir.path(), &Storage::Sqlite).await;
+    let site = Site::start(&server, "M01-C01-400-01", 2).await;
+    wait_health(&store, &site.slc(), Health::Healthy).await;
+    site.silence();
+    let first = receivers.webhook.wait_for(1, SOON).await;
+    assert_eq!(first.len(), 1, "the first attempt is in flight");
+    assert!(first[0].answered.is_none());
+    let key = first[0]
+        .header("idempotency-key")
+        .expect("keyed")
+        .to_owned();
+    server.kill().await;
+    let killed = SystemTime::now();
+    server.restart().await;
+
+    // Claimed again once the dead node's 60 s lease has run out.
+    receivers
+        .wait_for(&site.slc, 1, 1, Duration::from_secs(100))
+        .await;
+    let got = receivers.webhooks(&site.slc);
+    let delivered: Vec<&Received> = got.iter().filter(|r| r.answered == Some(200)).collect();
+    assert_eq!(delivered.len(), 1, "{got:#?}");
+    assert_eq!(delivered[0].header("idempotency-key"), Some(key.as_str()));
+    assert_eq!(delivered[0].body, first[0].body, "the same notification");
+    let after_kill = delivered[0].at.duration_since(killed).unwrap_or_default();
+    assert!(
+        after_kill < Duration::from_secs(75),
+        "delivered {after_kill:?} after the kill"
+    );
+    // The outcome is recorded just after the receiver answered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let pending = store
+            .outbox(&reseller(), OutboxFilter::Pending, 100)
+            .await
+            .expect("outbox");
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing lost or left: {pending:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let emails = receivers.emails(&site.slc);
+    assert_eq!(emails.len(), 1, "{emails:#?}");
+    assert!(
+        server.stderr_contains("notification delivered"),
+        "{}",
+        server.log()
+    );
+}
+
+/// Another `carewatch serve` on the same database, without the harness.
+struct SecondNode {
+    child: std::process::Child,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SecondNode {
+    async fn start(config: &ServeConfig) -> Self {
+        use std::io::BufRead;
+        let mut command = std::process::Command::new(&config.binary);
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&config.data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", config.port));
+        if let Storage::Postgres { url, schema } = &config.storage {
+            command
+                .args(["--database-url", url])
+                .args(["--database-schema", schema]);
+        }
+        let mut child = command
+            .args(&config.args)
+            .env_remove("CAREWATCH_NODE_ID")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("carewatch serve starts");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn({
+            let lines = lines.clone();
+            move || {
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    lines
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(line);
+                }
+            }
+        });
+        let node = Self { child, lines };
+        let deadline = tokio::time::Instant::now() + SOON;
+        while !node.log().contains("carewatch listening on") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the second node does not listen:\n{}",
+                node.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        node
+    }
+
+    fn log(&self) -> String {
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .join("\n")
+    }
+}
+
+impl Drop for SecondNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- second node output ---\n{}", self.log());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_on_one_postgres_deliver_each_notification_once() {
+    let url = std::env::var("CAREWATCH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!(
+        "cw_test_{}_notify_{}",
+        millis(SystemTime::now()) / 1000,
+        std::process::id()
+    );
+    let storage = Storage::Postgres {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let receivers = Receivers::start().await;
+    let dir_a = tempfile::tempdir().expect("data dir");
+    let dir_b = tempfile::tempdir().expect("data dir");
+    let prepared = prepare(dir_a.path(), &storage, &receivers).await;
+    // Both nodes read secrets with the same master key.
+    std::fs::copy(
+        dir_a.path().join("master.key"),
+        dir_b.path().join("master.key"),
+    )
+    .expect("master key shared");
+    let a = ServerProcess::start(
+        start_config(dir_a.path(), storage.clone(), &receivers).args(["--node-id", "node-a"]),
+    )
+    .await;
+    // The operator exists already: the second node prints no token, which
+    // the harness waits for, so it runs as a plain child process.
+    let b = SecondNode::start(
+        &start_config(dir_b.path(), storage.clone(), &receivers).args(["--node-id", "node-b"]),
+    )
+    .await;
+    let store = store_of(dir_a.path(), &storage).await;
+
+    let site = Site::start(&a, "M01-C01-500-01", 3).await;
+    wait_health(&store, &site.slc(), Health::Healthy).await;
+    site.silence();
+    receivers.wait_for(&site.slc, 1, 1, SOON).await;
+    tokio::time::sleep(QUIET).await;
+    let webhooks = receivers.webhooks(&site.slc);
+    let emails = receivers.emails(&site.slc);
+    assert_eq!(webhooks.len(), 1, "{webhooks:#?}");
+    assert_eq!(emails.len(), 1, "{emails:#?}");
+    assert_offline_problem(&webhooks[0], &emails[0], &prepared.secret, &site.slc, 3);
+
+    site.resume();
+    receivers.wait_for(&site.slc, 2, 2, SOON).await;
+    tokio::time::sleep(QUIET).await;
+    let webhooks = receivers.webhooks(&site.slc);
+    let emails = receivers.emails(&site.slc);
+    let keys: BTreeSet<&str> = webhooks
+        .iter()
+        .filter_map(|r| r.header("idempotency-key"))
+        .collect();
+    assert_eq!(webhooks.len(), 2, "each once: {webhooks:#?}");
+    assert_eq!(keys.len(), 2);
+    assert_eq!(emails.len(), 2, "each once: {emails:#?}");
+    assert_eq!(webhooks[1].json()["kind"], "resolved");
+    let delivered = |log: String| {
+        log.lines()
+            .filter(|l| l.contains("notification delivered"))
+            .count()
+    };
+    assert_eq!(
+        delivered(a.log()) + delivered(b.log()),
+        4,
+        "four deliveries between the two nodes"
+    );
+
+    drop(site);
+    drop(a);
+    drop(b);
+    let cleanup = carewatch_storage_postgres::PostgresStore::open(
+        carewatch_storage_postgres::PostgresConfig::from_url(&url).expect("URL"),
+    )
+    .await
+    .expect("PostgreSQL");
+    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    if let Err(e) = sqlx_core::query::query(sqlx_core::sql_str::AssertSqlSafe(sql))
+        .execute(cleanup.pool())
+        .await
+    {
+        eprintln!("dropping schema {schema}: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_maintenance_window_mutes_then_one_still_unhealthy_follows() {
+    let receivers = Receivers::start().await;
+    let dir = tempfile::tempdir().expect("data dir");
+    prepare(dir.path(), &Storage::Sqlite, &receivers).await;
+    let server = ServerProcess::start(start_config(dir.path(), Storage::Sqlite, &receivers)).await;
+    let store = store_of(dir.path(), &Storage::Sqlite).await;
+    let site = Site::start(&server, "M01-C01-600-01", 2).await;
+    wait_health(&store, &site.slc(), Health::Healthy).await;
+
+    // A window (the shortest is a minute) that began 48 s ago: 12 s left,
+    // enough for the site to go down and its hold to pass inside it.
+    let now = Timestamp::from(SystemTime::now());
+    let window = MaintenanceWindow {
+        id: WindowId::generate(),
+        reseller: reseller(),
+        slc: Some(site.slc()),
+        starts_at: now.saturating_sub(Duration::from_secs(48)),
+        length: Duration::from_secs(60),
+        every: None,
+        reason: "replacing the router".into(),
+        created_by: Login::new("admin@acme.example").expect("login"),
+        created_at: now,
+    }
+    .validate()
+    .expect("window");
+    let ends = window.starts_at.saturating_add(window.length);
+    store
+        .create_maintenance(&window)
+        .await
+        .expect("window stored");
+    site.silence();
+    wait_health(&store, &site.slc(), Health::Offline).await;
+    let offline_at = Timestamp::from(SystemTime::now());
+    assert!(
+        offline_at.saturating_add(HOLD) < ends,
+        "the machine was too slow: offline at {offline_at}, window ends {ends}"
+    );
+
+    receivers.wait_for(&site.slc, 1, 1, SOON).await;
+    let webhooks = receivers.webhooks(&site.slc);
+    let emails = receivers.emails(&site.slc);
+    let first = Timestamp::from(webhooks[0].at);
+    assert!(
+        first >= ends,
+        "nothing during the window: sent {first}, window ends {ends}"
+    );
+    tokio::time::sleep(QUIET).await;
+    let webhooks = receivers.webhooks(&site.slc);
+    assert_eq!(webhooks.len(), 1, "{webhooks:#?}");
+    assert_eq!(emails.len(), 1, "{emails:#?}");
+    let body = webhooks[0].json();
+    assert_eq!(body["kind"], "after_maintenance", "{body}");
+    assert_eq!(body["installation"]["health"], "offline");
+    assert!(
+        body["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("still") && t.contains("maintenance")),
+        "{body}"
+    );
+    assert!(
+        emails[0].subject.contains("after its maintenance window"),
+        "{emails:?}"
+    );
+}
