@@ -66,6 +66,81 @@ impl From<Timestamp> for SystemTime {
     }
 }
 
+impl Timestamp {
+    /// Reads a UTC date and time as people type it: `YYYY-MM-DD`, then
+    /// optionally `T` (or a space) and `HH:MM`, `:SS`, a fraction (dropped)
+    /// and a trailing `Z`. A bare date is midnight. `None` if it is not one,
+    /// including impossible dates (2026-02-30) and years outside 1970–9999.
+    pub fn parse_utc(text: &str) -> Option<Timestamp> {
+        let text = text.trim();
+        let text = text.strip_suffix('Z').unwrap_or(text);
+        let (date, time) = match text.split_once('T').or_else(|| text.split_once(' ')) {
+            Some((date, time)) => (date, Some(time)),
+            None => (text, None),
+        };
+        let number = |part: &str| -> Option<i64> {
+            if part.is_empty() || part.len() > 4 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            part.parse().ok()
+        };
+        let mut date_parts = date.split('-');
+        let (Some(y), Some(m), Some(d), None) = (
+            date_parts.next(),
+            date_parts.next(),
+            date_parts.next(),
+            date_parts.next(),
+        ) else {
+            return None;
+        };
+        let (y, m, d) = (number(y)?, number(m)?, number(d)?);
+        let (hh, mm, ss) = match time {
+            None => (0, 0, 0),
+            Some(time) => {
+                let time = time.split_once('.').map_or(time, |(whole, _)| whole);
+                let mut parts = time.split(':');
+                let (Some(hh), Some(mm), ss, None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return None;
+                };
+                (number(hh)?, number(mm)?, ss.map(number).unwrap_or(Some(0))?)
+            }
+        };
+        if !(1970..=9999).contains(&y)
+            || !(1..=12).contains(&m)
+            || !(1..=days_in_month(y, m)).contains(&d)
+            || hh > 23
+            || mm > 59
+            || ss > 59
+        {
+            return None;
+        }
+        let seconds = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
+        Some(Timestamp(seconds * 1000))
+    }
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a civil date: Howard Hinnant's algorithm.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-22T17:02:44.123Z`.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -166,6 +241,46 @@ mod tests {
             Timestamp::from_millis(-1).to_string(),
             "1969-12-31T23:59:59.999Z"
         );
+    }
+
+    #[test]
+    fn parses_what_people_type_and_round_trips_display() {
+        let at = |text| Timestamp::parse_utc(text).map(|t| t.to_string());
+        assert_eq!(
+            at("2026-03-01T22:00").as_deref(),
+            Some("2026-03-01T22:00:00.000Z")
+        );
+        assert_eq!(
+            at("2026-03-01 22:00:05Z").as_deref(),
+            Some("2026-03-01T22:00:05.000Z")
+        );
+        assert_eq!(
+            at("2028-02-29").as_deref(),
+            Some("2028-02-29T00:00:00.000Z")
+        );
+        assert_eq!(
+            at("2026-11-28T17:02:44.123Z").as_deref(),
+            Some("2026-11-28T17:02:44.000Z")
+        );
+        for ms in [0, 951_782_400_000, 1_795_885_364_000] {
+            let t = Timestamp::from_millis(ms);
+            assert_eq!(Timestamp::parse_utc(&t.to_string()), Some(t));
+        }
+        for bad in [
+            "",
+            "now",
+            "2026-02-30",
+            "2026-13-01",
+            "1969-12-31",
+            "2026-03-01T24:00",
+            "2026-03-01T22",
+            "2026-03-01T22:00:00:00",
+            "+2026-03-01",
+            "2026-03-01T22:-1",
+            "2026-03-01-02",
+        ] {
+            assert_eq!(Timestamp::parse_utc(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

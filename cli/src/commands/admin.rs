@@ -1,5 +1,6 @@
 //! `carewatch admin`: the operator's actions against a running server.
 
+use carewatch_core::time::Timestamp;
 use carewatch_grpc::proto::{self, admin_client::AdminClient};
 use clap::Subcommand;
 
@@ -154,7 +155,7 @@ pub async fn run(args: AdminArgs) -> CliResult {
             let expires_at = if until == "none" {
                 None
             } else {
-                Some(parse_rfc3339(&until)?)
+                Some(parse_utc(&until)?)
             };
             let info = client
                 .set_subscription(proto::SetSubscriptionRequest { slc, expires_at })
@@ -206,37 +207,12 @@ pub async fn run(args: AdminArgs) -> CliResult {
     Ok(())
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SSZ` (or a plain `YYYY-MM-DD`, midnight UTC).
-fn parse_rfc3339(text: &str) -> CliResult<prost_types::Timestamp> {
-    let bad = || format!("{text:?}: expected e.g. 2027-12-31T23:59:59Z or 2027-12-31");
-    let (date, time) = text.split_once('T').unwrap_or((text, "00:00:00Z"));
-    let time = time.strip_suffix('Z').ok_or_else(bad)?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
-    let t: Vec<i64> = time
-        .split(':')
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
-    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else {
-        return Err(bad().into());
-    };
-    if !(1..=12).contains(m) || !(1..=31).contains(day) || *hh > 23 || *mm > 59 || *ss > 60 {
-        return Err(bad().into());
-    }
-    // Days from civil (Howard Hinnant).
-    let y = if *m <= 2 { y - 1 } else { *y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+/// Parses `YYYY-MM-DDTHH:MM[:SS]Z` or a plain `YYYY-MM-DD` (midnight), UTC.
+pub(crate) fn parse_utc(text: &str) -> CliResult<prost_types::Timestamp> {
+    let at = Timestamp::parse_utc(text)
+        .ok_or_else(|| format!("{text:?}: expected e.g. 2027-12-31T23:59:59Z or 2027-12-31"))?;
     Ok(prost_types::Timestamp {
-        seconds: days * 86_400 + hh * 3600 + mm * 60 + ss,
+        seconds: at.as_millis().div_euclid(1000),
         nanos: 0,
     })
 }
@@ -245,14 +221,12 @@ fn parse_rfc3339(text: &str) -> CliResult<prost_types::Timestamp> {
 mod tests {
     #[test]
     fn dates_parse() {
-        assert_eq!(super::parse_rfc3339("1970-01-02").unwrap().seconds, 86_400);
+        assert_eq!(super::parse_utc("1970-01-02").unwrap().seconds, 86_400);
         assert_eq!(
-            super::parse_rfc3339("2026-01-01T00:00:00Z")
-                .unwrap()
-                .seconds,
+            super::parse_utc("2026-01-01T00:00:00Z").unwrap().seconds,
             1_767_225_600
         );
-        assert!(super::parse_rfc3339("2026-13-01").is_err());
-        assert!(super::parse_rfc3339("tomorrow").is_err());
+        assert!(super::parse_utc("2026-13-01").is_err());
+        assert!(super::parse_utc("tomorrow").is_err());
     }
 }

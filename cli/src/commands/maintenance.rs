@@ -61,47 +61,12 @@ fn parse_every(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// "now", or `YYYY-MM-DDTHH:MM[:SS]Z` (UTC).
+/// "now", or a UTC date and time such as `2026-03-01T22:00Z`.
 fn parse_start(text: &str) -> CliResult<Option<prost_types::Timestamp>> {
     if text == "now" {
         return Ok(None);
     }
-    let bad = || format!("{text:?}: expected now or e.g. 2026-03-01T22:00Z (UTC)");
-    let body = text.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = body.split_once('T').ok_or_else(bad)?;
-    let number = |s: &str| -> CliResult<i64> {
-        if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad().into());
-        }
-        Ok(s.parse()?)
-    };
-    let d: Vec<i64> = date.split('-').map(number).collect::<CliResult<_>>()?;
-    let t: Vec<i64> = time.split(':').map(number).collect::<CliResult<_>>()?;
-    let ([y, m, day], (hh, mm, ss)) = (
-        d.as_slice(),
-        match t.as_slice() {
-            [hh, mm] => (*hh, *mm, 0),
-            [hh, mm, ss] => (*hh, *mm, *ss),
-            _ => return Err(bad().into()),
-        },
-    ) else {
-        return Err(bad().into());
-    };
-    if !(1..=12).contains(m) || !(1..=31).contains(day) || hh > 23 || mm > 59 || ss > 59 {
-        return Err(bad().into());
-    }
-    // Days from civil (Howard Hinnant).
-    let y = if *m <= 2 { y - 1 } else { *y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(Some(prost_types::Timestamp {
-        seconds: days * 86_400 + hh * 3600 + mm * 60 + ss,
-        nanos: 0,
-    }))
+    super::admin::parse_utc(text).map(Some)
 }
 
 fn repeats(every: Option<Duration>) -> String {
@@ -210,9 +175,9 @@ mod tests {
         assert_eq!(at("2026-01-01T00:00:30Z"), Some(1_767_225_630));
         for bad in [
             "tomorrow",
-            "2026-01-01T00:00",
             "2026-13-01T00:00Z",
-            "2026-01-01Z",
+            "2026-02-30T00:00Z",
+            "2026-01-01T00:00:00:00Z",
         ] {
             assert!(parse_start(bad).is_err(), "{bad}");
         }
