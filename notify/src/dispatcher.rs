@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use carewatch_core::notification::delivery::retry_after;
+use carewatch_core::notification::delivery::retry_after_asked;
 use carewatch_core::notification::{ChannelId, DeliveryOutcome, OutboxEntry};
 use carewatch_core::{Carewatch, OpenedChannel};
 use futures::StreamExt;
@@ -82,8 +82,27 @@ pub struct Dispatcher {
 
 #[derive(Debug, Default)]
 struct ChannelCache {
-    opened: HashMap<ChannelId, Arc<OpenedChannel>>,
+    /// Each channel opened on its own, or why it cannot be.
+    opened: HashMap<ChannelId, Opened>,
     loaded: Option<Instant>,
+}
+
+/// A channel opened, or why it cannot be.
+type Opened = Result<Arc<OpenedChannel>, String>;
+
+/// The channel of an entry, as far as delivery knows it.
+#[derive(Debug, Clone)]
+enum ChannelFor {
+    /// Opened: send.
+    Open(Arc<OpenedChannel>),
+    /// Gone: deleting a channel gives its entries up; one claimed meanwhile
+    /// is given up here.
+    Deleted,
+    /// This channel cannot be opened (sealed under another master key, or
+    /// damaged); the others are not held up by it.
+    Unopenable(String),
+    /// The channels could not be read at all.
+    Unreadable(String),
 }
 
 /// How long opened channels are reused before they are read again.
@@ -201,38 +220,47 @@ impl Dispatcher {
         futures::stream::iter(entries)
             .for_each_concurrent(self.options.concurrency.max(1), |entry| {
                 let channel = match &channels {
-                    Ok(map) => map.get(&entry.channel).cloned().ok_or(None),
-                    Err(e) => Err(Some(e.clone())),
+                    Ok(map) => match map.get(&entry.channel) {
+                        Some(Ok(opened)) => ChannelFor::Open(opened.clone()),
+                        Some(Err(e)) => ChannelFor::Unopenable(e.clone()),
+                        None => ChannelFor::Deleted,
+                    },
+                    Err(e) => ChannelFor::Unreadable(e.clone()),
                 };
                 async move { self.deliver(entry, channel).await }
             })
             .await;
     }
 
-    async fn deliver(
-        &self,
-        entry: OutboxEntry,
-        channel: Result<Arc<OpenedChannel>, Option<String>>,
-    ) {
+    async fn deliver(&self, entry: OutboxEntry, channel: ChannelFor) {
         let attempt = match channel {
-            Ok(channel) => self.sender.send(&channel, &entry).await,
-            // Deleting a channel gives its entries up; one claimed meanwhile
-            // is given up here.
-            Err(None) => Attempt::Failed("the channel was deleted".into()),
-            Err(Some(e)) => Attempt::Retry(format!("the channel cannot be opened: {e}")),
+            ChannelFor::Open(channel) => self.sender.send(&channel, &entry).await,
+            ChannelFor::Deleted => Attempt::Failed("the channel was deleted".into()),
+            ChannelFor::Unopenable(e) => {
+                Attempt::Retry(format!("the channel cannot be opened: {e}"))
+            }
+            ChannelFor::Unreadable(e) => {
+                Attempt::Retry(format!("the channels cannot be read: {e}"))
+            }
         };
         let number = entry.attempts + 1;
+        let retry = |number: u32, error: String, asked: Option<Duration>| match retry_after_asked(
+            number,
+            jitter(),
+            asked,
+        ) {
+            Some(wait) => DeliveryOutcome::Retry {
+                at: self.carewatch.now().saturating_add(wait),
+                error,
+            },
+            None => DeliveryOutcome::Failed {
+                error: format!("{error} (gave up after {number} attempts)"),
+            },
+        };
         let outcome = match attempt {
             Attempt::Delivered => DeliveryOutcome::Delivered,
-            Attempt::Retry(error) => match retry_after(number, jitter()) {
-                Some(wait) => DeliveryOutcome::Retry {
-                    at: self.carewatch.now().saturating_add(wait),
-                    error,
-                },
-                None => DeliveryOutcome::Failed {
-                    error: format!("{error} (gave up after {number} attempts)"),
-                },
-            },
+            Attempt::Retry(error) => retry(number, error, None),
+            Attempt::RetryAfter(error, asked) => retry(number, error, Some(asked)),
             Attempt::Failed(error) => DeliveryOutcome::Failed { error },
         };
         match &outcome {
@@ -255,12 +283,12 @@ impl Dispatcher {
         }
     }
 
-    /// The opened channels of `entries`, read again when one is missing or
-    /// they are older than a few seconds.
+    /// The channels of `entries`, each opened or with why it cannot be, read
+    /// again when one is missing or they are older than a few seconds.
     async fn channels_for(
         &self,
         entries: &[OutboxEntry],
-    ) -> Result<HashMap<ChannelId, Arc<OpenedChannel>>, String> {
+    ) -> Result<HashMap<ChannelId, Opened>, String> {
         let fresh = {
             let cache = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
             cache.loaded.is_some_and(|at| at.elapsed() < CHANNELS_FRESH)
@@ -274,11 +302,18 @@ impl Dispatcher {
                 .delivery_channels()
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut cache = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-            cache.opened = opened
+            let opened: HashMap<_, _> = opened
                 .into_iter()
-                .map(|c| (c.record.id.clone(), Arc::new(c)))
+                .map(|(id, channel)| {
+                    let channel = channel.map(Arc::new).map_err(|e| {
+                        tracing::warn!(channel = %id, error = %e, "a notification channel cannot be opened; its notifications are retried, the other channels' delivered");
+                        e.to_string()
+                    });
+                    (id, channel)
+                })
                 .collect();
+            let mut cache = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+            cache.opened = opened;
             cache.loaded = Some(Instant::now());
         }
         let cache = self.channels.lock().unwrap_or_else(PoisonError::into_inner);

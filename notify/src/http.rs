@@ -86,6 +86,7 @@ impl Http {
         if status.is_success() {
             return Attempt::Delivered;
         }
+        let asked = asked_wait(response.headers(), std::time::SystemTime::now());
         let snippet = snippet(response).await;
         let mut error = format!("{place} answered HTTP {status}");
         if !snippet.is_empty() {
@@ -94,7 +95,13 @@ impl Http {
         }
         let code = status.as_u16();
         if code == 408 || code == 429 || status.is_server_error() {
-            Attempt::Retry(error)
+            match asked {
+                Some(wait) => {
+                    error.push_str(&format!(" (asked to retry after {} s)", wait.as_secs()));
+                    Attempt::RetryAfter(error, wait)
+                }
+                None => Attempt::Retry(error),
+            }
         } else {
             if status.is_redirection() {
                 error.push_str(" (redirects are not followed)");
@@ -119,6 +126,21 @@ impl Http {
             Attempt::Retry(error)
         }
     }
+}
+
+/// How long a refusal's `Retry-After` asks to wait: delay-seconds or an
+/// HTTP date (RFC 9110 §10.2.3); `None` when absent or unreadable.
+fn asked_wait(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// Host and port, for errors.
@@ -246,5 +268,26 @@ mod tests {
         let clean = scrub(&text, url);
         assert!(!clean.contains("XXXX"), "{clean}");
         assert!(!clean.contains("abc"), "{clean}");
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                reqwest::header::RETRY_AFTER,
+                HeaderValue::from_str(value).expect("header value"),
+            );
+            asked_wait(&headers, now)
+        };
+        assert_eq!(with("120"), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(with(&later), Some(Duration::from_secs(90)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(with(&earlier), Some(Duration::ZERO));
+        assert_eq!(with("soon"), None);
+        assert_eq!(with("-5"), None);
+        assert_eq!(asked_wait(&HeaderMap::new(), now), None);
     }
 }

@@ -24,6 +24,9 @@ pub enum Attempt {
     /// It may work later (connection failed, timed out, HTTP 408, 429 or
     /// 5xx, SMTP 4xx): try again after the backoff.
     Retry(String),
+    /// As [`Attempt::Retry`], and the receiver asked to wait at least this
+    /// long (HTTP `Retry-After`).
+    RetryAfter(String, Duration),
     /// It will not work as it is (HTTP 4xx, SMTP 5xx, a malformed
     /// destination): give up now.
     Failed(String),

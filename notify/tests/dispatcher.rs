@@ -340,3 +340,109 @@ async fn the_dispatcher_runs_the_notifier_and_stops_on_shutdown() {
         .expect("stops")
         .expect("task");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receivers_retry_after_is_honoured() {
+    let world = World::new().await;
+    world
+        .receiver
+        .plan([Reply::status(429).header("Retry-After", "600")]);
+    world
+        .carewatch
+        .test_channel(&world.admin, &world.channel)
+        .await
+        .expect("test queued");
+    let asked_at = world.carewatch.now();
+    let (stop, _task) = world.dispatch(Duration::from_secs(5));
+    let entry = world.entry_when(|e| e.attempts == 1).await;
+    let next = entry.next_attempt_at;
+    assert!(
+        next >= asked_at.saturating_add(Duration::from_secs(600)),
+        "not before the receiver asked: {entry:?}"
+    );
+    let error = entry.last_error.unwrap_or_default();
+    assert!(error.contains("429") && error.contains("600 s"), "{error}");
+    // The backoff alone (at most 12 s) would have sent it again by now.
+    world.clock.advance(Duration::from_secs(300));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(world.receiver.received().len(), 1, "waited as asked");
+    world.clock.advance(Duration::from_secs(301));
+    let entry = world.entry_when(|e| e.delivered_at.is_some()).await;
+    assert_eq!(entry.attempts, 2);
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_that_cannot_be_opened_holds_up_only_its_own_notifications() {
+    let world = World::new().await;
+    let store = world.carewatch.store().clone();
+    let mut damaged = store
+        .channels(Some(&world.admin.reseller))
+        .await
+        .expect("channels")
+        .into_iter()
+        .next()
+        .expect("the world's channel");
+    // As if sealed under another master key, or damaged on disk.
+    damaged.id = ChannelId::generate();
+    damaged.name = "damaged hook".into();
+    damaged.sealed = b"not sealed under this key".to_vec();
+    store.create_channel(&damaged).await.expect("stored");
+    let views = world
+        .carewatch
+        .channels(&world.admin.reseller)
+        .await
+        .expect("the list still shows");
+    assert_eq!(views.len(), 2, "{views:?}");
+    let shown = views
+        .iter()
+        .find(|v| v.record.id == damaged.id)
+        .expect("listed");
+    assert!(
+        shown.destination.contains("cannot be opened"),
+        "{}",
+        shown.destination
+    );
+    // The damaged channel's test is queued first; the good one's after it.
+    for channel in [&damaged.id, &world.channel] {
+        world
+            .carewatch
+            .test_channel(&world.admin, channel)
+            .await
+            .expect("test queued");
+    }
+    let (stop, _task) = world.dispatch(Duration::from_secs(5));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let entries = loop {
+        let entries = world.outbox().await;
+        if entries.iter().all(|e| e.attempts >= 1) {
+            break entries;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both tried: {entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let good = entries
+        .iter()
+        .find(|e| e.channel == world.channel)
+        .expect("the good channel's");
+    assert!(good.delivered_at.is_some(), "delivered: {good:?}");
+    let bad = entries
+        .iter()
+        .find(|e| e.channel == damaged.id)
+        .expect("the damaged channel's");
+    assert!(
+        bad.delivered_at.is_none() && bad.failed_at.is_none(),
+        "{bad:?}"
+    );
+    assert!(
+        bad.next_attempt_at > bad.created_at,
+        "kept for later: {bad:?}"
+    );
+    let error = bad.last_error.clone().unwrap_or_default();
+    assert!(error.contains("cannot be opened"), "{error}");
+    assert_eq!(world.receiver.received().len(), 1, "only the good one sent");
+    let _ = stop.send(());
+}

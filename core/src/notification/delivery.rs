@@ -12,6 +12,10 @@ pub const MAX_ATTEMPTS: u32 = 12;
 pub const SIGNATURE_HEADER: &str = "Carewatch-Signature";
 /// The header carrying the idempotency key (the same on every attempt).
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// The longest wait a receiver's `Retry-After` can ask for; past it, the
+/// next attempt comes at this bound (a receiver asking for days would
+/// otherwise hold a notification that long).
+pub const LONGEST_ASKED_WAIT: Duration = Duration::from_secs(3600);
 /// How old a signed timestamp a receiver should accept.
 pub const SIGNATURE_TOLERANCE: Duration = Duration::from_secs(300);
 
@@ -27,6 +31,17 @@ pub fn retry_after(attempt: u32, jitter: f64) -> Option<Duration> {
     let capped = base.min(1800.0);
     let spread = 0.8 + 0.4 * jitter.clamp(0.0, 1.0);
     Some(Duration::from_secs_f64(capped * spread))
+}
+
+/// [`retry_after`], unless the receiver asked for longer (HTTP
+/// `Retry-After`): then its wait, up to [`LONGEST_ASKED_WAIT`]. A shorter
+/// ask does not shorten the backoff; the attempt limit stays.
+pub fn retry_after_asked(attempt: u32, jitter: f64, asked: Option<Duration>) -> Option<Duration> {
+    let backoff = retry_after(attempt, jitter)?;
+    Some(match asked {
+        Some(asked) => backoff.max(asked.min(LONGEST_ASKED_WAIT)),
+        None => backoff,
+    })
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -86,6 +101,28 @@ mod tests {
         assert_eq!(retry_after(3, 0.0), Some(Duration::from_secs(32)));
         assert_eq!(retry_after(11, 0.5), Some(Duration::from_secs(1800)));
         assert_eq!(retry_after(MAX_ATTEMPTS, 0.5), None);
+    }
+
+    #[test]
+    fn a_receivers_retry_after_lengthens_the_wait_never_shortens_it() {
+        let asked = |s| Some(Duration::from_secs(s));
+        assert_eq!(
+            retry_after_asked(1, 0.5, asked(120)),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            retry_after_asked(1, 0.5, asked(2)),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            retry_after_asked(1, 0.5, None),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            retry_after_asked(1, 0.5, asked(86_400)),
+            Some(LONGEST_ASKED_WAIT)
+        );
+        assert_eq!(retry_after_asked(MAX_ATTEMPTS, 0.5, asked(60)), None);
     }
 
     #[test]

@@ -96,18 +96,24 @@ impl Carewatch {
     }
 
     /// A reseller's channels, their destinations described without secrets.
+    /// A channel that cannot be opened (sealed under another master key, or
+    /// damaged) is listed with that error as its destination, so the others
+    /// still show.
     pub async fn channels(&self, reseller: &ResellerId) -> Result<Vec<ChannelView>> {
         let records = self.inner.store.channels(Some(reseller)).await?;
-        records
+        Ok(records
             .into_iter()
-            .map(|record| {
-                let opened = self.open_channel(record)?;
-                Ok(ChannelView {
+            .map(|record| match self.open_channel(record.clone()) {
+                Ok(opened) => ChannelView {
                     destination: opened.destination.describe(),
                     record: opened.record,
-                })
+                },
+                Err(e) => ChannelView {
+                    destination: format!("{} (cannot be opened: {e})", record.kind),
+                    record,
+                },
             })
-            .collect()
+            .collect())
     }
 
     /// Opens a stored channel (delivery only: it holds the secrets).
@@ -272,14 +278,19 @@ impl Carewatch {
             .await
     }
 
-    /// Every channel, opened (delivery looks channels up by id).
-    pub async fn delivery_channels(&self) -> Result<Vec<OpenedChannel>> {
-        self.inner
+    /// Every channel, each opened on its own (delivery looks channels up by
+    /// id). One that cannot be opened (sealed under another master key, or
+    /// damaged) comes with its error instead, so it holds up only its own
+    /// notifications; an error of the whole call means the channels could
+    /// not be read at all.
+    pub async fn delivery_channels(&self) -> Result<Vec<(ChannelId, Result<OpenedChannel>)>> {
+        Ok(self
+            .inner
             .store
             .channels(None)
             .await?
             .into_iter()
-            .map(|record| self.open_channel(record))
-            .collect()
+            .map(|record| (record.id.clone(), self.open_channel(record)))
+            .collect())
     }
 }

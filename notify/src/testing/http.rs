@@ -27,6 +27,8 @@ pub struct Reply {
     pub delay: Duration,
     /// The body.
     pub body: String,
+    /// Headers besides the defaults.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -36,7 +38,14 @@ impl Reply {
             status,
             delay: Duration::ZERO,
             body: format!("test receiver says {status}"),
+            headers: Vec::new(),
         }
+    }
+
+    /// With the header `name: value`.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     /// After `delay`.
@@ -270,6 +279,7 @@ async fn handle(
             status: 200,
             delay: Duration::ZERO,
             body: "ok".into(),
+            headers: Vec::new(),
         });
         (state.received.len() - 1, reply)
     };
@@ -283,5 +293,13 @@ async fn handle(
         .answered = Some(reply.status);
     let mut response = Response::new(Full::new(Bytes::from(reply.body)));
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    for (name, value) in &reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
     Ok(response)
 }
