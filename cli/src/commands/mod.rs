@@ -51,6 +51,12 @@ enum Command {
 pub fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
     let args = Cli::parse();
+    if !matches!(
+        args.command,
+        Command::Serve(_) | Command::Demo(_) | Command::Simulate(_)
+    ) {
+        die_quietly_on_a_closed_pipe();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -74,6 +80,19 @@ pub fn main() -> std::process::ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command whose output is piped into `head` or `less` stops when the
+/// reader goes away, as Unix tools do, instead of panicking on the failed
+/// write (Rust ignores SIGPIPE by default). Only the client commands: a
+/// server must outlive a peer that hung up.
+#[allow(unsafe_code)]
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: restoring a signal's default action before any thread starts;
+    // no handler of ours is replaced.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
