@@ -2,6 +2,7 @@
 //! `carewatch._types` dataclasses.
 
 use carewatch_core::feed::{Change, ChangeEvent};
+use carewatch_core::labels::Labels;
 use carewatch_core::store::{
     HistoryEvent, HistoryKind, InstallationDetail, OverviewPage, OverviewRow, Reseller,
     ServerRecord,
@@ -30,6 +31,16 @@ fn overview_row<'py>(py: Python<'py>, row: &OverviewRow) -> PyResult<Bound<'py, 
         product: product(py, &row.product)?,
         summary: summary(py, &row.summary)?,
         last_seen_at: opt_datetime(py, row.last_seen_at)?,
+        labels: labels(py, &row.labels)?,
+    })
+}
+
+pub fn labels<'py>(py: Python<'py>, l: &Labels) -> PyResult<Bound<'py, PyAny>> {
+    value!(py, "Labels" {
+        customer: l.customer(),
+        site: l.site(),
+        notes: l.notes(),
+        tags: PyTuple::new(py, l.tags())?,
     })
 }
 
@@ -128,6 +139,7 @@ pub fn installation_detail<'py>(
         servers: PyTuple::new(py, servers)?,
         active_conditions: PyTuple::new(py, conditions)?,
         history: PyTuple::new(py, history)?,
+        labels: labels(py, &d.labels)?,
     })
 }
 
@@ -183,5 +195,6 @@ pub fn change_event(py: Python<'_>, event: ChangeEvent) -> PyResult<Bound<'_, Py
         Change::Registered => update("registered", None, None),
         Change::Consent { accepted } => update("consent", Some(accepted), None),
         Change::Subscription { expires_at } => update("subscription", None, expires_at),
+        Change::Labels => update("labels", None, None),
     }
 }

@@ -8,8 +8,10 @@ use carewatch_core::availability::{AvailabilityPolicy, DEFAULT_INTERVAL};
 use carewatch_core::feed::EventId;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
+use carewatch_core::labels::Labels;
 use carewatch_core::seal::KeyId;
 use carewatch_core::store::{OverviewQuery, PageCursor};
+use carewatch_core::team::{Login, Role, User};
 use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch as Service, Config};
 use pyo3::prelude::*;
@@ -255,7 +257,9 @@ impl Carewatch {
     /// A page of a reseller's installations, worst first; by default only
     /// those that are not Healthy. ``reseller`` is a reseller id (trusted
     /// embedding code) or a reseller token (checked).
-    #[pyo3(signature = (reseller, include_healthy=false, *, page_size=50, after=None))]
+    /// ``search`` keeps installations whose SLC, customer, site or a tag
+    /// contains it (any case).
+    #[pyo3(signature = (reseller, include_healthy=false, *, page_size=50, after=None, search=None))]
     fn overview<'py>(
         &self,
         py: Python<'py>,
@@ -263,16 +267,48 @@ impl Carewatch {
         include_healthy: bool,
         page_size: u32,
         after: Option<&str>,
+        search: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let reseller = self.reseller(py, reseller)?;
         let query = OverviewQuery {
             include_healthy,
             page_size,
+            search,
             after: after.map(PageCursor::from_token).transpose().or_raise(py)?,
             ..OverviewQuery::default()
         };
         let page = block_on(py, self.service.overview(&reseller, &query))?;
         records::overview_page(py, &page)
+    }
+
+    /// Names one of the reseller's installations (all labels replaced;
+    /// nothing given clears them), as the reseller's admin, and returns the
+    /// labels as stored. ``InvalidInput`` for a bad label, ``NotFound`` for
+    /// an installation missing or another reseller's.
+    #[pyo3(signature = (reseller, slc, *, customer="", site="", notes="", tags=Vec::new()))]
+    #[allow(clippy::too_many_arguments)] // the labels, as keywords
+    fn set_labels<'py>(
+        &self,
+        py: Python<'py>,
+        reseller: &str,
+        slc: &str,
+        customer: &str,
+        site: &str,
+        notes: &str,
+        tags: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let reseller = self.reseller(py, reseller)?;
+        let slc = Slc::new(slc).or_raise(py)?;
+        let labels = Labels::new(customer, site, notes, &tags).or_raise(py)?;
+        let acting = User {
+            reseller,
+            login: Login::new("python").or_raise(py)?,
+            name: "Python embedding".into(),
+            role: Role::Admin,
+            created_at: self.service.now(),
+        };
+        block_on(py, self.service.set_labels(&acting, &slc, &labels))?;
+        records::labels(py, &labels)
     }
 
     /// One of the reseller's installations: servers, active conditions,

@@ -180,3 +180,22 @@ def test_two_nodes_share_one_postgres_database(postgres_schema: str) -> None:
     site.cw = node_b
     site.report([DISK_FULL])
     assert node_a.overview(site.token).rows[0].health is Health.CRITICAL
+
+
+def test_labels_name_search_and_stay_with_their_reseller(site: Site) -> None:
+    cw = site.cw
+    site.heartbeat()
+    stored = cw.set_labels(
+        site.token, site.slc, customer=" Müller GmbH ", site="Hafen", tags=["VIP", "nord"]
+    )
+    assert stored == carewatch.Labels("Müller GmbH", "Hafen", "", ("nord", "vip"))
+    [row] = cw.overview(site.token, include_healthy=True, search="MÜLLER").rows
+    assert row.labels == stored
+    assert cw.installation(site.token, site.slc).labels == stored
+    assert cw.overview(site.token, include_healthy=True, search="weber").rows == ()
+    with pytest.raises(carewatch.InvalidInput):
+        cw.set_labels(site.token, site.slc, tags=["two words"])
+    cw.create_reseller("other", "Other Security")
+    with pytest.raises(carewatch.NotFound):
+        cw.set_labels("other", site.slc, customer="Intruder")
+    assert cw.installation(site.token, site.slc).labels == stored, "nothing changed"

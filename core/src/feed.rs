@@ -71,6 +71,9 @@ pub enum Change {
         /// When it ends now; `None` if removed.
         expires_at: Option<Timestamp>,
     },
+    /// The reseller changed its labels (customer, site, notes, tags): re-read
+    /// the installation to show them.
+    Labels,
 }
 
 impl Change {
@@ -88,6 +91,7 @@ impl Change {
             Self::Registered { .. } => "registered",
             Self::Consent { .. } => "consent",
             Self::Subscription { .. } => "subscription",
+            Self::Labels => "labels",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod feed;
 pub mod health;
 pub mod ids;
 pub mod installation;
+pub mod labels;
 pub mod liveness;
 pub mod notification;
 pub mod seal;

@@ -1,7 +1,13 @@
 //! Bearer tokens from request metadata.
 
-use carewatch_core::Error;
-use tonic::Request;
+use carewatch_core::team::{Login, Role, User};
+use carewatch_core::{Carewatch, Error};
+use tonic::{Request, Status};
+
+use crate::status::to_status;
+
+/// The login that acts for a reseller's token (it has no user of its own).
+pub const API_TOKEN_LOGIN: &str = "api-token";
 
 /// The token of `authorization: Bearer <token>`.
 pub fn bearer<T>(request: &Request<T>) -> Result<&str, Error> {
@@ -16,5 +22,22 @@ pub fn bearer<T>(request: &Request<T>) -> Result<&str, Error> {
     })?;
     text.strip_prefix("Bearer ").ok_or(Error::Unauthenticated {
         reason: "authorization metadata must be `Bearer <token>`",
+    })
+}
+
+/// The reseller admin a reseller token stands for: the token is the
+/// reseller's admin credential over gRPC (channels, maintenance, labels).
+pub async fn token_admin<T>(carewatch: &Carewatch, request: &Request<T>) -> Result<User, Status> {
+    let token = bearer(request).map_err(to_status)?;
+    let reseller = carewatch
+        .authenticate_reseller(token, request.remote_addr().map(|a| a.ip()))
+        .await
+        .map_err(to_status)?;
+    Ok(User {
+        reseller,
+        login: Login::new(API_TOKEN_LOGIN).map_err(to_status)?,
+        name: "reseller token".into(),
+        role: Role::Admin,
+        created_at: carewatch.now(),
     })
 }

@@ -1,5 +1,6 @@
 //! Between domain types and protobuf messages.
 
+use carewatch_core::labels::Labels;
 use std::time::Duration;
 
 use carewatch_core::availability::Availability;
@@ -121,7 +122,24 @@ pub fn row(r: &OverviewRow) -> proto::InstallationRow {
         summary: Some(summary(&r.summary)),
         last_seen_at: r.last_seen_at.map(timestamp),
         maintenance_until: None,
+        labels: Some(labels(&r.labels)),
     }
+}
+
+/// Labels in protobuf.
+pub fn labels(l: &Labels) -> proto::Labels {
+    proto::Labels {
+        customer: l.customer().to_owned(),
+        site: l.site().to_owned(),
+        notes: l.notes().to_owned(),
+        tags: l.tags().to_vec(),
+    }
+}
+
+/// Labels from protobuf, checked (absent: none).
+pub fn labels_from(l: Option<proto::Labels>) -> carewatch_core::Result<Labels> {
+    let l = l.unwrap_or_default();
+    Labels::new(&l.customer, &l.site, &l.notes, &l.tags)
 }
 
 /// Totals in protobuf.
@@ -208,6 +226,7 @@ pub fn detail(d: &InstallationDetail) -> proto::InstallationDetail {
             summary: Some(summary(&d.summary)),
             last_seen_at: last_seen.map(timestamp),
             maintenance_until: None,
+            labels: Some(labels(&d.labels)),
         }),
         subscription_expires_at: i.subscription_expires_at.map(timestamp),
         consent: i.consent,
@@ -277,6 +296,7 @@ pub fn watch_event(e: &ChangeEvent) -> proto::WatchEvent {
                 expires_at: expires_at.map(timestamp),
             }))
         }
+        Change::Labels => updated(Updated::Labels(true)),
     };
     proto::WatchEvent {
         event_id: e.id.0,

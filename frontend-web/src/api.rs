@@ -17,6 +17,7 @@ use carewatch_core::catalogue::Severity;
 use carewatch_core::health::{Health, HealthSummary};
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
+use carewatch_core::labels::Labels;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, in_maintenance};
 use carewatch_core::store::{HealthTotals, HistoryKind, InstallationDetail, OverviewQuery};
 use carewatch_core::time::Timestamp;
@@ -110,8 +111,11 @@ pub struct InstallationRow {
     /// Its Software License Code.
     #[schema(example = "M01-C01-0001")]
     pub slc: String,
-    /// The reseller's label for the customer (not kept yet: always null).
+    /// "Customer — Site" as the reseller named it; null if not named.
+    #[schema(example = "Müller GmbH — Harbour")]
     pub customer_label: Option<String>,
+    /// What the reseller calls it.
+    pub labels: LabelsJson,
     /// Its health.
     pub health: HealthName,
     /// The health in words.
@@ -138,8 +142,33 @@ pub struct InstallationRow {
     pub maintenance_until: Option<String>,
 }
 
+/// What a reseller calls an installation ("" and [] when not set).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LabelsJson {
+    /// The customer's name.
+    pub customer: String,
+    /// The site's name.
+    pub site: String,
+    /// Free-text notes.
+    pub notes: String,
+    /// Tags: lower case, sorted, each once.
+    pub tags: Vec<String>,
+}
+
+impl From<&Labels> for LabelsJson {
+    fn from(labels: &Labels) -> Self {
+        Self {
+            customer: labels.customer().to_owned(),
+            site: labels.site().to_owned(),
+            notes: labels.notes().to_owned(),
+            tags: labels.tags().to_vec(),
+        }
+    }
+}
+
 fn row(
     slc: &Slc,
+    labels: &Labels,
     product: &Product,
     summary: &HealthSummary,
     last_seen_at: Option<Timestamp>,
@@ -147,7 +176,8 @@ fn row(
 ) -> InstallationRow {
     InstallationRow {
         slc: slc.to_string(),
-        customer_label: None,
+        customer_label: Some(labels.title()).filter(|t| !t.is_empty()),
+        labels: labels.into(),
         health: summary.health.into(),
         health_label: summary.health.label().to_owned(),
         worst_condition: summary.worst.as_ref().map(|c| c.as_str().to_owned()),
@@ -293,6 +323,7 @@ fn detail_json(
     InstallationDetailJson {
         installation: row(
             &installation.slc,
+            &detail.labels,
             &installation.product,
             &detail.summary,
             last_seen,
@@ -431,7 +462,14 @@ pub async fn list(
             .iter()
             .map(|r| {
                 let until = in_maintenance(&windows, &r.slc, now);
-                row(&r.slc, &r.product, &r.summary, r.last_seen_at, until)
+                row(
+                    &r.slc,
+                    &r.labels,
+                    &r.product,
+                    &r.summary,
+                    r.last_seen_at,
+                    until,
+                )
             })
             .collect(),
         next: page.next.as_ref().map(|c| c.to_token()),
@@ -514,7 +552,7 @@ pub async fn not_found(_reader: ApiReader) -> ApiError {
     ),
     paths(list, detail, totals),
     components(schemas(
-        InstallationList, InstallationRow, InstallationDetailJson, Totals, HealthName,
+        InstallationList, InstallationRow, InstallationDetailJson, Totals, HealthName, LabelsJson,
         ProductJson, ServerJson, ConditionJson, HistoryJson, ErrorBody, ErrorDetail
     )),
     modifiers(&BearerAuth),

@@ -86,6 +86,7 @@ pub fn router(carewatch: Carewatch, options: WebOptions) -> Router {
             get(pages::invite::form).post(pages::invite::submit),
         )
         .route("/installations/{slc}", get(pages::installation::page))
+        .route("/installations/{slc}/labels", post(pages::labels::save))
         .route("/team", get(pages::team::page))
         .route("/team/invite", post(pages::team::invite))
         .route("/team/remove", post(pages::team::remove))

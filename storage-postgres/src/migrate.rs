@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notifications",
         include_str!("../migrations/0006_notifications.sql"),
     ),
+    (7, "labels", include_str!("../migrations/0007_labels.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_change_feed.sql"),
     include_str!("../migrations/0005_team.sql"),
     include_str!("../migrations/0006_notifications.sql"),
+    include_str!("../migrations/0007_labels.sql"),
 ];
 
 /// Applies the migrations this database has not had yet, each in a transaction.

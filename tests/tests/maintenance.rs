@@ -22,6 +22,7 @@ use carewatch_core::feed::{ChangeEvent, EventId};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::installation::Product;
+use carewatch_core::labels::Labels;
 use carewatch_core::liveness::LivenessMark;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
@@ -155,6 +156,16 @@ impl Store for Faulty {
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>> {
         self.check().await?;
         self.inner.installation(slc).await
+    }
+    async fn set_labels(
+        &self,
+        reseller: &ResellerId,
+        slc: &Slc,
+        labels: &Labels,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.check().await?;
+        self.inner.set_labels(reseller, slc, labels, at).await
     }
     async fn add_installation_key(&self, slc: &Slc, key: &WrappedKey, at: Timestamp) -> Result<()> {
         self.check().await?;

@@ -535,6 +535,7 @@ async fn list(
         include_healthy,
         page_size,
         page_token,
+        search: String::new(),
     };
     let began = Instant::now();
     let reply = client.list_installations(request).await?.into_inner();

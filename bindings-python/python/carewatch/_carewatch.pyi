@@ -11,6 +11,7 @@ from carewatch._types import (
     IngestAck,
     Installation,
     InstallationDetail,
+    Labels,
     MessageKind,
     OverviewPage,
     Reseller,
@@ -77,7 +78,18 @@ class Carewatch:
         *,
         page_size: int = 50,
         after: Optional[str] = None,
+        search: Optional[str] = None,
     ) -> OverviewPage: ...
+    def set_labels(
+        self,
+        reseller: str,
+        slc: str,
+        *,
+        customer: str = "",
+        site: str = "",
+        notes: str = "",
+        tags: Sequence[str] = ...,
+    ) -> Labels: ...
     def installation(self, reseller: str, slc: str) -> InstallationDetail: ...
     def watch(
         self,

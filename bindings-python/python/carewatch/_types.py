@@ -174,6 +174,17 @@ class HealthSummary:
 
 
 @dataclass(frozen=True)
+class Labels:
+    """What the reseller calls an installation ("" and () when not set)."""
+
+    customer: str = ""
+    site: str = ""
+    notes: str = ""
+    tags: Tuple[str, ...] = ()
+    """Lower case, sorted, each once."""
+
+
+@dataclass(frozen=True)
 class OverviewRow:
     """One installation in a reseller's overview."""
 
@@ -181,6 +192,7 @@ class OverviewRow:
     product: Product
     summary: HealthSummary
     last_seen_at: Optional[datetime]
+    labels: Labels = Labels()
 
     @property
     def health(self) -> Health:
@@ -247,6 +259,7 @@ class InstallationDetail:
     active_conditions: Tuple[ConditionRecord, ...]
     history: Tuple[HistoryEvent, ...]
     """Most recent first."""
+    labels: Labels = Labels()
 
     @property
     def health(self) -> Health:
@@ -290,7 +303,7 @@ class InstallationUpdate:
     slc: str
     at: datetime
     kind: str
-    """``registered``, ``consent`` or ``subscription``."""
+    """``registered``, ``consent``, ``subscription`` or ``labels``."""
     accepted: Optional[bool] = None
     """For ``consent``: whether the service is accepted now."""
     expires_at: Optional[datetime] = None

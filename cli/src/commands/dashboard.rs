@@ -23,6 +23,10 @@ pub struct DashboardArgs {
     /// Keep running and reprint on every change.
     #[arg(long)]
     watch: bool,
+    /// Only installations whose SLC, customer, site or a tag contains this
+    /// text (any case).
+    #[arg(long, default_value = "")]
+    search: String,
 }
 
 fn health_name(h: i32) -> &'static str {
@@ -59,7 +63,23 @@ fn json_escape(s: &str) -> String {
 
 pub type Client = DashboardClient<InterceptedService<Channel, Bearer>>;
 
-pub async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliResult {
+/// The customer and site of a row, as one short cell.
+fn customer_cell(r: &proto::InstallationRow) -> String {
+    let labels = r.labels.clone().unwrap_or_default();
+    let title = match (labels.customer.is_empty(), labels.site.is_empty()) {
+        (false, false) => format!("{} / {}", labels.customer, labels.site),
+        (false, true) => labels.customer,
+        (true, false) => labels.site,
+        (true, true) => "-".to_owned(),
+    };
+    if title.chars().count() > 28 {
+        format!("{}…", title.chars().take(27).collect::<String>())
+    } else {
+        title
+    }
+}
+
+pub async fn print_overview(client: &mut Client, all: bool, json: bool, search: &str) -> CliResult {
     let mut rows = Vec::new();
     let mut page_token = String::new();
     let totals = loop {
@@ -67,6 +87,7 @@ pub async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliRe
             include_healthy: all,
             page_size: 500,
             page_token,
+            search: search.to_owned(),
         };
         let page = client.list_installations(request).await?.into_inner();
         rows.extend(page.installations);
@@ -78,9 +99,18 @@ pub async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliRe
     if json {
         for r in &rows {
             let s = r.summary.clone().unwrap_or_default();
+            let labels = r.labels.clone().unwrap_or_default();
+            let tags: Vec<String> = labels
+                .tags
+                .iter()
+                .map(|t| format!("\"{}\"", json_escape(t)))
+                .collect();
             println!(
-                "{{\"slc\":\"{}\",\"product\":\"{}\",\"health\":\"{}\",\"worst\":\"{}\",\"servers\":{},\"unavailable\":{},\"late\":{},\"conditions\":{},\"last_seen\":{}}}",
+                "{{\"slc\":\"{}\",\"customer\":\"{}\",\"site\":\"{}\",\"tags\":[{}],\"product\":\"{}\",\"health\":\"{}\",\"worst\":\"{}\",\"servers\":{},\"unavailable\":{},\"late\":{},\"conditions\":{},\"last_seen\":{}}}",
                 json_escape(&r.slc),
+                json_escape(&labels.customer),
+                json_escape(&labels.site),
+                tags.join(","),
                 json_escape(&r.product),
                 health_name(s.health).to_lowercase(),
                 json_escape(&s.worst_condition),
@@ -101,8 +131,8 @@ pub async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliRe
         totals.offline, totals.critical, totals.attention, totals.pending, totals.healthy
     );
     println!(
-        "{:<20} {:<10} {:<26} {:>7} {:>6} {:>5} {:>10}",
-        "SLC", "HEALTH", "WORST CONDITION", "SERVERS", "DOWN", "LATE", "CONDITIONS"
+        "{:<20} {:<28} {:<10} {:<26} {:>7} {:>6} {:>5} {:>10}",
+        "SLC", "CUSTOMER", "HEALTH", "WORST CONDITION", "SERVERS", "DOWN", "LATE", "CONDITIONS"
     );
     for r in &rows {
         let s = r.summary.clone().unwrap_or_default();
@@ -112,8 +142,9 @@ pub async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliRe
             ("", "")
         };
         println!(
-            "{:<20} {on}{:<10}{off} {:<26} {:>7} {:>6} {:>5} {:>10}",
+            "{:<20} {:<28} {on}{:<10}{off} {:<26} {:>7} {:>6} {:>5} {:>10}",
             r.slc,
+            customer_cell(r),
             health_name(s.health),
             if s.worst_condition.is_empty() {
                 "-"
@@ -142,7 +173,7 @@ pub async fn print_overview(client: &mut Client, all: bool, json: bool) -> CliRe
 pub async fn run(args: DashboardArgs) -> CliResult {
     let channel = args.connection.channel().await?;
     let mut client = DashboardClient::with_interceptor(channel, args.connection.bearer()?);
-    print_overview(&mut client, args.all, args.json).await?;
+    print_overview(&mut client, args.all, args.json, &args.search).await?;
     if !args.watch {
         return Ok(());
     }
@@ -169,11 +200,16 @@ pub async fn run(args: DashboardArgs) -> CliResult {
                 Err(status) => return Err(status.into()),
             };
             last = Some(event.event_id);
-            if matches!(event.event, Some(proto::watch_event::Event::Changed(_))) {
+            use proto::installation_updated::Change as Updated;
+            let relabelled = matches!(
+                &event.event,
+                Some(proto::watch_event::Event::Updated(u)) if matches!(u.change, Some(Updated::Labels(_)))
+            );
+            if relabelled || matches!(event.event, Some(proto::watch_event::Event::Changed(_))) {
                 if !args.json {
                     println!();
                 }
-                print_overview(&mut client, args.all, args.json).await?;
+                print_overview(&mut client, args.all, args.json, &args.search).await?;
             }
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -210,7 +210,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
         tick.tick().await;
         round(&mut fleet, &ingest).await;
     }
-    print_overview(&mut north_view, true, false).await?;
+    print_overview(&mut north_view, true, false, "").await?;
 
     step("A recording drive fills at the warehouse; a camera drops at HQ");
     if let Some(s) = fleet.server_mut(&warehouse, "rs-1") {
@@ -239,7 +239,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
         tick.tick().await;
         round(&mut fleet, &ingest).await;
     }
-    print_overview(&mut north_view, false, false).await?;
+    print_overview(&mut north_view, false, false, "").await?;
 
     step("rs-3 comes back, the warehouse drive is cleaned up");
     if let Some(s) = fleet.server_mut(&hq, "rs-3") {
@@ -252,7 +252,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
         tick.tick().await;
         round(&mut fleet, &ingest).await;
     }
-    print_overview(&mut north_view, false, false).await?;
+    print_overview(&mut north_view, false, false, "").await?;
     let detail = north_view
         .get_installation(proto::GetInstallationRequest {
             slc: hq.to_string(),
@@ -282,7 +282,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
     }
 
     step("Harbor Integration sees only its own customer, never Northwind's");
-    print_overview(&mut harbor_view, true, false).await?;
+    print_overview(&mut harbor_view, true, false, "").await?;
     let other = harbor_view
         .get_installation(proto::GetInstallationRequest {
             slc: hq.to_string(),

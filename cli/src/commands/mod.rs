@@ -4,6 +4,7 @@ mod admin;
 mod channels;
 mod dashboard;
 mod demo;
+mod label;
 mod maintenance;
 mod notifications;
 mod serve;
@@ -33,6 +34,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// A reseller's overview as a table (or JSON), optionally following changes live.
     Dashboard(dashboard::DashboardArgs),
+    /// Name one of a reseller's installations: customer, site, notes, tags (reseller token).
+    Label(label::LabelArgs),
     /// A reseller's notification channels: list, add, test, delete (reseller token).
     Channels(channels::ChannelsArgs),
     /// A reseller's maintenance windows, when nothing notifies: list, add, delete (reseller token).
@@ -102,6 +105,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::run(args).await,
         Command::Admin(args) => admin::run(args).await,
         Command::Dashboard(args) => dashboard::run(args).await,
+        Command::Label(args) => label::run(args).await,
         Command::Channels(args) => channels::run(args).await,
         Command::Maintenance(args) => maintenance::run(args).await,
         Command::Notifications(args) => notifications::run(args).await,

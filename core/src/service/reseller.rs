@@ -5,7 +5,9 @@
 use super::Carewatch;
 use crate::error::{Error, Result};
 use crate::ids::{ResellerId, Slc};
+use crate::labels::Labels;
 use crate::store::{InstallationDetail, OverviewPage, OverviewQuery};
+use crate::team::{self, User};
 
 impl Carewatch {
     /// A page of the reseller's installations, worst first. By default only
@@ -31,5 +33,18 @@ impl Carewatch {
             .installation_detail(reseller, slc, self.inner.config.history_limit)
             .await?
             .ok_or_else(|| Error::installation_not_found(slc))
+    }
+
+    /// Sets what the acting admin's reseller calls one of its installations
+    /// (customer, site, notes, tags). `NotFound` if missing or another
+    /// reseller's; `PermissionDenied` for a viewer.
+    pub async fn set_labels(&self, acting: &User, slc: &Slc, labels: &Labels) -> Result<()> {
+        team::require_admin(acting)?;
+        self.inner
+            .store
+            .set_labels(&acting.reseller, slc, labels, self.now())
+            .await?;
+        self.feed_written();
+        Ok(())
     }
 }

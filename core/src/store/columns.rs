@@ -305,7 +305,7 @@ impl<'a> From<&'a Change> for ChangeColumns<'a> {
                 history: Some(HistoryColumns::from(event)),
                 ..none
             },
-            Change::Registered => none,
+            Change::Registered | Change::Labels => none,
             Change::Consent { accepted } => Self {
                 accepted: Some(*accepted),
                 ..none
@@ -339,6 +339,7 @@ impl ChangeColumns<'_> {
                     .decode()?,
             },
             "registered" => Change::Registered,
+            "labels" => Change::Labels,
             "consent" => Change::Consent {
                 accepted: self.accepted.ok_or_else(|| missing("its consent"))?,
             },
@@ -558,6 +559,7 @@ mod tests {
                 expires_at: Some(Timestamp::from_millis(86_400_000)),
             },
             Change::Subscription { expires_at: None },
+            Change::Labels,
         ];
         for change in changes {
             assert_eq!(ChangeColumns::from(&change).decode().unwrap(), change);

@@ -26,6 +26,7 @@ use crate::feed::{ChangeEvent, EventId};
 use crate::health::{Health, HealthSummary};
 use crate::ids::{RecordingServerId, ResellerId, Slc};
 use crate::installation::{Installation, Product};
+use crate::labels::Labels;
 use crate::liveness::LivenessMark;
 use crate::notification::maintenance::{MaintenanceWindow, WindowId};
 use crate::notification::{
@@ -299,7 +300,8 @@ pub struct OverviewQuery {
     pub include_healthy: bool,
     /// Only installations of this health (then `include_healthy` is moot).
     pub health: Option<Health>,
-    /// Only installations whose SLC contains this text (any case).
+    /// Only installations whose SLC, customer, site or a tag contains this
+    /// text (any case).
     pub search: Option<String>,
     /// Rows per page, 1 to [`MAX_PAGE_SIZE`].
     pub page_size: u32,
@@ -348,8 +350,9 @@ impl OverviewQuery {
         Ok(())
     }
 
-    /// The search text as backends match it: trimmed, upper case (SLCs are
-    /// stored upper case), `None` if empty.
+    /// The search text as backends match it against the stored
+    /// [`Labels::search_text`] (or the SLC when there are no labels):
+    /// trimmed, upper case, `None` if empty.
     pub fn search_pattern(&self) -> Option<String> {
         self.search
             .as_deref()
@@ -378,6 +381,8 @@ pub struct OverviewRow {
     pub summary: HealthSummary,
     /// The latest message from any of its servers.
     pub last_seen_at: Option<Timestamp>,
+    /// What the reseller calls it.
+    pub labels: Labels,
 }
 
 /// Installations per health for one reseller.
@@ -425,6 +430,8 @@ pub struct InstallationDetail {
     pub active_conditions: Vec<ConditionRecord>,
     /// Recent history, newest first.
     pub history: Vec<HistoryEvent>,
+    /// What the reseller calls it.
+    pub labels: Labels,
 }
 
 impl InstallationDetail {
@@ -440,6 +447,7 @@ impl InstallationDetail {
             product: self.installation.product.clone(),
             summary: self.summary.clone(),
             last_seen_at: self.last_seen_at(),
+            labels: self.labels.clone(),
         }
     }
 }
@@ -480,6 +488,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Installation>;
     /// An installation.
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>>;
+    /// Sets the labels of `reseller`'s installation at `at` (and appends a
+    /// [`crate::feed::Change::Labels`] event), storing
+    /// [`Labels::search_text`] for the overview's search. `NotFound` if the
+    /// installation is missing or another reseller's.
+    async fn set_labels(
+        &self,
+        reseller: &ResellerId,
+        slc: &Slc,
+        labels: &Labels,
+        at: Timestamp,
+    ) -> Result<()>;
     /// Stores a new key. `AlreadyExists` if the id is used; `NotFound` if no installation.
     async fn add_installation_key(&self, slc: &Slc, key: &WrappedKey, at: Timestamp) -> Result<()>;
     /// All keys of an installation, retired ones included, by id.

@@ -98,6 +98,10 @@ macro_rules! __conformance_test_list {
             tenant_isolation_hides_other_resellers_installations,
             watch_streams_changes_of_own_installations_only,
             overview_filters_by_health_and_searches_slcs,
+            // labels
+            labels_are_stored_shown_and_told,
+            overview_searches_labels_in_any_case,
+            labels_are_set_only_by_the_owners_admin,
             // a reseller's team
             invitations_create_users_once,
             sessions_expire_and_end_with_their_user,

@@ -10,7 +10,7 @@ use carewatch_core::store::{OverviewQuery, PageCursor};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::auth::bearer;
+use crate::auth::{bearer, token_admin};
 use crate::convert;
 use crate::proto::dashboard_server::Dashboard;
 use crate::proto::{self};
@@ -77,6 +77,7 @@ impl Dashboard for DashboardService {
             } else {
                 r.page_size
             },
+            search: Some(r.search).filter(|s| !s.trim().is_empty()),
             after,
             ..OverviewQuery::default()
         };
@@ -148,5 +149,22 @@ impl Dashboard for DashboardService {
             events,
             &self.carewatch,
         ))))
+    }
+
+    async fn set_labels(
+        &self,
+        request: Request<proto::SetLabelsRequest>,
+    ) -> Result<Response<proto::SetLabelsResponse>, Status> {
+        let acting = token_admin(&self.carewatch, &request).await?;
+        let r = request.into_inner();
+        let slc = Slc::new(&r.slc).map_err(to_status)?;
+        let labels = convert::labels_from(r.labels).map_err(to_status)?;
+        self.carewatch
+            .set_labels(&acting, &slc, &labels)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::SetLabelsResponse {
+            labels: Some(convert::labels(&labels)),
+        }))
     }
 }

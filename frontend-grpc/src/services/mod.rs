@@ -5,7 +5,8 @@ mod dashboard;
 mod ingest;
 mod notifications;
 
+pub use crate::auth::API_TOKEN_LOGIN;
 pub use admin::AdminService;
 pub use dashboard::DashboardService;
 pub use ingest::IngestService;
-pub use notifications::{API_TOKEN_LOGIN, NotificationsService};
+pub use notifications::NotificationsService;

@@ -17,19 +17,16 @@ use carewatch_core::notification::payload::Notification as Payload;
 use carewatch_core::notification::{
     ChannelId, ChannelRules, Destination, OutboxEntry, OutboxFilter,
 };
-use carewatch_core::team::{Login, Role, User};
+use carewatch_core::team::User;
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
 use tonic::{Request, Response, Status};
 
-use crate::auth::bearer;
+use crate::auth::token_admin;
 use crate::convert;
 use crate::proto::notifications_server::Notifications;
 use crate::proto::{self, create_channel_request};
 use crate::status::to_status;
-
-/// The login calls made with the reseller token are recorded under.
-pub const API_TOKEN_LOGIN: &str = "api-token";
 
 /// Notifications listed when the request asks for 0.
 const DEFAULT_LIMIT: u32 = 50;
@@ -48,19 +45,7 @@ impl NotificationsService {
 
     /// The reseller's admin the token stands for.
     async fn admin<T>(&self, request: &Request<T>) -> Result<User, Status> {
-        let token = bearer(request).map_err(to_status)?;
-        let reseller = self
-            .carewatch
-            .authenticate_reseller(token, request.remote_addr().map(|a| a.ip()))
-            .await
-            .map_err(to_status)?;
-        Ok(User {
-            reseller,
-            login: Login::new(API_TOKEN_LOGIN).map_err(to_status)?,
-            name: "reseller token".into(),
-            role: Role::Admin,
-            created_at: self.carewatch.now(),
-        })
+        token_admin(&self.carewatch, request).await
     }
 }
 

@@ -10,13 +10,15 @@ use carewatch_core::condition::ConditionRecord;
 use carewatch_core::ids::Slc;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, in_maintenance};
 use carewatch_core::store::{HistoryEvent, HistoryKind, InstallationDetail, ServerRecord};
+use carewatch_core::team::Role;
 use carewatch_core::time::Timestamp;
 use http::StatusCode;
 use maud::{Markup, html};
 
+use super::labels::labels_form;
 use super::layout::{Nav, page as layout};
 use super::overview::{health_badge, live_status, servers_text};
-use super::{PageResult, error_page, html_response};
+use super::{Notice, PageResult, error_page, html_response};
 use crate::AppState;
 use crate::format;
 use crate::session::SignedIn;
@@ -37,10 +39,23 @@ pub async fn page(
             }));
         }
     };
+    render(&state, &user, &slc, StatusCode::OK, None).await
+}
+
+/// The installation's page, with `notice` (a labels form's outcome) at
+/// the top.
+pub(super) async fn render(
+    state: &AppState,
+    user: &SignedIn,
+    slc: &Slc,
+    status: StatusCode,
+    notice: Option<&Notice>,
+) -> PageResult {
+    let bad = |e| error_page(e, Some(user));
     let head = state.carewatch.latest_change().await.map_err(bad)?;
     let detail = state
         .carewatch
-        .installation(&user.user().reseller, &slc)
+        .installation(&user.user().reseller, slc)
         .await
         .map_err(bad)?;
     let windows = state
@@ -55,6 +70,7 @@ pub async fn page(
     let body = html! {
         p.breadcrumb { a href="/" { "← Overview" } }
         h1 { "Installation " span.slc { (slc) } }
+        (Notice::render(notice))
         section #installation data-live="installation" data-events=(events) {
             (live_status(&current))
             div data-live-part="details" {
@@ -64,10 +80,11 @@ pub async fn page(
                 (history(&detail.history))
             }
         }
+        @if user.user().role == Role::Admin { (labels_form(user, slc, &detail.labels)) }
     };
     Ok(html_response(
-        StatusCode::OK,
-        layout(&title, Some(&user), Nav::None, body),
+        status,
+        layout(&title, Some(user), Nav::None, body),
     ))
 }
 
@@ -107,8 +124,27 @@ fn summary(detail: &InstallationDetail, windows: &[MaintenanceWindow], now: Time
             dt { "Recording servers" }
             dd { (servers_text(summary.servers, summary.unavailable, summary.late)) }
             dt { "Customer" }
-            // The customer label arrives with issue 18.
-            dd { span.muted { "—" } }
+            dd {
+                @match detail.labels.customer() {
+                    "" => span.muted { "—" },
+                    customer => (customer),
+                }
+            }
+            dt { "Site" }
+            dd {
+                @match detail.labels.site() {
+                    "" => span.muted { "—" },
+                    site => (site),
+                }
+            }
+            @if !detail.labels.tags().is_empty() {
+                dt { "Tags" }
+                dd { @for tag in detail.labels.tags() { span.tag { (tag) } " " } }
+            }
+            @if !detail.labels.notes().is_empty() {
+                dt { "Notes" }
+                dd.notes { (detail.labels.notes()) }
+            }
             dt { "Product" }
             dd { (installation.product.name()) " " (installation.product.version()) }
             dt { "Care Plus subscription" }

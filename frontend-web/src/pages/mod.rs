@@ -3,6 +3,7 @@
 pub mod channels;
 pub mod installation;
 pub mod invite;
+pub mod labels;
 pub mod layout;
 pub mod login;
 pub mod maintenance;

@@ -190,7 +190,7 @@ fn search(query: &OverviewQuery) -> Markup {
             } @else if query.include_healthy {
                 input type="hidden" name="all" value="true";
             }
-            label for="q" { "Search by SLC" }
+            label for="q" { "Search by SLC, customer, site or tag" }
             input #q name="q" type="search" maxlength="64" spellcheck="false"
                 value=[query.search.as_deref()];
             button type="submit" { "Search" }
@@ -264,8 +264,15 @@ pub fn row(row: &OverviewRow, maintenance: Option<Timestamp>, now: Timestamp) ->
             th scope="row" data-label="Installation" {
                 a href=(format!("/installations/{}", row.slc)) { (row.slc) }
             }
-            // The customer label arrives with issue 18.
-            td data-label="Customer" { span.muted { "—" } }
+            td data-label="Customer" {
+                @if row.labels.customer().is_empty() && row.labels.site().is_empty() {
+                    span.muted { "—" }
+                } @else {
+                    (row.labels.customer())
+                    @if !row.labels.site().is_empty() { span.detail { (row.labels.site()) } }
+                }
+                @for tag in row.labels.tags() { " " span.tag { (tag) } }
+            }
             td data-label="Health" {
                 (health_badge(summary.health))
                 @if let Some(until) = maintenance { (maintenance_note(until)) }

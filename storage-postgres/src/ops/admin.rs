@@ -6,6 +6,7 @@ use carewatch_core::feed::{self, Change};
 use carewatch_core::health::HealthSummary;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Installation;
+use carewatch_core::labels::Labels;
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{InstallationUpdate, Reseller, StoredKey};
 use carewatch_core::time::Timestamp;
@@ -207,6 +208,36 @@ pub(crate) async fn update_installation(
     installation(c, slc)
         .await?
         .ok_or_else(|| Error::installation_not_found(slc).into())
+}
+
+pub(crate) async fn set_labels(
+    c: &mut PgConnection,
+    reseller: &ResellerId,
+    slc: &Slc,
+    labels: &Labels,
+    at: Timestamp,
+) -> DbResult<()> {
+    let search = (!labels.is_empty()).then(|| labels.search_text(slc));
+    let changed = query(
+        "UPDATE installations
+         SET customer_name = $3, site_name = $4, notes = $5, tags = $6, search_text = $7
+         WHERE slc = $1 AND reseller_id = $2",
+    )
+    .bind(slc.as_str())
+    .bind(reseller.as_str())
+    .bind(labels.customer())
+    .bind(labels.site())
+    .bind(labels.notes())
+    .bind(labels.encode_tags())
+    .bind(search)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    // Another reseller's installation is as missing as one never registered.
+    if changed == 0 {
+        return Err(Error::installation_not_found(slc).into());
+    }
+    super::feed::append(c, slc, at, &Change::Labels).await
 }
 
 pub(crate) async fn add_installation_key(

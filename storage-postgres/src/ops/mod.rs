@@ -18,6 +18,7 @@ use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::feed::{ChangeEvent, EventId};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
+use carewatch_core::labels::Labels;
 use carewatch_core::liveness::LivenessMark;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
@@ -99,6 +100,19 @@ impl Store for PostgresStore {
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>> {
         self.read(slc, |c, s| Box::pin(admin::installation(c, s)))
             .await
+    }
+
+    async fn set_labels(
+        &self,
+        reseller: &ResellerId,
+        slc: &Slc,
+        labels: &Labels,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.write(&(reseller, slc, labels, at), |c, (r, s, l, at)| {
+            Box::pin(admin::set_labels(c, r, s, l, *at))
+        })
+        .await
     }
 
     async fn add_installation_key(&self, slc: &Slc, key: &WrappedKey, at: Timestamp) -> Result<()> {

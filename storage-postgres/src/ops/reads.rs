@@ -5,6 +5,7 @@ use carewatch_core::condition::ConditionRecord;
 use carewatch_core::health::Health;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
+use carewatch_core::labels::Labels;
 use carewatch_core::store::{
     HealthTotals, InstallationDetail, OverviewPage, OverviewQuery, OverviewRow, PageCursor,
 };
@@ -21,7 +22,8 @@ macro_rules! overview_select {
         concat!(
             "SELECT slc, product, product_version, ",
             summary_columns!(),
-            ", (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc) FROM installations i "
+            ", (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc), ",
+            "customer_name, site_name, notes, tags FROM installations i "
         )
     };
 }
@@ -40,7 +42,7 @@ macro_rules! first_page {
     };
 }
 const FIRST_PAGE: &str = first_page!("");
-const FIRST_PAGE_SEARCH: &str = first_page!(" AND strpos(slc, $5) > 0");
+const FIRST_PAGE_SEARCH: &str = first_page!(" AND strpos(coalesce(search_text, slc), $5) > 0");
 
 /// A later page, after (health $4, slc $5): the rest of the cursor's health
 /// (slc > $5), then the better healths below it, both within the healths
@@ -65,7 +67,7 @@ macro_rules! next_page {
     };
 }
 const NEXT_PAGE: &str = next_page!("");
-const NEXT_PAGE_SEARCH: &str = next_page!(" AND strpos(slc, $7) > 0");
+const NEXT_PAGE_SEARCH: &str = next_page!(" AND strpos(coalesce(search_text, slc), $7) > 0");
 
 fn overview_row(row: &PgRow) -> DbResult<OverviewRow> {
     Ok(OverviewRow {
@@ -74,7 +76,18 @@ fn overview_row(row: &PgRow) -> DbResult<OverviewRow> {
             .map_err(|e| corrupt("product", e))?,
         summary: codec::summary(row, 3)?,
         last_seen_at: col::<Option<i64>>(row, 9)?.map(ts),
+        labels: labels(row, 10)?,
     })
+}
+
+/// Labels from four columns: customer_name, site_name, notes, tags.
+fn labels(row: &PgRow, at: usize) -> DbResult<Labels> {
+    Ok(Labels::decode(
+        col(row, at)?,
+        col(row, at + 1)?,
+        col(row, at + 2)?,
+        &col::<String>(row, at + 3)?,
+    )?)
 }
 
 pub(crate) async fn overview(
@@ -181,6 +194,7 @@ pub(crate) async fn installation_detail(
         installation_columns!(),
         ", ",
         summary_columns!(),
+        ", customer_name, site_name, notes, tags",
         " FROM installations WHERE slc = $1 AND reseller_id = $2"
     ))
     .bind(slc.as_str())
@@ -193,6 +207,7 @@ pub(crate) async fn installation_detail(
     };
     let installation = codec::installation(&found, 0)?;
     let summary = codec::summary(&found, 7)?;
+    let labels = labels(&found, 13)?;
 
     let rows = query(concat!(
         "SELECT ",
@@ -245,5 +260,6 @@ pub(crate) async fn installation_detail(
         servers,
         active_conditions,
         history: events,
+        labels,
     }))
 }

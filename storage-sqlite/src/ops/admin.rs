@@ -5,6 +5,7 @@ use carewatch_core::feed::{self, Change};
 use carewatch_core::health::HealthSummary;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Installation;
+use carewatch_core::labels::Labels;
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{InstallationUpdate, Reseller, StoredKey};
 use carewatch_core::time::Timestamp;
@@ -187,6 +188,37 @@ pub(crate) fn update_installation(
         super::feed::append(tx, slc, at, &change)?;
     }
     installation(tx, slc)?.ok_or_else(|| Error::installation_not_found(slc))
+}
+
+pub(crate) fn set_labels(
+    tx: &Transaction<'_>,
+    reseller: &ResellerId,
+    slc: &Slc,
+    labels: &Labels,
+    at: Timestamp,
+) -> Result<()> {
+    let search = (!labels.is_empty()).then(|| labels.search_text(slc));
+    let changed = tx
+        .execute(
+            "UPDATE installations
+             SET customer_name = ?3, site_name = ?4, notes = ?5, tags = ?6, search_text = ?7
+             WHERE slc = ?1 AND reseller_id = ?2",
+            params![
+                slc.as_str(),
+                reseller.as_str(),
+                labels.customer(),
+                labels.site(),
+                labels.notes(),
+                labels.encode_tags(),
+                search,
+            ],
+        )
+        .map_err(map_err)?;
+    // Another reseller's installation is as missing as one never registered.
+    if changed == 0 {
+        return Err(Error::installation_not_found(slc));
+    }
+    super::feed::append(tx, slc, at, &Change::Labels)
 }
 
 pub(crate) fn add_installation_key(

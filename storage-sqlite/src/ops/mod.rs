@@ -17,6 +17,7 @@ use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::feed::{ChangeEvent, EventId};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
+use carewatch_core::labels::Labels;
 use carewatch_core::liveness::LivenessMark;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
@@ -92,6 +93,18 @@ impl Store for SqliteStore {
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>> {
         let slc = slc.clone();
         self.read(move |tx| admin::installation(tx, &slc)).await
+    }
+
+    async fn set_labels(
+        &self,
+        reseller: &ResellerId,
+        slc: &Slc,
+        labels: &Labels,
+        at: Timestamp,
+    ) -> Result<()> {
+        let (reseller, slc, labels) = (reseller.clone(), slc.clone(), labels.clone());
+        self.write(move |tx| admin::set_labels(tx, &reseller, &slc, &labels, at))
+            .await
     }
 
     async fn add_installation_key(&self, slc: &Slc, key: &WrappedKey, at: Timestamp) -> Result<()> {

@@ -5,6 +5,7 @@ use carewatch_core::condition::ConditionRecord;
 use carewatch_core::health::Health;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
+use carewatch_core::labels::Labels;
 use carewatch_core::store::{
     HealthTotals, InstallationDetail, OverviewPage, OverviewQuery, OverviewRow, PageCursor,
 };
@@ -31,7 +32,8 @@ pub(crate) fn overview(
     let search = query.search_pattern();
     let columns = format!(
         "slc, product, product_version, {SUMMARY_COLUMNS},
-         (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc)"
+         (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc),
+         customer_name, site_name, notes, tags"
     );
     let limit = i64::from(query.page_size) + 1;
     let mut values: Vec<Value> = vec![
@@ -45,7 +47,7 @@ pub(crate) fn overview(
             // The search is a filter on the rows the range scan reads, so
             // paging stays a seek from the cursor.
             let search = if search.is_some() {
-                " AND instr(slc, ?5) > 0"
+                " AND instr(coalesce(search_text, slc), ?5) > 0"
             } else {
                 ""
             };
@@ -66,7 +68,7 @@ pub(crate) fn overview(
             values.push(Value::Integer(i64::from(cursor.health.rank())));
             values.push(Value::Text(cursor.slc.as_str().to_owned()));
             let search = if search.is_some() {
-                " AND instr(slc, ?7) > 0"
+                " AND instr(coalesce(search_text, slc), ?7) > 0"
             } else {
                 ""
             };
@@ -97,6 +99,7 @@ pub(crate) fn overview(
                 .map_err(|e| corrupt("product", e))?,
             summary: codec::summary(row, 3)?,
             last_seen_at: row.col::<Option<i64>>(9)?.map(ts),
+            labels: labels(row, 10)?,
         });
     }
     let next = if out.len() > query.page_size as usize {
@@ -113,6 +116,16 @@ pub(crate) fn overview(
         next,
         totals: totals(tx, reseller)?,
     })
+}
+
+/// Labels from four columns: customer_name, site_name, notes, tags.
+fn labels(row: &rusqlite::Row<'_>, at: usize) -> Result<Labels> {
+    Labels::decode(
+        row.col(at)?,
+        row.col(at + 1)?,
+        row.col(at + 2)?,
+        &row.col::<String>(at + 3)?,
+    )
 }
 
 fn totals(tx: &Transaction<'_>, reseller: &ResellerId) -> Result<HealthTotals> {
@@ -145,19 +158,24 @@ pub(crate) fn installation_detail(
     let found = {
         let mut stmt = tx
             .prepare_cached(&format!(
-                "SELECT {INSTALLATION_COLUMNS}, {SUMMARY_COLUMNS} FROM installations WHERE slc = ?1 AND reseller_id = ?2"
+                "SELECT {INSTALLATION_COLUMNS}, {SUMMARY_COLUMNS}, customer_name, site_name, notes, tags
+                 FROM installations WHERE slc = ?1 AND reseller_id = ?2"
             ))
             .map_err(map_err)?;
         let mut rows = stmt
             .query([slc.as_str(), reseller.as_str()])
             .map_err(map_err)?;
         match rows.next().map_err(map_err)? {
-            Some(row) => Some((codec::installation(row, 0)?, codec::summary(row, 7)?)),
+            Some(row) => Some((
+                codec::installation(row, 0)?,
+                codec::summary(row, 7)?,
+                labels(row, 13)?,
+            )),
             None => None,
         }
     };
     // Another reseller's installation reads exactly like a missing one.
-    let Some((installation, summary)) = found else {
+    let Some((installation, summary, labels)) = found else {
         return Ok(None);
     };
 
@@ -213,5 +231,6 @@ pub(crate) fn installation_detail(
         servers,
         active_conditions,
         history: events,
+        labels,
     }))
 }

@@ -38,6 +38,7 @@ fn describe(e: &ChangeEvent) -> String {
             HistoryKind::FirstSeen => format!("{server} first seen"),
         },
         Change::Registered => "registered".into(),
+        Change::Labels => "labels".into(),
         Change::Consent { accepted } => format!("consent {accepted}"),
         Change::Subscription { expires_at } => {
             format!(

@@ -19,6 +19,7 @@ mod availability;
 mod durability;
 mod feed;
 mod ingest;
+mod labels;
 mod large_batches;
 mod notifications;
 mod reads;
@@ -32,6 +33,7 @@ mod by_name {
     pub(super) use super::durability::*;
     pub(super) use super::feed::*;
     pub(super) use super::ingest::*;
+    pub(super) use super::labels::*;
     pub(super) use super::large_batches::*;
     pub(super) use super::notifications::*;
     pub(super) use super::reads::*;

@@ -27,6 +27,7 @@ async fn expected_row(fx: &Fixture, site: &Site) -> OverviewRow {
         product: d.installation.product.clone(),
         summary: d.summary.clone(),
         last_seen_at: d.servers.iter().map(|s| s.last_seen_at).max(),
+        labels: d.labels.clone(),
     }
 }
 

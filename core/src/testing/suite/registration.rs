@@ -481,6 +481,7 @@ pub(crate) async fn installations_register_once_to_an_existing_reseller(
                 product: product.clone(),
                 summary: HealthSummary::pending(),
                 last_seen_at: None,
+                labels: crate::labels::Labels::default(),
             }],
             "alpha's overview ({query:?}) must list exactly its Pending installation"
         );

@@ -1,0 +1,118 @@
+//! Naming installations on the page (issue 18): an admin sets customer,
+//! site, notes and tags; they show on the installation page, the overview
+//! and the JSON API, and the overview's search finds them. Viewers cannot
+//! set them, the form needs its CSRF token, and another reseller's
+//! installation is the same 404 as a missing one.
+
+mod common;
+
+use carewatch_core::team::Role;
+use common::{Web, encode, post};
+use http::StatusCode;
+
+const SLC: &str = "M01-C01-500-01";
+
+fn fields<'a>() -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("customer", "Müller <GmbH>"),
+        ("site", "Hafen Nord"),
+        ("tags", "VIP, nord"),
+        ("notes", "Key at the gate.\nAsk for Jan."),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_names_an_installation_and_the_overview_finds_it() {
+    let web = Web::new().await;
+    let site = web.site("alpha", SLC).await;
+    web.fixture.heartbeat(&site, "rs-1", 1).await.expect("beat");
+    let admin = web
+        .browser("alpha", "admin@alpha.example", Role::Admin)
+        .await;
+    let path = format!("/installations/{SLC}/labels");
+    let page = web.post_as(&admin, &path, &fields()).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Labels saved."), "{}", page.body);
+    assert!(
+        page.body.contains("Müller &lt;GmbH&gt;"),
+        "escaped: {}",
+        page.body
+    );
+    assert!(!page.body.contains("Müller <GmbH>"), "never raw HTML");
+    assert!(page.body.contains("Hafen Nord") && page.body.contains(">nord<"));
+
+    let overview = web
+        .get_as(&admin, &format!("/?all=1&q={}", encode("müller")))
+        .await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(
+        overview.body.contains(&format!("row-{SLC}")),
+        "{}",
+        overview.body
+    );
+    assert!(overview.body.contains("Hafen Nord"));
+    let none = web
+        .get_as(&admin, &format!("/?all=1&q={}", encode("weber")))
+        .await;
+    assert!(!none.body.contains(&format!("row-{SLC}")));
+
+    let token = web.reseller_token("alpha").await;
+    let api = web
+        .api(&format!("/api/v1/installations/{SLC}"), Some(&token))
+        .await
+        .json();
+    let row = &api["installation"];
+    assert_eq!(row["customer_label"], "Müller <GmbH> — Hafen Nord");
+    assert_eq!(row["labels"]["tags"], serde_json::json!(["nord", "vip"]));
+    assert_eq!(row["labels"]["notes"], "Key at the gate.\nAsk for Jan.");
+
+    // A bad tag: refused with the reason, nothing changed.
+    let page = web
+        .post_as(&admin, &path, &[("customer", "Weber"), ("tags", "a;b")])
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert!(page.body.contains("tag"), "{}", page.body);
+    let page = web.get_as(&admin, &format!("/installations/{SLC}")).await;
+    assert!(page.body.contains("Hafen Nord") && !page.body.contains("Weber"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_need_an_admin_of_the_owner_and_the_csrf_token() {
+    let web = Web::new().await;
+    web.site("alpha", SLC).await;
+    web.site("beta", "M01-C01-500-02").await;
+    let viewer = web
+        .browser("alpha", "viewer@alpha.example", Role::Viewer)
+        .await;
+    let intruder = web.browser("beta", "admin@beta.example", Role::Admin).await;
+    let admin = web
+        .browser("alpha", "admin@alpha.example", Role::Admin)
+        .await;
+    let path = format!("/installations/{SLC}/labels");
+
+    let page = web.post_as(&viewer, &path, &fields()).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    let page = web.get_as(&viewer, &format!("/installations/{SLC}")).await;
+    assert!(!page.body.contains("Save labels"), "no form for viewers");
+
+    let theirs = web.post_as(&intruder, &path, &fields()).await;
+    let missing = web
+        .post_as(&intruder, "/installations/M01-C01-500-99/labels", &fields())
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{}", theirs.body);
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        theirs.body.replace("500-01", "500-99"),
+        missing.body,
+        "another reseller's reads exactly like a missing one"
+    );
+
+    let mut without = fields();
+    without.push(("csrf", "wrong"));
+    let page = web.send(post(&path, Some(&admin.cookie()), &without)).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+
+    let page = web.get_as(&admin, &format!("/installations/{SLC}")).await;
+    assert!(page.body.contains("Save labels"), "admins get the form");
+    assert!(!page.body.contains("Hafen Nord"), "nothing was set");
+}
