@@ -180,6 +180,7 @@ pub fn availability(py: Python<'_>, availability: Availability) -> PyResult<Boun
         Availability::Pending | Availability::Available => (0, None),
         Availability::Late { missed } => (missed, None),
         Availability::Unavailable { since, missed } => (missed, Some(since)),
+        Availability::Decommissioned { since } => (0, Some(since)),
     };
     value!(py, "Availability" { state: state, missed: missed, since: opt_datetime(py, since)? })
 }

@@ -102,6 +102,14 @@ fn history_event<'py>(py: Python<'py>, e: &HistoryEvent) -> PyResult<Bound<'py, 
             Some(*missed),
             Some(timedelta(py, *unavailable_for)?),
         ),
+        HistoryKind::Decommissioned => ("decommissioned", None, None, None, None),
+        HistoryKind::Recommissioned { decommissioned_for } => (
+            "recommissioned",
+            None,
+            None,
+            None,
+            Some(timedelta(py, *decommissioned_for)?),
+        ),
     };
     value!(py, "HistoryEvent" {
         at: datetime(py, e.at)?,

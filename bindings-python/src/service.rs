@@ -6,7 +6,7 @@ use std::sync::Arc;
 use carewatch_cli::store::{self, OpenOptions, StoreTarget, open_store};
 use carewatch_core::availability::{AvailabilityPolicy, DEFAULT_INTERVAL};
 use carewatch_core::feed::EventId;
-use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Product;
 use carewatch_core::labels::Labels;
 use carewatch_core::seal::KeyId;
@@ -300,15 +300,28 @@ impl Carewatch {
         let reseller = self.reseller(py, reseller)?;
         let slc = Slc::new(slc).or_raise(py)?;
         let labels = Labels::new(customer, site, notes, &tags).or_raise(py)?;
-        let acting = User {
-            reseller,
-            login: Login::new("python").or_raise(py)?,
-            name: "Python embedding".into(),
-            role: Role::Admin,
-            created_at: self.service.now(),
-        };
+        let acting = embedding_admin(reseller, self.service.now()).or_raise(py)?;
         block_on(py, self.service.set_labels(&acting, &slc, &labels))?;
         records::labels(py, &labels)
+    }
+
+    /// Retires one of the reseller's recording servers (removed at the
+    /// site), as the reseller's admin: it stops counting for health, its
+    /// open conditions are resolved; a message from it brings it back.
+    /// ``False`` if it was retired already. ``NotFound`` for an installation
+    /// missing or another reseller's, or a server never heard from.
+    fn decommission_server(
+        &self,
+        py: Python<'_>,
+        reseller: &str,
+        slc: &str,
+        server: &str,
+    ) -> PyResult<bool> {
+        let reseller = self.reseller(py, reseller)?;
+        let slc = Slc::new(slc).or_raise(py)?;
+        let server = RecordingServerId::new(server).or_raise(py)?;
+        let acting = embedding_admin(reseller, self.service.now()).or_raise(py)?;
+        block_on(py, self.service.decommission_server(&acting, &slc, &server))
     }
 
     /// One of the reseller's installations: servers, active conditions,
@@ -377,4 +390,19 @@ impl Carewatch {
         let before = timestamp(&before, "before")?;
         block_on(py, self.service.store().prune_changes(before))
     }
+}
+
+/// The reseller admin the embedding code acts as (it is trusted, or holds
+/// the reseller's token).
+fn embedding_admin(
+    reseller: ResellerId,
+    now: carewatch_core::time::Timestamp,
+) -> carewatch_core::Result<User> {
+    Ok(User {
+        reseller,
+        login: Login::new("python")?,
+        name: "Python embedding".into(),
+        role: Role::Admin,
+        created_at: now,
+    })
 }

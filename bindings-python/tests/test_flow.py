@@ -199,3 +199,17 @@ def test_labels_name_search_and_stay_with_their_reseller(site: Site) -> None:
     with pytest.raises(carewatch.NotFound):
         cw.set_labels("other", site.slc, customer="Intruder")
     assert cw.installation(site.token, site.slc).labels == stored, "nothing changed"
+
+
+def test_a_decommissioned_server_stops_counting(site: Site) -> None:
+    cw = site.cw
+    site.heartbeat()
+    assert cw.decommission_server(site.token, site.slc, "rs-1") is True
+    detail = cw.installation(site.token, site.slc)
+    [server] = detail.servers
+    assert server.availability.state is carewatch.AvailabilityState.DECOMMISSIONED
+    assert detail.summary.servers == 0
+    assert HistoryKind.DECOMMISSIONED in {e.kind for e in detail.history}
+    assert cw.decommission_server(site.token, site.slc, "rs-1") is False
+    with pytest.raises(carewatch.NotFound):
+        cw.decommission_server(site.token, site.slc, "rs-9")

@@ -115,16 +115,34 @@ pub enum Availability {
         /// Heartbeats missed while Carewatch was receiving.
         missed: u32,
     },
+    /// Retired by the reseller or the operator (removed at the site): it
+    /// counts for nothing until a message from it brings it back.
+    Decommissioned {
+        /// When it was retired.
+        since: Timestamp,
+    },
 }
 
 impl Availability {
-    /// A stable lower-case name: `pending`, `available`, `late`, `unavailable`.
+    /// A stable lower-case name: `pending`, `available`, `late`,
+    /// `unavailable`, `decommissioned`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Available => "available",
             Self::Late { .. } => "late",
             Self::Unavailable { .. } => "unavailable",
+            Self::Decommissioned { .. } => "decommissioned",
+        }
+    }
+
+    /// Whether it has been unavailable for at least `after` at `now`, so the
+    /// reseller is asked whether it was removed ("probably removed"): never
+    /// decided for them, only shown. `None` never flags.
+    pub fn probably_removed(&self, now: Timestamp, after: Option<std::time::Duration>) -> bool {
+        match (self, after) {
+            (Self::Unavailable { since, .. }, Some(after)) => now.since(*since) >= after,
+            _ => false,
         }
     }
 }

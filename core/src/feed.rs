@@ -87,6 +87,8 @@ impl Change {
                 HistoryKind::ConditionResolved { .. } => "condition_resolved",
                 HistoryKind::BecameUnavailable { .. } => "became_unavailable",
                 HistoryKind::Recovered { .. } => "recovered",
+                HistoryKind::Decommissioned => "decommissioned",
+                HistoryKind::Recommissioned { .. } => "recommissioned",
             },
             Self::Registered { .. } => "registered",
             Self::Consent { .. } => "consent",

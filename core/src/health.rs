@@ -116,9 +116,13 @@ pub fn summarize<'a>(
 ) -> HealthSummary {
     let (mut total, mut heard, mut unavailable, mut late) = (0u32, 0u32, 0u32, 0u32);
     for availability in servers {
+        // A retired server counts for nothing, not even as known.
+        if matches!(availability, Availability::Decommissioned { .. }) {
+            continue;
+        }
         total += 1;
         match availability {
-            Availability::Pending => continue,
+            Availability::Pending | Availability::Decommissioned { .. } => continue,
             Availability::Available => {}
             Availability::Late { .. } => late += 1,
             Availability::Unavailable { .. } => unavailable += 1,

@@ -153,7 +153,11 @@ pub fn totals(t: &HealthTotals) -> proto::HealthTotals {
     }
 }
 
-fn server(s: &ServerRecord) -> proto::RecordingServer {
+fn server(s: &ServerRecord, probably_removed: bool) -> proto::RecordingServer {
+    let decommissioned_at = match s.availability {
+        Availability::Decommissioned { since } => Some(timestamp(since)),
+        _ => None,
+    };
     let (availability, missed, since) = match s.availability {
         Availability::Pending => (proto::Availability::Pending, 0, None),
         Availability::Available => (proto::Availability::Available, 0, None),
@@ -163,8 +167,11 @@ fn server(s: &ServerRecord) -> proto::RecordingServer {
             missed,
             Some(timestamp(since)),
         ),
+        Availability::Decommissioned { .. } => (proto::Availability::Decommissioned, 0, None),
     };
     proto::RecordingServer {
+        decommissioned_at,
+        probably_removed,
         id: s.server.to_string(),
         availability: availability as i32,
         missed_heartbeats: missed,
@@ -206,6 +213,12 @@ fn history(e: &HistoryEvent) -> proto::HistoryEvent {
             unavailable_for: Some(duration(*unavailable_for)),
             missed_heartbeats: *missed,
         }),
+        HistoryKind::Decommissioned => Kind::Decommissioned(h::Decommissioned {}),
+        HistoryKind::Recommissioned { decommissioned_for } => {
+            Kind::Recommissioned(h::Recommissioned {
+                decommissioned_for: Some(duration(*decommissioned_for)),
+            })
+        }
     };
     proto::HistoryEvent {
         at: Some(timestamp(e.at)),
@@ -214,8 +227,12 @@ fn history(e: &HistoryEvent) -> proto::HistoryEvent {
     }
 }
 
-/// An installation's detail in protobuf.
-pub fn detail(d: &InstallationDetail) -> proto::InstallationDetail {
+/// An installation's detail in protobuf; `probably_removed` says which
+/// availabilities are flagged now.
+pub fn detail(
+    d: &InstallationDetail,
+    probably_removed: impl Fn(&Availability) -> bool,
+) -> proto::InstallationDetail {
     let last_seen = d.servers.iter().map(|s| s.last_seen_at).max();
     let i = &d.installation;
     proto::InstallationDetail {
@@ -230,7 +247,11 @@ pub fn detail(d: &InstallationDetail) -> proto::InstallationDetail {
         }),
         subscription_expires_at: i.subscription_expires_at.map(timestamp),
         consent: i.consent,
-        servers: d.servers.iter().map(server).collect(),
+        servers: d
+            .servers
+            .iter()
+            .map(|s| server(s, probably_removed(&s.availability)))
+            .collect(),
         active_conditions: d
             .active_conditions
             .iter()

@@ -324,8 +324,7 @@ async fn maintenance_windows_of_one_reseller_are_not_found_for_another() {
     let rows = dashboard
         .list_installations(proto::ListInstallationsRequest {
             include_healthy: true,
-            page_size: 0,
-            page_token: String::new(),
+            ..Default::default()
         })
         .await
         .expect("lists")
@@ -400,8 +399,7 @@ async fn maintenance_windows_of_one_reseller_are_not_found_for_another() {
     let rows = dashboard
         .list_installations(proto::ListInstallationsRequest {
             include_healthy: true,
-            page_size: 0,
-            page_token: String::new(),
+            ..Default::default()
         })
         .await
         .expect("lists")

@@ -237,9 +237,13 @@ pub struct InstallationList {
 pub struct ServerJson {
     /// Its id within the installation.
     pub id: String,
-    /// `pending`, `available`, `late` or `unavailable`.
+    /// `pending`, `available`, `late`, `unavailable` or `decommissioned`.
     #[schema(example = "available")]
     pub availability: String,
+    /// When it was retired (RFC 3339), if it is.
+    pub decommissioned_at: Option<String>,
+    /// Unavailable so long that it was probably removed at the site.
+    pub probably_removed: bool,
     /// Heartbeats missed in a row (0 unless late or unavailable).
     pub missed_heartbeats: u32,
     /// When it became unavailable (RFC 3339), if it is.
@@ -317,6 +321,7 @@ fn detail_json(
     detail: &InstallationDetail,
     windows: &[MaintenanceWindow],
     now: Timestamp,
+    probably_removed: impl Fn(&Availability) -> bool,
 ) -> InstallationDetailJson {
     let installation = &detail.installation;
     let last_seen = detail.last_seen_at();
@@ -342,11 +347,18 @@ fn detail_json(
                     Availability::Unavailable { since, missed } => {
                         (missed, Some(since.to_string()))
                     }
-                    Availability::Pending | Availability::Available => (0, None),
+                    Availability::Pending
+                    | Availability::Available
+                    | Availability::Decommissioned { .. } => (0, None),
                 };
                 ServerJson {
                     id: s.server.to_string(),
                     availability: s.availability.name().to_owned(),
+                    decommissioned_at: match s.availability {
+                        Availability::Decommissioned { since } => Some(since.to_string()),
+                        _ => None,
+                    },
+                    probably_removed: probably_removed(&s.availability),
                     missed_heartbeats: missed,
                     unavailable_since: since,
                     last_seen_at: s.last_seen_at.to_string(),
@@ -413,6 +425,11 @@ fn detail_json(
                         entry.duration_seconds = Some(unavailable_for.as_secs_f64());
                         entry.missed_heartbeats = Some(*missed);
                         "recovered"
+                    }
+                    HistoryKind::Decommissioned => "decommissioned",
+                    HistoryKind::Recommissioned { decommissioned_for } => {
+                        entry.duration_seconds = Some(decommissioned_for.as_secs_f64());
+                        "recommissioned"
                     }
                 }
                 .to_owned();
@@ -504,7 +521,12 @@ pub async fn detail(
     let slc = Slc::new(&slc)?;
     let detail = state.carewatch.installation(&reseller, &slc).await?;
     let windows = state.carewatch.maintenance_windows(&reseller).await?;
-    Ok(Json(detail_json(&detail, &windows, state.carewatch.now())))
+    Ok(Json(detail_json(
+        &detail,
+        &windows,
+        state.carewatch.now(),
+        |a| state.carewatch.probably_removed(a),
+    )))
 }
 
 /// Totals per health

@@ -87,6 +87,10 @@ pub fn router(carewatch: Carewatch, options: WebOptions) -> Router {
         )
         .route("/installations/{slc}", get(pages::installation::page))
         .route("/installations/{slc}/labels", post(pages::labels::save))
+        .route(
+            "/installations/{slc}/servers/{server}/decommission",
+            post(pages::labels::decommission),
+        )
         .route("/team", get(pages::team::page))
         .route("/team/invite", post(pages::team::invite))
         .route("/team/remove", post(pages::team::remove))

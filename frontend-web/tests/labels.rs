@@ -116,3 +116,40 @@ async fn labels_need_an_admin_of_the_owner_and_the_csrf_token() {
     assert!(page.body.contains("Save labels"), "admins get the form");
     assert!(!page.body.contains("Hafen Nord"), "nothing was set");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_decommissions_a_server_and_health_recovers() {
+    let web = Web::new().await;
+    let site = web.site("alpha", SLC).await;
+    web.fixture.heartbeat(&site, "rs-1", 1).await.expect("beat");
+    web.fixture.heartbeat(&site, "rs-2", 1).await.expect("beat");
+    let admin = web.browser("alpha", "admin@alpha.example", Role::Admin).await;
+    let viewer = web.browser("alpha", "viewer@alpha.example", Role::Viewer).await;
+    let page = web.get_as(&admin, &format!("/installations/{SLC}")).await;
+    assert!(page.body.contains("Decommission recording server rs-2"));
+    let path = format!("/installations/{SLC}/servers/rs-2/decommission");
+    let refused = web.post_as(&viewer, &path, &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let page = web.post_as(&admin, &path, &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("rs-2 is decommissioned"), "{}", page.body);
+    assert!(page.body.contains("decommissioned"));
+    assert!(!page.body.contains("Decommission recording server rs-2"));
+    let token = web.reseller_token("alpha").await;
+    let api = web
+        .api(&format!("/api/v1/installations/{SLC}"), Some(&token))
+        .await
+        .json();
+    let servers = api["servers"].as_array().expect("servers");
+    let retired = servers
+        .iter()
+        .find(|s| s["id"] == "rs-2")
+        .expect("rs-2 listed");
+    assert_eq!(retired["availability"], "decommissioned");
+    assert!(retired["decommissioned_at"].is_string());
+    assert_eq!(api["installation"]["servers"], 1, "only rs-1 counts");
+    let missing = web
+        .post_as(&admin, &format!("/installations/{SLC}/servers/rs-9/decommission"), &[])
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

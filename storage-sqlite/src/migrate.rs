@@ -52,7 +52,10 @@ mod tests {
 
     fn register(conn: &Connection, slc: &str, reseller: &str, health: i64) {
         conn.execute(
-            "INSERT INTO installations VALUES (?1, ?2, 'XProtect', '1', NULL, 1, 0, ?3, NULL, 0, 0, 0, 0)",
+            "INSERT INTO installations (slc, reseller_id, product, product_version,
+                 subscription_expires_at, consent, registered_at, health, worst_code, servers,
+                 unavailable, late, active_conditions)
+             VALUES (?1, ?2, 'XProtect', '1', NULL, 1, 0, ?3, NULL, 0, 0, 0, 0)",
             rusqlite::params![slc, reseller, health],
         )
         .expect("insert installation");

@@ -157,6 +157,18 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.installation(slc).await
     }
+    async fn decommission_server(
+        &self,
+        reseller: Option<&ResellerId>,
+        slc: &Slc,
+        server: &RecordingServerId,
+        at: Timestamp,
+    ) -> Result<bool> {
+        self.check().await?;
+        self.inner
+            .decommission_server(reseller, slc, server, at)
+            .await
+    }
     async fn set_labels(
         &self,
         reseller: &ResellerId,

@@ -35,6 +35,8 @@ class AvailabilityState(str, enum.Enum):
     AVAILABLE = "available"
     LATE = "late"
     UNAVAILABLE = "unavailable"
+    DECOMMISSIONED = "decommissioned"
+    """Retired (removed at the site): counts for nothing until it reports."""
 
 
 class ConditionCode(str, enum.Enum):
@@ -72,6 +74,8 @@ class HistoryKind(str, enum.Enum):
     CONDITION_RESOLVED = "condition_resolved"
     BECAME_UNAVAILABLE = "became_unavailable"
     RECOVERED = "recovered"
+    DECOMMISSIONED = "decommissioned"
+    RECOMMISSIONED = "recommissioned"
 
 
 Code = Union[ConditionCode, str]
@@ -117,7 +121,8 @@ class Availability:
     missed: int = 0
     """Heartbeats missed in a row (while Carewatch was receiving, once unavailable)."""
     since: Optional[datetime] = None
-    """When it became unavailable (the threshold-th heartbeat was due)."""
+    """When it became unavailable (the threshold-th heartbeat was due), or
+    was decommissioned."""
 
 
 @dataclass(frozen=True)

@@ -276,6 +276,8 @@ pub async fn run(args: DemoArgs) -> CliResult {
             Some(Kind::ConditionOpened(c)) => format!("{} opened on {}", c.code, c.subject),
             Some(Kind::ConditionResolved(c)) => format!("{} resolved on {}", c.code, c.subject),
             Some(Kind::FirstSeen(_)) => "first report".to_owned(),
+            Some(Kind::Decommissioned(_)) => "decommissioned".to_owned(),
+            Some(Kind::Recommissioned(_)) => "reported again after being decommissioned".to_owned(),
             None => "?".to_owned(),
         };
         println!("    {:<6} {text}", event.recording_server_id);

@@ -3,6 +3,7 @@
 mod admin;
 mod channels;
 mod dashboard;
+mod decommission;
 mod demo;
 mod label;
 mod maintenance;
@@ -36,6 +37,8 @@ enum Command {
     Dashboard(dashboard::DashboardArgs),
     /// Name one of a reseller's installations: customer, site, notes, tags (reseller token).
     Label(label::LabelArgs),
+    /// Retire a recording server removed at the site: it stops counting (reseller token).
+    Decommission(decommission::DecommissionArgs),
     /// A reseller's notification channels: list, add, test, delete (reseller token).
     Channels(channels::ChannelsArgs),
     /// A reseller's maintenance windows, when nothing notifies: list, add, delete (reseller token).
@@ -106,6 +109,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Admin(args) => admin::run(args).await,
         Command::Dashboard(args) => dashboard::run(args).await,
         Command::Label(args) => label::run(args).await,
+        Command::Decommission(args) => decommission::run(args).await,
         Command::Channels(args) => channels::run(args).await,
         Command::Maintenance(args) => maintenance::run(args).await,
         Command::Notifications(args) => notifications::run(args).await,

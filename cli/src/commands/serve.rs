@@ -71,6 +71,11 @@ pub struct ServeArgs {
     /// event this old).
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
+    /// A recording server unavailable this long is shown as "probably
+    /// removed" for the reseller to decommission (never dropped by itself);
+    /// 0 never shows it.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    probably_removed_after: Duration,
     /// Longest a stop waits for calls in flight before closing connections.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     shutdown_grace: Duration,
@@ -205,7 +210,8 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with_policy(policy)
         .with_node_id(args.node_id)
         .with_liveness_tolerance(args.liveness_tolerance)
-        .with_change_retention(args.change_retention);
+        .with_change_retention(args.change_retention)
+        .with_probably_removed_after(Some(args.probably_removed_after).filter(|d| !d.is_zero()));
     let carewatch = Carewatch::open(store, Arc::new(SystemClock), config).await?;
     if let Some(issued) = carewatch
         .ensure_operator(&ResellerId::new("admin")?)

@@ -278,7 +278,8 @@ fn exact_code(
         Availability::Late { missed } => {
             u8::try_from(missed).map_or(threshold, |m| m.min(threshold))
         }
-        Availability::Unavailable { .. } => threshold,
+        // `evaluate` never retires a server; a retired one is never due.
+        Availability::Unavailable { .. } | Availability::Decommissioned { .. } => threshold,
     }
 }
 

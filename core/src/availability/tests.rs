@@ -187,7 +187,9 @@ proptest! {
                 Availability::Pending => PENDING_CODE,
                 Availability::Available => 0,
                 Availability::Late { missed } => missed as u8,
-                Availability::Unavailable { .. } => p.unavailable_after() as u8,
+                Availability::Unavailable { .. } | Availability::Decommissioned { .. } => {
+                    p.unavailable_after() as u8
+                }
             };
             prop_assert_eq!(out[k], expected, "server {}", k);
         }
@@ -295,7 +297,9 @@ fn scalar_code(
         Availability::Pending => PENDING_CODE,
         Availability::Available => 0,
         Availability::Late { missed } => missed as u8,
-        Availability::Unavailable { .. } => p.unavailable_after() as u8,
+        Availability::Unavailable { .. } | Availability::Decommissioned { .. } => {
+            p.unavailable_after() as u8
+        }
     }
 }
 

@@ -69,7 +69,12 @@ pub struct Config {
     history_limit: u32,
     stall_limit: Duration,
     change_retention: Duration,
+    probably_removed_after: Option<Duration>,
 }
+
+/// How long a server is unavailable before the reseller is asked whether it
+/// was removed ([`Availability::probably_removed`](crate::availability::Availability::probably_removed)).
+pub const DEFAULT_PROBABLY_REMOVED_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Config {
     /// Defaults: 60 s heartbeats, unavailable after 3 missed, messages up to
@@ -86,7 +91,20 @@ impl Config {
             history_limit: 50,
             stall_limit: DEFAULT_STALL_LIMIT,
             change_retention: DEFAULT_CHANGE_RETENTION,
+            probably_removed_after: Some(DEFAULT_PROBABLY_REMOVED_AFTER),
         }
+    }
+
+    /// After how long unavailable a server is shown as "probably removed"
+    /// for the reseller to confirm by decommissioning it; `None`: never.
+    pub fn with_probably_removed_after(mut self, after: Option<Duration>) -> Self {
+        self.probably_removed_after = after;
+        self
+    }
+
+    /// See [`Config::with_probably_removed_after`].
+    pub fn probably_removed_after(&self) -> Option<Duration> {
+        self.probably_removed_after
     }
 
     /// The interval every recording server is told to keep.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::Carewatch;
 use crate::auth::{self, IssuedToken, Principal, parse_token};
 use crate::error::{Error, Result};
-use crate::ids::{ResellerId, Slc, checked_text};
+use crate::ids::{RecordingServerId, ResellerId, Slc, checked_text};
 use crate::installation::{Installation, Product};
 use crate::seal::{InstallationKey, KeyId};
 use crate::store::{InstallationUpdate, Reseller};
@@ -187,6 +187,22 @@ impl Carewatch {
             .await?;
         self.feed_written();
         Ok(updated)
+    }
+
+    /// Retires a recording server of any installation (the operator's
+    /// version of [`Carewatch::decommission_server`]).
+    pub async fn decommission_server_as_operator(
+        &self,
+        slc: &Slc,
+        server: &RecordingServerId,
+    ) -> Result<bool> {
+        let changed = self
+            .inner
+            .store
+            .decommission_server(None, slc, server, self.now())
+            .await?;
+        self.feed_written();
+        Ok(changed)
     }
 
     /// Records the owner's consent (or its withdrawal).

@@ -3,8 +3,9 @@
 //! Another reseller's installation is indistinguishable from a missing one.
 
 use super::Carewatch;
+use crate::availability::Availability;
 use crate::error::{Error, Result};
-use crate::ids::{ResellerId, Slc};
+use crate::ids::{RecordingServerId, ResellerId, Slc};
 use crate::labels::Labels;
 use crate::store::{InstallationDetail, OverviewPage, OverviewQuery};
 use crate::team::{self, User};
@@ -46,5 +47,33 @@ impl Carewatch {
             .await?;
         self.feed_written();
         Ok(())
+    }
+
+    /// Retires one of the acting admin's reseller's recording servers (it
+    /// was removed at the site): it stops counting for health and Offline,
+    /// its open conditions are resolved, its history stays; a message from
+    /// it brings it back. `Ok(false)` if it was retired already. `NotFound`
+    /// for an installation missing or another reseller's, or a server never
+    /// heard from; `PermissionDenied` for a viewer.
+    pub async fn decommission_server(
+        &self,
+        acting: &User,
+        slc: &Slc,
+        server: &RecordingServerId,
+    ) -> Result<bool> {
+        team::require_admin(acting)?;
+        let changed = self
+            .inner
+            .store
+            .decommission_server(Some(&acting.reseller), slc, server, self.now())
+            .await?;
+        self.feed_written();
+        Ok(changed)
+    }
+
+    /// Whether a server of this availability is shown as "probably
+    /// removed" now ([`super::Config::with_probably_removed_after`]).
+    pub fn probably_removed(&self, availability: &Availability) -> bool {
+        availability.probably_removed(self.now(), self.inner.config.probably_removed_after())
     }
 }

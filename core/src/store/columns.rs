@@ -73,11 +73,12 @@ pub fn sequence_from_column(stored: i64) -> u64 {
 /// state 0 available, 1 late, 2 unavailable. Pending servers have no row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AvailabilityColumns {
-    /// 0 available, 1 late, 2 unavailable.
+    /// 0 available, 1 late, 2 unavailable, 3 decommissioned.
     pub state: i16,
     /// Heartbeats missed.
     pub missed: i64,
-    /// When it became unavailable (milliseconds), only for state 2.
+    /// When it became unavailable or was decommissioned (milliseconds),
+    /// only for states 2 and 3.
     pub unavailable_since: Option<i64>,
 }
 
@@ -87,6 +88,7 @@ impl From<&Availability> for AvailabilityColumns {
             Availability::Pending | Availability::Available => (0, 0, None),
             Availability::Late { missed } => (1, missed, None),
             Availability::Unavailable { since, missed } => (2, missed, Some(since.as_millis())),
+            Availability::Decommissioned { since } => (3, 0, Some(since.as_millis())),
         };
         Self {
             state,
@@ -106,6 +108,9 @@ impl AvailabilityColumns {
             (2, Some(since)) => Ok(Availability::Unavailable {
                 since: Timestamp::from_millis(since),
                 missed,
+            }),
+            (3, Some(since)) => Ok(Availability::Decommissioned {
+                since: Timestamp::from_millis(since),
             }),
             (state, _) => Err(corrupt("server state", format!("state {state}"))),
         }
@@ -173,6 +178,15 @@ impl<'a> From<&'a HistoryKind> for HistoryColumns<'a> {
                 missed: Some(i64::from(*missed)),
                 ..none
             },
+            HistoryKind::Decommissioned => Self {
+                kind: "decommissioned",
+                ..none
+            },
+            HistoryKind::Recommissioned { decommissioned_for } => Self {
+                kind: "recommissioned",
+                duration_ms: Some(duration_millis(*decommissioned_for)),
+                ..none
+            },
         }
     }
 }
@@ -204,6 +218,10 @@ impl HistoryColumns<'_> {
             "recovered" => HistoryKind::Recovered {
                 unavailable_for: duration(),
                 missed: missed()?,
+            },
+            "decommissioned" => HistoryKind::Decommissioned,
+            "recommissioned" => HistoryKind::Recommissioned {
+                decommissioned_for: duration(),
             },
             other => return Err(corrupt("history kind", format!("{other:?} is not one"))),
         })

@@ -258,6 +258,14 @@ pub enum HistoryKind {
         /// Heartbeats it missed.
         missed: u32,
     },
+    /// The reseller or the operator retired the server (removed at the
+    /// site); its open conditions were resolved at the same instant.
+    Decommissioned,
+    /// A message came from a retired server: it counts again.
+    Recommissioned {
+        /// How long it was retired.
+        decommissioned_for: Duration,
+    },
 }
 
 /// Where an overview page starts: after this (health, SLC) position.
@@ -488,6 +496,18 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Installation>;
     /// An installation.
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>>;
+    /// Retires a recording server at `at` with [`rules::decommission`]: its
+    /// open conditions resolved, its history entry, the installation's line
+    /// refreshed, all in one transaction. `Ok(false)` if it was retired
+    /// already. `NotFound` if the installation is missing (or, given
+    /// `reseller`, another reseller's) or the server was never heard from.
+    async fn decommission_server(
+        &self,
+        reseller: Option<&ResellerId>,
+        slc: &Slc,
+        server: &RecordingServerId,
+        at: Timestamp,
+    ) -> Result<bool>;
     /// Sets the labels of `reseller`'s installation at `at` (and appends a
     /// [`crate::feed::Change::Labels`] event), storing
     /// [`Labels::search_text`] for the overview's search. `NotFound` if the

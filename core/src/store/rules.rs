@@ -57,15 +57,59 @@ pub fn judge_sign(current: &ServerRecord, sign: &SignOfLife) -> SignJudgement {
     }
 }
 
-/// The history entry of a message from a server that was unavailable.
+/// The history entry of a message from a server that was unavailable, or
+/// retired (a message brings a decommissioned server back).
 pub fn recovery(previous: &Availability, sign: &SignOfLife) -> Option<HistoryKind> {
     match previous {
         Availability::Unavailable { since, .. } => Some(HistoryKind::Recovered {
             unavailable_for: sign.received_at.since(*since),
             missed: sign.missed_before,
         }),
+        Availability::Decommissioned { since } => Some(HistoryKind::Recommissioned {
+            decommissioned_for: sign.received_at.since(*since),
+        }),
         _ => None,
     }
+}
+
+/// What retiring a server writes: its availability, its open conditions
+/// resolved (the derived `SERVER_UNAVAILABLE` too), each with its history
+/// entry, and the [`HistoryKind::Decommissioned`] entry after them. `None`
+/// if it is retired already (nothing to write).
+pub fn decommission(
+    current: &Availability,
+    active: &[ActiveCondition],
+    at: Timestamp,
+) -> Option<Decommission> {
+    if matches!(current, Availability::Decommissioned { .. }) {
+        return None;
+    }
+    Some(Decommission {
+        availability: Availability::Decommissioned { since: at },
+        resolved: active
+            .iter()
+            .map(|a| {
+                (
+                    a.key.clone(),
+                    HistoryKind::ConditionResolved {
+                        code: a.key.code.clone(),
+                        subject: a.key.subject.clone(),
+                        open_for: at.since(a.opened_at),
+                    },
+                )
+            })
+            .collect(),
+    })
+}
+
+/// See [`decommission`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decommission {
+    /// The server's availability from now on.
+    pub availability: Availability,
+    /// Resolve these conditions, with these history entries (then record
+    /// [`HistoryKind::Decommissioned`]).
+    pub resolved: Vec<(ConditionKey, HistoryKind)>,
 }
 
 /// An active condition as stored: its key, detail and when it opened.

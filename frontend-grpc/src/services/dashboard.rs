@@ -4,7 +4,7 @@ use std::pin::Pin;
 
 use carewatch_core::Carewatch;
 use carewatch_core::feed::EventId;
-use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::notification::maintenance::in_maintenance;
 use carewatch_core::store::{OverviewQuery, PageCursor};
 use futures::{Stream, StreamExt};
@@ -115,7 +115,7 @@ impl Dashboard for DashboardService {
             .installation(&reseller, &slc)
             .await
             .map_err(to_status)?;
-        let mut reply = convert::detail(&detail);
+        let mut reply = convert::detail(&detail, |a| self.carewatch.probably_removed(a));
         let until = self.maintenance(&reseller, std::iter::once(&slc)).await?;
         if let Some(row) = reply.installation.as_mut() {
             row.maintenance_until = until.into_iter().next().flatten();
@@ -166,5 +166,21 @@ impl Dashboard for DashboardService {
         Ok(Response::new(proto::SetLabelsResponse {
             labels: Some(convert::labels(&labels)),
         }))
+    }
+
+    async fn decommission_server(
+        &self,
+        request: Request<proto::DecommissionServerRequest>,
+    ) -> Result<Response<proto::DecommissionServerResponse>, Status> {
+        let acting = token_admin(&self.carewatch, &request).await?;
+        let r = request.into_inner();
+        let slc = Slc::new(&r.slc).map_err(to_status)?;
+        let server = RecordingServerId::new(&r.recording_server_id).map_err(to_status)?;
+        let changed = self
+            .carewatch
+            .decommission_server(&acting, &slc, &server)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::DecommissionServerResponse { changed }))
     }
 }

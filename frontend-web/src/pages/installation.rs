@@ -15,7 +15,7 @@ use carewatch_core::time::Timestamp;
 use http::StatusCode;
 use maud::{Markup, html};
 
-use super::labels::labels_form;
+use super::labels::{decommission_form, labels_form};
 use super::layout::{Nav, page as layout};
 use super::overview::{health_badge, live_status, servers_text};
 use super::{Notice, PageResult, error_page, html_response};
@@ -75,7 +75,10 @@ pub(super) async fn render(
             (live_status(&current))
             div data-live-part="details" {
                 (summary(&detail, &windows, now))
-                (servers(&detail.servers, now))
+                (servers(&detail.servers, now, &ServerActions {
+                    admin: (user.user().role == Role::Admin).then_some((user, slc)),
+                    probably_removed: &|a| state.carewatch.probably_removed(a),
+                }))
                 (conditions(&detail.active_conditions, now))
                 (history(&detail.history))
             }
@@ -184,6 +187,9 @@ fn availability(a: &Availability) -> Markup {
             Availability::Unavailable { since, .. } => span.health.health-critical {
                 "unavailable since " (format::time(*since))
             },
+            Availability::Decommissioned { since } => span.muted {
+                "decommissioned " (format::time(*since)) " (not counted)"
+            },
         }
     }
 }
@@ -191,11 +197,18 @@ fn availability(a: &Availability) -> Markup {
 fn missed(a: &Availability) -> u32 {
     match a {
         Availability::Late { missed } | Availability::Unavailable { missed, .. } => *missed,
-        Availability::Pending | Availability::Available => 0,
+        Availability::Pending | Availability::Available | Availability::Decommissioned { .. } => 0,
     }
 }
 
-fn servers(servers: &[ServerRecord], now: Timestamp) -> Markup {
+/// What the servers table shows besides the servers: for an admin, the
+/// decommission forms; which servers are flagged "probably removed".
+struct ServerActions<'a> {
+    admin: Option<(&'a SignedIn, &'a Slc)>,
+    probably_removed: &'a dyn Fn(&Availability) -> bool,
+}
+
+fn servers(servers: &[ServerRecord], now: Timestamp, actions: &ServerActions<'_>) -> Markup {
     html! {
         h2 #servers { "Recording servers" }
         @if servers.is_empty() {
@@ -210,17 +223,32 @@ fn servers(servers: &[ServerRecord], now: Timestamp) -> Markup {
                         th scope="col" { "Last seen" }
                         th scope="col" { "Interval" }
                         th scope="col" { "First seen" }
+                        @if actions.admin.is_some() { th scope="col" { "Removed at the site?" } }
                     }
                 }
                 tbody {
                     @for s in servers {
                         tr {
                             th scope="row" data-label="Server" { (s.server) }
-                            td data-label="Availability" { (availability(&s.availability)) }
+                            td data-label="Availability" {
+                                (availability(&s.availability))
+                                @if (actions.probably_removed)(&s.availability) {
+                                    strong.warning.detail { "probably removed: decommission it if so" }
+                                }
+                            }
                             td data-label="Missed heartbeats" { (missed(&s.availability)) }
                             td data-label="Last seen" { (format::ago(s.last_seen_at, now)) }
                             td data-label="Interval" { (format::duration(s.interval)) }
                             td data-label="First seen" { (format::time(s.first_seen_at)) }
+                            @if let Some((user, slc)) = actions.admin {
+                                td data-label="Removed at the site?" {
+                                    @if matches!(s.availability, Availability::Decommissioned { .. }) {
+                                        span.muted { "—" }
+                                    } @else {
+                                        (decommission_form(user, slc, &s.server))
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -287,6 +315,13 @@ fn happened(kind: &HistoryKind) -> Markup {
             HistoryKind::Recovered { unavailable_for, missed } => {
                 strong { "recovered" } " after " (format::duration(*unavailable_for))
                 " unavailable (" (format::heartbeats(*missed)) " missed)"
+            },
+            HistoryKind::Decommissioned => {
+                strong { "decommissioned" } " (removed at the site; its conditions resolved)"
+            },
+            HistoryKind::Recommissioned { decommissioned_for } => {
+                strong { "reported again" } " after " (format::duration(*decommissioned_for))
+                " decommissioned: it counts again"
             },
         }
     }

@@ -1,11 +1,12 @@
-//! Naming an installation (issue 18): the admins' form on the installation
-//! page. Another reseller's installation is the same 404 as a missing one
-//! (core sets labels only where the reseller owns the installation).
+//! The admins' forms on the installation page (issue 18): naming it, and
+//! decommissioning a recording server removed at the site. Another
+//! reseller's installation is the same 404 as a missing one (core changes
+//! only what the reseller owns).
 
 use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Form, Path, State};
 use carewatch_core::Error;
-use carewatch_core::ids::Slc;
+use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::labels::{Labels, MAX_NAME_BYTES, MAX_NOTES_BYTES};
 use http::StatusCode;
 use maud::{Markup, html};
@@ -105,6 +106,65 @@ pub fn labels_form(user: &SignedIn, slc: &Slc, labels: &Labels) -> Markup {
                 label for="notes" { "Notes" }
                 textarea #notes name="notes" rows="4" maxlength=(MAX_NOTES_BYTES) { (labels.notes()) }
                 button type="submit" { "Save labels" }
+            }
+        }
+    }
+}
+
+/// The decommission form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct DecommissionForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /installations/{slc}/servers/{server}/decommission`.
+pub async fn decommission(
+    State(state): State<AppState>,
+    user: SignedIn,
+    path: Result<Path<(String, String)>, PathRejection>,
+    form: Result<Form<DecommissionForm>, FormRejection>,
+) -> PageResult {
+    let Ok(Form(form)) = form else {
+        return Err(bad_form(Some(&user)));
+    };
+    if !user.csrf_matches(Some(&form.csrf)) {
+        return Err(csrf_refused(Some(&user)));
+    }
+    require_admin(&user)?;
+    let bad = |e| error_page(e, Some(&user));
+    let Ok(Path((slc, server))) = path else {
+        return Err(bad(Error::InvalidInput {
+            field: "slc",
+            reason: "the address does not name a recording server".into(),
+        }));
+    };
+    let slc = Slc::new(&slc).map_err(bad)?;
+    let server = RecordingServerId::new(&server).map_err(bad)?;
+    // Missing or another reseller's: the installation page's own 404.
+    let changed = state
+        .carewatch
+        .decommission_server(user.user(), &slc, &server)
+        .await
+        .map_err(bad)?;
+    let notice = Notice::Done(if changed {
+        format!(
+            "Recording server {server} is decommissioned: it no longer counts. A message from it brings it back."
+        )
+    } else {
+        format!("Recording server {server} was decommissioned already.")
+    });
+    render(&state, &user, &slc, StatusCode::OK, Some(&notice)).await
+}
+
+/// One server's "decommission" button, asking for confirmation in words.
+pub fn decommission_form(user: &SignedIn, slc: &Slc, server: &RecordingServerId) -> Markup {
+    html! {
+        form.inline method="post"
+            action=(format!("/installations/{slc}/servers/{server}/decommission")) {
+            (csrf_field(user))
+            button type="submit" aria-label=(format!("Decommission recording server {server}")) {
+                "Decommission"
             }
         }
     }

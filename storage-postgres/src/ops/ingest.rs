@@ -187,7 +187,7 @@ pub(crate) async fn heartbeat_in_place(c: &mut PgConnection, sign: &SignOfLife) 
 }
 
 /// A server row; with `lock`, locked until the transaction ends.
-async fn load_server(
+pub(crate) async fn load_server(
     c: &mut PgConnection,
     slc: &Slc,
     server: &RecordingServerId,

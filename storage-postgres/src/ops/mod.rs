@@ -6,6 +6,7 @@ mod availability;
 mod feed;
 mod history;
 mod ingest;
+mod lifecycle;
 mod notifications;
 mod reads;
 mod summary;
@@ -100,6 +101,19 @@ impl Store for PostgresStore {
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>> {
         self.read(slc, |c, s| Box::pin(admin::installation(c, s)))
             .await
+    }
+
+    async fn decommission_server(
+        &self,
+        reseller: Option<&ResellerId>,
+        slc: &Slc,
+        server: &RecordingServerId,
+        at: Timestamp,
+    ) -> Result<bool> {
+        self.write(&(reseller, slc, server, at), |c, (r, s, v, at)| {
+            Box::pin(lifecycle::decommission_server(c, *r, s, v, *at))
+        })
+        .await
     }
 
     async fn set_labels(

@@ -38,7 +38,7 @@ pub(crate) fn admission(
     }))
 }
 
-fn load_server(
+pub(crate) fn load_server(
     tx: &Transaction<'_>,
     slc: &Slc,
     server: &RecordingServerId,

@@ -5,6 +5,7 @@ mod availability;
 mod feed;
 mod history;
 mod ingest;
+mod lifecycle;
 mod notifications;
 mod reads;
 mod summary;
@@ -93,6 +94,20 @@ impl Store for SqliteStore {
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>> {
         let slc = slc.clone();
         self.read(move |tx| admin::installation(tx, &slc)).await
+    }
+
+    async fn decommission_server(
+        &self,
+        reseller: Option<&ResellerId>,
+        slc: &Slc,
+        server: &RecordingServerId,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let (reseller, slc, server) = (reseller.cloned(), slc.clone(), server.clone());
+        self.write(move |tx| {
+            lifecycle::decommission_server(tx, reseller.as_ref(), &slc, &server, at)
+        })
+        .await
     }
 
     async fn set_labels(

@@ -36,6 +36,8 @@ fn describe(e: &ChangeEvent) -> String {
             }
             HistoryKind::Recovered { missed, .. } => format!("{server} recovered after {missed}"),
             HistoryKind::FirstSeen => format!("{server} first seen"),
+            HistoryKind::Decommissioned => format!("{server} decommissioned"),
+            HistoryKind::Recommissioned { .. } => format!("{server} recommissioned"),
         },
         Change::Registered => "registered".into(),
         Change::Labels => "labels".into(),

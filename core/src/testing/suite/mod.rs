@@ -21,6 +21,7 @@ mod feed;
 mod ingest;
 mod labels;
 mod large_batches;
+mod lifecycle;
 mod notifications;
 mod reads;
 mod registration;
@@ -35,6 +36,7 @@ mod by_name {
     pub(super) use super::ingest::*;
     pub(super) use super::labels::*;
     pub(super) use super::large_batches::*;
+    pub(super) use super::lifecycle::*;
     pub(super) use super::notifications::*;
     pub(super) use super::reads::*;
     pub(super) use super::registration::*;

@@ -1,0 +1,189 @@
+//! An installation's life (issue 18): retiring a recording server that was
+//! removed at the site, and a message bringing it back.
+
+use super::team::member;
+use super::{beat, detail, event, refused, report, rs, secs, server, slc, t};
+use crate::availability::Availability;
+use crate::catalogue::ConditionCode;
+use crate::error::Error;
+use crate::health::Health;
+use crate::store::HistoryKind;
+use crate::team::Role;
+use crate::testing::TestBackend;
+use crate::testing::fixture::{Fixture, START};
+
+pub(crate) async fn a_decommissioned_server_stops_counting_until_it_reports(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0001").await;
+    let admin = member(&fx, &site.reseller, "admin@alpha", Role::Admin, START).await;
+    beat(&fx, &site, "rs-1", 1).await;
+    report(
+        &fx,
+        &site,
+        "rs-2",
+        1,
+        &[(ConditionCode::StorageFull, "D:", "100%")],
+    )
+    .await;
+    // rs-2 goes silent and is marked unavailable; rs-1 keeps beating.
+    fx.advance(secs(60));
+    beat(&fx, &site, "rs-1", 2).await;
+    fx.advance(secs(60));
+    beat(&fx, &site, "rs-1", 3).await;
+    fx.advance(secs(62));
+    beat(&fx, &site, "rs-1", 4).await;
+    fx.carewatch.sweep().await.expect("sweep");
+    let before = detail(&fx, &site).await;
+    assert_eq!(before.summary.health, Health::Critical, "{before:#?}");
+    assert!(matches!(
+        server(&before, "rs-2").availability,
+        Availability::Unavailable { .. }
+    ));
+    assert_eq!(
+        before.active_conditions.len(),
+        2,
+        "the drive and the outage"
+    );
+
+    // Retired at 182 s: health recovers at once, its conditions resolve.
+    let changed = fx
+        .carewatch
+        .decommission_server(&admin, &site.slc, &rs("rs-2"))
+        .await
+        .expect("decommissioned");
+    assert!(changed);
+    let after = detail(&fx, &site).await;
+    assert_eq!(
+        after.summary.health,
+        Health::Healthy,
+        "{:#?}",
+        after.summary
+    );
+    assert_eq!((after.summary.servers, after.summary.unavailable), (1, 0));
+    assert!(
+        after.active_conditions.is_empty(),
+        "{:#?}",
+        after.active_conditions
+    );
+    assert_eq!(
+        server(&after, "rs-2").availability,
+        Availability::Decommissioned { since: t(182) }
+    );
+    assert_eq!(server(&after, "rs-2").next_check_at, None, "never swept");
+    assert!(
+        after
+            .history
+            .contains(&event(t(182), "rs-2", HistoryKind::Decommissioned))
+    );
+    let resolved: Vec<&ConditionCode> = after
+        .history
+        .iter()
+        .filter(|e| e.at == t(182))
+        .filter_map(|e| match &e.kind {
+            HistoryKind::ConditionResolved { code, .. } => Some(code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resolved.len(), 2, "both conditions resolved: {resolved:?}");
+    assert!(
+        before.history.iter().all(|e| after.history.contains(e)),
+        "its history stays"
+    );
+    // Again: nothing to do.
+    assert!(
+        !fx.carewatch
+            .decommission_server(&admin, &site.slc, &rs("rs-2"))
+            .await
+            .expect("idempotent")
+    );
+    // Sweeps never mark it again.
+    fx.advance(secs(600));
+    beat(&fx, &site, "rs-1", 5).await;
+    fx.carewatch.sweep().await.expect("sweep");
+    let later = detail(&fx, &site).await;
+    assert_eq!(later.summary.health, Health::Healthy);
+    assert_eq!(
+        server(&later, "rs-2").availability,
+        Availability::Decommissioned { since: t(182) }
+    );
+
+    // A message from it brings it back, and the history says so.
+    fx.advance(secs(18));
+    beat(&fx, &site, "rs-2", 2).await;
+    let back = detail(&fx, &site).await;
+    assert_eq!(server(&back, "rs-2").availability, Availability::Available);
+    assert_eq!(back.summary.servers, 2, "it counts again");
+    assert!(back.history.contains(&event(
+        t(800),
+        "rs-2",
+        HistoryKind::Recommissioned {
+            decommissioned_for: secs(618)
+        }
+    )));
+}
+
+pub(crate) async fn decommissioning_is_for_the_owner_and_known_servers(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0002").await;
+    let other = fx.reseller("beta").await;
+    beat(&fx, &site, "rs-1", 1).await;
+    let intruder = member(&fx, &other, "admin@beta", Role::Admin, START).await;
+    let viewer = member(&fx, &site.reseller, "viewer@alpha", Role::Viewer, START).await;
+    let admin = member(&fx, &site.reseller, "admin@alpha", Role::Admin, START).await;
+    let theirs = refused(
+        fx.carewatch
+            .decommission_server(&intruder, &site.slc, &rs("rs-1"))
+            .await,
+        "another reseller's installation",
+    );
+    let missing = refused(
+        fx.carewatch
+            .decommission_server(&intruder, &slc("M01-C01-0099"), &rs("rs-1"))
+            .await,
+        "a missing installation",
+    );
+    assert!(matches!(theirs, Error::NotFound { .. }), "{theirs}");
+    assert_eq!(
+        theirs.to_string().replace("0002", "0099"),
+        missing.to_string(),
+        "another reseller's reads exactly like a missing one"
+    );
+    let err = refused(
+        fx.carewatch
+            .decommission_server(&admin, &site.slc, &rs("rs-9"))
+            .await,
+        "a server never heard from",
+    );
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let err = refused(
+        fx.carewatch
+            .decommission_server(&viewer, &site.slc, &rs("rs-1"))
+            .await,
+        "a viewer",
+    );
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+    assert_eq!(
+        server(&detail(&fx, &site).await, "rs-1").availability,
+        Availability::Available,
+        "nothing changed"
+    );
+    // The operator may retire any installation's server.
+    assert!(
+        fx.carewatch
+            .decommission_server_as_operator(&site.slc, &rs("rs-1"))
+            .await
+            .expect("the operator retires it")
+    );
+    let d = detail(&fx, &site).await;
+    assert_eq!(
+        d.summary.health,
+        Health::Pending,
+        "no server counts: none heard"
+    );
+}
