@@ -20,6 +20,7 @@ pub mod installation;
 pub mod labels;
 pub mod liveness;
 pub mod notification;
+pub mod report;
 pub mod seal;
 mod service;
 pub mod store;
