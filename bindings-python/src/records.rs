@@ -25,13 +25,18 @@ pub fn reseller<'py>(py: Python<'py>, r: &Reseller) -> PyResult<Bound<'py, PyAny
     })
 }
 
-fn overview_row<'py>(py: Python<'py>, row: &OverviewRow) -> PyResult<Bound<'py, PyAny>> {
+fn overview_row<'py>(
+    py: Python<'py>,
+    row: &OverviewRow,
+    now: Timestamp,
+) -> PyResult<Bound<'py, PyAny>> {
     value!(py, "OverviewRow" {
         slc: row.slc.as_str(),
         product: product(py, &row.product)?,
         summary: summary(py, &row.summary)?,
         last_seen_at: opt_datetime(py, row.last_seen_at)?,
         labels: labels(py, &row.labels)?,
+        refused: row.refusal_at(now).map(|r| r.name()),
     })
 }
 
@@ -44,11 +49,15 @@ pub fn labels<'py>(py: Python<'py>, l: &Labels) -> PyResult<Bound<'py, PyAny>> {
     })
 }
 
-pub fn overview_page<'py>(py: Python<'py>, page: &OverviewPage) -> PyResult<Bound<'py, PyAny>> {
+pub fn overview_page<'py>(
+    py: Python<'py>,
+    page: &OverviewPage,
+    now: Timestamp,
+) -> PyResult<Bound<'py, PyAny>> {
     let rows = page
         .rows
         .iter()
-        .map(|row| overview_row(py, row))
+        .map(|row| overview_row(py, row, now))
         .collect::<PyResult<Vec<_>>>()?;
     value!(py, "OverviewPage" {
         rows: PyTuple::new(py, rows)?,

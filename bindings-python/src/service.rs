@@ -278,7 +278,7 @@ impl Carewatch {
             ..OverviewQuery::default()
         };
         let page = block_on(py, self.service.overview(&reseller, &query))?;
-        records::overview_page(py, &page)
+        records::overview_page(py, &page, self.service.now())
     }
 
     /// Names one of the reseller's installations (all labels replaced;

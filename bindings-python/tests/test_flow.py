@@ -213,3 +213,14 @@ def test_a_decommissioned_server_stops_counting(site: Site) -> None:
     assert cw.decommission_server(site.token, site.slc, "rs-1") is False
     with pytest.raises(carewatch.NotFound):
         cw.decommission_server(site.token, site.slc, "rs-9")
+
+
+def test_an_expired_installation_says_so(site: Site) -> None:
+    cw = site.cw
+    site.heartbeat()
+    cw.set_subscription(site.slc, datetime(2000, 1, 1, tzinfo=timezone.utc))
+    [row] = cw.overview(site.token, include_healthy=True).rows
+    assert row.refused == "subscription_expired"
+    cw.set_consent(site.slc, False)
+    [row] = cw.overview(site.token, include_healthy=True).rows
+    assert row.refused == "consent_withdrawn"

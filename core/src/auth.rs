@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::ids::{RecordingServerId, ResellerId, Slc};
-use crate::installation::Installation;
+use crate::installation::{Installation, Refusal};
 use crate::seal::KeyId;
 use crate::time::Timestamp;
 
@@ -151,18 +151,16 @@ pub fn verify(presented: &PresentedToken, stored: Option<&TokenHash>) -> Result<
 /// Checks the installation-level rules for a message received at `now`:
 /// consent accepted and Care Plus active.
 pub fn admit(installation: &Installation, now: Timestamp) -> Result<()> {
-    if !installation.consent {
-        return Err(Error::ConsentMissing {
+    match installation.refusal_at(now) {
+        None => Ok(()),
+        Some(Refusal::ConsentWithdrawn) => Err(Error::ConsentMissing {
             slc: installation.slc.clone(),
-        });
-    }
-    if !installation.subscription_active_at(now) {
-        return Err(Error::SubscriptionExpired {
+        }),
+        Some(Refusal::SubscriptionExpired { at }) => Err(Error::SubscriptionExpired {
             slc: installation.slc.clone(),
-            expired_at: installation.subscription_expires_at,
-        });
+            expired_at: at,
+        }),
     }
-    Ok(())
 }
 
 /// The SHA-256 of a sealed message: identifies a retry of the same message.

@@ -56,4 +56,58 @@ impl Installation {
     pub fn subscription_active_at(&self, at: Timestamp) -> bool {
         self.subscription_expires_at.is_some_and(|end| at < end)
     }
+
+    /// Why Carewatch refuses this installation's messages at `at`, if it
+    /// does ([`refusal`]).
+    pub fn refusal_at(&self, at: Timestamp) -> Option<Refusal> {
+        refusal(self.consent, self.subscription_expires_at, at)
+    }
+}
+
+/// Why Carewatch refuses an installation's messages: then its servers are
+/// not judged (silence is expected, not a fault), and every view says why
+/// instead of showing them drifting into Unavailable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The owner withdrew (or never gave) consent.
+    ConsentWithdrawn,
+    /// Care Plus ended at this instant (`None`: there never was one).
+    SubscriptionExpired {
+        /// When it ended.
+        at: Option<Timestamp>,
+    },
+}
+
+impl Refusal {
+    /// A stable lower-case name: `consent_withdrawn`, `subscription_expired`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ConsentWithdrawn => "consent_withdrawn",
+            Self::SubscriptionExpired { .. } => "subscription_expired",
+        }
+    }
+
+    /// In words, for pages and messages.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::ConsentWithdrawn => "Consent withdrawn",
+            Self::SubscriptionExpired { .. } => "Subscription expired",
+        }
+    }
+}
+
+/// The service rule, one place for ingest and every view: consent first,
+/// then Care Plus active at `at`.
+pub fn refusal(
+    consent: bool,
+    subscription_expires_at: Option<Timestamp>,
+    at: Timestamp,
+) -> Option<Refusal> {
+    if !consent {
+        return Some(Refusal::ConsentWithdrawn);
+    }
+    match subscription_expires_at {
+        Some(end) if at < end => None,
+        end => Some(Refusal::SubscriptionExpired { at: end }),
+    }
 }

@@ -123,6 +123,7 @@ pub fn row(r: &OverviewRow) -> proto::InstallationRow {
         last_seen_at: r.last_seen_at.map(timestamp),
         maintenance_until: None,
         labels: Some(labels(&r.labels)),
+        refused: String::new(),
     }
 }
 
@@ -244,6 +245,7 @@ pub fn detail(
             last_seen_at: last_seen.map(timestamp),
             maintenance_until: None,
             labels: Some(labels(&d.labels)),
+            refused: String::new(),
         }),
         subscription_expires_at: i.subscription_expires_at.map(timestamp),
         consent: i.consent,

@@ -17,6 +17,7 @@ use carewatch_core::catalogue::Severity;
 use carewatch_core::health::{Health, HealthSummary};
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
+use carewatch_core::installation::Refusal;
 use carewatch_core::labels::Labels;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, in_maintenance};
 use carewatch_core::store::{HealthTotals, HistoryKind, InstallationDetail, OverviewQuery};
@@ -116,6 +117,11 @@ pub struct InstallationRow {
     pub customer_label: Option<String>,
     /// What the reseller calls it.
     pub labels: LabelsJson,
+    /// Why its messages are refused, if they are: `consent_withdrawn` or
+    /// `subscription_expired` (its servers are not judged meanwhile; its
+    /// health is as it was when the refusal began).
+    #[schema(example = json!(null))]
+    pub refused: Option<String>,
     /// Its health.
     pub health: HealthName,
     /// The health in words.
@@ -166,9 +172,11 @@ impl From<&Labels> for LabelsJson {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // a row's parts, each from its own source
 fn row(
     slc: &Slc,
     labels: &Labels,
+    refusal: Option<Refusal>,
     product: &Product,
     summary: &HealthSummary,
     last_seen_at: Option<Timestamp>,
@@ -178,6 +186,7 @@ fn row(
         slc: slc.to_string(),
         customer_label: Some(labels.title()).filter(|t| !t.is_empty()),
         labels: labels.into(),
+        refused: refusal.map(|r| r.name().to_owned()),
         health: summary.health.into(),
         health_label: summary.health.label().to_owned(),
         worst_condition: summary.worst.as_ref().map(|c| c.as_str().to_owned()),
@@ -329,6 +338,7 @@ fn detail_json(
         installation: row(
             &installation.slc,
             &detail.labels,
+            installation.refusal_at(now),
             &installation.product,
             &detail.summary,
             last_seen,
@@ -482,6 +492,7 @@ pub async fn list(
                 row(
                     &r.slc,
                     &r.labels,
+                    r.refusal_at(now),
                     &r.product,
                     &r.summary,
                     r.last_seen_at,

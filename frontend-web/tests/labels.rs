@@ -165,3 +165,36 @@ async fn an_admin_decommissions_a_server_and_health_recovers() {
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_installation_says_why_instead_of_its_health() {
+    let web = Web::new().await;
+    let site = web.site("alpha", SLC).await;
+    web.fixture.heartbeat(&site, "rs-1", 1).await.expect("beat");
+    let admin = web
+        .browser("alpha", "admin@alpha.example", Role::Admin)
+        .await;
+    let ended = web.fixture.carewatch.now();
+    web.fixture
+        .carewatch
+        .set_subscription(&site.slc, Some(ended))
+        .await
+        .expect("Care Plus ends now");
+    let page = web.get_as(&admin, "/?all=1").await;
+    assert!(page.body.contains("Subscription expired"), "{}", page.body);
+    let page = web.get_as(&admin, &format!("/installations/{SLC}")).await;
+    assert!(page.body.contains("Subscription expired"), "{}", page.body);
+    let token = web.reseller_token("alpha").await;
+    let api = web
+        .api(&format!("/api/v1/installations/{SLC}"), Some(&token))
+        .await
+        .json();
+    assert_eq!(api["installation"]["refused"], "subscription_expired");
+    web.fixture
+        .carewatch
+        .set_consent(&site.slc, false)
+        .await
+        .expect("withdrawn");
+    let page = web.get_as(&admin, "/?all=1").await;
+    assert!(page.body.contains("Consent withdrawn"), "{}", page.body);
+}

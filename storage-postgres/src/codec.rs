@@ -105,7 +105,7 @@ pub(crate) fn summary(row: &PgRow, at: usize) -> DbResult<HealthSummary> {
 macro_rules! server_columns {
     () => {
         "slc, server_id, first_seen_at, last_seen_at, interval_ms, last_sequence, \
-         last_digest, state, missed, unavailable_since, next_check_at"
+         last_digest, state, missed, unavailable_since, next_check_at, counted_from"
     };
 }
 pub(crate) use server_columns;
@@ -133,6 +133,7 @@ pub(crate) fn server_at(row: &PgRow, at: usize) -> DbResult<ServerRecord> {
         }
         .decode()?,
         next_check_at: col::<Option<i64>>(row, at + 10)?.map(ts),
+        counted_from: col::<Option<i64>>(row, at + 11)?.map(ts),
     })
 }
 

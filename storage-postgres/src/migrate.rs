@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0006_notifications.sql"),
     ),
     (7, "labels", include_str!("../migrations/0007_labels.sql")),
+    (8, "service", include_str!("../migrations/0008_service.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -138,7 +138,7 @@ pub(crate) fn summary(row: &Row<'_>, at: usize) -> Result<HealthSummary> {
 macro_rules! server_columns {
     () => {
         "slc, server_id, first_seen_at, last_seen_at, interval_ms, last_sequence, \
-         last_digest, state, missed, unavailable_since, next_check_at"
+         last_digest, state, missed, unavailable_since, next_check_at, counted_from"
     };
 }
 pub(crate) use server_columns;
@@ -164,6 +164,7 @@ pub(crate) fn server(row: &Row<'_>) -> Result<ServerRecord> {
         }
         .decode()?,
         next_check_at: row.col::<Option<i64>>(10)?.map(ts),
+        counted_from: row.col::<Option<i64>>(11)?.map(ts),
     })
 }
 

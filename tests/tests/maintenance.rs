@@ -157,6 +157,14 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.installation(slc).await
     }
+    async fn park_expired(&self, now: Timestamp) -> Result<u32> {
+        self.check().await?;
+        self.inner.park_expired(now).await
+    }
+    async fn delete_withdrawn_data(&self, before: Timestamp, at: Timestamp) -> Result<u32> {
+        self.check().await?;
+        self.inner.delete_withdrawn_data(before, at).await
+    }
     async fn decommission_server(
         &self,
         reseller: Option<&ResellerId>,

@@ -198,6 +198,9 @@ class OverviewRow:
     summary: HealthSummary
     last_seen_at: Optional[datetime]
     labels: Labels = Labels()
+    refused: Optional[str] = None
+    """Why its messages are refused, if they are: ``"consent_withdrawn"`` or
+    ``"subscription_expired"`` (its servers are not judged meanwhile)."""
 
     @property
     def health(self) -> Health:

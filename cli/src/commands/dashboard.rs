@@ -106,8 +106,13 @@ pub async fn print_overview(client: &mut Client, all: bool, json: bool, search: 
                 .map(|t| format!("\"{}\"", json_escape(t)))
                 .collect();
             println!(
-                "{{\"slc\":\"{}\",\"customer\":\"{}\",\"site\":\"{}\",\"tags\":[{}],\"product\":\"{}\",\"health\":\"{}\",\"worst\":\"{}\",\"servers\":{},\"unavailable\":{},\"late\":{},\"conditions\":{},\"last_seen\":{}}}",
+                "{{\"slc\":\"{}\",\"refused\":{},\"customer\":\"{}\",\"site\":\"{}\",\"tags\":[{}],\"product\":\"{}\",\"health\":\"{}\",\"worst\":\"{}\",\"servers\":{},\"unavailable\":{},\"late\":{},\"conditions\":{},\"last_seen\":{}}}",
                 json_escape(&r.slc),
+                if r.refused.is_empty() {
+                    "null".to_owned()
+                } else {
+                    format!("\"{}\"", json_escape(&r.refused))
+                },
                 json_escape(&labels.customer),
                 json_escape(&labels.site),
                 tags.join(","),
@@ -145,7 +150,11 @@ pub async fn print_overview(client: &mut Client, all: bool, json: bool, search: 
             "{:<20} {:<28} {on}{:<10}{off} {:<26} {:>7} {:>6} {:>5} {:>10}",
             r.slc,
             customer_cell(r),
-            health_name(s.health),
+            match r.refused.as_str() {
+                "consent_withdrawn" => "No consent",
+                "subscription_expired" => "Expired",
+                _ => health_name(s.health),
+            },
             if s.worst_condition.is_empty() {
                 "-"
             } else {

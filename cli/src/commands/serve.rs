@@ -76,6 +76,11 @@ pub struct ServeArgs {
     /// 0 never shows it.
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     probably_removed_after: Duration,
+    /// How long an installation's reported data (servers, conditions,
+    /// history) is kept after its owner withdrew consent; then it is deleted
+    /// and only the registration stays (see "Data protection" in README.md).
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    withdrawn_data_retention: Duration,
     /// Longest a stop waits for calls in flight before closing connections.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     shutdown_grace: Duration,
@@ -211,6 +216,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with_node_id(args.node_id)
         .with_liveness_tolerance(args.liveness_tolerance)
         .with_change_retention(args.change_retention)
+        .with_withdrawn_data_retention(args.withdrawn_data_retention)
         .with_probably_removed_after(Some(args.probably_removed_after).filter(|d| !d.is_zero()));
     let carewatch = Carewatch::open(store, Arc::new(SystemClock), config).await?;
     if let Some(issued) = carewatch

@@ -62,6 +62,9 @@ impl Carewatch {
         self.inner.in_flight.drain().await;
         let downtime = self.downtime_state();
         let config = &self.inner.config;
+        // Installations whose Care Plus ended stop being judged first: their
+        // silence from then on is Carewatch's refusal, not a fault.
+        self.watch_storage(now, self.inner.store.park_expired(now).await)?;
         loop {
             let due =
                 self.watch_storage(now, self.inner.store.due_servers(now, SWEEP_BATCH).await)?;
@@ -69,7 +72,7 @@ impl Carewatch {
                 .iter()
                 .map(|s| {
                     let e = availability::evaluate(
-                        Some(s.last_seen_at),
+                        Some(s.counted_since()),
                         s.interval,
                         &config.policy,
                         &downtime.windows,
@@ -170,6 +173,20 @@ impl Carewatch {
     }
 
     /// One round of maintenance: liveness, then the sweep.
+    /// Deletes the reported data (servers, conditions, history) of
+    /// installations whose consent was withdrawn longer ago than the
+    /// retention ([`super::Config::with_withdrawn_data_retention`]); their
+    /// registration stays. Housekeeping runs it; returns how many.
+    pub async fn delete_withdrawn_data(&self) -> Result<u32> {
+        let now = self.now();
+        let before = now.saturating_sub(self.inner.config.withdrawn_data_retention);
+        let deleted = self.inner.store.delete_withdrawn_data(before, now).await?;
+        if deleted > 0 {
+            self.feed_written();
+        }
+        Ok(deleted)
+    }
+
     pub async fn tick(&self) -> Result<SweepReport> {
         self.mark_alive().await?;
         self.sweep().await
@@ -236,6 +253,16 @@ impl Carewatch {
                     Ok(0) => {}
                     Ok(pruned) => tracing::info!(pruned, %before, "pruned the change feed"),
                     Err(e) => tracing::warn!(error = %e, "pruning the change feed failed"),
+                }
+                match self.delete_withdrawn_data().await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(
+                        installations = deleted,
+                        "deleted the reported data of installations whose consent was withdrawn"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "deleting withdrawn installations' data failed")
+                    }
                 }
             }
         };

@@ -70,7 +70,12 @@ pub struct Config {
     stall_limit: Duration,
     change_retention: Duration,
     probably_removed_after: Option<Duration>,
+    withdrawn_data_retention: Duration,
 }
+
+/// How long an installation's reported data is kept after its owner
+/// withdrew consent (then it is deleted; the registration stays).
+pub const DEFAULT_WITHDRAWN_DATA_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// How long a server is unavailable before the reseller is asked whether it
 /// was removed ([`Availability::probably_removed`](crate::availability::Availability::probably_removed)).
@@ -92,7 +97,15 @@ impl Config {
             stall_limit: DEFAULT_STALL_LIMIT,
             change_retention: DEFAULT_CHANGE_RETENTION,
             probably_removed_after: Some(DEFAULT_PROBABLY_REMOVED_AFTER),
+            withdrawn_data_retention: DEFAULT_WITHDRAWN_DATA_RETENTION,
         }
+    }
+
+    /// How long after consent is withdrawn the installation's reported data
+    /// (servers, conditions, history) is deleted.
+    pub fn with_withdrawn_data_retention(mut self, retention: Duration) -> Self {
+        self.withdrawn_data_retention = retention;
+        self
     }
 
     /// After how long unavailable a server is shown as "probably removed"

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::feed::{ChangeEvent, EventId};
 use crate::health::{Health, HealthSummary};
 use crate::ids::{RecordingServerId, ResellerId, Slc};
-use crate::installation::{Installation, Product};
+use crate::installation::{Installation, Product, Refusal, refusal};
 use crate::labels::Labels;
 use crate::liveness::LivenessMark;
 use crate::notification::maintenance::{MaintenanceWindow, WindowId};
@@ -87,8 +87,23 @@ pub struct ServerRecord {
     pub cursor: SequenceCursor,
     /// Its availability as last evaluated.
     pub availability: Availability,
-    /// When its availability must be evaluated again; `None` while unavailable.
+    /// When its availability must be evaluated again; `None` while
+    /// unavailable, decommissioned, or while its installation's messages are
+    /// refused.
     pub next_check_at: Option<Timestamp>,
+    /// Missed heartbeats count from here rather than from `last_seen_at`
+    /// when it is later: the end of a time its messages were refused
+    /// (renewed Care Plus, consent given again), its grace.
+    pub counted_from: Option<Timestamp>,
+}
+
+impl ServerRecord {
+    /// Where missed heartbeats count from: its last message, or the end of
+    /// a refusal if later.
+    pub fn counted_since(&self) -> Timestamp {
+        self.counted_from
+            .map_or(self.last_seen_at, |from| from.max(self.last_seen_at))
+    }
 }
 
 /// What ingest needs to judge one message, read in one call.
@@ -391,6 +406,17 @@ pub struct OverviewRow {
     pub last_seen_at: Option<Timestamp>,
     /// What the reseller calls it.
     pub labels: Labels,
+    /// Whether the owner accepts the service.
+    pub consent: bool,
+    /// When Care Plus ends.
+    pub subscription_expires_at: Option<Timestamp>,
+}
+
+impl OverviewRow {
+    /// Why its messages are refused at `at`, if they are.
+    pub fn refusal_at(&self, at: Timestamp) -> Option<Refusal> {
+        refusal(self.consent, self.subscription_expires_at, at)
+    }
 }
 
 /// Installations per health for one reseller.
@@ -456,6 +482,8 @@ impl InstallationDetail {
             summary: self.summary.clone(),
             last_seen_at: self.last_seen_at(),
             labels: self.labels.clone(),
+            consent: self.installation.consent,
+            subscription_expires_at: self.installation.subscription_expires_at,
         }
     }
 }
@@ -487,7 +515,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// if the SLC is registered; `NotFound` if the reseller does not exist.
     async fn register_installation(&self, installation: &Installation) -> Result<()>;
     /// Changes an installation at `at` (and appends its change-feed event).
-    /// `NotFound` if not registered.
+    /// A change that makes its messages refused parks its servers (not
+    /// judged any more); one that makes them accepted again resumes them
+    /// with [`ServerRecord::counted_from`] at `at`: the grace
+    /// ([`rules::service_change`]). `NotFound` if not registered.
     async fn update_installation(
         &self,
         slc: &Slc,
@@ -559,6 +590,17 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     // ----- availability ----------------------------------------------------
 
+    /// Stops judging the servers of installations whose Care Plus ended at
+    /// or before `now` (their `next_check_at` cleared, the installation
+    /// marked as parked), as [`Store::update_installation`] does at once for
+    /// consent and subscription changes ([`rules::service_change`]).
+    /// Returns how many installations it parked.
+    async fn park_expired(&self, now: Timestamp) -> Result<u32>;
+    /// Deletes what installations reported (servers, conditions, history)
+    /// when their consent was withdrawn at or before `before` and not given
+    /// again, keeping their registration; their line becomes Pending (at
+    /// `at`). Each installation once per withdrawal. Returns how many.
+    async fn delete_withdrawn_data(&self, before: Timestamp, at: Timestamp) -> Result<u32>;
     /// Servers whose `next_check_at` is at or before `now`, ordered by
     /// `(next_check_at, slc, server)`, at most `limit`.
     async fn due_servers(&self, now: Timestamp, limit: u32) -> Result<Vec<ServerRecord>>;

@@ -9,6 +9,7 @@ use crate::availability::Availability;
 use crate::catalogue::ConditionCode;
 use crate::condition::{ConditionKey, ReportedCondition, StatusSnapshot, diff_snapshot};
 use crate::ids::RecordingServerId;
+use crate::installation::Installation;
 use crate::store::{HistoryKind, ServerRecord, SignOfLife};
 use crate::time::Timestamp;
 
@@ -68,6 +69,33 @@ pub fn recovery(previous: &Availability, sign: &SignOfLife) -> Option<HistoryKin
         Availability::Decommissioned { since } => Some(HistoryKind::Recommissioned {
             decommissioned_for: sign.received_at.since(*since),
         }),
+        _ => None,
+    }
+}
+
+/// What a change of consent or Care Plus does to an installation's servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceChange {
+    /// Its messages are refused from now on: stop judging its servers
+    /// (clear `next_check_at` of those not unavailable or retired), so
+    /// nobody is marked Unavailable for a silence Carewatch itself causes.
+    Park,
+    /// Its messages are accepted again: judge its parked servers again,
+    /// counting missed heartbeats from `at` (three intervals of grace before
+    /// one can be Unavailable).
+    Resume,
+}
+
+/// Whether an installation's servers are parked or resumed: `parked` is
+/// whether they are now, `installation` the installation after the change.
+pub fn service_change(
+    parked: bool,
+    installation: &Installation,
+    at: Timestamp,
+) -> Option<ServiceChange> {
+    match (parked, installation.refusal_at(at).is_some()) {
+        (false, true) => Some(ServiceChange::Park),
+        (true, false) => Some(ServiceChange::Resume),
         _ => None,
     }
 }
@@ -246,6 +274,7 @@ mod tests {
                 digest: MessageDigest([1; 32]),
             },
             availability,
+            counted_from: None,
             next_check_at: Some(t(last_seen + 62)),
         }
     }

@@ -63,7 +63,10 @@ impl Fixture {
         let config = Config::new(master_key.clone())
             .with_heartbeat_interval(INTERVAL)
             .expect("valid interval")
-            .with_liveness_tolerance(LIVENESS_TOLERANCE);
+            .with_liveness_tolerance(LIVENESS_TOLERANCE)
+            // A loaded CI machine can take over a second to fsync; the
+            // suite's clock is manual, so no test here measures stalls.
+            .with_stall_limit(std::time::Duration::from_secs(60));
         let carewatch = Carewatch::open(store.clone(), clock.clone(), config)
             .await
             .expect("service opens");

@@ -105,6 +105,8 @@ macro_rules! __conformance_test_list {
             // an installation's life
             a_decommissioned_server_stops_counting_until_it_reports,
             decommissioning_is_for_the_owner_and_known_servers,
+            an_expired_subscription_is_not_judged_and_renewal_gives_grace,
+            withdrawn_consent_is_not_judged_and_its_data_is_deleted_after_retention,
             // a reseller's team
             invitations_create_users_once,
             sessions_expire_and_end_with_their_user,

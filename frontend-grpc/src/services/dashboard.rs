@@ -89,6 +89,7 @@ impl Dashboard for DashboardService {
         let until = self
             .maintenance(&reseller, page.rows.iter().map(|r| &r.slc))
             .await?;
+        let now = self.carewatch.now();
         Ok(Response::new(proto::ListInstallationsResponse {
             installations: page
                 .rows
@@ -96,6 +97,10 @@ impl Dashboard for DashboardService {
                 .zip(until)
                 .map(|(r, until)| proto::InstallationRow {
                     maintenance_until: until,
+                    refused: r
+                        .refusal_at(now)
+                        .map(|refusal| refusal.name().to_owned())
+                        .unwrap_or_default(),
                     ..convert::row(r)
                 })
                 .collect(),
@@ -119,6 +124,11 @@ impl Dashboard for DashboardService {
         let until = self.maintenance(&reseller, std::iter::once(&slc)).await?;
         if let Some(row) = reply.installation.as_mut() {
             row.maintenance_until = until.into_iter().next().flatten();
+            row.refused = detail
+                .installation
+                .refusal_at(self.carewatch.now())
+                .map(|refusal| refusal.name().to_owned())
+                .unwrap_or_default();
         }
         Ok(Response::new(reply))
     }

@@ -17,7 +17,7 @@ use maud::{Markup, html};
 
 use super::labels::{decommission_form, labels_form};
 use super::layout::{Nav, page as layout};
-use super::overview::{health_badge, live_status, servers_text};
+use super::overview::{health_badge, live_status, refusal_badge, servers_text};
 use super::{Notice, PageResult, error_page, html_response};
 use crate::AppState;
 use crate::format;
@@ -105,7 +105,16 @@ fn summary(detail: &InstallationDetail, windows: &[MaintenanceWindow], now: Time
     html! {
         dl.facts {
             dt { "Health" }
-            dd { (health_badge(summary.health)) }
+            dd {
+                @match installation.refusal_at(now) {
+                    Some(refusal) => {
+                        (refusal_badge(refusal))
+                        span.detail { "its health as it was when the refusal began" }
+                        (health_badge(summary.health))
+                    },
+                    None => (health_badge(summary.health)),
+                }
+            }
             dt { "Maintenance" }
             dd {
                 @match maintenance {

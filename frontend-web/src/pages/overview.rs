@@ -7,6 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use carewatch_core::health::Health;
+use carewatch_core::installation::Refusal;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, in_maintenance};
 use carewatch_core::store::{HealthTotals, OverviewPage, OverviewQuery, OverviewRow, PageCursor};
 use carewatch_core::time::Timestamp;
@@ -274,7 +275,10 @@ pub fn row(row: &OverviewRow, maintenance: Option<Timestamp>, now: Timestamp) ->
                 @for tag in row.labels.tags() { " " span.tag { (tag) } }
             }
             td data-label="Health" {
-                (health_badge(summary.health))
+                @match row.refusal_at(now) {
+                    Some(refusal) => (refusal_badge(refusal)),
+                    None => (health_badge(summary.health)),
+                }
                 @if let Some(until) = maintenance { (maintenance_note(until)) }
             }
             td data-label="Worst condition" {
@@ -295,6 +299,15 @@ pub fn row(row: &OverviewRow, maintenance: Option<Timestamp>, now: Timestamp) ->
             }
             td data-label="Product" { (row.product.name()) " " (row.product.version()) }
         }
+    }
+}
+
+/// Why an installation's messages are refused, as a badge in place of its
+/// health: its servers are not judged meanwhile.
+pub fn refusal_badge(refusal: Refusal) -> Markup {
+    html! {
+        span class=(format!("health health-refused refused-{}", refusal.name())) { (refusal.label()) }
+        span.detail { "messages refused; servers not judged" }
     }
 }
 

@@ -182,12 +182,20 @@ pub(crate) async fn update_installation(
                 .execute(&mut *c)
                 .await?
         }
+        // Withdrawing starts the retention of its data (kept from the first
+        // withdrawal); accepting again ends it.
         InstallationUpdate::Consent(accepted) => {
-            query("UPDATE installations SET consent = $2 WHERE slc = $1")
-                .bind(slc.as_str())
-                .bind(*accepted)
-                .execute(&mut *c)
-                .await?
+            query(
+                "UPDATE installations SET consent = $2,
+                     consent_withdrawn_at = CASE WHEN $2 THEN NULL ELSE coalesce(consent_withdrawn_at, $3) END,
+                     data_deleted_at = CASE WHEN $2 THEN NULL ELSE data_deleted_at END
+                 WHERE slc = $1",
+            )
+            .bind(slc.as_str())
+            .bind(*accepted)
+            .bind(at.as_millis())
+            .execute(&mut *c)
+            .await?
         }
         InstallationUpdate::Product(p) => {
             query("UPDATE installations SET product = $2, product_version = $3 WHERE slc = $1")
@@ -205,6 +213,7 @@ pub(crate) async fn update_installation(
     if let Some(change) = feed::installation_change(update) {
         super::feed::append(c, slc, at, &change).await?;
     }
+    super::lifecycle::apply_service_change(c, slc, at).await?;
     installation(c, slc)
         .await?
         .ok_or_else(|| Error::installation_not_found(slc).into())

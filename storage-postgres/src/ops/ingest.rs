@@ -35,7 +35,7 @@ macro_rules! admission_columns {
              i.registered_at,
              k.sealed,
              s.slc, s.server_id, s.first_seen_at, s.last_seen_at, s.interval_ms, s.last_sequence,
-             s.last_digest, s.state, s.missed, s.unavailable_since, s.next_check_at"
+             s.last_digest, s.state, s.missed, s.unavailable_since, s.next_check_at, s.counted_from"
     };
 }
 
@@ -136,7 +136,7 @@ pub(crate) async fn admissions(
 }
 
 /// The column of the batched query's ordinal (after [`admission_columns`]).
-const ADMISSION_ORDINAL: usize = 19;
+const ADMISSION_ORDINAL: usize = 20;
 
 /// An admission from a row of [`admission_columns`] (the installation found).
 fn admission_row(row: &PgRow, key_id: KeyId) -> DbResult<Option<Admission>> {
@@ -290,7 +290,7 @@ enum Judgement {
     Duplicate,
     /// Newer: the row as it is once the message is applied, and the
     /// recovery it records, if the server was unavailable.
-    Newer(ServerRecord, Option<HistoryKind>),
+    Newer(Box<ServerRecord>, Option<HistoryKind>),
 }
 
 /// The core's rule ([`rules::judge_sign`]), as the row it leaves.
@@ -303,14 +303,14 @@ fn judge(current: &ServerRecord, sign: &SignOfLife) -> Judgement {
             next_check_at,
             history,
         } => Judgement::Newer(
-            ServerRecord {
+            Box::new(ServerRecord {
                 last_seen_at,
                 interval: sign.interval,
                 cursor: sign.cursor,
                 availability: Availability::Available,
                 next_check_at,
                 ..current.clone()
-            },
+            }),
             history,
         ),
     }
@@ -417,6 +417,7 @@ async fn touch_server(
                     cursor: sign.cursor,
                     availability: Availability::Available,
                     next_check_at: Some(sign.next_check_at),
+                    counted_from: None,
                 };
                 return Ok((
                     Touch::Applied {
@@ -445,7 +446,7 @@ async fn touch_server(
     let (record, recovery) = match judge(&current, sign) {
         Judgement::Stale(last_accepted) => return Ok((Touch::Stale(last_accepted), current)),
         Judgement::Duplicate => return Ok((Touch::Duplicate, current)),
-        Judgement::Newer(record, recovery) => (record, recovery),
+        Judgement::Newer(record, recovery) => (*record, recovery),
     };
     store_signs(c, std::slice::from_ref(&record)).await?;
     if let Some(recovered) = recovery {
@@ -539,13 +540,13 @@ pub(crate) async fn record_signs_of_life(
                     // An available server records no recovery.
                     Judgement::Newer(record, _) => {
                         match plain_index.get(&key) {
-                            Some(&i) => plain[i] = record.clone(),
+                            Some(&i) => plain[i] = (*record).clone(),
                             None => {
                                 plain_index.insert(key.clone(), plain.len());
-                                plain.push(record.clone());
+                                plain.push((*record).clone());
                             }
                         }
-                        (WriteOutcome::Applied(None), record)
+                        (WriteOutcome::Applied(None), *record)
                     }
                 }
             }

@@ -5,7 +5,7 @@ use carewatch_core::condition::ConditionKey;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::store::HistoryKind;
 use carewatch_core::store::columns::AvailabilityColumns;
-use carewatch_core::store::rules::{self, ActiveCondition};
+use carewatch_core::store::rules::{self, ActiveCondition, ServiceChange};
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
 use sqlx_postgres::PgConnection;
@@ -93,4 +93,109 @@ pub(crate) async fn decommission_server(
     history::record(c, slc, server, at, &HistoryKind::Decommissioned).await?;
     summary::refresh(c, slc, at).await?;
     Ok(true)
+}
+
+/// Applies [`rules::service_change`] after an installation's consent or
+/// Care Plus changed at `at` (or its Care Plus ran out): parks or resumes
+/// its servers. The installation's row is locked first, as every writer of
+/// its line locks it.
+pub(crate) async fn apply_service_change(
+    c: &mut PgConnection,
+    slc: &Slc,
+    at: Timestamp,
+) -> DbResult<()> {
+    let parked = query("SELECT parked_at FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
+        .bind(slc.as_str())
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|row| col::<Option<i64>>(&row, 0))
+        .transpose()?
+        .ok_or_else(|| Error::installation_not_found(slc))?;
+    let installation = super::admin::installation(c, slc)
+        .await?
+        .ok_or_else(|| Error::installation_not_found(slc))?;
+    match rules::service_change(parked.is_some(), &installation, at) {
+        Some(ServiceChange::Park) => {
+            query("UPDATE servers SET next_check_at = NULL WHERE slc = $1 AND state IN (0, 1)")
+                .bind(slc.as_str())
+                .execute(&mut *c)
+                .await?;
+            query("UPDATE installations SET parked_at = $2 WHERE slc = $1")
+                .bind(slc.as_str())
+                .bind(at.as_millis())
+                .execute(&mut *c)
+                .await?;
+        }
+        Some(ServiceChange::Resume) => {
+            // Judged again at once, missed heartbeats counted from `at`.
+            query(
+                "UPDATE servers SET counted_from = $2, next_check_at = $2
+                 WHERE slc = $1 AND state IN (0, 1)",
+            )
+            .bind(slc.as_str())
+            .bind(at.as_millis())
+            .execute(&mut *c)
+            .await?;
+            query("UPDATE installations SET parked_at = NULL WHERE slc = $1")
+                .bind(slc.as_str())
+                .execute(&mut *c)
+                .await?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// Parks the installations whose Care Plus ended at or before `now`.
+pub(crate) async fn park_expired(c: &mut PgConnection, now: Timestamp) -> DbResult<u32> {
+    let rows = query(
+        "SELECT slc FROM installations
+         WHERE parked_at IS NULL AND subscription_expires_at IS NOT NULL
+             AND subscription_expires_at <= $1
+         ORDER BY slc",
+    )
+    .bind(now.as_millis())
+    .fetch_all(&mut *c)
+    .await?;
+    for row in &rows {
+        let slc = codec::slc(&col::<String>(row, 0)?)?;
+        apply_service_change(c, &slc, now).await?;
+    }
+    Ok(u32::try_from(rows.len()).unwrap_or(u32::MAX))
+}
+
+/// Deletes what installations whose consent was withdrawn at or before
+/// `before` reported (servers, conditions, history), keeping what their
+/// registration needs; returns how many.
+pub(crate) async fn delete_withdrawn_data(
+    c: &mut PgConnection,
+    before: Timestamp,
+    at: Timestamp,
+) -> DbResult<u32> {
+    let rows = query(
+        "SELECT slc FROM installations
+         WHERE consent_withdrawn_at IS NOT NULL AND data_deleted_at IS NULL
+             AND consent_withdrawn_at <= $1 AND NOT consent
+         ORDER BY slc FOR NO KEY UPDATE",
+    )
+    .bind(before.as_millis())
+    .fetch_all(&mut *c)
+    .await?;
+    for row in &rows {
+        let slc = codec::slc(&col::<String>(row, 0)?)?;
+        for sql in [
+            "DELETE FROM conditions WHERE slc = $1",
+            "DELETE FROM history WHERE slc = $1",
+            "DELETE FROM servers WHERE slc = $1",
+        ] {
+            query(sql).bind(slc.as_str()).execute(&mut *c).await?;
+        }
+        query("UPDATE installations SET data_deleted_at = $2 WHERE slc = $1")
+            .bind(slc.as_str())
+            .bind(at.as_millis())
+            .execute(&mut *c)
+            .await?;
+        summary::refresh(c, &slc, at).await?;
+    }
+    Ok(u32::try_from(rows.len()).unwrap_or(u32::MAX))
 }

@@ -103,6 +103,18 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn park_expired(&self, now: Timestamp) -> Result<u32> {
+        self.write(&now, |c, now| Box::pin(lifecycle::park_expired(c, *now)))
+            .await
+    }
+
+    async fn delete_withdrawn_data(&self, before: Timestamp, at: Timestamp) -> Result<u32> {
+        self.write(&(before, at), |c, (before, at)| {
+            Box::pin(lifecycle::delete_withdrawn_data(c, *before, *at))
+        })
+        .await
+    }
+
     async fn decommission_server(
         &self,
         reseller: Option<&ResellerId>,

@@ -23,7 +23,7 @@ macro_rules! overview_select {
             "SELECT slc, product, product_version, ",
             summary_columns!(),
             ", (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc), ",
-            "customer_name, site_name, notes, tags FROM installations i "
+            "customer_name, site_name, notes, tags, consent, subscription_expires_at FROM installations i "
         )
     };
 }
@@ -77,6 +77,8 @@ fn overview_row(row: &PgRow) -> DbResult<OverviewRow> {
         summary: codec::summary(row, 3)?,
         last_seen_at: col::<Option<i64>>(row, 9)?.map(ts),
         labels: labels(row, 10)?,
+        consent: col(row, 14)?,
+        subscription_expires_at: col::<Option<i64>>(row, 15)?.map(ts),
     })
 }
 

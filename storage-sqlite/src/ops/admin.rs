@@ -171,9 +171,14 @@ pub(crate) fn update_installation(
             "UPDATE installations SET subscription_expires_at = ?2 WHERE slc = ?1",
             params![slc.as_str(), until.map(Timestamp::as_millis)],
         ),
+        // Withdrawing starts the retention of its data (kept from the first
+        // withdrawal); accepting again ends it.
         InstallationUpdate::Consent(accepted) => tx.execute(
-            "UPDATE installations SET consent = ?2 WHERE slc = ?1",
-            params![slc.as_str(), accepted],
+            "UPDATE installations SET consent = ?2,
+                 consent_withdrawn_at = CASE WHEN ?2 THEN NULL ELSE coalesce(consent_withdrawn_at, ?3) END,
+                 data_deleted_at = CASE WHEN ?2 THEN NULL ELSE data_deleted_at END
+             WHERE slc = ?1",
+            params![slc.as_str(), accepted, at.as_millis()],
         ),
         InstallationUpdate::Product(p) => tx.execute(
             "UPDATE installations SET product = ?2, product_version = ?3 WHERE slc = ?1",
@@ -187,6 +192,7 @@ pub(crate) fn update_installation(
     if let Some(change) = feed::installation_change(update) {
         super::feed::append(tx, slc, at, &change)?;
     }
+    super::lifecycle::apply_service_change(tx, slc, at)?;
     installation(tx, slc)?.ok_or_else(|| Error::installation_not_found(slc))
 }
 

@@ -4,7 +4,7 @@ use carewatch_core::condition::ConditionKey;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::store::HistoryKind;
 use carewatch_core::store::columns::AvailabilityColumns;
-use carewatch_core::store::rules::{self, ActiveCondition};
+use carewatch_core::store::rules::{self, ActiveCondition, ServiceChange};
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -114,4 +114,113 @@ fn resolve(
     )
     .map_err(map_err)?;
     Ok(())
+}
+
+/// Applies [`rules::service_change`] after an installation's consent or
+/// Care Plus changed at `at` (or its Care Plus ran out): parks or resumes
+/// its servers.
+pub(crate) fn apply_service_change(tx: &Transaction<'_>, slc: &Slc, at: Timestamp) -> Result<()> {
+    let parked: Option<i64> = tx
+        .query_row(
+            "SELECT parked_at FROM installations WHERE slc = ?1",
+            [slc.as_str()],
+            |row| row.get(0),
+        )
+        .map_err(map_err)?;
+    let installation =
+        super::admin::installation(tx, slc)?.ok_or_else(|| Error::installation_not_found(slc))?;
+    match rules::service_change(parked.is_some(), &installation, at) {
+        Some(ServiceChange::Park) => park(tx, slc, at),
+        Some(ServiceChange::Resume) => {
+            // Judged again at once, missed heartbeats counted from `at`.
+            tx.execute(
+                "UPDATE servers SET counted_from = ?2, next_check_at = ?2
+                 WHERE slc = ?1 AND state IN (0, 1)",
+                params![slc.as_str(), at.as_millis()],
+            )
+            .map_err(map_err)?;
+            tx.execute(
+                "UPDATE installations SET parked_at = NULL WHERE slc = ?1",
+                [slc.as_str()],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Stops judging an installation's servers (those not unavailable or
+/// retired keep what they show).
+fn park(tx: &Transaction<'_>, slc: &Slc, at: Timestamp) -> Result<()> {
+    tx.execute(
+        "UPDATE servers SET next_check_at = NULL WHERE slc = ?1 AND state IN (0, 1)",
+        [slc.as_str()],
+    )
+    .map_err(map_err)?;
+    tx.execute(
+        "UPDATE installations SET parked_at = ?2 WHERE slc = ?1",
+        params![slc.as_str(), at.as_millis()],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Parks the installations whose Care Plus ended at or before `now`.
+pub(crate) fn park_expired(tx: &Transaction<'_>, now: Timestamp) -> Result<u32> {
+    let expired: Vec<String> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT slc FROM installations
+                 WHERE parked_at IS NULL AND subscription_expires_at IS NOT NULL
+                     AND subscription_expires_at <= ?1",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map([now.as_millis()], |row| row.get(0))
+            .map_err(map_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+    };
+    for slc in &expired {
+        let slc = codec::slc(slc)?;
+        // Parked from when it ended: nothing after that was its fault.
+        apply_service_change(tx, &slc, now)?;
+    }
+    Ok(u32::try_from(expired.len()).unwrap_or(u32::MAX))
+}
+
+/// Deletes what installations whose consent was withdrawn at or before
+/// `before` reported (servers, conditions, history), keeping what their
+/// registration needs; returns how many.
+pub(crate) fn delete_withdrawn_data(
+    tx: &Transaction<'_>,
+    before: Timestamp,
+    at: Timestamp,
+) -> Result<u32> {
+    let due: Vec<String> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT slc FROM installations
+                 WHERE consent_withdrawn_at IS NOT NULL AND data_deleted_at IS NULL
+                     AND consent_withdrawn_at <= ?1 AND consent = 0",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map([before.as_millis()], |row| row.get(0))
+            .map_err(map_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+    };
+    for slc in &due {
+        for table in ["conditions", "history", "servers"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE slc = ?1"), [slc])
+                .map_err(map_err)?;
+        }
+        tx.execute(
+            "UPDATE installations SET data_deleted_at = ?2 WHERE slc = ?1",
+            params![slc, at.as_millis()],
+        )
+        .map_err(map_err)?;
+        summary::refresh(tx, &codec::slc(slc)?, at)?;
+    }
+    Ok(u32::try_from(due.len()).unwrap_or(u32::MAX))
 }

@@ -96,6 +96,15 @@ impl Store for SqliteStore {
         self.read(move |tx| admin::installation(tx, &slc)).await
     }
 
+    async fn park_expired(&self, now: Timestamp) -> Result<u32> {
+        self.write(move |tx| lifecycle::park_expired(tx, now)).await
+    }
+
+    async fn delete_withdrawn_data(&self, before: Timestamp, at: Timestamp) -> Result<u32> {
+        self.write(move |tx| lifecycle::delete_withdrawn_data(tx, before, at))
+            .await
+    }
+
     async fn decommission_server(
         &self,
         reseller: Option<&ResellerId>,

@@ -33,7 +33,7 @@ pub(crate) fn overview(
     let columns = format!(
         "slc, product, product_version, {SUMMARY_COLUMNS},
          (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc),
-         customer_name, site_name, notes, tags"
+         customer_name, site_name, notes, tags, consent, subscription_expires_at"
     );
     let limit = i64::from(query.page_size) + 1;
     let mut values: Vec<Value> = vec![
@@ -100,6 +100,8 @@ pub(crate) fn overview(
             summary: codec::summary(row, 3)?,
             last_seen_at: row.col::<Option<i64>>(9)?.map(ts),
             labels: labels(row, 10)?,
+            consent: row.col(14)?,
+            subscription_expires_at: row.col::<Option<i64>>(15)?.map(ts),
         });
     }
     let next = if out.len() > query.page_size as usize {

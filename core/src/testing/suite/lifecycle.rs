@@ -187,3 +187,153 @@ pub(crate) async fn decommissioning_is_for_the_owner_and_known_servers(
         "no server counts: none heard"
     );
 }
+
+/// Sweeps at `at` (seconds after the start) and returns rs-1's availability.
+async fn availability_at(
+    fx: &Fixture,
+    site: &crate::testing::fixture::Site,
+    at: u64,
+) -> Availability {
+    let now = fx.carewatch.now();
+    if t(at) > now {
+        fx.advance(t(at).since(now));
+    }
+    fx.carewatch.sweep().await.expect("sweep");
+    server(&detail(fx, site).await, "rs-1").availability
+}
+
+pub(crate) async fn an_expired_subscription_is_not_judged_and_renewal_gives_grace(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0003").await;
+    fx.carewatch
+        .set_subscription(&site.slc, Some(t(100)))
+        .await
+        .expect("Care Plus until 100 s");
+    beat(&fx, &site, "rs-1", 1).await;
+    fx.advance(secs(90));
+    beat(&fx, &site, "rs-1", 2).await;
+    fx.advance(secs(20));
+    let refused_beat = fx.heartbeat(&site, "rs-1", 3).await;
+    assert!(
+        matches!(refused_beat, Err(Error::SubscriptionExpired { .. })),
+        "{refused_beat:?}"
+    );
+    // Long after: silent because refused, never judged for it.
+    assert_eq!(
+        availability_at(&fx, &site, 1000).await,
+        Availability::Available
+    );
+    let d = detail(&fx, &site).await;
+    assert_eq!(server(&d, "rs-1").next_check_at, None, "parked");
+    assert!(
+        !d.history
+            .iter()
+            .any(|e| matches!(e.kind, HistoryKind::BecameUnavailable { .. })),
+        "no false Unavailable while refused: {:#?}",
+        d.history
+    );
+    let row = d.overview_row();
+    assert_eq!(
+        row.refusal_at(fx.carewatch.now()),
+        Some(crate::installation::Refusal::SubscriptionExpired { at: Some(t(100)) }),
+        "every view can say why"
+    );
+
+    // Renewed at 1000 s: three intervals of grace from the renewal.
+    fx.carewatch
+        .set_subscription(&site.slc, Some(t(10_000_000)))
+        .await
+        .expect("renewed");
+    assert_eq!(
+        availability_at(&fx, &site, 1000).await,
+        Availability::Available
+    );
+    assert!(matches!(
+        availability_at(&fx, &site, 1175).await,
+        Availability::Available | Availability::Late { .. }
+    ));
+    assert_eq!(
+        availability_at(&fx, &site, 1185).await,
+        Availability::Unavailable {
+            since: t(1180),
+            missed: 3
+        },
+        "still silent three intervals after the renewal: unavailable, counted from it"
+    );
+}
+
+pub(crate) async fn withdrawn_consent_is_not_judged_and_its_data_is_deleted_after_retention(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0004").await;
+    let kept = fx.site("alpha", "M01-C01-0005").await;
+    beat(&fx, &site, "rs-1", 1).await;
+    beat(&fx, &kept, "rs-1", 1).await;
+    report(
+        &fx,
+        &site,
+        "rs-1",
+        2,
+        &[(ConditionCode::StorageFull, "D:", "100%")],
+    )
+    .await;
+    fx.advance(secs(30));
+    fx.carewatch
+        .set_consent(&site.slc, false)
+        .await
+        .expect("withdrawn at 30 s");
+    assert!(matches!(
+        fx.heartbeat(&site, "rs-1", 3).await,
+        Err(Error::ConsentMissing { .. })
+    ));
+    assert_eq!(
+        availability_at(&fx, &site, 900).await,
+        Availability::Available
+    );
+    let d = detail(&fx, &site).await;
+    assert_eq!(
+        d.overview_row().refusal_at(fx.carewatch.now()),
+        Some(crate::installation::Refusal::ConsentWithdrawn)
+    );
+    assert!(!d.history.is_empty() && !d.active_conditions.is_empty());
+
+    // Within the retention nothing is deleted.
+    assert_eq!(fx.carewatch.delete_withdrawn_data().await.expect("runs"), 0);
+    // After it (30 days by default), the reported data goes, the
+    // registration stays; the installation that kept consent is untouched.
+    fx.advance(secs(31 * 24 * 3600));
+    assert_eq!(fx.carewatch.delete_withdrawn_data().await.expect("runs"), 1);
+    assert_eq!(
+        fx.carewatch.delete_withdrawn_data().await.expect("again"),
+        0
+    );
+    let d = detail(&fx, &site).await;
+    assert!(d.servers.is_empty(), "{:#?}", d.servers);
+    assert!(d.history.is_empty() && d.active_conditions.is_empty());
+    assert_eq!(d.summary.health, Health::Pending);
+    assert!(!d.installation.consent, "the registration stays");
+    assert_eq!(detail(&fx, &kept).await.servers.len(), 1);
+
+    // Consent given again: judged again, with grace, and data kept.
+    fx.carewatch
+        .set_consent(&site.slc, true)
+        .await
+        .expect("accepted again");
+    beat(&fx, &site, "rs-1", 4).await;
+    fx.carewatch
+        .set_consent(&site.slc, false)
+        .await
+        .expect("withdrawn again");
+    fx.carewatch
+        .set_consent(&site.slc, true)
+        .await
+        .expect("accepted again");
+    fx.advance(secs(31 * 24 * 3600));
+    assert_eq!(fx.carewatch.delete_withdrawn_data().await.expect("runs"), 0);
+    assert_eq!(detail(&fx, &site).await.servers.len(), 1);
+}

@@ -28,6 +28,8 @@ async fn expected_row(fx: &Fixture, site: &Site) -> OverviewRow {
         summary: d.summary.clone(),
         last_seen_at: d.servers.iter().map(|s| s.last_seen_at).max(),
         labels: d.labels.clone(),
+        consent: d.installation.consent,
+        subscription_expires_at: d.installation.subscription_expires_at,
     }
 }
 
@@ -465,6 +467,7 @@ pub(crate) async fn installation_detail_has_servers_conditions_and_history(
                 cursor: cursor_of(&a2),
                 availability: Availability::Available,
                 next_check_at: Some(t(10).saturating_add(INTERVAL + JITTER)),
+                counted_from: None,
             },
             ServerRecord {
                 slc: site.slc.clone(),
@@ -475,6 +478,7 @@ pub(crate) async fn installation_detail_has_servers_conditions_and_history(
                 cursor: cursor_of(&b2),
                 availability: Availability::Available,
                 next_check_at: Some(t(15).saturating_add(INTERVAL + JITTER)),
+                counted_from: None,
             },
         ],
         "servers by id (rs-a before rs-b though heard from later), each exactly as stored"

@@ -482,6 +482,8 @@ pub(crate) async fn installations_register_once_to_an_existing_reseller(
                 summary: HealthSummary::pending(),
                 last_seen_at: None,
                 labels: crate::labels::Labels::default(),
+                consent: false,
+                subscription_expires_at: None,
             }],
             "alpha's overview ({query:?}) must list exactly its Pending installation"
         );

@@ -42,6 +42,7 @@ pub(crate) async fn heartbeat_marks_server_available(backend: &(impl TestBackend
         cursor: cursor_of(&first),
         availability: Availability::Available,
         next_check_at: Some(START.saturating_add(INTERVAL + JITTER)),
+        counted_from: None,
     };
     assert_eq!(
         d.servers,

@@ -146,11 +146,26 @@ pub(crate) async fn every_refusal_has_its_own_error_and_changes_nothing(
         .set_subscription(&site.slc, original_expiry)
         .await
         .expect("restoring the subscription");
+    let restored_at = fx.carewatch.now();
+    let (mut restored, page) = observable(&fx, &site).await;
+    // Accepted again: each server is judged again from now (its grace).
+    for server in &mut restored.servers {
+        assert_eq!(server.counted_from, Some(restored_at), "{server:?}");
+        assert_eq!(server.next_check_at, Some(restored_at), "{server:?}");
+    }
+    let unjudged = |mut d: crate::store::InstallationDetail| {
+        for server in &mut d.servers {
+            (server.counted_from, server.next_check_at) = (None, None);
+        }
+        d
+    };
     assert_eq!(
-        observable(&fx, &site).await,
-        before,
+        (unjudged(restored), page),
+        (unjudged(before.0.clone()), before.1.clone()),
         "restoring consent and subscription must give back the same installation"
     );
+    // From here on, the installation as restored is the reference.
+    let before = observable(&fx, &site).await;
 
     // Cannot decrypt.
     let auth_failed = SealError::AuthenticationFailed;
