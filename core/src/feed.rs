@@ -66,7 +66,8 @@ pub enum Change {
         /// Whether the service is accepted now.
         accepted: bool,
     },
-    /// The Care Plus subscription changed.
+    /// The Care Plus subscription changed, or ran out (then `expires_at` is
+    /// the instant it ended).
     Subscription {
         /// When it ends now; `None` if removed.
         expires_at: Option<Timestamp>,

@@ -2,6 +2,7 @@
 
 use carewatch_core::Error;
 use carewatch_core::condition::ConditionKey;
+use carewatch_core::feed::Change;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::store::HistoryKind;
 use carewatch_core::store::columns::AvailabilityColumns;
@@ -149,7 +150,7 @@ pub(crate) async fn apply_service_change(
 /// Parks the installations whose Care Plus ended at or before `now`.
 pub(crate) async fn park_expired(c: &mut PgConnection, now: Timestamp) -> DbResult<u32> {
     let rows = query(
-        "SELECT slc FROM installations
+        "SELECT slc, subscription_expires_at FROM installations
          WHERE parked_at IS NULL AND subscription_expires_at IS NOT NULL
              AND subscription_expires_at <= $1
          ORDER BY slc",
@@ -160,6 +161,16 @@ pub(crate) async fn park_expired(c: &mut PgConnection, now: Timestamp) -> DbResu
     for row in &rows {
         let slc = codec::slc(&col::<String>(row, 0)?)?;
         apply_service_change(c, &slc, now).await?;
+        // Watchers and live pages learn that it ran out.
+        super::feed::append(
+            c,
+            &slc,
+            now,
+            &Change::Subscription {
+                expires_at: Some(ts(col(row, 1)?)),
+            },
+        )
+        .await?;
     }
     Ok(u32::try_from(rows.len()).unwrap_or(u32::MAX))
 }

@@ -1,6 +1,7 @@
 //! An installation's life: retiring a recording server (issue 18).
 
 use carewatch_core::condition::ConditionKey;
+use carewatch_core::feed::Change;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::store::HistoryKind;
 use carewatch_core::store::columns::AvailabilityColumns;
@@ -168,23 +169,31 @@ fn park(tx: &Transaction<'_>, slc: &Slc, at: Timestamp) -> Result<()> {
 
 /// Parks the installations whose Care Plus ended at or before `now`.
 pub(crate) fn park_expired(tx: &Transaction<'_>, now: Timestamp) -> Result<u32> {
-    let expired: Vec<String> = {
+    let expired: Vec<(String, i64)> = {
         let mut stmt = tx
             .prepare_cached(
-                "SELECT slc FROM installations
+                "SELECT slc, subscription_expires_at FROM installations
                  WHERE parked_at IS NULL AND subscription_expires_at IS NOT NULL
                      AND subscription_expires_at <= ?1",
             )
             .map_err(map_err)?;
         let rows = stmt
-            .query_map([now.as_millis()], |row| row.get(0))
+            .query_map([now.as_millis()], |row| Ok((row.get(0)?, row.get(1)?)))
             .map_err(map_err)?;
         rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
     };
-    for slc in &expired {
+    for (slc, ended) in &expired {
         let slc = codec::slc(slc)?;
-        // Parked from when it ended: nothing after that was its fault.
         apply_service_change(tx, &slc, now)?;
+        // Watchers and live pages learn that it ran out.
+        super::feed::append(
+            tx,
+            &slc,
+            now,
+            &Change::Subscription {
+                expires_at: Some(ts(*ended)),
+            },
+        )?;
     }
     Ok(u32::try_from(expired.len()).unwrap_or(u32::MAX))
 }

@@ -235,6 +235,24 @@ pub(crate) async fn an_expired_subscription_is_not_judged_and_renewal_gives_grac
         "no false Unavailable while refused: {:#?}",
         d.history
     );
+    let ran_out: Vec<_> = fx
+        .store
+        .changes(crate::feed::EventId(0), 1000)
+        .await
+        .expect("the feed")
+        .into_iter()
+        .filter(|e| {
+            e.change
+                == crate::feed::Change::Subscription {
+                    expires_at: Some(t(100)),
+                }
+        })
+        .collect();
+    assert_eq!(
+        ran_out.len(),
+        2,
+        "set, then ran out (told once, when the sweep found it): {ran_out:#?}"
+    );
     let row = d.overview_row();
     assert_eq!(
         row.refusal_at(fx.carewatch.now()),
