@@ -123,8 +123,12 @@ async fn an_admin_decommissions_a_server_and_health_recovers() {
     let site = web.site("alpha", SLC).await;
     web.fixture.heartbeat(&site, "rs-1", 1).await.expect("beat");
     web.fixture.heartbeat(&site, "rs-2", 1).await.expect("beat");
-    let admin = web.browser("alpha", "admin@alpha.example", Role::Admin).await;
-    let viewer = web.browser("alpha", "viewer@alpha.example", Role::Viewer).await;
+    let admin = web
+        .browser("alpha", "admin@alpha.example", Role::Admin)
+        .await;
+    let viewer = web
+        .browser("alpha", "viewer@alpha.example", Role::Viewer)
+        .await;
     let page = web.get_as(&admin, &format!("/installations/{SLC}")).await;
     assert!(page.body.contains("Decommission recording server rs-2"));
     let path = format!("/installations/{SLC}/servers/rs-2/decommission");
@@ -132,7 +136,11 @@ async fn an_admin_decommissions_a_server_and_health_recovers() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let page = web.post_as(&admin, &path, &[]).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("rs-2 is decommissioned"), "{}", page.body);
+    assert!(
+        page.body.contains("rs-2 is decommissioned"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("decommissioned"));
     assert!(!page.body.contains("Decommission recording server rs-2"));
     let token = web.reseller_token("alpha").await;
@@ -149,7 +157,11 @@ async fn an_admin_decommissions_a_server_and_health_recovers() {
     assert!(retired["decommissioned_at"].is_string());
     assert_eq!(api["installation"]["servers"], 1, "only rs-1 counts");
     let missing = web
-        .post_as(&admin, &format!("/installations/{SLC}/servers/rs-9/decommission"), &[])
+        .post_as(
+            &admin,
+            &format!("/installations/{SLC}/servers/rs-9/decommission"),
+            &[],
+        )
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
