@@ -105,6 +105,11 @@ macro_rules! __conformance_test_list {
             // an installation's life
             a_decommissioned_server_stops_counting_until_it_reports,
             decommissioning_is_for_the_owner_and_known_servers,
+            // uptime reports
+            uptime_report_matches_the_hand_computed_scenario,
+            an_outage_open_at_the_period_start_is_counted,
+            uptime_reports_show_only_the_resellers_installations,
+            uptime_reports_follow_decommissioned_servers,
             // a reseller's team
             invitations_create_users_once,
             sessions_expire_and_end_with_their_user,
