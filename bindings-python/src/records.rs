@@ -3,6 +3,7 @@
 
 use carewatch_core::feed::{Change, ChangeEvent};
 use carewatch_core::labels::Labels;
+use carewatch_core::report::{InstallationUptime, Uptime, UptimeReport};
 use carewatch_core::store::{
     HistoryEvent, HistoryKind, InstallationDetail, OverviewPage, OverviewRow, Reseller,
     ServerRecord,
@@ -214,4 +215,59 @@ pub fn change_event(py: Python<'_>, event: ChangeEvent) -> PyResult<Bound<'_, Py
         Change::Subscription { expires_at } => update("subscription", None, expires_at),
         Change::Labels => update("labels", None, None),
     }
+}
+
+fn uptime<'py>(py: Python<'py>, u: &Uptime) -> PyResult<Bound<'py, PyAny>> {
+    value!(py, "Uptime" {
+        // As in the report's JSON: rounded down to 3 decimals.
+        availability_percent: u.availability().map(|a| a.scaled_down(3) as f64 / 1000.0),
+        observed: timedelta(py, u.observed)?,
+        down: timedelta(py, u.down)?,
+        outages: u.outages,
+        outage_time: timedelta(py, u.outage_time)?,
+        mttr: u.mttr.map(|d| timedelta(py, d)).transpose()?,
+        ongoing: u.ongoing,
+        excluded_own_downtime: timedelta(py, u.excluded_own_downtime)?,
+        excluded_maintenance: timedelta(py, u.excluded_maintenance)?,
+        unmonitored: timedelta(py, u.unmonitored)?,
+    })
+}
+
+fn installation_uptime<'py>(
+    py: Python<'py>,
+    i: &InstallationUptime,
+) -> PyResult<Bound<'py, PyAny>> {
+    let servers = i
+        .servers
+        .iter()
+        .map(|s| {
+            value!(py, "ServerUptime" {
+                server: s.server.as_str(),
+                uptime: uptime(py, &s.uptime)?,
+            })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    value!(py, "InstallationUptime" {
+        slc: i.slc.as_str(),
+        customer: i.customer.as_str(),
+        site: i.site.as_str(),
+        uptime: uptime(py, &i.uptime)?,
+        servers: PyTuple::new(py, servers)?,
+    })
+}
+
+pub fn uptime_report<'py>(py: Python<'py>, r: &UptimeReport) -> PyResult<Bound<'py, PyAny>> {
+    let installations = r
+        .installations
+        .iter()
+        .map(|i| installation_uptime(py, i))
+        .collect::<PyResult<Vec<_>>>()?;
+    value!(py, "UptimeReport" {
+        reseller: r.reseller.as_str(),
+        period_start: datetime(py, r.period.start())?,
+        period_end: datetime(py, r.period.end())?,
+        installations: PyTuple::new(py, installations)?,
+        csv: r.to_csv(),
+        json: r.to_json(),
+    })
 }

@@ -9,6 +9,7 @@ use carewatch_core::feed::EventId;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Product;
 use carewatch_core::labels::Labels;
+use carewatch_core::report::{Period, UptimeReport};
 use carewatch_core::seal::KeyId;
 use carewatch_core::store::{OverviewQuery, PageCursor};
 use carewatch_core::team::{Login, Role, User};
@@ -322,6 +323,50 @@ impl Carewatch {
         let server = RecordingServerId::new(server).or_raise(py)?;
         let acting = embedding_admin(reseller, self.service.now()).or_raise(py)?;
         block_on(py, self.service.decommission_server(&acting, &slc, &server))
+    }
+
+    /// The uptime report of the reseller's installations (or of ``slc``
+    /// only) over a calendar month (``month="2026-11"``, UTC) or the last
+    /// ``last_days`` days: availability, outages, MTTR per installation and
+    /// recording server, with Carewatch's own downtime and the reseller's
+    /// maintenance windows excluded. A period not over yet is reported up
+    /// to now. ``InvalidInput`` for a bad or future period (give exactly
+    /// one), ``NotFound`` for an ``slc`` missing or another reseller's.
+    #[pyo3(signature = (reseller, *, month=None, last_days=None, slc=None))]
+    fn uptime_report<'py>(
+        &self,
+        py: Python<'py>,
+        reseller: &str,
+        month: Option<&str>,
+        last_days: Option<u32>,
+        slc: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let reseller = self.reseller(py, reseller)?;
+        let period = match (month, last_days) {
+            (Some(month), None) => Period::parse_month(month),
+            (None, Some(days)) => Period::last_days(self.service.now(), days),
+            _ => Err(carewatch_core::Error::InvalidInput {
+                field: "period",
+                reason: "give month=\"YYYY-MM\" or last_days=N".into(),
+            }),
+        }
+        .or_raise(py)?;
+        let report = match slc {
+            None => block_on(py, self.service.uptime_report(&reseller, period))?,
+            Some(slc) => {
+                let slc = Slc::new(slc).or_raise(py)?;
+                let one = block_on(
+                    py,
+                    self.service.installation_uptime(&reseller, &slc, period),
+                )?;
+                UptimeReport {
+                    reseller,
+                    period: one.uptime.period,
+                    installations: vec![one],
+                }
+            }
+        };
+        records::uptime_report(py, &report)
     }
 
     /// One of the reseller's installations: servers, active conditions,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -224,3 +226,54 @@ def test_an_expired_installation_says_so(site: Site) -> None:
     cw.set_consent(site.slc, False)
     [row] = cw.overview(site.token, include_healthy=True).rows
     assert row.refused == "consent_withdrawn"
+
+
+def test_uptime_report_is_typed_and_dataframe_friendly(site: Site) -> None:
+    cw = site.cw
+    site.heartbeat()
+    time.sleep(0.05)  # some observed time: the month is reported up to now
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    report = cw.uptime_report(site.token, month=month)
+    assert isinstance(report, carewatch.UptimeReport)
+    assert report.reseller == site.reseller
+    assert report.period_start == datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc)
+    assert report.period_start < report.period_end <= datetime.now(timezone.utc)
+    [installation] = report.installations
+    assert installation.slc == site.slc
+    assert installation.uptime.availability_percent == 100.0
+    assert installation.uptime.outages == 0 and installation.uptime.mttr is None
+    assert installation.uptime.down == timedelta(0)
+    [server] = installation.servers
+    assert server.server == "rs-1" and server.uptime.availability_percent == 100.0
+    u = installation.uptime
+    assert (
+        u.unmonitored + u.excluded_own_downtime + u.excluded_maintenance + u.observed
+        == report.period_end - report.period_start
+    )
+
+    rows = report.rows()
+    header = report.csv.split("\r\n")[0].split(",")
+    assert [list(r) for r in rows] == [header, header], "the CSV's columns, in order"
+    assert [(r["kind"], r["server"]) for r in rows] == [
+        ("installation", None),
+        ("server", "rs-1"),
+    ]
+    assert rows[0]["availability_percent"] == 100.0 and rows[0]["mttr_s"] is None
+    assert isinstance(rows[0]["observed_s"], float)
+    assert json.loads(report.json)["version"] == 1
+    assert json.loads(report.json)["installations"][0]["slc"] == site.slc
+
+    one = cw.uptime_report(site.reseller, last_days=30, slc=site.slc)
+    assert [i.slc for i in one.installations] == [site.slc]
+    assert one.installations[0].uptime.unmonitored > timedelta(days=29)
+
+    with pytest.raises(carewatch.InvalidInput):
+        cw.uptime_report(site.token)
+    with pytest.raises(carewatch.InvalidInput):
+        cw.uptime_report(site.token, month=month, last_days=30)
+    with pytest.raises(carewatch.InvalidInput):
+        cw.uptime_report(site.token, month="2026-13")
+    cw.create_reseller("other", "Other Security")
+    assert cw.uptime_report("other", month=month).installations == ()
+    with pytest.raises(carewatch.NotFound):
+        cw.uptime_report("other", month=month, slc=site.slc)

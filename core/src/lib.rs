@@ -34,7 +34,7 @@ pub use service::{
     Carewatch, Config, IncomingMessage, IngestAck, IssuedApiToken, IssuedInvitation, IssuedSession,
     SweepReport, WatchStream,
 };
-pub use service::{ChannelView, NotifierStep, OpenedChannel};
+pub use service::{ChannelView, NotifierStep, OpenedChannel, ROLLING_DAYS};
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -8,6 +8,7 @@ use carewatch_core::feed::{Change, ChangeEvent};
 use carewatch_core::health::{Health, HealthSummary};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
+use carewatch_core::report::{InstallationUptime, Uptime, UptimeReport};
 use carewatch_core::store::{
     HealthTotals, HistoryEvent, HistoryKind, InstallationDetail, OverviewRow, ServerRecord,
 };
@@ -324,6 +325,52 @@ pub fn watch_event(e: &ChangeEvent) -> proto::WatchEvent {
     proto::WatchEvent {
         event_id: e.id.0,
         event: Some(event),
+    }
+}
+
+/// Uptime figures in protobuf; the availability as in the report's JSON
+/// (rounded down to 3 decimals).
+pub fn uptime(u: &Uptime) -> proto::Uptime {
+    proto::Uptime {
+        availability_percent: u.availability().map(|a| a.scaled_down(3) as f64 / 1000.0),
+        observed: Some(duration(u.observed)),
+        down: Some(duration(u.down)),
+        outages: u.outages,
+        outage_time: Some(duration(u.outage_time)),
+        mttr: u.mttr.map(duration),
+        ongoing: u.ongoing,
+        excluded_own_downtime: Some(duration(u.excluded_own_downtime)),
+        excluded_maintenance: Some(duration(u.excluded_maintenance)),
+        unmonitored: Some(duration(u.unmonitored)),
+    }
+}
+
+/// One installation's figures and its servers' in protobuf.
+pub fn installation_uptime(i: &InstallationUptime) -> proto::InstallationUptime {
+    proto::InstallationUptime {
+        slc: i.slc.to_string(),
+        customer: i.customer.clone(),
+        site: i.site.clone(),
+        uptime: Some(uptime(&i.uptime)),
+        servers: i
+            .servers
+            .iter()
+            .map(|s| proto::ServerUptime {
+                recording_server_id: s.server.to_string(),
+                uptime: Some(uptime(&s.uptime)),
+            })
+            .collect(),
+    }
+}
+
+/// An uptime report in protobuf: typed, and as CSV and JSON.
+pub fn uptime_report(r: &UptimeReport) -> proto::UptimeReport {
+    proto::UptimeReport {
+        period_start: Some(timestamp(r.period.start())),
+        period_end: Some(timestamp(r.period.end())),
+        installations: r.installations.iter().map(installation_uptime).collect(),
+        csv: r.to_csv(),
+        json: r.to_json(),
     }
 }
 

@@ -5,6 +5,8 @@
 //! description is generated from these types and handlers (utoipa) and
 //! served at `/api/v1/openapi.json`.
 
+mod report;
+
 use std::sync::LazyLock;
 
 use axum::Json;
@@ -32,6 +34,9 @@ use crate::AppState;
 use crate::errors::{ApiError, ErrorBody, ErrorDetail};
 use crate::query::OverviewParams;
 use crate::session::peer_ip;
+pub use report::{
+    InstallationUptimeJson, PeriodJson, ServerUptimeJson, UptimeJson, UptimeReportJson, report,
+};
 
 /// The reseller a bearer token opens.
 #[derive(Debug)]
@@ -578,18 +583,22 @@ pub async fn not_found(_reader: ApiReader) -> ApiError {
 #[openapi(
     info(
         title = "Carewatch reseller API",
-        description = "Read-only access to a reseller's installations and their health, for \
-                       PSA and ticketing tools. Authenticate with `Authorization: Bearer <token>`: \
+        description = "Read-only access to a reseller's installations, their health and \
+                       uptime reports, for PSA and ticketing tools. Authenticate with `Authorization: Bearer <token>`: \
                        the reseller's token or a named API token created on the Tokens page.",
         version = "1"
     ),
-    paths(list, detail, totals),
+    paths(list, detail, totals, report::report),
     components(schemas(
         InstallationList, InstallationRow, InstallationDetailJson, Totals, HealthName, LabelsJson,
-        ProductJson, ServerJson, ConditionJson, HistoryJson, ErrorBody, ErrorDetail
+        ProductJson, ServerJson, ConditionJson, HistoryJson, ErrorBody, ErrorDetail,
+        UptimeReportJson, PeriodJson, InstallationUptimeJson, ServerUptimeJson, UptimeJson
     )),
     modifiers(&BearerAuth),
-    tags((name = "installations", description = "The reseller's installations"))
+    tags(
+        (name = "installations", description = "The reseller's installations"),
+        (name = "reports", description = "Uptime reports: availability, outages and MTTR")
+    )
 )]
 #[derive(Debug)]
 pub struct ApiDoc;

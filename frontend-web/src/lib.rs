@@ -69,7 +69,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The web front end's routes, with security headers on every response.
 /// Merge it with the gRPC router to serve both on one listener; its paths
-/// (`/`, `/login`, `/installations/…`, `/api/v1/…`, `/static/…` …) never
+/// (`/`, `/login`, `/installations/…`, `/reports…`, `/api/v1/…`, `/static/…` …) never
 /// look like a gRPC service's (`/carewatch.v1.Dashboard/…`).
 pub fn router(carewatch: Carewatch, options: WebOptions) -> Router {
     let state = AppState {
@@ -91,6 +91,8 @@ pub fn router(carewatch: Carewatch, options: WebOptions) -> Router {
             "/installations/{slc}/servers/{server}/decommission",
             post(pages::labels::decommission),
         )
+        .route("/reports", get(pages::reports::page))
+        .route("/reports/{file}", get(pages::reports::download))
         .route("/team", get(pages::team::page))
         .route("/team/invite", post(pages::team::invite))
         .route("/team/remove", post(pages::team::remove))
@@ -116,6 +118,7 @@ pub fn router(carewatch: Carewatch, options: WebOptions) -> Router {
         .route("/api/v1/installations", get(api::list))
         .route("/api/v1/installations/{slc}", get(api::detail))
         .route("/api/v1/totals", get(api::totals))
+        .route("/api/v1/reports/{month}", get(api::report))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/{*rest}", any(api::not_found))
         .route("/{*rest}", any(pages::not_found))

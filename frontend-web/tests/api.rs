@@ -205,7 +205,7 @@ async fn the_openapi_description_is_valid_and_matches_the_routes() {
     // It parses back into utoipa's model of OpenAPI.
     let parsed: utoipa::openapi::OpenApi =
         serde_json::from_value(doc.clone()).expect("an OpenAPI document");
-    assert_eq!(parsed.paths.paths.len(), 3);
+    assert_eq!(parsed.paths.paths.len(), 4);
 
     let paths: BTreeSet<&str> = doc["paths"]
         .as_object()
@@ -218,6 +218,7 @@ async fn the_openapi_description_is_valid_and_matches_the_routes() {
         BTreeSet::from([
             "/api/v1/installations",
             "/api/v1/installations/{slc}",
+            "/api/v1/reports/{month}",
             "/api/v1/totals"
         ])
     );

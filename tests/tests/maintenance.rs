@@ -29,6 +29,7 @@ use carewatch_core::notification::{
     ChannelId, ChannelRecord, DeliveryOutcome, NewOutboxEntry, NotificationState, NotifierCommit,
     OutboxEntry, OutboxFilter,
 };
+use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::InstallationKey;
 use carewatch_core::seal::{KeyId, MasterKey, WrappedKey};
 use carewatch_core::store::HistoryKind;
@@ -415,6 +416,15 @@ impl Store for Faulty {
         self.inner
             .installation_detail(reseller, slc, history_limit)
             .await
+    }
+    async fn uptime_histories(
+        &self,
+        reseller: &ResellerId,
+        only: Option<&Slc>,
+        period: Period,
+    ) -> Result<Vec<InstallationHistory>> {
+        self.check().await?;
+        self.inner.uptime_histories(reseller, only, period).await
     }
 }
 

@@ -17,6 +17,7 @@ from carewatch._types import (
     Reseller,
     SealedMessage,
     SweepReport,
+    UptimeReport,
     WatchEvent,
 )
 
@@ -91,6 +92,14 @@ class Carewatch:
         tags: Sequence[str] = ...,
     ) -> Labels: ...
     def decommission_server(self, reseller: str, slc: str, server: str) -> bool: ...
+    def uptime_report(
+        self,
+        reseller: str,
+        *,
+        month: Optional[str] = None,
+        last_days: Optional[int] = None,
+        slc: Optional[str] = None,
+    ) -> UptimeReport: ...
     def installation(self, reseller: str, slc: str) -> InstallationDetail: ...
     def watch(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 
 class Health(enum.IntEnum):
@@ -317,6 +317,123 @@ class InstallationUpdate:
     expires_at: Optional[datetime] = None
     """For ``subscription``: when Care Plus ends now (``None``: removed)."""
     event_id: int = 0
+
+
+@dataclass(frozen=True)
+class Uptime:
+    """An installation's or a recording server's figures over a report's
+    period, with Carewatch's own downtime and the reseller's maintenance
+    windows excluded. ``unmonitored + excluded_own_downtime +
+    excluded_maintenance + observed`` is the period."""
+
+    availability_percent: Optional[float]
+    """``(observed - down) / observed`` in percent, rounded down to 3
+    decimals (100.0 only without any down time); ``None`` when nothing was
+    observed."""
+    observed: timedelta
+    """The time availability is judged on."""
+    down: timedelta
+    """Outage time within the observed time."""
+    outages: int
+    """Outages with observed time in the period."""
+    outage_time: timedelta
+    """Their length within the period, excluded stretches included."""
+    mttr: Optional[timedelta]
+    """Mean time to recovery of the outages that ended with a recovery in
+    the period; ``None`` if none did."""
+    ongoing: bool
+    """Whether an outage was still going on at the period's end."""
+    excluded_own_downtime: timedelta
+    """Carewatch's own downtime."""
+    excluded_maintenance: timedelta
+    """The reseller's maintenance windows (where not own downtime)."""
+    unmonitored: timedelta
+    """Before first heard from, or while decommissioned."""
+
+
+@dataclass(frozen=True)
+class ServerUptime:
+    """A recording server's figures."""
+
+    server: str
+    uptime: Uptime
+
+
+@dataclass(frozen=True)
+class InstallationUptime:
+    """An installation's figures (down while every counted server is: the
+    Offline rule) and its servers', decommissioned ones included."""
+
+    slc: str
+    customer: str
+    """From its labels; ``""`` when not set."""
+    site: str
+    uptime: Uptime
+    servers: Tuple[ServerUptime, ...]
+    """By id."""
+
+
+def _seconds(d: Optional[timedelta]) -> Optional[float]:
+    return None if d is None else d.total_seconds()
+
+
+def _row(
+    kind: str,
+    installation: InstallationUptime,
+    server: Optional[str],
+    uptime: Uptime,
+    start: datetime,
+    end: datetime,
+) -> Dict[str, Any]:
+    return {
+        "kind": kind,
+        "slc": installation.slc,
+        "customer": installation.customer,
+        "site": installation.site,
+        "server": server,
+        "period_start": start,
+        "period_end": end,
+        "availability_percent": uptime.availability_percent,
+        "observed_s": uptime.observed.total_seconds(),
+        "down_s": uptime.down.total_seconds(),
+        "outages": uptime.outages,
+        "outage_time_s": uptime.outage_time.total_seconds(),
+        "mttr_s": _seconds(uptime.mttr),
+        "ongoing": uptime.ongoing,
+        "excluded_own_downtime_s": uptime.excluded_own_downtime.total_seconds(),
+        "excluded_maintenance_s": uptime.excluded_maintenance.total_seconds(),
+        "unmonitored_s": uptime.unmonitored.total_seconds(),
+    }
+
+
+@dataclass(frozen=True)
+class UptimeReport:
+    """A reseller's uptime report over ``[period_start, period_end)`` (a
+    month not over yet ends now): typed, and as the CSV and JSON texts the
+    server makes. ``pandas.DataFrame(report.rows())`` gives a table."""
+
+    reseller: str
+    period_start: datetime
+    period_end: datetime
+    installations: Tuple[InstallationUptime, ...]
+    """By SLC."""
+    csv: str = field(default="", repr=False)
+    """RFC 4180 with CRLF line ends: a header, then each installation's
+    line and its servers' lines."""
+    json: str = field(default="", repr=False)
+    """One object, ``"version": 1``."""
+
+    def rows(self) -> List[Dict[str, Any]]:
+        """One dict per line of the CSV, with its column names as keys: each
+        installation (``kind`` ``"installation"``, ``server`` ``None``),
+        then its servers (``"server"``). Seconds are floats, the period's
+        ends ``datetime``, missing figures ``None``."""
+        out: List[Dict[str, Any]] = []
+        for i in self.installations:
+            out.append(_row("installation", i, None, i.uptime, self.period_start, self.period_end))
+            for s in i.servers:
+                out.append(_row("server", i, s.server, s.uptime, self.period_start, self.period_end))
+        return out
 
 
 @dataclass(frozen=True)

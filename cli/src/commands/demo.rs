@@ -283,6 +283,16 @@ pub async fn run(args: DemoArgs) -> CliResult {
         println!("    {:<6} {text}", event.recording_server_id);
     }
 
+    step("Northwind's uptime over the last day (carewatch report --days 1)");
+    let report = north_view
+        .get_uptime_report(proto::GetUptimeReportRequest {
+            period: Some(proto::get_uptime_report_request::Period::LastDays(1)),
+            slc: String::new(),
+        })
+        .await?
+        .into_inner();
+    print!("{}", super::report::table(&report));
+
     step("Harbor Integration sees only its own customer, never Northwind's");
     print_overview(&mut harbor_view, true, false, "").await?;
     let other = harbor_view

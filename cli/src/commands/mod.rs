@@ -8,6 +8,7 @@ mod demo;
 mod label;
 mod maintenance;
 mod notifications;
+mod report;
 mod serve;
 mod simulate;
 
@@ -45,6 +46,8 @@ enum Command {
     Maintenance(maintenance::MaintenanceArgs),
     /// A reseller's notifications: sent, waiting, or given up on with their error (reseller token).
     Notifications(notifications::NotificationsArgs),
+    /// A reseller's uptime report for a month: availability, outages, MTTR, as a table, CSV or JSON (reseller token).
+    Report(report::ReportArgs),
     /// A fleet of simulated recording servers against a running server, with scripted faults.
     Simulate(simulate::SimulateArgs),
     /// See the whole product in under a minute, on a temporary directory.
@@ -113,6 +116,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Channels(args) => channels::run(args).await,
         Command::Maintenance(args) => maintenance::run(args).await,
         Command::Notifications(args) => notifications::run(args).await,
+        Command::Report(args) => report::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }
@@ -136,8 +140,8 @@ pub struct Connection {
     )]
     pub ca_cert: PathBuf,
     /// Bearer token (operator for `admin`; reseller for `dashboard`,
-    /// `channels`, `maintenance` and `notifications`, where it acts as the
-    /// reseller's admin).
+    /// `report`, `channels`, `maintenance` and `notifications`, where it
+    /// acts as the reseller's admin).
     #[arg(long, env = "CAREWATCH_TOKEN", hide_env_values = true)]
     pub token: String,
 }

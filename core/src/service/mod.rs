@@ -10,6 +10,7 @@ mod maintenance;
 mod notifications;
 mod notifier;
 mod operator;
+mod report;
 mod reseller;
 mod team;
 
@@ -25,6 +26,7 @@ pub use ingest::{IncomingMessage, IngestAck};
 pub use maintenance::SweepReport;
 pub use notifications::{ChannelView, OpenedChannel};
 pub use notifier::NotifierStep;
+pub use report::ROLLING_DAYS;
 pub use team::{IssuedApiToken, IssuedInvitation, IssuedSession};
 
 use crate::availability::{

@@ -33,6 +33,7 @@ use crate::notification::{
     ChannelId, ChannelRecord, DeliveryOutcome, NewOutboxEntry, NotificationState, NotifierCommit,
     OutboxEntry, OutboxFilter,
 };
+use crate::report::{InstallationHistory, Period};
 use crate::seal::{KeyId, WrappedKey};
 use crate::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use crate::time::Timestamp;
@@ -799,4 +800,19 @@ pub trait Store: Send + Sync + fmt::Debug {
         slc: &Slc,
         history_limit: u32,
     ) -> Result<Option<InstallationDetail>>;
+    /// What an uptime report over `period` needs of `reseller`'s
+    /// installations (only `only`, given: none if it is missing *or another
+    /// reseller's*), read in one read transaction, in any order: each
+    /// installation's SLC and labels, its recording servers (retired ones
+    /// included) with their `first_seen_at`, and the history entries of
+    /// kinds [`UPTIME_HISTORY_KINDS`] of each server that lie before the
+    /// period's end and either within the period or at the instant of the
+    /// server's latest such entry before its start (its state when the
+    /// period begins; see [`crate::report`]). Other entries are left out.
+    async fn uptime_histories(
+        &self,
+        reseller: &ResellerId,
+        only: Option<&Slc>,
+        period: Period,
+    ) -> Result<Vec<InstallationHistory>>;
 }

@@ -107,6 +107,11 @@ macro_rules! __conformance_test_list {
             decommissioning_is_for_the_owner_and_known_servers,
             an_expired_subscription_is_not_judged_and_renewal_gives_grace,
             withdrawn_consent_is_not_judged_and_its_data_is_deleted_after_retention,
+            // uptime reports
+            uptime_report_matches_the_hand_computed_scenario,
+            an_outage_open_at_the_period_start_is_counted,
+            uptime_reports_show_only_the_resellers_installations,
+            uptime_reports_follow_decommissioned_servers,
             // a reseller's team
             invitations_create_users_once,
             sessions_expire_and_end_with_their_user,

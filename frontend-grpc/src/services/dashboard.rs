@@ -2,11 +2,12 @@
 
 use std::pin::Pin;
 
-use carewatch_core::Carewatch;
 use carewatch_core::feed::EventId;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::notification::maintenance::in_maintenance;
+use carewatch_core::report::{Period, UptimeReport};
 use carewatch_core::store::{OverviewQuery, PageCursor};
+use carewatch_core::{Carewatch, Error};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -192,5 +193,42 @@ impl Dashboard for DashboardService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(proto::DecommissionServerResponse { changed }))
+    }
+
+    async fn get_uptime_report(
+        &self,
+        request: Request<proto::GetUptimeReportRequest>,
+    ) -> Result<Response<proto::UptimeReport>, Status> {
+        use proto::get_uptime_report_request::Period as Asked;
+        let reseller = self.reseller(&request).await?;
+        let r = request.into_inner();
+        let period = match r.period {
+            Some(Asked::Month(month)) => Period::parse_month(&month),
+            Some(Asked::LastDays(days)) => Period::last_days(self.carewatch.now(), days),
+            None => Err(Error::InvalidInput {
+                field: "period",
+                reason: "give a month (YYYY-MM) or a number of days".into(),
+            }),
+        }
+        .map_err(to_status)?;
+        let report = if r.slc.is_empty() {
+            self.carewatch
+                .uptime_report(&reseller, period)
+                .await
+                .map_err(to_status)?
+        } else {
+            let slc = convert::slc(&r.slc).map_err(to_status)?;
+            let one = self
+                .carewatch
+                .installation_uptime(&reseller, &slc, period)
+                .await
+                .map_err(to_status)?;
+            UptimeReport {
+                reseller,
+                period: one.uptime.period,
+                installations: vec![one],
+            }
+        };
+        Ok(Response::new(convert::uptime_report(&report)))
     }
 }

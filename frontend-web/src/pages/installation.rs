@@ -18,6 +18,7 @@ use maud::{Markup, html};
 use super::labels::{decommission_form, labels_form};
 use super::layout::{Nav, page as layout};
 use super::overview::{health_badge, live_status, refusal_badge, servers_text};
+use super::reports::installation_section;
 use super::{Notice, PageResult, error_page, html_response};
 use crate::AppState;
 use crate::format;
@@ -64,6 +65,12 @@ pub(super) async fn render(
         .await
         .map_err(bad)?;
     let now = state.carewatch.now();
+    let period = state.carewatch.rolling_period().map_err(bad)?;
+    let uptime = state
+        .carewatch
+        .installation_uptime(&user.user().reseller, slc, period)
+        .await
+        .map_err(bad)?;
     let title = format!("Installation {slc}");
     let events = format!("/events?slc={slc}&after={}", head.0);
     let current = format!("/installations/{slc}");
@@ -83,6 +90,7 @@ pub(super) async fn render(
                 (history(&detail.history))
             }
         }
+        (installation_section(&uptime))
         @if user.user().role == Role::Admin { (labels_form(user, slc, &detail.labels)) }
     };
     Ok(html_response(

@@ -9,6 +9,8 @@ use crate::session::SignedIn;
 pub enum Nav {
     /// The overview.
     Overview,
+    /// Uptime reports.
+    Reports,
     /// The team.
     Team,
     /// API tokens.
@@ -45,6 +47,7 @@ pub fn page(title: &str, user: Option<&SignedIn>, current: Nav, body: Markup) ->
                         nav aria-label="Main" {
                             ul {
                                 (entry("/", "Overview", current == Nav::Overview))
+                                (entry("/reports", "Reports", current == Nav::Reports))
                                 @if user.is_admin() {
                                     (entry("/team", "Team", current == Nav::Team))
                                     (entry("/channels", "Notifications", current == Nav::Channels))

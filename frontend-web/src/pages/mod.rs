@@ -8,6 +8,7 @@ pub mod layout;
 pub mod login;
 pub mod maintenance;
 pub mod overview;
+pub mod reports;
 pub mod team;
 pub mod tokens;
 

@@ -9,6 +9,7 @@ mod ingest;
 mod lifecycle;
 mod notifications;
 mod reads;
+mod report;
 mod summary;
 mod team;
 
@@ -26,6 +27,7 @@ use carewatch_core::notification::{
     ChannelId, ChannelRecord, DeliveryOutcome, NewOutboxEntry, NotificationState, NotifierCommit,
     OutboxEntry, OutboxFilter,
 };
+use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
@@ -507,6 +509,18 @@ impl Store for PostgresStore {
     ) -> Result<Option<InstallationDetail>> {
         self.read(&(reseller, slc, history_limit), |c, (r, s, limit)| {
             Box::pin(reads::installation_detail(c, r, s, *limit))
+        })
+        .await
+    }
+
+    async fn uptime_histories(
+        &self,
+        reseller: &ResellerId,
+        only: Option<&Slc>,
+        period: Period,
+    ) -> Result<Vec<InstallationHistory>> {
+        self.read(&(reseller, only, period), |c, (r, o, p)| {
+            Box::pin(report::uptime_histories(c, r, *o, *p))
         })
         .await
     }

@@ -83,7 +83,7 @@ fn overview_row(row: &PgRow) -> DbResult<OverviewRow> {
 }
 
 /// Labels from four columns: customer_name, site_name, notes, tags.
-fn labels(row: &PgRow, at: usize) -> DbResult<Labels> {
+pub(crate) fn labels(row: &PgRow, at: usize) -> DbResult<Labels> {
     Ok(Labels::decode(
         col(row, at)?,
         col(row, at + 1)?,

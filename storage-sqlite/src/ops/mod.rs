@@ -8,6 +8,7 @@ mod ingest;
 mod lifecycle;
 mod notifications;
 mod reads;
+mod report;
 mod summary;
 mod team;
 
@@ -25,6 +26,7 @@ use carewatch_core::notification::{
     ChannelId, ChannelRecord, DeliveryOutcome, NewOutboxEntry, NotificationState, NotifierCommit,
     OutboxEntry, OutboxFilter,
 };
+use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
@@ -450,6 +452,17 @@ impl Store for SqliteStore {
     ) -> Result<Option<InstallationDetail>> {
         let (reseller, slc) = (reseller.clone(), slc.clone());
         self.read(move |tx| reads::installation_detail(tx, &reseller, &slc, history_limit))
+            .await
+    }
+
+    async fn uptime_histories(
+        &self,
+        reseller: &ResellerId,
+        only: Option<&Slc>,
+        period: Period,
+    ) -> Result<Vec<InstallationHistory>> {
+        let (reseller, only) = (reseller.clone(), only.cloned());
+        self.read(move |tx| report::uptime_histories(tx, &reseller, only.as_ref(), period))
             .await
     }
 }

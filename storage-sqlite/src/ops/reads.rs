@@ -121,7 +121,7 @@ pub(crate) fn overview(
 }
 
 /// Labels from four columns: customer_name, site_name, notes, tags.
-fn labels(row: &rusqlite::Row<'_>, at: usize) -> Result<Labels> {
+pub(crate) fn labels(row: &rusqlite::Row<'_>, at: usize) -> Result<Labels> {
     Labels::decode(
         row.col(at)?,
         row.col(at + 1)?,

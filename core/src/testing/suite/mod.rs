@@ -25,6 +25,7 @@ mod lifecycle;
 mod notifications;
 mod reads;
 mod registration;
+mod report;
 mod sequences;
 mod team;
 
@@ -40,6 +41,7 @@ mod by_name {
     pub(super) use super::notifications::*;
     pub(super) use super::reads::*;
     pub(super) use super::registration::*;
+    pub(super) use super::report::*;
     pub(super) use super::sequences::*;
     pub(super) use super::team::*;
 }
