@@ -168,7 +168,10 @@ async fn every_failed_sign_in_reads_the_same_and_repeated_failures_are_slowed() 
     let attacker = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
     let carewatch = &web.fixture.carewatch;
     for _ in 0..4 {
-        assert_eq!(carewatch.sign_in_delay("jane", Some(attacker)), Duration::ZERO);
+        assert_eq!(
+            carewatch.sign_in_delay("jane", Some(attacker)),
+            Duration::ZERO
+        );
         let page = web.send_from(attacker, login_form("jane", "guess")).await;
         assert_eq!(page.status, StatusCode::UNAUTHORIZED);
     }
@@ -193,7 +196,10 @@ async fn every_failed_sign_in_reads_the_same_and_repeated_failures_are_slowed() 
     let slowed_twice = started.elapsed();
     assert_eq!(sixth.status, StatusCode::UNAUTHORIZED);
     assert!(slowed_once >= Duration::from_millis(250), "{slowed_once:?}");
-    assert!(slowed_twice >= Duration::from_millis(500), "{slowed_twice:?}");
+    assert!(
+        slowed_twice >= Duration::from_millis(500),
+        "{slowed_twice:?}"
+    );
     assert_eq!(
         seventh.status,
         StatusCode::SEE_OTHER,
