@@ -15,7 +15,9 @@
 //!   the end-to-end binaries `loadgen`, `scale` and `webload`;
 //! - [`ingest::Workers`]: simulated recording servers sending heartbeats
 //!   as `loadgen` does, and [`web`]: an HTTPS client of the web page with
-//!   live pages (server-sent events), for `webload`.
+//!   live pages (server-sent events), for `webload`;
+//! - [`UptimeFleet`]: installations with two months of outages, own
+//!   downtime and maintenance windows, for the `uptime_report` benchmark.
 //!
 //! Everything is generated from fixed seeds, so every run measures the same
 //! inputs.
@@ -27,6 +29,7 @@ pub mod interleaved;
 mod postgres;
 mod rng;
 pub mod server;
+mod uptime;
 pub mod web;
 
 pub use columns::{EVALUATED_AT, FleetColumns, sum_columns};
@@ -35,6 +38,7 @@ pub use fleet::{
     camera_unreachable_and_license_overuse,
 };
 pub use postgres::{BenchSchema, DEFAULT_URL, URL_VAR, database_url};
+pub use uptime::{SeedCounts, UptimeFleet, UptimeInstallation};
 
 /// The `p`th percentile (0 to 100) of latencies in microseconds, sorted
 /// ascending, in milliseconds; NaN if there are none.

@@ -7,8 +7,9 @@
 //! - the period's entries: one range of the index per installation;
 //! - each server's state when the period begins: its latest availability
 //!   entry before the start, a backward scan of the installation's range
-//!   that stops at the first one (LATERAL … LIMIT 1), then the entries at
-//!   that instant.
+//!   that stops at the first one (… LIMIT 1), then the entries at that
+//!   instant (a seek). Both stay per-server index probes whatever the
+//!   table statistics say (see `before!`).
 
 use std::collections::HashMap;
 
@@ -74,24 +75,31 @@ macro_rules! within {
 }
 
 /// Each server's latest entry before $3, and any others at that instant.
+/// The latest instants first (materialized), then a parameterized seek per
+/// server (OFFSET 0 keeps the LATERAL subquery from being flattened into a
+/// hash join over the whole history table). The ORDER BY follows the index,
+/// so the backward scan stops at the first entry that matches.
 macro_rules! before {
     ($one:literal) => {
         concat!(
-            "SELECT ",
-            entry_columns!(),
-            " FROM installations i
-             JOIN servers s ON s.slc = i.slc
-             CROSS JOIN LATERAL (
-                 SELECT b.at FROM history b
-                 WHERE b.slc = s.slc AND b.at < $3 AND b.server_id = s.server_id
-                   AND b.kind IN ",
+            "WITH latest AS MATERIALIZED (
+                 SELECT s.slc, s.server_id, (
+                     SELECT b.at FROM history b
+                     WHERE b.slc = s.slc AND b.at < $3 AND b.server_id = s.server_id
+                       AND b.kind IN ",
             kinds!(),
-            " ORDER BY b.at DESC LIMIT 1) latest
-             JOIN history h ON h.slc = s.slc AND h.at = latest.at
-             WHERE i.reseller_id = $1",
+            " ORDER BY b.at DESC LIMIT 1) AS at
+                 FROM installations i JOIN servers s ON s.slc = i.slc
+                 WHERE i.reseller_id = $1",
             $one,
-            " AND h.server_id = s.server_id AND h.kind IN ",
-            kinds!()
+            ") SELECT ",
+            entry_columns!(),
+            " FROM latest l CROSS JOIN LATERAL (
+                 SELECT * FROM history h
+                 WHERE h.slc = l.slc AND h.at = l.at AND h.server_id = l.server_id
+                   AND h.kind IN ",
+            kinds!(),
+            " OFFSET 0) h"
         )
     };
 }

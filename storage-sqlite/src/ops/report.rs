@@ -7,7 +7,7 @@
 //! - each server's state when the period begins: its latest availability
 //!   entry before the start, a backward scan of the installation's range
 //!   that stops at the first one (a few entries back for a server with an
-//!   outage now and then), then the entries at that instant.
+//!   outage now and then), then the entries at that instant (a seek).
 
 use std::collections::HashMap;
 
@@ -94,17 +94,22 @@ pub(crate) fn uptime_histories(
            AND h.at >= ?3 AND h.at < ?4 AND h.kind IN {KINDS}",
         columns = prefixed("h", HISTORY_COLUMNS),
     );
+    // Materialized first, then joined (CROSS JOIN keeps that order): one
+    // backward scan per server, then a seek by (slc, at). Joined directly,
+    // SQLite read each installation's whole history and ran the scan for
+    // every entry.
     let before = format!(
-        "SELECT {columns}, h.slc
-         FROM installations i
-         JOIN servers s ON s.slc = i.slc
-         JOIN history h ON h.slc = s.slc AND h.at = (
-             SELECT b.at FROM history b
-             WHERE b.slc = s.slc AND b.at < ?3 AND b.server_id = s.server_id
-               AND b.kind IN {KINDS}
-             ORDER BY b.at DESC LIMIT 1)
-         WHERE i.reseller_id = ?1 AND {one}
-           AND h.server_id = s.server_id AND h.kind IN {KINDS}",
+        "WITH latest AS MATERIALIZED (
+             SELECT s.slc, s.server_id, (
+                 SELECT b.at FROM history b
+                 WHERE b.slc = s.slc AND b.at < ?3 AND b.server_id = s.server_id
+                   AND b.kind IN {KINDS}
+                 ORDER BY b.at DESC LIMIT 1) AS at
+             FROM installations i JOIN servers s ON s.slc = i.slc
+             WHERE i.reseller_id = ?1 AND {one})
+         SELECT {columns}, h.slc
+         FROM latest l CROSS JOIN history h ON h.slc = l.slc AND h.at = l.at
+         WHERE h.server_id = l.server_id AND h.kind IN {KINDS}",
         columns = prefixed("h", HISTORY_COLUMNS),
     );
     for (sql, args) in [
