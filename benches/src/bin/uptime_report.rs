@@ -32,6 +32,7 @@ use carewatch_core::seal::MasterKey;
 use carewatch_core::store::Store;
 use carewatch_core::time::ManualClock;
 use carewatch_core::{Carewatch, Config};
+use carewatch_storage_postgres::{PostgresConfig, PostgresStore};
 use carewatch_storage_sqlite::SqliteStore;
 use clap::{Parser, ValueEnum};
 
@@ -68,6 +69,10 @@ struct Args {
     /// Keep the PostgreSQL schema (its name is printed) to look at it.
     #[arg(long)]
     keep_schema: bool,
+    /// Time the report on a schema a `--keep-schema` run seeded (with the
+    /// same options), without seeding again; it is kept.
+    #[arg(long, value_name = "SCHEMA")]
+    reuse_schema: Option<String>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -138,6 +143,13 @@ async fn main() -> Result<(), BoxError> {
             };
             Arc::new(SqliteStore::open(dir.join("carewatch.db")).await?)
         }
+        Backend::Postgres if args.reuse_schema.is_some() => {
+            let name = args.reuse_schema.as_deref().unwrap_or_default();
+            let config = PostgresConfig::from_url(&database_url())?
+                .schema(name)?
+                .max_connections(8);
+            Arc::new(PostgresStore::open(config).await?)
+        }
         Backend::Postgres => {
             let created = BenchSchema::create(&database_url()).await?;
             println!("PostgreSQL schema {}", created.name());
@@ -147,16 +159,18 @@ async fn main() -> Result<(), BoxError> {
         }
     };
 
-    let began = Instant::now();
-    let counts = fleet.seed(store.as_ref()).await?;
-    println!(
-        "seeded in {:.1} s: {} servers, {} signs of life, {} outages, {} status reports",
-        began.elapsed().as_secs_f64(),
-        fleet.server_count(),
-        counts.signs,
-        counts.outages,
-        counts.reports
-    );
+    if args.reuse_schema.is_none() {
+        let began = Instant::now();
+        let counts = fleet.seed(store.as_ref()).await?;
+        println!(
+            "seeded in {:.1} s: {} servers, {} signs of life, {} outages, {} status reports",
+            began.elapsed().as_secs_f64(),
+            fleet.server_count(),
+            counts.signs,
+            counts.outages,
+            counts.reports
+        );
+    }
 
     if let Some(schema) = &schema {
         // The statistics autovacuum keeps on a database in use (a freshly
