@@ -16,6 +16,8 @@
 //! - [`ingest::Workers`]: simulated recording servers sending heartbeats
 //!   as `loadgen` does, and [`web`]: an HTTPS client of the web page with
 //!   live pages (server-sent events), for `webload`;
+//! - [`notify`]: a `carewatch serve` with extra flags, paced and flooding
+//!   fleets of recording servers and a CPU sampler, for `notifyload`;
 //! - [`UptimeFleet`]: installations with two months of outages, own
 //!   downtime and maintenance windows, for the `uptime_report` benchmark.
 //!
@@ -26,6 +28,7 @@ mod columns;
 mod fleet;
 pub mod ingest;
 pub mod interleaved;
+pub mod notify;
 mod postgres;
 mod rng;
 pub mod server;
