@@ -112,10 +112,19 @@ pub fn decommission(
     if matches!(current, Availability::Decommissioned { .. }) {
         return None;
     }
+    // Oldest first, whatever order the backend read them in.
+    let mut active: Vec<&ActiveCondition> = active.iter().collect();
+    active.sort_by(|a, b| {
+        (a.opened_at, a.key.code.as_str(), &a.key.subject).cmp(&(
+            b.opened_at,
+            b.key.code.as_str(),
+            &b.key.subject,
+        ))
+    });
     Some(Decommission {
         availability: Availability::Decommissioned { since: at },
         resolved: active
-            .iter()
+            .into_iter()
             .map(|a| {
                 (
                     a.key.clone(),

@@ -573,25 +573,7 @@ pub(crate) async fn apply_status_report(
         } => availability_changed,
     };
     // The server row is locked: nobody else changes its conditions now.
-    let rows = query(
-        "SELECT code, subject, detail, opened_at FROM conditions
-         WHERE slc = $1 AND server_id = $2 AND resolved_at IS NULL",
-    )
-    .bind(sign.slc.as_str())
-    .bind(sign.server.as_str())
-    .fetch_all(&mut *c)
-    .await?;
-    let mut active = Vec::with_capacity(rows.len());
-    for row in &rows {
-        active.push(ActiveCondition {
-            key: ConditionKey {
-                code: codec::code(&col::<String>(row, 0)?)?,
-                subject: col(row, 1)?,
-            },
-            detail: col(row, 2)?,
-            opened_at: ts(col(row, 3)?),
-        });
-    }
+    let active = active_conditions(c, &sign.slc, &sign.server).await?;
     let writes = rules::snapshot_writes(&active, &report.snapshot, sign.received_at);
     let at = sign.received_at.as_millis();
     for (opened, history) in &writes.opened {
@@ -641,4 +623,33 @@ pub(crate) async fn apply_status_report(
         ));
     }
     Ok(WriteOutcome::Applied(None))
+}
+
+/// A server's active conditions (its row locked by the caller), in no
+/// particular order.
+pub(crate) async fn active_conditions(
+    c: &mut PgConnection,
+    slc: &Slc,
+    server: &RecordingServerId,
+) -> DbResult<Vec<ActiveCondition>> {
+    let rows = query(
+        "SELECT code, subject, detail, opened_at FROM conditions
+         WHERE slc = $1 AND server_id = $2 AND resolved_at IS NULL",
+    )
+    .bind(slc.as_str())
+    .bind(server.as_str())
+    .fetch_all(&mut *c)
+    .await?;
+    let mut active = Vec::with_capacity(rows.len());
+    for row in &rows {
+        active.push(ActiveCondition {
+            key: ConditionKey {
+                code: codec::code(&col::<String>(row, 0)?)?,
+                subject: col(row, 1)?,
+            },
+            detail: col(row, 2)?,
+            opened_at: ts(col(row, 3)?),
+        });
+    }
+    Ok(active)
 }

@@ -1,12 +1,11 @@
 //! An installation's life: retiring a recording server (issue 18).
 
 use carewatch_core::Error;
-use carewatch_core::condition::ConditionKey;
 use carewatch_core::feed::Change;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::store::HistoryKind;
 use carewatch_core::store::columns::AvailabilityColumns;
-use carewatch_core::store::rules::{self, ActiveCondition, ServiceChange};
+use carewatch_core::store::rules::{self, ServiceChange};
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
 use sqlx_postgres::PgConnection;
@@ -43,25 +42,7 @@ pub(crate) async fn decommission_server(
         }
         .into());
     };
-    let rows = query(
-        "SELECT code, subject, detail, opened_at FROM conditions
-         WHERE slc = $1 AND server_id = $2 AND resolved_at IS NULL ORDER BY opened_at, id",
-    )
-    .bind(slc.as_str())
-    .bind(server.as_str())
-    .fetch_all(&mut *c)
-    .await?;
-    let mut active = Vec::with_capacity(rows.len());
-    for row in &rows {
-        active.push(ActiveCondition {
-            key: ConditionKey {
-                code: codec::code(&col::<String>(row, 0)?)?,
-                subject: col(row, 1)?,
-            },
-            detail: col(row, 2)?,
-            opened_at: ts(col(row, 3)?),
-        });
-    }
+    let active = ingest::active_conditions(c, slc, server).await?;
     let Some(writes) = rules::decommission(&current.availability, &active, at) else {
         return Ok(false);
     };

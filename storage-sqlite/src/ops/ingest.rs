@@ -1,16 +1,15 @@
 //! Ingest: admission reads, signs of life and status reports.
 
 use carewatch_core::availability::Availability;
-use carewatch_core::condition::ConditionKey;
 use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::seal::{KeyId, WrappedKey};
-use carewatch_core::store::rules::{self, ActiveCondition, SignJudgement};
+use carewatch_core::store::rules::{self, SignJudgement};
 use carewatch_core::store::{Admission, HistoryKind, SignOfLife, StatusWrite, WriteOutcome};
 use carewatch_core::{ConditionCode, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{admin, history, summary};
-use crate::codec::{self, RowExt, map_err, ms, server_columns, ts};
+use crate::codec::{self, map_err, ms, server_columns};
 use carewatch_core::store::columns::sequence_to_column;
 
 pub(crate) fn admission(
@@ -212,28 +211,7 @@ pub(crate) fn apply_status_report(
             availability_changed,
         } => availability_changed,
     };
-    let mut active = Vec::new();
-    {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT code, subject, detail, opened_at FROM conditions
-                 WHERE slc = ?1 AND server_id = ?2 AND resolved_at IS NULL",
-            )
-            .map_err(map_err)?;
-        let mut rows = stmt
-            .query([sign.slc.as_str(), sign.server.as_str()])
-            .map_err(map_err)?;
-        while let Some(row) = rows.next().map_err(map_err)? {
-            active.push(ActiveCondition {
-                key: ConditionKey {
-                    code: codec::code(&row.col::<String>(0)?)?,
-                    subject: row.col(1)?,
-                },
-                detail: row.col(2)?,
-                opened_at: ts(row.col(3)?),
-            });
-        }
-    }
+    let active = super::lifecycle::active_conditions(tx, &sign.slc, &sign.server)?;
     let writes = rules::snapshot_writes(&active, &report.snapshot, sign.received_at);
     let at = sign.received_at.as_millis();
     for (opened, history) in &writes.opened {

@@ -67,7 +67,8 @@ pub(crate) fn decommission_server(
     Ok(true)
 }
 
-fn active_conditions(
+/// A server's active conditions, in no particular order.
+pub(crate) fn active_conditions(
     tx: &Transaction<'_>,
     slc: &Slc,
     server: &RecordingServerId,
@@ -75,7 +76,7 @@ fn active_conditions(
     let mut stmt = tx
         .prepare_cached(
             "SELECT code, subject, detail, opened_at FROM conditions
-             WHERE slc = ?1 AND server_id = ?2 AND resolved_at IS NULL ORDER BY opened_at, id",
+             WHERE slc = ?1 AND server_id = ?2 AND resolved_at IS NULL",
         )
         .map_err(map_err)?;
     let mut rows = stmt
