@@ -106,6 +106,11 @@ impl Sender {
         })
     }
 
+    /// The longest one attempt can take, all timeouts included.
+    pub fn longest_attempt(&self) -> Duration {
+        self.timeout.saturating_mul(3)
+    }
+
     /// Whether email channels can be served (an SMTP server is configured).
     pub fn has_smtp(&self) -> bool {
         self.mail.is_some()
@@ -161,12 +166,12 @@ impl Sender {
             }
         };
         // Each transport has its own timeouts; this bounds the whole attempt.
-        match tokio::time::timeout(self.timeout * 3, attempt).await {
+        match tokio::time::timeout(self.longest_attempt(), attempt).await {
             Ok(attempt) => attempt,
             Err(_) => Attempt::Retry(format!(
                 "{} delivery timed out after {:?}",
                 channel.destination.kind(),
-                self.timeout * 3
+                self.longest_attempt()
             )),
         }
     }

@@ -86,14 +86,24 @@ impl World {
         &self,
         shutdown_grace: Duration,
     ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        self.dispatch_with(DispatcherOptions {
+            shutdown_grace,
+            ..DispatcherOptions::default()
+        })
+    }
+
+    /// Starts a dispatcher with these options (looking every 50 ms).
+    fn dispatch_with(
+        &self,
+        options: DispatcherOptions,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let sender = Arc::new(Sender::new(SenderOptions::default()).expect("sender"));
         let dispatcher = Dispatcher::new(
             self.carewatch.clone(),
             sender,
             DispatcherOptions {
                 every: Duration::from_millis(50),
-                shutdown_grace,
-                ..DispatcherOptions::default()
+                ..options
             },
         );
         let (stop, stopped) = oneshot::channel::<()>();
@@ -444,5 +454,101 @@ async fn a_channel_that_cannot_be_opened_holds_up_only_its_own_notifications() {
     let error = bad.last_error.clone().unwrap_or_default();
     assert!(error.contains("cannot be opened"), "{error}");
     assert_eq!(world.receiver.received().len(), 1, "only the good one sent");
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_entries_are_each_delivered_once_with_every_outcome_recorded() {
+    let world = World::new().await;
+    let plan: Vec<Reply> = (0..40)
+        .map(|n| {
+            if n % 5 == 0 {
+                Reply::status(503)
+            } else {
+                Reply::status(200)
+            }
+        })
+        .collect();
+    world.receiver.plan(plan);
+    for _ in 0..40 {
+        world
+            .carewatch
+            .test_channel(&world.admin, &world.channel)
+            .await
+            .expect("test queued");
+        // A test's key is its instant: one per millisecond.
+        world.clock.advance(Duration::from_millis(1));
+    }
+    let (stop, _task) = world.dispatch_with(DispatcherOptions {
+        batch: 16,
+        concurrency: 4,
+        ..DispatcherOptions::default()
+    });
+    assert_eq!(world.receiver.wait_for(40, WAIT).await.len(), 40);
+    // Every attempt recorded: 32 delivered, 8 waiting for their retry.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let entries = loop {
+        let entries = world
+            .carewatch
+            .outbox(&world.admin.reseller, OutboxFilter::All, 100)
+            .await
+            .expect("outbox");
+        if entries.iter().all(|e| e.attempts == 1) || tokio::time::Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(entries.len(), 40);
+    assert!(entries.iter().all(|e| e.attempts == 1), "{entries:?}");
+    assert_eq!(
+        entries.iter().filter(|e| e.delivered_at.is_some()).count(),
+        32
+    );
+    let keys: std::collections::BTreeSet<_> = world
+        .receiver
+        .received()
+        .iter()
+        .filter_map(|r| r.header("idempotency-key").map(str::to_owned))
+        .collect();
+    assert_eq!(keys.len(), 40, "each entry sent once");
+    let status = world
+        .carewatch
+        .channels(&world.admin.reseller)
+        .await
+        .expect("channels")
+        .remove(0)
+        .record
+        .status;
+    assert!(status.last_attempt_at.is_some());
+    assert!(status.failures_in_a_row <= 8, "{status:?}");
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_that_could_outlast_its_claim_is_not_started() {
+    let world = World::new().await;
+    world
+        .carewatch
+        .test_channel(&world.admin, &world.channel)
+        .await
+        .expect("test queued");
+    // Claims shorter than the sender's longest attempt (30 s): sending
+    // could go on after another node took the entry over.
+    let (stop, task) = world.dispatch_with(DispatcherOptions {
+        lease: Duration::from_secs(5),
+        ..DispatcherOptions::default()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop.send(());
+    task.await.expect("task");
+    assert!(world.receiver.received().is_empty(), "nothing sent");
+    assert_eq!(world.entry_when(|_| true).await.attempts, 0);
+
+    // With a long enough claim it goes out once the short one ran out.
+    world.clock.advance(Duration::from_secs(6));
+    let (stop, _task) = world.dispatch(Duration::from_secs(5));
+    let entry = world.entry_when(|e| e.delivered_at.is_some()).await;
+    assert_eq!(entry.attempts, 1);
+    assert_eq!(world.receiver.received().len(), 1);
     let _ = stop.send(());
 }

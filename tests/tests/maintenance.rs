@@ -383,15 +383,14 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.claim_deliveries(node, now, lease, limit).await
     }
-    async fn finish_delivery(
+    async fn finish_deliveries(
         &self,
-        id: u64,
         node: &str,
-        outcome: &DeliveryOutcome,
         at: Timestamp,
+        finished: &[(u64, DeliveryOutcome)],
     ) -> Result<()> {
         self.check().await?;
-        self.inner.finish_delivery(id, node, outcome, at).await
+        self.inner.finish_deliveries(node, at, finished).await
     }
     async fn outbox(
         &self,

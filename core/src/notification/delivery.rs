@@ -90,6 +90,63 @@ pub fn verify_signature(secret: &[u8], header: &str, body: &[u8], now: i64) -> b
     mac(secret, timestamp, body).verify_slice(&bytes).is_ok()
 }
 
+/// What a run of finished attempts on one channel does to its
+/// [`super::DeliveryStatus`], so a batch of outcomes is recorded with one
+/// write per channel and means the same as recording them one by one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelTally<K> {
+    /// The channel.
+    pub channel: K,
+    /// Whether a delivery is among them: failures count again from it.
+    pub delivered: bool,
+    /// Failures after the last delivery (all of them if none).
+    pub failures: u32,
+    /// The last attempt's error (`None` if it was delivered).
+    pub last_error: Option<String>,
+}
+
+impl<K> ChannelTally<K> {
+    /// The channel's failures in a row after these, from what it had before.
+    pub fn failures_in_a_row(&self, before: u32) -> u32 {
+        if self.delivered {
+            self.failures
+        } else {
+            before.saturating_add(self.failures)
+        }
+    }
+}
+
+/// Folds finished attempts, in the order they happened, into one tally per
+/// channel (ordered by channel, the order backends lock channels in).
+pub fn tally_by_channel<'a, K: Ord + Clone + 'a>(
+    finished: impl IntoIterator<Item = (&'a K, &'a super::DeliveryOutcome)>,
+) -> Vec<ChannelTally<K>> {
+    let mut tallies: std::collections::BTreeMap<K, ChannelTally<K>> = Default::default();
+    for (channel, outcome) in finished {
+        let tally = tallies
+            .entry(channel.clone())
+            .or_insert_with(|| ChannelTally {
+                channel: channel.clone(),
+                delivered: false,
+                failures: 0,
+                last_error: None,
+            });
+        match outcome {
+            super::DeliveryOutcome::Delivered => {
+                tally.delivered = true;
+                tally.failures = 0;
+                tally.last_error = None;
+            }
+            super::DeliveryOutcome::Retry { error, .. }
+            | super::DeliveryOutcome::Failed { error } => {
+                tally.failures = tally.failures.saturating_add(1);
+                tally.last_error = Some(error.clone());
+            }
+        }
+    }
+    tallies.into_values().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +202,59 @@ mod tests {
             "replayed later"
         );
         assert!(!verify_signature(secret, "t=1,v1=zz", body, 1));
+    }
+
+    #[test]
+    fn a_tally_means_the_same_as_recording_one_by_one() {
+        use super::super::DeliveryOutcome;
+        let choices = [
+            ("a", DeliveryOutcome::Delivered),
+            ("a", DeliveryOutcome::Failed { error: "a1".into() }),
+            ("b", DeliveryOutcome::Delivered),
+            (
+                "b",
+                DeliveryOutcome::Retry {
+                    at: crate::time::Timestamp::from_millis(1),
+                    error: "b1".into(),
+                },
+            ),
+        ];
+        // Every sequence of up to four attempts, from every prior count.
+        for length in 0..=4u32 {
+            for pick in 0..4usize.pow(length) {
+                let sequence: Vec<_> = (0..length)
+                    .map(|i| &choices[pick / 4usize.pow(i) % 4])
+                    .collect();
+                for before in [0u32, 3] {
+                    // One by one, as a single finish_delivery records it.
+                    let mut one_by_one: std::collections::BTreeMap<&str, (u32, Option<String>)> =
+                        Default::default();
+                    for (channel, outcome) in &sequence {
+                        let status = one_by_one.entry(channel).or_insert((before, None));
+                        *status = match outcome {
+                            DeliveryOutcome::Delivered => (0, None),
+                            DeliveryOutcome::Retry { error, .. }
+                            | DeliveryOutcome::Failed { error } => {
+                                (status.0 + 1, Some(error.clone()))
+                            }
+                        };
+                    }
+                    let channels: Vec<String> =
+                        sequence.iter().map(|(c, _)| (*c).to_owned()).collect();
+                    let tallies =
+                        tally_by_channel(channels.iter().zip(sequence.iter().map(|(_, o)| o)));
+                    let tallied: std::collections::BTreeMap<&str, (u32, Option<String>)> = tallies
+                        .iter()
+                        .map(|t| {
+                            (
+                                t.channel.as_str(),
+                                (t.failures_in_a_row(before), t.last_error.clone()),
+                            )
+                        })
+                        .collect();
+                    assert_eq!(tallied, one_by_one, "{sequence:?} from {before}");
+                }
+            }
+        }
     }
 }

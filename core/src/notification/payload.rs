@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::Tell;
-use crate::health::Health;
+use crate::health::{Health, HealthSummary};
 use crate::store::InstallationDetail;
 use crate::time::Timestamp;
 
@@ -123,9 +123,19 @@ fn health_words(health: Health) -> &'static str {
 }
 
 /// The notification `tell` makes about `detail`, with idempotency key `id`.
-pub fn build(id: String, tell: &Tell, detail: &InstallationDetail, at: Timestamp) -> Notification {
+/// `decided_by` is the installation's line as the change that decided it
+/// left it (the feed carries it); the counts and health are that line's,
+/// so a notification built after the installation moved on still agrees
+/// with its title, and says in a last line how the installation is now.
+pub fn build(
+    id: String,
+    tell: &Tell,
+    decided_by: Option<&HealthSummary>,
+    detail: &InstallationDetail,
+    at: Timestamp,
+) -> Notification {
     let slc = detail.installation.slc.to_string();
-    let summary = &detail.summary;
+    let summary = decided_by.unwrap_or(&detail.summary);
     let servers_down: Vec<ServerPart> = detail
         .servers
         .iter()
@@ -201,6 +211,14 @@ pub fn build(id: String, tell: &Tell, detail: &InstallationDetail, at: Timestamp
     if conditions.len() > 20 {
         text.push(format!("… and {} more conditions", conditions.len() - 20));
     }
+    if detail.summary.health != summary.health {
+        text.push(format!(
+            "Now: {slc} is {} ({} of {} recording servers unavailable).",
+            health_words(detail.summary.health),
+            detail.summary.unavailable,
+            detail.summary.servers
+        ));
+    }
     Notification {
         schema: SCHEMA.into(),
         id,
@@ -259,5 +277,79 @@ impl Notification {
     /// Parses a stored document.
     pub fn from_json(text: &str) -> crate::error::Result<Self> {
         serde_json::from_str(text).map_err(|e| crate::store::columns::corrupt("notification", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ResellerId, Slc};
+    use crate::installation::{Installation, Product};
+
+    fn line(health: Health, unavailable: u32) -> HealthSummary {
+        HealthSummary {
+            health,
+            worst: None,
+            servers: 3,
+            unavailable,
+            late: 0,
+            active_conditions: 0,
+        }
+    }
+
+    fn detail_now(summary: HealthSummary) -> InstallationDetail {
+        InstallationDetail {
+            installation: Installation {
+                slc: Slc::new("M01-AAAA-BBBB").expect("slc"),
+                reseller: ResellerId::new("acme").expect("reseller"),
+                product: Product::new("XProtect Corporate", "2024 R1").expect("product"),
+                subscription_expires_at: None,
+                consent: true,
+                registered_at: Timestamp::from_millis(0),
+            },
+            summary,
+            servers: Vec::new(),
+            active_conditions: Vec::new(),
+            history: Vec::new(),
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_late_built_notification_agrees_with_its_change_and_says_how_it_is_now() {
+        let since = Timestamp::from_millis(1_000);
+        let tell = Tell::Problem {
+            health: Health::Offline,
+            since,
+        };
+        // Built after the site came back: its line is the change's.
+        let offline = line(Health::Offline, 3);
+        let detail = detail_now(line(Health::Healthy, 0));
+        let n = build("k".into(), &tell, Some(&offline), &detail, since);
+        let part = n.installation.expect("installation");
+        assert!(n.title.contains("Offline"), "{}", n.title);
+        assert_eq!(
+            (part.health.as_str(), part.unavailable, part.offline),
+            ("offline", 3, true)
+        );
+        assert!(
+            n.text.contains("3 of 3 recording servers unavailable"),
+            "{}",
+            n.text
+        );
+        assert!(
+            n.text
+                .ends_with("Now: M01-AAAA-BBBB is healthy (0 of 3 recording servers unavailable)."),
+            "{}",
+            n.text
+        );
+
+        // Built in time (or a reminder, no change in hand): the line now.
+        let detail = detail_now(offline.clone());
+        for decided_by in [Some(&offline), None] {
+            let n = build("k".into(), &tell, decided_by, &detail, since);
+            assert_eq!(n.installation.expect("installation").health, "offline");
+            assert!(!n.text.contains("Now:"), "{}", n.text);
+        }
     }
 }

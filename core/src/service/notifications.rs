@@ -278,6 +278,18 @@ impl Carewatch {
             .await
     }
 
+    /// Records how attempts ended, in the order they ended, in one write
+    /// (delivery records a batch's outcomes together).
+    pub async fn finish_deliveries(&self, finished: &[(u64, DeliveryOutcome)]) -> Result<()> {
+        if finished.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .store
+            .finish_deliveries(&self.inner.config.node_id, self.now(), finished)
+            .await
+    }
+
     /// Every channel, each opened on its own (delivery looks channels up by
     /// id). One that cannot be opened (sealed under another master key, or
     /// damaged) comes with its error instead, so it holds up only its own

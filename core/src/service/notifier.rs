@@ -6,18 +6,21 @@
 //! crash before the commit redoes the step; after it, the outbox has the
 //! notifications durably: nothing is lost and nothing doubled.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::Carewatch;
 use crate::error::{Error, Result};
 use crate::feed::{Change, EventId};
+use crate::health::HealthSummary;
 use crate::ids::Slc;
 use crate::notification::maintenance::{self, MaintenanceWindow};
 use crate::notification::rules::{self, Phase, Tell};
 use crate::notification::{
     ChannelId, ChannelRecord, NewOutboxEntry, NotificationState, NotifierCommit, payload,
 };
+use crate::store::InstallationDetail;
 use crate::time::Timestamp;
 
 /// How long a node holds the lease without renewing it.
@@ -74,12 +77,15 @@ impl Carewatch {
         let channels = store.channels(None).await?;
         let windows = store.maintenance_windows(None).await?;
 
-        // The health changes each channel cares about, in feed order.
+        // The health changes each channel cares about, in feed order, and
+        // each installation's line as its last change left it.
         let mut changes: Vec<(ChannelId, Slc, crate::health::Health, Timestamp)> = Vec::new();
+        let mut decided_by: HashMap<Slc, &HealthSummary> = HashMap::new();
         for event in &events {
             let Change::Health { summary, .. } = &event.change else {
                 continue;
             };
+            decided_by.insert(event.slc.clone(), summary);
             for channel in channels
                 .iter()
                 .filter(|c| c.reseller == event.reseller && c.rules.covers(&event.slc))
@@ -127,6 +133,8 @@ impl Carewatch {
             states: Vec::new(),
             outbox: Vec::new(),
         };
+        // Several channels telling about one installation read it once.
+        let mut details: HashMap<Slc, InstallationDetail> = HashMap::new();
         for ((channel, slc), phase) in states {
             // A channel deleted meanwhile: its states go with it.
             let Some(record) = by_id.get(&channel) else {
@@ -137,9 +145,19 @@ impl Carewatch {
             let phase = muted_if_held_in_maintenance(phase, &own, &slc, now, &record.rules);
             let (phase, tell) = rules::on_tick(phase, now, until.is_some(), &record.rules);
             if let Some(tell) = tell {
+                let detail = match details.entry(slc.clone()) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(unknown) => unknown.insert(
+                        store
+                            .installation_detail(&record.reseller, &slc, 0)
+                            .await?
+                            .ok_or_else(|| Error::installation_not_found(&slc))?,
+                    ),
+                };
+                let decided_by = decided_by.get(&slc).copied();
                 commit
                     .outbox
-                    .push(self.compose(record, &slc, &tell, now).await?);
+                    .push(compose(record, &tell, decided_by, detail, now));
             }
             let due_at = rules::next_due(&phase, &record.rules, until);
             // States are ticked only when due, so a told problem is looked
@@ -169,45 +187,41 @@ impl Carewatch {
         }
         Ok(step)
     }
+}
 
-    /// The outbox entry a tell makes: the installation as it is now.
-    async fn compose(
-        &self,
-        channel: &ChannelRecord,
-        slc: &Slc,
-        tell: &Tell,
-        now: Timestamp,
-    ) -> Result<NewOutboxEntry> {
-        let detail = self
-            .inner
-            .store
-            .installation_detail(&channel.reseller, slc, 0)
-            .await?
-            .ok_or_else(|| Error::installation_not_found(slc))?;
-        let instant = match tell {
-            Tell::Problem { since, .. } | Tell::AfterMaintenance { since, .. } => *since,
-            Tell::Reminder { since, n, .. } => {
-                since.saturating_add(Duration::from_millis(u64::from(*n)))
-            }
-            Tell::Resolved { recovered_at, .. } => *recovered_at,
-        };
-        let key = format!(
-            "{}.{}.{}.{}.{}",
-            channel.id,
-            slc,
-            tell.kind(),
-            instant.as_millis(),
-            now.as_millis()
-        );
-        let body = payload::build(key.clone(), tell, &detail, now);
-        Ok(NewOutboxEntry {
-            channel: channel.id.clone(),
-            reseller: channel.reseller.clone(),
-            slc: Some(slc.clone()),
-            key,
-            body: body.to_json(),
-            created_at: now,
-        })
+/// The outbox entry a tell makes about `detail` (the installation now),
+/// as `decided_by` (its line after the change that decided it) left it.
+fn compose(
+    channel: &ChannelRecord,
+    tell: &Tell,
+    decided_by: Option<&HealthSummary>,
+    detail: &InstallationDetail,
+    now: Timestamp,
+) -> NewOutboxEntry {
+    let slc = &detail.installation.slc;
+    let instant = match tell {
+        Tell::Problem { since, .. } | Tell::AfterMaintenance { since, .. } => *since,
+        Tell::Reminder { since, n, .. } => {
+            since.saturating_add(Duration::from_millis(u64::from(*n)))
+        }
+        Tell::Resolved { recovered_at, .. } => *recovered_at,
+    };
+    let key = format!(
+        "{}.{}.{}.{}.{}",
+        channel.id,
+        slc,
+        tell.kind(),
+        instant.as_millis(),
+        now.as_millis()
+    );
+    let body = payload::build(key.clone(), tell, decided_by, detail, now);
+    NewOutboxEntry {
+        channel: channel.id.clone(),
+        reseller: channel.reseller.clone(),
+        slc: Some(slc.clone()),
+        key,
+        body: body.to_json(),
+        created_at: now,
     }
 }
 

@@ -3,6 +3,9 @@
 //! and PostgreSQL, and a stored value that does not decode is reported the
 //! same way. No SQL here: only the column values.
 
+mod delivery;
+pub use delivery::OutcomeColumns;
+
 use std::fmt;
 use std::time::Duration;
 

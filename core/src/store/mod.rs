@@ -767,19 +767,31 @@ pub trait Store: Send + Sync + fmt::Debug {
         lease: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>>;
-    /// Records how an attempt at entry `id` ended, only if `node` still
-    /// claims it (no other node claimed it since) and it is still pending
-    /// (else nothing): delivered, retry later, or given up, each counting
-    /// the attempt and ending the claim; the entry's channel's
-    /// [`crate::notification::DeliveryStatus`] follows (failures in a row
-    /// reset by a delivery).
+    /// Records how attempts ended, in the order they ended, in one
+    /// transaction: each only if `node` still claims its entry (no other
+    /// node claimed it since) and it is still pending (else nothing):
+    /// delivered, retry later, or given up, each counting the attempt and
+    /// ending the claim; the entries' channels'
+    /// [`crate::notification::DeliveryStatus`] follow (failures in a row
+    /// reset by a delivery), as if recorded one by one
+    /// ([`crate::notification::delivery::tally_by_channel`]).
+    async fn finish_deliveries(
+        &self,
+        node: &str,
+        at: Timestamp,
+        finished: &[(u64, DeliveryOutcome)],
+    ) -> Result<()>;
+    /// [`Store::finish_deliveries`] for one attempt.
     async fn finish_delivery(
         &self,
         id: u64,
         node: &str,
         outcome: &DeliveryOutcome,
         at: Timestamp,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.finish_deliveries(node, at, &[(id, outcome.clone())])
+            .await
+    }
     /// A reseller's outbox entries, newest first.
     async fn outbox(
         &self,

@@ -469,15 +469,14 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn finish_delivery(
+    async fn finish_deliveries(
         &self,
-        id: u64,
         node: &str,
-        outcome: &DeliveryOutcome,
         at: Timestamp,
+        finished: &[(u64, DeliveryOutcome)],
     ) -> Result<()> {
-        self.write(&(id, node, outcome, at), |c, (id, node, outcome, at)| {
-            Box::pin(notifications::finish_delivery(c, *id, node, outcome, *at))
+        self.write(&(node, at, finished), |c, (node, at, finished)| {
+            Box::pin(notifications::finish_deliveries(c, node, *at, finished))
         })
         .await
     }

@@ -12,12 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use carewatch_core::Error;
 use carewatch_core::feed::EventId;
 use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::notification::delivery::tally_by_channel;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
     ChannelId, ChannelRecord, ChannelRules, DeliveryOutcome, DeliveryStatus, NewOutboxEntry,
     NotificationState, NotifierCommit, OutboxEntry, OutboxFilter,
 };
-use carewatch_core::store::columns::PhaseColumns;
+use carewatch_core::store::columns::{OutcomeColumns, PhaseColumns};
 use carewatch_core::team::Login;
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
@@ -623,67 +624,82 @@ pub(crate) async fn claim_deliveries(
     Ok(out)
 }
 
-pub(crate) async fn finish_delivery(
+pub(crate) async fn finish_deliveries(
     c: &mut PgConnection,
-    id: u64,
     node: &str,
-    outcome: &DeliveryOutcome,
     at: Timestamp,
+    finished: &[(u64, DeliveryOutcome)],
 ) -> DbResult<()> {
-    let Ok(id) = i64::try_from(id) else {
-        return Ok(());
-    };
-    let (delivered_at, next_attempt_at, failed_at, error) = match outcome {
-        DeliveryOutcome::Delivered => (Some(at.as_millis()), None, None, None),
-        DeliveryOutcome::Retry { at: next, error } => {
-            (None, Some(next.as_millis()), None, Some(error.as_str()))
-        }
-        DeliveryOutcome::Failed { error } => {
-            (None, None, Some(at.as_millis()), Some(error.as_str()))
-        }
-    };
-    // The channel's row before the entry's (the lock order of
-    // delete_channel, so the two never deadlock).
-    let channel = query("SELECT channel_id FROM outbox WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *c)
-        .await?;
-    let Some(channel) = channel.map(|row| col::<String>(&row, 0)).transpose()? else {
-        return Ok(());
-    };
-    query("SELECT 1 FROM channels WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(channel.as_str())
-        .fetch_optional(&mut *c)
-        .await?;
-    // Only while the node still claims it, and only once.
-    let finished = query(
-        "UPDATE outbox SET attempts = attempts + 1, delivered_at = $3,
-             next_attempt_at = COALESCE($4, next_attempt_at), failed_at = $5,
-             last_error = $6, claimed_by = NULL, claimed_until = NULL
-         WHERE id = $1 AND claimed_by = $2 AND delivered_at IS NULL AND failed_at IS NULL",
-    )
-    .bind(id)
-    .bind(node)
-    .bind(delivered_at)
-    .bind(next_attempt_at)
-    .bind(failed_at)
-    .bind(error)
-    .execute(&mut *c)
-    .await?
-    .rows_affected();
-    if finished == 0 {
+    // An entry is finished once: a second outcome for it in the same batch
+    // would find it no longer claimed, so only the first counts.
+    let mut seen = BTreeSet::new();
+    let finished: Vec<(i64, &DeliveryOutcome)> = finished
+        .iter()
+        .filter_map(|(id, outcome)| Some((i64::try_from(*id).ok()?, outcome)))
+        .filter(|(id, _)| seen.insert(*id))
+        .collect();
+    if finished.is_empty() {
         return Ok(());
     }
+    let ids: Vec<i64> = finished.iter().map(|(id, _)| *id).collect();
+    // The channels' rows before the entries' (the lock order of
+    // delete_channel), in id order, so two batches never deadlock.
     query(
-        "UPDATE channels SET last_attempt_at = $2, last_error = $3,
-             failures_in_a_row = CASE WHEN $3::text IS NULL THEN 0 ELSE failures_in_a_row + 1 END
-         WHERE id = $1",
+        "SELECT 1 FROM channels
+         WHERE id IN (SELECT channel_id FROM outbox WHERE id = ANY($1))
+         ORDER BY id FOR NO KEY UPDATE",
     )
-    .bind(channel.as_str())
-    .bind(at.as_millis())
-    .bind(error)
-    .execute(&mut *c)
+    .bind(&ids)
+    .fetch_all(&mut *c)
     .await?;
+    let columns: Vec<OutcomeColumns<'_>> = finished
+        .iter()
+        .map(|(_, outcome)| OutcomeColumns::new(outcome, at))
+        .collect();
+    let column = |f: fn(&OutcomeColumns<'_>) -> Option<i64>| -> Vec<Option<i64>> {
+        columns.iter().map(f).collect()
+    };
+    // Only while the node still claims them, and only once.
+    let rows = query(
+        "UPDATE outbox o SET attempts = o.attempts + 1, delivered_at = f.delivered_at,
+             next_attempt_at = COALESCE(f.next_attempt_at, o.next_attempt_at),
+             failed_at = f.failed_at, last_error = f.error,
+             claimed_by = NULL, claimed_until = NULL
+         FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[])
+             AS f(id, delivered_at, next_attempt_at, failed_at, error)
+         WHERE o.id = f.id AND o.claimed_by = $1
+           AND o.delivered_at IS NULL AND o.failed_at IS NULL
+         RETURNING o.id, o.channel_id",
+    )
+    .bind(node)
+    .bind(&ids)
+    .bind(column(|c| c.delivered_at))
+    .bind(column(|c| c.next_attempt_at))
+    .bind(column(|c| c.failed_at))
+    .bind(columns.iter().map(|c| c.error).collect::<Vec<_>>())
+    .fetch_all(&mut *c)
+    .await?;
+    let mut channel_of = BTreeMap::new();
+    for row in &rows {
+        channel_of.insert(col::<i64>(row, 0)?, col::<String>(row, 1)?);
+    }
+    let recorded = finished
+        .iter()
+        .filter_map(|(id, outcome)| Some((channel_of.get(id)?, *outcome)));
+    for tally in tally_by_channel(recorded) {
+        query(
+            "UPDATE channels SET last_attempt_at = $2, last_error = $3,
+                 failures_in_a_row = CASE WHEN $4 THEN $5 ELSE failures_in_a_row + $5 END
+             WHERE id = $1",
+        )
+        .bind(tally.channel.as_str())
+        .bind(at.as_millis())
+        .bind(tally.last_error.as_deref())
+        .bind(tally.delivered)
+        .bind(i64::from(tally.failures))
+        .execute(&mut *c)
+        .await?;
+    }
     Ok(())
 }
 

@@ -415,15 +415,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish_delivery(
+    async fn finish_deliveries(
         &self,
-        id: u64,
         node: &str,
-        outcome: &DeliveryOutcome,
         at: Timestamp,
+        finished: &[(u64, DeliveryOutcome)],
     ) -> Result<()> {
-        let (node, outcome) = (node.to_owned(), outcome.clone());
-        self.write(move |tx| notifications::finish_delivery(tx, id, &node, &outcome, at))
+        let (node, finished) = (node.to_owned(), finished.to_vec());
+        self.write(move |tx| notifications::finish_deliveries(tx, &node, at, &finished))
             .await
     }
 

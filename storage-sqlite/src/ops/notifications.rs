@@ -7,12 +7,13 @@ use std::collections::{HashMap, HashSet};
 
 use carewatch_core::feed::EventId;
 use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::notification::delivery::tally_by_channel;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
     ChannelId, ChannelRecord, ChannelRules, DeliveryOutcome, DeliveryStatus, NewOutboxEntry,
     NotificationState, NotifierCommit, OutboxEntry, OutboxFilter,
 };
-use carewatch_core::store::columns::PhaseColumns;
+use carewatch_core::store::columns::{OutcomeColumns, PhaseColumns};
 use carewatch_core::team::Login;
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
@@ -585,48 +586,64 @@ pub(crate) fn claim_deliveries(
     Ok(out)
 }
 
-pub(crate) fn finish_delivery(
+pub(crate) fn finish_deliveries(
     tx: &Transaction<'_>,
-    id: u64,
     node: &str,
-    outcome: &DeliveryOutcome,
     at: Timestamp,
+    finished: &[(u64, DeliveryOutcome)],
 ) -> Result<()> {
-    let Ok(id) = i64::try_from(id) else {
-        return Ok(());
-    };
-    let (delivered_at, next_attempt_at, failed_at, error) = match outcome {
-        DeliveryOutcome::Delivered => (Some(at.as_millis()), None, None, None),
-        DeliveryOutcome::Retry { at: next, error } => {
-            (None, Some(next.as_millis()), None, Some(error.as_str()))
-        }
-        DeliveryOutcome::Failed { error } => {
-            (None, None, Some(at.as_millis()), Some(error.as_str()))
-        }
-    };
-    // Only while the node still claims it, and only once.
-    let channel: Option<String> = tx
-        .query_row(
+    let mut finish = tx
+        .prepare_cached(
             "UPDATE outbox SET attempts = attempts + 1, delivered_at = ?3,
                  next_attempt_at = COALESCE(?4, next_attempt_at), failed_at = ?5,
                  last_error = ?6, claimed_by = NULL, claimed_until = NULL
              WHERE id = ?1 AND claimed_by = ?2 AND delivered_at IS NULL AND failed_at IS NULL
              RETURNING channel_id",
-            params![id, node, delivered_at, next_attempt_at, failed_at, error],
-            |r| r.get(0),
         )
-        .optional()
         .map_err(map_err)?;
-    let Some(channel) = channel else {
-        return Ok(());
-    };
-    tx.execute(
-        "UPDATE channels SET last_attempt_at = ?2, last_error = ?3,
-             failures_in_a_row = CASE WHEN ?3 IS NULL THEN 0 ELSE failures_in_a_row + 1 END
-         WHERE id = ?1",
-        params![channel, at.as_millis(), error],
-    )
-    .map_err(map_err)?;
+    let mut recorded: Vec<(String, &DeliveryOutcome)> = Vec::with_capacity(finished.len());
+    for (id, outcome) in finished {
+        let Ok(id) = i64::try_from(*id) else {
+            continue;
+        };
+        let columns = OutcomeColumns::new(outcome, at);
+        // Only while the node still claims it, and only once.
+        let channel: Option<String> = finish
+            .query_row(
+                params![
+                    id,
+                    node,
+                    columns.delivered_at,
+                    columns.next_attempt_at,
+                    columns.failed_at,
+                    columns.error
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
+        if let Some(channel) = channel {
+            recorded.push((channel, outcome));
+        }
+    }
+    let mut status = tx
+        .prepare_cached(
+            "UPDATE channels SET last_attempt_at = ?2, last_error = ?3,
+                 failures_in_a_row = CASE WHEN ?4 THEN ?5 ELSE failures_in_a_row + ?5 END
+             WHERE id = ?1",
+        )
+        .map_err(map_err)?;
+    for tally in tally_by_channel(recorded.iter().map(|(c, o)| (c, *o))) {
+        status
+            .execute(params![
+                tally.channel,
+                at.as_millis(),
+                tally.last_error,
+                tally.delivered,
+                tally.failures
+            ])
+            .map_err(map_err)?;
+    }
     Ok(())
 }
 

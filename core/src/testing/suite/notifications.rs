@@ -966,6 +966,147 @@ pub(crate) async fn delivery_outcomes_are_recorded_once_by_the_claiming_node(
     );
 }
 
+/// Outcomes recorded as a batch (one write) leave the outbox and the
+/// channels exactly as the same outcomes recorded one by one: a duplicate
+/// and an entry the node no longer claims change nothing, failures in a row
+/// reset by a delivery and carry on from what the channel had.
+pub(crate) async fn a_batch_of_outcomes_is_recorded_as_one_by_one(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let store = &fx.store;
+    let alpha = fx.reseller("alpha").await;
+    // Channels 1 and 2 take the batch; 3 and 4 the same outcomes one by one.
+    let channels: Vec<ChannelRecord> = (1..=4).map(|n| channel(n, &alpha, START)).collect();
+    for ch in &channels {
+        create_channel(store, ch).await;
+    }
+    let at = t(100);
+    let retry = |error: &str| DeliveryOutcome::Retry {
+        at: at.saturating_add(secs(60)),
+        error: error.into(),
+    };
+    let failed = |error: &str| DeliveryOutcome::Failed {
+        error: error.into(),
+    };
+    // Both worlds: a failure already counted on the second channel, and an
+    // entry claimed by another node.
+    for (world, first) in [("batch", 0), ("single", 2)] {
+        let (a, b) = (&channels[first], &channels[first + 1]);
+        enqueue(store, &[entry(b, &format!("{world}-pre"), None, t(1))]).await;
+        let pre = claim(store, "node-1", t(2), 1).await;
+        finish(store, &pre[0], "node-1", failed("earlier"), t(3)).await;
+        enqueue(store, &[entry(a, &format!("{world}-lost"), None, t(4))]).await;
+        assert_eq!(claim(store, "node-2", t(5), 1).await.len(), 1);
+        let shapes = [
+            (a, "e0"),
+            (b, "e1"),
+            (a, "e2"),
+            (b, "e3"),
+            (a, "e4"),
+            (a, "e5"),
+        ];
+        for (n, (ch, key)) in shapes.iter().enumerate() {
+            let at = t(10 + n as u64);
+            enqueue(store, &[entry(ch, &format!("{world}-{key}"), None, at)]).await;
+        }
+    }
+    let claimed = claim(store, "node-1", t(20), 20).await;
+    assert_eq!(claimed.len(), 12, "{:?}", keys(&claimed));
+    let id = |key: &str| {
+        claimed
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.id)
+            .unwrap_or_else(|| panic!("{key} claimed"))
+    };
+    let lost_ids = [
+        outbox_entry(store, &alpha, "batch-lost").await.id,
+        outbox_entry(store, &alpha, "single-lost").await.id,
+    ];
+    let sequence = |world: &str, lost_id: u64| {
+        let key = |k: &str| id(&format!("{world}-{k}"));
+        vec![
+            (key("e0"), retry("503 once")),
+            (key("e1"), failed("410 Gone")),
+            (lost_id, DeliveryOutcome::Delivered),
+            (key("e2"), failed("400 Bad Request")),
+            (key("e0"), DeliveryOutcome::Delivered),
+            (key("e4"), DeliveryOutcome::Delivered),
+            (key("e5"), retry("timed out")),
+            (key("e3"), retry("connection refused")),
+        ]
+    };
+    store
+        .finish_deliveries("node-1", at, &sequence("batch", lost_ids[0]))
+        .await
+        .unwrap_or_else(|e| panic!("recording a batch of outcomes: {e}"));
+    for (id, outcome) in sequence("single", lost_ids[1]) {
+        store
+            .finish_delivery(id, "node-1", &outcome, at)
+            .await
+            .unwrap_or_else(|e| panic!("recording outcome of {id}: {e}"));
+    }
+
+    let recorded = |e: OutboxEntry| {
+        (
+            e.attempts,
+            e.next_attempt_at,
+            e.delivered_at,
+            e.failed_at,
+            e.last_error,
+        )
+    };
+    for key in ["pre", "lost", "e0", "e1", "e2", "e3", "e4", "e5"] {
+        let batch = recorded(outbox_entry(store, &alpha, &format!("batch-{key}")).await);
+        let single = recorded(outbox_entry(store, &alpha, &format!("single-{key}")).await);
+        assert_eq!(batch, single, "entry {key}");
+    }
+    let e0 = outbox_entry(store, &alpha, "batch-e0").await;
+    assert_eq!(
+        (e0.attempts, e0.delivered_at, e0.last_error.as_deref()),
+        (1, None, Some("503 once")),
+        "the duplicate outcome changed nothing"
+    );
+    assert_eq!(
+        outbox_entry(store, &alpha, "batch-lost").await.attempts,
+        0,
+        "another node's claim"
+    );
+    for (batch, single) in [(0, 2), (1, 3)] {
+        assert_eq!(
+            stored_channel(store, &channels[batch].id).await.status,
+            stored_channel(store, &channels[single].id).await.status,
+            "channel {}",
+            batch + 1
+        );
+    }
+    assert_eq!(
+        stored_channel(store, &channels[0].id).await.status,
+        DeliveryStatus {
+            last_attempt_at: Some(at),
+            last_error: Some("timed out".into()),
+            failures_in_a_row: 1,
+        },
+        "counted again from the delivery"
+    );
+    assert_eq!(
+        stored_channel(store, &channels[1].id).await.status,
+        DeliveryStatus {
+            last_attempt_at: Some(at),
+            last_error: Some("connection refused".into()),
+            failures_in_a_row: 3,
+        },
+        "carried on from the earlier failure"
+    );
+    // Nothing to record is nothing written.
+    store
+        .finish_deliveries("node-1", at, &[])
+        .await
+        .unwrap_or_else(|e| panic!("recording no outcome: {e}"));
+}
+
 /// A reseller's outbox lists only its own entries, newest first, at most
 /// the limit, pending or failed ones on request.
 pub(crate) async fn the_outbox_lists_a_resellers_entries_newest_first(
