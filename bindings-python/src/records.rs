@@ -214,6 +214,7 @@ pub fn change_event(py: Python<'_>, event: ChangeEvent) -> PyResult<Bound<'_, Py
         Change::Consent { accepted } => update("consent", Some(accepted), None),
         Change::Subscription { expires_at } => update("subscription", None, expires_at),
         Change::Labels => update("labels", None, None),
+        Change::Removed => update("removed", None, None),
     }
 }
 

@@ -178,6 +178,26 @@ impl Carewatch {
         installation(py, &registered)
     }
 
+    /// Moves ``slc`` to reseller ``to`` (the registration centre moved it):
+    /// the old reseller finds it nowhere from now on; unless
+    /// ``share_history``, the new one sees only what happens from now on.
+    #[pyo3(signature = (slc, to, share_history = false))]
+    fn transfer_installation<'py>(
+        &self,
+        py: Python<'py>,
+        slc: &str,
+        to: &str,
+        share_history: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let slc = Slc::new(slc).or_raise(py)?;
+        let to = ResellerId::new(to).or_raise(py)?;
+        let moved = block_on(
+            py,
+            self.service.transfer_installation(&slc, &to, share_history),
+        )?;
+        installation(py, &moved)
+    }
+
     /// Sets when Care Plus ends (``None``: no subscription).
     fn set_subscription<'py>(
         &self,

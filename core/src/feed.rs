@@ -75,6 +75,11 @@ pub enum Change {
     /// The reseller changed its labels (customer, site, notes, tags): re-read
     /// the installation to show them.
     Labels,
+    /// The installation left this reseller (the operator transferred it to
+    /// another): from now on it is NotFound to this reseller, and this is
+    /// the last event of it this reseller sees. (The new reseller sees a
+    /// [`Change::Registered`].)
+    Removed,
 }
 
 impl Change {
@@ -95,6 +100,7 @@ impl Change {
             Self::Consent { .. } => "consent",
             Self::Subscription { .. } => "subscription",
             Self::Labels => "labels",
+            Self::Removed => "removed",
         }
     }
 }

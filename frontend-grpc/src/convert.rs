@@ -321,6 +321,7 @@ pub fn watch_event(e: &ChangeEvent) -> proto::WatchEvent {
             }))
         }
         Change::Labels => updated(Updated::Labels(true)),
+        Change::Removed => updated(Updated::Removed(true)),
     };
     proto::WatchEvent {
         event_id: e.id.0,

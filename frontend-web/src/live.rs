@@ -190,6 +190,14 @@ impl Context {
                 .event("change")
                 .data(data.to_string())
         };
+        // Transferred to another reseller: it leaves the page.
+        if event.change == Change::Removed {
+            let data = serde_json::json!({ "slc": event.slc.as_str(), "previous": null });
+            return Event::default()
+                .id(&id)
+                .event("gone")
+                .data(data.to_string());
+        }
         let Change::Health { previous, .. } = &event.change else {
             return generic();
         };

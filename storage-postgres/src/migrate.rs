@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (7, "labels", include_str!("../migrations/0007_labels.sql")),
     (8, "service", include_str!("../migrations/0008_service.sql")),
+    (
+        9,
+        "transfer",
+        include_str!("../migrations/0009_transfer.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -36,7 +36,7 @@ use carewatch_core::store::HistoryKind;
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
     InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
-    SignOfLife, StatusWrite, Store, StoredKey, WriteOutcome,
+    SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
 };
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::{Clock, Timestamp};
@@ -153,6 +153,10 @@ impl Store for Faulty {
     ) -> Result<Installation> {
         self.check().await?;
         self.inner.update_installation(slc, update, at).await
+    }
+    async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation> {
+        self.check().await?;
+        self.inner.transfer_installation(transfer).await
     }
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>> {
         self.check().await?;

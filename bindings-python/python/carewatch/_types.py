@@ -311,7 +311,8 @@ class InstallationUpdate:
     slc: str
     at: datetime
     kind: str
-    """``registered``, ``consent``, ``subscription`` or ``labels``."""
+    """``registered``, ``consent``, ``subscription``, ``labels`` or ``removed``
+    (transferred to another reseller: the last event of it)."""
     accepted: Optional[bool] = None
     """For ``consent``: whether the service is accepted now."""
     expires_at: Optional[datetime] = None

@@ -57,6 +57,18 @@ enum Action {
         #[arg(long, default_value = "")]
         version: String,
     },
+    /// Move an installation to another reseller (the registration centre
+    /// moved its SLC): the old reseller finds it nowhere from now on.
+    Transfer {
+        /// Software License Code.
+        slc: String,
+        /// The reseller it goes to.
+        to: String,
+        /// Let the new reseller see what happened before the transfer
+        /// (history, uptime); by default only the operator can.
+        #[arg(long)]
+        share_history: bool,
+    },
     /// Set when the Care Plus subscription ends (RFC 3339 date-time in UTC, or "none").
     Subscription {
         /// Software License Code.
@@ -150,6 +162,28 @@ pub async fn run(args: AdminArgs) -> CliResult {
             };
             let info = client.register_installation(request).await?.into_inner();
             println!("registered {} to {}", info.slc, info.reseller_id);
+        }
+        Action::Transfer {
+            slc,
+            to,
+            share_history,
+        } => {
+            let request = proto::TransferInstallationRequest {
+                slc,
+                to_reseller_id: to,
+                share_history,
+            };
+            let info = client.transfer_installation(request).await?.into_inner();
+            println!(
+                "transferred {} to {}{}",
+                info.slc,
+                info.reseller_id,
+                if share_history {
+                    " (with its history)"
+                } else {
+                    ""
+                }
+            );
         }
         Action::Subscription { slc, until } => {
             let expires_at = if until == "none" {

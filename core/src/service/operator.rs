@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::ids::{RecordingServerId, ResellerId, Slc, checked_text};
 use crate::installation::{Installation, Product};
 use crate::seal::{InstallationKey, KeyId};
-use crate::store::{InstallationUpdate, Reseller};
+use crate::store::{InstallationUpdate, Reseller, Transfer};
 use crate::time::Timestamp;
 
 impl Carewatch {
@@ -167,6 +167,30 @@ impl Carewatch {
         self.feed_written();
         tracing::info!(%slc, %reseller, "installation registered");
         Ok(installation)
+    }
+
+    /// Moves an installation to reseller `to` (the registration centre
+    /// moved its SLC), atomically: the old reseller finds it nowhere from
+    /// now on (open watches get one `Removed` event, pending notifications
+    /// are dropped, its labels and maintenance windows go); unless
+    /// `share_history`, the new reseller sees only what happens from now
+    /// on ([`crate::store::Store::transfer_installation`]).
+    pub async fn transfer_installation(
+        &self,
+        slc: &Slc,
+        to: &ResellerId,
+        share_history: bool,
+    ) -> Result<Installation> {
+        let transfer = Transfer {
+            slc: slc.clone(),
+            to: to.clone(),
+            at: self.now(),
+            share_history,
+        };
+        let moved = self.inner.store.transfer_installation(&transfer).await?;
+        self.feed_written();
+        tracing::info!(%slc, to = %to, share_history, "installation transferred");
+        Ok(moved)
     }
 
     /// Sets when Care Plus ends (`None`: no subscription).

@@ -326,7 +326,7 @@ impl<'a> From<&'a Change> for ChangeColumns<'a> {
                 history: Some(HistoryColumns::from(event)),
                 ..none
             },
-            Change::Registered | Change::Labels => none,
+            Change::Registered | Change::Labels | Change::Removed => none,
             Change::Consent { accepted } => Self {
                 accepted: Some(*accepted),
                 ..none
@@ -361,6 +361,7 @@ impl ChangeColumns<'_> {
             },
             "registered" => Change::Registered,
             "labels" => Change::Labels,
+            "removed" => Change::Removed,
             "consent" => Change::Consent {
                 accepted: self.accepted.ok_or_else(|| missing("its consent"))?,
             },

@@ -49,6 +49,21 @@ pub struct Reseller {
     pub created_at: Timestamp,
 }
 
+/// The operator moving an installation to another reseller (the
+/// registration centre moved its SLC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// The installation.
+    pub slc: Slc,
+    /// The reseller it goes to.
+    pub to: ResellerId,
+    /// When.
+    pub at: Timestamp,
+    /// Whether the new reseller may see what happened before the transfer
+    /// (its history, uptime, feed); otherwise only the operator can.
+    pub share_history: bool,
+}
+
 /// A change an operator makes to an installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstallationUpdate {
@@ -526,6 +541,18 @@ pub trait Store: Send + Sync + fmt::Debug {
         update: &InstallationUpdate,
         at: Timestamp,
     ) -> Result<Installation>;
+    /// Moves an installation to another reseller at `at`, in one
+    /// transaction ([`Transfer`]): from then on the old reseller finds it
+    /// nowhere (overview, detail, reports, its feed after one
+    /// [`crate::feed::Change::Removed`]), and its labels, the old reseller's
+    /// maintenance windows and notification states for it, and its pending
+    /// (not yet delivered or given up) outbox entries are deleted. Unless
+    /// `share_history`, what happened before `at` is hidden from the new
+    /// reseller: its history, its feed events (it sees a
+    /// [`crate::feed::Change::Registered`]), and report time (servers count
+    /// from `at`). `NotFound` if the installation or the reseller does not
+    /// exist; `InvalidInput` if it already belongs to that reseller.
+    async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation>;
     /// An installation.
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>>;
     /// Retires a recording server at `at` with [`rules::decommission`]: its

@@ -259,6 +259,25 @@ pub fn became_unavailable(
     }
 }
 
+/// Whether `installation` may go to reseller `to`: not to the reseller it
+/// already belongs to (`InvalidInput`). Checked in the transfer's
+/// transaction, against the row it changes.
+pub fn check_transfer(
+    installation: &Installation,
+    to: &crate::ids::ResellerId,
+) -> Result<(), crate::error::Error> {
+    if installation.reseller == *to {
+        return Err(crate::error::Error::InvalidInput {
+            field: "reseller",
+            reason: format!(
+                "installation {} already belongs to reseller {to}",
+                installation.slc
+            ),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

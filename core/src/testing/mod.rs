@@ -125,6 +125,7 @@ macro_rules! __conformance_test_list {
             deliveries_are_claimed_by_one_node_at_a_time,
             delivery_outcomes_are_recorded_once_by_the_claiming_node,
             a_batch_of_outcomes_is_recorded_as_one_by_one,
+            a_transfer_moves_an_installation_to_another_reseller_at_once,
             the_outbox_lists_a_resellers_entries_newest_first,
             deleting_a_channel_gives_up_its_pending_entries,
             notifications_follow_health_changes_once_after_the_hold,

@@ -160,6 +160,22 @@ impl Admin for AdminService {
         Ok(Response::new(convert::installation_info(&installation)))
     }
 
+    async fn transfer_installation(
+        &self,
+        request: Request<proto::TransferInstallationRequest>,
+    ) -> Result<Response<proto::InstallationInfo>, Status> {
+        self.operator(&request).await?;
+        let r = request.into_inner();
+        let slc = convert::slc(&r.slc).map_err(to_status)?;
+        let to = convert::reseller_id(&r.to_reseller_id).map_err(to_status)?;
+        let installation = self
+            .carewatch
+            .transfer_installation(&slc, &to, r.share_history)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::installation_info(&installation)))
+    }
+
     async fn issue_installation_key(
         &self,
         request: Request<proto::IssueInstallationKeyRequest>,

@@ -2,7 +2,7 @@
 //! numbered at COMMIT, see the migration), and reading events in order.
 
 use carewatch_core::feed::{self, Change, ChangeEvent, EventId};
-use carewatch_core::ids::Slc;
+use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::store::columns::{ChangeColumns, HistoryColumns, SummaryColumns};
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
@@ -18,14 +18,26 @@ pub(crate) async fn append(
     at: Timestamp,
     change: &Change,
 ) -> DbResult<()> {
+    append_to(c, slc, None, at, change).await
+}
+
+/// Appends one event for `reseller` whoever owns the installation when it
+/// is read (`None`: its owner then).
+pub(crate) async fn append_to(
+    c: &mut PgConnection,
+    slc: &Slc,
+    reseller: Option<&ResellerId>,
+    at: Timestamp,
+    change: &Change,
+) -> DbResult<()> {
     let columns = ChangeColumns::from(change);
     let h = columns.history;
     let s = columns.summary;
     query(
         "INSERT INTO changes (at, slc, kind, server_id, code, subject, duration_ms, missed,
              previous_health, health, worst_code, servers, unavailable, late, active_conditions,
-             accepted, until_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             accepted, until_at, reseller_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(at.as_millis())
     .bind(slc.as_str())
@@ -44,6 +56,7 @@ pub(crate) async fn append(
     .bind(s.map(|s| s.active_conditions))
     .bind(columns.accepted)
     .bind(columns.until)
+    .bind(reseller.map(ResellerId::as_str))
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -73,11 +86,13 @@ pub(crate) async fn changes(
     let oldest: Option<i64> = col(&row, 1)?;
     feed::check_resume(after, oldest.map(event_id), head)?;
     let rows = query(
-        "SELECT c.id, c.at, c.slc, i.reseller_id, c.kind, c.server_id, c.code, c.subject,
+        "SELECT c.id, c.at, c.slc, coalesce(c.reseller_id, i.reseller_id), c.kind, c.server_id, c.code, c.subject,
              c.duration_ms, c.missed, c.previous_health, c.health, c.worst_code, c.servers,
              c.unavailable, c.late, c.active_conditions, c.accepted, c.until_at
          FROM changes c JOIN installations i ON i.slc = c.slc
-         WHERE c.id > $1 ORDER BY c.id LIMIT $2",
+         WHERE c.id > $1
+           AND (c.reseller_id IS NOT NULL OR i.history_from IS NULL OR c.at >= i.history_from)
+         ORDER BY c.id LIMIT $2",
     )
     .bind(i64::try_from(after.0).unwrap_or(i64::MAX))
     .bind(i64::from(limit))

@@ -12,6 +12,7 @@ mod reads;
 mod report;
 mod summary;
 mod team;
+mod transfer;
 
 use async_trait::async_trait;
 use carewatch_core::Result;
@@ -32,7 +33,7 @@ use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
     InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
-    SignOfLife, StatusWrite, Store, StoredKey, WriteOutcome,
+    SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
 };
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::Timestamp;
@@ -96,6 +97,13 @@ impl Store for PostgresStore {
     ) -> Result<Installation> {
         self.write(&(slc, update, at), |c, (s, u, at)| {
             Box::pin(admin::update_installation(c, s, u, *at))
+        })
+        .await
+    }
+
+    async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation> {
+        self.write(transfer, |c, t| {
+            Box::pin(transfer::transfer_installation(c, t))
         })
         .await
     }

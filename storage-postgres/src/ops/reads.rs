@@ -246,7 +246,10 @@ pub(crate) async fn installation_detail(
     let rows = query(concat!(
         "SELECT ",
         history_columns!(),
-        " FROM history WHERE slc = $1 ORDER BY at DESC, id DESC LIMIT $2"
+        " FROM history
+         WHERE slc = $1
+           AND at >= coalesce((SELECT history_from FROM installations WHERE slc = $1), 0)
+         ORDER BY at DESC, id DESC LIMIT $2"
     ))
     .bind(slc.as_str())
     .bind(i64::from(history_limit))

@@ -44,7 +44,7 @@ macro_rules! installations {
 macro_rules! servers {
     ($one:literal) => {
         concat!(
-            "SELECT s.slc, s.server_id, s.first_seen_at
+            "SELECT s.slc, s.server_id, greatest(s.first_seen_at, coalesce(i.history_from, 0))
              FROM installations i JOIN servers s ON s.slc = i.slc
              WHERE i.reseller_id = $1",
             $one

@@ -3,7 +3,7 @@
 
 use carewatch_core::Result;
 use carewatch_core::feed::{self, Change, ChangeEvent, EventId};
-use carewatch_core::ids::Slc;
+use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::store::columns::{ChangeColumns, HistoryColumns, SummaryColumns};
 use carewatch_core::time::Timestamp;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
@@ -17,14 +17,26 @@ pub(crate) fn append(
     at: Timestamp,
     change: &Change,
 ) -> Result<()> {
+    append_to(tx, slc, None, at, change)
+}
+
+/// Appends one event for `reseller` whoever owns the installation when it
+/// is read (`None`: its owner then).
+pub(crate) fn append_to(
+    tx: &Transaction<'_>,
+    slc: &Slc,
+    reseller: Option<&ResellerId>,
+    at: Timestamp,
+    change: &Change,
+) -> Result<()> {
     let c = ChangeColumns::from(change);
     let h = c.history;
     let s = c.summary;
     tx.prepare_cached(
         "INSERT INTO changes (at, slc, kind, server_id, code, subject, duration_ms, missed,
              previous_health, health, worst_code, servers, unavailable, late, active_conditions,
-             accepted, until_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             accepted, until_at, reseller_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -45,6 +57,7 @@ pub(crate) fn append(
             s.map(|s| s.active_conditions),
             c.accepted,
             c.until,
+            reseller.map(ResellerId::as_str),
         ])
     })
     .map_err(map_err)?;
@@ -75,11 +88,14 @@ pub(crate) fn changes(
     let after = i64::try_from(after.0).unwrap_or(i64::MAX);
     let mut stmt = tx
         .prepare_cached(
-            "SELECT c.id, c.at, c.slc, i.reseller_id, c.kind, c.server_id, c.code, c.subject,
+            "SELECT c.id, c.at, c.slc, coalesce(c.reseller_id, i.reseller_id), c.kind, c.server_id, c.code, c.subject,
                  c.duration_ms, c.missed, c.previous_health, c.health, c.worst_code, c.servers,
                  c.unavailable, c.late, c.active_conditions, c.accepted, c.until_at
              FROM changes c JOIN installations i ON i.slc = c.slc
-             WHERE c.id > ?1 ORDER BY c.id LIMIT ?2",
+             WHERE c.id > ?1
+               AND (c.reseller_id IS NOT NULL OR i.history_from IS NULL
+                    OR c.at >= i.history_from)
+             ORDER BY c.id LIMIT ?2",
         )
         .map_err(map_err)?;
     let mut rows = stmt.query(params![after, limit]).map_err(map_err)?;

@@ -11,6 +11,7 @@ mod reads;
 mod report;
 mod summary;
 mod team;
+mod transfer;
 
 use async_trait::async_trait;
 use carewatch_core::Result;
@@ -31,7 +32,7 @@ use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
     InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
-    SignOfLife, StatusWrite, Store, StoredKey, WriteOutcome,
+    SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
 };
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::Timestamp;
@@ -90,6 +91,12 @@ impl Store for SqliteStore {
     ) -> Result<Installation> {
         let (slc, update) = (slc.clone(), update.clone());
         self.write(move |tx| admin::update_installation(tx, &slc, &update, at))
+            .await
+    }
+
+    async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation> {
+        let transfer = transfer.clone();
+        self.write(move |tx| transfer::transfer_installation(tx, &transfer))
             .await
     }
 

@@ -217,7 +217,10 @@ pub(crate) fn installation_detail(
     {
         let mut stmt = tx
             .prepare_cached(&format!(
-                "SELECT {HISTORY_COLUMNS} FROM history WHERE slc = ?1 ORDER BY at DESC, id DESC LIMIT ?2"
+                "SELECT {HISTORY_COLUMNS} FROM history
+                 WHERE slc = ?1
+                   AND at >= coalesce((SELECT history_from FROM installations WHERE slc = ?1), 0)
+                 ORDER BY at DESC, id DESC LIMIT ?2"
             ))
             .map_err(map_err)?;
         let mut rows = stmt

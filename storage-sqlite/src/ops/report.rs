@@ -67,7 +67,7 @@ pub(crate) fn uptime_histories(
     {
         let mut stmt = tx
             .prepare_cached(&format!(
-                "SELECT s.slc, s.server_id, s.first_seen_at
+                "SELECT s.slc, s.server_id, max(s.first_seen_at, coalesce(i.history_from, 0))
                  FROM installations i JOIN servers s ON s.slc = i.slc
                  WHERE i.reseller_id = ?1 AND {one}"
             ))

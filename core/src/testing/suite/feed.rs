@@ -41,6 +41,7 @@ fn describe(e: &ChangeEvent) -> String {
         },
         Change::Registered => "registered".into(),
         Change::Labels => "labels".into(),
+        Change::Removed => "removed".into(),
         Change::Consent { accepted } => format!("consent {accepted}"),
         Change::Subscription { expires_at } => {
             format!(

@@ -28,6 +28,7 @@ mod registration;
 mod report;
 mod sequences;
 mod team;
+mod transfer;
 
 /// Every test function, `pub(crate)` where it is written, reached by name.
 mod by_name {
@@ -44,6 +45,7 @@ mod by_name {
     pub(super) use super::report::*;
     pub(super) use super::sequences::*;
     pub(super) use super::team::*;
+    pub(super) use super::transfer::*;
 }
 
 // One `pub async fn` per name in the list, calling the test function of that

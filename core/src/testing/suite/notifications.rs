@@ -44,7 +44,7 @@ fn login(text: &str) -> Login {
 
 /// A channel record as the facade would store it (the sealed part is
 /// opaque to the store).
-fn channel(n: u64, reseller: &ResellerId, created_at: Timestamp) -> ChannelRecord {
+pub(super) fn channel(n: u64, reseller: &ResellerId, created_at: Timestamp) -> ChannelRecord {
     ChannelRecord {
         id: channel_id(n),
         reseller: reseller.clone(),
@@ -58,7 +58,7 @@ fn channel(n: u64, reseller: &ResellerId, created_at: Timestamp) -> ChannelRecor
     }
 }
 
-async fn create_channel(store: &Arc<dyn Store>, record: &ChannelRecord) {
+pub(super) async fn create_channel(store: &Arc<dyn Store>, record: &ChannelRecord) {
     store
         .create_channel(record)
         .await
@@ -82,7 +82,12 @@ async fn stored_channel(store: &Arc<dyn Store>, id: &ChannelId) -> ChannelRecord
 }
 
 /// An outbox entry for `channel` with idempotency key `key`.
-fn entry(channel: &ChannelRecord, key: &str, slc: Option<&Slc>, at: Timestamp) -> NewOutboxEntry {
+pub(super) fn entry(
+    channel: &ChannelRecord,
+    key: &str,
+    slc: Option<&Slc>,
+    at: Timestamp,
+) -> NewOutboxEntry {
     NewOutboxEntry {
         channel: channel.id.clone(),
         reseller: channel.reseller.clone(),
@@ -93,7 +98,7 @@ fn entry(channel: &ChannelRecord, key: &str, slc: Option<&Slc>, at: Timestamp) -
     }
 }
 
-async fn enqueue(store: &Arc<dyn Store>, entries: &[NewOutboxEntry]) {
+pub(super) async fn enqueue(store: &Arc<dyn Store>, entries: &[NewOutboxEntry]) {
     store
         .enqueue_notifications(entries)
         .await
@@ -197,7 +202,7 @@ fn assert_not_found<T: std::fmt::Debug>(result: Result<T>, what: &str) {
 }
 
 /// A maintenance window.
-fn window(
+pub(super) fn window(
     n: u64,
     reseller: &ResellerId,
     slc: Option<&Slc>,
