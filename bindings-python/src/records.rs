@@ -26,6 +26,23 @@ pub fn reseller<'py>(py: Python<'py>, r: &Reseller) -> PyResult<Bound<'py, PyAny
     })
 }
 
+pub fn audit_entry<'py>(
+    py: Python<'py>,
+    e: &carewatch_core::audit::AuditEntry,
+) -> PyResult<Bound<'py, PyAny>> {
+    let actor = carewatch_core::store::columns::ActorColumns::from(&e.record.actor);
+    value!(py, "AuditEntry" {
+        id: e.id,
+        at: datetime(py, e.record.at)?,
+        actor_kind: actor.kind,
+        actor_name: actor.name,
+        actor_reseller: actor.reseller,
+        action: e.record.action.name(),
+        target: e.record.target.as_str(),
+        detail: e.record.detail.as_str(),
+    })
+}
+
 fn overview_row<'py>(
     py: Python<'py>,
     row: &OverviewRow,

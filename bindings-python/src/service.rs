@@ -158,6 +158,25 @@ impl Carewatch {
         PyList::new(py, items)
     }
 
+    /// The audit log, newest first: everyone's actions, or only ``team``'s
+    /// (a reseller's users'), older than entry ``before``.
+    #[pyo3(signature = (team = None, before = None, limit = 100))]
+    fn audit_log<'py>(
+        &self,
+        py: Python<'py>,
+        team: Option<&str>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let team = team.map(ResellerId::new).transpose().or_raise(py)?;
+        let entries = block_on(py, self.service.audit_log(team.as_ref(), before, limit))?;
+        let items = entries
+            .iter()
+            .map(|e| records::audit_entry(py, e))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
     /// Records that ``reseller`` registered ``slc``. It starts without consent
     /// and without subscription.
     fn register_installation<'py>(

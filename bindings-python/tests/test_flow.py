@@ -217,6 +217,38 @@ def test_a_decommissioned_server_stops_counting(site: Site) -> None:
         cw.decommission_server(site.token, site.slc, "rs-9")
 
 
+def test_a_transfer_moves_it_and_the_audit_log_says_who(site: Site) -> None:
+    cw = site.cw
+    site.heartbeat()
+    other = cw.create_reseller("other", "Other Security")
+    moved = cw.transfer_installation(site.slc, "other")
+    assert moved.reseller == "other"
+    with pytest.raises(carewatch.NotFound):
+        cw.installation(site.token, site.slc)
+    detail = cw.installation(other, site.slc)
+    assert detail.history == (), "the old reseller's history stays hidden"
+    with pytest.raises(carewatch.InvalidInput):
+        cw.transfer_installation(site.slc, "other")
+    with pytest.raises(carewatch.NotFound):
+        cw.transfer_installation(site.slc, "nobody")
+
+    log = cw.audit_log()
+    assert isinstance(log[0], carewatch.AuditEntry)
+    assert (log[0].action, log[0].target, log[0].actor_kind, log[0].actor_name) == (
+        "installation.transferred",
+        site.slc,
+        "operator",
+        "local",
+    )
+    assert log[0].actor_reseller is None and "to other" in log[0].detail
+    assert [e.id for e in log] == sorted((e.id for e in log), reverse=True)
+    older = cw.audit_log(before=log[0].id, limit=1)
+    assert [e.id for e in older] == [log[1].id]
+    assert cw.audit_log(team="other") == [], "only the operator acted"
+    with pytest.raises(carewatch.InvalidInput):
+        cw.audit_log(team="Not An Id!")
+
+
 def test_an_expired_installation_says_so(site: Site) -> None:
     cw = site.cw
     site.heartbeat()

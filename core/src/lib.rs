@@ -8,6 +8,7 @@
 //! It knows no SQL, no gRPC and no Python: storage backends implement
 //! [`store::Store`], front ends call [`Carewatch`].
 
+pub mod audit;
 pub mod auth;
 pub mod availability;
 pub mod catalogue;

@@ -283,6 +283,22 @@ pub fn installation_info(i: &Installation) -> proto::InstallationInfo {
     }
 }
 
+/// An audit-log entry in protobuf.
+pub fn audit_entry(e: &carewatch_core::audit::AuditEntry) -> proto::AuditEntry {
+    use carewatch_core::store::columns::ActorColumns;
+    let actor = ActorColumns::from(&e.record.actor);
+    proto::AuditEntry {
+        id: e.id,
+        at: Some(timestamp(e.record.at)),
+        actor_kind: actor.kind.to_owned(),
+        actor_name: actor.name.to_owned(),
+        actor_reseller_id: actor.reseller.unwrap_or_default().to_owned(),
+        action: e.record.action.name().to_owned(),
+        target: e.record.target.clone(),
+        detail: e.record.detail.clone(),
+    }
+}
+
 /// A change-feed event in protobuf.
 pub fn watch_event(e: &ChangeEvent) -> proto::WatchEvent {
     use proto::installation_updated::Change as Updated;

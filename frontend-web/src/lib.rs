@@ -101,6 +101,7 @@ pub fn router(carewatch: Carewatch, options: WebOptions) -> Router {
             get(pages::tokens::page).post(pages::tokens::create),
         )
         .route("/tokens/revoke", post(pages::tokens::revoke))
+        .route("/audit", get(pages::audit::page))
         .route(
             "/channels",
             get(pages::channels::page).post(pages::channels::create),

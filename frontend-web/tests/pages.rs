@@ -375,3 +375,48 @@ async fn admins_create_tokens_shown_once_and_revoke_them() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_read_their_teams_audit_log_and_nobody_elses() {
+    let web = Web::new().await;
+    let admin = web.browser("acme", "admin", Role::Admin).await;
+    let viewer = web.browser("acme", "viewer", Role::Viewer).await;
+    let other = web.browser("other", "boss", Role::Admin).await;
+    let created = web
+        .post_as(&admin, "/tokens", &[("name", "PSA sync")])
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let theirs = web
+        .post_as(&other, "/tokens", &[("name", "Their <b>secret</b> tool")])
+        .await;
+    assert_eq!(theirs.status, StatusCode::OK, "{}", theirs.body);
+
+    let log = web.get_as(&admin, "/audit").await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+    assert!(log.body.contains("API token created"), "{}", log.body);
+    assert!(log.body.contains("PSA sync"));
+    assert!(log.body.contains("admin (acme)"), "who: {}", log.body);
+    assert!(!log.body.contains("Their"), "another reseller's team");
+    assert!(!log.body.contains("value=\"cwa."), "no secret");
+    let theirs = web.get_as(&other, "/audit").await;
+    assert!(
+        theirs.body.contains("Their &lt;b&gt;secret&lt;/b&gt; tool"),
+        "escaped: {}",
+        theirs.body
+    );
+    assert!(!theirs.body.contains("PSA sync"));
+
+    assert_eq!(
+        web.get_as(&viewer, "/audit").await.status,
+        StatusCode::FORBIDDEN,
+        "viewers do not read the audit log"
+    );
+    assert_eq!(
+        web.get_as(&admin, "/audit?before=nope").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let older = web.get_as(&admin, "/audit?before=1").await;
+    assert_eq!(older.status, StatusCode::OK);
+    assert!(older.body.contains("Nothing recorded"), "{}", older.body);
+    assert!(web.get("/audit", None).await.is_login_redirect());
+}

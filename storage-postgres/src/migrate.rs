@@ -49,6 +49,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "transfer",
         include_str!("../migrations/0009_transfer.sql"),
     ),
+    (10, "audit", include_str!("../migrations/0010_audit.sql")),
 ];
 
 fn migrator() -> Migrator {

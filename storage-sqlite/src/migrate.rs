@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_labels.sql"),
     include_str!("../migrations/0008_service.sql"),
     include_str!("../migrations/0009_transfer.sql"),
+    include_str!("../migrations/0010_audit.sql"),
 ];
 
 /// Applies the migrations this database has not had yet, each in a transaction.

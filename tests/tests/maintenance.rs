@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use carewatch_core::IncomingMessage;
+use carewatch_core::audit::{AuditEntry, AuditQuery, AuditRecord};
 use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::availability::{Availability, AvailabilityPolicy};
@@ -153,6 +154,14 @@ impl Store for Faulty {
     ) -> Result<Installation> {
         self.check().await?;
         self.inner.update_installation(slc, update, at).await
+    }
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        self.check().await?;
+        self.inner.append_audit(record).await
+    }
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        self.check().await?;
+        self.inner.audit_log(query).await
     }
     async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation> {
         self.check().await?;

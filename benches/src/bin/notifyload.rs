@@ -144,6 +144,11 @@ struct Args {
     /// resumption, for every resolved one).
     #[arg(long, default_value_t = 180)]
     timeout_seconds: u64,
+    /// A has the same outage as B, without a notification channel: B / A is
+    /// then what notifying costs ingest, apart from detecting the outage
+    /// (without it, A has no outage and B / A is what the whole outage costs).
+    #[arg(long)]
+    a_outage: bool,
     /// Pairs of runs: A (no outage), then B (the outage).
     #[arg(long, default_value_t = 2)]
     pairs: usize,
@@ -378,7 +383,10 @@ struct Seen {
 
 /// One run's record.
 struct Run {
-    outage: bool,
+    /// The pair's B run (A otherwise).
+    b: bool,
+    /// A notification channel was set up (B only).
+    notify: bool,
     /// T (ms since the origin) and as Unix ms.
     t_ms: u32,
     t_unix: i64,
@@ -519,9 +527,11 @@ async fn run(
     binary: &Path,
     template: &Template,
     number: usize,
-    outage: bool,
+    b: bool,
 ) -> Result<Run, BoxError> {
-    let label = if outage { "B" } else { "A" };
+    let label = if b { "B" } else { "A" };
+    let outage = b || args.a_outage;
+    let notify = b;
     let dir = tempfile::tempdir()?;
     template.copy_to(dir.path())?;
     let receiver = if args.https {
@@ -541,13 +551,15 @@ async fn run(
         extra.push("--notify-ca-cert".to_owned());
         extra.push(path.display().to_string());
     }
-    create_channel(
-        dir.path(),
-        &template.reseller,
-        receiver.url("/carewatch/events"),
-        args.hold,
-    )
-    .await?;
+    if notify {
+        create_channel(
+            dir.path(),
+            &template.reseller,
+            receiver.url("/carewatch/events"),
+            args.hold,
+        )
+        .await?;
+    }
     let server = Serve::start(binary, dir.path(), &extra).await?;
     let pid = server.pid().ok_or("the server exited")?;
     let mut channels = Vec::new();
@@ -584,7 +596,9 @@ async fn run(
         "pair {number} {label}: listening {:.0} ms after start; T = {} = warm-up end{}",
         server.started_in.as_secs_f64() * 1000.0,
         Timestamp::from_millis(t_unix),
-        if outage {
+        if outage && !notify {
+            ": the outage fleet fell silent (no notification channel)"
+        } else if outage {
             ": the outage fleet fell silent"
         } else {
             " (no outage)"
@@ -595,13 +609,13 @@ async fn run(
     let load = load_average();
     let n = args.installations;
     let mut timed_out = false;
-    if outage {
+    if outage && notify {
         let deadline = clock.instant(t_ms) + Duration::from_secs(args.timeout_seconds);
         timed_out = !wait_for(&receiver, before_t + n, deadline).await;
     }
     let measured_until_ms = clock.now_ms();
     let mut resumed_unix = None;
-    if outage && !args.no_recovery {
+    if outage && notify && !args.no_recovery {
         let before = receiver.received().len();
         paced.resume();
         resumed_unix = Some(unix_millis(SystemTime::now()));
@@ -706,7 +720,8 @@ async fn run(
     drop(store);
 
     let mut run = Run {
-        outage,
+        b,
+        notify,
         t_ms,
         t_unix,
         measured_until_ms,
@@ -741,7 +756,7 @@ async fn wait_for(receiver: &Receiver, n: usize, deadline: Instant) -> bool {
 
 /// What is wrong with a run.
 fn check(args: &Args, run: &Run, resumed_unix: Option<i64>, timed_out: bool) -> Vec<String> {
-    let label = if run.outage { "B" } else { "A" };
+    let label = if run.b { "B" } else { "A" };
     let mut problems = Vec::new();
     if timed_out {
         problems.push(format!(
@@ -775,10 +790,10 @@ fn check(args: &Args, run: &Run, resumed_unix: Option<i64>, timed_out: bool) -> 
             run.ingest.errors, run.paced.errors
         ));
     }
-    if !run.outage {
+    if !run.notify {
         if !run.notes.is_empty() {
             problems.push(format!(
-                "A: {} notifications without an outage",
+                "A: {} notifications without a channel or an outage",
                 run.notes.len()
             ));
         }
@@ -1100,6 +1115,15 @@ fn median(values: &mut [f64]) -> Option<f64> {
     values.get(values.len() / 2).copied()
 }
 
+/// What run A is.
+fn a_label(args: &Args) -> &'static str {
+    if args.a_outage {
+        "A: the outage without a notification channel, B: the outage notified"
+    } else {
+        "A: no outage, B: outage"
+    }
+}
+
 fn report(args: &Args, pairs: &[(Run, Run)]) {
     let command: Vec<String> = std::env::args().collect();
     println!();
@@ -1109,7 +1133,7 @@ fn report(args: &Args, pairs: &[(Run, Run)]) {
          ({:.0}/s), {} streams; ingest fleet: {} recording servers ({} per installation), {} in \
          flight over {} connections, stream mode; serve --heartbeat-interval {} ms --jitter {} \
          ms; webhook over {}, hold {} s (default rules: Critical, Offline, their recovery); \
-         {} pairs (A: no outage, B: outage), {} s warm-up, fresh data directory per run",
+         {} pairs ({}), {} s warm-up, fresh data directory per run",
         thousands(args.installations),
         args.interval.as_millis(),
         args.installations as f64 / args.interval.as_secs_f64(),
@@ -1123,6 +1147,7 @@ fn report(args: &Args, pairs: &[(Run, Run)]) {
         if args.https { "HTTPS" } else { "plain HTTP" },
         args.hold.as_secs_f64(),
         pairs.len(),
+        a_label(args),
         args.warmup_seconds,
     );
     println!();
@@ -1223,7 +1248,12 @@ fn report(args: &Args, pairs: &[(Run, Run)]) {
     }
     println!();
     println!(
-        "| ingest fleet | A (no outage) | B (outage) | B / A, per pair | median B / A | target |"
+        "| ingest fleet | A ({}) | B (outage, notifying) | B / A, per pair | median B / A | target |",
+        if args.a_outage {
+            "outage, no channel"
+        } else {
+            "no outage"
+        }
     );
     println!("|---|---|---|---|---|---|");
     let ingest: Vec<PairIngest> = pairs.iter().map(|(a, b)| pair_ingest(args, a, b)).collect();

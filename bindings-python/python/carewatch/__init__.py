@@ -52,6 +52,7 @@ from carewatch._errors import (
     UnknownInstallation,
 )
 from carewatch._types import (
+    AuditEntry,
     Availability,
     AvailabilityState,
     Code,
@@ -88,6 +89,7 @@ from carewatch._types import (
 
 __all__ = [
     "AlreadyExists",
+    "AuditEntry",
     "Availability",
     "AvailabilityState",
     "CannotDecrypt",

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union, final
 
 from carewatch._types import (
+    AuditEntry,
     Condition,
     ConditionCode,
     Evaluation,
@@ -63,6 +64,9 @@ class Carewatch:
     def issue_operator_token(self, name: str) -> str: ...
     def authenticate_reseller(self, token: str) -> str: ...
     def resellers(self) -> List[Reseller]: ...
+    def audit_log(
+        self, team: Optional[str] = None, before: Optional[int] = None, limit: int = 100
+    ) -> List[AuditEntry]: ...
     def register_installation(
         self, slc: str, reseller: str, product: str, version: str
     ) -> Installation: ...

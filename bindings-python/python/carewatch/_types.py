@@ -100,6 +100,26 @@ class Reseller:
 
 
 @dataclass(frozen=True)
+class AuditEntry:
+    """One action in the audit log: who did what, when."""
+
+    id: int
+    """Grows with every entry; pass the last one seen as ``before`` for the next page."""
+    at: datetime
+    actor_kind: str
+    """``operator`` or ``user``."""
+    actor_name: str
+    """The operator's name or the user's login."""
+    actor_reseller: Optional[str]
+    """The user's reseller; ``None`` for the operator."""
+    action: str
+    """e.g. ``installation.transferred``."""
+    target: str
+    """What it was done to: an SLC, a reseller, a login, a channel id …"""
+    detail: str
+
+
+@dataclass(frozen=True)
 class Installation:
     """A customer installation, identified by its SLC."""
 

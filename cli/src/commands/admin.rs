@@ -84,6 +84,18 @@ enum Action {
         #[arg(value_parser = ["accept", "withdraw"])]
         decision: String,
     },
+    /// Show the audit log, newest first: who did what, when.
+    Audit {
+        /// Only this reseller's team's actions.
+        #[arg(long)]
+        reseller: Option<String>,
+        /// Entries older than this id (the last id of the previous page).
+        #[arg(long)]
+        before: Option<u64>,
+        /// At most this many (up to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Issue a new installation key; prints it once (cwk1:<id>:<hex>).
     IssueKey {
         /// Software License Code.
@@ -220,6 +232,35 @@ pub async fn run(args: AdminArgs) -> CliResult {
                     "withdrawn"
                 }
             );
+        }
+        Action::Audit {
+            reseller,
+            before,
+            limit,
+        } => {
+            let entries = client
+                .list_audit_log(proto::ListAuditLogRequest {
+                    team_reseller_id: reseller.unwrap_or_default(),
+                    before_id: before.unwrap_or(0),
+                    limit,
+                })
+                .await?
+                .into_inner()
+                .entries;
+            for e in entries {
+                let at =
+                    e.at.and_then(|t| carewatch_grpc::convert::from_timestamp("at", &t).ok())
+                        .map_or_else(|| "?".to_owned(), |t| t.to_string());
+                let who = if e.actor_kind == "operator" {
+                    format!("operator {}", e.actor_name)
+                } else {
+                    format!("{} ({})", e.actor_name, e.actor_reseller_id)
+                };
+                println!(
+                    "{:>6}  {at}  {who}  {}  {}  {}",
+                    e.id, e.action, e.target, e.detail
+                );
+            }
         }
         Action::IssueKey { slc } => {
             let key = client

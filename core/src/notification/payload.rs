@@ -21,7 +21,8 @@ pub struct Notification {
     pub schema: String,
     /// The idempotency key: the same for every attempt of this notification.
     pub id: String,
-    /// `problem`, `reminder`, `after_maintenance`, `resolved` or `test`.
+    /// `problem`, `reminder`, `after_maintenance`, `resolved`,
+    /// `subscription_expired` or `test`.
     pub kind: String,
     /// When it was decided (RFC 3339, UTC).
     pub at: String,
@@ -227,26 +228,70 @@ pub fn build(
         reseller: detail.installation.reseller.to_string(),
         title,
         text: text.join("\n"),
-        installation: Some(InstallationPart {
-            slc,
-            product: format!(
-                "{} {}",
-                detail.installation.product.name(),
-                detail.installation.product.version()
-            )
-            .trim()
-            .to_owned(),
-            health: health_name(summary.health).into(),
-            since: since.map(|t| t.to_string()),
-            worst_condition: summary.worst.as_ref().map(ToString::to_string),
-            servers: summary.servers,
-            unavailable: summary.unavailable,
-            late: summary.late,
-            offline: summary.health == Health::Offline,
-        }),
+        installation: Some(installation_part(detail, summary, since)),
         servers_down,
         conditions,
         resolved,
+    }
+}
+
+/// The installation part of a notification about `detail`, with `summary`
+/// as its line.
+fn installation_part(
+    detail: &InstallationDetail,
+    summary: &HealthSummary,
+    since: Option<Timestamp>,
+) -> InstallationPart {
+    InstallationPart {
+        slc: detail.installation.slc.to_string(),
+        product: product(detail),
+        health: health_name(summary.health).into(),
+        since: since.map(|t| t.to_string()),
+        worst_condition: summary.worst.as_ref().map(ToString::to_string),
+        servers: summary.servers,
+        unavailable: summary.unavailable,
+        late: summary.late,
+        offline: summary.health == Health::Offline,
+    }
+}
+
+fn product(detail: &InstallationDetail) -> String {
+    format!(
+        "{} {}",
+        detail.installation.product.name(),
+        detail.installation.product.version()
+    )
+    .trim()
+    .to_owned()
+}
+
+/// The notification that an installation's Care Plus ended at `ended`
+/// (kind `subscription_expired`, sent once per channel): Carewatch refuses
+/// its messages from then on, so nothing else is told about it until it
+/// is renewed.
+pub fn subscription_expired(
+    id: String,
+    detail: &InstallationDetail,
+    ended: Timestamp,
+    at: Timestamp,
+) -> Notification {
+    let slc = detail.installation.slc.to_string();
+    Notification {
+        schema: SCHEMA.into(),
+        id,
+        kind: "subscription_expired".into(),
+        at: at.to_string(),
+        reseller: detail.installation.reseller.to_string(),
+        title: format!("{slc}: Care Plus has expired"),
+        text: format!(
+            "{slc} ({}): its Care Plus subscription ended at {ended}. Carewatch refuses its \
+             recording servers' messages and does not watch it until the subscription is renewed.",
+            product(detail)
+        ),
+        installation: Some(installation_part(detail, &detail.summary, None)),
+        servers_down: Vec::new(),
+        conditions: Vec::new(),
+        resolved: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! Front ends (gRPC, Python, an embedding Rust service) call this and hold no
 //! rules of their own.
 
+mod audit;
 mod batcher;
 mod feed;
 mod in_flight;

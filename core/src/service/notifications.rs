@@ -5,6 +5,7 @@
 use zeroize::Zeroizing;
 
 use super::Carewatch;
+use crate::audit::Action;
 use crate::error::{Error, Result};
 use crate::ids::{ResellerId, Slc};
 use crate::notification::maintenance::{MaintenanceWindow, WindowId};
@@ -92,6 +93,13 @@ impl Carewatch {
         };
         self.inner.store.create_channel(&record).await?;
         tracing::info!(reseller = %record.reseller, channel = %record.id, kind = %record.kind, by = %acting.login, "channel created");
+        self.audited(
+            Some(acting),
+            Action::ChannelCreated,
+            &record.id,
+            format!("{} {:?}", record.kind, record.name),
+        )
+        .await;
         Ok((record, secret))
     }
 
@@ -144,6 +152,8 @@ impl Carewatch {
             .delete_channel(&acting.reseller, id, self.now())
             .await?;
         tracing::info!(reseller = %acting.reseller, channel = %id, by = %acting.login, "channel deleted");
+        self.audited(Some(acting), Action::ChannelDeleted, id, "")
+            .await;
         Ok(())
     }
 
@@ -211,6 +221,25 @@ impl Carewatch {
         }
         .validate()?;
         self.inner.store.create_maintenance(&window).await?;
+        let scope = window
+            .slc
+            .as_ref()
+            .map_or("all installations".to_owned(), |s| s.to_string());
+        self.audited(
+            Some(acting),
+            Action::MaintenanceCreated,
+            &window.id,
+            format!(
+                "{scope}, from {} for {} s{}: {}",
+                window.starts_at,
+                window.length.as_secs(),
+                window
+                    .every
+                    .map_or(String::new(), |e| format!(", every {} s", e.as_secs())),
+                window.reason
+            ),
+        )
+        .await;
         Ok(window)
     }
 
@@ -228,7 +257,10 @@ impl Carewatch {
         self.inner
             .store
             .delete_maintenance(&acting.reseller, id)
-            .await
+            .await?;
+        self.audited(Some(acting), Action::MaintenanceDeleted, id, "")
+            .await;
+        Ok(())
     }
 
     /// When `slc` of `reseller` is in maintenance now, until when.

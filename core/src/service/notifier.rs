@@ -176,6 +176,48 @@ impl Carewatch {
                 due_at,
             });
         }
+        // Care Plus ran out: each channel is told once (the key names the
+        // instant it ended, and an existing key is left alone).
+        for event in &events {
+            let Change::Subscription {
+                expires_at: Some(ended),
+            } = event.change
+            else {
+                continue;
+            };
+            if ended > event.at {
+                continue;
+            }
+            for channel in channels
+                .iter()
+                .filter(|c| c.reseller == event.reseller && c.rules.covers(&event.slc))
+            {
+                let detail = match details.entry(event.slc.clone()) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(unknown) => unknown.insert(
+                        store
+                            .installation_detail(&channel.reseller, &event.slc, 0)
+                            .await?
+                            .ok_or_else(|| Error::installation_not_found(&event.slc))?,
+                    ),
+                };
+                let key = format!(
+                    "{}.{}.subscription_expired.{}",
+                    channel.id,
+                    event.slc,
+                    ended.as_millis()
+                );
+                let body = payload::subscription_expired(key.clone(), detail, ended, now);
+                commit.outbox.push(NewOutboxEntry {
+                    channel: channel.id.clone(),
+                    reseller: channel.reseller.clone(),
+                    slc: Some(event.slc.clone()),
+                    key,
+                    body: body.to_json(),
+                    created_at: now,
+                });
+            }
+        }
         let step = NotifierStep {
             leader: true,
             events: events.len(),

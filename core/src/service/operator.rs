@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use super::Carewatch;
+use crate::audit::Action;
 use crate::auth::{self, IssuedToken, Principal, parse_token};
 use crate::error::{Error, Result};
 use crate::ids::{RecordingServerId, ResellerId, Slc, checked_text};
@@ -28,6 +29,8 @@ impl Carewatch {
             .create_reseller(&reseller, &issued.hash)
             .await?;
         tracing::info!(reseller = %id, "reseller created");
+        self.audited(None, Action::ResellerCreated, id, &reseller.name)
+            .await;
         Ok(issued)
     }
 
@@ -38,6 +41,8 @@ impl Carewatch {
             .store
             .set_reseller_token(id, &issued.hash)
             .await?;
+        self.audited(None, Action::ResellerTokenRotated, id, "")
+            .await;
         Ok(issued)
     }
 
@@ -48,6 +53,8 @@ impl Carewatch {
             .store
             .set_operator_token(name, &issued.hash)
             .await?;
+        self.audited(None, Action::OperatorTokenIssued, name, "")
+            .await;
         Ok(issued)
     }
 
@@ -166,6 +173,17 @@ impl Carewatch {
             .await?;
         self.feed_written();
         tracing::info!(%slc, %reseller, "installation registered");
+        self.audited(
+            None,
+            Action::InstallationRegistered,
+            slc,
+            format!(
+                "to {reseller}, {} {}",
+                installation.product.name(),
+                installation.product.version()
+            ),
+        )
+        .await;
         Ok(installation)
     }
 
@@ -190,6 +208,18 @@ impl Carewatch {
         let moved = self.inner.store.transfer_installation(&transfer).await?;
         self.feed_written();
         tracing::info!(%slc, to = %to, share_history, "installation transferred");
+        let history = if share_history {
+            "history shared"
+        } else {
+            "history kept from the new reseller"
+        };
+        self.audited(
+            None,
+            Action::InstallationTransferred,
+            slc,
+            format!("to {to}, {history}"),
+        )
+        .await;
         Ok(moved)
     }
 
@@ -210,6 +240,21 @@ impl Carewatch {
             .update_installation(slc, update, self.now())
             .await?;
         self.feed_written();
+        let (action, detail) = match update {
+            InstallationUpdate::Consent(true) => (Action::ConsentChanged, "accepted".to_owned()),
+            InstallationUpdate::Consent(false) => (Action::ConsentChanged, "withdrawn".to_owned()),
+            InstallationUpdate::Subscription(Some(until)) => {
+                (Action::SubscriptionChanged, format!("ends {until}"))
+            }
+            InstallationUpdate::Subscription(None) => {
+                (Action::SubscriptionChanged, "removed".to_owned())
+            }
+            InstallationUpdate::Product(p) => (
+                Action::ProductChanged,
+                format!("{} {}", p.name(), p.version()),
+            ),
+        };
+        self.audited(None, action, slc, detail).await;
         Ok(updated)
     }
 
@@ -226,6 +271,15 @@ impl Carewatch {
             .decommission_server(None, slc, server, self.now())
             .await?;
         self.feed_written();
+        if changed {
+            self.audited(
+                None,
+                Action::ServerDecommissioned,
+                slc,
+                format!("recording server {server}"),
+            )
+            .await;
+        }
         Ok(changed)
     }
 
@@ -257,6 +311,8 @@ impl Carewatch {
             .add_installation_key(slc, &wrapped, self.now())
             .await?;
         tracing::info!(%slc, key = %key.id(), "installation key issued");
+        self.audited(None, Action::KeyIssued, slc, format!("key {}", key.id()))
+            .await;
         Ok(key)
     }
 
@@ -265,6 +321,9 @@ impl Carewatch {
         self.inner
             .store
             .retire_installation_key(slc, id, self.now())
-            .await
+            .await?;
+        self.audited(None, Action::KeyRetired, slc, format!("key {id}"))
+            .await;
+        Ok(())
     }
 }

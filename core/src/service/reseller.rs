@@ -3,6 +3,7 @@
 //! Another reseller's installation is indistinguishable from a missing one.
 
 use super::Carewatch;
+use crate::audit::Action;
 use crate::availability::Availability;
 use crate::error::{Error, Result};
 use crate::ids::{RecordingServerId, ResellerId, Slc};
@@ -46,6 +47,13 @@ impl Carewatch {
             .set_labels(&acting.reseller, slc, labels, self.now())
             .await?;
         self.feed_written();
+        self.audited(
+            Some(acting),
+            Action::LabelsChanged,
+            slc,
+            format!("customer {:?}, site {:?}", labels.customer(), labels.site()),
+        )
+        .await;
         Ok(())
     }
 
@@ -68,6 +76,15 @@ impl Carewatch {
             .decommission_server(Some(&acting.reseller), slc, server, self.now())
             .await?;
         self.feed_written();
+        if changed {
+            self.audited(
+                Some(acting),
+                Action::ServerDecommissioned,
+                slc,
+                format!("recording server {server}"),
+            )
+            .await;
+        }
         Ok(changed)
     }
 

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::Carewatch;
+use crate::audit::Action;
 use crate::error::{Error, Result};
 use crate::ids::ResellerId;
 use crate::team::{
@@ -90,6 +91,13 @@ impl Carewatch {
             })
             .await?;
         tracing::info!(%reseller, login = %login, role = role.name(), "user invited");
+        self.audited(
+            by,
+            Action::UserInvited,
+            login,
+            format!("to {reseller} as {}", role.name()),
+        )
+        .await;
         Ok(IssuedInvitation {
             secret,
             user,
@@ -219,6 +227,8 @@ impl Carewatch {
             .remove_user(&acting.reseller, login)
             .await?;
         tracing::info!(reseller = %acting.reseller, login = %login, by = %acting.login, "user removed");
+        self.audited(Some(acting), Action::UserRemoved, login, "")
+            .await;
         Ok(())
     }
 
@@ -237,6 +247,13 @@ impl Carewatch {
         };
         self.inner.store.create_api_token(&record).await?;
         tracing::info!(reseller = %record.reseller, id = %record.id, by = %acting.login, "API token created");
+        self.audited(
+            Some(acting),
+            Action::ApiTokenCreated,
+            &record.id,
+            format!("named {:?}", record.name),
+        )
+        .await;
         Ok(IssuedApiToken { secret, record })
     }
 
@@ -253,6 +270,8 @@ impl Carewatch {
             .revoke_api_token(&acting.reseller, id, self.now())
             .await?;
         tracing::info!(reseller = %acting.reseller, id, by = %acting.login, "API token revoked");
+        self.audited(Some(acting), Action::ApiTokenRevoked, id, "")
+            .await;
         Ok(())
     }
 

@@ -3,7 +3,9 @@
 //! and PostgreSQL, and a stored value that does not decode is reported the
 //! same way. No SQL here: only the column values.
 
+mod audit;
 mod delivery;
+pub use audit::{ActorColumns, audit_record};
 pub use delivery::OutcomeColumns;
 
 use std::fmt;
@@ -42,6 +44,11 @@ pub fn server_id(text: &str) -> Result<RecordingServerId, Error> {
 /// A stored reseller id.
 pub fn reseller_id(text: &str) -> Result<ResellerId, Error> {
     ResellerId::new(text).map_err(|e| corrupt("reseller id", e))
+}
+
+/// A stored login.
+pub fn login(text: &str) -> Result<crate::team::Login, Error> {
+    crate::team::Login::new(text).map_err(|e| corrupt("login", e))
 }
 
 /// A stored condition code.

@@ -15,6 +15,7 @@ use std::time::Duration;
 pub mod columns;
 pub mod rules;
 
+use crate::audit::{AuditEntry, AuditQuery, AuditRecord};
 use async_trait::async_trait;
 
 use crate::auth::{SequenceCursor, TokenHash};
@@ -555,6 +556,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation>;
     /// An installation.
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>>;
+
+    // ----- the audit log ----------------------------------------------------
+
+    /// Appends one record to the audit log; ids grow with every record.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+    /// Audit entries newest first (by id): all, or only one reseller's
+    /// team's (`query.team`), older than `query.before`, at most
+    /// `query.limit`.
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
     /// Retires a recording server at `at` with [`rules::decommission`]: its
     /// open conditions resolved, its history entry, the installation's line
     /// refreshed, all in one transaction. `Ok(false)` if it was retired

@@ -1,6 +1,8 @@
 //! Admin: the operator's actions, authenticated by an operator token.
 
 use carewatch_core::Carewatch;
+use carewatch_core::audit::as_operator;
+use carewatch_core::ids::ResellerId;
 use carewatch_core::installation::Product;
 use carewatch_core::seal::KeyId;
 use carewatch_core::team::{Login, Role};
@@ -24,13 +26,14 @@ impl AdminService {
         Self { carewatch }
     }
 
-    async fn operator<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    /// The operator calling: what it does is recorded as its (the audit
+    /// log's actor) when run under [`as_operator`].
+    async fn operator<T>(&self, request: &Request<T>) -> Result<ResellerId, Status> {
         let token = bearer(request).map_err(to_status)?;
         self.carewatch
             .authenticate_operator(token, request.remote_addr().map(|a| a.ip()))
             .await
             .map_err(to_status)
-            .map(|_| ())
     }
 }
 
@@ -40,16 +43,18 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::InviteUserRequest>,
     ) -> Result<Response<proto::Invitation>, Status> {
-        self.operator(&request).await?;
+        let operator = self.operator(&request).await?;
         let r = request.into_inner();
         let reseller = convert::reseller_id(&r.reseller_id).map_err(to_status)?;
         let login = Login::new(&r.login).map_err(to_status)?;
         let role = Role::parse(&r.role).map_err(to_status)?;
-        let invitation = self
-            .carewatch
-            .invite_user(&reseller, &login, &r.name, role, None)
-            .await
-            .map_err(to_status)?;
+        let invitation = as_operator(
+            operator,
+            self.carewatch
+                .invite_user(&reseller, &login, &r.name, role, None),
+        )
+        .await
+        .map_err(to_status)?;
         Ok(Response::new(proto::Invitation {
             secret: invitation.secret.token.to_string(),
             expires_at: Some(convert::timestamp(invitation.expires_at)),
@@ -60,12 +65,10 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::CreateResellerRequest>,
     ) -> Result<Response<proto::TokenResponse>, Status> {
-        self.operator(&request).await?;
+        let operator = self.operator(&request).await?;
         let r = request.into_inner();
         let id = convert::reseller_id(&r.id).map_err(to_status)?;
-        let issued = self
-            .carewatch
-            .create_reseller(&id, &r.name)
+        let issued = as_operator(operator, self.carewatch.create_reseller(&id, &r.name))
             .await
             .map_err(to_status)?;
         Ok(Response::new(proto::TokenResponse {
@@ -77,15 +80,38 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::RotateResellerTokenRequest>,
     ) -> Result<Response<proto::TokenResponse>, Status> {
-        self.operator(&request).await?;
+        let operator = self.operator(&request).await?;
         let id = convert::reseller_id(&request.get_ref().id).map_err(to_status)?;
-        let issued = self
-            .carewatch
-            .rotate_reseller_token(&id)
+        let issued = as_operator(operator, self.carewatch.rotate_reseller_token(&id))
             .await
             .map_err(to_status)?;
         Ok(Response::new(proto::TokenResponse {
             token: issued.token.to_string(),
+        }))
+    }
+
+    async fn list_audit_log(
+        &self,
+        request: Request<proto::ListAuditLogRequest>,
+    ) -> Result<Response<proto::ListAuditLogResponse>, Status> {
+        self.operator(&request).await?;
+        let r = request.into_inner();
+        let team = (!r.team_reseller_id.is_empty())
+            .then(|| convert::reseller_id(&r.team_reseller_id))
+            .transpose()
+            .map_err(to_status)?;
+        let limit = if r.limit == 0 { 100 } else { r.limit };
+        let entries = self
+            .carewatch
+            .audit_log(
+                team.as_ref(),
+                (r.before_id > 0).then_some(r.before_id),
+                limit,
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::ListAuditLogResponse {
+            entries: entries.iter().map(convert::audit_entry).collect(),
         }))
     }
 
@@ -111,16 +137,18 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::RegisterInstallationRequest>,
     ) -> Result<Response<proto::InstallationInfo>, Status> {
-        self.operator(&request).await?;
+        let operator = self.operator(&request).await?;
         let r = request.into_inner();
         let slc = convert::slc(&r.slc).map_err(to_status)?;
         let reseller = convert::reseller_id(&r.reseller_id).map_err(to_status)?;
         let product = Product::new(&r.product, &r.product_version).map_err(to_status)?;
-        let installation = self
-            .carewatch
-            .register_installation(&slc, &reseller, product)
-            .await
-            .map_err(to_status)?;
+        let installation = as_operator(
+            operator,
+            self.carewatch
+                .register_installation(&slc, &reseller, product),
+        )
+        .await
+        .map_err(to_status)?;
         Ok(Response::new(convert::installation_info(&installation)))
     }
 
@@ -128,7 +156,7 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::SetSubscriptionRequest>,
     ) -> Result<Response<proto::InstallationInfo>, Status> {
-        self.operator(&request).await?;
+        let operator = self.operator(&request).await?;
         let r = request.into_inner();
         let slc = convert::slc(&r.slc).map_err(to_status)?;
         let until = r
@@ -137,9 +165,7 @@ impl Admin for AdminService {
             .map(|t| convert::from_timestamp("expires_at", t))
             .transpose()
             .map_err(to_status)?;
-        let installation = self
-            .carewatch
-            .set_subscription(&slc, until)
+        let installation = as_operator(operator, self.carewatch.set_subscription(&slc, until))
             .await
             .map_err(to_status)?;
         Ok(Response::new(convert::installation_info(&installation)))
@@ -149,12 +175,10 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::SetConsentRequest>,
     ) -> Result<Response<proto::InstallationInfo>, Status> {
-        self.operator(&request).await?;
+        let operator = self.operator(&request).await?;
         let r = request.into_inner();
         let slc = convert::slc(&r.slc).map_err(to_status)?;
-        let installation = self
-            .carewatch
-            .set_consent(&slc, r.accepted)
+        let installation = as_operator(operator, self.carewatch.set_consent(&slc, r.accepted))
             .await
             .map_err(to_status)?;
         Ok(Response::new(convert::installation_info(&installation)))
@@ -164,15 +188,17 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::TransferInstallationRequest>,
     ) -> Result<Response<proto::InstallationInfo>, Status> {
-        self.operator(&request).await?;
+        let operator = self.operator(&request).await?;
         let r = request.into_inner();
         let slc = convert::slc(&r.slc).map_err(to_status)?;
         let to = convert::reseller_id(&r.to_reseller_id).map_err(to_status)?;
-        let installation = self
-            .carewatch
-            .transfer_installation(&slc, &to, r.share_history)
-            .await
-            .map_err(to_status)?;
+        let installation = as_operator(
+            operator,
+            self.carewatch
+                .transfer_installation(&slc, &to, r.share_history),
+        )
+        .await
+        .map_err(to_status)?;
         Ok(Response::new(convert::installation_info(&installation)))
     }
 
@@ -180,11 +206,9 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::IssueInstallationKeyRequest>,
     ) -> Result<Response<proto::InstallationKey>, Status> {
-        self.operator(&request).await?;
+        let operator = self.operator(&request).await?;
         let slc = convert::slc(&request.get_ref().slc).map_err(to_status)?;
-        let key = self
-            .carewatch
-            .issue_installation_key(&slc)
+        let key = as_operator(operator, self.carewatch.issue_installation_key(&slc))
             .await
             .map_err(to_status)?;
         Ok(Response::new(proto::InstallationKey {
@@ -197,13 +221,16 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::RetireInstallationKeyRequest>,
     ) -> Result<Response<proto::RetireInstallationKeyResponse>, Status> {
-        self.operator(&request).await?;
+        let operator = self.operator(&request).await?;
         let r = request.into_inner();
         let slc = convert::slc(&r.slc).map_err(to_status)?;
-        self.carewatch
-            .retire_installation_key(&slc, KeyId::new(r.key_id))
-            .await
-            .map_err(to_status)?;
+        as_operator(
+            operator,
+            self.carewatch
+                .retire_installation_key(&slc, KeyId::new(r.key_id)),
+        )
+        .await
+        .map_err(to_status)?;
         Ok(Response::new(proto::RetireInstallationKeyResponse {}))
     }
 }

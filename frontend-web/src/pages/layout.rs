@@ -19,6 +19,8 @@ pub enum Nav {
     Channels,
     /// Maintenance windows.
     Maintenance,
+    /// The audit log.
+    Audit,
     /// Anything else.
     None,
 }
@@ -53,6 +55,7 @@ pub fn page(title: &str, user: Option<&SignedIn>, current: Nav, body: Markup) ->
                                     (entry("/channels", "Notifications", current == Nav::Channels))
                                     (entry("/maintenance", "Maintenance", current == Nav::Maintenance))
                                     (entry("/tokens", "API tokens", current == Nav::Tokens))
+                                    (entry("/audit", "Audit log", current == Nav::Audit))
                                 }
                             }
                         }

@@ -1,5 +1,6 @@
 //! The HTML pages: one module per page, a shared layout, error pages.
 
+pub mod audit;
 pub mod channels;
 pub mod installation;
 pub mod invite;

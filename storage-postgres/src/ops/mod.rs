@@ -2,6 +2,7 @@
 //! (see [`PostgresStore::write`] and [`PostgresStore::read`]).
 
 mod admin;
+mod audit;
 mod availability;
 mod feed;
 mod history;
@@ -16,6 +17,7 @@ mod transfer;
 
 use async_trait::async_trait;
 use carewatch_core::Result;
+use carewatch_core::audit::{AuditEntry, AuditQuery, AuditRecord};
 use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::feed::{ChangeEvent, EventId};
@@ -99,6 +101,16 @@ impl Store for PostgresStore {
             Box::pin(admin::update_installation(c, s, u, *at))
         })
         .await
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        self.write(record, |c, r| Box::pin(audit::append_audit(c, r)))
+            .await
+    }
+
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        self.read(query, |c, q| Box::pin(audit::audit_log(c, q)))
+            .await
     }
 
     async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation> {

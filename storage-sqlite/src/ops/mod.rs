@@ -1,6 +1,7 @@
 //! The `Store` implementation, by area.
 
 mod admin;
+mod audit;
 mod availability;
 mod feed;
 mod history;
@@ -15,6 +16,7 @@ mod transfer;
 
 use async_trait::async_trait;
 use carewatch_core::Result;
+use carewatch_core::audit::{AuditEntry, AuditQuery, AuditRecord};
 use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::feed::{ChangeEvent, EventId};
@@ -92,6 +94,16 @@ impl Store for SqliteStore {
         let (slc, update) = (slc.clone(), update.clone());
         self.write(move |tx| admin::update_installation(tx, &slc, &update, at))
             .await
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        let record = record.clone();
+        self.write(move |tx| audit::append_audit(tx, &record)).await
+    }
+
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let query = query.clone();
+        self.read(move |tx| audit::audit_log(tx, &query)).await
     }
 
     async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation> {

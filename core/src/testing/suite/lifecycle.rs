@@ -7,6 +7,8 @@ use crate::availability::Availability;
 use crate::catalogue::ConditionCode;
 use crate::error::Error;
 use crate::health::Health;
+use crate::notification::payload::Notification;
+use crate::notification::{ChannelRules, Destination, OutboxFilter};
 use crate::store::HistoryKind;
 use crate::team::Role;
 use crate::testing::TestBackend;
@@ -354,4 +356,97 @@ pub(crate) async fn withdrawn_consent_is_not_judged_and_its_data_is_deleted_afte
     fx.advance(secs(31 * 24 * 3600));
     assert_eq!(fx.carewatch.delete_withdrawn_data().await.expect("runs"), 0);
     assert_eq!(detail(&fx, &site).await.servers.len(), 1);
+}
+
+/// Care Plus running out is told once per channel of the installation's
+/// reseller (and again only for a later expiry), never to another's.
+pub(crate) async fn an_expired_subscription_is_told_once_per_channel(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0005").await;
+    let theirs = fx.site("beta", "M02-C01-0005").await;
+    let mut channels = Vec::new();
+    for reseller in [&site.reseller, &theirs.reseller] {
+        let admin = member(
+            &fx,
+            reseller,
+            &format!("admin@{reseller}"),
+            Role::Admin,
+            START,
+        )
+        .await;
+        let (channel, _) = fx
+            .carewatch
+            .create_channel(
+                &admin,
+                "on call",
+                Destination::Webhook {
+                    url: "https://hooks.example.net/carewatch".into(),
+                },
+                ChannelRules::default(),
+            )
+            .await
+            .expect("channel");
+        channels.push(channel);
+    }
+    let told = || async {
+        let entries = fx
+            .store
+            .outbox(&site.reseller, OutboxFilter::All, 100)
+            .await
+            .expect("outbox");
+        entries
+            .into_iter()
+            .map(|e| Notification::from_json(&e.body).expect("a notification"))
+            .filter(|n| n.kind == "subscription_expired")
+            .collect::<Vec<_>>()
+    };
+    let step = || async { fx.carewatch.notify_step().await.expect("notifier step") };
+    fx.carewatch
+        .set_subscription(&site.slc, Some(t(100)))
+        .await
+        .expect("Care Plus until 100 s");
+    beat(&fx, &site, "rs-1", 1).await;
+    step().await;
+    assert!(told().await.is_empty(), "setting an end is not an expiry");
+
+    fx.advance(secs(110));
+    fx.carewatch.sweep().await.expect("sweep");
+    step().await;
+    let notices = told().await;
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    let notice = &notices[0];
+    assert_eq!(notice.title, format!("{}: Care Plus has expired", site.slc));
+    assert!(notice.text.contains("ended at"), "{}", notice.text);
+    assert_eq!(
+        notice.installation.as_ref().map(|i| i.slc.as_str()),
+        Some(site.slc.as_str())
+    );
+    // Once: later sweeps and steps add nothing.
+    for _ in 0..3 {
+        fx.advance(secs(30));
+        fx.carewatch.sweep().await.expect("sweep");
+        step().await;
+    }
+    assert_eq!(told().await.len(), 1);
+    let beta_entries = fx
+        .store
+        .outbox(&theirs.reseller, OutboxFilter::All, 100)
+        .await
+        .expect("outbox");
+    assert!(beta_entries.is_empty(), "{beta_entries:#?}");
+
+    // Renewed, then run out again: told again, once.
+    fx.carewatch
+        .set_subscription(&site.slc, Some(t(400)))
+        .await
+        .expect("renewed");
+    step().await;
+    fx.advance(secs(250));
+    fx.carewatch.sweep().await.expect("sweep");
+    step().await;
+    step().await;
+    assert_eq!(told().await.len(), 2);
 }

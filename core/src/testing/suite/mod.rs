@@ -15,6 +15,7 @@
 //! service's own downtime. [`keep_alive`] ticks in small steps where a test needs the
 //! service to have been running all along.
 
+mod audit;
 mod availability;
 mod durability;
 mod feed;
@@ -32,6 +33,7 @@ mod transfer;
 
 /// Every test function, `pub(crate)` where it is written, reached by name.
 mod by_name {
+    pub(super) use super::audit::*;
     pub(super) use super::availability::*;
     pub(super) use super::durability::*;
     pub(super) use super::feed::*;

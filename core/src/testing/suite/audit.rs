@@ -1,0 +1,254 @@
+//! The audit log (issue 18): records round-trip, newest first, paged; a
+//! reseller's admins read only their team's; and the facade records every
+//! operator and admin action, by whom.
+
+use std::collections::BTreeSet;
+
+use super::team::member;
+use super::{refused, rs, secs, t};
+use crate::audit::{Action, Actor, AuditEntry, AuditQuery, AuditRecord, as_operator};
+use crate::error::Error;
+use crate::ids::ResellerId;
+use crate::labels::Labels;
+use crate::notification::{ChannelRules, Destination};
+use crate::team::{Login, Role};
+use crate::testing::TestBackend;
+use crate::testing::fixture::{Fixture, START};
+
+fn operator(name: &str) -> Actor {
+    Actor::Operator { name: name.into() }
+}
+
+fn user(reseller: &ResellerId, login: &str) -> Actor {
+    Actor::User {
+        reseller: reseller.clone(),
+        login: Login::new(login).expect("login"),
+    }
+}
+
+pub(crate) async fn the_audit_log_is_kept_newest_first_and_read_per_team(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let store = &fx.store;
+    let alpha = ResellerId::new("alpha").expect("id");
+    let beta = ResellerId::new("beta").expect("id");
+    let records = [
+        AuditRecord::new(
+            t(1),
+            operator("ops"),
+            Action::ResellerCreated,
+            "alpha",
+            "Alpha Ltd",
+        ),
+        AuditRecord::new(
+            t(2),
+            user(&alpha, "admin@alpha"),
+            Action::ChannelCreated,
+            "0000000000000001",
+            "webhook \"ops\" — ünïcode",
+        ),
+        AuditRecord::new(
+            t(3),
+            user(&beta, "admin@beta"),
+            Action::UserRemoved,
+            "bob",
+            "",
+        ),
+        AuditRecord::new(
+            t(4),
+            user(&alpha, "lead@alpha"),
+            Action::LabelsChanged,
+            "M01",
+            "x",
+        ),
+    ];
+    for record in &records {
+        store.append_audit(record).await.expect("appends");
+    }
+    let read = |team: Option<&ResellerId>, before: Option<u64>, limit: u32| {
+        let query = AuditQuery {
+            team: team.cloned(),
+            before,
+            limit,
+        };
+        async move { store.audit_log(&query).await.expect("reads") }
+    };
+    let all: Vec<AuditEntry> = read(None, None, 10).await;
+    assert_eq!(
+        all.iter().map(|e| e.record.clone()).collect::<Vec<_>>(),
+        records.iter().rev().cloned().collect::<Vec<_>>(),
+        "every field round-trips, newest first"
+    );
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+    let alphas = read(Some(&alpha), None, 10).await;
+    assert_eq!(
+        alphas.iter().map(|e| e.record.at).collect::<Vec<_>>(),
+        [t(4), t(2)],
+        "alpha's team only, never the operator's or beta's"
+    );
+    // Pages: the next starts before the last id seen.
+    let first = read(None, None, 3).await;
+    assert_eq!(first.len(), 3);
+    let rest = read(None, Some(first[2].id), 3).await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].record, records[0]);
+    assert!(read(Some(&alpha), Some(alphas[1].id), 10).await.is_empty());
+    assert!(
+        read(Some(&ResellerId::new("gamma").expect("id")), None, 10)
+            .await
+            .is_empty()
+    );
+}
+
+pub(crate) async fn every_operator_and_admin_action_is_audited_with_its_actor(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let cw = &fx.carewatch;
+    let ops = ResellerId::new("ops-anna").expect("name");
+    // The operator, named by its front end.
+    let site = as_operator(ops.clone(), fx.site("alpha", "M01-C01-0001")).await;
+    let beta = as_operator(ops.clone(), fx.reseller("beta")).await;
+    let alpha = site.reseller.clone();
+    let admin = member(&fx, &alpha, "admin@alpha", Role::Admin, START).await;
+    let viewer = member(&fx, &alpha, "viewer@alpha", Role::Viewer, START).await;
+    let other = member(&fx, &alpha, "other@alpha", Role::Viewer, START).await;
+    super::beat(&fx, &site, "rs-1", 1).await;
+    let (channel, _) = cw
+        .create_channel(
+            &admin,
+            "ops hook",
+            Destination::Webhook {
+                url: "https://hooks.example.net/x".into(),
+            },
+            ChannelRules::default(),
+        )
+        .await
+        .expect("channel");
+    cw.delete_channel(&admin, &channel.id)
+        .await
+        .expect("deleted");
+    let window = cw
+        .create_maintenance(&admin, Some(&site.slc), t(60), secs(600), None, "firmware")
+        .await
+        .expect("window");
+    cw.delete_maintenance(&admin, &window.id)
+        .await
+        .expect("deleted");
+    let labels = Labels::new("Harbour Mall", "Gate 2", "", &[]).expect("labels");
+    cw.set_labels(&admin, &site.slc, &labels)
+        .await
+        .expect("labels");
+    cw.decommission_server(&admin, &site.slc, &rs("rs-1"))
+        .await
+        .expect("retired");
+    let token = cw.create_api_token(&admin, "grafana").await.expect("token");
+    cw.revoke_api_token(&admin, &token.record.id)
+        .await
+        .expect("revoked");
+    cw.invite_user(
+        &alpha,
+        &Login::new("new@alpha").expect("login"),
+        "New",
+        Role::Viewer,
+        Some(&admin),
+    )
+    .await
+    .expect("invited by the admin");
+    cw.remove_user(&admin, &other.login).await.expect("removed");
+    // The operator again, unnamed (the CLI on the server, an embedding).
+    cw.invite_user(
+        &beta,
+        &Login::new("admin@beta").expect("login"),
+        "Beta's first admin",
+        Role::Admin,
+        None,
+    )
+    .await
+    .expect("invited by the operator");
+    cw.set_consent(&site.slc, false).await.expect("consent");
+    cw.set_subscription(&site.slc, None)
+        .await
+        .expect("subscription");
+    cw.rotate_reseller_token(&alpha).await.expect("rotated");
+    cw.transfer_installation(&site.slc, &beta, false)
+        .await
+        .expect("transferred");
+    // Refused actions are not recorded.
+    let before = cw.audit_log(None, None, 500).await.expect("log").len();
+    refused(
+        cw.transfer_installation(&site.slc, &beta, false).await,
+        "a second transfer to beta",
+    );
+    refused(
+        cw.create_api_token(&viewer, "nope").await,
+        "a viewer creating a token",
+    );
+    assert_eq!(
+        cw.audit_log(None, None, 500).await.expect("log").len(),
+        before
+    );
+
+    let log = cw.audit_log(None, None, 500).await.expect("log");
+    let seen: BTreeSet<(String, &'static str)> = log
+        .iter()
+        .map(|e| (e.record.actor.to_string(), e.record.action.name()))
+        .collect();
+    let expected: BTreeSet<(String, &'static str)> = [
+        ("operator ops-anna", Action::ResellerCreated),
+        ("operator ops-anna", Action::InstallationRegistered),
+        ("operator ops-anna", Action::ConsentChanged),
+        ("operator ops-anna", Action::SubscriptionChanged),
+        ("operator ops-anna", Action::KeyIssued),
+        ("operator local", Action::UserInvited),
+        ("admin@alpha (alpha)", Action::ChannelCreated),
+        ("admin@alpha (alpha)", Action::ChannelDeleted),
+        ("admin@alpha (alpha)", Action::MaintenanceCreated),
+        ("admin@alpha (alpha)", Action::MaintenanceDeleted),
+        ("admin@alpha (alpha)", Action::LabelsChanged),
+        ("admin@alpha (alpha)", Action::ServerDecommissioned),
+        ("admin@alpha (alpha)", Action::ApiTokenCreated),
+        ("admin@alpha (alpha)", Action::ApiTokenRevoked),
+        ("admin@alpha (alpha)", Action::UserRemoved),
+        ("admin@alpha (alpha)", Action::UserInvited),
+        ("operator local", Action::ConsentChanged),
+        ("operator local", Action::SubscriptionChanged),
+        ("operator local", Action::ResellerTokenRotated),
+        ("operator local", Action::InstallationTransferred),
+    ]
+    .into_iter()
+    .map(|(who, action)| (who.to_owned(), action.name()))
+    .collect();
+    assert_eq!(seen, expected, "{log:#?}");
+    let transfer = &log[0].record;
+    assert_eq!(transfer.action, Action::InstallationTransferred);
+    assert_eq!(transfer.target, site.slc.to_string());
+    assert!(transfer.detail.contains("to beta"), "{}", transfer.detail);
+    assert!(
+        log.iter()
+            .all(|e| !e.record.detail.contains(token.secret.token.as_str())),
+        "no secret in the log"
+    );
+
+    // A reseller's admin reads its team's actions; a viewer nothing.
+    let team = cw
+        .team_audit_log(&admin, None, 500)
+        .await
+        .expect("team log");
+    assert_eq!(team.len(), 10, "{team:#?}");
+    assert!(
+        team.iter()
+            .all(|e| e.record.actor.reseller() == Some(&alpha))
+    );
+    let denied = refused(
+        cw.team_audit_log(&viewer, None, 500).await,
+        "a viewer reading the audit log",
+    );
+    assert!(
+        matches!(denied, Error::PermissionDenied { .. }),
+        "{denied:?}"
+    );
+}
