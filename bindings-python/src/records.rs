@@ -95,7 +95,7 @@ fn recording_server<'py>(py: Python<'py>, s: &ServerRecord) -> PyResult<Bound<'p
     })
 }
 
-fn history_event<'py>(py: Python<'py>, e: &HistoryEvent) -> PyResult<Bound<'py, PyAny>> {
+pub fn history_event<'py>(py: Python<'py>, e: &HistoryEvent) -> PyResult<Bound<'py, PyAny>> {
     let (kind, event_code, subject, missed, duration) = match &e.kind {
         HistoryKind::FirstSeen => ("first_seen", None, None, None, None),
         HistoryKind::ConditionOpened { code: c, subject } => (

@@ -197,6 +197,25 @@ impl Carewatch {
         installation(py, &registered)
     }
 
+    /// ``slc``'s whole history, newest first (at most ``limit``, up to
+    /// 1,000): the operator's view, including what a transfer hid from its
+    /// reseller.
+    #[pyo3(signature = (slc, limit = 100))]
+    fn full_history<'py>(
+        &self,
+        py: Python<'py>,
+        slc: &str,
+        limit: u32,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let slc = Slc::new(slc).or_raise(py)?;
+        let events = block_on(py, self.service.full_history(&slc, limit))?;
+        let items = events
+            .iter()
+            .map(|e| records::history_event(py, e))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
     /// Moves ``slc`` to reseller ``to`` (the registration centre moved it):
     /// the old reseller finds it nowhere from now on; unless
     /// ``share_history``, the new one sees only what happens from now on.

@@ -227,6 +227,10 @@ def test_a_transfer_moves_it_and_the_audit_log_says_who(site: Site) -> None:
         cw.installation(site.token, site.slc)
     detail = cw.installation(other, site.slc)
     assert detail.history == (), "the old reseller's history stays hidden"
+    whole = cw.full_history(site.slc)
+    assert [e.kind for e in whole] == [HistoryKind.FIRST_SEEN], "the operator's view"
+    with pytest.raises(carewatch.NotFound):
+        cw.full_history("M01-C01-0099")
     with pytest.raises(carewatch.InvalidInput):
         cw.transfer_installation(site.slc, "other")
     with pytest.raises(carewatch.NotFound):

@@ -184,7 +184,8 @@ fn server(s: &ServerRecord, probably_removed: bool) -> proto::RecordingServer {
     }
 }
 
-fn history(e: &HistoryEvent) -> proto::HistoryEvent {
+/// A history event in protobuf.
+pub fn history(e: &HistoryEvent) -> proto::HistoryEvent {
     use proto::history_event::{self as h, Kind};
     let kind = match &e.kind {
         HistoryKind::FirstSeen => Kind::FirstSeen(h::FirstSeen {}),

@@ -56,6 +56,10 @@ async fn the_operator_transfers_and_reads_the_audit_log_a_reseller_cannot() {
     };
     let fixture = Fixture::open(&db).await;
     let site = fixture.site("acme", "M01-C01-0001").await;
+    fixture
+        .heartbeat(&site, "rs-1", 1)
+        .await
+        .expect("first seen: a history event");
     fixture.reseller("beta").await;
     let url = serve(&fixture).await;
     let channel = carewatch_grpc::client::connect(&url, None)
@@ -102,6 +106,26 @@ async fn the_operator_transfers_and_reads_the_audit_log_a_reseller_cannot() {
         .expect("transferred")
         .into_inner();
     assert_eq!(moved.reseller_id, "beta");
+    let history = admin
+        .get_installation_history(proto::GetInstallationHistoryRequest {
+            slc: site.slc.to_string(),
+            limit: 0,
+        })
+        .await
+        .expect("the operator's history")
+        .into_inner();
+    assert!(
+        !history.events.is_empty(),
+        "the past before the transfer is the operator's"
+    );
+    let missing = admin
+        .get_installation_history(proto::GetInstallationHistoryRequest {
+            slc: "M01-C01-0099".into(),
+            limit: 0,
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(missing.code(), Code::NotFound);
     let gone = acme
         .get_installation(proto::GetInstallationRequest {
             slc: site.slc.to_string(),

@@ -36,8 +36,8 @@ use carewatch_core::seal::{KeyId, MasterKey, WrappedKey};
 use carewatch_core::store::HistoryKind;
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
-    InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
-    SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
+    HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller,
+    ServerRecord, SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
 };
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::{Clock, Timestamp};
@@ -162,6 +162,10 @@ impl Store for Faulty {
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         self.check().await?;
         self.inner.audit_log(query).await
+    }
+    async fn full_history(&self, slc: &Slc, limit: u32) -> Result<Vec<HistoryEvent>> {
+        self.check().await?;
+        self.inner.full_history(slc, limit).await
     }
     async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation> {
         self.check().await?;

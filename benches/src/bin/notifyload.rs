@@ -22,7 +22,9 @@
 //!    each heartbeat was acknowledged.
 //! 2. **Warm-up** (`--warmup-seconds`), then at T: in run **B** every outage
 //!    server falls silent at once (its stream closed); in run **A** it keeps
-//!    sending. The server finds them Late, then, after 3 missed heartbeats,
+//!    sending (with `--a-outage`, A has the same outage but no notification
+//!    channel, so B / A is what notifying costs, apart from detecting the
+//!    outage). The server finds them Late, then, after 3 missed heartbeats,
 //!    Unavailable: each installation Offline. Ingest goes on throughout;
 //!    A ends `--seconds` after T, B once every Offline notification came (at
 //!    least `--seconds`, at most `--timeout-seconds`).
@@ -49,6 +51,7 @@
 //! ```sh
 //! cargo build --release -p carewatch-cli -p carewatch-benches
 //! target/release/notifyload                        # 10,000 installations, 2 pairs
+//! target/release/notifyload --a-outage --pairs 3   # B / A: what notifying costs ingest
 //! target/release/notifyload --installations 500 --pairs 1 --seconds 30
 //! target/release/notifyload --help
 //! ```

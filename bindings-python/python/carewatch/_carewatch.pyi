@@ -6,6 +6,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union, f
 
 from carewatch._types import (
     AuditEntry,
+    HistoryEvent,
     Condition,
     ConditionCode,
     Evaluation,
@@ -70,6 +71,7 @@ class Carewatch:
     def register_installation(
         self, slc: str, reseller: str, product: str, version: str
     ) -> Installation: ...
+    def full_history(self, slc: str, limit: int = 100) -> List[HistoryEvent]: ...
     def transfer_installation(
         self, slc: str, to: str, share_history: bool = False
     ) -> Installation: ...

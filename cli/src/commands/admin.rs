@@ -84,6 +84,15 @@ enum Action {
         #[arg(value_parser = ["accept", "withdraw"])]
         decision: String,
     },
+    /// Show an installation's whole history, newest first (including what a
+    /// transfer hid from its reseller).
+    History {
+        /// Software License Code.
+        slc: String,
+        /// At most this many events (up to 1,000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Show the audit log, newest first: who did what, when.
     Audit {
         /// Only this reseller's team's actions.
@@ -233,6 +242,22 @@ pub async fn run(args: AdminArgs) -> CliResult {
                 }
             );
         }
+        Action::History { slc, limit } => {
+            let events = client
+                .get_installation_history(proto::GetInstallationHistoryRequest { slc, limit })
+                .await?
+                .into_inner()
+                .events;
+            for e in events {
+                let at =
+                    e.at.and_then(|t| carewatch_grpc::convert::from_timestamp("at", &t).ok())
+                        .map_or_else(|| "?".to_owned(), |t| t.to_string());
+                let kind = e
+                    .kind
+                    .map_or_else(|| "?".to_owned(), |k| describe_history(&k));
+                println!("{at}  {}  {kind}", e.recording_server_id);
+            }
+        }
         Action::Audit {
             reseller,
             before,
@@ -290,6 +315,22 @@ pub(crate) fn parse_utc(text: &str) -> CliResult<prost_types::Timestamp> {
         seconds: at.as_millis().div_euclid(1000),
         nanos: 0,
     })
+}
+
+/// One history event's kind, in words.
+fn describe_history(kind: &proto::history_event::Kind) -> String {
+    use proto::history_event::Kind;
+    match kind {
+        Kind::FirstSeen(_) => "first seen".into(),
+        Kind::ConditionOpened(c) => format!("condition opened: {} on {}", c.code, c.subject),
+        Kind::ConditionResolved(c) => format!("condition resolved: {} on {}", c.code, c.subject),
+        Kind::BecameUnavailable(u) => {
+            format!("unavailable ({} heartbeats missed)", u.missed_heartbeats)
+        }
+        Kind::Recovered(_) => "recovered".into(),
+        Kind::Decommissioned(_) => "decommissioned".into(),
+        Kind::Recommissioned(_) => "recommissioned".into(),
+    }
 }
 
 #[cfg(test)]

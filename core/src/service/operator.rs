@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::ids::{RecordingServerId, ResellerId, Slc, checked_text};
 use crate::installation::{Installation, Product};
 use crate::seal::{InstallationKey, KeyId};
-use crate::store::{InstallationUpdate, Reseller, Transfer};
+use crate::store::{HistoryEvent, InstallationUpdate, Reseller, Transfer};
 use crate::time::Timestamp;
 
 impl Carewatch {
@@ -221,6 +221,15 @@ impl Carewatch {
         )
         .await;
         Ok(moved)
+    }
+
+    /// An installation's whole history, newest first (at most 1,000 events):
+    /// the operator's view, including what a transfer hid from resellers.
+    pub async fn full_history(&self, slc: &Slc, limit: u32) -> Result<Vec<HistoryEvent>> {
+        self.inner
+            .store
+            .full_history(slc, limit.clamp(1, 1000))
+            .await
     }
 
     /// Sets when Care Plus ends (`None`: no subscription).

@@ -556,6 +556,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation>;
     /// An installation.
     async fn installation(&self, slc: &Slc) -> Result<Option<Installation>>;
+    /// An installation's whole history, newest first, at most `limit`:
+    /// the operator's view, hiding nothing a transfer hid from resellers.
+    /// `NotFound` if it is not registered.
+    async fn full_history(&self, slc: &Slc, limit: u32) -> Result<Vec<HistoryEvent>>;
 
     // ----- the audit log ----------------------------------------------------
 

@@ -115,6 +115,24 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn get_installation_history(
+        &self,
+        request: Request<proto::GetInstallationHistoryRequest>,
+    ) -> Result<Response<proto::InstallationHistory>, Status> {
+        self.operator(&request).await?;
+        let r = request.into_inner();
+        let slc = convert::slc(&r.slc).map_err(to_status)?;
+        let limit = if r.limit == 0 { 100 } else { r.limit };
+        let events = self
+            .carewatch
+            .full_history(&slc, limit)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::InstallationHistory {
+            events: events.iter().map(convert::history).collect(),
+        }))
+    }
+
     async fn list_resellers(
         &self,
         request: Request<proto::ListResellersRequest>,

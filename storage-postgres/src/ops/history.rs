@@ -47,6 +47,26 @@ pub(crate) async fn record(
     Ok(())
 }
 
+pub(crate) async fn full_history(
+    c: &mut PgConnection,
+    slc: &Slc,
+    limit: u32,
+) -> DbResult<Vec<HistoryEvent>> {
+    if super::admin::installation(c, slc).await?.is_none() {
+        return Err(carewatch_core::Error::installation_not_found(slc).into());
+    }
+    let rows = query(concat!(
+        "SELECT ",
+        history_columns!(),
+        " FROM history WHERE slc = $1 ORDER BY at DESC, id DESC LIMIT $2"
+    ))
+    .bind(slc.as_str())
+    .bind(i64::from(limit))
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(event).collect()
+}
+
 /// Columns: at, server_id, kind, code, subject, duration_ms, missed.
 macro_rules! history_columns {
     () => {

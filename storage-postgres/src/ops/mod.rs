@@ -34,8 +34,8 @@ use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
-    InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
-    SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
+    HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller,
+    ServerRecord, SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
 };
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::Timestamp;
@@ -111,6 +111,13 @@ impl Store for PostgresStore {
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         self.read(query, |c, q| Box::pin(audit::audit_log(c, q)))
             .await
+    }
+
+    async fn full_history(&self, slc: &Slc, limit: u32) -> Result<Vec<HistoryEvent>> {
+        self.read(&(slc, limit), |c, (slc, limit)| {
+            Box::pin(history::full_history(c, slc, *limit))
+        })
+        .await
     }
 
     async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation> {

@@ -48,6 +48,28 @@ pub(crate) fn record(
     Ok(())
 }
 
+pub(crate) fn full_history(
+    tx: &Transaction<'_>,
+    slc: &Slc,
+    limit: u32,
+) -> Result<Vec<HistoryEvent>> {
+    if super::admin::installation(tx, slc)?.is_none() {
+        return Err(carewatch_core::Error::installation_not_found(slc));
+    }
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {HISTORY_COLUMNS} FROM history WHERE slc = ?1
+             ORDER BY at DESC, id DESC LIMIT ?2"
+        ))
+        .map_err(map_err)?;
+    let mut rows = stmt.query(params![slc.as_str(), limit]).map_err(map_err)?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        events.push(event(row)?);
+    }
+    Ok(events)
+}
+
 /// Columns: at, server_id, kind, code, subject, duration_ms, missed.
 pub(crate) const HISTORY_COLUMNS: &str = "at, server_id, kind, code, subject, duration_ms, missed";
 

@@ -33,8 +33,8 @@ use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
-    InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller, ServerRecord,
-    SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
+    HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller,
+    ServerRecord, SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
 };
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::Timestamp;
@@ -104,6 +104,12 @@ impl Store for SqliteStore {
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         let query = query.clone();
         self.read(move |tx| audit::audit_log(tx, &query)).await
+    }
+
+    async fn full_history(&self, slc: &Slc, limit: u32) -> Result<Vec<HistoryEvent>> {
+        let slc = slc.clone();
+        self.read(move |tx| history::full_history(tx, &slc, limit))
+            .await
     }
 
     async fn transfer_installation(&self, transfer: &Transfer) -> Result<Installation> {

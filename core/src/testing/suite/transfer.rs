@@ -198,6 +198,24 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
         .expect("outbox");
     assert!(pending.is_empty(), "{pending:?}");
 
+    // The operator still sees what came before.
+    let whole = fx
+        .carewatch
+        .full_history(&site.slc, 100)
+        .await
+        .expect("the operator's history");
+    assert!(
+        whole
+            .iter()
+            .any(|e| e.server == rs("rs-1") && e.kind == HistoryKind::FirstSeen),
+        "{whole:?}"
+    );
+    let unknown = refused(
+        fx.carewatch.full_history(&slc("M01-C01-0099"), 100).await,
+        "the history of an unknown installation",
+    );
+    assert!(matches!(unknown, Error::NotFound { .. }), "{unknown:?}");
+
     // The new reseller: there, without alpha's labels or history.
     assert_eq!(rows_of(&fx.carewatch, &beta).await, [site.slc.to_string()]);
     let registered = next(&mut beta_watch).await;
