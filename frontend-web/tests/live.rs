@@ -243,3 +243,38 @@ async fn a_live_row_says_its_installation_is_in_maintenance() {
     let html = data["html"].as_str().expect("html");
     assert!(html.contains("in maintenance until"), "{html}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transferred_installation_leaves_the_old_resellers_live_pages() {
+    let web = Web::new().await;
+    let browser = web.browser("acme", "jane", Role::Viewer).await;
+    let site = web.site("acme", "M01-C01-0001").await;
+    web.fixture
+        .heartbeat(&site, "rs-1", 1)
+        .await
+        .expect("accepted");
+    let page = web.get_as(&browser, "/").await;
+    let at = page.body.find("data-events=\"").expect("events url") + "data-events=\"".len();
+    let url = page.body[at..][..page.body[at..].find('"').expect("quote")].replace("&amp;", "&");
+    let mut overview = Events::open(&web, &browser, &url, None).await;
+    let mut one = Events::open(&web, &browser, "/events?slc=M01-C01-0001", None).await;
+
+    web.fixture.reseller("beta").await;
+    let beta = carewatch_core::ids::ResellerId::new("beta").expect("id");
+    web.fixture
+        .carewatch
+        .transfer_installation(&site.slc, &beta, false)
+        .await
+        .expect("transferred");
+    for events in [&mut overview, &mut one] {
+        let gone = events.next("gone").await;
+        let data: serde_json::Value = serde_json::from_str(field(&gone, "data")).expect("JSON");
+        assert_eq!(data["slc"], "M01-C01-0001");
+    }
+    assert_eq!(
+        web.get_as(&browser, "/installations/M01-C01-0001")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
