@@ -390,35 +390,86 @@ pub(crate) async fn due_notification_states(
     rows.iter().map(state).collect()
 }
 
-/// Which of these channels are stored, share-locked until COMMIT (a
-/// concurrent `delete_channel` waits for this transaction, or this one
-/// finds the channel gone): states and entries of a channel deleted
-/// meanwhile are not written.
-async fn lock_channels<'a>(
-    c: &mut PgConnection,
-    ids: impl IntoIterator<Item = &'a ChannelId>,
-) -> DbResult<BTreeSet<String>> {
-    let ids: BTreeSet<&str> = ids.into_iter().map(ChannelId::as_str).collect();
-    if ids.is_empty() {
-        return Ok(BTreeSet::new());
-    }
-    let rows =
-        query("SELECT id FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR KEY SHARE")
+/// What a notifier write may touch now, locked until COMMIT: each stored
+/// channel's reseller (key-share locked: a concurrent `delete_channel`
+/// waits for this transaction, or this one finds the channel gone), and
+/// each installation's reseller (key-share locked: a concurrent transfer,
+/// which locks the row FOR UPDATE, waits for this transaction and then
+/// deletes what it wrote, or this one sees the new owner; ingest's updates
+/// of the row do not wait). States and entries of a deleted channel, or about an
+/// installation that left the channel's reseller, are not written.
+struct Writable {
+    channels: BTreeMap<String, String>,
+    owners: BTreeMap<String, String>,
+}
+
+impl Writable {
+    async fn lock<'a>(
+        c: &mut PgConnection,
+        channels: impl IntoIterator<Item = &'a ChannelId>,
+        slcs: impl IntoIterator<Item = &'a Slc>,
+    ) -> DbResult<Self> {
+        let ids: BTreeSet<&str> = channels.into_iter().map(ChannelId::as_str).collect();
+        let slcs: BTreeSet<&str> = slcs.into_iter().map(Slc::as_str).collect();
+        let mut writable = Self {
+            channels: BTreeMap::new(),
+            owners: BTreeMap::new(),
+        };
+        if !ids.is_empty() {
+            let rows = query(
+                "SELECT id, reseller_id FROM channels WHERE id = ANY($1::text[])
+                 ORDER BY id FOR KEY SHARE",
+            )
             .bind(ids.into_iter().collect::<Vec<_>>())
             .fetch_all(&mut *c)
             .await?;
-    rows.iter().map(|row| col::<String>(row, 0)).collect()
+            for row in &rows {
+                writable
+                    .channels
+                    .insert(col::<String>(row, 0)?, col::<String>(row, 1)?);
+            }
+        }
+        if !slcs.is_empty() {
+            let rows = query(
+                "SELECT slc, reseller_id FROM installations WHERE slc = ANY($1::text[])
+                 ORDER BY slc FOR KEY SHARE",
+            )
+            .bind(slcs.into_iter().collect::<Vec<_>>())
+            .fetch_all(&mut *c)
+            .await?;
+            for row in &rows {
+                writable
+                    .owners
+                    .insert(col::<String>(row, 0)?, col::<String>(row, 1)?);
+            }
+        }
+        Ok(writable)
+    }
+
+    /// A state of `channel` about `slc`: the channel exists and its reseller
+    /// owns the installation.
+    fn state(&self, channel: &str, slc: &str) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|reseller| self.owners.get(slc) == Some(reseller))
+    }
+
+    /// An entry: its channel exists and, if it is about an installation,
+    /// the entry's reseller owns it.
+    fn entry(&self, e: &NewOutboxEntry) -> bool {
+        self.channels.contains_key(e.channel.as_str())
+            && e.slc.as_ref().is_none_or(|slc| {
+                self.owners.get(slc.as_str()).map(String::as_str) == Some(e.reseller.as_str())
+            })
+    }
 }
 
 async fn insert_outbox(
     c: &mut PgConnection,
     entries: &[NewOutboxEntry],
-    channels: &BTreeSet<String>,
+    writable: &Writable,
 ) -> DbResult<()> {
-    let entries: Vec<&NewOutboxEntry> = entries
-        .iter()
-        .filter(|e| channels.contains(e.channel.as_str()))
-        .collect();
+    let entries: Vec<&NewOutboxEntry> = entries.iter().filter(|e| writable.entry(e)).collect();
     if entries.is_empty() {
         return Ok(());
     }
@@ -468,13 +519,18 @@ pub(crate) async fn commit_notifications(
     if holder.as_deref() != Some(commit.node.as_str()) || cursor != event_column(commit.from)? {
         return Ok(false);
     }
-    let channels = lock_channels(
+    let writable = Writable::lock(
         &mut *c,
         commit
             .states
             .iter()
             .map(|s| &s.channel)
             .chain(commit.outbox.iter().map(|e| &e.channel)),
+        commit
+            .states
+            .iter()
+            .map(|s| &s.slc)
+            .chain(commit.outbox.iter().filter_map(|e| e.slc.as_ref())),
     )
     .await?;
 
@@ -491,7 +547,7 @@ pub(crate) async fn commit_notifications(
                 quiet_channels.push(channel);
                 quiet_slcs.push(slc);
             }
-            Some(p) if channels.contains(channel) => upserts.push((channel, slc, p, s.due_at)),
+            Some(p) if writable.state(channel, slc) => upserts.push((channel, slc, p, s.due_at)),
             Some(_) => {}
         }
     }
@@ -544,7 +600,7 @@ pub(crate) async fn commit_notifications(
         .execute(&mut *c)
         .await?;
     }
-    insert_outbox(&mut *c, &commit.outbox, &channels).await?;
+    insert_outbox(&mut *c, &commit.outbox, &writable).await?;
     query("UPDATE notifier SET cursor = $1")
         .bind(event_column(commit.to)?)
         .execute(&mut *c)
@@ -556,8 +612,13 @@ pub(crate) async fn enqueue_notifications(
     c: &mut PgConnection,
     entries: &[NewOutboxEntry],
 ) -> DbResult<()> {
-    let channels = lock_channels(&mut *c, entries.iter().map(|e| &e.channel)).await?;
-    insert_outbox(&mut *c, entries, &channels).await
+    let writable = Writable::lock(
+        &mut *c,
+        entries.iter().map(|e| &e.channel),
+        entries.iter().filter_map(|e| e.slc.as_ref()),
+    )
+    .await?;
+    insert_outbox(&mut *c, entries, &writable).await
 }
 
 // ----- the outbox ------------------------------------------------------------------

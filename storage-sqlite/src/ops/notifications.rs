@@ -396,34 +396,79 @@ pub(crate) fn due_notification_states(
     Ok(out)
 }
 
-/// Which of these channels are stored: states and entries of a channel
-/// deleted meanwhile are not written.
-fn existing_channels<'a>(
-    tx: &Transaction<'_>,
-    ids: impl IntoIterator<Item = &'a ChannelId>,
-) -> Result<HashSet<&'a ChannelId>> {
-    let mut stmt = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1)")
-        .map_err(map_err)?;
-    let mut known = HashMap::new();
-    for id in ids {
-        if !known.contains_key(id) {
-            let exists: bool = stmt
-                .query_row([id.as_str()], |r| r.get(0))
-                .map_err(map_err)?;
-            known.insert(id, exists);
+/// What a notifier write may touch now: each stored channel's reseller
+/// (states and entries of a channel deleted meanwhile are not written),
+/// and each installation's reseller (nor those about an installation a
+/// transfer moved away from the channel's reseller meanwhile).
+struct Writable<'a> {
+    channels: HashMap<&'a ChannelId, String>,
+    owners: HashMap<&'a Slc, String>,
+}
+
+impl Writable<'_> {
+    fn read<'a>(
+        tx: &Transaction<'_>,
+        channels: impl IntoIterator<Item = &'a ChannelId>,
+        slcs: impl IntoIterator<Item = &'a Slc>,
+    ) -> Result<Writable<'a>> {
+        let mut channel_stmt = tx
+            .prepare_cached("SELECT reseller_id FROM channels WHERE id = ?1")
+            .map_err(map_err)?;
+        let mut known = HashMap::new();
+        for id in channels {
+            if !known.contains_key(id) {
+                let reseller: Option<String> = channel_stmt
+                    .query_row([id.as_str()], |r| r.get(0))
+                    .optional()
+                    .map_err(map_err)?;
+                if let Some(reseller) = reseller {
+                    known.insert(id, reseller);
+                }
+            }
         }
+        let mut owner_stmt = tx
+            .prepare_cached("SELECT reseller_id FROM installations WHERE slc = ?1")
+            .map_err(map_err)?;
+        let mut owners = HashMap::new();
+        for slc in slcs {
+            if !owners.contains_key(slc) {
+                let owner: Option<String> = owner_stmt
+                    .query_row([slc.as_str()], |r| r.get(0))
+                    .optional()
+                    .map_err(map_err)?;
+                if let Some(owner) = owner {
+                    owners.insert(slc, owner);
+                }
+            }
+        }
+        Ok(Writable {
+            channels: known,
+            owners,
+        })
     }
-    Ok(known
-        .into_iter()
-        .filter_map(|(id, exists)| exists.then_some(id))
-        .collect())
+
+    /// A state of `channel` about `slc`: the channel exists and its reseller
+    /// owns the installation.
+    fn state(&self, channel: &ChannelId, slc: &Slc) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|reseller| self.owners.get(slc) == Some(reseller))
+    }
+
+    /// An entry: its channel exists and, if it is about an installation,
+    /// the entry's reseller owns it.
+    fn entry(&self, e: &NewOutboxEntry) -> bool {
+        self.channels.contains_key(&e.channel)
+            && e.slc.as_ref().is_none_or(|slc| {
+                self.owners.get(slc).map(String::as_str) == Some(e.reseller.as_str())
+            })
+    }
 }
 
 fn insert_outbox(
     tx: &Transaction<'_>,
     entries: &[NewOutboxEntry],
-    channels: &HashSet<&ChannelId>,
+    writable: &Writable<'_>,
 ) -> Result<()> {
     let mut stmt = tx
         .prepare_cached(
@@ -433,7 +478,7 @@ fn insert_outbox(
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .map_err(map_err)?;
-    for e in entries.iter().filter(|e| channels.contains(&e.channel)) {
+    for e in entries.iter().filter(|e| writable.entry(e)) {
         stmt.execute(params![
             e.channel.as_str(),
             e.reseller.as_str(),
@@ -458,13 +503,18 @@ pub(crate) fn commit_notifications(tx: &Transaction<'_>, commit: &NotifierCommit
     if holder.as_deref() != Some(commit.node.as_str()) || cursor != event_column(commit.from)? {
         return Ok(false);
     }
-    let channels = existing_channels(
+    let writable = Writable::read(
         tx,
         commit
             .states
             .iter()
             .map(|s| &s.channel)
             .chain(commit.outbox.iter().map(|e| &e.channel)),
+        commit
+            .states
+            .iter()
+            .map(|s| &s.slc)
+            .chain(commit.outbox.iter().filter_map(|e| e.slc.as_ref())),
     )?;
     let mut upsert = tx
         .prepare_cached(&format!(
@@ -488,7 +538,7 @@ pub(crate) fn commit_notifications(tx: &Transaction<'_>, commit: &NotifierCommit
                     .execute(params![s.channel.as_str(), s.slc.as_str()])
                     .map_err(map_err)?;
             }
-            Some(_) if !channels.contains(&s.channel) => {}
+            Some(_) if !writable.state(&s.channel, &s.slc) => {}
             Some(p) => {
                 upsert
                     .execute(params![
@@ -509,7 +559,7 @@ pub(crate) fn commit_notifications(tx: &Transaction<'_>, commit: &NotifierCommit
             }
         }
     }
-    insert_outbox(tx, &commit.outbox, &channels)?;
+    insert_outbox(tx, &commit.outbox, &writable)?;
     tx.execute(
         "UPDATE notifier SET cursor = ?1 WHERE singleton = 1",
         [event_column(commit.to)?],
@@ -522,8 +572,12 @@ pub(crate) fn enqueue_notifications(
     tx: &Transaction<'_>,
     entries: &[NewOutboxEntry],
 ) -> Result<()> {
-    let channels = existing_channels(tx, entries.iter().map(|e| &e.channel))?;
-    insert_outbox(tx, entries, &channels)
+    let writable = Writable::read(
+        tx,
+        entries.iter().map(|e| &e.channel),
+        entries.iter().filter_map(|e| e.slc.as_ref()),
+    )?;
+    insert_outbox(tx, entries, &writable)
 }
 
 // ----- the outbox ------------------------------------------------------------------

@@ -476,6 +476,11 @@ pub(crate) async fn notifier_commits_are_atomic_and_conditional(
     let other = channel(2, &alpha, START);
     create_channel(store, &ch).await;
     create_channel(store, &other).await;
+    // The installations the states are about: alpha's (a state about
+    // another reseller's installation is not written).
+    for i in 0..5 {
+        fx.site("alpha", &format!("M01-C01-10{i:02}")).await;
+    }
     let head = store.latest_change().await.expect("feed head");
     assert!(head.0 > 0);
     assert_eq!(lease(store, "node-a", t(0)).await, Some(EventId(0)));

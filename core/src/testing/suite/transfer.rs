@@ -197,6 +197,48 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
         .await
         .expect("outbox");
     assert!(pending.is_empty(), "{pending:?}");
+    // A notifier step that read the feed before the transfer and commits
+    // after it writes nothing about it for alpha; nor does a direct enqueue.
+    let position = store
+        .notifier_lease("node-1", t(10), Duration::from_secs(30))
+        .await
+        .expect("lease")
+        .expect("still node-1's");
+    let late = store
+        .commit_notifications(&NotifierCommit {
+            node: "node-1".into(),
+            from: position,
+            to: position,
+            states: vec![NotificationState {
+                channel: hook.id.clone(),
+                slc: site.slc.clone(),
+                phase: Phase::Pending {
+                    health: crate::health::Health::Offline,
+                    since: t(5),
+                    muted: false,
+                },
+                due_at: Some(t(125)),
+            }],
+            outbox: vec![entry(&hook, "late", Some(&site.slc), t(10))],
+        })
+        .await
+        .expect("commit");
+    assert!(late, "the step itself commits");
+    enqueue(
+        store,
+        &[entry(&hook, "late enqueue", Some(&site.slc), t(10))],
+    )
+    .await;
+    let states = store
+        .notification_states(&[(hook.id.clone(), site.slc.clone())])
+        .await
+        .expect("states");
+    assert!(states.is_empty(), "{states:?}");
+    let entries = store
+        .outbox(&alpha, OutboxFilter::All, 10)
+        .await
+        .expect("outbox");
+    assert!(entries.is_empty(), "{entries:?}");
 
     // The operator still sees what came before.
     let whole = fx
