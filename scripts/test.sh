@@ -48,6 +48,10 @@ VIRTUAL_ENV="$PWD/$VENV" "$VENV/bin/maturin" build --quiet \
   exit "$status"
 }
 
+echo "==> deployment files: compose.yaml, deploy/haproxy.cfg, Dockerfile (built where a Docker engine runs)"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "pyyaml>=6"
+"$VENV/bin/python" scripts/check_deploy.py target/debug/carewatch
+
 echo "==> browser tests (Chromium)"
 # The web dashboard in Debian's Chromium, driven by Playwright (the system
 # browser: Playwright's own browser download is never used), against the

@@ -5,6 +5,7 @@ mod channels;
 mod dashboard;
 mod decommission;
 mod demo;
+mod health;
 mod label;
 mod maintenance;
 mod notifications;
@@ -48,6 +49,8 @@ enum Command {
     Notifications(notifications::NotificationsArgs),
     /// A reseller's uptime report for a month: availability, outages, MTTR, as a table, CSV or JSON (reseller token).
     Report(report::ReportArgs),
+    /// Whether a running server serves (its gRPC health service): exit 0 if so.
+    Health(health::HealthArgs),
     /// A fleet of simulated recording servers against a running server, with scripted faults.
     Simulate(simulate::SimulateArgs),
     /// See the whole product in under a minute, on a temporary directory.
@@ -117,6 +120,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Maintenance(args) => maintenance::run(args).await,
         Command::Notifications(args) => notifications::run(args).await,
         Command::Report(args) => report::run(args).await,
+        Command::Health(args) => health::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }
