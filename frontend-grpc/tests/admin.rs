@@ -4,56 +4,20 @@
 //! codes, and the audit log names the operator token's holder as the
 //! actor; a reseller token opens neither.
 
-use std::sync::Arc;
+mod common;
 
 use carewatch_core::ids::ResellerId;
-use carewatch_core::store::Store;
-use carewatch_core::testing::{Fixture, TestDatabase};
+use carewatch_core::testing::Fixture;
 use carewatch_grpc::client::Bearer;
 use carewatch_grpc::proto::admin_client::AdminClient;
 use carewatch_grpc::proto::dashboard_client::DashboardClient;
 use carewatch_grpc::proto::{self};
-use carewatch_storage_sqlite::SqliteStore;
-use tempfile::TempDir;
+use common::{SqliteFile, serve};
 use tonic::Code;
-
-struct SqliteFile {
-    dir: TempDir,
-}
-
-#[async_trait::async_trait]
-impl TestDatabase for SqliteFile {
-    async fn open(&self) -> Arc<dyn Store> {
-        Arc::new(
-            SqliteStore::open(self.dir.path().join("carewatch.db"))
-                .await
-                .expect("opens SQLite store"),
-        )
-    }
-}
-
-async fn serve(fixture: &Fixture) -> String {
-    let routes = carewatch_grpc::routes::routes(&fixture.carewatch)
-        .await
-        .expect("routes build");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_routes(routes.routes)
-            .serve_with_incoming(incoming),
-    );
-    url
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_transfers_and_reads_the_audit_log_a_reseller_cannot() {
-    let db = SqliteFile {
-        dir: tempfile::tempdir().expect("temporary directory"),
-    };
+    let db = SqliteFile::new();
     let fixture = Fixture::open(&db).await;
     let site = fixture.site("acme", "M01-C01-0001").await;
     fixture
@@ -192,6 +156,14 @@ async fn the_operator_transfers_and_reads_the_audit_log_a_reseller_cannot() {
     assert_eq!(refused.code(), Code::Unauthenticated);
     let refused = as_reseller
         .transfer_installation(transfer("acme"))
+        .await
+        .expect_err("a reseller token");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let refused = as_reseller
+        .get_installation_history(proto::GetInstallationHistoryRequest {
+            slc: site.slc.to_string(),
+            limit: 0,
+        })
         .await
         .expect_err("a reseller token");
     assert_eq!(refused.code(), Code::Unauthenticated);

@@ -4,38 +4,22 @@
 //! another reseller's things are NOT_FOUND, failed notifications are listed
 //! with their error, read-only API tokens are refused.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use carewatch_core::ids::ResellerId;
 use carewatch_core::notification::DeliveryOutcome;
-use carewatch_core::store::Store;
 use carewatch_core::team::{Login, Role, User};
-use carewatch_core::testing::{Fixture, TestDatabase};
+use carewatch_core::testing::Fixture;
 use carewatch_grpc::client::Bearer;
 use carewatch_grpc::proto::dashboard_client::DashboardClient;
 use carewatch_grpc::proto::notifications_client::NotificationsClient;
 use carewatch_grpc::proto::{self, create_channel_request::Destination};
-use carewatch_storage_sqlite::SqliteStore;
-use tempfile::TempDir;
+use common::{SqliteFile, serve};
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-
-struct SqliteFile {
-    dir: TempDir,
-}
-
-#[async_trait::async_trait]
-impl TestDatabase for SqliteFile {
-    async fn open(&self) -> Arc<dyn Store> {
-        Arc::new(
-            SqliteStore::open(self.dir.path().join("carewatch.db"))
-                .await
-                .expect("opens SQLite store"),
-        )
-    }
-}
 
 /// A Carewatch on SQLite serving every gRPC route on a loopback port.
 struct Server {
@@ -48,23 +32,9 @@ type Client = NotificationsClient<InterceptedService<Channel, Bearer>>;
 
 impl Server {
     async fn start() -> Self {
-        let db = SqliteFile {
-            dir: tempfile::tempdir().expect("temporary directory"),
-        };
+        let db = SqliteFile::new();
         let fixture = Fixture::open(&db).await;
-        let routes = carewatch_grpc::routes::routes(&fixture.carewatch)
-            .await
-            .expect("routes build");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_routes(routes.routes)
-                .serve_with_incoming(incoming),
-        );
+        let url = serve(&fixture).await;
         Self {
             fixture,
             url,

@@ -3,57 +3,23 @@
 //! installation, and the refusals: a bad month, no period, another
 //! reseller's installation (NOT_FOUND like a missing one).
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use carewatch_core::ids::ResellerId;
 use carewatch_core::report::CSV_HEADER;
-use carewatch_core::store::Store;
-use carewatch_core::testing::{Fixture, TestDatabase};
+use carewatch_core::testing::Fixture;
 use carewatch_grpc::client::Bearer;
 use carewatch_grpc::proto::dashboard_client::DashboardClient;
 use carewatch_grpc::proto::get_uptime_report_request::Period;
 use carewatch_grpc::proto::{self};
-use carewatch_storage_sqlite::SqliteStore;
-use tempfile::TempDir;
+use common::{SqliteFile, serve};
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-struct SqliteFile {
-    dir: TempDir,
-}
-
-#[async_trait::async_trait]
-impl TestDatabase for SqliteFile {
-    async fn open(&self) -> Arc<dyn Store> {
-        Arc::new(
-            SqliteStore::open(self.dir.path().join("carewatch.db"))
-                .await
-                .expect("opens SQLite store"),
-        )
-    }
-}
-
 type Client = DashboardClient<InterceptedService<Channel, Bearer>>;
-
-/// Serves every gRPC route of `fixture` on a loopback port; its URL.
-async fn serve(fixture: &Fixture) -> String {
-    let routes = carewatch_grpc::routes::routes(&fixture.carewatch)
-        .await
-        .expect("routes build");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_routes(routes.routes)
-            .serve_with_incoming(incoming),
-    );
-    url
-}
 
 async fn client(fixture: &Fixture, url: &str, reseller: &str) -> Client {
     let token = fixture
@@ -82,9 +48,7 @@ fn secs(d: Option<prost_types::Duration>) -> Option<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_month_is_reported_typed_and_as_csv_and_json_up_to_now() {
-    let db = SqliteFile {
-        dir: tempfile::tempdir().expect("temporary directory"),
-    };
+    let db = SqliteFile::new();
     let fixture = Fixture::open(&db).await;
     let site = fixture.site("acme", "M01-C01-0001").await;
     let theirs = fixture.site("rival", "M01-C01-0002").await;

@@ -145,15 +145,7 @@ impl Carewatch {
             let phase = muted_if_held_in_maintenance(phase, &own, &slc, now, &record.rules);
             let (phase, tell) = rules::on_tick(phase, now, until.is_some(), &record.rules);
             if let Some(tell) = tell {
-                let detail = match details.entry(slc.clone()) {
-                    Entry::Occupied(known) => known.into_mut(),
-                    Entry::Vacant(unknown) => unknown.insert(
-                        store
-                            .installation_detail(&record.reseller, &slc, 0)
-                            .await?
-                            .ok_or_else(|| Error::installation_not_found(&slc))?,
-                    ),
-                };
+                let detail = installation_once(&mut details, store, &record.reseller, &slc).await?;
                 let decided_by = decided_by.get(&slc).copied();
                 commit
                     .outbox
@@ -192,15 +184,8 @@ impl Carewatch {
                 .iter()
                 .filter(|c| c.reseller == event.reseller && c.rules.covers(&event.slc))
             {
-                let detail = match details.entry(event.slc.clone()) {
-                    Entry::Occupied(known) => known.into_mut(),
-                    Entry::Vacant(unknown) => unknown.insert(
-                        store
-                            .installation_detail(&channel.reseller, &event.slc, 0)
-                            .await?
-                            .ok_or_else(|| Error::installation_not_found(&event.slc))?,
-                    ),
-                };
+                let detail =
+                    installation_once(&mut details, store, &channel.reseller, &event.slc).await?;
                 let key = format!(
                     "{}.{}.subscription_expired.{}",
                     channel.id,
@@ -229,6 +214,25 @@ impl Carewatch {
         }
         Ok(step)
     }
+}
+
+/// An installation as notifications show it, read once per step however
+/// many channels tell about it.
+async fn installation_once<'a>(
+    details: &'a mut HashMap<Slc, InstallationDetail>,
+    store: &std::sync::Arc<dyn crate::store::Store>,
+    reseller: &crate::ids::ResellerId,
+    slc: &Slc,
+) -> Result<&'a InstallationDetail> {
+    Ok(match details.entry(slc.clone()) {
+        Entry::Occupied(known) => known.into_mut(),
+        Entry::Vacant(unknown) => unknown.insert(
+            store
+                .installation_detail(reseller, slc, 0)
+                .await?
+                .ok_or_else(|| Error::installation_not_found(slc))?,
+        ),
+    })
 }
 
 /// The outbox entry a tell makes about `detail` (the installation now),
