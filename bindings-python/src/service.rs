@@ -6,12 +6,13 @@ use std::sync::Arc;
 use carewatch_cli::store::{self, OpenOptions, StoreTarget, open_store};
 use carewatch_core::availability::{AvailabilityPolicy, DEFAULT_INTERVAL};
 use carewatch_core::feed::EventId;
+use carewatch_core::health::Health;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Product;
 use carewatch_core::labels::Labels;
 use carewatch_core::report::{Period, UptimeReport};
 use carewatch_core::seal::KeyId;
-use carewatch_core::store::{OverviewQuery, PageCursor};
+use carewatch_core::store::{OverviewOrder, OverviewQuery, PageCursor};
 use carewatch_core::team::{Login, Role, User};
 use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch as Service, Config};
@@ -313,12 +314,16 @@ impl Carewatch {
 
     // --- resellers ---
 
-    /// A page of a reseller's installations, worst first; by default only
-    /// those that are not Healthy. ``reseller`` is a reseller id (trusted
+    /// A page of a reseller's installations; by default only those that
+    /// are not Healthy, worst first. ``reseller`` is a reseller id (trusted
     /// embedding code) or a reseller token (checked).
     /// ``search`` keeps installations whose SLC, customer, site or a tag
-    /// contains it (any case).
-    #[pyo3(signature = (reseller, include_healthy=false, *, page_size=50, after=None, search=None))]
+    /// contains it (any case). ``health`` keeps only that health
+    /// (``"critical"``, …). ``sort`` is ``"health"`` (worst first),
+    /// ``"customer"`` or ``"site"`` (A to Z ignoring case and accents,
+    /// unnamed last); ``after`` continues the same sort.
+    #[pyo3(signature = (reseller, include_healthy=false, *, page_size=50, after=None, search=None, health=None, sort="health"))]
+    #[allow(clippy::too_many_arguments)] // the filters, as keywords
     fn overview<'py>(
         &self,
         py: Python<'py>,
@@ -327,14 +332,17 @@ impl Carewatch {
         page_size: u32,
         after: Option<&str>,
         search: Option<String>,
+        health: Option<&str>,
+        sort: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
         let reseller = self.reseller(py, reseller)?;
         let query = OverviewQuery {
             include_healthy,
             page_size,
             search,
+            health: health.map(Health::from_name).transpose().or_raise(py)?,
+            order: OverviewOrder::from_name(sort).or_raise(py)?,
             after: after.map(PageCursor::from_token).transpose().or_raise(py)?,
-            ..OverviewQuery::default()
         };
         let page = block_on(py, self.service.overview(&reseller, &query))?;
         records::overview_page(py, &page, self.service.now())

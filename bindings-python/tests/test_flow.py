@@ -203,6 +203,45 @@ def test_labels_name_search_and_stay_with_their_reseller(site: Site) -> None:
     assert cw.installation(site.token, site.slc).labels == stored, "nothing changed"
 
 
+def test_the_overview_sorts_by_customer_and_site(cw: carewatch.Carewatch) -> None:
+    token = cw.create_reseller("acme-security", "ACME")
+    named = [("Zoo Berlin", "Alpha"), ("Ärzte am Markt", "Zentrale"), ("", ""), ("bäcker", "Mitte")]
+    for n, (customer, site_name) in enumerate(named, start=1):
+        provision(cw, slc=f"M01-C01-000{n}", create_reseller=False, token=token)
+        cw.set_labels(token, f"M01-C01-000{n}", customer=customer, site=site_name)
+
+    def listed(sort: str, health: str | None = None, search: str | None = None) -> list[str]:
+        seen: list[str] = []
+        after = None
+        while True:
+            page = cw.overview(
+                token,
+                include_healthy=True,
+                page_size=1,
+                after=after,
+                sort=sort,
+                health=health,
+                search=search,
+            )
+            seen += [row.slc for row in page.rows]
+            if page.next_page is None:
+                return seen
+            after = page.next_page
+
+    assert listed(sort="customer") == ["M01-C01-0002", "M01-C01-0004", "M01-C01-0001", "M01-C01-0003"]
+    assert listed(sort="site") == ["M01-C01-0001", "M01-C01-0004", "M01-C01-0002", "M01-C01-0003"]
+    # "ä" finds Ärzte and bäcker (any case), listed by site: Mitte, Zentrale.
+    assert listed(sort="site", health="pending", search="ä") == ["M01-C01-0004", "M01-C01-0002"]
+    assert listed(sort="site", health="healthy") == []
+    worst_first = cw.overview(token, include_healthy=True, page_size=1)
+    with pytest.raises(carewatch.InvalidInput, match="sorted by health"):
+        cw.overview(token, include_healthy=True, sort="site", after=worst_first.next_page)
+    with pytest.raises(carewatch.InvalidInput):
+        cw.overview(token, sort="price")
+    with pytest.raises(carewatch.InvalidInput):
+        cw.overview(token, health="purple")
+
+
 def test_a_decommissioned_server_stops_counting(site: Site) -> None:
     cw = site.cw
     site.heartbeat()

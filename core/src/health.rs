@@ -59,6 +59,17 @@ impl Health {
         }
     }
 
+    /// The health of this [`Health::name`] (surrounding spaces ignored).
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|h| h.name() == name.trim())
+            .ok_or_else(|| Error::InvalidInput {
+                field: "health",
+                reason: format!("{name:?}: use healthy, pending, attention, critical or offline"),
+            })
+    }
+
     /// What a person reads on the dashboard.
     pub fn label(self) -> &'static str {
         match self {

@@ -163,6 +163,58 @@ impl Labels {
     }
 }
 
+/// Which label an overview sorted by name orders installations by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LabelOrder {
+    /// Customer, then site.
+    Customer,
+    /// Site, then customer.
+    Site,
+}
+
+/// The order key of an installation without the label sorted by (and
+/// without the other either): after every named one. Migration 0011 of both
+/// backends writes it as the column default; a test holds them together.
+pub const UNLABELED_ORDER_KEY: &str = "2";
+
+impl Labels {
+    /// What an overview sorted by `order` compares, byte for byte (both
+    /// backends store it beside the labels, in a bytewise collation): the
+    /// installations named by that label first, A to Z ignoring case and
+    /// accents ("Ärzte" beside "Arzte", before "Bäcker"), then those with only
+    /// the other label, then the unlabeled; backends break ties by SLC.
+    pub fn order_key(&self, order: LabelOrder) -> String {
+        let (first, second) = match order {
+            LabelOrder::Customer => (&self.customer, &self.site),
+            LabelOrder::Site => (&self.site, &self.customer),
+        };
+        let mut key = String::with_capacity(first.len() + second.len() + 2);
+        if !first.is_empty() {
+            key.push('0');
+            fold_into(&mut key, first);
+            // Below every character a name may hold: "Ab" before "Ab C".
+            key.push('\u{1f}');
+            fold_into(&mut key, second);
+        } else if !second.is_empty() {
+            key.push('1');
+            fold_into(&mut key, second);
+        } else {
+            key.push_str(UNLABELED_ORDER_KEY);
+        }
+        key
+    }
+}
+
+/// Appends `name` without accents (compatibility decomposition, combining
+/// marks dropped) in lower case.
+fn fold_into(key: &mut String, name: &str) {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
+    for c in name.nfkd().filter(|c| !is_combining_mark(*c)) {
+        key.extend(c.to_lowercase());
+    }
+}
+
 fn invalid(field: &'static str, reason: String) -> Error {
     Error::InvalidInput { field, reason }
 }
@@ -229,5 +281,46 @@ mod tests {
         }
         assert!(!text.contains("GMBH\u{1f}HAFEN ") && !text.contains("NOTES"));
         assert_eq!(Labels::default().search_text(&slc), slc.as_str());
+    }
+
+    #[test]
+    fn order_keys_sort_by_name_ignoring_case_and_accents_unlabeled_last() {
+        let named =
+            |customer: &str, site: &str| Labels::new(customer, site, "", &[]).expect("valid");
+        let by_customer = [
+            named("Ärzte am Markt", "Zentrale"),
+            named("arzte am markt", "Zweigstelle"),
+            named("Bäcker", ""),
+            named("Bäcker Süd", "Halle"),
+            named("ﬁsh & Co", ""), // the ligature decomposes to "fi"
+            named("Zoo", "Alpha"),
+            named("", "Aachen"),
+            named("", "zeche"),
+            Labels::default(),
+        ];
+        let keys: Vec<String> = by_customer
+            .iter()
+            .map(|l| l.order_key(LabelOrder::Customer))
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(sorted, keys, "customer, then site; the unlabeled last");
+        assert_eq!(
+            Labels::default().order_key(LabelOrder::Site),
+            UNLABELED_ORDER_KEY
+        );
+        // By site: the site named first, then only a customer.
+        assert!(
+            named("Zoo", "Alpha").order_key(LabelOrder::Site)
+                < named("", "Beta").order_key(LabelOrder::Site)
+        );
+        assert!(
+            named("", "Zulu").order_key(LabelOrder::Site)
+                < named("Aaron", "").order_key(LabelOrder::Site)
+        );
+        assert_eq!(
+            named("Ärzte", "").order_key(LabelOrder::Customer),
+            named("ARZTE", "").order_key(LabelOrder::Customer)
+        );
     }
 }

@@ -10,7 +10,8 @@ use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::report::{InstallationUptime, Uptime, UptimeReport};
 use carewatch_core::store::{
-    HealthTotals, HistoryEvent, HistoryKind, InstallationDetail, OverviewRow, ServerRecord,
+    HealthTotals, HistoryEvent, HistoryKind, InstallationDetail, OverviewOrder, OverviewRow,
+    ServerRecord,
 };
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
@@ -94,6 +95,19 @@ pub fn from_health(h: proto::Health) -> Option<Health> {
         proto::Health::Attention => Some(Health::Attention),
         proto::Health::Critical => Some(Health::Critical),
         proto::Health::Offline => Some(Health::Offline),
+    }
+}
+
+/// An overview order from protobuf (an unknown number is refused).
+pub fn overview_order(value: i32) -> Result<OverviewOrder> {
+    match proto::InstallationOrder::try_from(value) {
+        Ok(proto::InstallationOrder::WorstFirst) => Ok(OverviewOrder::WorstFirst),
+        Ok(proto::InstallationOrder::Customer) => Ok(OverviewOrder::Customer),
+        Ok(proto::InstallationOrder::Site) => Ok(OverviewOrder::Site),
+        Err(_) => Err(Error::InvalidInput {
+            field: "order",
+            reason: format!("{value} is not a known order"),
+        }),
     }
 }
 

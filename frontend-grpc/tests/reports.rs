@@ -7,33 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use carewatch_core::ids::ResellerId;
 use carewatch_core::report::CSV_HEADER;
 use carewatch_core::testing::Fixture;
-use carewatch_grpc::client::Bearer;
-use carewatch_grpc::proto::dashboard_client::DashboardClient;
 use carewatch_grpc::proto::get_uptime_report_request::Period;
 use carewatch_grpc::proto::{self};
-use common::{SqliteFile, serve};
+use common::{SqliteFile, dashboard as client, serve};
 use tonic::Code;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-
-type Client = DashboardClient<InterceptedService<Channel, Bearer>>;
-
-async fn client(fixture: &Fixture, url: &str, reseller: &str) -> Client {
-    let token = fixture
-        .carewatch
-        .rotate_reseller_token(&ResellerId::new(reseller).expect("valid"))
-        .await
-        .expect("rotates")
-        .token
-        .to_string();
-    let channel = carewatch_grpc::client::connect(url, None)
-        .await
-        .expect("connects");
-    DashboardClient::with_interceptor(channel, Bearer::new(&token).expect("valid token"))
-}
 
 fn month(text: &str) -> proto::GetUptimeReportRequest {
     proto::GetUptimeReportRequest {

@@ -463,8 +463,9 @@ fn malformed_query() -> ApiError {
 
 /// List installations
 ///
-/// The reseller's installations, worst first; by default only those that
-/// are not Healthy. Page with `after` (the previous page's `next`).
+/// The reseller's installations, worst first unless `sort` says customer
+/// or site; by default only those that are not Healthy. Page with `after`
+/// (the previous page's `next`, which continues the same sort).
 #[utoipa::path(
     get,
     path = "/api/v1/installations",

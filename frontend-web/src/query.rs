@@ -1,9 +1,9 @@
 //! The overview's filters as they arrive in a URL (`health`, `q`, `all`,
-//! `after`, `limit`), for the page, the live feed and the JSON API alike.
+//! `sort`, `after`, `limit`), for the page, the live feed and the JSON API alike.
 
 use carewatch_core::Error;
 use carewatch_core::health::Health;
-use carewatch_core::store::{OverviewQuery, PageCursor};
+use carewatch_core::store::{OverviewOrder, OverviewQuery, PageCursor};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -26,7 +26,13 @@ pub struct OverviewParams {
     /// need attention are listed.
     #[param(example = "true")]
     pub all: Option<String>,
-    /// Continue after this page token (`next` of the previous page).
+    /// Sort by `health` (worst first, the default), `customer` (customer
+    /// name, then site, A to Z ignoring case and accents; unnamed last) or
+    /// `site` (site, then customer).
+    #[param(example = "customer")]
+    pub sort: Option<String>,
+    /// Continue after this page token (`next` of the previous page, in the
+    /// same sort).
     pub after: Option<String>,
     /// Rows per page, 1 to 500 (default 50).
     #[param(example = 50)]
@@ -38,19 +44,6 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
         field,
         reason: reason.into(),
     }
-}
-
-/// A health by its stable name.
-pub fn parse_health(name: &str) -> Result<Health, Error> {
-    Health::ALL
-        .into_iter()
-        .find(|h| h.name() == name.trim())
-        .ok_or_else(|| {
-            invalid(
-                "health",
-                "use healthy, pending, attention, critical or offline",
-            )
-        })
 }
 
 /// A yes/no parameter; an empty value is no.
@@ -74,7 +67,7 @@ impl OverviewParams {
                 Some(all) => parse_flag("all", all)?,
                 None => false,
             },
-            health: present(&self.health).map(parse_health).transpose()?,
+            health: present(&self.health).map(Health::from_name).transpose()?,
             search: present(&self.q).map(str::to_owned),
             page_size: match present(&self.limit) {
                 Some(limit) => limit
@@ -83,6 +76,10 @@ impl OverviewParams {
                     .map_err(|_| invalid("limit", "use a number of rows from 1 to 500"))?,
                 None => PAGE_ROWS,
             },
+            order: present(&self.sort)
+                .map(OverviewOrder::from_name)
+                .transpose()?
+                .unwrap_or_default(),
             after: present(&self.after)
                 .map(|t| PageCursor::from_token(t.trim()))
                 .transpose()?,
@@ -107,6 +104,9 @@ impl OverviewParams {
             .filter(|s| !s.is_empty())
         {
             pairs.push(("q", search.to_owned()));
+        }
+        if query.order != OverviewOrder::default() {
+            pairs.push(("sort", query.order.name().to_owned()));
         }
         pairs
     }
@@ -215,6 +215,7 @@ mod tests {
             health: get("health"),
             q: get("q"),
             all: get("all"),
+            sort: get("sort"),
             after: get("after"),
             limit: get("limit"),
         }
@@ -245,17 +246,26 @@ mod tests {
             params(&[("limit", "many")]),
             params(&[("limit", "501")]),
             params(&[("after", "not-a-token")]),
+            params(&[("sort", "price")]),
+            // A worst-first token cannot continue a sort by customer.
+            params(&[("sort", "customer"), ("after", "3.M01-C01-0050")]),
         ] {
             let error = bad.to_query().expect_err("refused");
             assert_eq!(error.code(), "invalid_input", "{error}");
         }
         let long = "A".repeat(65);
         assert!(params(&[("q", &long)]).to_query().is_err());
+        let by_site = params(&[("sort", "site")]).to_query().expect("valid");
+        assert_eq!(by_site.order, OverviewOrder::Site);
+        assert_eq!(
+            OverviewParams::filter_pairs(&by_site),
+            vec![("sort", "site".to_owned())]
+        );
     }
 
     #[test]
     fn the_trail_remembers_earlier_pages_up_to_a_bound() {
-        let cursor = |slc: &str| PageCursor {
+        let cursor = |slc: &str| PageCursor::Health {
             health: Health::Critical,
             slc: carewatch_core::ids::Slc::new(slc).expect("valid"),
         };

@@ -254,7 +254,7 @@ async fn the_openapi_description_is_valid_and_matches_the_routes() {
         .collect();
     assert_eq!(
         params,
-        BTreeSet::from(["health", "q", "all", "after", "limit"])
+        BTreeSet::from(["health", "q", "all", "sort", "after", "limit"])
     );
 
     // The served document is the one generated from the code.

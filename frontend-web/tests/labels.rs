@@ -198,3 +198,116 @@ async fn a_refused_installation_says_why_instead_of_its_health() {
     let page = web.get_as(&admin, "/?all=1").await;
     assert!(page.body.contains("Consent withdrawn"), "{}", page.body);
 }
+
+/// The overview sorts by customer or site on the page (links that keep the
+/// filters) and in the JSON API (pages continue their own order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_sorts_by_customer_and_site() {
+    let web = Web::new().await;
+    let admin = web
+        .browser("alpha", "admin@alpha.example", Role::Admin)
+        .await;
+    // (SLC, customer, site): SLC order unlike either name order.
+    let named = [
+        ("M01-C01-510-01", "Zoo Berlin", "Alpha"),
+        ("M01-C01-510-02", "Ärzte am Markt", "Zentrale"),
+        ("M01-C01-510-03", "", ""),
+        ("M01-C01-510-04", "bäcker", "Mitte"),
+    ];
+    for (slc, customer, site) in named {
+        web.site("alpha", slc).await;
+        let page = web
+            .post_as(
+                &admin,
+                &format!("/installations/{slc}/labels"),
+                &[("customer", customer), ("site", site)],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    }
+    let order_on_page = |body: &str| -> Vec<&'static str> {
+        let mut found: Vec<(usize, &'static str)> = named
+            .iter()
+            .filter_map(|(slc, _, _)| body.find(&format!("row-{slc}")).map(|at| (at, *slc)))
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, slc)| slc).collect()
+    };
+
+    let page = web.get_as(&admin, "/?sort=customer").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(
+        order_on_page(&page.body),
+        [
+            "M01-C01-510-02",
+            "M01-C01-510-04",
+            "M01-C01-510-01",
+            "M01-C01-510-03"
+        ],
+        "accents and case ignored, the unlabeled last"
+    );
+    assert!(
+        page.body.contains("aria-current=\"true\">customer"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("href=\"/?sort=site\""),
+        "the other orders are links: {}",
+        page.body
+    );
+    let searched = web.get_as(&admin, "/?sort=site&q=a").await;
+    assert!(
+        searched.body.contains("name=\"sort\" value=\"site\""),
+        "a search keeps the order: {}",
+        searched.body
+    );
+    let page = web.get_as(&admin, "/?sort=site").await;
+    assert_eq!(
+        order_on_page(&page.body),
+        [
+            "M01-C01-510-01",
+            "M01-C01-510-04",
+            "M01-C01-510-02",
+            "M01-C01-510-03"
+        ]
+    );
+    let bad = web.get_as(&admin, "/?sort=price").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+
+    let token = web.reseller_token("alpha").await;
+    let mut after = String::new();
+    let mut listed = Vec::new();
+    loop {
+        let body = web
+            .api(
+                &format!("/api/v1/installations?sort=site&limit=1{after}"),
+                Some(&token),
+            )
+            .await
+            .json();
+        for row in body["installations"].as_array().expect("rows") {
+            listed.push(row["slc"].as_str().expect("slc").to_owned());
+        }
+        match body["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        listed,
+        [
+            "M01-C01-510-01",
+            "M01-C01-510-04",
+            "M01-C01-510-02",
+            "M01-C01-510-03"
+        ]
+    );
+    let crossed = web
+        .api(
+            "/api/v1/installations?sort=customer&after=1.M01-C01-510-01",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(crossed.status, StatusCode::BAD_REQUEST);
+}

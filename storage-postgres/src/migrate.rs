@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0009_transfer.sql"),
     ),
     (10, "audit", include_str!("../migrations/0010_audit.sql")),
+    (
+        11,
+        "label order",
+        include_str!("../migrations/0011_label_order.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
@@ -131,7 +136,45 @@ async fn migrate_on(conn: &mut PgConnection, schema: Option<&str>) -> Result<()>
             sqlx_core::migrate::MigrateError::Execute(e) => map_err(e),
             other => Error::storage("migrating the PostgreSQL schema failed", other),
         })?;
+    fill_label_order(conn).await.map_err(map_err)?;
     tracing::debug!(schema = ?current, "postgres schema up to date");
+    Ok(())
+}
+
+/// Gives rows labeled before migration 11 their order keys, computed by
+/// core. Each update keeps a key a concurrent `set_labels` (on another node)
+/// wrote meanwhile. Afterwards the partial index finds nothing: one index
+/// probe per start.
+async fn fill_label_order(conn: &mut PgConnection) -> std::result::Result<(), sqlx_core::Error> {
+    use carewatch_core::labels::{LabelOrder, Labels};
+    use sqlx_core::query::query;
+    use sqlx_core::row::Row;
+
+    let unset = query(
+        "SELECT slc, customer_name, site_name FROM installations WHERE customer_order IS NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &unset {
+        let slc: String = row.try_get(0)?;
+        let customer: String = row.try_get(1)?;
+        let site: String = row.try_get(2)?;
+        // Stored labels were checked when written; unreadable ones sort as
+        // unlabeled rather than stop the store from opening.
+        let labels = Labels::new(&customer, &site, "", &[]).unwrap_or_default();
+        query(
+            "UPDATE installations SET customer_order = $2, site_order = $3
+             WHERE slc = $1 AND customer_order IS NULL",
+        )
+        .bind(&slc)
+        .bind(labels.order_key(LabelOrder::Customer))
+        .bind(labels.order_key(LabelOrder::Site))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !unset.is_empty() {
+        tracing::info!(installations = unset.len(), "overview order keys filled in");
+    }
     Ok(())
 }
 
@@ -146,14 +189,15 @@ mod tests {
     /// Version 2 counts the installations a version-1 database already has
     /// (resellers without any get zero rows too), and its triggers follow
     /// inserts, health changes, other changes, moves, deletes and new resellers.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn health_totals_start_from_existing_rows_and_follow_every_write() {
+    /// A new schema at `version`: (admin connection, connection in the
+    /// schema, schema name).
+    async fn schema_at(version: i64, tag: &str) -> (PgConnection, PgConnection, String) {
         let url = std::env::var("CAREWATCH_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let schema = format!("cw_test_{secs}_unitv2{}", std::process::id());
+        let schema = format!("cw_test_{secs}_{tag}{}", std::process::id());
         let options = PgConnectOptions::from_str(&url).expect("url");
         let mut admin = options.connect().await.unwrap_or_else(|e| {
             panic!(
@@ -175,9 +219,25 @@ mod tests {
             .await
             .expect("connects");
         migrator()
-            .run_direct(Some(1), &mut conn, false)
+            .run_direct(Some(version), &mut conn, false)
             .await
-            .expect("version 1");
+            .expect("earlier version");
+        (admin, conn, schema)
+    }
+
+    async fn drop_schema(mut admin: PgConnection, conn: PgConnection, schema: &str) {
+        let _ = conn.close().await;
+        query(sqlx_core::sql_str::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{schema}\" CASCADE"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drops schema");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_totals_start_from_existing_rows_and_follow_every_write() {
+        let (admin, mut conn, schema) = schema_at(1, "unitv2").await;
         for sql in [
             "INSERT INTO resellers VALUES ('alpha', 'Alpha', '\\x00', 0), ('beta', 'Beta', '\\x00', 0)",
             "INSERT INTO installations VALUES
@@ -275,12 +335,54 @@ mod tests {
         );
         assert_eq!(totals(&mut conn).await[0], ("alpha".into(), 2, 1));
 
-        let _ = conn.close().await;
-        query(sqlx_core::sql_str::AssertSqlSafe(format!(
-            "DROP SCHEMA \"{schema}\" CASCADE"
-        )))
-        .execute(&mut admin)
+        drop_schema(admin, conn, &schema).await;
+    }
+
+    /// Version 11 gives installations labeled before it their order keys
+    /// (core's, accents and case folded) when the store opens; unlabeled
+    /// ones get core's unlabeled key from the column default.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn label_order_keys_are_filled_in_for_rows_labeled_before_version_11() {
+        use carewatch_core::labels::{LabelOrder, Labels, UNLABELED_ORDER_KEY};
+
+        let (admin, mut conn, schema) = schema_at(10, "unitv11").await;
+        for sql in [
+            "INSERT INTO resellers (id, name, token_hash, created_at) VALUES ('alpha', 'Alpha', '\\x00', 0)",
+            "INSERT INTO installations (slc, reseller_id, product, product_version,
+                 subscription_expires_at, consent, registered_at, health, worst_code, servers,
+                 unavailable, late, active_conditions, customer_name, site_name)
+             VALUES ('A-1', 'alpha', 'XProtect', '1', NULL, true, 0, 0, NULL, 0, 0, 0, 0,
+                     'Ärzte am Markt', 'Hafen'),
+                    ('A-2', 'alpha', 'XProtect', '1', NULL, true, 0, 0, NULL, 0, 0, 0, 0, '', '')",
+        ] {
+            query(sqlx_core::sql_str::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect(sql);
+        }
+        migrate_on(&mut conn, None).await.expect("version 11");
+        let keys: Vec<(String, String, String)> = sqlx_core::query_as::query_as(
+            "SELECT slc, customer_order, site_order FROM installations ORDER BY slc",
+        )
+        .fetch_all(&mut conn)
         .await
-        .expect("drops schema");
+        .expect("reads keys");
+        let labels = Labels::new("Ärzte am Markt", "Hafen", "", &[]).expect("valid");
+        assert_eq!(
+            keys,
+            [
+                (
+                    "A-1".to_owned(),
+                    labels.order_key(LabelOrder::Customer),
+                    labels.order_key(LabelOrder::Site)
+                ),
+                (
+                    "A-2".to_owned(),
+                    UNLABELED_ORDER_KEY.to_owned(),
+                    UNLABELED_ORDER_KEY.to_owned()
+                ),
+            ]
+        );
+        drop_schema(admin, conn, &schema).await;
     }
 }

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_service.sql"),
     include_str!("../migrations/0009_transfer.sql"),
     include_str!("../migrations/0010_audit.sql"),
+    include_str!("../migrations/0011_label_order.sql"),
 ];
 
 /// Applies the migrations this database has not had yet, each in a transaction.
@@ -35,6 +36,40 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", (version + 1) as i64)?;
         tx.commit()?;
         tracing::info!(version = version + 1, "sqlite schema migrated");
+    }
+    fill_label_order(conn)
+}
+
+/// Gives rows labeled before migration 11 their order keys, computed by
+/// core. Afterwards the partial index finds nothing: one index probe per
+/// open.
+fn fill_label_order(conn: &mut Connection) -> rusqlite::Result<()> {
+    use carewatch_core::labels::{LabelOrder, Labels};
+
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let unset = {
+        let mut stmt = tx.prepare(
+            "SELECT slc, customer_name, site_name FROM installations WHERE customer_order IS NULL",
+        )?;
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?
+    };
+    for (slc, customer, site) in &unset {
+        // Stored labels were checked when written; unreadable ones sort as
+        // unlabeled rather than stop the store from opening.
+        let labels = Labels::new(customer, site, "", &[]).unwrap_or_default();
+        tx.execute(
+            "UPDATE installations SET customer_order = ?2, site_order = ?3 WHERE slc = ?1",
+            rusqlite::params![
+                slc,
+                labels.order_key(LabelOrder::Customer),
+                labels.order_key(LabelOrder::Site)
+            ],
+        )?;
+    }
+    tx.commit()?;
+    if !unset.is_empty() {
+        tracing::info!(installations = unset.len(), "overview order keys filled in");
     }
     Ok(())
 }
@@ -111,5 +146,61 @@ mod tests {
                 ("beta".into(), 3, 1),
             ]
         );
+    }
+
+    /// Version 11 gives installations labeled before it their order keys
+    /// (core's, accents and case folded) when the store opens; unlabeled
+    /// ones get core's unlabeled key from the column default.
+    #[test]
+    fn label_order_keys_are_filled_in_for_rows_labeled_before_version_11() {
+        use carewatch_core::labels::{LabelOrder, Labels, UNLABELED_ORDER_KEY};
+
+        let mut conn = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..10] {
+            conn.execute_batch(sql).expect("earlier versions");
+        }
+        conn.pragma_update(None, "user_version", 10)
+            .expect("mark version 10");
+        conn.execute(
+            "INSERT INTO resellers VALUES ('alpha', 'alpha', x'00', 0)",
+            [],
+        )
+        .expect("insert reseller");
+        register(&conn, "A-1", "alpha", 0);
+        register(&conn, "A-2", "alpha", 0);
+        conn.execute(
+            "UPDATE installations SET customer_name = 'Ärzte am Markt', site_name = 'Hafen'
+             WHERE slc = 'A-1'",
+            [],
+        )
+        .expect("labels");
+
+        migrate(&mut conn).expect("migrate to version 11");
+        let keys = |slc: &str| -> (String, String) {
+            conn.query_row(
+                "SELECT customer_order, site_order FROM installations WHERE slc = ?1",
+                [slc],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("keys")
+        };
+        let labels = Labels::new("Ärzte am Markt", "Hafen", "", &[]).expect("valid");
+        assert_eq!(
+            keys("A-1"),
+            (
+                labels.order_key(LabelOrder::Customer),
+                labels.order_key(LabelOrder::Site)
+            )
+        );
+        assert_eq!(
+            keys("A-2"),
+            (
+                UNLABELED_ORDER_KEY.to_owned(),
+                UNLABELED_ORDER_KEY.to_owned()
+            ),
+            "the column default is core's key for the unlabeled"
+        );
+        register(&conn, "A-3", "alpha", 0);
+        assert_eq!(keys("A-3").0, UNLABELED_ORDER_KEY, "and for new rows");
     }
 }

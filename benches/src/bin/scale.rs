@@ -182,7 +182,7 @@ impl Expected {
         Ok(Self {
             installations: u32::try_from(fleet.installations.len())?,
             healthy: u32::try_from(healthy.len())?,
-            last_page: PageCursor {
+            last_page: PageCursor::Health {
                 health: Health::Healthy,
                 slc: healthy[before_last_page].slc.clone(),
             }
@@ -535,7 +535,7 @@ async fn list(
         include_healthy,
         page_size,
         page_token,
-        search: String::new(),
+        ..ListInstallationsRequest::default()
     };
     let began = Instant::now();
     let reply = client.list_installations(request).await?.into_inner();

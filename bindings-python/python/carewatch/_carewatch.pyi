@@ -89,6 +89,8 @@ class Carewatch:
         page_size: int = 50,
         after: Optional[str] = None,
         search: Optional[str] = None,
+        health: Optional[str] = None,
+        sort: str = "health",
     ) -> OverviewPage: ...
     def set_labels(
         self,

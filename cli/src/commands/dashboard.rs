@@ -14,19 +14,83 @@ use super::{CliResult, Connection};
 pub struct DashboardArgs {
     #[command(flatten)]
     connection: Connection,
-    /// List Healthy installations too.
-    #[arg(long)]
-    all: bool,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
     /// Keep running and reprint on every change.
     #[arg(long)]
     watch: bool,
+    #[command(flatten)]
+    listing: Listing,
+}
+
+/// Which installations to list, and in which order.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Listing {
+    /// List Healthy installations too.
+    #[arg(long)]
+    pub all: bool,
     /// Only installations whose SLC, customer, site or a tag contains this
     /// text (any case).
     #[arg(long, default_value = "")]
-    search: String,
+    pub search: String,
+    /// Only installations of this health.
+    #[arg(long, value_enum)]
+    pub health: Option<HealthFilter>,
+    /// Sort by health (worst first), customer (then site) or site (then
+    /// customer); names A to Z ignoring case and accents, unnamed last.
+    #[arg(long, value_enum, default_value_t = Sort::Health)]
+    pub sort: Sort,
+}
+
+/// `--sort`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sort {
+    #[default]
+    Health,
+    Customer,
+    Site,
+}
+
+/// `--health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HealthFilter {
+    Healthy,
+    Pending,
+    Attention,
+    Critical,
+    Offline,
+}
+
+impl Listing {
+    /// Every installation, worst first.
+    pub fn everything() -> Self {
+        Self {
+            all: true,
+            ..Self::default()
+        }
+    }
+
+    fn request(&self, page_token: String) -> proto::ListInstallationsRequest {
+        proto::ListInstallationsRequest {
+            include_healthy: self.all,
+            page_size: 500,
+            page_token,
+            search: self.search.clone(),
+            order: match self.sort {
+                Sort::Health => proto::InstallationOrder::WorstFirst,
+                Sort::Customer => proto::InstallationOrder::Customer,
+                Sort::Site => proto::InstallationOrder::Site,
+            } as i32,
+            health: self.health.map_or(proto::Health::Unspecified, |h| match h {
+                HealthFilter::Healthy => proto::Health::Healthy,
+                HealthFilter::Pending => proto::Health::Pending,
+                HealthFilter::Attention => proto::Health::Attention,
+                HealthFilter::Critical => proto::Health::Critical,
+                HealthFilter::Offline => proto::Health::Offline,
+            }) as i32,
+        }
+    }
 }
 
 fn health_name(h: i32) -> &'static str {
@@ -79,16 +143,11 @@ fn customer_cell(r: &proto::InstallationRow) -> String {
     }
 }
 
-pub async fn print_overview(client: &mut Client, all: bool, json: bool, search: &str) -> CliResult {
+pub async fn print_overview(client: &mut Client, listing: &Listing, json: bool) -> CliResult {
     let mut rows = Vec::new();
     let mut page_token = String::new();
     let totals = loop {
-        let request = proto::ListInstallationsRequest {
-            include_healthy: all,
-            page_size: 500,
-            page_token,
-            search: search.to_owned(),
-        };
+        let request = listing.request(page_token);
         let page = client.list_installations(request).await?.into_inner();
         rows.extend(page.installations);
         if page.next_page_token.is_empty() {
@@ -167,14 +226,11 @@ pub async fn print_overview(client: &mut Client, all: bool, json: bool, search: 
         );
     }
     if rows.is_empty() {
-        println!(
-            "(nothing needs attention{})",
-            if all {
-                ""
-            } else {
-                "; --all lists every installation"
-            }
-        );
+        if listing.all || listing.health.is_some() || !listing.search.trim().is_empty() {
+            println!("(no installation matches)");
+        } else {
+            println!("(nothing needs attention; --all lists every installation)");
+        }
     }
     Ok(())
 }
@@ -182,7 +238,7 @@ pub async fn print_overview(client: &mut Client, all: bool, json: bool, search: 
 pub async fn run(args: DashboardArgs) -> CliResult {
     let channel = args.connection.channel().await?;
     let mut client = DashboardClient::with_interceptor(channel, args.connection.bearer()?);
-    print_overview(&mut client, args.all, args.json, &args.search).await?;
+    print_overview(&mut client, &args.listing, args.json).await?;
     if !args.watch {
         return Ok(());
     }
@@ -218,7 +274,7 @@ pub async fn run(args: DashboardArgs) -> CliResult {
                 if !args.json {
                     println!();
                 }
-                print_overview(&mut client, args.all, args.json, &args.search).await?;
+                print_overview(&mut client, &args.listing, args.json).await?;
             }
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -23,7 +23,7 @@ use carewatch_storage_sqlite::SqliteStore;
 use futures::StreamExt;
 
 use super::CliResult;
-use super::dashboard::print_overview;
+use super::dashboard::{Listing, print_overview};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -210,7 +210,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
         tick.tick().await;
         round(&mut fleet, &ingest).await;
     }
-    print_overview(&mut north_view, true, false, "").await?;
+    print_overview(&mut north_view, &Listing::everything(), false).await?;
 
     step("A recording drive fills at the warehouse; a camera drops at HQ");
     if let Some(s) = fleet.server_mut(&warehouse, "rs-1") {
@@ -239,7 +239,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
         tick.tick().await;
         round(&mut fleet, &ingest).await;
     }
-    print_overview(&mut north_view, false, false, "").await?;
+    print_overview(&mut north_view, &Listing::default(), false).await?;
 
     step("rs-3 comes back, the warehouse drive is cleaned up");
     if let Some(s) = fleet.server_mut(&hq, "rs-3") {
@@ -252,7 +252,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
         tick.tick().await;
         round(&mut fleet, &ingest).await;
     }
-    print_overview(&mut north_view, false, false, "").await?;
+    print_overview(&mut north_view, &Listing::default(), false).await?;
     let detail = north_view
         .get_installation(proto::GetInstallationRequest {
             slc: hq.to_string(),
@@ -294,7 +294,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
     print!("{}", super::report::table(&report));
 
     step("Harbor Integration sees only its own customer, never Northwind's");
-    print_overview(&mut harbor_view, true, false, "").await?;
+    print_overview(&mut harbor_view, &Listing::everything(), false).await?;
     let other = harbor_view
         .get_installation(proto::GetInstallationRequest {
             slc: hq.to_string(),

@@ -13,7 +13,13 @@ use std::fmt;
 use std::time::Duration;
 
 pub mod columns;
+mod overview;
 pub mod rules;
+
+pub use overview::{
+    HealthTotals, MAX_PAGE_SIZE, MAX_SEARCH_CHARS, OverviewOrder, OverviewPage, OverviewQuery,
+    OverviewRow, PageCursor,
+};
 
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord};
 use async_trait::async_trait;
@@ -22,11 +28,11 @@ use crate::auth::{SequenceCursor, TokenHash};
 use crate::availability::{Availability, DowntimeWindow};
 use crate::catalogue::ConditionCode;
 use crate::condition::{ConditionRecord, StatusSnapshot};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::feed::{ChangeEvent, EventId};
 use crate::health::{Health, HealthSummary};
 use crate::ids::{RecordingServerId, ResellerId, Slc};
-use crate::installation::{Installation, Product, Refusal, refusal};
+use crate::installation::{Installation, Product};
 use crate::labels::Labels;
 use crate::liveness::LivenessMark;
 use crate::notification::maintenance::{MaintenanceWindow, WindowId};
@@ -298,174 +304,6 @@ pub enum HistoryKind {
         /// How long it was retired.
         decommissioned_for: Duration,
     },
-}
-
-/// Where an overview page starts: after this (health, SLC) position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageCursor {
-    /// The health of the last row of the previous page.
-    pub health: Health,
-    /// Its SLC.
-    pub slc: Slc,
-}
-
-impl PageCursor {
-    /// An opaque text form for clients: `<rank>.<SLC>`.
-    pub fn to_token(&self) -> String {
-        format!("{}.{}", self.health.rank(), self.slc)
-    }
-
-    /// Parses [`PageCursor::to_token`]'s form.
-    pub fn from_token(token: &str) -> Result<Self> {
-        let invalid = || Error::InvalidInput {
-            field: "page token",
-            reason: "not a token returned by overview".into(),
-        };
-        let (rank, slc) = token.split_once('.').ok_or_else(invalid)?;
-        let rank = rank.parse::<u8>().map_err(|_| invalid())?;
-        Ok(Self {
-            health: Health::from_rank(rank).map_err(|_| invalid())?,
-            slc: Slc::new(slc).map_err(|_| invalid())?,
-        })
-    }
-}
-
-/// Most rows one overview page may hold.
-pub const MAX_PAGE_SIZE: u32 = 500;
-
-/// Which installations an overview lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverviewQuery {
-    /// List Healthy installations too (by default only those needing attention).
-    pub include_healthy: bool,
-    /// Only installations of this health (then `include_healthy` is moot).
-    pub health: Option<Health>,
-    /// Only installations whose SLC, customer, site or a tag contains this
-    /// text (any case).
-    pub search: Option<String>,
-    /// Rows per page, 1 to [`MAX_PAGE_SIZE`].
-    pub page_size: u32,
-    /// Continue after this position.
-    pub after: Option<PageCursor>,
-}
-
-impl Default for OverviewQuery {
-    fn default() -> Self {
-        Self {
-            include_healthy: false,
-            health: None,
-            search: None,
-            page_size: 50,
-            after: None,
-        }
-    }
-}
-
-/// Longest overview search text, in characters.
-pub const MAX_SEARCH_CHARS: usize = 64;
-
-impl OverviewQuery {
-    /// Checks the page size and the search text.
-    pub fn validate(&self) -> Result<()> {
-        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
-            return Err(Error::InvalidInput {
-                field: "page size",
-                reason: format!("{} rows; use 1 to {MAX_PAGE_SIZE}", self.page_size),
-            });
-        }
-        if let Some(search) = &self.search {
-            if search.chars().count() > MAX_SEARCH_CHARS {
-                return Err(Error::InvalidInput {
-                    field: "search",
-                    reason: format!("at most {MAX_SEARCH_CHARS} characters"),
-                });
-            }
-            if search.chars().any(char::is_control) {
-                return Err(Error::InvalidInput {
-                    field: "search",
-                    reason: "control characters are not allowed".into(),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The search text as backends match it against the stored
-    /// [`Labels::search_text`] (or the SLC when there are no labels):
-    /// trimmed, upper case, `None` if empty.
-    pub fn search_pattern(&self) -> Option<String> {
-        self.search
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_uppercase)
-    }
-
-    /// Whether a row of this health is listed (before paging and search).
-    pub fn lists(&self, health: Health) -> bool {
-        match self.health {
-            Some(only) => health == only,
-            None => self.include_healthy || health != Health::Healthy,
-        }
-    }
-}
-
-/// One line of the overview.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverviewRow {
-    /// Installation.
-    pub slc: Slc,
-    /// What it runs.
-    pub product: Product,
-    /// Health, worst condition and counts.
-    pub summary: HealthSummary,
-    /// The latest message from any of its servers.
-    pub last_seen_at: Option<Timestamp>,
-    /// What the reseller calls it.
-    pub labels: Labels,
-    /// Whether the owner accepts the service.
-    pub consent: bool,
-    /// When Care Plus ends.
-    pub subscription_expires_at: Option<Timestamp>,
-}
-
-impl OverviewRow {
-    /// Why its messages are refused at `at`, if they are.
-    pub fn refusal_at(&self, at: Timestamp) -> Option<Refusal> {
-        refusal(self.consent, self.subscription_expires_at, at)
-    }
-}
-
-/// Installations per health for one reseller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HealthTotals([u32; 5]);
-
-impl HealthTotals {
-    /// How many installations have this health.
-    pub fn get(&self, health: Health) -> u32 {
-        self.0[usize::from(health.rank())]
-    }
-
-    /// Sets the count for a health.
-    pub fn set(&mut self, health: Health, count: u32) {
-        self.0[usize::from(health.rank())] = count;
-    }
-
-    /// All installations.
-    pub fn total(&self) -> u32 {
-        self.0.iter().sum()
-    }
-}
-
-/// One page of the overview, worst first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverviewPage {
-    /// The rows.
-    pub rows: Vec<OverviewRow>,
-    /// Where the next page starts, if there is one.
-    pub next: Option<PageCursor>,
-    /// Counts per health over all the reseller's installations.
-    pub totals: HealthTotals,
 }
 
 /// Everything about one installation.

@@ -102,6 +102,7 @@ macro_rules! __conformance_test_list {
             labels_are_stored_shown_and_told,
             overview_searches_labels_in_any_case,
             labels_are_set_only_by_the_owners_admin,
+            overview_sorts_by_customer_and_site,
             // an installation's life
             a_decommissioned_server_stops_counting_until_it_reports,
             decommissioning_is_for_the_owner_and_known_servers,

@@ -79,8 +79,14 @@ impl Dashboard for DashboardService {
                 r.page_size
             },
             search: Some(r.search).filter(|s| !s.trim().is_empty()),
+            order: convert::overview_order(r.order).map_err(to_status)?,
+            health: convert::from_health(proto::Health::try_from(r.health).map_err(|_| {
+                to_status(Error::InvalidInput {
+                    field: "health",
+                    reason: format!("{} is not a known health", r.health),
+                })
+            })?),
             after,
-            ..OverviewQuery::default()
         };
         let page = self
             .carewatch

@@ -1,10 +1,14 @@
-//! What every gRPC test file needs: a SQLite store in a temporary
-//! directory, and every route of a fixture served on a loopback port.
+//! What the gRPC test files need: a SQLite store in a temporary directory,
+//! every route of a fixture served on a loopback port, and a reseller's
+//! dashboard client.
 
 use std::sync::Arc;
 
+use carewatch_core::ids::ResellerId;
 use carewatch_core::store::Store;
 use carewatch_core::testing::{Fixture, TestDatabase};
+use carewatch_grpc::client::Bearer;
+use carewatch_grpc::proto::dashboard_client::DashboardClient;
 use carewatch_storage_sqlite::SqliteStore;
 use tempfile::TempDir;
 
@@ -48,4 +52,25 @@ pub async fn serve(fixture: &Fixture) -> String {
             .serve_with_incoming(incoming),
     );
     url
+}
+
+/// The dashboard client of `reseller`, with a fresh reseller token.
+pub type Dashboard = DashboardClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+>;
+
+/// Connects to `url` as `reseller` (its token rotated for the purpose).
+#[allow(dead_code)] // not every test file reads the dashboard
+pub async fn dashboard(fixture: &Fixture, url: &str, reseller: &str) -> Dashboard {
+    let token = fixture
+        .carewatch
+        .rotate_reseller_token(&ResellerId::new(reseller).expect("valid"))
+        .await
+        .expect("rotates")
+        .token
+        .to_string();
+    let channel = carewatch_grpc::client::connect(url, None)
+        .await
+        .expect("connects");
+    DashboardClient::with_interceptor(channel, Bearer::new(&token).expect("valid token"))
 }

@@ -9,7 +9,9 @@ use axum::response::Response;
 use carewatch_core::health::Health;
 use carewatch_core::installation::Refusal;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, in_maintenance};
-use carewatch_core::store::{HealthTotals, OverviewPage, OverviewQuery, OverviewRow, PageCursor};
+use carewatch_core::store::{
+    HealthTotals, OverviewOrder, OverviewPage, OverviewQuery, OverviewRow, PageCursor,
+};
 use carewatch_core::time::Timestamp;
 use http::{StatusCode, Uri};
 use maud::{Markup, html};
@@ -89,12 +91,13 @@ fn render(user: &SignedIn, view: &OverviewView<'_>) -> Response {
             // search form, so typing is not interrupted).
             div data-live-part="totals" { (totals(&view.page.totals, view.query)) }
             (search(view.query))
+            (sort_choice(view.query))
             (live_status(view.current))
             div data-live-part="results" {
                 @if view.page.rows.is_empty() {
                     p.empty { (empty_text(view.query, &view.page.totals)) }
                 } @else {
-                    (table(&view.page.rows, view.windows, view.now))
+                    (table(&view.page.rows, view.query.order, view.windows, view.now))
                 }
                 (pager(view))
             }
@@ -191,6 +194,9 @@ fn search(query: &OverviewQuery) -> Markup {
             } @else if query.include_healthy {
                 input type="hidden" name="all" value="true";
             }
+            @if query.order != OverviewOrder::default() {
+                input type="hidden" name="sort" value=(query.order.name());
+            }
             label for="q" { "Search by SLC, customer, site or tag" }
             input #q name="q" type="search" maxlength="64" spellcheck="false"
                 value=[query.search.as_deref()];
@@ -199,6 +205,34 @@ fn search(query: &OverviewQuery) -> Markup {
                 a href=(clear_search(query)) { "Clear search" }
             }
         }
+    }
+}
+
+/// "Sort by: worst first · customer · site", the current one marked; a
+/// new order starts from its first page, with the filters kept.
+fn sort_choice(query: &OverviewQuery) -> Markup {
+    html! {
+        nav.sort aria-label="Sort" {
+            "Sort by: "
+            @for (i, order) in OverviewOrder::ALL.into_iter().enumerate() {
+                @if i > 0 { " · " }
+                @if order == query.order {
+                    strong aria-current="true" { (order_label(order)) }
+                } @else {
+                    a href=(link_to(&OverviewQuery { order, after: None, ..query.clone() }, None, &Trail::default())) {
+                        (order_label(order))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn order_label(order: OverviewOrder) -> &'static str {
+    match order {
+        OverviewOrder::WorstFirst => "worst first",
+        OverviewOrder::Customer => "customer",
+        OverviewOrder::Site => "site",
     }
 }
 
@@ -234,10 +268,18 @@ fn empty_text(query: &OverviewQuery, totals: &HealthTotals) -> String {
     }
 }
 
-fn table(rows: &[OverviewRow], windows: &[MaintenanceWindow], now: Timestamp) -> Markup {
+fn table(
+    rows: &[OverviewRow],
+    order: OverviewOrder,
+    windows: &[MaintenanceWindow],
+    now: Timestamp,
+) -> Markup {
     html! {
         table.overview {
-            caption.visually-hidden { "Installations, worst first" }
+            caption.visually-hidden {
+                @if order == OverviewOrder::WorstFirst { "Installations, worst first" }
+                @else { "Installations, by " (order_label(order)) }
+            }
             thead {
                 tr {
                     th scope="col" { "Installation" }

@@ -6,7 +6,7 @@ use carewatch_core::feed::{self, Change};
 use carewatch_core::health::HealthSummary;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Installation;
-use carewatch_core::labels::Labels;
+use carewatch_core::labels::{LabelOrder, Labels};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{InstallationUpdate, Reseller, StoredKey};
 use carewatch_core::time::Timestamp;
@@ -229,7 +229,8 @@ pub(crate) async fn set_labels(
     let search = (!labels.is_empty()).then(|| labels.search_text(slc));
     let changed = query(
         "UPDATE installations
-         SET customer_name = $3, site_name = $4, notes = $5, tags = $6, search_text = $7
+         SET customer_name = $3, site_name = $4, notes = $5, tags = $6, search_text = $7,
+             customer_order = $8, site_order = $9
          WHERE slc = $1 AND reseller_id = $2",
     )
     .bind(slc.as_str())
@@ -239,6 +240,8 @@ pub(crate) async fn set_labels(
     .bind(labels.notes())
     .bind(labels.encode_tags())
     .bind(search)
+    .bind(labels.order_key(LabelOrder::Customer))
+    .bind(labels.order_key(LabelOrder::Site))
     .execute(&mut *c)
     .await?
     .rows_affected();

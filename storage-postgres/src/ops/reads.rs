@@ -2,10 +2,9 @@
 //! runs in one read-only REPEATABLE READ transaction: a consistent snapshot.
 
 use carewatch_core::condition::ConditionRecord;
-use carewatch_core::health::Health;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
-use carewatch_core::labels::Labels;
+use carewatch_core::labels::{LabelOrder, Labels};
 use carewatch_core::store::{
     HealthTotals, InstallationDetail, OverviewPage, OverviewQuery, OverviewRow, PageCursor,
 };
@@ -44,9 +43,9 @@ macro_rules! first_page {
 const FIRST_PAGE: &str = first_page!("");
 const FIRST_PAGE_SEARCH: &str = first_page!(" AND strpos(coalesce(search_text, slc), $5) > 0");
 
-/// A later page, after (health $4, slc $5): the rest of the cursor's health
-/// (slc > $5), then the better healths below it, both within the healths
-/// listed ($2 to $6). Each branch is a range scan of installations_overview
+/// A later page, after (health $5, slc $6): the rest of the cursor's health
+/// (slc > $6), then the better healths below it, both within the healths
+/// listed ($2 to $4). Each branch is a range scan of installations_overview
 /// that starts right at the cursor, so page 2000 costs what page 1 does (no
 /// OFFSET, no filter over skipped rows).
 macro_rules! next_page {
@@ -54,12 +53,12 @@ macro_rules! next_page {
         concat!(
             "SELECT * FROM ((",
             overview_select!(),
-            "WHERE reseller_id = $1 AND health = $4 AND slc > $5 AND health >= $2 AND health <= $6",
+            "WHERE reseller_id = $1 AND health = $5 AND slc > $6 AND health >= $2 AND health <= $4",
             $search,
             " ORDER BY slc LIMIT $3",
             ") UNION ALL (",
             overview_select!(),
-            "WHERE reseller_id = $1 AND health < $4 AND health >= $2 AND health <= $6",
+            "WHERE reseller_id = $1 AND health < $5 AND health >= $2 AND health <= $4",
             $search,
             " ORDER BY health DESC, slc LIMIT $3",
             ")) page ORDER BY health DESC, slc LIMIT $3"
@@ -68,6 +67,46 @@ macro_rules! next_page {
 }
 const NEXT_PAGE: &str = next_page!("");
 const NEXT_PAGE_SEARCH: &str = next_page!(" AND strpos(coalesce(search_text, slc), $7) > 0");
+
+/// A page by a label: one seek of installations_by_customer (or _by_site)
+/// from the cursor's (key $5, slc $6) on, in that index's order; the
+/// healths listed ($2 to $4) filter it.
+macro_rules! label_page {
+    ($column:literal, $seek:expr, $search:literal) => {
+        concat!(
+            overview_select!(),
+            "WHERE reseller_id = $1 AND health >= $2 AND health <= $4",
+            $seek,
+            $search,
+            " ORDER BY ",
+            $column,
+            ", slc LIMIT $3"
+        )
+    };
+}
+
+/// The four statements of one label order: (first page, first page with a
+/// search, later page, later page with a search).
+macro_rules! label_pages {
+    ($column:literal) => {
+        [
+            label_page!($column, "", ""),
+            label_page!(
+                $column,
+                "",
+                " AND strpos(coalesce(search_text, slc), $5) > 0"
+            ),
+            label_page!($column, concat!(" AND (", $column, ", slc) > ($5, $6)"), ""),
+            label_page!(
+                $column,
+                concat!(" AND (", $column, ", slc) > ($5, $6)"),
+                " AND strpos(coalesce(search_text, slc), $7) > 0"
+            ),
+        ]
+    };
+}
+const BY_CUSTOMER: [&str; 4] = label_pages!("customer_order");
+const BY_SITE: [&str; 4] = label_pages!("site_order");
 
 fn overview_row(row: &PgRow) -> DbResult<OverviewRow> {
     Ok(OverviewRow {
@@ -97,69 +136,51 @@ pub(crate) async fn overview(
     reseller: &ResellerId,
     query_: &OverviewQuery,
 ) -> DbResult<OverviewPage> {
-    // The healths listed are one range of ranks (see OverviewQuery::lists).
-    let (lowest, highest) = match query_.health {
-        Some(only) => (only, only),
-        None if query_.include_healthy => (Health::Healthy, Health::Offline),
-        None => (Health::Pending, Health::Offline),
-    };
+    // The healths listed are one range of ranks.
+    let (lowest, highest) = query_.health_range();
     let search = query_.search_pattern();
-    // One row more than asked: whether there is a next page.
-    let limit = i64::from(query_.page_size) + 1;
-    let rows = match &query_.after {
-        None => {
-            let sql = if search.is_some() {
-                FIRST_PAGE_SEARCH
-            } else {
-                FIRST_PAGE
-            };
-            let q = query(sql)
-                .bind(reseller.as_str())
-                .bind(rank(lowest))
-                .bind(limit)
-                .bind(rank(highest));
-            match search {
-                Some(pattern) => q.bind(pattern).fetch_all(&mut *c).await?,
-                None => q.fetch_all(&mut *c).await?,
-            }
+    let first = query(match &query_.after {
+        None => match (query_.order.label_order(), search.is_some()) {
+            (None, false) => FIRST_PAGE,
+            (None, true) => FIRST_PAGE_SEARCH,
+            (Some(label), searching) => label_statements(label)[usize::from(searching)],
+        },
+        Some(PageCursor::Health { .. }) if search.is_some() => NEXT_PAGE_SEARCH,
+        Some(PageCursor::Health { .. }) => NEXT_PAGE,
+        Some(PageCursor::Label { order, .. }) => {
+            label_statements(*order)[2 + usize::from(search.is_some())]
         }
-        Some(after) => {
-            let sql = if search.is_some() {
-                NEXT_PAGE_SEARCH
-            } else {
-                NEXT_PAGE
-            };
-            let q = query(sql)
-                .bind(reseller.as_str())
-                .bind(rank(lowest))
-                .bind(limit)
-                .bind(rank(after.health))
-                .bind(after.slc.as_str())
-                .bind(rank(highest));
-            match search {
-                Some(pattern) => q.bind(pattern).fetch_all(&mut *c).await?,
-                None => q.fetch_all(&mut *c).await?,
-            }
+    })
+    .bind(reseller.as_str())
+    .bind(rank(lowest))
+    .bind(query_.read_limit())
+    .bind(rank(highest));
+    let q = match (&query_.after, query_.order.label_order()) {
+        (None, _) => first,
+        (Some(PageCursor::Health { health, slc }), None) => {
+            first.bind(rank(*health)).bind(slc.as_str())
         }
+        (Some(PageCursor::Label { order, key, slc }), Some(label)) if *order == label => {
+            first.bind(key.as_str()).bind(slc.as_str())
+        }
+        (Some(_), _) => return Err(query_.cursor_mismatch().into()),
     };
-    let mut out = rows
+    let rows = match search {
+        Some(pattern) => q.bind(pattern).fetch_all(&mut *c).await?,
+        None => q.fetch_all(&mut *c).await?,
+    };
+    let rows = rows
         .iter()
         .map(overview_row)
         .collect::<DbResult<Vec<_>>>()?;
-    let next = if out.len() > query_.page_size as usize {
-        out.truncate(query_.page_size as usize);
-        out.last().map(|r| PageCursor {
-            health: r.summary.health,
-            slc: r.slc.clone(),
-        })
-    } else {
-        None
-    };
-    Ok(OverviewPage {
-        rows: out,
-        next,
-        totals: totals(c, reseller).await?,
-    })
+    Ok(query_.page(rows, totals(c, reseller).await?))
+}
+
+fn label_statements(order: LabelOrder) -> &'static [&'static str; 4] {
+    match order {
+        LabelOrder::Customer => &BY_CUSTOMER,
+        LabelOrder::Site => &BY_SITE,
+    }
 }
 
 /// Counts per health, kept by triggers (migration 0002), not counted per

@@ -4,6 +4,7 @@
 use carewatch_core::Error;
 use carewatch_core::feed::Change;
 use carewatch_core::installation::Installation;
+use carewatch_core::labels::UNLABELED_ORDER_KEY;
 use carewatch_core::store::Transfer;
 use carewatch_core::store::rules::check_transfer;
 use sqlx_core::query::query;
@@ -40,6 +41,7 @@ pub(crate) async fn transfer_installation(
     query(
         "UPDATE installations SET reseller_id = $2,
              customer_name = '', site_name = '', notes = '', tags = '', search_text = NULL,
+             customer_order = $5, site_order = $5,
              history_from = CASE WHEN $3 THEN history_from ELSE $4 END
          WHERE slc = $1",
     )
@@ -47,6 +49,7 @@ pub(crate) async fn transfer_installation(
     .bind(t.to.as_str())
     .bind(t.share_history)
     .bind(t.at.as_millis())
+    .bind(UNLABELED_ORDER_KEY)
     .execute(&mut *c)
     .await?;
     // What the old reseller had set up for it goes with it.

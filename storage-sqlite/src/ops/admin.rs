@@ -5,7 +5,7 @@ use carewatch_core::feed::{self, Change};
 use carewatch_core::health::HealthSummary;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Installation;
-use carewatch_core::labels::Labels;
+use carewatch_core::labels::{LabelOrder, Labels};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{InstallationUpdate, Reseller, StoredKey};
 use carewatch_core::time::Timestamp;
@@ -207,7 +207,8 @@ pub(crate) fn set_labels(
     let changed = tx
         .execute(
             "UPDATE installations
-             SET customer_name = ?3, site_name = ?4, notes = ?5, tags = ?6, search_text = ?7
+             SET customer_name = ?3, site_name = ?4, notes = ?5, tags = ?6, search_text = ?7,
+                 customer_order = ?8, site_order = ?9
              WHERE slc = ?1 AND reseller_id = ?2",
             params![
                 slc.as_str(),
@@ -217,6 +218,8 @@ pub(crate) fn set_labels(
                 labels.notes(),
                 labels.encode_tags(),
                 search,
+                labels.order_key(LabelOrder::Customer),
+                labels.order_key(LabelOrder::Site),
             ],
         )
         .map_err(map_err)?;

@@ -5,7 +5,7 @@ use carewatch_core::condition::ConditionRecord;
 use carewatch_core::health::Health;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
-use carewatch_core::labels::Labels;
+use carewatch_core::labels::{LabelOrder, Labels};
 use carewatch_core::store::{
     HealthTotals, InstallationDetail, OverviewPage, OverviewQuery, OverviewRow, PageCursor,
 };
@@ -22,35 +22,36 @@ pub(crate) fn overview(
     reseller: &ResellerId,
     query: &OverviewQuery,
 ) -> Result<OverviewPage> {
-    // The healths listed are one range of ranks (see OverviewQuery::lists):
-    // a range inside the reseller's prefix of installations_overview.
-    let (lowest, highest) = match query.health {
-        Some(only) => (only, only),
-        None if query.include_healthy => (Health::Healthy, Health::Offline),
-        None => (Health::Pending, Health::Offline),
-    };
-    let search = query.search_pattern();
+    // The healths listed are one range of ranks: a range inside the
+    // reseller's prefix of installations_overview.
+    let (lowest, highest) = query.health_range();
     let columns = format!(
         "slc, product, product_version, {SUMMARY_COLUMNS},
          (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc),
          customer_name, site_name, notes, tags, consent, subscription_expires_at"
     );
-    let limit = i64::from(query.page_size) + 1;
     let mut values: Vec<Value> = vec![
         Value::Text(reseller.as_str().to_owned()),
         Value::Integer(i64::from(lowest.rank())),
         Value::Integer(i64::from(highest.rank())),
-        Value::Integer(limit),
+        Value::Integer(query.read_limit()),
     ];
-    let sql = match &query.after {
-        None => {
-            // The search is a filter on the rows the range scan reads, so
-            // paging stays a seek from the cursor.
-            let search = if search.is_some() {
-                " AND instr(coalesce(search_text, slc), ?5) > 0"
-            } else {
-                ""
-            };
+    // Cursor values are ?5 and ?6; the search text comes after them. The
+    // search is a filter on the rows the range scan reads, so paging stays
+    // a seek from the cursor.
+    let search = |values: &mut Vec<Value>| match query.search_pattern() {
+        Some(pattern) => {
+            values.push(Value::Text(pattern));
+            format!(
+                " AND instr(coalesce(search_text, slc), ?{}) > 0",
+                values.len()
+            )
+        }
+        None => String::new(),
+    };
+    let sql = match (query.order.label_order(), &query.after) {
+        (None, None) => {
+            let search = search(&mut values);
             format!(
                 "SELECT {columns} FROM installations i
                  WHERE reseller_id = ?1 AND health >= ?2 AND health <= ?3{search}
@@ -64,14 +65,10 @@ pub(crate) fn overview(
         // branch tests the listed range on the parameter, not the column:
         // `health >= ?2` there made SQLite seek by the range, not by
         // (health, slc), and sort.
-        Some(cursor) => {
-            values.push(Value::Integer(i64::from(cursor.health.rank())));
-            values.push(Value::Text(cursor.slc.as_str().to_owned()));
-            let search = if search.is_some() {
-                " AND instr(coalesce(search_text, slc), ?7) > 0"
-            } else {
-                ""
-            };
+        (None, Some(PageCursor::Health { health, slc })) => {
+            values.push(Value::Integer(i64::from(health.rank())));
+            values.push(Value::Text(slc.as_str().to_owned()));
+            let search = search(&mut values);
             format!(
                 "SELECT {columns} FROM installations i
                  WHERE reseller_id = ?1 AND health = ?5 AND slc > ?6
@@ -83,10 +80,31 @@ pub(crate) fn overview(
                  LIMIT ?4"
             )
         }
+        // By a label: one seek of installations_by_customer (or _by_site)
+        // from the cursor's (key, slc) on; the healths listed filter it.
+        (Some(label), after) => {
+            let column = label_column(label);
+            let seek = match after {
+                None => String::new(),
+                Some(PageCursor::Label { order, key, slc }) if *order == label => {
+                    values.push(Value::Text(key.clone()));
+                    values.push(Value::Text(slc.as_str().to_owned()));
+                    format!(" AND ({column}, slc) > (?5, ?6)")
+                }
+                Some(_) => return Err(query.cursor_mismatch()),
+            };
+            let search = search(&mut values);
+            format!(
+                "SELECT {columns} FROM installations i
+                 WHERE reseller_id = ?1 AND health >= ?2 AND health <= ?3{seek}{search}
+                 ORDER BY {column}, slc
+                 LIMIT ?4"
+            )
+        }
+        (None, Some(PageCursor::Label { .. })) => {
+            return Err(query.cursor_mismatch());
+        }
     };
-    if let Some(pattern) = search {
-        values.push(Value::Text(pattern));
-    }
     let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
     let mut rows = stmt
         .query(params_from_iter(values.iter()))
@@ -104,20 +122,15 @@ pub(crate) fn overview(
             subscription_expires_at: row.col::<Option<i64>>(15)?.map(ts),
         });
     }
-    let next = if out.len() > query.page_size as usize {
-        out.truncate(query.page_size as usize);
-        out.last().map(|r| PageCursor {
-            health: r.summary.health,
-            slc: r.slc.clone(),
-        })
-    } else {
-        None
-    };
-    Ok(OverviewPage {
-        rows: out,
-        next,
-        totals: totals(tx, reseller)?,
-    })
+    Ok(query.page(out, totals(tx, reseller)?))
+}
+
+/// The column holding [`carewatch_core::labels::Labels::order_key`] for `order`.
+fn label_column(order: LabelOrder) -> &'static str {
+    match order {
+        LabelOrder::Customer => "customer_order",
+        LabelOrder::Site => "site_order",
+    }
 }
 
 /// Labels from four columns: customer_name, site_name, notes, tags.

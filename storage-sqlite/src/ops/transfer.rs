@@ -3,6 +3,7 @@
 
 use carewatch_core::feed::Change;
 use carewatch_core::installation::Installation;
+use carewatch_core::labels::UNLABELED_ORDER_KEY;
 use carewatch_core::store::Transfer;
 use carewatch_core::store::rules::check_transfer;
 use carewatch_core::{Error, Result};
@@ -35,9 +36,16 @@ pub(crate) fn transfer_installation(tx: &Transaction<'_>, t: &Transfer) -> Resul
     tx.execute(
         "UPDATE installations SET reseller_id = ?2,
              customer_name = '', site_name = '', notes = '', tags = '', search_text = NULL,
+             customer_order = ?5, site_order = ?5,
              history_from = CASE WHEN ?3 THEN history_from ELSE ?4 END
          WHERE slc = ?1",
-        params![slc, t.to.as_str(), t.share_history, t.at.as_millis()],
+        params![
+            slc,
+            t.to.as_str(),
+            t.share_history,
+            t.at.as_millis(),
+            UNLABELED_ORDER_KEY
+        ],
     )
     .map_err(map_err)?;
     // What the old reseller had set up for it goes with it.

@@ -20,6 +20,7 @@ mod availability;
 mod durability;
 mod feed;
 mod ingest;
+mod label_order;
 mod labels;
 mod large_batches;
 mod lifecycle;
@@ -38,6 +39,7 @@ mod by_name {
     pub(super) use super::durability::*;
     pub(super) use super::feed::*;
     pub(super) use super::ingest::*;
+    pub(super) use super::label_order::*;
     pub(super) use super::labels::*;
     pub(super) use super::large_batches::*;
     pub(super) use super::lifecycle::*;

@@ -313,8 +313,11 @@ pub(crate) async fn overview_pages_cover_everything_once(backend: &(impl TestBac
                 assert_eq!(page.next.is_some(), !last, "{label}: next on page {i}");
                 if let (Some(next), Some(row)) = (&page.next, page.rows.last()) {
                     assert_eq!(
-                        (next.health, &next.slc),
-                        (row.summary.health, &row.slc),
+                        next,
+                        &PageCursor::Health {
+                            health: row.summary.health,
+                            slc: row.slc.clone()
+                        },
                         "{label}: next must be the position of the page's last row"
                     );
                 }
@@ -328,24 +331,14 @@ pub(crate) async fn overview_pages_cover_everything_once(backend: &(impl TestBac
     }
 
     // `after` is a position, whether or not a row sits there.
-    for cursor in [
-        PageCursor {
-            health: Health::Critical,
-            slc: slc("ZZZZ-9999"),
-        },
-        PageCursor {
-            health: Health::Attention,
-            slc: slc("M01-C02-0005"),
-        },
-        PageCursor {
-            health: Health::Offline,
-            slc: slc("AAAA"),
-        },
-        PageCursor {
-            health: Health::Healthy,
-            slc: slc("M01-C02-0003"),
-        },
+    for (health, at) in [
+        (Health::Critical, slc("ZZZZ-9999")),
+        (Health::Attention, slc("M01-C02-0005")),
+        (Health::Offline, slc("AAAA")),
+        (Health::Healthy, slc("M01-C02-0003")),
     ] {
+        let from = position(health, &at);
+        let cursor = PageCursor::Health { health, slc: at };
         let page = fx
             .carewatch
             .overview(
@@ -359,7 +352,6 @@ pub(crate) async fn overview_pages_cover_everything_once(backend: &(impl TestBac
             )
             .await
             .expect("overview after a position");
-        let from = position(cursor.health, &cursor.slc);
         let expected: Vec<OverviewRow> = full
             .rows
             .iter()
@@ -647,7 +639,7 @@ pub(crate) async fn tenant_isolation_hides_other_resellers_installations(
             &OverviewQuery {
                 include_healthy: true,
                 page_size: MAX_PAGE_SIZE,
-                after: Some(PageCursor {
+                after: Some(PageCursor::Health {
                     health: Health::Offline,
                     slc: slc("AAAA"),
                 }),

@@ -1253,7 +1253,7 @@ pub(crate) async fn overview_filters_by_health_and_searches_slcs(
         health,
         search: search.map(str::to_owned),
         page_size: MAX_PAGE_SIZE,
-        after: None,
+        ..OverviewQuery::default()
     };
     for (query, expected, what) in [
         (
@@ -1385,7 +1385,7 @@ pub(crate) async fn overview_filters_by_health_and_searches_slcs(
         .carewatch
         .overview(
             &alpha,
-            &critical(PageCursor {
+            &critical(PageCursor::Health {
                 health: Health::Offline,
                 slc: slc("AAAA"),
             }),
@@ -1397,7 +1397,7 @@ pub(crate) async fn overview_filters_by_health_and_searches_slcs(
         .carewatch
         .overview(
             &alpha,
-            &critical(PageCursor {
+            &critical(PageCursor::Health {
                 health: Health::Critical,
                 slc: slc("M01-C03-0004"),
             }),
@@ -1409,7 +1409,7 @@ pub(crate) async fn overview_filters_by_health_and_searches_slcs(
         .carewatch
         .overview(
             &alpha,
-            &critical(PageCursor {
+            &critical(PageCursor::Health {
                 health: Health::Attention,
                 slc: slc("AAAA"),
             }),
