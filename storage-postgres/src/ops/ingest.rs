@@ -186,6 +186,57 @@ pub(crate) async fn heartbeat_in_place(c: &mut PgConnection, sign: &SignOfLife) 
     Ok(updated == 1)
 }
 
+/// [`heartbeat_in_place`] for many heartbeats in one statement (one round
+/// trip, no transaction): each server at most once (the caller sends a
+/// server's second heartbeat in a batch down the locking path, where the
+/// first one's result is seen). Returns, per sign, whether it was applied;
+/// those not applied changed nothing and take the locking path.
+pub(crate) async fn heartbeats_in_place(
+    c: &mut PgConnection,
+    signs: &[SignOfLife],
+) -> DbResult<Vec<bool>> {
+    let slcs: Vec<&str> = signs.iter().map(|s| s.slc.as_str()).collect();
+    let servers: Vec<&str> = signs.iter().map(|s| s.server.as_str()).collect();
+    let received: Vec<i64> = signs.iter().map(|s| s.received_at.as_millis()).collect();
+    let intervals: Vec<i64> = signs.iter().map(|s| ms(s.interval)).collect();
+    let sequences: Vec<i64> = signs
+        .iter()
+        .map(|s| sequence_to_column(s.cursor.sequence))
+        .collect();
+    let digests: Vec<&[u8]> = signs.iter().map(|s| &s.cursor.digest.0[..]).collect();
+    let next_checks: Vec<i64> = signs.iter().map(|s| s.next_check_at.as_millis()).collect();
+    let rows = query(
+        "UPDATE servers s SET last_seen_at = GREATEST(s.last_seen_at, u.received_at),
+             next_check_at = CASE WHEN u.received_at >= s.last_seen_at THEN u.next_check_at
+                                  ELSE COALESCE(s.next_check_at, u.next_check_at) END,
+             interval_ms = u.interval_ms, last_sequence = u.last_sequence,
+             last_digest = u.last_digest, missed = 0, unavailable_since = NULL
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bytea[], $7::bigint[])
+             WITH ORDINALITY AS u (slc, server_id, received_at, interval_ms, last_sequence, last_digest, next_check_at, n)
+         WHERE s.slc = u.slc AND s.server_id = u.server_id AND s.state = 0
+           AND (s.last_sequence # $8::bigint) < (u.last_sequence # $8::bigint)
+         RETURNING u.n",
+    )
+    .bind(slcs)
+    .bind(servers)
+    .bind(received)
+    .bind(intervals)
+    .bind(sequences)
+    .bind(digests)
+    .bind(next_checks)
+    .bind(codec::SEQ_ORDER_FLIP)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut applied = vec![false; signs.len()];
+    for row in &rows {
+        let n = col::<i64>(row, 0)?;
+        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| applied.get_mut(i)) {
+            *slot = true;
+        }
+    }
+    Ok(applied)
+}
+
 /// A server row; with `lock`, locked until the transaction ends.
 pub(crate) async fn load_server(
     c: &mut PgConnection,

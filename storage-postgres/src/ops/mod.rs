@@ -21,6 +21,8 @@ use carewatch_core::audit::{AuditEntry, AuditQuery, AuditRecord};
 use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::feed::{ChangeEvent, EventId};
+use std::collections::HashMap;
+
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::labels::Labels;
@@ -229,8 +231,49 @@ impl Store for PostgresStore {
         {
             return Ok(vec![WriteOutcome::Applied(None)]);
         }
-        self.write(batch, |c, b| Box::pin(ingest::record_signs_of_life(c, b)))
-            .await
+        if batch.len() == 1 {
+            return self
+                .write(batch, |c, b| Box::pin(ingest::record_signs_of_life(c, b)))
+                .await;
+        }
+        // Heartbeats of available servers, each server once in the batch:
+        // one statement for them all, no transaction. The rest (new, late or
+        // unavailable servers, duplicates, a server's second heartbeat) take
+        // the locking path, in their order.
+        let mut per_server: HashMap<(&Slc, &RecordingServerId), u32> = HashMap::new();
+        for sign in batch {
+            *per_server.entry((&sign.slc, &sign.server)).or_default() += 1;
+        }
+        let (once, repeated): (Vec<usize>, Vec<usize>) =
+            (0..batch.len()).partition(|&i| per_server[&(&batch[i].slc, &batch[i].server)] == 1);
+        let signs: Vec<SignOfLife> = once.iter().map(|&i| batch[i].clone()).collect();
+        let applied = self
+            .single(&signs[..], |c, s| {
+                Box::pin(ingest::heartbeats_in_place(c, s))
+            })
+            .await?;
+        let mut rest: Vec<usize> = once
+            .iter()
+            .zip(&applied)
+            .filter(|(_, applied)| !**applied)
+            .map(|(&i, _)| i)
+            .chain(repeated)
+            .collect();
+        let mut outcomes = vec![WriteOutcome::Applied(None); batch.len()];
+        if rest.is_empty() {
+            return Ok(outcomes);
+        }
+        rest.sort_unstable();
+        let signs: Vec<SignOfLife> = rest.iter().map(|&i| batch[i].clone()).collect();
+        let judged = self
+            .write(&signs[..], |c, b| {
+                Box::pin(ingest::record_signs_of_life(c, b))
+            })
+            .await?;
+        for (i, outcome) in rest.into_iter().zip(judged) {
+            outcomes[i] = outcome;
+        }
+        Ok(outcomes)
     }
 
     async fn apply_status_report(&self, report: &StatusWrite) -> Result<WriteOutcome> {
