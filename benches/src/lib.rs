@@ -25,6 +25,7 @@
 //! inputs.
 
 mod columns;
+pub mod costs;
 mod fleet;
 pub mod ingest;
 pub mod interleaved;

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use carewatch_grpc::client::connect;
@@ -54,6 +56,18 @@ pub fn cpu_time(pid: &str) -> Option<Duration> {
     Some(Duration::from_millis((user + system) * 10))
 }
 
+/// How a server is launched beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// A program and its arguments to run `carewatch` under (valgrind).
+    pub wrapper: Vec<String>,
+    /// The server's `RUST_LOG` (default `warn`).
+    pub log: Option<String>,
+    /// Count the log lines holding this text (not echoed) instead of
+    /// echoing them: see [`ServerProcess::counted_lines`].
+    pub count_lines_with: Option<String>,
+}
+
 /// A `carewatch serve` child process.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -67,6 +81,7 @@ pub struct ServerProcess {
     pub operator_token: Option<String>,
     /// From spawning it until it logged that it listens.
     pub started_in: Duration,
+    counted: Arc<AtomicU64>,
 }
 
 impl ServerProcess {
@@ -80,17 +95,42 @@ impl ServerProcess {
         postgres: Option<(&str, &str)>,
         wait_for_operator_token: bool,
     ) -> Result<Self, BoxError> {
+        Self::start_with(
+            binary,
+            data_dir,
+            postgres,
+            wait_for_operator_token,
+            &Launch::default(),
+        )
+        .await
+    }
+
+    /// [`ServerProcess::start`], launched as `launch` says.
+    pub async fn start_with(
+        binary: &Path,
+        data_dir: &Path,
+        postgres: Option<(&str, &str)>,
+        wait_for_operator_token: bool,
+        launch: &Launch,
+    ) -> Result<Self, BoxError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let mut command = Command::new(binary);
+        let mut command = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", launch.log.as_deref().unwrap_or("warn"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -135,9 +175,16 @@ impl ServerProcess {
         let started_in = spawned_at.elapsed();
         // Keep draining its output so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        let counted = Arc::new(AtomicU64::new(0));
+        let (count, pattern) = (counted.clone(), launch.count_lines_with.clone());
         tokio::spawn(async move {
             while let Ok(Some(line)) = stderr.next_line().await {
-                eprintln!("[server] {line}");
+                match &pattern {
+                    Some(p) if line.contains(p.as_str()) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => eprintln!("[server] {line}"),
+                }
             }
         });
         Ok(Self {
@@ -147,6 +194,7 @@ impl ServerProcess {
             ca_pem: std::fs::read_to_string(data_dir.join("cert.pem"))?,
             operator_token,
             started_in,
+            counted,
         })
     }
 
@@ -178,6 +226,11 @@ impl ServerProcess {
             START_TIMEOUT.as_secs()
         )
         .into())
+    }
+
+    /// How many log lines held [`Launch::count_lines_with`] so far.
+    pub fn counted_lines(&self) -> u64 {
+        self.counted.load(Ordering::Relaxed)
     }
 
     /// The process id, while it runs.

@@ -11,6 +11,8 @@
 //! cargo build --release -p carewatch-cli -p carewatch-benches
 //! target/release/loadgen                       # SQLite
 //! target/release/loadgen --postgres            # PostgreSQL (CAREWATCH_TEST_DATABASE_URL)
+//! target/release/loadgen --postgres --count-statements       # round trips per heartbeat
+//! target/release/loadgen --callgrind --installations 200 --seconds 20   # instructions
 //! ```
 
 use std::collections::BTreeMap;
@@ -18,8 +20,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use carewatch_benches::costs::{Callgrind, backend_cpu, backend_cpu_spent, statement_counting};
 use carewatch_benches::percentile;
-use carewatch_benches::server::{BoxError, ServerProcess, carewatch_beside_this_program, cpu_time};
+use carewatch_benches::server::{
+    BoxError, Launch, ServerProcess, carewatch_beside_this_program, cpu_time,
+};
 use carewatch_benches::{BenchSchema, database_url};
 use carewatch_cli::simulate::{SimServer, provision_site};
 use carewatch_core::ids::{ResellerId, Slc};
@@ -72,6 +77,15 @@ struct Args {
     /// The `carewatch` binary; by default the one beside this program.
     #[arg(long)]
     server: Option<PathBuf>,
+    /// Count the server's instructions per heartbeat in the measured window
+    /// (valgrind's callgrind: about 50 times slower, so use a small fleet;
+    /// the rate and latencies are then not the server's).
+    #[arg(long)]
+    callgrind: bool,
+    /// Count the database statements the server sends per heartbeat
+    /// (PostgreSQL; each is a round trip; sqlx's debug log, which slows it).
+    #[arg(long)]
+    count_statements: bool,
 }
 
 /// What one worker measured.
@@ -201,7 +215,17 @@ async fn main() -> Result<(), BoxError> {
     };
     let url = database_url();
     let postgres = schema.as_ref().map(|s| (url.as_str(), s.name()));
-    let server = ServerProcess::start(&binary, data_dir.path(), postgres, true).await?;
+    let callgrind = args.callgrind.then(|| Callgrind::new(data_dir.path()));
+    let mut launch = if args.count_statements {
+        statement_counting()
+    } else {
+        Launch::default()
+    };
+    if let Some(callgrind) = &callgrind {
+        launch.wrapper = callgrind.launch().wrapper;
+    }
+    let server =
+        ServerProcess::start_with(&binary, data_dir.path(), postgres, true, &launch).await?;
     let backend = if args.postgres {
         "PostgreSQL"
     } else {
@@ -285,9 +309,30 @@ async fn main() -> Result<(), BoxError> {
     }
 
     phase(&channels, args.mode, &mut groups, args.warmup_seconds).await;
+    let pid = server.pid().ok_or("the server exited")?;
+    if let Some(callgrind) = &callgrind {
+        callgrind.start(pid).await?;
+    }
+    let backends_before = match &schema {
+        Some(s) => Some(backend_cpu(&s.store, s.name()).await?),
+        None => None,
+    };
+    let statements_before = server.counted_lines();
     let cpu_before = (server.cpu_time(), cpu_time("self"));
     let (mut tally, elapsed) = phase(&channels, args.mode, &mut groups, args.seconds).await;
     let cpu_after = (server.cpu_time(), cpu_time("self"));
+    let statements = server.counted_lines() - statements_before;
+    let backends = match (&schema, &backends_before) {
+        (Some(s), Some(before)) => Some(backend_cpu_spent(
+            before,
+            &backend_cpu(&s.store, s.name()).await?,
+        )),
+        _ => None,
+    };
+    let instructions = match &callgrind {
+        Some(callgrind) => Some(callgrind.stop(pid).await?),
+        None => None,
+    };
     let memory = server.memory();
     tally.latencies_us.sort_unstable();
     let accepted = tally.latencies_us.len();
@@ -319,6 +364,25 @@ async fn main() -> Result<(), BoxError> {
             "  processor time per heartbeat: server {:.1} µs, load generator {:.1} µs",
             per_heartbeat(s1 - s0),
             per_heartbeat(g1 - g0)
+        );
+    }
+    let per = |n: f64| n / accepted.max(1) as f64;
+    if let Some(spent) = backends {
+        println!(
+            "  PostgreSQL backends' processor time per heartbeat: {:.1} µs",
+            per(spent.as_secs_f64() * 1e6)
+        );
+    }
+    if args.count_statements {
+        println!(
+            "  database statements (round trips) per heartbeat: {:.3} ({statements} in all)",
+            per(statements as f64)
+        );
+    }
+    if let Some(instructions) = instructions {
+        println!(
+            "  server instructions per heartbeat: {:.0} ({instructions} in all, callgrind)",
+            per(instructions as f64)
         );
     }
     if let Some(memory) = memory {
