@@ -25,7 +25,6 @@ use carewatch_core::{Carewatch, OpenedChannel};
 use futures::StreamExt;
 use tokio::sync::{Notify, watch};
 
-use crate::pacing::Pacing;
 use crate::sender::{Attempt, Sender};
 
 /// How the dispatcher runs.
@@ -47,8 +46,6 @@ pub struct DispatcherOptions {
     /// How long a stop waits for deliveries in flight (those cut off are
     /// claimed again after their lease, by this node or another).
     pub shutdown_grace: Duration,
-    /// How a burst is spread out, so ingest keeps its pace meanwhile.
-    pub pacing: Pacing,
 }
 
 impl Default for DispatcherOptions {
@@ -60,7 +57,6 @@ impl Default for DispatcherOptions {
             concurrency: 32,
             notifier: true,
             shutdown_grace: Duration::from_secs(5),
-            pacing: Pacing::default(),
         }
     }
 }
@@ -162,8 +158,7 @@ impl Dispatcher {
             return;
         }
         while !*stopping.borrow() {
-            let began = Instant::now();
-            let rest = match self.carewatch.notify_step().await {
+            let busy = match self.carewatch.notify_step().await {
                 Ok(step) => {
                     self.notifier_errors
                         .ok(|| tracing::info!("the notifier works again"));
@@ -175,20 +170,17 @@ impl Dispatcher {
                         );
                         self.queued.notify_one();
                     }
-                    // Busy: again at once, or after the pacing's rest.
-                    (step.events > 0)
-                        .then(|| self.options.pacing.rest_after(began.elapsed(), step.lag))
+                    step.events > 0
                 }
                 Err(e) => {
                     self.notifier_errors
                         .warn(|n| tracing::warn!(error = %e, failures = n, "the notifier step failed; retrying"));
-                    None
+                    false
                 }
             };
-            let pause = rest.unwrap_or(self.options.every);
-            if !pause.is_zero() {
+            if !busy {
                 tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
+                    () = tokio::time::sleep(self.options.every) => {}
                     _ = stopping.changed() => {}
                 }
             }
@@ -222,21 +214,7 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let now = self.carewatch.now();
-            let lag = entries
-                .iter()
-                .map(|e| now.since(e.created_at))
-                .max()
-                .unwrap_or_default();
-            let began = Instant::now();
             self.deliver_batch(entries).await;
-            let rest = self.options.pacing.rest_after(began.elapsed(), lag);
-            if !rest.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(rest) => {}
-                    _ = stopping.changed() => {}
-                }
-            }
         }
     }
 

@@ -22,7 +22,6 @@
 mod dispatcher;
 mod email;
 mod http;
-mod pacing;
 mod render;
 mod sender;
 
@@ -32,5 +31,4 @@ pub mod testing;
 pub use dispatcher::{Dispatcher, DispatcherOptions, run};
 pub use email::{SmtpSecurity, SmtpSettings, SmtpUrl, parse_mailbox};
 pub use lettre::message::Mailbox;
-pub use pacing::Pacing;
 pub use sender::{Attempt, Sender, SenderError, SenderOptions, USER_AGENT};

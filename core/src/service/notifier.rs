@@ -39,8 +39,6 @@ pub struct NotifierStep {
     pub events: usize,
     /// Notifications put in the outbox.
     pub queued: usize,
-    /// How long the oldest event read had waited for this step.
-    pub lag: Duration,
 }
 
 impl Carewatch {
@@ -209,7 +207,6 @@ impl Carewatch {
             leader: true,
             events: events.len(),
             queued: commit.outbox.len(),
-            lag: events.first().map_or(Duration::ZERO, |e| now.since(e.at)),
         };
         if !store.commit_notifications(&commit).await? {
             tracing::info!("notifier lease lost mid-step; another node carries on");
