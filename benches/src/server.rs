@@ -63,6 +63,8 @@ pub struct Launch {
     pub wrapper: Vec<String>,
     /// The server's `RUST_LOG` (default `warn`).
     pub log: Option<String>,
+    /// More arguments for `serve`.
+    pub args: Vec<String>,
     /// Count the log lines holding this text (not echoed) instead of
     /// echoing them: see [`ServerProcess::counted_lines`].
     pub count_lines_with: Option<String>,
@@ -134,6 +136,7 @@ impl ServerProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        command.args(&launch.args);
         if let Some((url, schema)) = postgres {
             command
                 .arg("--database-url")
@@ -257,6 +260,12 @@ impl ServerProcess {
             rss_kib: kib("VmRSS:")?,
             peak_kib: kib("VmHWM:")?,
         })
+    }
+
+    /// SIGKILL: gone at once, nothing finished or flushed.
+    pub async fn kill(&mut self) -> Result<(), BoxError> {
+        self.child.kill().await?;
+        Ok(())
     }
 
     /// SIGTERM, then waits for a clean exit; returns how long it took.

@@ -82,6 +82,9 @@ struct Args {
     /// the rate and latencies are then not the server's).
     #[arg(long)]
     callgrind: bool,
+    /// Keep callgrind's profile in this directory (for callgrind_annotate).
+    #[arg(long, requires = "callgrind")]
+    callgrind_out: Option<PathBuf>,
     /// Count the database statements the server sends per heartbeat
     /// (PostgreSQL; each is a round trip; sqlx's debug log, which slows it).
     #[arg(long)]
@@ -215,7 +218,9 @@ async fn main() -> Result<(), BoxError> {
     };
     let url = database_url();
     let postgres = schema.as_ref().map(|s| (url.as_str(), s.name()));
-    let callgrind = args.callgrind.then(|| Callgrind::new(data_dir.path()));
+    let callgrind = args
+        .callgrind
+        .then(|| Callgrind::new(args.callgrind_out.as_deref().unwrap_or(data_dir.path())));
     let mut launch = if args.count_statements {
         statement_counting()
     } else {

@@ -1,0 +1,445 @@
+//! Several `carewatch serve` nodes on one PostgreSQL, driven at once.
+//!
+//! Starts `--nodes` servers on one schema (each its own `--node-id`),
+//! provisions a fleet through the first, then measures twice with the same
+//! simulated recording servers: **one node** (every client on the first)
+//! and **all nodes** (clients spread over them), reporting heartbeats/s per
+//! node and in total, and the processor time per heartbeat of each node and
+//! of PostgreSQL's backends. With `--kill-after S`, the first node is killed
+//! (SIGKILL) S seconds into the all-nodes phase: its clients move to the
+//! next node and carry on. Afterwards every server's last acknowledged
+//! heartbeat must be stored and every server must still be Available (no
+//! false verdict from the kill).
+//!
+//! ```sh
+//! cargo build --release -p carewatch-cli -p carewatch-benches
+//! target/release/clusterload --nodes 2
+//! target/release/clusterload --nodes 3 --kill-after 5
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use carewatch_benches::costs::{backend_cpu, backend_cpu_spent};
+use carewatch_benches::server::{BoxError, Launch, ServerProcess, carewatch_beside_this_program};
+use carewatch_benches::{BenchSchema, database_url, percentile};
+use carewatch_cli::simulate::{SimServer, provision_site};
+use carewatch_core::availability::Availability;
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::seal::key_file::MASTER_KEY_FILE;
+use carewatch_core::store::Store;
+use carewatch_grpc::client::{Bearer, connect};
+use carewatch_grpc::proto::admin_client::AdminClient;
+use carewatch_grpc::proto::ingest_client::IngestClient;
+use carewatch_grpc::proto::{self, CreateResellerRequest};
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+#[derive(Debug, Parser)]
+#[command(about = "Drives several `carewatch serve` nodes on one PostgreSQL and measures them")]
+struct Args {
+    /// Nodes to start.
+    #[arg(long, default_value_t = 2)]
+    nodes: usize,
+    /// Installations to provision.
+    #[arg(long, default_value_t = 2500)]
+    installations: usize,
+    /// Recording servers per installation.
+    #[arg(long, default_value_t = 4)]
+    servers_per_installation: usize,
+    /// Requests in flight at once (one stream each).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// How long each phase measures, in seconds.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Load before measuring, in seconds (not counted).
+    #[arg(long, default_value_t = 3)]
+    warmup_seconds: u64,
+    /// Kill the first node (SIGKILL) this many seconds into the all-nodes phase.
+    #[arg(long)]
+    kill_after: Option<u64>,
+    /// The `carewatch` binary; by default the one beside this program.
+    #[arg(long)]
+    server: Option<std::path::PathBuf>,
+}
+
+/// What one phase measured.
+#[derive(Debug, Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    /// Heartbeats acknowledged by each node.
+    per_node: Vec<u64>,
+    /// Calls that failed (a killed node's, before its clients moved).
+    failed: u64,
+    /// Times a client moved to another node.
+    moved: u64,
+    /// The first failure, as the client saw it.
+    first_failure: Option<String>,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.latencies_us.extend(other.latencies_us);
+        if self.per_node.len() < other.per_node.len() {
+            self.per_node.resize(other.per_node.len(), 0);
+        }
+        for (mine, theirs) in self.per_node.iter_mut().zip(other.per_node) {
+            *mine += theirs;
+        }
+        self.failed += other.failed;
+        self.moved += other.moved;
+        self.first_failure = self.first_failure.take().or(other.first_failure);
+    }
+}
+
+type Replies = tonic::Streaming<proto::StreamReply>;
+
+/// Opens a stream to `channel`.
+async fn open(channel: &Channel) -> Option<(mpsc::Sender<proto::StreamMessage>, Replies)> {
+    let (tx, rx) = mpsc::channel::<proto::StreamMessage>(1);
+    let requests = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let replies = IngestClient::new(channel.clone())
+        .stream(requests)
+        .await
+        .ok()?;
+    Some((tx, replies.into_inner()))
+}
+
+/// Sends heartbeats from `servers` on one stream at a time, starting on
+/// node `first` of `nodes`; when a call fails, moves to the next node.
+async fn drive(
+    nodes: &[Channel],
+    first: usize,
+    servers: &mut [SimServer],
+    acked: &mut [u64],
+    until: Instant,
+) -> Tally {
+    let mut tally = Tally {
+        per_node: vec![0; nodes.len()],
+        ..Tally::default()
+    };
+    let mut node = first;
+    let mut stream = open(&nodes[node]).await;
+    'outer: loop {
+        for (server, acked) in servers.iter_mut().zip(acked.iter_mut()) {
+            if Instant::now() >= until {
+                break 'outer;
+            }
+            let Some((tx, replies)) = stream.as_mut() else {
+                node = (node + 1) % nodes.len();
+                tally.moved += 1;
+                stream = open(&nodes[node]).await;
+                if stream.is_none() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                continue;
+            };
+            let (_, message) = server.next_message();
+            let sequence = message.sequence;
+            let sent = Instant::now();
+            let item = proto::StreamMessage {
+                kind: proto::MessageKind::Heartbeat as i32,
+                message: Some(message),
+            };
+            let outcome = match tx.send(item).await {
+                Err(_) => Err("the stream closed".to_owned()),
+                Ok(()) => match replies.try_next().await {
+                    Ok(Some(proto::StreamReply {
+                        result: Some(proto::stream_reply::Result::Ack(_)),
+                        ..
+                    })) => Ok(()),
+                    Ok(Some(reply)) => Err(format!("refused: {:?}", reply.result)),
+                    Ok(None) => Err("the stream ended".to_owned()),
+                    Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+                },
+            };
+            if let Err(why) = &outcome {
+                tally.first_failure.get_or_insert_with(|| why.clone());
+            }
+            if outcome.is_ok() {
+                *acked = sequence;
+                tally.per_node[node] += 1;
+                tally
+                    .latencies_us
+                    .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+            } else {
+                // Unknown outcome: the next message of this server carries a
+                // higher sequence, so nothing acknowledged is ever undone.
+                tally.failed += 1;
+                stream = None;
+            }
+        }
+    }
+    tally
+}
+
+/// Runs every worker for `seconds`, worker `n` starting on `nodes[n % len]`.
+async fn phase(
+    nodes: &[Channel],
+    groups: &mut [(Vec<SimServer>, Vec<u64>)],
+    seconds: u64,
+) -> (Tally, Duration) {
+    let began = Instant::now();
+    let until = began + Duration::from_secs(seconds);
+    let tallies = futures::future::join_all(
+        groups
+            .iter_mut()
+            .enumerate()
+            .map(|(n, (servers, acked))| drive(nodes, n % nodes.len(), servers, acked, until)),
+    )
+    .await;
+    let mut total = Tally::default();
+    for t in tallies {
+        total.merge(t);
+    }
+    (total, began.elapsed())
+}
+
+fn report(
+    what: &str,
+    tally: &mut Tally,
+    elapsed: Duration,
+    cpu: &[Option<Duration>],
+    db: Duration,
+) {
+    tally.latencies_us.sort_unstable();
+    let accepted = tally.latencies_us.len();
+    let seconds = elapsed.as_secs_f64();
+    let per_node: Vec<String> = tally
+        .per_node
+        .iter()
+        .enumerate()
+        .map(|(n, acked)| format!("node {n} {:.0}/s", *acked as f64 / seconds))
+        .collect();
+    println!(
+        "{what}: {:.0} heartbeats/s in all ({}), failed calls {}, clients moved {}",
+        accepted as f64 / seconds,
+        per_node.join(", "),
+        tally.failed,
+        tally.moved
+    );
+    if let Some(why) = &tally.first_failure {
+        println!("  first failed call: {why}");
+    }
+    let l = &tally.latencies_us;
+    println!(
+        "  latency ms: p50 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(l, 50.0),
+        percentile(l, 99.0),
+        percentile(l, 100.0)
+    );
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / accepted.max(1) as f64;
+    let nodes: Vec<String> = cpu
+        .iter()
+        .enumerate()
+        .map(|(n, spent)| match spent {
+            Some(spent) => format!("node {n} {:.1} µs", per(*spent)),
+            None => format!("node {n} ?"),
+        })
+        .collect();
+    println!(
+        "  processor time per heartbeat (of all): {}, PostgreSQL backends {:.1} µs",
+        nodes.join(", "),
+        per(db)
+    );
+}
+
+/// Each node's processor time, while it runs.
+fn cpu_times(nodes: &[ServerProcess]) -> Vec<Option<Duration>> {
+    nodes.iter().map(ServerProcess::cpu_time).collect()
+}
+
+fn spent(before: &[Option<Duration>], after: &[Option<Duration>]) -> Vec<Option<Duration>> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| Some(a.as_ref()?.saturating_sub((*b)?)))
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    if args.nodes == 0 {
+        return Err("--nodes must be at least 1".into());
+    }
+    let binary = match &args.server {
+        Some(path) => path.clone(),
+        None => carewatch_beside_this_program()?,
+    };
+    let url = database_url();
+    let schema = BenchSchema::create(&url).await?;
+    let postgres = Some((url.as_str(), schema.name()));
+    let mut dirs = Vec::new();
+    let mut nodes = Vec::new();
+    for n in 0..args.nodes {
+        let dir = tempfile::tempdir()?;
+        // The nodes share the master key the first one created.
+        if let Some(first) = dirs.first() {
+            let first: &tempfile::TempDir = first;
+            std::fs::copy(
+                first.path().join(MASTER_KEY_FILE),
+                dir.path().join(MASTER_KEY_FILE),
+            )?;
+        }
+        let launch = Launch {
+            args: vec!["--node-id".into(), format!("node-{n}")],
+            ..Launch::default()
+        };
+        // Only the first node, on the new schema, prints the operator token.
+        nodes
+            .push(ServerProcess::start_with(&binary, dir.path(), postgres, n == 0, &launch).await?);
+        dirs.push(dir);
+    }
+    println!("{} nodes on one PostgreSQL schema, listening", nodes.len());
+    let mut channels = Vec::new();
+    for node in &nodes {
+        channels.push(connect(&node.url, Some(&node.ca_pem)).await?);
+    }
+    let token = nodes[0]
+        .operator_token
+        .as_deref()
+        .ok_or("no operator token")?;
+    let admin = AdminClient::with_interceptor(
+        channels[0].clone(),
+        Bearer::new(token).ok_or("unusable operator token")?,
+    );
+    let reseller = ResellerId::new("clusterload")?;
+    admin
+        .clone()
+        .create_reseller(CreateResellerRequest {
+            id: reseller.to_string(),
+            name: "Cluster load".into(),
+        })
+        .await?;
+    let sites: Vec<Vec<SimServer>> = futures::stream::iter(0..args.installations)
+        .map(|n| {
+            let mut admin = admin.clone();
+            let reseller = reseller.clone();
+            async move {
+                let slc = Slc::new(&format!("CL-{n:07}"))?;
+                let site = provision_site(
+                    &mut admin,
+                    &reseller,
+                    &slc,
+                    ("XProtect Corporate", "2016 R3"),
+                    args.servers_per_installation,
+                )
+                .await?;
+                Ok::<_, BoxError>(site)
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await?;
+    let servers: Vec<SimServer> = sites.into_iter().flatten().collect();
+    println!(
+        "provisioned {} installations, {} recording servers",
+        args.installations,
+        servers.len()
+    );
+    let reported: Vec<SimServer> = futures::stream::iter(servers)
+        .map(|mut server| {
+            let mut client = IngestClient::new(channels[0].clone());
+            async move {
+                let (_, message) = server.next_message();
+                client.status_report(message).await?;
+                server.report_acknowledged();
+                Ok::<_, tonic::Status>(server)
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let workers = args.concurrency.max(1).min(reported.len()).max(1);
+    let mut groups: Vec<(Vec<SimServer>, Vec<u64>)> =
+        (0..workers).map(|_| (Vec::new(), Vec::new())).collect();
+    for (n, server) in reported.into_iter().enumerate() {
+        let group = &mut groups[n % workers];
+        group.1.push(server.sequence());
+        group.0.push(server);
+    }
+
+    // One node, then all of them, with the same clients.
+    for (what, targets) in [("one node", &channels[..1]), ("all nodes", &channels[..])] {
+        phase(targets, &mut groups, args.warmup_seconds).await;
+        let db_before = backend_cpu(&schema.store, schema.name()).await?;
+        let cpu_before = cpu_times(&nodes);
+        let kill = match args.kill_after {
+            Some(after) if targets.len() > 1 => Some(after),
+            _ => None,
+        };
+        let (mut tally, elapsed) = match kill {
+            None => phase(targets, &mut groups, args.seconds).await,
+            Some(after) => {
+                let first = &mut nodes[0];
+                let killing = async {
+                    tokio::time::sleep(Duration::from_secs(after)).await;
+                    first.kill().await
+                };
+                let (result, killed) =
+                    tokio::join!(phase(targets, &mut groups, args.seconds), killing);
+                killed?;
+                println!("node 0 killed (SIGKILL) {after} s into the phase");
+                result
+            }
+        };
+        let cpu_after = cpu_times(&nodes);
+        let db = backend_cpu_spent(
+            &db_before,
+            &backend_cpu(&schema.store, schema.name()).await?,
+        );
+        report(
+            what,
+            &mut tally,
+            elapsed,
+            &spent(&cpu_before, &cpu_after),
+            db,
+        );
+    }
+
+    // Stop what still runs; then check storage.
+    for (n, node) in nodes.into_iter().enumerate() {
+        if n == 0 && args.kill_after.is_some() {
+            continue;
+        }
+        node.stop().await?;
+    }
+    let store: Arc<dyn Store> = Arc::new(schema.store.clone());
+    let mut missing = 0usize;
+    let mut not_available = 0usize;
+    let mut checked = 0usize;
+    for (servers, acked) in &groups {
+        for (server, &sequence) in servers.iter().zip(acked) {
+            let detail = store
+                .installation_detail(&reseller, &server.slc, 0)
+                .await?
+                .ok_or("an installation is missing")?;
+            let stored = detail.servers.iter().find(|s| s.server == server.id);
+            checked += 1;
+            if stored.is_none_or(|s| s.cursor.sequence < sequence) {
+                missing += 1;
+            }
+            if stored.is_none_or(|s| s.availability != Availability::Available) {
+                not_available += 1;
+            }
+        }
+    }
+    drop(store);
+    schema.drop_schema().await?;
+    drop(dirs);
+    if missing > 0 || not_available > 0 {
+        return Err(format!(
+            "of {checked} servers, {missing} lack their last acknowledged heartbeat \
+             and {not_available} are not Available"
+        )
+        .into());
+    }
+    println!(
+        "verified: all {checked} servers' last acknowledged heartbeat is stored, and all are Available"
+    );
+    Ok(())
+}
