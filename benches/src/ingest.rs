@@ -6,8 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use carewatch_cli::simulate::SimServer;
-use carewatch_grpc::proto::{self, ingest_client::IngestClient};
+use carewatch_cli::simulate::{Admin, SimServer, provision_site};
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_grpc::proto::{self, CreateResellerRequest, ingest_client::IngestClient};
+
+use crate::server::BoxError;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -42,6 +45,45 @@ impl Tally {
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
+}
+
+/// Creates `reseller` and provisions `installations` installations of
+/// `servers_per_installation` simulated recording servers each for it
+/// through the Admin service (SLCs `<prefix>-0000000`, …), 32 at a time.
+pub async fn provision_fleet(
+    admin: &Admin,
+    reseller: &ResellerId,
+    prefix: &str,
+    installations: usize,
+    servers_per_installation: usize,
+) -> Result<Vec<SimServer>, BoxError> {
+    admin
+        .clone()
+        .create_reseller(CreateResellerRequest {
+            id: reseller.to_string(),
+            name: format!("Benchmark {reseller}"),
+        })
+        .await?;
+    let sites: Vec<Vec<SimServer>> = futures::stream::iter(0..installations)
+        .map(|n| {
+            let mut admin = admin.clone();
+            async move {
+                let slc = Slc::new(&format!("{prefix}-{n:07}"))?;
+                let site = provision_site(
+                    &mut admin,
+                    reseller,
+                    &slc,
+                    ("XProtect Corporate", "2016 R3"),
+                    servers_per_installation,
+                )
+                .await?;
+                Ok::<_, BoxError>(site)
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await?;
+    Ok(sites.into_iter().flatten().collect())
 }
 
 /// Simulated recording servers split among workers, with the sequence
@@ -87,6 +129,11 @@ impl Workers {
     /// Workers (requests in flight at once).
     pub fn workers(&self) -> usize {
         self.groups.len()
+    }
+
+    /// Each worker's servers and the sequence each last had acknowledged.
+    pub fn groups_mut(&mut self) -> &mut [(Vec<SimServer>, Vec<u64>)] {
+        &mut self.groups
     }
 
     /// Recording servers.

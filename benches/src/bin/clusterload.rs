@@ -21,19 +21,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carewatch_benches::costs::{backend_cpu, backend_cpu_spent};
+use carewatch_benches::ingest::{Workers, provision_fleet};
 use carewatch_benches::server::{BoxError, Launch, ServerProcess, carewatch_beside_this_program};
 use carewatch_benches::{BenchSchema, database_url, percentile};
-use carewatch_cli::simulate::{SimServer, provision_site};
+use carewatch_cli::simulate::SimServer;
 use carewatch_core::availability::Availability;
-use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::ids::ResellerId;
 use carewatch_core::seal::key_file::MASTER_KEY_FILE;
 use carewatch_core::store::Store;
 use carewatch_grpc::client::{Bearer, connect};
 use carewatch_grpc::proto::admin_client::AdminClient;
 use carewatch_grpc::proto::ingest_client::IngestClient;
-use carewatch_grpc::proto::{self, CreateResellerRequest};
+use carewatch_grpc::proto::{self};
 use clap::Parser;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
@@ -308,64 +309,25 @@ async fn main() -> Result<(), BoxError> {
         Bearer::new(token).ok_or("unusable operator token")?,
     );
     let reseller = ResellerId::new("clusterload")?;
-    admin
-        .clone()
-        .create_reseller(CreateResellerRequest {
-            id: reseller.to_string(),
-            name: "Cluster load".into(),
-        })
-        .await?;
-    let sites: Vec<Vec<SimServer>> = futures::stream::iter(0..args.installations)
-        .map(|n| {
-            let mut admin = admin.clone();
-            let reseller = reseller.clone();
-            async move {
-                let slc = Slc::new(&format!("CL-{n:07}"))?;
-                let site = provision_site(
-                    &mut admin,
-                    &reseller,
-                    &slc,
-                    ("XProtect Corporate", "2016 R3"),
-                    args.servers_per_installation,
-                )
-                .await?;
-                Ok::<_, BoxError>(site)
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect()
-        .await?;
-    let servers: Vec<SimServer> = sites.into_iter().flatten().collect();
+    let servers = provision_fleet(
+        &admin,
+        &reseller,
+        "CL",
+        args.installations,
+        args.servers_per_installation,
+    )
+    .await?;
     println!(
         "provisioned {} installations, {} recording servers",
         args.installations,
         servers.len()
     );
-    let reported: Vec<SimServer> = futures::stream::iter(servers)
-        .map(|mut server| {
-            let mut client = IngestClient::new(channels[0].clone());
-            async move {
-                let (_, message) = server.next_message();
-                client.status_report(message).await?;
-                server.report_acknowledged();
-                Ok::<_, tonic::Status>(server)
-            }
-        })
-        .buffer_unordered(args.concurrency.max(1))
-        .try_collect()
-        .await?;
-    let workers = args.concurrency.max(1).min(reported.len()).max(1);
-    let mut groups: Vec<(Vec<SimServer>, Vec<u64>)> =
-        (0..workers).map(|_| (Vec::new(), Vec::new())).collect();
-    for (n, server) in reported.into_iter().enumerate() {
-        let group = &mut groups[n % workers];
-        group.1.push(server.sequence());
-        group.0.push(server);
-    }
+    let mut workers = Workers::start(servers, &channels[0], args.concurrency).await?;
+    let groups = workers.groups_mut();
 
     // One node, then all of them, with the same clients.
     for (what, targets) in [("one node", &channels[..1]), ("all nodes", &channels[..])] {
-        phase(targets, &mut groups, args.warmup_seconds).await;
+        phase(targets, groups, args.warmup_seconds).await;
         let db_before = backend_cpu(&schema.store, schema.name()).await?;
         let cpu_before = cpu_times(&nodes);
         let kill = match args.kill_after {
@@ -373,15 +335,14 @@ async fn main() -> Result<(), BoxError> {
             _ => None,
         };
         let (mut tally, elapsed) = match kill {
-            None => phase(targets, &mut groups, args.seconds).await,
+            None => phase(targets, groups, args.seconds).await,
             Some(after) => {
                 let first = &mut nodes[0];
                 let killing = async {
                     tokio::time::sleep(Duration::from_secs(after)).await;
                     first.kill().await
                 };
-                let (result, killed) =
-                    tokio::join!(phase(targets, &mut groups, args.seconds), killing);
+                let (result, killed) = tokio::join!(phase(targets, groups, args.seconds), killing);
                 killed?;
                 println!("node 0 killed (SIGKILL) {after} s into the phase");
                 result
@@ -412,7 +373,7 @@ async fn main() -> Result<(), BoxError> {
     let mut missing = 0usize;
     let mut not_available = 0usize;
     let mut checked = 0usize;
-    for (servers, acked) in &groups {
+    for (servers, acked) in groups.iter() {
         for (server, &sequence) in servers.iter().zip(acked) {
             let detail = store
                 .installation_detail(&reseller, &server.slc, 0)

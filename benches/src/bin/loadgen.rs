@@ -21,23 +21,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carewatch_benches::costs::{Callgrind, backend_cpu, backend_cpu_spent, statement_counting};
+use carewatch_benches::ingest::{self, Workers, provision_fleet};
 use carewatch_benches::percentile;
 use carewatch_benches::server::{
     BoxError, Launch, ServerProcess, carewatch_beside_this_program, cpu_time,
 };
 use carewatch_benches::{BenchSchema, database_url};
-use carewatch_cli::simulate::{SimServer, provision_site};
+use carewatch_cli::simulate::SimServer;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::store::Store;
 use carewatch_grpc::client::{Bearer, connect};
 use carewatch_grpc::proto::admin_client::AdminClient;
-use carewatch_grpc::proto::ingest_client::IngestClient;
-use carewatch_grpc::proto::{self, CreateResellerRequest};
 use carewatch_storage_sqlite::SqliteStore;
 use clap::{Parser, ValueEnum};
-use futures::{StreamExt, TryStreamExt};
-use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Mode {
@@ -91,118 +87,6 @@ struct Args {
     count_statements: bool,
 }
 
-/// What one worker measured.
-#[derive(Default)]
-struct Tally {
-    latencies_us: Vec<u32>,
-    errors: BTreeMap<String, u64>,
-}
-
-impl Tally {
-    fn merge(&mut self, other: Tally) {
-        self.latencies_us.extend(other.latencies_us);
-        for (code, n) in other.errors {
-            *self.errors.entry(code).or_default() += n;
-        }
-    }
-}
-
-/// Sends heartbeats from `servers`, one at a time, until `until`.
-async fn drive(
-    channel: Channel,
-    mode: Mode,
-    servers: &mut [SimServer],
-    acked: &mut [u64],
-    until: Instant,
-) -> Tally {
-    let mut tally = Tally::default();
-    let mut client = IngestClient::new(channel);
-    let (tx, replies) = match mode {
-        Mode::Unary => (None, None),
-        Mode::Stream => {
-            let (tx, rx) = mpsc::channel::<proto::StreamMessage>(1);
-            let requests = tokio_stream::wrappers::ReceiverStream::new(rx);
-            match client.stream(requests).await {
-                Ok(replies) => (Some(tx), Some(replies.into_inner())),
-                Err(status) => {
-                    tally.errors.insert(format!("{:?}", status.code()), 1);
-                    return tally;
-                }
-            }
-        }
-    };
-    let mut replies = replies;
-    'outer: loop {
-        for (server, acked) in servers.iter_mut().zip(acked.iter_mut()) {
-            if Instant::now() >= until {
-                break 'outer;
-            }
-            let (_, message) = server.next_message();
-            let sequence = message.sequence;
-            let sent = Instant::now();
-            let result: Result<(), String> = match (&tx, &mut replies) {
-                (Some(tx), Some(replies)) => {
-                    let item = proto::StreamMessage {
-                        kind: proto::MessageKind::Heartbeat as i32,
-                        message: Some(message),
-                    };
-                    match tx.send(item).await {
-                        Err(_) => Err("stream closed".into()),
-                        Ok(()) => match replies.try_next().await {
-                            Ok(Some(proto::StreamReply {
-                                result: Some(proto::stream_reply::Result::Ack(_)),
-                                ..
-                            })) => Ok(()),
-                            Ok(Some(reply)) => Err(format!("refused: {:?}", reply.result)),
-                            Ok(None) => Err("stream ended".into()),
-                            Err(status) => Err(format!("{:?}", status.code())),
-                        },
-                    }
-                }
-                _ => client
-                    .heartbeat(message)
-                    .await
-                    .map(drop)
-                    .map_err(|status| format!("{:?}", status.code())),
-            };
-            let took = sent.elapsed();
-            match result {
-                Ok(()) => {
-                    *acked = sequence;
-                    tally
-                        .latencies_us
-                        .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
-                }
-                Err(code) => *tally.errors.entry(code).or_default() += 1,
-            }
-        }
-    }
-    tally
-}
-
-/// Runs every worker for `seconds`; returns the merged tally and the wall time.
-async fn phase(
-    channels: &[Channel],
-    mode: Mode,
-    groups: &mut [(Vec<SimServer>, Vec<u64>)],
-    seconds: u64,
-) -> (Tally, Duration) {
-    let began = Instant::now();
-    let until = began + Duration::from_secs(seconds);
-    let tallies =
-        futures::future::join_all(groups.iter_mut().enumerate().map(|(n, (servers, acked))| {
-            let channel = channels[n % channels.len()].clone();
-            drive(channel, mode, servers, acked, until)
-        }))
-        .await;
-    let elapsed = began.elapsed();
-    let mut total = Tally::default();
-    for t in tallies {
-        total.merge(t);
-    }
-    (total, elapsed)
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
@@ -252,68 +136,31 @@ async fn main() -> Result<(), BoxError> {
     let bearer = Bearer::new(operator_token).ok_or("unusable operator token")?;
     let admin = AdminClient::with_interceptor(channels[0].clone(), bearer);
     let reseller = ResellerId::new("loadgen")?;
-    admin
-        .clone()
-        .create_reseller(CreateResellerRequest {
-            id: reseller.to_string(),
-            name: "Load generator".into(),
-        })
-        .await?;
-
     let provisioning = Instant::now();
-    let sites: Vec<Vec<SimServer>> = futures::stream::iter(0..args.installations)
-        .map(|n| {
-            let mut admin = admin.clone();
-            let reseller = reseller.clone();
-            async move {
-                let slc = Slc::new(&format!("LG-{n:07}"))?;
-                let site = provision_site(
-                    &mut admin,
-                    &reseller,
-                    &slc,
-                    ("XProtect Corporate", "2016 R3"),
-                    args.servers_per_installation,
-                )
-                .await?;
-                Ok::<_, BoxError>(site)
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect()
-        .await?;
-    let servers: Vec<SimServer> = sites.into_iter().flatten().collect();
+    let servers = provision_fleet(
+        &admin,
+        &reseller,
+        "LG",
+        args.installations,
+        args.servers_per_installation,
+    )
+    .await?;
     println!(
         "provisioned {} installations, {} recording servers in {:.1} s",
         args.installations,
         servers.len(),
         provisioning.elapsed().as_secs_f64()
     );
-
     // Every server's first message is its status report.
-    let first_reports: Vec<_> = futures::stream::iter(servers.into_iter())
-        .map(|mut server| {
-            let mut client = IngestClient::new(channels[0].clone());
-            async move {
-                let (_, message) = server.next_message();
-                client.status_report(message).await?;
-                server.report_acknowledged();
-                Ok::<_, tonic::Status>(server)
-            }
-        })
-        .buffer_unordered(args.concurrency.max(1))
-        .try_collect()
-        .await?;
+    let mut workers = Workers::start(servers, &channels[0], args.concurrency).await?;
+    let mode = match args.mode {
+        Mode::Unary => ingest::Mode::Unary,
+        Mode::Stream => ingest::Mode::Stream,
+    };
 
-    let workers = args.concurrency.max(1).min(first_reports.len());
-    let mut groups: Vec<(Vec<SimServer>, Vec<u64>)> =
-        (0..workers).map(|_| (Vec::new(), Vec::new())).collect();
-    for (n, server) in first_reports.into_iter().enumerate() {
-        let group = &mut groups[n % workers];
-        group.1.push(server.sequence());
-        group.0.push(server);
-    }
-
-    phase(&channels, args.mode, &mut groups, args.warmup_seconds).await;
+    workers
+        .run(&channels, mode, Duration::from_secs(args.warmup_seconds))
+        .await;
     let pid = server.pid().ok_or("the server exited")?;
     if let Some(callgrind) = &callgrind {
         callgrind.start(pid).await?;
@@ -324,7 +171,9 @@ async fn main() -> Result<(), BoxError> {
     };
     let statements_before = server.counted_lines();
     let cpu_before = (server.cpu_time(), cpu_time("self"));
-    let (mut tally, elapsed) = phase(&channels, args.mode, &mut groups, args.seconds).await;
+    let (mut tally, elapsed) = workers
+        .run(&channels, mode, Duration::from_secs(args.seconds))
+        .await;
     let cpu_after = (server.cpu_time(), cpu_time("self"));
     let statements = server.counted_lines() - statements_before;
     let backends = match (&schema, &backends_before) {
@@ -341,11 +190,11 @@ async fn main() -> Result<(), BoxError> {
     let memory = server.memory();
     tally.latencies_us.sort_unstable();
     let accepted = tally.latencies_us.len();
-    let errors: u64 = tally.errors.values().sum();
+    let errors = tally.error_count();
     println!(
         "{:?} mode, {} in flight over {} connections, {:.1} s measured:",
         args.mode,
-        workers,
+        workers.workers(),
         channels.len(),
         elapsed.as_secs_f64()
     );
@@ -406,7 +255,7 @@ async fn main() -> Result<(), BoxError> {
         None => Arc::new(SqliteStore::open(data_dir.path().join("carewatch.db")).await?),
     };
     let mut expected: BTreeMap<&Slc, Vec<(&SimServer, u64)>> = BTreeMap::new();
-    for (servers, acked) in &groups {
+    for (servers, acked) in workers.groups_mut().iter() {
         for (server, &sequence) in servers.iter().zip(acked) {
             expected
                 .entry(&server.slc)
