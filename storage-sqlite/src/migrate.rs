@@ -1,6 +1,6 @@
 //! Schema migrations, embedded in the binary and tracked by `user_version`.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// Each entry moves the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -46,11 +46,16 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 fn fill_label_order(conn: &mut Connection) -> rusqlite::Result<()> {
     use carewatch_core::labels::{LabelOrder, Labels};
 
+    const UNSET: &str =
+        "SELECT slc, customer_name, site_name FROM installations WHERE customer_order IS NULL";
+    // Usually nothing: then no write transaction at all.
+    let any: Option<String> = conn.query_row(UNSET, [], |r| r.get(0)).optional()?;
+    if any.is_none() {
+        return Ok(());
+    }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let unset = {
-        let mut stmt = tx.prepare(
-            "SELECT slc, customer_name, site_name FROM installations WHERE customer_order IS NULL",
-        )?;
+        let mut stmt = tx.prepare(UNSET)?;
         stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?
     };
