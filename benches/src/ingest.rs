@@ -47,6 +47,33 @@ impl Tally {
     }
 }
 
+/// The fleet and the server every end-to-end load generator takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
+    /// Installations to provision.
+    #[arg(long, default_value_t = 2500)]
+    pub installations: usize,
+    /// Recording servers per installation.
+    #[arg(long, default_value_t = 4)]
+    pub servers_per_installation: usize,
+    /// Requests in flight at once (each worker owns a share of the servers).
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// The `carewatch` binary; by default the one beside this program.
+    #[arg(long)]
+    pub server: Option<std::path::PathBuf>,
+}
+
+impl FleetArgs {
+    /// The `carewatch` binary to run.
+    pub fn binary(&self) -> Result<std::path::PathBuf, BoxError> {
+        match &self.server {
+            Some(path) => Ok(path.clone()),
+            None => crate::server::carewatch_beside_this_program(),
+        }
+    }
+}
+
 /// Creates `reseller` and provisions `installations` installations of
 /// `servers_per_installation` simulated recording servers each for it
 /// through the Admin service (SLCs `<prefix>-0000000`, …), 32 at a time.

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carewatch_benches::costs::{backend_cpu, backend_cpu_spent};
-use carewatch_benches::ingest::{Workers, provision_fleet};
-use carewatch_benches::server::{BoxError, Launch, ServerProcess, carewatch_beside_this_program};
+use carewatch_benches::ingest::{FleetArgs, Workers, provision_fleet};
+use carewatch_benches::server::{BoxError, Launch, ServerProcess};
 use carewatch_benches::{BenchSchema, database_url, percentile};
 use carewatch_cli::simulate::SimServer;
 use carewatch_core::availability::Availability;
@@ -41,18 +41,11 @@ use tonic::transport::Channel;
 #[derive(Debug, Parser)]
 #[command(about = "Drives several `carewatch serve` nodes on one PostgreSQL and measures them")]
 struct Args {
+    #[command(flatten)]
+    fleet: FleetArgs,
     /// Nodes to start.
     #[arg(long, default_value_t = 2)]
     nodes: usize,
-    /// Installations to provision.
-    #[arg(long, default_value_t = 2500)]
-    installations: usize,
-    /// Recording servers per installation.
-    #[arg(long, default_value_t = 4)]
-    servers_per_installation: usize,
-    /// Requests in flight at once (one stream each).
-    #[arg(long, default_value_t = 256)]
-    concurrency: usize,
     /// How long each phase measures, in seconds.
     #[arg(long, default_value_t = 15)]
     seconds: u64,
@@ -62,9 +55,6 @@ struct Args {
     /// Kill the first node (SIGKILL) this many seconds into the all-nodes phase.
     #[arg(long)]
     kill_after: Option<u64>,
-    /// The `carewatch` binary; by default the one beside this program.
-    #[arg(long)]
-    server: Option<std::path::PathBuf>,
 }
 
 /// What one phase measured.
@@ -267,10 +257,7 @@ async fn main() -> Result<(), BoxError> {
     if args.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
-    let binary = match &args.server {
-        Some(path) => path.clone(),
-        None => carewatch_beside_this_program()?,
-    };
+    let binary = args.fleet.binary()?;
     let url = database_url();
     let schema = BenchSchema::create(&url).await?;
     let postgres = Some((url.as_str(), schema.name()));
@@ -313,16 +300,16 @@ async fn main() -> Result<(), BoxError> {
         &admin,
         &reseller,
         "CL",
-        args.installations,
-        args.servers_per_installation,
+        args.fleet.installations,
+        args.fleet.servers_per_installation,
     )
     .await?;
     println!(
         "provisioned {} installations, {} recording servers",
-        args.installations,
+        args.fleet.installations,
         servers.len()
     );
-    let mut workers = Workers::start(servers, &channels[0], args.concurrency).await?;
+    let mut workers = Workers::start(servers, &channels[0], args.fleet.concurrency).await?;
     let groups = workers.groups_mut();
 
     // One node, then all of them, with the same clients.

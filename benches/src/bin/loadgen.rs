@@ -21,11 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carewatch_benches::costs::{Callgrind, backend_cpu, backend_cpu_spent, statement_counting};
-use carewatch_benches::ingest::{self, Workers, provision_fleet};
+use carewatch_benches::ingest::{self, FleetArgs, Workers, provision_fleet};
 use carewatch_benches::percentile;
-use carewatch_benches::server::{
-    BoxError, Launch, ServerProcess, carewatch_beside_this_program, cpu_time,
-};
+use carewatch_benches::server::{BoxError, Launch, ServerProcess, cpu_time};
 use carewatch_benches::{BenchSchema, database_url};
 use carewatch_cli::simulate::SimServer;
 use carewatch_core::ids::{ResellerId, Slc};
@@ -46,15 +44,8 @@ enum Mode {
 #[derive(Debug, Parser)]
 #[command(about = "Drives a real `carewatch serve` with heartbeats and measures it")]
 struct Args {
-    /// Installations to provision.
-    #[arg(long, default_value_t = 2500)]
-    installations: usize,
-    /// Recording servers per installation.
-    #[arg(long, default_value_t = 4)]
-    servers_per_installation: usize,
-    /// Requests in flight at once (each worker owns a share of the servers).
-    #[arg(long, default_value_t = 256)]
-    concurrency: usize,
+    #[command(flatten)]
+    fleet: FleetArgs,
     /// HTTP/2 connections the workers share.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -70,9 +61,6 @@ struct Args {
     /// Use PostgreSQL (CAREWATCH_TEST_DATABASE_URL) instead of SQLite.
     #[arg(long)]
     postgres: bool,
-    /// The `carewatch` binary; by default the one beside this program.
-    #[arg(long)]
-    server: Option<PathBuf>,
     /// Count the server's instructions per heartbeat in the measured window
     /// (valgrind's callgrind: about 50 times slower, so use a small fleet;
     /// the rate and latencies are then not the server's).
@@ -90,10 +78,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let binary = match &args.server {
-        Some(path) => path.clone(),
-        None => carewatch_beside_this_program()?,
-    };
+    let binary = args.fleet.binary()?;
     let data_dir = tempfile::tempdir()?;
     let schema = if args.postgres {
         Some(BenchSchema::create(&database_url()).await?)
@@ -141,18 +126,18 @@ async fn main() -> Result<(), BoxError> {
         &admin,
         &reseller,
         "LG",
-        args.installations,
-        args.servers_per_installation,
+        args.fleet.installations,
+        args.fleet.servers_per_installation,
     )
     .await?;
     println!(
         "provisioned {} installations, {} recording servers in {:.1} s",
-        args.installations,
+        args.fleet.installations,
         servers.len(),
         provisioning.elapsed().as_secs_f64()
     );
     // Every server's first message is its status report.
-    let mut workers = Workers::start(servers, &channels[0], args.concurrency).await?;
+    let mut workers = Workers::start(servers, &channels[0], args.fleet.concurrency).await?;
     let mode = match args.mode {
         Mode::Unary => ingest::Mode::Unary,
         Mode::Stream => ingest::Mode::Stream,

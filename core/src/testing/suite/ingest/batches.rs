@@ -181,4 +181,34 @@ pub(crate) async fn batch_of_signs_of_life_applies_each_once(
     );
     assert_eq!(d.summary, healthy(2));
     assert_eq!(detail(&fx, &two).await.summary, healthy(1));
+
+    // Each server once, all available (the form a backend may apply in one
+    // statement): a newer one applied, an older one and a retry not, in order.
+    let a4 = sign(&one.slc, "rs-a", 4, "a4", t(20));
+    let outcomes = fx
+        .store
+        .record_signs_of_life(&[
+            sign(&one.slc, "rs-b", 0, "b0", t(20)),
+            a4.clone(),
+            c1.clone(),
+        ])
+        .await
+        .expect("the third batch");
+    assert_eq!(
+        outcomes,
+        vec![
+            WriteOutcome::Stale { last_accepted: 1 },
+            WriteOutcome::Applied(None),
+            WriteOutcome::Duplicate,
+        ],
+        "each server once: older, newer, retry"
+    );
+    let d = detail(&fx, &one).await;
+    assert_eq!(server(&d, "rs-a").cursor, a4.cursor);
+    assert_eq!(server(&d, "rs-b").cursor, b1.cursor);
+    assert_eq!(
+        server(&detail(&fx, &two).await, "rs-1").cursor,
+        c1.cursor,
+        "a retry changes nothing"
+    );
 }
