@@ -58,9 +58,15 @@ fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
 /// The `Carewatch-Signature` header for `body` sent at `timestamp` (Unix
 /// seconds): `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>." + body>`.
 pub fn signature_header(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let tag = mac(secret, timestamp, body).finalize().into_bytes();
-    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={timestamp},v1={hex}")
+    let mut header = format!("t={timestamp},v1=");
+    header.reserve(2 * tag.len());
+    for byte in tag {
+        header.push(char::from(HEX[usize::from(byte >> 4)]));
+        header.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    header
 }
 
 /// What a receiver does: the header matches `body` under `secret`, and its
@@ -202,6 +208,15 @@ mod tests {
             "replayed later"
         );
         assert!(!verify_signature(secret, "t=1,v1=zz", body, 1));
+    }
+
+    #[test]
+    fn a_signature_is_the_documented_hmac_in_lowercase_hex() {
+        // Python: hmac.new(b"whsec_test", b'1800000000.{"a":1}', sha256).hexdigest()
+        assert_eq!(
+            signature_header(b"whsec_test", 1_800_000_000, br#"{"a":1}"#),
+            "t=1800000000,v1=7de5e6bbc99c65ef0ddccacd4308ba03a5a12eb8859a0db070c5ca731c4fdc19"
+        );
     }
 
     #[test]
