@@ -433,6 +433,14 @@ impl Store for Faulty {
             .installation_detail(reseller, slc, history_limit)
             .await
     }
+    async fn installation_details(
+        &self,
+        reseller: &ResellerId,
+        slcs: &[Slc],
+    ) -> Result<Vec<InstallationDetail>> {
+        self.check().await?;
+        self.inner.installation_details(reseller, slcs).await
+    }
     async fn uptime_histories(
         &self,
         reseller: &ResellerId,

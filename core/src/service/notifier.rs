@@ -6,15 +6,14 @@
 //! crash before the commit redoes the step; after it, the outbox has the
 //! notifications durably: nothing is lost and nothing doubled.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::Carewatch;
 use crate::error::{Error, Result};
 use crate::feed::{Change, EventId};
 use crate::health::HealthSummary;
-use crate::ids::Slc;
+use crate::ids::{ResellerId, Slc};
 use crate::notification::maintenance::{self, MaintenanceWindow};
 use crate::notification::rules::{self, Phase, Tell};
 use crate::notification::{
@@ -133,8 +132,9 @@ impl Carewatch {
             states: Vec::new(),
             outbox: Vec::new(),
         };
-        // Several channels telling about one installation read it once.
-        let mut details: HashMap<Slc, InstallationDetail> = HashMap::new();
+        // What to tell, decided first; the installations told about are then
+        // read together, once each however many channels tell about them.
+        let mut tells: Vec<(&ChannelRecord, Slc, Tell)> = Vec::new();
         for ((channel, slc), phase) in states {
             // A channel deleted meanwhile: its states go with it.
             let Some(record) = by_id.get(&channel) else {
@@ -145,11 +145,7 @@ impl Carewatch {
             let phase = muted_if_held_in_maintenance(phase, &own, &slc, now, &record.rules);
             let (phase, tell) = rules::on_tick(phase, now, until.is_some(), &record.rules);
             if let Some(tell) = tell {
-                let detail = installation_once(&mut details, store, &record.reseller, &slc).await?;
-                let decided_by = decided_by.get(&slc).copied();
-                commit
-                    .outbox
-                    .push(compose(record, &tell, decided_by, detail, now));
+                tells.push((record, slc.clone(), tell));
             }
             let due_at = rules::next_due(&phase, &record.rules, until);
             // States are ticked only when due, so a told problem is looked
@@ -170,6 +166,7 @@ impl Carewatch {
         }
         // Care Plus ran out: each channel is told once (the key names the
         // instant it ended, and an existing key is left alone).
+        let mut expiries: Vec<(&ChannelRecord, &Slc, Timestamp)> = Vec::new();
         for event in &events {
             let Change::Subscription {
                 expires_at: Some(ended),
@@ -184,24 +181,47 @@ impl Carewatch {
                 .iter()
                 .filter(|c| c.reseller == event.reseller && c.rules.covers(&event.slc))
             {
-                let detail =
-                    installation_once(&mut details, store, &channel.reseller, &event.slc).await?;
-                let key = format!(
-                    "{}.{}.subscription_expired.{}",
-                    channel.id,
-                    event.slc,
-                    ended.as_millis()
-                );
-                let body = payload::subscription_expired(key.clone(), detail, ended, now);
-                commit.outbox.push(NewOutboxEntry {
-                    channel: channel.id.clone(),
-                    reseller: channel.reseller.clone(),
-                    slc: Some(event.slc.clone()),
-                    key,
-                    body: body.to_json(),
-                    created_at: now,
-                });
+                expiries.push((channel, &event.slc, ended));
             }
+        }
+        let wanted = tells
+            .iter()
+            .map(|(record, slc, _)| (&record.reseller, slc))
+            .chain(
+                expiries
+                    .iter()
+                    .map(|(record, slc, _)| (&record.reseller, *slc)),
+            );
+        let details = installations(store, wanted).await?;
+        for (record, slc, tell) in &tells {
+            // Moved to another reseller since: not this channel's to tell.
+            let Some(detail) = installation(&details, &record.reseller, slc) else {
+                continue;
+            };
+            let decided_by = decided_by.get(slc).copied();
+            commit
+                .outbox
+                .push(compose(record, tell, decided_by, detail, now));
+        }
+        for (channel, slc, ended) in expiries {
+            let Some(detail) = installation(&details, &channel.reseller, slc) else {
+                continue;
+            };
+            let key = format!(
+                "{}.{}.subscription_expired.{}",
+                channel.id,
+                slc,
+                ended.as_millis()
+            );
+            let body = payload::subscription_expired(key.clone(), detail, ended, now);
+            commit.outbox.push(NewOutboxEntry {
+                channel: channel.id.clone(),
+                reseller: channel.reseller.clone(),
+                slc: Some(slc.clone()),
+                key,
+                body: body.to_json(),
+                created_at: now,
+            });
         }
         let step = NotifierStep {
             leader: true,
@@ -216,23 +236,40 @@ impl Carewatch {
     }
 }
 
-/// An installation as notifications show it, read once per step however
-/// many channels tell about it.
-async fn installation_once<'a>(
-    details: &'a mut HashMap<Slc, InstallationDetail>,
+/// The installations `wanted` names, by reseller and SLC: each reseller's
+/// read together, each installation once. One moved to another reseller
+/// meanwhile is left out.
+async fn installations<'a>(
     store: &std::sync::Arc<dyn crate::store::Store>,
-    reseller: &crate::ids::ResellerId,
+    wanted: impl Iterator<Item = (&'a ResellerId, &'a Slc)>,
+) -> Result<Installations<'a>> {
+    let mut by_reseller: BTreeMap<&ResellerId, BTreeSet<&Slc>> = BTreeMap::new();
+    for (reseller, slc) in wanted {
+        by_reseller.entry(reseller).or_default().insert(slc);
+    }
+    let mut found = Installations::new();
+    for (reseller, slcs) in by_reseller {
+        let slcs: Vec<Slc> = slcs.into_iter().cloned().collect();
+        let details = store.installation_details(reseller, &slcs).await?;
+        found.insert(
+            reseller,
+            details
+                .into_iter()
+                .map(|d| (d.installation.slc.clone(), d))
+                .collect(),
+        );
+    }
+    Ok(found)
+}
+
+type Installations<'a> = HashMap<&'a ResellerId, HashMap<Slc, InstallationDetail>>;
+
+fn installation<'d>(
+    details: &'d Installations<'_>,
+    reseller: &ResellerId,
     slc: &Slc,
-) -> Result<&'a InstallationDetail> {
-    Ok(match details.entry(slc.clone()) {
-        Entry::Occupied(known) => known.into_mut(),
-        Entry::Vacant(unknown) => unknown.insert(
-            store
-                .installation_detail(reseller, slc, 0)
-                .await?
-                .ok_or_else(|| Error::installation_not_found(slc))?,
-        ),
-    })
+) -> Option<&'d InstallationDetail> {
+    details.get(reseller).and_then(|of| of.get(slc))
 }
 
 /// The outbox entry a tell makes about `detail` (the installation now),

@@ -691,6 +691,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         slc: &Slc,
         history_limit: u32,
     ) -> Result<Option<InstallationDetail>>;
+    /// `reseller`'s installations among `slcs` as notifications show them
+    /// (no history), read together: in any order, each once. Those that do
+    /// not exist *or belong to another reseller* are left out.
+    async fn installation_details(
+        &self,
+        reseller: &ResellerId,
+        slcs: &[Slc],
+    ) -> Result<Vec<InstallationDetail>>;
     /// What an uptime report over `period` needs of `reseller`'s
     /// installations (only `only`, given: none if it is missing *or another
     /// reseller's*), read in one read transaction, in any order: each

@@ -582,6 +582,17 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn installation_details(
+        &self,
+        reseller: &ResellerId,
+        slcs: &[Slc],
+    ) -> Result<Vec<InstallationDetail>> {
+        self.read(&(reseller, slcs), |c, (r, s)| {
+            Box::pin(reads::installation_details(c, r, s))
+        })
+        .await
+    }
+
     async fn uptime_histories(
         &self,
         reseller: &ResellerId,

@@ -206,6 +206,21 @@ async fn totals(c: &mut PgConnection, reseller: &ResellerId) -> DbResult<HealthT
     Ok(totals)
 }
 
+/// Several installations in one read transaction (see
+/// `Store::installation_details`).
+pub(crate) async fn installation_details(
+    c: &mut PgConnection,
+    reseller: &ResellerId,
+    slcs: &[Slc],
+) -> DbResult<Vec<InstallationDetail>> {
+    let unique: std::collections::BTreeSet<&Slc> = slcs.iter().collect();
+    let mut found = Vec::with_capacity(unique.len());
+    for slc in unique {
+        found.extend(installation_detail(&mut *c, reseller, slc, 0).await?);
+    }
+    Ok(found)
+}
+
 pub(crate) async fn installation_detail(
     c: &mut PgConnection,
     reseller: &ResellerId,
@@ -264,22 +279,26 @@ pub(crate) async fn installation_detail(
         });
     }
 
-    let rows = query(concat!(
-        "SELECT ",
-        history_columns!(),
-        " FROM history
-         WHERE slc = $1
-           AND at >= coalesce((SELECT history_from FROM installations WHERE slc = $1), 0)
-         ORDER BY at DESC, id DESC LIMIT $2"
-    ))
-    .bind(slc.as_str())
-    .bind(i64::from(history_limit))
-    .fetch_all(&mut *c)
-    .await?;
-    let events = rows
-        .iter()
-        .map(history::event)
-        .collect::<DbResult<Vec<_>>>()?;
+    // Notifications read no history: skip the round trip.
+    let events = if history_limit == 0 {
+        Vec::new()
+    } else {
+        let rows = query(concat!(
+            "SELECT ",
+            history_columns!(),
+            " FROM history
+             WHERE slc = $1
+               AND at >= coalesce((SELECT history_from FROM installations WHERE slc = $1), 0)
+             ORDER BY at DESC, id DESC LIMIT $2"
+        ))
+        .bind(slc.as_str())
+        .bind(i64::from(history_limit))
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter()
+            .map(history::event)
+            .collect::<DbResult<Vec<_>>>()?
+    };
     Ok(Some(InstallationDetail {
         installation,
         summary,

@@ -479,6 +479,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn installation_details(
+        &self,
+        reseller: &ResellerId,
+        slcs: &[Slc],
+    ) -> Result<Vec<InstallationDetail>> {
+        let (reseller, slcs) = (reseller.clone(), slcs.to_vec());
+        self.read(move |tx| reads::installation_details(tx, &reseller, &slcs))
+            .await
+    }
+
     async fn uptime_histories(
         &self,
         reseller: &ResellerId,

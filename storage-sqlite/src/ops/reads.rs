@@ -164,6 +164,21 @@ fn totals(tx: &Transaction<'_>, reseller: &ResellerId) -> Result<HealthTotals> {
     Ok(totals)
 }
 
+/// Several installations in one read transaction (see
+/// `Store::installation_details`).
+pub(crate) fn installation_details(
+    tx: &Transaction<'_>,
+    reseller: &ResellerId,
+    slcs: &[Slc],
+) -> Result<Vec<InstallationDetail>> {
+    let unique: std::collections::BTreeSet<&Slc> = slcs.iter().collect();
+    let mut found = Vec::with_capacity(unique.len());
+    for slc in unique {
+        found.extend(installation_detail(tx, reseller, slc, 0)?);
+    }
+    Ok(found)
+}
+
 pub(crate) fn installation_detail(
     tx: &Transaction<'_>,
     reseller: &ResellerId,
@@ -227,7 +242,8 @@ pub(crate) fn installation_detail(
         }
     }
     let mut events = Vec::new();
-    {
+    // Notifications read no history: skip the query.
+    if history_limit > 0 {
         let mut stmt = tx
             .prepare_cached(&format!(
                 "SELECT {HISTORY_COLUMNS} FROM history

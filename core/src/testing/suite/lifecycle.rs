@@ -450,3 +450,75 @@ pub(crate) async fn an_expired_subscription_is_told_once_per_channel(
     step().await;
     assert_eq!(told().await.len(), 2);
 }
+
+/// An installation moved to another reseller after its change was recorded
+/// but before the notifier read it: the change is read as the new owner's,
+/// so the old reseller's channels are told nothing about it, and the
+/// notifier carries on with everything else.
+pub(crate) async fn a_transfer_before_the_notifier_reads_a_change_does_not_stop_it(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let beta = fx.reseller("beta").await;
+    let moved = fx.site("alpha", "M01-C01-0011").await;
+    let stays = fx.site("alpha", "M01-C01-0012").await;
+    let admin = member(&fx, &alpha, "admin@alpha.example", Role::Admin, START).await;
+    let immediate = ChannelRules {
+        hold: secs(0),
+        ..ChannelRules::default()
+    };
+    let (channel, _) = fx
+        .carewatch
+        .create_channel(
+            &admin,
+            "on call",
+            Destination::Webhook {
+                url: "https://hooks.example.net/carewatch".into(),
+            },
+            immediate,
+        )
+        .await
+        .expect("channel");
+    let step = |what: &'static str| {
+        let carewatch = fx.carewatch.clone();
+        async move {
+            carewatch
+                .notify_step()
+                .await
+                .unwrap_or_else(|e| panic!("notifier step ({what}): {e}"))
+        }
+    };
+    let told = || async {
+        fx.store
+            .outbox(&alpha, OutboxFilter::All, 100)
+            .await
+            .expect("outbox")
+            .into_iter()
+            .map(|e| (e.channel, e.slc))
+            .collect::<Vec<_>>()
+    };
+
+    beat(&fx, &moved, "rs-1", 1).await;
+    beat(&fx, &stays, "rs-1", 1).await;
+    step("both healthy").await;
+    // Both go Offline in one sweep; one is moved before the next step.
+    fx.advance(secs(10 * 60));
+    fx.carewatch.sweep().await.expect("sweep");
+    fx.carewatch
+        .transfer_installation(&moved.slc, &beta, false)
+        .await
+        .expect("transferred");
+    step("one Offline, one moved away").await;
+    assert_eq!(
+        told().await,
+        vec![(channel.id.clone(), Some(stays.slc.clone()))],
+        "alpha hears of its own installation only"
+    );
+
+    // The notifier still follows alpha's installation.
+    beat(&fx, &stays, "rs-1", 2).await;
+    step("recovered").await;
+    assert_eq!(told().await.len(), 2, "and its recovery");
+}

@@ -17,6 +17,7 @@
 
 mod audit;
 mod availability;
+mod details;
 mod durability;
 mod feed;
 mod ingest;
@@ -36,6 +37,7 @@ mod transfer;
 mod by_name {
     pub(super) use super::audit::*;
     pub(super) use super::availability::*;
+    pub(super) use super::details::*;
     pub(super) use super::durability::*;
     pub(super) use super::feed::*;
     pub(super) use super::ingest::*;
