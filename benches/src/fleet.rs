@@ -91,6 +91,17 @@ pub struct SeededInstallation {
     pub health: SeededHealth,
 }
 
+impl SeededInstallation {
+    /// Its servers not seeded unavailable, with its SLC.
+    pub fn live_servers(&self) -> impl Iterator<Item = (&Slc, &RecordingServerId)> {
+        self.servers
+            .iter()
+            .enumerate()
+            .filter(|&(position, _)| !self.health.is_down(position))
+            .map(|(_, server)| (&self.slc, server))
+    }
+}
+
 /// A reseller with its installations, generated deterministically.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fleet {
