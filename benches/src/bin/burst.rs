@@ -41,8 +41,9 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-/// The target for draining a minute-start burst of 1M servers.
+/// The target: a minute-start burst of 1M servers drained in 20 s.
 const TARGET_DRAIN: Duration = Duration::from_secs(20);
+const TARGET_SERVERS: usize = 1_000_000;
 /// Installation keys sealed and stored at once while seeding.
 const KEYS_IN_FLIGHT: usize = 16;
 
@@ -216,15 +217,17 @@ async fn main() -> Result<(), BoxError> {
         schema.drop_schema().await?;
     }
     let worst = drains.iter().max().copied().unwrap_or_default();
+    let verdict = if fleet.server_count() < TARGET_SERVERS {
+        format!("the target is for {TARGET_SERVERS} servers; this fleet has fewer")
+    } else if worst < TARGET_DRAIN && !failed {
+        "met".to_owned()
+    } else {
+        "not met".to_owned()
+    };
     println!(
-        "slowest drain {:.2} s (target < {} s for 1,000,000 servers): {}",
+        "slowest drain {:.2} s (target < {} s for {TARGET_SERVERS} servers): {verdict}",
         worst.as_secs_f64(),
         TARGET_DRAIN.as_secs(),
-        if worst < TARGET_DRAIN && !failed {
-            "met"
-        } else {
-            "not met"
-        }
     );
     if failed {
         return Err("some heartbeats were not acknowledged".into());
