@@ -20,6 +20,7 @@ use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::availability::{Availability, AvailabilityPolicy};
 use carewatch_core::feed::{ChangeEvent, EventId};
+use carewatch_core::health::Health;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::installation::Product;
@@ -27,8 +28,8 @@ use carewatch_core::labels::Labels;
 use carewatch_core::liveness::LivenessMark;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
-    ChannelId, ChannelRecord, DeliveryOutcome, NewOutboxEntry, NotificationState, NotifierCommit,
-    OutboxEntry, OutboxFilter,
+    ChannelId, ChannelRecord, ChannelRules, DeliveryOutcome, Destination, NewOutboxEntry,
+    NotificationState, NotifierCommit, OutboxEntry, OutboxFilter,
 };
 use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::InstallationKey;
@@ -39,7 +40,7 @@ use carewatch_core::store::{
     HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller,
     ServerRecord, SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
 };
-use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
+use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, Role, SessionRecord, User};
 use carewatch_core::time::{Clock, Timestamp};
 use carewatch_core::{Carewatch, Config};
 use carewatch_core::{Error, Result};
@@ -66,7 +67,9 @@ impl Clock for TokioClock {
 
 /// SQLite whose `due_servers` takes `sweep_delay` (tokio time), whose every
 /// call fails while `failing` is set (as a database that is down), recording
-/// liveness marks and completed sweep reads.
+/// liveness marks and completed sweep reads; a transfer set in
+/// `transfer_before_details` happens just before the next installation
+/// read (as if the operator moved one during a notifier step).
 #[derive(Debug)]
 struct Faulty {
     inner: SqliteStore,
@@ -75,6 +78,7 @@ struct Faulty {
     stall_until: Mutex<Option<Instant>>,
     marks: Mutex<Vec<Timestamp>>,
     sweeps: AtomicU32,
+    transfer_before_details: Mutex<Option<Transfer>>,
 }
 
 impl Faulty {
@@ -89,6 +93,15 @@ impl Faulty {
         let stall = *self.stall_until.lock().expect("stall");
         if let Some(until) = stall {
             tokio::time::sleep_until(until).await;
+        }
+        Ok(())
+    }
+
+    /// Makes the transfer set in `transfer_before_details`, once.
+    async fn transfer_if_set(&self) -> Result<()> {
+        let transfer = self.transfer_before_details.lock().expect("hook").take();
+        if let Some(transfer) = transfer {
+            self.inner.transfer_installation(&transfer).await?;
         }
         Ok(())
     }
@@ -429,6 +442,7 @@ impl Store for Faulty {
         history_limit: u32,
     ) -> Result<Option<InstallationDetail>> {
         self.check().await?;
+        self.transfer_if_set().await?;
         self.inner
             .installation_detail(reseller, slc, history_limit)
             .await
@@ -439,6 +453,7 @@ impl Store for Faulty {
         slcs: &[Slc],
     ) -> Result<Vec<InstallationDetail>> {
         self.check().await?;
+        self.transfer_if_set().await?;
         self.inner.installation_details(reseller, slcs).await
     }
     async fn uptime_histories(
@@ -472,6 +487,7 @@ async fn open_with(
         stall_until: Mutex::default(),
         marks: Mutex::default(),
         sweeps: AtomicU32::new(0),
+        transfer_before_details: Mutex::default(),
     });
     let clock = Arc::new(TokioClock {
         base: Timestamp::from_millis(1_795_381_860_000),
@@ -741,4 +757,83 @@ async fn a_storage_stall_makes_nobody_late() {
         became_unavailable(&service, &slc).await,
         Vec::<String>::new()
     );
+}
+
+/// An installation moved to another reseller between the notifier's read of
+/// the feed and its read of the installations it tells about: the step
+/// carries on (it used to fail, reading the moved installation as the old
+/// reseller's, until the next step read the change as the new owner's), the
+/// old reseller's channel is told nothing, and no state about the moved
+/// installation is kept.
+#[tokio::test(start_paused = true)]
+async fn a_transfer_during_a_notifier_step_tells_nothing_and_keeps_no_state() {
+    let (_dir, store, service) = open_with(Duration::ZERO, fast_config()).await;
+    let (slc, key) = site(&service).await;
+    let alpha = ResellerId::new("alpha").expect("id");
+    let beta = ResellerId::new("beta").expect("id");
+    service
+        .create_reseller(&beta, "Beta")
+        .await
+        .expect("reseller");
+    let admin = User {
+        reseller: alpha.clone(),
+        login: Login::new("admin@alpha.example").expect("login"),
+        name: "Admin".into(),
+        role: Role::Admin,
+        created_at: service.now(),
+    };
+    let (channel, _) = service
+        .create_channel(
+            &admin,
+            "on call",
+            Destination::Webhook {
+                url: "https://hooks.example.net/carewatch".into(),
+            },
+            ChannelRules {
+                hold: Duration::ZERO,
+                ..ChannelRules::default()
+            },
+        )
+        .await
+        .expect("channel");
+    // Beats for 5 s, then falls silent until it is Offline.
+    let start = Instant::now();
+    let at = |s: u64| start + Duration::from_secs(s);
+    let run = service.run_maintenance(EVERY, sleep_until(at(30)));
+    let beats = beat_every_second(&service, &slc, &key, "rs-1", at(0), at(5));
+    tokio::join!(run, beats);
+    let health = service
+        .installation(&alpha, &slc)
+        .await
+        .expect("detail")
+        .summary
+        .health;
+    assert_eq!(health, Health::Offline);
+
+    *store.transfer_before_details.lock().expect("hook") = Some(Transfer {
+        slc: slc.clone(),
+        to: beta,
+        at: service.now(),
+        share_history: false,
+    });
+    let step = service.notify_step().await.expect("the step carries on");
+    assert!(
+        store
+            .transfer_before_details
+            .lock()
+            .expect("hook")
+            .is_none(),
+        "moved during the step"
+    );
+    assert_eq!(step.queued, 0, "nothing told");
+    let told = store
+        .outbox(&alpha, OutboxFilter::All, 10)
+        .await
+        .expect("outbox");
+    assert!(told.is_empty(), "{told:#?}");
+    let kept = store
+        .notification_states(&[(channel.id.clone(), slc.clone())])
+        .await
+        .expect("states");
+    assert!(kept.is_empty(), "no state about it: {kept:#?}");
 }
