@@ -304,7 +304,8 @@ async fn send_all(channel: Channel, servers: &mut [SimServer], due: Instant) -> 
             return tally;
         }
     };
-    for server in servers.iter_mut() {
+    let total = servers.len();
+    for (n, server) in servers.iter_mut().enumerate() {
         let (_, message) = server.next_message();
         let sent = Instant::now();
         let item = proto::StreamMessage {
@@ -330,6 +331,14 @@ async fn send_all(channel: Channel, servers: &mut [SimServer], due: Instant) -> 
             }
             Err(what) => {
                 *tally.errors.entry(what).or_default() += 1;
+                // The stream is gone: the rest of its share is not sent.
+                let unsent = (total - n - 1) as u64;
+                if unsent > 0 {
+                    *tally
+                        .errors
+                        .entry("not sent: its stream failed".into())
+                        .or_default() += unsent;
+                }
                 break;
             }
         }
