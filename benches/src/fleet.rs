@@ -257,16 +257,8 @@ impl Fleet {
                 let at = now();
                 let batch: Vec<SignOfLife> = chunk
                     .iter()
-                    .flat_map(|installation| {
-                        installation
-                            .servers
-                            .iter()
-                            .enumerate()
-                            .filter(|&(position, _)| !installation.health.is_down(position))
-                            .map(move |(_, server)| {
-                                sign_of_life(&installation.slc, server, sequence, at, interval)
-                            })
-                    })
+                    .flat_map(|installation| installation.live_servers())
+                    .map(|(slc, server)| sign_of_life(slc, server, sequence, at, interval))
                     .collect();
                 let outcomes = store.record_signs_of_life(&batch).await?;
                 let n = outcomes
@@ -284,11 +276,7 @@ impl Fleet {
     pub fn live_server_count(&self) -> usize {
         self.installations
             .iter()
-            .map(|i| {
-                (0..i.servers.len())
-                    .filter(|&position| !i.health.is_down(position))
-                    .count()
-            })
+            .map(|i| i.live_servers().count())
             .sum()
     }
 

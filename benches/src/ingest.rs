@@ -227,24 +227,7 @@ async fn drive(
             let sequence = message.sequence;
             let sent = Instant::now();
             let result: Result<(), String> = match (&tx, &mut replies) {
-                (Some(tx), Some(replies)) => {
-                    let item = proto::StreamMessage {
-                        kind: proto::MessageKind::Heartbeat as i32,
-                        message: Some(message),
-                    };
-                    match tx.send(item).await {
-                        Err(_) => Err("stream closed".into()),
-                        Ok(()) => match replies.try_next().await {
-                            Ok(Some(proto::StreamReply {
-                                result: Some(proto::stream_reply::Result::Ack(_)),
-                                ..
-                            })) => Ok(()),
-                            Ok(Some(reply)) => Err(format!("refused: {:?}", reply.result)),
-                            Ok(None) => Err("stream ended".into()),
-                            Err(status) => Err(format!("{:?}", status.code())),
-                        },
-                    }
-                }
+                (Some(tx), Some(replies)) => heartbeat_on_stream(tx, replies, message).await,
                 _ => client
                     .heartbeat(message)
                     .await
@@ -264,4 +247,30 @@ async fn drive(
         }
     }
     tally
+}
+
+/// Sends `message` as a heartbeat on an open `Stream` and waits for its
+/// reply: `Ok` once acknowledged, else what went wrong (the stream closed
+/// or ended, a refusal, or the status).
+pub async fn heartbeat_on_stream(
+    tx: &mpsc::Sender<proto::StreamMessage>,
+    replies: &mut tonic::Streaming<proto::StreamReply>,
+    message: proto::SealedMessage,
+) -> Result<(), String> {
+    let item = proto::StreamMessage {
+        kind: proto::MessageKind::Heartbeat as i32,
+        message: Some(message),
+    };
+    if tx.send(item).await.is_err() {
+        return Err("the stream closed".into());
+    }
+    match replies.try_next().await {
+        Ok(Some(proto::StreamReply {
+            result: Some(proto::stream_reply::Result::Ack(_)),
+            ..
+        })) => Ok(()),
+        Ok(Some(reply)) => Err(format!("refused: {:?}", reply.result)),
+        Ok(None) => Err("the stream ended".into()),
+        Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+    }
 }

@@ -24,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use carewatch_benches::ingest::heartbeat_on_stream;
 use carewatch_benches::server::{BoxError, Launch, ServerProcess};
 use carewatch_benches::{BenchSchema, Fleet, database_url, percentile};
 use carewatch_cli::simulate::SimServer;
@@ -244,30 +245,25 @@ async fn seed(
     master: &MasterKey,
 ) -> Result<Vec<SimServer>, BoxError> {
     fleet.seed_at(store, &bench_token(), now()).await?;
-    let keys: Vec<(usize, InstallationKey)> = futures::stream::iter(fleet.installations.iter())
-        .enumerate()
-        .map(|(n, installation)| async move {
+    // In fleet order (`buffered`), one per installation.
+    let keys: Vec<InstallationKey> = futures::stream::iter(fleet.installations.iter())
+        .map(|installation| async move {
             let key = InstallationKey::generate(KeyId::new(1));
             let wrapped = master.wrap(&installation.slc, &key);
             store
                 .add_installation_key(&installation.slc, &wrapped, now())
                 .await?;
-            Ok::<_, carewatch_core::Error>((n, key))
+            Ok::<_, carewatch_core::Error>(key)
         })
-        .buffer_unordered(KEYS_IN_FLIGHT)
+        .buffered(KEYS_IN_FLIGHT)
         .try_collect()
         .await?;
     // Heard from just now, so nobody is late before the first round.
     fleet
         .heartbeat(store, 3, Duration::from_secs(60), &now)
         .await?;
-    let mut by_installation: Vec<Option<InstallationKey>> = vec![None; fleet.installations.len()];
-    for (n, key) in keys {
-        by_installation[n] = Some(key);
-    }
     let mut servers = Vec::with_capacity(fleet.live_server_count());
-    for (installation, key) in fleet.installations.iter().zip(by_installation) {
-        let key = key.ok_or("an installation got no key")?;
+    for (installation, key) in fleet.installations.iter().zip(keys) {
         for (slc, id) in installation.live_servers() {
             let mut server = SimServer::new(slc.clone(), id.clone(), key.clone());
             // Seeded as heard from: heartbeats from the first message on.
@@ -308,23 +304,7 @@ async fn send_all(channel: Channel, servers: &mut [SimServer], due: Instant) -> 
     for (n, server) in servers.iter_mut().enumerate() {
         let (_, message) = server.next_message();
         let sent = Instant::now();
-        let item = proto::StreamMessage {
-            kind: proto::MessageKind::Heartbeat as i32,
-            message: Some(message),
-        };
-        let outcome = match tx.send(item).await {
-            Err(_) => Err("the stream closed".to_owned()),
-            Ok(()) => match replies.try_next().await {
-                Ok(Some(proto::StreamReply {
-                    result: Some(proto::stream_reply::Result::Ack(_)),
-                    ..
-                })) => Ok(()),
-                Ok(Some(reply)) => Err(format!("refused: {:?}", reply.result)),
-                Ok(None) => Err("the stream ended".to_owned()),
-                Err(status) => Err(format!("{:?}", status.code())),
-            },
-        };
-        match outcome {
+        match heartbeat_on_stream(&tx, &mut replies, message).await {
             Ok(()) => {
                 tally.request_us.push(micros(sent.elapsed()));
                 tally.since_due_us.push(micros(due.elapsed()));

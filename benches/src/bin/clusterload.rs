@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carewatch_benches::costs::{backend_cpu, backend_cpu_spent};
-use carewatch_benches::ingest::{FleetArgs, Workers, provision_fleet};
+use carewatch_benches::ingest::{FleetArgs, Workers, heartbeat_on_stream, provision_fleet};
 use carewatch_benches::server::{BoxError, Launch, ServerProcess};
 use carewatch_benches::{BenchSchema, database_url, percentile};
 use carewatch_cli::simulate::SimServer;
@@ -34,7 +34,6 @@ use carewatch_grpc::proto::admin_client::AdminClient;
 use carewatch_grpc::proto::ingest_client::IngestClient;
 use carewatch_grpc::proto::{self};
 use clap::Parser;
-use futures::TryStreamExt;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
@@ -131,22 +130,7 @@ async fn drive(
             let (_, message) = server.next_message();
             let sequence = message.sequence;
             let sent = Instant::now();
-            let item = proto::StreamMessage {
-                kind: proto::MessageKind::Heartbeat as i32,
-                message: Some(message),
-            };
-            let outcome = match tx.send(item).await {
-                Err(_) => Err("the stream closed".to_owned()),
-                Ok(()) => match replies.try_next().await {
-                    Ok(Some(proto::StreamReply {
-                        result: Some(proto::stream_reply::Result::Ack(_)),
-                        ..
-                    })) => Ok(()),
-                    Ok(Some(reply)) => Err(format!("refused: {:?}", reply.result)),
-                    Ok(None) => Err("the stream ended".to_owned()),
-                    Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
-                },
-            };
+            let outcome = heartbeat_on_stream(tx, replies, message).await;
             if let Err(why) = &outcome {
                 tally.first_failure.get_or_insert_with(|| why.clone());
             }

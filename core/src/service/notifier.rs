@@ -214,14 +214,9 @@ impl Carewatch {
                 ended.as_millis()
             );
             let body = payload::subscription_expired(key.clone(), detail, ended, now);
-            commit.outbox.push(NewOutboxEntry {
-                channel: channel.id.clone(),
-                reseller: channel.reseller.clone(),
-                slc: Some(slc.clone()),
-                key,
-                body: body.to_json(),
-                created_at: now,
-            });
+            commit
+                .outbox
+                .push(outbox_entry(channel, slc, key, &body, now));
         }
         let step = NotifierStep {
             leader: true,
@@ -298,6 +293,17 @@ fn compose(
         now.as_millis()
     );
     let body = payload::build(key.clone(), tell, decided_by, detail, now);
+    outbox_entry(channel, slc, key, &body, now)
+}
+
+/// The outbox entry sending `body` about `slc` to `channel`.
+fn outbox_entry(
+    channel: &ChannelRecord,
+    slc: &Slc,
+    key: String,
+    body: &payload::Notification,
+    now: Timestamp,
+) -> NewOutboxEntry {
     NewOutboxEntry {
         channel: channel.id.clone(),
         reseller: channel.reseller.clone(),

@@ -369,27 +369,7 @@ pub(crate) async fn an_expired_subscription_is_told_once_per_channel(
     let theirs = fx.site("beta", "M02-C01-0005").await;
     let mut channels = Vec::new();
     for reseller in [&site.reseller, &theirs.reseller] {
-        let admin = member(
-            &fx,
-            reseller,
-            &format!("admin@{reseller}"),
-            Role::Admin,
-            START,
-        )
-        .await;
-        let (channel, _) = fx
-            .carewatch
-            .create_channel(
-                &admin,
-                "on call",
-                Destination::Webhook {
-                    url: "https://hooks.example.net/carewatch".into(),
-                },
-                ChannelRules::default(),
-            )
-            .await
-            .expect("channel");
-        channels.push(channel);
+        channels.push(on_call_webhook(&fx, reseller, ChannelRules::default()).await);
     }
     let told = || async {
         let entries = fx
@@ -464,23 +444,11 @@ pub(crate) async fn a_transfer_before_the_notifier_reads_a_change_does_not_stop_
     let beta = fx.reseller("beta").await;
     let moved = fx.site("alpha", "M01-C01-0011").await;
     let stays = fx.site("alpha", "M01-C01-0012").await;
-    let admin = member(&fx, &alpha, "admin@alpha.example", Role::Admin, START).await;
     let immediate = ChannelRules {
         hold: secs(0),
         ..ChannelRules::default()
     };
-    let (channel, _) = fx
-        .carewatch
-        .create_channel(
-            &admin,
-            "on call",
-            Destination::Webhook {
-                url: "https://hooks.example.net/carewatch".into(),
-            },
-            immediate,
-        )
-        .await
-        .expect("channel");
+    let channel = on_call_webhook(&fx, &alpha, immediate).await;
     let step = |what: &'static str| {
         let carewatch = fx.carewatch.clone();
         async move {
@@ -521,4 +489,33 @@ pub(crate) async fn a_transfer_before_the_notifier_reads_a_change_does_not_stop_
     beat(&fx, &stays, "rs-1", 2).await;
     step("recovered").await;
     assert_eq!(told().await.len(), 2, "and its recovery");
+}
+
+/// A webhook channel `reseller`'s admin (made here) creates with `rules`.
+async fn on_call_webhook(
+    fx: &Fixture,
+    reseller: &crate::ids::ResellerId,
+    rules: ChannelRules,
+) -> crate::notification::ChannelRecord {
+    let admin = member(
+        fx,
+        reseller,
+        &format!("admin@{reseller}"),
+        Role::Admin,
+        START,
+    )
+    .await;
+    let (channel, _) = fx
+        .carewatch
+        .create_channel(
+            &admin,
+            "on call",
+            Destination::Webhook {
+                url: "https://hooks.example.net/carewatch".into(),
+            },
+            rules,
+        )
+        .await
+        .expect("channel");
+    channel
 }
