@@ -320,6 +320,64 @@ async fn sigterm_with_an_http2_connection_that_never_reads_exits_within_the_grac
     .await;
 }
 
+/// A SIGTERM that arrived just after "listening" was printed, before the
+/// server loop first waited for it, ended the process by the signal's
+/// default action: no clean exit, and no stop recorded. The signal is sent
+/// the moment the line is read, on five starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_right_after_listening_is_a_clean_stop() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let data = tempfile::tempdir().expect("data directory");
+    let binary = binary(env!("CARGO_BIN_EXE_carewatch-under-test"));
+    for attempt in 1..=5 {
+        let (binary, data_dir) = (binary.clone(), data.path().to_owned());
+        let (status, lines) = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut child = std::process::Command::new(&binary)
+                .arg("serve")
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(["--listen", "127.0.0.1:0"])
+                .env_remove("CAREWATCH_DATABASE_URL")
+                .env_remove("CAREWATCH_NODE_ID")
+                .env("RUST_LOG", "info")
+                .env("NO_COLOR", "1")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("starts");
+            let stderr = child.stderr.take().expect("piped stderr");
+            let mut lines = Vec::new();
+            let mut signalled = false;
+            // Read to the end: the server must never block on a full pipe.
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if !signalled && line.contains("carewatch listening on ") {
+                    let pid = child.id().to_string();
+                    let kill = std::process::Command::new("kill")
+                        .args(["-TERM", &pid])
+                        .status()
+                        .expect("runs kill");
+                    assert!(kill.success(), "kill -TERM {pid}: {kill}");
+                    signalled = true;
+                }
+                lines.push(line);
+            }
+            (child.wait().expect("exit status"), lines)
+        })
+        .await
+        .expect("the start and stop ran");
+        assert!(
+            status.success() && lines.iter().any(|l| l == "carewatch stopped"),
+            "start {attempt}: {status}\n{}",
+            lines.join("\n")
+        );
+    }
+}
+
 /// Observation 5: half-open handshakes blocked every new client once they
 /// used up the open files. With 300 open files, 300 TCP connections from
 /// 127.0.0.1 that never start TLS (one address may hold 128 unfinished

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -229,6 +230,8 @@ pub async fn run(args: ServeArgs) -> CliResult {
         );
     }
 
+    // Before "listening": from then on a stop must be recorded.
+    let stop_requested = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("{}: {e}", args.listen))?;
@@ -255,7 +258,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         },
     ));
     let shutdown = async move {
-        shutdown_signal().await;
+        stop_requested.await;
         let _ = stopping.send(true);
     };
     let served = serve(carewatch, listener, options, shutdown).await;
@@ -265,27 +268,36 @@ pub async fn run(args: ServeArgs) -> CliResult {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrived after
+/// "listening" was printed but before the server loop polled it used to end
+/// the process with the default action, without recording its stop.
+fn shutdown_signal() -> Pin<Box<dyn Future<Output = ()> + Send>> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
-                    let _ = interrupt.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut interrupt), Ok(mut term)) => Box::pin(async move {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = term.recv() => {}
                 }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
+            }),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+                Box::pin(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        Box::pin(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
