@@ -20,7 +20,8 @@ pub(crate) async fn installations_are_read_together_for_their_reseller_only(
     let theirs = fx.site("beta", "M02-C01-0021").await;
     report(&fx, &first, "rs-1", 1, &full).await;
     report(&fx, &first, "rs-2", 1, &[]).await;
-    report(&fx, &second, "rs-1", 1, &[]).await;
+    report(&fx, &second, "rs-1", 1, &full).await;
+    report(&fx, &second, "rs-3", 1, &[]).await;
     report(&fx, &theirs, "rs-1", 1, &full).await;
     let alpha = first.reseller.clone();
 
@@ -55,6 +56,10 @@ pub(crate) async fn installations_are_read_together_for_their_reseller_only(
     assert_eq!(read, expected);
     assert_eq!(read[0].servers.len(), 2, "with its servers");
     assert_eq!(read[0].active_conditions.len(), 1, "and its conditions");
+    // Each installation's own rows, where a backend reads them all at once.
+    assert_eq!(read[1].servers.len(), 2);
+    assert_eq!(read[1].active_conditions.len(), 1);
+    assert!(read[2].servers.is_empty() && read[2].active_conditions.is_empty());
 
     let beta = ResellerId::new("beta").expect("id");
     let none = fx
