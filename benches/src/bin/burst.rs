@@ -170,6 +170,7 @@ async fn main() -> Result<(), BoxError> {
     for round in 1..=args.rounds {
         let start = Instant::now();
         let cpu_before = server.cpu_time();
+        let wal_before = wal_state(&sqlite_path);
         let tallies = futures::future::join_all(
             groups
                 .iter_mut()
@@ -186,6 +187,7 @@ async fn main() -> Result<(), BoxError> {
         for t in tallies {
             tally.merge(t);
         }
+        let wal_after = wal_state(&sqlite_path);
         tally.since_due_us.sort_unstable();
         tally.request_us.sort_unstable();
         let acked = tally.since_due_us.len();
@@ -194,7 +196,7 @@ async fn main() -> Result<(), BoxError> {
         drains.push(drained);
         println!(
             "round {round}: {acked} acknowledged in {:.2} s ({:.0}/s); since due p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
-             per request p50 {:.1} ms, p99 {:.1} ms; server CPU {}; errors {errors} {:?}",
+             per request p50 {:.1} ms, p99 {:.1} ms; server CPU {}; errors {errors} {:?}{}",
             drained.as_secs_f64(),
             acked as f64 / drained.as_secs_f64(),
             percentile(&tally.since_due_us, 50.0),
@@ -207,7 +209,11 @@ async fn main() -> Result<(), BoxError> {
                 c.as_secs_f64(),
                 c.as_secs_f64() * 1e6 / acked.max(1) as f64
             )),
-            tally.errors
+            tally.errors,
+            match (wal_before, wal_after) {
+                (Some(before), Some(after)) => format!("; write-ahead log {before} -> {after}"),
+                _ => String::new(),
+            }
         );
         if round < args.rounds {
             tokio::time::sleep(period.saturating_sub(start.elapsed())).await;
@@ -328,4 +334,40 @@ async fn send_all(channel: Channel, servers: &mut [SimServer], due: Instant) -> 
 
 fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+/// Where a SQLite write-ahead log stands: its frames (pages written since
+/// it last restarted) and how many of them are copied into the database.
+#[derive(Debug, Clone, Copy)]
+struct WalState {
+    frames: u32,
+    backfilled: u32,
+}
+
+impl std::fmt::Display for WalState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} frames ({} copied)", self.frames, self.backfilled)
+    }
+}
+
+/// Reads `mxFrame` and `nBackfill` from the database's wal-index (`-shm`
+/// file: https://sqlite.org/walformat.html, native byte order), `None` when
+/// there is none (PostgreSQL, or no log yet). A page read searches the
+/// log's index from its newest frame back, so a log that never restarts
+/// makes every read dearer.
+fn wal_state(database: &std::path::Path) -> Option<WalState> {
+    let mut shm = database.as_os_str().to_owned();
+    shm.push("-shm");
+    let header = std::fs::read(shm).ok()?;
+    let word = |at: usize| {
+        header
+            .get(at..at + 4)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map(u32::from_ne_bytes)
+    };
+    // The header (48 bytes, twice), then the checkpoint information.
+    Some(WalState {
+        frames: word(16)?,
+        backfilled: word(96)?,
+    })
 }
