@@ -289,6 +289,9 @@ async fn stop_while_held<H>(hold: impl AsyncFnOnce(&ServerProcess) -> H) {
         "the window starts {} ms after SIGTERM",
         start - sent
     );
+    // Closed first: the server's stop must not wait on this process's
+    // connections to the same file.
+    drop(store);
     server.terminate(GRACE + Duration::from_secs(2)).await;
 }
 
