@@ -147,24 +147,39 @@ pub(crate) use server_columns;
 pub(crate) const SERVER_COLUMNS: &str = server_columns!();
 
 pub(crate) fn server(row: &Row<'_>) -> Result<ServerRecord> {
+    let (slc, server) = (
+        slc(&row.col::<String>(0)?)?,
+        server_id(&row.col::<String>(1)?)?,
+    );
+    server_state(row, 2, slc, server)
+}
+
+/// Server `server` of `slc` from the columns after `slc, server_id` in
+/// [`server_columns`], starting at column `at`.
+pub(crate) fn server_state(
+    row: &Row<'_>,
+    at: usize,
+    slc: carewatch_core::ids::Slc,
+    server: carewatch_core::ids::RecordingServerId,
+) -> Result<ServerRecord> {
     Ok(ServerRecord {
-        slc: slc(&row.col::<String>(0)?)?,
-        server: server_id(&row.col::<String>(1)?)?,
-        first_seen_at: ts(row.col(2)?),
-        last_seen_at: ts(row.col(3)?),
-        interval: duration(row.col(4)?),
+        slc,
+        server,
+        first_seen_at: ts(row.col(at)?),
+        last_seen_at: ts(row.col(at + 1)?),
+        interval: duration(row.col(at + 2)?),
         cursor: SequenceCursor {
-            sequence: sequence_from_column(row.col(5)?),
-            digest: digest(&row.col::<Vec<u8>>(6)?)?,
+            sequence: sequence_from_column(row.col(at + 3)?),
+            digest: digest(&row.col::<Vec<u8>>(at + 4)?)?,
         },
         availability: AvailabilityColumns {
-            state: row.col(7)?,
-            missed: row.col(8)?,
-            unavailable_since: row.col(9)?,
+            state: row.col(at + 5)?,
+            missed: row.col(at + 6)?,
+            unavailable_since: row.col(at + 7)?,
         }
         .decode()?,
-        next_check_at: row.col::<Option<i64>>(10)?.map(ts),
-        counted_from: row.col::<Option<i64>>(11)?.map(ts),
+        next_check_at: row.col::<Option<i64>>(at + 8)?.map(ts),
+        counted_from: row.col::<Option<i64>>(at + 9)?.map(ts),
     })
 }
 

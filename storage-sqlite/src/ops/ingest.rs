@@ -2,14 +2,15 @@
 
 use carewatch_core::availability::Availability;
 use carewatch_core::ids::{RecordingServerId, Slc};
+use carewatch_core::installation::{Installation, Product};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::rules::{self, SignJudgement};
 use carewatch_core::store::{Admission, HistoryKind, SignOfLife, StatusWrite, WriteOutcome};
 use carewatch_core::{ConditionCode, Result};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Transaction, params};
 
-use super::{admin, history, summary};
-use crate::codec::{self, map_err, ms, server_columns};
+use super::{history, summary};
+use crate::codec::{self, RowExt, map_err, ms, server_columns};
 use carewatch_core::store::columns::sequence_to_column;
 
 pub(crate) fn admission(
@@ -18,18 +19,50 @@ pub(crate) fn admission(
     server: &RecordingServerId,
     key_id: KeyId,
 ) -> Result<Option<Admission>> {
-    // Three statements, not one join: SQLite (built with STAT4) prepared the
-    // join again on every run, which doubled the server's processor time
-    // per heartbeat.
-    let Some(installation) = admin::installation(tx, slc)? else {
+    // One statement for the installation, its key and the server (each
+    // found by its primary key). Before the plans were settled (QPSG, in
+    // connection.rs) SQLite prepared this join again on every run, so it
+    // was three statements. One, with the SLC and server id not read back
+    // and checked again, saves about 6% of the server's instructions per
+    // heartbeat (BENCHMARKS.md, "Instructions per heartbeat").
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT i.reseller_id, i.product, i.product_version, i.subscription_expires_at,
+                    i.consent, i.registered_at,
+                    k.sealed,
+                    s.server_id, s.first_seen_at, s.last_seen_at, s.interval_ms, s.last_sequence,
+                    s.last_digest, s.state, s.missed, s.unavailable_since, s.next_check_at,
+                    s.counted_from
+             FROM installations i
+             LEFT JOIN installation_keys k
+               ON k.slc = i.slc AND k.key_id = ?2 AND k.retired_at IS NULL
+             LEFT JOIN servers s ON s.slc = i.slc AND s.server_id = ?3
+             WHERE i.slc = ?1",
+        )
+        .map_err(map_err)?;
+    let mut rows = stmt
+        .query(params![slc.as_str(), key_id.get(), server.as_str()])
+        .map_err(map_err)?;
+    let Some(row) = rows.next().map_err(map_err)? else {
         return Ok(None);
     };
-    let key = tx
-        .prepare_cached("SELECT sealed FROM installation_keys WHERE slc = ?1 AND key_id = ?2 AND retired_at IS NULL")
-        .and_then(|mut stmt| stmt.query_row(params![slc.as_str(), key_id.get()], |r| r.get::<_, Vec<u8>>(0)).optional())
-        .map_err(map_err)?
+    let installation = Installation {
+        slc: slc.clone(),
+        reseller: codec::reseller_id(&row.col::<String>(0)?)?,
+        product: Product::new(&row.col::<String>(1)?, &row.col::<String>(2)?)
+            .map_err(|e| codec::corrupt("product", e))?,
+        subscription_expires_at: row.col::<Option<i64>>(3)?.map(codec::ts),
+        consent: row.col::<bool>(4)?,
+        registered_at: codec::ts(row.col(5)?),
+    };
+    let key = row
+        .col::<Option<Vec<u8>>>(6)?
         .map(|sealed| WrappedKey { id: key_id, sealed });
-    let server = load_server(tx, slc, server)?;
+    // `s.server_id` is NULL when the server was never heard from.
+    let server = match row.col::<Option<String>>(7)? {
+        Some(_) => Some(codec::server_state(row, 8, slc.clone(), server.clone())?),
+        None => None,
+    };
     Ok(Some(Admission {
         installation,
         key,
