@@ -95,7 +95,7 @@
 //! |---|---|
 //! | `kind` | `installation` or `server` |
 //! | `slc` | the installation |
-//! | `customer`, `site` | its labels ("" when not set) |
+//! | `customer`, `site` | its labels ("" when not set); one that starts with `=`, `+`, `-`, `@`, a tab or CR gets a `'` in front, so a spreadsheet shows it as text instead of running it as a formula (the JSON has them as typed) |
 //! | `server` | the recording server ("" on installation lines) |
 //! | `period_start`, `period_end` | RFC 3339 UTC, the period `[start, end)` |
 //! | `availability_percent` | rounded down to 3 decimals, e.g. `99.950`; "" when nothing was observed |

@@ -213,8 +213,8 @@ impl UptimeReport {
             }
             .to_owned(),
             installation.slc.to_string(),
-            installation.customer.clone(),
-            installation.site.clone(),
+            formula_safe(&installation.customer),
+            formula_safe(&installation.site),
             server.map(ToString::to_string).unwrap_or_default(),
             self.period.start().to_string(),
             self.period.end().to_string(),
@@ -304,6 +304,18 @@ fn seconds_number(d: Duration) -> f64 {
     d.as_millis() as f64 / 1000.0
 }
 
+/// Text a person typed (a customer or site name), with a `'` in front
+/// when it starts like a formula (`=`, `+`, `-`, `@`, tab, CR): a
+/// spreadsheet opening the report would otherwise run a name such as
+/// `=HYPERLINK(…)` (CSV injection, as OWASP describes it).
+fn formula_safe(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// Appends `field`, quoted (quotes doubled) if it holds a comma, a quote,
 /// CR or LF (RFC 4180).
 fn push_csv_field(csv: &mut String, field: &str) {
@@ -340,6 +352,28 @@ mod tests {
         assert_eq!(
             csv,
             "plain|\"Müller, Söhne\"|\"the \"\"best\"\"\"|\"two\nlines\"||"
+        );
+    }
+
+    #[test]
+    fn typed_text_that_starts_like_a_formula_is_not_one() {
+        let mut csv = String::new();
+        for text in [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\tcmd",
+            "\rx",
+            "Müller = Söhne",
+            "",
+        ] {
+            push_csv_field(&mut csv, &formula_safe(text));
+            csv.push('|');
+        }
+        assert_eq!(
+            csv,
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"|'+1|'-2|'@SUM(A1)|'\tcmd|\"'\rx\"|Müller = Söhne||"
         );
     }
 }

@@ -603,6 +603,36 @@ fn the_csv_quotes_a_customer_with_a_comma_and_a_quote() {
     }
 }
 
+/// A name someone typed that starts like a formula stays text in a
+/// spreadsheet; the JSON keeps it as typed.
+#[test]
+fn the_csv_does_not_hand_a_spreadsheet_a_formula() {
+    let mut typed = installation(
+        "M01-C01-000-03",
+        "=HYPERLINK(\"http://evil.example\",\"open\")",
+        &[("rs-1", long_ago())],
+        vec![],
+    );
+    typed.labels = Labels::new(
+        "=HYPERLINK(\"http://evil.example\",\"open\")",
+        "@SUM(A1)",
+        "",
+        &[],
+    )
+    .expect("labels");
+    let report = UptimeReport::build(&acme(), day(), &[typed], &[], &[]);
+    let csv = report.to_csv();
+    let line = csv.split("\r\n").nth(1).expect("the installation's line");
+    assert!(
+        line.starts_with(
+            "installation,M01-C01-000-03,\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"open\"\")\",'@SUM(A1),,"
+        ),
+        "{line}"
+    );
+    let json = report.to_json_value();
+    assert_eq!(json["installations"][0]["site"], "@SUM(A1)");
+}
+
 #[test]
 fn the_json_has_stable_names_and_version_1() {
     let history = outage("rs-a", at("06:00"), Some(at("06:30")));
