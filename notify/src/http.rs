@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
+use crate::proxy::ProxyUrl;
 use crate::sender::{Attempt, SenderError, USER_AGENT};
 
 /// Bytes of a refusal's body kept in its error.
@@ -15,19 +16,29 @@ const SNIPPET: usize = 300;
 pub(crate) struct Http {
     client: reqwest::Client,
     timeout: Duration,
+    /// Kept out of error texts.
+    proxy_password: Option<String>,
 }
 
 impl Http {
-    pub(crate) fn new(roots_pem: Option<&[u8]>, timeout: Duration) -> Result<Self, SenderError> {
+    pub(crate) fn new(
+        roots_pem: Option<&[u8]>,
+        timeout: Duration,
+        proxy: Option<&ProxyUrl>,
+    ) -> Result<Self, SenderError> {
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .timeout(timeout)
             .connect_timeout(timeout)
             // A redirect would send the signed body somewhere else: never.
             .redirect(reqwest::redirect::Policy::none())
-            // Deliveries go straight to the receiver.
-            .no_proxy()
             .tls_built_in_root_certs(true);
+        // Through the proxy chosen, or straight to the receiver: never a
+        // proxy from the environment's HTTP(S)_PROXY.
+        builder = match proxy {
+            Some(proxy) => builder.proxy(proxy.to_reqwest().map_err(SenderError::new)?),
+            None => builder.no_proxy(),
+        };
         if let Some(pem) = roots_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
                 SenderError::new(format!("the extra trusted certificates: {}", chain(&e)))
@@ -39,7 +50,11 @@ impl Http {
         let client = builder
             .build()
             .map_err(|e| SenderError::new(format!("HTTP client: {}", chain(&e))))?;
-        Ok(Self { client, timeout })
+        Ok(Self {
+            client,
+            timeout,
+            proxy_password: proxy.and_then(ProxyUrl::password).map(str::to_owned),
+        })
     }
 
     /// POSTs `body` (JSON) to `url` with `headers`: 2xx delivered; 408, 429,
@@ -119,7 +134,10 @@ impl Http {
             "the request failed".to_owned()
         };
         let detail = e.without_url_ref().to_string();
-        let error = scrub(&format!("{place}: {what}: {detail}"), url);
+        let mut error = scrub(&format!("{place}: {what}: {detail}"), url);
+        if let Some(password) = &self.proxy_password {
+            error = error.replace(password.as_str(), "<proxy password>");
+        }
         if e.is_builder() {
             Attempt::Failed(error)
         } else {

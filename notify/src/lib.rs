@@ -16,12 +16,18 @@
 //!   its claim when the lease ends and the entry is sent again: delivery is
 //!   at least once, and receivers deduplicate by the idempotency key.
 //!
-//! Secrets (webhook signing secrets, chat webhook URLs, the SMTP password)
-//! are never logged: errors name the host only.
+//! Webhooks and chat messages go through an HTTP proxy when one is set
+//! ([`ProxyUrl`], `serve --notify-proxy`), and straight to the receiver
+//! otherwise (the `HTTP(S)_PROXY` variables are not read: a proxy sees
+//! every notification, so it is chosen explicitly).
+//!
+//! Secrets (webhook signing secrets, chat webhook URLs, the SMTP password,
+//! the proxy's password) are never logged: errors name the host only.
 
 mod dispatcher;
 mod email;
 mod http;
+mod proxy;
 mod render;
 mod sender;
 
@@ -31,4 +37,5 @@ pub mod testing;
 pub use dispatcher::{Dispatcher, DispatcherOptions, run};
 pub use email::{SmtpSecurity, SmtpSettings, SmtpUrl, parse_mailbox};
 pub use lettre::message::Mailbox;
+pub use proxy::ProxyUrl;
 pub use sender::{Attempt, Sender, SenderError, SenderOptions, USER_AGENT};

@@ -11,6 +11,7 @@ use carewatch_core::notification::{Destination, OutboxEntry};
 
 use crate::email::{Mailer, SmtpSettings};
 use crate::http::Http;
+use crate::proxy::ProxyUrl;
 use crate::render;
 
 /// The `User-Agent` of every HTTP request, `carewatch/<version>`.
@@ -44,6 +45,9 @@ pub struct SenderOptions {
     pub extra_roots_pem: Option<Vec<u8>>,
     /// Longest one attempt may take (connecting, sending, the answer).
     pub timeout: Duration,
+    /// The HTTP proxy for webhooks, Slack and Teams (`serve
+    /// --notify-proxy`); without it they go straight to the receiver.
+    pub proxy: Option<ProxyUrl>,
 }
 
 impl Default for SenderOptions {
@@ -52,6 +56,7 @@ impl Default for SenderOptions {
             smtp: None,
             extra_roots_pem: None,
             timeout: Duration::from_secs(10),
+            proxy: None,
         }
     }
 }
@@ -93,7 +98,7 @@ impl Sender {
                 "the extra trusted certificates are not PEM certificates",
             ));
         }
-        let http = Http::new(roots, options.timeout)?;
+        let http = Http::new(roots, options.timeout, options.proxy.as_ref())?;
         let mail = options
             .smtp
             .as_ref()

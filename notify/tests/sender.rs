@@ -156,6 +156,81 @@ async fn a_webhook_gets_the_stored_body_signed_and_keyed() {
     assert_eq!(request.json()["schema"], SCHEMA);
 }
 
+/// Through the proxy set (here a receiver answering as one): the whole
+/// URL as the request target, the proxy's credentials as
+/// `Proxy-Authorization`, and the body signed as ever. Without one, nothing
+/// reaches it.
+#[tokio::test]
+async fn a_webhook_goes_through_the_proxy_set_and_only_then() {
+    let proxy = Receiver::start().await;
+    let proxy_url = proxy.url("").replace("http://", "http://ops:pr0xy-secret@");
+    let sender = Sender::new(SenderOptions {
+        proxy: Some(carewatch_notify::ProxyUrl::parse(&proxy_url).expect("proxy URL")),
+        ..SenderOptions::default()
+    })
+    .expect("sender");
+    // Only the proxy knows the way: this name resolves nowhere.
+    let channel = opened(Destination::Webhook {
+        url: "http://hooks.example.invalid/carewatch?tenant=acme".into(),
+    });
+    let entry = entry(&channel, "c1.M01-C01-123-45.problem.1.2");
+    assert_eq!(sender.send(&channel, &entry).await, Attempt::Delivered);
+    let got = proxy.received();
+    assert_eq!(got.len(), 1);
+    let request = &got[0];
+    assert_eq!(
+        request.target,
+        "http://hooks.example.invalid/carewatch?tenant=acme"
+    );
+    assert_eq!(request.header("host"), Some("hooks.example.invalid"));
+    // Basic base64("ops:pr0xy-secret").
+    assert_eq!(
+        request.header("proxy-authorization"),
+        Some("Basic b3BzOnByMHh5LXNlY3JldA==")
+    );
+    let signature = request.header("carewatch-signature").expect("signed");
+    assert!(verify_signature(
+        SECRET.as_bytes(),
+        signature,
+        &request.body,
+        unix_now()
+    ));
+
+    // Without a proxy the same channel is tried directly, and fails.
+    let direct = sender_trusting(None).send(&channel, &entry).await;
+    assert!(matches!(direct, Attempt::Retry(_)), "{direct:?}");
+    assert_eq!(proxy.received().len(), 1);
+}
+
+/// A proxy that cannot be reached is a retry that names neither its
+/// password nor the channel's path.
+#[tokio::test]
+async fn an_unreachable_proxy_is_retried_without_showing_its_password() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        listener.local_addr().expect("address").port()
+    };
+    let sender = Sender::new(SenderOptions {
+        proxy: Some(
+            carewatch_notify::ProxyUrl::parse(&format!("http://ops:pr0xy-secret@127.0.0.1:{port}"))
+                .expect("proxy URL"),
+        ),
+        ..SenderOptions::default()
+    })
+    .expect("sender");
+    let channel = opened(Destination::Webhook {
+        url: "http://hooks.example.invalid/secret-path".into(),
+    });
+    let entry = entry(&channel, "c1.M01-C01-123-45.problem.1.2");
+    match sender.send(&channel, &entry).await {
+        Attempt::Retry(error) => {
+            assert!(!error.contains("pr0xy-secret"), "{error}");
+            assert!(!error.contains("secret-path"), "{error}");
+        }
+        other => panic!("not a retry: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_webhook_over_tls_is_delivered_only_when_its_certificate_is_trusted() {
     let receiver = Receiver::start_tls().await;
@@ -322,6 +397,7 @@ fn smtp_sender(server: &SmtpServer) -> Sender {
         }),
         extra_roots_pem: server.cert_pem().map(|p| p.as_bytes().to_vec()),
         timeout: Duration::from_secs(5),
+        proxy: None,
     })
     .expect("sender")
 }

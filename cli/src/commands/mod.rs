@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the Carewatch server (SQLite in ./carewatch-data unless told otherwise).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Operator actions on a running server: resellers, registrations, subscriptions, consent, keys.
     Admin(admin::AdminArgs),
     /// A reseller's overview as a table (or JSON), optionally following changes live.
@@ -111,7 +111,7 @@ fn die_quietly_on_a_closed_pipe() {
 /// Runs the chosen command.
 pub async fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Admin(args) => admin::run(args).await,
         Command::Dashboard(args) => dashboard::run(args).await,
         Command::Label(args) => label::run(args).await,

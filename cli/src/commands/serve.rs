@@ -106,9 +106,16 @@ pub struct ServeArgs {
     /// self-signed certificate.
     #[arg(long, env = "CAREWATCH_NOTIFY_CA_CERT")]
     notify_ca_cert: Option<PathBuf>,
+    /// The HTTP proxy webhooks, Slack and Teams messages go through, when
+    /// this network reaches the Internet only through one:
+    /// http://[user:password@]host[:port] (or https://). Without it they go
+    /// straight to the receiver; HTTP(S)_PROXY is not read. Email goes to
+    /// the SMTP server directly.
+    #[arg(long, env = "CAREWATCH_NOTIFY_PROXY", value_name = "URL")]
+    notify_proxy: Option<HiddenText>,
 }
 
-/// A value that may hold a secret (the SMTP URL's password): its `Debug`
+/// A value that may hold a secret (the SMTP or proxy URL's password): its `Debug`
 /// hides it, and clap never repeats it in an error (parsing cannot fail
 /// here; `run` checks it without echoing it).
 #[derive(Clone)]
@@ -152,9 +159,22 @@ fn notification_sender(args: &ServeArgs) -> Result<carewatch_notify::Sender, Str
             eprintln!("no SMTP server (--smtp-url): email notification channels cannot deliver")
         }
     }
+    let proxy = args
+        .notify_proxy
+        .as_ref()
+        .map(|text| carewatch_notify::ProxyUrl::parse(&text.0))
+        .transpose()
+        .map_err(|e| format!("--notify-proxy: {e}"))?;
+    if let Some(proxy) = &proxy {
+        eprintln!(
+            "webhook, Slack and Teams notifications go through the proxy {}",
+            proxy.describe()
+        );
+    }
     carewatch_notify::Sender::new(carewatch_notify::SenderOptions {
         smtp,
         extra_roots_pem,
+        proxy,
         ..carewatch_notify::SenderOptions::default()
     })
     .map_err(|e| format!("notifications: {e}"))
@@ -299,5 +319,39 @@ fn shutdown_signal() -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async {
             let _ = tokio::signal::ctrl_c().await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn sender_for(proxy: &str) -> Result<carewatch_notify::Sender, String> {
+        let parsed =
+            Serve::try_parse_from(["serve", "--notify-proxy", proxy]).map_err(|e| e.to_string())?;
+        notification_sender(&parsed.args)
+    }
+
+    #[test]
+    fn a_notify_proxy_is_checked_and_its_password_never_echoed() {
+        assert!(sender_for("http://ops:pr0xy-secret@proxy.example:3128").is_ok());
+        for bad in [
+            "socks5://ops:pr0xy-secret@proxy.example:1080",
+            "http://ops:pr0xy-secret@proxy.example:3128/path",
+        ] {
+            let error = sender_for(bad).expect_err(bad);
+            assert!(error.starts_with("--notify-proxy: "), "{error}");
+            assert!(!error.contains("pr0xy-secret"), "{error}");
+        }
+        let parsed = Serve::try_parse_from(["serve", "--notify-proxy", "http://a:pr0xy-secret@p"])
+            .expect("parsed");
+        assert!(!format!("{parsed:?}").contains("pr0xy-secret"));
     }
 }

@@ -64,6 +64,9 @@ pub struct Received {
     pub method: String,
     /// Path and query.
     pub path: String,
+    /// The request target as sent: the path and query, or the whole URL
+    /// when the request was sent to this receiver as a proxy.
+    pub target: String,
     /// Header names (lower case) and values, in order.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -259,6 +262,7 @@ async fn handle(
             .uri
             .path_and_query()
             .map_or_else(|| "/".to_owned(), ToString::to_string),
+        target: parts.uri.to_string(),
         headers: parts
             .headers
             .iter()
