@@ -1,4 +1,6 @@
-//! Cached statements are prepared once per connection, not once per run.
+//! How the connections are used: cached statements are prepared once per
+//! connection, not once per run; a sweep that finds nothing to write does
+//! not wait for the writer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,5 +125,41 @@ async fn reads_and_sweeps_reuse_their_prepared_statements() {
     assert!(
         again.is_empty(),
         "statements prepared again on later runs: {again:#?}"
+    );
+}
+
+/// A sweep with no Care Plus run out (nearly every sweep) does not wait
+/// for the writer: it used to take the writer's turn, and so queued behind
+/// (and held up) the heartbeats' writes, only to find nothing.
+#[tokio::test]
+async fn a_sweep_with_nothing_expired_does_not_wait_for_the_writer() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(dir.path().join("carewatch.db"))
+        .await
+        .expect("opens");
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (started, writing) = tokio::sync::oneshot::channel();
+    let busy = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .write(move |_tx| {
+                    let _ = started.send(());
+                    let _ = released.recv_timeout(Duration::from_secs(10));
+                    Ok(())
+                })
+                .await
+        }
+    });
+    writing.await.expect("the writer is busy");
+    let now = carewatch_core::time::Timestamp::from_millis(1_900_000_000_000);
+    let parked = tokio::time::timeout(Duration::from_secs(2), store.park_expired(now)).await;
+    let _ = release.send(());
+    busy.await.expect("joined").expect("the long write");
+    assert_eq!(
+        parked
+            .expect("answered while the writer was busy")
+            .expect("read"),
+        0
     );
 }

@@ -169,6 +169,17 @@ fn park(tx: &Transaction<'_>, slc: &Slc, at: Timestamp) -> Result<()> {
 }
 
 /// Parks the installations whose Care Plus ended at or before `now`.
+/// Whether [`park_expired`] would park anything at `now`.
+pub(crate) fn any_expired(tx: &Transaction<'_>, now: Timestamp) -> Result<bool> {
+    tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM installations
+             WHERE parked_at IS NULL AND subscription_expires_at IS NOT NULL
+                 AND subscription_expires_at <= ?1)",
+    )
+    .and_then(|mut stmt| stmt.query_row([now.as_millis()], |row| row.get(0)))
+    .map_err(map_err)
+}
+
 pub(crate) fn park_expired(tx: &Transaction<'_>, now: Timestamp) -> Result<u32> {
     let expired: Vec<(String, i64)> = {
         let mut stmt = tx
