@@ -100,14 +100,24 @@ pub(crate) use installation_columns;
 pub(crate) const INSTALLATION_COLUMNS: &str = installation_columns!();
 
 pub(crate) fn installation(row: &Row<'_>, at: usize) -> Result<Installation> {
+    installation_of(row, at + 1, slc(&row.col::<String>(at)?)?)
+}
+
+/// Installation `slc` from the columns after `slc` in
+/// [`installation_columns`], starting at column `at`.
+pub(crate) fn installation_of(
+    row: &Row<'_>,
+    at: usize,
+    slc: carewatch_core::ids::Slc,
+) -> Result<Installation> {
     Ok(Installation {
-        slc: slc(&row.col::<String>(at)?)?,
-        reseller: reseller_id(&row.col::<String>(at + 1)?)?,
-        product: Product::new(&row.col::<String>(at + 2)?, &row.col::<String>(at + 3)?)
+        slc,
+        reseller: reseller_id(&row.col::<String>(at)?)?,
+        product: Product::new(&row.col::<String>(at + 1)?, &row.col::<String>(at + 2)?)
             .map_err(|e| corrupt("product", e))?,
-        subscription_expires_at: row.col::<Option<i64>>(at + 4)?.map(ts),
-        consent: row.col::<bool>(at + 5)?,
-        registered_at: ts(row.col(at + 6)?),
+        subscription_expires_at: row.col::<Option<i64>>(at + 3)?.map(ts),
+        consent: row.col::<bool>(at + 4)?,
+        registered_at: ts(row.col(at + 5)?),
     })
 }
 

@@ -307,7 +307,7 @@ fn shutdown_signal() -> Pin<Box<dyn Future<Output = ()> + Send>> {
                 }
             }),
             (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+                tracing::warn!(error = %e, "cannot listen for SIGTERM or SIGINT; stop with Ctrl-C");
                 Box::pin(async {
                     let _ = tokio::signal::ctrl_c().await;
                 })

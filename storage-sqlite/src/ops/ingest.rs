@@ -2,7 +2,6 @@
 
 use carewatch_core::availability::Availability;
 use carewatch_core::ids::{RecordingServerId, Slc};
-use carewatch_core::installation::{Installation, Product};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::rules::{self, SignJudgement};
 use carewatch_core::store::{Admission, HistoryKind, SignOfLife, StatusWrite, WriteOutcome};
@@ -46,15 +45,7 @@ pub(crate) fn admission(
     let Some(row) = rows.next().map_err(map_err)? else {
         return Ok(None);
     };
-    let installation = Installation {
-        slc: slc.clone(),
-        reseller: codec::reseller_id(&row.col::<String>(0)?)?,
-        product: Product::new(&row.col::<String>(1)?, &row.col::<String>(2)?)
-            .map_err(|e| codec::corrupt("product", e))?,
-        subscription_expires_at: row.col::<Option<i64>>(3)?.map(codec::ts),
-        consent: row.col::<bool>(4)?,
-        registered_at: codec::ts(row.col(5)?),
-    };
+    let installation = codec::installation_of(row, 0, slc.clone())?;
     let key = row
         .col::<Option<Vec<u8>>>(6)?
         .map(|sealed| WrappedKey { id: key_id, sealed });

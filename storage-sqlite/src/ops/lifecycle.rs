@@ -168,26 +168,27 @@ fn park(tx: &Transaction<'_>, slc: &Slc, at: Timestamp) -> Result<()> {
     Ok(())
 }
 
-/// Parks the installations whose Care Plus ended at or before `now`.
-/// Whether [`park_expired`] would park anything at `now`.
-pub(crate) fn any_expired(tx: &Transaction<'_>, now: Timestamp) -> Result<bool> {
-    tx.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM installations
-             WHERE parked_at IS NULL AND subscription_expires_at IS NOT NULL
-                 AND subscription_expires_at <= ?1)",
-    )
-    .and_then(|mut stmt| stmt.query_row([now.as_millis()], |row| row.get(0)))
-    .map_err(map_err)
+/// The installations whose Care Plus ended at or before `?1` and that are
+/// not parked yet (through the partial index `installations_expiring`).
+macro_rules! expired {
+    () => {
+        " FROM installations WHERE parked_at IS NULL AND subscription_expires_at IS NOT NULL
+             AND subscription_expires_at <= ?1"
+    };
 }
 
+/// Whether [`park_expired`] would park anything at `now`.
+pub(crate) fn any_expired(tx: &Transaction<'_>, now: Timestamp) -> Result<bool> {
+    tx.prepare_cached(concat!("SELECT EXISTS (SELECT 1", expired!(), ")"))
+        .and_then(|mut stmt| stmt.query_row([now.as_millis()], |row| row.get(0)))
+        .map_err(map_err)
+}
+
+/// Parks the installations whose Care Plus ended at or before `now`.
 pub(crate) fn park_expired(tx: &Transaction<'_>, now: Timestamp) -> Result<u32> {
     let expired: Vec<(String, i64)> = {
         let mut stmt = tx
-            .prepare_cached(
-                "SELECT slc, subscription_expires_at FROM installations
-                 WHERE parked_at IS NULL AND subscription_expires_at IS NOT NULL
-                     AND subscription_expires_at <= ?1",
-            )
+            .prepare_cached(concat!("SELECT slc, subscription_expires_at", expired!()))
             .map_err(map_err)?;
         let rows = stmt
             .query_map([now.as_millis()], |row| Ok((row.get(0)?, row.get(1)?)))
