@@ -181,6 +181,35 @@ pub fn summarize<'a>(
     }
 }
 
+/// The summaries an installation passes through as `joining` recording
+/// servers are heard from for the first time, one after another (each is
+/// Available once heard from), starting from `stored` with `servers` and
+/// `active_conditions` as they were before: one entry per joining server,
+/// `Some(summary)` where it differs from the one before it. The same steps
+/// as [`summarize`] after each server, for a backend that writes a batch's
+/// new servers together.
+pub fn summaries_as_servers_join(
+    stored: &HealthSummary,
+    mut servers: Vec<Availability>,
+    active_conditions: &[ConditionCode],
+    joining: usize,
+) -> Vec<Option<HealthSummary>> {
+    let mut current = stored.clone();
+    let mut steps = Vec::with_capacity(joining);
+    servers.reserve(joining);
+    for _ in 0..joining {
+        servers.push(Availability::Available);
+        let next = summarize(servers.iter().copied(), active_conditions);
+        if next == current {
+            steps.push(None);
+        } else {
+            current = next.clone();
+            steps.push(Some(next));
+        }
+    }
+    steps
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -192,6 +221,31 @@ mod tests {
         since: Timestamp::EPOCH,
         missed: 3,
     };
+
+    #[test]
+    fn joining_servers_step_the_summary_as_summarize_would() {
+        let pending = summarize(Vec::new(), &[]);
+        let steps =
+            summaries_as_servers_join(&pending, Vec::new(), &[ConditionCode::ServerUnavailable], 2);
+        let one = summarize(
+            [Availability::Available],
+            &[ConditionCode::ServerUnavailable],
+        );
+        let two = summarize(
+            [Availability::Available, Availability::Available],
+            &[ConditionCode::ServerUnavailable],
+        );
+        assert_eq!(steps, vec![Some(one), Some(two)]);
+
+        // A stored summary already equal to the first step: no change there.
+        let down_and_one = summarize([DOWN, Availability::Available], &[]);
+        let steps = summaries_as_servers_join(&down_and_one, vec![DOWN], &[], 1);
+        assert_eq!(steps, vec![None]);
+        assert_eq!(
+            summaries_as_servers_join(&pending, Vec::new(), &[], 0),
+            Vec::<Option<HealthSummary>>::new()
+        );
+    }
 
     #[test]
     fn ranks_are_stable_and_ordered() {

@@ -75,6 +75,7 @@ macro_rules! __conformance_test_list {
             stale_sequence_is_refused_and_changes_nothing,
             retried_message_is_acknowledged_and_applied_once,
             batch_of_signs_of_life_applies_each_once,
+            new_servers_in_a_batch_are_recorded_as_one_by_one,
             large_batches_answer_every_item_in_order,
             sequences_keep_their_order_past_2_pow_63,
             concurrent_heartbeats_are_each_acknowledged_and_stored,

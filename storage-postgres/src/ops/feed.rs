@@ -62,6 +62,83 @@ pub(crate) async fn append_to(
     Ok(())
 }
 
+/// Appends `events` in order (one statement); committed (or not) with the
+/// caller's transaction, each read as its installation's owner's.
+pub(crate) async fn append_many(
+    c: &mut PgConnection,
+    events: &[(&Slc, Timestamp, Change)],
+) -> DbResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let columns: Vec<ChangeColumns<'_>> = events
+        .iter()
+        .map(|(_, _, change)| ChangeColumns::from(change))
+        .collect();
+    let history = |f: fn(&HistoryColumns<'_>) -> Option<i64>| -> Vec<Option<i64>> {
+        columns
+            .iter()
+            .map(|c| c.history.as_ref().and_then(f))
+            .collect()
+    };
+    let history_text =
+        |f: for<'a> fn(&HistoryColumns<'a>) -> Option<&'a str>| -> Vec<Option<&str>> {
+            columns
+                .iter()
+                .map(|c| c.history.as_ref().and_then(f))
+                .collect()
+        };
+    let summary = |f: fn(&SummaryColumns<'_>) -> i64| -> Vec<Option<i64>> {
+        columns.iter().map(|c| c.summary.as_ref().map(f)).collect()
+    };
+    let at: Vec<i64> = events.iter().map(|(_, at, _)| at.as_millis()).collect();
+    let slcs: Vec<&str> = events.iter().map(|(slc, ..)| slc.as_str()).collect();
+    let kinds: Vec<&str> = columns.iter().map(|c| c.kind).collect();
+    let servers: Vec<Option<&str>> = columns.iter().map(|c| c.server_id).collect();
+    let previous: Vec<Option<i64>> = columns.iter().map(|c| c.previous_health).collect();
+    let worst: Vec<Option<&str>> = columns
+        .iter()
+        .map(|c| c.summary.as_ref().and_then(|s| s.worst))
+        .collect();
+    let accepted: Vec<Option<bool>> = columns.iter().map(|c| c.accepted).collect();
+    let until: Vec<Option<i64>> = columns.iter().map(|c| c.until).collect();
+    query(
+        "INSERT INTO changes (at, slc, kind, server_id, code, subject, duration_ms, missed,
+             previous_health, health, worst_code, servers, unavailable, late, active_conditions,
+             accepted, until_at)
+         SELECT at, slc, kind, server_id, code, subject, duration_ms, missed, previous_health,
+             health, worst_code, servers, unavailable, late, active_conditions, accepted, until_at
+         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[],
+                     $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::boolean[],
+                     $17::bigint[])
+             WITH ORDINALITY AS u (at, slc, kind, server_id, code, subject, duration_ms, missed,
+                 previous_health, health, worst_code, servers, unavailable, late,
+                 active_conditions, accepted, until_at, n)
+         ORDER BY n",
+    )
+    .bind(at)
+    .bind(slcs)
+    .bind(kinds)
+    .bind(servers)
+    .bind(history_text(|h| h.code))
+    .bind(history_text(|h| h.subject))
+    .bind(history(|h| h.duration_ms))
+    .bind(history(|h| h.missed))
+    .bind(previous)
+    .bind(summary(|s| s.health))
+    .bind(worst)
+    .bind(summary(|s| s.servers))
+    .bind(summary(|s| s.unavailable))
+    .bind(summary(|s| s.late))
+    .bind(summary(|s| s.active_conditions))
+    .bind(accepted)
+    .bind(until)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
 fn event_id(id: i64) -> EventId {
     EventId(u64::try_from(id).unwrap_or(0))
 }

@@ -265,7 +265,7 @@ pub(crate) async fn load_server(
     row.map(|row| codec::server(&row)).transpose()
 }
 
-type ServerKey = (Slc, RecordingServerId);
+pub(crate) type ServerKey = (Slc, RecordingServerId);
 
 /// Locks the rows of these servers (those that exist) in (slc, server_id)
 /// order, the order every multi-row writer uses, so two batches cannot
@@ -571,6 +571,8 @@ pub(crate) async fn record_signs_of_life(
             .collect();
         lock_installations(c, &refreshing).await?;
     }
+    // New servers written together (each sign's outcome as if one by one).
+    let mut first_sights = super::first_sight::record_first_sights(c, batch, &mut rows).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     // Heartbeats of servers that were available change nothing but the row's
     // sign-of-life columns: judged here, written together at the end (one
@@ -578,7 +580,11 @@ pub(crate) async fn record_signs_of_life(
     // a summary depends only on availability, which stays Available.
     let mut plain: Vec<ServerRecord> = Vec::new();
     let mut plain_index: HashMap<ServerKey, usize> = HashMap::new();
-    for sign in batch {
+    for (i, sign) in batch.iter().enumerate() {
+        if let Some(outcome) = first_sights.remove(&i) {
+            outcomes.push(outcome);
+            continue;
+        }
         let key = (sign.slc.clone(), sign.server.clone());
         let current = rows.remove(&key);
         let (outcome, record) = match current {

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod availability;
 mod feed;
+mod first_sight;
 mod history;
 mod ingest;
 mod lifecycle;

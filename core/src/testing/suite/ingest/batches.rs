@@ -1,13 +1,17 @@
 //! The store's batched calls on the ingest path: admissions looked up
 //! together and signs of life written together answer each item in order.
 
+use crate::catalogue::ConditionCode;
+use crate::feed::Change;
 use crate::health::{Health, HealthSummary};
+use crate::ids::Slc;
 use crate::seal::KeyId;
 use crate::store::{AdmissionQuery, HistoryKind, WriteOutcome};
 use crate::testing::TestBackend;
 use crate::testing::fixture::{Fixture, START};
 use crate::testing::suite::{
-    accept, detail, event, heartbeat_msg, history_of, rs, server, sign, slc, sorted_events, t,
+    accept, detail, event, heartbeat_msg, history_of, report, rs, server, sign, slc, sorted_events,
+    t,
 };
 
 /// Admissions looked up together (as ingest batches them) answer each query
@@ -211,4 +215,122 @@ pub(crate) async fn batch_of_signs_of_life_applies_each_once(
         c1.cursor,
         "a retry changes nothing"
     );
+}
+
+/// New servers of several installations in one batch (a fleet appearing at
+/// once): each sign's outcome, the history and the change feed are those of
+/// writing the signs one after another, the summary counting each new
+/// server with the servers and open conditions the installation already had.
+pub(crate) async fn new_servers_in_a_batch_are_recorded_as_one_by_one(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let one = fx.site("alpha", "M01-C01-0001").await;
+    let two = fx.site("beta", "M02-C01-0001").await;
+    // `two` has a server with an open (warning) condition already.
+    report(
+        &fx,
+        &two,
+        "rs-old",
+        1,
+        &[(ConditionCode::CameraUnreachable, "camera 7", "no video")],
+    )
+    .await;
+    let before = detail(&fx, &two).await.summary;
+    assert_eq!(
+        (before.health, before.servers, before.active_conditions),
+        (Health::Attention, 1, 1),
+        "the set-up: one server and a warning"
+    );
+    let head = fx.store.latest_change().await.expect("head");
+
+    let a1 = sign(&one.slc, "rs-a", 1, "a1", t(10));
+    let n1 = sign(&two.slc, "rs-new", 1, "n1", t(10));
+    let b1 = sign(&one.slc, "rs-b", 1, "b1", t(11));
+    let a2 = sign(&one.slc, "rs-a", 2, "a2", t(12));
+    let outcomes = fx
+        .store
+        .record_signs_of_life(&[a1, n1, b1, a2.clone()])
+        .await
+        .expect("the batch");
+    let changes: Vec<Option<(Slc, Health, HealthSummary)>> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            WriteOutcome::Applied(change) => change
+                .as_ref()
+                .map(|c| (c.slc.clone(), c.previous, c.summary.clone())),
+            other => panic!("every sign is newer: {other:?}"),
+        })
+        .collect();
+    let healthy = |servers| HealthSummary {
+        health: Health::Healthy,
+        worst: None,
+        servers,
+        unavailable: 0,
+        late: 0,
+        active_conditions: 0,
+    };
+    let two_after = HealthSummary {
+        servers: 2,
+        ..before.clone()
+    };
+    assert_eq!(
+        changes,
+        vec![
+            Some((one.slc.clone(), Health::Pending, healthy(1))),
+            Some((two.slc.clone(), Health::Attention, two_after.clone())),
+            Some((one.slc.clone(), Health::Healthy, healthy(2))),
+            None,
+        ],
+        "each new server moves its installation's line on from the one before; \
+         a new server's second heartbeat changes nothing"
+    );
+
+    let events: Vec<(Slc, String)> = fx
+        .store
+        .changes(head, 100)
+        .await
+        .expect("the feed")
+        .into_iter()
+        .map(|e| {
+            let what = match &e.change {
+                Change::Server { server, event } => format!("{server} {event:?}"),
+                Change::Health { previous, summary } => {
+                    format!("{previous:?} -> {:?} ({})", summary.health, summary.servers)
+                }
+                other => format!("{other:?}"),
+            };
+            (e.slc, what)
+        })
+        .collect();
+    let of = |site: &crate::testing::fixture::Site, what: &str| (site.slc.clone(), what.to_owned());
+    assert_eq!(
+        events,
+        vec![
+            of(&one, "rs-a FirstSeen"),
+            of(&one, "Pending -> Healthy (1)"),
+            of(&two, "rs-new FirstSeen"),
+            of(&two, "Attention -> Attention (2)"),
+            of(&one, "rs-b FirstSeen"),
+            of(&one, "Healthy -> Healthy (2)"),
+        ],
+        "the feed in batch order: each first sight, then the line it moved"
+    );
+
+    let d = detail(&fx, &one).await;
+    assert_eq!(d.summary, healthy(2));
+    assert_eq!(
+        server(&d, "rs-a").cursor,
+        a2.cursor,
+        "judged after its first sight"
+    );
+    assert_eq!(
+        history_of(&d),
+        sorted_events(vec![
+            event(t(10), "rs-a", HistoryKind::FirstSeen),
+            event(t(11), "rs-b", HistoryKind::FirstSeen),
+        ])
+    );
+    assert_eq!(detail(&fx, &two).await.summary, two_after);
 }
