@@ -228,10 +228,16 @@ impl Fleet {
             created_at: at,
         };
         store.create_reseller(&reseller, token).await?;
+        let mut phase = Phase::start();
         self.register_installations(store, at).await?;
+        phase.done("installations registered");
         self.send_first_heartbeats(store, at).await?;
+        phase.done("first heartbeats (new servers)");
         self.report_conditions(store, at).await?;
-        self.take_servers_down(store, at).await
+        phase.done("status reports with conditions");
+        self.take_servers_down(store, at).await?;
+        phase.done("servers taken down");
+        Ok(())
     }
 
     /// A heartbeat with sequence number `sequence` from every server that is
@@ -486,5 +492,20 @@ impl MessageSource {
             sign: self.heartbeat(slc, server),
             snapshot,
         }
+    }
+}
+
+/// Seeding's phases, each timed on standard error (where a slow seed spends
+/// its time).
+struct Phase(std::time::Instant);
+
+impl Phase {
+    fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    fn done(&mut self, what: &str) {
+        eprintln!("seeding: {what} in {:.1} s", self.0.elapsed().as_secs_f64());
+        self.0 = std::time::Instant::now();
     }
 }

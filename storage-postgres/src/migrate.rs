@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "label order",
         include_str!("../migrations/0011_label_order.sql"),
     ),
+    (
+        12,
+        "feed numbering",
+        include_str!("../migrations/0012_feed_numbering.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
