@@ -1,9 +1,9 @@
-//! Writers of many server rows lock them in (slc, server_id) order, so two
-//! of them cannot deadlock. The batch of heartbeats applied in place (one
-//! UPDATE) used to lock its rows in arrival order: in a minute-start burst
-//! it deadlocked with a batch's locking path, which PostgreSQL found only
-//! after `deadlock_timeout` (1 s), long enough for the node to find its
-//! storage stalled.
+//! Writers of many server rows wait for them in (slc, server_id) order, so
+//! two of them cannot deadlock. The batch of heartbeats applied in place
+//! (one UPDATE) used to wait for its rows in arrival order: in a
+//! minute-start burst it deadlocked with a batch's locking path, which
+//! PostgreSQL found only after `deadlock_timeout` (1 s), long enough for the
+//! node to find its storage stalled. Now it takes them in key order.
 
 mod common;
 
@@ -128,7 +128,7 @@ async fn heartbeats_applied_in_place_lock_their_rows_in_key_order() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Locking in key order, the batch holds nothing yet: rs-b is free.
+    // In key order, the batch holds nothing while it waits: rs-b is free.
     let second = lock_row(&mut other, &slc, "rs-b").await;
     query("ROLLBACK")
         .execute(&mut other)
