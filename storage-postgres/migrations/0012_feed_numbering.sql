@@ -19,6 +19,7 @@ CREATE INDEX changes_unnumbered ON changes (row_id) WHERE id IS NULL;
 CREATE OR REPLACE FUNCTION changes_number() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     pending BIGINT;
+    numbered BIGINT;
     base BIGINT;
 BEGIN
     PERFORM 1 FROM changes WHERE row_id = NEW.row_id AND id IS NULL;
@@ -30,7 +31,13 @@ BEGIN
     UPDATE changes SET id = base + unnumbered.n
     FROM (SELECT row_id, row_number() OVER (ORDER BY row_id) AS n
           FROM changes WHERE id IS NULL) AS unnumbered
-    WHERE changes.row_id = unnumbered.row_id;
+    WHERE changes.row_id = unnumbered.row_id AND changes.id IS NULL;
+    GET DIAGNOSTICS numbered = ROW_COUNT;
+    -- Only if an unnumbered event was committed (triggers switched off):
+    -- never number anything twice or leave a gap silently.
+    IF numbered <> pending THEN
+        RAISE EXCEPTION 'change feed: % events to number, % numbered', pending, numbered;
+    END IF;
     PERFORM pg_notify('carewatch_changes', current_schema());
     RETURN NULL;
 END

@@ -8,8 +8,11 @@
 //! eight statements together. The outcomes and events are those of writing
 //! them one after another: each sign gets the summary change its server
 //! made ([`health::summaries_as_servers_join`]), and the feed has each
-//! server's `first_seen` followed by that change, in batch order per
-//! installation.
+//! server's `first_seen` followed by that change, in batch order within
+//! each installation. Across installations, the batch's first sights come
+//! before the events of the signs written one by one (a late server's
+//! recovery, say), which a reader of the feed cannot tell apart from two
+//! batches committed one after the other.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -44,7 +47,8 @@ const AT_LEAST: usize = 2;
 /// [`AT_LEAST`] new servers, take the one-by-one path. The installations'
 /// rows must already be locked (`lock_installations`). A row another node
 /// inserted meanwhile is locked and left to the caller, which judges the
-/// sign against it.
+/// sign against it (should that row not be Available, its summary change
+/// comes after the batch's first sights).
 pub(crate) async fn record_first_sights(
     c: &mut PgConnection,
     batch: &[SignOfLife],
@@ -61,7 +65,17 @@ pub(crate) async fn record_first_sights(
         .filter(|key| !inserted.contains(key))
         .collect();
     if !raced.is_empty() {
-        rows.extend(lock_servers(c, &raced).await?);
+        let locked = lock_servers(c, &raced).await?;
+        if let Some((slc, server)) = raced.iter().find(|key| !locked.contains_key(*key)) {
+            return Err(carewatch_core::Error::Storage {
+                message: format!(
+                    "recording server {server} of {slc} vanished while it was written"
+                ),
+                source: None,
+            }
+            .into());
+        }
+        rows.extend(locked);
     }
     let new: Vec<usize> = new
         .into_iter()

@@ -193,16 +193,20 @@ pub(crate) async fn heartbeat_in_place(c: &mut PgConnection, sign: &SignOfLife) 
 /// those not applied changed nothing and take the locking path.
 ///
 /// The rows are updated in (slc, server_id) order, the order every other
-/// multi-row writer locks them in: the arrays are sorted, and the plan (a
-/// nested loop over them, one primary-key lookup each) takes the rows in
-/// array order. In arrival order, a minute-start burst on PostgreSQL
-/// deadlocked this statement with sweeps and locking paths holding rows in
-/// key order: 30 deadlocks in three rounds of 1M servers, each found only
-/// after `deadlock_timeout` (1 s), long enough for the node to find its
-/// storage stalled and record its own downtime. Locking the rows first
-/// (`FOR UPDATE` above a sort, or `SKIP LOCKED`) guarantees the order
-/// whatever the plan, but cost PostgreSQL 10–15% more processor time per
-/// heartbeat (one more pass and a lock record per row) in interleaved runs.
+/// multi-row writer locks them in: the arrays are sorted, and the plan this
+/// statement gets on a large table (a nested loop over them, one
+/// primary-key lookup each) takes the rows in array order. In arrival
+/// order, a minute-start burst on PostgreSQL deadlocked this statement with
+/// sweeps and locking paths holding rows in key order: 30 deadlocks in three
+/// rounds of 1M servers, each found only after `deadlock_timeout` (1 s),
+/// long enough for the node to find its storage stalled and record its own
+/// downtime. The order rests on the plan: on a table of up to about 100,000
+/// servers PostgreSQL may hash-join instead, and a hash join that spills
+/// past `work_mem` takes rows out of order, so a deadlock (found after 1 s,
+/// then retried) stays possible there. Locking the rows first (`FOR UPDATE`
+/// above a sort, or `SKIP LOCKED`) guarantees the order whatever the plan,
+/// but cost PostgreSQL 10–15% more processor time per heartbeat (one more
+/// pass and a lock record per row) in interleaved runs.
 pub(crate) async fn heartbeats_in_place(
     c: &mut PgConnection,
     signs: &[SignOfLife],
@@ -451,6 +455,14 @@ async fn touch_server(
     let current = match current {
         Some(current) => current,
         None => {
+            // The installation before the new row, the order a batch of first
+            // sights takes them in (it locks its installations, then inserts):
+            // otherwise this INSERT and a batch inserting the same server
+            // could each hold what the other waits for.
+            query("SELECT 1 FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
+                .bind(sign.slc.as_str())
+                .execute(&mut *c)
+                .await?;
             let inserted = query(
                 "INSERT INTO servers (slc, server_id, first_seen_at, last_seen_at, interval_ms, last_sequence,
                      last_digest, state, missed, unavailable_since, next_check_at)

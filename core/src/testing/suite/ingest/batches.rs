@@ -315,7 +315,7 @@ pub(crate) async fn new_servers_in_a_batch_are_recorded_as_one_by_one(
             of(&one, "rs-b FirstSeen"),
             of(&one, "Healthy -> Healthy (2)"),
         ],
-        "the feed in batch order: each first sight, then the line it moved"
+        "the feed in batch order (these signs are all first sights): each first sight, then the line it moved"
     );
 
     let d = detail(&fx, &one).await;
