@@ -6,7 +6,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use carewatch_core::auth::{MessageDigest, SequenceCursor};
 use carewatch_core::availability::{Availability, DowntimeWindow};
 use carewatch_core::condition::{ReportedCondition, StatusSnapshot};
 use carewatch_core::health::Health;
@@ -14,8 +13,8 @@ use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::{Installation, Product};
 use carewatch_core::liveness::{LivenessMark, MarkReason};
 use carewatch_core::store::{
-    AvailabilityChange, DowntimeEpoch, HistoryKind, InstallationUpdate, OverviewQuery, SignOfLife,
-    StatusWrite, Store, WriteOutcome,
+    AvailabilityChange, DowntimeEpoch, HistoryKind, InstallationUpdate, OverviewQuery, StatusWrite,
+    Store, WriteOutcome,
 };
 use carewatch_core::time::Timestamp;
 use carewatch_core::{ConditionCode, Error};
@@ -28,7 +27,6 @@ use sqlx_core::query_as::query_as;
 use sqlx_core::query_scalar::query_scalar;
 
 const START: Timestamp = Timestamp::from_millis(1_767_225_600_000);
-const INTERVAL: Duration = Duration::from_secs(60);
 
 fn at(ms: i64) -> Timestamp {
     Timestamp::from_millis(START.as_millis() + ms)
@@ -42,22 +40,7 @@ fn slc(n: u32) -> Slc {
     Slc::new(&format!("M01-C01-{n:04}")).expect("slc")
 }
 
-fn sign(slc: &Slc, server: &str, sequence: u64, received_at: Timestamp) -> SignOfLife {
-    let mut digest = [0u8; 32];
-    digest[..8].copy_from_slice(&sequence.to_be_bytes());
-    SignOfLife {
-        slc: slc.clone(),
-        server: rs(server),
-        cursor: SequenceCursor {
-            sequence,
-            digest: MessageDigest(digest),
-        },
-        received_at,
-        interval: INTERVAL,
-        next_check_at: received_at.saturating_add(INTERVAL),
-        missed_before: 0,
-    }
-}
+use common::sign_of_life as sign;
 
 async fn nodes(schema: &Schema, n: usize) -> Vec<Arc<PostgresStore>> {
     let mut out = Vec::new();

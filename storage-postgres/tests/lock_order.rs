@@ -9,10 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use carewatch_core::auth::{MessageDigest, SequenceCursor};
-use carewatch_core::ids::{RecordingServerId, Slc};
+use carewatch_core::ids::Slc;
 use carewatch_core::installation::{Installation, Product};
-use carewatch_core::store::{SignOfLife, Store, WriteOutcome};
+use carewatch_core::store::{Store, WriteOutcome};
 use carewatch_core::time::Timestamp;
 use common::Schema;
 use sqlx_core::connection::Connection;
@@ -22,24 +21,8 @@ use sqlx_core::sql_str::AssertSqlSafe;
 use sqlx_postgres::PgConnection;
 
 const START: Timestamp = Timestamp::from_millis(1_767_225_600_000);
-const INTERVAL: Duration = Duration::from_secs(60);
 
-fn sign(slc: &Slc, server: &str, sequence: u64, received_at: Timestamp) -> SignOfLife {
-    let mut digest = [0u8; 32];
-    digest[..8].copy_from_slice(&sequence.to_be_bytes());
-    SignOfLife {
-        slc: slc.clone(),
-        server: RecordingServerId::new(server).expect("server id"),
-        cursor: SequenceCursor {
-            sequence,
-            digest: MessageDigest(digest),
-        },
-        received_at,
-        interval: INTERVAL,
-        next_check_at: received_at.saturating_add(INTERVAL),
-        missed_before: 0,
-    }
-}
+use common::sign_of_life as sign;
 
 /// Locks one server row in `tx`'s transaction.
 async fn lock_row(conn: &mut PgConnection, slc: &Slc, server: &str) -> Result<(), String> {

@@ -21,15 +21,15 @@ use carewatch_core::catalogue::ConditionCode;
 use carewatch_core::feed::Change;
 use carewatch_core::health::{self, HealthSummary};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
-use carewatch_core::store::columns::{AvailabilityColumns, HistoryColumns, sequence_to_column};
+use carewatch_core::store::columns::{AvailabilityColumns, HistoryColumns};
 use carewatch_core::store::{HistoryKind, ServerRecord, SignOfLife, SummaryChange, WriteOutcome};
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
 use sqlx_postgres::PgConnection;
 
 use super::feed;
-use super::ingest::{ServerKey, lock_servers};
-use crate::codec::{self, col, ms, rank, summary_columns};
+use super::ingest::{ServerKey, SignColumns, lock_servers};
+use crate::codec::{self, col, rank, summary_columns};
 use crate::errors::DbResult;
 
 /// Fewer new servers than this take the one-by-one path: the batched one
@@ -165,20 +165,24 @@ fn key_of(sign: &SignOfLife) -> ServerKey {
 /// Positions of the signs that are their server's first sight and can be
 /// written together (see [`record_first_sights`]), in batch order.
 fn new_servers(batch: &[SignOfLife], rows: &HashMap<ServerKey, ServerRecord>) -> Vec<usize> {
+    // The common batch (every server known) leaves after one lookup each.
+    let known: Vec<Option<&ServerRecord>> = batch.iter().map(|s| rows.get(&key_of(s))).collect();
+    if known.iter().filter(|r| r.is_none()).count() < AT_LEAST {
+        return Vec::new();
+    }
     let moving: HashSet<&Slc> = batch
         .iter()
-        .filter(|s| {
-            rows.get(&key_of(s))
-                .is_some_and(|r| r.availability != Availability::Available)
-        })
-        .map(|s| &s.slc)
+        .zip(&known)
+        .filter(|(_, r)| r.is_some_and(|r| r.availability != Availability::Available))
+        .map(|(s, _)| &s.slc)
         .collect();
     let mut seen: HashSet<(&Slc, &RecordingServerId)> = HashSet::new();
     batch
         .iter()
+        .zip(&known)
         .enumerate()
-        .filter(|(_, s)| !moving.contains(&s.slc) && !rows.contains_key(&key_of(s)))
-        .filter(|(_, s)| seen.insert((&s.slc, &s.server)))
+        .filter(|(_, (s, r))| r.is_none() && !moving.contains(&s.slc))
+        .filter(|(_, (s, _))| seen.insert((&s.slc, &s.server)))
         .map(|(i, _)| i)
         .collect()
 }
@@ -206,16 +210,7 @@ async fn insert_servers(
     batch: &[SignOfLife],
     new: &[usize],
 ) -> DbResult<HashSet<ServerKey>> {
-    let signs = || new.iter().map(|&i| &batch[i]);
-    let slcs: Vec<&str> = signs().map(|s| s.slc.as_str()).collect();
-    let servers: Vec<&str> = signs().map(|s| s.server.as_str()).collect();
-    let received: Vec<i64> = signs().map(|s| s.received_at.as_millis()).collect();
-    let intervals: Vec<i64> = signs().map(|s| ms(s.interval)).collect();
-    let sequences: Vec<i64> = signs()
-        .map(|s| sequence_to_column(s.cursor.sequence))
-        .collect();
-    let digests: Vec<&[u8]> = signs().map(|s| &s.cursor.digest.0[..]).collect();
-    let next_checks: Vec<i64> = signs().map(|s| s.next_check_at.as_millis()).collect();
+    let columns = SignColumns::of(new.iter().map(|&i| &batch[i]));
     let returned = query(
         "INSERT INTO servers (slc, server_id, first_seen_at, last_seen_at, interval_ms, last_sequence,
              last_digest, state, missed, unavailable_since, next_check_at)
@@ -227,13 +222,13 @@ async fn insert_servers(
          ON CONFLICT (slc, server_id) DO NOTHING
          RETURNING slc, server_id",
     )
-    .bind(slcs)
-    .bind(servers)
-    .bind(received)
-    .bind(intervals)
-    .bind(sequences)
-    .bind(digests)
-    .bind(next_checks)
+    .bind(columns.slcs)
+    .bind(columns.servers)
+    .bind(columns.received)
+    .bind(columns.intervals)
+    .bind(columns.sequences)
+    .bind(columns.digests)
+    .bind(columns.next_checks)
     .fetch_all(&mut *c)
     .await?;
     let mut inserted = HashSet::with_capacity(returned.len());

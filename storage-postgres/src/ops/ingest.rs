@@ -215,16 +215,7 @@ pub(crate) async fn heartbeats_in_place(
     order.sort_by(|&a, &b| {
         (&signs[a].slc, &signs[a].server).cmp(&(&signs[b].slc, &signs[b].server))
     });
-    let sorted = || order.iter().map(|&i| &signs[i]);
-    let slcs: Vec<&str> = sorted().map(|s| s.slc.as_str()).collect();
-    let servers: Vec<&str> = sorted().map(|s| s.server.as_str()).collect();
-    let received: Vec<i64> = sorted().map(|s| s.received_at.as_millis()).collect();
-    let intervals: Vec<i64> = sorted().map(|s| ms(s.interval)).collect();
-    let sequences: Vec<i64> = sorted()
-        .map(|s| sequence_to_column(s.cursor.sequence))
-        .collect();
-    let digests: Vec<&[u8]> = sorted().map(|s| &s.cursor.digest.0[..]).collect();
-    let next_checks: Vec<i64> = sorted().map(|s| s.next_check_at.as_millis()).collect();
+    let columns = SignColumns::of(order.iter().map(|&i| &signs[i]));
     let rows = query(
         "UPDATE servers s SET last_seen_at = GREATEST(s.last_seen_at, u.received_at),
              next_check_at = CASE WHEN u.received_at >= s.last_seen_at THEN u.next_check_at
@@ -237,13 +228,13 @@ pub(crate) async fn heartbeats_in_place(
            AND (s.last_sequence # $8::bigint) < (u.last_sequence # $8::bigint)
          RETURNING u.n",
     )
-    .bind(slcs)
-    .bind(servers)
-    .bind(received)
-    .bind(intervals)
-    .bind(sequences)
-    .bind(digests)
-    .bind(next_checks)
+    .bind(columns.slcs)
+    .bind(columns.servers)
+    .bind(columns.received)
+    .bind(columns.intervals)
+    .bind(columns.sequences)
+    .bind(columns.digests)
+    .bind(columns.next_checks)
     .bind(codec::SEQ_ORDER_FLIP)
     .fetch_all(&mut *c)
     .await?;
@@ -256,6 +247,46 @@ pub(crate) async fn heartbeats_in_place(
         }
     }
     Ok(applied)
+}
+
+/// Signs of life as the column arrays the `UNNEST` statements bind ($1 to
+/// $7: slc, server, received_at, interval, sequence, digest,
+/// next_check_at), in the order given.
+pub(crate) struct SignColumns<'a> {
+    pub(crate) slcs: Vec<&'a str>,
+    pub(crate) servers: Vec<&'a str>,
+    pub(crate) received: Vec<i64>,
+    pub(crate) intervals: Vec<i64>,
+    pub(crate) sequences: Vec<i64>,
+    pub(crate) digests: Vec<&'a [u8]>,
+    pub(crate) next_checks: Vec<i64>,
+}
+
+impl<'a> SignColumns<'a> {
+    pub(crate) fn of(signs: impl ExactSizeIterator<Item = &'a SignOfLife>) -> Self {
+        let n = signs.len();
+        let mut columns = Self {
+            slcs: Vec::with_capacity(n),
+            servers: Vec::with_capacity(n),
+            received: Vec::with_capacity(n),
+            intervals: Vec::with_capacity(n),
+            sequences: Vec::with_capacity(n),
+            digests: Vec::with_capacity(n),
+            next_checks: Vec::with_capacity(n),
+        };
+        for sign in signs {
+            columns.slcs.push(sign.slc.as_str());
+            columns.servers.push(sign.server.as_str());
+            columns.received.push(sign.received_at.as_millis());
+            columns.intervals.push(ms(sign.interval));
+            columns
+                .sequences
+                .push(sequence_to_column(sign.cursor.sequence));
+            columns.digests.push(&sign.cursor.digest.0[..]);
+            columns.next_checks.push(sign.next_check_at.as_millis());
+        }
+        columns
+    }
 }
 
 /// A server row; with `lock`, locked until the transaction ends.

@@ -222,3 +222,30 @@ pub async fn create_alpha_reseller(
         .expect("creates reseller");
     id
 }
+
+/// The heartbeat interval of [`sign_of_life`].
+pub const SIGN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A sign of life built by hand (its digest encodes `sequence`), next due
+/// one [`SIGN_INTERVAL`] after `received_at`.
+pub fn sign_of_life(
+    slc: &carewatch_core::ids::Slc,
+    server: &str,
+    sequence: u64,
+    received_at: carewatch_core::time::Timestamp,
+) -> carewatch_core::store::SignOfLife {
+    let mut digest = [0u8; 32];
+    digest[..8].copy_from_slice(&sequence.to_be_bytes());
+    carewatch_core::store::SignOfLife {
+        slc: slc.clone(),
+        server: carewatch_core::ids::RecordingServerId::new(server).expect("server id"),
+        cursor: carewatch_core::auth::SequenceCursor {
+            sequence,
+            digest: carewatch_core::auth::MessageDigest(digest),
+        },
+        received_at,
+        interval: SIGN_INTERVAL,
+        next_check_at: received_at.saturating_add(SIGN_INTERVAL),
+        missed_before: 0,
+    }
+}

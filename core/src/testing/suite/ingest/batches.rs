@@ -97,14 +97,6 @@ pub(crate) async fn batch_of_signs_of_life_applies_each_once(
         3,
         "one outcome per sign of life: {outcomes:?}"
     );
-    let healthy = |servers| HealthSummary {
-        health: Health::Healthy,
-        worst: None,
-        servers,
-        unavailable: 0,
-        late: 0,
-        active_conditions: 0,
-    };
     match &outcomes[0] {
         WriteOutcome::Applied(Some(c)) => {
             assert_eq!(
@@ -263,14 +255,6 @@ pub(crate) async fn new_servers_in_a_batch_are_recorded_as_one_by_one(
             other => panic!("every sign is newer: {other:?}"),
         })
         .collect();
-    let healthy = |servers| HealthSummary {
-        health: Health::Healthy,
-        worst: None,
-        servers,
-        unavailable: 0,
-        late: 0,
-        active_conditions: 0,
-    };
     let two_after = HealthSummary {
         servers: 2,
         ..before.clone()
@@ -333,4 +317,16 @@ pub(crate) async fn new_servers_in_a_batch_are_recorded_as_one_by_one(
         ])
     );
     assert_eq!(detail(&fx, &two).await.summary, two_after);
+}
+
+/// A Healthy line with `servers` servers and nothing else.
+fn healthy(servers: u32) -> HealthSummary {
+    HealthSummary {
+        health: Health::Healthy,
+        worst: None,
+        servers,
+        unavailable: 0,
+        late: 0,
+        active_conditions: 0,
+    }
 }
