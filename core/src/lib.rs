@@ -35,7 +35,9 @@ pub use service::{
     Carewatch, Config, IncomingMessage, IngestAck, IssuedApiToken, IssuedInvitation, IssuedSession,
     SweepReport, WatchStream,
 };
-pub use service::{ChannelView, NotifierStep, OpenedChannel, ROLLING_DAYS};
+pub use service::{
+    ChannelView, DEFAULT_NOTIFICATION_RETENTION, NotifierStep, OpenedChannel, ROLLING_DAYS,
+};
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -552,3 +552,44 @@ async fn an_attempt_that_could_outlast_its_claim_is_not_started() {
     assert_eq!(world.receiver.received().len(), 1);
     let _ = stop.send(());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivered_notifications_are_deleted_after_the_retention() {
+    let world = World::new().await;
+    world
+        .carewatch
+        .test_channel(&world.admin, &world.channel)
+        .await
+        .expect("test queued");
+    let (stop, task) = world.dispatch(Duration::from_secs(5));
+    world.entry_when(|e| e.delivered_at.is_some()).await;
+    let _ = stop.send(());
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("the dispatcher stops")
+        .expect("task");
+    // One more (a test names its instant), never sent: pending stays
+    // however old.
+    world.clock.advance(Duration::from_secs(1));
+    world
+        .carewatch
+        .test_channel(&world.admin, &world.channel)
+        .await
+        .expect("second test queued");
+    let retention = carewatch_core::DEFAULT_NOTIFICATION_RETENTION;
+    world.clock.advance(retention - Duration::from_secs(60));
+    assert_eq!(
+        world.carewatch.prune_notifications().await.expect("prune"),
+        0,
+        "kept for the retention"
+    );
+    world.clock.advance(Duration::from_secs(120));
+    assert_eq!(
+        world.carewatch.prune_notifications().await.expect("prune"),
+        1,
+        "the delivered one, past the retention"
+    );
+    let left = world.outbox().await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].delivered_at.is_none() && left[0].failed_at.is_none());
+}

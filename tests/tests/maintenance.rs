@@ -431,6 +431,10 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.outbox(reseller, filter, limit).await
     }
+    async fn prune_outbox(&self, before: Timestamp, limit: u32) -> Result<u64> {
+        self.check().await?;
+        self.inner.prune_outbox(before, limit).await
+    }
     async fn overview(&self, reseller: &ResellerId, query: &OverviewQuery) -> Result<OverviewPage> {
         self.check().await?;
         self.inner.overview(reseller, query).await

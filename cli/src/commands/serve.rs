@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// event this old).
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
+    /// How long delivered and given-up notifications stay listed (web page,
+    /// gRPC, CLI) before they are deleted; pending ones stay until done.
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    notification_retention: Duration,
     /// A recording server unavailable this long is shown as "probably
     /// removed" for the reseller to decommission (never dropped by itself);
     /// 0 never shows it.
@@ -237,6 +241,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with_node_id(args.node_id)
         .with_liveness_tolerance(args.liveness_tolerance)
         .with_change_retention(args.change_retention)
+        .with_notification_retention(args.notification_retention)
         .with_withdrawn_data_retention(args.withdrawn_data_retention)
         .with_probably_removed_after(Some(args.probably_removed_after).filter(|d| !d.is_zero()));
     let carewatch = Carewatch::open(store, Arc::new(SystemClock), config).await?;

@@ -24,8 +24,13 @@ pub struct SweepReport {
     pub installations_changed: usize,
 }
 
-/// How often maintenance prunes the change feed.
+/// How often maintenance prunes the change feed and the outbox and deletes
+/// withdrawn installations' data.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
+
+/// Finished notifications deleted per write: each batch holds the store's
+/// write lock only briefly.
+const PRUNE_BATCH: u32 = 1000;
 
 /// How often one sweep starts over because another node recorded a
 /// downtime window meanwhile, before it gives up until the next tick.
@@ -52,6 +57,23 @@ impl Carewatch {
             }
         }
         Ok(report)
+    }
+
+    /// Deletes the outbox's delivered and given-up notifications older than
+    /// the retention ([`crate::Config::with_notification_retention`]), a
+    /// batch at a time; returns how many. Maintenance does this regularly.
+    pub async fn prune_notifications(&self) -> Result<u64> {
+        let before = self
+            .now()
+            .saturating_sub(self.inner.config.notification_retention);
+        let mut pruned = 0;
+        loop {
+            let deleted = self.inner.store.prune_outbox(before, PRUNE_BATCH).await?;
+            pruned += deleted;
+            if deleted < u64::from(PRUNE_BATCH) {
+                return Ok(pruned);
+            }
+        }
     }
 
     /// One pass; `false` if it must start over with reloaded windows.
@@ -253,6 +275,14 @@ impl Carewatch {
                     Ok(0) => {}
                     Ok(pruned) => tracing::info!(pruned, %before, "pruned the change feed"),
                     Err(e) => tracing::warn!(error = %e, "pruning the change feed failed"),
+                }
+                match self.prune_notifications().await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(
+                        pruned,
+                        "deleted finished notifications past their retention"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "deleting old notifications failed"),
                 }
                 match self.delete_withdrawn_data().await {
                     Ok(0) => {}

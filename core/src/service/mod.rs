@@ -46,6 +46,9 @@ pub const DEFAULT_LIVENESS_TOLERANCE: Duration = Duration::from_secs(3);
 /// The default [`Config::with_change_retention`]: a week.
 pub const DEFAULT_CHANGE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// The default [`Config::with_notification_retention`]: 30 days.
+pub const DEFAULT_NOTIFICATION_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The default [`Config::with_stall_limit`].
 pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(1);
 
@@ -72,6 +75,7 @@ pub struct Config {
     history_limit: u32,
     stall_limit: Duration,
     change_retention: Duration,
+    notification_retention: Duration,
     probably_removed_after: Option<Duration>,
     withdrawn_data_retention: Duration,
 }
@@ -99,6 +103,7 @@ impl Config {
             history_limit: 50,
             stall_limit: DEFAULT_STALL_LIMIT,
             change_retention: DEFAULT_CHANGE_RETENTION,
+            notification_retention: DEFAULT_NOTIFICATION_RETENTION,
             probably_removed_after: Some(DEFAULT_PROBABLY_REMOVED_AFTER),
             withdrawn_data_retention: DEFAULT_WITHDRAWN_DATA_RETENTION,
         }
@@ -177,6 +182,14 @@ impl Config {
     /// event this old; older ones are pruned by maintenance.
     pub fn with_change_retention(mut self, retention: Duration) -> Self {
         self.change_retention = retention;
+        self
+    }
+
+    /// How long delivered and given-up notifications stay in the outbox
+    /// (the reseller's list of deliveries) before maintenance deletes them.
+    /// Pending ones stay until they are delivered or given up.
+    pub fn with_notification_retention(mut self, retention: Duration) -> Self {
+        self.notification_retention = retention;
         self
     }
 

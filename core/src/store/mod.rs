@@ -678,6 +678,11 @@ pub trait Store: Send + Sync + fmt::Debug {
         filter: OutboxFilter,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>>;
+    /// Deletes up to `limit` finished outbox entries (delivered or given
+    /// up) that were created and finished before `before`, oldest first;
+    /// returns how many. Pending entries stay, however old. The work is
+    /// proportional to the entries deleted, not to the outbox.
+    async fn prune_outbox(&self, before: Timestamp, limit: u32) -> Result<u64>;
 
     // ----- what resellers read ---------------------------------------------
 

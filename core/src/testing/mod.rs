@@ -135,6 +135,7 @@ macro_rules! __conformance_test_list {
             every_operator_and_admin_action_is_audited_with_its_actor,
             the_outbox_lists_a_resellers_entries_newest_first,
             deleting_a_channel_gives_up_its_pending_entries,
+            finished_notifications_are_pruned_past_their_retention,
             notifications_follow_health_changes_once_after_the_hold,
             maintenance_mutes_notifications_until_it_ends,
             // the change feed

@@ -12,6 +12,7 @@ mod lifecycle;
 mod notifications;
 mod reads;
 mod report;
+mod retention;
 mod summary;
 mod team;
 mod transfer;
@@ -560,6 +561,13 @@ impl Store for PostgresStore {
     ) -> Result<Vec<OutboxEntry>> {
         self.read(&(reseller, filter, limit), |c, (r, f, l)| {
             Box::pin(notifications::outbox(c, r, *f, *l))
+        })
+        .await
+    }
+
+    async fn prune_outbox(&self, before: Timestamp, limit: u32) -> Result<u64> {
+        self.write(&(before, limit), |c, (before, limit)| {
+            Box::pin(retention::prune_outbox(c, *before, *limit))
         })
         .await
     }

@@ -10,6 +10,7 @@ mod lifecycle;
 mod notifications;
 mod reads;
 mod report;
+mod retention;
 mod summary;
 mod team;
 mod transfer;
@@ -465,6 +466,11 @@ impl Store for SqliteStore {
     ) -> Result<Vec<OutboxEntry>> {
         let reseller = reseller.clone();
         self.read(move |tx| notifications::outbox(tx, &reseller, filter, limit))
+            .await
+    }
+
+    async fn prune_outbox(&self, before: Timestamp, limit: u32) -> Result<u64> {
+        self.write(move |tx| retention::prune_outbox(tx, before, limit))
             .await
     }
 

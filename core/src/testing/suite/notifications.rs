@@ -6,10 +6,12 @@
 mod channels;
 mod notifier;
 mod outbox;
+mod retention;
 
 pub(crate) use channels::*;
 pub(crate) use notifier::*;
 pub(crate) use outbox::*;
+pub(crate) use retention::*;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,88 @@
+//! The outbox's retention: finished entries deleted once old, pending ones
+//! kept however old.
+
+use super::{channel, claim, create_channel, enqueue, entry, finish, keys, outbox_of};
+use crate::notification::{DeliveryOutcome, OutboxFilter};
+use crate::testing::TestBackend;
+use crate::testing::fixture::{Fixture, START};
+use crate::testing::suite::t;
+
+/// `prune_outbox` deletes delivered and given-up entries created and
+/// finished before the cut-off, oldest first and at most `limit` a call;
+/// pending entries stay however old, and so does an entry finished after
+/// the cut-off, until a later cut-off passes it.
+pub(crate) async fn finished_notifications_are_pruned_past_their_retention(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let store = &fx.store;
+    let alpha = fx.reseller("alpha").await;
+    let ch = channel(1, &alpha, START);
+    create_channel(store, &ch).await;
+    let made = [
+        "delivered-first",
+        "given-up",
+        "pending",
+        "delivered-second",
+        "finished-late",
+    ];
+    for (i, key) in made.iter().enumerate() {
+        enqueue(store, &[entry(&ch, key, None, t(i as u64))]).await;
+    }
+    let claimed = claim(store, "node-1", t(5), 100).await;
+    assert_eq!(keys(&claimed), made, "all claimed, oldest first");
+    let outcomes = [
+        (DeliveryOutcome::Delivered, t(5)),
+        (
+            DeliveryOutcome::Failed {
+                error: "HTTP 410 from hooks.example.net".into(),
+            },
+            t(6),
+        ),
+        (
+            DeliveryOutcome::Retry {
+                at: t(1000),
+                error: "HTTP 503 from hooks.example.net".into(),
+            },
+            t(6),
+        ),
+        (DeliveryOutcome::Delivered, t(7)),
+        (DeliveryOutcome::Delivered, t(15)),
+    ];
+    for (entry, (outcome, at)) in claimed.iter().zip(outcomes) {
+        finish(store, entry, "node-1", outcome, at).await;
+    }
+    enqueue(store, &[entry(&ch, "made-late", None, t(20))]).await;
+    let late = claim(store, "node-1", t(21), 100).await;
+    assert_eq!(keys(&late), ["made-late"]);
+    finish(store, &late[0], "node-1", DeliveryOutcome::Delivered, t(21)).await;
+
+    let prune = |before, limit| async move {
+        store
+            .prune_outbox(before, limit)
+            .await
+            .unwrap_or_else(|e| panic!("pruning the outbox before {before}: {e}"))
+    };
+    let left = || async { keys(&outbox_of(store, &alpha, OutboxFilter::All).await).join(" ") };
+    assert_eq!(prune(t(10), 2).await, 2, "at most the limit");
+    assert_eq!(
+        left().await,
+        "made-late finished-late delivered-second pending",
+        "the oldest finished ones first"
+    );
+    assert_eq!(prune(t(10), 2).await, 1);
+    assert_eq!(prune(t(10), 2).await, 0, "nothing more before the cut-off");
+    assert_eq!(
+        left().await,
+        "made-late finished-late pending",
+        "pending entries and those finished since the cut-off stay"
+    );
+    assert_eq!(prune(t(30), 100).await, 2);
+    assert_eq!(left().await, "pending", "a pending entry stays however old");
+    assert_eq!(
+        outbox_of(store, &alpha, OutboxFilter::Pending).await.len(),
+        1,
+        "and is still pending"
+    );
+}
