@@ -247,11 +247,15 @@ async fn a_watcher_on_one_node_sees_what_another_node_ingested_and_resumes_witho
 
     a.stop().await;
     b.stop().await;
+    // A store on the test's own schema (already migrated): one on `public`
+    // would migrate that schema, which is not this test's to touch.
     let pool = carewatch_storage_postgres::PostgresStore::open(
-        PostgresConfig::from_url(&database_url()).expect("URL"),
+        PostgresConfig::from_url(&database_url())
+            .and_then(|c| c.schema(&schema))
+            .expect("URL"),
     )
     .await
-    .expect("admin store");
+    .expect("a store on the test's schema");
     let _ = query(AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE"
     )))

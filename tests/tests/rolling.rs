@@ -311,9 +311,15 @@ async fn a_rolling_restart_of_two_nodes_under_load_gives_no_false_verdict() {
     for node in nodes.into_iter().flatten() {
         node.stop().await;
     }
-    let admin = PostgresStore::open(PostgresConfig::from_url(&database_url()).expect("URL"))
-        .await
-        .expect("admin store");
+    // A store on the test's own schema (already migrated): one on `public`
+    // would migrate that schema, which is not this test's to touch.
+    let admin = PostgresStore::open(
+        PostgresConfig::from_url(&database_url())
+            .and_then(|c| c.schema(&cluster.schema))
+            .expect("URL"),
+    )
+    .await
+    .expect("a store on the test's schema");
     let _ = query(AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS {} CASCADE",
         cluster.schema

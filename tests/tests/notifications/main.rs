@@ -367,8 +367,12 @@ async fn two_nodes_on_one_postgres_deliver_each_notification_once() {
     drop(site);
     drop(a);
     drop(b);
+    // A store on the test's own schema (already migrated): one on `public`
+    // would migrate that schema, which is not this test's to touch.
     let cleanup = carewatch_storage_postgres::PostgresStore::open(
-        carewatch_storage_postgres::PostgresConfig::from_url(&url).expect("URL"),
+        carewatch_storage_postgres::PostgresConfig::from_url(&url)
+            .and_then(|c| c.schema(&schema))
+            .expect("URL"),
     )
     .await
     .expect("PostgreSQL");
