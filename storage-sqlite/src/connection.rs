@@ -25,8 +25,11 @@ pub struct SqliteStore {
 
 struct Shared {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    // Fields drop in this order: the readers close before the writer, so
+    // the writer is the last connection and, closing, checkpoints the WAL
+    // and removes it (read-only connections cannot).
     readers: Vec<Mutex<Connection>>,
+    writer: Mutex<Connection>,
     next_reader: AtomicUsize,
     /// One permit per connection: callers queue here, on the async side,
     /// instead of each parking a blocking-pool thread on a connection's
@@ -98,6 +101,10 @@ impl SqliteStore {
                 )?;
                 conn.busy_timeout(Duration::from_secs(5))?;
                 settle_statements(&conn)?;
+                // Loads the schema now: a connection that loads it on its
+                // first read expires every statement prepared before, and
+                // that read's own BEGIN would be prepared twice.
+                conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
                 Ok(Mutex::new(conn))
             })
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -120,11 +127,12 @@ impl SqliteStore {
         &self.shared.path
     }
 
-    /// Runs `f` in one write transaction (committed if `f` returns `Ok`).
+    /// Runs `f` in one write transaction (committed if `f` returns `Ok`,
+    /// rolled back otherwise).
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let shared = self.shared.clone();
         // Held until the work is done, even if the caller stops waiting.
@@ -137,14 +145,12 @@ impl SqliteStore {
             .map_err(closed)?;
         run_blocking(move || {
             let _turn = turn;
-            let mut conn = shared
+            let conn = shared
                 .writer
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(map_err)?;
-            let value = f(&tx)?;
+            let tx = Transaction::begin(&conn, "BEGIN IMMEDIATE").map_err(map_err)?;
+            let value = f(&conn)?;
             tx.commit().map_err(map_err)?;
             Ok(value)
         })
@@ -156,7 +162,7 @@ impl SqliteStore {
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let shared = self.shared.clone();
         let turn = self
@@ -169,13 +175,11 @@ impl SqliteStore {
         run_blocking(move || {
             let _turn = turn;
             let index = shared.next_reader.fetch_add(1, Ordering::Relaxed) % shared.readers.len();
-            let mut conn = shared.readers[index]
+            let conn = shared.readers[index]
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
-                .map_err(map_err)?;
-            f(&tx)
+            let _snapshot = Transaction::begin(&conn, "BEGIN DEFERRED").map_err(map_err)?;
+            f(&conn)
         })
         .await
         .map_err(|e| diagnose(&self.shared.path, e))
@@ -232,6 +236,41 @@ fn probe_write(path: &Path) -> std::io::Result<()> {
 /// The semaphores are never closed; this only keeps a would-be panic typed.
 fn closed(e: AcquireError) -> Error {
     Error::storage("the SQLite connection queue is closed", e)
+}
+
+/// A transaction begun, committed and rolled back with cached statements.
+/// rusqlite's `Transaction` parses `BEGIN`, `COMMIT` and `ROLLBACK` again
+/// every time (`execute_batch`): about 2,000 instructions each, twice per
+/// store call. Dropped uncommitted (an error, a failed COMMIT, a panic in
+/// the work), it rolls back, so the connection never keeps a transaction
+/// open for the next caller.
+struct Transaction<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> Transaction<'c> {
+    fn begin(conn: &'c Connection, begin: &str) -> rusqlite::Result<Self> {
+        conn.prepare_cached(begin)?.execute([])?;
+        Ok(Self { conn })
+    }
+
+    fn commit(self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.conn.is_autocommit()
+            && let Err(e) = self
+                .conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut rollback| rollback.execute([]))
+        {
+            tracing::warn!(error = %e, "rolling back a SQLite transaction failed");
+        }
+    }
 }
 
 async fn run_blocking<T: Send + 'static>(

@@ -1,6 +1,7 @@
-//! How the connections are used: cached statements are prepared once per
-//! connection, not once per run; a sweep that finds nothing to write does
-//! not wait for the writer.
+//! How the connections are used: cached statements (transactions' BEGIN,
+//! COMMIT and ROLLBACK too) are prepared once per connection, not once per
+//! run; a failed or panicking write leaves nothing behind; a sweep that
+//! finds nothing to write does not wait for the writer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,126 @@ fn reprepared(conn: &Connection) -> Vec<(String, i32)> {
         }
     }
     found
+}
+
+/// The statements `conn` holds (prepared and kept), each with how many
+/// times it ran.
+#[allow(unsafe_code)]
+fn held(conn: &Connection) -> Vec<(String, i32)> {
+    use rusqlite::ffi;
+    let mut found = Vec::new();
+    // SAFETY: as in `reprepared`.
+    unsafe {
+        let db = conn.handle();
+        let mut statement = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+        while !statement.is_null() {
+            let runs = ffi::sqlite3_stmt_status(statement, ffi::SQLITE_STMTSTATUS_RUN, 0);
+            let sql = std::ffi::CStr::from_ptr(ffi::sqlite3_sql(statement))
+                .to_string_lossy()
+                .into_owned();
+            found.push((sql, runs));
+            statement = ffi::sqlite3_next_stmt(db, statement);
+        }
+    }
+    found
+}
+
+fn runs_of(held: &[(String, i32)], sql: &str) -> i32 {
+    held.iter()
+        .filter(|(s, _)| s == sql)
+        .map(|(_, runs)| *runs)
+        .sum()
+}
+
+/// rusqlite's `Transaction` parsed BEGIN, COMMIT and ROLLBACK again on
+/// every store call (and finalised them): kept statements now.
+#[tokio::test]
+async fn transactions_begin_and_end_with_statements_kept_prepared() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(dir.path().join("carewatch.db"))
+        .await
+        .expect("opens");
+    for n in 0..5 {
+        store
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO liveness (node, alive_at) VALUES (?1, 1)",
+                    [format!("node-{n}")],
+                )
+                .map_err(crate::codec::map_err)
+            })
+            .await
+            .expect("write");
+        store
+            .read(|tx| {
+                tx.query_row("SELECT count(*) FROM liveness", [], |r| r.get::<_, i64>(0))
+                    .map_err(crate::codec::map_err)
+            })
+            .await
+            .expect("read");
+    }
+    let shared = &store.shared;
+    let writer = held(&shared.writer.lock().expect("writer"));
+    assert_eq!(runs_of(&writer, "BEGIN IMMEDIATE"), 5, "{writer:?}");
+    assert_eq!(runs_of(&writer, "COMMIT"), 5, "{writer:?}");
+    let mut readers = Vec::new();
+    for reader in &shared.readers {
+        readers.extend(held(&reader.lock().expect("reader")));
+    }
+    assert_eq!(runs_of(&readers, "BEGIN DEFERRED"), 5, "{readers:?}");
+    assert_eq!(runs_of(&readers, "ROLLBACK"), 5, "{readers:?}");
+}
+
+/// A write whose work fails, or panics, is rolled back, and the writer is
+/// not left inside its transaction for the next one.
+#[tokio::test]
+async fn a_failed_or_panicking_write_leaves_nothing_and_the_writer_usable() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(dir.path().join("carewatch.db"))
+        .await
+        .expect("opens");
+    let insert = |tx: &Connection, node: &str| {
+        tx.execute(
+            "INSERT INTO liveness (node, alive_at) VALUES (?1, 1)",
+            [node],
+        )
+        .map_err(crate::codec::map_err)
+    };
+    let failed = store
+        .write(move |tx| {
+            insert(tx, "failed")?;
+            Err::<(), _>(carewatch_core::Error::storage(
+                "the work failed",
+                "on purpose",
+            ))
+        })
+        .await;
+    assert!(failed.is_err());
+    let panicked: carewatch_core::Result<()> = store
+        .write(move |tx| {
+            insert(tx, "panicked")?;
+            panic!("on purpose");
+        })
+        .await;
+    assert!(panicked.is_err(), "{panicked:?}");
+    store
+        .write(move |tx| insert(tx, "kept").map(drop))
+        .await
+        .expect("the next write works");
+    let nodes = store
+        .read(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT node FROM liveness ORDER BY node")
+                .map_err(crate::codec::map_err)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(crate::codec::map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(crate::codec::map_err)
+        })
+        .await
+        .expect("read");
+    assert_eq!(nodes, ["kept"]);
 }
 
 #[tokio::test]
@@ -162,4 +283,38 @@ async fn a_sweep_with_nothing_expired_does_not_wait_for_the_writer() {
             .expect("read"),
         0
     );
+}
+
+/// Closing the store after reads and writes leaves the database file
+/// alone, the WAL checkpointed into it: the writer closes last (read-only
+/// connections cannot remove the WAL), so a copy of the file, or a start on
+/// a file system made read-only meanwhile, sees everything.
+#[tokio::test]
+async fn a_closed_store_leaves_no_write_ahead_log() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("carewatch.db");
+    let store = SqliteStore::open(&path).await.expect("opens");
+    store
+        .write(|tx| {
+            tx.execute("INSERT INTO liveness (node, alive_at) VALUES ('a', 1)", [])
+                .map_err(crate::codec::map_err)
+        })
+        .await
+        .expect("write");
+    for _ in 0..3 {
+        store
+            .read(|tx| {
+                tx.query_row("SELECT count(*) FROM liveness", [], |r| r.get::<_, i64>(0))
+                    .map_err(crate::codec::map_err)
+            })
+            .await
+            .expect("read");
+    }
+    drop(store);
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["carewatch.db"]);
 }

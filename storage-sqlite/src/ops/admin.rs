@@ -10,13 +10,13 @@ use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{InstallationUpdate, Reseller, StoredKey};
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::codec::{
     self, RowExt, installation_columns, is_foreign_key_violation, is_unique_violation, map_err, ts,
 };
 
-pub(crate) fn create_reseller(tx: &Transaction<'_>, r: &Reseller, token: &TokenHash) -> Result<()> {
+pub(crate) fn create_reseller(tx: &Connection, r: &Reseller, token: &TokenHash) -> Result<()> {
     tx.execute(
         "INSERT INTO resellers (id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![
@@ -39,7 +39,7 @@ pub(crate) fn create_reseller(tx: &Transaction<'_>, r: &Reseller, token: &TokenH
 }
 
 pub(crate) fn set_reseller_token(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &ResellerId,
     token: &TokenHash,
 ) -> Result<()> {
@@ -57,7 +57,7 @@ pub(crate) fn set_reseller_token(
     Ok(())
 }
 
-pub(crate) fn reseller_token(tx: &Transaction<'_>, id: &ResellerId) -> Result<Option<TokenHash>> {
+pub(crate) fn reseller_token(tx: &Connection, id: &ResellerId) -> Result<Option<TokenHash>> {
     let stored: Option<Vec<u8>> = tx
         .query_row(
             "SELECT token_hash FROM resellers WHERE id = ?1",
@@ -69,7 +69,7 @@ pub(crate) fn reseller_token(tx: &Transaction<'_>, id: &ResellerId) -> Result<Op
     stored.map(|bytes| codec::token_hash(&bytes)).transpose()
 }
 
-pub(crate) fn resellers(tx: &Transaction<'_>) -> Result<Vec<Reseller>> {
+pub(crate) fn resellers(tx: &Connection) -> Result<Vec<Reseller>> {
     let mut stmt = tx
         .prepare_cached("SELECT id, name, created_at FROM resellers ORDER BY id")
         .map_err(map_err)?;
@@ -86,7 +86,7 @@ pub(crate) fn resellers(tx: &Transaction<'_>) -> Result<Vec<Reseller>> {
 }
 
 pub(crate) fn set_operator_token(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     name: &ResellerId,
     token: &TokenHash,
 ) -> Result<()> {
@@ -99,7 +99,7 @@ pub(crate) fn set_operator_token(
     Ok(())
 }
 
-pub(crate) fn operator_token(tx: &Transaction<'_>, name: &ResellerId) -> Result<Option<TokenHash>> {
+pub(crate) fn operator_token(tx: &Connection, name: &ResellerId) -> Result<Option<TokenHash>> {
     let stored: Option<Vec<u8>> = tx
         .query_row(
             "SELECT token_hash FROM operators WHERE name = ?1",
@@ -111,12 +111,12 @@ pub(crate) fn operator_token(tx: &Transaction<'_>, name: &ResellerId) -> Result<
     stored.map(|bytes| codec::token_hash(&bytes)).transpose()
 }
 
-pub(crate) fn has_operator(tx: &Transaction<'_>) -> Result<bool> {
+pub(crate) fn has_operator(tx: &Connection) -> Result<bool> {
     tx.query_row("SELECT EXISTS (SELECT 1 FROM operators)", [], |r| r.get(0))
         .map_err(map_err)
 }
 
-pub(crate) fn register_installation(tx: &Transaction<'_>, i: &Installation) -> Result<()> {
+pub(crate) fn register_installation(tx: &Connection, i: &Installation) -> Result<()> {
     let pending = HealthSummary::pending();
     tx.execute(
         "INSERT INTO installations (slc, reseller_id, product, product_version, subscription_expires_at, consent,
@@ -145,7 +145,7 @@ pub(crate) fn register_installation(tx: &Transaction<'_>, i: &Installation) -> R
     super::feed::append(tx, &i.slc, i.registered_at, &Change::Registered)
 }
 
-pub(crate) fn installation(tx: &Transaction<'_>, slc: &Slc) -> Result<Option<Installation>> {
+pub(crate) fn installation(tx: &Connection, slc: &Slc) -> Result<Option<Installation>> {
     let mut stmt = tx
         .prepare_cached(concat!(
             "SELECT ",
@@ -161,7 +161,7 @@ pub(crate) fn installation(tx: &Transaction<'_>, slc: &Slc) -> Result<Option<Ins
 }
 
 pub(crate) fn update_installation(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     slc: &Slc,
     update: &InstallationUpdate,
     at: Timestamp,
@@ -197,7 +197,7 @@ pub(crate) fn update_installation(
 }
 
 pub(crate) fn set_labels(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: &ResellerId,
     slc: &Slc,
     labels: &Labels,
@@ -231,7 +231,7 @@ pub(crate) fn set_labels(
 }
 
 pub(crate) fn add_installation_key(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     slc: &Slc,
     key: &WrappedKey,
     at: Timestamp,
@@ -254,7 +254,7 @@ pub(crate) fn add_installation_key(
     Ok(())
 }
 
-pub(crate) fn installation_keys(tx: &Transaction<'_>, slc: &Slc) -> Result<Vec<StoredKey>> {
+pub(crate) fn installation_keys(tx: &Connection, slc: &Slc) -> Result<Vec<StoredKey>> {
     let mut stmt = tx
         .prepare_cached("SELECT key_id, sealed, created_at, retired_at FROM installation_keys WHERE slc = ?1 ORDER BY key_id")
         .map_err(map_err)?;
@@ -274,7 +274,7 @@ pub(crate) fn installation_keys(tx: &Transaction<'_>, slc: &Slc) -> Result<Vec<S
 }
 
 pub(crate) fn retire_installation_key(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     slc: &Slc,
     id: KeyId,
     at: Timestamp,

@@ -3,11 +3,11 @@
 use carewatch_core::Result;
 use carewatch_core::audit::{AuditEntry, AuditQuery, AuditRecord};
 use carewatch_core::store::columns::{ActorColumns, audit_record};
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 
 use crate::codec::{RowExt, map_err};
 
-pub(crate) fn append_audit(tx: &Transaction<'_>, record: &AuditRecord) -> Result<()> {
+pub(crate) fn append_audit(tx: &Connection, record: &AuditRecord) -> Result<()> {
     let actor = ActorColumns::from(&record.actor);
     tx.prepare_cached(
         "INSERT INTO audit_log (at, actor_kind, actor_reseller, actor_name, action, target, detail)
@@ -28,7 +28,7 @@ pub(crate) fn append_audit(tx: &Transaction<'_>, record: &AuditRecord) -> Result
     Ok(())
 }
 
-pub(crate) fn audit_log(tx: &Transaction<'_>, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+pub(crate) fn audit_log(tx: &Connection, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
     let before = query
         .before
         .map_or(i64::MAX, |id| i64::try_from(id).unwrap_or(i64::MAX));

@@ -10,13 +10,13 @@ use carewatch_core::store::{
     AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog, ServerRecord,
 };
 use carewatch_core::time::Timestamp;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{history, summary};
 use crate::codec::{self, AvailabilityColumns, RowExt, SERVER_COLUMNS, corrupt, map_err, ts};
 
 pub(crate) fn due_servers(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<ServerRecord>> {
@@ -36,7 +36,7 @@ pub(crate) fn due_servers(
 }
 
 pub(crate) fn apply_availability(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     changes: &[AvailabilityChange],
     epoch: DowntimeEpoch,
 ) -> Result<AvailabilityOutcome> {
@@ -131,10 +131,7 @@ pub(crate) fn apply_availability(
 
 /// Reads every node's liveness, records the gap the core's rule finds and
 /// writes the mark, in one (write, so exclusive) transaction.
-pub(crate) fn mark_alive(
-    tx: &Transaction<'_>,
-    mark: &LivenessMark,
-) -> Result<Option<DowntimeWindow>> {
+pub(crate) fn mark_alive(tx: &Connection, mark: &LivenessMark) -> Result<Option<DowntimeWindow>> {
     let mut stmt = tx
         .prepare_cached("SELECT node, alive_at, stopped FROM liveness")
         .map_err(map_err)?;
@@ -163,7 +160,7 @@ pub(crate) fn mark_alive(
     Ok(window)
 }
 
-pub(crate) fn mark_stopped(tx: &Transaction<'_>, node: &str, at: Timestamp) -> Result<()> {
+pub(crate) fn mark_stopped(tx: &Connection, node: &str, at: Timestamp) -> Result<()> {
     tx.execute(
         "INSERT INTO liveness (node, alive_at, stopped) VALUES (?1, ?2, 1)
          ON CONFLICT (node) DO UPDATE SET stopped = 1, alive_at = max(alive_at, excluded.alive_at)",
@@ -174,14 +171,14 @@ pub(crate) fn mark_stopped(tx: &Transaction<'_>, node: &str, at: Timestamp) -> R
 }
 
 /// The newest window's rowid (windows are never deleted, so it only grows).
-fn downtime_epoch(tx: &Transaction<'_>) -> Result<DowntimeEpoch> {
+fn downtime_epoch(tx: &Connection) -> Result<DowntimeEpoch> {
     tx.prepare_cached("SELECT coalesce(max(rowid), 0) FROM downtime")
         .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
         .map(DowntimeEpoch)
         .map_err(map_err)
 }
 
-pub(crate) fn record_downtime(tx: &Transaction<'_>, window: DowntimeWindow) -> Result<()> {
+pub(crate) fn record_downtime(tx: &Connection, window: DowntimeWindow) -> Result<()> {
     tx.execute(
         "INSERT INTO downtime (start_at, end_at) VALUES (?1, ?2)",
         params![window.start().as_millis(), window.end().as_millis()],
@@ -190,7 +187,7 @@ pub(crate) fn record_downtime(tx: &Transaction<'_>, window: DowntimeWindow) -> R
     Ok(())
 }
 
-pub(crate) fn downtime(tx: &Transaction<'_>, after: Timestamp) -> Result<DowntimeLog> {
+pub(crate) fn downtime(tx: &Connection, after: Timestamp) -> Result<DowntimeLog> {
     let epoch = downtime_epoch(tx)?;
     let mut stmt = tx
         .prepare_cached("SELECT start_at, end_at FROM downtime WHERE end_at > ?1 ORDER BY start_at")

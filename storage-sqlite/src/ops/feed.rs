@@ -6,24 +6,19 @@ use carewatch_core::feed::{self, Change, ChangeEvent, EventId};
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::store::columns::{ChangeColumns, HistoryColumns, SummaryColumns};
 use carewatch_core::time::Timestamp;
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::codec::{self, RowExt, map_err, ts};
 
 /// Appends one event; committed (or not) with the caller's transaction.
-pub(crate) fn append(
-    tx: &Transaction<'_>,
-    slc: &Slc,
-    at: Timestamp,
-    change: &Change,
-) -> Result<()> {
+pub(crate) fn append(tx: &Connection, slc: &Slc, at: Timestamp, change: &Change) -> Result<()> {
     append_to(tx, slc, None, at, change)
 }
 
 /// Appends one event for `reseller` whoever owns the installation when it
 /// is read (`None`: its owner then).
 pub(crate) fn append_to(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     slc: &Slc,
     reseller: Option<&ResellerId>,
     at: Timestamp,
@@ -65,7 +60,7 @@ pub(crate) fn append_to(
 }
 
 /// The newest id ever given (AUTOINCREMENT keeps it when rows are pruned).
-pub(crate) fn head(tx: &Transaction<'_>) -> Result<EventId> {
+pub(crate) fn head(tx: &Connection) -> Result<EventId> {
     let seq: Option<i64> = tx
         .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")
         .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)).optional())
@@ -73,11 +68,7 @@ pub(crate) fn head(tx: &Transaction<'_>) -> Result<EventId> {
     Ok(EventId(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0))))
 }
 
-pub(crate) fn changes(
-    tx: &Transaction<'_>,
-    after: EventId,
-    limit: u32,
-) -> Result<Vec<ChangeEvent>> {
+pub(crate) fn changes(tx: &Connection, after: EventId, limit: u32) -> Result<Vec<ChangeEvent>> {
     let head = head(tx)?;
     let oldest: Option<i64> = tx
         .prepare_cached("SELECT min(id) FROM changes")
@@ -149,7 +140,7 @@ fn event(row: &Row<'_>) -> Result<ChangeEvent> {
     })
 }
 
-pub(crate) fn prune(tx: &Transaction<'_>, before: Timestamp) -> Result<u64> {
+pub(crate) fn prune(tx: &Connection, before: Timestamp) -> Result<u64> {
     let deleted = tx
         .execute("DELETE FROM changes WHERE at < ?1", [before.as_millis()])
         .map_err(map_err)?;

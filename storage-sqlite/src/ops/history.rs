@@ -6,13 +6,13 @@ use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::store::columns::HistoryColumns;
 use carewatch_core::store::{HistoryEvent, HistoryKind};
 use carewatch_core::time::Timestamp;
-use rusqlite::{Row, Transaction, params};
+use rusqlite::{Connection, Row, params};
 
 use crate::codec::{self, RowExt, map_err, ts};
 
 /// Records a history entry, and the same as a change-feed event.
 pub(crate) fn record(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     slc: &Slc,
     server: &RecordingServerId,
     at: Timestamp,
@@ -48,11 +48,7 @@ pub(crate) fn record(
     Ok(())
 }
 
-pub(crate) fn full_history(
-    tx: &Transaction<'_>,
-    slc: &Slc,
-    limit: u32,
-) -> Result<Vec<HistoryEvent>> {
+pub(crate) fn full_history(tx: &Connection, slc: &Slc, limit: u32) -> Result<Vec<HistoryEvent>> {
     if super::admin::installation(tx, slc)?.is_none() {
         return Err(carewatch_core::Error::installation_not_found(slc));
     }

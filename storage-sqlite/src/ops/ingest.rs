@@ -6,14 +6,14 @@ use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::rules::{self, SignJudgement};
 use carewatch_core::store::{Admission, HistoryKind, SignOfLife, StatusWrite, WriteOutcome};
 use carewatch_core::{ConditionCode, Result};
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 
 use super::{history, summary};
 use crate::codec::{self, RowExt, map_err, ms, server_columns};
 use carewatch_core::store::columns::sequence_to_column;
 
 pub(crate) fn admission(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     slc: &Slc,
     server: &RecordingServerId,
     key_id: KeyId,
@@ -62,7 +62,7 @@ pub(crate) fn admission(
 }
 
 pub(crate) fn load_server(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     slc: &Slc,
     server: &RecordingServerId,
 ) -> Result<Option<carewatch_core::store::ServerRecord>> {
@@ -90,7 +90,7 @@ enum Touch {
 }
 
 /// The sign-of-life part of any accepted message, with the sequence rule.
-fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
+fn touch_server(tx: &Connection, sign: &SignOfLife) -> Result<Touch> {
     if touch_available_server(tx, sign)? {
         return Ok(Touch::Applied {
             availability_changed: false,
@@ -155,7 +155,7 @@ fn touch_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<Touch> {
 /// server is in any other case, which the general path then settles.
 /// Sequences from 2⁶³ on are stored as negative numbers; they take the
 /// general path, which compares them as unsigned.
-fn touch_available_server(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<bool> {
+fn touch_available_server(tx: &Connection, sign: &SignOfLife) -> Result<bool> {
     if i64::try_from(sign.cursor.sequence).is_err() {
         return Ok(false);
     }
@@ -186,7 +186,7 @@ fn sign_parameters(sign: &SignOfLife) -> (&str, &str, i64, i64, i64, &[u8], i64)
 }
 
 fn resolve_unavailability(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     sign: &SignOfLife,
     recovered: &HistoryKind,
 ) -> Result<()> {
@@ -206,7 +206,7 @@ fn resolve_unavailability(
     history::record(tx, &sign.slc, &sign.server, sign.received_at, recovered)
 }
 
-pub(crate) fn record_sign_of_life(tx: &Transaction<'_>, sign: &SignOfLife) -> Result<WriteOutcome> {
+pub(crate) fn record_sign_of_life(tx: &Connection, sign: &SignOfLife) -> Result<WriteOutcome> {
     match touch_server(tx, sign)? {
         Touch::Duplicate => Ok(WriteOutcome::Duplicate),
         Touch::Stale(last_accepted) => Ok(WriteOutcome::Stale { last_accepted }),
@@ -223,10 +223,7 @@ pub(crate) fn record_sign_of_life(tx: &Transaction<'_>, sign: &SignOfLife) -> Re
     }
 }
 
-pub(crate) fn apply_status_report(
-    tx: &Transaction<'_>,
-    report: &StatusWrite,
-) -> Result<WriteOutcome> {
+pub(crate) fn apply_status_report(tx: &Connection, report: &StatusWrite) -> Result<WriteOutcome> {
     let sign = &report.sign;
     let availability_changed = match touch_server(tx, sign)? {
         Touch::Duplicate => return Ok(WriteOutcome::Duplicate),

@@ -8,13 +8,13 @@ use carewatch_core::store::columns::AvailabilityColumns;
 use carewatch_core::store::rules::{self, ActiveCondition, ServiceChange};
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{history, ingest, summary};
 use crate::codec::{self, RowExt, map_err, ts};
 
 pub(crate) fn decommission_server(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: Option<&ResellerId>,
     slc: &Slc,
     server: &RecordingServerId,
@@ -69,7 +69,7 @@ pub(crate) fn decommission_server(
 
 /// A server's active conditions, in no particular order.
 pub(crate) fn active_conditions(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     slc: &Slc,
     server: &RecordingServerId,
 ) -> Result<Vec<ActiveCondition>> {
@@ -97,7 +97,7 @@ pub(crate) fn active_conditions(
 }
 
 fn resolve(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     slc: &Slc,
     server: &RecordingServerId,
     key: &ConditionKey,
@@ -121,7 +121,7 @@ fn resolve(
 /// Applies [`rules::service_change`] after an installation's consent or
 /// Care Plus changed at `at` (or its Care Plus ran out): parks or resumes
 /// its servers.
-pub(crate) fn apply_service_change(tx: &Transaction<'_>, slc: &Slc, at: Timestamp) -> Result<()> {
+pub(crate) fn apply_service_change(tx: &Connection, slc: &Slc, at: Timestamp) -> Result<()> {
     let parked: Option<i64> = tx
         .query_row(
             "SELECT parked_at FROM installations WHERE slc = ?1",
@@ -154,7 +154,7 @@ pub(crate) fn apply_service_change(tx: &Transaction<'_>, slc: &Slc, at: Timestam
 
 /// Stops judging an installation's servers (those not unavailable or
 /// retired keep what they show).
-fn park(tx: &Transaction<'_>, slc: &Slc, at: Timestamp) -> Result<()> {
+fn park(tx: &Connection, slc: &Slc, at: Timestamp) -> Result<()> {
     tx.execute(
         "UPDATE servers SET next_check_at = NULL WHERE slc = ?1 AND state IN (0, 1)",
         [slc.as_str()],
@@ -178,14 +178,14 @@ macro_rules! expired {
 }
 
 /// Whether [`park_expired`] would park anything at `now`.
-pub(crate) fn any_expired(tx: &Transaction<'_>, now: Timestamp) -> Result<bool> {
+pub(crate) fn any_expired(tx: &Connection, now: Timestamp) -> Result<bool> {
     tx.prepare_cached(concat!("SELECT EXISTS (SELECT 1", expired!(), ")"))
         .and_then(|mut stmt| stmt.query_row([now.as_millis()], |row| row.get(0)))
         .map_err(map_err)
 }
 
 /// Parks the installations whose Care Plus ended at or before `now`.
-pub(crate) fn park_expired(tx: &Transaction<'_>, now: Timestamp) -> Result<u32> {
+pub(crate) fn park_expired(tx: &Connection, now: Timestamp) -> Result<u32> {
     let expired: Vec<(String, i64)> = {
         let mut stmt = tx
             .prepare_cached(concat!("SELECT slc, subscription_expires_at", expired!()))
@@ -215,7 +215,7 @@ pub(crate) fn park_expired(tx: &Transaction<'_>, now: Timestamp) -> Result<u32> 
 /// `before` reported (servers, conditions, history), keeping what their
 /// registration needs; returns how many.
 pub(crate) fn delete_withdrawn_data(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     before: Timestamp,
     at: Timestamp,
 ) -> Result<u32> {

@@ -17,7 +17,7 @@ use carewatch_core::store::columns::{OutcomeColumns, PhaseColumns};
 use carewatch_core::team::Login;
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::codec::{
     self, RowExt, corrupt, duration, is_foreign_key_violation, is_unique_violation, map_err, ms, ts,
@@ -102,7 +102,7 @@ fn channel(row: &Row<'_>) -> Result<ChannelRecord> {
     })
 }
 
-pub(crate) fn create_channel(tx: &Transaction<'_>, c: &ChannelRecord) -> Result<()> {
+pub(crate) fn create_channel(tx: &Connection, c: &ChannelRecord) -> Result<()> {
     tx.execute(
         &format!(
             "INSERT INTO channels ({CHANNEL_COLUMNS})
@@ -140,7 +140,7 @@ pub(crate) fn create_channel(tx: &Transaction<'_>, c: &ChannelRecord) -> Result<
 }
 
 pub(crate) fn channels(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: Option<&ResellerId>,
 ) -> Result<Vec<ChannelRecord>> {
     let mut stmt = tx
@@ -161,7 +161,7 @@ pub(crate) fn channels(
 }
 
 pub(crate) fn delete_channel(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: &ResellerId,
     id: &ChannelId,
     at: Timestamp,
@@ -213,7 +213,7 @@ fn window(row: &Row<'_>) -> Result<MaintenanceWindow> {
     })
 }
 
-pub(crate) fn create_maintenance(tx: &Transaction<'_>, w: &MaintenanceWindow) -> Result<()> {
+pub(crate) fn create_maintenance(tx: &Connection, w: &MaintenanceWindow) -> Result<()> {
     if let Some(slc) = &w.slc {
         let owner: Option<String> = tx
             .query_row(
@@ -259,7 +259,7 @@ pub(crate) fn create_maintenance(tx: &Transaction<'_>, w: &MaintenanceWindow) ->
 }
 
 pub(crate) fn maintenance_windows(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: Option<&ResellerId>,
 ) -> Result<Vec<MaintenanceWindow>> {
     let mut stmt = tx
@@ -280,7 +280,7 @@ pub(crate) fn maintenance_windows(
 }
 
 pub(crate) fn delete_maintenance(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: &ResellerId,
     id: &WindowId,
 ) -> Result<()> {
@@ -301,7 +301,7 @@ pub(crate) fn delete_maintenance(
 // ----- the notifier --------------------------------------------------------------
 
 pub(crate) fn notifier_lease(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     node: &str,
     now: Timestamp,
     lease: std::time::Duration,
@@ -350,7 +350,7 @@ fn state(row: &Row<'_>) -> Result<NotificationState> {
 }
 
 pub(crate) fn notification_states(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     keys: &[(ChannelId, Slc)],
 ) -> Result<Vec<NotificationState>> {
     let mut stmt = tx
@@ -375,7 +375,7 @@ pub(crate) fn notification_states(
 }
 
 pub(crate) fn due_notification_states(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<NotificationState>> {
@@ -407,7 +407,7 @@ struct Writable<'a> {
 
 impl Writable<'_> {
     fn read<'a>(
-        tx: &Transaction<'_>,
+        tx: &Connection,
         channels: impl IntoIterator<Item = &'a ChannelId>,
         slcs: impl IntoIterator<Item = &'a Slc>,
     ) -> Result<Writable<'a>> {
@@ -466,7 +466,7 @@ impl Writable<'_> {
 }
 
 fn insert_outbox(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     entries: &[NewOutboxEntry],
     writable: &Writable<'_>,
 ) -> Result<()> {
@@ -492,7 +492,7 @@ fn insert_outbox(
     Ok(())
 }
 
-pub(crate) fn commit_notifications(tx: &Transaction<'_>, commit: &NotifierCommit) -> Result<bool> {
+pub(crate) fn commit_notifications(tx: &Connection, commit: &NotifierCommit) -> Result<bool> {
     let (holder, cursor): (Option<String>, i64) = tx
         .query_row(
             "SELECT holder, cursor FROM notifier WHERE singleton = 1",
@@ -568,10 +568,7 @@ pub(crate) fn commit_notifications(tx: &Transaction<'_>, commit: &NotifierCommit
     Ok(true)
 }
 
-pub(crate) fn enqueue_notifications(
-    tx: &Transaction<'_>,
-    entries: &[NewOutboxEntry],
-) -> Result<()> {
+pub(crate) fn enqueue_notifications(tx: &Connection, entries: &[NewOutboxEntry]) -> Result<()> {
     let writable = Writable::read(
         tx,
         entries.iter().map(|e| &e.channel),
@@ -607,7 +604,7 @@ fn outbox_entry(row: &Row<'_>) -> Result<OutboxEntry> {
 }
 
 pub(crate) fn claim_deliveries(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     node: &str,
     now: Timestamp,
     lease: std::time::Duration,
@@ -641,7 +638,7 @@ pub(crate) fn claim_deliveries(
 }
 
 pub(crate) fn finish_deliveries(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     node: &str,
     at: Timestamp,
     finished: &[(u64, DeliveryOutcome)],
@@ -702,7 +699,7 @@ pub(crate) fn finish_deliveries(
 }
 
 pub(crate) fn outbox(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: &ResellerId,
     filter: OutboxFilter,
     limit: u32,

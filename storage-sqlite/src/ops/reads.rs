@@ -10,7 +10,7 @@ use carewatch_core::store::{
     HealthTotals, InstallationDetail, OverviewPage, OverviewQuery, OverviewRow, PageCursor,
 };
 use rusqlite::types::Value;
-use rusqlite::{Transaction, params, params_from_iter};
+use rusqlite::{Connection, params, params_from_iter};
 
 use super::history::{self, HISTORY_COLUMNS};
 use crate::codec::{
@@ -18,7 +18,7 @@ use crate::codec::{
 };
 
 pub(crate) fn overview(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: &ResellerId,
     query: &OverviewQuery,
 ) -> Result<OverviewPage> {
@@ -143,7 +143,7 @@ pub(crate) fn labels(row: &rusqlite::Row<'_>, at: usize) -> Result<Labels> {
     )
 }
 
-fn totals(tx: &Transaction<'_>, reseller: &ResellerId) -> Result<HealthTotals> {
+fn totals(tx: &Connection, reseller: &ResellerId) -> Result<HealthTotals> {
     let mut stmt = tx
         .prepare_cached(
             // Kept by triggers (migration 0002), not counted per call.
@@ -167,7 +167,7 @@ fn totals(tx: &Transaction<'_>, reseller: &ResellerId) -> Result<HealthTotals> {
 /// Several installations in one read transaction (see
 /// `Store::installation_details`).
 pub(crate) fn installation_details(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: &ResellerId,
     slcs: &[Slc],
 ) -> Result<Vec<InstallationDetail>> {
@@ -180,7 +180,7 @@ pub(crate) fn installation_details(
 }
 
 pub(crate) fn installation_detail(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: &ResellerId,
     slc: &Slc,
     history_limit: u32,

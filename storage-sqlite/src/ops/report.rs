@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use carewatch_core::Result;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::report::{InstallationHistory, MonitoredServer, Period};
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 
 use super::history::{self, HISTORY_COLUMNS};
 use super::reads::labels;
@@ -24,7 +24,7 @@ use crate::codec::{self, RowExt, map_err, ts};
 const KINDS: &str = "('became_unavailable', 'recovered', 'decommissioned', 'recommissioned')";
 
 pub(crate) fn uptime_histories(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: &ResellerId,
     only: Option<&Slc>,
     period: Period,

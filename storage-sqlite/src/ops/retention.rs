@@ -2,7 +2,7 @@
 
 use carewatch_core::Result;
 use carewatch_core::time::Timestamp;
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 
 use crate::codec::map_err;
 
@@ -11,7 +11,7 @@ use crate::codec::map_err;
 /// and stops at the first entry made since `before` (found by walking ids
 /// from the start, which visits only old entries), and pending old entries
 /// are the only ones it passes over again next time.
-pub(crate) fn prune_outbox(tx: &Transaction<'_>, before: Timestamp, limit: u32) -> Result<u64> {
+pub(crate) fn prune_outbox(tx: &Connection, before: Timestamp, limit: u32) -> Result<u64> {
     let deleted = tx
         .prepare_cached(
             "DELETE FROM outbox WHERE id IN (

@@ -7,17 +7,13 @@ use carewatch_core::ids::Slc;
 use carewatch_core::store::SummaryChange;
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 
 use crate::codec::{self, AvailabilityColumns, RowExt, SUMMARY_COLUMNS, map_err};
 
 /// Recomputes the summary of `slc` with [`health::summarize`]; stores it and
 /// returns the change if it differs from the stored one.
-pub(crate) fn refresh(
-    tx: &Transaction<'_>,
-    slc: &Slc,
-    at: Timestamp,
-) -> Result<Option<SummaryChange>> {
+pub(crate) fn refresh(tx: &Connection, slc: &Slc, at: Timestamp) -> Result<Option<SummaryChange>> {
     let mut servers = Vec::new();
     {
         let mut stmt = tx

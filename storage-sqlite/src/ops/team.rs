@@ -6,7 +6,7 @@ use carewatch_core::ids::ResellerId;
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, Role, SessionRecord, User};
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::codec::{
     self, RowExt, corrupt, is_foreign_key_violation, is_unique_violation, map_err, ts,
@@ -58,7 +58,7 @@ fn user(row: &Row<'_>, at: usize) -> Result<User> {
     })
 }
 
-pub(crate) fn create_invitation(tx: &Transaction<'_>, i: &InvitationRecord) -> Result<()> {
+pub(crate) fn create_invitation(tx: &Connection, i: &InvitationRecord) -> Result<()> {
     let taken: bool = tx
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM users WHERE login = ?1)",
@@ -98,7 +98,7 @@ pub(crate) fn create_invitation(tx: &Transaction<'_>, i: &InvitationRecord) -> R
 }
 
 pub(crate) fn accept_invitation(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     hash: &TokenHash,
     password_hash: &str,
     at: Timestamp,
@@ -156,10 +156,7 @@ pub(crate) fn accept_invitation(
     Ok(user)
 }
 
-pub(crate) fn user_credentials(
-    tx: &Transaction<'_>,
-    who: &Login,
-) -> Result<Option<(User, String)>> {
+pub(crate) fn user_credentials(tx: &Connection, who: &Login) -> Result<Option<(User, String)>> {
     let mut stmt = tx
         .prepare_cached(&format!(
             "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.login = ?1"
@@ -172,7 +169,7 @@ pub(crate) fn user_credentials(
     }
 }
 
-pub(crate) fn users(tx: &Transaction<'_>, reseller: &ResellerId) -> Result<Vec<User>> {
+pub(crate) fn users(tx: &Connection, reseller: &ResellerId) -> Result<Vec<User>> {
     let mut stmt = tx
         .prepare_cached(&format!(
             "SELECT {USER_COLUMNS} FROM users u WHERE u.reseller_id = ?1 ORDER BY u.login"
@@ -186,7 +183,7 @@ pub(crate) fn users(tx: &Transaction<'_>, reseller: &ResellerId) -> Result<Vec<U
     Ok(out)
 }
 
-pub(crate) fn remove_user(tx: &Transaction<'_>, reseller: &ResellerId, who: &Login) -> Result<()> {
+pub(crate) fn remove_user(tx: &Connection, reseller: &ResellerId, who: &Login) -> Result<()> {
     tx.execute(
         "DELETE FROM sessions WHERE login = ?1
              AND EXISTS (SELECT 1 FROM users WHERE login = ?1 AND reseller_id = ?2)",
@@ -205,7 +202,7 @@ pub(crate) fn remove_user(tx: &Transaction<'_>, reseller: &ResellerId, who: &Log
     Ok(())
 }
 
-pub(crate) fn create_session(tx: &Transaction<'_>, s: &SessionRecord) -> Result<()> {
+pub(crate) fn create_session(tx: &Connection, s: &SessionRecord) -> Result<()> {
     tx.execute(
         "INSERT INTO sessions (hash, login, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
         params![
@@ -230,7 +227,7 @@ pub(crate) fn create_session(tx: &Transaction<'_>, s: &SessionRecord) -> Result<
 }
 
 pub(crate) fn session(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     hash: &TokenHash,
     now: Timestamp,
 ) -> Result<Option<SessionRecord>> {
@@ -255,7 +252,7 @@ pub(crate) fn session(
     }
 }
 
-pub(crate) fn delete_session(tx: &Transaction<'_>, hash: &TokenHash) -> Result<()> {
+pub(crate) fn delete_session(tx: &Connection, hash: &TokenHash) -> Result<()> {
     tx.execute(
         "DELETE FROM sessions WHERE hash = ?1",
         [&hash.as_bytes()[..]],
@@ -264,7 +261,7 @@ pub(crate) fn delete_session(tx: &Transaction<'_>, hash: &TokenHash) -> Result<(
     Ok(())
 }
 
-pub(crate) fn prune_sessions(tx: &Transaction<'_>, now: Timestamp) -> Result<u64> {
+pub(crate) fn prune_sessions(tx: &Connection, now: Timestamp) -> Result<u64> {
     let sessions = tx
         .execute(
             "DELETE FROM sessions WHERE expires_at <= ?1",
@@ -295,7 +292,7 @@ fn api_token_row(row: &Row<'_>) -> Result<ApiTokenRecord> {
     })
 }
 
-pub(crate) fn create_api_token(tx: &Transaction<'_>, t: &ApiTokenRecord) -> Result<()> {
+pub(crate) fn create_api_token(tx: &Connection, t: &ApiTokenRecord) -> Result<()> {
     tx.execute(
         "INSERT INTO api_tokens (id, reseller_id, name, hash, created_at, created_by, revoked_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -323,7 +320,7 @@ pub(crate) fn create_api_token(tx: &Transaction<'_>, t: &ApiTokenRecord) -> Resu
     Ok(())
 }
 
-pub(crate) fn api_token(tx: &Transaction<'_>, id: &str) -> Result<Option<ApiTokenRecord>> {
+pub(crate) fn api_token(tx: &Connection, id: &str) -> Result<Option<ApiTokenRecord>> {
     let mut stmt = tx
         .prepare_cached(&format!(
             "SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"
@@ -333,10 +330,7 @@ pub(crate) fn api_token(tx: &Transaction<'_>, id: &str) -> Result<Option<ApiToke
     rows.next().map_err(map_err)?.map(api_token_row).transpose()
 }
 
-pub(crate) fn api_tokens(
-    tx: &Transaction<'_>,
-    reseller: &ResellerId,
-) -> Result<Vec<ApiTokenRecord>> {
+pub(crate) fn api_tokens(tx: &Connection, reseller: &ResellerId) -> Result<Vec<ApiTokenRecord>> {
     let mut stmt = tx
         .prepare_cached(&format!(
             "SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE reseller_id = ?1
@@ -352,7 +346,7 @@ pub(crate) fn api_tokens(
 }
 
 pub(crate) fn revoke_api_token(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     reseller: &ResellerId,
     id: &str,
     at: Timestamp,

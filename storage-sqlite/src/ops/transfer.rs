@@ -7,12 +7,12 @@ use carewatch_core::labels::UNLABELED_ORDER_KEY;
 use carewatch_core::store::Transfer;
 use carewatch_core::store::rules::check_transfer;
 use carewatch_core::{Error, Result};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{admin, feed};
 use crate::codec::map_err;
 
-pub(crate) fn transfer_installation(tx: &Transaction<'_>, t: &Transfer) -> Result<Installation> {
+pub(crate) fn transfer_installation(tx: &Connection, t: &Transfer) -> Result<Installation> {
     let slc = t.slc.as_str();
     let before =
         admin::installation(tx, &t.slc)?.ok_or_else(|| Error::installation_not_found(&t.slc))?;
