@@ -10,6 +10,7 @@ mod history;
 mod ingest;
 mod lifecycle;
 mod notifications;
+mod outbox;
 mod reads;
 mod report;
 mod retention;
@@ -533,9 +534,7 @@ impl Store for PostgresStore {
         self.write(
             &(node, now, lease, limit),
             |c, (node, now, lease, limit)| {
-                Box::pin(notifications::claim_deliveries(
-                    c, node, *now, *lease, *limit,
-                ))
+                Box::pin(outbox::claim_deliveries(c, node, *now, *lease, *limit))
             },
         )
         .await
@@ -548,7 +547,7 @@ impl Store for PostgresStore {
         finished: &[(u64, DeliveryOutcome)],
     ) -> Result<()> {
         self.write(&(node, at, finished), |c, (node, at, finished)| {
-            Box::pin(notifications::finish_deliveries(c, node, *at, finished))
+            Box::pin(outbox::finish_deliveries(c, node, *at, finished))
         })
         .await
     }
@@ -560,7 +559,7 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<OutboxEntry>> {
         self.read(&(reseller, filter, limit), |c, (r, f, l)| {
-            Box::pin(notifications::outbox(c, r, *f, *l))
+            Box::pin(outbox::outbox(c, r, *f, *l))
         })
         .await
     }

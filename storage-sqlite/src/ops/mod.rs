@@ -8,6 +8,7 @@ mod history;
 mod ingest;
 mod lifecycle;
 mod notifications;
+mod outbox;
 mod reads;
 mod report;
 mod retention;
@@ -443,7 +444,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<OutboxEntry>> {
         let node = node.to_owned();
-        self.write(move |tx| notifications::claim_deliveries(tx, &node, now, lease, limit))
+        self.write(move |tx| outbox::claim_deliveries(tx, &node, now, lease, limit))
             .await
     }
 
@@ -454,7 +455,7 @@ impl Store for SqliteStore {
         finished: &[(u64, DeliveryOutcome)],
     ) -> Result<()> {
         let (node, finished) = (node.to_owned(), finished.to_vec());
-        self.write(move |tx| notifications::finish_deliveries(tx, &node, at, &finished))
+        self.write(move |tx| outbox::finish_deliveries(tx, &node, at, &finished))
             .await
     }
 
@@ -465,7 +466,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<OutboxEntry>> {
         let reseller = reseller.clone();
-        self.read(move |tx| notifications::outbox(tx, &reseller, filter, limit))
+        self.read(move |tx| outbox::outbox(tx, &reseller, filter, limit))
             .await
     }
 
