@@ -287,7 +287,11 @@ impl Dispatcher {
             Attempt::Failed(error) => DeliveryOutcome::Failed { error },
         };
         match &outcome {
-            DeliveryOutcome::Delivered => tracing::info!(
+            // Debug, not info: the outbox keeps every delivery (web page,
+            // gRPC, CLI), and a regional outage would otherwise write a line
+            // per notification at the default level (~15,000 instructions
+            // and a write to the log each).
+            DeliveryOutcome::Delivered => tracing::debug!(
                 entry = entry.id, channel = %entry.channel, reseller = %entry.reseller,
                 attempt = number, "notification delivered"
             ),

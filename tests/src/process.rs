@@ -246,7 +246,8 @@ impl ServerProcess {
             .env_remove("CAREWATCH_DATABASE_URL")
             .env_remove("CAREWATCH_DATABASE_SCHEMA")
             .env_remove("CAREWATCH_NODE_ID")
-            .env("RUST_LOG", "info")
+            // Deliveries are logged at debug: tests look for them.
+            .env("RUST_LOG", "info,carewatch_notify=debug")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

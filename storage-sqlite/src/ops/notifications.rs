@@ -577,5 +577,3 @@ pub(crate) fn enqueue_notifications(tx: &Connection, entries: &[NewOutboxEntry])
     )?;
     insert_outbox(tx, entries, &writable)
 }
-
-// ----- the outbox ------------------------------------------------------------------

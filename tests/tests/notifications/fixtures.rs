@@ -448,7 +448,8 @@ impl SecondNode {
         let mut child = command
             .args(&config.args)
             .env_remove("CAREWATCH_NODE_ID")
-            .env("RUST_LOG", "info")
+            // Deliveries are logged at debug: the tests count them.
+            .env("RUST_LOG", "info,carewatch_notify=debug")
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
