@@ -244,12 +244,18 @@ fn closed(e: AcquireError) -> Error {
 /// store call. Dropped uncommitted (an error, a failed COMMIT, a panic in
 /// the work), it rolls back, so the connection never keeps a transaction
 /// open for the next caller.
+#[must_use = "the transaction ends (rolls back) when this is dropped"]
 struct Transaction<'c> {
     conn: &'c Connection,
 }
 
 impl<'c> Transaction<'c> {
     fn begin(conn: &'c Connection, begin: &str) -> rusqlite::Result<Self> {
+        if !conn.is_autocommit() {
+            // A rollback that failed when the last one ended: end it now,
+            // or this connection would refuse every BEGIN from here on.
+            conn.prepare_cached("ROLLBACK")?.execute([])?;
+        }
         conn.prepare_cached(begin)?.execute([])?;
         Ok(Self { conn })
     }

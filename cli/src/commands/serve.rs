@@ -73,7 +73,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
     /// How long delivered and given-up notifications stay listed (web page,
-    /// gRPC, CLI) before they are deleted; pending ones stay until done.
+    /// gRPC, CLI) before they are deleted (checked every 10 minutes; 0
+    /// deletes them at the next check); pending ones stay until done.
     #[arg(long, default_value = "30d", value_parser = parse_duration)]
     notification_retention: Duration,
     /// A recording server unavailable this long is shown as "probably

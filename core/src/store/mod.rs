@@ -680,8 +680,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Vec<OutboxEntry>>;
     /// Deletes up to `limit` finished outbox entries (delivered or given
     /// up) that were created and finished before `before`, oldest first;
-    /// returns how many. Pending entries stay, however old. The work is
-    /// proportional to the entries deleted, not to the outbox.
+    /// returns how many. Pending entries stay, however old. Entries are
+    /// taken in id order up to the first one made since `before`, so a call
+    /// reads the old entries (those it deletes and the few it keeps), not
+    /// the whole outbox.
     async fn prune_outbox(&self, before: Timestamp, limit: u32) -> Result<u64>;
 
     // ----- what resellers read ---------------------------------------------

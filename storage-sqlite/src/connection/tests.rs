@@ -318,3 +318,48 @@ async fn a_closed_store_leaves_no_write_ahead_log() {
     files.sort();
     assert_eq!(files, ["carewatch.db"]);
 }
+
+/// A transaction left open on a connection (a ROLLBACK that failed when the
+/// last one ended) is ended by the next BEGIN, rolled back, instead of
+/// making the connection refuse every transaction from then on.
+#[tokio::test]
+async fn a_transaction_left_open_is_rolled_back_by_the_next_one() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(dir.path().join("carewatch.db"))
+        .await
+        .expect("opens");
+    {
+        let writer = store.shared.writer.lock().expect("writer");
+        writer
+            .execute_batch("BEGIN; INSERT INTO liveness (node, alive_at) VALUES ('left', 1);")
+            .expect("a transaction left open");
+    }
+    store
+        .write(|tx| {
+            tx.execute(
+                "INSERT INTO liveness (node, alive_at) VALUES ('next', 1)",
+                [],
+            )
+            .map_err(crate::codec::map_err)
+        })
+        .await
+        .expect("the next write works");
+    let nodes: Vec<String> = store
+        .read(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT node FROM liveness ORDER BY node")
+                .map_err(crate::codec::map_err)?;
+            let rows = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(crate::codec::map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(crate::codec::map_err)
+        })
+        .await
+        .expect("read");
+    assert_eq!(
+        nodes,
+        ["next"],
+        "what the open transaction did is rolled back"
+    );
+}
