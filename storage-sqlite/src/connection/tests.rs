@@ -82,6 +82,23 @@ fn runs_of(held: &[(String, i32)], sql: &str) -> i32 {
         .sum()
 }
 
+/// The nodes of the `liveness` table, the tests' scratch rows, in order.
+async fn liveness_nodes(store: &SqliteStore) -> Vec<String> {
+    store
+        .read(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT node FROM liveness ORDER BY node")
+                .map_err(crate::codec::map_err)?;
+            let rows = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(crate::codec::map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(crate::codec::map_err)
+        })
+        .await
+        .expect("reading liveness")
+}
+
 /// rusqlite's `Transaction` parsed BEGIN, COMMIT and ROLLBACK again on
 /// every store call (and finalised them): kept statements now.
 #[tokio::test]
@@ -157,19 +174,7 @@ async fn a_failed_or_panicking_write_leaves_nothing_and_the_writer_usable() {
         .write(move |tx| insert(tx, "kept").map(drop))
         .await
         .expect("the next write works");
-    let nodes = store
-        .read(|tx| {
-            let mut stmt = tx
-                .prepare("SELECT node FROM liveness ORDER BY node")
-                .map_err(crate::codec::map_err)?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(crate::codec::map_err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(crate::codec::map_err)
-        })
-        .await
-        .expect("read");
+    let nodes = liveness_nodes(&store).await;
     assert_eq!(nodes, ["kept"]);
 }
 
@@ -344,19 +349,7 @@ async fn a_transaction_left_open_is_rolled_back_by_the_next_one() {
         })
         .await
         .expect("the next write works");
-    let nodes: Vec<String> = store
-        .read(|tx| {
-            let mut stmt = tx
-                .prepare("SELECT node FROM liveness ORDER BY node")
-                .map_err(crate::codec::map_err)?;
-            let rows = stmt
-                .query_map([], |r| r.get(0))
-                .map_err(crate::codec::map_err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(crate::codec::map_err)
-        })
-        .await
-        .expect("read");
+    let nodes = liveness_nodes(&store).await;
     assert_eq!(
         nodes,
         ["next"],
