@@ -211,7 +211,7 @@ async fn insert_servers(
     new: &[usize],
 ) -> DbResult<HashSet<ServerKey>> {
     let columns = SignColumns::of(new.iter().map(|&i| &batch[i]));
-    let returned = query(
+    let returned = columns.bind_to(query(
         "INSERT INTO servers (slc, server_id, first_seen_at, last_seen_at, interval_ms, last_sequence,
              last_digest, state, missed, unavailable_since, next_check_at)
          SELECT slc, server_id, received_at, received_at, interval_ms, last_sequence, last_digest,
@@ -222,13 +222,7 @@ async fn insert_servers(
          ON CONFLICT (slc, server_id) DO NOTHING
          RETURNING slc, server_id",
     )
-    .bind(columns.slcs)
-    .bind(columns.servers)
-    .bind(columns.received)
-    .bind(columns.intervals)
-    .bind(columns.sequences)
-    .bind(columns.digests)
-    .bind(columns.next_checks)
+    )
     .fetch_all(&mut *c)
     .await?;
     let mut inserted = HashSet::with_capacity(returned.len());

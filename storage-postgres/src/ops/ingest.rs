@@ -20,8 +20,8 @@ use carewatch_core::store::{
     Admission, AdmissionQuery, HistoryKind, ServerRecord, SignOfLife, StatusWrite, WriteOutcome,
 };
 use carewatch_core::time::Timestamp;
-use sqlx_core::query::query;
-use sqlx_postgres::{PgConnection, PgRow};
+use sqlx_core::query::{Query, query};
+use sqlx_postgres::{PgArguments, PgConnection, PgRow, Postgres};
 
 use super::{history, summary};
 use crate::codec::{self, col, ms, server_columns, ts};
@@ -216,7 +216,7 @@ pub(crate) async fn heartbeats_in_place(
         (&signs[a].slc, &signs[a].server).cmp(&(&signs[b].slc, &signs[b].server))
     });
     let columns = SignColumns::of(order.iter().map(|&i| &signs[i]));
-    let rows = query(
+    let rows = columns.bind_to(query(
         "UPDATE servers s SET last_seen_at = GREATEST(s.last_seen_at, u.received_at),
              next_check_at = CASE WHEN u.received_at >= s.last_seen_at THEN u.next_check_at
                                   ELSE COALESCE(s.next_check_at, u.next_check_at) END,
@@ -228,13 +228,7 @@ pub(crate) async fn heartbeats_in_place(
            AND (s.last_sequence # $8::bigint) < (u.last_sequence # $8::bigint)
          RETURNING u.n",
     )
-    .bind(columns.slcs)
-    .bind(columns.servers)
-    .bind(columns.received)
-    .bind(columns.intervals)
-    .bind(columns.sequences)
-    .bind(columns.digests)
-    .bind(columns.next_checks)
+    )
     .bind(codec::SEQ_ORDER_FLIP)
     .fetch_all(&mut *c)
     .await?;
@@ -286,6 +280,21 @@ impl<'a> SignColumns<'a> {
             columns.next_checks.push(sign.next_check_at.as_millis());
         }
         columns
+    }
+
+    /// `statement` with these columns bound as $1 to $7.
+    pub(crate) fn bind_to(
+        self,
+        statement: Query<'a, Postgres, PgArguments>,
+    ) -> Query<'a, Postgres, PgArguments> {
+        statement
+            .bind(self.slcs)
+            .bind(self.servers)
+            .bind(self.received)
+            .bind(self.intervals)
+            .bind(self.sequences)
+            .bind(self.digests)
+            .bind(self.next_checks)
     }
 }
 

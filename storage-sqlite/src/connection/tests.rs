@@ -82,6 +82,33 @@ fn runs_of(held: &[(String, i32)], sql: &str) -> i32 {
         .sum()
 }
 
+/// A store in a new temporary directory (kept while the directory lives).
+async fn open_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(dir.path().join("carewatch.db"))
+        .await
+        .expect("opens");
+    (dir, store)
+}
+
+/// Adds `node` to the `liveness` table, the tests' scratch rows.
+fn insert_node(tx: &Connection, node: &str) -> carewatch_core::Result<usize> {
+    tx.execute(
+        "INSERT INTO liveness (node, alive_at) VALUES (?1, 1)",
+        [node],
+    )
+    .map_err(crate::codec::map_err)
+}
+
+/// [`insert_node`] in a write of its own, which must work.
+async fn write_node(store: &SqliteStore, node: &str) {
+    let node = node.to_owned();
+    store
+        .write(move |tx| insert_node(tx, &node))
+        .await
+        .unwrap_or_else(|e| panic!("writing a node: {e}"));
+}
+
 /// The nodes of the `liveness` table, the tests' scratch rows, in order.
 async fn liveness_nodes(store: &SqliteStore) -> Vec<String> {
     store
@@ -103,28 +130,10 @@ async fn liveness_nodes(store: &SqliteStore) -> Vec<String> {
 /// every store call (and finalised them): kept statements now.
 #[tokio::test]
 async fn transactions_begin_and_end_with_statements_kept_prepared() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(dir.path().join("carewatch.db"))
-        .await
-        .expect("opens");
+    let (_dir, store) = open_store().await;
     for n in 0..5 {
-        store
-            .write(move |tx| {
-                tx.execute(
-                    "INSERT INTO liveness (node, alive_at) VALUES (?1, 1)",
-                    [format!("node-{n}")],
-                )
-                .map_err(crate::codec::map_err)
-            })
-            .await
-            .expect("write");
-        store
-            .read(|tx| {
-                tx.query_row("SELECT count(*) FROM liveness", [], |r| r.get::<_, i64>(0))
-                    .map_err(crate::codec::map_err)
-            })
-            .await
-            .expect("read");
+        write_node(&store, &format!("node-{n}")).await;
+        liveness_nodes(&store).await;
     }
     let shared = &store.shared;
     let writer = held(&shared.writer.lock().expect("writer"));
@@ -142,20 +151,10 @@ async fn transactions_begin_and_end_with_statements_kept_prepared() {
 /// not left inside its transaction for the next one.
 #[tokio::test]
 async fn a_failed_or_panicking_write_leaves_nothing_and_the_writer_usable() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(dir.path().join("carewatch.db"))
-        .await
-        .expect("opens");
-    let insert = |tx: &Connection, node: &str| {
-        tx.execute(
-            "INSERT INTO liveness (node, alive_at) VALUES (?1, 1)",
-            [node],
-        )
-        .map_err(crate::codec::map_err)
-    };
+    let (_dir, store) = open_store().await;
     let failed = store
         .write(move |tx| {
-            insert(tx, "failed")?;
+            insert_node(tx, "failed")?;
             Err::<(), _>(carewatch_core::Error::storage(
                 "the work failed",
                 "on purpose",
@@ -165,25 +164,19 @@ async fn a_failed_or_panicking_write_leaves_nothing_and_the_writer_usable() {
     assert!(failed.is_err());
     let panicked: carewatch_core::Result<()> = store
         .write(move |tx| {
-            insert(tx, "panicked")?;
+            insert_node(tx, "panicked")?;
             panic!("on purpose");
         })
         .await;
     assert!(panicked.is_err(), "{panicked:?}");
-    store
-        .write(move |tx| insert(tx, "kept").map(drop))
-        .await
-        .expect("the next write works");
+    write_node(&store, "kept").await;
     let nodes = liveness_nodes(&store).await;
     assert_eq!(nodes, ["kept"]);
 }
 
 #[tokio::test]
 async fn reads_and_sweeps_reuse_their_prepared_statements() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(dir.path().join("carewatch.db"))
-        .await
-        .expect("opens");
+    let (_dir, store) = open_store().await;
     let f = Fixture::open(&Shared(store.clone())).await;
 
     // Installations with a condition, servers and history, then silence
@@ -259,10 +252,7 @@ async fn reads_and_sweeps_reuse_their_prepared_statements() {
 /// (and held up) the heartbeats' writes, only to find nothing.
 #[tokio::test]
 async fn a_sweep_with_nothing_expired_does_not_wait_for_the_writer() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(dir.path().join("carewatch.db"))
-        .await
-        .expect("opens");
+    let (_dir, store) = open_store().await;
     let (release, released) = std::sync::mpsc::channel::<()>();
     let (started, writing) = tokio::sync::oneshot::channel();
     let busy = tokio::spawn({
@@ -296,24 +286,10 @@ async fn a_sweep_with_nothing_expired_does_not_wait_for_the_writer() {
 /// a file system made read-only meanwhile, sees everything.
 #[tokio::test]
 async fn a_closed_store_leaves_no_write_ahead_log() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("carewatch.db");
-    let store = SqliteStore::open(&path).await.expect("opens");
-    store
-        .write(|tx| {
-            tx.execute("INSERT INTO liveness (node, alive_at) VALUES ('a', 1)", [])
-                .map_err(crate::codec::map_err)
-        })
-        .await
-        .expect("write");
+    let (dir, store) = open_store().await;
+    write_node(&store, "a").await;
     for _ in 0..3 {
-        store
-            .read(|tx| {
-                tx.query_row("SELECT count(*) FROM liveness", [], |r| r.get::<_, i64>(0))
-                    .map_err(crate::codec::map_err)
-            })
-            .await
-            .expect("read");
+        liveness_nodes(&store).await;
     }
     drop(store);
     let mut files: Vec<String> = std::fs::read_dir(dir.path())
@@ -329,26 +305,14 @@ async fn a_closed_store_leaves_no_write_ahead_log() {
 /// making the connection refuse every transaction from then on.
 #[tokio::test]
 async fn a_transaction_left_open_is_rolled_back_by_the_next_one() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(dir.path().join("carewatch.db"))
-        .await
-        .expect("opens");
+    let (_dir, store) = open_store().await;
     {
         let writer = store.shared.writer.lock().expect("writer");
         writer
             .execute_batch("BEGIN; INSERT INTO liveness (node, alive_at) VALUES ('left', 1);")
             .expect("a transaction left open");
     }
-    store
-        .write(|tx| {
-            tx.execute(
-                "INSERT INTO liveness (node, alive_at) VALUES ('next', 1)",
-                [],
-            )
-            .map_err(crate::codec::map_err)
-        })
-        .await
-        .expect("the next write works");
+    write_node(&store, "next").await;
     let nodes = liveness_nodes(&store).await;
     assert_eq!(
         nodes,
