@@ -443,6 +443,7 @@ fn sign_of_life(
         interval,
         next_check_at,
         missed_before: 0,
+        remembered: None,
     }
 }
 

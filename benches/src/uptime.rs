@@ -467,5 +467,6 @@ fn sign(
         interval: INTERVAL,
         next_check_at: received_at.saturating_add(INTERVAL + Duration::from_secs(2)),
         missed_before: missed,
+        remembered: None,
     }
 }

@@ -36,7 +36,8 @@ pub use service::{
     SweepReport, WatchStream,
 };
 pub use service::{
-    ChannelView, DEFAULT_NOTIFICATION_RETENTION, NotifierStep, OpenedChannel, ROLLING_DAYS,
+    ChannelView, DEFAULT_ADMISSION_CACHE, DEFAULT_NOTIFICATION_RETENTION, NotifierStep,
+    OpenedChannel, ROLLING_DAYS,
 };
 
 #[cfg(feature = "testing")]

@@ -60,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "feed numbering",
         include_str!("../migrations/0012_feed_numbering.sql"),
     ),
+    (
+        13,
+        "admission version",
+        include_str!("../migrations/0013_admission_version.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -74,6 +74,7 @@ async fn populate(store: &PostgresStore) {
                 interval: Duration::from_secs(60),
                 next_check_at: START.saturating_add(Duration::from_secs(62)),
                 missed_before: 0,
+                remembered: None,
             });
         }
     }

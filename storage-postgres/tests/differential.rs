@@ -17,8 +17,8 @@ use carewatch_core::installation::{Installation, Product};
 use carewatch_core::liveness::{LivenessMark, MarkReason};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
-    Admission, AdmissionQuery, AvailabilityChange, InstallationUpdate, OverviewQuery, Reseller,
-    SignOfLife, StatusWrite, Store,
+    Admission, AdmissionQuery, AdmissionVersion, AvailabilityChange, InstallationUpdate,
+    OverviewQuery, Reseller, SignOfLife, StatusWrite, Store,
 };
 use carewatch_core::time::Timestamp;
 use carewatch_storage_sqlite::SqliteStore;
@@ -187,6 +187,8 @@ async fn same_results_as_sqlite(seed: u64) {
     let policy = AvailabilityPolicy::default();
     let catalogue = conditions();
     let mut rng = Lcg(seed);
+    // Its own stream, so the calls drawn from `rng` stay what they were.
+    let mut remembering = Lcg(seed ^ 0x5eed);
     let mut now = START;
     // Sequence numbers handed out so far, per (site, server).
     let mut sequences = std::collections::HashMap::<(u64, u64), u64>::new();
@@ -214,6 +216,7 @@ async fn same_results_as_sqlite(seed: u64) {
             interval: INTERVAL,
             next_check_at: received_at.saturating_add(INTERVAL + Duration::from_secs(2)),
             missed_before: u32::try_from(rng.below(4)).expect("small"),
+            remembered: None,
         }
     };
 
@@ -233,11 +236,22 @@ async fn same_results_as_sqlite(seed: u64) {
                         ),
                     })
                     .collect();
-                both(step, "admissions", sqlite, pg, |s| {
+                let read = both(step, "admissions", sqlite, pg, |s| {
                     let queries = queries.clone();
                     async move { admissions(s, &queries).await }
                 })
                 .await;
+                // Some signs as if judged on a remembered admission: the
+                // current version, or one a change has since replaced.
+                let mut batch = batch;
+                for (sign, admission) in batch.iter_mut().zip(read.unwrap_or_default()) {
+                    if let Some(admission) = admission
+                        && remembering.below(3) == 0
+                    {
+                        let behind = i64::try_from(remembering.below(2)).expect("0 or 1");
+                        sign.remembered = Some(AdmissionVersion(admission.version.0 - behind));
+                    }
+                }
                 both(step, "record_signs_of_life", sqlite, pg, |s| {
                     let batch = batch.clone();
                     async move { s.record_signs_of_life(&batch).await }

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_transfer.sql"),
     include_str!("../migrations/0010_audit.sql"),
     include_str!("../migrations/0011_label_order.sql"),
+    include_str!("../migrations/0012_admission_version.sql"),
 ];
 
 /// Applies the migrations this database has not had yet, each in a transaction.

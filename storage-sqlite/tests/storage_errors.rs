@@ -94,7 +94,7 @@ fn assert_names(error: &Error, code: &str, words: &str) {
 
 #[tokio::test]
 async fn a_full_disk_is_named_on_write_and_on_start_up() {
-    let fs = SmallFs::mount("400k");
+    let fs = SmallFs::mount("600k");
     let db = fs.path().join("carewatch.db");
     let store = SqliteStore::open(&db)
         .await

@@ -87,6 +87,12 @@ pub struct ServeArgs {
     /// and only the registration stays (see "Data protection" in README.md).
     #[arg(long, default_value = "30d", value_parser = parse_duration)]
     withdrawn_data_retention: Duration,
+    /// How many installations' admissions (the installation and its key) a
+    /// node remembers between heartbeats instead of reading them for every
+    /// message; under a kilobyte each. Changes on any node still decide the
+    /// next heartbeat. 0 reads every time.
+    #[arg(long, default_value_t = carewatch_core::DEFAULT_ADMISSION_CACHE)]
+    admission_cache: usize,
     /// Longest a stop waits for calls in flight before closing connections.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     shutdown_grace: Duration,
@@ -244,6 +250,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with_change_retention(args.change_retention)
         .with_notification_retention(args.notification_retention)
         .with_withdrawn_data_retention(args.withdrawn_data_retention)
+        .with_admission_cache(args.admission_cache)
         .with_probably_removed_after(Some(args.probably_removed_after).filter(|d| !d.is_zero()));
     let carewatch = Carewatch::open(store, Arc::new(SystemClock), config).await?;
     if let Some(issued) = carewatch

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::Carewatch;
+use super::admission_cache::RememberedAdmission;
 use super::in_flight::Stopwatch;
 use crate::auth::{self, MessageDigest, SequenceCursor, SequenceVerdict};
 use crate::availability::{self, Availability};
@@ -104,6 +105,20 @@ impl Carewatch {
         let slc = &message.slc;
         let envelope = Envelope::parse(&message.sealed);
         let key_id = envelope.as_ref().map_or(KeyId::new(0), Envelope::key_id);
+        if message.kind == MessageKind::Heartbeat
+            && let Ok(envelope) = &envelope
+            && let Some(remembered) = self.inner.admission_cache.get(slc, key_id)
+        {
+            match self
+                .ingest_remembered(message, envelope, &remembered, received_at)
+                .await?
+            {
+                Remembered::Acknowledged(ack) => return Ok(ack),
+                Remembered::Readmit => self.inner.admission_cache.forget(slc, key_id),
+                // The key is right for another message; this one reads.
+                Remembered::NotOpened => {}
+            }
+        }
         let query = AdmissionQuery {
             slc: slc.clone(),
             server: message.server.clone(),
@@ -134,6 +149,14 @@ impl Carewatch {
         // Only a sender holding the key learns the installation's consent and
         // subscription state.
         auth::admit(&admission.installation, received_at)?;
+        self.inner.admission_cache.remember(
+            slc,
+            RememberedAdmission {
+                installation: admission.installation.clone(),
+                key,
+                version: admission.version,
+            },
+        );
 
         let digest = MessageDigest::of(&message.sealed);
         let last = admission.server.as_ref().map(|s| s.cursor);
@@ -148,16 +171,7 @@ impl Carewatch {
             return Ok(ack(true));
         }
 
-        // Windows before `received_at` cannot matter to the next check.
-        let next_check_at = availability::evaluate(
-            Some(received_at),
-            config.heartbeat_interval,
-            &config.policy,
-            &availability::Downtime::default(),
-            received_at,
-        )
-        .next_change_at
-        .unwrap_or(received_at);
+        let next_check_at = self.next_check_after(received_at);
         let missed_before = match &admission.server {
             Some(s) if s.availability != Availability::Available => availability::missed_before(
                 s.last_seen_at,
@@ -179,6 +193,7 @@ impl Carewatch {
             interval: config.heartbeat_interval,
             next_check_at,
             missed_before,
+            remembered: None,
         };
         let may_append = message.kind == MessageKind::StatusReport
             || admission
@@ -211,8 +226,96 @@ impl Carewatch {
                 sequence: message.sequence,
                 last_accepted,
             }),
+            // A store answers Readmit only to remembered signs.
+            WriteOutcome::Readmit => Err(Error::Storage {
+                message: "the store asked to readmit a heartbeat judged on an admission just read"
+                    .into(),
+                source: None,
+            }),
         }
     }
+
+    /// A heartbeat judged on a remembered admission: opened with the
+    /// remembered key, admitted on the remembered installation, written with
+    /// the admission's version. The common case of a known, available server
+    /// only; anything else (and any refusal, which the remembered
+    /// installation may no longer justify) goes back to reading.
+    async fn ingest_remembered(
+        &self,
+        message: &IncomingMessage,
+        envelope: &Envelope<'_>,
+        remembered: &RememberedAdmission,
+        received_at: Timestamp,
+    ) -> Result<Remembered> {
+        let binding = Binding {
+            slc: &message.slc,
+            server: &message.server,
+            kind: message.kind,
+            sequence: message.sequence,
+        };
+        let Ok(plaintext) = envelope.open(&remembered.key, &binding) else {
+            return Ok(Remembered::NotOpened);
+        };
+        if auth::admit(&remembered.installation, received_at).is_err()
+            || !matches!(decode_message(message.kind, &plaintext), Ok(None))
+        {
+            return Ok(Remembered::Readmit);
+        }
+        let sign = SignOfLife {
+            slc: message.slc.clone(),
+            server: message.server.clone(),
+            cursor: SequenceCursor {
+                sequence: message.sequence,
+                digest: MessageDigest::of(&message.sealed),
+            },
+            received_at,
+            interval: self.inner.config.heartbeat_interval,
+            next_check_at: self.next_check_after(received_at),
+            // Applied only to an available server, which missed none.
+            missed_before: 0,
+            remembered: Some(remembered.version),
+        };
+        Ok(match self.inner.heartbeats.submit(sign).await? {
+            WriteOutcome::Applied(change) => {
+                if change.is_some() {
+                    self.feed_written();
+                }
+                Remembered::Acknowledged(IngestAck {
+                    received_at,
+                    heartbeat_interval: self.inner.config.heartbeat_interval,
+                    duplicate: false,
+                })
+            }
+            WriteOutcome::Readmit | WriteOutcome::Duplicate | WriteOutcome::Stale { .. } => {
+                Remembered::Readmit
+            }
+        })
+    }
+
+    /// When a server heard from at `received_at` must next be evaluated.
+    fn next_check_after(&self, received_at: Timestamp) -> Timestamp {
+        let config = &self.inner.config;
+        // Windows before `received_at` cannot matter to the next check.
+        availability::evaluate(
+            Some(received_at),
+            config.heartbeat_interval,
+            &config.policy,
+            &availability::Downtime::default(),
+            received_at,
+        )
+        .next_change_at
+        .unwrap_or(received_at)
+    }
+}
+
+/// What judging a heartbeat on a remembered admission came to.
+enum Remembered {
+    Acknowledged(IngestAck),
+    /// Not the common case, or the admission changed: read it and judge again.
+    Readmit,
+    /// The remembered key does not open this message: read (and refuse it
+    /// there, with the reason).
+    NotOpened,
 }
 
 impl IncomingMessage {

@@ -2,6 +2,7 @@
 //! Front ends (gRPC, Python, an embedding Rust service) call this and hold no
 //! rules of their own.
 
+mod admission_cache;
 mod audit;
 mod batcher;
 mod feed;
@@ -78,7 +79,12 @@ pub struct Config {
     notification_retention: Duration,
     probably_removed_after: Option<Duration>,
     withdrawn_data_retention: Duration,
+    admission_cache: usize,
 }
+
+/// How many installations' admissions a node remembers
+/// ([`Config::with_admission_cache`]); each takes under a kilobyte.
+pub const DEFAULT_ADMISSION_CACHE: usize = 50_000;
 
 /// How long an installation's reported data is kept after its owner
 /// withdrew consent (then it is deleted; the registration stays).
@@ -106,7 +112,18 @@ impl Config {
             notification_retention: DEFAULT_NOTIFICATION_RETENTION,
             probably_removed_after: Some(DEFAULT_PROBABLY_REMOVED_AFTER),
             withdrawn_data_retention: DEFAULT_WITHDRAWN_DATA_RETENTION,
+            admission_cache: DEFAULT_ADMISSION_CACHE,
         }
+    }
+
+    /// How many installations' admissions (the installation, its key
+    /// unwrapped) a node remembers between heartbeats instead of reading
+    /// them for every message; 0 reads every time. A write made on a
+    /// remembered admission checks in the same statement that it is still
+    /// current, so a change on any node is seen at once either way.
+    pub fn with_admission_cache(mut self, installations: usize) -> Self {
+        self.admission_cache = installations;
+        self
     }
 
     /// How long after consent is withdrawn the installation's reported data
@@ -238,6 +255,8 @@ struct Inner {
     admissions: batcher::Coalescer<AdmissionQuery, Option<Admission>>,
     /// Heartbeats, written together (group commit).
     heartbeats: batcher::Coalescer<SignOfLife, WriteOutcome>,
+    /// Admissions remembered between heartbeats.
+    admission_cache: admission_cache::AdmissionCache,
     clock: Arc<dyn Clock>,
     config: Config,
     /// The change feed's in-process side.
@@ -281,6 +300,7 @@ impl Carewatch {
     ) -> Result<Self> {
         let service = Self {
             inner: Arc::new(Inner {
+                admission_cache: admission_cache::AdmissionCache::new(config.admission_cache),
                 admissions: batcher::Coalescer::start("reading admissions", ADMISSION_READS, {
                     let store = store.clone();
                     move |queries: Vec<AdmissionQuery>| {

@@ -138,7 +138,17 @@ pub struct Admission {
     pub key: Option<WrappedKey>,
     /// The recording server, if heard from before.
     pub server: Option<ServerRecord>,
+    /// The version of what admission reads of the installation (the
+    /// installation's row and its keys); any change to them gives a new one.
+    pub version: AdmissionVersion,
 }
+
+/// The version of an installation's admission: its row and its keys as
+/// ingest reads them. The store gives a new one whenever either changes, so
+/// a write made under a remembered admission can check, in the same
+/// statement, that nothing it was judged on has changed since, on any node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AdmissionVersion(pub i64);
 
 /// One message's [`Admission`] to look up: the installation, the recording
 /// server and the key id its envelope names.
@@ -169,6 +179,12 @@ pub struct SignOfLife {
     pub next_check_at: Timestamp,
     /// Heartbeats missed before this message (recorded if it ends an unavailability).
     pub missed_before: u32,
+    /// Set when ingest judged the message on an admission it remembered
+    /// rather than read: the store then applies it only in the common case
+    /// (a known, available server; a newer sequence; the installation's
+    /// admission still at this version) and otherwise answers
+    /// [`WriteOutcome::Readmit`], having changed nothing.
+    pub remembered: Option<AdmissionVersion>,
 }
 
 /// A status report to apply: a sign of life plus the snapshot of conditions.
@@ -207,6 +223,10 @@ pub enum WriteOutcome {
         /// The sequence number in the store.
         last_accepted: u64,
     },
+    /// A sign judged on a remembered admission ([`SignOfLife::remembered`])
+    /// that is not the common case, or whose admission has changed: nothing
+    /// changed; ingest reads the admission and judges the message again.
+    Readmit,
 }
 
 /// A time-driven availability change found by the sweeper.
@@ -462,10 +482,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// only if its sequence number is newer; `last_seen_at` never moves
     /// backwards. Entries apply in order, each seeing the ones before it (the
     /// same sign twice in one batch is `Applied` then `Duplicate`). One outcome
-    /// per input, in order.
+    /// per input, in order. A sign with [`SignOfLife::remembered`] set is
+    /// applied only as that field says, else it is `Readmit`.
     async fn record_signs_of_life(&self, batch: &[SignOfLife]) -> Result<Vec<WriteOutcome>>;
     /// Applies a status report in one transaction: the sign of life, the
-    /// snapshot diff, history and the installation's summary. Durable when it returns.
+    /// snapshot diff, history and the installation's summary. Durable when it
+    /// returns. Only heartbeats are judged on remembered admissions: a report
+    /// whose sign has [`SignOfLife::remembered`] set is `Readmit`.
     async fn apply_status_report(&self, report: &StatusWrite) -> Result<WriteOutcome>;
 
     // ----- availability ----------------------------------------------------

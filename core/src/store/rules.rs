@@ -58,6 +58,21 @@ pub fn judge_sign(current: &ServerRecord, sign: &SignOfLife) -> SignJudgement {
     }
 }
 
+/// Per sign of a batch, whether another sign in the batch is for the same
+/// server. A remembered sign ([`SignOfLife::remembered`]) of such a server
+/// is `Readmit` on every backend: its common case is one sign per server.
+pub fn shares_its_server(batch: &[SignOfLife]) -> Vec<bool> {
+    let mut count: std::collections::HashMap<(&crate::ids::Slc, &RecordingServerId), u32> =
+        std::collections::HashMap::with_capacity(batch.len());
+    for sign in batch {
+        *count.entry((&sign.slc, &sign.server)).or_default() += 1;
+    }
+    batch
+        .iter()
+        .map(|sign| count[&(&sign.slc, &sign.server)] > 1)
+        .collect()
+}
+
 /// The history entry of a message from a server that was unavailable, or
 /// retired (a message brings a decommissioned server back).
 pub fn recovery(previous: &Availability, sign: &SignOfLife) -> Option<HistoryKind> {
@@ -319,6 +334,7 @@ mod tests {
             interval: Duration::from_secs(60),
             next_check_at: t(received + 62),
             missed_before,
+            remembered: None,
         }
     }
 

@@ -70,6 +70,9 @@ macro_rules! __conformance_test_list {
             installation_keys_are_stored_wrapped_and_retired,
             // ingest
             heartbeat_marks_server_available,
+            remembered_heartbeats_apply_only_under_the_current_admission,
+            remembered_signs_outside_the_common_case_are_readmitted,
+            a_remembered_admission_never_outlives_a_change,
             admissions_answer_each_query_in_order,
             heartbeats_never_move_last_seen_backwards,
             stale_sequence_is_refused_and_changes_nothing,

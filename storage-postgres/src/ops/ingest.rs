@@ -17,7 +17,8 @@ use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::rules::{self, ActiveCondition, SignJudgement};
 use carewatch_core::store::{
-    Admission, AdmissionQuery, HistoryKind, ServerRecord, SignOfLife, StatusWrite, WriteOutcome,
+    Admission, AdmissionQuery, AdmissionVersion, HistoryKind, ServerRecord, SignOfLife,
+    StatusWrite, WriteOutcome,
 };
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::{Query, query};
@@ -35,7 +36,8 @@ macro_rules! admission_columns {
              i.registered_at,
              k.sealed,
              s.slc, s.server_id, s.first_seen_at, s.last_seen_at, s.interval_ms, s.last_sequence,
-             s.last_digest, s.state, s.missed, s.unavailable_since, s.next_check_at, s.counted_from"
+             s.last_digest, s.state, s.missed, s.unavailable_since, s.next_check_at, s.counted_from,
+             i.admission_version"
     };
 }
 
@@ -136,7 +138,7 @@ pub(crate) async fn admissions(
 }
 
 /// The column of the batched query's ordinal (after [`admission_columns`]).
-const ADMISSION_ORDINAL: usize = 20;
+const ADMISSION_ORDINAL: usize = 21;
 
 /// An admission from a row of [`admission_columns`] (the installation found).
 fn admission_row(row: &PgRow, key_id: KeyId) -> DbResult<Option<Admission>> {
@@ -150,6 +152,7 @@ fn admission_row(row: &PgRow, key_id: KeyId) -> DbResult<Option<Admission>> {
         installation,
         key,
         server,
+        version: AdmissionVersion(col(row, 20)?),
     }))
 }
 
@@ -170,7 +173,9 @@ pub(crate) async fn heartbeat_in_place(c: &mut PgConnection, sign: &SignOfLife) 
              next_check_at = CASE WHEN $3 >= last_seen_at THEN $7 ELSE COALESCE(next_check_at, $7) END,
              interval_ms = $4, last_sequence = $5, last_digest = $6, missed = 0, unavailable_since = NULL
          WHERE slc = $1 AND server_id = $2 AND state = 0
-           AND (last_sequence # $8::bigint) < ($5::bigint # $8::bigint)",
+           AND (last_sequence # $8::bigint) < ($5::bigint # $8::bigint)
+           AND ($9::bigint IS NULL
+                OR (SELECT admission_version FROM installations WHERE slc = $1) = $9)",
     )
     .bind(sign.slc.as_str())
     .bind(sign.server.as_str())
@@ -180,6 +185,7 @@ pub(crate) async fn heartbeat_in_place(c: &mut PgConnection, sign: &SignOfLife) 
     .bind(&sign.cursor.digest.0[..])
     .bind(sign.next_check_at.as_millis())
     .bind(codec::SEQ_ORDER_FLIP)
+    .bind(sign.remembered.map(|v| v.0))
     .execute(&mut *c)
     .await?
     .rows_affected();
@@ -222,14 +228,24 @@ pub(crate) async fn heartbeats_in_place(
                                   ELSE COALESCE(s.next_check_at, u.next_check_at) END,
              interval_ms = u.interval_ms, last_sequence = u.last_sequence,
              last_digest = u.last_digest, missed = 0, unavailable_since = NULL
-         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bytea[], $7::bigint[])
-             WITH ORDINALITY AS u (slc, server_id, received_at, interval_ms, last_sequence, last_digest, next_check_at, n)
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bytea[], $7::bigint[],
+                     $9::bigint[])
+             WITH ORDINALITY AS u (slc, server_id, received_at, interval_ms, last_sequence, last_digest, next_check_at,
+                                   remembered, n)
          WHERE s.slc = u.slc AND s.server_id = u.server_id AND s.state = 0
            AND (s.last_sequence # $8::bigint) < (u.last_sequence # $8::bigint)
+           AND (u.remembered IS NULL
+                OR (SELECT i.admission_version FROM installations i WHERE i.slc = u.slc) = u.remembered)
          RETURNING u.n",
     )
     )
     .bind(codec::SEQ_ORDER_FLIP)
+    .bind(
+        order
+            .iter()
+            .map(|&i| signs[i].remembered.map(|v| v.0))
+            .collect::<Vec<Option<i64>>>(),
+    )
     .fetch_all(&mut *c)
     .await?;
     let mut applied = vec![false; signs.len()];

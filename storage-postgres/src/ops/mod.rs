@@ -24,7 +24,6 @@ use carewatch_core::audit::{AuditEntry, AuditQuery, AuditRecord};
 use carewatch_core::auth::TokenHash;
 use carewatch_core::availability::DowntimeWindow;
 use carewatch_core::feed::{ChangeEvent, EventId};
-use std::collections::HashMap;
 
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Installation;
@@ -37,6 +36,7 @@ use carewatch_core::notification::{
 };
 use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
+use carewatch_core::store::rules;
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
     HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller,
@@ -235,6 +235,9 @@ impl Store for PostgresStore {
             return Ok(vec![WriteOutcome::Applied(None)]);
         }
         if batch.len() == 1 {
+            if batch[0].remembered.is_some() {
+                return Ok(vec![WriteOutcome::Readmit]);
+            }
             return self
                 .write(batch, |c, b| Box::pin(ingest::record_signs_of_life(c, b)))
                 .await;
@@ -243,12 +246,9 @@ impl Store for PostgresStore {
         // one statement for them all, no transaction. The rest (new, late or
         // unavailable servers, duplicates, a server's second heartbeat) take
         // the locking path, in their order.
-        let mut per_server: HashMap<(&Slc, &RecordingServerId), u32> = HashMap::new();
-        for sign in batch {
-            *per_server.entry((&sign.slc, &sign.server)).or_default() += 1;
-        }
+        let shared = rules::shares_its_server(batch);
         let (once, repeated): (Vec<usize>, Vec<usize>) =
-            (0..batch.len()).partition(|&i| per_server[&(&batch[i].slc, &batch[i].server)] == 1);
+            (0..batch.len()).partition(|&i| !shared[i]);
         let signs: Vec<SignOfLife> = once.iter().map(|&i| batch[i].clone()).collect();
         let applied = self
             .single(&signs[..], |c, s| {
@@ -263,6 +263,14 @@ impl Store for PostgresStore {
             .chain(repeated)
             .collect();
         let mut outcomes = vec![WriteOutcome::Applied(None); batch.len()];
+        // Remembered signs apply only in place.
+        rest.retain(|&i| {
+            let remembered = batch[i].remembered.is_some();
+            if remembered {
+                outcomes[i] = WriteOutcome::Readmit;
+            }
+            !remembered
+        });
         if rest.is_empty() {
             return Ok(outcomes);
         }
@@ -280,6 +288,9 @@ impl Store for PostgresStore {
     }
 
     async fn apply_status_report(&self, report: &StatusWrite) -> Result<WriteOutcome> {
+        if report.sign.remembered.is_some() {
+            return Ok(WriteOutcome::Readmit);
+        }
         self.write(report, |c, r| Box::pin(ingest::apply_status_report(c, r)))
             .await
     }

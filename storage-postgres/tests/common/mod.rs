@@ -247,5 +247,6 @@ pub fn sign_of_life(
         interval: SIGN_INTERVAL,
         next_check_at: received_at.saturating_add(SIGN_INTERVAL),
         missed_before: 0,
+        remembered: None,
     }
 }

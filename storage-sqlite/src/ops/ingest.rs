@@ -4,7 +4,9 @@ use carewatch_core::availability::Availability;
 use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::rules::{self, SignJudgement};
-use carewatch_core::store::{Admission, HistoryKind, SignOfLife, StatusWrite, WriteOutcome};
+use carewatch_core::store::{
+    Admission, AdmissionVersion, HistoryKind, SignOfLife, StatusWrite, WriteOutcome,
+};
 use carewatch_core::{ConditionCode, Result};
 use rusqlite::{Connection, params};
 
@@ -31,7 +33,7 @@ pub(crate) fn admission(
                     k.sealed,
                     s.server_id, s.first_seen_at, s.last_seen_at, s.interval_ms, s.last_sequence,
                     s.last_digest, s.state, s.missed, s.unavailable_since, s.next_check_at,
-                    s.counted_from
+                    s.counted_from, i.admission_version
              FROM installations i
              LEFT JOIN installation_keys k
                ON k.slc = i.slc AND k.key_id = ?2 AND k.retired_at IS NULL
@@ -58,6 +60,7 @@ pub(crate) fn admission(
         installation,
         key,
         server,
+        version: AdmissionVersion(row.col(18)?),
     }))
 }
 
@@ -87,10 +90,21 @@ enum Touch {
     },
     Duplicate,
     Stale(u64),
+    /// A remembered sign not in the common case (see [`SignOfLife::remembered`]).
+    Readmit,
 }
 
 /// The sign-of-life part of any accepted message, with the sequence rule.
 fn touch_server(tx: &Connection, sign: &SignOfLife) -> Result<Touch> {
+    if let Some(version) = sign.remembered {
+        return Ok(if touch_remembered_server(tx, sign, version)? {
+            Touch::Applied {
+                availability_changed: false,
+            }
+        } else {
+            Touch::Readmit
+        });
+    }
     if touch_available_server(tx, sign)? {
         return Ok(Touch::Applied {
             availability_changed: false,
@@ -171,6 +185,46 @@ fn touch_available_server(tx: &Connection, sign: &SignOfLife) -> Result<bool> {
     Ok(changed == 1)
 }
 
+/// [`touch_available_server`] for a sign judged on a remembered admission:
+/// applied only while the installation's admission is still at `version`.
+/// A sign received before the server's last one (another batch, another
+/// node) still applies, as the general path would apply it: `last_seen_at`
+/// keeps the later time, and the next check stays that time's.
+fn touch_remembered_server(
+    tx: &Connection,
+    sign: &SignOfLife,
+    version: AdmissionVersion,
+) -> Result<bool> {
+    if i64::try_from(sign.cursor.sequence).is_err() {
+        return Ok(false);
+    }
+    let (slc, server, received_at, interval, sequence, digest, next_check_at) =
+        sign_parameters(sign);
+    let changed = tx
+        .prepare_cached(
+            "UPDATE servers SET last_seen_at = MAX(last_seen_at, ?3),
+                 next_check_at = CASE WHEN ?3 >= last_seen_at THEN ?7 ELSE COALESCE(next_check_at, ?7) END,
+                 interval_ms = ?4, last_sequence = ?5, last_digest = ?6, missed = 0, unavailable_since = NULL
+             WHERE slc = ?1 AND server_id = ?2 AND state = 0
+                 AND last_sequence >= 0 AND last_sequence < ?5
+                 AND (SELECT admission_version FROM installations WHERE slc = ?1) = ?8",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                slc,
+                server,
+                received_at,
+                interval,
+                sequence,
+                digest,
+                next_check_at,
+                version.0
+            ])
+        })
+        .map_err(map_err)?;
+    Ok(changed == 1)
+}
+
 /// `?1` to `?7` of the statements that write a sign of life as it came:
 /// SLC, server, received at, interval, sequence, digest, next check.
 fn sign_parameters(sign: &SignOfLife) -> (&str, &str, i64, i64, i64, &[u8], i64) {
@@ -208,6 +262,7 @@ fn resolve_unavailability(
 
 pub(crate) fn record_sign_of_life(tx: &Connection, sign: &SignOfLife) -> Result<WriteOutcome> {
     match touch_server(tx, sign)? {
+        Touch::Readmit => Ok(WriteOutcome::Readmit),
         Touch::Duplicate => Ok(WriteOutcome::Duplicate),
         Touch::Stale(last_accepted) => Ok(WriteOutcome::Stale { last_accepted }),
         Touch::Applied {
@@ -225,7 +280,12 @@ pub(crate) fn record_sign_of_life(tx: &Connection, sign: &SignOfLife) -> Result<
 
 pub(crate) fn apply_status_report(tx: &Connection, report: &StatusWrite) -> Result<WriteOutcome> {
     let sign = &report.sign;
+    // Only a heartbeat is judged on a remembered admission.
+    if sign.remembered.is_some() {
+        return Ok(WriteOutcome::Readmit);
+    }
     let availability_changed = match touch_server(tx, sign)? {
+        Touch::Readmit => return Ok(WriteOutcome::Readmit),
         Touch::Duplicate => return Ok(WriteOutcome::Duplicate),
         Touch::Stale(last_accepted) => return Ok(WriteOutcome::Stale { last_accepted }),
         Touch::Applied {

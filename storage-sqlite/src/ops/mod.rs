@@ -33,6 +33,7 @@ use carewatch_core::notification::{
 };
 use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
+use carewatch_core::store::rules;
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
     HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller,
@@ -213,9 +214,16 @@ impl Store for SqliteStore {
     async fn record_signs_of_life(&self, batch: &[SignOfLife]) -> Result<Vec<WriteOutcome>> {
         let batch = batch.to_vec();
         self.write(move |tx| {
+            let shared = rules::shares_its_server(&batch);
             batch
                 .iter()
-                .map(|sign| ingest::record_sign_of_life(tx, sign))
+                .zip(shared)
+                .map(|(sign, shared)| {
+                    if shared && sign.remembered.is_some() {
+                        return Ok(WriteOutcome::Readmit);
+                    }
+                    ingest::record_sign_of_life(tx, sign)
+                })
                 .collect()
         })
         .await

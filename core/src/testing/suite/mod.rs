@@ -236,6 +236,7 @@ fn sign(slc: &Slc, server: &str, sequence: u64, tag: &str, received_at: Timestam
         interval: INTERVAL,
         next_check_at: received_at.saturating_add(INTERVAL + JITTER),
         missed_before: 0,
+        remembered: None,
     }
 }
 
