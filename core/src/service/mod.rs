@@ -84,7 +84,7 @@ pub struct Config {
 
 /// How many installations' admissions a node remembers
 /// ([`Config::with_admission_cache`]); each takes under a kilobyte.
-pub const DEFAULT_ADMISSION_CACHE: usize = 50_000;
+pub const DEFAULT_ADMISSION_CACHE: usize = 100_000;
 
 /// How long an installation's reported data is kept after its owner
 /// withdrew consent (then it is deleted; the registration stays).
