@@ -65,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "admission version",
         include_str!("../migrations/0013_admission_version.sql"),
     ),
+    (
+        14,
+        "feed numbering in linear time",
+        include_str!("../migrations/0014_feed_numbering_linear.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
