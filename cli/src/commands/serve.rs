@@ -89,7 +89,7 @@ pub struct ServeArgs {
     withdrawn_data_retention: Duration,
     /// How many installations' admissions (the installation and its key) a
     /// node remembers between heartbeats instead of reading them for every
-    /// message; under a kilobyte each. Changes on any node still decide the
+    /// message; about 1.5 KB each. Changes on any node still decide the
     /// next heartbeat. 0 reads every time.
     #[arg(long, default_value_t = carewatch_core::DEFAULT_ADMISSION_CACHE)]
     admission_cache: usize,

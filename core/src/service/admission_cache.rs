@@ -51,7 +51,10 @@ impl AdmissionCache {
     }
 
     /// Remembers an admission just read, replacing an older one. When full,
-    /// an arbitrary entry makes room: a forgotten one costs a read.
+    /// everything is forgotten at once: each forgotten entry costs one read
+    /// when its installation next sends, and the work stays constant per
+    /// entry (evicting one by one from the front of a hash table walks a
+    /// growing run of emptied slots under the lock).
     pub(super) fn remember(&self, slc: &Slc, admission: RememberedAdmission) {
         if self.capacity == 0 {
             return;
@@ -59,10 +62,7 @@ impl AdmissionCache {
         let key = (slc.clone(), admission.key.id());
         let mut entries = self.lock();
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            let evicted = entries.keys().next().cloned();
-            if let Some(evicted) = evicted {
-                entries.remove(&evicted);
-            }
+            entries.clear();
         }
         entries.insert(key, Arc::new(admission));
     }
@@ -106,7 +106,7 @@ mod tests {
     }
 
     #[test]
-    fn holds_at_most_its_capacity_and_keeps_the_newest() {
+    fn holds_at_most_its_capacity_and_keeps_the_newest_version() {
         let cache = AdmissionCache::new(2);
         let slcs: Vec<Slc> = (0..3)
             .map(|i| Slc::new(&format!("SLC-CACHE-{i}")).expect("valid SLC"))
@@ -114,8 +114,13 @@ mod tests {
         for slc in &slcs {
             cache.remember(slc, remembered(slc, KeyId::new(1), 1));
         }
-        assert_eq!(cache.len(), 2);
+        assert_eq!(
+            cache.len(),
+            1,
+            "full at the third: forgotten, then the third kept"
+        );
         assert!(cache.get(&slcs[2], KeyId::new(1)).is_some());
+        assert!(cache.get(&slcs[0], KeyId::new(1)).is_none());
         cache.remember(&slcs[2], remembered(&slcs[2], KeyId::new(1), 7));
         let entry = cache.get(&slcs[2], KeyId::new(1)).expect("remembered");
         assert_eq!(entry.version, AdmissionVersion(7));

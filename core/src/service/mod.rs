@@ -83,7 +83,8 @@ pub struct Config {
 }
 
 /// How many installations' admissions a node remembers
-/// ([`Config::with_admission_cache`]); each takes under a kilobyte.
+/// ([`Config::with_admission_cache`]); each takes about a kilobyte and a
+/// half (most of it the key's expanded cipher).
 pub const DEFAULT_ADMISSION_CACHE: usize = 100_000;
 
 /// How long an installation's reported data is kept after its owner

@@ -166,7 +166,9 @@ fn admission_row(row: &PgRow, key_id: KeyId) -> DbResult<Option<Admission>> {
 /// `GREATEST` keeps `last_seen_at` from moving backwards, and the sequence
 /// comparison flips the sign bit so it is the u64 order (see
 /// [`codec::SEQ_ORDER_FLIP`]). Run again after an unknown outcome it changes
-/// nothing (the sequence is no longer newer).
+/// nothing (the sequence is no longer newer). A sign judged on a remembered
+/// admission applies only while the installation's admission is at its
+/// version and the server is not parked (a next check set).
 pub(crate) async fn heartbeat_in_place(c: &mut PgConnection, sign: &SignOfLife) -> DbResult<bool> {
     let updated = query(
         "UPDATE servers SET last_seen_at = GREATEST(last_seen_at, $3),
@@ -175,7 +177,8 @@ pub(crate) async fn heartbeat_in_place(c: &mut PgConnection, sign: &SignOfLife) 
          WHERE slc = $1 AND server_id = $2 AND state = 0
            AND (last_sequence # $8::bigint) < ($5::bigint # $8::bigint)
            AND ($9::bigint IS NULL
-                OR (SELECT admission_version FROM installations WHERE slc = $1) = $9)",
+                OR (next_check_at IS NOT NULL
+                    AND (SELECT admission_version FROM installations WHERE slc = $1) = $9))",
     )
     .bind(sign.slc.as_str())
     .bind(sign.server.as_str())
@@ -235,7 +238,8 @@ pub(crate) async fn heartbeats_in_place(
          WHERE s.slc = u.slc AND s.server_id = u.server_id AND s.state = 0
            AND (s.last_sequence # $8::bigint) < (u.last_sequence # $8::bigint)
            AND (u.remembered IS NULL
-                OR (SELECT i.admission_version FROM installations i WHERE i.slc = u.slc) = u.remembered)
+                OR (s.next_check_at IS NOT NULL
+                    AND (SELECT i.admission_version FROM installations i WHERE i.slc = u.slc) = u.remembered))
          RETURNING u.n",
     )
     )

@@ -189,7 +189,9 @@ fn touch_available_server(tx: &Connection, sign: &SignOfLife) -> Result<bool> {
 /// applied only while the installation's admission is still at `version`.
 /// A sign received before the server's last one (another batch, another
 /// node) still applies, as the general path would apply it: `last_seen_at`
-/// keeps the later time, and the next check stays that time's.
+/// keeps the later time, and the next check stays that time's. A parked
+/// server (no next check: its installation's messages were refused) is
+/// read: a remembered admission may predate the refusal.
 fn touch_remembered_server(
     tx: &Connection,
     sign: &SignOfLife,
@@ -205,7 +207,7 @@ fn touch_remembered_server(
             "UPDATE servers SET last_seen_at = MAX(last_seen_at, ?3),
                  next_check_at = CASE WHEN ?3 >= last_seen_at THEN ?7 ELSE COALESCE(next_check_at, ?7) END,
                  interval_ms = ?4, last_sequence = ?5, last_digest = ?6, missed = 0, unavailable_since = NULL
-             WHERE slc = ?1 AND server_id = ?2 AND state = 0
+             WHERE slc = ?1 AND server_id = ?2 AND state = 0 AND next_check_at IS NOT NULL
                  AND last_sequence >= 0 AND last_sequence < ?5
                  AND (SELECT admission_version FROM installations WHERE slc = ?1) = ?8",
         )

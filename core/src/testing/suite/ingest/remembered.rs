@@ -83,23 +83,31 @@ pub(crate) async fn remembered_heartbeats_apply_only_under_the_current_admission
         &site.slc,
         &crate::seal::InstallationKey::generate(crate::seal::KeyId::new(site.key.id().get() + 1)),
     );
-    let changes: Vec<(&str, InstallationUpdate)> = vec![
-        ("consent withdrawn", InstallationUpdate::Consent(false)),
-        ("consent given", InstallationUpdate::Consent(true)),
+    // With consent withdrawn the servers are parked (no next check), so even
+    // the new version's heartbeat is read: `false`.
+    let changes: Vec<(&str, InstallationUpdate, bool)> = vec![
+        (
+            "consent withdrawn",
+            InstallationUpdate::Consent(false),
+            false,
+        ),
+        ("consent given", InstallationUpdate::Consent(true), true),
         (
             "Care Plus changed",
             InstallationUpdate::Subscription(Some(now.saturating_add(secs(3600)))),
+            true,
         ),
         (
             "product changed",
             InstallationUpdate::Product(
                 crate::installation::Product::new("XProtect Expert", "2024 R2").expect("product"),
             ),
+            true,
         ),
     ];
     let mut version = version;
     let mut sequence = 2;
-    let mut check = async |what: &str, version: &mut AdmissionVersion| {
+    let mut check = async |what: &str, version: &mut AdmissionVersion, applies: bool| {
         let (current, last) = stored(&fx, &site, "rs-1").await;
         assert_ne!(
             current, *version,
@@ -117,30 +125,35 @@ pub(crate) async fn remembered_heartbeats_apply_only_under_the_current_admission
             last,
             "a readmitted heartbeat changes nothing ({what})"
         );
+        let expected = if applies {
+            WriteOutcome::Applied(None)
+        } else {
+            WriteOutcome::Readmit
+        };
         assert_eq!(
             write_one(&fx, remembered(&site.slc, "rs-1", sequence, &fx, current)).await,
-            WriteOutcome::Applied(None),
-            "under the new version it applies ({what})"
+            expected,
+            "under the new version ({what})"
         );
         *version = current;
     };
-    for (what, update) in &changes {
+    for (what, update, applies) in &changes {
         fx.store
             .update_installation(&site.slc, update, now)
             .await
             .expect("updates");
-        check(what, &mut version).await;
+        check(what, &mut version, *applies).await;
     }
     fx.store
         .add_installation_key(&site.slc, &new_key, now)
         .await
         .expect("adds a key");
-    check("a key issued", &mut version).await;
+    check("a key issued", &mut version, true).await;
     fx.store
         .retire_installation_key(&site.slc, new_key.id, now)
         .await
         .expect("retires the key");
-    check("a key retired", &mut version).await;
+    check("a key retired", &mut version, true).await;
     fx.store
         .transfer_installation(&Transfer {
             slc: site.slc.clone(),
@@ -150,7 +163,7 @@ pub(crate) async fn remembered_heartbeats_apply_only_under_the_current_admission
         })
         .await
         .expect("transfers");
-    check("a transfer", &mut version).await;
+    check("a transfer", &mut version, true).await;
 }
 
 /// Outside the common case a remembered sign is `Readmit` and changes
@@ -241,6 +254,24 @@ pub(crate) async fn remembered_signs_outside_the_common_case_are_readmitted(
         "a server that is not available is readmitted (its recovery is recorded on a read)"
     );
     assert_eq!(stored(&fx, &site, "rs-late").await.1, late_last);
+
+    // Care Plus ended: the servers are parked (no next check). Even under
+    // the current version a remembered heartbeat is read, as a node whose
+    // admission predates the refusal would otherwise write it.
+    let now = fx.carewatch.now();
+    fx.store
+        .update_installation(&site.slc, &InstallationUpdate::Subscription(Some(now)), now)
+        .await
+        .expect("ends Care Plus");
+    let (version, last) = stored(&fx, &site, "rs-1").await;
+    fx.advance(secs(1));
+    let parked = remembered(&site.slc, "rs-1", sequence + 1, &fx, version);
+    assert_eq!(
+        write_one(&fx, parked).await,
+        WriteOutcome::Readmit,
+        "a parked server's remembered heartbeat is readmitted"
+    );
+    assert_eq!(stored(&fx, &site, "rs-1").await.1, last);
 }
 
 /// Through the service: a node remembers admissions between heartbeats, and
