@@ -45,6 +45,15 @@ fn remembered(
     }
 }
 
+/// Changes the installation straight in the store, as another node would.
+async fn update(fx: &Fixture, site: &Site, update: InstallationUpdate, what: &str) {
+    let now = fx.carewatch.now();
+    fx.store
+        .update_installation(&site.slc, &update, now)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
 async fn write_one(fx: &Fixture, sign: SignOfLife) -> WriteOutcome {
     let mut outcomes = fx
         .store
@@ -259,10 +268,13 @@ pub(crate) async fn remembered_signs_outside_the_common_case_are_readmitted(
     // the current version a remembered heartbeat is read, as a node whose
     // admission predates the refusal would otherwise write it.
     let now = fx.carewatch.now();
-    fx.store
-        .update_installation(&site.slc, &InstallationUpdate::Subscription(Some(now)), now)
-        .await
-        .expect("ends Care Plus");
+    update(
+        &fx,
+        &site,
+        InstallationUpdate::Subscription(Some(now)),
+        "ends Care Plus",
+    )
+    .await;
     let (version, last) = stored(&fx, &site, "rs-1").await;
     fx.advance(secs(1));
     let parked = remembered(&site.slc, "rs-1", sequence + 1, &fx, version);
@@ -287,10 +299,13 @@ pub(crate) async fn a_remembered_admission_never_outlives_a_change(
     beat(&fx, &site, "rs-1", 2).await;
     let now = fx.carewatch.now();
 
-    fx.store
-        .update_installation(&site.slc, &InstallationUpdate::Consent(false), now)
-        .await
-        .expect("withdraws consent");
+    update(
+        &fx,
+        &site,
+        InstallationUpdate::Consent(false),
+        "withdraws consent",
+    )
+    .await;
     let error = refused(
         fx.heartbeat(&site, "rs-1", 3).await,
         "after consent withdrawn",
@@ -299,17 +314,23 @@ pub(crate) async fn a_remembered_admission_never_outlives_a_change(
         matches!(error, Error::ConsentMissing { .. }),
         "the next heartbeat is refused for consent: {error}"
     );
-    fx.store
-        .update_installation(&site.slc, &InstallationUpdate::Consent(true), now)
-        .await
-        .expect("gives consent");
+    update(
+        &fx,
+        &site,
+        InstallationUpdate::Consent(true),
+        "gives consent",
+    )
+    .await;
     beat(&fx, &site, "rs-1", 4).await;
     beat(&fx, &site, "rs-1", 5).await;
 
-    fx.store
-        .update_installation(&site.slc, &InstallationUpdate::Subscription(Some(now)), now)
-        .await
-        .expect("ends Care Plus");
+    update(
+        &fx,
+        &site,
+        InstallationUpdate::Subscription(Some(now)),
+        "ends Care Plus",
+    )
+    .await;
     fx.advance(secs(1));
     let error = refused(
         fx.heartbeat(&site, "rs-1", 6).await,
