@@ -13,6 +13,7 @@ pub mod convert;
 pub mod routes;
 pub mod services;
 pub mod status;
+mod stopping;
 
 /// The generated protobuf types and tonic stubs of `carewatch.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -4,6 +4,8 @@
 
 use carewatch_core::{Carewatch, Error};
 use futures::{Stream, StreamExt};
+
+use crate::stopping::UntilStopped;
 use tonic::{Code, Status};
 
 /// Metadata key carrying [`Error::code`].
@@ -73,7 +75,7 @@ pub fn until_stopped<T: Send + 'static>(
     carewatch: &Carewatch,
 ) -> impl Stream<Item = Result<T, Status>> + Send + 'static {
     let stopped = carewatch.clone();
-    stream.take_until(carewatch.stopping()).chain(
+    UntilStopped::new(stream, carewatch).chain(
         futures::stream::once(async move { stopped.is_stopping() }).filter_map(
             |stopping| async move { stopping.then(|| Err(to_status(Error::ShuttingDown))) },
         ),
