@@ -45,8 +45,10 @@ fn check(
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        // Shared rather than copied: each message's ids are cloned into its
+        // sign of life and again into the store's batch.
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(Box<str>);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// The identifier as text.
@@ -117,7 +119,12 @@ impl Slc {
                 format!("{value:?} has a misplaced '-': dashes only separate groups"),
             ));
         }
-        Ok(Self(value.to_ascii_uppercase().into()))
+        // Most SLCs arrive upper case: one allocation then, not two.
+        Ok(Self(if value.bytes().any(|b| b.is_ascii_lowercase()) {
+            value.to_ascii_uppercase().into()
+        } else {
+            value.into()
+        }))
     }
 }
 

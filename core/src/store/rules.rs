@@ -62,8 +62,13 @@ pub fn judge_sign(current: &ServerRecord, sign: &SignOfLife) -> SignJudgement {
 /// server. A remembered sign ([`SignOfLife::remembered`]) of such a server
 /// is `Readmit` on every backend: its common case is one sign per server.
 pub fn shares_its_server(batch: &[SignOfLife]) -> Vec<bool> {
-    let mut count: std::collections::HashMap<(&crate::ids::Slc, &RecordingServerId), u32> =
-        std::collections::HashMap::with_capacity(batch.len());
+    // foldhash, not SipHash: a batch is bounded and holds only signs of
+    // messages opened with their installation's key, so nobody floods it.
+    let mut count: std::collections::HashMap<
+        (&crate::ids::Slc, &RecordingServerId),
+        u32,
+        foldhash::fast::RandomState,
+    > = std::collections::HashMap::with_capacity_and_hasher(batch.len(), Default::default());
     for sign in batch {
         *count.entry((&sign.slc, &sign.server)).or_default() += 1;
     }
