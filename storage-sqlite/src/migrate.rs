@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_audit.sql"),
     include_str!("../migrations/0011_label_order.sql"),
     include_str!("../migrations/0012_admission_version.sql"),
+    include_str!("../migrations/0013_server_admission_version.sql"),
 ];
 
 /// Applies the migrations this database has not had yet, each in a transaction.
@@ -208,5 +209,80 @@ mod tests {
         );
         register(&conn, "A-3", "alpha", 0);
         assert_eq!(keys("A-3").0, UNLABELED_ORDER_KEY, "and for new rows");
+    }
+
+    /// Version 13 gives each server row its installation's admission
+    /// version (the in-place write of a remembered heartbeat checks it
+    /// there), for rows that exist and rows to come, and keeps it equal.
+    #[test]
+    fn servers_carry_their_installations_admission_version() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..12] {
+            conn.execute_batch(sql).expect("earlier versions");
+        }
+        conn.pragma_update(None, "user_version", 12)
+            .expect("mark version 12");
+        conn.execute(
+            "INSERT INTO resellers VALUES ('alpha', 'alpha', x'00', 0)",
+            [],
+        )
+        .expect("insert reseller");
+        register(&conn, "A-1", "alpha", 0);
+        register(&conn, "B-1", "alpha", 0);
+        let add_server = |conn: &Connection, slc: &str, server: &str| {
+            conn.execute(
+                "INSERT INTO servers (slc, server_id, first_seen_at, last_seen_at, interval_ms,
+                     last_sequence, last_digest, state, missed, unavailable_since, next_check_at)
+                 VALUES (?1, ?2, 0, 0, 60000, 1, x'00', 0, 0, NULL, 180000)",
+                [slc, server],
+            )
+            .expect("insert server");
+        };
+        add_server(&conn, "A-1", "rs-1");
+        let rotate_key = |conn: &Connection, slc: &str, key_id: i64| {
+            conn.execute(
+                "INSERT INTO installation_keys (slc, key_id, sealed, created_at) VALUES (?1, ?2, x'00', 0)",
+                rusqlite::params![slc, key_id],
+            )
+            .expect("add a key");
+        };
+        rotate_key(&conn, "A-1", 1);
+        rotate_key(&conn, "A-1", 2);
+
+        migrate(&mut conn).expect("migrate to version 13");
+        let versions = |conn: &Connection| -> Vec<(String, String, i64, i64)> {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT s.slc, s.server_id, s.admission_version, i.admission_version
+                     FROM servers s JOIN installations i ON i.slc = s.slc ORDER BY 1, 2",
+                )
+                .expect("prepare");
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .expect("query")
+                .collect::<rusqlite::Result<_>>()
+                .expect("rows")
+        };
+        assert_eq!(
+            versions(&conn),
+            vec![("A-1".into(), "rs-1".into(), 2, 2)],
+            "an existing row starts at its installation's version"
+        );
+
+        add_server(&conn, "A-1", "rs-2");
+        add_server(&conn, "B-1", "rs-1");
+        rotate_key(&conn, "A-1", 3);
+        conn.execute("UPDATE installations SET consent = 0 WHERE slc = 'B-1'", [])
+            .expect("consent withdrawn");
+        conn.execute("UPDATE installations SET late = 1 WHERE slc = 'A-1'", [])
+            .expect("a summary change");
+        assert_eq!(
+            versions(&conn),
+            vec![
+                ("A-1".into(), "rs-1".into(), 3, 3),
+                ("A-1".into(), "rs-2".into(), 3, 3),
+                ("B-1".into(), "rs-1".into(), 1, 1),
+            ],
+            "new rows start at it and every row follows its changes"
+        );
     }
 }

@@ -215,6 +215,7 @@ impl Store for SqliteStore {
         let batch = batch.to_vec();
         self.write(move |tx| {
             let shared = rules::shares_its_server(&batch);
+            let mut in_place = ingest::InPlace::new();
             batch
                 .iter()
                 .zip(shared)
@@ -222,7 +223,7 @@ impl Store for SqliteStore {
                     if shared && sign.remembered.is_some() {
                         return Ok(WriteOutcome::Readmit);
                     }
-                    ingest::record_sign_of_life(tx, sign)
+                    ingest::record_sign_of_life(tx, &mut in_place, sign)
                 })
                 .collect()
         })
