@@ -437,7 +437,7 @@ fn sign_of_life(
         cursor: SequenceCursor {
             sequence,
             // Distinct per message, as ingest's digest of the envelope is.
-            digest: MessageDigest::of(&sequence.to_be_bytes()),
+            digest: MessageDigest::sha256(&sequence.to_be_bytes()),
         },
         received_at,
         interval,

@@ -461,7 +461,7 @@ fn sign(
         server: server.clone(),
         cursor: SequenceCursor {
             sequence,
-            digest: MessageDigest::of(&sequence.to_be_bytes()),
+            digest: MessageDigest::sha256(&sequence.to_be_bytes()),
         },
         received_at,
         interval: INTERVAL,

@@ -275,6 +275,19 @@ impl<'a> Envelope<'a> {
         self.key_id
     }
 
+    /// Key id, nonce and tag: 32 bytes that, once the envelope has opened,
+    /// tell it apart from any other its installation's key opened for the
+    /// same binding (see [`crate::auth::MessageDigest`]).
+    pub fn identity(&self) -> [u8; 32] {
+        let mut identity = [0u8; 32];
+        identity[..4].copy_from_slice(&self.key_id.get().to_be_bytes());
+        identity[4..4 + NONCE_LEN].copy_from_slice(&self.nonce);
+        // `parse` made sure the ciphertext holds at least a tag.
+        let tag_start = self.ciphertext.len().saturating_sub(TAG_LEN);
+        identity[4 + NONCE_LEN..].copy_from_slice(&self.ciphertext[tag_start..]);
+        identity
+    }
+
     /// Authenticates and decrypts under `key` for `binding`.
     pub fn open(&self, key: &InstallationKey, binding: &Binding<'_>) -> Result<Vec<u8>, SealError> {
         if key.id() != self.key_id {

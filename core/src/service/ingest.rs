@@ -158,15 +158,21 @@ impl Carewatch {
             },
         );
 
-        let digest = MessageDigest::of(&message.sealed);
+        let digest = MessageDigest::of(&envelope);
         let last = admission.server.as_ref().map(|s| s.cursor);
         let ack = |duplicate| IngestAck {
             received_at,
             heartbeat_interval: config.heartbeat_interval,
             duplicate,
         };
-        if auth::check_sequence(slc, &message.server, last, message.sequence, digest)?
-            == SequenceVerdict::Duplicate
+        if auth::check_sequence(
+            slc,
+            &message.server,
+            last,
+            message.sequence,
+            digest,
+            &message.sealed,
+        )? == SequenceVerdict::Duplicate
         {
             return Ok(ack(true));
         }
@@ -266,7 +272,7 @@ impl Carewatch {
             server: message.server.clone(),
             cursor: SequenceCursor {
                 sequence: message.sequence,
-                digest: MessageDigest::of(&message.sealed),
+                digest: MessageDigest::of(envelope),
             },
             received_at,
             interval: self.inner.config.heartbeat_interval,

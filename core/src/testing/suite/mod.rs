@@ -72,7 +72,7 @@ use crate::condition::ConditionRecord;
 use crate::error::{Error, Result};
 use crate::feed::{Change, ChangeEvent};
 use crate::ids::{RecordingServerId, ResellerId, Slc};
-use crate::seal::{Binding, InstallationKey, MasterKey, MessageKind};
+use crate::seal::{Binding, Envelope, InstallationKey, MasterKey, MessageKind};
 use crate::service::{Carewatch, Config, IncomingMessage, IngestAck, WatchStream};
 use crate::store::{
     HistoryEvent, HistoryKind, InstallationDetail, MAX_PAGE_SIZE, OverviewPage, OverviewQuery,
@@ -169,7 +169,7 @@ fn report_msg(
 fn cursor_of(message: &IncomingMessage) -> SequenceCursor {
     SequenceCursor {
         sequence: message.sequence,
-        digest: MessageDigest::of(&message.sealed),
+        digest: MessageDigest::of(&Envelope::parse(&message.sealed).expect("a sealed message")),
     }
 }
 
@@ -230,7 +230,7 @@ fn sign(slc: &Slc, server: &str, sequence: u64, tag: &str, received_at: Timestam
         server: rs(server),
         cursor: SequenceCursor {
             sequence,
-            digest: MessageDigest::of(tag.as_bytes()),
+            digest: MessageDigest::sha256(tag.as_bytes()),
         },
         received_at,
         interval: INTERVAL,

@@ -199,7 +199,7 @@ pub(crate) async fn remembered_signs_outside_the_common_case_are_readmitted(
     let retry = SignOfLife {
         cursor: SequenceCursor {
             sequence: 5,
-            digest: MessageDigest::of(b"anything"),
+            digest: MessageDigest::sha256(b"anything"),
         },
         ..remembered(&site.slc, "rs-1", 5, &fx, version)
     };
