@@ -30,7 +30,10 @@ impl<S> UntilStopped<S> {
         Self {
             inner: Box::pin(inner),
             carewatch: carewatch.clone(),
-            stop: Box::pin(carewatch.stopping()),
+            // Outside tokio's budget: a budgeted signal may answer Pending
+            // without registering the task, which `registered` would then
+            // take for a registration (an idle stream would outlive the stop).
+            stop: Box::pin(tokio::task::unconstrained(carewatch.stopping())),
             registered: None,
             ended: false,
         }

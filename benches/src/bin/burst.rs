@@ -169,6 +169,7 @@ async fn main() -> Result<(), BoxError> {
     let mut failed = false;
     for round in 1..=args.rounds {
         let start = Instant::now();
+        let started_at = now();
         let cpu_before = server.cpu_time();
         let wal_before = wal_state(&sqlite_path);
         let tallies = futures::future::join_all(
@@ -196,7 +197,7 @@ async fn main() -> Result<(), BoxError> {
         drains.push(drained);
         println!(
             "round {round}: {acked} acknowledged in {:.2} s ({:.0}/s); since due p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
-             per request p50 {:.1} ms, p99 {:.1} ms; server CPU {}; errors {errors} {:?}{}",
+             per request p50 {:.1} ms, p99 {:.1} ms; server CPU {}; errors {errors} {:?}{}{}",
             drained.as_secs_f64(),
             acked as f64 / drained.as_secs_f64(),
             percentile(&tally.since_due_us, 50.0),
@@ -213,6 +214,11 @@ async fn main() -> Result<(), BoxError> {
             match (wal_before, wal_after) {
                 (Some(before), Some(after)) => format!("; write-ahead log {before} -> {after}"),
                 _ => String::new(),
+            },
+            match (&schema, feed_since(&sqlite_path, started_at)) {
+                (None, Ok(kinds)) => format!("; change feed during the round {kinds:?}"),
+                (None, Err(e)) => format!("; change feed unread: {e}"),
+                (Some(_), _) => String::new(),
             }
         );
         if round < args.rounds {
@@ -370,4 +376,21 @@ fn wal_state(database: &std::path::Path) -> Option<WalState> {
         frames: word(16)?,
         backfilled: word(96)?,
     })
+}
+
+/// The change feed's events since `since`, by kind (SQLite): a round that
+/// keeps every server on time writes almost none; servers marked late and
+/// then recovered write theirs.
+fn feed_since(
+    database: &std::path::Path,
+    since: Timestamp,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    let conn = rusqlite::Connection::open_with_flags(
+        database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let mut stmt =
+        conn.prepare("SELECT kind, count(*) FROM changes WHERE at >= ?1 GROUP BY kind ORDER BY 1")?;
+    stmt.query_map([since.as_millis()], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect()
 }
