@@ -37,6 +37,7 @@ impl TestDatabase for SqliteFile {
 }
 
 /// Serves every gRPC route of `fixture` on a loopback port; its URL.
+#[allow(dead_code)] // not every test file serves
 pub async fn serve(fixture: &Fixture) -> String {
     let routes = carewatch_grpc::routes::routes(&fixture.carewatch)
         .await
