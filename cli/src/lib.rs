@@ -9,6 +9,8 @@
 pub mod store;
 
 #[cfg(feature = "server")]
+pub mod background;
+#[cfg(feature = "server")]
 pub mod commands;
 #[cfg(feature = "server")]
 pub mod server;

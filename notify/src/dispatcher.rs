@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use carewatch_core::notification::delivery::retry_after_asked;
 use carewatch_core::notification::{ChannelId, DeliveryOutcome, OutboxEntry};
-use carewatch_core::{Carewatch, OpenedChannel};
+use carewatch_core::{Carewatch, Error, OpenedChannel};
 use futures::StreamExt;
+use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch};
 
 use crate::sender::{Attempt, Sender};
@@ -46,6 +47,13 @@ pub struct DispatcherOptions {
     /// How long a stop waits for deliveries in flight (those cut off are
     /// claimed again after their lease, by this node or another).
     pub shutdown_grace: Duration,
+    /// The runtime the server's store calls run on, when the dispatcher
+    /// runs on another (`carewatch serve` gives it a thread of its own at a
+    /// lower CPU priority). Its store calls are spawned there, so the
+    /// database connections they open belong to the server's runtime: a
+    /// pooled PostgreSQL connection is then never driven by the
+    /// dispatcher's thread, nor lost when that thread's runtime stops.
+    pub store_runtime: Option<Handle>,
 }
 
 impl Default for DispatcherOptions {
@@ -57,6 +65,7 @@ impl Default for DispatcherOptions {
             concurrency: 32,
             notifier: true,
             shutdown_grace: Duration::from_secs(5),
+            store_runtime: None,
         }
     }
 }
@@ -127,6 +136,25 @@ impl Dispatcher {
         }
     }
 
+    /// Runs a store call: on the store's runtime when one is set (see
+    /// [`DispatcherOptions::store_runtime`]), here otherwise.
+    async fn on_store<T, F>(&self, call: impl FnOnce(Carewatch) -> F) -> carewatch_core::Result<T>
+    where
+        F: Future<Output = carewatch_core::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let call = call(self.carewatch.clone());
+        let Some(runtime) = &self.options.store_runtime else {
+            return call.await;
+        };
+        match runtime.spawn(call).await {
+            Ok(done) => done,
+            // The server's runtime is stopping: so is this dispatcher.
+            Err(e) if e.is_cancelled() => Err(Error::ShuttingDown),
+            Err(e) => Err(Error::storage("a store call failed unexpectedly", e.to_string())),
+        }
+    }
+
     /// Runs until `shutdown` completes, then waits up to the shutdown grace
     /// for deliveries in flight.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
@@ -158,7 +186,7 @@ impl Dispatcher {
             return;
         }
         while !*stopping.borrow() {
-            let busy = match self.carewatch.notify_step().await {
+            let busy = match self.on_store(|c| async move { c.notify_step().await }).await {
                 Ok(step) => {
                     self.notifier_errors
                         .ok(|| tracing::info!("the notifier works again"));
@@ -189,9 +217,9 @@ impl Dispatcher {
 
     async fn deliver_loop(&self, mut stopping: watch::Receiver<bool>) {
         while !*stopping.borrow() {
+            let (lease, batch) = (self.options.lease, self.options.batch);
             let claimed = self
-                .carewatch
-                .claim_deliveries(self.options.lease, self.options.batch)
+                .on_store(|c| async move { c.claim_deliveries(lease, batch).await })
                 .await;
             let entries = match claimed {
                 Ok(entries) => {
@@ -246,10 +274,14 @@ impl Dispatcher {
             .filter_map(std::future::ready)
             .ready_chunks(self.options.batch.max(1) as usize);
         while let Some(finished) = outcomes.next().await {
-            if let Err(e) = self.carewatch.finish_deliveries(&finished).await {
+            let count = finished.len();
+            let recorded = self
+                .on_store(|c| async move { c.finish_deliveries(&finished).await })
+                .await;
+            if let Err(e) = recorded {
                 // The claims run out and the entries are tried again: at
                 // least once.
-                tracing::warn!(entries = finished.len(), error = %e, "recording delivery outcomes failed; they will be tried again after their lease");
+                tracing::warn!(entries = count, error = %e, "recording delivery outcomes failed; they will be tried again after their lease");
             }
         }
     }
@@ -322,8 +354,7 @@ impl Dispatcher {
         };
         if !fresh {
             let opened = self
-                .carewatch
-                .delivery_channels()
+                .on_store(|c| async move { c.delivery_channels().await })
                 .await
                 .map_err(|e| e.to_string())?;
             let opened: HashMap<_, _> = opened
@@ -394,6 +425,93 @@ impl LogLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Carewatch on SQLite, opened on `runtime`.
+    fn carewatch_on(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Carewatch {
+        runtime.block_on(async {
+            let store = carewatch_storage_sqlite::SqliteStore::open(dir.join("carewatch.db"))
+                .await
+                .expect("SQLite");
+            Carewatch::open(
+                Arc::new(store),
+                Arc::new(carewatch_core::time::SystemClock),
+                carewatch_core::Config::new(carewatch_core::seal::MasterKey::generate()),
+            )
+            .await
+            .expect("opens")
+        })
+    }
+
+    #[test]
+    fn store_calls_run_on_the_store_runtime_when_one_is_set() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let server = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("the-servers-runtime")
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let carewatch = carewatch_on(&server, dir.path());
+        let sender = Arc::new(Sender::new(crate::SenderOptions::default()).expect("sender"));
+        let thread_of_a_call = |store_runtime: Option<Handle>| {
+            let dispatcher = Dispatcher::new(
+                carewatch.clone(),
+                sender.clone(),
+                DispatcherOptions {
+                    store_runtime,
+                    ..DispatcherOptions::default()
+                },
+            );
+            std::thread::Builder::new()
+                .name("the-dispatchers-thread".into())
+                .spawn(move || {
+                    let own = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    own.block_on(dispatcher.on_store(|c| async move {
+                        c.delivery_channels().await?;
+                        Ok(std::thread::current().name().map(str::to_owned))
+                    }))
+                })
+                .expect("thread")
+                .join()
+                .expect("joined")
+                .expect("the call")
+        };
+        assert_eq!(
+            thread_of_a_call(Some(server.handle().clone())).as_deref(),
+            Some("the-servers-runtime")
+        );
+        assert_eq!(
+            thread_of_a_call(None).as_deref(),
+            Some("the-dispatchers-thread")
+        );
+    }
+
+    #[test]
+    fn a_stopped_store_runtime_means_shutting_down() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let server = tokio::runtime::Runtime::new().expect("runtime");
+        let carewatch = carewatch_on(&server, dir.path());
+        let handle = server.handle().clone();
+        server.shutdown_background();
+        let sender = Arc::new(Sender::new(crate::SenderOptions::default()).expect("sender"));
+        let dispatcher = Dispatcher::new(
+            carewatch,
+            sender,
+            DispatcherOptions {
+                store_runtime: Some(handle),
+                ..DispatcherOptions::default()
+            },
+        );
+        let own = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let result = own.block_on(dispatcher.on_store(|c| async move { c.delivery_channels().await }));
+        assert!(matches!(result, Err(Error::ShuttingDown)), "{result:?}");
+    }
 
     #[test]
     fn jitter_is_in_range() {

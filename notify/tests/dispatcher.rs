@@ -326,6 +326,47 @@ async fn an_entry_cut_off_mid_send_is_sent_again_after_its_lease() {
     let _ = stop.send(());
 }
 
+/// As `carewatch serve` runs it: on a thread and runtime of its own, its
+/// store calls on the server's runtime.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dispatcher_on_its_own_thread_delivers_and_stops() {
+    let world = World::new().await;
+    world
+        .carewatch
+        .test_channel(&world.admin, &world.channel)
+        .await
+        .expect("test queued");
+    let dispatcher = Dispatcher::new(
+        world.carewatch.clone(),
+        Arc::new(Sender::new(SenderOptions::default()).expect("sender")),
+        DispatcherOptions {
+            every: Duration::from_millis(50),
+            store_runtime: Some(tokio::runtime::Handle::current()),
+            ..DispatcherOptions::default()
+        },
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let own = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        own.block_on(dispatcher.run(async {
+            let _ = stopped.await;
+        }));
+    });
+    let entry = world.entry_when(|e| e.delivered_at.is_some()).await;
+    assert_eq!(entry.attempts, 1);
+    let got = world.receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("idempotency-key"), Some(entry.key.as_str()));
+    let _ = stop.send(());
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .expect("joined")
+        .expect("the dispatcher's thread ended cleanly");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dispatcher_runs_the_notifier_and_stops_on_shutdown() {
     let world = World::new().await;

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::background::spawn_dispatcher;
 use crate::server::{ServeOptions, serve};
 use crate::tls::TlsIdentity;
 use carewatch_core::availability::AvailabilityPolicy;
@@ -124,6 +125,12 @@ pub struct ServeArgs {
     /// the SMTP server directly.
     #[arg(long, env = "CAREWATCH_NOTIFY_PROXY", value_name = "URL")]
     notify_proxy: Option<HiddenText>,
+    /// How much lower than ingest's the CPU priority of notification
+    /// delivery is (a nice increment for its thread, Linux): under load
+    /// heartbeats go first and notifications use what is left, still within
+    /// seconds. 0 runs delivery at ingest's priority.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=19))]
+    notify_nice: u8,
 }
 
 /// A value that may hold a secret (the SMTP or proxy URL's password): its `Debug`
@@ -282,14 +289,8 @@ pub async fn run(args: ServeArgs) -> CliResult {
     // Notifications are derived and delivered beside the server, and stop
     // with it (or when it fails).
     let (stopping, stopped) = tokio::sync::watch::channel(false);
-    let dispatcher = tokio::spawn(carewatch_notify::run(
-        carewatch.clone(),
-        sender,
-        async move {
-            let mut stopped = stopped;
-            let _ = stopped.wait_for(|stop| *stop).await;
-        },
-    ));
+    let dispatcher = spawn_dispatcher(carewatch.clone(), sender, stopped, args.notify_nice)
+        .map_err(|e| format!("cannot start the notification thread: {e}"))?;
     let shutdown = async move {
         stop_requested.await;
         let _ = stopping.send(true);

@@ -1,0 +1,133 @@
+//! Notification delivery on a thread of its own, at a lower CPU priority
+//! than ingest.
+//!
+//! A regional outage queues thousands of notifications at once, each an
+//! HTTP request (or an email) with a signature. Run on the server's
+//! runtime, that work competes with heartbeats for the same cores, and
+//! ingest loses what notifying takes. On its own thread with a higher nice
+//! value, the scheduler gives the cores to ingest first and notifications
+//! use what is left; they still get a share under full load (CFS weights,
+//! never starvation), so they stay within seconds of detection. The
+//! dispatcher's store calls run on the server's runtime
+//! ([`carewatch_notify::DispatcherOptions::store_runtime`]), so the
+//! database work (claims, outcomes, the notifier's commit) keeps ingest's
+//! priority and its connections.
+
+use std::io;
+use std::sync::Arc;
+
+use carewatch_core::Carewatch;
+use carewatch_notify::{Dispatcher, DispatcherOptions, Sender};
+use tokio::sync::{oneshot, watch};
+
+/// The thread's name (`top -H` and `/proc/PID/task/*/comm` show its first 15
+/// characters).
+pub const THREAD_NAME: &str = "carewatch-notify";
+
+/// Starts the dispatcher on its own thread, its priority lowered by `nice`
+/// (0 keeps the server's), until `stopping` turns true. The receiver
+/// completes when it has stopped (or if the thread could not run it).
+pub fn spawn_dispatcher(
+    carewatch: Carewatch,
+    sender: Arc<Sender>,
+    mut stopping: watch::Receiver<bool>,
+    nice: u8,
+) -> io::Result<oneshot::Receiver<()>> {
+    let options = DispatcherOptions {
+        store_runtime: Some(tokio::runtime::Handle::current()),
+        ..DispatcherOptions::default()
+    };
+    let (done, finished) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .spawn(move || {
+            if let Err(e) = lower_this_threads_priority(nice) {
+                tracing::warn!(error = %e, nice, "notifications run at the server's CPU priority");
+            }
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the notification thread's runtime; nothing is delivered by this node");
+                    return;
+                }
+            };
+            runtime.block_on(Dispatcher::new(carewatch, sender, options).run(async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            }));
+            let _ = done.send(());
+        })?;
+    Ok(finished)
+}
+
+/// Adds `nice` to the calling thread's nice value (Linux: the nice value is
+/// per thread, and threads it starts inherit it). Elsewhere it would apply
+/// to the whole process, so it is not done.
+#[allow(unsafe_code)] // getpriority/setpriority on the calling thread
+pub fn lower_this_threads_priority(nice: u8) -> io::Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread, no pointers.
+        let (thread, current) = unsafe {
+            let thread = libc::gettid() as libc::id_t;
+            *libc::__errno_location() = 0;
+            (thread, libc::getpriority(libc::PRIO_PROCESS, thread))
+        };
+        if current == -1 && io::Error::last_os_error().raw_os_error() != Some(0) {
+            return Err(io::Error::last_os_error());
+        }
+        let wanted = (current + i32::from(nice)).min(19);
+        // SAFETY: as above.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, thread, wanted) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a thread's own priority is only set on Linux",
+        ))
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[allow(unsafe_code)]
+    fn this_threads_nice() -> i32 {
+        // SAFETY: plain system calls on the calling thread.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[test]
+    fn only_the_calling_thread_is_lowered() {
+        let before = this_threads_nice();
+        let lowered = std::thread::spawn(move || {
+            lower_this_threads_priority(5).map(|()| this_threads_nice())
+        })
+        .join()
+        .expect("the thread ran");
+        assert_eq!(lowered.expect("lowered"), (before + 5).min(19));
+        assert_eq!(this_threads_nice(), before, "other threads keep theirs");
+    }
+
+    #[test]
+    fn zero_changes_nothing() {
+        let before = std::thread::spawn(|| {
+            let before = this_threads_nice();
+            lower_this_threads_priority(0).map(|()| (before, this_threads_nice()))
+        })
+        .join()
+        .expect("the thread ran")
+        .expect("nothing to do");
+        assert_eq!(before.0, before.1);
+    }
+}
