@@ -6,9 +6,11 @@
 //! and records the outcomes: delivered, retried after the backoff (with
 //! random jitter, so channels that failed together do not retry in step),
 //! or given up after the last attempt or a permanent refusal. Outcomes are
-//! recorded together, whatever has finished since the last write, so a
-//! regional outage's thousands of notifications cost tens of store writes,
-//! not thousands queued among the heartbeats. A claim outlives the longest
+//! recorded together, all that finished within a short gathering time, and
+//! the notifier, once it found events, waits as long for more before its
+//! next step: a regional outage's thousands of notifications cost tens of
+//! store writes, not thousands queued among the heartbeats. A claim
+//! outlives the longest
 //! batch, so nobody else sends an entry while this node does; a node that
 //! dies mid-send loses its claim when the lease ends and the entry is
 //! claimed again: delivered at least once, each attempt with the same
@@ -33,14 +35,22 @@ use crate::sender::{Attempt, Sender};
 pub struct DispatcherOptions {
     /// How often it looks for due entries and runs the notifier when idle.
     pub every: Duration,
-    /// How long a claim lasts. An attempt starts only if it ends (the
-    /// sender's longest attempt) before its claim does; entries a slow
+    /// How long a claim lasts. An attempt starts only if it ends and its
+    /// outcome is written (the sender's longest attempt, then `gather`)
+    /// before its claim does; entries a slow
     /// receiver held up past that are claimed again after the lease.
     pub lease: Duration,
     /// Entries claimed at once.
     pub batch: u32,
     /// Entries sent at once.
     pub concurrency: usize,
+    /// How long the notifier, once it found events, and the outcome writes,
+    /// once an attempt finished, wait to take more at once. Each is a store
+    /// write; during an outage, one per event or per attempt would queue
+    /// hundreds of transactions a second among the heartbeats' (SQLite has
+    /// one writer). A notifier step that stopped at its limit goes on at
+    /// once.
+    pub gather: Duration,
     /// Whether this dispatcher also runs the notifier (the change feed →
     /// outbox step; one node at a time does the work, under its own lease).
     pub notifier: bool,
@@ -60,6 +70,7 @@ impl Default for DispatcherOptions {
     fn default() -> Self {
         Self {
             every: Duration::from_millis(500),
+            gather: Duration::from_millis(200),
             lease: Duration::from_secs(60),
             batch: 256,
             concurrency: 32,
@@ -151,7 +162,10 @@ impl Dispatcher {
             Ok(done) => done,
             // The server's runtime is stopping: so is this dispatcher.
             Err(e) if e.is_cancelled() => Err(Error::ShuttingDown),
-            Err(e) => Err(Error::storage("a store call failed unexpectedly", e.to_string())),
+            Err(e) => Err(Error::storage(
+                "a store call failed unexpectedly",
+                e.to_string(),
+            )),
         }
     }
 
@@ -186,7 +200,10 @@ impl Dispatcher {
             return;
         }
         while !*stopping.borrow() {
-            let busy = match self.on_store(|c| async move { c.notify_step().await }).await {
+            let pause = match self
+                .on_store(|c| async move { c.notify_step().await })
+                .await
+            {
                 Ok(step) => {
                     self.notifier_errors
                         .ok(|| tracing::info!("the notifier works again"));
@@ -198,17 +215,23 @@ impl Dispatcher {
                         );
                         self.queued.notify_one();
                     }
-                    step.events > 0
+                    if step.more {
+                        Duration::ZERO
+                    } else if step.events > 0 {
+                        self.options.gather
+                    } else {
+                        self.options.every
+                    }
                 }
                 Err(e) => {
                     self.notifier_errors
                         .warn(|n| tracing::warn!(error = %e, failures = n, "the notifier step failed; retrying"));
-                    false
+                    self.options.every
                 }
             };
-            if !busy {
+            if !pause.is_zero() {
                 tokio::select! {
-                    () = tokio::time::sleep(self.options.every) => {}
+                    () = tokio::time::sleep(pause) => {}
                     _ = stopping.changed() => {}
                 }
             }
@@ -247,7 +270,8 @@ impl Dispatcher {
     }
 
     /// Sends claimed entries, `concurrency` at once, recording outcomes
-    /// together as they come: whatever finished while the last write ran.
+    /// together: a write `gather` after the first unrecorded one finished
+    /// (or once `batch` are waiting, or when all are done).
     pub async fn deliver_batch(&self, entries: Vec<OutboxEntry>) {
         let claimed_at = Instant::now();
         let channels = self.channels_for(&entries).await;
@@ -262,7 +286,10 @@ impl Dispatcher {
                     Err(e) => ChannelFor::Unreadable(e.clone()),
                 };
                 async move {
-                    let ends = claimed_at.elapsed() + self.sender.longest_attempt();
+                    // Its outcome is written at most `gather` after it ends.
+                    let ends = claimed_at.elapsed()
+                        + self.sender.longest_attempt()
+                        + self.options.gather;
                     if ends >= self.options.lease {
                         tracing::info!(entry = entry.id, channel = %entry.channel, "not sent: an attempt now could outlast its claim; it is claimed again after its lease");
                         return None;
@@ -271,18 +298,48 @@ impl Dispatcher {
                 }
             })
             .buffer_unordered(self.options.concurrency.max(1))
-            .filter_map(std::future::ready)
-            .ready_chunks(self.options.batch.max(1) as usize);
-        while let Some(finished) = outcomes.next().await {
-            let count = finished.len();
-            let recorded = self
-                .on_store(|c| async move { c.finish_deliveries(&finished).await })
-                .await;
-            if let Err(e) = recorded {
-                // The claims run out and the entries are tried again: at
-                // least once.
-                tracing::warn!(entries = count, error = %e, "recording delivery outcomes failed; they will be tried again after their lease");
+            .filter_map(std::future::ready);
+        let most = self.options.batch.max(1) as usize;
+        let mut finished = Vec::new();
+        let mut write_by: Option<tokio::time::Instant> = None;
+        loop {
+            // The next outcome, or `None` when the gathered ones are due.
+            let next = match write_by {
+                Some(at) if finished.len() < most => tokio::select! {
+                    next = outcomes.next() => Some(next),
+                    () = tokio::time::sleep_until(at) => None,
+                },
+                Some(_) => None,
+                None => Some(outcomes.next().await),
+            };
+            match next {
+                Some(Some(outcome)) => {
+                    finished.push(outcome);
+                    write_by
+                        .get_or_insert_with(|| tokio::time::Instant::now() + self.options.gather);
+                }
+                Some(None) => {
+                    self.record_outcomes(finished).await;
+                    return;
+                }
+                None => {
+                    self.record_outcomes(std::mem::take(&mut finished)).await;
+                    write_by = None;
+                }
             }
+        }
+    }
+
+    /// Records finished attempts in one store write.
+    async fn record_outcomes(&self, finished: Vec<(u64, DeliveryOutcome)>) {
+        let count = finished.len();
+        let recorded = self
+            .on_store(|c| async move { c.finish_deliveries(&finished).await })
+            .await;
+        if let Err(e) = recorded {
+            // The claims run out and the entries are tried again: at
+            // least once.
+            tracing::warn!(entries = count, error = %e, "recording delivery outcomes failed; they will be tried again after their lease");
         }
     }
 
@@ -509,7 +566,8 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
-        let result = own.block_on(dispatcher.on_store(|c| async move { c.delivery_channels().await }));
+        let result =
+            own.block_on(dispatcher.on_store(|c| async move { c.delivery_channels().await }));
         assert!(matches!(result, Err(Error::ShuttingDown)), "{result:?}");
     }
 

@@ -634,3 +634,55 @@ async fn delivered_notifications_are_deleted_after_the_retention() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].delivered_at.is_none() && left[0].failed_at.is_none());
 }
+
+/// Outcomes are gathered into one write: while the last of a claimed batch
+/// is still in flight, the nine delivered before it are not yet recorded
+/// (with one write per finished attempt they would be), then all ten are,
+/// together.
+#[tokio::test(flavor = "multi_thread")]
+async fn outcomes_are_recorded_together() {
+    let world = World::new().await;
+    let mut plan: Vec<Reply> = (0..9).map(|_| Reply::status(200)).collect();
+    plan.push(Reply::status(200).after(Duration::from_secs(1)));
+    world.receiver.plan(plan);
+    for _ in 0..10 {
+        world
+            .carewatch
+            .test_channel(&world.admin, &world.channel)
+            .await
+            .expect("test queued");
+        // A test's key is its instant: one per millisecond.
+        world.clock.advance(Duration::from_millis(1));
+    }
+    let (stop, _task) = world.dispatch_with(DispatcherOptions {
+        concurrency: 1,
+        // Longer than the test; with the longest attempt (30 s) still
+        // within the claim (60 s).
+        gather: Duration::from_secs(20),
+        ..DispatcherOptions::default()
+    });
+    assert_eq!(world.receiver.wait_for(10, WAIT).await.len(), 10);
+    // The tenth is held by the receiver for a second: the other nine are
+    // done, and waiting to be written with it.
+    let recorded = |entries: &[OutboxEntry]| entries.iter().filter(|e| e.attempts > 0).count();
+    let outbox = world
+        .carewatch
+        .outbox(&world.admin.reseller, OutboxFilter::All, 20);
+    assert_eq!(recorded(&outbox.await.expect("outbox")), 0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let entries = world
+            .carewatch
+            .outbox(&world.admin.reseller, OutboxFilter::All, 20)
+            .await
+            .expect("outbox");
+        match recorded(&entries) {
+            0 => {}
+            10 => break,
+            n => panic!("recorded in one write, not {n} of 10 first"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+}

@@ -38,6 +38,9 @@ pub struct NotifierStep {
     pub events: usize,
     /// Notifications put in the outbox.
     pub queued: usize,
+    /// The step stopped at its limit: more events are waiting, so the
+    /// next step should run at once.
+    pub more: bool,
 }
 
 impl Carewatch {
@@ -222,6 +225,7 @@ impl Carewatch {
             leader: true,
             events: events.len(),
             queued: commit.outbox.len(),
+            more: events.len() >= EVENTS_PER_STEP as usize,
         };
         if !store.commit_notifications(&commit).await? {
             tracing::info!("notifier lease lost mid-step; another node carries on");
