@@ -9,12 +9,11 @@
 //! recorded together, all that finished within a short gathering time, and
 //! the notifier, once it found events, waits as long for more before its
 //! next step: a regional outage's thousands of notifications cost tens of
-//! store writes, not thousands queued among the heartbeats. A claim
-//! outlives the longest
-//! batch, so nobody else sends an entry while this node does; a node that
-//! dies mid-send loses its claim when the lease ends and the entry is
-//! claimed again: delivered at least once, each attempt with the same
-//! idempotency key.
+//! store writes, not thousands queued among the heartbeats. A stop writes
+//! what was gathered at once. A claim outlives the longest batch, so nobody
+//! else sends an entry while this node does; a node that dies mid-send
+//! loses its claim when the lease ends and the entry is claimed again:
+//! delivered at least once, each attempt with the same idempotency key.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,9 +34,9 @@ use crate::sender::{Attempt, Sender};
 pub struct DispatcherOptions {
     /// How often it looks for due entries and runs the notifier when idle.
     pub every: Duration,
-    /// How long a claim lasts. An attempt starts only if it ends and its
-    /// outcome is written (the sender's longest attempt, then `gather`)
-    /// before its claim does; entries a slow
+    /// How long a claim lasts. An attempt starts only if it ends and the
+    /// write of its outcome starts (the sender's longest attempt, then
+    /// `gather`) before its claim does; entries a slow
     /// receiver held up past that are claimed again after the lease.
     pub lease: Duration,
     /// Entries claimed at once.
@@ -57,9 +56,10 @@ pub struct DispatcherOptions {
     /// How long a stop waits for deliveries in flight (those cut off are
     /// claimed again after their lease, by this node or another).
     pub shutdown_grace: Duration,
-    /// The runtime the server's store calls run on, when the dispatcher
-    /// runs on another (`carewatch serve` gives it a thread of its own at a
-    /// lower CPU priority). Its store calls are spawned there, so the
+    /// The runtime the dispatcher's store calls (the notifier's steps,
+    /// claims, outcomes) run on, when the dispatcher runs on another
+    /// (`carewatch serve` gives it a thread of its own at a lower CPU
+    /// priority, for sending). They are spawned there, so the
     /// database connections they open belong to the server's runtime: a
     /// pooled PostgreSQL connection is then never driven by the
     /// dispatcher's thread, nor lost when that thread's runtime stops.
@@ -265,14 +265,20 @@ impl Dispatcher {
                 }
                 continue;
             }
-            self.deliver_batch(entries).await;
+            self.deliver_batch(entries, stopping.clone()).await;
         }
     }
 
     /// Sends claimed entries, `concurrency` at once, recording outcomes
     /// together: a write `gather` after the first unrecorded one finished
-    /// (or once `batch` are waiting, or when all are done).
-    pub async fn deliver_batch(&self, entries: Vec<OutboxEntry>) {
+    /// (or once `batch` are waiting, or when all are done), and at once
+    /// when `stopping` turns true: a stop's grace may end before the batch
+    /// does, and an outcome not written is a notification sent twice.
+    pub async fn deliver_batch(
+        &self,
+        entries: Vec<OutboxEntry>,
+        mut stopping: watch::Receiver<bool>,
+    ) {
         let claimed_at = Instant::now();
         let channels = self.channels_for(&entries).await;
         let mut outcomes = futures::stream::iter(entries)
@@ -304,10 +310,14 @@ impl Dispatcher {
         let mut write_by: Option<tokio::time::Instant> = None;
         loop {
             // The next outcome, or `None` when the gathered ones are due.
+            let stopped = *stopping.borrow();
             let next = match write_by {
+                Some(_) if stopped => None,
                 Some(at) if finished.len() < most => tokio::select! {
                     next = outcomes.next() => Some(next),
                     () = tokio::time::sleep_until(at) => None,
+                    // Woken to write at once (the loop sees `stopped`).
+                    Ok(()) = stopping.changed() => continue,
                 },
                 Some(_) => None,
                 None => Some(outcomes.next().await),

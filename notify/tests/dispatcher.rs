@@ -361,8 +361,9 @@ async fn a_dispatcher_on_its_own_thread_delivers_and_stops() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].header("idempotency-key"), Some(entry.key.as_str()));
     let _ = stop.send(());
-    tokio::task::spawn_blocking(move || thread.join())
+    tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || thread.join()))
         .await
+        .expect("the dispatcher's thread stops")
         .expect("joined")
         .expect("the dispatcher's thread ended cleanly");
 }
@@ -641,42 +642,16 @@ async fn delivered_notifications_are_deleted_after_the_retention() {
 /// together.
 #[tokio::test(flavor = "multi_thread")]
 async fn outcomes_are_recorded_together() {
-    let world = World::new().await;
-    let mut plan: Vec<Reply> = (0..9).map(|_| Reply::status(200)).collect();
-    plan.push(Reply::status(200).after(Duration::from_secs(1)));
-    world.receiver.plan(plan);
-    for _ in 0..10 {
-        world
-            .carewatch
-            .test_channel(&world.admin, &world.channel)
-            .await
-            .expect("test queued");
-        // A test's key is its instant: one per millisecond.
-        world.clock.advance(Duration::from_millis(1));
-    }
-    let (stop, _task) = world.dispatch_with(DispatcherOptions {
-        concurrency: 1,
-        // Longer than the test; with the longest attempt (30 s) still
-        // within the claim (60 s).
-        gather: Duration::from_secs(20),
-        ..DispatcherOptions::default()
-    });
-    assert_eq!(world.receiver.wait_for(10, WAIT).await.len(), 10);
+    // Longer than the test; with the longest attempt (30 s) still within
+    // the claim (60 s).
+    let (world, stop) =
+        nine_sent_and_one_held(Duration::from_secs(1), Duration::from_secs(20)).await;
     // The tenth is held by the receiver for a second: the other nine are
     // done, and waiting to be written with it.
-    let recorded = |entries: &[OutboxEntry]| entries.iter().filter(|e| e.attempts > 0).count();
-    let outbox = world
-        .carewatch
-        .outbox(&world.admin.reseller, OutboxFilter::All, 20);
-    assert_eq!(recorded(&outbox.await.expect("outbox")), 0);
+    assert_eq!(recorded_and_delivered(&world).await.0, 0);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let entries = world
-            .carewatch
-            .outbox(&world.admin.reseller, OutboxFilter::All, 20)
-            .await
-            .expect("outbox");
-        match recorded(&entries) {
+        match recorded_and_delivered(&world).await.0 {
             0 => {}
             10 => break,
             n => panic!("recorded in one write, not {n} of 10 first"),
@@ -685,4 +660,96 @@ async fn outcomes_are_recorded_together() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop.send(());
+}
+
+/// How many of the outbox's entries have an attempt recorded, and how many
+/// are delivered.
+async fn recorded_and_delivered(world: &World) -> (usize, usize) {
+    let entries = world.outbox().await;
+    (
+        entries.iter().filter(|e| e.attempts > 0).count(),
+        entries.iter().filter(|e| e.delivered_at.is_some()).count(),
+    )
+}
+
+/// Queues `n` test notifications on the world's channel.
+async fn queue_tests(world: &World, n: usize) {
+    for _ in 0..n {
+        world
+            .carewatch
+            .test_channel(&world.admin, &world.channel)
+            .await
+            .expect("test queued");
+        // A test's key is its instant: one per millisecond.
+        world.clock.advance(Duration::from_millis(1));
+    }
+}
+
+/// Ten test notifications sent one at a time, outcomes gathered for
+/// `gather`: the first nine answered at once, the tenth held `held`. Returns
+/// once the tenth was received (and is being held).
+async fn nine_sent_and_one_held(held: Duration, gather: Duration) -> (World, oneshot::Sender<()>) {
+    let world = World::new().await;
+    let mut plan: Vec<Reply> = (0..9).map(|_| Reply::status(200)).collect();
+    plan.push(Reply::status(200).after(held));
+    world.receiver.plan(plan);
+    queue_tests(&world, 10).await;
+    let (stop, _task) = world.dispatch_with(DispatcherOptions {
+        concurrency: 1,
+        gather,
+        ..DispatcherOptions::default()
+    });
+    assert_eq!(world.receiver.wait_for(10, WAIT).await.len(), 10);
+    (world, stop)
+}
+
+/// Gathered outcomes are written once the gathering time is up, without
+/// waiting for the rest of the batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn gathered_outcomes_are_written_when_due() {
+    let (world, stop) =
+        nine_sent_and_one_held(Duration::from_secs(5), Duration::from_millis(200)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while recorded_and_delivered(&world).await.0 < 9 {
+        assert!(tokio::time::Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        world.receiver.received()[9].answered.is_none(),
+        "the nine were written before the tenth was answered"
+    );
+    let _ = stop.send(());
+}
+
+/// A stop writes the gathered outcomes at once: the stop's grace may end
+/// before the batch does, and an outcome not written would be sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_writes_gathered_outcomes() {
+    let world = World::new().await;
+    world.receiver.plan([
+        Reply::status(200),
+        Reply::status(200).after(Duration::from_secs(30)),
+    ]);
+    queue_tests(&world, 2).await;
+    let (stop, task) = world.dispatch_with(DispatcherOptions {
+        concurrency: 1,
+        // Longer than the test; with the longest attempt (30 s) still
+        // within the claim (60 s).
+        gather: Duration::from_secs(20),
+        shutdown_grace: Duration::from_secs(1),
+        ..DispatcherOptions::default()
+    });
+    assert_eq!(world.receiver.wait_for(2, WAIT).await.len(), 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(recorded_and_delivered(&world).await, (0, 0), "gathering");
+    let _ = stop.send(());
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("stops within its grace")
+        .expect("task");
+    assert_eq!(
+        recorded_and_delivered(&world).await,
+        (1, 1),
+        "the first written at the stop, the second cut off"
+    );
 }
