@@ -81,17 +81,6 @@ impl Default for DispatcherOptions {
     }
 }
 
-/// Runs a dispatcher with the default options until `shutdown` completes.
-pub async fn run(
-    carewatch: Carewatch,
-    sender: Arc<Sender>,
-    shutdown: impl Future<Output = ()> + Send,
-) {
-    Dispatcher::new(carewatch, sender, DispatcherOptions::default())
-        .run(shutdown)
-        .await;
-}
-
 /// Sends what the outbox holds (see the module docs).
 #[derive(Debug)]
 pub struct Dispatcher {

@@ -331,11 +331,7 @@ async fn an_entry_cut_off_mid_send_is_sent_again_after_its_lease() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dispatcher_on_its_own_thread_delivers_and_stops() {
     let world = World::new().await;
-    world
-        .carewatch
-        .test_channel(&world.admin, &world.channel)
-        .await
-        .expect("test queued");
+    queue_tests(&world, 1).await;
     let dispatcher = Dispatcher::new(
         world.carewatch.clone(),
         Arc::new(Sender::new(SenderOptions::default()).expect("sender")),
