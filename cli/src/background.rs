@@ -8,12 +8,13 @@
 //! value, the scheduler gives the cores to ingest first and notifications
 //! use what is left; they still get a share under full load (CFS weights,
 //! never starvation), so they stay within seconds of detection. What runs
-//! here is the sending: HTTP requests, signatures, chat and email
-//! formatting, TLS. The dispatcher's store calls run on the server's
-//! runtime ([`carewatch_notify::DispatcherOptions::store_runtime`]): the
-//! notifier's steps (the rules and their commit), claims and outcomes keep
-//! ingest's priority and its database connections, and never hold
-//! SQLite's write lock from a thread the scheduler holds back.
+//! here: the notifier's rules and payloads, and the sending (HTTP requests,
+//! signatures, chat and email formatting, TLS). The dispatcher's store
+//! calls run on the server's runtime
+//! ([`carewatch_notify::DispatcherOptions::store_runtime`]): the notifier's
+//! reads and commits, claims and outcomes keep ingest's priority and its
+//! database connections, and never hold SQLite's write lock from a thread
+//! the scheduler holds back.
 
 use std::io;
 use std::sync::Arc;

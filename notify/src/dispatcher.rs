@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use carewatch_core::notification::delivery::retry_after_asked;
 use carewatch_core::notification::{ChannelId, DeliveryOutcome, OutboxEntry};
-use carewatch_core::{Carewatch, Error, OpenedChannel};
+use carewatch_core::store::run_on;
+use carewatch_core::{Carewatch, OpenedChannel};
 use futures::StreamExt;
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch};
@@ -56,10 +57,11 @@ pub struct DispatcherOptions {
     /// How long a stop waits for deliveries in flight (those cut off are
     /// claimed again after their lease, by this node or another).
     pub shutdown_grace: Duration,
-    /// The runtime the dispatcher's store calls (the notifier's steps,
-    /// claims, outcomes) run on, when the dispatcher runs on another
-    /// (`carewatch serve` gives it a thread of its own at a lower CPU
-    /// priority, for sending). They are spawned there, so the
+    /// The runtime the dispatcher's store calls (the notifier's reads and
+    /// commits, claims, outcomes) run on, when the dispatcher runs on
+    /// another (`carewatch serve` gives it a thread of its own at a lower
+    /// CPU priority, for the notifier's rules and payloads and for
+    /// sending). They are spawned there, so the
     /// database connections they open belong to the server's runtime: a
     /// pooled PostgreSQL connection is then never driven by the
     /// dispatcher's thread, nor lost when that thread's runtime stops.
@@ -143,19 +145,11 @@ impl Dispatcher {
         F: Future<Output = carewatch_core::Result<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let call = call(self.carewatch.clone());
-        let Some(runtime) = &self.options.store_runtime else {
-            return call.await;
-        };
-        match runtime.spawn(call).await {
-            Ok(done) => done,
-            // The server's runtime is stopping: so is this dispatcher.
-            Err(e) if e.is_cancelled() => Err(Error::ShuttingDown),
-            Err(e) => Err(Error::storage(
-                "a store call failed unexpectedly",
-                e.to_string(),
-            )),
-        }
+        run_on(
+            self.options.store_runtime.as_ref(),
+            call(self.carewatch.clone()),
+        )
+        .await
     }
 
     /// Runs until `shutdown` completes, then waits up to the shutdown grace
@@ -189,8 +183,11 @@ impl Dispatcher {
             return;
         }
         while !*stopping.borrow() {
+            // The rules and payloads run here, the store calls on the
+            // store's runtime.
             let pause = match self
-                .on_store(|c| async move { c.notify_step().await })
+                .carewatch
+                .notify_step_on(self.options.store_runtime.as_ref())
                 .await
             {
                 Ok(step) => {
@@ -481,6 +478,7 @@ impl LogLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use carewatch_core::Error;
 
     /// A Carewatch on SQLite, opened on `runtime`.
     fn carewatch_on(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Carewatch {
@@ -568,6 +566,28 @@ mod tests {
         let result =
             own.block_on(dispatcher.on_store(|c| async move { c.delivery_channels().await }));
         assert!(matches!(result, Err(Error::ShuttingDown)), "{result:?}");
+    }
+
+    /// The notifier's rules run where the step is called (the notification
+    /// thread), its store calls on the store's runtime: with that runtime
+    /// stopped, the step cannot read or commit anything.
+    #[test]
+    fn the_notifiers_store_calls_run_on_the_store_runtime() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let server = tokio::runtime::Runtime::new().expect("runtime");
+        let carewatch = carewatch_on(&server, dir.path());
+        let handle = server.handle().clone();
+        server.shutdown_background();
+        let own = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let routed = own.block_on(carewatch.notify_step_on(Some(&handle)));
+        assert!(matches!(routed, Err(Error::ShuttingDown)), "{routed:?}");
+        let here = own
+            .block_on(carewatch.notify_step_on(None))
+            .expect("a step on this runtime");
+        assert!(here.leader, "{here:?}");
     }
 
     #[test]

@@ -5,9 +5,19 @@
 //! position in one transaction (only while it still holds the lease). A
 //! crash before the commit redoes the step; after it, the outbox has the
 //! notifications durably: nothing is lost and nothing doubled.
+//!
+//! [`Carewatch::notify_step_on`] runs the store calls on another runtime
+//! (the server's) and the rules and payloads where it is called (the
+//! low-priority notification thread of `carewatch serve`): an outage's
+//! thousands of notifications then take from ingest's CPU only their
+//! store work.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::runtime::Handle;
 
 use super::Carewatch;
 use crate::error::{Error, Result};
@@ -19,7 +29,7 @@ use crate::notification::rules::{self, Phase, Tell};
 use crate::notification::{
     ChannelId, ChannelRecord, NewOutboxEntry, NotificationState, NotifierCommit, payload,
 };
-use crate::store::InstallationDetail;
+use crate::store::{InstallationDetail, Store, run_on};
 use crate::time::Timestamp;
 
 /// How long a node holds the lease without renewing it.
@@ -47,13 +57,30 @@ impl Carewatch {
     /// One step of the notifier (see the module docs). Call it regularly;
     /// the maintenance loop does, twice a second.
     pub async fn notify_step(&self) -> Result<NotifierStep> {
-        let store = &self.inner.store;
+        self.notify_step_on(None).await
+    }
+
+    /// [`Self::notify_step`] with its store calls spawned on `store_runtime`
+    /// (when given): the rules, the payloads and their JSON run on the
+    /// calling thread, the database work on the store's runtime.
+    pub async fn notify_step_on(&self, store_runtime: Option<&Handle>) -> Result<NotifierStep> {
+        let store = StoreCalls {
+            store: &self.inner.store,
+            runtime: store_runtime,
+        };
         let node = self.inner.config.node_id.clone();
         let now = self.now();
-        let Some(from) = store.notifier_lease(&node, now, LEASE).await? else {
+        let lease_node = node.clone();
+        let Some(from) = store
+            .call(move |s| async move { s.notifier_lease(&lease_node, now, LEASE).await })
+            .await?
+        else {
             return Ok(NotifierStep::default());
         };
-        let events = match store.changes(from, EVENTS_PER_STEP).await {
+        let events = match store
+            .call(move |s| async move { s.changes(from, EVENTS_PER_STEP).await })
+            .await
+        {
             Ok(events) => events,
             Err(Error::ResumeTooOld { first_kept, .. }) => {
                 // The feed was pruned past the notifier (it was stopped for
@@ -67,7 +94,7 @@ impl Carewatch {
                     states: Vec::new(),
                     outbox: Vec::new(),
                 };
-                store.commit_notifications(&commit).await?;
+                store.commit(commit).await?;
                 return Ok(NotifierStep {
                     leader: true,
                     ..NotifierStep::default()
@@ -76,8 +103,12 @@ impl Carewatch {
             Err(e) => return Err(e),
         };
         let to = events.last().map_or(from, |e| e.id);
-        let channels = store.channels(None).await?;
-        let windows = store.maintenance_windows(None).await?;
+        let channels = store
+            .call(|s| async move { s.channels(None).await })
+            .await?;
+        let windows = store
+            .call(|s| async move { s.maintenance_windows(None).await })
+            .await?;
 
         // The health changes each channel cares about, in feed order, and
         // each installation's line as its last change left it.
@@ -105,10 +136,16 @@ impl Carewatch {
             .map(|(c, s, ..)| (c.clone(), s.clone()))
             .collect();
         let mut states: BTreeMap<(ChannelId, Slc), Phase> = BTreeMap::new();
-        for state in store.notification_states(&keys).await? {
+        let known = store
+            .call(move |s| async move { s.notification_states(&keys).await })
+            .await?;
+        for state in known {
             states.insert((state.channel, state.slc), state.phase);
         }
-        for state in store.due_notification_states(now, DUE_PER_STEP).await? {
+        let due = store
+            .call(move |s| async move { s.due_notification_states(now, DUE_PER_STEP).await })
+            .await?;
+        for state in due {
             states
                 .entry((state.channel, state.slc))
                 .or_insert(state.phase);
@@ -195,7 +232,7 @@ impl Carewatch {
                     .iter()
                     .map(|(record, slc, _)| (&record.reseller, *slc)),
             );
-        let details = installations(store, wanted).await?;
+        let details = installations(&store, wanted).await?;
         for (record, slc, tell) in &tells {
             // Moved to another reseller since: not this channel's to tell.
             let Some(detail) = installation(&details, &record.reseller, slc) else {
@@ -227,7 +264,7 @@ impl Carewatch {
             queued: commit.outbox.len(),
             more: events.len() >= EVENTS_PER_STEP as usize,
         };
-        if !store.commit_notifications(&commit).await? {
+        if !store.commit(commit).await? {
             tracing::info!("notifier lease lost mid-step; another node carries on");
             return Ok(NotifierStep::default());
         }
@@ -235,11 +272,33 @@ impl Carewatch {
     }
 }
 
+/// The notifier's store, its calls run where [`run_on`] puts them.
+struct StoreCalls<'a> {
+    store: &'a Arc<dyn Store>,
+    runtime: Option<&'a Handle>,
+}
+
+impl StoreCalls<'_> {
+    async fn call<T, F>(&self, call: impl FnOnce(Arc<dyn Store>) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        run_on(self.runtime, call(self.store.clone())).await
+    }
+
+    /// Commits `commit`; false if the lease was lost meanwhile.
+    async fn commit(&self, commit: NotifierCommit) -> Result<bool> {
+        self.call(move |s| async move { s.commit_notifications(&commit).await })
+            .await
+    }
+}
+
 /// The installations `wanted` names, by reseller and SLC: each reseller's
 /// read together, each installation once. One moved to another reseller
 /// meanwhile is left out.
 async fn installations<'a>(
-    store: &std::sync::Arc<dyn crate::store::Store>,
+    store: &StoreCalls<'_>,
     wanted: impl Iterator<Item = (&'a ResellerId, &'a Slc)>,
 ) -> Result<Installations<'a>> {
     let mut by_reseller: BTreeMap<&ResellerId, BTreeSet<&Slc>> = BTreeMap::new();
@@ -249,7 +308,10 @@ async fn installations<'a>(
     let mut found = Installations::new();
     for (reseller, slcs) in by_reseller {
         let slcs: Vec<Slc> = slcs.into_iter().cloned().collect();
-        let details = store.installation_details(reseller, &slcs).await?;
+        let of = reseller.clone();
+        let details = store
+            .call(move |s| async move { s.installation_details(&of, &slcs).await })
+            .await?;
         found.insert(
             reseller,
             details

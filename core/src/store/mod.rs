@@ -15,11 +15,13 @@ use std::time::Duration;
 pub mod columns;
 mod overview;
 pub mod rules;
+mod runtime;
 
 pub use overview::{
     HealthTotals, MAX_PAGE_SIZE, MAX_SEARCH_CHARS, OverviewOrder, OverviewPage, OverviewQuery,
     OverviewRow, PageCursor,
 };
+pub use runtime::run_on;
 
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord};
 use async_trait::async_trait;
