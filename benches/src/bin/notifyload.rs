@@ -594,7 +594,7 @@ async fn run(
     if outage {
         paced.silence();
     }
-    let before_t = receiver.received().len();
+    let before_t = receiver.count();
     println!(
         "pair {number} {label}: listening {:.0} ms after start; T = {} = warm-up end{}",
         server.started_in.as_secs_f64() * 1000.0,
@@ -619,7 +619,7 @@ async fn run(
     let measured_until_ms = clock.now_ms();
     let mut resumed_unix = None;
     if outage && notify && !args.no_recovery {
-        let before = receiver.received().len();
+        let before = receiver.count();
         paced.resume();
         resumed_unix = Some(unix_millis(SystemTime::now()));
         let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
@@ -747,7 +747,7 @@ async fn run(
 /// Waits until the receiver has `n` requests or `deadline`; whether it has.
 async fn wait_for(receiver: &Receiver, n: usize, deadline: Instant) -> bool {
     loop {
-        if receiver.received().len() >= n {
+        if receiver.count() >= n {
             return true;
         }
         if Instant::now() >= deadline {
