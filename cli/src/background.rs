@@ -17,7 +17,9 @@
 //! the scheduler holds back.
 
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use carewatch_core::Carewatch;
 use carewatch_notify::{Dispatcher, DispatcherOptions, Sender};
@@ -33,7 +35,7 @@ pub const THREAD_NAME: &str = "carewatch-notify";
 pub fn spawn_dispatcher(
     carewatch: Carewatch,
     sender: Arc<Sender>,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
     nice: u8,
 ) -> io::Result<oneshot::Receiver<()>> {
     let options = DispatcherOptions {
@@ -53,22 +55,48 @@ pub fn spawn_dispatcher(
                     tracing::warn!(error = %e, nice, "notifications run at the server's CPU priority");
                 }
             }
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the notification thread's runtime; nothing is delivered by this node");
-                    return;
-                }
-            };
-            runtime.block_on(Dispatcher::new(carewatch, sender, options).run(async move {
-                let _ = stopping.wait_for(|stop| *stop).await;
-            }));
+            run_restarting(&stopping.clone(), RESTART_AFTER, || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the notification thread's runtime; nothing is delivered by this node");
+                        return;
+                    }
+                };
+                let mut stopping = stopping.clone();
+                let dispatcher = Dispatcher::new(carewatch.clone(), sender.clone(), options.clone());
+                runtime.block_on(dispatcher.run(async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                }));
+            });
             let _ = done.send(());
         })?;
     Ok(finished)
+}
+
+/// How long after a panic the notification work starts again.
+const RESTART_AFTER: Duration = Duration::from_secs(1);
+
+/// Runs `work` until it returns, starting it again (after `pause`) when it
+/// panics, unless `stopping` is true by then. A bug in the rules or in
+/// sending must not leave the node running without notifications: the
+/// outbox keeps what was not sent, and leases hand it back.
+fn run_restarting(stopping: &watch::Receiver<bool>, pause: Duration, mut work: impl FnMut()) {
+    loop {
+        match std::panic::catch_unwind(AssertUnwindSafe(&mut work)) {
+            Ok(()) => return,
+            Err(_) if *stopping.borrow() => return,
+            Err(_) => {
+                tracing::error!(
+                    "notification work panicked (the message is above); starting it again in {pause:?}"
+                );
+                std::thread::sleep(pause);
+            }
+        }
+    }
 }
 
 /// Adds `nice` to the calling thread's nice value (Linux: the nice value is
@@ -114,6 +142,29 @@ mod tests {
     fn this_threads_nice() -> i32 {
         // SAFETY: plain system calls on the calling thread.
         unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[test]
+    fn panicking_work_is_started_again_until_it_returns() {
+        let (_stop, stopping) = watch::channel(false);
+        let mut runs = 0;
+        run_restarting(&stopping, Duration::ZERO, || {
+            runs += 1;
+            assert!(runs >= 3, "run {runs} panics");
+        });
+        assert_eq!(runs, 3);
+    }
+
+    #[test]
+    fn panicking_work_is_not_started_again_once_stopping() {
+        let (stop, stopping) = watch::channel(false);
+        let mut runs = 0;
+        run_restarting(&stopping, Duration::ZERO, || {
+            runs += 1;
+            let _ = stop.send(true);
+            panic!("run {runs} panics while the server stops");
+        });
+        assert_eq!(runs, 1);
     }
 
     #[test]

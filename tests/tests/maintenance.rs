@@ -395,7 +395,7 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.due_notification_states(now, limit).await
     }
-    async fn commit_notifications(&self, commit: &NotifierCommit) -> Result<bool> {
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<bool> {
         self.check().await?;
         self.inner.commit_notifications(commit).await
     }

@@ -38,6 +38,8 @@ const LEASE: Duration = Duration::from_secs(10);
 const EVENTS_PER_STEP: u32 = 500;
 /// Due states per step.
 const DUE_PER_STEP: u32 = 1000;
+/// Payloads built between yields to the tasks sharing the thread.
+const YIELD_EVERY: usize = 64;
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,7 +57,7 @@ pub struct NotifierStep {
 
 impl Carewatch {
     /// One step of the notifier (see the module docs). Call it regularly;
-    /// the maintenance loop does, twice a second.
+    /// the notification dispatcher does (every 500 ms while idle).
     pub async fn notify_step(&self) -> Result<NotifierStep> {
         self.notify_step_on(None).await
     }
@@ -70,19 +72,21 @@ impl Carewatch {
         };
         let node = self.inner.config.node_id.clone();
         let now = self.now();
+        // The step's reads, in as few trips to the store's runtime as their
+        // order allows (each trip wakes this thread again).
         let lease_node = node.clone();
-        let Some(from) = store
-            .call(move |s| async move { s.notifier_lease(&lease_node, now, LEASE).await })
-            .await?
-        else {
-            return Ok(NotifierStep::default());
-        };
-        let events = match store
-            .call(move |s| async move { s.changes(from, EVENTS_PER_STEP).await })
-            .await
-        {
-            Ok(events) => events,
-            Err(Error::ResumeTooOld { first_kept, .. }) => {
+        let begun = store
+            .call(move |s| async move { begin(&*s, &lease_node, now).await })
+            .await?;
+        let (from, events, channels, windows) = match begun {
+            None => return Ok(NotifierStep::default()),
+            Some(Begun::Read {
+                from,
+                events,
+                channels,
+                windows,
+            }) => (from, events, channels, windows),
+            Some(Begun::Behind { from, first_kept }) => {
                 // The feed was pruned past the notifier (it was stopped for
                 // longer than the retention): carry on from what is kept.
                 tracing::warn!(from = %from, first_kept, "notifier fell behind the change feed's retention; skipping ahead");
@@ -94,21 +98,14 @@ impl Carewatch {
                     states: Vec::new(),
                     outbox: Vec::new(),
                 };
-                store.commit(commit).await?;
+                let leader = store.commit(commit).await?;
                 return Ok(NotifierStep {
-                    leader: true,
+                    leader,
                     ..NotifierStep::default()
                 });
             }
-            Err(e) => return Err(e),
         };
         let to = events.last().map_or(from, |e| e.id);
-        let channels = store
-            .call(|s| async move { s.channels(None).await })
-            .await?;
-        let windows = store
-            .call(|s| async move { s.maintenance_windows(None).await })
-            .await?;
 
         // The health changes each channel cares about, in feed order, and
         // each installation's line as its last change left it.
@@ -136,15 +133,15 @@ impl Carewatch {
             .map(|(c, s, ..)| (c.clone(), s.clone()))
             .collect();
         let mut states: BTreeMap<(ChannelId, Slc), Phase> = BTreeMap::new();
-        let known = store
-            .call(move |s| async move { s.notification_states(&keys).await })
+        let (known, due) = store
+            .call(move |s| async move {
+                let known = s.notification_states(&keys).await?;
+                Ok((known, s.due_notification_states(now, DUE_PER_STEP).await?))
+            })
             .await?;
         for state in known {
             states.insert((state.channel, state.slc), state.phase);
         }
-        let due = store
-            .call(move |s| async move { s.due_notification_states(now, DUE_PER_STEP).await })
-            .await?;
         for state in due {
             states
                 .entry((state.channel, state.slc))
@@ -233,7 +230,12 @@ impl Carewatch {
                     .map(|(record, slc, _)| (&record.reseller, *slc)),
             );
         let details = installations(&store, wanted).await?;
-        for (record, slc, tell) in &tells {
+        for (n, (record, slc, tell)) in tells.iter().enumerate() {
+            // The dispatcher's deliveries share this thread: let them run
+            // between payloads.
+            if n % YIELD_EVERY == YIELD_EVERY - 1 {
+                tokio::task::yield_now().await;
+            }
             // Moved to another reseller since: not this channel's to tell.
             let Some(detail) = installation(&details, &record.reseller, slc) else {
                 continue;
@@ -272,6 +274,41 @@ impl Carewatch {
     }
 }
 
+/// What a step's first trip to the store found.
+enum Begun {
+    /// The lease is this node's; the feed after `from`, and every channel
+    /// and maintenance window.
+    Read {
+        from: EventId,
+        events: Vec<crate::feed::ChangeEvent>,
+        channels: Vec<ChannelRecord>,
+        windows: Vec<MaintenanceWindow>,
+    },
+    /// The lease is this node's, but the feed was pruned past `from`.
+    Behind { from: EventId, first_kept: u64 },
+}
+
+/// Takes (or renews) the lease and reads what a step starts from; `None`
+/// when another node holds the lease.
+async fn begin(store: &dyn Store, node: &str, now: Timestamp) -> Result<Option<Begun>> {
+    let Some(from) = store.notifier_lease(node, now, LEASE).await? else {
+        return Ok(None);
+    };
+    let events = match store.changes(from, EVENTS_PER_STEP).await {
+        Ok(events) => events,
+        Err(Error::ResumeTooOld { first_kept, .. }) => {
+            return Ok(Some(Begun::Behind { from, first_kept }));
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Some(Begun::Read {
+        from,
+        events,
+        channels: store.channels(None).await?,
+        windows: store.maintenance_windows(None).await?,
+    }))
+}
+
 /// The notifier's store, its calls run where [`run_on`] puts them.
 struct StoreCalls<'a> {
     store: &'a Arc<dyn Store>,
@@ -289,44 +326,48 @@ impl StoreCalls<'_> {
 
     /// Commits `commit`; false if the lease was lost meanwhile.
     async fn commit(&self, commit: NotifierCommit) -> Result<bool> {
-        self.call(move |s| async move { s.commit_notifications(&commit).await })
+        self.call(move |s| async move { s.commit_notifications(commit).await })
             .await
     }
 }
 
 /// The installations `wanted` names, by reseller and SLC: each reseller's
-/// read together, each installation once. One moved to another reseller
-/// meanwhile is left out.
+/// read together, each installation once, all in one trip to the store.
+/// One moved to another reseller meanwhile is left out.
 async fn installations<'a>(
     store: &StoreCalls<'_>,
     wanted: impl Iterator<Item = (&'a ResellerId, &'a Slc)>,
-) -> Result<Installations<'a>> {
+) -> Result<Installations> {
     let mut by_reseller: BTreeMap<&ResellerId, BTreeSet<&Slc>> = BTreeMap::new();
     for (reseller, slc) in wanted {
         by_reseller.entry(reseller).or_default().insert(slc);
     }
-    let mut found = Installations::new();
-    for (reseller, slcs) in by_reseller {
-        let slcs: Vec<Slc> = slcs.into_iter().cloned().collect();
-        let of = reseller.clone();
-        let details = store
-            .call(move |s| async move { s.installation_details(&of, &slcs).await })
-            .await?;
-        found.insert(
-            reseller,
-            details
-                .into_iter()
-                .map(|d| (d.installation.slc.clone(), d))
-                .collect(),
-        );
-    }
-    Ok(found)
+    let by_reseller: Vec<(ResellerId, Vec<Slc>)> = by_reseller
+        .into_iter()
+        .map(|(reseller, slcs)| (reseller.clone(), slcs.into_iter().cloned().collect()))
+        .collect();
+    store
+        .call(move |s| async move {
+            let mut found = Installations::new();
+            for (reseller, slcs) in by_reseller {
+                let details = s.installation_details(&reseller, &slcs).await?;
+                found.insert(
+                    reseller,
+                    details
+                        .into_iter()
+                        .map(|d| (d.installation.slc.clone(), d))
+                        .collect(),
+                );
+            }
+            Ok(found)
+        })
+        .await
 }
 
-type Installations<'a> = HashMap<&'a ResellerId, HashMap<Slc, InstallationDetail>>;
+type Installations = HashMap<ResellerId, HashMap<Slc, InstallationDetail>>;
 
 fn installation<'d>(
-    details: &'d Installations<'_>,
+    details: &'d Installations,
     reseller: &ResellerId,
     slc: &Slc,
 ) -> Option<&'d InstallationDetail> {

@@ -655,7 +655,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// outbox entries inserted (an existing key is left alone), position
     /// moved to `commit.to`. States and entries of a channel deleted
     /// meanwhile are not written.
-    async fn commit_notifications(&self, commit: &NotifierCommit) -> Result<bool>;
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<bool>;
     /// Puts entries in the outbox directly (a channel test); an existing
     /// key is left alone, and so is an entry of a channel that no longer exists.
     async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()>;

@@ -521,8 +521,8 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn commit_notifications(&self, commit: &NotifierCommit) -> Result<bool> {
-        self.write(commit, |c, commit| {
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<bool> {
+        self.write(&commit, |c, commit| {
             Box::pin(notifications::commit_notifications(c, commit))
         })
         .await

@@ -433,8 +433,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn commit_notifications(&self, commit: &NotifierCommit) -> Result<bool> {
-        let commit = commit.clone();
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<bool> {
         self.write(move |tx| notifications::commit_notifications(tx, &commit))
             .await
     }

@@ -174,7 +174,7 @@ async fn lease(store: &Arc<dyn Store>, node: &str, now: Timestamp) -> Option<Eve
 
 async fn commit(store: &Arc<dyn Store>, commit: &NotifierCommit) -> bool {
     store
-        .commit_notifications(commit)
+        .commit_notifications(commit.clone())
         .await
         .unwrap_or_else(|e| panic!("{} committing a notifier step: {e}", commit.node))
 }

@@ -77,7 +77,7 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
         .expect("lease")
         .expect("free");
     let committed = store
-        .commit_notifications(&NotifierCommit {
+        .commit_notifications(NotifierCommit {
             node: "node-1".into(),
             from: lease,
             to: lease,
@@ -205,7 +205,7 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
         .expect("lease")
         .expect("still node-1's");
     let late = store
-        .commit_notifications(&NotifierCommit {
+        .commit_notifications(NotifierCommit {
             node: "node-1".into(),
             from: position,
             to: position,
