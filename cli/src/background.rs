@@ -1,5 +1,5 @@
-//! Notification delivery on a thread of its own, at a lower CPU priority
-//! than ingest.
+//! Notification work (the notifier's rules and payloads, delivery) on a
+//! thread of its own, at a lower CPU priority than ingest.
 //!
 //! A regional outage queues thousands of notifications at once, each an
 //! HTTP request (or an email) with a signature. Run on the server's
@@ -14,15 +14,19 @@
 //! ([`carewatch_notify::DispatcherOptions::store_runtime`]): the notifier's
 //! reads and commits, claims and outcomes keep ingest's priority and its
 //! database connections, and never hold SQLite's write lock from a thread
-//! the scheduler holds back.
+//! the scheduler holds back. A panic there (a bug in the rules or in
+//! sending) is caught: by the dispatcher for one step or one attempt, here
+//! for anything else, and the work starts again.
 
+use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use carewatch_core::Carewatch;
-use carewatch_notify::{Dispatcher, DispatcherOptions, Sender};
+use carewatch_notify::{Dispatcher, DispatcherOptions, Sender, panic_message};
+use futures::FutureExt;
 use tokio::sync::{oneshot, watch};
 
 /// The thread's name (`top -H` and `/proc/PID/task/*/comm` show its first 15
@@ -55,47 +59,73 @@ pub fn spawn_dispatcher(
                     tracing::warn!(error = %e, nice, "notifications run at the server's CPU priority");
                 }
             }
-            run_restarting(&stopping.clone(), RESTART_AFTER, || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start the notification thread's runtime; nothing is delivered by this node");
-                        return;
-                    }
-                };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the notification thread's runtime; nothing is delivered by this node");
+                    return;
+                }
+            };
+            // One runtime throughout: the sender's pooled connections
+            // belong to it, and would be dead on another.
+            runtime.block_on(run_restarting(stopping.clone(), RESTART_AFTER, || {
                 let mut stopping = stopping.clone();
-                let dispatcher = Dispatcher::new(carewatch.clone(), sender.clone(), options.clone());
-                runtime.block_on(dispatcher.run(async move {
-                    let _ = stopping.wait_for(|stop| *stop).await;
-                }));
-            });
+                let dispatcher =
+                    Dispatcher::new(carewatch.clone(), sender.clone(), options.clone());
+                async move {
+                    dispatcher
+                        .run(async move {
+                            let _ = stopping.wait_for(|stop| *stop).await;
+                        })
+                        .await;
+                }
+            }));
             let _ = done.send(());
         })?;
     Ok(finished)
 }
 
-/// How long after a panic the notification work starts again.
+/// How long after a first panic the notification work starts again; the
+/// wait doubles with each panic in a row, up to [`RESTART_AFTER_AT_MOST`].
 const RESTART_AFTER: Duration = Duration::from_secs(1);
+const RESTART_AFTER_AT_MOST: Duration = Duration::from_secs(60);
 
-/// Runs `work` until it returns, starting it again (after `pause`) when it
-/// panics, unless `stopping` is true by then. A bug in the rules or in
-/// sending must not leave the node running without notifications: the
-/// outbox keeps what was not sent, and leases hand it back.
-fn run_restarting(stopping: &watch::Receiver<bool>, pause: Duration, mut work: impl FnMut()) {
+/// Runs `work` until it returns, starting it again when it panics (after
+/// `pause`, doubling), unless the server is stopping. A bug that escapes
+/// the dispatcher's own catching must not leave the node running without
+/// notifications: the outbox keeps what was not sent, and claims run out.
+async fn run_restarting<W, F>(mut stopping: watch::Receiver<bool>, pause: Duration, mut work: W)
+where
+    W: FnMut() -> F,
+    F: Future<Output = ()>,
+{
+    let mut pause = pause;
+    // The server went away without saying so (its sender dropped): stop too.
+    let stopped =
+        |stopping: &watch::Receiver<bool>| *stopping.borrow() || stopping.has_changed().is_err();
     loop {
-        match std::panic::catch_unwind(AssertUnwindSafe(&mut work)) {
+        let panic = match AssertUnwindSafe(work()).catch_unwind().await {
             Ok(()) => return,
-            Err(_) if *stopping.borrow() => return,
-            Err(_) => {
-                tracing::error!(
-                    "notification work panicked (the message is above); starting it again in {pause:?}"
-                );
-                std::thread::sleep(pause);
-            }
+            Err(panic) => panic,
+        };
+        if stopped(&stopping) {
+            return;
         }
+        tracing::error!(
+            panic = %panic_message(panic.as_ref()),
+            "notification work panicked; starting it again in {pause:?}"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
+        }
+        if stopped(&stopping) {
+            return;
+        }
+        pause = (pause * 2).min(RESTART_AFTER_AT_MOST);
     }
 }
 
@@ -134,39 +164,65 @@ pub fn lower_this_threads_priority(nice: u8) -> io::Result<()> {
     }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(target_os = "linux")]
     #[allow(unsafe_code)]
     fn this_threads_nice() -> i32 {
         // SAFETY: plain system calls on the calling thread.
         unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
     }
 
-    #[test]
-    fn panicking_work_is_started_again_until_it_returns() {
+    #[tokio::test]
+    async fn panicking_work_is_started_again_until_it_returns() {
         let (_stop, stopping) = watch::channel(false);
         let mut runs = 0;
-        run_restarting(&stopping, Duration::ZERO, || {
+        run_restarting(stopping, Duration::from_millis(1), || {
             runs += 1;
-            assert!(runs >= 3, "run {runs} panics");
-        });
+            let run = runs;
+            async move { assert!(run >= 3, "run {run} panics") }
+        })
+        .await;
         assert_eq!(runs, 3);
     }
 
-    #[test]
-    fn panicking_work_is_not_started_again_once_stopping() {
+    #[tokio::test]
+    async fn panicking_work_is_not_started_again_once_stopping() {
         let (stop, stopping) = watch::channel(false);
         let mut runs = 0;
-        run_restarting(&stopping, Duration::ZERO, || {
+        run_restarting(stopping, Duration::ZERO, || {
             runs += 1;
             let _ = stop.send(true);
-            panic!("run {runs} panics while the server stops");
-        });
+            async { panic!("a panic while the server stops") }
+        })
+        .await;
         assert_eq!(runs, 1);
     }
 
+    #[tokio::test]
+    async fn a_stop_during_the_pause_ends_it_without_another_start() {
+        let (stop, stopping) = watch::channel(false);
+        let mut runs = 0;
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = stop.send(true);
+        });
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            run_restarting(stopping, Duration::from_secs(600), || {
+                runs += 1;
+                async { panic!("a panic before the stop") }
+            }),
+        )
+        .await
+        .expect("the stop ends the pause");
+        assert_eq!(runs, 1);
+        stopper.await.expect("stopper");
+    }
+
+    #[cfg(target_os = "linux")]
     #[test]
     fn only_the_calling_thread_is_lowered() {
         let before = this_threads_nice();

@@ -17,14 +17,15 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use carewatch_core::notification::delivery::retry_after_asked;
 use carewatch_core::notification::{ChannelId, DeliveryOutcome, OutboxEntry};
 use carewatch_core::store::run_on;
-use carewatch_core::{Carewatch, OpenedChannel};
-use futures::StreamExt;
+use carewatch_core::{Carewatch, Error, OpenedChannel};
+use futures::{FutureExt, StreamExt};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch};
 
@@ -184,12 +185,21 @@ impl Dispatcher {
         }
         while !*stopping.borrow() {
             // The rules and payloads run here, the store calls on the
-            // store's runtime.
-            let pause = match self
-                .carewatch
-                .notify_step_on(self.options.store_runtime.as_ref())
-                .await
-            {
+            // store's runtime. A panic in them is one failed step, as an
+            // error is: deliveries on this thread go on.
+            let step = AssertUnwindSafe(
+                self.carewatch
+                    .notify_step_on(self.options.store_runtime.as_ref()),
+            )
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(Error::storage(
+                    "the notifier step panicked",
+                    panic_message(panic.as_ref()),
+                ))
+            });
+            let pause = match step {
                 Ok(step) => {
                     self.notifier_errors
                         .ok(|| tracing::info!("the notifier works again"));
@@ -342,7 +352,17 @@ impl Dispatcher {
     /// One attempt at `entry`, logged; the outcome to record.
     async fn deliver(&self, entry: OutboxEntry, channel: ChannelFor) -> (u64, DeliveryOutcome) {
         let attempt = match channel {
-            ChannelFor::Open(channel) => self.sender.send(&channel, &entry).await,
+            // A panic while sending is a failed attempt: it counts towards
+            // giving up, and the batch's other outcomes are still written.
+            ChannelFor::Open(channel) => AssertUnwindSafe(self.sender.send(&channel, &entry))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    Attempt::Retry(format!(
+                        "sending panicked: {}",
+                        panic_message(panic.as_ref())
+                    ))
+                }),
             ChannelFor::Deleted => Attempt::Failed("the channel was deleted".into()),
             ChannelFor::Unopenable(e) => {
                 Attempt::Retry(format!("the channel cannot be opened: {e}"))
@@ -475,10 +495,18 @@ impl LogLimit {
     }
 }
 
+/// What a caught panic said.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use carewatch_core::Error;
 
     /// A Carewatch on SQLite, opened on `runtime`.
     fn carewatch_on(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Carewatch {

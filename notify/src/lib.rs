@@ -34,7 +34,7 @@ mod sender;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use dispatcher::{Dispatcher, DispatcherOptions};
+pub use dispatcher::{Dispatcher, DispatcherOptions, panic_message};
 pub use email::{SmtpSecurity, SmtpSettings, SmtpUrl, parse_mailbox};
 pub use lettre::message::Mailbox;
 pub use proxy::ProxyUrl;

@@ -21,7 +21,7 @@ use tokio::runtime::Handle;
 
 use super::Carewatch;
 use crate::error::{Error, Result};
-use crate::feed::{Change, EventId};
+use crate::feed::{Change, ChangeEvent, EventId};
 use crate::health::HealthSummary;
 use crate::ids::{ResellerId, Slc};
 use crate::notification::maintenance::{self, MaintenanceWindow};
@@ -57,7 +57,8 @@ pub struct NotifierStep {
 
 impl Carewatch {
     /// One step of the notifier (see the module docs). Call it regularly;
-    /// the notification dispatcher does (every 500 ms while idle).
+    /// the notification dispatcher does, as [`Self::notify_step_on`]
+    /// (every 500 ms while idle).
     pub async fn notify_step(&self) -> Result<NotifierStep> {
         self.notify_step_on(None).await
     }
@@ -75,18 +76,18 @@ impl Carewatch {
         // The step's reads, in as few trips to the store's runtime as their
         // order allows (each trip wakes this thread again).
         let lease_node = node.clone();
-        let begun = store
-            .call(move |s| async move { begin(&*s, &lease_node, now).await })
+        let start = store
+            .call(move |s| async move { start_step(&*s, &lease_node, now).await })
             .await?;
-        let (from, events, channels, windows) = match begun {
+        let (from, events, channels, windows) = match start {
             None => return Ok(NotifierStep::default()),
-            Some(Begun::Read {
+            Some(StepStart::Read {
                 from,
                 events,
                 channels,
                 windows,
             }) => (from, events, channels, windows),
-            Some(Begun::Behind { from, first_kept }) => {
+            Some(StepStart::Behind { from, first_kept }) => {
                 // The feed was pruned past the notifier (it was stopped for
                 // longer than the retention): carry on from what is kept.
                 tracing::warn!(from = %from, first_kept, "notifier fell behind the change feed's retention; skipping ahead");
@@ -99,6 +100,9 @@ impl Carewatch {
                     outbox: Vec::new(),
                 };
                 let leader = store.commit(commit).await?;
+                if !leader {
+                    tracing::info!("notifier lease lost mid-step; another node carries on");
+                }
                 return Ok(NotifierStep {
                     leader,
                     ..NotifierStep::default()
@@ -275,12 +279,12 @@ impl Carewatch {
 }
 
 /// What a step's first trip to the store found.
-enum Begun {
+enum StepStart {
     /// The lease is this node's; the feed after `from`, and every channel
     /// and maintenance window.
     Read {
         from: EventId,
-        events: Vec<crate::feed::ChangeEvent>,
+        events: Vec<ChangeEvent>,
         channels: Vec<ChannelRecord>,
         windows: Vec<MaintenanceWindow>,
     },
@@ -289,19 +293,20 @@ enum Begun {
 }
 
 /// Takes (or renews) the lease and reads what a step starts from; `None`
-/// when another node holds the lease.
-async fn begin(store: &dyn Store, node: &str, now: Timestamp) -> Result<Option<Begun>> {
+/// when another node holds the lease. Separate reads, not one snapshot, as
+/// they always were: the commit checks the lease and the position again.
+async fn start_step(store: &dyn Store, node: &str, now: Timestamp) -> Result<Option<StepStart>> {
     let Some(from) = store.notifier_lease(node, now, LEASE).await? else {
         return Ok(None);
     };
     let events = match store.changes(from, EVENTS_PER_STEP).await {
         Ok(events) => events,
         Err(Error::ResumeTooOld { first_kept, .. }) => {
-            return Ok(Some(Begun::Behind { from, first_kept }));
+            return Ok(Some(StepStart::Behind { from, first_kept }));
         }
         Err(e) => return Err(e),
     };
-    Ok(Some(Begun::Read {
+    Ok(Some(StepStart::Read {
         from,
         events,
         channels: store.channels(None).await?,
@@ -341,6 +346,9 @@ async fn installations<'a>(
     let mut by_reseller: BTreeMap<&ResellerId, BTreeSet<&Slc>> = BTreeMap::new();
     for (reseller, slc) in wanted {
         by_reseller.entry(reseller).or_default().insert(slc);
+    }
+    if by_reseller.is_empty() {
+        return Ok(Installations::new());
     }
     let by_reseller: Vec<(ResellerId, Vec<Slc>)> = by_reseller
         .into_iter()
