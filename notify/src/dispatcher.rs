@@ -571,13 +571,24 @@ mod tests {
         );
     }
 
+    /// A Carewatch opened on a server runtime that has since stopped, that
+    /// runtime's handle, and a current-thread runtime to call from.
+    fn on_a_stopped_server(dir: &std::path::Path) -> (Carewatch, Handle, tokio::runtime::Runtime) {
+        let server = tokio::runtime::Runtime::new().expect("runtime");
+        let carewatch = carewatch_on(&server, dir);
+        let handle = server.handle().clone();
+        server.shutdown_background();
+        let own = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        (carewatch, handle, own)
+    }
+
     #[test]
     fn a_stopped_store_runtime_means_shutting_down() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let server = tokio::runtime::Runtime::new().expect("runtime");
-        let carewatch = carewatch_on(&server, dir.path());
-        let handle = server.handle().clone();
-        server.shutdown_background();
+        let (carewatch, handle, own) = on_a_stopped_server(dir.path());
         let sender = Arc::new(Sender::new(crate::SenderOptions::default()).expect("sender"));
         let dispatcher = Dispatcher::new(
             carewatch,
@@ -587,10 +598,6 @@ mod tests {
                 ..DispatcherOptions::default()
             },
         );
-        let own = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
         let result =
             own.block_on(dispatcher.on_store(|c| async move { c.delivery_channels().await }));
         assert!(matches!(result, Err(Error::ShuttingDown)), "{result:?}");
@@ -602,14 +609,7 @@ mod tests {
     #[test]
     fn the_notifiers_store_calls_run_on_the_store_runtime() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let server = tokio::runtime::Runtime::new().expect("runtime");
-        let carewatch = carewatch_on(&server, dir.path());
-        let handle = server.handle().clone();
-        server.shutdown_background();
-        let own = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let (carewatch, handle, own) = on_a_stopped_server(dir.path());
         let routed = own.block_on(carewatch.notify_step_on(Some(&handle)));
         assert!(matches!(routed, Err(Error::ShuttingDown)), "{routed:?}");
         let here = own

@@ -508,15 +508,7 @@ async fn many_entries_are_each_delivered_once_with_every_outcome_recorded() {
         })
         .collect();
     world.receiver.plan(plan);
-    for _ in 0..40 {
-        world
-            .carewatch
-            .test_channel(&world.admin, &world.channel)
-            .await
-            .expect("test queued");
-        // A test's key is its instant: one per millisecond.
-        world.clock.advance(Duration::from_millis(1));
-    }
+    queue_tests(&world, 40).await;
     let (stop, _task) = world.dispatch_with(DispatcherOptions {
         batch: 16,
         concurrency: 4,
