@@ -1,8 +1,11 @@
 //! The dispatcher: beside the server, it drives the notifier (change feed →
 //! outbox) and drains the outbox.
 //!
-//! Every `every` (and again at once while it finds work) it claims due
-//! entries for this node under a lease, sends up to `concurrency` at once,
+//! What its notifier step queues is claimed for this node in the step's
+//! own commit and sent at once, without another write or reading the
+//! bodies back. Every `every` (and again at once while it finds work) it
+//! also claims due entries for this node under a lease (retries, another
+//! node's steps, claims that ran out), sends up to `concurrency` at once,
 //! and records the outcomes: delivered, retried after the backoff (with
 //! random jitter, so channels that failed together do not retry in step),
 //! or given up after the last attempt or a permanent refusal. Outcomes are
@@ -27,7 +30,7 @@ use carewatch_core::store::run_on;
 use carewatch_core::{Carewatch, Error, OpenedChannel};
 use futures::{FutureExt, StreamExt};
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::sender::{Attempt, Sender};
 
@@ -91,8 +94,6 @@ pub struct Dispatcher {
     sender: Arc<Sender>,
     options: DispatcherOptions,
     channels: Mutex<ChannelCache>,
-    /// Rings when the notifier queued something: deliver without waiting.
-    queued: Notify,
     claim_errors: LogLimit,
     notifier_errors: LogLimit,
 }
@@ -122,6 +123,14 @@ enum ChannelFor {
     Unreadable(String),
 }
 
+/// Entries the notifier claimed for this node as it queued them.
+#[derive(Debug)]
+struct Handed {
+    /// No later than the claims began.
+    claimed_at: Instant,
+    entries: Vec<OutboxEntry>,
+}
+
 /// How long opened channels are reused before they are read again.
 const CHANNELS_FRESH: Duration = Duration::from_secs(10);
 
@@ -133,7 +142,6 @@ impl Dispatcher {
             sender,
             options,
             channels: Mutex::default(),
-            queued: Notify::new(),
             claim_errors: LogLimit::default(),
             notifier_errors: LogLimit::default(),
         }
@@ -157,10 +165,11 @@ impl Dispatcher {
     /// for deliveries in flight.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
         let (stop, stopping) = watch::channel(false);
+        let (hand, handed) = mpsc::unbounded_channel();
         let work = async {
             tokio::join!(
-                self.deliver_loop(stopping.clone()),
-                self.notifier_loop(stopping)
+                self.deliver_loop(stopping.clone(), handed),
+                self.notifier_loop(stopping, hand)
             );
         };
         tokio::pin!(work, shutdown);
@@ -179,18 +188,25 @@ impl Dispatcher {
         }
     }
 
-    async fn notifier_loop(&self, mut stopping: watch::Receiver<bool>) {
+    async fn notifier_loop(
+        &self,
+        mut stopping: watch::Receiver<bool>,
+        hand: mpsc::UnboundedSender<Handed>,
+    ) {
         if !self.options.notifier {
             return;
         }
         while !*stopping.borrow() {
             // The rules and payloads run here, the store calls on the
             // store's runtime. A panic in them is one failed step, as an
-            // error is: deliveries on this thread go on.
-            let step = AssertUnwindSafe(
-                self.carewatch
-                    .notify_step_on(self.options.store_runtime.as_ref()),
-            )
+            // error is: deliveries on this thread go on. What a step queues
+            // is claimed for this node as it is written, from before the
+            // step, and sent at once: no claim of its own.
+            let claimed_at = Instant::now();
+            let step = AssertUnwindSafe(self.carewatch.notify_step_on(
+                self.options.store_runtime.as_ref(),
+                Some(self.options.lease),
+            ))
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {
@@ -209,7 +225,16 @@ impl Dispatcher {
                             events = step.events,
                             "notifications queued"
                         );
-                        self.queued.notify_one();
+                    }
+                    if !step.claimed.is_empty() {
+                        // The delivery loop outlives this one (it ends on the
+                        // same stop, later), so a send fails only when
+                        // stopping: then the claims end and the entries are
+                        // claimed again.
+                        let _ = hand.send(Handed {
+                            claimed_at,
+                            entries: step.claimed,
+                        });
                     }
                     if step.more {
                         Duration::ZERO
@@ -234,9 +259,43 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver_loop(&self, mut stopping: watch::Receiver<bool>) {
+    async fn deliver_loop(
+        &self,
+        mut stopping: watch::Receiver<bool>,
+        mut handed: mpsc::UnboundedReceiver<Handed>,
+    ) {
+        // When the outbox was last asked, and whether it had something.
+        let mut last_claim: Option<(Instant, bool)> = None;
+        let mut next_handed: Option<Handed> = None;
         while !*stopping.borrow() {
+            // What the notifier claimed as it queued it goes first: its
+            // claim is running. Everything handed over meanwhile goes along.
+            if let Some(mut batch) = next_handed.take().or_else(|| handed.try_recv().ok()) {
+                while let Ok(more) = handed.try_recv() {
+                    batch.claimed_at = batch.claimed_at.min(more.claimed_at);
+                    batch.entries.extend(more.entries);
+                }
+                self.deliver_batch(batch.entries, batch.claimed_at, stopping.clone())
+                    .await;
+                continue;
+            }
+            // The outbox holds retries, entries of other nodes' steps, and
+            // those whose claims ran out: asked every `every`, and at once
+            // again while it finds some.
+            let wait = match last_claim {
+                Some((at, false)) => self.options.every.saturating_sub(at.elapsed()),
+                _ => Duration::ZERO,
+            };
+            if !wait.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    Some(batch) = handed.recv() => next_handed = Some(batch),
+                    _ = stopping.changed() => {}
+                }
+                continue;
+            }
             let (lease, batch) = (self.options.lease, self.options.batch);
+            let claimed_at = Instant::now();
             let claimed = self
                 .on_store(|c| async move { c.claim_deliveries(lease, batch).await })
                 .await;
@@ -253,29 +312,37 @@ impl Dispatcher {
                     Vec::new()
                 }
             };
-            if entries.is_empty() {
-                tokio::select! {
-                    () = tokio::time::sleep(self.options.every) => {}
-                    () = self.queued.notified() => {}
-                    _ = stopping.changed() => {}
-                }
-                continue;
+            last_claim = Some((claimed_at, !entries.is_empty()));
+            if !entries.is_empty() {
+                self.deliver_batch(entries, claimed_at, stopping.clone())
+                    .await;
             }
-            self.deliver_batch(entries, stopping.clone()).await;
+        }
+        // Stopping: what the notifier claimed, up to the end of the step it
+        // is in, is sent within the stop's grace (the hand-over closes when
+        // the notifier loop ends). Cut off, it is claimed again after its
+        // lease, as anything cut off mid-send is.
+        while let Some(batch) = match next_handed.take() {
+            Some(batch) => Some(batch),
+            None => handed.recv().await,
+        } {
+            self.deliver_batch(batch.entries, batch.claimed_at, stopping.clone())
+                .await;
         }
     }
 
-    /// Sends claimed entries, `concurrency` at once, recording outcomes
-    /// together: a write `gather` after the first unrecorded one finished
-    /// (or once `batch` are waiting, or when all are done), and at once
-    /// when `stopping` turns true: a stop's grace may end before the batch
-    /// does, and an outcome not written is a notification sent twice.
-    pub async fn deliver_batch(
+    /// Sends entries claimed (no later than `claimed_at`) for this node,
+    /// `concurrency` at once, recording outcomes together: a write
+    /// `gather` after the first unrecorded one finished (or once `batch`
+    /// are waiting, or when all are done), and at once when `stopping`
+    /// turns true: a stop's grace may end before the batch does, and an
+    /// outcome not written is a notification sent twice.
+    async fn deliver_batch(
         &self,
         entries: Vec<OutboxEntry>,
+        claimed_at: Instant,
         mut stopping: watch::Receiver<bool>,
     ) {
-        let claimed_at = Instant::now();
         let channels = self.channels_for(&entries).await;
         let mut outcomes = futures::stream::iter(entries)
             .map(|entry| {
@@ -610,10 +677,10 @@ mod tests {
     fn the_notifiers_store_calls_run_on_the_store_runtime() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let (carewatch, handle, own) = on_a_stopped_server(dir.path());
-        let routed = own.block_on(carewatch.notify_step_on(Some(&handle)));
+        let routed = own.block_on(carewatch.notify_step_on(Some(&handle), None));
         assert!(matches!(routed, Err(Error::ShuttingDown)), "{routed:?}");
         let here = own
-            .block_on(carewatch.notify_step_on(None))
+            .block_on(carewatch.notify_step_on(None, None))
             .expect("a step on this runtime");
         assert!(here.leader, "{here:?}");
     }

@@ -4,150 +4,17 @@
 //! the channel's delivery status, and an entry cut off mid-send (its node
 //! stopped) delivered by the next dispatcher once its lease ends.
 
+mod world;
+
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use carewatch_core::ids::ResellerId;
 use carewatch_core::notification::delivery::{MAX_ATTEMPTS, verify_signature};
-use carewatch_core::notification::{
-    ChannelId, ChannelRules, Destination, OutboxEntry, OutboxFilter,
-};
-use carewatch_core::seal::MasterKey;
-use carewatch_core::team::{Login, Role, User};
-use carewatch_core::time::{ManualClock, Timestamp};
-use carewatch_core::{Carewatch, Config};
-use carewatch_notify::testing::http::{Receiver, Reply};
+use carewatch_core::notification::{ChannelId, OutboxFilter};
+use carewatch_notify::testing::http::Reply;
 use carewatch_notify::{Dispatcher, DispatcherOptions, Sender, SenderOptions};
-use carewatch_storage_sqlite::SqliteStore;
 use tokio::sync::oneshot;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-struct World {
-    _dir: tempfile::TempDir,
-    carewatch: Carewatch,
-    clock: Arc<ManualClock>,
-    admin: User,
-    receiver: Receiver,
-    channel: ChannelId,
-    secret: String,
-}
-
-impl World {
-    async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = Arc::new(
-            SqliteStore::open(dir.path().join("carewatch.db"))
-                .await
-                .expect("SQLite"),
-        );
-        let clock = Arc::new(ManualClock::new(Timestamp::from(SystemTime::now())));
-        let carewatch = Carewatch::open(store, clock.clone(), Config::new(MasterKey::generate()))
-            .await
-            .expect("opens");
-        let reseller = ResellerId::new("acme").expect("id");
-        carewatch
-            .create_reseller(&reseller, "ACME Security")
-            .await
-            .expect("reseller");
-        let admin = User {
-            reseller,
-            login: Login::new("admin@acme.example").expect("login"),
-            name: "Admin".into(),
-            role: Role::Admin,
-            created_at: carewatch.now(),
-        };
-        let receiver = Receiver::start().await;
-        let (record, secret) = carewatch
-            .create_channel(
-                &admin,
-                "ops hook",
-                Destination::Webhook {
-                    url: receiver.url("/carewatch"),
-                },
-                ChannelRules::default(),
-            )
-            .await
-            .expect("channel");
-        Self {
-            _dir: dir,
-            carewatch,
-            clock,
-            admin,
-            receiver,
-            channel: record.id,
-            secret: secret.expect("a webhook has a signing secret").to_string(),
-        }
-    }
-
-    /// Starts a dispatcher; stops it when the returned sender is dropped
-    /// or sent to.
-    fn dispatch(
-        &self,
-        shutdown_grace: Duration,
-    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-        self.dispatch_with(DispatcherOptions {
-            shutdown_grace,
-            ..DispatcherOptions::default()
-        })
-    }
-
-    /// Starts a dispatcher with these options (looking every 50 ms).
-    fn dispatch_with(
-        &self,
-        options: DispatcherOptions,
-    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-        let sender = Arc::new(Sender::new(SenderOptions::default()).expect("sender"));
-        let dispatcher = Dispatcher::new(
-            self.carewatch.clone(),
-            sender,
-            DispatcherOptions {
-                every: Duration::from_millis(50),
-                ..options
-            },
-        );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            dispatcher
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        (stop, task)
-    }
-
-    async fn outbox(&self) -> Vec<OutboxEntry> {
-        self.carewatch
-            .outbox(&self.admin.reseller, OutboxFilter::All, 10)
-            .await
-            .expect("outbox")
-    }
-
-    /// Waits until the only entry satisfies `done`.
-    async fn entry_when(&self, done: impl Fn(&OutboxEntry) -> bool) -> OutboxEntry {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let entries = self.outbox().await;
-            assert_eq!(entries.len(), 1, "{entries:?}");
-            if done(&entries[0]) {
-                return entries[0].clone();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "entry not as expected: {:?}",
-                entries[0]
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use world::{WAIT, World, unix_now};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_receiver_failing_three_times_gets_it_the_fourth_with_the_same_key() {

@@ -28,8 +28,8 @@ use carewatch_core::labels::Labels;
 use carewatch_core::liveness::LivenessMark;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
-    ChannelId, ChannelRecord, ChannelRules, DeliveryOutcome, Destination, NewOutboxEntry,
-    NotificationState, NotifierCommit, OutboxEntry, OutboxFilter,
+    ChannelId, ChannelRecord, ChannelRules, Committed, DeliveryOutcome, Destination,
+    NewOutboxEntry, NotificationState, NotifierCommit, OutboxEntry, OutboxFilter,
 };
 use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::InstallationKey;
@@ -395,7 +395,7 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.due_notification_states(now, limit).await
     }
-    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<bool> {
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Committed> {
         self.check().await?;
         self.inner.commit_notifications(commit).await
     }

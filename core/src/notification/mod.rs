@@ -420,4 +420,69 @@ pub struct NotifierCommit {
     pub states: Vec<NotificationState>,
     /// Notifications to put in the outbox.
     pub outbox: Vec<NewOutboxEntry>,
+    /// When set, the entries are inserted already claimed by `node` until
+    /// then: the committing node sends them at once, without a claim of its
+    /// own (a write, and reading the bodies back), and if it cannot, they
+    /// are claimed again when this claim ends, as after any claim.
+    pub claim_until: Option<Timestamp>,
+}
+
+impl NotifierCommit {
+    /// The entries a commit inserted claimed, as the outbox now holds them:
+    /// `ids` has one place per entry of `outbox`, the id it was inserted
+    /// with or `None` when it was not (its key was already there, or its
+    /// channel or installation is no longer the reseller's). Empty unless
+    /// the commit asked for a claim.
+    pub fn into_claimed(self, ids: Vec<Option<u64>>) -> Vec<OutboxEntry> {
+        if self.claim_until.is_none() {
+            return Vec::new();
+        }
+        self.outbox
+            .into_iter()
+            .zip(ids)
+            .filter_map(|(entry, id)| id.map(|id| entry.stored_as(id)))
+            .collect()
+    }
+}
+
+impl NewOutboxEntry {
+    /// This entry as the outbox holds it once inserted with `id`: pending,
+    /// due when it was decided, not tried yet.
+    pub fn stored_as(self, id: u64) -> OutboxEntry {
+        OutboxEntry {
+            id,
+            channel: self.channel,
+            reseller: self.reseller,
+            slc: self.slc,
+            key: self.key,
+            body: self.body,
+            created_at: self.created_at,
+            attempts: 0,
+            next_attempt_at: self.created_at,
+            last_error: None,
+            delivered_at: None,
+            failed_at: None,
+        }
+    }
+}
+
+/// What [`crate::store::Store::commit_notifications`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Nothing: the node no longer holds the notifier lease, or the stored
+    /// position is not the step's `from`.
+    Refused,
+    /// Written. `claimed`: the entries inserted claimed by the node, in
+    /// the commit's order (empty when it asked for no claim).
+    Written {
+        /// What the committing node is to send.
+        claimed: Vec<OutboxEntry>,
+    },
+}
+
+impl Committed {
+    /// Whether the step was written.
+    pub fn written(&self) -> bool {
+        matches!(self, Self::Written { .. })
+    }
 }

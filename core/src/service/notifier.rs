@@ -27,7 +27,8 @@ use crate::ids::{ResellerId, Slc};
 use crate::notification::maintenance::{self, MaintenanceWindow};
 use crate::notification::rules::{self, Phase, Tell};
 use crate::notification::{
-    ChannelId, ChannelRecord, NewOutboxEntry, NotificationState, NotifierCommit, payload,
+    ChannelId, ChannelRecord, Committed, NewOutboxEntry, NotificationState, NotifierCommit,
+    OutboxEntry, payload,
 };
 use crate::store::{InstallationDetail, Store, run_on};
 use crate::time::Timestamp;
@@ -42,7 +43,7 @@ const DUE_PER_STEP: u32 = 1000;
 const YIELD_EVERY: usize = 64;
 
 /// What one step did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NotifierStep {
     /// Whether this node held the lease.
     pub leader: bool,
@@ -53,6 +54,9 @@ pub struct NotifierStep {
     /// The step stopped at its limit: more events are waiting, so the
     /// next step should run at once.
     pub more: bool,
+    /// The entries this node claimed as it queued them (when the step was
+    /// asked to, see [`Carewatch::notify_step_on`]): its to send now.
+    pub claimed: Vec<OutboxEntry>,
 }
 
 impl Carewatch {
@@ -60,13 +64,20 @@ impl Carewatch {
     /// the notification dispatcher does, as [`Self::notify_step_on`]
     /// (every 500 ms while idle).
     pub async fn notify_step(&self) -> Result<NotifierStep> {
-        self.notify_step_on(None).await
+        self.notify_step_on(None, None).await
     }
 
     /// [`Self::notify_step`] with its store calls spawned on `store_runtime`
     /// (when given): the rules, the payloads and their JSON run on the
-    /// calling thread, the database work on the store's runtime.
-    pub async fn notify_step_on(&self, store_runtime: Option<&Handle>) -> Result<NotifierStep> {
+    /// calling thread, the database work on the store's runtime. With
+    /// `claim_for`, the entries it queues are claimed for this node for that
+    /// long from the step's start and returned in
+    /// [`NotifierStep::claimed`], for the caller to send at once.
+    pub async fn notify_step_on(
+        &self,
+        store_runtime: Option<&Handle>,
+        claim_for: Option<Duration>,
+    ) -> Result<NotifierStep> {
         let store = StoreCalls {
             store: &self.inner.store,
             runtime: store_runtime,
@@ -98,8 +109,9 @@ impl Carewatch {
                     to: skip,
                     states: Vec::new(),
                     outbox: Vec::new(),
+                    claim_until: None,
                 };
-                let leader = store.commit(commit).await?;
+                let leader = store.commit(commit).await?.written();
                 if !leader {
                     tracing::info!("notifier lease lost mid-step; another node carries on");
                 }
@@ -143,13 +155,17 @@ impl Carewatch {
                 Ok((known, s.due_notification_states(now, DUE_PER_STEP).await?))
             })
             .await?;
-        for state in known {
-            states.insert((state.channel, state.slc), state.phase);
-        }
-        for state in due {
-            states
-                .entry((state.channel, state.slc))
-                .or_insert(state.phase);
+        // What is stored, so that only what changes is written: most health
+        // changes leave a pair Quiet (an installation's first report, a
+        // server turning Late), and each write is a statement at ingest's
+        // priority, unchanged or not.
+        let mut stored: HashMap<(ChannelId, Slc), (Phase, Option<Timestamp>)> = HashMap::new();
+        for state in known.into_iter().chain(due) {
+            let key = (state.channel, state.slc);
+            if let std::collections::hash_map::Entry::Vacant(slot) = stored.entry(key.clone()) {
+                states.insert(key, state.phase.clone());
+                slot.insert((state.phase, state.due_at));
+            }
         }
         let by_id: HashMap<&ChannelId, &ChannelRecord> =
             channels.iter().map(|c| (&c.id, c)).collect();
@@ -172,6 +188,7 @@ impl Carewatch {
             to,
             states: Vec::new(),
             outbox: Vec::new(),
+            claim_until: claim_for.map(|lease| now.saturating_add(lease)),
         };
         // What to tell, decided first; the installations told about are then
         // read together, once each however many channels tell about them.
@@ -198,12 +215,18 @@ impl Carewatch {
                 }
                 _ => due_at,
             };
-            commit.states.push(NotificationState {
-                channel,
-                slc,
-                phase,
-                due_at,
-            });
+            let unchanged = match stored.get(&(channel.clone(), slc.clone())) {
+                Some((was, was_due)) => *was == phase && *was_due == due_at,
+                None => phase == Phase::Quiet,
+            };
+            if !unchanged {
+                commit.states.push(NotificationState {
+                    channel,
+                    slc,
+                    phase,
+                    due_at,
+                });
+            }
         }
         // Care Plus ran out: each channel is told once (the key names the
         // instant it ended, and an existing key is left alone).
@@ -264,17 +287,20 @@ impl Carewatch {
                 .outbox
                 .push(outbox_entry(channel, slc, key, &body, now));
         }
-        let step = NotifierStep {
-            leader: true,
-            events: events.len(),
-            queued: commit.outbox.len(),
-            more: events.len() >= EVENTS_PER_STEP as usize,
-        };
-        if !store.commit(commit).await? {
-            tracing::info!("notifier lease lost mid-step; another node carries on");
-            return Ok(NotifierStep::default());
+        let (events, queued) = (events.len(), commit.outbox.len());
+        match store.commit(commit).await? {
+            Committed::Refused => {
+                tracing::info!("notifier lease lost mid-step; another node carries on");
+                Ok(NotifierStep::default())
+            }
+            Committed::Written { claimed } => Ok(NotifierStep {
+                leader: true,
+                events,
+                queued,
+                more: events >= EVENTS_PER_STEP as usize,
+                claimed,
+            }),
         }
-        Ok(step)
     }
 }
 
@@ -329,8 +355,8 @@ impl StoreCalls<'_> {
         run_on(self.runtime, call(self.store.clone())).await
     }
 
-    /// Commits `commit`; false if the lease was lost meanwhile.
-    async fn commit(&self, commit: NotifierCommit) -> Result<bool> {
+    /// Commits `commit`.
+    async fn commit(&self, commit: NotifierCommit) -> Result<Committed> {
         self.call(move |s| async move { s.commit_notifications(commit).await })
             .await
     }

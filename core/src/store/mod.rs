@@ -39,8 +39,8 @@ use crate::labels::Labels;
 use crate::liveness::LivenessMark;
 use crate::notification::maintenance::{MaintenanceWindow, WindowId};
 use crate::notification::{
-    ChannelId, ChannelRecord, DeliveryOutcome, NewOutboxEntry, NotificationState, NotifierCommit,
-    OutboxEntry, OutboxFilter,
+    ChannelId, ChannelRecord, Committed, DeliveryOutcome, NewOutboxEntry, NotificationState,
+    NotifierCommit, OutboxEntry, OutboxFilter,
 };
 use crate::report::{InstallationHistory, Period};
 use crate::seal::{KeyId, WrappedKey};
@@ -651,11 +651,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Vec<NotificationState>>;
     /// Writes a notifier step in one transaction: only if `commit.node`
     /// still holds the lease and the stored position is `commit.from`
-    /// (else `Ok(false)`, nothing written); states upserted (Quiet deleted),
-    /// outbox entries inserted (an existing key is left alone), position
-    /// moved to `commit.to`. States and entries of a channel deleted
-    /// meanwhile are not written.
-    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<bool>;
+    /// (else [`Committed::Refused`], nothing written); states upserted
+    /// (Quiet deleted), outbox entries inserted (an existing key is left
+    /// alone), position moved to `commit.to`. States and entries of a
+    /// channel deleted meanwhile are not written. With
+    /// `commit.claim_until`, the inserted entries are claimed by
+    /// `commit.node` until then and returned
+    /// ([`NotifierCommit::into_claimed`]).
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Committed>;
     /// Puts entries in the outbox directly (a channel test); an existing
     /// key is left alone, and so is an entry of a channel that no longer exists.
     async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()>;

@@ -128,6 +128,7 @@ macro_rules! __conformance_test_list {
             channels_and_maintenance_windows_are_per_reseller,
             the_notifier_lease_is_held_by_one_node_at_a_time,
             notifier_commits_are_atomic_and_conditional,
+            a_notifier_commit_can_claim_what_it_queues,
             deliveries_are_claimed_by_one_node_at_a_time,
             delivery_outcomes_are_recorded_once_by_the_claiming_node,
             a_batch_of_outcomes_is_recorded_as_one_by_one,

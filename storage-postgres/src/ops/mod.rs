@@ -31,8 +31,8 @@ use carewatch_core::labels::Labels;
 use carewatch_core::liveness::LivenessMark;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
-    ChannelId, ChannelRecord, DeliveryOutcome, NewOutboxEntry, NotificationState, NotifierCommit,
-    OutboxEntry, OutboxFilter,
+    ChannelId, ChannelRecord, Committed, DeliveryOutcome, NewOutboxEntry, NotificationState,
+    NotifierCommit, OutboxEntry, OutboxFilter,
 };
 use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
@@ -521,11 +521,18 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<bool> {
-        self.write(&commit, |c, commit| {
-            Box::pin(notifications::commit_notifications(c, commit))
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Committed> {
+        let ids = self
+            .write(&commit, |c, commit| {
+                Box::pin(notifications::commit_notifications(c, commit))
+            })
+            .await?;
+        Ok(match ids {
+            None => Committed::Refused,
+            Some(ids) => Committed::Written {
+                claimed: commit.into_claimed(ids),
+            },
         })
-        .await
     }
 
     async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()> {

@@ -8,7 +8,7 @@
 //! commit or an enqueue that writes for it, updated by `finish_delivery`),
 //! then outbox rows (claims take them with `FOR UPDATE SKIP LOCKED`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use carewatch_core::Error;
 use carewatch_core::feed::EventId;
@@ -464,35 +464,43 @@ impl Writable {
     }
 }
 
+/// Inserts the writable entries (claimed by `claim`'s node until its
+/// instant, when given); the id each was inserted with, in order, `None`
+/// where it was not (not writable, or its key already there).
 async fn insert_outbox(
     c: &mut PgConnection,
     entries: &[NewOutboxEntry],
     writable: &Writable,
-) -> DbResult<()> {
-    let entries: Vec<&NewOutboxEntry> = entries.iter().filter(|e| writable.entry(e)).collect();
-    if entries.is_empty() {
-        return Ok(());
+    claim: Option<(&str, Timestamp)>,
+) -> DbResult<Vec<Option<u64>>> {
+    let written: Vec<&NewOutboxEntry> = entries.iter().filter(|e| writable.entry(e)).collect();
+    if written.is_empty() {
+        return Ok(vec![None; entries.len()]);
     }
-    let channel: Vec<&str> = entries.iter().map(|e| e.channel.as_str()).collect();
-    let reseller: Vec<&str> = entries.iter().map(|e| e.reseller.as_str()).collect();
-    let slc: Vec<Option<&str>> = entries
+    let channel: Vec<&str> = written.iter().map(|e| e.channel.as_str()).collect();
+    let reseller: Vec<&str> = written.iter().map(|e| e.reseller.as_str()).collect();
+    let slc: Vec<Option<&str>> = written
         .iter()
         .map(|e| e.slc.as_ref().map(Slc::as_str))
         .collect();
-    let key: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
-    let body: Vec<&str> = entries.iter().map(|e| e.body.as_str()).collect();
-    let created: Vec<i64> = entries.iter().map(|e| e.created_at.as_millis()).collect();
+    let key: Vec<&str> = written.iter().map(|e| e.key.as_str()).collect();
+    let body: Vec<&str> = written.iter().map(|e| e.body.as_str()).collect();
+    let created: Vec<i64> = written.iter().map(|e| e.created_at.as_millis()).collect();
+    let (node, until) = claim.map_or((None, None), |(node, until)| {
+        (Some(node), Some(until.as_millis()))
+    });
     // In the given order, so ids follow it; a key already there (or twice
     // here) is left alone.
-    query(
+    let rows = query(
         "INSERT INTO outbox (channel_id, reseller_id, slc, idempotency_key, body, created_at,
-             attempts, next_attempt_at)
+             attempts, next_attempt_at, claimed_by, claimed_until)
          SELECT e.channel_id, e.reseller_id, e.slc, e.idempotency_key, e.body, e.created_at,
-             0, e.created_at
+             0, e.created_at, $7, $8
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
              WITH ORDINALITY AS e (channel_id, reseller_id, slc, idempotency_key, body, created_at, n)
          ORDER BY e.n
-         ON CONFLICT (idempotency_key) DO NOTHING",
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING id, idempotency_key",
     )
     .bind(channel)
     .bind(reseller)
@@ -500,15 +508,35 @@ async fn insert_outbox(
     .bind(key)
     .bind(body)
     .bind(created)
-    .execute(&mut *c)
+    .bind(node)
+    .bind(until)
+    .fetch_all(&mut *c)
     .await?;
-    Ok(())
+    let mut inserted: HashMap<String, u64> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = col(row, 0)?;
+        let id = u64::try_from(id).map_err(|e| corrupt("outbox id", e))?;
+        inserted.insert(col(row, 1)?, id);
+    }
+    // The first writable entry with a key is the one inserted.
+    Ok(entries
+        .iter()
+        .map(|e| {
+            if writable.entry(e) {
+                inserted.remove(&e.key)
+            } else {
+                None
+            }
+        })
+        .collect())
 }
 
+/// The ids of the inserted entries as [`insert_outbox`] gives them, or
+/// `None` when the commit is refused.
 pub(crate) async fn commit_notifications(
     c: &mut PgConnection,
     commit: &NotifierCommit,
-) -> DbResult<bool> {
+) -> DbResult<Option<Vec<Option<u64>>>> {
     // The lease row, locked until COMMIT: the lease cannot pass to another
     // node, nor another step commit, between this check and the writes.
     let row = query("SELECT holder, cursor FROM notifier FOR UPDATE")
@@ -517,7 +545,7 @@ pub(crate) async fn commit_notifications(
     let holder: Option<String> = col(&row, 0)?;
     let cursor: i64 = col(&row, 1)?;
     if holder.as_deref() != Some(commit.node.as_str()) || cursor != event_column(commit.from)? {
-        return Ok(false);
+        return Ok(None);
     }
     let writable = Writable::lock(
         &mut *c,
@@ -600,12 +628,15 @@ pub(crate) async fn commit_notifications(
         .execute(&mut *c)
         .await?;
     }
-    insert_outbox(&mut *c, &commit.outbox, &writable).await?;
+    let claim = commit
+        .claim_until
+        .map(|until| (commit.node.as_str(), until));
+    let ids = insert_outbox(&mut *c, &commit.outbox, &writable, claim).await?;
     query("UPDATE notifier SET cursor = $1")
         .bind(event_column(commit.to)?)
         .execute(&mut *c)
         .await?;
-    Ok(true)
+    Ok(Some(ids))
 }
 
 pub(crate) async fn enqueue_notifications(
@@ -618,7 +649,8 @@ pub(crate) async fn enqueue_notifications(
         entries.iter().filter_map(|e| e.slc.as_ref()),
     )
     .await?;
-    insert_outbox(&mut *c, entries, &writable).await
+    insert_outbox(&mut *c, entries, &writable, None).await?;
+    Ok(())
 }
 
 // ----- the outbox ------------------------------------------------------------------

@@ -28,8 +28,8 @@ use carewatch_core::labels::Labels;
 use carewatch_core::liveness::LivenessMark;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
-    ChannelId, ChannelRecord, DeliveryOutcome, NewOutboxEntry, NotificationState, NotifierCommit,
-    OutboxEntry, OutboxFilter,
+    ChannelId, ChannelRecord, Committed, DeliveryOutcome, NewOutboxEntry, NotificationState,
+    NotifierCommit, OutboxEntry, OutboxFilter,
 };
 use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
@@ -433,9 +433,16 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<bool> {
-        self.write(move |tx| notifications::commit_notifications(tx, &commit))
-            .await
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Committed> {
+        self.write(move |tx| {
+            Ok(match notifications::commit_notifications(tx, &commit)? {
+                None => Committed::Refused,
+                Some(ids) => Committed::Written {
+                    claimed: commit.into_claimed(ids),
+                },
+            })
+        })
+        .await
     }
 
     async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()> {

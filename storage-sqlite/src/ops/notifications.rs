@@ -466,34 +466,62 @@ impl Writable<'_> {
     }
 }
 
+/// Inserts the writable entries (claimed by `claim`'s node until its
+/// instant, when given); the id each was inserted with, in order, `None`
+/// where it was not (not writable, or its key already there).
 fn insert_outbox(
     tx: &Connection,
     entries: &[NewOutboxEntry],
     writable: &Writable<'_>,
-) -> Result<()> {
+    claim: Option<(&str, Timestamp)>,
+) -> Result<Vec<Option<u64>>> {
+    // Not RETURNING: SQLite gathers returned rows in a temporary table,
+    // some 20,000 instructions a row here; a row inserted or left alone
+    // is told by the count of rows changed.
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO outbox (channel_id, reseller_id, slc, idempotency_key, body, created_at,
-                 attempts, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6)
+                 attempts, next_attempt_at, claimed_by, claimed_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6, ?7, ?8)
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .map_err(map_err)?;
-    for e in entries.iter().filter(|e| writable.entry(e)) {
-        stmt.execute(params![
-            e.channel.as_str(),
-            e.reseller.as_str(),
-            e.slc.as_ref().map(Slc::as_str),
-            e.key,
-            e.body,
-            e.created_at.as_millis(),
-        ])
-        .map_err(map_err)?;
+    let (node, until) = claim.map_or((None, None), |(node, until)| {
+        (Some(node), Some(until.as_millis()))
+    });
+    let mut ids = Vec::with_capacity(entries.len());
+    for e in entries {
+        if !writable.entry(e) {
+            ids.push(None);
+            continue;
+        }
+        let inserted = stmt
+            .execute(params![
+                e.channel.as_str(),
+                e.reseller.as_str(),
+                e.slc.as_ref().map(Slc::as_str),
+                e.key,
+                e.body,
+                e.created_at.as_millis(),
+                node,
+                until,
+            ])
+            .map_err(map_err)?;
+        ids.push(if inserted == 1 {
+            Some(u64::try_from(tx.last_insert_rowid()).map_err(|e| corrupt("outbox id", e))?)
+        } else {
+            None
+        });
     }
-    Ok(())
+    Ok(ids)
 }
 
-pub(crate) fn commit_notifications(tx: &Connection, commit: &NotifierCommit) -> Result<bool> {
+/// The ids of the inserted entries as [`insert_outbox`] gives them, or
+/// `None` when the commit is refused.
+pub(crate) fn commit_notifications(
+    tx: &Connection,
+    commit: &NotifierCommit,
+) -> Result<Option<Vec<Option<u64>>>> {
     let (holder, cursor): (Option<String>, i64) = tx
         .query_row(
             "SELECT holder, cursor FROM notifier WHERE singleton = 1",
@@ -502,7 +530,7 @@ pub(crate) fn commit_notifications(tx: &Connection, commit: &NotifierCommit) -> 
         )
         .map_err(map_err)?;
     if holder.as_deref() != Some(commit.node.as_str()) || cursor != event_column(commit.from)? {
-        return Ok(false);
+        return Ok(None);
     }
     let writable = Writable::read(
         tx,
@@ -560,13 +588,16 @@ pub(crate) fn commit_notifications(tx: &Connection, commit: &NotifierCommit) -> 
             }
         }
     }
-    insert_outbox(tx, &commit.outbox, &writable)?;
+    let claim = commit
+        .claim_until
+        .map(|until| (commit.node.as_str(), until));
+    let ids = insert_outbox(tx, &commit.outbox, &writable, claim)?;
     tx.execute(
         "UPDATE notifier SET cursor = ?1 WHERE singleton = 1",
         [event_column(commit.to)?],
     )
     .map_err(map_err)?;
-    Ok(true)
+    Ok(Some(ids))
 }
 
 pub(crate) fn enqueue_notifications(tx: &Connection, entries: &[NewOutboxEntry]) -> Result<()> {
@@ -575,5 +606,6 @@ pub(crate) fn enqueue_notifications(tx: &Connection, entries: &[NewOutboxEntry])
         entries.iter().map(|e| &e.channel),
         entries.iter().filter_map(|e| e.slc.as_ref()),
     )?;
-    insert_outbox(tx, entries, &writable)
+    insert_outbox(tx, entries, &writable, None)?;
+    Ok(())
 }

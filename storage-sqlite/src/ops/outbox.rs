@@ -9,7 +9,7 @@ use carewatch_core::notification::delivery::tally_by_channel;
 use carewatch_core::notification::{DeliveryOutcome, OutboxEntry, OutboxFilter};
 use carewatch_core::store::columns::OutcomeColumns;
 use carewatch_core::time::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 
 use super::notifications::{channel_id, count};
 use crate::codec::{self, RowExt, corrupt, map_err, ts};
@@ -78,14 +78,18 @@ pub(crate) fn finish_deliveries(
     at: Timestamp,
     finished: &[(u64, DeliveryOutcome)],
 ) -> Result<()> {
+    // Not RETURNING: SQLite gathers returned rows in a temporary table,
+    // dearer than reading the one column again by id.
     let mut finish = tx
         .prepare_cached(
             "UPDATE outbox SET attempts = attempts + 1, delivered_at = ?3,
                  next_attempt_at = COALESCE(?4, next_attempt_at), failed_at = ?5,
                  last_error = ?6, claimed_by = NULL, claimed_until = NULL
-             WHERE id = ?1 AND claimed_by = ?2 AND delivered_at IS NULL AND failed_at IS NULL
-             RETURNING channel_id",
+             WHERE id = ?1 AND claimed_by = ?2 AND delivered_at IS NULL AND failed_at IS NULL",
         )
+        .map_err(map_err)?;
+    let mut channel_of = tx
+        .prepare_cached("SELECT channel_id FROM outbox WHERE id = ?1")
         .map_err(map_err)?;
     let mut recorded: Vec<(String, &DeliveryOutcome)> = Vec::with_capacity(finished.len());
     for (id, outcome) in finished {
@@ -94,21 +98,18 @@ pub(crate) fn finish_deliveries(
         };
         let columns = OutcomeColumns::new(outcome, at);
         // Only while the node still claims it, and only once.
-        let channel: Option<String> = finish
-            .query_row(
-                params![
-                    id,
-                    node,
-                    columns.delivered_at,
-                    columns.next_attempt_at,
-                    columns.failed_at,
-                    columns.error
-                ],
-                |r| r.get(0),
-            )
-            .optional()
+        let changed = finish
+            .execute(params![
+                id,
+                node,
+                columns.delivered_at,
+                columns.next_attempt_at,
+                columns.failed_at,
+                columns.error
+            ])
             .map_err(map_err)?;
-        if let Some(channel) = channel {
+        if changed == 1 {
+            let channel: String = channel_of.query_row([id], |r| r.get(0)).map_err(map_err)?;
             recorded.push((channel, outcome));
         }
     }

@@ -4,11 +4,13 @@
 //! notifications from health changes end to end.
 
 mod channels;
+mod handover;
 mod notifier;
 mod outbox;
 mod retention;
 
 pub(crate) use channels::*;
+pub(crate) use handover::*;
 pub(crate) use notifier::*;
 pub(crate) use outbox::*;
 pub(crate) use retention::*;
@@ -176,6 +178,7 @@ async fn commit(store: &Arc<dyn Store>, commit: &NotifierCommit) -> bool {
     store
         .commit_notifications(commit.clone())
         .await
+        .map(|committed| committed.written())
         .unwrap_or_else(|e| panic!("{} committing a notifier step: {e}", commit.node))
 }
 

@@ -15,7 +15,7 @@ use crate::feed::{Change, ChangeEvent, EventId};
 use crate::ids::ResellerId;
 use crate::labels::Labels;
 use crate::notification::rules::Phase;
-use crate::notification::{NotificationState, NotifierCommit, OutboxFilter};
+use crate::notification::{Committed, NotificationState, NotifierCommit, OutboxFilter};
 use crate::report::Period;
 use crate::store::{HistoryKind, OverviewQuery, Store};
 use crate::team::Role;
@@ -92,10 +92,11 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
                 due_at: Some(t(120)),
             }],
             outbox: Vec::new(),
+            claim_until: None,
         })
         .await
         .expect("commit");
-    assert!(committed);
+    assert!(committed.written());
     enqueue(store, &[entry(&hook, "pending", Some(&site.slc), START)]).await;
 
     let head = fx.carewatch.latest_change().await.expect("head");
@@ -220,10 +221,17 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
                 due_at: Some(t(125)),
             }],
             outbox: vec![entry(&hook, "late", Some(&site.slc), t(10))],
+            claim_until: Some(t(70)),
         })
         .await
         .expect("commit");
-    assert!(late, "the step itself commits");
+    assert_eq!(
+        late,
+        Committed::Written {
+            claimed: Vec::new()
+        },
+        "the step itself commits, and claims nothing it did not write"
+    );
     enqueue(
         store,
         &[entry(&hook, "late enqueue", Some(&site.slc), t(10))],

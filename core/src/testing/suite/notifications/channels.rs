@@ -232,6 +232,7 @@ pub(crate) async fn deleting_a_channel_gives_up_its_pending_entries(
         to: from,
         states: vec![pending(&x), pending(&y)],
         outbox: Vec::new(),
+        claim_until: None,
     };
     assert!(commit(store, &step).await);
     let pairs = [

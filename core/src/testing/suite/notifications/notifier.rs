@@ -60,6 +60,7 @@ pub(crate) async fn the_notifier_lease_is_held_by_one_node_at_a_time(
         to: head,
         states: Vec::new(),
         outbox: Vec::new(),
+        claim_until: None,
     };
     assert!(
         !commit(store, &step("node-a")).await,
@@ -171,6 +172,7 @@ pub(crate) async fn notifier_commits_are_atomic_and_conditional(
             entry(&ch, "k1", Some(&site.slc), t(7)),
             entry(&other, "k2", None, t(7)),
         ],
+        claim_until: None,
     };
 
     let nothing_written = || async {
@@ -288,6 +290,7 @@ pub(crate) async fn notifier_commits_are_atomic_and_conditional(
             },
             entry(&ch, "k3", Some(&site.slc), t(8)),
         ],
+        claim_until: None,
     };
     assert!(commit(store, &second).await);
     let mut expected: Vec<NotificationState> = std::iter::once(updated)

@@ -1,0 +1,154 @@
+//! The world the dispatcher's tests run in: a real store (SQLite) with a
+//! clock the test moves, a reseller with a webhook channel, and a real HTTP
+//! receiver.
+
+// Each test file uses a part of it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use carewatch_core::ids::ResellerId;
+use carewatch_core::notification::{
+    ChannelId, ChannelRules, Destination, OutboxEntry, OutboxFilter,
+};
+use carewatch_core::seal::MasterKey;
+use carewatch_core::team::{Login, Role, User};
+use carewatch_core::time::{ManualClock, Timestamp};
+use carewatch_core::{Carewatch, Config};
+use carewatch_notify::testing::http::Receiver;
+use carewatch_notify::{Dispatcher, DispatcherOptions, Sender, SenderOptions};
+use carewatch_storage_sqlite::SqliteStore;
+use tokio::sync::oneshot;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct World {
+    pub _dir: tempfile::TempDir,
+    pub carewatch: Carewatch,
+    pub clock: Arc<ManualClock>,
+    pub admin: User,
+    pub receiver: Receiver,
+    pub channel: ChannelId,
+    pub secret: String,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Arc::new(
+            SqliteStore::open(dir.path().join("carewatch.db"))
+                .await
+                .expect("SQLite"),
+        );
+        let clock = Arc::new(ManualClock::new(Timestamp::from(SystemTime::now())));
+        let carewatch = Carewatch::open(store, clock.clone(), Config::new(MasterKey::generate()))
+            .await
+            .expect("opens");
+        let reseller = ResellerId::new("acme").expect("id");
+        carewatch
+            .create_reseller(&reseller, "ACME Security")
+            .await
+            .expect("reseller");
+        let admin = User {
+            reseller,
+            login: Login::new("admin@acme.example").expect("login"),
+            name: "Admin".into(),
+            role: Role::Admin,
+            created_at: carewatch.now(),
+        };
+        let receiver = Receiver::start().await;
+        let (record, secret) = carewatch
+            .create_channel(
+                &admin,
+                "ops hook",
+                Destination::Webhook {
+                    url: receiver.url("/carewatch"),
+                },
+                ChannelRules::default(),
+            )
+            .await
+            .expect("channel");
+        Self {
+            _dir: dir,
+            carewatch,
+            clock,
+            admin,
+            receiver,
+            channel: record.id,
+            secret: secret.expect("a webhook has a signing secret").to_string(),
+        }
+    }
+
+    /// Starts a dispatcher; stops it when the returned sender is dropped
+    /// or sent to.
+    pub fn dispatch(
+        &self,
+        shutdown_grace: Duration,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        self.dispatch_with(DispatcherOptions {
+            shutdown_grace,
+            ..DispatcherOptions::default()
+        })
+    }
+
+    /// Starts a dispatcher with these options (looking every 50 ms).
+    pub fn dispatch_with(
+        &self,
+        options: DispatcherOptions,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        self.dispatch_exactly(DispatcherOptions {
+            every: Duration::from_millis(50),
+            ..options
+        })
+    }
+
+    /// Starts a dispatcher with exactly these options.
+    pub fn dispatch_exactly(
+        &self,
+        options: DispatcherOptions,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let sender = Arc::new(Sender::new(SenderOptions::default()).expect("sender"));
+        let dispatcher = Dispatcher::new(self.carewatch.clone(), sender, options);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            dispatcher
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        (stop, task)
+    }
+
+    pub async fn outbox(&self) -> Vec<OutboxEntry> {
+        self.carewatch
+            .outbox(&self.admin.reseller, OutboxFilter::All, 10)
+            .await
+            .expect("outbox")
+    }
+
+    /// Waits until the only entry satisfies `done`.
+    pub async fn entry_when(&self, done: impl Fn(&OutboxEntry) -> bool) -> OutboxEntry {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let entries = self.outbox().await;
+            assert_eq!(entries.len(), 1, "{entries:?}");
+            if done(&entries[0]) {
+                return entries[0].clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "entry not as expected: {:?}",
+                entries[0]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
