@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::sender::{Attempt, Sender};
 
+mod support;
+
+pub use support::panic_message;
+use support::{LogLimit, jitter};
+
 /// How the dispatcher runs.
 #[derive(Debug, Clone)]
 pub struct DispatcherOptions {
@@ -44,7 +50,9 @@ pub struct DispatcherOptions {
     /// `gather`) before its claim does; entries a slow
     /// receiver held up past that are claimed again after the lease.
     pub lease: Duration,
-    /// Entries claimed at once.
+    /// Entries claimed at once, and sent in one batch. While this many
+    /// that the notifier claimed wait to be sent, its steps queue their
+    /// entries unclaimed, for any node to claim.
     pub batch: u32,
     /// Entries sent at once.
     pub concurrency: usize,
@@ -94,6 +102,8 @@ pub struct Dispatcher {
     sender: Arc<Sender>,
     options: DispatcherOptions,
     channels: Mutex<ChannelCache>,
+    /// Entries the notifier handed over that delivery has not taken yet.
+    handed_waiting: AtomicUsize,
     claim_errors: LogLimit,
     notifier_errors: LogLimit,
 }
@@ -131,6 +141,20 @@ struct Handed {
     entries: Vec<OutboxEntry>,
 }
 
+impl Handed {
+    /// `more` added to what waits, as claimed when the earlier began.
+    fn merge(waiting: Option<Handed>, more: Handed) -> Handed {
+        match waiting {
+            None => more,
+            Some(mut waiting) => {
+                waiting.claimed_at = waiting.claimed_at.min(more.claimed_at);
+                waiting.entries.extend(more.entries);
+                waiting
+            }
+        }
+    }
+}
+
 /// How long opened channels are reused before they are read again.
 const CHANNELS_FRESH: Duration = Duration::from_secs(10);
 
@@ -142,6 +166,7 @@ impl Dispatcher {
             sender,
             options,
             channels: Mutex::default(),
+            handed_waiting: AtomicUsize::new(0),
             claim_errors: LogLimit::default(),
             notifier_errors: LogLimit::default(),
         }
@@ -201,12 +226,17 @@ impl Dispatcher {
             // store's runtime. A panic in them is one failed step, as an
             // error is: deliveries on this thread go on. What a step queues
             // is claimed for this node as it is written, from before the
-            // step, and sent at once: no claim of its own.
+            // step, and sent at once: no claim of its own. While a batch's
+            // worth waits to be sent, steps queue theirs unclaimed, for
+            // whichever node claims first (this one included).
             let claimed_at = Instant::now();
-            let step = AssertUnwindSafe(self.carewatch.notify_step_on(
-                self.options.store_runtime.as_ref(),
-                Some(self.options.lease),
-            ))
+            let claim_for = (self.handed_waiting.load(Ordering::Relaxed)
+                < self.options.batch.max(1) as usize)
+                .then_some(self.options.lease);
+            let step = AssertUnwindSafe(
+                self.carewatch
+                    .notify_step_on(self.options.store_runtime.as_ref(), claim_for),
+            )
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {
@@ -227,10 +257,10 @@ impl Dispatcher {
                         );
                     }
                     if !step.claimed.is_empty() {
-                        // The delivery loop outlives this one (it ends on the
-                        // same stop, later), so a send fails only when
-                        // stopping: then the claims end and the entries are
-                        // claimed again.
+                        self.handed_waiting
+                            .fetch_add(step.claimed.len(), Ordering::Relaxed);
+                        // Cannot fail: the delivery loop holds the receiver
+                        // until this loop has ended.
                         let _ = hand.send(Handed {
                             claimed_at,
                             entries: step.claimed,
@@ -264,71 +294,97 @@ impl Dispatcher {
         mut stopping: watch::Receiver<bool>,
         mut handed: mpsc::UnboundedReceiver<Handed>,
     ) {
+        let most = self.options.batch.max(1) as usize;
         // When the outbox was last asked, and whether it had something.
         let mut last_claim: Option<(Instant, bool)> = None;
-        let mut next_handed: Option<Handed> = None;
+        // Handed over by the notifier, not sent yet.
+        let mut waiting: Option<Handed> = None;
         while !*stopping.borrow() {
-            // What the notifier claimed as it queued it goes first: its
-            // claim is running. Everything handed over meanwhile goes along.
-            if let Some(mut batch) = next_handed.take().or_else(|| handed.try_recv().ok()) {
-                while let Ok(more) = handed.try_recv() {
-                    batch.claimed_at = batch.claimed_at.min(more.claimed_at);
-                    batch.entries.extend(more.entries);
+            while let Ok(more) = handed.try_recv() {
+                waiting = Some(Handed::merge(waiting, more));
+            }
+            // The outbox holds retries, entries of other nodes' steps, those
+            // queued unclaimed while hand-overs backed up, and claims that
+            // ran out: asked every `every` even while hand-overs keep
+            // coming, and at once again while it finds some and nothing
+            // handed over waits.
+            let claim_now = match last_claim {
+                None => true,
+                Some((at, found)) => {
+                    at.elapsed() >= self.options.every || (found && waiting.is_none())
                 }
+            };
+            if claim_now {
+                let claimed_at = Instant::now();
+                let entries = self.claim().await;
+                last_claim = Some((claimed_at, !entries.is_empty()));
+                if !entries.is_empty() {
+                    self.deliver_batch(entries, claimed_at, stopping.clone())
+                        .await;
+                }
+                continue;
+            }
+            if let Some(batch) = self.take_batch(&mut waiting, most) {
                 self.deliver_batch(batch.entries, batch.claimed_at, stopping.clone())
                     .await;
                 continue;
             }
-            // The outbox holds retries, entries of other nodes' steps, and
-            // those whose claims ran out: asked every `every`, and at once
-            // again while it finds some.
-            let wait = match last_claim {
-                Some((at, false)) => self.options.every.saturating_sub(at.elapsed()),
-                _ => Duration::ZERO,
-            };
-            if !wait.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    Some(batch) = handed.recv() => next_handed = Some(batch),
-                    _ = stopping.changed() => {}
-                }
-                continue;
-            }
-            let (lease, batch) = (self.options.lease, self.options.batch);
-            let claimed_at = Instant::now();
-            let claimed = self
-                .on_store(|c| async move { c.claim_deliveries(lease, batch).await })
-                .await;
-            let entries = match claimed {
-                Ok(entries) => {
-                    self.claim_errors
-                        .ok(|| tracing::info!("claiming notifications works again"));
-                    entries
-                }
-                Err(e) => {
-                    self.claim_errors.warn(|n| {
-                        tracing::warn!(error = %e, failures = n, "claiming notifications failed; retrying")
-                    });
-                    Vec::new()
-                }
-            };
-            last_claim = Some((claimed_at, !entries.is_empty()));
-            if !entries.is_empty() {
-                self.deliver_batch(entries, claimed_at, stopping.clone())
-                    .await;
+            let wait = last_claim.map_or(Duration::ZERO, |(at, _)| {
+                self.options.every.saturating_sub(at.elapsed())
+            });
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                Some(more) = handed.recv() => waiting = Some(Handed::merge(waiting.take(), more)),
+                _ = stopping.changed() => {}
             }
         }
         // Stopping: what the notifier claimed, up to the end of the step it
         // is in, is sent within the stop's grace (the hand-over closes when
         // the notifier loop ends). Cut off, it is claimed again after its
         // lease, as anything cut off mid-send is.
-        while let Some(batch) = match next_handed.take() {
-            Some(batch) => Some(batch),
-            None => handed.recv().await,
-        } {
+        while let Some(more) = handed.recv().await {
+            waiting = Some(Handed::merge(waiting, more));
+        }
+        while let Some(batch) = self.take_batch(&mut waiting, most) {
             self.deliver_batch(batch.entries, batch.claimed_at, stopping.clone())
                 .await;
         }
+    }
+
+    /// Claims due entries for this node; none if the claim failed.
+    async fn claim(&self) -> Vec<OutboxEntry> {
+        let (lease, batch) = (self.options.lease, self.options.batch);
+        let claimed = self
+            .on_store(|c| async move { c.claim_deliveries(lease, batch).await })
+            .await;
+        match claimed {
+            Ok(entries) => {
+                self.claim_errors
+                    .ok(|| tracing::info!("claiming notifications works again"));
+                entries
+            }
+            Err(e) => {
+                self.claim_errors.warn(|n| {
+                    tracing::warn!(error = %e, failures = n, "claiming notifications failed; retrying")
+                });
+                Vec::new()
+            }
+        }
+    }
+
+    /// Up to `most` of the entries handed over, the rest left waiting.
+    fn take_batch(&self, waiting: &mut Option<Handed>, most: usize) -> Option<Handed> {
+        let mut batch = waiting.take()?;
+        if batch.entries.len() > most {
+            let rest = batch.entries.split_off(most);
+            *waiting = Some(Handed {
+                claimed_at: batch.claimed_at,
+                entries: rest,
+            });
+        }
+        self.handed_waiting
+            .fetch_sub(batch.entries.len(), Ordering::Relaxed);
+        Some(batch)
     }
 
     /// Sends entries claimed (no later than `claimed_at`) for this node,
@@ -344,6 +400,8 @@ impl Dispatcher {
         mut stopping: watch::Receiver<bool>,
     ) {
         let channels = self.channels_for(&entries).await;
+        let too_late_count = AtomicUsize::new(0);
+        let too_late = &too_late_count;
         let mut outcomes = futures::stream::iter(entries)
             .map(|entry| {
                 let channel = match &channels {
@@ -356,11 +414,10 @@ impl Dispatcher {
                 };
                 async move {
                     // Its outcome is written at most `gather` after it ends.
-                    let ends = claimed_at.elapsed()
-                        + self.sender.longest_attempt()
-                        + self.options.gather;
+                    let ends =
+                        claimed_at.elapsed() + self.sender.longest_attempt() + self.options.gather;
                     if ends >= self.options.lease {
-                        tracing::info!(entry = entry.id, channel = %entry.channel, "not sent: an attempt now could outlast its claim; it is claimed again after its lease");
+                        too_late.fetch_add(1, Ordering::Relaxed);
                         return None;
                     }
                     Some(self.deliver(entry, channel).await)
@@ -393,13 +450,21 @@ impl Dispatcher {
                 }
                 Some(None) => {
                     self.record_outcomes(finished).await;
-                    return;
+                    break;
                 }
                 None => {
                     self.record_outcomes(std::mem::take(&mut finished)).await;
                     write_by = None;
                 }
             }
+        }
+        drop(outcomes);
+        let too_late = too_late_count.into_inner();
+        if too_late > 0 {
+            tracing::info!(
+                entries = too_late,
+                "not sent: an attempt now could outlast its claim; they are claimed again after their lease"
+            );
         }
     }
 
@@ -524,172 +589,5 @@ impl Dispatcher {
     }
 }
 
-/// A uniform number in [0, 1) from the OS's random source.
-fn jitter() -> f64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return 0.5;
-    }
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// A warning logged at most every 30 s while something keeps failing, with
-/// the number of failures, and one line when it works again.
-#[derive(Debug, Default)]
-struct LogLimit {
-    state: Mutex<(u64, Option<Instant>)>,
-}
-
-impl LogLimit {
-    fn warn(&self, log: impl FnOnce(u64)) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.0 += 1;
-        if state
-            .1
-            .is_none_or(|at| at.elapsed() >= Duration::from_secs(30))
-        {
-            state.1 = Some(Instant::now());
-            log(state.0);
-        }
-    }
-
-    fn ok(&self, log: impl FnOnce()) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.0 > 0 {
-            *state = (0, None);
-            log();
-        }
-    }
-}
-
-/// What a caught panic said.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_owned())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A Carewatch on SQLite, opened on `runtime`.
-    fn carewatch_on(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Carewatch {
-        runtime.block_on(async {
-            let store = carewatch_storage_sqlite::SqliteStore::open(dir.join("carewatch.db"))
-                .await
-                .expect("SQLite");
-            Carewatch::open(
-                Arc::new(store),
-                Arc::new(carewatch_core::time::SystemClock),
-                carewatch_core::Config::new(carewatch_core::seal::MasterKey::generate()),
-            )
-            .await
-            .expect("opens")
-        })
-    }
-
-    #[test]
-    fn store_calls_run_on_the_store_runtime_when_one_is_set() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let server = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("the-servers-runtime")
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let carewatch = carewatch_on(&server, dir.path());
-        let sender = Arc::new(Sender::new(crate::SenderOptions::default()).expect("sender"));
-        let thread_of_a_call = |store_runtime: Option<Handle>| {
-            let dispatcher = Dispatcher::new(
-                carewatch.clone(),
-                sender.clone(),
-                DispatcherOptions {
-                    store_runtime,
-                    ..DispatcherOptions::default()
-                },
-            );
-            std::thread::Builder::new()
-                .name("the-dispatchers-thread".into())
-                .spawn(move || {
-                    let own = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("runtime");
-                    own.block_on(dispatcher.on_store(|c| async move {
-                        c.delivery_channels().await?;
-                        Ok(std::thread::current().name().map(str::to_owned))
-                    }))
-                })
-                .expect("thread")
-                .join()
-                .expect("joined")
-                .expect("the call")
-        };
-        assert_eq!(
-            thread_of_a_call(Some(server.handle().clone())).as_deref(),
-            Some("the-servers-runtime")
-        );
-        assert_eq!(
-            thread_of_a_call(None).as_deref(),
-            Some("the-dispatchers-thread")
-        );
-    }
-
-    /// A Carewatch opened on a server runtime that has since stopped, that
-    /// runtime's handle, and a current-thread runtime to call from.
-    fn on_a_stopped_server(dir: &std::path::Path) -> (Carewatch, Handle, tokio::runtime::Runtime) {
-        let server = tokio::runtime::Runtime::new().expect("runtime");
-        let carewatch = carewatch_on(&server, dir);
-        let handle = server.handle().clone();
-        server.shutdown_background();
-        let own = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        (carewatch, handle, own)
-    }
-
-    #[test]
-    fn a_stopped_store_runtime_means_shutting_down() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let (carewatch, handle, own) = on_a_stopped_server(dir.path());
-        let sender = Arc::new(Sender::new(crate::SenderOptions::default()).expect("sender"));
-        let dispatcher = Dispatcher::new(
-            carewatch,
-            sender,
-            DispatcherOptions {
-                store_runtime: Some(handle),
-                ..DispatcherOptions::default()
-            },
-        );
-        let result =
-            own.block_on(dispatcher.on_store(|c| async move { c.delivery_channels().await }));
-        assert!(matches!(result, Err(Error::ShuttingDown)), "{result:?}");
-    }
-
-    /// The notifier's rules run where the step is called (the notification
-    /// thread), its store calls on the store's runtime: with that runtime
-    /// stopped, the step cannot read or commit anything.
-    #[test]
-    fn the_notifiers_store_calls_run_on_the_store_runtime() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let (carewatch, handle, own) = on_a_stopped_server(dir.path());
-        let routed = own.block_on(carewatch.notify_step_on(Some(&handle), None));
-        assert!(matches!(routed, Err(Error::ShuttingDown)), "{routed:?}");
-        let here = own
-            .block_on(carewatch.notify_step_on(None, None))
-            .expect("a step on this runtime");
-        assert!(here.leader, "{here:?}");
-    }
-
-    #[test]
-    fn jitter_is_in_range() {
-        for _ in 0..1000 {
-            let j = jitter();
-            assert!((0.0..1.0).contains(&j), "{j}");
-        }
-    }
-}
+mod tests;

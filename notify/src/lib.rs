@@ -10,11 +10,13 @@
 //!   implicit TLS) with a text and an HTML part, its `Message-ID` derived
 //!   from the idempotency key so every retry is the same message.
 //! - [`Dispatcher`] runs beside the server: it drives the notifier (feed →
-//!   outbox) and drains the outbox, claiming due entries under a lease,
-//!   sending a few at once and recording each outcome, with exponential
-//!   backoff and jitter between attempts. A node that dies mid-send loses
-//!   its claim when the lease ends and the entry is sent again: delivery is
-//!   at least once, and receivers deduplicate by the idempotency key.
+//!   outbox; what a step queues is claimed for this node in the same
+//!   commit and sent at once) and drains the outbox, claiming due entries
+//!   under a lease, sending a few at once and recording each outcome, with
+//!   exponential backoff and jitter between attempts. A node that dies
+//!   mid-send loses its claim when the lease ends and the entry is sent
+//!   again: delivery is at least once, and receivers deduplicate by the
+//!   idempotency key.
 //!
 //! Webhooks and chat messages go through an HTTP proxy when one is set
 //! ([`ProxyUrl`], `serve --notify-proxy`), and straight to the receiver

@@ -68,6 +68,8 @@ async fn what_a_step_queues_is_sent_without_looking_at_the_outbox_again() {
     assert_eq!(entry.slc, Some(slc));
     assert_eq!(entry.attempts, 1, "one attempt, recorded");
     assert_eq!(got[0].header("idempotency-key"), Some(entry.key.as_str()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(world.receiver.count(), 1, "sent once");
     let _ = stop.send(());
     tokio::time::timeout(WAIT, task)
         .await

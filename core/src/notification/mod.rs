@@ -437,6 +437,7 @@ impl NotifierCommit {
         if self.claim_until.is_none() {
             return Vec::new();
         }
+        debug_assert_eq!(ids.len(), self.outbox.len(), "one id place per entry");
         self.outbox
             .into_iter()
             .zip(ids)

@@ -12,6 +12,7 @@
 //! thousands of notifications then take from ingest's CPU only their
 //! store work.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
@@ -55,7 +56,7 @@ pub struct NotifierStep {
     /// next step should run at once.
     pub more: bool,
     /// The entries this node claimed as it queued them (when the step was
-    /// asked to, see [`Carewatch::notify_step_on`]): its to send now.
+    /// asked to, see [`Carewatch::notify_step_on`]): for it to send now.
     pub claimed: Vec<OutboxEntry>,
 }
 
@@ -162,7 +163,7 @@ impl Carewatch {
         let mut stored: HashMap<(ChannelId, Slc), (Phase, Option<Timestamp>)> = HashMap::new();
         for state in known.into_iter().chain(due) {
             let key = (state.channel, state.slc);
-            if let std::collections::hash_map::Entry::Vacant(slot) = stored.entry(key.clone()) {
+            if let Entry::Vacant(slot) = stored.entry(key.clone()) {
                 states.insert(key, state.phase.clone());
                 slot.insert((state.phase, state.due_at));
             }
@@ -215,11 +216,13 @@ impl Carewatch {
                 }
                 _ => due_at,
             };
-            let unchanged = match stored.get(&(channel.clone(), slc.clone())) {
+            let key = (channel, slc);
+            let unchanged = match stored.get(&key) {
                 Some((was, was_due)) => *was == phase && *was_due == due_at,
                 None => phase == Phase::Quiet,
             };
             if !unchanged {
+                let (channel, slc) = key;
                 commit.states.push(NotificationState {
                     channel,
                     slc,

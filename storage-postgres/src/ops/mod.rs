@@ -9,6 +9,7 @@ mod first_sight;
 mod history;
 mod ingest;
 mod lifecycle;
+mod maintenance;
 mod notifications;
 mod outbox;
 mod reads;
@@ -466,7 +467,7 @@ impl Store for PostgresStore {
 
     async fn create_maintenance(&self, window: &MaintenanceWindow) -> Result<()> {
         self.write(window, |c, w| {
-            Box::pin(notifications::create_maintenance(c, w))
+            Box::pin(maintenance::create_maintenance(c, w))
         })
         .await
     }
@@ -476,14 +477,14 @@ impl Store for PostgresStore {
         reseller: Option<&ResellerId>,
     ) -> Result<Vec<MaintenanceWindow>> {
         self.read(&reseller, |c, r| {
-            Box::pin(notifications::maintenance_windows(c, *r))
+            Box::pin(maintenance::maintenance_windows(c, *r))
         })
         .await
     }
 
     async fn delete_maintenance(&self, reseller: &ResellerId, id: &WindowId) -> Result<()> {
         self.write(&(reseller, id), |c, (r, id)| {
-            Box::pin(notifications::delete_maintenance(c, r, id))
+            Box::pin(maintenance::delete_maintenance(c, r, id))
         })
         .await
     }

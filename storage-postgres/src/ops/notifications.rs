@@ -1,4 +1,4 @@
-//! Notifications: channels, maintenance windows, the notifier's lease and
+//! Notifications: channels, the notifier's lease and
 //! states, and putting entries in the outbox (the notifier's and a channel
 //! test's; delivering them is in `outbox`). Each function runs inside the
 //! one transaction of its store call.
@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use carewatch_core::Error;
 use carewatch_core::feed::EventId;
 use carewatch_core::ids::{ResellerId, Slc};
-use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
     ChannelId, ChannelRecord, ChannelRules, DeliveryStatus, NewOutboxEntry, NotificationState,
     NotifierCommit,
@@ -30,7 +29,7 @@ use crate::errors::{DbResult, corrupt, on_insert};
 /// The error given to pending entries of a deleted channel.
 const CHANNEL_DELETED: &str = "channel deleted";
 
-fn reseller_not_found(reseller: &ResellerId) -> Error {
+pub(super) fn reseller_not_found(reseller: &ResellerId) -> Error {
     Error::NotFound {
         what: format!("reseller {reseller}"),
     }
@@ -40,11 +39,7 @@ pub(super) fn channel_id(text: &str) -> DbResult<ChannelId> {
     Ok(ChannelId::new(text).map_err(|e| corrupt("channel id", e))?)
 }
 
-fn window_id(text: &str) -> DbResult<WindowId> {
-    Ok(WindowId::new(text).map_err(|e| corrupt("maintenance window id", e))?)
-}
-
-fn login(text: &str) -> DbResult<Login> {
+pub(super) fn login(text: &str) -> DbResult<Login> {
     Ok(Login::new(text).map_err(|e| corrupt("login", e))?)
 }
 
@@ -188,108 +183,6 @@ pub(crate) async fn delete_channel(
     .bind(CHANNEL_DELETED)
     .execute(&mut *c)
     .await?;
-    Ok(())
-}
-
-// ----- maintenance windows ---------------------------------------------------
-
-macro_rules! window_columns {
-    () => {
-        "id, reseller_id, slc, starts_at, length_ms, every_ms, reason, created_by, created_at"
-    };
-}
-
-fn window(row: &PgRow) -> DbResult<MaintenanceWindow> {
-    Ok(MaintenanceWindow {
-        id: window_id(&col::<String>(row, 0)?)?,
-        reseller: codec::reseller_id(&col::<String>(row, 1)?)?,
-        slc: col::<Option<String>>(row, 2)?
-            .as_deref()
-            .map(codec::slc)
-            .transpose()?,
-        starts_at: ts(col(row, 3)?),
-        length: duration(col(row, 4)?),
-        every: col::<Option<i64>>(row, 5)?.map(duration),
-        reason: col(row, 6)?,
-        created_by: login(&col::<String>(row, 7)?)?,
-        created_at: ts(col(row, 8)?),
-    })
-}
-
-pub(crate) async fn create_maintenance(
-    c: &mut PgConnection,
-    w: &MaintenanceWindow,
-) -> DbResult<()> {
-    if let Some(slc) = &w.slc {
-        // Shared until COMMIT: the installation cannot change hands meanwhile.
-        let owner = query("SELECT reseller_id FROM installations WHERE slc = $1 FOR KEY SHARE")
-            .bind(slc.as_str())
-            .fetch_optional(&mut *c)
-            .await?;
-        let owner = owner.map(|row| col::<String>(&row, 0)).transpose()?;
-        if owner.as_deref() != Some(w.reseller.as_str()) {
-            return Err(Error::installation_not_found(slc).into());
-        }
-    }
-    query(concat!(
-        "INSERT INTO maintenance_windows (",
-        window_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    ))
-    .bind(w.id.as_str())
-    .bind(w.reseller.as_str())
-    .bind(w.slc.as_ref().map(Slc::as_str))
-    .bind(w.starts_at.as_millis())
-    .bind(ms(w.length))
-    .bind(w.every.map(ms))
-    .bind(w.reason.as_str())
-    .bind(w.created_by.as_str())
-    .bind(w.created_at.as_millis())
-    .execute(&mut *c)
-    .await
-    .map_err(|e| {
-        on_insert(
-            e,
-            || format!("maintenance window {}", w.id),
-            || reseller_not_found(&w.reseller),
-        )
-    })?;
-    Ok(())
-}
-
-pub(crate) async fn maintenance_windows(
-    c: &mut PgConnection,
-    reseller: Option<&ResellerId>,
-) -> DbResult<Vec<MaintenanceWindow>> {
-    let rows = query(concat!(
-        "SELECT ",
-        window_columns!(),
-        " FROM maintenance_windows WHERE $1::text IS NULL OR reseller_id = $1
-         ORDER BY starts_at, id"
-    ))
-    .bind(reseller.map(ResellerId::as_str))
-    .fetch_all(&mut *c)
-    .await?;
-    rows.iter().map(window).collect()
-}
-
-pub(crate) async fn delete_maintenance(
-    c: &mut PgConnection,
-    reseller: &ResellerId,
-    id: &WindowId,
-) -> DbResult<()> {
-    let deleted = query("DELETE FROM maintenance_windows WHERE id = $1 AND reseller_id = $2")
-        .bind(id.as_str())
-        .bind(reseller.as_str())
-        .execute(&mut *c)
-        .await?
-        .rows_affected();
-    if deleted == 0 {
-        return Err(Error::NotFound {
-            what: format!("maintenance window {id}"),
-        }
-        .into());
-    }
     Ok(())
 }
 
@@ -464,6 +357,21 @@ impl Writable {
     }
 }
 
+/// The outbox insert: the entries in the given order, a key already there
+/// (or twice) left alone; `$7`, `$8` the claim, if any.
+macro_rules! insert_outbox_sql {
+    () => {
+        "INSERT INTO outbox (channel_id, reseller_id, slc, idempotency_key, body, created_at,
+             attempts, next_attempt_at, claimed_by, claimed_until)
+         SELECT e.channel_id, e.reseller_id, e.slc, e.idempotency_key, e.body, e.created_at,
+             0, e.created_at, $7, $8
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+             WITH ORDINALITY AS e (channel_id, reseller_id, slc, idempotency_key, body, created_at, n)
+         ORDER BY e.n
+         ON CONFLICT (idempotency_key) DO NOTHING"
+    };
+}
+
 /// Inserts the writable entries (claimed by `claim`'s node until its
 /// instant, when given); the id each was inserted with, in order, `None`
 /// where it was not (not writable, or its key already there).
@@ -490,18 +398,13 @@ async fn insert_outbox(
         (Some(node), Some(until.as_millis()))
     });
     // In the given order, so ids follow it; a key already there (or twice
-    // here) is left alone.
-    let rows = query(
-        "INSERT INTO outbox (channel_id, reseller_id, slc, idempotency_key, body, created_at,
-             attempts, next_attempt_at, claimed_by, claimed_until)
-         SELECT e.channel_id, e.reseller_id, e.slc, e.idempotency_key, e.body, e.created_at,
-             0, e.created_at, $7, $8
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
-             WITH ORDINALITY AS e (channel_id, reseller_id, slc, idempotency_key, body, created_at, n)
-         ORDER BY e.n
-         ON CONFLICT (idempotency_key) DO NOTHING
-         RETURNING id, idempotency_key",
-    )
+    // here) is left alone. The ids are returned only for a claim: nobody
+    // else asks for them.
+    let insert = query(if claim.is_some() {
+        concat!(insert_outbox_sql!(), " RETURNING id, idempotency_key")
+    } else {
+        insert_outbox_sql!()
+    })
     .bind(channel)
     .bind(reseller)
     .bind(slc)
@@ -509,16 +412,21 @@ async fn insert_outbox(
     .bind(body)
     .bind(created)
     .bind(node)
-    .bind(until)
-    .fetch_all(&mut *c)
-    .await?;
+    .bind(until);
+    if claim.is_none() {
+        insert.execute(&mut *c).await?;
+        return Ok(vec![None; entries.len()]);
+    }
+    let rows = insert.fetch_all(&mut *c).await?;
     let mut inserted: HashMap<String, u64> = HashMap::with_capacity(rows.len());
     for row in &rows {
         let id: i64 = col(row, 0)?;
         let id = u64::try_from(id).map_err(|e| corrupt("outbox id", e))?;
         inserted.insert(col(row, 1)?, id);
     }
-    // The first writable entry with a key is the one inserted.
+    // The first writable entry with a key is the one inserted (rows go in
+    // in `ORDINALITY` order; were it otherwise, a later duplicate of a key
+    // would get the id, and duplicates carry the same body).
     Ok(entries
         .iter()
         .map(|e| {

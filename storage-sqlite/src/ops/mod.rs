@@ -7,6 +7,7 @@ mod feed;
 mod history;
 mod ingest;
 mod lifecycle;
+mod maintenance;
 mod notifications;
 mod outbox;
 mod reads;
@@ -385,7 +386,7 @@ impl Store for SqliteStore {
 
     async fn create_maintenance(&self, window: &MaintenanceWindow) -> Result<()> {
         let window = window.clone();
-        self.write(move |tx| notifications::create_maintenance(tx, &window))
+        self.write(move |tx| maintenance::create_maintenance(tx, &window))
             .await
     }
 
@@ -394,13 +395,13 @@ impl Store for SqliteStore {
         reseller: Option<&ResellerId>,
     ) -> Result<Vec<MaintenanceWindow>> {
         let reseller = reseller.cloned();
-        self.read(move |tx| notifications::maintenance_windows(tx, reseller.as_ref()))
+        self.read(move |tx| maintenance::maintenance_windows(tx, reseller.as_ref()))
             .await
     }
 
     async fn delete_maintenance(&self, reseller: &ResellerId, id: &WindowId) -> Result<()> {
         let (reseller, id) = (reseller.clone(), id.clone());
-        self.write(move |tx| notifications::delete_maintenance(tx, &reseller, &id))
+        self.write(move |tx| maintenance::delete_maintenance(tx, &reseller, &id))
             .await
     }
 

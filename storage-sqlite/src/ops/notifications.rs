@@ -1,4 +1,4 @@
-//! Notifications: channels, maintenance windows, the notifier's lease and
+//! Notifications: channels, the notifier's lease and
 //! states, and putting entries in the outbox (the notifier's and a channel
 //! test's; delivering them is in `outbox`). Each function runs inside the
 //! one transaction of its store call (writes go through the one writer
@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 
 use carewatch_core::feed::EventId;
 use carewatch_core::ids::{ResellerId, Slc};
-use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
     ChannelId, ChannelRecord, ChannelRules, DeliveryStatus, NewOutboxEntry, NotificationState,
     NotifierCommit,
@@ -27,7 +26,7 @@ use crate::codec::{
 /// The error given to pending entries of a deleted channel.
 const CHANNEL_DELETED: &str = "channel deleted";
 
-fn reseller_not_found(reseller: &ResellerId) -> Error {
+pub(super) fn reseller_not_found(reseller: &ResellerId) -> Error {
     Error::NotFound {
         what: format!("reseller {reseller}"),
     }
@@ -43,11 +42,7 @@ pub(super) fn channel_id(text: &str) -> Result<ChannelId> {
     ChannelId::new(text).map_err(|e| corrupt("channel id", e))
 }
 
-fn window_id(text: &str) -> Result<WindowId> {
-    WindowId::new(text).map_err(|e| corrupt("maintenance window id", e))
-}
-
-fn login(text: &str) -> Result<Login> {
+pub(super) fn login(text: &str) -> Result<Login> {
     Login::new(text).map_err(|e| corrupt("login", e))
 }
 
@@ -188,114 +183,6 @@ pub(crate) fn delete_channel(
         params![id.as_str(), at.as_millis(), CHANNEL_DELETED],
     )
     .map_err(map_err)?;
-    Ok(())
-}
-
-// ----- maintenance windows ---------------------------------------------------
-
-const WINDOW_COLUMNS: &str =
-    "id, reseller_id, slc, starts_at, length_ms, every_ms, reason, created_by, created_at";
-
-fn window(row: &Row<'_>) -> Result<MaintenanceWindow> {
-    Ok(MaintenanceWindow {
-        id: window_id(&row.col::<String>(0)?)?,
-        reseller: codec::reseller_id(&row.col::<String>(1)?)?,
-        slc: row
-            .col::<Option<String>>(2)?
-            .as_deref()
-            .map(codec::slc)
-            .transpose()?,
-        starts_at: ts(row.col(3)?),
-        length: duration(row.col(4)?),
-        every: row.col::<Option<i64>>(5)?.map(duration),
-        reason: row.col(6)?,
-        created_by: login(&row.col::<String>(7)?)?,
-        created_at: ts(row.col(8)?),
-    })
-}
-
-pub(crate) fn create_maintenance(tx: &Connection, w: &MaintenanceWindow) -> Result<()> {
-    if let Some(slc) = &w.slc {
-        let owner: Option<String> = tx
-            .query_row(
-                "SELECT reseller_id FROM installations WHERE slc = ?1",
-                [slc.as_str()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(map_err)?;
-        if owner.as_deref() != Some(w.reseller.as_str()) {
-            return Err(Error::installation_not_found(slc));
-        }
-    }
-    tx.execute(
-        &format!(
-            "INSERT INTO maintenance_windows ({WINDOW_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-        ),
-        params![
-            w.id.as_str(),
-            w.reseller.as_str(),
-            w.slc.as_ref().map(Slc::as_str),
-            w.starts_at.as_millis(),
-            ms(w.length),
-            w.every.map(ms),
-            w.reason,
-            w.created_by.as_str(),
-            w.created_at.as_millis(),
-        ],
-    )
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            Error::AlreadyExists {
-                what: format!("maintenance window {}", w.id),
-            }
-        } else if is_foreign_key_violation(&e) {
-            reseller_not_found(&w.reseller)
-        } else {
-            map_err(e)
-        }
-    })?;
-    Ok(())
-}
-
-pub(crate) fn maintenance_windows(
-    tx: &Connection,
-    reseller: Option<&ResellerId>,
-) -> Result<Vec<MaintenanceWindow>> {
-    let mut stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {WINDOW_COLUMNS} FROM maintenance_windows
-             WHERE ?1 IS NULL OR reseller_id = ?1
-             ORDER BY starts_at, id"
-        ))
-        .map_err(map_err)?;
-    let mut rows = stmt
-        .query([reseller.map(ResellerId::as_str)])
-        .map_err(map_err)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(map_err)? {
-        out.push(window(row)?);
-    }
-    Ok(out)
-}
-
-pub(crate) fn delete_maintenance(
-    tx: &Connection,
-    reseller: &ResellerId,
-    id: &WindowId,
-) -> Result<()> {
-    let deleted = tx
-        .execute(
-            "DELETE FROM maintenance_windows WHERE id = ?1 AND reseller_id = ?2",
-            params![id.as_str(), reseller.as_str()],
-        )
-        .map_err(map_err)?;
-    if deleted == 0 {
-        return Err(Error::NotFound {
-            what: format!("maintenance window {id}"),
-        });
-    }
     Ok(())
 }
 

@@ -14,7 +14,8 @@ use crate::testing::suite::t;
 /// it did not write (a deleted channel's). Another node claims none of
 /// them before the claim ends; the committing node records their
 /// outcomes as if it had claimed them; after the claim, an unsent one is
-/// claimed by others. A refused commit claims nothing.
+/// claimed by others. A refused commit claims nothing, and a commit
+/// without `claim_until` leaves its entries to anybody.
 pub(crate) async fn a_notifier_commit_can_claim_what_it_queues(
     backend: &(impl TestBackend + ?Sized),
 ) {
@@ -112,4 +113,22 @@ pub(crate) async fn a_notifier_commit_can_claim_what_it_queues(
         ["second"],
         "the claim over, the unsent one is anybody's; the delivered one is done"
     );
+
+    // Without a claim, a step's entries are anybody's at once.
+    assert_eq!(lease(store, "node-a", t(61)).await, Some(head));
+    let unclaimed = NotifierCommit {
+        node: "node-a".into(),
+        from: head,
+        to: head,
+        states: Vec::new(),
+        outbox: vec![entry(&ch, "third", None, t(61))],
+        claim_until: None,
+    };
+    assert_eq!(
+        store.commit_notifications(unclaimed).await.expect("commit"),
+        Committed::Written {
+            claimed: Vec::new()
+        }
+    );
+    assert_eq!(keys(&claim(store, "node-b", t(62), 10).await), ["third"]);
 }

@@ -1,0 +1,120 @@
+//! The dispatcher's unit tests: where its store calls run, and jitter.
+
+use super::*;
+
+/// A Carewatch on SQLite, opened on `runtime`.
+fn carewatch_on(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Carewatch {
+    runtime.block_on(async {
+        let store = carewatch_storage_sqlite::SqliteStore::open(dir.join("carewatch.db"))
+            .await
+            .expect("SQLite");
+        Carewatch::open(
+            Arc::new(store),
+            Arc::new(carewatch_core::time::SystemClock),
+            carewatch_core::Config::new(carewatch_core::seal::MasterKey::generate()),
+        )
+        .await
+        .expect("opens")
+    })
+}
+
+#[test]
+fn store_calls_run_on_the_store_runtime_when_one_is_set() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("the-servers-runtime")
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let carewatch = carewatch_on(&server, dir.path());
+    let sender = Arc::new(Sender::new(crate::SenderOptions::default()).expect("sender"));
+    let thread_of_a_call = |store_runtime: Option<Handle>| {
+        let dispatcher = Dispatcher::new(
+            carewatch.clone(),
+            sender.clone(),
+            DispatcherOptions {
+                store_runtime,
+                ..DispatcherOptions::default()
+            },
+        );
+        std::thread::Builder::new()
+            .name("the-dispatchers-thread".into())
+            .spawn(move || {
+                let own = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                own.block_on(dispatcher.on_store(|c| async move {
+                    c.delivery_channels().await?;
+                    Ok(std::thread::current().name().map(str::to_owned))
+                }))
+            })
+            .expect("thread")
+            .join()
+            .expect("joined")
+            .expect("the call")
+    };
+    assert_eq!(
+        thread_of_a_call(Some(server.handle().clone())).as_deref(),
+        Some("the-servers-runtime")
+    );
+    assert_eq!(
+        thread_of_a_call(None).as_deref(),
+        Some("the-dispatchers-thread")
+    );
+}
+
+/// A Carewatch opened on a server runtime that has since stopped, that
+/// runtime's handle, and a current-thread runtime to call from.
+fn on_a_stopped_server(dir: &std::path::Path) -> (Carewatch, Handle, tokio::runtime::Runtime) {
+    let server = tokio::runtime::Runtime::new().expect("runtime");
+    let carewatch = carewatch_on(&server, dir);
+    let handle = server.handle().clone();
+    server.shutdown_background();
+    let own = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    (carewatch, handle, own)
+}
+
+#[test]
+fn a_stopped_store_runtime_means_shutting_down() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (carewatch, handle, own) = on_a_stopped_server(dir.path());
+    let sender = Arc::new(Sender::new(crate::SenderOptions::default()).expect("sender"));
+    let dispatcher = Dispatcher::new(
+        carewatch,
+        sender,
+        DispatcherOptions {
+            store_runtime: Some(handle),
+            ..DispatcherOptions::default()
+        },
+    );
+    let result = own.block_on(dispatcher.on_store(|c| async move { c.delivery_channels().await }));
+    assert!(matches!(result, Err(Error::ShuttingDown)), "{result:?}");
+}
+
+/// The notifier's rules run where the step is called (the notification
+/// thread), its store calls on the store's runtime: with that runtime
+/// stopped, the step cannot read or commit anything.
+#[test]
+fn the_notifiers_store_calls_run_on_the_store_runtime() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (carewatch, handle, own) = on_a_stopped_server(dir.path());
+    let routed = own.block_on(carewatch.notify_step_on(Some(&handle), None));
+    assert!(matches!(routed, Err(Error::ShuttingDown)), "{routed:?}");
+    let here = own
+        .block_on(carewatch.notify_step_on(None, None))
+        .expect("a step on this runtime");
+    assert!(here.leader, "{here:?}");
+}
+
+#[test]
+fn jitter_is_in_range() {
+    for _ in 0..1000 {
+        let j = jitter();
+        assert!((0.0..1.0).contains(&j), "{j}");
+    }
+}

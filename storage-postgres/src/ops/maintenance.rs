@@ -1,0 +1,117 @@
+//! Maintenance windows: a reseller's, muting an installation (or all of
+//! them) once or recurring. Each function runs inside the one transaction
+//! of its store call.
+
+use carewatch_core::Error;
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use sqlx_core::query::query;
+use sqlx_postgres::{PgConnection, PgRow};
+
+use super::notifications::{login, reseller_not_found};
+use crate::codec::{self, col, duration, ms, ts};
+use crate::errors::{DbResult, corrupt, on_insert};
+
+fn window_id(text: &str) -> DbResult<WindowId> {
+    Ok(WindowId::new(text).map_err(|e| corrupt("maintenance window id", e))?)
+}
+
+macro_rules! window_columns {
+    () => {
+        "id, reseller_id, slc, starts_at, length_ms, every_ms, reason, created_by, created_at"
+    };
+}
+
+fn window(row: &PgRow) -> DbResult<MaintenanceWindow> {
+    Ok(MaintenanceWindow {
+        id: window_id(&col::<String>(row, 0)?)?,
+        reseller: codec::reseller_id(&col::<String>(row, 1)?)?,
+        slc: col::<Option<String>>(row, 2)?
+            .as_deref()
+            .map(codec::slc)
+            .transpose()?,
+        starts_at: ts(col(row, 3)?),
+        length: duration(col(row, 4)?),
+        every: col::<Option<i64>>(row, 5)?.map(duration),
+        reason: col(row, 6)?,
+        created_by: login(&col::<String>(row, 7)?)?,
+        created_at: ts(col(row, 8)?),
+    })
+}
+
+pub(crate) async fn create_maintenance(
+    c: &mut PgConnection,
+    w: &MaintenanceWindow,
+) -> DbResult<()> {
+    if let Some(slc) = &w.slc {
+        // Shared until COMMIT: the installation cannot change hands meanwhile.
+        let owner = query("SELECT reseller_id FROM installations WHERE slc = $1 FOR KEY SHARE")
+            .bind(slc.as_str())
+            .fetch_optional(&mut *c)
+            .await?;
+        let owner = owner.map(|row| col::<String>(&row, 0)).transpose()?;
+        if owner.as_deref() != Some(w.reseller.as_str()) {
+            return Err(Error::installation_not_found(slc).into());
+        }
+    }
+    query(concat!(
+        "INSERT INTO maintenance_windows (",
+        window_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
+    .bind(w.id.as_str())
+    .bind(w.reseller.as_str())
+    .bind(w.slc.as_ref().map(Slc::as_str))
+    .bind(w.starts_at.as_millis())
+    .bind(ms(w.length))
+    .bind(w.every.map(ms))
+    .bind(w.reason.as_str())
+    .bind(w.created_by.as_str())
+    .bind(w.created_at.as_millis())
+    .execute(&mut *c)
+    .await
+    .map_err(|e| {
+        on_insert(
+            e,
+            || format!("maintenance window {}", w.id),
+            || reseller_not_found(&w.reseller),
+        )
+    })?;
+    Ok(())
+}
+
+pub(crate) async fn maintenance_windows(
+    c: &mut PgConnection,
+    reseller: Option<&ResellerId>,
+) -> DbResult<Vec<MaintenanceWindow>> {
+    let rows = query(concat!(
+        "SELECT ",
+        window_columns!(),
+        " FROM maintenance_windows WHERE $1::text IS NULL OR reseller_id = $1
+         ORDER BY starts_at, id"
+    ))
+    .bind(reseller.map(ResellerId::as_str))
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(window).collect()
+}
+
+pub(crate) async fn delete_maintenance(
+    c: &mut PgConnection,
+    reseller: &ResellerId,
+    id: &WindowId,
+) -> DbResult<()> {
+    let deleted = query("DELETE FROM maintenance_windows WHERE id = $1 AND reseller_id = $2")
+        .bind(id.as_str())
+        .bind(reseller.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(Error::NotFound {
+            what: format!("maintenance window {id}"),
+        }
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Maintenance windows: a reseller's, muting an installation (or all of
+//! them) once or recurring. Each function runs inside the one transaction
+//! of its store call.
+
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::{Error, Result};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::notifications::{login, reseller_not_found};
+use crate::codec::{
+    self, RowExt, corrupt, duration, is_foreign_key_violation, is_unique_violation, map_err, ms, ts,
+};
+
+fn window_id(text: &str) -> Result<WindowId> {
+    WindowId::new(text).map_err(|e| corrupt("maintenance window id", e))
+}
+
+const WINDOW_COLUMNS: &str =
+    "id, reseller_id, slc, starts_at, length_ms, every_ms, reason, created_by, created_at";
+
+fn window(row: &Row<'_>) -> Result<MaintenanceWindow> {
+    Ok(MaintenanceWindow {
+        id: window_id(&row.col::<String>(0)?)?,
+        reseller: codec::reseller_id(&row.col::<String>(1)?)?,
+        slc: row
+            .col::<Option<String>>(2)?
+            .as_deref()
+            .map(codec::slc)
+            .transpose()?,
+        starts_at: ts(row.col(3)?),
+        length: duration(row.col(4)?),
+        every: row.col::<Option<i64>>(5)?.map(duration),
+        reason: row.col(6)?,
+        created_by: login(&row.col::<String>(7)?)?,
+        created_at: ts(row.col(8)?),
+    })
+}
+
+pub(crate) fn create_maintenance(tx: &Connection, w: &MaintenanceWindow) -> Result<()> {
+    if let Some(slc) = &w.slc {
+        let owner: Option<String> = tx
+            .query_row(
+                "SELECT reseller_id FROM installations WHERE slc = ?1",
+                [slc.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
+        if owner.as_deref() != Some(w.reseller.as_str()) {
+            return Err(Error::installation_not_found(slc));
+        }
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO maintenance_windows ({WINDOW_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ),
+        params![
+            w.id.as_str(),
+            w.reseller.as_str(),
+            w.slc.as_ref().map(Slc::as_str),
+            w.starts_at.as_millis(),
+            ms(w.length),
+            w.every.map(ms),
+            w.reason,
+            w.created_by.as_str(),
+            w.created_at.as_millis(),
+        ],
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::AlreadyExists {
+                what: format!("maintenance window {}", w.id),
+            }
+        } else if is_foreign_key_violation(&e) {
+            reseller_not_found(&w.reseller)
+        } else {
+            map_err(e)
+        }
+    })?;
+    Ok(())
+}
+
+pub(crate) fn maintenance_windows(
+    tx: &Connection,
+    reseller: Option<&ResellerId>,
+) -> Result<Vec<MaintenanceWindow>> {
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {WINDOW_COLUMNS} FROM maintenance_windows
+             WHERE ?1 IS NULL OR reseller_id = ?1
+             ORDER BY starts_at, id"
+        ))
+        .map_err(map_err)?;
+    let mut rows = stmt
+        .query([reseller.map(ResellerId::as_str)])
+        .map_err(map_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        out.push(window(row)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn delete_maintenance(
+    tx: &Connection,
+    reseller: &ResellerId,
+    id: &WindowId,
+) -> Result<()> {
+    let deleted = tx
+        .execute(
+            "DELETE FROM maintenance_windows WHERE id = ?1 AND reseller_id = ?2",
+            params![id.as_str(), reseller.as_str()],
+        )
+        .map_err(map_err)?;
+    if deleted == 0 {
+        return Err(Error::NotFound {
+            what: format!("maintenance window {id}"),
+        });
+    }
+    Ok(())
+}
