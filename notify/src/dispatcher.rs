@@ -2,10 +2,12 @@
 //! outbox) and drains the outbox.
 //!
 //! What its notifier step queues is claimed for this node in the step's
-//! own commit and sent at once, without another write or reading the
-//! bodies back. Every `every` (and again at once while it finds work) it
-//! also claims due entries for this node under a lease (retries, another
-//! node's steps, claims that ran out), sends up to `concurrency` at once,
+//! own commit and handed to delivery, without another write or reading the
+//! bodies back (once a batch of them waits, the next steps queue theirs
+//! unclaimed). Every `every` (and again at once while it finds work and
+//! nothing handed over waits) it also claims due entries for this node
+//! under a lease (retries, another node's steps, claims that ran out),
+//! taking turns with the hand-overs; it sends up to `concurrency` at once,
 //! and records the outcomes: delivered, retried after the backoff (with
 //! random jitter, so channels that failed together do not retry in step),
 //! or given up after the last attempt or a permanent refusal. Outcomes are
@@ -35,8 +37,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::sender::{Attempt, Sender};
 
+mod handover;
 mod support;
 
+use handover::{Handed, HandedQueue};
 pub use support::panic_message;
 use support::{LogLimit, jitter};
 
@@ -102,8 +106,6 @@ pub struct Dispatcher {
     sender: Arc<Sender>,
     options: DispatcherOptions,
     channels: Mutex<ChannelCache>,
-    /// Entries the notifier handed over that delivery has not taken yet.
-    handed_waiting: AtomicUsize,
     claim_errors: LogLimit,
     notifier_errors: LogLimit,
 }
@@ -133,28 +135,6 @@ enum ChannelFor {
     Unreadable(String),
 }
 
-/// Entries the notifier claimed for this node as it queued them.
-#[derive(Debug)]
-struct Handed {
-    /// No later than the claims began.
-    claimed_at: Instant,
-    entries: Vec<OutboxEntry>,
-}
-
-impl Handed {
-    /// `more` added to what waits, as claimed when the earlier began.
-    fn merge(waiting: Option<Handed>, more: Handed) -> Handed {
-        match waiting {
-            None => more,
-            Some(mut waiting) => {
-                waiting.claimed_at = waiting.claimed_at.min(more.claimed_at);
-                waiting.entries.extend(more.entries);
-                waiting
-            }
-        }
-    }
-}
-
 /// How long opened channels are reused before they are read again.
 const CHANNELS_FRESH: Duration = Duration::from_secs(10);
 
@@ -166,7 +146,6 @@ impl Dispatcher {
             sender,
             options,
             channels: Mutex::default(),
-            handed_waiting: AtomicUsize::new(0),
             claim_errors: LogLimit::default(),
             notifier_errors: LogLimit::default(),
         }
@@ -191,10 +170,12 @@ impl Dispatcher {
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
         let (stop, stopping) = watch::channel(false);
         let (hand, handed) = mpsc::unbounded_channel();
+        // Entries handed over that delivery has not taken yet.
+        let handed_waiting = AtomicUsize::new(0);
         let work = async {
             tokio::join!(
-                self.deliver_loop(stopping.clone(), handed),
-                self.notifier_loop(stopping, hand)
+                self.deliver_loop(stopping.clone(), handed, &handed_waiting),
+                self.notifier_loop(stopping, hand, &handed_waiting)
             );
         };
         tokio::pin!(work, shutdown);
@@ -217,6 +198,7 @@ impl Dispatcher {
         &self,
         mut stopping: watch::Receiver<bool>,
         hand: mpsc::UnboundedSender<Handed>,
+        handed_waiting: &AtomicUsize,
     ) {
         if !self.options.notifier {
             return;
@@ -230,7 +212,7 @@ impl Dispatcher {
             // worth waits to be sent, steps queue theirs unclaimed, for
             // whichever node claims first (this one included).
             let claimed_at = Instant::now();
-            let claim_for = (self.handed_waiting.load(Ordering::Relaxed)
+            let claim_for = (handed_waiting.load(Ordering::Relaxed)
                 < self.options.batch.max(1) as usize)
                 .then_some(self.options.lease);
             let step = AssertUnwindSafe(
@@ -257,8 +239,7 @@ impl Dispatcher {
                         );
                     }
                     if !step.claimed.is_empty() {
-                        self.handed_waiting
-                            .fetch_add(step.claimed.len(), Ordering::Relaxed);
+                        handed_waiting.fetch_add(step.claimed.len(), Ordering::Relaxed);
                         // Cannot fail: the delivery loop holds the receiver
                         // until this loop has ended.
                         let _ = hand.send(Handed {
@@ -293,38 +274,50 @@ impl Dispatcher {
         &self,
         mut stopping: watch::Receiver<bool>,
         mut handed: mpsc::UnboundedReceiver<Handed>,
+        handed_waiting: &AtomicUsize,
     ) {
         let most = self.options.batch.max(1) as usize;
+        let mut waiting = HandedQueue::default();
+        let take = |waiting: &mut HandedQueue| {
+            let batch = waiting.take(most)?;
+            handed_waiting.fetch_sub(batch.entries.len(), Ordering::Relaxed);
+            Some(batch)
+        };
         // When the outbox was last asked, and whether it had something.
         let mut last_claim: Option<(Instant, bool)> = None;
-        // Handed over by the notifier, not sent yet.
-        let mut waiting: Option<Handed> = None;
+        // Whether the last batch sent was claimed from the outbox: then
+        // hand-overs waiting go next, so neither starves the other.
+        let mut claimed_last = false;
         while !*stopping.borrow() {
             while let Ok(more) = handed.try_recv() {
-                waiting = Some(Handed::merge(waiting, more));
+                waiting.push(more);
             }
             // The outbox holds retries, entries of other nodes' steps, those
             // queued unclaimed while hand-overs backed up, and claims that
             // ran out: asked every `every` even while hand-overs keep
-            // coming, and at once again while it finds some and nothing
-            // handed over waits.
-            let claim_now = match last_claim {
-                None => true,
-                Some((at, found)) => {
-                    at.elapsed() >= self.options.every || (found && waiting.is_none())
-                }
-            };
+            // coming (taking turns with them), and at once again while it
+            // finds some and nothing handed over waits.
+            let turn_of_claims = !claimed_last || waiting.is_empty();
+            let claim_now = turn_of_claims
+                && match last_claim {
+                    None => true,
+                    Some((at, found)) => {
+                        at.elapsed() >= self.options.every || (found && waiting.is_empty())
+                    }
+                };
             if claim_now {
                 let claimed_at = Instant::now();
                 let entries = self.claim().await;
                 last_claim = Some((claimed_at, !entries.is_empty()));
-                if !entries.is_empty() {
+                claimed_last = !entries.is_empty();
+                if claimed_last {
                     self.deliver_batch(entries, claimed_at, stopping.clone())
                         .await;
                 }
                 continue;
             }
-            if let Some(batch) = self.take_batch(&mut waiting, most) {
+            if let Some(batch) = take(&mut waiting) {
+                claimed_last = false;
                 self.deliver_batch(batch.entries, batch.claimed_at, stopping.clone())
                     .await;
                 continue;
@@ -334,20 +327,27 @@ impl Dispatcher {
             });
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                Some(more) = handed.recv() => waiting = Some(Handed::merge(waiting.take(), more)),
+                Some(more) = handed.recv() => waiting.push(more),
                 _ = stopping.changed() => {}
             }
         }
         // Stopping: what the notifier claimed, up to the end of the step it
-        // is in, is sent within the stop's grace (the hand-over closes when
-        // the notifier loop ends). Cut off, it is claimed again after its
-        // lease, as anything cut off mid-send is.
-        while let Some(more) = handed.recv().await {
-            waiting = Some(Handed::merge(waiting, more));
-        }
-        while let Some(batch) = self.take_batch(&mut waiting, most) {
-            self.deliver_batch(batch.entries, batch.claimed_at, stopping.clone())
-                .await;
+        // is in, is sent within the stop's grace, as it comes (the
+        // hand-over closes when the notifier loop ends). Cut off, it is
+        // claimed again after its lease, as anything cut off mid-send is.
+        loop {
+            while let Ok(more) = handed.try_recv() {
+                waiting.push(more);
+            }
+            if let Some(batch) = take(&mut waiting) {
+                self.deliver_batch(batch.entries, batch.claimed_at, stopping.clone())
+                    .await;
+                continue;
+            }
+            match handed.recv().await {
+                Some(more) => waiting.push(more),
+                None => break,
+            }
         }
     }
 
@@ -370,21 +370,6 @@ impl Dispatcher {
                 Vec::new()
             }
         }
-    }
-
-    /// Up to `most` of the entries handed over, the rest left waiting.
-    fn take_batch(&self, waiting: &mut Option<Handed>, most: usize) -> Option<Handed> {
-        let mut batch = waiting.take()?;
-        if batch.entries.len() > most {
-            let rest = batch.entries.split_off(most);
-            *waiting = Some(Handed {
-                claimed_at: batch.claimed_at,
-                entries: rest,
-            });
-        }
-        self.handed_waiting
-            .fetch_sub(batch.entries.len(), Ordering::Relaxed);
-        Some(batch)
     }
 
     /// Sends entries claimed (no later than `claimed_at`) for this node,

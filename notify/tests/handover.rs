@@ -11,6 +11,7 @@ use carewatch_core::condition::{ReportedCondition, StatusSnapshot};
 use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::installation::Product;
 use carewatch_notify::DispatcherOptions;
+use carewatch_notify::testing::http::Reply;
 use world::{WAIT, World};
 
 /// An installation of the world's reseller reporting a full recording
@@ -75,4 +76,50 @@ async fn what_a_step_queues_is_sent_without_looking_at_the_outbox_again() {
         .await
         .expect("stops")
         .expect("task");
+}
+
+/// A backlog in the outbox (channel tests, claimed two at a time and each
+/// answered after 150 ms) does not hold up what the notifier hands over:
+/// claims and hand-overs take turns, so the step's notification goes out
+/// among the first few, not after the whole backlog.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_in_the_outbox_does_not_hold_up_what_a_step_hands_over() {
+    let world = World::new().await;
+    let slc = a_critical_installation(&world).await;
+    world.carewatch.notify_step().await.expect("step");
+    world.clock.advance(Duration::from_secs(121));
+    const BACKLOG: usize = 20;
+    for _ in 0..BACKLOG {
+        world
+            .carewatch
+            .test_channel(&world.admin, &world.channel)
+            .await
+            .expect("test queued");
+        world.clock.advance(Duration::from_millis(1));
+    }
+    world
+        .receiver
+        .plan((0..=BACKLOG).map(|_| Reply::status(200).after(Duration::from_millis(150))));
+
+    let (stop, _task) = world.dispatch_with(DispatcherOptions {
+        batch: 2,
+        concurrency: 1,
+        ..DispatcherOptions::default()
+    });
+    let got = world.receiver.wait_for(BACKLOG + 1, WAIT * 2).await;
+    assert_eq!(got.len(), BACKLOG + 1);
+    let position = got
+        .iter()
+        .position(|r| {
+            r.header("idempotency-key")
+                .is_some_and(|key| key.contains(slc.as_str()))
+        })
+        .expect("the step's notification arrived");
+    assert!(
+        position < 8,
+        "the step's notification was request {} of {}",
+        position + 1,
+        got.len()
+    );
+    let _ = stop.send(());
 }
