@@ -101,7 +101,7 @@ async fn a_backlog_in_the_outbox_does_not_hold_up_what_a_step_hands_over() {
         .receiver
         .plan((0..=BACKLOG).map(|_| Reply::status(200).after(Duration::from_millis(150))));
 
-    let (stop, _task) = world.dispatch_with(DispatcherOptions {
+    let (stop, task) = world.dispatch_with(DispatcherOptions {
         batch: 2,
         concurrency: 1,
         ..DispatcherOptions::default()
@@ -122,4 +122,8 @@ async fn a_backlog_in_the_outbox_does_not_hold_up_what_a_step_hands_over() {
         got.len()
     );
     let _ = stop.send(());
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("stops")
+        .expect("task");
 }
