@@ -14,7 +14,7 @@ use carewatch_core::notification::{ChannelId, OutboxFilter};
 use carewatch_notify::testing::http::Reply;
 use carewatch_notify::{Dispatcher, DispatcherOptions, Sender, SenderOptions};
 use tokio::sync::oneshot;
-use world::{WAIT, World, unix_now};
+use world::{WAIT, World, stop_within, unix_now};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_receiver_failing_three_times_gets_it_the_fourth_with_the_same_key() {
@@ -83,11 +83,7 @@ async fn a_receiver_failing_three_times_gets_it_the_fourth_with_the_same_key() {
         .expect("channels");
     assert_eq!(views[0].record.status.failures_in_a_row, 0);
     assert!(views[0].record.status.last_attempt_at.is_some());
-    let _ = stop.send(());
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("the dispatcher stops")
-        .expect("task");
+    stop_within(stop, task, WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,11 +160,7 @@ async fn an_entry_cut_off_mid_send_is_sent_again_after_its_lease() {
         .expect("test queued");
     let (stop, task) = world.dispatch(Duration::ZERO);
     assert_eq!(world.receiver.wait_for(1, WAIT).await.len(), 1);
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(2), task)
-        .await
-        .expect("stops without waiting for the answer")
-        .expect("task");
+    stop_within(stop, task, Duration::from_secs(2)).await;
     let entry = world.entry_when(|_| true).await;
     assert_eq!(
         entry.attempts, 0,
@@ -198,7 +190,7 @@ async fn an_entry_cut_off_mid_send_is_sent_again_after_its_lease() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dispatcher_on_its_own_thread_delivers_and_stops() {
     let world = World::new().await;
-    queue_tests(&world, 1).await;
+    world.queue_tests(1).await;
     let dispatcher = Dispatcher::new(
         world.carewatch.clone(),
         Arc::new(Sender::new(SenderOptions::default()).expect("sender")),
@@ -249,11 +241,7 @@ async fn the_dispatcher_runs_the_notifier_and_stops_on_shutdown() {
         .await
         .expect("lease");
     assert_eq!(other, None, "the notifier never ran");
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(6), task)
-        .await
-        .expect("stops")
-        .expect("task");
+    stop_within(stop, task, Duration::from_secs(6)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -375,7 +363,7 @@ async fn many_entries_are_each_delivered_once_with_every_outcome_recorded() {
         })
         .collect();
     world.receiver.plan(plan);
-    queue_tests(&world, 40).await;
+    world.queue_tests(40).await;
     let (stop, _task) = world.dispatch_with(DispatcherOptions {
         batch: 16,
         concurrency: 4,
@@ -460,11 +448,7 @@ async fn delivered_notifications_are_deleted_after_the_retention() {
         .expect("test queued");
     let (stop, task) = world.dispatch(Duration::from_secs(5));
     world.entry_when(|e| e.delivered_at.is_some()).await;
-    let _ = stop.send(());
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("the dispatcher stops")
-        .expect("task");
+    stop_within(stop, task, WAIT).await;
     // One more (a test names its instant), never sent: pending stays
     // however old.
     world.clock.advance(Duration::from_secs(1));
@@ -527,19 +511,6 @@ async fn recorded_and_delivered(world: &World) -> (usize, usize) {
     )
 }
 
-/// Queues `n` test notifications on the world's channel.
-async fn queue_tests(world: &World, n: usize) {
-    for _ in 0..n {
-        world
-            .carewatch
-            .test_channel(&world.admin, &world.channel)
-            .await
-            .expect("test queued");
-        // A test's key is its instant: one per millisecond.
-        world.clock.advance(Duration::from_millis(1));
-    }
-}
-
 /// Ten test notifications sent one at a time, outcomes gathered for
 /// `gather`: the first nine answered at once, the tenth held `held`. Returns
 /// once the tenth was received (and is being held).
@@ -548,7 +519,7 @@ async fn nine_sent_and_one_held(held: Duration, gather: Duration) -> (World, one
     let mut plan: Vec<Reply> = (0..9).map(|_| Reply::status(200)).collect();
     plan.push(Reply::status(200).after(held));
     world.receiver.plan(plan);
-    queue_tests(&world, 10).await;
+    world.queue_tests(10).await;
     let (stop, _task) = world.dispatch_with(DispatcherOptions {
         concurrency: 1,
         gather,
@@ -585,7 +556,7 @@ async fn a_stop_writes_gathered_outcomes() {
         Reply::status(200),
         Reply::status(200).after(Duration::from_secs(30)),
     ]);
-    queue_tests(&world, 2).await;
+    world.queue_tests(2).await;
     let (stop, task) = world.dispatch_with(DispatcherOptions {
         concurrency: 1,
         // Longer than the test; with the longest attempt (30 s) still
@@ -597,11 +568,7 @@ async fn a_stop_writes_gathered_outcomes() {
     assert_eq!(world.receiver.wait_for(2, WAIT).await.len(), 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(recorded_and_delivered(&world).await, (0, 0), "gathering");
-    let _ = stop.send(());
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("stops within its grace")
-        .expect("task");
+    stop_within(stop, task, WAIT).await;
     assert_eq!(
         recorded_and_delivered(&world).await,
         (1, 1),

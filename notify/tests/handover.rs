@@ -12,7 +12,7 @@ use carewatch_core::ids::{RecordingServerId, Slc};
 use carewatch_core::installation::Product;
 use carewatch_notify::DispatcherOptions;
 use carewatch_notify::testing::http::Reply;
-use world::{WAIT, World};
+use world::{WAIT, World, stop_within};
 
 /// An installation of the world's reseller reporting a full recording
 /// drive (Critical), told about on the world's channel once held 2 min.
@@ -71,11 +71,7 @@ async fn what_a_step_queues_is_sent_without_looking_at_the_outbox_again() {
     assert_eq!(got[0].header("idempotency-key"), Some(entry.key.as_str()));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(world.receiver.count(), 1, "sent once");
-    let _ = stop.send(());
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("stops")
-        .expect("task");
+    stop_within(stop, task, WAIT).await;
 }
 
 /// A backlog in the outbox (channel tests, claimed two at a time and each
@@ -89,14 +85,7 @@ async fn a_backlog_in_the_outbox_does_not_hold_up_what_a_step_hands_over() {
     world.carewatch.notify_step().await.expect("step");
     world.clock.advance(Duration::from_secs(121));
     const BACKLOG: usize = 20;
-    for _ in 0..BACKLOG {
-        world
-            .carewatch
-            .test_channel(&world.admin, &world.channel)
-            .await
-            .expect("test queued");
-        world.clock.advance(Duration::from_millis(1));
-    }
+    world.queue_tests(BACKLOG).await;
     world
         .receiver
         .plan((0..=BACKLOG).map(|_| Reply::status(200).after(Duration::from_millis(150))));
@@ -121,9 +110,5 @@ async fn a_backlog_in_the_outbox_does_not_hold_up_what_a_step_hands_over() {
         position + 1,
         got.len()
     );
-    let _ = stop.send(());
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("stops")
-        .expect("task");
+    stop_within(stop, task, WAIT).await;
 }

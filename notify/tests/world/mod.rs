@@ -152,3 +152,31 @@ pub fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+impl World {
+    /// Queues `n` test notifications on the world's channel.
+    pub async fn queue_tests(&self, n: usize) {
+        for _ in 0..n {
+            self.carewatch
+                .test_channel(&self.admin, &self.channel)
+                .await
+                .expect("test queued");
+            // A test's key is its instant: one per millisecond.
+            self.clock.advance(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Stops a dispatcher started by [`World::dispatch`] and waits for it,
+/// at most `within`.
+pub async fn stop_within(
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    within: Duration,
+) {
+    let _ = stop.send(());
+    tokio::time::timeout(within, task)
+        .await
+        .expect("the dispatcher stops in time")
+        .expect("the dispatcher's task ended cleanly");
+}
