@@ -12,9 +12,11 @@
 //! signatures, chat and email formatting, TLS). The dispatcher's store
 //! calls run on the server's runtime
 //! ([`carewatch_notify::DispatcherOptions::store_runtime`]): the notifier's
-//! reads and commits, claims and outcomes keep ingest's priority and its
-//! database connections, and never hold SQLite's write lock from a thread
-//! the scheduler holds back. A panic there (a bug in the rules or in
+//! commits, claims and outcomes keep ingest's priority and its database
+//! connections, and never hold SQLite's write lock from a thread the
+//! scheduler holds back. The notifier's reads run here when the store
+//! allows it (SQLite: [`carewatch_core::store::Store::reads_may_run_anywhere`]),
+//! on blocking threads this thread starts, which inherit its priority. A panic there (a bug in the rules or in
 //! sending) is caught: by the dispatcher for one step or one attempt, here
 //! for anything else, and the work starts again.
 
@@ -220,6 +222,28 @@ mod tests {
         .expect("the stop ends the pause");
         assert_eq!(runs, 1);
         stopper.await.expect("stopper");
+    }
+
+    /// The notifier's SQLite reads run on the blocking threads of the
+    /// notification thread's runtime: they must be held back as it is.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn blocking_work_started_from_a_lowered_thread_runs_at_its_priority() {
+        let before = this_threads_nice();
+        let (own, blocking) = std::thread::spawn(move || {
+            lower_this_threads_priority(5).expect("lowered");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            let blocking = runtime
+                .block_on(runtime.spawn_blocking(this_threads_nice))
+                .expect("blocking work ran");
+            (this_threads_nice(), blocking)
+        })
+        .join()
+        .expect("the thread ran");
+        assert_eq!(own, (before + 5).min(19));
+        assert_eq!(blocking, own, "blocking threads inherit the priority");
     }
 
     #[cfg(target_os = "linux")]

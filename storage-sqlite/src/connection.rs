@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use carewatch_core::{Error, Result};
@@ -174,15 +174,35 @@ impl SqliteStore {
             .map_err(closed)?;
         run_blocking(move || {
             let _turn = turn;
-            let index = shared.next_reader.fetch_add(1, Ordering::Relaxed) % shared.readers.len();
-            let conn = shared.readers[index]
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let conn = shared.free_reader();
             let _snapshot = Transaction::begin(&conn, "BEGIN DEFERRED").map_err(map_err)?;
             f(&conn)
         })
         .await
         .map_err(|e| diagnose(&self.shared.path, e))
+    }
+}
+
+impl Shared {
+    /// A reader connection nobody is using, trying them in turn from the
+    /// next one. A caller holds a reader permit (one per connection) and
+    /// each permit holder at most one connection, so one is free: a read
+    /// never waits behind another that the scheduler holds back (the
+    /// notifier's, on the low-priority notification thread).
+    fn free_reader(&self) -> MutexGuard<'_, Connection> {
+        let count = self.readers.len();
+        let first = self.next_reader.fetch_add(1, Ordering::Relaxed) % count;
+        for offset in 0..count {
+            match self.readers[(first + offset) % count].try_lock() {
+                Ok(conn) => return conn,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        // Not reached while permits and connections are as many: wait then.
+        self.readers[first]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

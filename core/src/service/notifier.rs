@@ -10,7 +10,8 @@
 //! (the server's) and the rules and payloads where it is called (the
 //! low-priority notification thread of `carewatch serve`): an outage's
 //! thousands of notifications then take from ingest's CPU only their
-//! store work.
+//! store work, and only its writes where the store lets reads run on the
+//! calling thread's runtime ([`Store::reads_may_run_anywhere`]).
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -151,7 +152,7 @@ impl Carewatch {
             .collect();
         let mut states: BTreeMap<(ChannelId, Slc), Phase> = BTreeMap::new();
         let (known, due) = store
-            .call(move |s| async move {
+            .read(move |s| async move {
                 let known = s.notification_states(&keys).await?;
                 Ok((known, s.due_notification_states(now, DUE_PER_STEP).await?))
             })
@@ -358,6 +359,21 @@ impl StoreCalls<'_> {
         run_on(self.runtime, call(self.store.clone())).await
     }
 
+    /// Runs a read here, at the calling thread's priority, when the store
+    /// allows it ([`Store::reads_may_run_anywhere`]); like [`Self::call`]
+    /// otherwise. An outage's installation and state reads are then
+    /// background work too, not ingest's.
+    async fn read<T, F>(&self, read: impl FnOnce(Arc<dyn Store>) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let runtime = self
+            .runtime
+            .filter(|_| !self.store.reads_may_run_anywhere());
+        run_on(runtime, read(self.store.clone())).await
+    }
+
     /// Commits `commit`.
     async fn commit(&self, commit: NotifierCommit) -> Result<Committed> {
         self.call(move |s| async move { s.commit_notifications(commit).await })
@@ -384,7 +400,7 @@ async fn installations<'a>(
         .map(|(reseller, slcs)| (reseller.clone(), slcs.into_iter().cloned().collect()))
         .collect();
     store
-        .call(move |s| async move {
+        .read(move |s| async move {
             let mut found = Installations::new();
             for (reseller, slcs) in by_reseller {
                 let details = s.installation_details(&reseller, &slcs).await?;

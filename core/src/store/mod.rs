@@ -369,6 +369,18 @@ impl InstallationDetail {
 /// and, for shared databases, between processes.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
+    /// Whether a read may run on the caller's runtime, and so on threads at
+    /// the caller's CPU priority, instead of being sent to the server's
+    /// runtime with [`run_on`]. True only when a read holds nothing bound to
+    /// a runtime, and nothing a caller at the server's priority would wait
+    /// for while the scheduler holds the read back. The default is false:
+    /// PostgreSQL's pooled connections belong to the runtime that opened
+    /// them. SQLite's reads are blocking work on a reader connection that
+    /// nobody else is using: true.
+    fn reads_may_run_anywhere(&self) -> bool {
+        false
+    }
+
     // ----- resellers and operators ---------------------------------------
 
     /// Creates a reseller with its token hash. `AlreadyExists` if the id is taken.

@@ -111,6 +111,49 @@ fn the_notifiers_store_calls_run_on_the_store_runtime() {
     assert!(here.leader, "{here:?}");
 }
 
+/// Threads of this process named `name` (at most 15 characters, as
+/// `/proc` keeps them).
+#[cfg(target_os = "linux")]
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("this process's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+/// On SQLite the notifier's reads run where the step is called (at the
+/// notification thread's priority): the calling runtime starts blocking
+/// threads of its own for them, while the lease and the commit still go
+/// to the server's runtime.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_notifiers_sqlite_reads_run_on_the_calling_runtime() {
+    const CALLERS: &str = "notifier-reads";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("the-servers-runtime")
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let carewatch = carewatch_on(&server, dir.path());
+    let own = tokio::runtime::Builder::new_current_thread()
+        .thread_name(CALLERS)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    assert_eq!(threads_named(CALLERS), 0);
+    let step = own
+        .block_on(carewatch.notify_step_on(Some(server.handle()), None))
+        .expect("a step");
+    assert!(step.leader, "{step:?}");
+    assert!(
+        threads_named(CALLERS) > 0,
+        "the step's reads ran on the calling runtime's blocking threads"
+    );
+}
+
 #[test]
 fn jitter_is_in_range() {
     for _ in 0..1000 {

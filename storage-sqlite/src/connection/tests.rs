@@ -320,3 +320,50 @@ async fn a_transaction_left_open_is_rolled_back_by_the_next_one() {
         "what the open transaction did is rolled back"
     );
 }
+
+/// Lets a held read go when dropped, so a failing test does not leave its
+/// blocking thread (and the runtime's shutdown) waiting forever.
+struct Release(std::sync::mpsc::Sender<()>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// A read that the scheduler holds back (the notifier's, on the
+/// low-priority notification thread; here one that blocks) keeps only its
+/// own connection: every read after it takes a free one, though the turn
+/// comes round to the held connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_back_read_does_not_hold_up_the_reads_after_it() {
+    let (_dir, store) = open_store().await;
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let release = Release(release);
+    let (started, has_started) = tokio::sync::oneshot::channel();
+    let held_read = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .read(move |_| {
+                    let _ = started.send(());
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+        }
+    });
+    has_started.await.expect("the held read started");
+    for n in 0..super::READERS * 2 {
+        let read = store.read(|conn| {
+            conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
+                .map_err(crate::codec::map_err)
+        });
+        let one = tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .unwrap_or_else(|_| panic!("read {n} waited for the held one"));
+        assert_eq!(one.expect("read"), 1);
+    }
+    drop(release);
+    held_read.await.expect("joined").expect("the held read");
+}

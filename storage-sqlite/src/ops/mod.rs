@@ -47,6 +47,14 @@ use crate::SqliteStore;
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// A read is blocking work on the calling runtime's blocking threads
+    /// (which inherit the caller's priority) over a reader connection that
+    /// nobody else is using. Held back, it blocks no other reader and not
+    /// the writer (WAL); a checkpoint only waits to pass its snapshot.
+    fn reads_may_run_anywhere(&self) -> bool {
+        true
+    }
+
     async fn create_reseller(&self, reseller: &Reseller, token: &TokenHash) -> Result<()> {
         let (reseller, token) = (reseller.clone(), token.clone());
         self.write(move |tx| admin::create_reseller(tx, &reseller, &token))
