@@ -18,7 +18,9 @@
 //! what was gathered at once. A claim outlives the longest batch, so nobody
 //! else sends an entry while this node does; a node that dies mid-send
 //! loses its claim when the lease ends and the entry is claimed again:
-//! delivered at least once, each attempt with the same idempotency key.
+//! delivered at least once, each attempt with the same idempotency key. A
+//! node that stops releases what it claimed and did not finish, for any
+//! node (itself restarted) to send at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -70,8 +72,9 @@ pub struct DispatcherOptions {
     /// Whether this dispatcher also runs the notifier (the change feed →
     /// outbox step; one node at a time does the work, under its own lease).
     pub notifier: bool,
-    /// How long a stop waits for deliveries in flight (those cut off are
-    /// claimed again after their lease, by this node or another).
+    /// How long a stop waits for deliveries in flight. Those cut off, and
+    /// anything else this node claimed and did not finish, are released
+    /// when it stops: any node sends them again at once.
     pub shutdown_grace: Duration,
     /// The runtime the dispatcher's store calls (the notifier's reads and
     /// commits, claims, outcomes) run on, when the dispatcher runs on
@@ -166,7 +169,7 @@ impl Dispatcher {
     }
 
     /// Runs until `shutdown` completes, then waits up to the shutdown grace
-    /// for deliveries in flight.
+    /// for deliveries in flight and releases this node's unfinished claims.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
         let (stop, stopping) = watch::channel(false);
         let (hand, handed) = mpsc::unbounded_channel();
@@ -184,13 +187,26 @@ impl Dispatcher {
             () = &mut work => return,
         }
         let _ = stop.send(true);
-        if tokio::time::timeout(self.options.shutdown_grace, &mut work)
+        let cut_off = tokio::time::timeout(self.options.shutdown_grace, &mut work)
             .await
-            .is_err()
-        {
-            tracing::info!(
-                "deliveries still in flight at shutdown are sent again after their lease"
-            );
+            .is_err();
+        // What this node claimed and did not finish (cut off, skipped as too
+        // late, or its outcome unwritten) is anyone's again now, not after
+        // its lease: a rolling restart does not hold notifications back.
+        let released = self
+            .on_store(|c| async move { c.release_deliveries().await })
+            .await;
+        match released {
+            Ok(0) => {}
+            Ok(entries) => tracing::info!(
+                entries,
+                cut_off,
+                "notifications this node claimed and did not finish are released to be sent again"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "releasing this node's unsent notifications failed; they are sent again after their lease"
+            ),
         }
     }
 
@@ -334,7 +350,7 @@ impl Dispatcher {
         // Stopping: what the notifier claimed, up to the end of the step it
         // is in, is sent within the stop's grace, as it comes (the
         // hand-over closes when the notifier loop ends). Cut off, it is
-        // claimed again after its lease, as anything cut off mid-send is.
+        // released when the stop ends, as anything cut off mid-send is.
         loop {
             while let Ok(more) = handed.try_recv() {
                 waiting.push(more);

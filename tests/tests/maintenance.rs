@@ -403,6 +403,10 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.enqueue_notifications(entries).await
     }
+    async fn release_claims(&self, node: &str) -> Result<u64> {
+        self.check().await?;
+        self.inner.release_claims(node).await
+    }
     async fn claim_deliveries(
         &self,
         node: &str,

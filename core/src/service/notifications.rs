@@ -302,6 +302,16 @@ impl Carewatch {
             .await
     }
 
+    /// Ends this node's claims on entries it has not sent (delivery, when
+    /// it stops): another node, or this one restarted, sends them at once
+    /// instead of after their lease. Returns how many.
+    pub async fn release_deliveries(&self) -> Result<u64> {
+        self.inner
+            .store
+            .release_claims(&self.inner.config.node_id)
+            .await
+    }
+
     /// Records how an attempt ended (delivery).
     pub async fn finish_delivery(&self, id: u64, outcome: &DeliveryOutcome) -> Result<()> {
         self.inner

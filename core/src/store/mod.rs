@@ -686,6 +686,12 @@ pub trait Store: Send + Sync + fmt::Debug {
         lease: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>>;
+    /// Ends every claim `node` holds on pending entries: a stopping node's
+    /// unsent ones, whether it never started them or its stop cut them off.
+    /// Any node may then claim them at once, as due as they were (attempts
+    /// and next attempt unchanged); other nodes' claims, delivered and
+    /// given-up entries are left alone. Returns how many were released.
+    async fn release_claims(&self, node: &str) -> Result<u64>;
     /// Records how attempts ended, in the order they ended, in one
     /// transaction: each only if `node` still claims its entry (no other
     /// node claimed it since) and it is still pending (else nothing):

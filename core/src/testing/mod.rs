@@ -130,6 +130,7 @@ macro_rules! __conformance_test_list {
             notifier_commits_are_atomic_and_conditional,
             a_notifier_commit_can_claim_what_it_queues,
             deliveries_are_claimed_by_one_node_at_a_time,
+            a_stopping_node_releases_its_unsent_claims,
             delivery_outcomes_are_recorded_once_by_the_claiming_node,
             a_batch_of_outcomes_is_recorded_as_one_by_one,
             a_transfer_moves_an_installation_to_another_reseller_at_once,

@@ -559,6 +559,11 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn release_claims(&self, node: &str) -> Result<u64> {
+        self.write(node, |c, node| Box::pin(outbox::release_claims(c, node)))
+            .await
+    }
+
     async fn finish_deliveries(
         &self,
         node: &str,

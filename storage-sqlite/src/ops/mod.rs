@@ -472,6 +472,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn release_claims(&self, node: &str) -> Result<u64> {
+        let node = node.to_owned();
+        self.write(move |tx| outbox::release_claims(tx, &node))
+            .await
+    }
+
     async fn finish_deliveries(
         &self,
         node: &str,

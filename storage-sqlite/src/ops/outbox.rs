@@ -72,6 +72,18 @@ pub(crate) fn claim_deliveries(
     Ok(out)
 }
 
+pub(crate) fn release_claims(tx: &Connection, node: &str) -> Result<u64> {
+    // Pending entries only: the claim of a finished one is ended already.
+    let released = tx
+        .prepare_cached(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
+             WHERE claimed_by = ?1 AND delivered_at IS NULL AND failed_at IS NULL",
+        )
+        .and_then(|mut stmt| stmt.execute([node]))
+        .map_err(map_err)?;
+    Ok(released as u64)
+}
+
 pub(crate) fn finish_deliveries(
     tx: &Connection,
     node: &str,

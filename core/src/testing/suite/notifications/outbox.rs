@@ -532,3 +532,50 @@ pub(crate) async fn the_outbox_lists_a_resellers_entries_newest_first(
             .is_empty()
     );
 }
+
+/// A stopping node releases its claims on what it has not sent: any node
+/// claims those at once, as they were (attempts unchanged); another node's
+/// claim and a delivered entry are left as they are.
+pub(crate) async fn a_stopping_node_releases_its_unsent_claims(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let store = &fx.store;
+    let alpha = fx.reseller("alpha").await;
+    let ch = channel(1, &alpha, START);
+    create_channel(store, &ch).await;
+    for (i, key) in ["e0", "e1", "e2", "e3"].iter().enumerate() {
+        enqueue(store, &[entry(&ch, key, None, t(i as u64))]).await;
+    }
+    let now = t(10);
+    let mine = claim(store, "node-1", now, 3).await;
+    assert_eq!(keys(&mine), ["e0", "e1", "e2"]);
+    finish(store, &mine[0], "node-1", DeliveryOutcome::Delivered, now).await;
+    let theirs = claim(store, "node-2", now, 10).await;
+    assert_eq!(keys(&theirs), ["e3"]);
+
+    let released = store.release_claims("node-1").await.expect("released");
+    assert_eq!(released, 2, "e1 and e2; e0 was delivered");
+    let retaken = claim(store, "node-3", now, 10).await;
+    assert_eq!(
+        keys(&retaken),
+        ["e1", "e2"],
+        "claimable at once, oldest first; e3 is still node-2's"
+    );
+    assert!(retaken.iter().all(|e| e.attempts == 0), "{retaken:?}");
+    assert_eq!(
+        store.release_claims("node-1").await.expect("released"),
+        0,
+        "nothing of node-1's is claimed any more"
+    );
+    finish(store, &theirs[0], "node-2", DeliveryOutcome::Delivered, now).await;
+    let pending = outbox_of(store, &alpha, OutboxFilter::Pending).await;
+    let mut pending = keys(&pending);
+    pending.sort_unstable();
+    assert_eq!(
+        pending,
+        ["e1", "e2"],
+        "node-2 still held e3 and delivered it"
+    );
+}

@@ -1,0 +1,51 @@
+//! A dispatcher's stop: what it claimed and did not finish is anyone's
+//! again at once.
+
+mod world;
+
+use std::time::Duration;
+
+use carewatch_notify::testing::http::Reply;
+use world::{WAIT, World, stop_within};
+
+/// An attempt a stop cuts off is released: the node started again (the
+/// same Carewatch, so the same node id) sends it at once, with the same
+/// idempotency key. The clock here does not move, so without the release
+/// the entry would stay claimed by the stopped node for its whole lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_stop_cuts_off_is_sent_at_once_after_a_restart() {
+    let world = World::new().await;
+    world.receiver.plan([
+        Reply::status(200).after(Duration::from_secs(30)),
+        Reply::status(200),
+    ]);
+    world.queue_tests(1).await;
+    let (stop, task) = world.dispatch(Duration::from_millis(200));
+    assert_eq!(
+        world.receiver.wait_for(1, WAIT).await.len(),
+        1,
+        "the first attempt began"
+    );
+    stop_within(stop, task, WAIT).await;
+    assert!(
+        world.outbox().await[0].delivered_at.is_none(),
+        "cut off, not recorded"
+    );
+
+    let (stop, task) = world.dispatch(Duration::from_secs(1));
+    let received = world.receiver.wait_for_accepted(1, WAIT).await;
+    assert_eq!(received.len(), 2, "sent again: {received:?}");
+    assert_eq!(received[1].answered, Some(200));
+    let delivered = world.entry_when(|e| e.delivered_at.is_some()).await;
+    for request in &received {
+        assert_eq!(
+            request.header("idempotency-key"),
+            Some(delivered.key.as_str())
+        );
+    }
+    assert_eq!(
+        delivered.attempts, 1,
+        "the cut-off attempt was never recorded"
+    );
+    stop_within(stop, task, WAIT).await;
+}
