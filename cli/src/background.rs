@@ -14,9 +14,10 @@
 //! ([`carewatch_notify::DispatcherOptions::store_runtime`]): the notifier's
 //! commits, claims and outcomes keep ingest's priority and its database
 //! connections, and never hold SQLite's write lock from a thread the
-//! scheduler holds back. The notifier's reads run here when the store
-//! allows it (SQLite: [`carewatch_core::store::Store::reads_may_run_anywhere`]),
-//! on blocking threads this thread starts, which inherit its priority. A panic there (a bug in the rules or in
+//! scheduler holds back. The notifier's reads run here when the store has
+//! a view for them ([`carewatch_core::store::Store::for_background_reads`]:
+//! SQLite, on a reader connection of their own), on blocking threads this
+//! thread starts, which inherit its priority. A panic there (a bug in the rules or in
 //! sending) is caught: by the dispatcher for one step or one attempt, here
 //! for anything else, and the work starts again.
 
@@ -85,6 +86,11 @@ pub fn spawn_dispatcher(
                         .await;
                 }
             }));
+            // Ended before saying so: the store's last handle (a read still
+            // running on this runtime's blocking threads) goes with them,
+            // and the server's closes the database cleanly.
+            drop(runtime);
+            drop(carewatch);
             let _ = done.send(());
         })?;
     Ok(finished)

@@ -22,29 +22,31 @@
 //! node that stops releases what it claimed and did not finish, for any
 //! node (itself restarted) to send at once.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use carewatch_core::notification::delivery::retry_after_asked;
-use carewatch_core::notification::{ChannelId, DeliveryOutcome, OutboxEntry};
+use carewatch_core::notification::{DeliveryOutcome, OutboxEntry};
 use carewatch_core::store::run_on;
-use carewatch_core::{Carewatch, Error, OpenedChannel};
+use carewatch_core::{Carewatch, Error};
 use futures::{FutureExt, StreamExt};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
-use crate::sender::{Attempt, Sender};
+use crate::sender::Sender;
 
+mod attempt;
+mod claims;
 mod handover;
 mod support;
 
+use attempt::{ChannelCache, ChannelFor};
+use claims::{InFlight, Unfinished};
 use handover::{Handed, HandedQueue};
+use support::LogLimit;
 pub use support::panic_message;
-use support::{LogLimit, jitter};
 
 /// How the dispatcher runs.
 #[derive(Debug, Clone)]
@@ -76,14 +78,16 @@ pub struct DispatcherOptions {
     /// anything else this node claimed and did not finish, are released
     /// when it stops: any node sends them again at once.
     pub shutdown_grace: Duration,
-    /// The runtime the dispatcher's store calls (the notifier's reads and
-    /// commits, claims, outcomes) run on, when the dispatcher runs on
-    /// another (`carewatch serve` gives it a thread of its own at a lower
-    /// CPU priority, for the notifier's rules and payloads and for
-    /// sending). They are spawned there, so the
-    /// database connections they open belong to the server's runtime: a
-    /// pooled PostgreSQL connection is then never driven by the
-    /// dispatcher's thread, nor lost when that thread's runtime stops.
+    /// The runtime the dispatcher's store calls (the notifier's commits,
+    /// claims, outcomes, and its reads unless the store has a view for
+    /// them here: [`carewatch_core::store::Store::for_background_reads`])
+    /// run on, when the dispatcher runs on another (`carewatch serve`
+    /// gives it a thread of its own at a lower CPU priority, for the
+    /// notifier's rules and payloads and for sending). They are spawned
+    /// there, so the database connections they open belong to the
+    /// server's runtime: a pooled PostgreSQL connection is then never
+    /// driven by the dispatcher's thread, nor lost when that thread's
+    /// runtime stops.
     pub store_runtime: Option<Handle>,
 }
 
@@ -111,39 +115,19 @@ pub struct Dispatcher {
     channels: Mutex<ChannelCache>,
     claim_errors: LogLimit,
     notifier_errors: LogLimit,
+    /// What this node claimed and has not finished: released at the stop.
+    unfinished: Arc<Unfinished>,
+    /// The store calls running, which the release waits for.
+    in_flight: Arc<InFlight>,
 }
 
-#[derive(Debug, Default)]
-struct ChannelCache {
-    /// Each channel opened on its own, or why it cannot be.
-    opened: HashMap<ChannelId, Opened>,
-    loaded: Option<Instant>,
-}
-
-/// A channel opened, or why it cannot be.
-type Opened = Result<Arc<OpenedChannel>, String>;
-
-/// The channel of an entry, as far as delivery knows it.
-#[derive(Debug, Clone)]
-enum ChannelFor {
-    /// Opened: send.
-    Open(Arc<OpenedChannel>),
-    /// Gone: deleting a channel gives its entries up; one claimed meanwhile
-    /// is given up here.
-    Deleted,
-    /// This channel cannot be opened (sealed under another master key, or
-    /// damaged); the others are not held up by it.
-    Unopenable(String),
-    /// The channels could not be read at all.
-    Unreadable(String),
-}
-
-/// How long opened channels are reused before they are read again.
-const CHANNELS_FRESH: Duration = Duration::from_secs(10);
+/// How long a stop's release waits for store calls still running.
+const RELEASE_WAITS_AT_MOST: Duration = Duration::from_secs(2);
 
 impl Dispatcher {
     /// A dispatcher for `carewatch`, sending with `sender`.
     pub fn new(carewatch: Carewatch, sender: Arc<Sender>, options: DispatcherOptions) -> Self {
+        let unfinished = Arc::new(Unfinished::new(options.lease));
         Self {
             carewatch,
             sender,
@@ -151,6 +135,8 @@ impl Dispatcher {
             channels: Mutex::default(),
             claim_errors: LogLimit::default(),
             notifier_errors: LogLimit::default(),
+            unfinished,
+            in_flight: Arc::default(),
         }
     }
 
@@ -161,10 +147,13 @@ impl Dispatcher {
         F: Future<Output = carewatch_core::Result<T>> + Send + 'static,
         T: Send + 'static,
     {
-        run_on(
-            self.options.store_runtime.as_ref(),
-            call(self.carewatch.clone()),
-        )
+        let call = call(self.carewatch.clone());
+        let in_flight = self.in_flight.enter();
+        run_on(self.options.store_runtime.as_ref(), async move {
+            // Until the call ends, even if this caller stops waiting.
+            let _in_flight = in_flight;
+            call.await
+        })
         .await
     }
 
@@ -175,37 +164,65 @@ impl Dispatcher {
         let (hand, handed) = mpsc::unbounded_channel();
         // Entries handed over that delivery has not taken yet.
         let handed_waiting = AtomicUsize::new(0);
-        let work = async {
+        let mut work = Box::pin(async {
             tokio::join!(
                 self.deliver_loop(stopping.clone(), handed, &handed_waiting),
                 self.notifier_loop(stopping, hand, &handed_waiting)
             );
+        });
+        tokio::pin!(shutdown);
+        let finished = tokio::select! {
+            () = &mut shutdown => false,
+            () = &mut work => true,
         };
-        tokio::pin!(work, shutdown);
-        tokio::select! {
-            () = &mut shutdown => {}
-            () = &mut work => return,
+        if !finished {
+            let _ = stop.send(true);
+            if tokio::time::timeout(self.options.shutdown_grace, &mut work)
+                .await
+                .is_err()
+            {
+                tracing::info!("deliveries still in flight at shutdown are cut off");
+            }
         }
-        let _ = stop.send(true);
-        let cut_off = tokio::time::timeout(self.options.shutdown_grace, &mut work)
+        // Ended, not paused: nothing of it runs after the release.
+        drop(work);
+        self.release_unfinished().await;
+    }
+
+    /// Releases what this node claimed and did not finish (cut off, left
+    /// out as too late, or its outcome not written), once the store calls
+    /// still running end (an outcome written after the release would be
+    /// lost): another node, or this one restarted, sends it at once, not
+    /// after its lease, so a rolling restart holds no notification back.
+    /// Not known here, so left to run out with their lease: a claim made by
+    /// a notifier commit still running on the store's runtime. A store call
+    /// still running after [`RELEASE_WAITS_AT_MOST`] (a stalled database)
+    /// is not waited for: an outcome it writes after the release finds its
+    /// entry unclaimed and is lost, and the entry is sent again (at least
+    /// once, with the same idempotency key).
+    async fn release_unfinished(&self) {
+        if tokio::time::timeout(RELEASE_WAITS_AT_MOST, self.in_flight.idle())
             .await
-            .is_err();
-        // What this node claimed and did not finish (cut off, skipped as too
-        // late, or its outcome unwritten) is anyone's again now, not after
-        // its lease: a rolling restart does not hold notifications back.
+            .is_err()
+        {
+            tracing::warn!("store calls still running at shutdown; releasing without them");
+        }
+        let ids = self.unfinished.take();
+        if ids.is_empty() {
+            return;
+        }
         let released = self
-            .on_store(|c| async move { c.release_deliveries().await })
+            .on_store(|c| async move { c.release_deliveries(&ids).await })
             .await;
         match released {
             Ok(0) => {}
             Ok(entries) => tracing::info!(
                 entries,
-                cut_off,
-                "notifications this node claimed and did not finish are released to be sent again"
+                "notifications this node claimed and did not finish are released to be sent by any node"
             ),
             Err(e) => tracing::warn!(
                 error = %e,
-                "releasing this node's unsent notifications failed; they are sent again after their lease"
+                "releasing this node's unfinished notifications failed; they are sent again after their lease"
             ),
         }
     }
@@ -220,8 +237,8 @@ impl Dispatcher {
             return;
         }
         while !*stopping.borrow() {
-            // The rules and payloads run here, the store calls on the
-            // store's runtime. A panic in them is one failed step, as an
+            // The rules and payloads run here (and, on SQLite, the reads),
+            // the other store calls on the store's runtime. A panic in them is one failed step, as an
             // error is: deliveries on this thread go on. What a step queues
             // is claimed for this node as it is written, from before the
             // step, and sent at once: no claim of its own. While a batch's
@@ -255,6 +272,7 @@ impl Dispatcher {
                         );
                     }
                     if !step.claimed.is_empty() {
+                        self.unfinished.claimed(&step.claimed, claimed_at);
                         handed_waiting.fetch_add(step.claimed.len(), Ordering::Relaxed);
                         // Cannot fail: the delivery loop holds the receiver
                         // until this loop has ended.
@@ -370,8 +388,15 @@ impl Dispatcher {
     /// Claims due entries for this node; none if the claim failed.
     async fn claim(&self) -> Vec<OutboxEntry> {
         let (lease, batch) = (self.options.lease, self.options.batch);
+        let (unfinished, asked) = (self.unfinished.clone(), Instant::now());
         let claimed = self
-            .on_store(|c| async move { c.claim_deliveries(lease, batch).await })
+            .on_store(|c| async move {
+                let entries = c.claim_deliveries(lease, batch).await?;
+                // Noted within the call, which a stop waits for: a claim
+                // ending after the dispatcher stopped is released too.
+                unfinished.claimed(&entries, asked);
+                Ok(entries)
+            })
             .await;
         match claimed {
             Ok(entries) => {
@@ -464,7 +489,7 @@ impl Dispatcher {
         if too_late > 0 {
             tracing::info!(
                 entries = too_late,
-                "not sent: an attempt now could outlast its claim; they are claimed again after their lease"
+                "not sent: an attempt now could outlast its claim; they are claimed again after their lease, or released when this node stops"
             );
         }
     }
@@ -472,121 +497,23 @@ impl Dispatcher {
     /// Records finished attempts in one store write.
     async fn record_outcomes(&self, finished: Vec<(u64, DeliveryOutcome)>) {
         let count = finished.len();
+        let unfinished = self.unfinished.clone();
         let recorded = self
-            .on_store(|c| async move { c.finish_deliveries(&finished).await })
+            .on_store(|c| async move {
+                c.finish_deliveries(&finished).await?;
+                unfinished.finished(finished.iter().map(|(id, _)| *id));
+                Ok(())
+            })
             .await;
         if let Err(e) = recorded {
-            // The claims run out and the entries are tried again: at
-            // least once.
-            tracing::warn!(entries = count, error = %e, "recording delivery outcomes failed; they will be tried again after their lease");
+            // The claims run out (or are released at the stop) and the
+            // entries are tried again: at least once.
+            tracing::warn!(
+                entries = count,
+                error = %e,
+                "recording delivery outcomes failed; they will be tried again after their lease or this node's stop"
+            );
         }
-    }
-
-    /// One attempt at `entry`, logged; the outcome to record.
-    async fn deliver(&self, entry: OutboxEntry, channel: ChannelFor) -> (u64, DeliveryOutcome) {
-        let attempt = match channel {
-            // A panic while sending is a failed attempt: it counts towards
-            // giving up, and the batch's other outcomes are still written.
-            ChannelFor::Open(channel) => AssertUnwindSafe(self.sender.send(&channel, &entry))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| {
-                    Attempt::Retry(format!(
-                        "sending panicked: {}",
-                        panic_message(panic.as_ref())
-                    ))
-                }),
-            ChannelFor::Deleted => Attempt::Failed("the channel was deleted".into()),
-            ChannelFor::Unopenable(e) => {
-                Attempt::Retry(format!("the channel cannot be opened: {e}"))
-            }
-            ChannelFor::Unreadable(e) => {
-                Attempt::Retry(format!("the channels cannot be read: {e}"))
-            }
-        };
-        let number = entry.attempts + 1;
-        let retry = |number: u32, error: String, asked: Option<Duration>| match retry_after_asked(
-            number,
-            jitter(),
-            asked,
-        ) {
-            Some(wait) => DeliveryOutcome::Retry {
-                at: self.carewatch.now().saturating_add(wait),
-                error,
-            },
-            None => DeliveryOutcome::Failed {
-                error: format!("{error} (gave up after {number} attempts)"),
-            },
-        };
-        let outcome = match attempt {
-            Attempt::Delivered => DeliveryOutcome::Delivered,
-            Attempt::Retry(error) => retry(number, error, None),
-            Attempt::RetryAfter(error, asked) => retry(number, error, Some(asked)),
-            Attempt::Failed(error) => DeliveryOutcome::Failed { error },
-        };
-        match &outcome {
-            // Debug, not info: the outbox keeps every delivery (web page,
-            // gRPC, CLI), and a regional outage would otherwise write a line
-            // per notification at the default level (~15,000 instructions
-            // and a write to the log each).
-            DeliveryOutcome::Delivered => tracing::debug!(
-                entry = entry.id, channel = %entry.channel, reseller = %entry.reseller,
-                attempt = number, "notification delivered"
-            ),
-            DeliveryOutcome::Retry { at, error } => tracing::warn!(
-                entry = entry.id, channel = %entry.channel, reseller = %entry.reseller,
-                attempt = number, retry_at = %at, error = %error, "notification not delivered; will retry"
-            ),
-            DeliveryOutcome::Failed { error } => tracing::warn!(
-                entry = entry.id, channel = %entry.channel, reseller = %entry.reseller,
-                attempt = number, error = %error, "notification given up"
-            ),
-        }
-        (entry.id, outcome)
-    }
-
-    /// The channels of `entries`, each opened or with why it cannot be, read
-    /// again when one is missing or they are older than a few seconds.
-    async fn channels_for(
-        &self,
-        entries: &[OutboxEntry],
-    ) -> Result<HashMap<ChannelId, Opened>, String> {
-        let fresh = {
-            let cache = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-            cache.loaded.is_some_and(|at| at.elapsed() < CHANNELS_FRESH)
-                && entries
-                    .iter()
-                    .all(|e| cache.opened.contains_key(&e.channel))
-        };
-        if !fresh {
-            let opened = self
-                .on_store(|c| async move { c.delivery_channels().await })
-                .await
-                .map_err(|e| e.to_string())?;
-            let opened: HashMap<_, _> = opened
-                .into_iter()
-                .map(|(id, channel)| {
-                    let channel = channel.map(Arc::new).map_err(|e| {
-                        tracing::warn!(channel = %id, error = %e, "a notification channel cannot be opened; its notifications are retried, the other channels' delivered");
-                        e.to_string()
-                    });
-                    (id, channel)
-                })
-                .collect();
-            let mut cache = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-            cache.opened = opened;
-            cache.loaded = Some(Instant::now());
-        }
-        let cache = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(entries
-            .iter()
-            .filter_map(|e| {
-                cache
-                    .opened
-                    .get(&e.channel)
-                    .map(|c| (e.channel.clone(), c.clone()))
-            })
-            .collect())
     }
 }
 

@@ -2,7 +2,7 @@
 //! a real HTTP receiver: retries with the same idempotency key until
 //! delivered, giving up on a permanent refusal or after the last attempt,
 //! the channel's delivery status, and an entry cut off mid-send (its node
-//! stopped) delivered by the next dispatcher once its lease ends.
+//! died) delivered by the next dispatcher once its lease ends.
 
 mod world;
 

@@ -21,6 +21,9 @@ const READERS: usize = 3;
 #[derive(Clone)]
 pub struct SqliteStore {
     shared: Arc<Shared>,
+    /// Whether this is the view for background work's reads
+    /// ([`Self::for_background_reads`]): they take the background reader.
+    background: bool,
 }
 
 struct Shared {
@@ -29,6 +32,11 @@ struct Shared {
     // the writer is the last connection and, closing, checkpoints the WAL
     // and removes it (read-only connections cannot).
     readers: Vec<Mutex<Connection>>,
+    /// The reader of background work (the notifier's reads, on the
+    /// low-priority notification thread), with its own turn: held back by
+    /// the scheduler, such a read holds neither a connection nor a turn
+    /// that the server's own reads wait for.
+    background_reader: Mutex<Connection>,
     writer: Mutex<Connection>,
     next_reader: AtomicUsize,
     /// One permit per connection: callers queue here, on the async side,
@@ -36,6 +44,7 @@ struct Shared {
     /// mutex (256 concurrent status reports made 256 threads).
     writer_turn: Arc<Semaphore>,
     reader_turns: Arc<Semaphore>,
+    background_turn: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -92,34 +101,35 @@ impl SqliteStore {
         configure(&writer).map_err(context)?;
         migrate(&mut writer).map_err(context)?;
         let readers = (0..READERS)
-            .map(|_| {
-                let conn = Connection::open_with_flags(
-                    &path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                        | OpenFlags::SQLITE_OPEN_URI,
-                )?;
-                conn.busy_timeout(Duration::from_secs(5))?;
-                settle_statements(&conn)?;
-                // Loads the schema now: a connection that loads it on its
-                // first read expires every statement prepared before, and
-                // that read's own BEGIN would be prepared twice.
-                conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
-                Ok(Mutex::new(conn))
-            })
+            .map(|_| open_reader(&path))
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(context)?;
+        let background_reader = open_reader(&path).map_err(context)?;
         tracing::debug!(path = %path.display(), "sqlite store open");
         Ok(Self {
             shared: Arc::new(Shared {
                 path,
                 writer: Mutex::new(writer),
                 readers,
+                background_reader,
                 next_reader: AtomicUsize::new(0),
                 writer_turn: Arc::new(Semaphore::new(1)),
                 reader_turns: Arc::new(Semaphore::new(READERS)),
+                background_turn: Arc::new(Semaphore::new(1)),
             }),
+            background: false,
         })
+    }
+
+    /// This store for the reads of background work on a thread of its own
+    /// (see `Store::for_background_reads`): they run on the calling
+    /// runtime's blocking threads, which inherit its priority, one at a
+    /// time on a reader connection of their own.
+    pub(crate) fn for_background_reads(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            background: true,
+        }
     }
 
     /// The database file.
@@ -165,16 +175,23 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let shared = self.shared.clone();
-        let turn = self
-            .shared
-            .reader_turns
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(closed)?;
+        let background = self.background;
+        let turns = if background {
+            &self.shared.background_turn
+        } else {
+            &self.shared.reader_turns
+        };
+        let turn = turns.clone().acquire_owned().await.map_err(closed)?;
         run_blocking(move || {
             let _turn = turn;
-            let conn = shared.free_reader();
+            let conn = if background {
+                shared
+                    .background_reader
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            } else {
+                shared.free_reader()
+            };
             let _snapshot = Transaction::begin(&conn, "BEGIN DEFERRED").map_err(map_err)?;
             f(&conn)
         })
@@ -187,8 +204,7 @@ impl Shared {
     /// A reader connection nobody is using, trying them in turn from the
     /// next one. A caller holds a reader permit (one per connection) and
     /// each permit holder at most one connection, so one is free: a read
-    /// never waits behind another that the scheduler holds back (the
-    /// notifier's, on the low-priority notification thread).
+    /// never waits for a busy connection while another is idle.
     fn free_reader(&self) -> MutexGuard<'_, Connection> {
         let count = self.readers.len();
         let first = self.next_reader.fetch_add(1, Ordering::Relaxed) % count;
@@ -204,6 +220,23 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// A read-only connection, its statements settled and the schema loaded.
+fn open_reader(path: &Path) -> rusqlite::Result<Mutex<Connection>> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    settle_statements(&conn)?;
+    // Loads the schema now: a connection that loads it on its first read
+    // expires every statement prepared before, and that read's own BEGIN
+    // would be prepared twice.
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+    Ok(Mutex::new(conn))
 }
 
 /// SQLite reports a full or read-only file system in several ways (an I/O

@@ -403,9 +403,9 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.enqueue_notifications(entries).await
     }
-    async fn release_claims(&self, node: &str) -> Result<u64> {
+    async fn release_claims(&self, node: &str, ids: &[u64]) -> Result<u64> {
         self.check().await?;
-        self.inner.release_claims(node).await
+        self.inner.release_claims(node, ids).await
     }
     async fn claim_deliveries(
         &self,

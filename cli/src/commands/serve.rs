@@ -128,8 +128,9 @@ pub struct ServeArgs {
     /// How much lower than ingest's the CPU priority of notification work
     /// (the notifier's rules and payloads, delivery) is (a nice increment
     /// for its thread, Linux): under load heartbeats go first and
-    /// notifications use what is left, still within seconds. Their store
-    /// work keeps ingest's priority. 0 runs it all at ingest's priority.
+    /// notifications use what is left, still within seconds. Their
+    /// database writes keep ingest's priority (on PostgreSQL their reads
+    /// too). 0 runs it all at ingest's priority.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=19))]
     notify_nice: u8,
 }

@@ -422,8 +422,9 @@ pub struct NotifierCommit {
     pub outbox: Vec<NewOutboxEntry>,
     /// When set, the entries are inserted already claimed by `node` until
     /// then: the committing node sends them at once, without a claim of its
-    /// own (a write, and reading the bodies back), and if it cannot, they
-    /// are claimed again when this claim ends, as after any claim.
+    /// own (a write, and reading the bodies back); if it cannot, it
+    /// releases them when it stops, or they are claimed again when this
+    /// claim ends, as after any claim.
     pub claim_until: Option<Timestamp>,
 }
 

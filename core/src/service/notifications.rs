@@ -302,13 +302,17 @@ impl Carewatch {
             .await
     }
 
-    /// Ends this node's claims on entries it has not sent (delivery, when
-    /// it stops): another node, or this one restarted, sends them at once
+    /// Ends this node's claims on these entries, those still pending
+    /// (delivery, when it stops, gives those it claimed and did not
+    /// finish): another node, or this one restarted, sends them at once
     /// instead of after their lease. Returns how many.
-    pub async fn release_deliveries(&self) -> Result<u64> {
+    pub async fn release_deliveries(&self, ids: &[u64]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
         self.inner
             .store
-            .release_claims(&self.inner.config.node_id)
+            .release_claims(&self.inner.config.node_id, ids)
             .await
     }
 

@@ -10,8 +10,8 @@
 //! (the server's) and the rules and payloads where it is called (the
 //! low-priority notification thread of `carewatch serve`): an outage's
 //! thousands of notifications then take from ingest's CPU only their
-//! store work, and only its writes where the store lets reads run on the
-//! calling thread's runtime ([`Store::reads_may_run_anywhere`]).
+//! store work, and only its writes where the store has a view for reads
+//! made on the calling thread ([`Store::for_background_reads`]).
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -71,7 +71,9 @@ impl Carewatch {
 
     /// [`Self::notify_step`] with its store calls spawned on `store_runtime`
     /// (when given): the rules, the payloads and their JSON run on the
-    /// calling thread, the database work on the store's runtime. With
+    /// calling thread, the database work on the store's runtime, except
+    /// the reads where the store has a view for them on the calling thread
+    /// ([`Store::for_background_reads`]). With
     /// `claim_for`, the entries it queues are claimed for this node for that
     /// long from the step's start and returned in
     /// [`NotifierStep::claimed`], for the caller to send at once.
@@ -83,6 +85,7 @@ impl Carewatch {
         let store = StoreCalls {
             store: &self.inner.store,
             runtime: store_runtime,
+            background: store_runtime.and_then(|_| self.inner.store.for_background_reads()),
         };
         let node = self.inner.config.node_id.clone();
         let now = self.now();
@@ -344,10 +347,12 @@ async fn start_step(store: &dyn Store, node: &str, now: Timestamp) -> Result<Opt
     }))
 }
 
-/// The notifier's store, its calls run where [`run_on`] puts them.
+/// The notifier's store, its calls run where [`run_on`] puts them, its
+/// reads where [`StoreCalls::read`] does.
 struct StoreCalls<'a> {
     store: &'a Arc<dyn Store>,
     runtime: Option<&'a Handle>,
+    background: Option<Arc<dyn Store>>,
 }
 
 impl StoreCalls<'_> {
@@ -359,8 +364,9 @@ impl StoreCalls<'_> {
         run_on(self.runtime, call(self.store.clone())).await
     }
 
-    /// Runs a read here, at the calling thread's priority, when the store
-    /// allows it ([`Store::reads_may_run_anywhere`]); like [`Self::call`]
+    /// Runs a read here, at the calling thread's priority, when the step
+    /// runs beside the store's runtime and the store has a view for such
+    /// reads ([`Store::for_background_reads`]); like [`Self::call`]
     /// otherwise. An outage's installation and state reads are then
     /// background work too, not ingest's.
     async fn read<T, F>(&self, read: impl FnOnce(Arc<dyn Store>) -> F) -> Result<T>
@@ -368,10 +374,10 @@ impl StoreCalls<'_> {
         F: Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let runtime = self
-            .runtime
-            .filter(|_| !self.store.reads_may_run_anywhere());
-        run_on(runtime, read(self.store.clone())).await
+        match &self.background {
+            Some(background) => read(background.clone()).await,
+            None => self.call(read).await,
+        }
     }
 
     /// Commits `commit`.

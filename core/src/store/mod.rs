@@ -369,16 +369,18 @@ impl InstallationDetail {
 /// and, for shared databases, between processes.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
-    /// Whether a read may run on the caller's runtime, and so on threads at
-    /// the caller's CPU priority, instead of being sent to the server's
-    /// runtime with [`run_on`]. True only when a read holds nothing bound to
-    /// a runtime, and nothing a caller at the server's priority would wait
-    /// for while the scheduler holds the read back. The default is false:
-    /// PostgreSQL's pooled connections belong to the runtime that opened
-    /// them. SQLite's reads are blocking work on a reader connection that
-    /// nobody else is using: true.
-    fn reads_may_run_anywhere(&self) -> bool {
-        false
+    /// This store for the reads of background work that runs on a thread
+    /// and runtime of its own, at that thread's CPU priority (the
+    /// notifier's, on `carewatch serve`'s low-priority notification
+    /// thread); `None` when such reads must go to the server's runtime
+    /// ([`run_on`]). `None` is the default: PostgreSQL's pooled connections
+    /// belong to the runtime that opened them. A store given here holds
+    /// nothing bound to a runtime, and its reads take nothing the server's
+    /// own calls wait for (SQLite: a reader connection and turn of their
+    /// own), so the scheduler holding them back holds back nothing else.
+    /// Only reads are made through it.
+    fn for_background_reads(&self) -> Option<std::sync::Arc<dyn Store>> {
+        None
     }
 
     // ----- resellers and operators ---------------------------------------
@@ -686,12 +688,13 @@ pub trait Store: Send + Sync + fmt::Debug {
         lease: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>>;
-    /// Ends every claim `node` holds on pending entries: a stopping node's
-    /// unsent ones, whether it never started them or its stop cut them off.
-    /// Any node may then claim them at once, as due as they were (attempts
-    /// and next attempt unchanged); other nodes' claims, delivered and
-    /// given-up entries are left alone. Returns how many were released.
-    async fn release_claims(&self, node: &str) -> Result<u64>;
+    /// Ends `node`'s claims on these entries while they are pending: a
+    /// stopping node's unsent ones, whether it never started them or its
+    /// stop cut them off. Any node may then claim them at once, as due as
+    /// they were (attempts and next attempt unchanged). Entries another
+    /// node claims, and delivered and given-up ones, are left alone.
+    /// Returns how many were released.
+    async fn release_claims(&self, node: &str, ids: &[u64]) -> Result<u64>;
     /// Records how attempts ended, in the order they ended, in one
     /// transaction: each only if `node` still claims its entry (no other
     /// node claimed it since) and it is still pending (else nothing):

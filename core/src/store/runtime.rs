@@ -7,8 +7,8 @@
 //! holds them back), and PostgreSQL connections opened there would belong
 //! to that thread's runtime. Spawned on the server's runtime, a call keeps
 //! the server's threads and connections; only the rules and payloads
-//! around it run on the caller's thread (and reads, where the store says
-//! they may: [`super::Store::reads_may_run_anywhere`]).
+//! around it run on the caller's thread (and reads, where the store has a
+//! view for them: [`super::Store::for_background_reads`]).
 
 use std::future::Future;
 

@@ -63,28 +63,12 @@ impl HandedQueue {
 mod tests {
     use std::time::Duration;
 
-    use carewatch_core::ids::ResellerId;
-    use carewatch_core::notification::{ChannelId, OutboxEntry};
-    use carewatch_core::time::Timestamp;
+    use carewatch_core::notification::OutboxEntry;
 
     use super::*;
 
     fn entries(ids: std::ops::Range<u64>) -> Vec<OutboxEntry> {
-        ids.map(|id| OutboxEntry {
-            id,
-            channel: ChannelId::new("00000000000000c1").expect("channel id"),
-            reseller: ResellerId::new("acme").expect("reseller id"),
-            slc: None,
-            key: format!("k{id}"),
-            body: String::new(),
-            created_at: Timestamp::from_millis(0),
-            attempts: 0,
-            next_attempt_at: Timestamp::from_millis(0),
-            last_error: None,
-            delivered_at: None,
-            failed_at: None,
-        })
-        .collect()
+        crate::dispatcher::support::entries_for_tests(ids)
     }
 
     fn ids(batch: &Handed) -> Vec<u64> {

@@ -50,3 +50,29 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".to_owned())
 }
+
+/// Outbox entries with these ids, for unit tests.
+#[cfg(test)]
+pub(super) fn entries_for_tests(
+    ids: impl IntoIterator<Item = u64>,
+) -> Vec<carewatch_core::notification::OutboxEntry> {
+    use carewatch_core::ids::ResellerId;
+    use carewatch_core::notification::{ChannelId, OutboxEntry};
+    use carewatch_core::time::Timestamp;
+    ids.into_iter()
+        .map(|id| OutboxEntry {
+            id,
+            channel: ChannelId::new("00000000000000c1").expect("channel id"),
+            reseller: ResellerId::new("acme").expect("reseller id"),
+            slc: None,
+            key: format!("k{id}"),
+            body: String::new(),
+            created_at: Timestamp::from_millis(0),
+            attempts: 0,
+            next_attempt_at: Timestamp::from_millis(0),
+            last_error: None,
+            delivered_at: None,
+            failed_at: None,
+        })
+        .collect()
+}

@@ -1,5 +1,6 @@
 //! The dispatcher's unit tests: where its store calls run, and jitter.
 
+use super::support::jitter;
 use super::*;
 
 /// A Carewatch on SQLite, opened on `runtime`.
@@ -97,10 +98,10 @@ fn a_stopped_store_runtime_means_shutting_down() {
 }
 
 /// The notifier's rules run where the step is called (the notification
-/// thread), its store calls on the store's runtime: with that runtime
-/// stopped, the step cannot read or commit anything.
+/// thread), its lease and commit on the store's runtime: with that runtime
+/// stopped, the step cannot begin.
 #[test]
-fn the_notifiers_store_calls_run_on_the_store_runtime() {
+fn the_notifiers_lease_and_commit_run_on_the_store_runtime() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let (carewatch, handle, own) = on_a_stopped_server(dir.path());
     let routed = own.block_on(carewatch.notify_step_on(Some(&handle), None));
@@ -124,8 +125,8 @@ fn threads_named(name: &str) -> usize {
 
 /// On SQLite the notifier's reads run where the step is called (at the
 /// notification thread's priority): the calling runtime starts blocking
-/// threads of its own for them, while the lease and the commit still go
-/// to the server's runtime.
+/// threads of its own for them (nothing else in a step would), while the
+/// lease and the commit still go to the server's runtime.
 #[cfg(target_os = "linux")]
 #[test]
 fn the_notifiers_sqlite_reads_run_on_the_calling_runtime() {

@@ -559,9 +559,17 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn release_claims(&self, node: &str) -> Result<u64> {
-        self.write(node, |c, node| Box::pin(outbox::release_claims(c, node)))
-            .await
+    async fn release_claims(&self, node: &str, ids: &[u64]) -> Result<u64> {
+        // An id past i64 names no row.
+        let ids: Vec<i64> = ids
+            .iter()
+            .filter_map(|&id| i64::try_from(id).ok())
+            .collect();
+        // One statement, changing nothing the second time: safe to retry.
+        self.single(&(node, ids), |c, (node, ids)| {
+            Box::pin(outbox::release_claims(c, node, ids))
+        })
+        .await
     }
 
     async fn finish_deliveries(

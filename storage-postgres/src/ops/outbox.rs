@@ -79,12 +79,12 @@ pub(crate) async fn claim_deliveries(
     Ok(out)
 }
 
-pub(crate) async fn release_claims(c: &mut PgConnection, node: &str) -> DbResult<u64> {
-    // Pending entries only: the claim of a finished one is ended already.
+pub(crate) async fn release_claims(c: &mut PgConnection, node: &str, ids: &[i64]) -> DbResult<u64> {
     let released = query(
         "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
-         WHERE claimed_by = $1 AND delivered_at IS NULL AND failed_at IS NULL",
+         WHERE id = ANY($1) AND claimed_by = $2 AND delivered_at IS NULL AND failed_at IS NULL",
     )
+    .bind(ids)
     .bind(node)
     .execute(&mut *c)
     .await?;

@@ -331,17 +331,14 @@ impl Drop for Release {
     }
 }
 
-/// A read that the scheduler holds back (the notifier's, on the
-/// low-priority notification thread; here one that blocks) keeps only its
-/// own connection: every read after it takes a free one, though the turn
-/// comes round to the held connection.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_held_back_read_does_not_hold_up_the_reads_after_it() {
-    let (_dir, store) = open_store().await;
+/// Starts a read on `store` that holds its connection until the returned
+/// [`Release`] is dropped; returns once it holds it.
+async fn hold_a_read(
+    store: &SqliteStore,
+) -> (Release, tokio::task::JoinHandle<carewatch_core::Result<()>>) {
     let (release, held) = std::sync::mpsc::channel::<()>();
-    let release = Release(release);
     let (started, has_started) = tokio::sync::oneshot::channel();
-    let held_read = tokio::spawn({
+    let read = tokio::spawn({
         let store = store.clone();
         async move {
             store
@@ -353,17 +350,67 @@ async fn a_held_back_read_does_not_hold_up_the_reads_after_it() {
                 .await
         }
     });
-    has_started.await.expect("the held read started");
+    let release = Release(release);
+    tokio::time::timeout(Duration::from_secs(10), has_started)
+        .await
+        .expect("a read waited for a connection or a turn that another held")
+        .expect("the held read started");
+    (release, read)
+}
+
+/// A read on `store` that must not wait for a held one.
+async fn read_without_waiting(store: &SqliteStore, what: &str) {
+    let read = store.read(|conn| {
+        conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
+            .map_err(crate::codec::map_err)
+    });
+    let one = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or_else(|_| panic!("{what} waited for a held read"));
+    assert_eq!(one.expect("read"), 1);
+}
+
+/// A read held (the scheduler holding its thread back; here one that
+/// blocks) keeps only its own connection: every read after it takes a free
+/// one, though the turn comes round to the held connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_read_does_not_hold_up_the_reads_after_it() {
+    let (_dir, store) = open_store().await;
+    let (release, held) = hold_a_read(&store).await;
     for n in 0..super::READERS * 2 {
-        let read = store.read(|conn| {
-            conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
-                .map_err(crate::codec::map_err)
-        });
-        let one = tokio::time::timeout(Duration::from_secs(10), read)
-            .await
-            .unwrap_or_else(|_| panic!("read {n} waited for the held one"));
-        assert_eq!(one.expect("read"), 1);
+        read_without_waiting(&store, &format!("read {n}")).await;
     }
     drop(release);
-    held_read.await.expect("joined").expect("the held read");
+    held.await.expect("joined").expect("the held read");
+}
+
+/// Background work's reads (the notifier's, on the low-priority
+/// notification thread) take a reader connection and turn of their own:
+/// with every reader of the server's held, a background read still runs,
+/// and while a background read is held, the server's reads still have
+/// every reader, all at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_reads_take_no_reader_of_the_servers() {
+    let (_dir, store) = open_store().await;
+    let background = store.for_background_reads();
+    let mut servers = Vec::new();
+    for _ in 0..super::READERS {
+        servers.push(hold_a_read(&store).await);
+    }
+    read_without_waiting(&background, "a background read").await;
+    for (release, held) in servers.drain(..) {
+        drop(release);
+        held.await.expect("joined").expect("a server read");
+    }
+
+    let (release, held) = hold_a_read(&background).await;
+    for _ in 0..super::READERS {
+        servers.push(hold_a_read(&store).await);
+    }
+    for (release, held) in servers {
+        drop(release);
+        held.await.expect("joined").expect("a server read");
+    }
+    drop(release);
+    held.await.expect("joined").expect("the background read");
 }

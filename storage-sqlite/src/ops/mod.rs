@@ -17,6 +17,8 @@ mod summary;
 mod team;
 mod transfer;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use carewatch_core::Result;
 use carewatch_core::audit::{AuditEntry, AuditQuery, AuditRecord};
@@ -47,12 +49,8 @@ use crate::SqliteStore;
 
 #[async_trait]
 impl Store for SqliteStore {
-    /// A read is blocking work on the calling runtime's blocking threads
-    /// (which inherit the caller's priority) over a reader connection that
-    /// nobody else is using. Held back, it blocks no other reader and not
-    /// the writer (WAL); a checkpoint only waits to pass its snapshot.
-    fn reads_may_run_anywhere(&self) -> bool {
-        true
+    fn for_background_reads(&self) -> Option<Arc<dyn Store>> {
+        Some(Arc::new(SqliteStore::for_background_reads(self)))
     }
 
     async fn create_reseller(&self, reseller: &Reseller, token: &TokenHash) -> Result<()> {
@@ -472,9 +470,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn release_claims(&self, node: &str) -> Result<u64> {
-        let node = node.to_owned();
-        self.write(move |tx| outbox::release_claims(tx, &node))
+    async fn release_claims(&self, node: &str, ids: &[u64]) -> Result<u64> {
+        let (node, ids) = (node.to_owned(), ids.to_vec());
+        self.write(move |tx| outbox::release_claims(tx, &node, &ids))
             .await
     }
 

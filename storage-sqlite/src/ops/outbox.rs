@@ -72,16 +72,20 @@ pub(crate) fn claim_deliveries(
     Ok(out)
 }
 
-pub(crate) fn release_claims(tx: &Connection, node: &str) -> Result<u64> {
-    // Pending entries only: the claim of a finished one is ended already.
-    let released = tx
+pub(crate) fn release_claims(tx: &Connection, node: &str, ids: &[u64]) -> Result<u64> {
+    let mut stmt = tx
         .prepare_cached(
             "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
-             WHERE claimed_by = ?1 AND delivered_at IS NULL AND failed_at IS NULL",
+             WHERE id = ?1 AND claimed_by = ?2 AND delivered_at IS NULL AND failed_at IS NULL",
         )
-        .and_then(|mut stmt| stmt.execute([node]))
         .map_err(map_err)?;
-    Ok(released as u64)
+    let mut released = 0;
+    for &id in ids {
+        // An id past i64 names no row.
+        let Ok(id) = i64::try_from(id) else { continue };
+        released += stmt.execute(params![id, node]).map_err(map_err)? as u64;
+    }
+    Ok(released)
 }
 
 pub(crate) fn finish_deliveries(

@@ -534,8 +534,9 @@ pub(crate) async fn the_outbox_lists_a_resellers_entries_newest_first(
 }
 
 /// A stopping node releases its claims on what it has not sent: any node
-/// claims those at once, as they were (attempts unchanged); another node's
-/// claim and a delivered entry are left as they are.
+/// claims those at once, as they were (attempts unchanged). Among the ids
+/// it names, an entry another node claims and a delivered one are left as
+/// they are, and an id that names nothing changes nothing.
 pub(crate) async fn a_stopping_node_releases_its_unsent_claims(
     backend: &(impl TestBackend + ?Sized),
 ) {
@@ -545,7 +546,7 @@ pub(crate) async fn a_stopping_node_releases_its_unsent_claims(
     let alpha = fx.reseller("alpha").await;
     let ch = channel(1, &alpha, START);
     create_channel(store, &ch).await;
-    for (i, key) in ["e0", "e1", "e2", "e3"].iter().enumerate() {
+    for (i, key) in ["e0", "e1", "e2", "e3", "e4"].iter().enumerate() {
         enqueue(store, &[entry(&ch, key, None, t(i as u64))]).await;
     }
     let now = t(10);
@@ -553,29 +554,36 @@ pub(crate) async fn a_stopping_node_releases_its_unsent_claims(
     assert_eq!(keys(&mine), ["e0", "e1", "e2"]);
     finish(store, &mine[0], "node-1", DeliveryOutcome::Delivered, now).await;
     let theirs = claim(store, "node-2", now, 10).await;
-    assert_eq!(keys(&theirs), ["e3"]);
+    assert_eq!(keys(&theirs), ["e3", "e4"]);
 
-    let released = store.release_claims("node-1").await.expect("released");
-    assert_eq!(released, 2, "e1 and e2; e0 was delivered");
+    // node-1 stops, naming what it had, e3 (node-2's) and ids of nothing.
+    let ids: Vec<u64> = mine
+        .iter()
+        .chain(&theirs[..1])
+        .map(|e| e.id)
+        .chain([u64::MAX, i64::MAX as u64])
+        .collect();
+    let released = store
+        .release_claims("node-1", &ids)
+        .await
+        .expect("released");
+    assert_eq!(released, 2, "e1 and e2: e0 was delivered, e3 is node-2's");
     let retaken = claim(store, "node-3", now, 10).await;
     assert_eq!(
         keys(&retaken),
         ["e1", "e2"],
-        "claimable at once, oldest first; e3 is still node-2's"
+        "claimable at once, oldest first; e3 and e4 still node-2's"
     );
-    assert!(retaken.iter().all(|e| e.attempts == 0), "{retaken:?}");
+    assert!(
+        retaken.iter().all(|e| e.attempts == 0),
+        "attempts unchanged: {retaken:?}"
+    );
     assert_eq!(
-        store.release_claims("node-1").await.expect("released"),
+        store
+            .release_claims("node-1", &ids)
+            .await
+            .expect("released"),
         0,
-        "nothing of node-1's is claimed any more"
-    );
-    finish(store, &theirs[0], "node-2", DeliveryOutcome::Delivered, now).await;
-    let pending = outbox_of(store, &alpha, OutboxFilter::Pending).await;
-    let mut pending = keys(&pending);
-    pending.sort_unstable();
-    assert_eq!(
-        pending,
-        ["e1", "e2"],
-        "node-2 still held e3 and delivered it"
+        "nothing named is node-1's any more"
     );
 }
