@@ -237,9 +237,10 @@ impl Dispatcher {
             return;
         }
         while !*stopping.borrow() {
-            // The rules and payloads run here (and, on SQLite, the reads),
-            // the other store calls on the store's runtime. A panic in them is one failed step, as an
-            // error is: deliveries on this thread go on. What a step queues
+            // The rules and payloads run here (and, on SQLite, the
+            // reads), the other store calls on the store's runtime. A
+            // panic in them is one failed step, as an error is:
+            // deliveries on this thread go on. What a step queues
             // is claimed for this node as it is written, from before the
             // step, and sent at once: no claim of its own. While a batch's
             // worth waits to be sent, steps queue theirs unclaimed, for
@@ -393,7 +394,10 @@ impl Dispatcher {
             .on_store(|c| async move {
                 let entries = c.claim_deliveries(lease, batch).await?;
                 // Noted within the call, which a stop waits for: a claim
-                // ending after the dispatcher stopped is released too.
+                // ending after the dispatcher stopped is released too when
+                // it runs on the store's runtime. Without one, dropping the
+                // work drops the call, and a claim SQLite still commits
+                // runs out with its lease.
                 unfinished.claimed(&entries, asked);
                 Ok(entries)
             })

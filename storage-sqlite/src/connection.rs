@@ -144,6 +144,9 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        // Background work never writes through its view: the write lock
+        // must not be held from a thread the scheduler holds back.
+        debug_assert!(!self.background, "a write through the background view");
         let shared = self.shared.clone();
         // Held until the work is done, even if the caller stops waiting.
         let turn = self

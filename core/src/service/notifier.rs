@@ -10,8 +10,9 @@
 //! (the server's) and the rules and payloads where it is called (the
 //! low-priority notification thread of `carewatch serve`): an outage's
 //! thousands of notifications then take from ingest's CPU only their
-//! store work, and only its writes where the store has a view for reads
-//! made on the calling thread ([`Store::for_background_reads`]).
+//! store work, and only its writes and the step's start (lease, feed,
+//! channels) where the store has a view for reads made on the calling
+//! thread ([`Store::for_background_reads`]).
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -98,10 +98,10 @@ fn a_stopped_store_runtime_means_shutting_down() {
 }
 
 /// The notifier's rules run where the step is called (the notification
-/// thread), its lease and commit on the store's runtime: with that runtime
-/// stopped, the step cannot begin.
+/// thread), its lease on the store's runtime: with that runtime stopped,
+/// the step cannot begin.
 #[test]
-fn the_notifiers_lease_and_commit_run_on_the_store_runtime() {
+fn the_notifiers_lease_runs_on_the_store_runtime() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let (carewatch, handle, own) = on_a_stopped_server(dir.path());
     let routed = own.block_on(carewatch.notify_step_on(Some(&handle), None));
@@ -123,13 +123,30 @@ fn threads_named(name: &str) -> usize {
         .count()
 }
 
+/// A test database that is one store, already open.
+struct OpenStore(Arc<dyn carewatch_core::store::Store>);
+
+#[async_trait::async_trait]
+impl carewatch_core::testing::TestDatabase for OpenStore {
+    async fn open(&self) -> Arc<dyn carewatch_core::store::Store> {
+        self.0.clone()
+    }
+}
+
 /// On SQLite the notifier's reads run where the step is called (at the
 /// notification thread's priority): the calling runtime starts blocking
 /// threads of its own for them (nothing else in a step would), while the
-/// lease and the commit still go to the server's runtime.
+/// lease and the commit still go to the server's runtime. The step tells
+/// about an installation turning Critical, so it reads its states and the
+/// installation; which of the two ran there the thread count cannot tell.
 #[cfg(target_os = "linux")]
 #[test]
 fn the_notifiers_sqlite_reads_run_on_the_calling_runtime() {
+    use carewatch_core::ConditionCode;
+    use carewatch_core::notification::{ChannelRules, Destination};
+    use carewatch_core::team::{Login, Role, User};
+    use carewatch_core::testing::Fixture;
+
     const CALLERS: &str = "notifier-reads";
     let dir = tempfile::tempdir().expect("temporary directory");
     let server = tokio::runtime::Builder::new_multi_thread()
@@ -138,7 +155,43 @@ fn the_notifiers_sqlite_reads_run_on_the_calling_runtime() {
         .enable_all()
         .build()
         .expect("runtime");
-    let carewatch = carewatch_on(&server, dir.path());
+    let fx = server.block_on(async {
+        let store = carewatch_storage_sqlite::SqliteStore::open(dir.path().join("carewatch.db"))
+            .await
+            .expect("SQLite");
+        let fx = Fixture::open(&OpenStore(Arc::new(store))).await;
+        let site = fx.site("acme", "M01-C01-0001").await;
+        let admin = User {
+            reseller: site.reseller.clone(),
+            login: Login::new("admin@acme.example").expect("login"),
+            name: "Admin".into(),
+            role: Role::Admin,
+            created_at: fx.carewatch.now(),
+        };
+        fx.carewatch
+            .create_channel(
+                &admin,
+                "on call",
+                Destination::Webhook {
+                    url: "https://hooks.example.net/carewatch".into(),
+                },
+                ChannelRules {
+                    hold: Duration::ZERO,
+                    ..ChannelRules::default()
+                },
+            )
+            .await
+            .expect("channel");
+        fx.report(
+            &site,
+            "rs-1",
+            1,
+            &[(ConditionCode::StorageFull, "D:", "recording drive full")],
+        )
+        .await
+        .expect("a Critical report");
+        fx
+    });
     let own = tokio::runtime::Builder::new_current_thread()
         .thread_name(CALLERS)
         .enable_all()
@@ -146,9 +199,10 @@ fn the_notifiers_sqlite_reads_run_on_the_calling_runtime() {
         .expect("runtime");
     assert_eq!(threads_named(CALLERS), 0);
     let step = own
-        .block_on(carewatch.notify_step_on(Some(server.handle()), None))
+        .block_on(fx.carewatch.notify_step_on(Some(server.handle()), None))
         .expect("a step");
     assert!(step.leader, "{step:?}");
+    assert_eq!(step.queued, 1, "the installation turning Critical is told");
     assert!(
         threads_named(CALLERS) > 0,
         "the step's reads ran on the calling runtime's blocking threads"

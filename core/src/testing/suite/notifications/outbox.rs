@@ -535,8 +535,9 @@ pub(crate) async fn the_outbox_lists_a_resellers_entries_newest_first(
 
 /// A stopping node releases its claims on what it has not sent: any node
 /// claims those at once, as they were (attempts unchanged). Among the ids
-/// it names, an entry another node claims and a delivered one are left as
-/// they are, and an id that names nothing changes nothing.
+/// it names, an entry another node claims is left as it is, and an id that
+/// names nothing changes nothing (a delivered one's claim ended when its
+/// outcome was recorded).
 pub(crate) async fn a_stopping_node_releases_its_unsent_claims(
     backend: &(impl TestBackend + ?Sized),
 ) {
