@@ -8,12 +8,14 @@ mod handover;
 mod notifier;
 mod outbox;
 mod retention;
+mod steps;
 
 pub(crate) use channels::*;
 pub(crate) use handover::*;
 pub(crate) use notifier::*;
 pub(crate) use outbox::*;
 pub(crate) use retention::*;
+pub(crate) use steps::*;
 
 use std::sync::Arc;
 use std::time::Duration;
