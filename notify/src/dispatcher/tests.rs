@@ -19,15 +19,21 @@ fn carewatch_on(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Car
     })
 }
 
-#[test]
-fn store_calls_run_on_the_store_runtime_when_one_is_set() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let server = tokio::runtime::Builder::new_multi_thread()
+/// A one-worker runtime standing for the server's, its threads named
+/// `the-servers-runtime`.
+fn a_servers_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("the-servers-runtime")
         .enable_all()
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+#[test]
+fn store_calls_run_on_the_store_runtime_when_one_is_set() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = a_servers_runtime();
     let carewatch = carewatch_on(&server, dir.path());
     let sender = Arc::new(Sender::new(crate::SenderOptions::default()).expect("sender"));
     let thread_of_a_call = |store_runtime: Option<Handle>| {
@@ -149,12 +155,7 @@ fn the_notifiers_sqlite_reads_run_on_the_calling_runtime() {
 
     const CALLERS: &str = "notifier-reads";
     let dir = tempfile::tempdir().expect("temporary directory");
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("the-servers-runtime")
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let server = a_servers_runtime();
     let fx = server.block_on(async {
         let store = carewatch_storage_sqlite::SqliteStore::open(dir.path().join("carewatch.db"))
             .await
