@@ -72,6 +72,12 @@ struct Args {
     /// Time from one round's start to the next (the heartbeat interval).
     #[arg(long, default_value_t = 60)]
     period_seconds: u64,
+    /// The server's jitter tolerance (`serve --jitter`), seconds: a
+    /// heartbeat counts as missed this long after it was due. A server
+    /// acknowledged later in a round than in the one before (its stream
+    /// reached it later) is that much late; 2 s is the product's default.
+    #[arg(long, default_value_t = 2)]
+    jitter_seconds: u64,
     /// Streams sending at once (one message in flight each).
     #[arg(long, default_value_t = 1024)]
     concurrency: usize,
@@ -138,6 +144,8 @@ async fn main() -> Result<(), BoxError> {
         args: vec![
             "--heartbeat-interval".into(),
             format!("{}s", args.period_seconds),
+            "--jitter".into(),
+            format!("{}s", args.jitter_seconds),
         ],
         ..Launch::default()
     };
@@ -148,11 +156,12 @@ async fn main() -> Result<(), BoxError> {
         channels.push(connect(&server.url, Some(&server.ca_pem)).await?);
     }
     println!(
-        "{:?}: carewatch serve listening after {:.1} s; {} rounds {} s apart, {} streams over {} connections",
+        "{:?}: carewatch serve listening after {:.1} s; {} rounds {} s apart (jitter tolerance {} s), {} streams over {} connections",
         args.backend,
         server.started_in.as_secs_f64(),
         args.rounds,
         args.period_seconds,
+        args.jitter_seconds,
         args.concurrency,
         channels.len()
     );
