@@ -98,7 +98,7 @@ pub const DEFAULT_PROBABLY_REMOVED_AFTER: Duration = Duration::from_secs(7 * 24 
 impl Config {
     /// Defaults: 60 s heartbeats, unavailable after 3 missed, messages up to
     /// [`MAX_SEALED_MESSAGE_BYTES`] (the largest valid status report), a
-    /// liveness tolerance of [`DEFAULT_LIVENESS_TOLERANCE`].
+    /// liveness tolerance of 3 s.
     pub fn new(master_key: MasterKey) -> Self {
         Self {
             master_key,

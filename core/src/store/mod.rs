@@ -445,7 +445,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// reseller's*), read in one read transaction, in any order: each
     /// installation's SLC and labels, its recording servers (retired ones
     /// included) with their `first_seen_at`, and the history entries of
-    /// kinds [`UPTIME_HISTORY_KINDS`] of each server that lie before the
+    /// kinds a report reads (became unavailable, recovered, decommissioned,
+    /// recommissioned) of each server that lie before the
     /// period's end and either within the period or at the instant of the
     /// server's latest such entry before its start (its state when the
     /// period begins; see [`crate::report`]). Other entries are left out.
