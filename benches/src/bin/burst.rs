@@ -19,6 +19,7 @@
 //! target/release/burst                                  # 1M servers, SQLite
 //! target/release/burst --backend postgres               # CAREWATCH_TEST_DATABASE_URL
 //! target/release/burst --installations 10000 --rounds 2 # 100k servers, quick
+//! target/release/burst --jitter-seconds 20              # serve --jitter 20s: nobody Late mid-round
 //! ```
 
 use std::collections::BTreeMap;

@@ -43,6 +43,22 @@ pub(crate) fn check(
             run.ingest.errors, run.paced.errors
         ));
     }
+    let expected: HashSet<String> = (0..args.installations)
+        .map(|n| format!("OUT-{n:06}"))
+        .collect();
+    // The outage's runs (B, A with --a-outage, a control's B): every
+    // installation recorded Offline, which B's window is measured from.
+    if run.b || args.a_outage || args.control {
+        let undetected = expected
+            .iter()
+            .filter(|s| run.seen.get(s.as_str()).is_none_or(|s| s.offline.is_none()))
+            .count();
+        if undetected > 0 {
+            problems.push(format!(
+                "{label}: {undetected} installations never recorded Offline"
+            ));
+        }
+    }
     if !run.notify {
         if !run.notes.is_empty() {
             problems.push(format!(
@@ -68,9 +84,6 @@ pub(crate) fn check(
             "B: {mismatched} Idempotency-Key headers differ from the body's id"
         ));
     }
-    let expected: HashSet<String> = (0..args.installations)
-        .map(|n| format!("OUT-{n:06}"))
-        .collect();
     let per_slc = |kind: &str| {
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for note in run.notes.iter().filter(|n| n.kind == kind) {
@@ -115,15 +128,6 @@ pub(crate) fn check(
     if others > 0 {
         problems.push(format!(
             "B: {others} notifications about other installations or of other kinds"
-        ));
-    }
-    let undetected = expected
-        .iter()
-        .filter(|s| run.seen.get(s.as_str()).is_none_or(|s| s.offline.is_none()))
-        .count();
-    if undetected > 0 {
-        problems.push(format!(
-            "B: {undetected} installations never recorded Offline"
         ));
     }
     let since_differs = run

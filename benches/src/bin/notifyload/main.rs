@@ -24,7 +24,8 @@
 //!    server falls silent at once (its stream closed); in run **A** it keeps
 //!    sending (with `--a-outage`, A has the same outage but no notification
 //!    channel, so B / A is what notifying costs, apart from detecting the
-//!    outage). The server finds them Late, then, after 3 missed heartbeats,
+//!    outage; with `--control`, B too has no channel, so B / A is the
+//!    benchmark's own noise). The server finds them Late, then, after 3 missed heartbeats,
 //!    Unavailable: each installation Offline. Ingest goes on throughout;
 //!    A ends `--seconds` after T, B once every Offline notification came (at
 //!    least `--seconds`, at most `--timeout-seconds`).
@@ -38,7 +39,7 @@
 //!    time − detection. The outbox tells attempts and failures.
 //! 5. **Ingest**, per pair (A then B, `--pairs` times, interleaved): the
 //!    ingest fleet's heartbeats/s over B's outage window (first detection to
-//!    last notification) and over the same offsets from T in A, and over
+//!    last notification; to the last detection in a control) and over the same offsets from T in A, and over
 //!    [T, T + `--seconds`]; the server's CPU per heartbeat (all heartbeats
 //!    it took, both fleets).
 //!
@@ -168,7 +169,8 @@ struct Args {
     /// is then the benchmark's own noise, to read the real pairs against.
     #[arg(long)]
     control: bool,
-    /// Pairs of runs: A (no outage), then B (the outage).
+    /// Pairs of runs: A (no outage, or the outage without a channel), then
+    /// B (the outage, notified; without a channel in a control).
     #[arg(long, default_value_t = 2)]
     pairs: usize,
     /// Deliver over HTTPS (a self-signed receiver trusted with --notify-ca-cert).

@@ -40,26 +40,16 @@ pub(crate) fn opt1(v: Option<f64>) -> String {
 pub(crate) fn print_pair(number: usize, args: &Args, a: &Run, b: &Run) {
     let ingest = pair_ingest(args, a, b);
     let l = latency(b);
-    println!(
-        "pair {number} B: {} of {} Offline notifications (detection → arrival {}); first \
-         detection {:.1} s after T, detections spread over {:.1} s, first detection → last \
-         notification {:.1} s; {} of {} resolved ({}); outbox {} entries, {} delivered, {} \
-         retried, {} given up, {} pending",
-        l.offline_received,
-        args.installations,
-        spread_s(&l.arrival),
-        l.first_detection_from_t_ms.unwrap_or(0) as f64 / 1000.0,
-        l.detection_spread_ms.unwrap_or(0) as f64 / 1000.0,
-        l.first_to_last_ms.unwrap_or(0) as f64 / 1000.0,
-        l.resolved_received,
-        args.installations,
-        spread_s(&l.resolved),
-        b.outbox[0],
-        b.outbox[1],
-        b.outbox[2],
-        b.outbox[3],
-        b.outbox[4],
-    );
+    if !b.notify {
+        println!(
+            "pair {number} B (a control, no channel): first detection {:.1} s after T, \
+             detections spread over {:.1} s",
+            l.first_detection_from_t_ms.unwrap_or(0) as f64 / 1000.0,
+            l.detection_spread_ms.unwrap_or(0) as f64 / 1000.0,
+        );
+    } else {
+        print_notifications(number, args, b, &l);
+    }
     for (run, label) in [(a, "A"), (b, "B")] {
         let (before, after) = run
             .stalls
@@ -100,6 +90,30 @@ pub(crate) fn print_pair(number: usize, args: &Args, a: &Run, b: &Run) {
         ingest.fixed_b.heartbeats_per_s / ingest.fixed_a.heartbeats_per_s,
         a.load,
         b.load,
+    );
+}
+
+/// B's notifications in one line.
+fn print_notifications(number: usize, args: &Args, b: &Run, l: &Latency) {
+    println!(
+        "pair {number} B: {} of {} Offline notifications (detection → arrival {}); first \
+         detection {:.1} s after T, detections spread over {:.1} s, first detection → last \
+         notification {:.1} s; {} of {} resolved ({}); outbox {} entries, {} delivered, {} \
+         retried, {} given up, {} pending",
+        l.offline_received,
+        args.installations,
+        spread_s(&l.arrival),
+        l.first_detection_from_t_ms.unwrap_or(0) as f64 / 1000.0,
+        l.detection_spread_ms.unwrap_or(0) as f64 / 1000.0,
+        l.first_to_last_ms.unwrap_or(0) as f64 / 1000.0,
+        l.resolved_received,
+        args.installations,
+        spread_s(&l.resolved),
+        b.outbox[0],
+        b.outbox[1],
+        b.outbox[2],
+        b.outbox[3],
+        b.outbox[4],
     );
 }
 
@@ -145,101 +159,104 @@ pub(crate) fn report(args: &Args, pairs: &[(Run, Run)]) {
         a_label(args),
         args.warmup_seconds,
     );
-    println!();
-    println!("| measure | per B run | target |");
-    println!("|---|---|---|");
-    let lat: Vec<Latency> = pairs.iter().map(|(_, b)| latency(b)).collect();
-    let each = |f: &dyn Fn(&Latency) -> String| -> String {
-        lat.iter().map(f).collect::<Vec<_>>().join("; ")
-    };
-    println!(
-        "| Offline notifications received (one per installation) | {} | all {} |",
-        each(&|l| format!("{}", l.offline_received)),
-        thousands(args.installations)
-    );
-    println!(
-        "| detection → webhook arrival | {} | ≤ 10 s |",
-        each(&|l| spread_s(&l.arrival))
-    );
-    println!(
-        "| … within 10 s | {} | all |",
-        each(&|l| format!(
-            "{} of {}",
-            l.arrival
-                .iter()
-                .filter(|&&ms| ms <= TARGET_LATENCY_MS)
-                .count(),
-            l.arrival.len()
-        ))
-    );
-    println!(
-        "| first detection → last Offline notification | {} | |",
-        each(&|l| format!("{:.1} s", l.first_to_last_ms.unwrap_or(0) as f64 / 1000.0))
-    );
-    println!(
-        "| detections spread over (first → last) | {} | |",
-        each(&|l| format!(
-            "{:.1} s",
-            l.detection_spread_ms.unwrap_or(0) as f64 / 1000.0
-        ))
-    );
-    println!(
-        "| first detection after the outage began | {} | |",
-        each(&|l| format!(
-            "{:.1} s",
-            l.first_detection_from_t_ms.unwrap_or(0) as f64 / 1000.0
-        ))
-    );
-    let rate = |span: Option<i64>, n: usize| match span {
-        Some(ms) if ms > 0 => format!(
-            "{:.1} s, {:.0}/s",
-            ms as f64 / 1000.0,
-            n as f64 * 1000.0 / ms as f64
-        ),
-        _ => "?".to_owned(),
-    };
-    println!(
-        "| Offline notifications queued, first → last (payload `at`) | {} | |",
-        each(&|l| rate(l.queued_span_ms, l.offline_received))
-    );
-    println!(
-        "| Offline notifications arrived, first → last | {} | |",
-        each(&|l| rate(l.arrival_span_ms, l.offline_received))
-    );
-    println!(
-        "| … detection → queued (notifier, payload `at`) | {} | |",
-        each(&|l| spread_s(&l.notifier))
-    );
-    println!(
-        "| … queued → arrival (delivery) | {} | |",
-        each(&|l| spread_s(&l.delivery))
-    );
-    println!(
-        "| third heartbeat due → detection (2 s jitter tolerance, sweep) | {} | |",
-        each(&|l| spread_s(&l.sweep))
-    );
-    println!(
-        "| duplicates (same key twice) / retried / given up | {} | 0 / 0 / 0 |",
-        pairs
-            .iter()
-            .map(|(_, b)| {
-                let mut keys = HashSet::new();
-                let duplicates = b.notes.iter().filter(|n| !keys.insert(&n.key)).count();
-                format!("{duplicates} / {} / {}", b.outbox[2], b.outbox[3])
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
-    if !args.no_recovery {
+    // A control has no channel: no notification to report on.
+    if !args.control {
+        println!();
+        println!("| measure | per B run | target |");
+        println!("|---|---|---|");
+        let lat: Vec<Latency> = pairs.iter().map(|(_, b)| latency(b)).collect();
+        let each = |f: &dyn Fn(&Latency) -> String| -> String {
+            lat.iter().map(f).collect::<Vec<_>>().join("; ")
+        };
         println!(
-            "| resolved notifications received | {} | all {} |",
-            each(&|l| format!("{}", l.resolved_received)),
+            "| Offline notifications received (one per installation) | {} | all {} |",
+            each(&|l| format!("{}", l.offline_received)),
             thousands(args.installations)
         );
         println!(
-            "| recovery → resolved arrival | {} | |",
-            each(&|l| spread_s(&l.resolved))
+            "| detection → webhook arrival | {} | ≤ 10 s |",
+            each(&|l| spread_s(&l.arrival))
         );
+        println!(
+            "| … within 10 s | {} | all |",
+            each(&|l| format!(
+                "{} of {}",
+                l.arrival
+                    .iter()
+                    .filter(|&&ms| ms <= TARGET_LATENCY_MS)
+                    .count(),
+                l.arrival.len()
+            ))
+        );
+        println!(
+            "| first detection → last Offline notification | {} | |",
+            each(&|l| format!("{:.1} s", l.first_to_last_ms.unwrap_or(0) as f64 / 1000.0))
+        );
+        println!(
+            "| detections spread over (first → last) | {} | |",
+            each(&|l| format!(
+                "{:.1} s",
+                l.detection_spread_ms.unwrap_or(0) as f64 / 1000.0
+            ))
+        );
+        println!(
+            "| first detection after the outage began | {} | |",
+            each(&|l| format!(
+                "{:.1} s",
+                l.first_detection_from_t_ms.unwrap_or(0) as f64 / 1000.0
+            ))
+        );
+        let rate = |span: Option<i64>, n: usize| match span {
+            Some(ms) if ms > 0 => format!(
+                "{:.1} s, {:.0}/s",
+                ms as f64 / 1000.0,
+                n as f64 * 1000.0 / ms as f64
+            ),
+            _ => "?".to_owned(),
+        };
+        println!(
+            "| Offline notifications queued, first → last (payload `at`) | {} | |",
+            each(&|l| rate(l.queued_span_ms, l.offline_received))
+        );
+        println!(
+            "| Offline notifications arrived, first → last | {} | |",
+            each(&|l| rate(l.arrival_span_ms, l.offline_received))
+        );
+        println!(
+            "| … detection → queued (notifier, payload `at`) | {} | |",
+            each(&|l| spread_s(&l.notifier))
+        );
+        println!(
+            "| … queued → arrival (delivery) | {} | |",
+            each(&|l| spread_s(&l.delivery))
+        );
+        println!(
+            "| third heartbeat due → detection (2 s jitter tolerance, sweep) | {} | |",
+            each(&|l| spread_s(&l.sweep))
+        );
+        println!(
+            "| duplicates (same key twice) / retried / given up | {} | 0 / 0 / 0 |",
+            pairs
+                .iter()
+                .map(|(_, b)| {
+                    let mut keys = HashSet::new();
+                    let duplicates = b.notes.iter().filter(|n| !keys.insert(&n.key)).count();
+                    format!("{duplicates} / {} / {}", b.outbox[2], b.outbox[3])
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        if !args.no_recovery {
+            println!(
+                "| resolved notifications received | {} | all {} |",
+                each(&|l| format!("{}", l.resolved_received)),
+                thousands(args.installations)
+            );
+            println!(
+                "| recovery → resolved arrival | {} | |",
+                each(&|l| spread_s(&l.resolved))
+            );
+        }
     }
     println!();
     println!(
