@@ -279,6 +279,29 @@ impl Fleet {
     }
 
     /// Servers not seeded unavailable: the ones [`Fleet::heartbeat`] writes.
+    /// Every live server heard from now, with a sequence later than any
+    /// earlier (the clock's milliseconds), due again after `interval`; an
+    /// error unless every heartbeat was applied.
+    pub async fn refresh(
+        &self,
+        store: &dyn Store,
+        interval: Duration,
+    ) -> std::result::Result<(), crate::server::BoxError> {
+        use carewatch_core::time::{Clock as _, SystemClock};
+        let sequence = u64::try_from(SystemClock.now().as_millis())?;
+        let applied = self
+            .heartbeat(store, sequence, interval, &|| SystemClock.now())
+            .await?;
+        if applied != self.live_server_count() {
+            return Err(format!(
+                "only {applied} of {} refresh heartbeats were applied",
+                self.live_server_count()
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     pub fn live_server_count(&self) -> usize {
         self.installations
             .iter()

@@ -44,6 +44,19 @@ pub use fleet::{
 pub use postgres::{BenchSchema, DEFAULT_URL, URL_VAR, database_url};
 pub use uptime::{SeedCounts, UptimeFleet, UptimeInstallation};
 
+/// `n` with a comma between thousands: 1,000,000.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The `p`th percentile (0 to 100) of latencies in microseconds, sorted
 /// ascending, in milliseconds; NaN if there are none.
 pub fn percentile(sorted_micros: &[u32], p: f64) -> f64 {
@@ -52,4 +65,18 @@ pub fn percentile(sorted_micros: &[u32], p: f64) -> f64 {
     };
     let rank = ((p / 100.0) * last as f64).round() as usize;
     f64::from(sorted_micros[rank.min(last)]) / 1000.0
+}
+
+#[cfg(test)]
+mod thousands_tests {
+    use super::thousands;
+
+    #[test]
+    fn thousands_are_separated_by_commas() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(994_000), "994,000");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
 }

@@ -47,9 +47,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use carewatch_benches::percentile;
 use carewatch_benches::server::{BoxError, Memory, ServerProcess, carewatch_beside_this_program};
 use carewatch_benches::{Fleet, SeededHealth};
+use carewatch_benches::{percentile, thousands};
 use carewatch_cli::tls::{TlsIdentity, write_private};
 use carewatch_core::auth::{self, Principal};
 use carewatch_core::availability::check_interval;
@@ -483,17 +483,7 @@ async fn refresh(dir: &Path, fleet: &Fleet, interval: Duration) -> Result<Durati
     let began = Instant::now();
     let store = SqliteStore::open(dir.join(DATABASE)).await?;
     // Later than every earlier refresh's, and than seeding's 1 and 2.
-    let sequence = u64::try_from(SystemClock.now().as_millis())?;
-    let applied = fleet
-        .heartbeat(&store, sequence, interval, &|| SystemClock.now())
-        .await?;
-    if applied != fleet.live_server_count() {
-        return Err(format!(
-            "only {applied} of {} refresh heartbeats were applied",
-            fleet.live_server_count()
-        )
-        .into());
-    }
+    fleet.refresh(&store, interval).await?;
     // The server that starts next must find the fleet received until now.
     store
         .mark_alive(&LivenessMark {
@@ -735,16 +725,4 @@ fn ms(d: Duration) -> f64 {
 
 fn mib(memory: Option<Memory>, field: impl Fn(&Memory) -> u64) -> String {
     memory.map_or_else(|| "?".to_owned(), |m| (field(&m) / 1024).to_string())
-}
-
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -67,8 +67,8 @@ use carewatch_benches::notify::{
     Acks, Clock, CpuSample, CpuSampler, Flood, PacedFleet, Serve, load_average, nearest,
     unix_millis,
 };
-use carewatch_benches::percentile;
 use carewatch_benches::server::{BoxError, carewatch_beside_this_program};
+use carewatch_benches::{percentile, thousands};
 use carewatch_cli::commands::parse_duration;
 use carewatch_cli::simulate::SimServer;
 use carewatch_cli::tls::TlsIdentity;
@@ -97,7 +97,7 @@ mod seed;
 
 use check::check;
 use record::{Note, Run, Seen};
-use report::{print_pair, report, thousands};
+use report::{print_pair, report};
 use seed::{Template, create_channel};
 
 /// The database file in the data directory, as `carewatch serve` names it.

@@ -379,15 +379,3 @@ pub(crate) fn report(args: &Args, pairs: &[(Run, Run)]) {
         loads.join("; ")
     );
 }
-
-pub(crate) fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}

@@ -51,12 +51,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use carewatch_benches::ingest::{self, Workers};
-use carewatch_benches::percentile;
 use carewatch_benches::server::{
     BoxError, Memory, ServerProcess, carewatch_beside_this_program, cpu_time,
 };
 use carewatch_benches::web::{LivePage, LiveStats, Protocol, WebClient, cookie_header, form};
 use carewatch_benches::{Fleet, SeededHealth};
+use carewatch_benches::{percentile, thousands};
 use carewatch_cli::simulate::SimServer;
 use carewatch_cli::tls::TlsIdentity;
 use carewatch_core::ConditionCode;
@@ -92,7 +92,7 @@ mod seed;
 
 use ingest_runs::{Site, idle_cpu, ingest_run, print_run, probe_pages};
 use probes::Bench;
-use report::{Pair, mib, opt1, percentile_ms, print_latencies, report, thousands};
+use report::{Pair, mib, opt1, percentile_ms, print_latencies, report};
 use seed::{admin_sign_in, check_totals, seed};
 
 /// The database file in the data directory, as `carewatch serve` names it.

@@ -347,15 +347,3 @@ pub(crate) fn opt1(value: Option<f64>) -> String {
 pub(crate) fn mib(memory: Option<Memory>) -> String {
     memory.map_or_else(|| "?".to_owned(), |m| (m.rss_kib / 1024).to_string())
 }
-
-pub(crate) fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
