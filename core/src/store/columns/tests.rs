@@ -1,0 +1,174 @@
+//! Round trips of every column layout, and stored values that do not
+//! decode reported as corrupt.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::availability::Availability;
+use crate::feed::Change;
+use crate::health::HealthSummary;
+use crate::notification::rules::Phase;
+use crate::store::HistoryKind;
+use crate::time::Timestamp;
+
+proptest! {
+    #[test]
+    fn sequences_round_trip_bit_for_bit(s in any::<u64>()) {
+        prop_assert_eq!(sequence_from_column(sequence_to_column(s)), s);
+    }
+
+    #[test]
+    fn availability_round_trips(state in 0u8..3, missed in any::<u32>(), since in any::<i64>()) {
+        let a = match state {
+            0 => Availability::Available,
+            1 => Availability::Late { missed },
+            _ => Availability::Unavailable { since: Timestamp::from_millis(since), missed },
+        };
+        prop_assert_eq!(AvailabilityColumns::from(&a).decode().unwrap(), a);
+    }
+}
+
+#[test]
+fn every_history_kind_round_trips() {
+    let kinds = [
+        HistoryKind::FirstSeen,
+        HistoryKind::ConditionOpened {
+            code: ConditionCode::StorageFull,
+            subject: "D:".into(),
+        },
+        HistoryKind::ConditionResolved {
+            code: ConditionCode::Unknown("FAN_FAILURE".into()),
+            subject: "Fan 2".into(),
+            open_for: Duration::from_millis(1234),
+        },
+        HistoryKind::BecameUnavailable { missed: 3 },
+        HistoryKind::Recovered {
+            unavailable_for: Duration::from_secs(90),
+            missed: 5,
+        },
+    ];
+    for kind in kinds {
+        assert_eq!(HistoryColumns::from(&kind).decode().unwrap(), kind);
+    }
+}
+
+#[test]
+fn every_change_round_trips() {
+    let summary = HealthSummary {
+        health: Health::Critical,
+        worst: Some(ConditionCode::StorageFull),
+        servers: 3,
+        unavailable: 1,
+        late: 1,
+        active_conditions: 2,
+    };
+    let changes = [
+        Change::Health {
+            previous: Health::Healthy,
+            summary,
+        },
+        Change::Server {
+            server: RecordingServerId::new("rs-1").unwrap(),
+            event: HistoryKind::BecameUnavailable { missed: 3 },
+        },
+        Change::Server {
+            server: RecordingServerId::new("rs-2").unwrap(),
+            event: HistoryKind::ConditionOpened {
+                code: ConditionCode::CameraUnreachable,
+                subject: "Camera 7".into(),
+            },
+        },
+        Change::Registered,
+        Change::Consent { accepted: false },
+        Change::Subscription {
+            expires_at: Some(Timestamp::from_millis(86_400_000)),
+        },
+        Change::Subscription { expires_at: None },
+        Change::Labels,
+    ];
+    for change in changes {
+        assert_eq!(ChangeColumns::from(&change).decode().unwrap(), change);
+    }
+}
+
+#[test]
+fn every_notification_phase_round_trips() {
+    let t = Timestamp::from_millis;
+    let phases = [
+        Phase::Pending {
+            health: Health::Critical,
+            since: t(10),
+            muted: true,
+        },
+        Phase::Notified {
+            health: Health::Offline,
+            since: t(10),
+            told_at: t(70),
+            reminders: 2,
+            changed: Some((Health::Critical, t(90))),
+            muted: false,
+        },
+        Phase::Notified {
+            health: Health::Critical,
+            since: t(10),
+            told_at: t(70),
+            reminders: 0,
+            changed: None,
+            muted: true,
+        },
+        Phase::Recovering {
+            health: Health::Critical,
+            problem_since: t(10),
+            since: t(200),
+        },
+    ];
+    for phase in phases {
+        let columns = PhaseColumns::of(&phase).expect("a row");
+        assert_eq!(columns.decode().unwrap(), phase);
+    }
+    assert_eq!(PhaseColumns::of(&Phase::Quiet), None);
+}
+
+#[test]
+fn undecodable_columns_are_reported_as_corrupt() {
+    let bad_state = AvailabilityColumns {
+        state: 7,
+        missed: 0,
+        unavailable_since: None,
+    };
+    assert!(
+        bad_state
+            .decode()
+            .unwrap_err()
+            .to_string()
+            .contains("server state")
+    );
+    let unavailable_without_since = AvailabilityColumns {
+        state: 2,
+        missed: 3,
+        unavailable_since: None,
+    };
+    assert!(unavailable_without_since.decode().is_err());
+    let negative = AvailabilityColumns {
+        state: 1,
+        missed: -1,
+        unavailable_since: None,
+    };
+    assert!(negative.decode().is_err());
+    let unknown = HistoryColumns {
+        kind: "exploded",
+        code: None,
+        subject: None,
+        duration_ms: None,
+        missed: None,
+    };
+    assert!(
+        unknown
+            .decode()
+            .unwrap_err()
+            .to_string()
+            .contains("history kind")
+    );
+}
