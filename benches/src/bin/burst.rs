@@ -367,7 +367,7 @@ impl std::fmt::Display for WalState {
 }
 
 /// Reads `mxFrame` and `nBackfill` from the database's wal-index (`-shm`
-/// file: https://sqlite.org/walformat.html, native byte order), `None` when
+/// file: <https://sqlite.org/walformat.html>, native byte order), `None` when
 /// there is none (PostgreSQL, or no log yet). A page read searches the
 /// log's index from its newest frame back, so a log that never restarts
 /// makes every read dearer.
