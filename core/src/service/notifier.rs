@@ -54,8 +54,8 @@ pub struct NotifierStep {
     pub events: usize,
     /// Notifications put in the outbox.
     pub queued: usize,
-    /// The step stopped at its limit: more events are waiting, so the
-    /// next step should run at once.
+    /// The step stopped at a limit: more events or more due states are
+    /// waiting, so the next step should run at once.
     pub more: bool,
     /// The entries this node claimed as it queued them (when the step was
     /// asked to, see [`Carewatch::notify_step_on`]): for it to send now.
@@ -166,6 +166,7 @@ impl Carewatch {
         // server turning Late), and each write is a statement at ingest's
         // priority, unchanged or not.
         let mut stored: HashMap<(ChannelId, Slc), (Phase, Option<Timestamp>)> = HashMap::new();
+        let due_full = due.len() >= DUE_PER_STEP as usize;
         for state in known.into_iter().chain(due) {
             let key = (state.channel, state.slc);
             if let Entry::Vacant(slot) = stored.entry(key.clone()) {
@@ -296,6 +297,9 @@ impl Carewatch {
                 .push(outbox_entry(channel, slc, key, &body, now));
         }
         let (events, queued) = (events.len(), commit.outbox.len());
+        // More due states wait only if this step moved some on: a state a
+        // step cannot move (none known) must not make steps run back to back.
+        let more_due = due_full && !commit.states.is_empty();
         match store.commit(commit).await? {
             Committed::Refused => {
                 tracing::info!("notifier lease lost mid-step; another node carries on");
@@ -305,7 +309,7 @@ impl Carewatch {
                 leader: true,
                 events,
                 queued,
-                more: events >= EVENTS_PER_STEP as usize,
+                more: events >= EVENTS_PER_STEP as usize || more_due,
                 claimed,
             }),
         }

@@ -130,6 +130,7 @@ macro_rules! __conformance_test_list {
             notifier_commits_are_atomic_and_conditional,
             a_notifier_commit_can_claim_what_it_queues,
             a_backlog_of_events_is_taken_in_steps_that_say_more_waits,
+            due_states_beyond_a_step_say_more_waits,
             deliveries_are_claimed_by_one_node_at_a_time,
             a_stopping_node_releases_its_unsent_claims,
             delivery_outcomes_are_recorded_once_by_the_claiming_node,

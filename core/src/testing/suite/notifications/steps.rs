@@ -1,7 +1,15 @@
-//! The notifier's steps over a backlog of feed events.
+//! The notifier's steps over a backlog of feed events or of due states.
 
+use super::{channel, commit, create_channel, due_states};
+use crate::health::Health;
+use crate::ids::Slc;
+use crate::installation::Product;
+use crate::notification::NotificationState;
+use crate::notification::NotifierCommit;
+use crate::notification::rules::Phase;
 use crate::testing::TestBackend;
-use crate::testing::fixture::Fixture;
+use crate::testing::fixture::{Fixture, START};
+use crate::testing::suite::slc;
 
 /// A backlog of feed events is taken in steps of at most 500: a full step
 /// says more are waiting (the dispatcher then runs the next at once), the
@@ -32,4 +40,71 @@ pub(crate) async fn a_backlog_of_events_is_taken_in_steps_that_say_more_waits(
     assert!(!second.more, "the backlog is done: {second:?}");
     let third = fx.carewatch.notify_step().await.expect("third step");
     assert_eq!(third.events, 0, "nothing read twice");
+}
+
+/// More due states than a step takes (1,000) make the step say more are
+/// waiting, as a full step of feed events does: the dispatcher then runs
+/// the next step at once instead of after its pause, so the reminders of a
+/// large outage do not come 1,000 a pause.
+pub(crate) async fn due_states_beyond_a_step_say_more_waits(backend: &(impl TestBackend + ?Sized)) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let store = &fx.store;
+    let alpha = fx.reseller("alpha").await;
+    let ch = channel(1, &alpha, START);
+    create_channel(store, &ch).await;
+    let product = Product::new("XProtect Corporate", "2016 R3").expect("valid product");
+    let slcs: Vec<Slc> = (0..1001).map(|i| slc(&format!("M01-C01-{i:04}"))).collect();
+    for s in &slcs {
+        fx.carewatch
+            .register_installation(s, &alpha, product.clone())
+            .await
+            .expect("registers");
+    }
+    // The registrations' feed events, read and committed.
+    loop {
+        let step = fx.carewatch.notify_step().await.expect("step");
+        assert!(step.leader, "{step:?}");
+        if !step.more {
+            break;
+        }
+    }
+    let head = store.latest_change().await.expect("feed head");
+    let now = fx.carewatch.now();
+    // Each due now; held (the default hold), so a step only moves its due
+    // time on to the hold's end.
+    let states = slcs
+        .iter()
+        .map(|s| NotificationState {
+            channel: ch.id.clone(),
+            slc: s.clone(),
+            phase: Phase::Pending {
+                health: Health::Offline,
+                since: now,
+                muted: false,
+            },
+            due_at: Some(now),
+        })
+        .collect();
+    let due = NotifierCommit {
+        node: fx.carewatch.config().node_id().to_owned(),
+        from: head,
+        to: head,
+        states,
+        outbox: Vec::new(),
+        claim_until: None,
+    };
+    assert!(commit(store, &due).await, "the lease holder commits");
+    assert_eq!(due_states(store, now, 2000).await.len(), 1001);
+
+    let first = fx.carewatch.notify_step().await.expect("first step");
+    assert_eq!(first.events, 0, "no feed event: {first:?}");
+    assert!(
+        first.more,
+        "a step took 1,000 due states, one waits: {first:?}"
+    );
+    assert_eq!(due_states(store, now, 2000).await.len(), 1, "1,000 taken");
+    let second = fx.carewatch.notify_step().await.expect("second step");
+    assert!(!second.more, "none due any more: {second:?}");
+    assert!(due_states(store, now, 2000).await.is_empty());
 }
