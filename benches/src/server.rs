@@ -56,6 +56,32 @@ pub fn cpu_time(pid: &str) -> Option<Duration> {
     Some(Duration::from_millis((user + system) * 10))
 }
 
+/// Processor time used so far by the threads of process `pid` that run at
+/// a lower priority than the process started with (a positive nice value:
+/// `serve`'s notification thread and its blocking threads, `--notify-nice`),
+/// from `/proc/<pid>/task/*/stat` (Linux). Threads that have ended are not
+/// counted; the notification threads live as long as the server.
+pub fn background_cpu_time(pid: &str) -> Option<Duration> {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("stat")) else {
+            // The thread ended between the listing and the read.
+            continue;
+        };
+        let Some(after_name) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // utime, stime and nice are the 14th, 15th and 19th fields: the 12th,
+        // 13th and 17th after the name.
+        let field = |n: usize| fields.get(n).and_then(|f| f.parse::<i64>().ok());
+        if field(16).is_some_and(|nice| nice > 0) {
+            ticks += u64::try_from(field(11)? + field(12)?).ok()?;
+        }
+    }
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// How a server is launched beyond the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct Launch {

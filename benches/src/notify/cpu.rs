@@ -1,5 +1,5 @@
-//! [`CpuSampler`]: the server's and this process's CPU time, four times a
-//! second; and the machine's load average.
+//! [`CpuSampler`]: the server's (and its lower-priority threads') and this
+//! process's CPU time, four times a second; and the machine's load average.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::Clock;
-use crate::server::cpu_time;
+use crate::server::{background_cpu_time, cpu_time};
 
 /// How often [`CpuSampler`] reads CPU times.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
@@ -20,6 +20,9 @@ pub struct CpuSample {
     pub at_ms: u32,
     /// The server's CPU time so far.
     pub server: Option<Duration>,
+    /// The part of it taken by the server's threads at a lower priority
+    /// (the notification threads).
+    pub server_background: Option<Duration>,
     /// This process's CPU time so far.
     pub this: Option<Duration>,
 }
@@ -46,6 +49,7 @@ impl CpuSampler {
                 samples.push(CpuSample {
                     at_ms: clock.now_ms(),
                     server: cpu_time(&pid),
+                    server_background: background_cpu_time(&pid),
                     this: cpu_time("self"),
                 });
             }

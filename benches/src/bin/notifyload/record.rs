@@ -105,6 +105,12 @@ pub(crate) struct Window {
     pub(crate) heartbeats_per_s: f64,
     pub(crate) p99_ms: f64,
     pub(crate) server_cpu_us: Option<f64>,
+    /// The part of `server_cpu_us` taken by threads at the server's own
+    /// priority (all but the notification threads).
+    pub(crate) foreground_cpu_us: Option<f64>,
+    /// CPU time of the server's lower-priority (notification) threads over
+    /// the window, in ms.
+    pub(crate) background_cpu_ms: Option<f64>,
     pub(crate) generator_cpu_us: Option<f64>,
     pub(crate) seconds: f64,
 }
@@ -122,21 +128,26 @@ impl Run {
         latencies.sort_unstable();
         let seconds = f64::from(to_ms - from_ms) / 1000.0;
         let cpu = nearest(&self.samples, from_ms).zip(nearest(&self.samples, to_ms));
-        let (server_cpu_us, generator_cpu_us) = match cpu {
-            Some((a, b)) if b.at_ms > a.at_ms => {
-                let heartbeats = in_window(&self.ingest.acks, a.at_ms, b.at_ms).len()
-                    + in_window(&self.paced.acks, a.at_ms, b.at_ms).len();
-                let per = |x: Option<Duration>, y: Option<Duration>| {
-                    Some((y? - x?).as_secs_f64() * 1e6 / heartbeats.max(1) as f64)
-                };
-                (per(a.server, b.server), per(a.this, b.this))
-            }
-            _ => (None, None),
-        };
+        let (mut server_cpu_us, mut foreground_cpu_us) = (None, None);
+        let (mut background_cpu_ms, mut generator_cpu_us) = (None, None);
+        if let Some((a, b)) = cpu.filter(|(a, b)| b.at_ms > a.at_ms) {
+            let heartbeats = in_window(&self.ingest.acks, a.at_ms, b.at_ms).len()
+                + in_window(&self.paced.acks, a.at_ms, b.at_ms).len();
+            let used = |x: Option<Duration>, y: Option<Duration>| y?.checked_sub(x?);
+            let per = |d: Option<Duration>| Some(d?.as_secs_f64() * 1e6 / heartbeats.max(1) as f64);
+            let server = used(a.server, b.server);
+            let background = used(a.server_background, b.server_background);
+            server_cpu_us = per(server);
+            foreground_cpu_us = per(server.zip(background).and_then(|(s, b)| s.checked_sub(b)));
+            background_cpu_ms = background.map(|d| d.as_secs_f64() * 1e3);
+            generator_cpu_us = per(used(a.this, b.this));
+        }
         Window {
             heartbeats_per_s: latencies.len() as f64 / seconds,
             p99_ms: percentile(&latencies, 99.0),
             server_cpu_us,
+            foreground_cpu_us,
+            background_cpu_ms,
             generator_cpu_us,
             seconds,
         }

@@ -331,6 +331,12 @@ pub(crate) fn report(args: &Args, pairs: &[(Run, Run)]) {
         "",
     );
     row(
+        "… of it at the server's priority (all but the notification threads), µs",
+        &|p| (p.outage_a.foreground_cpu_us, p.outage_b.foreground_cpu_us),
+        1,
+        "",
+    );
+    row(
         "generator CPU per heartbeat, outage window, µs",
         &|p| (p.outage_a.generator_cpu_us, p.outage_b.generator_cpu_us),
         1,
@@ -377,5 +383,29 @@ pub(crate) fn report(args: &Args, pairs: &[(Run, Run)]) {
         outage_hb.join(", "),
         args.seconds,
         loads.join("; ")
+    );
+    print_background(args, &ingest);
+}
+
+/// What the notification threads (the server's threads below its priority)
+/// used over each B window, against the machine's cores over it: what
+/// notifying took, read without the ingest ratio's noise.
+fn print_background(args: &Args, ingest: &[PairIngest]) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let each: Vec<String> = ingest
+        .iter()
+        .map(|p| match (p.outage_a.background_cpu_ms, p.outage_b.background_cpu_ms) {
+            (Some(a), Some(b)) => format!(
+                "A {a:.0} ms, B {b:.0} ms ({:.0} µs per Offline notification, {:.1}% of {cores} \
+                 cores over the window)",
+                b * 1e3 / args.installations.max(1) as f64,
+                b / 10.0 / (p.outage_b.seconds * cores),
+            ),
+            _ => "?".to_owned(),
+        })
+        .collect();
+    println!(
+        "notification threads' CPU (nice > 0) over the outage window: {}",
+        each.join("; ")
     );
 }
