@@ -17,10 +17,11 @@
 //! store writes, not thousands queued among the heartbeats. A stop writes
 //! what was gathered at once. A claim outlives the longest batch, so nobody
 //! else sends an entry while this node does; a node that dies mid-send
-//! loses its claim when the lease ends and the entry is claimed again:
-//! delivered at least once, each attempt with the same idempotency key. A
-//! node that stops releases what it claimed and did not finish, for any
-//! node (itself restarted) to send at once.
+//! loses its claim when the lease ends, or when it starts again (a node
+//! releases its previous run's claims as it starts), and the entry is
+//! claimed again: delivered at least once, each attempt with the same
+//! idempotency key. A node that stops releases what it claimed and did not
+//! finish, for any node (itself restarted) to send at once.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -160,6 +161,7 @@ impl Dispatcher {
     /// Runs until `shutdown` completes, then waits up to the shutdown grace
     /// for deliveries in flight and releases this node's unfinished claims.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
+        self.release_previous_run().await;
         let (stop, stopping) = watch::channel(false);
         let (hand, handed) = mpsc::unbounded_channel();
         // Entries handed over that delivery has not taken yet.
@@ -189,13 +191,34 @@ impl Dispatcher {
         self.release_unfinished().await;
     }
 
+    /// Releases every claim this node's previous run still holds (killed,
+    /// or stopped while a notifier commit was claiming): sent at once, not
+    /// after their lease. A failure only delays them until the lease ends.
+    async fn release_previous_run(&self) {
+        match self
+            .on_store(|c| async move { c.release_own_claims().await })
+            .await
+        {
+            Ok(0) => {}
+            Ok(entries) => tracing::info!(
+                entries,
+                "notifications this node's previous run claimed are released to be sent at once"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "releasing this node's previous run's notifications failed; they are sent after their lease"
+            ),
+        }
+    }
+
     /// Releases what this node claimed and did not finish (cut off, left
     /// out as too late, or its outcome not written), once the store calls
     /// still running end (an outcome written after the release would be
     /// lost): another node, or this one restarted, sends it at once, not
     /// after its lease, so a rolling restart holds no notification back.
-    /// Not known here, so left to run out with their lease: a claim made by
-    /// a notifier commit still running on the store's runtime. A store call
+    /// Not known here, so left to run out with their lease or to this node's
+    /// next start: a claim made by a notifier commit still running on the
+    /// store's runtime. A store call
     /// still running after [`RELEASE_WAITS_AT_MOST`] (a stalled database)
     /// is not waited for: an outcome it writes after the release finds its
     /// entry unclaimed and is lost, and the entry is sent again (at least

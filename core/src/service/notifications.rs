@@ -316,6 +316,17 @@ impl Carewatch {
             .await
     }
 
+    /// Ends every claim this node holds: its previous run's, as delivery
+    /// starts (a node id names one running node), so that what a killed run
+    /// claimed, or a stopped one could not release, is sent at once instead
+    /// of after its lease. Returns how many.
+    pub async fn release_own_claims(&self) -> Result<u64> {
+        self.inner
+            .store
+            .release_every_claim(&self.inner.config.node_id)
+            .await
+    }
+
     /// Records how an attempt ended (delivery).
     pub async fn finish_delivery(&self, id: u64, outcome: &DeliveryOutcome) -> Result<()> {
         self.inner

@@ -380,6 +380,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// node claims, and delivered and given-up ones, are left alone.
     /// Returns how many were released.
     async fn release_claims(&self, node: &str, ids: &[u64]) -> Result<u64>;
+    /// Ends every claim `node` holds on pending entries, as
+    /// [`Store::release_claims`] would: a node starting, whose claims are
+    /// its previous run's (a node id names one running node), so that what
+    /// a killed or stopped run claimed is sent at once, not after its
+    /// lease. Other nodes' claims are left alone. Returns how many.
+    async fn release_every_claim(&self, node: &str) -> Result<u64>;
     /// Records how attempts ended, in the order they ended, in one
     /// transaction: each only if `node` still claims its entry (no other
     /// node claimed it since) and it is still pending (else nothing):

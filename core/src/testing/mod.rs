@@ -133,6 +133,7 @@ macro_rules! __conformance_test_list {
             due_states_beyond_a_step_say_more_waits,
             deliveries_are_claimed_by_one_node_at_a_time,
             a_stopping_node_releases_its_unsent_claims,
+            a_starting_node_releases_its_previous_runs_claims,
             delivery_outcomes_are_recorded_once_by_the_claiming_node,
             a_batch_of_outcomes_is_recorded_as_one_by_one,
             a_transfer_moves_an_installation_to_another_reseller_at_once,

@@ -559,6 +559,14 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn release_every_claim(&self, node: &str) -> Result<u64> {
+        // One statement, changing nothing the second time: safe to retry.
+        self.single(node, |c, node| {
+            Box::pin(outbox::release_every_claim(c, node))
+        })
+        .await
+    }
+
     async fn release_claims(&self, node: &str, ids: &[u64]) -> Result<u64> {
         // An id past i64 names no row.
         let ids: Vec<i64> = ids

@@ -91,6 +91,17 @@ pub(crate) async fn release_claims(c: &mut PgConnection, node: &str, ids: &[i64]
     Ok(released.rows_affected())
 }
 
+pub(crate) async fn release_every_claim(c: &mut PgConnection, node: &str) -> DbResult<u64> {
+    let released = query(
+        "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
+         WHERE claimed_by = $1 AND delivered_at IS NULL AND failed_at IS NULL",
+    )
+    .bind(node)
+    .execute(&mut *c)
+    .await?;
+    Ok(released.rows_affected())
+}
+
 pub(crate) async fn finish_deliveries(
     c: &mut PgConnection,
     node: &str,

@@ -476,6 +476,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn release_every_claim(&self, node: &str) -> Result<u64> {
+        let node = node.to_owned();
+        self.write(move |tx| outbox::release_every_claim(tx, &node))
+            .await
+    }
+
     async fn finish_deliveries(
         &self,
         node: &str,

@@ -88,6 +88,22 @@ pub(crate) fn release_claims(tx: &Connection, node: &str, ids: &[u64]) -> Result
     Ok(released)
 }
 
+pub(crate) fn release_every_claim(tx: &Connection, node: &str) -> Result<u64> {
+    // Through the pending entries' index: delivered ones, kept for the
+    // reseller to see, may be most of the table.
+    let released = tx
+        .prepare_cached(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
+             WHERE id IN (
+                 SELECT id FROM outbox INDEXED BY outbox_due
+                 WHERE delivered_at IS NULL AND failed_at IS NULL AND claimed_by = ?1)",
+        )
+        .map_err(map_err)?
+        .execute([node])
+        .map_err(map_err)?;
+    Ok(released as u64)
+}
+
 pub(crate) fn finish_deliveries(
     tx: &Connection,
     node: &str,

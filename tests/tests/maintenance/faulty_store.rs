@@ -331,6 +331,10 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.release_claims(node, ids).await
     }
+    async fn release_every_claim(&self, node: &str) -> Result<u64> {
+        self.check().await?;
+        self.inner.release_every_claim(node).await
+    }
     async fn claim_deliveries(
         &self,
         node: &str,

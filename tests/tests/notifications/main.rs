@@ -255,7 +255,8 @@ async fn kill_9_mid_delivery_then_restart_delivers_it_and_loses_nothing() {
     let killed = SystemTime::now();
     server.restart().await;
 
-    // Claimed again once the dead node's 60 s lease has run out.
+    // Released by the same node restarted, as it starts: not held until
+    // the dead run's 60 s claim runs out.
     receivers
         .wait_for(&site.slc, 1, 1, Duration::from_secs(100))
         .await;
@@ -266,8 +267,8 @@ async fn kill_9_mid_delivery_then_restart_delivers_it_and_loses_nothing() {
     assert_eq!(delivered[0].body, first[0].body, "the same notification");
     let after_kill = delivered[0].at.duration_since(killed).unwrap_or_default();
     assert!(
-        after_kill < Duration::from_secs(75),
-        "delivered {after_kill:?} after the kill"
+        after_kill < Duration::from_secs(30),
+        "delivered {after_kill:?} after the kill: released at the restart, not after the 60 s claim"
     );
     // The outcome is recorded just after the receiver answered.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

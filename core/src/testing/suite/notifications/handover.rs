@@ -1,11 +1,14 @@
 //! A notifier step that claims what it queues: its node sends the entries
-//! at once, nobody else while the claim lasts, anybody after.
+//! at once, nobody else while the claim lasts, anybody after; and a node
+//! starting again releases its previous run's claims.
 
-use super::{channel, claim, create_channel, enqueue, entry, finish, keys, lease, outbox_entry};
+use super::{
+    channel, claim, create_channel, enqueue, entry, finish, keys, lease, outbox_entry, outbox_of,
+};
 use crate::feed::EventId;
-use crate::notification::{Committed, DeliveryOutcome, NotifierCommit, OutboxEntry};
+use crate::notification::{Committed, DeliveryOutcome, NotifierCommit, OutboxEntry, OutboxFilter};
 use crate::testing::TestBackend;
-use crate::testing::fixture::Fixture;
+use crate::testing::fixture::{Fixture, START};
 use crate::testing::suite::t;
 
 /// A commit with `claim_until` inserts its entries claimed by its node
@@ -131,4 +134,51 @@ pub(crate) async fn a_notifier_commit_can_claim_what_it_queues(
         }
     );
     assert_eq!(keys(&claim(store, "node-b", t(62), 10).await), ["third"]);
+}
+
+/// A node starting releases every claim its id still holds on pending
+/// entries (its previous run's, killed or stopped mid-commit): claimable by
+/// anybody at once, attempts unchanged. Other nodes' claims, and delivered
+/// entries, are left alone; a second release finds nothing.
+pub(crate) async fn a_starting_node_releases_its_previous_runs_claims(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let store = &fx.store;
+    let alpha = fx.reseller("alpha").await;
+    let ch = channel(1, &alpha, START);
+    create_channel(store, &ch).await;
+    for (i, key) in ["e0", "e1", "e2", "e3", "e4"].iter().enumerate() {
+        enqueue(store, &[entry(&ch, key, None, t(i as u64))]).await;
+    }
+    let now = t(10);
+    let mine = claim(store, "node-1", now, 3).await;
+    assert_eq!(keys(&mine), ["e0", "e1", "e2"]);
+    finish(store, &mine[0], "node-1", DeliveryOutcome::Delivered, now).await;
+    let theirs = claim(store, "node-2", now, 10).await;
+    assert_eq!(keys(&theirs), ["e3", "e4"]);
+
+    let released = store.release_every_claim("node-1").await.expect("released");
+    assert_eq!(
+        released, 2,
+        "e1 and e2: e0 was delivered, e3 and e4 are node-2's"
+    );
+    let retaken = claim(store, "node-1", now, 10).await;
+    assert_eq!(
+        keys(&retaken),
+        ["e1", "e2"],
+        "claimable at once, oldest first; e3 and e4 still node-2's"
+    );
+    assert!(
+        retaken.iter().all(|e| e.attempts == 0),
+        "attempts unchanged: {retaken:?}"
+    );
+    assert_eq!(
+        store.release_every_claim("node-3").await.expect("released"),
+        0,
+        "a node that claimed nothing releases nothing"
+    );
+    let pending = outbox_of(store, &alpha, OutboxFilter::Pending).await;
+    assert_eq!(pending.len(), 4, "nothing delivered or lost: {pending:?}");
 }
