@@ -2,7 +2,8 @@
 //! a real HTTP receiver: retries with the same idempotency key until
 //! delivered, giving up on a permanent refusal or after the last attempt,
 //! the channel's delivery status, and an entry cut off mid-send (its node
-//! died) delivered by the next dispatcher once its lease ends.
+//! died) delivered by another node once its lease ends, or at once by the
+//! same node started again.
 
 mod world;
 
@@ -147,9 +148,10 @@ async fn it_gives_up_after_the_last_attempt() {
 }
 
 /// A node that dies mid-send (here its task is aborted, as a kill -9 would
-/// end it: no stop, so no release) keeps its claim until the lease ends.
+/// end it: no stop, so no release) keeps its claim until the lease ends:
+/// another node sends the entry only then.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_again_after_its_lease() {
+async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_by_another_node_after_its_lease() {
     let world = World::new().await;
     // The first attempt hangs until the dispatcher is gone.
     world
@@ -170,9 +172,17 @@ async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_again_after_its_lease() {
         "nothing recorded: the node went away mid-send"
     );
 
-    // Another dispatcher (as after a restart) leaves it alone while the
-    // claim lasts, and sends it once it has run out.
-    let (stop, _task) = world.dispatch(Duration::from_secs(5));
+    // Another node leaves it alone while the claim lasts, and sends it
+    // once it has run out.
+    let other = world.other_node("node-b").await;
+    let (stop, _task) = world.dispatch_on(
+        other,
+        DispatcherOptions {
+            shutdown_grace: Duration::from_secs(5),
+            every: Duration::from_millis(50),
+            ..DispatcherOptions::default()
+        },
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         world.receiver.received().len(),
@@ -181,6 +191,36 @@ async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_again_after_its_lease() {
     );
     world.clock.advance(Duration::from_secs(61));
     let entry = world.entry_when(|e| e.delivered_at.is_some()).await;
+    let got = world.receiver.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].header("idempotency-key"), Some(entry.key.as_str()));
+    assert_eq!(got[1].header("idempotency-key"), Some(entry.key.as_str()));
+    let _ = stop.send(());
+}
+
+/// The node that died mid-send, started again (the same node id), releases
+/// its previous run's claim as it starts and sends the entry at once, with
+/// the same key, not after the lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_at_once_by_its_node_restarted() {
+    let world = World::new().await;
+    world
+        .receiver
+        .plan([Reply::status(503).after(Duration::from_secs(8))]);
+    world
+        .carewatch
+        .test_channel(&world.admin, &world.channel)
+        .await
+        .expect("test queued");
+    let (_stop, task) = world.dispatch(Duration::ZERO);
+    assert_eq!(world.receiver.wait_for(1, WAIT).await.len(), 1);
+    task.abort();
+    let _ = task.await;
+
+    // The clock does not move: the claim would last another 60 s.
+    let (stop, _task) = world.dispatch(Duration::from_secs(5));
+    let entry = world.entry_when(|e| e.delivered_at.is_some()).await;
+    assert_eq!(entry.attempts, 1, "{entry:?}");
     let got = world.receiver.received();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].header("idempotency-key"), Some(entry.key.as_str()));

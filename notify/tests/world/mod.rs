@@ -26,6 +26,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct World {
     pub _dir: tempfile::TempDir,
     pub carewatch: Carewatch,
+    store: Arc<SqliteStore>,
+    master_key: MasterKey,
     pub clock: Arc<ManualClock>,
     pub admin: User,
     pub receiver: Receiver,
@@ -42,9 +44,14 @@ impl World {
                 .expect("SQLite"),
         );
         let clock = Arc::new(ManualClock::new(Timestamp::from(SystemTime::now())));
-        let carewatch = Carewatch::open(store, clock.clone(), Config::new(MasterKey::generate()))
-            .await
-            .expect("opens");
+        let master_key = MasterKey::generate();
+        let carewatch = Carewatch::open(
+            store.clone(),
+            clock.clone(),
+            Config::new(master_key.clone()),
+        )
+        .await
+        .expect("opens");
         let reseller = ResellerId::new("acme").expect("id");
         carewatch
             .create_reseller(&reseller, "ACME Security")
@@ -72,12 +79,22 @@ impl World {
         Self {
             _dir: dir,
             carewatch,
+            store,
+            master_key,
             clock,
             admin,
             receiver,
             channel: record.id,
             secret: secret.expect("a webhook has a signing secret").to_string(),
         }
+    }
+
+    /// Another node on the same store, master key and clock.
+    pub async fn other_node(&self, node_id: &str) -> Carewatch {
+        let config = Config::new(self.master_key.clone()).with_node_id(node_id);
+        Carewatch::open(self.store.clone(), self.clock.clone(), config)
+            .await
+            .expect("opens")
     }
 
     /// Starts a dispatcher; stops it when the returned sender is dropped
@@ -108,8 +125,17 @@ impl World {
         &self,
         options: DispatcherOptions,
     ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        self.dispatch_on(self.carewatch.clone(), options)
+    }
+
+    /// Starts a dispatcher of `node` with exactly these options.
+    pub fn dispatch_on(
+        &self,
+        node: Carewatch,
+        options: DispatcherOptions,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let sender = Arc::new(Sender::new(SenderOptions::default()).expect("sender"));
-        let dispatcher = Dispatcher::new(self.carewatch.clone(), sender, options);
+        let dispatcher = Dispatcher::new(node, sender, options);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             dispatcher
