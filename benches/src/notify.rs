@@ -10,12 +10,12 @@
 //!   takes them (`loadgen --mode stream`), running without a break and
 //!   recording when each heartbeat was acknowledged, so any window's
 //!   throughput can be read afterwards;
+//! - [`CpuSampler`]: the server's (and its lower-priority threads') and this
+//!   process's CPU time, four times a second.
 //!
 //! Each simulated server's first message is its status report, sent in its
 //! turn like a heartbeat: no server waits for the others' reports, so none
 //! falls Late while a fleet starts.
-//! - [`CpuSampler`]: the server's and this process's CPU time, four times a
-//!   second.
 //!
 //! Times are milliseconds since a run's origin ([`Clock`]), which also
 //! maps them to wall-clock milliseconds (the store's and the receiver's).

@@ -57,29 +57,47 @@ pub fn cpu_time(pid: &str) -> Option<Duration> {
 }
 
 /// Processor time used so far by the threads of process `pid` that run at
-/// a lower priority than the process started with (a positive nice value:
-/// `serve`'s notification thread and its blocking threads, `--notify-nice`),
-/// from `/proc/<pid>/task/*/stat` (Linux). Threads that have ended are not
-/// counted; the notification threads live as long as the server.
+/// a lower priority than its main thread (a higher nice value: `serve`'s
+/// notification thread and its blocking threads, `--notify-nice`), from
+/// `/proc/<pid>/task/*/stat` (Linux). A thread that has ended takes its
+/// time with it: tokio's blocking threads end after 10 s idle, so a window
+/// in which one ends reads short.
 pub fn background_cpu_time(pid: &str) -> Option<Duration> {
+    let main_nice = thread_stat(&format!("/proc/{pid}/task/{pid}/stat"))?.nice;
     let mut ticks = 0u64;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("stat")) else {
-            // The thread ended between the listing and the read.
+        // A thread that ended between the listing and the read is skipped.
+        let Some(stat) = task
+            .ok()
+            .and_then(|t| thread_stat(&t.path().join("stat").to_string_lossy()))
+        else {
             continue;
         };
-        let Some(after_name) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        // utime, stime and nice are the 14th, 15th and 19th fields: the 12th,
-        // 13th and 17th after the name.
-        let field = |n: usize| fields.get(n).and_then(|f| f.parse::<i64>().ok());
-        if field(16).is_some_and(|nice| nice > 0) {
-            ticks += u64::try_from(field(11)? + field(12)?).ok()?;
+        if stat.nice > main_nice {
+            ticks += stat.ticks;
         }
     }
     Some(Duration::from_millis(ticks * 10))
+}
+
+/// A thread's CPU ticks (user and system) and nice value.
+struct ThreadStat {
+    ticks: u64,
+    nice: i64,
+}
+
+fn thread_stat(path: &str) -> Option<ThreadStat> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name may hold spaces; the fields after it do not.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime, stime and nice are the 14th, 15th and 19th fields: the 12th,
+    // 13th and 17th after the name.
+    let field = |n: usize| fields.get(n)?.parse::<i64>().ok();
+    Some(ThreadStat {
+        ticks: u64::try_from(field(11)? + field(12)?).ok()?,
+        nice: field(16)?,
+    })
 }
 
 /// How a server is launched beyond the defaults.

@@ -104,7 +104,10 @@ const RESTART_AFTER_AT_MOST: Duration = Duration::from_secs(60);
 /// Runs `work` until it returns, starting it again when it panics (after
 /// `pause`, doubling), unless the server is stopping. A bug that escapes
 /// the dispatcher's own catching must not leave the node running without
-/// notifications: the outbox keeps what was not sent, and claims run out.
+/// notifications: the outbox keeps what was not sent, and the new run
+/// releases the node's claims as it starts (an outcome the panicked run
+/// still writes after that release is lost, and the entry sent again: at
+/// least once, with the same key).
 async fn run_restarting<W, F>(mut stopping: watch::Receiver<bool>, pause: Duration, mut work: W)
 where
     W: FnMut() -> F,

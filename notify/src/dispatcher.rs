@@ -161,7 +161,13 @@ impl Dispatcher {
     /// Runs until `shutdown` completes, then waits up to the shutdown grace
     /// for deliveries in flight and releases this node's unfinished claims.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
-        self.release_previous_run().await;
+        tokio::pin!(shutdown);
+        // A stop asked for while a stalled database holds the release up
+        // is not kept waiting: nothing has been claimed yet.
+        tokio::select! {
+            () = self.release_previous_run() => {}
+            () = &mut shutdown => return,
+        }
         let (stop, stopping) = watch::channel(false);
         let (hand, handed) = mpsc::unbounded_channel();
         // Entries handed over that delivery has not taken yet.
@@ -172,7 +178,6 @@ impl Dispatcher {
                 self.notifier_loop(stopping, hand, &handed_waiting)
             );
         });
-        tokio::pin!(shutdown);
         let finished = tokio::select! {
             () = &mut shutdown => false,
             () = &mut work => true,

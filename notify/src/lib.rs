@@ -14,9 +14,10 @@
 //!   commit and sent at once) and drains the outbox, claiming due entries
 //!   under a lease, sending a few at once and recording each outcome, with
 //!   exponential backoff and jitter between attempts. A node that dies
-//!   mid-send loses its claim when the lease ends and the entry is sent
-//!   again: delivery is at least once, and receivers deduplicate by the
-//!   idempotency key.
+//!   mid-send loses its claim when the lease ends (or when it starts again:
+//!   a dispatcher releases its node's previous claims as it starts) and the
+//!   entry is sent again: delivery is at least once, and receivers
+//!   deduplicate by the idempotency key.
 //!
 //! Webhooks and chat messages go through an HTTP proxy when one is set
 //! ([`ProxyUrl`], `serve --notify-proxy`), and straight to the receiver

@@ -472,9 +472,18 @@ async fn an_attempt_that_could_outlast_its_claim_is_not_started() {
     assert!(world.receiver.received().is_empty(), "nothing sent");
     assert_eq!(world.entry_when(|_| true).await.attempts, 0);
 
-    // With a long enough claim it goes out once the short one ran out.
+    // With a long enough claim another node sends it once the short one
+    // ran out (the same node started again would release it at once).
     world.clock.advance(Duration::from_secs(6));
-    let (stop, _task) = world.dispatch(Duration::from_secs(5));
+    let other = world.other_node("node-b").await;
+    let (stop, _task) = world.dispatch_on(
+        other,
+        DispatcherOptions {
+            shutdown_grace: Duration::from_secs(5),
+            every: Duration::from_millis(50),
+            ..DispatcherOptions::default()
+        },
+    );
     let entry = world.entry_when(|e| e.delivered_at.is_some()).await;
     assert_eq!(entry.attempts, 1);
     assert_eq!(world.receiver.received().len(), 1);

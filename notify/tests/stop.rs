@@ -5,15 +5,17 @@ mod world;
 
 use std::time::Duration;
 
+use carewatch_notify::DispatcherOptions;
 use carewatch_notify::testing::http::Reply;
 use world::{WAIT, World, stop_within};
 
-/// An attempt a stop cuts off is released: the node started again (the
-/// same Carewatch, so the same node id) sends it at once, with the same
-/// idempotency key. The clock here does not move, so without the release
-/// the entry would stay claimed by the stopped node for its whole lease.
+/// An attempt a stop cuts off is released: another node sends it at once,
+/// with the same idempotency key. The clock here does not move, so without
+/// the release the entry would stay claimed by the stopped node for its
+/// whole lease. (Another node, not the same one started again: that one
+/// releases its previous run's claims as it starts, stop or no stop.)
 #[tokio::test(flavor = "multi_thread")]
-async fn what_a_stop_cuts_off_is_sent_at_once_after_a_restart() {
+async fn what_a_stop_cuts_off_is_sent_at_once_by_another_node() {
     let world = World::new().await;
     world.receiver.plan([
         Reply::status(200).after(Duration::from_secs(30)),
@@ -32,7 +34,15 @@ async fn what_a_stop_cuts_off_is_sent_at_once_after_a_restart() {
         "cut off, not recorded"
     );
 
-    let (stop, task) = world.dispatch(Duration::from_secs(1));
+    let other = world.other_node("node-b").await;
+    let (stop, task) = world.dispatch_on(
+        other,
+        DispatcherOptions {
+            shutdown_grace: Duration::from_secs(1),
+            every: Duration::from_millis(50),
+            ..DispatcherOptions::default()
+        },
+    );
     let received = world.receiver.wait_for_accepted(1, WAIT).await;
     assert_eq!(received.len(), 2, "sent again: {received:?}");
     assert_eq!(received[1].answered, Some(200));

@@ -27,7 +27,8 @@ pub struct CpuSample {
     pub this: Option<Duration>,
 }
 
-/// Reads the server's and this process's CPU time every 250 ms.
+/// Reads the server's (and its lower-priority threads') and this process's CPU
+/// time every 250 ms.
 #[derive(Debug)]
 pub struct CpuSampler {
     quit: Arc<AtomicBool>,

@@ -15,7 +15,7 @@
 //! thread ([`Store::for_background_reads`]).
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,7 +166,16 @@ impl Carewatch {
         // server turning Late), and each write is a statement at ingest's
         // priority, unchanged or not.
         let mut stored: HashMap<(ChannelId, Slc), (Phase, Option<Timestamp>)> = HashMap::new();
+        // A full read of due states: more may wait. Its keys, to tell
+        // whether the step moved any of them on.
         let due_full = due.len() >= DUE_PER_STEP as usize;
+        let due_keys: HashSet<(ChannelId, Slc)> = if due_full {
+            due.iter()
+                .map(|s| (s.channel.clone(), s.slc.clone()))
+                .collect()
+        } else {
+            HashSet::new()
+        };
         for state in known.into_iter().chain(due) {
             let key = (state.channel, state.slc);
             if let Entry::Vacant(slot) = stored.entry(key.clone()) {
@@ -297,9 +306,14 @@ impl Carewatch {
                 .push(outbox_entry(channel, slc, key, &body, now));
         }
         let (events, queued) = (events.len(), commit.outbox.len());
-        // More due states wait only if this step moved some on: a state a
-        // step cannot move (none known) must not make steps run back to back.
-        let more_due = due_full && !commit.states.is_empty();
+        // More due states wait only if this step moved some of those it read
+        // on: a due state a step cannot move (none known) must not make
+        // steps run back to back.
+        let more_due = due_full
+            && commit
+                .states
+                .iter()
+                .any(|s| due_keys.contains(&(s.channel.clone(), s.slc.clone())));
         match store.commit(commit).await? {
             Committed::Refused => {
                 tracing::info!("notifier lease lost mid-step; another node carries on");

@@ -92,6 +92,8 @@ pub(crate) async fn release_claims(c: &mut PgConnection, node: &str, ids: &[i64]
 }
 
 pub(crate) async fn release_every_claim(c: &mut PgConnection, node: &str) -> DbResult<u64> {
+    // Once, as a node starts; the pending entries' partial indexes cover
+    // the condition, so delivered entries are not read.
     let released = query(
         "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
          WHERE claimed_by = $1 AND delivered_at IS NULL AND failed_at IS NULL",

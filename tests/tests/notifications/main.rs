@@ -258,7 +258,7 @@ async fn kill_9_mid_delivery_then_restart_delivers_it_and_loses_nothing() {
     // Released by the same node restarted, as it starts: not held until
     // the dead run's 60 s claim runs out.
     receivers
-        .wait_for(&site.slc, 1, 1, Duration::from_secs(100))
+        .wait_for(&site.slc, 1, 1, Duration::from_secs(40))
         .await;
     let got = receivers.webhooks(&site.slc);
     let delivered: Vec<&Received> = got.iter().filter(|r| r.answered == Some(200)).collect();

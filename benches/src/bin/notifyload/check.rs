@@ -48,7 +48,7 @@ pub(crate) fn check(
         .collect();
     // The outage's runs (B, A with --a-outage, a control's B): every
     // installation recorded Offline, which B's window is measured from.
-    if run.b || args.a_outage || args.control {
+    if run.outage {
         let undetected = expected
             .iter()
             .filter(|s| run.seen.get(s.as_str()).is_none_or(|s| s.offline.is_none()))

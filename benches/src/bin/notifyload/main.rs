@@ -443,6 +443,7 @@ async fn run(
 
     let mut run = Run {
         b,
+        outage,
         notify,
         t_ms,
         t_unix,

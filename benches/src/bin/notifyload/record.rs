@@ -72,6 +72,9 @@ pub(crate) struct Seen {
 pub(crate) struct Run {
     /// The pair's B run (A otherwise).
     pub(crate) b: bool,
+    /// The outage fleet fell silent at T (B; A with `--a-outage`; both
+    /// runs of a control).
+    pub(crate) outage: bool,
     /// A notification channel was set up (B only).
     pub(crate) notify: bool,
     /// T (ms since the origin) and as Unix ms.
@@ -109,7 +112,7 @@ pub(crate) struct Window {
     /// priority (all but the notification threads).
     pub(crate) foreground_cpu_us: Option<f64>,
     /// CPU time of the server's lower-priority (notification) threads over
-    /// the window, in ms.
+    /// the window (between the CPU samples nearest its ends), in ms.
     pub(crate) background_cpu_ms: Option<f64>,
     pub(crate) generator_cpu_us: Option<f64>,
     pub(crate) seconds: f64,

@@ -391,6 +391,10 @@ pub(crate) fn report(args: &Args, pairs: &[(Run, Run)]) {
 /// used over each B window, against the machine's cores over it: what
 /// notifying took, read without the ingest ratio's noise.
 fn print_background(args: &Args, ingest: &[PairIngest]) {
+    if args.control {
+        // No channel in either run: nothing to tell apart.
+        return;
+    }
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     let each: Vec<String> = ingest
         .iter()
@@ -405,7 +409,7 @@ fn print_background(args: &Args, ingest: &[PairIngest]) {
         })
         .collect();
     println!(
-        "notification threads' CPU (nice > 0) over the outage window: {}",
+        "notification threads' CPU (below the server's priority) over the outage window: {}",
         each.join("; ")
     );
 }

@@ -139,7 +139,7 @@ pub(crate) async fn a_notifier_commit_can_claim_what_it_queues(
 /// A node starting releases every claim its id still holds on pending
 /// entries (its previous run's, killed or stopped mid-commit): claimable by
 /// anybody at once, attempts unchanged. Other nodes' claims, and delivered
-/// entries, are left alone; a second release finds nothing.
+/// and given-up entries, are left alone.
 pub(crate) async fn a_starting_node_releases_its_previous_runs_claims(
     backend: &(impl TestBackend + ?Sized),
 ) {
@@ -149,26 +149,30 @@ pub(crate) async fn a_starting_node_releases_its_previous_runs_claims(
     let alpha = fx.reseller("alpha").await;
     let ch = channel(1, &alpha, START);
     create_channel(store, &ch).await;
-    for (i, key) in ["e0", "e1", "e2", "e3", "e4"].iter().enumerate() {
+    for (i, key) in ["e0", "e1", "e2", "e3", "e4", "e5"].iter().enumerate() {
         enqueue(store, &[entry(&ch, key, None, t(i as u64))]).await;
     }
     let now = t(10);
-    let mine = claim(store, "node-1", now, 3).await;
-    assert_eq!(keys(&mine), ["e0", "e1", "e2"]);
+    let mine = claim(store, "node-1", now, 4).await;
+    assert_eq!(keys(&mine), ["e0", "e1", "e2", "e3"]);
     finish(store, &mine[0], "node-1", DeliveryOutcome::Delivered, now).await;
+    let given_up = DeliveryOutcome::Failed {
+        error: "refused for good".into(),
+    };
+    finish(store, &mine[3], "node-1", given_up, now).await;
     let theirs = claim(store, "node-2", now, 10).await;
-    assert_eq!(keys(&theirs), ["e3", "e4"]);
+    assert_eq!(keys(&theirs), ["e4", "e5"]);
 
     let released = store.release_every_claim("node-1").await.expect("released");
     assert_eq!(
         released, 2,
-        "e1 and e2: e0 was delivered, e3 and e4 are node-2's"
+        "e1 and e2: e0 was delivered, e3 given up, e4 and e5 are node-2's"
     );
     let retaken = claim(store, "node-1", now, 10).await;
     assert_eq!(
         keys(&retaken),
         ["e1", "e2"],
-        "claimable at once, oldest first; e3 and e4 still node-2's"
+        "claimable at once, oldest first; e4 and e5 still node-2's"
     );
     assert!(
         retaken.iter().all(|e| e.attempts == 0),
@@ -180,5 +184,9 @@ pub(crate) async fn a_starting_node_releases_its_previous_runs_claims(
         "a node that claimed nothing releases nothing"
     );
     let pending = outbox_of(store, &alpha, OutboxFilter::Pending).await;
-    assert_eq!(pending.len(), 4, "nothing delivered or lost: {pending:?}");
+    assert_eq!(
+        pending.len(),
+        4,
+        "e1, e2, e4 and e5, none lost: {pending:?}"
+    );
 }
