@@ -314,20 +314,26 @@ impl ServerProcess {
 
     /// SIGTERM, then waits for a clean exit; returns how long it took.
     pub async fn stop(mut self) -> Result<Duration, BoxError> {
-        let pid = self.pid().ok_or("the server already exited")?;
-        let began = Instant::now();
-        let killed = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .await?;
-        if !killed.success() {
-            return Err("kill -TERM failed".into());
-        }
-        let status = tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await??;
-        if !status.success() {
-            return Err(format!("the server exited with {status}").into());
-        }
-        Ok(began.elapsed())
+        stop_child(&mut self.child).await
     }
+}
+
+/// SIGTERM to a `carewatch serve` child, then waits for its clean exit;
+/// returns how long it took.
+pub(crate) async fn stop_child(child: &mut Child) -> Result<Duration, BoxError> {
+    let pid = child.id().ok_or("the server already exited")?;
+    let began = Instant::now();
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .await?;
+    if !killed.success() {
+        return Err("kill -TERM failed".into());
+    }
+    let status = tokio::time::timeout(STOP_TIMEOUT, child.wait()).await??;
+    if !status.success() {
+        return Err(format!("the server exited with {status}").into());
+    }
+    Ok(began.elapsed())
 }

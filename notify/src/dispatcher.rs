@@ -200,20 +200,14 @@ impl Dispatcher {
     /// or stopped while a notifier commit was claiming): sent at once, not
     /// after their lease. A failure only delays them until the lease ends.
     async fn release_previous_run(&self) {
-        match self
+        let released = self
             .on_store(|c| async move { c.release_own_claims().await })
-            .await
-        {
-            Ok(0) => {}
-            Ok(entries) => tracing::info!(
-                entries,
-                "notifications this node's previous run claimed are released to be sent at once"
-            ),
-            Err(e) => tracing::warn!(
-                error = %e,
-                "releasing this node's previous run's notifications failed; they are sent after their lease"
-            ),
-        }
+            .await;
+        log_release(
+            released,
+            "notifications this node's previous run claimed are released to be sent at once",
+            "releasing this node's previous run's notifications failed; they are sent after their lease",
+        );
     }
 
     /// Releases what this node claimed and did not finish (cut off, left
@@ -223,9 +217,8 @@ impl Dispatcher {
     /// after its lease, so a rolling restart holds no notification back.
     /// Not known here, so left to run out with their lease or to this node's
     /// next start: a claim made by a notifier commit still running on the
-    /// store's runtime. A store call
-    /// still running after [`RELEASE_WAITS_AT_MOST`] (a stalled database)
-    /// is not waited for: an outcome it writes after the release finds its
+    /// store's runtime. A store call still running after
+    /// [`RELEASE_WAITS_AT_MOST`] (a stalled database) is not waited for: an outcome it writes after the release finds its
     /// entry unclaimed and is lost, and the entry is sent again (at least
     /// once, with the same idempotency key).
     async fn release_unfinished(&self) {
@@ -242,17 +235,11 @@ impl Dispatcher {
         let released = self
             .on_store(|c| async move { c.release_deliveries(&ids).await })
             .await;
-        match released {
-            Ok(0) => {}
-            Ok(entries) => tracing::info!(
-                entries,
-                "notifications this node claimed and did not finish are released to be sent by any node"
-            ),
-            Err(e) => tracing::warn!(
-                error = %e,
-                "releasing this node's unfinished notifications failed; they are sent again after their lease"
-            ),
-        }
+        log_release(
+            released,
+            "notifications this node claimed and did not finish are released to be sent by any node",
+            "releasing this node's unfinished notifications failed; they are sent again after their lease",
+        );
     }
 
     async fn notifier_loop(
@@ -546,6 +533,16 @@ impl Dispatcher {
                 "recording delivery outcomes failed; they will be tried again after their lease or this node's stop"
             );
         }
+    }
+}
+
+/// Logs how a release of claims ended: `released` when it released some,
+/// `failed` when it could not.
+fn log_release(result: carewatch_core::Result<u64>, released: &str, failed: &str) {
+    match result {
+        Ok(0) => {}
+        Ok(entries) => tracing::info!(entries, "{released}"),
+        Err(e) => tracing::warn!(error = %e, "{failed}"),
     }
 }
 

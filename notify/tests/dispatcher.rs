@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carewatch_core::notification::delivery::{MAX_ATTEMPTS, verify_signature};
-use carewatch_core::notification::{ChannelId, OutboxFilter};
+use carewatch_core::notification::{ChannelId, OutboxEntry, OutboxFilter};
 use carewatch_notify::testing::http::Reply;
 use carewatch_notify::{Dispatcher, DispatcherOptions, Sender, SenderOptions};
 use tokio::sync::oneshot;
@@ -147,13 +147,10 @@ async fn it_gives_up_after_the_last_attempt() {
     let _ = stop.send(());
 }
 
-/// A node that dies mid-send (here its task is aborted, as a kill -9 would
-/// end it: no stop, so no release) keeps its claim until the lease ends:
-/// another node sends the entry only then.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_by_another_node_after_its_lease() {
-    let world = World::new().await;
-    // The first attempt hangs until the dispatcher is gone.
+/// A test notification's first attempt under way (the receiver holds it)
+/// when its dispatcher's task is aborted, as a kill -9 would end it: no
+/// stop, so no release; the entry stays claimed, its attempt unrecorded.
+async fn crash_mid_send(world: &World) {
     world
         .receiver
         .plan([Reply::status(503).after(Duration::from_secs(8))]);
@@ -166,6 +163,25 @@ async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_by_another_node_after_its_
     assert_eq!(world.receiver.wait_for(1, WAIT).await.len(), 1);
     task.abort();
     let _ = task.await;
+}
+
+/// The receiver got `entry` twice (the attempt cut off, then the delivery),
+/// each time with its idempotency key.
+#[track_caller]
+fn sent_twice_with_its_key(world: &World, entry: &OutboxEntry) {
+    let got = world.receiver.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].header("idempotency-key"), Some(entry.key.as_str()));
+    assert_eq!(got[1].header("idempotency-key"), Some(entry.key.as_str()));
+}
+
+/// A node that dies mid-send (here its task is aborted, as a kill -9 would
+/// end it: no stop, so no release) keeps its claim until the lease ends:
+/// another node sends the entry only then.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_by_another_node_after_its_lease() {
+    let world = World::new().await;
+    crash_mid_send(&world).await;
     let entry = world.entry_when(|_| true).await;
     assert_eq!(
         entry.attempts, 0,
@@ -175,14 +191,7 @@ async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_by_another_node_after_its_
     // Another node leaves it alone while the claim lasts, and sends it
     // once it has run out.
     let other = world.other_node("node-b").await;
-    let (stop, _task) = world.dispatch_on(
-        other,
-        DispatcherOptions {
-            shutdown_grace: Duration::from_secs(5),
-            every: Duration::from_millis(50),
-            ..DispatcherOptions::default()
-        },
-    );
+    let (stop, _task) = world.dispatch_as(other, Duration::from_secs(5));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         world.receiver.received().len(),
@@ -191,10 +200,7 @@ async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_by_another_node_after_its_
     );
     world.clock.advance(Duration::from_secs(61));
     let entry = world.entry_when(|e| e.delivered_at.is_some()).await;
-    let got = world.receiver.received();
-    assert_eq!(got.len(), 2);
-    assert_eq!(got[0].header("idempotency-key"), Some(entry.key.as_str()));
-    assert_eq!(got[1].header("idempotency-key"), Some(entry.key.as_str()));
+    sent_twice_with_its_key(&world, &entry);
     let _ = stop.send(());
 }
 
@@ -204,27 +210,13 @@ async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_by_another_node_after_its_
 #[tokio::test(flavor = "multi_thread")]
 async fn an_entry_cut_off_mid_send_by_a_crash_is_sent_at_once_by_its_node_restarted() {
     let world = World::new().await;
-    world
-        .receiver
-        .plan([Reply::status(503).after(Duration::from_secs(8))]);
-    world
-        .carewatch
-        .test_channel(&world.admin, &world.channel)
-        .await
-        .expect("test queued");
-    let (_stop, task) = world.dispatch(Duration::ZERO);
-    assert_eq!(world.receiver.wait_for(1, WAIT).await.len(), 1);
-    task.abort();
-    let _ = task.await;
+    crash_mid_send(&world).await;
 
     // The clock does not move: the claim would last another 60 s.
     let (stop, _task) = world.dispatch(Duration::from_secs(5));
     let entry = world.entry_when(|e| e.delivered_at.is_some()).await;
     assert_eq!(entry.attempts, 1, "{entry:?}");
-    let got = world.receiver.received();
-    assert_eq!(got.len(), 2);
-    assert_eq!(got[0].header("idempotency-key"), Some(entry.key.as_str()));
-    assert_eq!(got[1].header("idempotency-key"), Some(entry.key.as_str()));
+    sent_twice_with_its_key(&world, &entry);
     let _ = stop.send(());
 }
 
@@ -476,14 +468,7 @@ async fn an_attempt_that_could_outlast_its_claim_is_not_started() {
     // ran out (the same node started again would release it at once).
     world.clock.advance(Duration::from_secs(6));
     let other = world.other_node("node-b").await;
-    let (stop, _task) = world.dispatch_on(
-        other,
-        DispatcherOptions {
-            shutdown_grace: Duration::from_secs(5),
-            every: Duration::from_millis(50),
-            ..DispatcherOptions::default()
-        },
-    );
+    let (stop, _task) = world.dispatch_as(other, Duration::from_secs(5));
     let entry = world.entry_when(|e| e.delivered_at.is_some()).await;
     assert_eq!(entry.attempts, 1);
     assert_eq!(world.receiver.received().len(), 1);

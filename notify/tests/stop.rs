@@ -5,7 +5,6 @@ mod world;
 
 use std::time::Duration;
 
-use carewatch_notify::DispatcherOptions;
 use carewatch_notify::testing::http::Reply;
 use world::{WAIT, World, stop_within};
 
@@ -35,14 +34,7 @@ async fn what_a_stop_cuts_off_is_sent_at_once_by_another_node() {
     );
 
     let other = world.other_node("node-b").await;
-    let (stop, task) = world.dispatch_on(
-        other,
-        DispatcherOptions {
-            shutdown_grace: Duration::from_secs(1),
-            every: Duration::from_millis(50),
-            ..DispatcherOptions::default()
-        },
-    );
+    let (stop, task) = world.dispatch_as(other, Duration::from_secs(1));
     let received = world.receiver.wait_for_accepted(1, WAIT).await;
     assert_eq!(received.len(), 2, "sent again: {received:?}");
     assert_eq!(received[1].answered, Some(200));

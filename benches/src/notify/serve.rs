@@ -10,12 +10,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::unix_millis;
-use crate::server::BoxError;
+use crate::server::{BoxError, stop_child};
 
 /// How long a server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a server may take to exit after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the server logs when a storage write took longer than its stall
 /// limit (1 s): it stops receiving until a liveness mark succeeds, and
@@ -126,20 +124,6 @@ impl Serve {
 
     /// SIGTERM, then waits for a clean exit.
     pub async fn stop(mut self) -> Result<Duration, BoxError> {
-        let pid = self.pid().ok_or("the server already exited")?;
-        let began = Instant::now();
-        let killed = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .await?;
-        if !killed.success() {
-            return Err("kill -TERM failed".into());
-        }
-        let status = tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await??;
-        if !status.success() {
-            return Err(format!("the server exited with {status}").into());
-        }
-        Ok(began.elapsed())
+        stop_child(&mut self.child).await
     }
 }

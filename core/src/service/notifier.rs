@@ -166,16 +166,14 @@ impl Carewatch {
         // server turning Late), and each write is a statement at ingest's
         // priority, unchanged or not.
         let mut stored: HashMap<(ChannelId, Slc), (Phase, Option<Timestamp>)> = HashMap::new();
-        // A full read of due states: more may wait. Its keys, to tell
+        // A full read of due states (more may wait): its keys, to tell
         // whether the step moved any of them on.
-        let due_full = due.len() >= DUE_PER_STEP as usize;
-        let due_keys: HashSet<(ChannelId, Slc)> = if due_full {
-            due.iter()
-                .map(|s| (s.channel.clone(), s.slc.clone()))
-                .collect()
-        } else {
-            HashSet::new()
-        };
+        let full_due: Option<HashSet<(ChannelId, Slc)>> = (due.len() >= DUE_PER_STEP as usize)
+            .then(|| {
+                due.iter()
+                    .map(|s| (s.channel.clone(), s.slc.clone()))
+                    .collect()
+            });
         for state in known.into_iter().chain(due) {
             let key = (state.channel, state.slc);
             if let Entry::Vacant(slot) = stored.entry(key.clone()) {
@@ -309,11 +307,12 @@ impl Carewatch {
         // More due states wait only if this step moved some of those it read
         // on: a due state a step cannot move (none known) must not make
         // steps run back to back.
-        let more_due = due_full
-            && commit
+        let more_due = full_due.is_some_and(|keys| {
+            commit
                 .states
                 .iter()
-                .any(|s| due_keys.contains(&(s.channel.clone(), s.slc.clone())));
+                .any(|s| keys.contains(&(s.channel.clone(), s.slc.clone())))
+        });
         match store.commit(commit).await? {
             Committed::Refused => {
                 tracing::info!("notifier lease lost mid-step; another node carries on");

@@ -125,12 +125,27 @@ impl World {
         &self,
         options: DispatcherOptions,
     ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-        self.dispatch_on(self.carewatch.clone(), options)
+        Self::spawn(self.carewatch.clone(), options)
     }
 
-    /// Starts a dispatcher of `node` with exactly these options.
-    pub fn dispatch_on(
+    /// As [`World::dispatch`], a dispatcher of another node
+    /// ([`World::other_node`]).
+    pub fn dispatch_as(
         &self,
+        node: Carewatch,
+        shutdown_grace: Duration,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        Self::spawn(
+            node,
+            DispatcherOptions {
+                shutdown_grace,
+                every: Duration::from_millis(50),
+                ..DispatcherOptions::default()
+            },
+        )
+    }
+
+    fn spawn(
         node: Carewatch,
         options: DispatcherOptions,
     ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
