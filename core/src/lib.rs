@@ -37,7 +37,7 @@ pub use service::{
 };
 pub use service::{
     ChannelView, DEFAULT_ADMISSION_CACHE, DEFAULT_NOTIFICATION_RETENTION, NotifierStep,
-    OpenedChannel, ROLLING_DAYS,
+    OpenedChannel, ROLLING_DAYS, ResealReport,
 };
 
 #[cfg(feature = "testing")]

@@ -28,6 +28,7 @@ pub mod key_file;
 mod keys;
 mod nonce;
 pub mod payload;
+mod ring;
 
 use std::fmt;
 
@@ -36,6 +37,7 @@ use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::{Nonce, Tag};
 
 pub use keys::{InstallationKey, KeyId, MasterKey, WrappedKey};
+pub use ring::{MasterKeys, SealedUnder};
 
 use crate::ids::{RecordingServerId, Slc};
 

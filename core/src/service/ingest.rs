@@ -138,7 +138,7 @@ impl Carewatch {
         let wrapped = admission
             .key
             .ok_or_else(|| cannot_decrypt(SealError::UnknownKey(key_id)))?;
-        let key = config.master_key.unwrap_key(slc, &wrapped)?;
+        let (key, _) = config.master_keys.unwrap_key(slc, &wrapped)?;
         let binding = Binding {
             slc,
             server: &message.server,

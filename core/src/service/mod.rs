@@ -14,6 +14,7 @@ mod notifier;
 mod operator;
 mod report;
 mod reseller;
+mod rotation;
 mod team;
 
 use std::future::Future;
@@ -29,6 +30,7 @@ pub use maintenance::SweepReport;
 pub use notifications::{ChannelView, OpenedChannel};
 pub use notifier::NotifierStep;
 pub use report::ROLLING_DAYS;
+pub use rotation::ResealReport;
 pub use team::{IssuedApiToken, IssuedInvitation, IssuedSession};
 
 use crate::availability::{
@@ -36,7 +38,7 @@ use crate::availability::{
 };
 use crate::error::{Error, Result};
 use crate::liveness::MarkReason;
-use crate::seal::{MAX_SEALED_MESSAGE_BYTES, MasterKey};
+use crate::seal::{MAX_SEALED_MESSAGE_BYTES, MasterKey, MasterKeys};
 use crate::store::{Admission, AdmissionQuery, DowntimeEpoch, SignOfLife, Store, WriteOutcome};
 use crate::throttle::FailureThrottle;
 use crate::time::{Clock, Timestamp};
@@ -67,7 +69,7 @@ const DOWNTIME_LOOKBACK: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Settings of a Carewatch service.
 #[derive(Debug, Clone)]
 pub struct Config {
-    master_key: MasterKey,
+    master_keys: MasterKeys,
     heartbeat_interval: Duration,
     policy: AvailabilityPolicy,
     max_message_bytes: usize,
@@ -101,7 +103,7 @@ impl Config {
     /// liveness tolerance of 3 s.
     pub fn new(master_key: MasterKey) -> Self {
         Self {
-            master_key,
+            master_keys: MasterKeys::new(master_key),
             heartbeat_interval: DEFAULT_INTERVAL,
             policy: AvailabilityPolicy::default(),
             max_message_bytes: MAX_SEALED_MESSAGE_BYTES,
@@ -115,6 +117,14 @@ impl Config {
             withdrawn_data_retention: DEFAULT_WITHDRAWN_DATA_RETENTION,
             admission_cache: DEFAULT_ADMISSION_CACHE,
         }
+    }
+
+    /// Earlier master keys still accepted while a rotation re-seals what
+    /// they sealed ([`Carewatch::reseal_secrets`]); everything new is sealed
+    /// under the current key given to [`Config::new`].
+    pub fn with_previous_master_keys(mut self, previous: Vec<MasterKey>) -> Self {
+        self.master_keys = self.master_keys.with_previous(previous);
+        self
     }
 
     /// How many installations' admissions (the installation, its key

@@ -54,7 +54,8 @@ fn seal_channel(
     carewatch
         .inner
         .config
-        .master_key
+        .master_keys
+        .current()
         .seal_secret(id.as_str().as_bytes(), plain.as_bytes())
 }
 
@@ -126,10 +127,10 @@ impl Carewatch {
 
     /// Opens a stored channel (delivery only: it holds the secrets).
     pub fn open_channel(&self, record: ChannelRecord) -> Result<OpenedChannel> {
-        let plain = self
+        let (plain, _) = self
             .inner
             .config
-            .master_key
+            .master_keys
             .open_secret(record.id.as_str().as_bytes(), &record.sealed)?;
         let text = std::str::from_utf8(&plain)
             .map_err(|e| crate::store::columns::corrupt("channel", e))?;

@@ -314,7 +314,7 @@ impl Carewatch {
         }
         let key =
             InstallationKey::generate(auth::next_key_id(existing.iter().map(|k| k.wrapped.id)));
-        let wrapped = self.inner.config.master_key.wrap(slc, &key);
+        let wrapped = self.inner.config.master_keys.current().wrap(slc, &key);
         self.inner
             .store
             .add_installation_key(slc, &wrapped, self.now())

@@ -24,8 +24,8 @@ pub use overview::{
 pub use records::{
     Admission, AdmissionQuery, AdmissionVersion, AvailabilityChange, AvailabilityOutcome,
     DowntimeEpoch, DowntimeLog, HistoryEvent, HistoryKind, InstallationDetail, InstallationUpdate,
-    Reseller, ServerRecord, SignOfLife, StatusWrite, StoredKey, SummaryChange, Transfer,
-    WriteOutcome,
+    Reseal, Reseller, SealedItem, ServerRecord, SignOfLife, StatusWrite, StoredKey, SummaryChange,
+    Transfer, WriteOutcome,
 };
 pub use runtime::run_on;
 
@@ -157,6 +157,18 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn installation_keys(&self, slc: &Slc) -> Result<Vec<StoredKey>>;
     /// Retires a key. `NotFound` if no such key.
     async fn retire_installation_key(&self, slc: &Slc, id: KeyId, at: Timestamp) -> Result<()>;
+    /// Every installation's keys (retired ones too), in (SLC, id) order,
+    /// those after `after`; at most `limit`. A master-key rotation pages
+    /// through them.
+    async fn wrapped_keys(
+        &self,
+        after: Option<(&Slc, KeyId)>,
+        limit: u32,
+    ) -> Result<Vec<(Slc, WrappedKey)>>;
+    /// Replaces sealed values in one transaction, each only where it still
+    /// holds its `old` bytes (a missing item, or one changed meanwhile, is
+    /// left alone). Returns how many were replaced.
+    async fn reseal(&self, changes: &[Reseal]) -> Result<u64>;
 
     // ----- ingest ----------------------------------------------------------
 

@@ -13,6 +13,7 @@ use crate::health::{Health, HealthSummary};
 use crate::ids::{RecordingServerId, ResellerId, Slc};
 use crate::installation::{Installation, Product};
 use crate::labels::Labels;
+use crate::notification::ChannelId;
 use crate::seal::{KeyId, WrappedKey};
 use crate::time::Timestamp;
 
@@ -62,6 +63,44 @@ pub struct StoredKey {
     pub created_at: Timestamp,
     /// When it was retired; a retired key opens nothing.
     pub retired_at: Option<Timestamp>,
+}
+
+/// A secret stored sealed under a master key, named for re-sealing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealedItem {
+    /// An installation key (a retired one too).
+    InstallationKey {
+        /// Its installation.
+        slc: Slc,
+        /// Its id.
+        id: KeyId,
+    },
+    /// A notification channel's destination and signing secret.
+    Channel(ChannelId),
+}
+
+/// Replaces a sealed value, only if it still holds `old` (a rotation never
+/// overwrites what changed since it read it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Reseal {
+    /// What to replace.
+    pub item: SealedItem,
+    /// The sealed bytes read.
+    pub old: Vec<u8>,
+    /// The same secret sealed under the current master key.
+    pub new: Vec<u8>,
+}
+
+impl std::fmt::Debug for Reseal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Reseal({:?}, {} → {} bytes)",
+            self.item,
+            self.old.len(),
+            self.new.len()
+        )
+    }
 }
 
 /// A recording server as stored.

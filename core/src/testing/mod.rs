@@ -68,6 +68,9 @@ macro_rules! __conformance_test_list {
             installations_register_once_to_an_existing_reseller,
             installation_updates_are_stored,
             installation_keys_are_stored_wrapped_and_retired,
+            installation_keys_page_in_order_for_a_rotation,
+            reseals_replace_only_what_still_holds_what_was_read,
+            a_master_key_rotation_reseals_every_secret,
             // ingest
             heartbeat_marks_server_available,
             remembered_heartbeats_apply_only_under_the_current_admission,

@@ -15,6 +15,7 @@ mod outbox;
 mod reads;
 mod report;
 mod retention;
+mod rotation;
 mod summary;
 mod team;
 mod transfer;
@@ -40,8 +41,8 @@ use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::rules;
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
-    HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller,
-    ServerRecord, SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
+    HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseal,
+    Reseller, ServerRecord, SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
 };
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::Timestamp;
@@ -193,6 +194,22 @@ impl Store for PostgresStore {
             Box::pin(admin::retire_installation_key(c, s, *id, *at))
         })
         .await
+    }
+
+    async fn wrapped_keys(
+        &self,
+        after: Option<(&Slc, KeyId)>,
+        limit: u32,
+    ) -> Result<Vec<(Slc, WrappedKey)>> {
+        self.read(&(after, limit), |c, (after, limit)| {
+            Box::pin(rotation::wrapped_keys(c, *after, *limit))
+        })
+        .await
+    }
+
+    async fn reseal(&self, changes: &[Reseal]) -> Result<u64> {
+        self.write(changes, |c, changes| Box::pin(rotation::reseal(c, changes)))
+            .await
     }
 
     async fn admission(

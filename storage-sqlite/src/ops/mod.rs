@@ -13,6 +13,7 @@ mod outbox;
 mod reads;
 mod report;
 mod retention;
+mod rotation;
 mod summary;
 mod team;
 mod transfer;
@@ -39,8 +40,8 @@ use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::rules;
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
-    HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller,
-    ServerRecord, SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
+    HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseal,
+    Reseller, ServerRecord, SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
 };
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::Timestamp;
@@ -190,6 +191,23 @@ impl Store for SqliteStore {
         let slc = slc.clone();
         self.write(move |tx| admin::retire_installation_key(tx, &slc, id, at))
             .await
+    }
+
+    async fn wrapped_keys(
+        &self,
+        after: Option<(&Slc, KeyId)>,
+        limit: u32,
+    ) -> Result<Vec<(Slc, WrappedKey)>> {
+        let after = after.map(|(slc, id)| (slc.clone(), id));
+        self.read(move |tx| {
+            rotation::wrapped_keys(tx, after.as_ref().map(|(s, id)| (s, *id)), limit)
+        })
+        .await
+    }
+
+    async fn reseal(&self, changes: &[Reseal]) -> Result<u64> {
+        let changes = changes.to_vec();
+        self.write(move |tx| rotation::reseal(tx, &changes)).await
     }
 
     async fn admission(

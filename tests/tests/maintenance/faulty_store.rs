@@ -22,8 +22,8 @@ use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
-    HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseller,
-    ServerRecord, SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
+    HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseal,
+    Reseller, ServerRecord, SignOfLife, StatusWrite, Store, StoredKey, Transfer, WriteOutcome,
 };
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, SessionRecord, User};
 use carewatch_core::time::Timestamp;
@@ -153,6 +153,18 @@ impl Store for Faulty {
     async fn retire_installation_key(&self, slc: &Slc, id: KeyId, at: Timestamp) -> Result<()> {
         self.check().await?;
         self.inner.retire_installation_key(slc, id, at).await
+    }
+    async fn wrapped_keys(
+        &self,
+        after: Option<(&Slc, KeyId)>,
+        limit: u32,
+    ) -> Result<Vec<(Slc, WrappedKey)>> {
+        self.check().await?;
+        self.inner.wrapped_keys(after, limit).await
+    }
+    async fn reseal(&self, changes: &[Reseal]) -> Result<u64> {
+        self.check().await?;
+        self.inner.reseal(changes).await
     }
     async fn admission(
         &self,

@@ -29,6 +29,7 @@ mod notifications;
 mod reads;
 mod registration;
 mod report;
+mod rotation;
 mod sequences;
 mod team;
 mod transfer;
@@ -49,6 +50,7 @@ mod by_name {
     pub(super) use super::reads::*;
     pub(super) use super::registration::*;
     pub(super) use super::report::*;
+    pub(super) use super::rotation::*;
     pub(super) use super::sequences::*;
     pub(super) use super::team::*;
     pub(super) use super::transfer::*;
