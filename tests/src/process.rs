@@ -418,6 +418,12 @@ impl ServerProcess {
         &self.config
     }
 
+    /// How it starts next, to change between a stop and a restart (e.g.
+    /// other `serve` arguments).
+    pub fn config_mut(&mut self) -> &mut ServeConfig {
+        &mut self.config
+    }
+
     /// `https://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.config.port)

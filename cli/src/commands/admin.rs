@@ -117,6 +117,10 @@ enum Action {
         /// Key id.
         key_id: u32,
     },
+    /// Master-key rotation: re-seal every stored secret an earlier master
+    /// key sealed under the server's current one (start every node with
+    /// --previous-master-key-file first; README, "Running in production").
+    ResealSecrets,
 }
 
 pub async fn run(args: AdminArgs) -> CliResult {
@@ -303,8 +307,51 @@ pub async fn run(args: AdminArgs) -> CliResult {
                 .await?;
             println!("{slc}: key {key_id} retired");
         }
+        Action::ResealSecrets => {
+            let report = client
+                .reseal_secrets(proto::ResealSecretsRequest {})
+                .await?
+                .into_inner();
+            print_reseal(&report);
+            if report.changed_meanwhile > 0 || report.unopenable > 0 {
+                return Err(if report.previous_keys == 0 {
+                    "some secrets do not open under the server's master key, and it holds no earlier one: start it with --previous-master-key-file".into()
+                } else if report.unopenable > 0 {
+                    "some secrets open under none of the server's master keys: left as they were"
+                        .into()
+                } else {
+                    "some secrets changed while being re-sealed: run it again".into()
+                });
+            }
+        }
     }
     Ok(())
+}
+
+fn print_reseal(report: &proto::ResealSecretsResponse) {
+    println!(
+        "installation keys: {} re-sealed, {} already under the current master key",
+        report.keys_resealed, report.keys_current
+    );
+    println!(
+        "channels: {} re-sealed, {} already under the current master key",
+        report.channels_resealed, report.channels_current
+    );
+    if report.changed_meanwhile > 0 {
+        println!(
+            "changed while being re-sealed (left; run again): {}",
+            report.changed_meanwhile
+        );
+    }
+    if report.unopenable > 0 {
+        println!(
+            "open under no master key of the server (left as they were): {}",
+            report.unopenable
+        );
+        for name in &report.unopenable_named {
+            println!("  {name}");
+        }
+    }
 }
 
 /// Parses `YYYY-MM-DDTHH:MM[:SS]Z` or a plain `YYYY-MM-DD` (midnight), UTC.

@@ -11,7 +11,7 @@ use crate::server::{ServeOptions, serve};
 use crate::tls::TlsIdentity;
 use carewatch_core::availability::AvailabilityPolicy;
 use carewatch_core::ids::ResellerId;
-use carewatch_core::seal::key_file::{KeySource, MASTER_KEY_FILE};
+use carewatch_core::seal::key_file::{self, KeySource, MASTER_KEY_FILE};
 use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch, Config};
 
@@ -53,6 +53,16 @@ pub struct ServeArgs {
     /// e.g. for several Carewatch nodes sharing one database.
     #[arg(long, env = "CAREWATCH_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// An earlier master key file, still accepted while a rotation moves
+    /// what it sealed to the current key (`master.key` in the data
+    /// directory); repeat for several. See the README, "Running in
+    /// production".
+    #[arg(
+        long = "previous-master-key-file",
+        env = "CAREWATCH_PREVIOUS_MASTER_KEY_FILES",
+        value_delimiter = ','
+    )]
+    previous_master_key_files: Vec<PathBuf>,
     /// Keep the tables in this PostgreSQL schema (created if missing), so
     /// several deployments can share one database.
     #[arg(long, env = "CAREWATCH_DATABASE_SCHEMA", requires = "database_url")]
@@ -244,6 +254,18 @@ pub async fn run(args: ServeArgs) -> CliResult {
             args.data_dir.join(MASTER_KEY_FILE).display()
         );
     }
+    let previous_master_keys = args
+        .previous_master_key_files
+        .iter()
+        .map(|path| key_file::load(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !previous_master_keys.is_empty() {
+        eprintln!(
+            "accepting {} earlier master key(s) besides the current one: once every node does, \
+             `carewatch admin reseal-secrets` moves what they sealed to the current key",
+            previous_master_keys.len()
+        );
+    }
     let options = OpenOptions {
         schema: args.database_schema.as_deref(),
         application_name: None,
@@ -252,6 +274,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let storage = target.describe();
     let policy = AvailabilityPolicy::new(args.unavailable_after, args.jitter)?;
     let config = Config::new(master_key)
+        .with_previous_master_keys(previous_master_keys)
         .with_heartbeat_interval(args.heartbeat_interval)?
         .with_policy(policy)
         .with_node_id(args.node_id)

@@ -34,6 +34,9 @@ pub struct ResealReport {
     pub unopenable: u64,
     /// The first of them, named.
     pub unopenable_named: Vec<String>,
+    /// How many earlier master keys the node holds (none: nothing can be
+    /// moved).
+    pub previous_keys: u32,
 }
 
 impl ResealReport {
@@ -59,7 +62,10 @@ impl Carewatch {
     pub async fn reseal_secrets(&self) -> Result<ResealReport> {
         let config = &self.inner.config;
         let store = &self.inner.store;
-        let mut report = ResealReport::default();
+        let mut report = ResealReport {
+            previous_keys: u32::try_from(config.master_keys.previous_count()).unwrap_or(u32::MAX),
+            ..ResealReport::default()
+        };
         let mut after: Option<(Slc, KeyId)> = None;
         loop {
             let page = store

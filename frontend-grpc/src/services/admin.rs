@@ -251,4 +251,24 @@ impl Admin for AdminService {
         .map_err(to_status)?;
         Ok(Response::new(proto::RetireInstallationKeyResponse {}))
     }
+
+    async fn reseal_secrets(
+        &self,
+        request: Request<proto::ResealSecretsRequest>,
+    ) -> Result<Response<proto::ResealSecretsResponse>, Status> {
+        let operator = self.operator(&request).await?;
+        let report = as_operator(operator, self.carewatch.reseal_secrets())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::ResealSecretsResponse {
+            keys_resealed: report.keys_resealed,
+            keys_current: report.keys_current,
+            channels_resealed: report.channels_resealed,
+            channels_current: report.channels_current,
+            changed_meanwhile: report.changed_meanwhile,
+            unopenable: report.unopenable,
+            unopenable_named: report.unopenable_named,
+            previous_keys: report.previous_keys,
+        }))
+    }
 }

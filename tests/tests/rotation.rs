@@ -1,0 +1,163 @@
+//! Master-key rotation on a real `carewatch serve` (SQLite), as the README
+//! tells an operator to do it: a new `master.key` with the old one given as
+//! `--previous-master-key-file`, then `carewatch admin reseal-secrets`, then
+//! a start with the new key alone. Recording servers keep their installation
+//! keys and a channel its signing secret throughout; before the re-seal a
+//! start with the new key alone refuses them (what the re-seal is for).
+
+use std::path::Path;
+use std::process::Command;
+
+use carewatch_cli::simulate::{Fleet, provision_site};
+use carewatch_core::ids::{ResellerId, Slc};
+use carewatch_core::seal::MasterKey;
+use carewatch_grpc::client::Bearer;
+use carewatch_grpc::proto::notifications_client::NotificationsClient;
+use carewatch_grpc::proto::{self, create_channel_request::Destination};
+use carewatch_tests::process::{ServeConfig, ServerProcess, binary};
+
+fn program() -> std::path::PathBuf {
+    binary(env!("CARGO_BIN_EXE_carewatch-under-test"))
+}
+
+/// The channels' destinations as the reseller sees them.
+async fn destinations(server: &ServerProcess, token: &str) -> Vec<String> {
+    NotificationsClient::with_interceptor(
+        server.channel().await,
+        Bearer::new(token).expect("token"),
+    )
+    .list_channels(proto::ListChannelsRequest {})
+    .await
+    .expect("channels listed")
+    .into_inner()
+    .channels
+    .into_iter()
+    .map(|c| c.destination)
+    .collect()
+}
+
+/// `carewatch admin reseal-secrets` against `server`: its output and success.
+fn reseal_secrets(server: &ServerProcess, dir: &Path) -> (String, bool) {
+    let output = Command::new(program())
+        .args(["admin", "--server", &server.url(), "--ca-cert"])
+        .arg(dir.join("cert.pem"))
+        .arg("reseal-secrets")
+        .env("CAREWATCH_TOKEN", server.operator_token())
+        .env_remove("CAREWATCH_SERVER")
+        .env_remove("CAREWATCH_CA_CERT")
+        .output()
+        .expect("carewatch admin runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (text, output.status.success())
+}
+
+async fn restart_with(server: &mut ServerProcess, args: &[String]) {
+    server.terminate(std::time::Duration::from_secs(10)).await;
+    server.config_mut().args = args.to_vec();
+    server.restart().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_key_rotates_without_new_installation_keys_or_channels() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let mut server = ServerProcess::start(ServeConfig::new(program(), dir.path())).await;
+    let token = server
+        .admin()
+        .await
+        .create_reseller(proto::CreateResellerRequest {
+            id: "acme".into(),
+            name: "ACME".into(),
+        })
+        .await
+        .expect("reseller")
+        .into_inner()
+        .token;
+    let slc = Slc::new("M01-C01-0001").expect("slc");
+    let reseller = ResellerId::new("acme").expect("id");
+    let mut fleet = Fleet {
+        servers: provision_site(
+            &mut server.admin().await,
+            &reseller,
+            &slc,
+            ("XProtect", "2024 R1"),
+            2,
+        )
+        .await
+        .expect("provisioned"),
+    };
+    NotificationsClient::with_interceptor(
+        server.channel().await,
+        Bearer::new(&token).expect("token"),
+    )
+    .create_channel(proto::CreateChannelRequest {
+        name: "ops".into(),
+        destination: Some(Destination::Webhook(proto::WebhookDestination {
+            url: "https://hooks.example.net/carewatch".into(),
+        })),
+        rules: None,
+    })
+    .await
+    .expect("channel");
+    assert_eq!(fleet.round(&server.ingest().await, 2).await.refused, 0);
+    let before = destinations(&server, &token).await;
+    assert!(before[0].contains("hooks.example.net"), "{before:?}");
+
+    // A new key as the current one, the old one kept beside it.
+    let (current, previous) = (
+        dir.path().join("master.key"),
+        dir.path().join("master.key.old"),
+    );
+    std::fs::rename(&current, &previous).expect("old key kept");
+    std::fs::write(&current, MasterKey::generate().to_hex().as_bytes()).expect("new key");
+    let with_previous = vec![
+        "--previous-master-key-file".to_owned(),
+        previous.display().to_string(),
+    ];
+
+    // Without the earlier key nothing sealed under it opens: the re-seal
+    // below is what makes the new key alone enough.
+    restart_with(&mut server, &[]).await;
+    let refused = fleet.round(&server.ingest().await, 2).await;
+    assert_eq!(
+        refused.refused, 2,
+        "installation keys sealed under the old key: {refused:?}"
+    );
+    let unopened = destinations(&server, &token).await;
+    assert!(unopened[0].contains("cannot be opened"), "{unopened:?}");
+    let (said, ok) = reseal_secrets(&server, dir.path());
+    assert!(!ok && said.contains("--previous-master-key-file"), "{said}");
+
+    restart_with(&mut server, &with_previous).await;
+    assert_eq!(
+        fleet.round(&server.ingest().await, 2).await.refused,
+        0,
+        "the old key still opens"
+    );
+    assert_eq!(destinations(&server, &token).await, before);
+    let (said, ok) = reseal_secrets(&server, dir.path());
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("installation keys: 1 re-sealed, 0 already"),
+        "{said}"
+    );
+    assert!(said.contains("channels: 1 re-sealed, 0 already"), "{said}");
+    let (again, ok) = reseal_secrets(&server, dir.path());
+    assert!(
+        ok && again.contains("installation keys: 0 re-sealed, 1 already"),
+        "{again}"
+    );
+
+    // The new key alone: the same installation key and channel work.
+    restart_with(&mut server, &[]).await;
+    assert_eq!(
+        fleet.round(&server.ingest().await, 2).await.refused,
+        0,
+        "re-sealed under the new key"
+    );
+    assert_eq!(destinations(&server, &token).await, before);
+    server.terminate(std::time::Duration::from_secs(10)).await;
+}
