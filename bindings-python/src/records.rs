@@ -26,6 +26,21 @@ pub fn reseller<'py>(py: Python<'py>, r: &Reseller) -> PyResult<Bound<'py, PyAny
     })
 }
 
+pub fn reseal_report<'py>(
+    py: Python<'py>,
+    r: &carewatch_core::ResealReport,
+) -> PyResult<Bound<'py, PyAny>> {
+    value!(py, "ResealReport" {
+        keys_resealed: r.keys_resealed,
+        keys_current: r.keys_current,
+        channels_resealed: r.channels_resealed,
+        channels_current: r.channels_current,
+        changed_meanwhile: r.changed_meanwhile,
+        unopenable: r.unopenable,
+        unopenable_named: pyo3::types::PyTuple::new(py, &r.unopenable_named)?,
+    })
+}
+
 pub fn audit_entry<'py>(
     py: Python<'py>,
     e: &carewatch_core::audit::AuditEntry,

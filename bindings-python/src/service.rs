@@ -11,7 +11,7 @@ use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Product;
 use carewatch_core::labels::Labels;
 use carewatch_core::report::{Period, UptimeReport};
-use carewatch_core::seal::KeyId;
+use carewatch_core::seal::{KeyId, MasterKey};
 use carewatch_core::store::{OverviewOrder, OverviewQuery, PageCursor};
 use carewatch_core::team::{Login, Role, User};
 use carewatch_core::time::SystemClock;
@@ -61,6 +61,7 @@ impl Carewatch {
     #[pyo3(signature = (
         target, *, master_key=None, schema=None, heartbeat_interval=None,
         unavailable_after=3, jitter_tolerance=None, node_id=None,
+        previous_master_keys=None,
     ))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn open(
@@ -72,7 +73,14 @@ impl Carewatch {
         unavailable_after: u32,
         jitter_tolerance: Option<Bound<'_, PyAny>>,
         node_id: Option<String>,
+        previous_master_keys: Option<Vec<String>>,
     ) -> PyResult<Self> {
+        let previous = previous_master_keys
+            .unwrap_or_default()
+            .iter()
+            .map(|hex| MasterKey::from_hex(hex.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .or_raise(py)?;
         let interval = heartbeat_interval
             .map(|v| duration(&v, "heartbeat_interval"))
             .transpose()?
@@ -94,6 +102,7 @@ impl Carewatch {
             let (key, _) = store::master_key(&target, master_key.as_deref(), None)?;
             let description = target.describe();
             let config = Config::new(key)
+                .with_previous_master_keys(previous)
                 .with_heartbeat_interval(interval)?
                 .with_policy(policy)
                 .with_node_id(node_id);
@@ -157,6 +166,14 @@ impl Carewatch {
             .map(|r| records::reseller(py, r))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)
+    }
+
+    /// Master-key rotation: re-seals under the current master key every
+    /// installation key and channel that one of ``previous_master_keys``
+    /// sealed (see the README, "Running in production").
+    fn reseal_secrets<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let report = block_on(py, self.service.reseal_secrets())?;
+        records::reseal_report(py, &report)
     }
 
     /// The audit log, newest first: everyone's actions, or only ``team``'s

@@ -165,6 +165,23 @@ def test_sqlite_keeps_data_and_master_key_across_opens(sqlite_db: Path) -> None:
     assert reopened.overview(site.token, include_healthy=True).rows[0].slc == site.slc
 
 
+def test_a_master_key_rotates_with_the_earlier_one_kept_until_resealed(sqlite_db: Path) -> None:
+    old, new = carewatch.generate_master_key(), carewatch.generate_master_key()
+    site = provision(carewatch.Carewatch.open(sqlite_db, master_key=old))
+    site.heartbeat()
+    site.cw = carewatch.Carewatch.open(sqlite_db, master_key=new)
+    with pytest.raises(carewatch.CarewatchError, match="master key"):
+        site.heartbeat()
+    rotating = carewatch.Carewatch.open(sqlite_db, master_key=new, previous_master_keys=[old])
+    site.cw = rotating
+    assert not site.heartbeat().duplicate
+    report = rotating.reseal_secrets()
+    assert (report.keys_resealed, report.keys_current, report.unopenable) == (1, 0, 0)
+    assert rotating.reseal_secrets().keys_current == 1
+    site.cw = carewatch.Carewatch.open(sqlite_db, master_key=new)
+    assert not site.heartbeat().duplicate
+
+
 def test_postgres_needs_the_master_key(postgres_schema: str) -> None:
     from conftest import POSTGRES_URL
 

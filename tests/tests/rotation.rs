@@ -12,6 +12,7 @@ use carewatch_cli::simulate::{Fleet, provision_site};
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::seal::MasterKey;
 use carewatch_grpc::client::Bearer;
+use carewatch_grpc::proto::admin_client::AdminClient;
 use carewatch_grpc::proto::notifications_client::NotificationsClient;
 use carewatch_grpc::proto::{self, create_channel_request::Destination};
 use carewatch_tests::process::{ServeConfig, ServerProcess, binary};
@@ -76,6 +77,12 @@ async fn a_master_key_rotates_without_new_installation_keys_or_channels() {
         .expect("reseller")
         .into_inner()
         .token;
+    let refused =
+        AdminClient::with_interceptor(server.channel().await, Bearer::new(&token).expect("token"))
+            .reseal_secrets(proto::ResealSecretsRequest {})
+            .await
+            .expect_err("a reseller's token re-seals nothing");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     let slc = Slc::new("M01-C01-0001").expect("slc");
     let reseller = ResellerId::new("acme").expect("id");
     let mut fleet = Fleet {

@@ -16,6 +16,7 @@ from carewatch._types import (
     Labels,
     MessageKind,
     OverviewPage,
+    ResealReport,
     Reseller,
     SealedMessage,
     SweepReport,
@@ -56,6 +57,7 @@ class Carewatch:
         unavailable_after: int = 3,
         jitter_tolerance: Optional[_Seconds] = None,
         node_id: Optional[str] = None,
+        previous_master_keys: Optional[Sequence[str]] = None,
     ) -> Carewatch: ...
     @property
     def heartbeat_interval(self) -> timedelta: ...
@@ -65,6 +67,7 @@ class Carewatch:
     def issue_operator_token(self, name: str) -> str: ...
     def authenticate_reseller(self, token: str) -> str: ...
     def resellers(self) -> List[Reseller]: ...
+    def reseal_secrets(self) -> ResealReport: ...
     def audit_log(
         self, team: Optional[str] = None, before: Optional[int] = None, limit: int = 100
     ) -> List[AuditEntry]: ...

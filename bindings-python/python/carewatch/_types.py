@@ -100,6 +100,20 @@ class Reseller:
 
 
 @dataclass(frozen=True)
+class ResealReport:
+    """What ``Carewatch.reseal_secrets`` did: secrets moved to the current
+    master key, those already under it, and those left as they were."""
+
+    keys_resealed: int
+    keys_current: int
+    channels_resealed: int
+    channels_current: int
+    changed_meanwhile: int
+    unopenable: int
+    unopenable_named: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One action in the audit log: who did what, when."""
 
