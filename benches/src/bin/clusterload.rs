@@ -7,7 +7,9 @@
 //! node and in total, and the processor time per heartbeat of each node and
 //! of PostgreSQL's backends. With `--kill-after S`, the first node is killed
 //! (SIGKILL) S seconds into the all-nodes phase: its clients move to the
-//! next node and carry on. Afterwards every server's last acknowledged
+//! next node and carry on. With `--rounds N` the two phases alternate N
+//! times (one, all, one, all …), and all nodes / one node is printed per
+//! round and as the median. Afterwards every server's last acknowledged
 //! heartbeat must be stored and every server must still be Available (no
 //! false verdict from the kill).
 //!
@@ -15,6 +17,7 @@
 //! cargo build --release -p carewatch-cli -p carewatch-benches
 //! target/release/clusterload --nodes 2
 //! target/release/clusterload --nodes 3 --kill-after 5
+//! target/release/clusterload --nodes 2 --rounds 5 --seconds 5
 //! ```
 
 use std::sync::Arc;
@@ -52,8 +55,13 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     warmup_seconds: u64,
     /// Kill the first node (SIGKILL) this many seconds into the all-nodes phase.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rounds")]
     kill_after: Option<u64>,
+    /// Measure one node then all nodes this many times, alternating, so the
+    /// machine's drift touches both alike; the ratio is given per round and
+    /// as the median.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
 }
 
 /// What one phase measured.
@@ -173,13 +181,14 @@ async fn phase(
     (total, began.elapsed())
 }
 
+/// Prints what a phase measured; returns its heartbeats/s.
 fn report(
     what: &str,
     tally: &mut Tally,
     elapsed: Duration,
     cpu: &[Option<Duration>],
     db: Duration,
-) {
+) -> f64 {
     tally.latencies_us.sort_unstable();
     let accepted = tally.latencies_us.len();
     let seconds = elapsed.as_secs_f64();
@@ -220,6 +229,7 @@ fn report(
         nodes.join(", "),
         per(db)
     );
+    accepted as f64 / seconds
 }
 
 /// Each node's processor time, while it runs.
@@ -296,8 +306,12 @@ async fn main() -> Result<(), BoxError> {
     let mut workers = Workers::start(servers, &channels[0], args.fleet.concurrency).await?;
     let groups = workers.groups_mut();
 
-    // One node, then all of them, with the same clients.
-    for (what, targets) in [("one node", &channels[..1]), ("all nodes", &channels[..])] {
+    // One node, then all of them, with the same clients; `rounds` times.
+    let mut ratios = Vec::new();
+    let phases =
+        (0..args.rounds).flat_map(|_| [("one node", &channels[..1]), ("all nodes", &channels[..])]);
+    let mut one_node_rate = 0.0;
+    for (what, targets) in phases {
         phase(targets, groups, args.warmup_seconds).await;
         let db_before = backend_cpu(&schema.store, schema.name()).await?;
         let cpu_before = cpu_times(&nodes);
@@ -324,12 +338,30 @@ async fn main() -> Result<(), BoxError> {
             &db_before,
             &backend_cpu(&schema.store, schema.name()).await?,
         );
-        report(
+        let rate = report(
             what,
             &mut tally,
             elapsed,
             &spent(&cpu_before, &cpu_after),
             db,
+        );
+        if targets.len() == 1 {
+            one_node_rate = rate;
+        } else {
+            ratios.push(rate / one_node_rate.max(f64::MIN_POSITIVE));
+            println!("  all nodes / one node: {:.3}", ratios[ratios.len() - 1]);
+        }
+    }
+    if ratios.len() > 1 {
+        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        let mut sorted = ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "all nodes / one node over {} rounds: {} (median {:.3}, lowest {:.3})",
+            ratios.len(),
+            listed.join(", "),
+            sorted[sorted.len() / 2],
+            sorted[0]
         );
     }
 
