@@ -74,6 +74,21 @@ def check_compose(binary: str) -> None:
         fail("the balancer must pass TLS through (mode tcp)")
 
 
+def check_rotation_override(binary: str) -> None:
+    """deploy/rotation.yaml gives both nodes an earlier master key, by a
+    variable `carewatch serve` knows, from a read-only mount."""
+    override = yaml.safe_load((ROOT / "deploy" / "rotation.yaml").read_text())
+    serve_help = help_text(binary, "serve")
+    for name in ("node-1", "node-2"):
+        node = (override.get("services") or {}).get(name) or {}
+        path = (node.get("environment") or {}).get("CAREWATCH_PREVIOUS_MASTER_KEY_FILES")
+        if not path or "CAREWATCH_PREVIOUS_MASTER_KEY_FILES" not in serve_help:
+            fail(f"deploy/rotation.yaml: {name} is given no earlier master key")
+        mounts = [str(v) for v in node.get("volumes") or []]
+        if not any(m.endswith(f":{path}:ro") for m in mounts):
+            fail(f"deploy/rotation.yaml: {name}: {path} is not mounted read-only")
+
+
 def check_dockerfile() -> None:
     text = (ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM\s+\S+", text, re.MULTILINE)
@@ -102,9 +117,13 @@ def main() -> None:
     if len(sys.argv) != 2:
         fail("usage: check_deploy.py <carewatch binary>")
     check_compose(sys.argv[1])
+    check_rotation_override(sys.argv[1])
     check_dockerfile()
     maybe_build_image()
-    print("deploy check: compose.yaml, deploy/haproxy.cfg and the Dockerfile are consistent")
+    print(
+        "deploy check: compose.yaml, deploy/rotation.yaml, deploy/haproxy.cfg "
+        "and the Dockerfile are consistent"
+    )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ pub fn reseal_report<'py>(
     r: &carewatch_core::ResealReport,
 ) -> PyResult<Bound<'py, PyAny>> {
     value!(py, "ResealReport" {
+        current_key: r.current_key.as_str(),
+        previous_keys: r.previous_keys,
         keys_resealed: r.keys_resealed,
         keys_current: r.keys_current,
         channels_resealed: r.channels_resealed,

@@ -56,7 +56,9 @@ impl Carewatch {
 #[pymethods]
 impl Carewatch {
     /// Opens (and migrates) the database at ``target``: a SQLite file path,
-    /// or a ``postgres://`` URL.
+    /// or a ``postgres://`` URL. ``previous_master_keys`` (hex) still open
+    /// what they sealed while a rotation moves it to ``master_key``
+    /// (``reseal_secrets``).
     #[staticmethod]
     #[pyo3(signature = (
         target, *, master_key=None, schema=None, heartbeat_interval=None,
@@ -171,8 +173,15 @@ impl Carewatch {
     /// Master-key rotation: re-seals under the current master key every
     /// installation key and channel that one of ``previous_master_keys``
     /// sealed (see the README, "Running in production").
-    fn reseal_secrets<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let report = block_on(py, self.service.reseal_secrets())?;
+    /// With ``expected_current_key`` (a fingerprint, as in
+    /// ``ResealReport.current_key``), refuses unless that is the current key.
+    #[pyo3(signature = (expected_current_key = None))]
+    fn reseal_secrets<'py>(
+        &self,
+        py: Python<'py>,
+        expected_current_key: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let report = block_on(py, self.service.reseal_secrets(expected_current_key))?;
         records::reseal_report(py, &report)
     }
 

@@ -175,9 +175,13 @@ def test_a_master_key_rotates_with_the_earlier_one_kept_until_resealed(sqlite_db
     rotating = carewatch.Carewatch.open(sqlite_db, master_key=new, previous_master_keys=[old])
     site.cw = rotating
     assert not site.heartbeat().duplicate
+    old_fingerprint = carewatch.Carewatch.open(sqlite_db, master_key=old).reseal_secrets().current_key
+    with pytest.raises(carewatch.InvalidInput, match="not " + old_fingerprint):
+        rotating.reseal_secrets(expected_current_key=old_fingerprint)
     report = rotating.reseal_secrets()
     assert (report.keys_resealed, report.keys_current, report.unopenable) == (1, 0, 0)
-    assert rotating.reseal_secrets().keys_current == 1
+    assert report.previous_keys == 1 and report.complete and report.current_key != old_fingerprint
+    assert rotating.reseal_secrets(expected_current_key=report.current_key).keys_current == 1
     site.cw = carewatch.Carewatch.open(sqlite_db, master_key=new)
     assert not site.heartbeat().duplicate
 

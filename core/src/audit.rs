@@ -139,6 +139,7 @@ actions! {
     ChannelDeleted => "channel.deleted": "A notification channel was deleted.",
     MaintenanceCreated => "maintenance.created": "A maintenance window was created.",
     MaintenanceDeleted => "maintenance.deleted": "A maintenance window was deleted.",
+    SecretsResealed => "master_key.resealed": "Stored secrets were re-sealed under the current master key.",
 }
 
 /// One action, as recorded.

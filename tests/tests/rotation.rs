@@ -38,11 +38,16 @@ async fn destinations(server: &ServerProcess, token: &str) -> Vec<String> {
 }
 
 /// `carewatch admin reseal-secrets` against `server`: its output and success.
-fn reseal_secrets(server: &ServerProcess, dir: &Path) -> (String, bool) {
+fn reseal_secrets(
+    server: &ServerProcess,
+    dir: &Path,
+    expect: Option<&MasterKey>,
+) -> (String, bool) {
     let output = Command::new(program())
         .args(["admin", "--server", &server.url(), "--ca-cert"])
         .arg(dir.join("cert.pem"))
         .arg("reseal-secrets")
+        .args(expect.map(|key| format!("--expect-master-key={}", key.fingerprint())))
         .env("CAREWATCH_TOKEN", server.operator_token())
         .env_remove("CAREWATCH_SERVER")
         .env_remove("CAREWATCH_CA_CERT")
@@ -62,6 +67,33 @@ async fn restart_with(server: &mut ServerProcess, args: &[String]) {
     server.restart().await;
 }
 
+/// During a rotation the current key must already be in place: a new
+/// random one made at start would receive every secret and be in no backup.
+#[test]
+fn a_missing_current_key_is_not_made_up_during_a_rotation() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let earlier = dir.path().join("master.key.old");
+    std::fs::write(&earlier, MasterKey::generate().to_hex().as_bytes()).expect("old key");
+    let output = Command::new(program())
+        .args([
+            "serve",
+            "--insecure-plaintext",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .arg("--previous-master-key-file")
+        .arg(&earlier)
+        .env_remove("CAREWATCH_DATABASE_URL")
+        .output()
+        .expect("carewatch serve runs");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("the current key must be in place"), "{said}");
+    assert!(!dir.path().join("master.key").exists(), "no key made up");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_key_rotates_without_new_installation_keys_or_channels() {
     let dir = tempfile::tempdir().expect("data dir");
@@ -79,7 +111,7 @@ async fn a_master_key_rotates_without_new_installation_keys_or_channels() {
         .token;
     let refused =
         AdminClient::with_interceptor(server.channel().await, Bearer::new(&token).expect("token"))
-            .reseal_secrets(proto::ResealSecretsRequest {})
+            .reseal_secrets(proto::ResealSecretsRequest::default())
             .await
             .expect_err("a reseller's token re-seals nothing");
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
@@ -119,7 +151,9 @@ async fn a_master_key_rotates_without_new_installation_keys_or_channels() {
         dir.path().join("master.key.old"),
     );
     std::fs::rename(&current, &previous).expect("old key kept");
-    std::fs::write(&current, MasterKey::generate().to_hex().as_bytes()).expect("new key");
+    let old_key = carewatch_core::seal::key_file::load(&previous).expect("old key");
+    let new_key = MasterKey::generate();
+    std::fs::write(&current, new_key.to_hex().as_bytes()).expect("new key");
     let with_previous = vec![
         "--previous-master-key-file".to_owned(),
         previous.display().to_string(),
@@ -135,7 +169,7 @@ async fn a_master_key_rotates_without_new_installation_keys_or_channels() {
     );
     let unopened = destinations(&server, &token).await;
     assert!(unopened[0].contains("cannot be opened"), "{unopened:?}");
-    let (said, ok) = reseal_secrets(&server, dir.path());
+    let (said, ok) = reseal_secrets(&server, dir.path(), None);
     assert!(!ok && said.contains("--previous-master-key-file"), "{said}");
 
     restart_with(&mut server, &with_previous).await;
@@ -145,14 +179,20 @@ async fn a_master_key_rotates_without_new_installation_keys_or_channels() {
         "the old key still opens"
     );
     assert_eq!(destinations(&server, &token).await, before);
-    let (said, ok) = reseal_secrets(&server, dir.path());
+    assert!(server.stderr_contains(&format!("master key {}", new_key.fingerprint())));
+    let (said, ok) = reseal_secrets(&server, dir.path(), Some(&old_key));
+    assert!(
+        !ok && said.contains("not") && said.contains(&old_key.fingerprint()),
+        "{said}"
+    );
+    let (said, ok) = reseal_secrets(&server, dir.path(), Some(&new_key));
     assert!(ok, "{said}");
     assert!(
         said.contains("installation keys: 1 re-sealed, 0 already"),
         "{said}"
     );
     assert!(said.contains("channels: 1 re-sealed, 0 already"), "{said}");
-    let (again, ok) = reseal_secrets(&server, dir.path());
+    let (again, ok) = reseal_secrets(&server, dir.path(), None);
     assert!(
         ok && again.contains("installation keys: 0 re-sealed, 1 already"),
         "{again}"

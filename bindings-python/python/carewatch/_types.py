@@ -102,8 +102,11 @@ class Reseller:
 @dataclass(frozen=True)
 class ResealReport:
     """What ``Carewatch.reseal_secrets`` did: secrets moved to the current
-    master key, those already under it, and those left as they were."""
+    master key (``current_key`` is its fingerprint), those already under it,
+    and those left as they were."""
 
+    current_key: str
+    previous_keys: int
     keys_resealed: int
     keys_current: int
     channels_resealed: int
@@ -111,6 +114,11 @@ class ResealReport:
     changed_meanwhile: int
     unopenable: int
     unopenable_named: Tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        """Whether every secret is now under the current key."""
+        return self.changed_meanwhile == 0 and self.unopenable == 0
 
 
 @dataclass(frozen=True)

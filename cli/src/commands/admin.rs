@@ -120,7 +120,12 @@ enum Action {
     /// Master-key rotation: re-seal every stored secret an earlier master
     /// key sealed under the server's current one (start every node with
     /// --previous-master-key-file first; README, "Running in production").
-    ResealSecrets,
+    ResealSecrets {
+        /// The fingerprint of the new master key (`serve` prints it at
+        /// start): refused unless the server's current key is that one.
+        #[arg(long)]
+        expect_master_key: Option<String>,
+    },
 }
 
 pub async fn run(args: AdminArgs) -> CliResult {
@@ -307,21 +312,27 @@ pub async fn run(args: AdminArgs) -> CliResult {
                 .await?;
             println!("{slc}: key {key_id} retired");
         }
-        Action::ResealSecrets => {
+        Action::ResealSecrets { expect_master_key } => {
             let report = client
-                .reseal_secrets(proto::ResealSecretsRequest {})
+                .reseal_secrets(proto::ResealSecretsRequest {
+                    expected_current_key: expect_master_key.unwrap_or_default(),
+                })
                 .await?
                 .into_inner();
             print_reseal(&report);
-            if report.changed_meanwhile > 0 || report.unopenable > 0 {
-                return Err(if report.previous_keys == 0 {
-                    "some secrets do not open under the server's master key, and it holds no earlier one: start it with --previous-master-key-file".into()
-                } else if report.unopenable > 0 {
-                    "some secrets open under none of the server's master keys: left as they were"
-                        .into()
+            let mut left = Vec::new();
+            if report.unopenable > 0 {
+                left.push(if report.previous_keys == 0 {
+                    "some secrets do not open under the server's master key, and it holds no earlier one: start it with --previous-master-key-file"
                 } else {
-                    "some secrets changed while being re-sealed: run it again".into()
+                    "some secrets open under none of the server's master keys: left as they were"
                 });
+            }
+            if report.changed_meanwhile > 0 {
+                left.push("some secrets changed while being re-sealed: run it again");
+            }
+            if !left.is_empty() {
+                return Err(left.join("; ").into());
             }
         }
     }
@@ -329,6 +340,7 @@ pub async fn run(args: AdminArgs) -> CliResult {
 }
 
 fn print_reseal(report: &proto::ResealSecretsResponse) {
+    println!("current master key: {}", report.current_key);
     println!(
         "installation keys: {} re-sealed, {} already under the current master key",
         report.keys_resealed, report.keys_current

@@ -11,6 +11,7 @@ use crate::server::{ServeOptions, serve};
 use crate::tls::TlsIdentity;
 use carewatch_core::availability::AvailabilityPolicy;
 use carewatch_core::ids::ResellerId;
+use carewatch_core::seal::MasterKey;
 use carewatch_core::seal::key_file::{self, KeySource, MASTER_KEY_FILE};
 use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch, Config};
@@ -210,6 +211,48 @@ fn notification_sender(args: &ServeArgs) -> Result<carewatch_notify::Sender, Str
     .map_err(|e| format!("notifications: {e}"))
 }
 
+/// The current master key and the earlier ones still accepted, with a
+/// line on stderr naming each by its fingerprint.
+fn master_keys(
+    args: &ServeArgs,
+    target: &StoreTarget<'_>,
+) -> CliResult<(MasterKey, Vec<MasterKey>)> {
+    let path = args.data_dir.join(MASTER_KEY_FILE);
+    let previous = args
+        .previous_master_key_files
+        .iter()
+        .map(|path| key_file::load(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The key file lives in the data directory whatever the backend, so
+    // PostgreSQL nodes share it by sharing (or copying) that file. During a
+    // rotation it must already be there: a new random one made now would
+    // receive every secret and be in no backup.
+    let current = if previous.is_empty() {
+        let (key, source) = store::master_key(target, None, Some(&args.data_dir))?;
+        if source == KeySource::Created {
+            eprintln!(
+                "created master key {} (back it up: installation keys cannot be read without it)",
+                path.display()
+            );
+        }
+        key
+    } else {
+        key_file::load(&path).map_err(|e| {
+            format!("with --previous-master-key-file the current key must be in place: {e}")
+        })?
+    };
+    eprintln!("master key {} (fingerprint)", current.fingerprint());
+    for (file, key) in args.previous_master_key_files.iter().zip(&previous) {
+        eprintln!(
+            "also accepting earlier master key {} ({}): once every node does, \
+             `carewatch admin reseal-secrets` moves what it sealed to the current key",
+            key.fingerprint(),
+            file.display()
+        );
+    }
+    Ok((current, previous))
+}
+
 pub async fn run(args: ServeArgs) -> CliResult {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
@@ -245,27 +288,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         Some(url) => StoreTarget::Postgres(url),
         None => StoreTarget::Sqlite(&db),
     };
-    // The key file lives in the data directory whatever the backend, so
-    // PostgreSQL nodes share it by sharing (or copying) that file.
-    let (master_key, source) = store::master_key(&target, None, Some(&args.data_dir))?;
-    if source == KeySource::Created {
-        eprintln!(
-            "created master key {} (back it up: installation keys cannot be read without it)",
-            args.data_dir.join(MASTER_KEY_FILE).display()
-        );
-    }
-    let previous_master_keys = args
-        .previous_master_key_files
-        .iter()
-        .map(|path| key_file::load(path))
-        .collect::<Result<Vec<_>, _>>()?;
-    if !previous_master_keys.is_empty() {
-        eprintln!(
-            "accepting {} earlier master key(s) besides the current one: once every node does, \
-             `carewatch admin reseal-secrets` moves what they sealed to the current key",
-            previous_master_keys.len()
-        );
-    }
+    let (master_key, previous_master_keys) = master_keys(&args, &target)?;
     let options = OpenOptions {
         schema: args.database_schema.as_deref(),
         application_name: None,

@@ -160,6 +160,7 @@ impl fmt::Debug for MasterKey {
 
 const WRAP_LABEL: &[u8] = b"carewatch-key-wrap-v1";
 const SECRET_LABEL: &[u8] = b"carewatch-secret-v1";
+const FINGERPRINT_LABEL: &[u8] = b"carewatch-master-key-fingerprint-v1";
 
 impl MasterKey {
     /// A master key from its bytes.
@@ -185,6 +186,17 @@ impl MasterKey {
     /// Parses 64 hex digits.
     pub fn from_hex(text: &str) -> Result<Self> {
         Ok(Self::from_bytes(*unhex32("master key", text)?))
+    }
+
+    /// A short public name of this key (16 hex digits of an HMAC-SHA256
+    /// under it), to tell keys apart in logs and commands without showing
+    /// them: the same key always gives the same fingerprint.
+    pub fn fingerprint(&self) -> String {
+        use hmac::{KeyInit as _, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.1.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(FINGERPRINT_LABEL);
+        hex(&mac.finalize().into_bytes()[..8])
     }
 
     fn aad(slc: &Slc, id: KeyId) -> Vec<u8> {

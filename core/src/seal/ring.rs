@@ -116,6 +116,16 @@ mod tests {
     }
 
     #[test]
+    fn a_fingerprint_names_one_key_without_showing_it() {
+        let (one, other) = (MasterKey::generate(), MasterKey::generate());
+        let again = MasterKey::from_hex(&one.to_hex()).unwrap();
+        assert_eq!(one.fingerprint(), again.fingerprint());
+        assert_ne!(one.fingerprint(), other.fingerprint());
+        assert_eq!(one.fingerprint().len(), 16);
+        assert!(!one.to_hex().contains(&one.fingerprint()));
+    }
+
+    #[test]
     fn a_secret_no_key_opens_is_refused_with_the_current_keys_error() {
         let (old, new, other) = (
             MasterKey::generate(),

@@ -4,9 +4,11 @@
 //! idempotent: a secret is replaced only if it still holds what was read.
 
 use super::{Carewatch, Config};
-use crate::error::Result;
+use crate::audit::Action;
+use crate::error::{Error, Result};
 use crate::ids::Slc;
-use crate::seal::{KeyId, SealedUnder};
+use crate::notification::ChannelRecord;
+use crate::seal::{KeyId, SealedUnder, WrappedKey};
 use crate::store::{Reseal, SealedItem};
 
 /// Installation keys read and re-sealed per transaction.
@@ -18,6 +20,12 @@ const NAMED_UNOPENABLE: usize = 20;
 /// What [`Carewatch::reseal_secrets`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResealReport {
+    /// The fingerprint ([`MasterKey::fingerprint`](crate::seal::MasterKey::fingerprint))
+    /// of the key everything was re-sealed under.
+    pub current_key: String,
+    /// How many earlier master keys the node holds (none: nothing can be
+    /// moved).
+    pub previous_keys: u32,
     /// Installation keys moved to the current master key.
     pub keys_resealed: u64,
     /// Installation keys already under it.
@@ -34,9 +42,6 @@ pub struct ResealReport {
     pub unopenable: u64,
     /// The first of them, named.
     pub unopenable_named: Vec<String>,
-    /// How many earlier master keys the node holds (none: nothing can be
-    /// moved).
-    pub previous_keys: u32,
 }
 
 impl ResealReport {
@@ -58,47 +63,49 @@ impl Carewatch {
     /// channel that an earlier key (given with
     /// [`Config::with_previous_master_keys`]) sealed. Run it once every
     /// node accepts both keys; afterwards the earlier key can be dropped.
-    /// Operator only (it reaches every reseller's secrets).
-    pub async fn reseal_secrets(&self) -> Result<ResealReport> {
+    /// With `expected_current_key` (a fingerprint), refuses unless that is
+    /// this node's current key: a node still on the old key would move
+    /// everything back to it. Operator only (it reaches every reseller's
+    /// secrets).
+    pub async fn reseal_secrets(&self, expected_current_key: Option<&str>) -> Result<ResealReport> {
+        self.reseal_in_steps(expected_current_key, KEYS_PER_STEP)
+            .await
+    }
+
+    /// [`Carewatch::reseal_secrets`], reading `keys_per_step` keys at a time.
+    pub(crate) async fn reseal_in_steps(
+        &self,
+        expected_current_key: Option<&str>,
+        keys_per_step: u32,
+    ) -> Result<ResealReport> {
         let config = &self.inner.config;
+        let current_key = config.master_keys.current().fingerprint();
+        if let Some(expected) = expected_current_key.filter(|e| *e != current_key) {
+            return Err(Error::InvalidInput {
+                field: "expected master key",
+                reason: format!(
+                    "this node's current master key is {current_key}, not {expected}: \
+                     re-seal on a node started with the new key as its master key"
+                ),
+            });
+        }
         let store = &self.inner.store;
         let mut report = ResealReport {
+            current_key,
             previous_keys: u32::try_from(config.master_keys.previous_count()).unwrap_or(u32::MAX),
             ..ResealReport::default()
         };
         let mut after: Option<(Slc, KeyId)> = None;
         loop {
             let page = store
-                .wrapped_keys(after.as_ref().map(|(slc, id)| (slc, *id)), KEYS_PER_STEP)
+                .wrapped_keys(after.as_ref().map(|(slc, id)| (slc, *id)), keys_per_step)
                 .await?;
-            let changes = page
-                .iter()
-                .filter_map(
-                    |(slc, wrapped)| match config.master_keys.unwrap_key(slc, wrapped) {
-                        Ok((_, SealedUnder::Current)) => {
-                            report.keys_current += 1;
-                            None
-                        }
-                        Ok((key, SealedUnder::Previous)) => Some(Reseal {
-                            item: SealedItem::InstallationKey {
-                                slc: slc.clone(),
-                                id: wrapped.id,
-                            },
-                            old: wrapped.sealed.clone(),
-                            new: config.master_keys.current().wrap(slc, &key).sealed,
-                        }),
-                        Err(_) => {
-                            report.refuse(format!("key {} of installation {slc}", wrapped.id));
-                            None
-                        }
-                    },
-                )
-                .collect::<Vec<_>>();
+            let changes = reseal_keys(config, &page, &mut report);
             let replaced = store.reseal(&changes).await?;
             report.keys_resealed += replaced;
             report.changed_meanwhile += changes.len() as u64 - replaced;
             match page.last() {
-                Some((slc, wrapped)) if page.len() == KEYS_PER_STEP as usize => {
+                Some((slc, wrapped)) if page.len() == keys_per_step as usize => {
                     after = Some((slc.clone(), wrapped.id));
                 }
                 _ => break,
@@ -109,20 +116,59 @@ impl Carewatch {
         report.channels_resealed += replaced;
         report.changed_meanwhile += changes.len() as u64 - replaced;
         tracing::info!(
+            current_key = %report.current_key,
             keys_resealed = report.keys_resealed,
             channels_resealed = report.channels_resealed,
             changed_meanwhile = report.changed_meanwhile,
             unopenable = report.unopenable,
             "secrets re-sealed under the current master key"
         );
+        self.audited(
+            None,
+            Action::SecretsResealed,
+            format!("master key {}", report.current_key),
+            format!(
+                "{} installation keys and {} channels re-sealed; {} changed meanwhile, {} open under no key",
+                report.keys_resealed,
+                report.channels_resealed,
+                report.changed_meanwhile,
+                report.unopenable
+            ),
+        )
+        .await;
         Ok(report)
     }
+}
+
+/// The installation keys of `page` an earlier key sealed, sealed again
+/// under the current one.
+fn reseal_keys(
+    config: &Config,
+    page: &[(Slc, WrappedKey)],
+    report: &mut ResealReport,
+) -> Vec<Reseal> {
+    let mut changes = Vec::new();
+    for (slc, wrapped) in page {
+        match config.master_keys.unwrap_key(slc, wrapped) {
+            Ok((_, SealedUnder::Current)) => report.keys_current += 1,
+            Ok((key, SealedUnder::Previous)) => changes.push(Reseal {
+                item: SealedItem::InstallationKey {
+                    slc: slc.clone(),
+                    id: wrapped.id,
+                },
+                old: wrapped.sealed.clone(),
+                new: config.master_keys.current().wrap(slc, &key).sealed,
+            }),
+            Err(_) => report.refuse(format!("key {} of installation {slc}", wrapped.id)),
+        }
+    }
+    changes
 }
 
 /// The channels an earlier key sealed, sealed again under the current one.
 fn reseal_channels(
     config: &Config,
-    channels: Vec<crate::notification::ChannelRecord>,
+    channels: Vec<ChannelRecord>,
     report: &mut ResealReport,
 ) -> Vec<Reseal> {
     let mut changes = Vec::new();

@@ -257,7 +257,9 @@ impl Admin for AdminService {
         request: Request<proto::ResealSecretsRequest>,
     ) -> Result<Response<proto::ResealSecretsResponse>, Status> {
         let operator = self.operator(&request).await?;
-        let report = as_operator(operator, self.carewatch.reseal_secrets())
+        let expected = &request.get_ref().expected_current_key;
+        let expected = (!expected.is_empty()).then_some(expected.as_str());
+        let report = as_operator(operator, self.carewatch.reseal_secrets(expected))
             .await
             .map_err(to_status)?;
         Ok(Response::new(proto::ResealSecretsResponse {
@@ -269,6 +271,7 @@ impl Admin for AdminService {
             unopenable: report.unopenable,
             unopenable_named: report.unopenable_named,
             previous_keys: report.previous_keys,
+            current_key: report.current_key,
         }))
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::notifications::{channel, create_channel};
 use super::{reseller_id, slc, t};
 use crate::notification::{ChannelRecord, ChannelRules, Destination};
-use crate::seal::{InstallationKey, KeyId, MasterKey, WrappedKey};
+use crate::seal::{KeyId, MasterKey, WrappedKey};
 use crate::service::{Carewatch, Config};
 use crate::store::{Reseal, SealedItem, Store};
 use crate::team::{Login, Role, User};
@@ -292,7 +292,7 @@ pub(crate) async fn a_master_key_rotation_reseals_every_secret(
         .issue_installation_key(&one.slc)
         .await
         .expect("new key");
-    let (new_channel, _) = rotating
+    let _channel_under_the_new_key = rotating
         .carewatch
         .create_channel(&admin, "ops 2", hook.clone(), ChannelRules::default())
         .await
@@ -304,7 +304,44 @@ pub(crate) async fn a_master_key_rotation_reseals_every_secret(
     );
     create_channel(&rotating.store, &foreign).await;
 
-    let report = rotating.carewatch.reseal_secrets().await.expect("reseal");
+    // A node whose current key is not the one expected moves nothing: one
+    // still on the old key would move everything back to it.
+    let still_old = node(
+        db.as_ref(),
+        &clock,
+        &old,
+        std::slice::from_ref(&new),
+        "node-still-old",
+    )
+    .await;
+    let refused = still_old
+        .carewatch
+        .reseal_secrets(Some(&new.fingerprint()))
+        .await
+        .expect_err("the old key is current there");
+    assert_eq!(refused.code(), "invalid_input", "{refused}");
+    assert!(
+        refused.to_string().contains(&old.fingerprint()),
+        "{refused}"
+    );
+    let stored = rotating
+        .store
+        .installation_keys(&one.slc)
+        .await
+        .expect("keys");
+    old.unwrap_key(&one.slc, &stored[0].wrapped)
+        .expect("still under the old key");
+
+    // One key per step: every page boundary is crossed.
+    let report = rotating
+        .carewatch
+        .reseal_in_steps(Some(&new.fingerprint()), 1)
+        .await
+        .expect("reseal");
+    assert_eq!(
+        (report.current_key.as_str(), report.previous_keys),
+        (new.fingerprint().as_str(), 1)
+    );
     assert_eq!(
         (
             report.keys_resealed,
@@ -324,7 +361,7 @@ pub(crate) async fn a_master_key_rotation_reseals_every_secret(
     assert!(!report.complete(), "a secret no key opens is left over");
     let again = rotating
         .carewatch
-        .reseal_secrets()
+        .reseal_secrets(None)
         .await
         .expect("reseal again");
     assert_eq!(
@@ -389,7 +426,6 @@ pub(crate) async fn a_master_key_rotation_reseals_every_secret(
                 .is_err()
         );
     }
-    assert!(new_channel.sealed.len() > 12);
     for (slc, key) in after.store.wrapped_keys(None, 100).await.expect("keys") {
         assert!(
             old.unwrap_key(&slc, &key).is_err(),
@@ -398,10 +434,35 @@ pub(crate) async fn a_master_key_rotation_reseals_every_secret(
         );
         new.unwrap_key(&slc, &key).expect("opens under the new key");
     }
-    let _: InstallationKey = new
-        .unwrap_key(
-            &two.slc,
-            &after.store.installation_keys(&two.slc).await.expect("keys")[0].wrapped,
-        )
-        .expect("retired key re-sealed too");
+    let retired = after.store.installation_keys(&two.slc).await.expect("keys");
+    let retired = retired
+        .iter()
+        .find(|k| k.wrapped.id == first_of_two)
+        .expect("the retired key is kept");
+    assert!(retired.retired_at.is_some());
+    new.unwrap_key(&two.slc, &retired.wrapped)
+        .expect("the retired key is re-sealed too");
+    let log = after
+        .carewatch
+        .audit_log(None, None, 10)
+        .await
+        .expect("audit log");
+    let resealed: Vec<_> = log
+        .iter()
+        .filter(|e| e.record.action == crate::audit::Action::SecretsResealed)
+        .collect();
+    assert_eq!(
+        resealed.len(),
+        2,
+        "each re-seal is audited, a refused one not: {log:#?}"
+    );
+    assert!(resealed[1].record.target.contains(&new.fingerprint()));
+    assert!(
+        resealed[1]
+            .record
+            .detail
+            .starts_with("3 installation keys and 1 channels"),
+        "{:?}",
+        resealed[1].record.detail
+    );
 }
