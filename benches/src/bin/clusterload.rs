@@ -356,11 +356,17 @@ async fn main() -> Result<(), BoxError> {
         let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
         let mut sorted = ratios.clone();
         sorted.sort_by(f64::total_cmp);
+        let middle = sorted.len() / 2;
+        let median = if sorted.len() % 2 == 0 {
+            (sorted[middle - 1] + sorted[middle]) / 2.0
+        } else {
+            sorted[middle]
+        };
         println!(
             "all nodes / one node over {} rounds: {} (median {:.3}, lowest {:.3})",
             ratios.len(),
             listed.join(", "),
-            sorted[sorted.len() / 2],
+            median,
             sorted[0]
         );
     }
