@@ -459,6 +459,20 @@ impl ServerProcess {
         )
     }
 
+    /// Creates reseller `id` (named `id` in capitals) and returns its token.
+    pub async fn reseller_token(&self, id: &str) -> String {
+        self.admin()
+            .await
+            .create_reseller(carewatch_grpc::proto::CreateResellerRequest {
+                id: id.into(),
+                name: id.to_uppercase(),
+            })
+            .await
+            .unwrap_or_else(|e| self.fail(&format!("creating reseller {id}: {e}")))
+            .into_inner()
+            .token
+    }
+
     /// A Dashboard client with `token`.
     pub async fn dashboard(&self, token: &str) -> Dashboard {
         DashboardClient::with_interceptor(self.channel().await, Bearer::new(token).expect("token"))

@@ -50,17 +50,7 @@ async fn the_dashboard_command_sorts_by_customer_and_site_and_filters_by_health(
         dir.path(),
     ))
     .await;
-    let token = server
-        .admin()
-        .await
-        .create_reseller(proto::CreateResellerRequest {
-            id: "acme".into(),
-            name: "ACME".into(),
-        })
-        .await
-        .expect("reseller created")
-        .into_inner()
-        .token;
+    let token = server.reseller_token("acme").await;
     let mut dashboard_client = server.dashboard(&token).await;
     // (SLC, customer, site): SLC order unlike either name order.
     let named = [

@@ -33,21 +33,6 @@ async fn start(dir: &std::path::Path, extra: &[&str]) -> ServerProcess {
     ServerProcess::start(config).await
 }
 
-/// A reseller and its token.
-async fn reseller(server: &ServerProcess, id: &str) -> String {
-    server
-        .admin()
-        .await
-        .create_reseller(proto::CreateResellerRequest {
-            id: id.into(),
-            name: id.to_uppercase(),
-        })
-        .await
-        .expect("reseller created")
-        .into_inner()
-        .token
-}
-
 /// Provisions `site` for `reseller` with `servers` simulated servers.
 async fn site(server: &ServerProcess, reseller: &str, site: &str, servers: usize) -> Fleet {
     let sims = provision_site(
@@ -130,8 +115,8 @@ async fn next_update(
 async fn a_transfer_stops_the_old_resellers_watch_and_hides_the_past() {
     let dir = tempfile::tempdir().expect("data dir");
     let mut server = start(dir.path(), &[]).await;
-    let acme = reseller(&server, "acme").await;
-    let beta = reseller(&server, "beta").await;
+    let acme = server.reseller_token("acme").await;
+    let beta = server.reseller_token("beta").await;
     let mut fleet = site(&server, "acme", "M01-LC-0001", 2).await;
     let ingest = server.ingest().await;
     let camera = ReportedCondition::new(ConditionCode::CameraUnreachable, "Camera 3", "")
@@ -228,7 +213,7 @@ async fn a_transfer_stops_the_old_resellers_watch_and_hides_the_past() {
 async fn decommissioning_a_silent_server_makes_health_recover_at_once() {
     let dir = tempfile::tempdir().expect("data dir");
     let mut server = start(dir.path(), &[]).await;
-    let acme = reseller(&server, "acme").await;
+    let acme = server.reseller_token("acme").await;
     let mut fleet = site(&server, "acme", "M01-LC-0002", 2).await;
     let ingest = server.ingest().await;
     assert_eq!(fleet.round(&ingest, 2).await.refused, 0);
@@ -273,7 +258,7 @@ async fn decommissioning_a_silent_server_makes_health_recover_at_once() {
 async fn an_expired_care_plus_shows_no_false_unavailable_and_renewal_gives_grace() {
     let dir = tempfile::tempdir().expect("data dir");
     let mut server = start(dir.path(), &[]).await;
-    let acme = reseller(&server, "acme").await;
+    let acme = server.reseller_token("acme").await;
     let mut fleet = site(&server, "acme", "M01-LC-0003", 1).await;
     let ingest = server.ingest().await;
     assert_eq!(fleet.round(&ingest, 1).await.refused, 0);
@@ -346,7 +331,7 @@ async fn an_expired_care_plus_shows_no_false_unavailable_and_renewal_gives_grace
 async fn withdrawn_consents_data_is_deleted_after_the_retention() {
     let dir = tempfile::tempdir().expect("data dir");
     let mut server = start(dir.path(), &["--withdrawn-data-retention", "2s"]).await;
-    let acme = reseller(&server, "acme").await;
+    let acme = server.reseller_token("acme").await;
     let mut fleet = site(&server, "acme", "M01-LC-0004", 1).await;
     let ingest = server.ingest().await;
     let drive =

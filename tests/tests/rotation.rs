@@ -98,17 +98,7 @@ fn a_missing_current_key_is_not_made_up_during_a_rotation() {
 async fn a_master_key_rotates_without_new_installation_keys_or_channels() {
     let dir = tempfile::tempdir().expect("data dir");
     let mut server = ServerProcess::start(ServeConfig::new(program(), dir.path())).await;
-    let token = server
-        .admin()
-        .await
-        .create_reseller(proto::CreateResellerRequest {
-            id: "acme".into(),
-            name: "ACME".into(),
-        })
-        .await
-        .expect("reseller")
-        .into_inner()
-        .token;
+    let token = server.reseller_token("acme").await;
     let refused =
         AdminClient::with_interceptor(server.channel().await, Bearer::new(&token).expect("token"))
             .reseal_secrets(proto::ResealSecretsRequest::default())

@@ -386,8 +386,20 @@ async fn open_node(
     master_key: MasterKey,
     node_id: &str,
 ) -> Fixture {
+    open_node_accepting(db, clock, master_key, &[], node_id).await
+}
+
+/// [`open_node`], also accepting what the `previous` master keys sealed.
+async fn open_node_accepting(
+    db: &dyn TestDatabase,
+    clock: Arc<ManualClock>,
+    master_key: MasterKey,
+    previous: &[MasterKey],
+    node_id: &str,
+) -> Fixture {
     let store = db.open().await;
     let config = Config::new(master_key.clone())
+        .with_previous_master_keys(previous.to_vec())
         .with_heartbeat_interval(INTERVAL)
         .expect("valid interval")
         .with_node_id(node_id);

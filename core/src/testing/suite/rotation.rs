@@ -6,15 +6,14 @@
 use std::sync::Arc;
 
 use super::notifications::{channel, create_channel};
-use super::{reseller_id, slc, t};
+use super::{open_node_accepting, reseller_id, slc, t};
 use crate::notification::{ChannelRecord, ChannelRules, Destination};
 use crate::seal::{KeyId, MasterKey, WrappedKey};
-use crate::service::{Carewatch, Config};
 use crate::store::{Reseal, SealedItem, Store};
 use crate::team::{Login, Role, User};
 use crate::testing::TestBackend;
 use crate::testing::TestDatabase;
-use crate::testing::fixture::{Fixture, INTERVAL, START, Site};
+use crate::testing::fixture::{Fixture, START, Site};
 use crate::time::ManualClock;
 
 fn wrapped(n: u8) -> WrappedKey {
@@ -205,21 +204,7 @@ async fn node(
     previous: &[MasterKey],
     node_id: &str,
 ) -> Fixture {
-    let store = db.open().await;
-    let config = Config::new(current.clone())
-        .with_previous_master_keys(previous.to_vec())
-        .with_heartbeat_interval(INTERVAL)
-        .expect("valid interval")
-        .with_node_id(node_id);
-    let carewatch = Carewatch::open(store.clone(), clock.clone(), config)
-        .await
-        .unwrap_or_else(|e| panic!("opening node {node_id}: {e}"));
-    Fixture {
-        carewatch,
-        clock: clock.clone(),
-        store,
-        master_key: current.clone(),
-    }
+    open_node_accepting(db, clock.clone(), current.clone(), previous, node_id).await
 }
 
 /// Rotation, online: a node given the new key and the old one admits
