@@ -39,28 +39,43 @@ pub(crate) async fn wrapped_keys(
         .collect()
 }
 
+/// Installation keys in one statement (a step's worth, in key order, the
+/// order they were read in); channels, which are few, one each.
 pub(crate) async fn reseal(c: &mut PgConnection, changes: &[Reseal]) -> DbResult<u64> {
+    let (mut slcs, mut ids, mut olds, mut news) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut replaced = 0;
     for change in changes {
-        let done = match &change.item {
-            SealedItem::InstallationKey { slc, id } => query(
-                "UPDATE installation_keys SET sealed = $3 \
-                 WHERE slc = $1 AND key_id = $2 AND sealed = $4",
-            )
-            .bind(slc.as_str())
-            .bind(i64::from(id.get()))
-            .bind(change.new.as_slice())
-            .bind(change.old.as_slice()),
+        match &change.item {
+            SealedItem::InstallationKey { slc, id } => {
+                slcs.push(slc.as_str());
+                ids.push(i64::from(id.get()));
+                olds.push(change.old.as_slice());
+                news.push(change.new.as_slice());
+            }
             SealedItem::Channel(id) => {
-                query("UPDATE channels SET sealed = $2 WHERE id = $1 AND sealed = $3")
+                replaced += query("UPDATE channels SET sealed = $2 WHERE id = $1 AND sealed = $3")
                     .bind(id.as_str())
                     .bind(change.new.as_slice())
                     .bind(change.old.as_slice())
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
             }
         }
+    }
+    if !slcs.is_empty() {
+        replaced += query(
+            "UPDATE installation_keys k SET sealed = u.new
+             FROM UNNEST($1::text[], $2::bigint[], $3::bytea[], $4::bytea[]) AS u (slc, key_id, old, new)
+             WHERE k.slc = u.slc AND k.key_id = u.key_id AND k.sealed = u.old",
+        )
+        .bind(slcs)
+        .bind(ids)
+        .bind(olds)
+        .bind(news)
         .execute(&mut *c)
-        .await?;
-        replaced += done.rows_affected();
+        .await?
+        .rows_affected();
     }
     Ok(replaced)
 }

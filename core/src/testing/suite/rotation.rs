@@ -123,6 +123,10 @@ pub(crate) async fn reseals_replace_only_what_still_holds_what_was_read(
         .await
         .expect("key stored");
     store
+        .add_installation_key(&site.slc, &wrapped(6), t(1))
+        .await
+        .expect("key stored");
+    store
         .retire_installation_key(&site.slc, KeyId::new(7), t(2))
         .await
         .expect("retired");
@@ -142,6 +146,7 @@ pub(crate) async fn reseals_replace_only_what_still_holds_what_was_read(
         .reseal(&[
             change(key(7), &wrapped(7).sealed, b"key 7 resealed"),
             change(key(8), &wrapped(7).sealed, b"no such key"),
+            change(key(6), b"read before a change", b"stale"),
             change(
                 SealedItem::Channel(one.id.clone()),
                 &one.sealed,
@@ -172,7 +177,16 @@ pub(crate) async fn reseals_replace_only_what_still_holds_what_was_read(
         (t(1), Some(t(2))),
         "only the sealed bytes change"
     );
-    assert_eq!(keys.len(), 2, "no key added");
+    let six = keys
+        .iter()
+        .find(|k| k.wrapped.id == KeyId::new(6))
+        .expect("key 6");
+    assert_eq!(
+        six.wrapped,
+        wrapped(6),
+        "key 6's stale read changed nothing"
+    );
+    assert_eq!(keys.len(), 3, "no key added");
     let channels = store.channels(Some(&alpha)).await.expect("channels");
     let expected_one = ChannelRecord {
         sealed: b"channel 1 resealed".to_vec(),
