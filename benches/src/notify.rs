@@ -24,6 +24,7 @@ mod cpu;
 mod flood;
 mod paced;
 mod pipe;
+mod receiver;
 mod serve;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,6 +33,7 @@ pub use cpu::{CpuSample, CpuSampler, load_average, nearest};
 pub use flood::Flood;
 pub use paced::{Beat, PacedFleet};
 pub use pipe::Acks;
+pub use receiver::ReceiverThread;
 pub use serve::Serve;
 
 /// Milliseconds since the Unix epoch of a wall-clock time.

@@ -80,6 +80,12 @@ pub fn background_cpu_time(pid: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// One thread's CPU time so far, from `/proc/<pid>/task/<tid>/stat`.
+pub fn thread_cpu_time(pid: &str, tid: u32) -> Option<Duration> {
+    let stat = thread_stat(&format!("/proc/{pid}/task/{tid}/stat"))?;
+    Some(Duration::from_millis(stat.ticks * 10))
+}
+
 /// A thread's CPU ticks (user and system) and nice value.
 struct ThreadStat {
     ticks: u64,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::Clock;
-use crate::server::{background_cpu_time, cpu_time};
+use crate::server::{background_cpu_time, cpu_time, thread_cpu_time};
 
 /// How often [`CpuSampler`] reads CPU times.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
@@ -25,6 +25,8 @@ pub struct CpuSample {
     pub server_background: Option<Duration>,
     /// This process's CPU time so far.
     pub this: Option<Duration>,
+    /// The part of it taken by the receiver's thread, if it has one.
+    pub receiver: Option<Duration>,
 }
 
 /// Reads the server's (and its lower-priority threads') and this process's CPU
@@ -36,8 +38,9 @@ pub struct CpuSampler {
 }
 
 impl CpuSampler {
-    /// Starts sampling process `pid`.
-    pub fn start(pid: u32, clock: Clock) -> Self {
+    /// Starts sampling process `pid` (and this process's thread
+    /// `receiver_thread`, if given).
+    pub fn start(pid: u32, receiver_thread: Option<u32>, clock: Clock) -> Self {
         let quit = Arc::new(AtomicBool::new(false));
         let stop = quit.clone();
         let task = tokio::spawn(async move {
@@ -52,6 +55,7 @@ impl CpuSampler {
                     server: cpu_time(&pid),
                     server_background: background_cpu_time(&pid),
                     this: cpu_time("self"),
+                    receiver: receiver_thread.and_then(|tid| thread_cpu_time("self", tid)),
                 });
             }
             samples

@@ -5,7 +5,8 @@
 //! Every run starts a real `carewatch serve` (SQLite, a copy of one seeded
 //! data directory, `--heartbeat-interval` `--interval`, default 5 s) with
 //! one reseller and one webhook channel to a receiver in this process
-//! (`carewatch_notify::testing::http::Receiver`: plain HTTP on 127.0.0.1,
+//! (`carewatch_notify::testing::http::Receiver` on a thread of its own,
+//! whose CPU time is printed apart: plain HTTP on 127.0.0.1,
 //! or HTTPS with `--https` and `--notify-ca-cert`), default rules (Critical,
 //! Offline and their recovery) held `--hold` (default 0 s, the shortest the
 //! rules allow; the product's default is 2 min).
@@ -64,8 +65,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use carewatch_benches::notify::{
-    Acks, Clock, CpuSample, CpuSampler, Flood, PacedFleet, Serve, load_average, nearest,
-    unix_millis,
+    Acks, Clock, CpuSample, CpuSampler, Flood, PacedFleet, ReceiverThread, Serve, load_average,
+    nearest, unix_millis,
 };
 use carewatch_benches::server::{BoxError, carewatch_beside_this_program};
 use carewatch_benches::{percentile, thousands};
@@ -256,11 +257,7 @@ async fn run(
     let notify = b && !args.control;
     let dir = tempfile::tempdir()?;
     template.copy_to(dir.path())?;
-    let receiver = if args.https {
-        Receiver::start_tls().await
-    } else {
-        Receiver::start().await
-    };
+    let receiver = ReceiverThread::start(args.https)?;
     let mut extra = vec![
         "--heartbeat-interval".to_owned(),
         format!("{}ms", args.interval.as_millis()),
@@ -293,7 +290,7 @@ async fn run(
         outage_channels.push(connect(&server.url, Some(&server.ca_pem)).await?);
     }
     let clock = Clock::start();
-    let sampler = CpuSampler::start(pid, clock);
+    let sampler = CpuSampler::start(pid, receiver.thread_id(), clock);
     let paced = PacedFleet::start(
         template.outage_servers()?,
         &outage_channels,

@@ -114,6 +114,9 @@ pub(crate) struct Window {
     /// CPU time of the server's lower-priority (notification) threads over
     /// the window (between the CPU samples nearest its ends), in ms.
     pub(crate) background_cpu_ms: Option<f64>,
+    /// CPU time of the benchmark's receiver thread over the window, in ms
+    /// (part of the generator's).
+    pub(crate) receiver_cpu_ms: Option<f64>,
     pub(crate) generator_cpu_us: Option<f64>,
     pub(crate) seconds: f64,
 }
@@ -133,6 +136,7 @@ impl Run {
         let cpu = nearest(&self.samples, from_ms).zip(nearest(&self.samples, to_ms));
         let (mut server_cpu_us, mut foreground_cpu_us) = (None, None);
         let (mut background_cpu_ms, mut generator_cpu_us) = (None, None);
+        let mut receiver_cpu_ms = None;
         if let Some((a, b)) = cpu.filter(|(a, b)| b.at_ms > a.at_ms) {
             let heartbeats = in_window(&self.ingest.acks, a.at_ms, b.at_ms).len()
                 + in_window(&self.paced.acks, a.at_ms, b.at_ms).len();
@@ -143,6 +147,7 @@ impl Run {
             server_cpu_us = per(server);
             foreground_cpu_us = per(server.zip(background).and_then(|(s, b)| s.checked_sub(b)));
             background_cpu_ms = background.map(|d| d.as_secs_f64() * 1e3);
+            receiver_cpu_ms = used(a.receiver, b.receiver).map(|d| d.as_secs_f64() * 1e3);
             generator_cpu_us = per(used(a.this, b.this));
         }
         Window {
@@ -151,6 +156,7 @@ impl Run {
             server_cpu_us,
             foreground_cpu_us,
             background_cpu_ms,
+            receiver_cpu_ms,
             generator_cpu_us,
             seconds,
         }

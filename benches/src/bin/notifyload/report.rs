@@ -412,4 +412,20 @@ fn print_background(args: &Args, ingest: &[PairIngest]) {
         "notification threads' CPU (below the server's priority) over the outage window: {}",
         each.join("; ")
     );
+    let receiver: Vec<String> = ingest
+        .iter()
+        .map(
+            |p| match (p.outage_a.receiver_cpu_ms, p.outage_b.receiver_cpu_ms) {
+                (Some(a), Some(b)) => format!(
+                    "A {a:.0} ms, B {b:.0} ms ({:.1}% of {cores} cores over the window)",
+                    b / 10.0 / (p.outage_b.seconds * cores),
+                ),
+                _ => "?".to_owned(),
+            },
+        )
+        .collect();
+    println!(
+        "the benchmark's receiver thread's CPU (part of the generator's) over the outage window: {}",
+        receiver.join("; ")
+    );
 }
