@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use carewatch_cli::store::{self, OpenOptions, StoreTarget, open_store};
+use carewatch_cli::store::{self, IfMissing, OpenOptions, StoreTarget, open_store};
 use carewatch_core::availability::{AvailabilityPolicy, DEFAULT_INTERVAL};
 use carewatch_core::feed::EventId;
 use carewatch_core::health::Health;
@@ -101,7 +101,14 @@ impl Carewatch {
             };
             let store = open_store(&target, &options).await?;
             // After the store: a failed open leaves no stray key file.
-            let (key, _) = store::master_key(&target, master_key.as_deref(), None)?;
+            // During a rotation the current key must already exist: a new
+            // random one would receive every re-sealed secret.
+            let if_missing = if previous.is_empty() {
+                IfMissing::Create
+            } else {
+                IfMissing::Refuse
+            };
+            let (key, _) = store::master_key(&target, master_key.as_deref(), None, if_missing)?;
             let description = target.describe();
             let config = Config::new(key)
                 .with_previous_master_keys(previous)

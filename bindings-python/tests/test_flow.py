@@ -186,6 +186,17 @@ def test_a_master_key_rotates_with_the_earlier_one_kept_until_resealed(sqlite_db
     assert not site.heartbeat().duplicate
 
 
+def test_a_rotation_never_makes_up_the_current_key(tmp_path: Path) -> None:
+    # The key file beside a new database is made on first use, but not while
+    # earlier keys are given: a new random key would receive every secret.
+    database = tmp_path / "carewatch.db"
+    with pytest.raises(carewatch.InvalidInput, match="must be in place"):
+        carewatch.Carewatch.open(database, previous_master_keys=[carewatch.generate_master_key()])
+    assert not (tmp_path / "master.key").exists()
+    carewatch.Carewatch.open(database)
+    assert (tmp_path / "master.key").exists()
+
+
 def test_postgres_needs_the_master_key(postgres_schema: str) -> None:
     from conftest import POSTGRES_URL
 

@@ -74,13 +74,25 @@ pub async fn open_store(
     }
 }
 
+/// What [`master_key`] does when the key file is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Make a new random key (the first start of a new installation).
+    Create,
+    /// Refuse: during a master-key rotation (earlier keys given) a new
+    /// random key would receive every re-sealed secret and be in no backup.
+    Refuse,
+}
+
 /// The master key for a store: `given` (hex) if any; else, for SQLite, the
-/// `master.key` file in `key_dir` (created on first use). PostgreSQL nodes
-/// must all use the same key, so there it must be given or found in `key_dir`.
+/// `master.key` file in `key_dir` (created on first use when `if_missing`
+/// allows it). PostgreSQL nodes must all use the same key, so there it must
+/// be given or found in `key_dir`.
 pub fn master_key(
     target: &StoreTarget<'_>,
     given: Option<&str>,
     key_dir: Option<&Path>,
+    if_missing: IfMissing,
 ) -> Result<(MasterKey, KeySource)> {
     if let Some(hex) = given {
         return Ok((MasterKey::from_hex(hex.trim())?, KeySource::Loaded));
@@ -98,7 +110,20 @@ pub fn master_key(
             });
         }
     };
-    key_file::load_or_create(&dir.join(MASTER_KEY_FILE))
+    let path = dir.join(MASTER_KEY_FILE);
+    match if_missing {
+        IfMissing::Create => key_file::load_or_create(&path),
+        IfMissing::Refuse => match key_file::load(&path) {
+            Ok(key) => Ok((key, KeySource::Loaded)),
+            Err(e) => Err(Error::InvalidInput {
+                field: "master_key",
+                reason: format!(
+                    "while earlier master keys are given the current key must be in place \
+                     (it is not made up during a rotation): {e}"
+                ),
+            }),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -127,15 +152,42 @@ mod tests {
 
     #[test]
     fn postgres_needs_a_master_key_and_sqlite_keeps_one_beside_the_database() {
-        let err = master_key(&StoreTarget::Postgres("postgres://h/db"), None, None).unwrap_err();
+        let err = master_key(
+            &StoreTarget::Postgres("postgres://h/db"),
+            None,
+            None,
+            IfMissing::Create,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "invalid_input");
         let dir = tempfile_dir();
         let db = dir.join("carewatch.db");
-        let (first, source) = master_key(&StoreTarget::Sqlite(&db), None, None).unwrap();
+        let (first, source) =
+            master_key(&StoreTarget::Sqlite(&db), None, None, IfMissing::Create).unwrap();
         assert_eq!(source, KeySource::Created);
-        let (again, source) = master_key(&StoreTarget::Sqlite(&db), None, None).unwrap();
+        let (again, source) =
+            master_key(&StoreTarget::Sqlite(&db), None, None, IfMissing::Create).unwrap();
         assert_eq!(source, KeySource::Loaded);
         assert_eq!(first.to_hex(), again.to_hex());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_rotation_never_makes_up_the_current_key() {
+        let dir = tempfile_dir().join("rotation");
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("carewatch.db");
+        let target = StoreTarget::Sqlite(&db);
+        let err = master_key(&target, None, None, IfMissing::Refuse).unwrap_err();
+        assert_eq!(err.code(), "invalid_input");
+        assert!(err.to_string().contains("must be in place"), "{err}");
+        assert!(!dir.join(MASTER_KEY_FILE).exists(), "no key made up");
+        let (created, _) = master_key(&target, None, None, IfMissing::Create).unwrap();
+        let (loaded, source) = master_key(&target, None, None, IfMissing::Refuse).unwrap();
+        assert_eq!(
+            (loaded.to_hex(), source),
+            (created.to_hex(), KeySource::Loaded)
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

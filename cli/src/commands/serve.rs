@@ -17,7 +17,7 @@ use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch, Config};
 
 use super::{CliResult, parse_duration};
-use crate::store::{self, OpenOptions, StoreTarget};
+use crate::store::{self, IfMissing, OpenOptions, StoreTarget};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -227,20 +227,18 @@ fn master_keys(
     // PostgreSQL nodes share it by sharing (or copying) that file. During a
     // rotation it must already be there: a new random one made now would
     // receive every secret and be in no backup.
-    let current = if previous.is_empty() {
-        let (key, source) = store::master_key(target, None, Some(&args.data_dir))?;
-        if source == KeySource::Created {
-            eprintln!(
-                "created master key {} (back it up: installation keys cannot be read without it)",
-                path.display()
-            );
-        }
-        key
+    let if_missing = if previous.is_empty() {
+        IfMissing::Create
     } else {
-        key_file::load(&path).map_err(|e| {
-            format!("with --previous-master-key-file the current key must be in place: {e}")
-        })?
+        IfMissing::Refuse
     };
+    let (current, source) = store::master_key(target, None, Some(&args.data_dir), if_missing)?;
+    if source == KeySource::Created {
+        eprintln!(
+            "created master key {} (back it up: installation keys cannot be read without it)",
+            path.display()
+        );
+    }
     eprintln!("master key {} (fingerprint)", current.fingerprint());
     for (file, key) in args.previous_master_key_files.iter().zip(&previous) {
         eprintln!(

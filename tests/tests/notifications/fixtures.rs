@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use carewatch_cli::simulate::{Fleet, provision_site};
-use carewatch_cli::store::{OpenOptions, StoreTarget, master_key, open_store};
+use carewatch_cli::store::{IfMissing, OpenOptions, StoreTarget, master_key, open_store};
 use carewatch_core::health::Health;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::notification::delivery::verify_signature;
@@ -189,7 +189,8 @@ pub(crate) async fn prepare(data_dir: &Path, storage: &Storage, receivers: &Rece
         Storage::Sqlite => None,
         Storage::Postgres { schema, .. } => Some(schema.as_str()),
     };
-    let (key, _) = master_key(&target, None, Some(data_dir)).expect("master key");
+    let (key, _) =
+        master_key(&target, None, Some(data_dir), IfMissing::Create).expect("master key");
     let store = open_store(
         &target,
         &OpenOptions {
