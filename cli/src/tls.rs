@@ -74,11 +74,25 @@ impl TlsIdentity {
 
     /// Loads `cert.pem`/`key.pem` from `dir`, generating a self-signed pair for
     /// `localhost`, `127.0.0.1` and `::1` (plus `extra_names`) if absent.
-    /// Returns the identity and whether it was generated now.
+    /// Returns the identity and whether it was generated now. An existing
+    /// certificate that does not name every one of `extra_names` is refused
+    /// rather than silently served: clients would fail to verify it.
     pub fn self_signed_in(dir: &Path, extra_names: &[String]) -> Result<(Self, bool), TlsError> {
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         if cert.exists() && key.exists() {
-            return Ok((Self::from_files(&cert, &key)?, false));
+            let identity = Self::from_files(&cert, &key)?;
+            let missing = identity.names_not_covered(extra_names)?;
+            if !missing.is_empty() {
+                return Err(TlsError::Invalid(format!(
+                    "{} was made earlier and does not name {}: delete it and {} to make one \
+                     that names every --tls-name (clients that pinned the old one must be \
+                     told the new fingerprint), or give --tls-cert and --tls-key",
+                    cert.display(),
+                    missing.join(", "),
+                    key.display()
+                )));
+            }
+            return Ok((identity, false));
         }
         let mut names = vec![
             "localhost".to_owned(),
@@ -117,6 +131,28 @@ impl TlsIdentity {
             .map_err(|e| TlsError::Invalid(format!("certificate and key: {e}")))?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
+    }
+
+    /// Those of `names` (DNS names or IP addresses) the first certificate is
+    /// not valid for.
+    fn names_not_covered(&self, names: &[String]) -> Result<Vec<String>, TlsError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let der = rustls_pemfile::certs(&mut self.cert_pem.as_bytes())
+            .next()
+            .ok_or_else(|| TlsError::Invalid("no certificate".into()))?
+            .map_err(|e| TlsError::Invalid(format!("certificate: {e}")))?;
+        let cert = webpki::EndEntityCert::try_from(&der)
+            .map_err(|e| TlsError::Invalid(format!("certificate: {e}")))?;
+        Ok(names
+            .iter()
+            .filter(|name| {
+                rustls::pki_types::ServerName::try_from(name.as_str())
+                    .map_or(true, |n| cert.verify_is_valid_for_subject_name(&n).is_err())
+            })
+            .cloned()
+            .collect())
     }
 
     /// SHA-256 of the first certificate's DER, as colon-separated hex.
@@ -173,6 +209,24 @@ mod tests {
         assert!(!generated);
         assert_eq!(first.fingerprint(), again.fingerprint());
         assert_eq!(first.fingerprint().unwrap().len(), 32 * 3 - 1);
+    }
+
+    #[test]
+    fn an_earlier_certificate_without_a_wanted_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["cw.example.net".to_owned(), "10.0.0.7".to_owned()];
+        TlsIdentity::self_signed_in(dir.path(), &names[..1]).unwrap();
+        // The names it was made with, and the defaults, are fine.
+        TlsIdentity::self_signed_in(dir.path(), &names[..1]).unwrap();
+        TlsIdentity::self_signed_in(dir.path(), &["127.0.0.1".to_owned()]).unwrap();
+        let err = TlsIdentity::self_signed_in(dir.path(), &names).unwrap_err();
+        let said = err.to_string();
+        assert!(
+            said.contains("does not name 10.0.0.7") && !said.contains("cw.example.net,"),
+            "{said}"
+        );
+        let bad = TlsIdentity::self_signed_in(dir.path(), &["not a name!".to_owned()]);
+        assert!(matches!(bad, Err(TlsError::Invalid(_))));
     }
 
     #[test]

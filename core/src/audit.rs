@@ -200,3 +200,22 @@ pub struct AuditQuery {
     /// At most this many (1 to [`MAX_PAGE`]).
     pub limit: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_name_parses_back_and_is_in_the_readme() {
+        // The README's "Audit log" is where a client learns the names.
+        let readme = include_str!("../../README.md").replace('\n', " ");
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.name()).ok(), Some(*action));
+            assert!(
+                readme.contains(&format!("`{}`", action.name())),
+                "README.md does not name {}",
+                action.name()
+            );
+        }
+    }
+}

@@ -18,8 +18,8 @@ pub struct OverviewParams {
     /// `attention`, `critical` or `offline`.
     #[param(example = "critical")]
     pub health: Option<String>,
-    /// Only installations whose SLC contains this text (any case, at most
-    /// 64 characters).
+    /// Only installations whose SLC, customer, site or tags contain this
+    /// text (any case, at most 64 characters).
     #[param(example = "M01-C01")]
     pub q: Option<String>,
     /// `true` lists Healthy installations too; by default only those that

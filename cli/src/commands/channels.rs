@@ -26,7 +26,8 @@ pub struct ChannelsArgs {
 enum Action {
     /// List the channels: destination (without secrets), rules, last delivery.
     List,
-    /// Create a channel. For a webhook, prints its signing secret once.
+    /// Create a channel. Prints its id and, for a webhook, its signing
+    /// secret (shown only this once) on the next line.
     ///
     /// A URL given as "-" is read from the first line of standard input, so
     /// a Slack or Teams webhook URL (a secret) stays out of the shell's
@@ -43,7 +44,7 @@ enum Action {
         #[arg(long, value_name = "URL")]
         webhook: Option<String>,
         /// Email addresses (repeat the option, or separate with commas).
-        #[arg(long, value_name = "ADDRESS", value_delimiter = ',', num_args = 1..)]
+        #[arg(long, value_name = "ADDRESS", value_delimiter = ',')]
         email: Option<Vec<String>>,
         /// A Slack incoming-webhook URL ("-": read it from standard input).
         #[arg(long, value_name = "URL")]
@@ -247,14 +248,15 @@ pub async fn run(args: ChannelsArgs) -> CliResult {
                 "created channel {} \"{}\" ({})",
                 channel.id, channel.name, channel.destination
             );
+            // Standard output is for scripts: the id, then (a webhook) the
+            // secret, each on a line of its own.
+            println!("{}", channel.id);
             if !created.signing_secret.is_empty() {
                 eprintln!(
                     "its signing secret follows, shown only this once: the receiver checks \
                      the Carewatch-Signature header with it"
                 );
                 println!("{}", created.signing_secret);
-            } else {
-                println!("{}", channel.id);
             }
         }
         Action::Test { id } => {

@@ -35,7 +35,8 @@ pub struct ServeArgs {
     tls_key: Option<PathBuf>,
     /// Another name (DNS name or IP address) recording servers reach this
     /// server by, for the self-signed certificate made on first start;
-    /// repeat for several. (Delete cert.pem and key.pem to make a new one.)
+    /// repeat for several. A certificate made earlier that lacks one is
+    /// refused: delete cert.pem and key.pem to make a new one.
     #[arg(long = "tls-name", conflicts_with_all = ["tls_cert", "tls_key"])]
     tls_names: Vec<String>,
     /// Serve without TLS. Refused unless listening on a loopback address.

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::Tell;
+use crate::catalogue::ConditionCode;
 use crate::health::{Health, HealthSummary};
 use crate::store::InstallationDetail;
 use crate::time::Timestamp;
@@ -206,11 +207,21 @@ pub fn build(
         let ids: Vec<&str> = servers_down.iter().map(|s| s.id.as_str()).collect();
         text.push(format!("Unavailable: {}.", ids.join(", ")));
     }
-    for c in conditions.iter().take(20) {
-        text.push(format!("{} on {} ({})", c.code, c.subject, c.server));
+    // A server's own SERVER_UNAVAILABLE is already in the "Unavailable:"
+    // line; the text lists the other conditions (the document has them all).
+    let reported: Vec<&ConditionPart> = conditions
+        .iter()
+        .filter(|c| c.code != ConditionCode::ServerUnavailable.as_str())
+        .collect();
+    for c in reported.iter().take(20) {
+        text.push(if c.subject == c.server {
+            format!("{} on {}", c.code, c.server)
+        } else {
+            format!("{} on {} ({})", c.code, c.subject, c.server)
+        });
     }
-    if conditions.len() > 20 {
-        text.push(format!("… and {} more conditions", conditions.len() - 20));
+    if reported.len() > 20 {
+        text.push(format!("… and {} more conditions", reported.len() - 20));
     }
     if detail.summary.health != summary.health {
         text.push(format!(
@@ -396,5 +407,57 @@ mod tests {
             assert_eq!(n.installation.expect("installation").health, "offline");
             assert!(!n.text.contains("Now:"), "{}", n.text);
         }
+    }
+
+    #[test]
+    fn the_text_leaves_a_servers_own_unavailability_to_its_unavailable_line() {
+        use crate::auth::{MessageDigest, SequenceCursor};
+        use crate::availability::Availability;
+        use crate::condition::ConditionRecord;
+        use crate::ids::RecordingServerId;
+        use crate::store::ServerRecord;
+        let since = Timestamp::from_millis(1_000);
+        let server = RecordingServerId::new("rs-1").expect("server");
+        let condition = |code, subject: &str| ConditionRecord {
+            server: server.clone(),
+            code,
+            subject: subject.into(),
+            detail: String::new(),
+            opened_at: since,
+            resolved_at: None,
+        };
+        let mut detail = detail_now(line(Health::Critical, 1));
+        detail.servers = vec![ServerRecord {
+            slc: detail.installation.slc.clone(),
+            server: server.clone(),
+            first_seen_at: since,
+            last_seen_at: since,
+            interval: std::time::Duration::from_secs(60),
+            cursor: SequenceCursor {
+                sequence: 1,
+                digest: MessageDigest([1; 32]),
+            },
+            availability: Availability::Unavailable { since, missed: 3 },
+            counted_from: None,
+            next_check_at: None,
+        }];
+        detail.active_conditions = vec![
+            condition(ConditionCode::ServerUnavailable, "rs-1"),
+            condition(ConditionCode::CameraUnreachable, "Gate cam"),
+        ];
+        let tell = Tell::Problem {
+            health: Health::Critical,
+            since,
+        };
+        let n = build("k".into(), &tell, None, &detail, since);
+        assert_eq!(n.conditions.len(), 2, "the document has every condition");
+        let lines: Vec<&str> = n.text.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                "Unavailable: rs-1.",
+                "CAMERA_UNREACHABLE on Gate cam (rs-1)"
+            ]
+        );
     }
 }

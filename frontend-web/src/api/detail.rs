@@ -69,14 +69,16 @@ pub struct HistoryJson {
     /// The recording server.
     pub server: String,
     /// `first_seen`, `condition_opened`, `condition_resolved`,
-    /// `became_unavailable` or `recovered`.
+    /// `became_unavailable`, `recovered`, `decommissioned` or
+    /// `recommissioned`.
     pub kind: String,
     /// The condition's code (conditions only).
     pub code: Option<String>,
     /// The condition's subject (conditions only).
     pub subject: Option<String>,
-    /// How long the condition was open, or the server unavailable, in
-    /// seconds (resolved and recovered only).
+    /// How long the condition was open, the server unavailable, or the
+    /// server decommissioned, in seconds (`condition_resolved`,
+    /// `recovered` and `recommissioned` only).
     pub duration_seconds: Option<f64>,
     /// Heartbeats missed (unavailable and recovered only).
     pub missed_heartbeats: Option<u32>,

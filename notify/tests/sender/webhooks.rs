@@ -285,7 +285,7 @@ async fn slack_and_teams_get_their_own_formats_with_the_key() {
 /// The Python example in the docs verifies a real signed delivery and
 /// refuses a tampered body, another secret and an old timestamp.
 #[tokio::test]
-async fn the_python_example_verifies_a_real_delivery() {
+async fn the_python_example_and_the_documented_snippet_verify_a_real_delivery() {
     let receiver = Receiver::start().await;
     let channel = opened(Destination::Webhook {
         url: receiver.url("/hook"),
@@ -303,9 +303,38 @@ async fn the_python_example_verifies_a_real_delivery() {
     let body = got[0].body.clone();
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify_signature.py");
+    // NOTIFICATIONS.md's snippet, which a receiver's author copies, run the
+    // same way as the example file.
+    let documented = documented_python_snippet()
+        + "\nimport os, sys\n\
+           ok = verify(os.environ['CAREWATCH_WEBHOOK_SECRET'], sys.argv[1], sys.stdin.buffer.read())\n\
+           print('valid' if ok else 'invalid')\nsys.exit(0 if ok else 1)\n";
+    for program in [vec![script.to_owned()], vec!["-c".to_owned(), documented]] {
+        check_python_verifier(&program, &header, &body);
+    }
+}
+
+fn documented_python_snippet() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../NOTIFICATIONS.md"))
+        .expect("NOTIFICATIONS.md");
+    let section = doc
+        .split_once("### Verifying the signature")
+        .expect("the section")
+        .1;
+    section
+        .split_once("```python\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a python block")
+        .0
+        .to_owned()
+}
+
+/// Runs the Python verifier `program` (a script, or `-c` and code) on a
+/// real delivery's `header` and `body`, and on altered ones.
+fn check_python_verifier(program: &[String], header: &str, body: &[u8]) {
     let run = |secret: &str, header: &str, body: &[u8]| -> bool {
         let mut child = Command::new("python3")
-            .arg(script)
+            .args(program)
             .arg(header)
             .env("CAREWATCH_WEBHOOK_SECRET", secret)
             .stdin(Stdio::piped())
@@ -323,14 +352,14 @@ async fn the_python_example_verifies_a_real_delivery() {
         assert!(said == "valid" || said == "invalid", "{said}");
         output.status.success()
     };
-    assert!(run(SECRET, &header, &body), "the real delivery verifies");
-    let mut tampered = body.clone();
+    assert!(run(SECRET, header, body), "the real delivery verifies");
+    let mut tampered = body.to_vec();
     tampered.extend_from_slice(b" ");
-    assert!(!run(SECRET, &header, &tampered), "a changed body");
-    assert!(!run("whsec_other", &header, &body), "another secret");
+    assert!(!run(SECRET, header, &tampered), "a changed body");
+    assert!(!run("whsec_other", header, body), "another secret");
     let old = unix_now() - 301;
     let replayed =
-        carewatch_core::notification::delivery::signature_header(SECRET.as_bytes(), old, &body);
-    assert!(!run(SECRET, &replayed, &body), "older than 5 minutes");
-    assert!(!run(SECRET, "garbage", &body), "no signature");
+        carewatch_core::notification::delivery::signature_header(SECRET.as_bytes(), old, body);
+    assert!(!run(SECRET, &replayed, body), "older than 5 minutes");
+    assert!(!run(SECRET, "garbage", body), "no signature");
 }

@@ -375,6 +375,11 @@ pub(crate) fn assert_offline_problem(
     let body = request.json();
     assert_eq!(body["schema"], "carewatch.notification.v1");
     assert_eq!(body["kind"], "problem", "{body}");
+    assert_eq!(
+        as_documented(&body),
+        as_documented(&documented_offline_problem()),
+        "NOTIFICATIONS.md's example is what a site of three going Offline sends: {body}"
+    );
     assert_eq!(body["installation"]["health"], "offline", "{body}");
     assert_eq!(body["installation"]["offline"], true);
     let down: Vec<&str> = body["servers_down"]
@@ -500,4 +505,59 @@ impl Drop for SecondNode {
             eprintln!("--- second node output ---\n{}", self.log());
         }
     }
+}
+
+/// The example document in NOTIFICATIONS.md (a site of three servers going
+/// Offline), which a receiver's author copies.
+fn documented_offline_problem() -> serde_json::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../NOTIFICATIONS.md");
+    let text = std::fs::read_to_string(path).expect("NOTIFICATIONS.md");
+    let section = text
+        .split_once("### The notification document")
+        .expect("the document's section")
+        .1;
+    let block = section
+        .split_once("```json\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a json block")
+        .0;
+    serde_json::from_str(block).expect("the example is JSON")
+}
+
+/// `document` with what differs from one run to the next (its id, times,
+/// SLC and product) replaced by placeholders; everything else must match.
+fn as_documented(document: &serde_json::Value) -> serde_json::Value {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let slc = text(&document["installation"]["slc"]);
+    let product = text(&document["installation"]["product"]);
+    let mut normalised = placeholders(document, &slc, &product);
+    normalised["id"] = "<id>".into();
+    // Conditions come in the order they opened, which the servers' clocks
+    // decide; which ones is what must match.
+    if let Some(conditions) = normalised["conditions"].as_array_mut() {
+        conditions.sort_by_key(|c| c["server"].as_str().map(str::to_owned));
+    }
+    normalised
+}
+
+fn placeholders(value: &serde_json::Value, slc: &str, product: &str) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if is_rfc3339_utc(s) => "<time>".into(),
+        Value::String(s) => s.replace(slc, "<slc>").replace(product, "<product>").into(),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| placeholders(v, slc, product))
+            .collect(),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| (k.clone(), placeholders(v, slc, product)))
+            .collect(),
+        other => other.clone(),
+    }
+}
+
+fn is_rfc3339_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 20 && b[4] == b'-' && b[10] == b'T' && s.ends_with('Z')
 }
