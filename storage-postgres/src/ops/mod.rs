@@ -38,7 +38,6 @@ use carewatch_core::notification::{
 };
 use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
-use carewatch_core::store::rules;
 use carewatch_core::store::{
     Admission, AdmissionQuery, AvailabilityChange, AvailabilityOutcome, DowntimeEpoch, DowntimeLog,
     HistoryEvent, InstallationDetail, InstallationUpdate, OverviewPage, OverviewQuery, Reseal,
@@ -241,68 +240,7 @@ impl Store for PostgresStore {
     }
 
     async fn record_signs_of_life(&self, batch: &[SignOfLife]) -> Result<Vec<WriteOutcome>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One heartbeat of an available server: one statement, no transaction.
-        if let [sign] = batch
-            && self
-                .single(sign, |c, s| Box::pin(ingest::heartbeat_in_place(c, s)))
-                .await?
-        {
-            return Ok(vec![WriteOutcome::Applied(None)]);
-        }
-        if batch.len() == 1 {
-            if batch[0].remembered.is_some() {
-                return Ok(vec![WriteOutcome::Readmit]);
-            }
-            return self
-                .write(batch, |c, b| Box::pin(ingest::record_signs_of_life(c, b)))
-                .await;
-        }
-        // Heartbeats of available servers, each server once in the batch:
-        // one statement for them all, no transaction. The rest (new, late or
-        // unavailable servers, duplicates, a server's second heartbeat) take
-        // the locking path, in their order.
-        let shared = rules::shares_its_server(batch);
-        let (once, repeated): (Vec<usize>, Vec<usize>) =
-            (0..batch.len()).partition(|&i| !shared[i]);
-        let signs: Vec<SignOfLife> = once.iter().map(|&i| batch[i].clone()).collect();
-        let applied = self
-            .single(&signs[..], |c, s| {
-                Box::pin(ingest::heartbeats_in_place(c, s))
-            })
-            .await?;
-        let mut rest: Vec<usize> = once
-            .iter()
-            .zip(&applied)
-            .filter(|(_, applied)| !**applied)
-            .map(|(&i, _)| i)
-            .chain(repeated)
-            .collect();
-        let mut outcomes = vec![WriteOutcome::Applied(None); batch.len()];
-        // Remembered signs apply only in place.
-        rest.retain(|&i| {
-            let remembered = batch[i].remembered.is_some();
-            if remembered {
-                outcomes[i] = WriteOutcome::Readmit;
-            }
-            !remembered
-        });
-        if rest.is_empty() {
-            return Ok(outcomes);
-        }
-        rest.sort_unstable();
-        let signs: Vec<SignOfLife> = rest.iter().map(|&i| batch[i].clone()).collect();
-        let judged = self
-            .write(&signs[..], |c, b| {
-                Box::pin(ingest::record_signs_of_life(c, b))
-            })
-            .await?;
-        for (i, outcome) in rest.into_iter().zip(judged) {
-            outcomes[i] = outcome;
-        }
-        Ok(outcomes)
+        ingest::record_batch(self, batch).await
     }
 
     async fn apply_status_report(&self, report: &StatusWrite) -> Result<WriteOutcome> {
