@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,7 +29,7 @@ import protocol_client as pc
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = pc.read_vectors(REPO / "core" / "testdata" / "protocol_vectors.txt")
-PROTO = REPO / "frontend-grpc" / "proto" / "carewatch" / "v1" / "ingest.proto"
+PROTOCOL = REPO / "PROTOCOL.md"
 # PROTOCOL.md, "Limits": the largest valid sealed message.
 MAX_SEALED_MESSAGE_BYTES = 1_381_412
 SLC = "M01-C01-0001"
@@ -64,13 +63,23 @@ def test_the_nonce_source_never_repeats() -> None:
 # --- against a real server ------------------------------------------------------
 
 
+def _documented_proto() -> str:
+    """The gRPC service as PROTOCOL.md quotes it: what a vendor copies."""
+    text = PROTOCOL.read_text(encoding="utf-8")
+    blocks = re.findall(r"```proto\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) == 1, "PROTOCOL.md quotes the service once"
+    block: str = blocks[0]
+    return block
+
+
 def _generated_stubs(out: Path) -> Tuple[Any, Any]:
-    """`ingest_pb2` and `ingest_pb2_grpc`, generated from the .proto now. The
-    file is renamed so its Python module does not shadow the `carewatch` package."""
+    """`ingest_pb2` and `ingest_pb2_grpc`, generated now from the service as
+    PROTOCOL.md quotes it. The file is named so its Python module does not
+    shadow the `carewatch` package."""
     protoc: Any = importlib.import_module("grpc_tools.protoc")
     well_known = Path(importlib.import_module("grpc_tools").__file__ or "").parent / "_proto"
     source = out / "cw_ingest_v1.proto"
-    shutil.copyfile(PROTO, source)
+    source.write_text(_documented_proto(), encoding="utf-8")
     status = protoc.main(
         [
             "protoc",
@@ -81,7 +90,7 @@ def _generated_stubs(out: Path) -> Tuple[Any, Any]:
             str(source),
         ]
     )
-    assert status == 0, "protoc failed on ingest.proto"
+    assert status == 0, "protoc failed on the service PROTOCOL.md quotes"
     sys.path.insert(0, str(out))
     try:
         return (

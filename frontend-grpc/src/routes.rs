@@ -90,8 +90,8 @@ pub async fn routes(carewatch: &Carewatch) -> Result<GrpcRoutes, tonic_reflectio
 }
 
 impl GrpcRoutes {
-    /// The routes as an axum router, with the transport's size refusals
-    /// typed like Carewatch's own.
+    /// The routes as an axum router, with the transport's refusals (a
+    /// message too large, or not valid protobuf) typed like Carewatch's own.
     pub fn into_router(self) -> axum::Router {
         self.routes
             .prepare()
@@ -103,7 +103,9 @@ impl GrpcRoutes {
 /// The transport refuses a message far over the limit before Carewatch sees
 /// it, as an untyped OUT_OF_RANGE; clients get the same `too_large` refusal
 /// (INVALID_ARGUMENT and its `carewatch-error` kind) as for any message over
-/// the limit. Streams type it themselves (the status is in their trailers).
+/// the limit. A request that is not valid protobuf (tonic's untyped
+/// INTERNAL) becomes `invalid_input`. Streams type both themselves (the
+/// status is in their trailers).
 async fn typed_transport_refusals(
     mut response: axum::response::Response,
 ) -> axum::response::Response {
@@ -114,6 +116,22 @@ async fn typed_transport_refusals(
     let too_large = headers
         .get("grpc-message")
         .is_some_and(|m| m.as_bytes().starts_with(TRANSPORT_TOO_LARGE_PREFIX));
+    let internal = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"13");
+    let undecodable = headers
+        .get("grpc-message")
+        .is_some_and(|m| m.as_bytes().starts_with(DECODE_FAILED_PREFIX));
+    if internal && undecodable {
+        // Not a fault of the server (INTERNAL, which a client may retry):
+        // the request is not the message the method takes.
+        let headers = response.headers_mut();
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+        headers.insert(
+            crate::status::ERROR_KIND_KEY,
+            http::HeaderValue::from_static("invalid_input"),
+        );
+    }
     if out_of_range && too_large {
         let headers = response.headers_mut();
         headers.insert("grpc-status", http::HeaderValue::from_static("3"));
@@ -131,9 +149,20 @@ async fn typed_transport_refusals(
 
 /// How tonic's decoder starts its message, percent-encoded in `grpc-message`.
 const TRANSPORT_TOO_LARGE_PREFIX: &[u8] = b"Error,%20decoded%20message%20length%20too%20large";
+/// How prost's decode error starts, percent-encoded in `grpc-message`.
+const DECODE_FAILED_PREFIX: &[u8] = b"failed%20to%20decode%20Protobuf%20message";
 /// Percent-encoded as `grpc-message` requires.
 const TOO_LARGE_MESSAGE: &str =
     "message%20too%20large:%20over%20the%20limit%20of%20the%20sealed%20field%20(see%20PROTOCOL.md)";
+
+/// Whether a stream's error is a message that is not valid protobuf (e.g. a
+/// string field that is not UTF-8); it becomes an `invalid_input` refusal.
+pub(crate) fn is_undecodable(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Internal
+        && status
+            .message()
+            .starts_with("failed to decode Protobuf message")
+}
 
 /// Whether a stream's error is the transport's size refusal; it becomes the
 /// typed `too_large` refusal.

@@ -109,6 +109,11 @@ impl Ingest for IngestService {
                 let item = item.map_err(|status| {
                     if crate::routes::is_transport_too_large(&status) {
                         too_large(service.carewatch.config().max_message_bytes())
+                    } else if crate::routes::is_undecodable(&status) {
+                        to_status(Error::InvalidInput {
+                            field: "stream message",
+                            reason: format!("not a valid StreamMessage: {}", status.message()),
+                        })
                     } else {
                         status
                     }

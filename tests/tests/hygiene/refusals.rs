@@ -1,4 +1,6 @@
-//! Observations 6 and 8: bad tokens are slowed and logged, 4 MiB messages refused as too large.
+//! Observations 6 and 8: bad tokens are slowed and logged, 4 MiB messages
+//! refused as too large; and requests that are not valid protobuf are
+//! refused as invalid input, not as an internal fault.
 
 use std::time::{Duration, Instant};
 
@@ -138,4 +140,77 @@ async fn four_mebibyte_messages_are_refused_as_too_large() {
             assert_eq!(kind(&status), Some("too_large"), "{status:?}");
         }
     }
+}
+
+/// `SealedMessage` with its string fields as bytes, so a test can send an
+/// SLC that is not UTF-8 (which no generated client can).
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawSealedMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    slc: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    recording_server_id: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    sequence: u64,
+    #[prost(bytes = "vec", tag = "4")]
+    sealed: Vec<u8>,
+}
+
+/// `StreamMessage` around a [`RawSealedMessage`].
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawStreamMessage {
+    #[prost(int32, tag = "1")]
+    kind: i32,
+    #[prost(message, optional, tag = "2")]
+    message: Option<RawSealedMessage>,
+}
+
+/// tonic answers a request it cannot decode with an untyped INTERNAL, which
+/// PROTOCOL.md's clients may retry (a server fault): unary and on a stream,
+/// it is INVALID_ARGUMENT with `carewatch-error: invalid_input`.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_that_are_not_valid_protobuf_are_invalid_input() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let data = tempfile::tempdir().expect("data directory");
+    let server = start(&data).await;
+    let raw = RawSealedMessage {
+        slc: vec![0xff, 0xfe, b'M'],
+        recording_server_id: b"rs-1".to_vec(),
+        sequence: 1,
+        sealed: vec![0; 33],
+    };
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.expect("ready");
+    let status = grpc
+        .unary(
+            tonic::Request::new(raw.clone()),
+            http::uri::PathAndQuery::from_static("/carewatch.v1.Ingest/Heartbeat"),
+            tonic_prost::ProstCodec::<RawSealedMessage, proto::Ack>::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(kind(&status), Some("invalid_input"), "{status:?}");
+
+    grpc.ready().await.expect("ready");
+    let message = RawStreamMessage {
+        kind: proto::MessageKind::Heartbeat as i32,
+        message: Some(raw),
+    };
+    let replies = grpc
+        .streaming(
+            tonic::Request::new(futures::stream::iter([message])),
+            http::uri::PathAndQuery::from_static("/carewatch.v1.Ingest/Stream"),
+            tonic_prost::ProstCodec::<RawStreamMessage, proto::StreamReply>::default(),
+        )
+        .await;
+    let status = match replies {
+        Err(status) => status,
+        Ok(replies) => match replies.into_inner().next().await {
+            Some(Err(status)) => status,
+            other => panic!("the stream went on: {other:?}"),
+        },
+    };
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(kind(&status), Some("invalid_input"), "{status:?}");
 }
