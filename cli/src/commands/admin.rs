@@ -73,7 +73,8 @@ enum Action {
     Subscription {
         /// Software License Code.
         slc: String,
-        /// e.g. 2027-12-31T23:59:59Z, or none.
+        /// When it ends: e.g. 2027-12-31T23:59:59Z; a plain date (2027-12-31)
+        /// is the whole of that day, UTC (it ends at the next midnight); or none.
         until: String,
     },
     /// Record the owner's consent (accept) or its withdrawal (withdraw).
@@ -219,7 +220,7 @@ pub async fn run(args: AdminArgs) -> CliResult {
             let expires_at = if until == "none" {
                 None
             } else {
-                Some(parse_utc(&until)?)
+                Some(subscription_end(&until)?)
             };
             let info = client
                 .set_subscription(proto::SetSubscriptionRequest { slc, expires_at })
@@ -376,6 +377,16 @@ pub(crate) fn parse_utc(text: &str) -> CliResult<prost_types::Timestamp> {
     })
 }
 
+/// When a subscription given as `text` ends: a plain date covers the whole
+/// of that day (UTC), as a contract's "valid until 31 December" does.
+fn subscription_end(text: &str) -> CliResult<prost_types::Timestamp> {
+    let mut end = parse_utc(text)?;
+    if !text.contains('T') {
+        end.seconds += 24 * 3600;
+    }
+    Ok(end)
+}
+
 /// One history event's kind, in words.
 fn describe_history(kind: &proto::history_event::Kind) -> String {
     use proto::history_event::Kind;
@@ -403,5 +414,20 @@ mod tests {
         );
         assert!(super::parse_utc("2026-13-01").is_err());
         assert!(super::parse_utc("tomorrow").is_err());
+    }
+
+    #[test]
+    fn a_subscription_until_a_date_covers_that_whole_day() {
+        let day = super::parse_utc("2027-12-31").unwrap().seconds;
+        assert_eq!(
+            super::subscription_end("2027-12-31").unwrap().seconds,
+            day + 86_400
+        );
+        let exact = super::parse_utc("2027-12-31T12:00:00Z").unwrap();
+        assert_eq!(
+            super::subscription_end("2027-12-31T12:00:00Z").unwrap(),
+            exact
+        );
+        assert!(super::subscription_end("2027-12-32").is_err());
     }
 }
