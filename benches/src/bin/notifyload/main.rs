@@ -3,7 +3,8 @@
 //! detection without slowing ingest by more than 10 %."
 //!
 //! Every run starts a real `carewatch serve` (SQLite, a copy of one seeded
-//! data directory, `--heartbeat-interval` `--interval`, default 5 s) with
+//! data directory; with `--postgres`, a PostgreSQL schema of its own seeded
+//! afresh; `--heartbeat-interval` `--interval`, default 5 s) with
 //! one reseller and one webhook channel to a receiver in this process
 //! (`carewatch_notify::testing::http::Receiver` on a thread of its own,
 //! whose CPU time is printed apart: plain HTTP on 127.0.0.1,
@@ -56,6 +57,7 @@
 //! target/release/notifyload --a-outage --pairs 3   # B / A: what notifying costs ingest
 //! target/release/notifyload --control --pairs 3    # B run as A: the benchmark's own noise
 //! target/release/notifyload --installations 500 --pairs 1 --seconds 30
+//! target/release/notifyload --postgres --a-outage --pairs 2   # on PostgreSQL
 //! target/release/notifyload --help
 //! ```
 
@@ -64,11 +66,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use carewatch_benches::costs::{backend_cpu, backend_cpu_spent};
 use carewatch_benches::notify::{
     Acks, Clock, CpuSample, CpuSampler, Flood, PacedFleet, ReceiverThread, Serve, load_average,
     nearest, unix_millis,
 };
 use carewatch_benches::server::{BoxError, carewatch_beside_this_program};
+use carewatch_benches::{BenchSchema, database_url};
 use carewatch_benches::{percentile, thousands};
 use carewatch_cli::commands::parse_duration;
 use carewatch_cli::simulate::SimServer;
@@ -87,6 +91,7 @@ use carewatch_core::time::{Clock as _, SystemClock, Timestamp};
 use carewatch_core::{Carewatch, Config};
 use carewatch_grpc::client::connect;
 use carewatch_notify::testing::http::{Received, Receiver};
+use carewatch_storage_postgres::{PostgresConfig, PostgresStore};
 use carewatch_storage_sqlite::SqliteStore;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
@@ -190,6 +195,11 @@ struct Args {
     /// The `carewatch` binary; by default the one beside this program.
     #[arg(long)]
     server: Option<PathBuf>,
+    /// Use PostgreSQL (CAREWATCH_TEST_DATABASE_URL): every run gets a schema
+    /// of its own, seeded afresh; the database backends' CPU over the window
+    /// is printed apart.
+    #[arg(long)]
+    postgres: bool,
 }
 
 #[tokio::main]
@@ -257,6 +267,13 @@ async fn run(
     let notify = b && !args.control;
     let dir = tempfile::tempdir()?;
     template.copy_to(dir.path())?;
+    let schema = if args.postgres {
+        let schema = BenchSchema::create(&database_url()).await?;
+        template.populate(&schema.store).await?;
+        Some(schema)
+    } else {
+        None
+    };
     let receiver = ReceiverThread::start(args.https)?;
     let mut extra = vec![
         "--heartbeat-interval".to_owned(),
@@ -270,9 +287,18 @@ async fn run(
         extra.push("--notify-ca-cert".to_owned());
         extra.push(path.display().to_string());
     }
+    if let Some(schema) = &schema {
+        extra.extend([
+            "--database-url".to_owned(),
+            database_url(),
+            "--database-schema".to_owned(),
+            schema.name().to_owned(),
+        ]);
+    }
     if notify {
         create_channel(
             dir.path(),
+            open_run_store(dir.path(), schema.as_ref()).await?,
             &template.reseller,
             receiver.url("/carewatch/events"),
             args.hold,
@@ -307,6 +333,10 @@ async fn run(
     tokio::time::sleep(Duration::from_secs(args.warmup_seconds)).await;
     let t_ms = clock.now_ms();
     let t_unix = unix_millis(SystemTime::now());
+    let db_cpu_at_t = match &schema {
+        Some(schema) => Some(backend_cpu(&schema.store, schema.name()).await?),
+        None => None,
+    };
     if outage {
         paced.silence();
     }
@@ -333,6 +363,17 @@ async fn run(
         timed_out = !wait_for(&receiver, before_t + n, deadline).await;
     }
     let measured_until_ms = clock.now_ms();
+    if let (Some(schema), Some(at_t)) = (&schema, &db_cpu_at_t) {
+        let spent = backend_cpu_spent(at_t, &backend_cpu(&schema.store, schema.name()).await?);
+        let window = Duration::from_millis(u64::from(measured_until_ms - t_ms));
+        println!(
+            "pair {number} {label}: PostgreSQL backends' CPU from T to the window's end: \
+             {:.2} s over {:.1} s ({:.1}% of two cores)",
+            spent.as_secs_f64(),
+            window.as_secs_f64(),
+            spent.as_secs_f64() / window.as_secs_f64().max(1e-9) / 2.0 * 100.0
+        );
+    }
     let mut resumed_unix = None;
     if outage && notify && !args.no_recovery {
         let before = receiver.count();
@@ -381,7 +422,7 @@ async fn run(
     }
 
     // What the server recorded.
-    let store = SqliteStore::open(dir.path().join(DATABASE)).await?;
+    let store = open_run_store(dir.path(), schema.as_ref()).await?;
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut stray_health: BTreeMap<String, usize> = BTreeMap::new();
     let steady_from = t_unix - i64::try_from(args.interval.as_millis())?;
@@ -437,6 +478,9 @@ async fn run(
             .count(),
     ];
     drop(store);
+    if let Some(schema) = schema {
+        schema.drop_schema().await?;
+    }
 
     let mut run = Run {
         b,
@@ -459,6 +503,23 @@ async fn run(
     };
     run.problems = check(args, &run, resumed_unix, timed_out);
     Ok(run)
+}
+
+/// A run's store: the SQLite file in `dir`, or the run's PostgreSQL schema.
+async fn open_run_store(
+    dir: &Path,
+    schema: Option<&BenchSchema>,
+) -> Result<Arc<dyn Store>, BoxError> {
+    Ok(match schema {
+        Some(schema) => {
+            let config = PostgresConfig::from_url(&database_url())?
+                .schema(schema.name())?
+                .application_name(schema.name())
+                .max_connections(2);
+            Arc::new(PostgresStore::open(config).await?)
+        }
+        None => Arc::new(SqliteStore::open(dir.join(DATABASE)).await?),
+    })
 }
 
 /// Waits until the receiver has `n` requests or `deadline`; whether it has.

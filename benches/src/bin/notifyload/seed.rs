@@ -13,26 +13,15 @@ pub(crate) struct Template {
 }
 
 impl Template {
-    /// A data directory holding the master key, a certificate, the reseller,
-    /// every installation (consent, a year's subscription) and its key.
+    /// A data directory holding the master key, a certificate and (on
+    /// SQLite) the database: the reseller, every installation (consent, a
+    /// year's subscription) and its key. On PostgreSQL every run populates
+    /// a schema of its own ([`Template::populate`]).
     pub(crate) async fn seed(args: &Args) -> Result<Self, BoxError> {
         let dir = tempfile::tempdir()?;
-        let (master_key, _) = key_file::load_or_create(&dir.path().join(MASTER_KEY_FILE))?;
+        key_file::load_or_create(&dir.path().join(MASTER_KEY_FILE))?;
         TlsIdentity::self_signed_in(dir.path(), &[])?;
-        let store = SqliteStore::open(dir.path().join(DATABASE)).await?;
         let reseller = ResellerId::new("outage-reseller")?;
-        let at = SystemClock.now();
-        let token = auth::issue_token(&Principal::Reseller(reseller.clone()));
-        store
-            .create_reseller(
-                &Reseller {
-                    id: reseller.clone(),
-                    name: "Outage Security".into(),
-                    created_at: at,
-                },
-                &token.hash,
-            )
-            .await?;
         let outage: Vec<(Slc, InstallationKey)> = (0..args.installations)
             .map(|n| Ok((Slc::new(&format!("OUT-{n:06}"))?, key())))
             .collect::<Result<_, BoxError>>()?;
@@ -42,16 +31,45 @@ impl Template {
         let ingest: Vec<(Slc, InstallationKey)> = (0..ingest_installations)
             .map(|n| Ok((Slc::new(&format!("ING-{n:06}"))?, key())))
             .collect::<Result<_, BoxError>>()?;
+        let template = Self {
+            dir,
+            reseller,
+            outage,
+            ingest,
+        };
+        if !args.postgres {
+            let store = SqliteStore::open(template.dir.path().join(DATABASE)).await?;
+            template.populate(&store).await?;
+            // The last connection closes: SQLite checkpoints and removes the WAL.
+            drop(store);
+        }
+        Ok(template)
+    }
+
+    /// Writes the reseller, every installation and its key into `store`.
+    pub(crate) async fn populate(&self, store: &dyn Store) -> Result<(), BoxError> {
+        let master_key = key_file::load(&self.dir.path().join(MASTER_KEY_FILE))?;
+        let at = SystemClock.now();
+        let token = auth::issue_token(&Principal::Reseller(self.reseller.clone()));
+        store
+            .create_reseller(
+                &Reseller {
+                    id: self.reseller.clone(),
+                    name: "Outage Security".into(),
+                    created_at: at,
+                },
+                &token.hash,
+            )
+            .await?;
         let product = Product::new("XProtect Corporate", "2016 R3")?;
-        let (store_ref, master_key, reseller_ref, product) =
-            (&store, &master_key, &reseller, &product);
-        futures::stream::iter(outage.iter().chain(&ingest))
+        let (master_key, reseller, product) = (&master_key, &self.reseller, &product);
+        futures::stream::iter(self.outage.iter().chain(&self.ingest))
             .map(Ok)
             .try_for_each_concurrent(CONCURRENT_WRITES, |(slc, key)| async move {
-                store_ref
+                store
                     .register_installation(&Installation {
                         slc: slc.clone(),
-                        reseller: reseller_ref.clone(),
+                        reseller: reseller.clone(),
                         product: product.clone(),
                         subscription_expires_at: Some(
                             at.saturating_add(Duration::from_secs(365 * 24 * 3600)),
@@ -60,19 +78,12 @@ impl Template {
                         registered_at: at,
                     })
                     .await?;
-                store_ref
+                store
                     .add_installation_key(slc, &master_key.wrap(slc, key), at)
                     .await
             })
             .await?;
-        // The last connection closes: SQLite checkpoints and removes the WAL.
-        drop(store);
-        Ok(Self {
-            dir,
-            reseller,
-            outage,
-            ingest,
-        })
+        Ok(())
     }
 
     /// A fresh copy in `to` (SQLite rebuilds its shared-memory index).
@@ -119,12 +130,12 @@ pub(crate) fn key() -> InstallationKey {
 /// before its server starts (as an admin would on the web page).
 pub(crate) async fn create_channel(
     dir: &Path,
+    store: Arc<dyn Store>,
     reseller: &ResellerId,
     url: String,
     hold: Duration,
 ) -> Result<(), BoxError> {
-    let (master_key, _) = key_file::load_or_create(&dir.join(MASTER_KEY_FILE))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join(DATABASE)).await?);
+    let master_key = key_file::load(&dir.join(MASTER_KEY_FILE))?;
     let carewatch = Carewatch::open(store, Arc::new(SystemClock), Config::new(master_key)).await?;
     let admin = User {
         reseller: reseller.clone(),
