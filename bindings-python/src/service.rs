@@ -11,6 +11,7 @@ use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Product;
 use carewatch_core::labels::Labels;
 use carewatch_core::report::{Period, UptimeReport};
+use carewatch_core::seal::key_file::KeySource;
 use carewatch_core::seal::{KeyId, MasterKey};
 use carewatch_core::store::{OverviewOrder, OverviewQuery, PageCursor};
 use carewatch_core::team::{Login, Role, User};
@@ -108,13 +109,21 @@ impl Carewatch {
             } else {
                 IfMissing::Refuse
             };
-            let (key, _) = store::master_key(&target, master_key.as_deref(), None, if_missing)?;
+            let (key, source) =
+                store::master_key(&target, master_key.as_deref(), None, if_missing)?;
             let description = target.describe();
             let config = Config::new(key)
                 .with_previous_master_keys(previous)
                 .with_heartbeat_interval(interval)?
                 .with_policy(policy)
                 .with_node_id(node_id);
+            if let Err(e) = config.check_master_keys(store.as_ref()).await {
+                if let (KeySource::Created, StoreTarget::Sqlite(path)) = (source, &target) {
+                    // Made a moment ago for a database that has a key already.
+                    let _ = std::fs::remove_file(store::key_file_beside(path));
+                }
+                return Err(e);
+            }
             let service = Service::open(store, Arc::new(SystemClock), config).await?;
             Ok((service, description))
         })?;

@@ -398,7 +398,10 @@ impl Connection {
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(settings.keepalive)
-            .keep_alive_timeout(settings.keepalive);
+            .keep_alive_timeout(settings.keepalive)
+            // PROTOCOL.md promises this many calls at once per connection
+            // (hyper's default today, set here so an upgrade cannot move it).
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
         let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
         let served = match &settings.tls {
             Some(acceptor) => {
@@ -423,6 +426,9 @@ impl Connection {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Concurrent calls (HTTP/2 streams) one connection may have open.
+const MAX_CONCURRENT_STREAMS: u32 = 200;
 
 /// Serves one connection until it ends, closing it if no request came by
 /// `deadline`, and asking it to finish when the server drains.

@@ -2,7 +2,7 @@
 //! with the master key that goes with it. `carewatch serve` and the Python
 //! package both open stores here, so they agree on where keys live.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use carewatch_core::error::{Error, Result};
@@ -74,6 +74,14 @@ pub async fn open_store(
     }
 }
 
+/// The master key file of the SQLite database at `database`: beside it.
+pub fn key_file_beside(database: &Path) -> PathBuf {
+    match database.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(MASTER_KEY_FILE),
+        _ => Path::new(".").join(MASTER_KEY_FILE),
+    }
+}
+
 /// What [`master_key`] does when the key file is not there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IfMissing {
@@ -97,12 +105,9 @@ pub fn master_key(
     if let Some(hex) = given {
         return Ok((MasterKey::from_hex(hex.trim())?, KeySource::Loaded));
     }
-    let dir = match (target, key_dir) {
-        (_, Some(dir)) => dir,
-        (StoreTarget::Sqlite(path), None) => match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        },
+    let path = match (target, key_dir) {
+        (_, Some(dir)) => dir.join(MASTER_KEY_FILE),
+        (StoreTarget::Sqlite(path), None) => key_file_beside(path),
         (StoreTarget::Postgres(_), None) => {
             return Err(Error::InvalidInput {
                 field: "master_key",
@@ -110,7 +115,6 @@ pub fn master_key(
             });
         }
     };
-    let path = dir.join(MASTER_KEY_FILE);
     match if_missing {
         IfMissing::Create => key_file::load_or_create(&path),
         IfMissing::Refuse => match key_file::load(&path) {
@@ -160,8 +164,8 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code(), "invalid_input");
-        let dir = tempfile_dir();
-        let db = dir.join("carewatch.db");
+        let temp = tempfile::tempdir().unwrap();
+        let db = temp.path().join("carewatch.db");
         let (first, source) =
             master_key(&StoreTarget::Sqlite(&db), None, None, IfMissing::Create).unwrap();
         assert_eq!(source, KeySource::Created);
@@ -169,13 +173,12 @@ mod tests {
             master_key(&StoreTarget::Sqlite(&db), None, None, IfMissing::Create).unwrap();
         assert_eq!(source, KeySource::Loaded);
         assert_eq!(first.to_hex(), again.to_hex());
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_rotation_never_makes_up_the_current_key() {
-        let dir = tempfile_dir().join("rotation");
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let db = dir.join("carewatch.db");
         let target = StoreTarget::Sqlite(&db);
         let err = master_key(&target, None, None, IfMissing::Refuse).unwrap_err();
@@ -188,12 +191,5 @@ mod tests {
             (loaded.to_hex(), source),
             (created.to_hex(), KeySource::Loaded)
         );
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    fn tempfile_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("carewatch-cli-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

@@ -78,6 +78,14 @@ impl TlsIdentity {
     /// certificate that does not name every one of `extra_names` is refused
     /// rather than silently served: clients would fail to verify it.
     pub fn self_signed_in(dir: &Path, extra_names: &[String]) -> Result<(Self, bool), TlsError> {
+        for name in extra_names {
+            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                return Err(TlsError::Invalid(format!(
+                    "--tls-name {name:?} is not a DNS name or an IP address \
+                     (wildcards are not supported)"
+                )));
+            }
+        }
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         if cert.exists() && key.exists() {
             let identity = Self::from_files(&cert, &key)?;
@@ -106,6 +114,14 @@ impl TlsIdentity {
             cert_pem: generated.cert.pem(),
             key_pem: generated.signing_key.serialize_pem(),
         };
+        // What a restart checks must hold from the start.
+        let missing = identity.names_not_covered(extra_names)?;
+        if !missing.is_empty() {
+            return Err(TlsError::Invalid(format!(
+                "a certificate for {} cannot be verified by that name: use --tls-cert and --tls-key",
+                missing.join(", ")
+            )));
+        }
         write_private(&key, &identity.key_pem)?;
         std::fs::write(&cert, &identity.cert_pem).map_err(|source| TlsError::Io {
             path: cert.clone(),
@@ -225,8 +241,18 @@ mod tests {
             said.contains("does not name 10.0.0.7") && !said.contains("cw.example.net,"),
             "{said}"
         );
-        let bad = TlsIdentity::self_signed_in(dir.path(), &["not a name!".to_owned()]);
-        assert!(matches!(bad, Err(TlsError::Invalid(_))));
+        // Names no client could verify are refused before anything is made,
+        // so a first start and a restart agree.
+        let fresh = tempfile::tempdir().unwrap();
+        for bad in ["not a name!", "*.example.net", "[::1]"] {
+            let refused = TlsIdentity::self_signed_in(fresh.path(), &[bad.to_owned()]);
+            assert!(matches!(refused, Err(TlsError::Invalid(_))), "{bad}");
+            assert!(!fresh.path().join("cert.pem").exists(), "{bad}");
+        }
+        let dotted = ["cw.example.net.".to_owned()];
+        if TlsIdentity::self_signed_in(fresh.path(), &dotted).is_ok() {
+            TlsIdentity::self_signed_in(fresh.path(), &dotted).expect("a restart agrees");
+        }
     }
 
     #[test]

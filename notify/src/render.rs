@@ -2,7 +2,7 @@
 //! document itself; these only reformat what it says, escaping everything
 //! that came from outside (SLCs, subjects, server ids, product names).
 
-use carewatch_core::notification::payload::Notification;
+use carewatch_core::notification::payload::{ConditionPart, Notification};
 use serde_json::json;
 
 /// Slack's `&`, `<` and `>` escapes (its mrkdwn treats `<…>` as links).
@@ -82,9 +82,11 @@ pub(crate) fn email_text(n: &Notification) -> String {
             ));
         }
     }
-    if !n.conditions.is_empty() {
+    // Servers' own unavailability is in the list above.
+    let conditions: Vec<_> = reported_conditions(n).collect();
+    if !conditions.is_empty() {
         out.push_str("\nActive conditions:\n");
-        for c in &n.conditions {
+        for c in conditions {
             out.push_str(&format!(
                 "  - {} on {} ({}), since {}\n",
                 c.code, c.subject, c.server, c.since
@@ -138,12 +140,13 @@ pub(crate) fn email_html(n: &Notification) -> String {
         }
         out.push_str("</table>\n");
     }
-    if !n.conditions.is_empty() {
+    let conditions: Vec<_> = reported_conditions(n).collect();
+    if !conditions.is_empty() {
         out.push_str(
             "<h3>Active conditions</h3>\n<table border=\"1\" cellpadding=\"4\">\
              <tr><th>Condition</th><th>Subject</th><th>Server</th><th>Since</th></tr>\n",
         );
-        for c in &n.conditions {
+        for c in conditions {
             out.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                 e(&c.code),
@@ -164,6 +167,11 @@ pub(crate) fn email_html(n: &Notification) -> String {
     out
 }
 
+/// The conditions a message lists: all but the servers' own unavailability.
+fn reported_conditions(n: &Notification) -> impl Iterator<Item = &ConditionPart> {
+    n.conditions.iter().filter(|c| !c.is_server_unavailable())
+}
+
 fn lasted(seconds: u64) -> String {
     match seconds {
         s if s < 120 => format!("{s} s"),
@@ -175,7 +183,7 @@ fn lasted(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use carewatch_core::notification::payload::{ConditionPart, SCHEMA};
+    use carewatch_core::notification::payload::{SCHEMA, ServerPart};
 
     fn hostile() -> Notification {
         Notification {
@@ -221,5 +229,27 @@ mod tests {
                 .contains("<script>")
         );
         assert_eq!(teams["summary"], n.title);
+    }
+
+    #[test]
+    fn a_servers_own_unavailability_is_listed_once_in_an_email() {
+        let mut n = hostile();
+        n.servers_down = vec![ServerPart {
+            id: "rs-2".into(),
+            since: "2030-01-01T00:00:00.000Z".into(),
+            missed: 3,
+        }];
+        n.conditions.push(ConditionPart {
+            server: "rs-2".into(),
+            code: "SERVER_UNAVAILABLE".into(),
+            subject: "rs-2".into(),
+            since: "2030-01-01T00:00:00.000Z".into(),
+        });
+        let (text, html) = (email_text(&n), email_html(&n));
+        assert!(text.contains("rs-2: unavailable since"), "{text}");
+        assert!(!text.contains("SERVER_UNAVAILABLE"), "{text}");
+        assert!(text.contains("STORAGE_FULL"), "{text}");
+        assert!(!html.contains("SERVER_UNAVAILABLE"), "{html}");
+        assert!(html.contains("STORAGE_FULL"), "{html}");
     }
 }

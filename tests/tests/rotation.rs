@@ -3,7 +3,7 @@
 //! `--previous-master-key-file`, then `carewatch admin reseal-secrets`, then
 //! a start with the new key alone. Recording servers keep their installation
 //! keys and a channel its signing secret throughout; before the re-seal a
-//! start with the new key alone refuses them (what the re-seal is for).
+//! node given the new key alone refuses to start (what the re-seal is for).
 
 use std::path::Path;
 use std::process::Command;
@@ -94,6 +94,79 @@ fn a_missing_current_key_is_not_made_up_during_a_rotation() {
     assert!(!dir.path().join("master.key").exists(), "no key made up");
 }
 
+/// `carewatch serve` on `dir` that must refuse to start: what it said.
+fn serve_refuses(dir: &Path) -> String {
+    let mut child = Command::new(program())
+        .args([
+            "serve",
+            "--insecure-plaintext",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env_remove("CAREWATCH_DATABASE_URL")
+        .env_remove("CAREWATCH_PREVIOUS_MASTER_KEY_FILES")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("carewatch serve runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("waits").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started with a master key that opens nothing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A node whose master key opens none of the database's installation keys
+/// (another deployment's key, or a new one made because the file was lost)
+/// would refuse every recording server: it refuses to start instead, and a
+/// key it made a moment ago is removed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_key_that_opens_nothing_stored_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let mut server = ServerProcess::start(ServeConfig::new(program(), dir.path())).await;
+    server.reseller_token("acme").await;
+    provision_site(
+        &mut server.admin().await,
+        &ResellerId::new("acme").expect("id"),
+        &Slc::new("M01-C01-0001").expect("slc"),
+        ("XProtect Corporate", "2016"),
+        1,
+    )
+    .await
+    .expect("provisioned");
+    server.terminate(std::time::Duration::from_secs(10)).await;
+    let key_file = dir.path().join("master.key");
+    let right = std::fs::read(&key_file).expect("the key");
+
+    let other = MasterKey::generate();
+    std::fs::write(&key_file, other.to_hex()).expect("another key");
+    let said = serve_refuses(dir.path());
+    assert!(
+        said.contains("opens none") && said.contains(&other.fingerprint()),
+        "{said}"
+    );
+
+    std::fs::remove_file(&key_file).expect("lost");
+    let said = serve_refuses(dir.path());
+    assert!(said.contains("opens none"), "{said}");
+    assert!(
+        !key_file.exists(),
+        "the key made up a moment ago is removed"
+    );
+
+    std::fs::write(&key_file, right).expect("the right key back");
+    server.restart().await;
+    assert!(server.is_running());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_key_rotates_without_new_installation_keys_or_channels() {
     let dir = tempfile::tempdir().expect("data dir");
@@ -149,20 +222,17 @@ async fn a_master_key_rotates_without_new_installation_keys_or_channels() {
         previous.display().to_string(),
     ];
 
-    // Without the earlier key nothing sealed under it opens: the re-seal
-    // below is what makes the new key alone enough.
-    restart_with(&mut server, &[]).await;
-    let refused = fleet.round(&server.ingest().await, 2).await;
-    assert_eq!(
-        refused.refused, 2,
-        "installation keys sealed under the old key: {refused:?}"
+    // Without the earlier key nothing sealed under it opens: a node given
+    // the new key alone refuses to start (the re-seal below is what makes
+    // the new key alone enough).
+    server.terminate(std::time::Duration::from_secs(10)).await;
+    let said = serve_refuses(dir.path());
+    assert!(
+        said.contains("opens none") && said.contains(&new_key.fingerprint()),
+        "{said}"
     );
-    let unopened = destinations(&server, &token).await;
-    assert!(unopened[0].contains("cannot be opened"), "{unopened:?}");
-    let (said, ok) = reseal_secrets(&server, dir.path(), None);
-    assert!(!ok && said.contains("--previous-master-key-file"), "{said}");
-
-    restart_with(&mut server, &with_previous).await;
+    server.config_mut().args = with_previous.clone();
+    server.restart().await;
     assert_eq!(
         fleet.round(&server.ingest().await, 2).await.refused,
         0,

@@ -381,7 +381,10 @@ pub(crate) fn parse_utc(text: &str) -> CliResult<prost_types::Timestamp> {
 /// of that day (UTC), as a contract's "valid until 31 December" does.
 fn subscription_end(text: &str) -> CliResult<prost_types::Timestamp> {
     let mut end = parse_utc(text)?;
-    if !text.contains('T') {
+    // A date without a time, as `Timestamp::parse_utc` reads one.
+    let date = text.trim();
+    let date = date.strip_suffix('Z').unwrap_or(date);
+    if !date.contains(['T', ' ']) {
         end.seconds += 24 * 3600;
     }
     Ok(end)
@@ -423,11 +426,18 @@ mod tests {
             super::subscription_end("2027-12-31").unwrap().seconds,
             day + 86_400
         );
-        let exact = super::parse_utc("2027-12-31T12:00:00Z").unwrap();
         assert_eq!(
-            super::subscription_end("2027-12-31T12:00:00Z").unwrap(),
-            exact
+            super::subscription_end(" 2027-12-31Z ").unwrap().seconds,
+            day + 86_400
         );
+        for exact in [
+            "2027-12-31T12:00:00Z",
+            "2027-12-31 12:00",
+            "2027-12-31T00:00",
+        ] {
+            let at = super::parse_utc(exact).unwrap();
+            assert_eq!(super::subscription_end(exact).unwrap(), at, "{exact}");
+        }
         assert!(super::subscription_end("2027-12-32").is_err());
     }
 }

@@ -213,11 +213,12 @@ fn notification_sender(args: &ServeArgs) -> Result<carewatch_notify::Sender, Str
 }
 
 /// The current master key and the earlier ones still accepted, with a
-/// line on stderr naming each by its fingerprint.
+/// line on stderr naming each by its fingerprint, and whether the current
+/// one was made now.
 fn master_keys(
     args: &ServeArgs,
     target: &StoreTarget<'_>,
-) -> CliResult<(MasterKey, Vec<MasterKey>)> {
+) -> CliResult<(MasterKey, Vec<MasterKey>, KeySource)> {
     let path = args.data_dir.join(MASTER_KEY_FILE);
     let previous = args
         .previous_master_key_files
@@ -249,7 +250,7 @@ fn master_keys(
             file.display()
         );
     }
-    Ok((current, previous))
+    Ok((current, previous, source))
 }
 
 pub async fn run(args: ServeArgs) -> CliResult {
@@ -287,7 +288,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         Some(url) => StoreTarget::Postgres(url),
         None => StoreTarget::Sqlite(&db),
     };
-    let (master_key, previous_master_keys) = master_keys(&args, &target)?;
+    let (master_key, previous_master_keys, key_source) = master_keys(&args, &target)?;
     let options = OpenOptions {
         schema: args.database_schema.as_deref(),
         application_name: None,
@@ -306,6 +307,13 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with_withdrawn_data_retention(args.withdrawn_data_retention)
         .with_admission_cache(args.admission_cache)
         .with_probably_removed_after(Some(args.probably_removed_after).filter(|d| !d.is_zero()));
+    if let Err(e) = config.check_master_keys(store.as_ref()).await {
+        if key_source == KeySource::Created {
+            // Made a moment ago for a database that has a key already.
+            let _ = std::fs::remove_file(args.data_dir.join(MASTER_KEY_FILE));
+        }
+        return Err(e.into());
+    }
     let carewatch = Carewatch::open(store, Arc::new(SystemClock), config).await?;
     if let Some(issued) = carewatch
         .ensure_operator(&ResellerId::new("admin")?)

@@ -90,6 +90,14 @@ pub struct ConditionPart {
     pub since: String,
 }
 
+impl ConditionPart {
+    /// Whether it is a recording server's own unavailability, which
+    /// `servers_down` already tells: messages list the other conditions.
+    pub fn is_server_unavailable(&self) -> bool {
+        self.code == ConditionCode::ServerUnavailable.as_str()
+    }
+}
+
 /// The problem a `resolved` notification ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolvedPart {
@@ -211,7 +219,7 @@ pub fn build(
     // line; the text lists the other conditions (the document has them all).
     let reported: Vec<&ConditionPart> = conditions
         .iter()
-        .filter(|c| c.code != ConditionCode::ServerUnavailable.as_str())
+        .filter(|c| !c.is_server_unavailable())
         .collect();
     for c in reported.iter().take(20) {
         text.push(if c.subject == c.server {

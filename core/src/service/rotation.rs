@@ -9,13 +9,16 @@ use crate::error::{Error, Result};
 use crate::ids::Slc;
 use crate::notification::ChannelRecord;
 use crate::seal::{KeyId, SealedUnder, WrappedKey};
-use crate::store::{Reseal, SealedItem};
+use crate::store::{Reseal, SealedItem, Store};
 
 /// Installation keys read and re-sealed per transaction.
 const KEYS_PER_STEP: u32 = 500;
 
 /// How many names of secrets no key opens a report keeps.
 const NAMED_UNOPENABLE: usize = 20;
+
+/// Installation keys [`Config::check_master_keys`] tries.
+const KEYS_CHECKED_AT_START: u32 = 16;
 
 /// What [`Carewatch::reseal_secrets`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,6 +145,34 @@ impl Carewatch {
 
 /// The installation keys of `page` an earlier key sealed, sealed again
 /// under the current one.
+impl Config {
+    /// Whether these master keys open what `store` holds: of its first
+    /// installation keys, at least one must open (a store without any
+    /// passes). A node started with another deployment's master key, or a
+    /// new random one beside an existing PostgreSQL database, would refuse
+    /// every recording server and seal channels the other nodes cannot
+    /// open: `carewatch serve` refuses to start instead.
+    pub async fn check_master_keys(&self, store: &dyn Store) -> Result<()> {
+        let sample = store.wrapped_keys(None, KEYS_CHECKED_AT_START).await?;
+        let opens =
+            |(slc, wrapped): &(Slc, WrappedKey)| self.master_keys.unwrap_key(slc, wrapped).is_ok();
+        if sample.is_empty() || sample.iter().any(opens) {
+            return Ok(());
+        }
+        Err(Error::InvalidInput {
+            field: "master key",
+            reason: format!(
+                "master key {} opens none of the first {} installation keys this database holds: \
+                 they were sealed under another key. Use the master.key the database was made \
+                 with (with PostgreSQL, the other nodes'); during a rotation give the earlier \
+                 key as a previous master key",
+                self.master_keys.current().fingerprint(),
+                sample.len()
+            ),
+        })
+    }
+}
+
 fn reseal_keys(
     config: &Config,
     page: &[(Slc, WrappedKey)],

@@ -71,6 +71,7 @@ macro_rules! __conformance_test_list {
             installation_keys_page_in_order_for_a_rotation,
             reseals_replace_only_what_still_holds_what_was_read,
             a_master_key_rotation_reseals_every_secret,
+            a_master_key_that_opens_no_stored_key_is_refused_at_start,
             // ingest
             heartbeat_marks_server_available,
             remembered_heartbeats_apply_only_under_the_current_admission,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::notifications::{channel, create_channel};
 use super::{open_node_accepting, reseller_id, slc, t};
+use crate::Config;
 use crate::notification::{ChannelRecord, ChannelRules, Destination};
 use crate::seal::{KeyId, MasterKey, WrappedKey};
 use crate::store::{Reseal, SealedItem, Store};
@@ -219,6 +220,44 @@ async fn node(
     node_id: &str,
 ) -> Fixture {
     open_node_accepting(db, clock.clone(), current.clone(), previous, node_id).await
+}
+
+/// A node's master keys must open what the database holds before it
+/// starts: another deployment's key, or one made up beside an existing
+/// database, opens none of its installation keys and is refused; an empty
+/// database, the right key, or the new key with the earlier one during a
+/// rotation pass.
+pub(crate) async fn a_master_key_that_opens_no_stored_key_is_refused_at_start(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let (old, new) = (MasterKey::generate(), MasterKey::generate());
+    let clock = Arc::new(ManualClock::new(START));
+    let first = node(db.as_ref(), &clock, &old, &[], "node-first").await;
+    let store = first.store.as_ref();
+    Config::new(new.clone())
+        .check_master_keys(store)
+        .await
+        .expect("a database without keys passes any key");
+    first.site("alpha", "M01-C01-0001").await;
+    let refused = Config::new(new.clone())
+        .check_master_keys(store)
+        .await
+        .expect_err("another key opens none");
+    assert_eq!(refused.code(), "invalid_input", "{refused}");
+    assert!(
+        refused.to_string().contains(&new.fingerprint()),
+        "{refused}"
+    );
+    Config::new(old.clone())
+        .check_master_keys(store)
+        .await
+        .expect("the key it was made with");
+    Config::new(new)
+        .with_previous_master_keys(vec![old])
+        .check_master_keys(store)
+        .await
+        .expect("during a rotation");
 }
 
 /// Rotation, online: a node given the new key and the old one admits
