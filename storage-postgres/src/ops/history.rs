@@ -92,3 +92,51 @@ pub(crate) fn event(row: &PgRow) -> DbResult<HistoryEvent> {
         kind: columns.decode()?,
     })
 }
+
+/// [`record`] for several entries, in order: one statement for the feed
+/// events and one for the history rows.
+pub(crate) async fn record_many(
+    c: &mut PgConnection,
+    entries: &[(&Slc, &RecordingServerId, Timestamp, &HistoryKind)],
+) -> DbResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<(&Slc, Timestamp, Change)> = entries
+        .iter()
+        .map(|(slc, server, at, kind)| {
+            (
+                *slc,
+                *at,
+                Change::Server {
+                    server: (*server).clone(),
+                    event: (*kind).clone(),
+                },
+            )
+        })
+        .collect();
+    super::feed::append_many(c, &events).await?;
+    let columns: Vec<HistoryColumns<'_>> = entries
+        .iter()
+        .map(|(.., kind)| HistoryColumns::from(*kind))
+        .collect();
+    query(
+        "INSERT INTO history (slc, at, server_id, kind, code, subject, duration_ms, missed)
+         SELECT slc, at, server_id, kind, code, subject, duration_ms, missed
+         FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::bigint[], $8::bigint[])
+             WITH ORDINALITY AS u (slc, at, server_id, kind, code, subject, duration_ms, missed, n)
+         ORDER BY n",
+    )
+    .bind(entries.iter().map(|e| e.0.as_str()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|e| e.2.as_millis()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|e| e.1.as_str()).collect::<Vec<_>>())
+    .bind(columns.iter().map(|h| h.kind).collect::<Vec<_>>())
+    .bind(columns.iter().map(|h| h.code).collect::<Vec<_>>())
+    .bind(columns.iter().map(|h| h.subject).collect::<Vec<_>>())
+    .bind(columns.iter().map(|h| h.duration_ms).collect::<Vec<_>>())
+    .bind(columns.iter().map(|h| h.missed).collect::<Vec<_>>())
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}

@@ -1,6 +1,8 @@
 //! Keeping an installation's overview line in step with its servers and
 //! conditions, inside the transaction that changed them.
 
+use std::collections::{BTreeMap, HashMap};
+
 use carewatch_core::Error;
 use carewatch_core::feed::Change;
 use carewatch_core::health;
@@ -104,4 +106,148 @@ pub(crate) async fn refresh(
         summary,
         at,
     }))
+}
+
+/// [`refresh`] for several installations, each stamped with its own time:
+/// their rows locked at once in SLC order (as [`refresh`] one by one in
+/// that order would), their servers and conditions read in one statement
+/// each, the changed summaries written in one and their feed events
+/// appended in SLC order.
+pub(crate) async fn refresh_many(
+    c: &mut PgConnection,
+    touched: &BTreeMap<Slc, Timestamp>,
+) -> DbResult<Vec<SummaryChange>> {
+    if touched.is_empty() {
+        return Ok(Vec::new());
+    }
+    let slcs: Vec<&str> = touched.keys().map(Slc::as_str).collect();
+    let rows = query(concat!(
+        "SELECT ",
+        summary_columns!(),
+        ", reseller_id, slc FROM installations WHERE slc = ANY($1::text[])
+         ORDER BY slc FOR NO KEY UPDATE"
+    ))
+    .bind(&slcs)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut stored = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let reseller = codec::reseller_id(&col::<String>(row, 6)?)?;
+        stored.insert(col::<String>(row, 7)?, (codec::summary(row, 0)?, reseller));
+    }
+    let mut servers: HashMap<String, Vec<_>> = HashMap::new();
+    for row in &query(
+        "SELECT slc, state, missed, unavailable_since FROM servers WHERE slc = ANY($1::text[])",
+    )
+    .bind(&slcs)
+    .fetch_all(&mut *c)
+    .await?
+    {
+        let availability = AvailabilityColumns {
+            state: col(row, 1)?,
+            missed: col(row, 2)?,
+            unavailable_since: col(row, 3)?,
+        }
+        .decode()?;
+        servers
+            .entry(col::<String>(row, 0)?)
+            .or_default()
+            .push(availability);
+    }
+    let mut codes: HashMap<String, Vec<_>> = HashMap::new();
+    for row in &query(
+        "SELECT slc, code FROM conditions WHERE slc = ANY($1::text[]) AND resolved_at IS NULL",
+    )
+    .bind(&slcs)
+    .fetch_all(&mut *c)
+    .await?
+    {
+        let code = codec::code(&col::<String>(row, 1)?)?;
+        codes.entry(col::<String>(row, 0)?).or_default().push(code);
+    }
+    let mut changes = Vec::new();
+    for (slc, at) in touched {
+        let Some((before, reseller)) = stored.remove(slc.as_str()) else {
+            return Err(Error::installation_not_found(slc).into());
+        };
+        let summary = health::summarize(
+            servers.remove(slc.as_str()).unwrap_or_default(),
+            &codes.remove(slc.as_str()).unwrap_or_default(),
+        );
+        if before != summary {
+            changes.push(SummaryChange {
+                slc: slc.clone(),
+                reseller,
+                previous: before.health,
+                summary,
+                at: *at,
+            });
+        }
+    }
+    if changes.is_empty() {
+        return Ok(changes);
+    }
+    query(
+        "UPDATE installations SET health = u.health, worst_code = u.worst_code,
+             servers = u.servers, unavailable = u.unavailable, late = u.late,
+             active_conditions = u.active_conditions
+         FROM UNNEST($1::text[], $2::smallint[], $3::text[], $4::bigint[], $5::bigint[],
+                     $6::bigint[], $7::bigint[])
+             AS u (slc, health, worst_code, servers, unavailable, late, active_conditions)
+         WHERE installations.slc = u.slc",
+    )
+    .bind(changes.iter().map(|ch| ch.slc.as_str()).collect::<Vec<_>>())
+    .bind(
+        changes
+            .iter()
+            .map(|ch| rank(ch.summary.health))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        changes
+            .iter()
+            .map(|ch| ch.summary.worst.as_ref().map(|w| w.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        changes
+            .iter()
+            .map(|ch| i64::from(ch.summary.servers))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        changes
+            .iter()
+            .map(|ch| i64::from(ch.summary.unavailable))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        changes
+            .iter()
+            .map(|ch| i64::from(ch.summary.late))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        changes
+            .iter()
+            .map(|ch| i64::from(ch.summary.active_conditions))
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *c)
+    .await?;
+    let events: Vec<(&Slc, Timestamp, Change)> = changes
+        .iter()
+        .map(|ch| {
+            (
+                &ch.slc,
+                ch.at,
+                Change::Health {
+                    previous: ch.previous,
+                    summary: ch.summary.clone(),
+                },
+            )
+        })
+        .collect();
+    super::feed::append_many(c, &events).await?;
+    Ok(changes)
 }
