@@ -117,13 +117,13 @@ impl Carewatch {
                 .with_heartbeat_interval(interval)?
                 .with_policy(policy)
                 .with_node_id(node_id);
-            if let Err(e) = config.check_master_keys(store.as_ref()).await {
-                if let (KeySource::Created, StoreTarget::Sqlite(path)) = (source, &target) {
-                    // Made a moment ago for a database that has a key already.
-                    let _ = std::fs::remove_file(store::key_file_beside(path));
+            let created = match (source, &target) {
+                (KeySource::Created, StoreTarget::Sqlite(path)) => {
+                    Some(store::key_file_beside(path))
                 }
-                return Err(e);
-            }
+                _ => None,
+            };
+            store::check_master_keys(&config, store.as_ref(), created.as_deref()).await?;
             let service = Service::open(store, Arc::new(SystemClock), config).await?;
             Ok((service, description))
         })?;

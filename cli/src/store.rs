@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use carewatch_core::Config;
 use carewatch_core::error::{Error, Result};
 use carewatch_core::seal::MasterKey;
 use carewatch_core::seal::key_file::{self, KeySource, MASTER_KEY_FILE};
@@ -128,6 +129,21 @@ pub fn master_key(
             }),
         },
     }
+}
+
+/// [`Config::check_master_keys`]; on refusal, the key file `created` (made
+/// by [`master_key`] a moment ago, for a database that already has a key)
+/// is removed again, so the next start does not find a wrong key in place.
+pub async fn check_master_keys(
+    config: &Config,
+    store: &dyn Store,
+    created: Option<&Path>,
+) -> Result<()> {
+    let checked = config.check_master_keys(store).await;
+    if let (Err(_), Some(file)) = (&checked, created) {
+        let _ = std::fs::remove_file(file);
+    }
+    checked
 }
 
 #[cfg(test)]

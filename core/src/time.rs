@@ -72,6 +72,23 @@ impl Timestamp {
     /// and a trailing `Z`. A bare date is midnight. `None` if it is not one,
     /// including impossible dates (2026-02-30) and years outside 1970–9999.
     pub fn parse_utc(text: &str) -> Option<Timestamp> {
+        Self::parse_utc_with_time(text).map(|(at, _)| at)
+    }
+
+    /// An end as people type it: [`Timestamp::parse_utc`], except that a
+    /// bare date covers the whole of that day (it ends at the next
+    /// midnight), as a contract's "valid until 31 December" does.
+    pub fn parse_utc_end(text: &str) -> Option<Timestamp> {
+        let (at, time_given) = Self::parse_utc_with_time(text)?;
+        Some(if time_given {
+            at
+        } else {
+            at.saturating_add(Duration::from_secs(24 * 3600))
+        })
+    }
+
+    /// [`Timestamp::parse_utc`] and whether a time of day was given.
+    fn parse_utc_with_time(text: &str) -> Option<(Timestamp, bool)> {
         let text = text.trim();
         let text = text.strip_suffix('Z').unwrap_or(text);
         let (date, time) = match text.split_once('T').or_else(|| text.split_once(' ')) {
@@ -117,7 +134,7 @@ impl Timestamp {
             return None;
         }
         let seconds = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
-        Some(Timestamp(seconds * 1000))
+        Some((Timestamp(seconds * 1000), time.is_some()))
     }
 }
 
@@ -241,6 +258,27 @@ mod tests {
             Timestamp::from_millis(-1).to_string(),
             "1969-12-31T23:59:59.999Z"
         );
+    }
+
+    #[test]
+    fn an_end_given_as_a_date_is_the_whole_of_that_day() {
+        let day = Timestamp::parse_utc("2027-12-31").expect("date");
+        let next = day.saturating_add(Duration::from_secs(86_400));
+        for bare in ["2027-12-31", " 2027-12-31Z "] {
+            assert_eq!(Timestamp::parse_utc_end(bare), Some(next), "{bare}");
+        }
+        for exact in [
+            "2027-12-31T12:00:00Z",
+            "2027-12-31 12:00",
+            "2027-12-31T00:00",
+        ] {
+            assert_eq!(
+                Timestamp::parse_utc_end(exact),
+                Timestamp::parse_utc(exact),
+                "{exact}"
+            );
+        }
+        assert_eq!(Timestamp::parse_utc_end("2027-12-32"), None);
     }
 
     #[test]

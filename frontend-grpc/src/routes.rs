@@ -109,42 +109,35 @@ impl GrpcRoutes {
 async fn typed_transport_refusals(
     mut response: axum::response::Response,
 ) -> axum::response::Response {
+    // Every gRPC response passes here: one look at the status, the message
+    // only for the two untyped refusals.
     let headers = response.headers();
-    let out_of_range = headers
-        .get("grpc-status")
-        .is_some_and(|s| s.as_bytes() == b"11");
-    let too_large = headers
-        .get("grpc-message")
-        .is_some_and(|m| m.as_bytes().starts_with(TRANSPORT_TOO_LARGE_PREFIX));
-    let internal = headers
-        .get("grpc-status")
-        .is_some_and(|s| s.as_bytes() == b"13");
-    let undecodable = headers
-        .get("grpc-message")
-        .is_some_and(|m| m.as_bytes().starts_with(DECODE_FAILED_PREFIX));
-    if internal && undecodable {
+    let kind = match headers.get("grpc-status").map(|s| s.as_bytes()) {
+        Some(b"11") if message_starts_with(headers, TRANSPORT_TOO_LARGE_PREFIX) => "too_large",
         // Not a fault of the server (INTERNAL, which a client may retry):
         // the request is not the message the method takes.
-        let headers = response.headers_mut();
-        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
-        headers.insert(
-            crate::status::ERROR_KIND_KEY,
-            http::HeaderValue::from_static("invalid_input"),
-        );
-    }
-    if out_of_range && too_large {
-        let headers = response.headers_mut();
-        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
-        headers.insert(
-            crate::status::ERROR_KIND_KEY,
-            http::HeaderValue::from_static("too_large"),
-        );
+        Some(b"13") if message_starts_with(headers, DECODE_FAILED_PREFIX) => "invalid_input",
+        _ => return response,
+    };
+    let headers = response.headers_mut();
+    headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+    headers.insert(
+        crate::status::ERROR_KIND_KEY,
+        http::HeaderValue::from_static(kind),
+    );
+    if kind == "too_large" {
         headers.insert(
             "grpc-message",
             http::HeaderValue::from_static(TOO_LARGE_MESSAGE),
         );
     }
     response
+}
+
+fn message_starts_with(headers: &http::HeaderMap, prefix: &[u8]) -> bool {
+    headers
+        .get("grpc-message")
+        .is_some_and(|m| m.as_bytes().starts_with(prefix))
 }
 
 /// How tonic's decoder starts its message, percent-encoded in `grpc-message`.

@@ -459,6 +459,20 @@ impl ServerProcess {
         )
     }
 
+    /// Runs the `carewatch` client: `carewatch <command> --server <this>
+    /// --ca-cert <its cert.pem> <args>` with `token`, as a user types it.
+    pub fn client(&self, command: &str, args: &[&str], token: &str) -> std::process::Output {
+        std::process::Command::new(&self.config().binary)
+            .args([command, "--server", &self.url(), "--ca-cert"])
+            .arg(self.config().data_dir.join("cert.pem"))
+            .args(args)
+            .env("CAREWATCH_TOKEN", token)
+            .env_remove("CAREWATCH_SERVER")
+            .env_remove("CAREWATCH_CA_CERT")
+            .output()
+            .expect("the carewatch client runs")
+    }
+
     /// Creates reseller `id` (named `id` in capitals) and returns its token.
     pub async fn reseller_token(&self, id: &str) -> String {
         self.admin()

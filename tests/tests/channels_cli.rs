@@ -3,20 +3,12 @@
 //! signing secret, each on a line of its own; the id works with the other
 //! commands.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use carewatch_tests::process::{ServeConfig, ServerProcess, binary};
 
-fn channels(server: &ServerProcess, dir: &std::path::Path, token: &str, args: &[&str]) -> Output {
-    let output = Command::new(binary(env!("CARGO_BIN_EXE_carewatch-under-test")))
-        .args(["channels", "--server", &server.url(), "--ca-cert"])
-        .arg(dir.join("cert.pem"))
-        .args(args)
-        .env("CAREWATCH_TOKEN", token)
-        .env_remove("CAREWATCH_SERVER")
-        .env_remove("CAREWATCH_CA_CERT")
-        .output()
-        .expect("carewatch channels runs");
+fn channels(server: &ServerProcess, token: &str, args: &[&str]) -> Output {
+    let output = server.client("channels", args, token);
     assert!(output.status.success(), "{args:?}: {output:?}");
     output
 }
@@ -41,7 +33,6 @@ async fn channels_add_prints_the_id_then_the_secret_for_scripts() {
 
     let webhook = channels(
         &server,
-        dir.path(),
         &token,
         &[
             "add",
@@ -55,7 +46,7 @@ async fn channels_add_prints_the_id_then_the_secret_for_scripts() {
     let (webhook_id, secret) = (&lines[0], &lines[1]);
     assert!(is_id(webhook_id), "{lines:?}");
     assert!(secret.len() >= 32 && secret != webhook_id, "{lines:?}");
-    let listed = stdout_lines(&channels(&server, dir.path(), &token, &["list"])).join("\n");
+    let listed = stdout_lines(&channels(&server, &token, &["list"])).join("\n");
     assert!(listed.contains(webhook_id.as_str()), "{listed}");
     assert!(
         !listed.contains(secret.as_str()),
@@ -64,7 +55,6 @@ async fn channels_add_prints_the_id_then_the_secret_for_scripts() {
 
     let email = channels(
         &server,
-        dir.path(),
         &token,
         &["add", "--email", "ops@acme.example", "ops mail"],
     );
@@ -74,8 +64,8 @@ async fn channels_add_prints_the_id_then_the_secret_for_scripts() {
         "the id alone: {lines:?}"
     );
 
-    channels(&server, dir.path(), &token, &["delete", webhook_id]);
-    let listed = stdout_lines(&channels(&server, dir.path(), &token, &["list"])).join("\n");
+    channels(&server, &token, &["delete", webhook_id]);
+    let listed = stdout_lines(&channels(&server, &token, &["list"])).join("\n");
     assert!(
         !listed.contains(webhook_id.as_str()) && listed.contains(&lines[0]),
         "{listed}"

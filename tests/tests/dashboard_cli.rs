@@ -2,36 +2,18 @@
 //! installations sorted by customer or by site and filtered by health, as
 //! JSON lines, paged through the server one token at a time.
 
-use std::process::Command;
-
 use carewatch_cli::simulate::provision_site;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_grpc::proto;
 use carewatch_tests::process::{ServeConfig, ServerProcess, binary};
 
 /// The SLCs `carewatch dashboard --json` prints with `flags`, in order.
-fn dashboard(
-    server: &ServerProcess,
-    dir: &std::path::Path,
-    token: &str,
-    flags: &[&str],
-) -> Vec<String> {
-    let program = binary(env!("CARGO_BIN_EXE_carewatch-under-test"));
-    let output = Command::new(program)
-        .args([
-            "dashboard",
-            "--json",
-            "--server",
-            &server.url(),
-            "--ca-cert",
-        ])
-        .arg(dir.join("cert.pem"))
-        .args(flags)
-        .env("CAREWATCH_TOKEN", token)
-        .env_remove("CAREWATCH_SERVER")
-        .env_remove("CAREWATCH_CA_CERT")
-        .output()
-        .expect("carewatch dashboard runs");
+fn dashboard(server: &ServerProcess, token: &str, flags: &[&str]) -> Vec<String> {
+    let args: Vec<&str> = ["--json"]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .collect();
+    let output = server.client("dashboard", &args, token);
     assert!(output.status.success(), "{flags:?}: {output:?}");
     String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -82,9 +64,8 @@ async fn the_dashboard_command_sorts_by_customer_and_site_and_filters_by_health(
             .expect("labels set");
     }
 
-    let dir = dir.path();
     assert_eq!(
-        dashboard(&server, dir, &token, &["--all", "--sort", "customer"]),
+        dashboard(&server, &token, &["--all", "--sort", "customer"]),
         [
             "M01-C01-0002",
             "M01-C01-0004",
@@ -93,7 +74,7 @@ async fn the_dashboard_command_sorts_by_customer_and_site_and_filters_by_health(
         ]
     );
     assert_eq!(
-        dashboard(&server, dir, &token, &["--sort", "site"]),
+        dashboard(&server, &token, &["--sort", "site"]),
         [
             "M01-C01-0001",
             "M01-C01-0004",
@@ -103,14 +84,9 @@ async fn the_dashboard_command_sorts_by_customer_and_site_and_filters_by_health(
         "all Pending: listed without --all"
     );
     assert_eq!(
-        dashboard(
-            &server,
-            dir,
-            &token,
-            &["--health", "pending", "--search", "ä"]
-        ),
+        dashboard(&server, &token, &["--health", "pending", "--search", "ä"]),
         ["M01-C01-0002", "M01-C01-0004"],
         "worst first (all Pending: by SLC)"
     );
-    assert!(dashboard(&server, dir, &token, &["--health", "offline"]).is_empty());
+    assert!(dashboard(&server, &token, &["--health", "offline"]).is_empty());
 }

@@ -38,21 +38,11 @@ async fn destinations(server: &ServerProcess, token: &str) -> Vec<String> {
 }
 
 /// `carewatch admin reseal-secrets` against `server`: its output and success.
-fn reseal_secrets(
-    server: &ServerProcess,
-    dir: &Path,
-    expect: Option<&MasterKey>,
-) -> (String, bool) {
-    let output = Command::new(program())
-        .args(["admin", "--server", &server.url(), "--ca-cert"])
-        .arg(dir.join("cert.pem"))
-        .arg("reseal-secrets")
-        .args(expect.map(|key| format!("--expect-master-key={}", key.fingerprint())))
-        .env("CAREWATCH_TOKEN", server.operator_token())
-        .env_remove("CAREWATCH_SERVER")
-        .env_remove("CAREWATCH_CA_CERT")
-        .output()
-        .expect("carewatch admin runs");
+fn reseal_secrets(server: &ServerProcess, expect: Option<&MasterKey>) -> (String, bool) {
+    let expect = expect.map(|key| format!("--expect-master-key={}", key.fingerprint()));
+    let mut args = vec!["reseal-secrets"];
+    args.extend(expect.as_deref());
+    let output = server.client("admin", &args, server.operator_token());
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -228,19 +218,19 @@ async fn a_master_key_rotates_without_new_installation_keys_or_channels() {
     );
     assert_eq!(destinations(&server, &token).await, before);
     assert!(server.stderr_contains(&format!("master key {}", new_key.fingerprint())));
-    let (said, ok) = reseal_secrets(&server, dir.path(), Some(&old_key));
+    let (said, ok) = reseal_secrets(&server, Some(&old_key));
     assert!(
         !ok && said.contains("not") && said.contains(&old_key.fingerprint()),
         "{said}"
     );
-    let (said, ok) = reseal_secrets(&server, dir.path(), Some(&new_key));
+    let (said, ok) = reseal_secrets(&server, Some(&new_key));
     assert!(ok, "{said}");
     assert!(
         said.contains("installation keys: 1 re-sealed, 0 already"),
         "{said}"
     );
     assert!(said.contains("channels: 1 re-sealed, 0 already"), "{said}");
-    let (again, ok) = reseal_secrets(&server, dir.path(), None);
+    let (again, ok) = reseal_secrets(&server, None);
     assert!(
         ok && again.contains("installation keys: 0 re-sealed, 1 already"),
         "{again}"

@@ -380,14 +380,12 @@ pub(crate) fn parse_utc(text: &str) -> CliResult<prost_types::Timestamp> {
 /// When a subscription given as `text` ends: a plain date covers the whole
 /// of that day (UTC), as a contract's "valid until 31 December" does.
 fn subscription_end(text: &str) -> CliResult<prost_types::Timestamp> {
-    let mut end = parse_utc(text)?;
-    // A date without a time, as `Timestamp::parse_utc` reads one.
-    let date = text.trim();
-    let date = date.strip_suffix('Z').unwrap_or(date);
-    if !date.contains(['T', ' ']) {
-        end.seconds += 24 * 3600;
-    }
-    Ok(end)
+    let end = Timestamp::parse_utc_end(text)
+        .ok_or_else(|| format!("{text:?}: expected e.g. 2027-12-31T23:59:59Z or 2027-12-31"))?;
+    Ok(prost_types::Timestamp {
+        seconds: end.as_millis().div_euclid(1000),
+        nanos: 0,
+    })
 }
 
 /// One history event's kind, in words.

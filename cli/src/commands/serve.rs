@@ -307,13 +307,9 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with_withdrawn_data_retention(args.withdrawn_data_retention)
         .with_admission_cache(args.admission_cache)
         .with_probably_removed_after(Some(args.probably_removed_after).filter(|d| !d.is_zero()));
-    if let Err(e) = config.check_master_keys(store.as_ref()).await {
-        if key_source == KeySource::Created {
-            // Made a moment ago for a database that has a key already.
-            let _ = std::fs::remove_file(args.data_dir.join(MASTER_KEY_FILE));
-        }
-        return Err(e.into());
-    }
+    let key_file = args.data_dir.join(MASTER_KEY_FILE);
+    let created = (key_source == KeySource::Created).then_some(key_file.as_path());
+    store::check_master_keys(&config, store.as_ref(), created).await?;
     let carewatch = Carewatch::open(store, Arc::new(SystemClock), config).await?;
     if let Some(issued) = carewatch
         .ensure_operator(&ResellerId::new("admin")?)
