@@ -102,53 +102,77 @@ impl Ingest for IngestService {
         &self,
         request: Request<Streaming<proto::StreamMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
+        // Each message is applied by a task of the stream's own, not inside
+        // the reply stream: hyper polls that only while the client takes
+        // replies, and a message applied there would stay registered in
+        // flight while a client that never reads (or keeps its window
+        // shut) holds it, and every sweep waits for messages in flight.
+        // Once the replies waiting are this many, the task stops reading:
+        // the client is held back by flow control, not by a parked write.
+        const REPLIES_AHEAD: usize = 16;
         let service = self.clone();
-        let replies = request.into_inner().then(move |item| {
-            let service = service.clone();
-            async move {
-                let item = item.map_err(|status| {
-                    if crate::routes::is_transport_too_large(&status) {
-                        too_large(service.carewatch.config().max_message_bytes())
-                    } else if crate::routes::is_undecodable(&status) {
-                        to_status(Error::InvalidInput {
-                            field: "stream message",
-                            reason: format!("not a valid StreamMessage: {}", status.message()),
-                        })
-                    } else {
-                        status
-                    }
-                })?;
-                let sequence = item.message.as_ref().map_or(0, |m| m.sequence);
-                let result = match (proto::MessageKind::try_from(item.kind), item.message) {
-                    (Ok(proto::MessageKind::Heartbeat), Some(m)) => {
-                        service.handle(MessageKind::Heartbeat, m, None).await
-                    }
-                    (Ok(proto::MessageKind::StatusReport), Some(m)) => {
-                        service.handle(MessageKind::StatusReport, m, None).await
-                    }
-                    _ => Err(Error::InvalidInput {
-                        field: "stream message",
-                        reason: "needs a kind (heartbeat or status report) and a message".into(),
-                    }),
-                };
-                let result = match result {
-                    Ok(a) => stream_reply::Result::Ack(ack(a)),
-                    Err(e) => stream_reply::Result::Refusal(proto::Refusal {
-                        code: code_for(&e) as i32,
-                        reason: e.to_string(),
-                        kind: e.code().to_owned(),
-                    }),
-                };
-                Ok(proto::StreamReply {
-                    sequence,
-                    result: Some(result),
-                })
+        let mut requests = request.into_inner();
+        let (replies, waiting) = tokio::sync::mpsc::channel(REPLIES_AHEAD);
+        tokio::spawn(async move {
+            while let Some(item) = requests.next().await {
+                let reply = service.reply(item).await;
+                // An error ends the stream, as its status.
+                let last = reply.is_err();
+                if replies.send(reply).await.is_err() || last {
+                    break;
+                }
             }
         });
         Ok(Response::new(Box::pin(until_stopped(
-            replies,
+            tokio_stream::wrappers::ReceiverStream::new(waiting),
             &self.carewatch,
         ))))
+    }
+}
+
+impl IngestService {
+    /// The reply to one stream message, once it is applied or refused.
+    async fn reply(
+        &self,
+        item: Result<proto::StreamMessage, Status>,
+    ) -> Result<proto::StreamReply, Status> {
+        let item = item.map_err(|status| {
+            if crate::routes::is_transport_too_large(&status) {
+                too_large(self.carewatch.config().max_message_bytes())
+            } else if crate::routes::is_undecodable(&status) {
+                to_status(Error::InvalidInput {
+                    field: "stream message",
+                    reason: format!("not a valid StreamMessage: {}", status.message()),
+                })
+            } else {
+                status
+            }
+        })?;
+        let sequence = item.message.as_ref().map_or(0, |m| m.sequence);
+        let result = match (proto::MessageKind::try_from(item.kind), item.message) {
+            (Ok(proto::MessageKind::Heartbeat), Some(m)) => {
+                self.handle(MessageKind::Heartbeat, m, None).await
+            }
+            (Ok(proto::MessageKind::StatusReport), Some(m)) => {
+                self.handle(MessageKind::StatusReport, m, None).await
+            }
+            _ => Err(Error::InvalidInput {
+                field: "stream message",
+                reason: "needs a kind (heartbeat or status report) and a message".into(),
+            }),
+        };
+        let result = match result {
+            Ok(a) => stream_reply::Result::Ack(ack(a)),
+            Err(e) => stream_reply::Result::Refusal(proto::Refusal {
+                code: code_for(&e) as i32,
+                reason: e.to_string(),
+                kind: e.code().to_owned(),
+            }),
+        };
+        Ok(proto::StreamReply {
+            sequence,
+            result: Some(result),
+        })
     }
 }
 
