@@ -11,12 +11,13 @@ mod report;
 
 use std::sync::LazyLock;
 
+use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use carewatch_core::Error;
 use carewatch_core::ids::ResellerId;
 use http::request::Parts;
-use http::{HeaderValue, header};
+use http::{HeaderValue, Method, StatusCode, header};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -70,6 +71,22 @@ pub async fn not_found(_reader: ApiReader) -> ApiError {
     ApiError(Error::NotFound {
         what: "API endpoint".into(),
     })
+}
+
+/// A documented `/api/…` path asked with a method it does not answer: 405
+/// in the API's JSON error shape rather than axum's empty body. axum adds
+/// the `Allow` header (the route's methods) to what this returns.
+pub async fn method_not_allowed(method: Method) -> Response {
+    // No core error kind fits: the method is HTTP's business, not Carewatch's.
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: "method_not_allowed".to_owned(),
+            message: format!(
+                "{method} is not allowed here: the API is read-only, see the Allow header"
+            ),
+        },
+    };
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
 /// The OpenAPI description of this API.

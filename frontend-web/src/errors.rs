@@ -58,7 +58,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable machine-readable kind, e.g. `not_found`, `invalid_input`,
-    /// `unauthenticated`, `storage_unavailable`.
+    /// `unauthenticated`, `method_not_allowed`, `storage_unavailable`.
     #[schema(example = "not_found")]
     pub code: String,
     /// What was wrong, in words.

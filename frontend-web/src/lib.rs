@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::response::Response;
 use axum::routing::{any, get, post};
 use carewatch_core::Carewatch;
 
@@ -42,8 +43,9 @@ pub use session::{CSRF_FIELD, FORM_COOKIE, SESSION_COOKIE, csrf_token};
 /// How the web front end behaves.
 #[derive(Debug, Clone)]
 pub struct WebOptions {
-    /// Whether cookies carry `Secure` (sent over HTTPS only). Turn it off
-    /// only for a plaintext server on loopback.
+    /// Whether the server speaks HTTPS: cookies then carry `Secure` (sent
+    /// over HTTPS only) and responses `Strict-Transport-Security`. Turn it
+    /// off only for a plaintext server on loopback.
     pub secure_cookies: bool,
 }
 
@@ -72,6 +74,8 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// (`/`, `/login`, `/installations/…`, `/reports…`, `/api/v1/…`, `/static/…` …) never
 /// look like a gRPC service's (`/carewatch.v1.Dashboard/…`).
 pub fn router(carewatch: Carewatch, options: WebOptions) -> Router {
+    // The same knowledge as the cookies' `Secure`: set exactly when serving TLS.
+    let tls = options.secure_cookies;
     let state = AppState {
         carewatch,
         options: Arc::new(options),
@@ -116,14 +120,36 @@ pub fn router(carewatch: Carewatch, options: WebOptions) -> Router {
         .route("/events", get(live::events))
         .route("/static/site.css", get(assets::css))
         .route("/static/live.js", get(assets::js))
-        .route("/api/v1/installations", get(api::list))
-        .route("/api/v1/installations/{slc}", get(api::detail))
-        .route("/api/v1/totals", get(api::totals))
-        .route("/api/v1/reports/{month}", get(api::report))
-        .route("/api/v1/openapi.json", get(api::openapi))
+        // A wrong method on an API path is a JSON 405 (with axum's `Allow`).
+        .route(
+            "/api/v1/installations",
+            get(api::list).fallback(api::method_not_allowed),
+        )
+        .route(
+            "/api/v1/installations/{slc}",
+            get(api::detail).fallback(api::method_not_allowed),
+        )
+        .route(
+            "/api/v1/totals",
+            get(api::totals).fallback(api::method_not_allowed),
+        )
+        .route(
+            "/api/v1/reports/{month}",
+            get(api::report).fallback(api::method_not_allowed),
+        )
+        .route(
+            "/api/v1/openapi.json",
+            get(api::openapi).fallback(api::method_not_allowed),
+        )
+        // A wildcard never matches an empty remainder: without these two,
+        // `/api` and `/api/` would fall through to the pages' catch-all.
+        .route("/api", any(api::not_found))
+        .route("/api/", any(api::not_found))
         .route("/api/{*rest}", any(api::not_found))
         .route("/{*rest}", any(pages::not_found))
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(headers::secure))
+        .layer(axum::middleware::map_response(move |response: Response| {
+            headers::secure(response, tls)
+        }))
 }

@@ -5,7 +5,8 @@
 //! without loss, on any node. A health change of an installation comes as
 //! `event: row` with the new overview row rendered by the page's own
 //! renderer; every other change as `event: change`; a resume point the
-//! feed no longer keeps as `event: reset` (the page re-reads itself).
+//! feed no longer keeps as `event: reset` (the page re-reads itself), whose
+//! id is the feed head the stream continues from.
 //!
 //! Rows are rendered once per event and reseller and shared by every open
 //! page (single flight), so a thousand open pages cost one lookup per change.
@@ -94,15 +95,19 @@ pub async fn events(
     let reseller = user.user().reseller.clone();
     let carewatch = &state.carewatch;
     let (changes, reset) = match carewatch.watch(&reseller, only.as_ref(), after).await {
-        Ok(changes) => (changes, false),
-        // Too far behind: start from now and tell the page to re-read.
-        Err(Error::ResumeTooOld { .. }) => (
-            carewatch
-                .watch(&reseller, only.as_ref(), None)
+        Ok(changes) => (changes, None),
+        // Too far behind: follow from the feed's head and tell the page to
+        // re-read. Reading the head first and resuming after it (rather
+        // than watching "from now") gives the exact position the stream
+        // continues from, which the reset event carries as its id.
+        Err(Error::ResumeTooOld { .. }) => {
+            let head = carewatch.latest_change().await.map_err(bad)?;
+            let changes = carewatch
+                .watch(&reseller, only.as_ref(), Some(head))
                 .await
-                .map_err(bad)?,
-            true,
-        ),
+                .map_err(bad)?;
+            (changes, Some(head))
+        }
         Err(e) => return Err(bad(e)),
     };
     let context = Arc::new(Context {
@@ -113,9 +118,15 @@ pub async fn events(
         overview: only.is_none(),
     });
     let opening = Event::default().retry(RETRY).comment("connected");
-    let prelude = stream::iter(
-        std::iter::once(opening).chain(reset.then(|| Event::default().event("reset").data("{}"))),
-    );
+    // With the head as its id, a reconnect before the next event sends the
+    // head back as `Last-Event-ID`, not the too-old id (another reset).
+    let reset = reset.map(|head| {
+        Event::default()
+            .id(head.to_string())
+            .event("reset")
+            .data("{}")
+    });
+    let prelude = stream::iter(std::iter::once(opening).chain(reset));
     let updates = changes
         // A storage error ends the stream; the browser reconnects and resumes.
         .take_while(|next| std::future::ready(next.is_ok()))

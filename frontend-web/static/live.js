@@ -31,6 +31,14 @@
     this.section = section;
     this.kind = section.getAttribute("data-live");
     this.url = section.getAttribute("data-events");
+    // The page's own (GET) address: after a form's POST the browser shows
+    // the form's address, which neither re-reads nor reloads this page.
+    this.page = section.getAttribute("data-page") || window.location.href;
+    if (window.history && window.history.replaceState &&
+        this.page !== window.location.pathname + window.location.search) {
+      // A reload then reads the page instead of sending the form again.
+      window.history.replaceState(null, "", this.page);
+    }
     this.lastId = null;
     this.recent = {}; // SLC -> when its row last changed
     this.refetchTimer = null;
@@ -46,7 +54,7 @@
     el.textContent = text;
     if (state === "stopped") {
       var link = document.createElement("a");
-      link.href = window.location.href;
+      link.href = this.page;
       link.textContent = "Refresh";
       el.appendChild(document.createTextNode(" "));
       el.appendChild(link);
@@ -169,7 +177,7 @@
     var self = this;
     if (this.refetching) { this.again = true; return; }
     this.refetching = true;
-    window.fetch(window.location.href, { credentials: "same-origin", cache: "no-store" })
+    window.fetch(this.page, { credentials: "same-origin", cache: "no-store" })
       .then(function (response) {
         if (response.redirected && /\/login$/.test(new URL(response.url).pathname)) {
           window.location.assign("/login");

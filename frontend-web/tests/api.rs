@@ -5,10 +5,11 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use axum::body::Body;
 use carewatch_core::ConditionCode;
 use carewatch_core::team::{Login, Role};
 use common::Web;
-use http::StatusCode;
+use http::{Method, Request, StatusCode, header};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,6 +175,80 @@ async fn api_errors_are_json_with_a_code_and_a_status_per_kind() {
                 .is_some_and(|m| !m.is_empty())
         );
         assert_eq!(page.headers[http::header::CONTENT_TYPE], "application/json");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_method_is_a_json_405_with_allow() {
+    let web = Web::new().await;
+    web.site("acme", "M01-C01-0001").await;
+    let token = web.reseller_token("acme").await;
+    for (method, path) in [
+        (Method::DELETE, "/api/v1/installations/M01-C01-0001"),
+        (Method::POST, "/api/v1/installations"),
+        (Method::PUT, "/api/v1/totals"),
+        (Method::PATCH, "/api/v1/reports/2024-01"),
+        (Method::POST, "/api/v1/openapi.json"),
+    ] {
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request");
+        let page = web.send(request).await;
+        assert_eq!(
+            page.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {page:?}"
+        );
+        assert_eq!(
+            page.headers[header::CONTENT_TYPE],
+            "application/json",
+            "{method} {path}"
+        );
+        let json = page.json();
+        assert_eq!(
+            json["error"]["code"], "method_not_allowed",
+            "{method} {path}"
+        );
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{method} {path}"
+        );
+        // axum's `Allow`, kept: the API reads only.
+        assert_eq!(page.headers[header::ALLOW], "GET,HEAD", "{method} {path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_unknown_api_path_is_json_even_with_nothing_after_api() {
+    let web = Web::new().await;
+    web.site("acme", "M01-C01-0001").await;
+    let token = web.reseller_token("acme").await;
+    for path in ["/api", "/api/", "/api/v2/installations", "/api/v1/nothing"] {
+        let page = web.api(path, Some(&token)).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}: {page:?}");
+        assert_eq!(
+            page.headers[header::CONTENT_TYPE],
+            "application/json",
+            "{path}"
+        );
+        assert_eq!(page.json()["error"]["code"], "not_found", "{path}");
+        // Without a token it is the API's JSON 401, never the login page.
+        let anonymous = web.api(path, None).await;
+        assert_eq!(
+            anonymous.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}: {anonymous:?}"
+        );
+        assert_eq!(
+            anonymous.json()["error"]["code"],
+            "unauthenticated",
+            "{path}"
+        );
     }
 }
 

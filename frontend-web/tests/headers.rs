@@ -95,6 +95,53 @@ async fn every_kind_of_response_carries_the_security_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_transport_security_is_sent_over_tls_only() {
+    // `WebOptions::default()` is the TLS server (cookies `Secure`).
+    let web = Web::new().await;
+    let browser = web.browser("acme", "jane", Role::Viewer).await;
+    let pages = [
+        ("login page", web.get("/login", None).await),
+        ("overview", web.get_as(&browser, "/").await),
+        ("redirect to login", web.get("/", None).await),
+        ("stylesheet", web.get("/static/site.css", None).await),
+        ("api 401", web.api("/api/v1/totals", None).await),
+    ];
+    for (what, page) in &pages {
+        // This host only: `includeSubDomains` or `preload` would pin the
+        // operator's other hosts, which are not ours.
+        assert_eq!(
+            page.headers[header::STRICT_TRANSPORT_SECURITY],
+            "max-age=31536000",
+            "{what}"
+        );
+    }
+
+    // Plain HTTP (`--insecure-plaintext` on loopback): never (RFC 6797 §7.2).
+    let plaintext = carewatch_web::router(
+        web.fixture.carewatch.clone(),
+        carewatch_web::WebOptions {
+            secure_cookies: false,
+        },
+    );
+    for path in ["/login", "/", "/static/site.css", "/api/v1/totals"] {
+        let response = plaintext
+            .clone()
+            .oneshot(get(path, None))
+            .await
+            .expect("responds");
+        let headers = response.headers();
+        assert!(
+            !headers.contains_key(header::STRICT_TRANSPORT_SECURITY),
+            "{path}: {headers:?}"
+        );
+        assert!(
+            headers.contains_key(header::CONTENT_SECURITY_POLICY),
+            "{path}: the other security headers stay"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_files_revalidate_with_an_etag() {
     let web = Web::new().await;
     let css = web.get("/static/site.css", None).await;

@@ -374,3 +374,88 @@ async fn a_signed_out_visitor_gets_the_login_page_or_401_everywhere() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_again_ends_the_previous_session_of_that_browser() {
+    let web = Web::new().await;
+    let first = web.browser("acme", "jane", Role::Viewer).await;
+    assert_eq!(web.get_as(&first, "/").await.status, StatusCode::OK);
+
+    // The same browser signs in again: it sends its old cookie along.
+    let again = web
+        .send(post(
+            "/login",
+            Some(&format!("carewatch_form={FORM_TOKEN}; {}", first.cookie())),
+            &[
+                ("csrf", FORM_TOKEN),
+                ("login", "jane"),
+                ("password", PASSWORD),
+            ],
+        ))
+        .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{again:?}");
+    let second = again
+        .set_cookie("carewatch_session")
+        .expect("a new session");
+    assert_ne!(second, first.session);
+    let old = web.get_as(&first, "/").await;
+    assert!(old.is_login_redirect(), "the old session is gone: {old:?}");
+    let second_cookie = format!("carewatch_session={second}");
+    assert_eq!(
+        web.get("/", Some(&second_cookie)).await.status,
+        StatusCode::OK
+    );
+
+    // Another browser signing in (no cookie) leaves this one's session alone.
+    let elsewhere = web.sign_in("jane", PASSWORD).await;
+    assert_eq!(elsewhere.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        web.get("/", Some(&second_cookie)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_over_the_size_limit_is_refused_as_too_large() {
+    let web = Web::new().await;
+    let browser = web.browser("acme", "jane", Role::Admin).await;
+    let big = "x".repeat(20 * 1024);
+
+    // Signed out: the login form.
+    let login = web.sign_in("jane", &big).await;
+    assert_eq!(login.status, StatusCode::PAYLOAD_TOO_LARGE, "{login:?}");
+    assert!(
+        login
+            .body
+            .contains("The form is too large: at most 16 KiB."),
+        "{}",
+        login.body
+    );
+    assert!(
+        login.headers[http::header::CONTENT_TYPE]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html")
+    );
+    assert!(login.set_cookie("carewatch_session").is_none());
+
+    // Signed in: any form (here signing out), and nothing was changed.
+    let out = web.post_as(&browser, "/logout", &[("pad", &big)]).await;
+    assert_eq!(out.status, StatusCode::PAYLOAD_TOO_LARGE, "{out:?}");
+    assert!(
+        out.body.contains("The form is too large: at most 16 KiB."),
+        "{}",
+        out.body
+    );
+    assert_eq!(
+        web.get_as(&browser, "/").await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
+    let token = web.post_as(&browser, "/tokens", &[("name", &big)]).await;
+    assert_eq!(token.status, StatusCode::PAYLOAD_TOO_LARGE, "{token:?}");
+
+    // A form under the limit is read as before.
+    let out = web.post_as(&browser, "/logout", &[("pad", "x")]).await;
+    assert!(out.is_login_redirect(), "{out:?}");
+}

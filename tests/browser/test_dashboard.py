@@ -260,3 +260,36 @@ def test_screenshots_of_the_overview(
             page.goto(f"/installations/{provisioned.sites.full}")
             page.screenshot(path=str(screenshots / "installation.png"), full_page=True)
         context.close()
+
+
+def test_after_saving_labels_the_page_keeps_its_address_and_stays_live(
+    admin: Person, server: Server, provisioned: Provisioned
+) -> None:
+    """A form's answer is shown at the form's (POST-only) address: live.js
+    puts the page's own address back, so live updates keep re-reading the
+    page and a reload reads it rather than sending the form again."""
+    slc = provisioned.sites.healthy
+    page = admin.context.new_page()
+    page.goto(f"/installations/{slc}")
+    page.wait_for_selector(CONNECTED)
+    page.click("details.labels-form summary")
+    page.fill("#customer", "Harbour Mall")
+    with page.expect_navigation():
+        page.click("details.labels-form button[type=submit]")
+    page.wait_for_selector(CONNECTED)
+    assert page.url == f"{server.base_url}/installations/{slc}", page.url
+    page.evaluate("window.__notReloaded = true")
+
+    provisioned.fleet.status(slc, "rs-1", STORAGE_FULL)
+    page.wait_for_function(
+        "document.querySelector('dl.facts').innerText.includes('STORAGE_FULL')",
+        timeout=5_000,
+    )
+    assert page.evaluate("window.__notReloaded === true"), "the page was reloaded"
+
+    response = page.reload()
+    assert response is not None and response.status == 200
+    assert response.request.method == "GET", "the reload sent the form again"
+    assert page.url.endswith(f"/installations/{slc}")
+    provisioned.fleet.status(slc, "rs-1", [])
+    page.close()

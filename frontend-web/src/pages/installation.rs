@@ -78,7 +78,7 @@ pub(super) async fn render(
         p.breadcrumb { a href="/" { "← Overview" } }
         h1 { "Installation " span.slc { (slc) } }
         (Notice::render(notice))
-        section #installation data-live="installation" data-events=(events) {
+        section #installation data-live="installation" data-events=(events) data-page=(current) {
             (live_status(&current))
             div data-live-part="details" {
                 (summary(&detail, &windows, now))

@@ -48,9 +48,7 @@ pub async fn submit(
     headers: HeaderMap,
     form: Result<Form<InviteForm>, FormRejection>,
 ) -> PageResult {
-    let Ok(Form(form)) = form else {
-        return Err(bad_form(None));
-    };
+    let Form(form) = form.map_err(|rejection| bad_form(&rejection, None))?;
     if !form_token_matches(&headers, &form.csrf) {
         return Err(csrf_refused(None));
     }

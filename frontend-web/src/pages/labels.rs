@@ -42,9 +42,7 @@ pub async fn save(
     slc: Result<Path<String>, PathRejection>,
     form: Result<Form<LabelsForm>, FormRejection>,
 ) -> PageResult {
-    let Ok(Form(form)) = form else {
-        return Err(bad_form(Some(&user)));
-    };
+    let Form(form) = form.map_err(|rejection| bad_form(&rejection, Some(&user)))?;
     if !user.csrf_matches(Some(&form.csrf)) {
         return Err(csrf_refused(Some(&user)));
     }
@@ -125,9 +123,7 @@ pub async fn decommission(
     path: Result<Path<(String, String)>, PathRejection>,
     form: Result<Form<DecommissionForm>, FormRejection>,
 ) -> PageResult {
-    let Ok(Form(form)) = form else {
-        return Err(bad_form(Some(&user)));
-    };
+    let Form(form) = form.map_err(|rejection| bad_form(&rejection, Some(&user)))?;
     if !user.csrf_matches(Some(&form.csrf)) {
         return Err(csrf_refused(Some(&user)));
     }

@@ -88,9 +88,7 @@ pub async fn submit(
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> PageResult {
     let secure = state.options.secure_cookies;
-    let Ok(Form(form)) = form else {
-        return Err(bad_form(None));
-    };
+    let Form(form) = form.map_err(|rejection| bad_form(&rejection, None))?;
     if !form_token_matches(&headers, &form.csrf) {
         return Err(csrf_refused(None));
     }
@@ -100,6 +98,16 @@ pub async fn submit(
         .await
     {
         Ok(issued) => {
+            // Signing in again ends the session the browser's old cookie
+            // names (its cookie is replaced below): left alive, it would stay
+            // usable by whoever copied it. A cookie that opens nothing
+            // (malformed, expired) is refused as unauthenticated: no matter.
+            if let Some(old) = cookie(&headers, SESSION_COOKIE).filter(|s| !s.is_empty())
+                && let Err(e) = state.carewatch.sign_out(old).await
+                && !matches!(e, Error::Unauthenticated { .. })
+            {
+                tracing::warn!(error = %e, "the previous session could not be ended at sign-in");
+            }
             let now = state.carewatch.now();
             let mut response = Redirect::to("/").into_response();
             response.headers_mut().append(
@@ -133,9 +141,7 @@ pub async fn logout(
     user: SignedIn,
     form: Result<Form<CsrfOnly>, FormRejection>,
 ) -> PageResult {
-    let Ok(Form(form)) = form else {
-        return Err(bad_form(Some(&user)));
-    };
+    let Form(form) = form.map_err(|rejection| bad_form(&rejection, Some(&user)))?;
     if !user.csrf_matches(Some(&form.csrf)) {
         return Err(csrf_refused(Some(&user)));
     }
@@ -152,8 +158,21 @@ pub async fn logout(
     Ok(response)
 }
 
-/// A form body that is not a form (or not this one).
-pub fn bad_form(user: Option<&SignedIn>) -> Response {
+/// The page for a form that could not be read: too large (413), or not a
+/// form, or not this one (400).
+pub fn bad_form(rejection: &FormRejection, user: Option<&SignedIn>) -> Response {
+    // A body over `DefaultBodyLimit` fails to buffer with axum's 413: say
+    // so, rather than blame the form's contents.
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return super::message_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the form is too large: at most {} KiB",
+                crate::MAX_BODY_BYTES / 1024
+            ),
+            user,
+        );
+    }
     super::message_page(
         StatusCode::BAD_REQUEST,
         "this request did not carry the form it should: nothing was changed",

@@ -118,9 +118,7 @@ pub async fn create(
     user: SignedIn,
     form: Result<Form<CreateForm>, FormRejection>,
 ) -> PageResult {
-    let Ok(Form(form)) = form else {
-        return Err(bad_form(Some(&user)));
-    };
+    let Form(form) = form.map_err(|rejection| bad_form(&rejection, Some(&user)))?;
     if !user.csrf_matches(Some(&form.csrf)) {
         return Err(csrf_refused(Some(&user)));
     }
@@ -193,9 +191,7 @@ pub async fn delete(
     user: SignedIn,
     form: Result<Form<DeleteForm>, FormRejection>,
 ) -> PageResult {
-    let Ok(Form(form)) = form else {
-        return Err(bad_form(Some(&user)));
-    };
+    let Form(form) = form.map_err(|rejection| bad_form(&rejection, Some(&user)))?;
     if !user.csrf_matches(Some(&form.csrf)) {
         return Err(csrf_refused(Some(&user)));
     }

@@ -86,7 +86,7 @@ fn render(user: &SignedIn, view: &OverviewView<'_>) -> Response {
     events.extend(filters.iter().cloned());
     let body = html! {
         h1 { (heading) }
-        section #overview data-live="overview" data-events=(format!("/events?{}", encode_pairs(&events))) {
+        section #overview data-live="overview" data-events=(format!("/events?{}", encode_pairs(&events))) data-page=(view.current) {
             // The parts live.js swaps when it re-reads the page (never the
             // search form, so typing is not interrupted).
             div data-live-part="totals" { (totals(&view.page.totals, view.query)) }

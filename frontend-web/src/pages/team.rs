@@ -62,9 +62,7 @@ pub async fn invite(
     headers: HeaderMap,
     form: Result<Form<InviteForm>, FormRejection>,
 ) -> PageResult {
-    let Ok(Form(form)) = form else {
-        return Err(bad_form(Some(&user)));
-    };
+    let Form(form) = form.map_err(|rejection| bad_form(&rejection, Some(&user)))?;
     if !user.csrf_matches(Some(&form.csrf)) {
         return Err(csrf_refused(Some(&user)));
     }
@@ -135,9 +133,7 @@ pub async fn remove(
     user: SignedIn,
     form: Result<Form<RemoveForm>, FormRejection>,
 ) -> PageResult {
-    let Ok(Form(form)) = form else {
-        return Err(bad_form(Some(&user)));
-    };
+    let Form(form) = form.map_err(|rejection| bad_form(&rejection, Some(&user)))?;
     if !user.csrf_matches(Some(&form.csrf)) {
         return Err(csrf_refused(Some(&user)));
     }

@@ -47,9 +47,7 @@ pub async fn create(
     user: SignedIn,
     form: Result<Form<CreateForm>, FormRejection>,
 ) -> PageResult {
-    let Ok(Form(form)) = form else {
-        return Err(bad_form(Some(&user)));
-    };
+    let Form(form) = form.map_err(|rejection| bad_form(&rejection, Some(&user)))?;
     if !user.csrf_matches(Some(&form.csrf)) {
         return Err(csrf_refused(Some(&user)));
     }
@@ -95,9 +93,7 @@ pub async fn revoke(
     user: SignedIn,
     form: Result<Form<RevokeForm>, FormRejection>,
 ) -> PageResult {
-    let Ok(Form(form)) = form else {
-        return Err(bad_form(Some(&user)));
-    };
+    let Form(form) = form.map_err(|rejection| bad_form(&rejection, Some(&user)))?;
     if !user.csrf_matches(Some(&form.csrf)) {
         return Err(csrf_refused(Some(&user)));
     }
