@@ -2,10 +2,12 @@
 //! own secret in the path, so nothing here ever shows more of a URL than
 //! its host and port.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
+use crate::addresses::{PublicOnly, REFUSED, is_public};
 use crate::proxy::ProxyUrl;
 use crate::sender::{Attempt, SenderError, USER_AGENT};
 
@@ -18,6 +20,8 @@ pub(crate) struct Http {
     timeout: Duration,
     /// Kept out of error texts.
     proxy_password: Option<String>,
+    /// Whether an IP in a URL must be public (names: the resolver).
+    public_only: bool,
 }
 
 impl Http {
@@ -25,7 +29,11 @@ impl Http {
         roots_pem: Option<&[u8]>,
         timeout: Duration,
         proxy: Option<&ProxyUrl>,
+        allow_private_addresses: bool,
     ) -> Result<Self, SenderError> {
+        // Through a proxy, the proxy resolves (and its own address is the
+        // operator's choice, often a private one).
+        let public_only = !allow_private_addresses && proxy.is_none();
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .timeout(timeout)
@@ -39,6 +47,9 @@ impl Http {
             Some(proxy) => builder.proxy(proxy.to_reqwest().map_err(SenderError::new)?),
             None => builder.no_proxy(),
         };
+        if public_only {
+            builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
+        }
         if let Some(pem) = roots_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
                 SenderError::new(format!("the extra trusted certificates: {}", chain(&e)))
@@ -54,6 +65,7 @@ impl Http {
             client,
             timeout,
             proxy_password: proxy.and_then(ProxyUrl::password).map(str::to_owned),
+            public_only,
         })
     }
 
@@ -74,6 +86,15 @@ impl Http {
         let place = format!("{what} at {host}");
         if !matches!(parsed.scheme(), "http" | "https") {
             return Attempt::Failed(format!("{place}: only http and https URLs"));
+        }
+        // An IP in the URL is connected to as is, without the resolver.
+        // (The URL parser has normalised it: `0x7f.1` reads 127.0.0.1.)
+        let literal = parsed
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<IpAddr>().ok());
+        if self.public_only && literal.is_some_and(|ip| !is_public(ip)) {
+            return Attempt::Failed(format!("{place}: {REFUSED}"));
         }
         let mut map = HeaderMap::new();
         map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -24,9 +24,15 @@
 //! otherwise (the `HTTP(S)_PROXY` variables are not read: a proxy sees
 //! every notification, so it is chosen explicitly).
 //!
+//! Webhooks and chat messages reach public addresses only unless the
+//! operator allows private ones (`SenderOptions::allow_private_addresses`,
+//! `serve --allow-private-webhooks`): a channel's URL is a tenant's choice,
+//! and must not reach into the operator's network.
+//!
 //! Secrets (webhook signing secrets, chat webhook URLs, the SMTP password,
 //! the proxy's password) are never logged: errors name the host only.
 
+mod addresses;
 mod dispatcher;
 mod email;
 mod http;

@@ -48,6 +48,11 @@ pub struct SenderOptions {
     /// The HTTP proxy for webhooks, Slack and Teams (`serve
     /// --notify-proxy`); without it they go straight to the receiver.
     pub proxy: Option<ProxyUrl>,
+    /// Whether webhooks, Slack and Teams may reach loopback, private and
+    /// link-local addresses (`serve --allow-private-webhooks`). Off by
+    /// default: a reseller's URL must not reach into the operator's
+    /// network. Through a proxy, the proxy decides.
+    pub allow_private_addresses: bool,
 }
 
 impl Default for SenderOptions {
@@ -57,6 +62,7 @@ impl Default for SenderOptions {
             extra_roots_pem: None,
             timeout: Duration::from_secs(10),
             proxy: None,
+            allow_private_addresses: false,
         }
     }
 }
@@ -98,7 +104,12 @@ impl Sender {
                 "the extra trusted certificates are not PEM certificates",
             ));
         }
-        let http = Http::new(roots, options.timeout, options.proxy.as_ref())?;
+        let http = Http::new(
+            roots,
+            options.timeout,
+            options.proxy.as_ref(),
+            options.allow_private_addresses,
+        )?;
         let mail = options
             .smtp
             .as_ref()

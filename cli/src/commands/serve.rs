@@ -137,6 +137,14 @@ pub struct ServeArgs {
     /// the SMTP server directly.
     #[arg(long, env = "CAREWATCH_NOTIFY_PROXY", value_name = "URL")]
     notify_proxy: Option<HiddenText>,
+    /// Let webhooks, Slack and Teams messages reach loopback, private and
+    /// link-local addresses (10.0.0.0/8, 127.0.0.1, 169.254.169.254 …).
+    /// Off by default: a channel's URL is a reseller's choice and must not
+    /// reach into this network. Turn it on when receivers live on your own
+    /// network (and trust every reseller admin with it). Through
+    /// --notify-proxy, the proxy decides.
+    #[arg(long, env = "CAREWATCH_ALLOW_PRIVATE_WEBHOOKS")]
+    allow_private_webhooks: bool,
     /// How much lower than ingest's the CPU priority of notification work
     /// (the notifier's rules and payloads, delivery) is (a nice increment
     /// for its thread, Linux): under load heartbeats go first and
@@ -203,10 +211,16 @@ fn notification_sender(args: &ServeArgs) -> Result<carewatch_notify::Sender, Str
             proxy.describe()
         );
     }
+    if args.allow_private_webhooks {
+        eprintln!(
+            "webhook, Slack and Teams notifications may reach private and loopback addresses (--allow-private-webhooks)"
+        );
+    }
     carewatch_notify::Sender::new(carewatch_notify::SenderOptions {
         smtp,
         extra_roots_pem,
         proxy,
+        allow_private_addresses: args.allow_private_webhooks,
         ..carewatch_notify::SenderOptions::default()
     })
     .map_err(|e| format!("notifications: {e}"))

@@ -35,7 +35,13 @@ fn store_calls_run_on_the_store_runtime_when_one_is_set() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let server = a_servers_runtime();
     let carewatch = carewatch_on(&server, dir.path());
-    let sender = Arc::new(Sender::new(crate::SenderOptions::default()).expect("sender"));
+    let sender = Arc::new(
+        Sender::new(crate::SenderOptions {
+            allow_private_addresses: true, // the test's receiver is on loopback
+            ..crate::SenderOptions::default()
+        })
+        .expect("sender"),
+    );
     let thread_of_a_call = |store_runtime: Option<Handle>| {
         let dispatcher = Dispatcher::new(
             carewatch.clone(),
@@ -90,7 +96,13 @@ fn on_a_stopped_server(dir: &std::path::Path) -> (Carewatch, Handle, tokio::runt
 fn a_stopped_store_runtime_means_shutting_down() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let (carewatch, handle, own) = on_a_stopped_server(dir.path());
-    let sender = Arc::new(Sender::new(crate::SenderOptions::default()).expect("sender"));
+    let sender = Arc::new(
+        Sender::new(crate::SenderOptions {
+            allow_private_addresses: true, // the test's receiver is on loopback
+            ..crate::SenderOptions::default()
+        })
+        .expect("sender"),
+    );
     let dispatcher = Dispatcher::new(
         carewatch,
         sender,

@@ -21,6 +21,7 @@ fn smtp_sender(server: &SmtpServer) -> Sender {
         extra_roots_pem: server.cert_pem().map(|p| p.as_bytes().to_vec()),
         timeout: Duration::from_secs(5),
         proxy: None,
+        allow_private_addresses: false, // SMTP is the operator's: never filtered
     })
     .expect("sender")
 }

@@ -49,6 +49,56 @@ async fn a_webhook_gets_the_stored_body_signed_and_keyed() {
     assert_eq!(request.json()["schema"], SCHEMA);
 }
 
+/// A reseller's URL must not reach into the operator's network: by default
+/// loopback, private and link-local addresses are refused, named or not,
+/// and nothing is sent; the operator can allow them.
+#[tokio::test]
+async fn a_webhook_to_a_private_address_is_refused_unless_allowed() {
+    let receiver = Receiver::start().await;
+    let public_only = Sender::new(SenderOptions::default()).expect("sender");
+    let by_ip = opened(Destination::Webhook {
+        url: receiver.url("/hooks"),
+    });
+    let entry = entry(&by_ip, "c1.M01-C01-123-45.problem.1.2");
+    let refused = public_only.send(&by_ip, &entry).await;
+    let Attempt::Failed(error) = &refused else {
+        panic!("an IP on loopback must be given up at once: {refused:?}");
+    };
+    assert!(
+        error.contains("private") && error.contains("--allow-private-webhooks"),
+        "{error}"
+    );
+    // The same receiver by a name that resolves to loopback.
+    let by_name = opened(Destination::Webhook {
+        url: receiver.url("/hooks").replace("127.0.0.1", "localhost"),
+    });
+    let refused = public_only.send(&by_name, &entry).await;
+    assert!(
+        matches!(&refused, Attempt::Retry(e) if e.contains("private")),
+        "{refused:?}"
+    );
+    for url in [
+        "http://10.0.0.1:9/hooks",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]:9/hooks",
+        "http://0x7f.1:9/hooks",
+    ] {
+        let channel = opened(Destination::Webhook { url: url.into() });
+        let refused = public_only.send(&channel, &entry).await;
+        assert!(
+            matches!(&refused, Attempt::Failed(e) if e.contains("private")),
+            "{url}: {refused:?}"
+        );
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the receiver"
+    );
+
+    let allowed = sender_trusting(None).send(&by_ip, &entry).await;
+    assert_eq!(allowed, Attempt::Delivered, "allowed by the operator");
+}
+
 /// Through the proxy set (here a receiver answering as one): the whole
 /// URL as the request target, the proxy's credentials as
 /// `Proxy-Authorization`, and the body signed as ever. Without one, nothing
@@ -57,6 +107,8 @@ async fn a_webhook_gets_the_stored_body_signed_and_keyed() {
 async fn a_webhook_goes_through_the_proxy_set_and_only_then() {
     let proxy = Receiver::start().await;
     let proxy_url = proxy.url("").replace("http://", "http://ops:pr0xy-secret@");
+    // Private addresses are not allowed, but the proxy (here on loopback)
+    // is the operator's choice, and it resolves the receiver.
     let sender = Sender::new(SenderOptions {
         proxy: Some(carewatch_notify::ProxyUrl::parse(&proxy_url).expect("proxy URL")),
         ..SenderOptions::default()
@@ -104,6 +156,7 @@ async fn an_unreachable_proxy_is_retried_without_showing_its_password() {
         listener.local_addr().expect("address").port()
     };
     let sender = Sender::new(SenderOptions {
+        allow_private_addresses: true, // the test's receiver is on loopback
         proxy: Some(
             carewatch_notify::ProxyUrl::parse(&format!("http://ops:pr0xy-secret@127.0.0.1:{port}"))
                 .expect("proxy URL"),
@@ -167,6 +220,7 @@ async fn answers_are_classified_retry_or_give_up_and_errors_show_no_path() {
     let channel = opened(Destination::Webhook { url: url.clone() });
     let entry = entry(&channel, "k-codes");
     let sender = Sender::new(SenderOptions {
+        allow_private_addresses: true, // the test's receiver is on loopback
         timeout: Duration::from_millis(700),
         ..SenderOptions::default()
     })

@@ -149,7 +149,13 @@ impl World {
         node: Carewatch,
         options: DispatcherOptions,
     ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-        let sender = Arc::new(Sender::new(SenderOptions::default()).expect("sender"));
+        let sender = Arc::new(
+            Sender::new(SenderOptions {
+                allow_private_addresses: true, // the test's receiver is on loopback
+                ..SenderOptions::default()
+            })
+            .expect("sender"),
+        );
         let dispatcher = Dispatcher::new(node, sender, options);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

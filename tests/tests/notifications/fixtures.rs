@@ -120,6 +120,8 @@ impl Receivers {
             "Carewatch <carewatch@alerts.example.net>".into(),
             "--notify-ca-cert".into(),
             self.ca_file.display().to_string(),
+            // The test's receivers are on loopback.
+            "--allow-private-webhooks".into(),
         ]
     }
 }
