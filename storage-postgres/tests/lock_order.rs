@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use carewatch_core::ids::Slc;
 use carewatch_core::installation::{Installation, Product};
-use carewatch_core::store::{Store, WriteOutcome};
+use carewatch_core::store::{InstallationUpdate, Store, WriteOutcome};
 use carewatch_core::time::Timestamp;
+use carewatch_storage_postgres::PostgresStore;
 use common::Schema;
 use sqlx_core::connection::Connection;
 use sqlx_core::query::query;
@@ -40,44 +41,10 @@ async fn heartbeats_applied_in_place_lock_their_rows_in_key_order() {
     let schema = Schema::create().await;
     let application = schema.next_application_name();
     let store = std::sync::Arc::new(schema.open_store(&application).await);
-    let reseller = common::create_alpha_reseller(&store, START).await;
-    let slc = Slc::new("M01-C01-0001").expect("slc");
-    store
-        .register_installation(&Installation {
-            slc: slc.clone(),
-            reseller,
-            product: Product::new("XProtect Corporate", "2016 R3").expect("product"),
-            subscription_expires_at: None,
-            consent: true,
-            registered_at: START,
-        })
-        .await
-        .expect("registers");
-    store
-        .record_signs_of_life(&[sign(&slc, "rs-a", 1, START), sign(&slc, "rs-b", 1, START)])
-        .await
-        .expect("both servers heard from");
+    let slc = installation_heard_from(&store, &["rs-a", "rs-b"]).await;
 
     // Another writer that locks in key order holds rs-a and will want rs-b.
-    let mut other = common::admin_connection().await;
-    query(AssertSqlSafe(format!(
-        "SET search_path TO \"{}\"",
-        schema.name
-    )))
-    .execute(&mut other)
-    .await
-    .expect("search path");
-    // It looks for a deadlock long before the store's connection would
-    // (default 1 s), so a deadlock fails this writer, not the batch.
-    query("SET deadlock_timeout = '50ms'")
-        .execute(&mut other)
-        .await
-        .expect("deadlock_timeout (the test database's user is a superuser)");
-    query("SET lock_timeout = '5s'")
-        .execute(&mut other)
-        .await
-        .expect("lock_timeout");
-    query("BEGIN").execute(&mut other).await.expect("begin");
+    let mut other = side_transaction(&schema).await;
     lock_row(&mut other, &slc, "rs-a")
         .await
         .expect("rs-a locked");
@@ -89,27 +56,7 @@ async fn heartbeats_applied_in_place_lock_their_rows_in_key_order() {
         let store = store.clone();
         tokio::spawn(async move { store.record_signs_of_life(&batch).await })
     };
-    // Until the batch waits for rs-a.
-    let mut admin = common::admin_connection().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE application_name = $1 AND wait_event_type = 'Lock'",
-        )
-        .bind(&application)
-        .fetch_one(&mut admin)
-        .await
-        .expect("pg_stat_activity");
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the batch never waited for rs-a's row"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_waiting_for_a_lock(&application).await;
 
     // In key order, the batch holds nothing while it waits: rs-b is free.
     let second = lock_row(&mut other, &slc, "rs-b").await;
@@ -131,5 +78,120 @@ async fn heartbeats_applied_in_place_lock_their_rows_in_key_order() {
         vec![WriteOutcome::Applied(None), WriteOutcome::Applied(None)]
     );
     let _ = other.close().await;
+}
+
+/// An installation whose `servers` were heard from at START.
+async fn installation_heard_from(store: &PostgresStore, servers: &[&str]) -> Slc {
+    let reseller = common::create_alpha_reseller(store, START).await;
+    let slc = Slc::new("M01-C01-0001").expect("slc");
+    store
+        .register_installation(&Installation {
+            slc: slc.clone(),
+            reseller,
+            product: Product::new("XProtect Corporate", "2016 R3").expect("product"),
+            subscription_expires_at: None,
+            consent: true,
+            registered_at: START,
+        })
+        .await
+        .expect("registers");
+    let signs: Vec<_> = servers.iter().map(|s| sign(&slc, s, 1, START)).collect();
+    store
+        .record_signs_of_life(&signs)
+        .await
+        .expect("heard from");
+    slc
+}
+
+/// A connection of its own on the schema, quick to find deadlocks (it, not
+/// the store's connection, fails if one forms), inside a transaction.
+async fn side_transaction(schema: &Schema) -> PgConnection {
+    let mut other = common::admin_connection().await;
+    for sql in [
+        AssertSqlSafe(format!("SET search_path TO \"{}\"", schema.name)),
+        AssertSqlSafe("SET deadlock_timeout = '50ms'".to_owned()),
+        AssertSqlSafe("SET lock_timeout = '5s'".to_owned()),
+        AssertSqlSafe("BEGIN".to_owned()),
+    ] {
+        query(sql).execute(&mut other).await.expect("set up");
+    }
+    other
+}
+
+/// Waits until a connection of `application` waits for a lock.
+async fn until_waiting_for_a_lock(application: &str) {
+    let mut admin = common::admin_connection().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(application)
+        .fetch_one(&mut admin)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store never waited for a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = admin.close().await;
+}
+
+/// Withdrawing consent parks the installation's servers: it writes the
+/// installation and its servers. Ingest and the sweep lock a server, then
+/// its installation. The service change used to lock the installation
+/// first: with a heartbeat holding a server, the two deadlocked, found only
+/// after `deadlock_timeout` (1 s, past the node's stall limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_change_locks_the_servers_before_their_installation() {
+    let schema = Schema::create().await;
+    let application = schema.next_application_name();
+    let store = std::sync::Arc::new(schema.open_store(&application).await);
+    let slc = installation_heard_from(&store, &["rs-a"]).await;
+
+    // A heartbeat's transaction holds rs-a, as ingest does first.
+    let mut ingest = side_transaction(&schema).await;
+    lock_row(&mut ingest, &slc, "rs-a")
+        .await
+        .expect("rs-a locked");
+    let withdrawing = {
+        let store = store.clone();
+        let slc = slc.clone();
+        tokio::spawn(async move {
+            store
+                .update_installation(&slc, &InstallationUpdate::Consent(false), START)
+                .await
+        })
+    };
+    until_waiting_for_a_lock(&application).await;
+
+    // Then the heartbeat wants the installation (its summary): free, since
+    // the service change waits for rs-a holding nothing of this line.
+    let installation = query("SELECT 1 FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
+        .bind(slc.as_str())
+        .fetch_one(&mut ingest)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string());
+    query("ROLLBACK")
+        .execute(&mut ingest)
+        .await
+        .expect("rollback");
+    assert_eq!(
+        installation,
+        Ok(()),
+        "the service change held the installation while it waited for a server"
+    );
+    let withdrawn = withdrawing
+        .await
+        .expect("the service change's task")
+        .expect("consent withdrawn once the heartbeat is done");
+    assert!(!withdrawn.consent);
+    let _ = ingest.close().await;
 }

@@ -179,8 +179,10 @@ impl Carewatch {
 
         let next_check_at = self.next_check_after(received_at);
         let missed_before = match &admission.server {
+            // From where the sweep counts: after a refusal (an expired
+            // Care Plus, withdrawn consent) ended, not its last message.
             Some(s) if s.availability != Availability::Available => availability::missed_before(
-                s.last_seen_at,
+                s.counted_since(),
                 received_at,
                 s.interval,
                 &config.policy,

@@ -243,6 +243,20 @@ pub fn snapshot_writes(
     }
 }
 
+/// Whether a sweep's verdict still applies to the server's row as it is
+/// now: no message arrived since the evaluation (`last_seen_at` unchanged),
+/// and the server is still counted. A decommission or a park (a refused
+/// installation) committed between the evaluation and this write clears
+/// `next_check_at`; the verdict, judged on the row before it, would
+/// overwrite it with a false Unavailable and a condition.
+pub fn sweep_verdict_applies(
+    current_last_seen_at: Timestamp,
+    current_next_check_at: Option<Timestamp>,
+    change: &crate::store::AvailabilityChange,
+) -> bool {
+    current_last_seen_at == change.expected_last_seen && current_next_check_at.is_some()
+}
+
 /// The condition a server becoming unavailable opens (`SERVER_UNAVAILABLE`,
 /// its subject the server's id), and its history entry, both at `since`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -94,6 +94,7 @@ macro_rules! __conformance_test_list {
             missed_heartbeats_make_server_late_then_unavailable,
             recovery_resolves_unavailability_and_records_it,
             availability_change_loses_to_a_concurrent_message,
+            a_sweep_verdict_loses_to_a_decommission_or_a_park_meanwhile,
             all_servers_down_together_is_one_offline_problem,
             own_downtime_does_not_count_as_missed_heartbeats,
             downtime_windows_are_stored,

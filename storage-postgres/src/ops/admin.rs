@@ -174,6 +174,8 @@ pub(crate) async fn update_installation(
     update: &InstallationUpdate,
     at: Timestamp,
 ) -> DbResult<Installation> {
+    // Its servers before its row: the service change below writes both.
+    super::lifecycle::lock_installation_servers(c, slc).await?;
     let changed = match update {
         InstallationUpdate::Subscription(until) => {
             query("UPDATE installations SET subscription_expires_at = $2 WHERE slc = $1")

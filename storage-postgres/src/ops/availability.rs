@@ -68,11 +68,12 @@ pub(crate) async fn apply_availability(
     let mut touched = BTreeMap::new();
     for change in changes {
         let key = (change.slc.clone(), change.server.clone());
-        // A message arrived since the evaluation (or the server is gone): it wins.
+        // A message arrived since the evaluation, the server was parked or
+        // decommissioned, or it is gone: the verdict is dropped.
         let Some(current) = rows.get_mut(&key) else {
             continue;
         };
-        if current.last_seen_at != change.expected_last_seen {
+        if !rules::sweep_verdict_applies(current.last_seen_at, current.next_check_at, change) {
             continue;
         }
         let before = current.availability;

@@ -21,7 +21,12 @@ pub(crate) async fn decommission_server(
     server: &RecordingServerId,
     at: Timestamp,
 ) -> DbResult<bool> {
-    let owner = query("SELECT reseller_id FROM installations WHERE slc = $1")
+    // The server first, then its installation, as ingest and the sweep
+    // lock them: a message from it waits for this, and no lock cycle forms.
+    let current = ingest::load_server(c, slc, server, true).await?;
+    // The owner read under the installation's lock: a transfer committing
+    // meanwhile is waited for, never decided against the previous owner.
+    let owner = query("SELECT reseller_id FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
         .bind(slc.as_str())
         .fetch_optional(&mut *c)
         .await?
@@ -35,8 +40,7 @@ pub(crate) async fn decommission_server(
         }
         _ => {}
     }
-    // Locked like ingest locks it: a message from it waits for this.
-    let Some(current) = ingest::load_server(c, slc, server, true).await? else {
+    let Some(current) = current else {
         return Err(Error::NotFound {
             what: format!("recording server {server} of installation {slc}"),
         }
@@ -77,15 +81,29 @@ pub(crate) async fn decommission_server(
     Ok(true)
 }
 
+/// Locks every server row of `slc`, in key order. Ingest, the sweep and a
+/// decommission lock servers before their installation; a writer that
+/// changes an installation and then its servers locks them first too, or
+/// the two would wait for each other (a deadlock, found only after
+/// `deadlock_timeout`, long enough to stall ingest past its limit).
+pub(crate) async fn lock_installation_servers(c: &mut PgConnection, slc: &Slc) -> DbResult<()> {
+    query("SELECT 1 FROM servers WHERE slc = $1 ORDER BY server_id FOR UPDATE")
+        .bind(slc.as_str())
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
 /// Applies [`rules::service_change`] after an installation's consent or
 /// Care Plus changed at `at` (or its Care Plus ran out): parks or resumes
-/// its servers. The installation's row is locked first, as every writer of
-/// its line locks it.
+/// its servers; what it did. Its servers are locked first, then its
+/// installation (see [`lock_installation_servers`]).
 pub(crate) async fn apply_service_change(
     c: &mut PgConnection,
     slc: &Slc,
     at: Timestamp,
-) -> DbResult<()> {
+) -> DbResult<Option<ServiceChange>> {
+    lock_installation_servers(c, slc).await?;
     let parked = query("SELECT parked_at FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
         .bind(slc.as_str())
         .fetch_optional(&mut *c)
@@ -96,7 +114,8 @@ pub(crate) async fn apply_service_change(
     let installation = super::admin::installation(c, slc)
         .await?
         .ok_or_else(|| Error::installation_not_found(slc))?;
-    match rules::service_change(parked.is_some(), &installation, at) {
+    let change = rules::service_change(parked.is_some(), &installation, at);
+    match change {
         Some(ServiceChange::Park) => {
             query("UPDATE servers SET next_check_at = NULL WHERE slc = $1 AND state IN (0, 1)")
                 .bind(slc.as_str())
@@ -125,7 +144,7 @@ pub(crate) async fn apply_service_change(
         }
         None => {}
     }
-    Ok(())
+    Ok(change)
 }
 
 /// Parks the installations whose Care Plus ended at or before `now`.
@@ -139,9 +158,15 @@ pub(crate) async fn park_expired(c: &mut PgConnection, now: Timestamp) -> DbResu
     .bind(now.as_millis())
     .fetch_all(&mut *c)
     .await?;
+    let mut parked = 0u32;
     for row in &rows {
         let slc = codec::slc(&col::<String>(row, 0)?)?;
-        apply_service_change(c, &slc, now).await?;
+        // Candidates are read unlocked: another node's sweep may have
+        // parked this one meanwhile, and told it; tell it once.
+        if apply_service_change(c, &slc, now).await? != Some(ServiceChange::Park) {
+            continue;
+        }
+        parked += 1;
         // Watchers and live pages learn that it ran out.
         super::feed::append(
             c,
@@ -153,7 +178,7 @@ pub(crate) async fn park_expired(c: &mut PgConnection, now: Timestamp) -> DbResu
         )
         .await?;
     }
-    Ok(u32::try_from(rows.len()).unwrap_or(u32::MAX))
+    Ok(parked)
 }
 
 /// Deletes what installations whose consent was withdrawn at or before
@@ -168,13 +193,32 @@ pub(crate) async fn delete_withdrawn_data(
         "SELECT slc FROM installations
          WHERE consent_withdrawn_at IS NOT NULL AND data_deleted_at IS NULL
              AND consent_withdrawn_at <= $1 AND NOT consent
-         ORDER BY slc FOR NO KEY UPDATE",
+         ORDER BY slc",
     )
     .bind(before.as_millis())
     .fetch_all(&mut *c)
     .await?;
+    let mut deleted = 0u32;
     for row in &rows {
         let slc = codec::slc(&col::<String>(row, 0)?)?;
+        // Servers, then the installation (see lock_installation_servers),
+        // which is checked again under its lock: consent given back
+        // meanwhile keeps the data.
+        lock_installation_servers(c, &slc).await?;
+        let still_due = query(
+            "SELECT 1 FROM installations
+             WHERE slc = $2 AND consent_withdrawn_at IS NOT NULL AND data_deleted_at IS NULL
+                 AND consent_withdrawn_at <= $1 AND NOT consent
+             FOR NO KEY UPDATE",
+        )
+        .bind(before.as_millis())
+        .bind(slc.as_str())
+        .fetch_optional(&mut *c)
+        .await?;
+        if still_due.is_none() {
+            continue;
+        }
+        deleted += 1;
         for sql in [
             "DELETE FROM conditions WHERE slc = $1",
             "DELETE FROM history WHERE slc = $1",
@@ -189,5 +233,5 @@ pub(crate) async fn delete_withdrawn_data(
             .await?;
         summary::refresh(c, &slc, at).await?;
     }
-    Ok(u32::try_from(rows.len()).unwrap_or(u32::MAX))
+    Ok(deleted)
 }

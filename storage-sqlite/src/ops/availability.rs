@@ -49,20 +49,31 @@ pub(crate) fn apply_availability(
     for change in changes {
         let current = tx
             .prepare_cached(
-                "SELECT last_seen_at, state, missed, unavailable_since FROM servers WHERE slc = ?1 AND server_id = ?2",
+                "SELECT last_seen_at, state, missed, unavailable_since, next_check_at FROM servers WHERE slc = ?1 AND server_id = ?2",
             )
             .and_then(|mut stmt| {
                 stmt.query_row([change.slc.as_str(), change.server.as_str()], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i16>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i16>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
                 })
                 .optional()
             })
             .map_err(map_err)?;
-        // A message arrived since the evaluation (or the server is gone): it wins.
-        let Some((last_seen, state, missed, since)) = current else {
+        // A message arrived since the evaluation, the server was parked or
+        // decommissioned, or it is gone: the verdict is dropped.
+        let Some((last_seen, state, missed, since, next_check)) = current else {
             continue;
         };
-        if last_seen != change.expected_last_seen.as_millis() {
+        if !rules::sweep_verdict_applies(
+            Timestamp::from_millis(last_seen),
+            next_check.map(Timestamp::from_millis),
+            change,
+        ) {
             continue;
         }
         let before = AvailabilityColumns {

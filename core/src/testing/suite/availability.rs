@@ -3,9 +3,11 @@
 
 mod heartbeat_rule;
 mod own_downtime;
+mod retired_meanwhile;
 
 pub(crate) use heartbeat_rule::*;
 pub(crate) use own_downtime::*;
+pub(crate) use retired_meanwhile::*;
 
 use std::sync::Arc;
 

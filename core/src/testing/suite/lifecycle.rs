@@ -283,6 +283,23 @@ pub(crate) async fn an_expired_subscription_is_not_judged_and_renewal_gives_grac
         },
         "still silent three intervals after the renewal: unavailable, counted from it"
     );
+    // Its recovery counts what it missed from the renewal too, as the
+    // sweep did: not the refused time before it (18 intervals since 90 s).
+    fx.advance(t(1200).since(fx.carewatch.now()));
+    beat(&fx, &site, "rs-1", 3).await;
+    let recovered: Vec<_> = detail(&fx, &site)
+        .await
+        .history
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            HistoryKind::Recovered {
+                unavailable_for,
+                missed,
+            } => Some((unavailable_for, missed)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recovered, [(secs(20), 3)], "recovered at 1200 s");
 }
 
 pub(crate) async fn withdrawn_consent_is_not_judged_and_its_data_is_deleted_after_retention(
