@@ -14,11 +14,12 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use carewatch_core::Carewatch;
+use carewatch_core::log_limit::RateLimitedLog;
 use carewatch_grpc::routes::routes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -132,9 +133,7 @@ pub async fn serve(
         slots: Arc::new(Semaphore::new(max_connections)),
         pending: Mutex::default(),
         max_pending_per_address: options.max_pending_per_address,
-        refused_full: RateLimitedLog::default(),
-        refused_pending: RateLimitedLog::default(),
-        accept_failed: RateLimitedLog::default(),
+        logs: RateLimitedLog::default(),
     });
     let settings = Arc::new(ConnectionSettings {
         tls,
@@ -151,7 +150,7 @@ pub async fn serve(
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
-                        limits.accept_failed.warn(|n| tracing::warn!(error = %e, failures = n, "accepting a connection failed"));
+                        limits.logs.log("accept_failed", |n| tracing::warn!(error = %e, failures = n, "accepting a connection failed"));
                         // Out of file descriptors: give connections time to close.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
@@ -228,9 +227,8 @@ struct Limits {
     /// Connections per address that have not sent a request yet.
     pending: Mutex<HashMap<IpAddr, usize>>,
     max_pending_per_address: usize,
-    refused_full: RateLimitedLog,
-    refused_pending: RateLimitedLog,
-    accept_failed: RateLimitedLog,
+    /// Refusals and accept failures, each kind logged at most every 10 s.
+    logs: RateLimitedLog,
 }
 
 /// A connection's place: a slot, and (until its first request) a pending
@@ -292,7 +290,7 @@ impl Limits {
     /// server is full or the address already has too many pending ones.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admission> {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            self.refused_full.warn(|n| {
+            self.logs.log("connections_full", |n| {
                 tracing::warn!(
                     refused = n,
                     "connection limit reached: refusing new connections (raise the open-file limit to take more)"
@@ -305,7 +303,7 @@ impl Limits {
             let count = pending.entry(ip).or_insert(0);
             if *count >= self.max_pending_per_address {
                 drop(pending);
-                self.refused_pending.warn(|n| {
+                self.logs.log("pending_per_address", |n| {
                     tracing::warn!(source = %ip, refused = n,
                         "too many unfinished connections from one address: refusing more");
                 });
@@ -323,28 +321,6 @@ impl Limits {
                 })),
             }),
         })
-    }
-}
-
-/// A warning logged at most every 10 s, with how many times it happened.
-#[derive(Debug, Default)]
-struct RateLimitedLog {
-    count: AtomicU64,
-    last: Mutex<Option<Instant>>,
-}
-
-impl RateLimitedLog {
-    fn warn(&self, log: impl FnOnce(u64)) {
-        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
-            *last = Some(Instant::now());
-            self.count.store(0, Ordering::Relaxed);
-            log(count);
-        }
     }
 }
 

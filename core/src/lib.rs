@@ -20,6 +20,7 @@ pub mod ids;
 pub mod installation;
 pub mod labels;
 pub mod liveness;
+pub mod log_limit;
 pub mod notification;
 pub mod report;
 pub mod seal;

@@ -55,6 +55,9 @@ struct Source {
     failures: u32,
     last_failure: Instant,
     logged_at: Option<Instant>,
+    /// Attempts begun and not ended: each counts as a failure until it
+    /// ends, so a burst of concurrent guesses is slowed like a sequence.
+    in_progress: u32,
 }
 
 /// What a recorded failure means for the caller.
@@ -105,20 +108,50 @@ impl FailureThrottle {
         }
     }
 
-    /// Records a failed attempt from `source`.
-    pub fn failed(&self, source: &str, now: Instant) -> Failure {
+    /// Begins an attempt from `source`: how long to wait before checking
+    /// it, counting the attempts from it still under way as failures (a
+    /// delay read before concurrent attempts fail would let a burst
+    /// through at full speed). Every `begin` needs its [`Self::end`].
+    pub fn begin(&self, source: &str, now: Instant) -> Duration {
         let policy = self.policy;
         let mut sources = self.sources();
-        if sources.len() >= policy.max_sources && !sources.contains_key(source) {
-            sources.retain(|_, s| now.duration_since(s.last_failure) < policy.forget_after);
-            if sources.len() >= policy.max_sources {
-                sources.clear();
-            }
-        }
+        make_room(&mut sources, source, now, policy);
         let entry = sources.entry(source.to_owned()).or_insert(Source {
             failures: 0,
             last_failure: now,
             logged_at: None,
+            in_progress: 0,
+        });
+        if now.duration_since(entry.last_failure) >= policy.forget_after {
+            entry.failures = 0;
+        }
+        let delay = policy.delay_after(entry.failures.saturating_add(entry.in_progress));
+        entry.in_progress = entry.in_progress.saturating_add(1);
+        delay
+    }
+
+    /// Ends an attempt begun with [`Self::begin`] (after recording its
+    /// failure or success). A source with nothing to remember is dropped.
+    pub fn end(&self, source: &str) {
+        let mut sources = self.sources();
+        if let Some(entry) = sources.get_mut(source) {
+            entry.in_progress = entry.in_progress.saturating_sub(1);
+            if entry.in_progress == 0 && entry.failures == 0 {
+                sources.remove(source);
+            }
+        }
+    }
+
+    /// Records a failed attempt from `source`.
+    pub fn failed(&self, source: &str, now: Instant) -> Failure {
+        let policy = self.policy;
+        let mut sources = self.sources();
+        make_room(&mut sources, source, now, policy);
+        let entry = sources.entry(source.to_owned()).or_insert(Source {
+            failures: 0,
+            last_failure: now,
+            logged_at: None,
+            in_progress: 0,
         });
         if now.duration_since(entry.last_failure) >= policy.forget_after {
             entry.failures = 0;
@@ -138,8 +171,33 @@ impl FailureThrottle {
     }
 
     /// Forgets `source`'s failures: it proved it holds a valid credential.
+    /// Its attempts still under way keep counting until they end.
     pub fn succeeded(&self, source: &str) {
-        self.sources().remove(source);
+        let mut sources = self.sources();
+        match sources.get_mut(source) {
+            Some(entry) if entry.in_progress > 0 => entry.failures = 0,
+            _ => {
+                sources.remove(source);
+            }
+        }
+    }
+}
+
+/// Keeps the map within `max_sources` before `source` is added: forgotten
+/// sources go first, then everyone (memory first, under a spray).
+fn make_room(
+    sources: &mut HashMap<String, Source>,
+    source: &str,
+    now: Instant,
+    policy: ThrottlePolicy,
+) {
+    if sources.len() >= policy.max_sources && !sources.contains_key(source) {
+        sources.retain(|_, s| {
+            s.in_progress > 0 || now.duration_since(s.last_failure) < policy.forget_after
+        });
+        if sources.len() >= policy.max_sources {
+            sources.clear();
+        }
     }
 }
 
@@ -186,6 +244,44 @@ mod tests {
         );
         throttle.succeeded("10.0.0.1");
         assert_eq!(throttle.delay("10.0.0.1", later), Duration::ZERO);
+    }
+
+    #[test]
+    fn concurrent_attempts_count_as_failures_until_they_end() {
+        let throttle = FailureThrottle::default();
+        let now = Instant::now();
+        // A burst of ten at once from one address: the first five free,
+        // then each waits longer, as if the earlier ones had failed.
+        let delays: Vec<u64> = (0..10)
+            .map(|_| throttle.begin("10.0.0.1", now).as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [0, 0, 0, 0, 0, 250, 500, 1000, 2000, 4000]);
+        assert_eq!(
+            throttle.begin("10.0.0.2", now),
+            Duration::ZERO,
+            "another source"
+        );
+        throttle.end("10.0.0.2");
+        for _ in 0..10 {
+            throttle.end("10.0.0.1");
+        }
+        assert_eq!(
+            throttle.begin("10.0.0.1", now),
+            Duration::ZERO,
+            "attempts that ended without failing leave nothing behind"
+        );
+        throttle.end("10.0.0.1");
+        assert!(throttle.sources().is_empty());
+        // A success under way does not forget the attempts still running.
+        throttle.begin("10.0.0.3", now);
+        throttle.begin("10.0.0.3", now);
+        throttle.failed("10.0.0.3", now);
+        throttle.succeeded("10.0.0.3");
+        assert_eq!(
+            throttle.begin("10.0.0.3", now),
+            Duration::ZERO,
+            "two under way, the failure forgotten"
+        );
     }
 
     #[test]

@@ -57,8 +57,11 @@ impl Carewatch {
         };
         drop(in_flight);
         if let Err(e) = &result {
-            tracing::info!(slc = %message.slc, server = %message.server, kind = message.kind.name(),
-                sequence = message.sequence, reason = %e, "message refused");
+            // The sender gets every refusal; the log a sample per kind.
+            self.inner.refusals_logged.log(e.code(), |refusals| {
+                tracing::info!(slc = %message.slc, server = %message.server, kind = message.kind.name(),
+                    sequence = message.sequence, reason = %e, refusals_of_this_kind_since_last_line = refusals, "message refused");
+            });
         }
         result
     }

@@ -12,6 +12,7 @@ mod maintenance;
 mod notifications;
 mod notifier;
 mod operator;
+mod password_work;
 mod report;
 mod reseller;
 mod rotation;
@@ -282,6 +283,10 @@ struct Inner {
     auth_failures: FailureThrottle,
     /// Sign-in failures per login and per address.
     sign_in_failures: FailureThrottle,
+    /// Password hashing and checks, a few at a time.
+    password_work: password_work::PasswordWork,
+    /// Refused messages, logged per kind at a bounded rate.
+    refusals_logged: crate::log_limit::RateLimitedLog,
     /// Messages received and not yet written.
     in_flight: in_flight::InFlight,
     /// One sweep at a time (the maintenance loop, a caller's `sweep`).
@@ -338,6 +343,8 @@ impl Carewatch {
                 stopping: watch::channel(false).0,
                 auth_failures: FailureThrottle::default(),
                 sign_in_failures: FailureThrottle::default(),
+                password_work: password_work::PasswordWork::default(),
+                refusals_logged: crate::log_limit::RateLimitedLog::default(),
                 in_flight: in_flight::InFlight::default(),
                 sweeping: tokio::sync::Mutex::new(()),
                 last_mark: AtomicI64::new(i64::MIN),

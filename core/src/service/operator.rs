@@ -73,26 +73,36 @@ impl Carewatch {
         self.throttled(source, self.check_token(token)).await
     }
 
-    /// Runs a credential check for `source`: delayed after repeated failures
-    /// from it, each failure logged at a bounded rate (never the credential).
+    /// How long the next refusal of a bad token from `source` would be
+    /// delayed (for monitoring and tests).
+    pub fn authentication_delay(&self, source: IpAddr) -> std::time::Duration {
+        self.inner
+            .auth_failures
+            .delay(&source.to_string(), Instant::now())
+    }
+
+    /// Runs a credential check for `source`: after repeated failures from
+    /// it, its refusals are answered ever more slowly, each failure logged at
+    /// a bounded rate (never the credential). A valid credential is never
+    /// delayed: behind a proxy every client shares one address, and one
+    /// client's bad tokens must not slow the others.
     pub(super) async fn throttled<T>(
         &self,
         source: Option<IpAddr>,
         check: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         let source = source.map(|ip| ip.to_string());
-        if let Some(source) = &source {
-            let delay = self.inner.auth_failures.delay(source, Instant::now());
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-        }
         let result = check.await;
         match (&result, &source) {
             (Err(Error::Unauthenticated { reason }), _) => {
+                let now = Instant::now();
+                let delay = source
+                    .as_deref()
+                    .map(|s| self.inner.auth_failures.delay(s, now))
+                    .unwrap_or_default();
                 let failure = source
                     .as_deref()
-                    .map(|s| self.inner.auth_failures.failed(s, Instant::now()));
+                    .map(|s| self.inner.auth_failures.failed(s, now));
                 if failure.is_none_or(|f| f.log) {
                     tracing::warn!(
                         source = source.as_deref().unwrap_or("-"),
@@ -100,6 +110,9 @@ impl Carewatch {
                         reason,
                         "authentication failed"
                     );
+                }
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
                 }
             }
             (Ok(_), Some(source)) => self.inner.auth_failures.succeeded(source),

@@ -13,6 +13,7 @@ use crate::team::{
     self, ApiTokenRecord, INVITATION_LIFETIME, INVITATION_PREFIX, InvitationRecord, IssuedSecret,
     Login, Password, Role, SESSION_LIFETIME, SESSION_PREFIX, SessionRecord, User,
 };
+use crate::throttle::FailureThrottle;
 use crate::time::Timestamp;
 
 /// A new invitation: the secret for the link, and when it stops working.
@@ -109,7 +110,11 @@ impl Carewatch {
     /// works once. Returns the user.
     pub async fn accept_invitation(&self, secret: &str, password: Password) -> Result<User> {
         let hash = team::parse_secret(INVITATION_PREFIX, secret)?;
-        let password_hash = hash_off_thread(password).await?;
+        let password_hash = self
+            .inner
+            .password_work
+            .run(move || password.hash())
+            .await??;
         let user = self
             .inner
             .store
@@ -153,22 +158,29 @@ impl Carewatch {
             source.map(|ip| format!("address:{ip}")),
         ];
         let throttle = &self.inner.sign_in_failures;
+        let now = Instant::now();
         let delay = keys
             .iter()
             .flatten()
-            .map(|k| throttle.delay(k, Instant::now()))
+            .map(|k| throttle.begin(k, now))
             .max()
             .unwrap_or_default();
+        // Ended however this attempt ends, a caller going away included.
+        let _attempts = Attempts {
+            throttle,
+            keys: &keys,
+        };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         let stored = self.inner.store.user_credentials(&login).await?;
         let password = password.to_owned();
         let hash = stored.as_ref().map(|(_, hash)| hash.clone());
-        let ok =
-            tokio::task::spawn_blocking(move || team::verify_password(&password, hash.as_deref()))
-                .await
-                .map_err(|e| Error::storage("checking a password was interrupted", e))?;
+        let ok = self
+            .inner
+            .password_work
+            .run(move || team::verify_password(&password, hash.as_deref()))
+            .await?;
         let Some((user, _)) = stored.filter(|_| ok) else {
             for key in keys.iter().flatten() {
                 let failure = throttle.failed(key, Instant::now());
@@ -306,8 +318,16 @@ impl Carewatch {
 }
 
 /// Hashes a password on a blocking thread (Argon2 is slow on purpose).
-async fn hash_off_thread(password: Password) -> Result<String> {
-    tokio::task::spawn_blocking(move || password.hash())
-        .await
-        .map_err(|e| Error::storage("hashing a password was interrupted", e))?
+/// Sign-in attempts begun on the throttle, ended when dropped.
+struct Attempts<'a> {
+    throttle: &'a FailureThrottle,
+    keys: &'a [Option<String>],
+}
+
+impl Drop for Attempts<'_> {
+    fn drop(&mut self) {
+        for key in self.keys.iter().flatten() {
+            self.throttle.end(key);
+        }
+    }
 }

@@ -64,6 +64,7 @@ macro_rules! __conformance_test_list {
             // registration and operator data
             resellers_are_created_once,
             reseller_tokens_rotate,
+            bad_tokens_never_slow_a_valid_one_from_the_same_address,
             operator_tokens_round_trip,
             installations_register_once_to_an_existing_reseller,
             installation_updates_are_stored,

@@ -356,3 +356,56 @@ pub(crate) async fn operator_tokens_round_trip(backend: &(impl TestBackend + ?Si
         None
     );
 }
+
+/// Bad tokens from an address slow that address's refusals, never a valid
+/// token from it: behind a proxy every client shares one address.
+pub(crate) async fn bad_tokens_never_slow_a_valid_one_from_the_same_address(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let acme = reseller_id("acme");
+    let issued = fx
+        .carewatch
+        .create_reseller(&acme, "Acme")
+        .await
+        .expect("creating acme");
+    let proxy: std::net::IpAddr = "10.0.0.7".parse().expect("an address");
+    let bad = issue_token(&crate::auth::Principal::Reseller(acme.clone()));
+    // Ten wrong tokens at once from the proxy's address: the later ones
+    // are answered after delays of up to 4 s (five free, then 250 ms
+    // doubling), each counted as soon as it was checked.
+    let guesses: Vec<_> = (0..10)
+        .map(|_| {
+            let carewatch = fx.carewatch.clone();
+            let token = bad.token.to_string();
+            tokio::spawn(async move { carewatch.authenticate(&token, Some(proxy)).await })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fx.carewatch.authentication_delay(proxy) < std::time::Duration::from_secs(4) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failures were never counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(
+        fx.carewatch
+            .authenticate(&issued.token, Some(proxy))
+            .await
+            .expect("the valid token"),
+        Principal::Reseller(acme)
+    );
+    // A delay would be 5 s; a loaded machine answers far within 2.5.
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_millis(2_500), "{took:?}");
+    for guess in guesses {
+        let refused = guess.await.expect("task");
+        assert!(
+            matches!(refused, Err(Error::Unauthenticated { .. })),
+            "{refused:?}"
+        );
+    }
+}
