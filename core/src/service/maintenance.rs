@@ -168,6 +168,21 @@ impl Carewatch {
         };
         let stopwatch = Stopwatch::start();
         let window = self.watch_storage(now, self.inner.store.mark_alive(&mark).await)?;
+        if let Some(since) = pending {
+            // The mark's transaction recorded the outage: cleared now (a
+            // newer failure stays), so that failing to load its window
+            // below cannot make the next mark record it again, stretched
+            // over time this node was receiving. Until the window is
+            // loaded, the sweep's downtime epoch is stale and the store
+            // refuses its verdicts.
+            let _ = self.inner.outage_since.compare_exchange(
+                since.as_millis(),
+                NO_OUTAGE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            tracing::info!(since = %since, "storage works again");
+        }
         if let Some(window) = window {
             tracing::warn!(from = %window.start(), to = %window.end(),
                 "Carewatch was not receiving: recorded as own downtime");
@@ -181,16 +196,6 @@ impl Carewatch {
         self.inner
             .last_mark
             .fetch_max(now.as_millis(), Ordering::AcqRel);
-        if let Some(since) = pending {
-            // Cleared only after the window is loaded; a newer failure stays.
-            let _ = self.inner.outage_since.compare_exchange(
-                since.as_millis(),
-                NO_OUTAGE,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-            tracing::info!(since = %since, "storage works again");
-        }
         Ok(())
     }
 
@@ -232,7 +237,7 @@ impl Carewatch {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                if let Err(e) = self.mark_alive().await {
+                if let Err(e) = survive("the liveness mark", self.mark_alive()).await {
                     tracing::warn!(error = %e, "liveness mark failed; retrying next tick");
                 }
             }
@@ -247,9 +252,9 @@ impl Carewatch {
                     self.inner.last_mark.load(Ordering::Acquire),
                 )) > self.inner.config.liveness_tolerance;
                 let result = if stale {
-                    self.tick().await
+                    survive("maintenance", self.tick()).await
                 } else {
-                    self.sweep().await
+                    survive("the sweep", self.sweep()).await
                 };
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "sweep failed; retrying next tick");
@@ -271,12 +276,12 @@ impl Carewatch {
                 let before = self
                     .now()
                     .saturating_sub(self.inner.config.change_retention);
-                match self.inner.store.prune_changes(before).await {
+                match survive("pruning", self.inner.store.prune_changes(before)).await {
                     Ok(0) => {}
                     Ok(pruned) => tracing::info!(pruned, %before, "pruned the change feed"),
                     Err(e) => tracing::warn!(error = %e, "pruning the change feed failed"),
                 }
-                match self.prune_notifications().await {
+                match survive("pruning", self.prune_notifications()).await {
                     Ok(0) => {}
                     Ok(pruned) => tracing::info!(
                         pruned,
@@ -284,7 +289,7 @@ impl Carewatch {
                     ),
                     Err(e) => tracing::warn!(error = %e, "deleting old notifications failed"),
                 }
-                match self.delete_withdrawn_data().await {
+                match survive("deleting data", self.delete_withdrawn_data()).await {
                     Ok(0) => {}
                     Ok(deleted) => tracing::info!(
                         installations = deleted,
@@ -303,5 +308,50 @@ impl Carewatch {
             () = sweeps => {}
             () = housekeeping => {}
         }
+    }
+}
+
+/// Runs one round of a maintenance loop; a panic in it becomes its error
+/// (logged by the loop, which goes on). Left to unwind, it would end the
+/// whole maintenance task: no more liveness marks or sweeps, silently, for
+/// the rest of the process's life.
+async fn survive<T>(what: &'static str, round: impl Future<Output = Result<T>>) -> Result<T> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(round).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            Err(Error::storage(format!("{what} panicked"), text))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_round_is_an_error_and_the_loop_goes_on() {
+        let panicked = survive("the sweep", async {
+            if std::hint::black_box(true) {
+                panic!("boom");
+            }
+            Ok(())
+        })
+        .await
+        .expect_err("a panic is an error");
+        let text = format!("{panicked}: {:?}", std::error::Error::source(&panicked));
+        assert!(
+            text.contains("the sweep panicked") && text.contains("boom"),
+            "{text}"
+        );
+        assert_eq!(
+            survive("the sweep", async { Ok(7) }).await.expect("runs"),
+            7
+        );
     }
 }
