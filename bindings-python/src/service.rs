@@ -100,17 +100,26 @@ impl Carewatch {
                 schema: schema.as_deref(),
                 application_name: Some("carewatch-python"),
             };
-            let store = open_store(&target, &options).await?;
-            // After the store: a failed open leaves no stray key file.
-            // During a rotation the current key must already exist: a new
-            // random one would receive every re-sealed secret.
-            let if_missing = if previous.is_empty() {
-                IfMissing::Create
+            // During a rotation the current key must already exist (a new
+            // random one would receive every re-sealed secret), so it is
+            // looked for first: a refusal leaves no empty database behind.
+            // Otherwise the store comes first: a failed open leaves no
+            // stray key file.
+            let rotation_key = if previous.is_empty() {
+                None
             } else {
-                IfMissing::Refuse
+                Some(store::master_key(
+                    &target,
+                    master_key.as_deref(),
+                    None,
+                    IfMissing::Refuse,
+                )?)
             };
-            let (key, source) =
-                store::master_key(&target, master_key.as_deref(), None, if_missing)?;
+            let store = open_store(&target, &options).await?;
+            let (key, source) = match rotation_key {
+                Some(found) => found,
+                None => store::master_key(&target, master_key.as_deref(), None, IfMissing::Create)?,
+            };
             let description = target.describe();
             let config = Config::new(key)
                 .with_previous_master_keys(previous)

@@ -193,6 +193,7 @@ def test_a_rotation_never_makes_up_the_current_key(tmp_path: Path) -> None:
     with pytest.raises(carewatch.InvalidInput, match="must be in place"):
         carewatch.Carewatch.open(database, previous_master_keys=[carewatch.generate_master_key()])
     assert not (tmp_path / "master.key").exists()
+    assert not database.exists(), "a refused open leaves no empty database behind"
     carewatch.Carewatch.open(database)
     assert (tmp_path / "master.key").exists()
 
