@@ -281,10 +281,8 @@ def test_after_saving_labels_the_page_keeps_its_address_and_stays_live(
     page.evaluate("window.__notReloaded = true")
 
     provisioned.fleet.status(slc, "rs-1", STORAGE_FULL)
-    page.wait_for_function(
-        "document.querySelector('dl.facts').innerText.includes('STORAGE_FULL')",
-        timeout=5_000,
-    )
+    # (A selector, not wait_for_function: the page's CSP forbids eval.)
+    page.wait_for_selector("dl.facts:has-text('STORAGE_FULL')", timeout=5_000)
     assert page.evaluate("window.__notReloaded === true"), "the page was reloaded"
 
     response = page.reload()
