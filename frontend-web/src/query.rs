@@ -23,8 +23,9 @@ pub struct OverviewParams {
     #[param(example = "M01-C01")]
     pub q: Option<String>,
     /// `true` lists Healthy installations too; by default only those that
-    /// need attention are listed.
-    #[param(example = "true")]
+    /// need attention are listed. Read as text (so that a bad value is a
+    /// clear `invalid_input`), described as the boolean it is.
+    #[param(value_type = Option<bool>, example = true)]
     pub all: Option<String>,
     /// Sort by `health` (worst first, the default), `customer` (customer
     /// name, then site, A to Z ignoring case and accents; unnamed last) or
@@ -34,8 +35,9 @@ pub struct OverviewParams {
     /// Continue after this page token (`next` of the previous page, in the
     /// same sort).
     pub after: Option<String>,
-    /// Rows per page, 1 to 500 (default 50).
-    #[param(example = 50)]
+    /// Rows per page, 1 to 500 (default 50). Read as text (so that a bad
+    /// value is a clear `invalid_input`), described as the integer it is.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500, example = 50)]
     pub limit: Option<String>,
 }
 

@@ -331,6 +331,32 @@ async fn the_openapi_description_is_valid_and_matches_the_routes() {
         params,
         BTreeSet::from(["health", "q", "all", "sort", "after", "limit"])
     );
+    // Generated clients see the types the parameters have, not text.
+    let schema_of = |name: &str| {
+        doc["paths"]["/api/v1/installations"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["schema"].clone())
+            .expect("the parameter")
+    };
+    // (OpenAPI 3.1 may spell an optional one as ["integer", "null"].)
+    let is = |schema: &Value, kind: &str| {
+        schema["type"] == kind
+            || schema["type"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == kind))
+    };
+    let limit = schema_of("limit");
+    assert!(is(&limit, "integer"), "{limit}");
+    assert_eq!(
+        (limit["minimum"].as_f64(), limit["maximum"].as_f64()),
+        (Some(1.0), Some(500.0)),
+        "{limit}"
+    );
+    let all = schema_of("all");
+    assert!(is(&all, "boolean"), "{all}");
 
     // The served document is the one generated from the code.
     use utoipa::OpenApi;
