@@ -115,16 +115,7 @@ impl FailureThrottle {
     pub fn begin(&self, source: &str, now: Instant) -> Duration {
         let policy = self.policy;
         let mut sources = self.sources();
-        make_room(&mut sources, source, now, policy);
-        let entry = sources.entry(source.to_owned()).or_insert(Source {
-            failures: 0,
-            last_failure: now,
-            logged_at: None,
-            in_progress: 0,
-        });
-        if now.duration_since(entry.last_failure) >= policy.forget_after {
-            entry.failures = 0;
-        }
+        let entry = current(&mut sources, source, now, policy);
         let delay = policy.delay_after(entry.failures.saturating_add(entry.in_progress));
         entry.in_progress = entry.in_progress.saturating_add(1);
         delay
@@ -146,16 +137,7 @@ impl FailureThrottle {
     pub fn failed(&self, source: &str, now: Instant) -> Failure {
         let policy = self.policy;
         let mut sources = self.sources();
-        make_room(&mut sources, source, now, policy);
-        let entry = sources.entry(source.to_owned()).or_insert(Source {
-            failures: 0,
-            last_failure: now,
-            logged_at: None,
-            in_progress: 0,
-        });
-        if now.duration_since(entry.last_failure) >= policy.forget_after {
-            entry.failures = 0;
-        }
+        let entry = current(&mut sources, source, now, policy);
         entry.failures = entry.failures.saturating_add(1);
         entry.last_failure = now;
         let log = entry
@@ -181,6 +163,27 @@ impl FailureThrottle {
             }
         }
     }
+}
+
+/// `source`'s entry (made if new, within the memory bound), its failures
+/// forgotten if the last one is older than the forgetting time.
+fn current<'a>(
+    sources: &'a mut HashMap<String, Source>,
+    source: &str,
+    now: Instant,
+    policy: ThrottlePolicy,
+) -> &'a mut Source {
+    make_room(sources, source, now, policy);
+    let entry = sources.entry(source.to_owned()).or_insert(Source {
+        failures: 0,
+        last_failure: now,
+        logged_at: None,
+        in_progress: 0,
+    });
+    if now.duration_since(entry.last_failure) >= policy.forget_after {
+        entry.failures = 0;
+    }
+    entry
 }
 
 /// Keeps the map within `max_sources` before `source` is added: forgotten
