@@ -49,6 +49,16 @@ pub fn judge_sign(current: &ServerRecord, sign: &SignOfLife) -> SignJudgement {
                     current.next_check_at.or(Some(sign.next_check_at)),
                 )
             };
+            // A parked server (its installation refused: consent withdrawn,
+            // Care Plus ended) stays parked: a message admitted just before
+            // the refusal committed is written, but only a resume judges the
+            // server again. Available or Late without a next check is
+            // parked; every other such server has one.
+            let parked = matches!(
+                current.availability,
+                Availability::Available | Availability::Late { .. }
+            ) && current.next_check_at.is_none();
+            let next_check_at = next_check_at.filter(|_| !parked);
             SignJudgement::Newer {
                 last_seen_at,
                 next_check_at,

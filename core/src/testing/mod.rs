@@ -96,6 +96,7 @@ macro_rules! __conformance_test_list {
             recovery_resolves_unavailability_and_records_it,
             availability_change_loses_to_a_concurrent_message,
             a_sweep_verdict_loses_to_a_decommission_or_a_park_meanwhile,
+            a_message_admitted_before_a_park_does_not_resume_judging,
             all_servers_down_together_is_one_offline_problem,
             own_downtime_does_not_count_as_missed_heartbeats,
             downtime_windows_are_stored,

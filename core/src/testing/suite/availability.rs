@@ -97,3 +97,26 @@ async fn windows(store: &Arc<dyn crate::store::Store>) -> Vec<DowntimeWindow> {
 fn rs_id(id: &str) -> crate::ids::RecordingServerId {
     crate::ids::RecordingServerId::new(id).expect("valid id")
 }
+
+/// What a sweep at `now` would write for `due` servers silent three
+/// intervals since their last message: Unavailable, no further check.
+fn unavailable_verdicts(
+    due: &[crate::store::ServerRecord],
+    now: Timestamp,
+) -> Vec<crate::store::AvailabilityChange> {
+    due.iter()
+        .map(|s| crate::store::AvailabilityChange {
+            slc: s.slc.clone(),
+            server: s.server.clone(),
+            expected_last_seen: s.last_seen_at,
+            availability: crate::availability::Availability::Unavailable {
+                since: s
+                    .last_seen_at
+                    .saturating_add(crate::testing::fixture::INTERVAL * 3),
+                missed: 3,
+            },
+            next_check_at: None,
+            evaluated_at: now,
+        })
+        .collect()
+}

@@ -22,7 +22,8 @@ use crate::errors::DbResult;
 /// [`codec::SEQ_ORDER_FLIP`]). Run again after an unknown outcome it changes
 /// nothing (the sequence is no longer newer). A sign judged on a remembered
 /// admission applies only while the installation's admission is at its
-/// version and the server is not parked (a next check set).
+/// version. A parked server (no next check) takes the locking path, where
+/// [`carewatch_core::store::rules::judge_sign`] keeps it parked.
 pub(crate) async fn heartbeat_in_place(c: &mut PgConnection, sign: &SignOfLife) -> DbResult<bool> {
     let updated = query(
         "UPDATE servers SET last_seen_at = GREATEST(last_seen_at, $3),
@@ -30,9 +31,9 @@ pub(crate) async fn heartbeat_in_place(c: &mut PgConnection, sign: &SignOfLife) 
              interval_ms = $4, last_sequence = $5, last_digest = $6, missed = 0, unavailable_since = NULL
          WHERE slc = $1 AND server_id = $2 AND state = 0
            AND (last_sequence # $8::bigint) < ($5::bigint # $8::bigint)
+           AND next_check_at IS NOT NULL
            AND ($9::bigint IS NULL
-                OR (next_check_at IS NOT NULL
-                    AND (SELECT admission_version FROM installations WHERE slc = $1) = $9))",
+                OR (SELECT admission_version FROM installations WHERE slc = $1) = $9)",
     )
     .bind(sign.slc.as_str())
     .bind(sign.server.as_str())
@@ -91,9 +92,9 @@ pub(crate) async fn heartbeats_in_place(
                                    remembered, n)
          WHERE s.slc = u.slc AND s.server_id = u.server_id AND s.state = 0
            AND (s.last_sequence # $8::bigint) < (u.last_sequence # $8::bigint)
+           AND s.next_check_at IS NOT NULL
            AND (u.remembered IS NULL
-                OR (s.next_check_at IS NOT NULL
-                    AND (SELECT i.admission_version FROM installations i WHERE i.slc = u.slc) = u.remembered))
+                OR (SELECT i.admission_version FROM installations i WHERE i.slc = u.slc) = u.remembered)
          RETURNING u.n",
     )
     )

@@ -1,10 +1,10 @@
 //! The heartbeat rule in the sweep: Late, Unavailable, recovery, conditional writes, Offline.
 
-use super::{assert_unavailable_conditions, epoch, sweep};
+use super::{assert_unavailable_conditions, epoch, sweep, unavailable_verdicts};
 use crate::availability::Availability;
 use crate::catalogue::ConditionCode;
 use crate::health::{Health, HealthSummary};
-use crate::store::{AvailabilityChange, AvailabilityOutcome, HistoryKind};
+use crate::store::{AvailabilityOutcome, HistoryKind};
 use crate::testing::TestBackend;
 use crate::testing::fixture::{Fixture, INTERVAL, JITTER, START};
 use crate::testing::suite::{
@@ -316,20 +316,7 @@ pub(crate) async fn availability_change_loses_to_a_concurrent_message(
         "due_servers must honour its limit, earliest first"
     );
 
-    let changes: Vec<AvailabilityChange> = due
-        .iter()
-        .map(|s| AvailabilityChange {
-            slc: s.slc.clone(),
-            server: s.server.clone(),
-            expected_last_seen: s.last_seen_at,
-            availability: Availability::Unavailable {
-                since: s.last_seen_at.saturating_add(INTERVAL * 3),
-                missed: 3,
-            },
-            next_check_at: None,
-            evaluated_at: now,
-        })
-        .collect();
+    let changes = unavailable_verdicts(&due, now);
 
     // rs-1 reports between the evaluation and its write.
     let ack = beat(&fx, &site, "rs-1", 2).await;

@@ -1,15 +1,15 @@
 //! A sweep's verdict against a life-cycle change committed between its
 //! evaluation and its write.
 
-use super::epoch;
+use super::{epoch, unavailable_verdicts};
 use crate::availability::Availability;
 use crate::catalogue::ConditionCode;
-use crate::store::{AvailabilityChange, AvailabilityOutcome, HistoryKind};
+use crate::store::{AvailabilityOutcome, HistoryKind};
 use crate::team::Role;
 use crate::testing::TestBackend;
-use crate::testing::fixture::{Fixture, INTERVAL, START};
+use crate::testing::fixture::{Fixture, START};
 use crate::testing::suite::team::member;
-use crate::testing::suite::{beat, count_history, detail, rs, secs, server};
+use crate::testing::suite::{beat, count_history, detail, rs, secs, server, sign};
 
 /// `due_servers` and `apply_availability` run in two transactions. A
 /// server decommissioned, or an installation parked (consent withdrawn),
@@ -32,20 +32,7 @@ pub(crate) async fn a_sweep_verdict_loses_to_a_decommission_or_a_park_meanwhile(
     let now = fx.carewatch.now();
     let due = fx.store.due_servers(now, 10).await.expect("due_servers");
     assert_eq!(due.len(), 3, "all three are due: {due:?}");
-    let changes: Vec<AvailabilityChange> = due
-        .iter()
-        .map(|s| AvailabilityChange {
-            slc: s.slc.clone(),
-            server: s.server.clone(),
-            expected_last_seen: s.last_seen_at,
-            availability: Availability::Unavailable {
-                since: s.last_seen_at.saturating_add(INTERVAL * 3),
-                missed: 3,
-            },
-            next_check_at: None,
-            evaluated_at: now,
-        })
-        .collect();
+    let changes = unavailable_verdicts(&due, now);
 
     // Between the evaluation and its write: rs-2 is retired, and the
     // second site's consent is withdrawn (its servers parked).
@@ -114,5 +101,51 @@ pub(crate) async fn a_sweep_verdict_loses_to_a_decommission_or_a_park_meanwhile(
     assert!(
         summary_changes.iter().all(|c| c.slc == retiring.slc),
         "only the first site's summary changes: {summary_changes:?}"
+    );
+}
+
+/// A message admitted just before its installation was refused (consent
+/// withdrawn) and written after the park must not resume the server's
+/// judging: every later message is refused, and the silence that follows
+/// would turn it Unavailable, a false verdict.
+pub(crate) async fn a_message_admitted_before_a_park_does_not_resume_judging(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0003").await;
+    beat(&fx, &site, "rs-1", 1).await;
+    fx.advance(secs(10));
+    fx.carewatch
+        .set_consent(&site.slc, false)
+        .await
+        .expect("consent withdrawn");
+    assert_eq!(
+        server(&detail(&fx, &site).await, "rs-1").next_check_at,
+        None,
+        "parked"
+    );
+
+    // Admitted before the withdrawal committed; written after it.
+    let written_at = fx.carewatch.now();
+    fx.store
+        .record_signs_of_life(&[sign(&site.slc, "rs-1", 2, "admitted", written_at)])
+        .await
+        .expect("written");
+    let after = server(&detail(&fx, &site).await, "rs-1").clone();
+    assert_eq!(
+        (after.last_seen_at, after.next_check_at),
+        (written_at, None),
+        "written, and still parked"
+    );
+
+    // Long after: never judged for the refused silence.
+    fx.advance(secs(1000));
+    fx.carewatch.sweep().await.expect("sweep");
+    let d = detail(&fx, &site).await;
+    assert_eq!(server(&d, "rs-1").availability, Availability::Available);
+    assert_eq!(
+        count_history(&d, |k| matches!(k, HistoryKind::BecameUnavailable { .. })),
+        0
     );
 }
