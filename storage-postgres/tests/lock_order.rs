@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use carewatch_core::ids::Slc;
+use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::{Installation, Product};
 use carewatch_core::store::{InstallationUpdate, Store, WriteOutcome};
 use carewatch_core::time::Timestamp;
@@ -41,7 +41,9 @@ async fn heartbeats_applied_in_place_lock_their_rows_in_key_order() {
     let schema = Schema::create().await;
     let application = schema.next_application_name();
     let store = std::sync::Arc::new(schema.open_store(&application).await);
-    let slc = installation_heard_from(&store, &["rs-a", "rs-b"]).await;
+    let reseller = common::create_alpha_reseller(&store, START).await;
+    let slc =
+        installation_heard_from(&store, &reseller, "M01-C01-0001", &["rs-a", "rs-b"], None).await;
 
     // Another writer that locks in key order holds rs-a and will want rs-b.
     let mut other = side_transaction(&schema).await;
@@ -80,16 +82,21 @@ async fn heartbeats_applied_in_place_lock_their_rows_in_key_order() {
     let _ = other.close().await;
 }
 
-/// An installation whose `servers` were heard from at START.
-async fn installation_heard_from(store: &PostgresStore, servers: &[&str]) -> Slc {
-    let reseller = common::create_alpha_reseller(store, START).await;
-    let slc = Slc::new("M01-C01-0001").expect("slc");
+/// Installation `slc` of `reseller`, its `servers` heard from at START.
+async fn installation_heard_from(
+    store: &PostgresStore,
+    reseller: &ResellerId,
+    slc: &str,
+    servers: &[&str],
+    subscription_expires_at: Option<Timestamp>,
+) -> Slc {
+    let slc = Slc::new(slc).expect("slc");
     store
         .register_installation(&Installation {
             slc: slc.clone(),
-            reseller,
+            reseller: reseller.clone(),
             product: Product::new("XProtect Corporate", "2016 R3").expect("product"),
-            subscription_expires_at: None,
+            subscription_expires_at,
             consent: true,
             registered_at: START,
         })
@@ -153,7 +160,8 @@ async fn a_service_change_locks_the_servers_before_their_installation() {
     let schema = Schema::create().await;
     let application = schema.next_application_name();
     let store = std::sync::Arc::new(schema.open_store(&application).await);
-    let slc = installation_heard_from(&store, &["rs-a"]).await;
+    let reseller = common::create_alpha_reseller(&store, START).await;
+    let slc = installation_heard_from(&store, &reseller, "M01-C01-0001", &["rs-a"], None).await;
 
     // A heartbeat's transaction holds rs-a, as ingest does first.
     let mut ingest = side_transaction(&schema).await;
@@ -193,5 +201,60 @@ async fn a_service_change_locks_the_servers_before_their_installation() {
         .expect("the service change's task")
         .expect("consent withdrawn once the heartbeat is done");
     assert!(!withdrawn.consent);
+    let _ = ingest.close().await;
+}
+
+/// The expiry sweep parks every installation whose Care Plus ended, in one
+/// transaction. It used to lock each one's servers, then the installation,
+/// then the next one's servers: holding installation A while waiting for a
+/// server of B, which an ingest batch could hold while adding a new server
+/// to A (a first sight locks A), a deadlock. It now locks every candidate's
+/// servers first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_expiry_sweep_locks_every_installations_servers_first() {
+    let schema = Schema::create().await;
+    let application = schema.next_application_name();
+    let store = std::sync::Arc::new(schema.open_store(&application).await);
+    let reseller = common::create_alpha_reseller(&store, START).await;
+    let ends = Some(START.saturating_add(Duration::from_secs(1)));
+    let first = installation_heard_from(&store, &reseller, "M01-C01-0001", &["rs-a"], ends).await;
+    let second = installation_heard_from(&store, &reseller, "M01-C01-0002", &["rs-b"], ends).await;
+
+    // An ingest batch holds the second installation's server.
+    let mut ingest = side_transaction(&schema).await;
+    lock_row(&mut ingest, &second, "rs-b")
+        .await
+        .expect("rs-b locked");
+    let parking = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .park_expired(START.saturating_add(Duration::from_secs(10)))
+                .await
+        })
+    };
+    until_waiting_for_a_lock(&application).await;
+
+    // The batch then adds a server to the first installation: it locks it.
+    let first_sight = query("SELECT 1 FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
+        .bind(first.as_str())
+        .fetch_one(&mut ingest)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string());
+    query("ROLLBACK")
+        .execute(&mut ingest)
+        .await
+        .expect("rollback");
+    assert_eq!(
+        first_sight,
+        Ok(()),
+        "the expiry sweep held an installation while it waited for another's server"
+    );
+    let parked = parking
+        .await
+        .expect("the expiry sweep's task")
+        .expect("both parked once the batch is done");
+    assert_eq!(parked, 2);
     let _ = ingest.close().await;
 }
