@@ -24,6 +24,13 @@ pub enum KeySource {
 /// Never overwrites: of two processes creating it at once, one wins and the
 /// other reads the winner's key.
 pub fn load_or_create(path: &Path) -> Result<(MasterKey, KeySource)> {
+    // Read first: an existing key needs nothing written (the directory may
+    // be read-only, e.g. a secret mounted as the data directory).
+    match std::fs::read_to_string(path) {
+        Ok(_) => return Ok((load(path)?, KeySource::Loaded)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(file_error(path, "cannot read", e)),
+    }
     let key = MasterKey::generate();
     match create_private(path, key.to_hex().as_bytes()) {
         Ok(()) => Ok((key, KeySource::Created)),
@@ -70,7 +77,17 @@ fn create_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     });
     let linked = written.and_then(|()| std::fs::hard_link(&temporary, path));
     let _ = std::fs::remove_file(&temporary);
-    linked?;
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+        // A file system without hard links (vfat, some network shares):
+        // created in place, as before (not crash-safe there).
+        Err(_) => {
+            let mut file = options.open(path)?;
+            file.write_all(contents)?;
+            file.sync_all()?;
+        }
+    }
     // The new name itself survives a crash once the directory is synced.
     #[cfg(unix)]
     if let Ok(dir) = std::fs::File::open(dir) {
@@ -120,6 +137,21 @@ mod tests {
         );
         assert_eq!(*load(&path).unwrap().to_hex(), *first.to_hex());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_existing_key_is_read_without_writing_anything() {
+        // A read-only data directory (a mounted secret) must still load.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MASTER_KEY_FILE);
+        let (created, _) = load_or_create(&path).unwrap();
+        let before = std::fs::metadata(dir.path()).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (loaded, source) = load_or_create(&path).unwrap();
+        assert_eq!(source, KeySource::Loaded);
+        assert_eq!(*loaded.to_hex(), *created.to_hex());
+        let after = std::fs::metadata(dir.path()).unwrap().modified().unwrap();
+        assert_eq!(before, after, "loading wrote into the directory");
     }
 
     #[test]
