@@ -114,7 +114,14 @@ impl Ingest for IngestService {
         let mut requests = request.into_inner();
         let (replies, waiting) = tokio::sync::mpsc::channel(REPLIES_AHEAD);
         tokio::spawn(async move {
-            while let Some(item) = requests.next().await {
+            loop {
+                // Ends with the reply stream too (the service stopping, the
+                // client gone): the request half is then reset at once.
+                let item = tokio::select! {
+                    item = requests.next() => item,
+                    () = replies.closed() => break,
+                };
+                let Some(item) = item else { break };
                 let reply = service.reply(item).await;
                 // An error ends the stream, as its status.
                 let last = reply.is_err();
