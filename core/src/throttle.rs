@@ -1,6 +1,8 @@
 //! Slowing down guessing: repeated authentication failures from one source
 //! (an address, later an account) are answered ever more slowly, and logged
-//! at a bounded rate. A source that does not fail is never slowed.
+//! at a bounded rate. A source that does not fail is never slowed, but for
+//! attempts it makes while more than a few of its attempts are under way
+//! (those count as failures until they end: see [`FailureThrottle::begin`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -56,8 +56,24 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link-local
         || (first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
-        || (first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64: an IPv4 inside
+        || embedded_v4(ip).is_some_and(|v4| !is_public_v4(v4))
         || ip.to_ipv4().is_some_and(|v4| !is_public_v4(v4)))
+}
+
+/// The IPv4 address inside a NAT64 (64:ff9b::/96, its last 32 bits) or a
+/// 6to4 (2002::/16, bits 16 to 48) address: judged as that address, so a
+/// DNS64 network still reaches public receivers, and neither form reaches
+/// a private one.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let [a, b] = match s {
+        [0x0064, 0xff9b, 0, 0, 0, 0, hi, lo] => [hi, lo],
+        [0x2002, hi, lo, ..] => [hi, lo],
+        _ => return None,
+    };
+    let [a1, a2] = a.to_be_bytes();
+    let [b1, b2] = b.to_be_bytes();
+    Some(Ipv4Addr::new(a1, a2, b1, b2))
 }
 
 /// The system's resolver, keeping public addresses only.
@@ -116,6 +132,9 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b::7f00:1",
+            "2002:a00:1::1",
+            "2002:c0a8:101::1",
         ];
         for ip in refused {
             assert!(!is_public(ip.parse().expect(ip)), "{ip} is not public");
@@ -128,6 +147,8 @@ mod tests {
             "52.95.110.1",
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
         ];
         for ip in public {
             assert!(is_public(ip.parse().expect(ip)), "{ip} is public");
