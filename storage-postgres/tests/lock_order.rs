@@ -38,10 +38,7 @@ async fn lock_row(conn: &mut PgConnection, slc: &Slc, server: &str) -> Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_applied_in_place_lock_their_rows_in_key_order() {
-    let schema = Schema::create().await;
-    let application = schema.next_application_name();
-    let store = std::sync::Arc::new(schema.open_store(&application).await);
-    let reseller = common::create_alpha_reseller(&store, START).await;
+    let (schema, application, store, reseller) = fresh_store().await;
     let slc =
         installation_heard_from(&store, &reseller, "M01-C01-0001", &["rs-a", "rs-b"], None).await;
 
@@ -80,6 +77,35 @@ async fn heartbeats_applied_in_place_lock_their_rows_in_key_order() {
         vec![WriteOutcome::Applied(None), WriteOutcome::Applied(None)]
     );
     let _ = other.close().await;
+}
+
+/// A fresh schema, a store on it (its connections named by the returned
+/// application name) and the reseller alpha.
+async fn fresh_store() -> (Schema, String, std::sync::Arc<PostgresStore>, ResellerId) {
+    let schema = Schema::create().await;
+    let application = schema.next_application_name();
+    let store = std::sync::Arc::new(schema.open_store(&application).await);
+    let reseller = common::create_alpha_reseller(&store, START).await;
+    (schema, application, store, reseller)
+}
+
+/// In `ingest`'s transaction, locks installation `slc` as ingest does to
+/// refresh its line (or to add a server to it), then rolls back.
+async fn lock_installation_then_roll_back(
+    ingest: &mut PgConnection,
+    slc: &Slc,
+) -> Result<(), String> {
+    let locked = query("SELECT 1 FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
+        .bind(slc.as_str())
+        .fetch_one(&mut *ingest)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string());
+    query("ROLLBACK")
+        .execute(&mut *ingest)
+        .await
+        .expect("rollback");
+    locked
 }
 
 /// Installation `slc` of `reseller`, its `servers` heard from at START.
@@ -157,10 +183,7 @@ async fn until_waiting_for_a_lock(application: &str) {
 /// after `deadlock_timeout` (1 s, past the node's stall limit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_change_locks_the_servers_before_their_installation() {
-    let schema = Schema::create().await;
-    let application = schema.next_application_name();
-    let store = std::sync::Arc::new(schema.open_store(&application).await);
-    let reseller = common::create_alpha_reseller(&store, START).await;
+    let (schema, application, store, reseller) = fresh_store().await;
     let slc = installation_heard_from(&store, &reseller, "M01-C01-0001", &["rs-a"], None).await;
 
     // A heartbeat's transaction holds rs-a, as ingest does first.
@@ -181,16 +204,7 @@ async fn a_service_change_locks_the_servers_before_their_installation() {
 
     // Then the heartbeat wants the installation (its summary): free, since
     // the service change waits for rs-a holding nothing of this line.
-    let installation = query("SELECT 1 FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
-        .bind(slc.as_str())
-        .fetch_one(&mut ingest)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string());
-    query("ROLLBACK")
-        .execute(&mut ingest)
-        .await
-        .expect("rollback");
+    let installation = lock_installation_then_roll_back(&mut ingest, &slc).await;
     assert_eq!(
         installation,
         Ok(()),
@@ -212,10 +226,7 @@ async fn a_service_change_locks_the_servers_before_their_installation() {
 /// servers first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_expiry_sweep_locks_every_installations_servers_first() {
-    let schema = Schema::create().await;
-    let application = schema.next_application_name();
-    let store = std::sync::Arc::new(schema.open_store(&application).await);
-    let reseller = common::create_alpha_reseller(&store, START).await;
+    let (schema, application, store, reseller) = fresh_store().await;
     let ends = Some(START.saturating_add(Duration::from_secs(1)));
     let first = installation_heard_from(&store, &reseller, "M01-C01-0001", &["rs-a"], ends).await;
     let second = installation_heard_from(&store, &reseller, "M01-C01-0002", &["rs-b"], ends).await;
@@ -236,16 +247,7 @@ async fn the_expiry_sweep_locks_every_installations_servers_first() {
     until_waiting_for_a_lock(&application).await;
 
     // The batch then adds a server to the first installation: it locks it.
-    let first_sight = query("SELECT 1 FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
-        .bind(first.as_str())
-        .fetch_one(&mut ingest)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string());
-    query("ROLLBACK")
-        .execute(&mut ingest)
-        .await
-        .expect("rollback");
+    let first_sight = lock_installation_then_roll_back(&mut ingest, &first).await;
     assert_eq!(
         first_sight,
         Ok(()),
