@@ -94,14 +94,19 @@ pub(crate) async fn lock_installation_servers(c: &mut PgConnection, slc: &Slc) -
     Ok(())
 }
 
-/// Locks the server rows of every installation in `slcs`, in key order,
+/// Locks the server rows of every installation in `rows`, in key order,
 /// before a writer that goes through several installations locks any of
 /// them: locking each installation's servers as it came to it would hold
 /// installation A while waiting for a server of B, which an ingest batch
 /// holding that server and adding a new server to A (it locks A) waits on.
-async fn lock_servers_of(c: &mut PgConnection, slcs: &[String]) -> DbResult<()> {
+async fn lock_servers_of(c: &mut PgConnection, rows: &[sqlx_postgres::PgRow]) -> DbResult<()> {
+    // The installations' SLCs are each row's first column.
+    let slcs = rows
+        .iter()
+        .map(|row| col::<String>(row, 0))
+        .collect::<DbResult<Vec<_>>>()?;
     query("SELECT 1 FROM servers WHERE slc = ANY($1) ORDER BY slc, server_id FOR UPDATE")
-        .bind(slcs)
+        .bind(&slcs)
         .execute(&mut *c)
         .await?;
     Ok(())
@@ -171,11 +176,7 @@ pub(crate) async fn park_expired(c: &mut PgConnection, now: Timestamp) -> DbResu
     .bind(now.as_millis())
     .fetch_all(&mut *c)
     .await?;
-    let slcs = rows
-        .iter()
-        .map(|row| col::<String>(row, 0))
-        .collect::<DbResult<Vec<_>>>()?;
-    lock_servers_of(c, &slcs).await?;
+    lock_servers_of(c, &rows).await?;
     let mut parked = 0u32;
     for row in &rows {
         let slc = codec::slc(&col::<String>(row, 0)?)?;
@@ -216,11 +217,7 @@ pub(crate) async fn delete_withdrawn_data(
     .bind(before.as_millis())
     .fetch_all(&mut *c)
     .await?;
-    let slcs = rows
-        .iter()
-        .map(|row| col::<String>(row, 0))
-        .collect::<DbResult<Vec<_>>>()?;
-    lock_servers_of(c, &slcs).await?;
+    lock_servers_of(c, &rows).await?;
     let mut deleted = 0u32;
     for row in &rows {
         let slc = codec::slc(&col::<String>(row, 0)?)?;
