@@ -101,6 +101,21 @@ pub(crate) fn summary(row: &PgRow, at: usize) -> DbResult<HealthSummary> {
     })
 }
 
+/// A sequence cursor from its two nullable columns (`last_sequence,
+/// last_digest`) at `at`: `None` when there is none.
+pub(crate) fn cursor(row: &PgRow, at: usize) -> DbResult<Option<SequenceCursor>> {
+    match (
+        col::<Option<i64>>(row, at)?,
+        col::<Option<Vec<u8>>>(row, at + 1)?,
+    ) {
+        (Some(sequence), Some(stored)) => Ok(Some(SequenceCursor {
+            sequence: sequence_from_column(sequence),
+            digest: digest(&stored)?,
+        })),
+        _ => Ok(None),
+    }
+}
+
 /// Columns of a server row, in the order [`server`] reads them.
 macro_rules! server_columns {
     () => {

@@ -70,6 +70,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "feed numbering in linear time",
         include_str!("../migrations/0014_feed_numbering_linear.sql"),
     ),
+    (
+        15,
+        "deleted server cursors",
+        include_str!("../migrations/0015_deleted_server_cursors.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -193,6 +193,21 @@ pub(crate) fn server_state(
     })
 }
 
+/// A sequence cursor from its two nullable columns (`last_sequence,
+/// last_digest`) at `at`: `None` when there is none.
+pub(crate) fn cursor(row: &Row<'_>, at: usize) -> Result<Option<SequenceCursor>> {
+    match (
+        row.col::<Option<i64>>(at)?,
+        row.col::<Option<Vec<u8>>>(at + 1)?,
+    ) {
+        (Some(sequence), Some(stored)) => Ok(Some(SequenceCursor {
+            sequence: sequence_from_column(sequence),
+            digest: digest(&stored)?,
+        })),
+        _ => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

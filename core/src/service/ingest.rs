@@ -162,7 +162,11 @@ impl Carewatch {
         );
 
         let digest = MessageDigest::of(&envelope);
-        let last = admission.server.as_ref().map(|s| s.cursor);
+        let last = admission
+            .server
+            .as_ref()
+            .map(|s| s.cursor)
+            .or(admission.deleted_server_cursor);
         let ack = |duplicate| IngestAck {
             received_at,
             heartbeat_interval: config.heartbeat_interval,

@@ -214,8 +214,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn park_expired(&self, now: Timestamp) -> Result<u32>;
     /// Deletes what installations reported (servers, conditions, history)
     /// when their consent was withdrawn at or before `before` and not given
-    /// again, keeping their registration; their line becomes Pending (at
-    /// `at`). Each installation once per withdrawal. Returns how many.
+    /// again, keeping their registration and each server's sequence cursor
+    /// ([`Admission::deleted_server_cursor`]); their line becomes Pending
+    /// (at `at`). Each installation once per withdrawal. Returns how many.
     async fn delete_withdrawn_data(&self, before: Timestamp, at: Timestamp) -> Result<u32>;
     /// Servers whose `next_check_at` is at or before `now`, ordered by
     /// `(next_check_at, slc, server)`, at most `limit`.

@@ -148,6 +148,12 @@ pub struct Admission {
     pub key: Option<WrappedKey>,
     /// The recording server, if heard from before.
     pub server: Option<ServerRecord>,
+    /// The sequence cursor the server had when its installation's reported
+    /// data was deleted (consent withdrawn), if it is not known now
+    /// (`server` is `None`) but was then: its messages must still be newer,
+    /// or one captured before the deletion could be replayed once consent
+    /// is given again.
+    pub deleted_server_cursor: Option<crate::auth::SequenceCursor>,
     /// The version of what admission reads of the installation (the
     /// installation's row and its keys); any change to them gives a new one.
     pub version: AdmissionVersion,

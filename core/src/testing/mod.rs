@@ -86,6 +86,7 @@ macro_rules! __conformance_test_list {
             new_servers_in_a_batch_are_recorded_as_one_by_one,
             large_batches_answer_every_item_in_order,
             sequences_keep_their_order_past_2_pow_63,
+            a_message_captured_before_its_data_was_deleted_stays_a_replay,
             concurrent_heartbeats_are_each_acknowledged_and_stored,
             status_snapshot_opens_and_resolves_conditions,
             status_snapshot_updates_detail_without_reopening,

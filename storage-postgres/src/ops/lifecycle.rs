@@ -202,7 +202,7 @@ pub(crate) async fn park_expired(c: &mut PgConnection, now: Timestamp) -> DbResu
 
 /// Deletes what installations whose consent was withdrawn at or before
 /// `before` reported (servers, conditions, history), keeping what their
-/// registration needs; returns how many.
+/// registration needs and their servers' sequence cursors; returns how many.
 pub(crate) async fn delete_withdrawn_data(
     c: &mut PgConnection,
     before: Timestamp,
@@ -240,6 +240,12 @@ pub(crate) async fn delete_withdrawn_data(
         }
         deleted += 1;
         for sql in [
+            // Each server's cursor outlives its row: a message captured
+            // before must stay a replay once consent is given again.
+            "INSERT INTO deleted_server_cursors (slc, server_id, last_sequence, last_digest)
+             SELECT slc, server_id, last_sequence, last_digest FROM servers WHERE slc = $1
+             ON CONFLICT (slc, server_id) DO UPDATE
+                 SET last_sequence = excluded.last_sequence, last_digest = excluded.last_digest",
             "DELETE FROM conditions WHERE slc = $1",
             "DELETE FROM history WHERE slc = $1",
             "DELETE FROM servers WHERE slc = $1",

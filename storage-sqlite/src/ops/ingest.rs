@@ -33,11 +33,13 @@ pub(crate) fn admission(
                     k.sealed,
                     s.server_id, s.first_seen_at, s.last_seen_at, s.interval_ms, s.last_sequence,
                     s.last_digest, s.state, s.missed, s.unavailable_since, s.next_check_at,
-                    s.counted_from, i.admission_version
+                    s.counted_from, i.admission_version,
+                    d.last_sequence, d.last_digest
              FROM installations i
              LEFT JOIN installation_keys k
                ON k.slc = i.slc AND k.key_id = ?2 AND k.retired_at IS NULL
              LEFT JOIN servers s ON s.slc = i.slc AND s.server_id = ?3
+             LEFT JOIN deleted_server_cursors d ON d.slc = i.slc AND d.server_id = ?3
              WHERE i.slc = ?1",
         )
         .map_err(map_err)?;
@@ -52,14 +54,18 @@ pub(crate) fn admission(
         .col::<Option<Vec<u8>>>(6)?
         .map(|sealed| WrappedKey { id: key_id, sealed });
     // `s.server_id` is NULL when the server was never heard from.
-    let server = match row.col::<Option<String>>(7)? {
-        Some(_) => Some(codec::server_state(row, 8, slc.clone(), server.clone())?),
-        None => None,
+    let (server, deleted_server_cursor) = match row.col::<Option<String>>(7)? {
+        Some(_) => (
+            Some(codec::server_state(row, 8, slc.clone(), server.clone())?),
+            None,
+        ),
+        None => (None, codec::cursor(row, 19)?),
     };
     Ok(Some(Admission {
         installation,
         key,
         server,
+        deleted_server_cursor,
         version: AdmissionVersion(row.col(18)?),
     }))
 }

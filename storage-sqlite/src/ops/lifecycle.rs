@@ -213,7 +213,7 @@ pub(crate) fn park_expired(tx: &Connection, now: Timestamp) -> Result<u32> {
 
 /// Deletes what installations whose consent was withdrawn at or before
 /// `before` reported (servers, conditions, history), keeping what their
-/// registration needs; returns how many.
+/// registration needs and their servers' sequence cursors; returns how many.
 pub(crate) fn delete_withdrawn_data(
     tx: &Connection,
     before: Timestamp,
@@ -233,6 +233,16 @@ pub(crate) fn delete_withdrawn_data(
         rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
     };
     for slc in &due {
+        // Each server's cursor outlives its row: a message captured before
+        // must stay a replay once consent is given again.
+        tx.prepare_cached(
+            "INSERT INTO deleted_server_cursors (slc, server_id, last_sequence, last_digest)
+             SELECT slc, server_id, last_sequence, last_digest FROM servers WHERE slc = ?1
+             ON CONFLICT (slc, server_id) DO UPDATE
+                 SET last_sequence = excluded.last_sequence, last_digest = excluded.last_digest",
+        )
+        .and_then(|mut stmt| stmt.execute([slc]))
+        .map_err(map_err)?;
         for table in ["conditions", "history", "servers"] {
             tx.execute(&format!("DELETE FROM {table} WHERE slc = ?1"), [slc])
                 .map_err(map_err)?;

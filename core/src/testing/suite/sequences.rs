@@ -1,7 +1,10 @@
 //! Sequence numbers are `u64`: their order holds across 2⁶³, where a
 //! backend storing them in a signed 64-bit column sees the sign flip.
 
-use super::{detail, server, sign, t};
+use super::{beat, detail, secs, server, sign, t};
+use crate::error::Error;
+use crate::ids::RecordingServerId;
+use crate::service::IncomingMessage;
 use crate::store::WriteOutcome;
 use crate::testing::TestBackend;
 use crate::testing::fixture::Fixture;
@@ -53,4 +56,78 @@ pub(crate) async fn sequences_keep_their_order_past_2_pow_63(
             "after sequence {sequence}"
         );
     }
+}
+
+/// Deleting withdrawn data keeps each server's sequence cursor: once consent
+/// is given again, a message captured before the deletion is refused as a
+/// replay (it read as the server's first sight and was accepted), its last
+/// message is a duplicate that changes nothing, and a newer one is the
+/// server's first sight. A second deletion keeps the newer cursor.
+pub(crate) async fn a_message_captured_before_its_data_was_deleted_stays_a_replay(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0004").await;
+    let rs1 = RecordingServerId::new("rs-1").expect("valid server id");
+    let captured = IncomingMessage::heartbeat(&site.key, &site.slc, &rs1, 5);
+    fx.carewatch
+        .ingest(captured.clone())
+        .await
+        .expect("accepted when sent");
+    beat(&fx, &site, "rs-1", 6).await;
+    let last = IncomingMessage::heartbeat(&site.key, &site.slc, &rs1, 7);
+    fx.carewatch.ingest(last.clone()).await.expect("accepted");
+    let delete_after_retention = || async {
+        fx.carewatch
+            .set_consent(&site.slc, false)
+            .await
+            .expect("withdrawn");
+        fx.advance(secs(31 * 24 * 3600));
+        assert_eq!(fx.carewatch.delete_withdrawn_data().await.expect("runs"), 1);
+        assert!(detail(&fx, &site).await.servers.is_empty());
+        fx.carewatch
+            .set_consent(&site.slc, true)
+            .await
+            .expect("given again");
+    };
+    delete_after_retention().await;
+
+    let replayed = fx.carewatch.ingest(captured.clone()).await;
+    assert!(
+        matches!(
+            replayed,
+            Err(Error::Replayed {
+                sequence: 5,
+                last_accepted: 7,
+                ..
+            })
+        ),
+        "{replayed:?}"
+    );
+    let again = fx.carewatch.ingest(last).await.expect("a duplicate");
+    assert!(again.duplicate, "the last message is a duplicate");
+    assert!(
+        detail(&fx, &site).await.servers.is_empty(),
+        "neither wrote anything"
+    );
+    beat(&fx, &site, "rs-1", 8).await;
+    assert_eq!(
+        server(&detail(&fx, &site).await, "rs-1").cursor.sequence,
+        8,
+        "a newer message is the server's first sight"
+    );
+
+    delete_after_retention().await;
+    let replayed = fx.carewatch.ingest(captured).await;
+    assert!(
+        matches!(
+            replayed,
+            Err(Error::Replayed {
+                last_accepted: 8,
+                ..
+            })
+        ),
+        "{replayed:?}"
+    );
 }

@@ -19,12 +19,13 @@ macro_rules! admission_columns {
              k.sealed,
              s.slc, s.server_id, s.first_seen_at, s.last_seen_at, s.interval_ms, s.last_sequence,
              s.last_digest, s.state, s.missed, s.unavailable_since, s.next_check_at, s.counted_from,
-             i.admission_version"
+             i.admission_version, d.last_sequence, d.last_digest"
     };
 }
 
 /// Where an admission is read from, for an SLC, a server id and a key id:
-/// the installation, its key if active, its server if known.
+/// the installation, its key if active, its server if known, else the
+/// cursor it left when its data was deleted, if any.
 macro_rules! admission_from {
     ($slc:literal, $server:literal, $key:literal) => {
         concat!(
@@ -33,6 +34,8 @@ macro_rules! admission_from {
             $key,
             " AND k.retired_at IS NULL
              LEFT JOIN servers s ON s.slc = i.slc AND s.server_id = ",
+            $server,
+            " LEFT JOIN deleted_server_cursors d ON d.slc = i.slc AND d.server_id = ",
             $server,
             " WHERE i.slc = ",
             $slc
@@ -120,20 +123,21 @@ pub(crate) async fn admissions(
 }
 
 /// The column of the batched query's ordinal (after [`admission_columns`]).
-const ADMISSION_ORDINAL: usize = 21;
+const ADMISSION_ORDINAL: usize = 23;
 
 /// An admission from a row of [`admission_columns`] (the installation found).
 fn admission_row(row: &PgRow, key_id: KeyId) -> DbResult<Option<Admission>> {
     let installation = codec::installation(row, 0)?;
     let key = col::<Option<Vec<u8>>>(row, 7)?.map(|sealed| WrappedKey { id: key_id, sealed });
-    let server = match col::<Option<String>>(row, 8)? {
-        Some(_) => Some(codec::server_at(row, 8)?),
-        None => None,
+    let (server, deleted_server_cursor) = match col::<Option<String>>(row, 8)? {
+        Some(_) => (Some(codec::server_at(row, 8)?), None),
+        None => (None, codec::cursor(row, 21)?),
     };
     Ok(Some(Admission {
         installation,
         key,
         server,
+        deleted_server_cursor,
         version: AdmissionVersion(col(row, 20)?),
     }))
 }
