@@ -122,11 +122,12 @@ impl TlsIdentity {
                 missing.join(", ")
             )));
         }
+        // The key first, then the certificate renamed into place: a start
+        // finds both only once both are whole. A kill mid-write used to
+        // leave a partial cert.pem beside key.pem, which every later start
+        // refused; now it leaves no cert.pem, and the pair is made again.
         write_private(&key, &identity.key_pem)?;
-        std::fs::write(&cert, &identity.cert_pem).map_err(|source| TlsError::Io {
-            path: cert.clone(),
-            source,
-        })?;
+        replace_synced(&cert, &identity.cert_pem)?;
         Ok((identity, true))
     }
 
@@ -188,6 +189,27 @@ impl TlsIdentity {
 }
 
 /// Writes a secret file readable by its owner only (on Unix).
+/// Writes `path` whole or not at all: a synced temporary file renamed over
+/// it, then the directory synced.
+fn replace_synced(path: &Path, contents: &str) -> Result<(), TlsError> {
+    use std::io::Write;
+    let io = |source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let temporary = path.with_extension("pem.tmp");
+    let mut file = std::fs::File::create(&temporary).map_err(io)?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(io)?;
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().and_then(|dir| std::fs::File::open(dir).ok()) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 pub fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
     let io = |source| TlsError::Io {
         path: path.to_owned(),
@@ -204,7 +226,9 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
             .mode(0o600)
             .open(path)
             .map_err(io)?;
-        file.write_all(contents.as_bytes()).map_err(io)
+        file.write_all(contents.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io)
     }
     #[cfg(not(unix))]
     {
@@ -253,6 +277,31 @@ mod tests {
         if TlsIdentity::self_signed_in(fresh.path(), &dotted).is_ok() {
             TlsIdentity::self_signed_in(fresh.path(), &dotted).expect("a restart agrees");
         }
+    }
+
+    /// What a kill during a first start leaves (the key written, the
+    /// certificate's temporary file partial) starts as a fresh directory.
+    #[test]
+    fn an_interrupted_first_start_makes_a_whole_pair_again() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("key.pem"),
+            "-----BEGIN PRIVATE KEY-----\nMII",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("cert.pem.tmp"), "-----BEGIN CERT").unwrap();
+        let (made, generated) = TlsIdentity::self_signed_in(dir.path(), &[]).unwrap();
+        assert!(generated);
+        let (again, generated) = TlsIdentity::self_signed_in(dir.path(), &[]).unwrap();
+        assert!(!generated);
+        assert_eq!(made.fingerprint(), again.fingerprint());
+        again.server_config(&[b"h2"]).expect("a whole pair");
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["cert.pem", "key.pem"]);
     }
 
     #[test]
