@@ -106,6 +106,16 @@ pub struct PresentedToken {
     pub hash: TokenHash,
 }
 
+/// The token of an `Authorization: Bearer <token>` value, for every front
+/// end alike: the scheme in any case (RFC 7235: schemes are
+/// case-insensitive), the token without surrounding blanks; `None` for
+/// another scheme or no token.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Parses a presented token. Refuses malformed ones without echoing them.
 pub fn parse_token(token: &str) -> Result<PresentedToken> {
     let refuse = |reason| Error::Unauthenticated { reason };
@@ -295,6 +305,28 @@ mod tests {
 
     fn reseller(name: &str) -> Principal {
         Principal::Reseller(ResellerId::new(name).unwrap())
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_whatever_the_scheme_s_case() {
+        for value in [
+            "Bearer cwr.a.b",
+            "bearer cwr.a.b",
+            "BEARER  cwr.a.b ",
+            " Bearer cwr.a.b",
+        ] {
+            assert_eq!(bearer_token(value), Some("cwr.a.b"), "{value:?}");
+        }
+        for value in [
+            "Basic cwr.a.b",
+            "Bearer",
+            "Bearer   ",
+            "Bearercwr.a.b",
+            "cwr.a.b",
+            "",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub fn bearer<T>(request: &Request<T>) -> Result<&str, Error> {
     let text = value.to_str().map_err(|_| Error::Unauthenticated {
         reason: "authorization metadata is not text",
     })?;
-    text.strip_prefix("Bearer ").ok_or(Error::Unauthenticated {
+    carewatch_core::auth::bearer_token(text).ok_or(Error::Unauthenticated {
         reason: "authorization metadata must be `Bearer <token>`",
     })
 }
@@ -40,4 +40,41 @@ pub async fn token_admin<T>(carewatch: &Carewatch, request: &Request<T>) -> Resu
         role: Role::Admin,
         created_at: carewatch.now(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_authorization(value: &str) -> Request<()> {
+        let mut request = Request::new(());
+        request
+            .metadata_mut()
+            .insert("authorization", value.parse().expect("metadata text"));
+        request
+    }
+
+    /// The scheme in any case, as the JSON API reads it (RFC 7235); a
+    /// lower-case `bearer` was refused over gRPC only.
+    #[test]
+    fn the_scheme_is_read_in_any_case() {
+        for value in [
+            "Bearer cwr.acme.x",
+            "bearer cwr.acme.x",
+            "BEARER cwr.acme.x",
+        ] {
+            assert_eq!(
+                bearer(&with_authorization(value)).expect("read"),
+                "cwr.acme.x"
+            );
+        }
+        assert!(matches!(
+            bearer(&with_authorization("Basic cwr.acme.x")),
+            Err(Error::Unauthenticated { .. })
+        ));
+        assert!(matches!(
+            bearer(&Request::new(())),
+            Err(Error::Unauthenticated { .. })
+        ));
+    }
 }

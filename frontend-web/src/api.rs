@@ -44,10 +44,7 @@ impl FromRequestParts<AppState> for ApiReader {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())
+            .and_then(carewatch_core::auth::bearer_token)
             .ok_or(Error::Unauthenticated {
                 reason: "send a token as `Authorization: Bearer <token>`",
             })?;
