@@ -215,10 +215,11 @@ fn check_email(address: &str) -> Result<()> {
     }
 }
 
-/// The host part of a URL, for display.
+/// The host (and port) of a URL, for display: never its user, password,
+/// path, query or fragment, where receivers put their secrets.
 fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
     authority.rsplit('@').next().unwrap_or(authority)
 }
 
@@ -486,5 +487,29 @@ impl Committed {
     /// Whether the step was written.
     pub fn written(&self) -> bool {
         matches!(self, Self::Written { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Destination;
+
+    /// A query or fragment right after the host was shown whole.
+    #[test]
+    fn a_description_shows_the_host_and_never_a_secret() {
+        for url in [
+            "https://hooks.example.net?token=SECRET",
+            "https://hooks.example.net#SECRET",
+            "https://user:SECRET@hooks.example.net/path/SECRET?x=SECRET",
+            "https://hooks.example.net/SECRET",
+        ] {
+            let shown = Destination::Webhook { url: url.into() }.describe();
+            assert_eq!(shown, "webhook to hooks.example.net", "{url}");
+        }
+        let shown = Destination::Slack {
+            url: "https://hooks.example.net:8443?SECRET".into(),
+        }
+        .describe();
+        assert_eq!(shown, "slack to hooks.example.net:8443");
     }
 }
