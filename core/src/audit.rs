@@ -137,6 +137,7 @@ actions! {
     ApiTokenRevoked => "api_token.revoked": "An API token was revoked.",
     ChannelCreated => "channel.created": "A notification channel was created.",
     ChannelDeleted => "channel.deleted": "A notification channel was deleted.",
+    ChannelTested => "channel.tested": "A test notification was queued on a channel.",
     MaintenanceCreated => "maintenance.created": "A maintenance window was created.",
     MaintenanceDeleted => "maintenance.deleted": "A maintenance window was deleted.",
     SecretsResealed => "master_key.resealed": "Stored secrets were re-sealed under the current master key.",

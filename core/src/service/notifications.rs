@@ -186,7 +186,10 @@ impl Carewatch {
                 body: body.to_json(),
                 created_at: now,
             }])
-            .await
+            .await?;
+        self.audited(Some(acting), Action::ChannelTested, id, &channel.name)
+            .await;
+        Ok(())
     }
 
     /// Sets a maintenance window for the acting admin's reseller (one of

@@ -131,6 +131,7 @@ fn describe(action: Action) -> &'static str {
         Action::ApiTokenRevoked => "API token revoked",
         Action::ChannelCreated => "Notification channel created",
         Action::ChannelDeleted => "Notification channel deleted",
+        Action::ChannelTested => "Test notification sent",
         Action::MaintenanceCreated => "Maintenance window created",
         Action::MaintenanceDeleted => "Maintenance window deleted",
         _ => action.name(),

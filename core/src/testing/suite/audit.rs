@@ -128,6 +128,9 @@ pub(crate) async fn every_operator_and_admin_action_is_audited_with_its_actor(
         )
         .await
         .expect("channel");
+    cw.test_channel(&admin, &channel.id)
+        .await
+        .expect("a test queued");
     cw.delete_channel(&admin, &channel.id)
         .await
         .expect("deleted");
@@ -205,6 +208,7 @@ pub(crate) async fn every_operator_and_admin_action_is_audited_with_its_actor(
         ("operator ops-anna", Action::KeyIssued),
         ("operator local", Action::UserInvited),
         ("admin@alpha (alpha)", Action::ChannelCreated),
+        ("admin@alpha (alpha)", Action::ChannelTested),
         ("admin@alpha (alpha)", Action::ChannelDeleted),
         ("admin@alpha (alpha)", Action::MaintenanceCreated),
         ("admin@alpha (alpha)", Action::MaintenanceDeleted),
@@ -238,7 +242,7 @@ pub(crate) async fn every_operator_and_admin_action_is_audited_with_its_actor(
         .team_audit_log(&admin, None, 500)
         .await
         .expect("team log");
-    assert_eq!(team.len(), 10, "{team:#?}");
+    assert_eq!(team.len(), 11, "{team:#?}");
     assert!(
         team.iter()
             .all(|e| e.record.actor.reseller() == Some(&alpha))
