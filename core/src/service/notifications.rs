@@ -260,7 +260,7 @@ impl Carewatch {
         team::require_admin(acting)?;
         self.inner
             .store
-            .delete_maintenance(&acting.reseller, id)
+            .delete_maintenance(&acting.reseller, id, self.now())
             .await?;
         self.audited(Some(acting), Action::MaintenanceDeleted, id, "")
             .await;

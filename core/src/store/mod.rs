@@ -339,8 +339,17 @@ pub trait Store: Send + Sync + fmt::Debug {
         &self,
         reseller: Option<&ResellerId>,
     ) -> Result<Vec<MaintenanceWindow>>;
-    /// Deletes one of `reseller`'s windows. `NotFound` if it has no such window.
-    async fn delete_maintenance(&self, reseller: &ResellerId, id: &WindowId) -> Result<()>;
+    /// Deletes one of `reseller`'s windows and, in the same transaction,
+    /// makes the notification states it may have muted (the reseller's, of
+    /// the window's installation or all) due at `at`: they were due at its
+    /// end, and would otherwise stay muted until then. `NotFound` if it has
+    /// no such window.
+    async fn delete_maintenance(
+        &self,
+        reseller: &ResellerId,
+        id: &WindowId,
+        at: Timestamp,
+    ) -> Result<()>;
     /// Takes or renews the notifier lease for `node` until `now + lease`
     /// (free, expired or already `node`'s), returning the feed position the
     /// notifier has processed; `None` if another node holds it.

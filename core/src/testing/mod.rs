@@ -154,6 +154,7 @@ macro_rules! __conformance_test_list {
             finished_notifications_are_pruned_past_their_retention,
             notifications_follow_health_changes_once_after_the_hold,
             maintenance_mutes_notifications_until_it_ends,
+            deleting_a_window_tells_what_it_muted_at_once,
             // the change feed
             change_feed_records_every_change_in_order,
             change_feed_has_no_gaps_and_is_pruned_by_age,

@@ -5,6 +5,7 @@
 use carewatch_core::Error;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
 use sqlx_postgres::{PgConnection, PgRow};
 
@@ -100,18 +101,30 @@ pub(crate) async fn delete_maintenance(
     c: &mut PgConnection,
     reseller: &ResellerId,
     id: &WindowId,
+    at: Timestamp,
 ) -> DbResult<()> {
-    let deleted = query("DELETE FROM maintenance_windows WHERE id = $1 AND reseller_id = $2")
-        .bind(id.as_str())
-        .bind(reseller.as_str())
-        .execute(&mut *c)
-        .await?
-        .rows_affected();
-    if deleted == 0 {
+    let deleted =
+        query("DELETE FROM maintenance_windows WHERE id = $1 AND reseller_id = $2 RETURNING slc")
+            .bind(id.as_str())
+            .bind(reseller.as_str())
+            .fetch_optional(&mut *c)
+            .await?;
+    let Some(row) = deleted else {
         return Err(Error::NotFound {
             what: format!("maintenance window {id}"),
         }
         .into());
-    }
+    };
+    // What it muted was due at its end: due now, to be told or judged again.
+    query(
+        "UPDATE notification_states SET due_at = $1
+         WHERE due_at > $1 AND ($3::text IS NULL OR slc = $3)
+             AND channel_id IN (SELECT id FROM channels WHERE reseller_id = $2)",
+    )
+    .bind(at.as_millis())
+    .bind(reseller.as_str())
+    .bind(col::<Option<String>>(&row, 0)?)
+    .execute(&mut *c)
+    .await?;
     Ok(())
 }

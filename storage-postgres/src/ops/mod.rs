@@ -437,9 +437,14 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn delete_maintenance(&self, reseller: &ResellerId, id: &WindowId) -> Result<()> {
-        self.write(&(reseller, id), |c, (r, id)| {
-            Box::pin(maintenance::delete_maintenance(c, r, id))
+    async fn delete_maintenance(
+        &self,
+        reseller: &ResellerId,
+        id: &WindowId,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.write(&(reseller, id, at), |c, (r, id, at)| {
+            Box::pin(maintenance::delete_maintenance(c, r, id, *at))
         })
         .await
     }

@@ -4,6 +4,7 @@
 
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -107,17 +108,28 @@ pub(crate) fn delete_maintenance(
     tx: &Connection,
     reseller: &ResellerId,
     id: &WindowId,
+    at: Timestamp,
 ) -> Result<()> {
-    let deleted = tx
-        .execute(
-            "DELETE FROM maintenance_windows WHERE id = ?1 AND reseller_id = ?2",
+    let deleted: Option<Option<String>> = tx
+        .query_row(
+            "DELETE FROM maintenance_windows WHERE id = ?1 AND reseller_id = ?2 RETURNING slc",
             params![id.as_str(), reseller.as_str()],
+            |row| row.get(0),
         )
+        .optional()
         .map_err(map_err)?;
-    if deleted == 0 {
+    let Some(slc) = deleted else {
         return Err(Error::NotFound {
             what: format!("maintenance window {id}"),
         });
-    }
+    };
+    // What it muted was due at its end: due now, to be told or judged again.
+    tx.execute(
+        "UPDATE notification_states SET due_at = ?1
+         WHERE due_at > ?1 AND (?3 IS NULL OR slc = ?3)
+             AND channel_id IN (SELECT id FROM channels WHERE reseller_id = ?2)",
+        params![at.as_millis(), reseller.as_str(), slc],
+    )
+    .map_err(map_err)?;
     Ok(())
 }

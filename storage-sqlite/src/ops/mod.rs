@@ -423,9 +423,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_maintenance(&self, reseller: &ResellerId, id: &WindowId) -> Result<()> {
+    async fn delete_maintenance(
+        &self,
+        reseller: &ResellerId,
+        id: &WindowId,
+        at: Timestamp,
+    ) -> Result<()> {
         let (reseller, id) = (reseller.clone(), id.clone());
-        self.write(move |tx| maintenance::delete_maintenance(tx, &reseller, &id))
+        self.write(move |tx| maintenance::delete_maintenance(tx, &reseller, &id, at))
             .await
     }
 

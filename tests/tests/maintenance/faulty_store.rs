@@ -303,9 +303,14 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.maintenance_windows(reseller).await
     }
-    async fn delete_maintenance(&self, reseller: &ResellerId, id: &WindowId) -> Result<()> {
+    async fn delete_maintenance(
+        &self,
+        reseller: &ResellerId,
+        id: &WindowId,
+        at: Timestamp,
+    ) -> Result<()> {
         self.check().await?;
-        self.inner.delete_maintenance(reseller, id).await
+        self.inner.delete_maintenance(reseller, id, at).await
     }
     async fn notifier_lease(
         &self,

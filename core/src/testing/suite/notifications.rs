@@ -5,6 +5,7 @@
 
 mod channels;
 mod handover;
+mod maintenance;
 mod notifier;
 mod outbox;
 mod retention;
@@ -12,6 +13,7 @@ mod steps;
 
 pub(crate) use channels::*;
 pub(crate) use handover::*;
+pub(crate) use maintenance::*;
 pub(crate) use notifier::*;
 pub(crate) use outbox::*;
 pub(crate) use retention::*;

@@ -138,15 +138,15 @@ pub(crate) async fn channels_and_maintenance_windows_are_per_reseller(
         vec![all.clone(), one.clone(), theirs.clone()]
     );
     assert_not_found(
-        store.delete_maintenance(&beta, &one.id).await,
+        store.delete_maintenance(&beta, &one.id, t(1)).await,
         "beta deleting alpha's window",
     );
     store
-        .delete_maintenance(&alpha, &one.id)
+        .delete_maintenance(&alpha, &one.id, t(1))
         .await
         .expect("alpha deletes its window");
     assert_not_found(
-        store.delete_maintenance(&alpha, &one.id).await,
+        store.delete_maintenance(&alpha, &one.id, t(1)).await,
         "deleting it again",
     );
     assert_eq!(windows_of(store, Some(&alpha)).await, vec![all.clone()]);

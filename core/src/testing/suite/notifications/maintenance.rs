@@ -1,0 +1,190 @@
+//! Maintenance windows through the facade: what they mute, and what is
+//! told when they end or are deleted.
+
+use super::outbox_of;
+use crate::catalogue::ConditionCode;
+use crate::notification::payload::Notification;
+use crate::notification::{ChannelRules, Destination, OutboxFilter};
+use crate::team::Role;
+use crate::testing::TestBackend;
+use crate::testing::fixture::{Fixture, START};
+use crate::testing::suite::team::member;
+use crate::testing::suite::{report, secs};
+
+/// Maintenance through the facade: nothing is told during a window; a
+/// problem whose hold passed during it is told once when it ends, as
+/// "after_maintenance" (still unhealthy), and so is a problem told before a
+/// window that is still there when the window ends.
+pub(crate) async fn maintenance_mutes_notifications_until_it_ends(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let a = fx.site("alpha", "M01-C01-0001").await;
+    let b = fx.site("alpha", "M01-C01-0002").await;
+    let admin = member(&fx, &alpha, "admin@alpha.example", Role::Admin, START).await;
+    fx.carewatch
+        .create_channel(
+            &admin,
+            "On call",
+            Destination::Email {
+                to: vec!["oncall@alpha.example".into()],
+            },
+            ChannelRules::default(),
+        )
+        .await
+        .expect("a channel");
+    let step = |what: &'static str| {
+        let carewatch = fx.carewatch.clone();
+        async move {
+            carewatch
+                .notify_step()
+                .await
+                .unwrap_or_else(|e| panic!("notifier step ({what}): {e}"))
+                .queued
+        }
+    };
+    let told = || async {
+        outbox_of(&fx.store, &alpha, OutboxFilter::All)
+            .await
+            .iter()
+            .map(|e| {
+                let body = Notification::from_json(&e.body).expect("JSON");
+                (
+                    body.installation.expect("names it").slc,
+                    body.kind,
+                    e.created_at,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
+    let t0 = fx.carewatch.now();
+    let at = |s: u64| t0.saturating_add(secs(s));
+    let to = |s: u64| {
+        let now = fx.carewatch.now();
+        fx.advance(at(s).since(now));
+    };
+    let window_a = fx
+        .carewatch
+        .create_maintenance(&admin, Some(&a.slc), at(200), secs(600), None, "disk swap")
+        .await
+        .expect("a window over a");
+    fx.carewatch
+        .create_maintenance(&admin, Some(&b.slc), at(300), secs(600), None, "new switch")
+        .await
+        .expect("a window over b");
+
+    report(&fx, &a, "rs-1", 1, &[]).await;
+    report(&fx, &b, "rs-1", 1, &full).await;
+    assert_eq!(step("b critical").await, 0);
+    to(121);
+    assert_eq!(
+        step("b critical for 121 s").await,
+        1,
+        "b told before its window"
+    );
+    to(250);
+    assert_eq!(
+        fx.carewatch
+            .maintenance_until(&alpha, &a.slc)
+            .await
+            .expect("maintenance of a"),
+        Some(window_a.starts_at.saturating_add(window_a.length))
+    );
+    report(&fx, &a, "rs-1", 2, &full).await;
+    for s in [250, 300, 400, 600, 799] {
+        to(s);
+        assert_eq!(step("during the windows").await, 0, "nothing at {s} s");
+    }
+    to(800);
+    assert_eq!(step("a's window over").await, 1);
+    to(850);
+    assert_eq!(step("b's window still on").await, 0);
+    to(900);
+    assert_eq!(step("b's window over").await, 1);
+    to(2000);
+    assert_eq!(step("long after").await, 0);
+    assert_eq!(
+        told().await,
+        vec![
+            (b.slc.to_string(), "after_maintenance".to_owned(), at(900)),
+            (a.slc.to_string(), "after_maintenance".to_owned(), at(800)),
+            (b.slc.to_string(), "problem".to_owned(), at(121)),
+        ],
+        "newest first"
+    );
+}
+
+/// Deleting a window tells at once what it muted: a problem whose hold
+/// passed during it was due at the window's end (seven days away here) and
+/// stayed untold until then.
+pub(crate) async fn deleting_a_window_tells_what_it_muted_at_once(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let a = fx.site("alpha", "M01-C01-0001").await;
+    let b = fx.site("alpha", "M01-C01-0002").await;
+    let admin = member(&fx, &alpha, "admin@alpha.example", Role::Admin, START).await;
+    fx.carewatch
+        .create_channel(
+            &admin,
+            "On call",
+            Destination::Email {
+                to: vec!["oncall@alpha.example".into()],
+            },
+            ChannelRules::default(),
+        )
+        .await
+        .expect("a channel");
+    let step = || async { fx.carewatch.notify_step().await.expect("step").queued };
+    let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
+    let week = secs(7 * 24 * 3600);
+    let everything = fx
+        .carewatch
+        .create_maintenance(&admin, None, fx.carewatch.now(), week, None, "move")
+        .await
+        .expect("a window over everything");
+    let over_b = fx
+        .carewatch
+        .create_maintenance(&admin, Some(&b.slc), fx.carewatch.now(), week, None, "b")
+        .await
+        .expect("a window over b");
+    report(&fx, &a, "rs-1", 1, &full).await;
+    report(&fx, &b, "rs-1", 1, &full).await;
+    assert_eq!(step().await, 0);
+    fx.advance(secs(600));
+    assert_eq!(step().await, 0, "muted");
+    fx.carewatch
+        .delete_maintenance(&admin, &everything.id)
+        .await
+        .expect("deleted");
+    fx.advance(secs(1));
+    assert_eq!(step().await, 1, "a told at once; b still in its own window");
+    fx.carewatch
+        .delete_maintenance(&admin, &over_b.id)
+        .await
+        .expect("deleted");
+    fx.advance(secs(1));
+    assert_eq!(step().await, 1, "b told at once");
+    let told: Vec<(String, String)> = outbox_of(&fx.store, &alpha, OutboxFilter::All)
+        .await
+        .iter()
+        .map(|e| {
+            let body = Notification::from_json(&e.body).expect("JSON");
+            (body.installation.expect("names it").slc, body.kind)
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (b.slc.to_string(), "after_maintenance".to_owned()),
+            (a.slc.to_string(), "problem".to_owned()),
+        ],
+        "newest first: a's problem was not judged during the window, b's \
+         was judged muted under its own window when the first went"
+    );
+}
