@@ -283,6 +283,15 @@ impl Carewatch {
             let Some(detail) = installation(&details, &record.reseller, slc) else {
                 continue;
             };
+            // Its messages refused (consent withdrawn, Care Plus ended):
+            // nothing is told about it. Its servers are not judged, so its
+            // health only stands still (no reminders about a silence
+            // Carewatch causes) or drops to Pending when its reported data
+            // is deleted, which is no recovery. The refusal itself is told
+            // (`subscription_expired`, below).
+            if detail.installation.refusal_at(now).is_some() {
+                continue;
+            }
             let decided_by = decided_by.get(slc).copied();
             commit
                 .outbox

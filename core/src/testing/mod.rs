@@ -155,6 +155,7 @@ macro_rules! __conformance_test_list {
             notifications_follow_health_changes_once_after_the_hold,
             maintenance_mutes_notifications_until_it_ends,
             deleting_a_window_tells_what_it_muted_at_once,
+            a_refused_installation_tells_nothing,
             // the change feed
             change_feed_records_every_change_in_order,
             change_feed_has_no_gaps_and_is_pruned_by_age,

@@ -1,5 +1,6 @@
-//! Maintenance windows through the facade: what they mute, and what is
-//! told when they end or are deleted.
+//! What is not told, through the facade: what maintenance windows mute
+//! (told when they end or are deleted), and installations whose messages
+//! are refused.
 
 use super::outbox_of;
 use crate::catalogue::ConditionCode;
@@ -187,4 +188,61 @@ pub(crate) async fn deleting_a_window_tells_what_it_muted_at_once(
         "newest first: a's problem was not judged during the window, b's \
          was judged muted under its own window when the first went"
     );
+}
+
+/// An installation whose messages are refused tells nothing: no reminder
+/// while its consent is withdrawn (its servers are not judged), and no
+/// "resolved" when its reported data is deleted after the retention (its
+/// line turns Pending, which is no recovery). Both were told.
+pub(crate) async fn a_refused_installation_tells_nothing(backend: &(impl TestBackend + ?Sized)) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let a = fx.site("alpha", "M01-C01-0001").await;
+    let admin = member(&fx, &alpha, "admin@alpha.example", Role::Admin, START).await;
+    let rules = ChannelRules {
+        reminder: Some(secs(3600)),
+        ..ChannelRules::default()
+    };
+    let email = Destination::Email {
+        to: vec!["oncall@alpha.example".into()],
+    };
+    fx.carewatch
+        .create_channel(&admin, "On call", email, rules)
+        .await
+        .expect("a channel");
+    // Every step until none says more waits; how many it queued.
+    let settle = || async {
+        let mut queued = 0;
+        loop {
+            let step = fx.carewatch.notify_step().await.expect("step");
+            queued += step.queued;
+            if !step.more {
+                return queued;
+            }
+        }
+    };
+    let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
+    report(&fx, &a, "rs-1", 1, &full).await;
+    assert_eq!(settle().await, 0);
+    fx.advance(secs(121));
+    assert_eq!(settle().await, 1, "the problem");
+    fx.carewatch
+        .set_consent(&a.slc, false)
+        .await
+        .expect("withdrawn");
+    fx.advance(secs(3601));
+    assert_eq!(settle().await, 0, "no reminder while refused");
+    fx.advance(secs(31 * 24 * 3600));
+    assert_eq!(settle().await, 0, "still none");
+    assert_eq!(fx.carewatch.delete_withdrawn_data().await.expect("runs"), 1);
+    assert_eq!(settle().await, 0);
+    fx.advance(secs(121));
+    assert_eq!(settle().await, 0, "no resolved for the deleted data");
+    let told: Vec<String> = outbox_of(&fx.store, &alpha, OutboxFilter::All)
+        .await
+        .iter()
+        .map(|e| Notification::from_json(&e.body).expect("JSON").kind)
+        .collect();
+    assert_eq!(told, ["problem"]);
 }
