@@ -116,6 +116,8 @@ pub struct Dispatcher {
     channels: Mutex<ChannelCache>,
     claim_errors: LogLimit,
     notifier_errors: LogLimit,
+    /// Deferrals: the operator's delivery settings do not work.
+    deferrals: LogLimit,
     /// What this node claimed and has not finished: released at the stop.
     unfinished: Arc<Unfinished>,
     /// The store calls running, which the release waits for.
@@ -136,6 +138,7 @@ impl Dispatcher {
             channels: Mutex::default(),
             claim_errors: LogLimit::default(),
             notifier_errors: LogLimit::default(),
+            deferrals: LogLimit::default(),
             unfinished,
             in_flight: Arc::default(),
         }

@@ -307,13 +307,20 @@ impl Mailer {
             Ok(_) => Attempt::Delivered,
             Err(e) => {
                 let error = format!("email via {}: {}", self.server, crate::http::chain(&e));
-                // A 5xx refusal of this message is final; anything about
-                // the server or its settings (no STARTTLS, a certificate,
-                // a refused sign-in) may be fixed: retried.
-                let sign_in = e.status().is_some_and(|code| {
-                    matches!(code.to_string().as_str(), "530" | "534" | "535" | "538")
+                // The SMTP server is the operator's, not the channel's:
+                // anything about it or its settings (unreachable, no
+                // STARTTLS, a certificate, closing, a refused sign-in) is
+                // deferred, not counted against the channel. A 5xx refusal
+                // of this message is final; a 4xx one is retried.
+                let server_side = e.status().is_none_or(|code| {
+                    matches!(
+                        code.to_string().as_str(),
+                        "421" | "454" | "530" | "534" | "535" | "538"
+                    )
                 });
-                if e.is_permanent() && !sign_in {
+                if server_side {
+                    Attempt::Deferred(error)
+                } else if e.is_permanent() {
                     Attempt::Failed(error)
                 } else {
                     Attempt::Retry(error)

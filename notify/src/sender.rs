@@ -31,13 +31,18 @@ pub enum Attempt {
     /// It will not work as it is (HTTP 4xx, SMTP 5xx, a malformed
     /// destination): give up now.
     Failed(String),
+    /// Not the channel's failure: the operator's delivery settings are
+    /// missing or do not work (no SMTP server configured, the SMTP server
+    /// unreachable or refusing Carewatch's sign-in). Tried again later
+    /// without counting an attempt (`DeliveryOutcome::Deferred`).
+    Deferred(String),
 }
 
 /// What the sender needs besides the channels.
 #[derive(Debug, Clone)]
 pub struct SenderOptions {
     /// The SMTP server for email channels (`serve --smtp-url`, `--smtp-from`);
-    /// without it, email deliveries fail (and are retried) saying so.
+    /// without it, email deliveries wait (deferred, not given up) saying so.
     pub smtp: Option<SmtpSettings>,
     /// PEM certificates to trust besides the public (web PKI) roots, for
     /// webhooks and SMTP: a private CA, or a test's self-signed certificate
@@ -169,7 +174,7 @@ impl Sender {
                 },
                 Destination::Email { to } => {
                     let Some(mail) = &self.mail else {
-                        return Attempt::Retry(
+                        return Attempt::Deferred(
                             "no SMTP server configured (carewatch serve --smtp-url, --smtp-from)"
                                 .into(),
                         );

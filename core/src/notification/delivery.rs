@@ -33,6 +33,14 @@ pub fn retry_after(attempt: u32, jitter: f64) -> Option<Duration> {
     Some(Duration::from_secs_f64(capped * spread))
 }
 
+/// How long a deferred delivery ([`super::DeliveryOutcome::Deferred`]:
+/// Carewatch's own delivery settings missing or not working) waits: a
+/// minute, spread by ±20% like [`retry_after`]. Fixing the settings takes a
+/// restart, after which the deferred ones go within a minute.
+pub fn deferred_for(jitter: f64) -> Duration {
+    Duration::from_secs_f64(60.0 * (0.8 + 0.4 * jitter.clamp(0.0, 1.0)))
+}
+
 /// [`retry_after`], unless the receiver asked for longer (HTTP
 /// `Retry-After`): then its wait, up to [`LONGEST_ASKED_WAIT`]. A shorter
 /// ask does not shorten the backoff; the attempt limit stays.
@@ -148,6 +156,10 @@ pub fn tally_by_channel<'a, K: Ord + Clone + 'a>(
                 tally.failures = tally.failures.saturating_add(1);
                 tally.last_error = Some(error.clone());
             }
+            // Shown, but not the channel's failure.
+            super::DeliveryOutcome::Deferred { error, .. } => {
+                tally.last_error = Some(error.clone());
+            }
         }
     }
     tallies.into_values().collect()
@@ -233,13 +245,19 @@ mod tests {
                     error: "b1".into(),
                 },
             ),
+            (
+                "a",
+                DeliveryOutcome::Deferred {
+                    at: crate::time::Timestamp::from_millis(1),
+                    error: "a2".into(),
+                },
+            ),
         ];
+        let n = choices.len();
         // Every sequence of up to four attempts, from every prior count.
         for length in 0..=4u32 {
-            for pick in 0..4usize.pow(length) {
-                let sequence: Vec<_> = (0..length)
-                    .map(|i| &choices[pick / 4usize.pow(i) % 4])
-                    .collect();
+            for pick in 0..n.pow(length) {
+                let sequence: Vec<_> = (0..length).map(|i| &choices[pick / n.pow(i) % n]).collect();
                 for before in [0u32, 3] {
                     // One by one, as a single finish_delivery records it.
                     let mut one_by_one: std::collections::BTreeMap<&str, (u32, Option<String>)> =
@@ -251,6 +269,9 @@ mod tests {
                             DeliveryOutcome::Retry { error, .. }
                             | DeliveryOutcome::Failed { error } => {
                                 (status.0 + 1, Some(error.clone()))
+                            }
+                            DeliveryOutcome::Deferred { error, .. } => {
+                                (status.0, Some(error.clone()))
                             }
                         };
                     }

@@ -393,6 +393,18 @@ pub enum DeliveryOutcome {
         /// Why.
         error: String,
     },
+    /// Not the channel's failure: Carewatch's own delivery settings are
+    /// missing or do not work (no SMTP server configured, the SMTP server
+    /// unreachable or refusing Carewatch's sign-in). Tried again at `at`
+    /// without counting an attempt or a failure of the channel, so an
+    /// operator's mistake neither gives notifications up nor flags every
+    /// reseller's channel; the error is shown.
+    Deferred {
+        /// When to try again.
+        at: Timestamp,
+        /// Why (no secrets).
+        error: String,
+    },
 }
 
 /// Which outbox entries to list.

@@ -156,6 +156,7 @@ macro_rules! __conformance_test_list {
             maintenance_mutes_notifications_until_it_ends,
             deleting_a_window_tells_what_it_muted_at_once,
             a_refused_installation_tells_nothing,
+            a_deferral_counts_no_attempt_and_no_failure_of_the_channel,
             // the change feed
             change_feed_records_every_change_in_order,
             change_feed_has_no_gaps_and_is_pruned_by_age,

@@ -88,6 +88,12 @@ impl Dispatcher {
             Attempt::Retry(error) => retry(number, error, None),
             Attempt::RetryAfter(error, asked) => retry(number, error, Some(asked)),
             Attempt::Failed(error) => DeliveryOutcome::Failed { error },
+            Attempt::Deferred(error) => DeliveryOutcome::Deferred {
+                at: self.carewatch.now().saturating_add(
+                    carewatch_core::notification::delivery::deferred_for(jitter()),
+                ),
+                error,
+            },
         };
         match &outcome {
             // Debug, not info: the outbox keeps every delivery (web page,
@@ -106,6 +112,14 @@ impl Dispatcher {
                 entry = entry.id, channel = %entry.channel, reseller = %entry.reseller,
                 attempt = number, error = %error, "notification given up"
             ),
+            // The operator's to fix, and the same for every entry: a line
+            // every 30 s at most, with how many were deferred.
+            DeliveryOutcome::Deferred { error, .. } => self.deferrals.warn(|deferred| {
+                tracing::warn!(
+                    deferred, error = %error,
+                    "notifications deferred: the delivery settings do not work (not counted as attempts)"
+                )
+            }),
         }
         (entry.id, outcome)
     }

@@ -141,12 +141,12 @@ pub(crate) async fn finish_deliveries(
     };
     // Only while the node still claims them, and only once.
     let rows = query(
-        "UPDATE outbox o SET attempts = o.attempts + 1, delivered_at = f.delivered_at,
+        "UPDATE outbox o SET attempts = o.attempts + f.attempts, delivered_at = f.delivered_at,
              next_attempt_at = COALESCE(f.next_attempt_at, o.next_attempt_at),
              failed_at = f.failed_at, last_error = f.error,
              claimed_by = NULL, claimed_until = NULL
-         FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[])
-             AS f(id, delivered_at, next_attempt_at, failed_at, error)
+         FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[])
+             AS f(id, delivered_at, next_attempt_at, failed_at, error, attempts)
          WHERE o.id = f.id AND o.claimed_by = $1
            AND o.delivered_at IS NULL AND o.failed_at IS NULL
          RETURNING o.id, o.channel_id",
@@ -157,6 +157,7 @@ pub(crate) async fn finish_deliveries(
     .bind(column(|c| c.next_attempt_at))
     .bind(column(|c| c.failed_at))
     .bind(columns.iter().map(|c| c.error).collect::<Vec<_>>())
+    .bind(columns.iter().map(|c| c.attempts).collect::<Vec<_>>())
     .fetch_all(&mut *c)
     .await?;
     let mut channel_of = BTreeMap::new();

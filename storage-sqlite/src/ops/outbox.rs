@@ -114,7 +114,7 @@ pub(crate) fn finish_deliveries(
     // dearer than reading the one column again by id.
     let mut finish = tx
         .prepare_cached(
-            "UPDATE outbox SET attempts = attempts + 1, delivered_at = ?3,
+            "UPDATE outbox SET attempts = attempts + ?7, delivered_at = ?3,
                  next_attempt_at = COALESCE(?4, next_attempt_at), failed_at = ?5,
                  last_error = ?6, claimed_by = NULL, claimed_until = NULL
              WHERE id = ?1 AND claimed_by = ?2 AND delivered_at IS NULL AND failed_at IS NULL",
@@ -137,7 +137,8 @@ pub(crate) fn finish_deliveries(
                 columns.delivered_at,
                 columns.next_attempt_at,
                 columns.failed_at,
-                columns.error
+                columns.error,
+                columns.attempts
             ])
             .map_err(map_err)?;
         if changed == 1 {

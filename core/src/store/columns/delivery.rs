@@ -14,6 +14,9 @@ pub struct OutcomeColumns<'a> {
     pub failed_at: Option<i64>,
     /// Why the attempt failed.
     pub error: Option<&'a str>,
+    /// What the outcome adds to the entry's attempts: 0 for a deferral
+    /// ([`DeliveryOutcome::Deferred`]), else 1.
+    pub attempts: i64,
 }
 
 impl<'a> OutcomeColumns<'a> {
@@ -24,6 +27,7 @@ impl<'a> OutcomeColumns<'a> {
             next_attempt_at: None,
             failed_at: None,
             error: None,
+            attempts: 1,
         };
         match outcome {
             DeliveryOutcome::Delivered => Self {
@@ -38,6 +42,12 @@ impl<'a> OutcomeColumns<'a> {
             DeliveryOutcome::Failed { error } => Self {
                 failed_at: Some(at.as_millis()),
                 error: Some(error),
+                ..none
+            },
+            DeliveryOutcome::Deferred { at: next, error } => Self {
+                next_attempt_at: Some(next.as_millis()),
+                error: Some(error),
+                attempts: 0,
                 ..none
             },
         }

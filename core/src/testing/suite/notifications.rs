@@ -4,6 +4,7 @@
 //! notifications from health changes end to end.
 
 mod channels;
+mod deferred;
 mod handover;
 mod maintenance;
 mod notifier;
@@ -12,6 +13,7 @@ mod retention;
 mod steps;
 
 pub(crate) use channels::*;
+pub(crate) use deferred::*;
 pub(crate) use handover::*;
 pub(crate) use maintenance::*;
 pub(crate) use notifier::*;
