@@ -23,14 +23,16 @@
 //! idempotency key. A node that stops releases what it claimed and did not
 //! finish, for any node (itself restarted) to send at once.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use carewatch_core::notification::{DeliveryOutcome, OutboxEntry};
+use carewatch_core::notification::{ChannelId, DeliveryOutcome, OutboxEntry};
 use carewatch_core::store::run_on;
+use carewatch_core::time::Timestamp;
 use carewatch_core::{Carewatch, Error};
 use futures::{FutureExt, StreamExt};
 use tokio::runtime::Handle;
@@ -450,6 +452,13 @@ impl Dispatcher {
         let channels = self.channels_for(&entries).await;
         let too_late_count = AtomicUsize::new(0);
         let too_late = &too_late_count;
+        // Channels whose receiver an attempt of this batch could not reach,
+        // with the error and when it is tried again: their other entries are
+        // held back until then. A receiver that never answers would
+        // otherwise take the timeout (10 s) per entry, with the batch's other
+        // channels waiting behind it.
+        let failing_channels: Mutex<HashMap<ChannelId, (String, Timestamp)>> = Mutex::default();
+        let failing = &failing_channels;
         let mut outcomes = futures::stream::iter(entries)
             .map(|entry| {
                 let channel = match &channels {
@@ -468,7 +477,24 @@ impl Dispatcher {
                         too_late.fetch_add(1, Ordering::Relaxed);
                         return None;
                     }
-                    Some(self.deliver(entry, channel).await)
+                    let failed_on = failing
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&entry.channel)
+                        .cloned();
+                    if let Some((error, retry_at)) = failed_on {
+                        return Some(Self::held_back(&entry, &error, retry_at));
+                    }
+                    let channel_id = entry.channel.clone();
+                    let (id, outcome, unreachable) = self.deliver(entry, channel).await;
+                    if let (true, DeliveryOutcome::Retry { error, at }) = (unreachable, &outcome) {
+                        failing
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .entry(channel_id)
+                            .or_insert_with(|| (error.clone(), *at));
+                    }
+                    Some((id, outcome))
                 }
             })
             .buffer_unordered(self.options.concurrency.max(1))

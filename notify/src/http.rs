@@ -161,6 +161,8 @@ impl Http {
         }
         if e.is_builder() {
             Attempt::Failed(error)
+        } else if e.is_timeout() || e.is_connect() {
+            Attempt::Unreachable(error)
         } else {
             Attempt::Retry(error)
         }

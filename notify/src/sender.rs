@@ -25,6 +25,11 @@ pub enum Attempt {
     /// It may work later (connection failed, timed out, HTTP 408, 429 or
     /// 5xx, SMTP 4xx): try again after the backoff.
     Retry(String),
+    /// As [`Attempt::Retry`], and the receiver could not be reached at all
+    /// (no connection, or no answer within the timeout): the dispatcher
+    /// also holds back the channel's other entries of the batch, each of
+    /// which would wait as long.
+    Unreachable(String),
     /// As [`Attempt::Retry`], and the receiver asked to wait at least this
     /// long (HTTP `Retry-After`).
     RetryAfter(String, Duration),
@@ -189,7 +194,7 @@ impl Sender {
         // Each transport has its own timeouts; this bounds the whole attempt.
         match tokio::time::timeout(self.longest_attempt(), attempt).await {
             Ok(attempt) => attempt,
-            Err(_) => Attempt::Retry(format!(
+            Err(_) => Attempt::Unreachable(format!(
                 "{} delivery timed out after {:?}",
                 channel.destination.kind(),
                 self.longest_attempt()

@@ -393,12 +393,14 @@ pub enum DeliveryOutcome {
         /// Why.
         error: String,
     },
-    /// Not the channel's failure: Carewatch's own delivery settings are
-    /// missing or do not work (no SMTP server configured, the SMTP server
-    /// unreachable or refusing Carewatch's sign-in). Tried again at `at`
-    /// without counting an attempt or a failure of the channel, so an
-    /// operator's mistake neither gives notifications up nor flags every
-    /// reseller's channel; the error is shown.
+    /// Not counted: Carewatch's own delivery settings are missing or do
+    /// not work (no SMTP server configured, the SMTP server unreachable or
+    /// refusing Carewatch's sign-in), or it was held back unsent because
+    /// another attempt of its batch to the same channel had just failed.
+    /// Tried again at `at` without counting an attempt or a failure of the
+    /// channel, so an operator's mistake neither gives notifications up nor
+    /// flags every reseller's channel, and a dead receiver costs one attempt
+    /// a batch; the error is shown.
     Deferred {
         /// When to try again.
         at: Timestamp,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use carewatch_core::OpenedChannel;
 use carewatch_core::notification::delivery::retry_after_asked;
 use carewatch_core::notification::{ChannelId, DeliveryOutcome, OutboxEntry};
+use carewatch_core::time::Timestamp;
 use futures::FutureExt;
 
 use super::Dispatcher;
@@ -43,12 +44,31 @@ pub(super) enum ChannelFor {
 /// How long opened channels are reused before they are read again.
 const CHANNELS_FRESH: Duration = Duration::from_secs(10);
 impl Dispatcher {
-    /// One attempt at `entry`, logged; the outcome to record.
+    /// The outcome of `entry` held back, unsent, because an attempt of its
+    /// batch could not reach the same channel's receiver (`error`):
+    /// deferred (not counted), so a dead receiver costs one attempt's wait
+    /// a batch, not one per entry.
+    /// It is tried again when the failed attempt is.
+    pub(super) fn held_back(
+        entry: &OutboxEntry,
+        error: &str,
+        retry_at: Timestamp,
+    ) -> (u64, DeliveryOutcome) {
+        tracing::debug!(entry = entry.id, channel = %entry.channel, "held back: its receiver is unreachable");
+        let outcome = DeliveryOutcome::Deferred {
+            at: retry_at,
+            error: format!("not sent: the receiver could not be reached just before ({error})"),
+        };
+        (entry.id, outcome)
+    }
+
+    /// One attempt at `entry`, logged; the outcome to record, and whether
+    /// the receiver could not be reached ([`Attempt::Unreachable`]).
     pub(super) async fn deliver(
         &self,
         entry: OutboxEntry,
         channel: ChannelFor,
-    ) -> (u64, DeliveryOutcome) {
+    ) -> (u64, DeliveryOutcome, bool) {
         let attempt = match channel {
             // A panic while sending is a failed attempt: it counts towards
             // giving up, and the batch's other outcomes are still written.
@@ -83,9 +103,10 @@ impl Dispatcher {
                 error: format!("{error} (gave up after {number} attempts)"),
             },
         };
+        let unreachable = matches!(attempt, Attempt::Unreachable(_));
         let outcome = match attempt {
             Attempt::Delivered => DeliveryOutcome::Delivered,
-            Attempt::Retry(error) => retry(number, error, None),
+            Attempt::Retry(error) | Attempt::Unreachable(error) => retry(number, error, None),
             Attempt::RetryAfter(error, asked) => retry(number, error, Some(asked)),
             Attempt::Failed(error) => DeliveryOutcome::Failed { error },
             Attempt::Deferred(error) => DeliveryOutcome::Deferred {
@@ -121,7 +142,7 @@ impl Dispatcher {
                 )
             }),
         }
-        (entry.id, outcome)
+        (entry.id, outcome, unreachable)
     }
 
     /// The channels of `entries`, each opened or with why it cannot be, read

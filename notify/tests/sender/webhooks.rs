@@ -74,7 +74,7 @@ async fn a_webhook_to_a_private_address_is_refused_unless_allowed() {
     });
     let refused = public_only.send(&by_name, &entry).await;
     assert!(
-        matches!(&refused, Attempt::Retry(e) if e.contains("private")),
+        matches!(&refused, Attempt::Unreachable(e) if e.contains("private")),
         "{refused:?}"
     );
     for url in [
@@ -143,7 +143,7 @@ async fn a_webhook_goes_through_the_proxy_set_and_only_then() {
 
     // Without a proxy the same channel is tried directly, and fails.
     let direct = sender_trusting(None).send(&channel, &entry).await;
-    assert!(matches!(direct, Attempt::Retry(_)), "{direct:?}");
+    assert!(matches!(direct, Attempt::Unreachable(_)), "{direct:?}");
     assert_eq!(proxy.received().len(), 1);
 }
 
@@ -169,7 +169,7 @@ async fn an_unreachable_proxy_is_retried_without_showing_its_password() {
     });
     let entry = entry(&channel, "c1.M01-C01-123-45.problem.1.2");
     match sender.send(&channel, &entry).await {
-        Attempt::Retry(error) => {
+        Attempt::Unreachable(error) => {
             assert!(!error.contains("pr0xy-secret"), "{error}");
             assert!(!error.contains("secret-path"), "{error}");
         }
@@ -185,7 +185,7 @@ async fn a_webhook_over_tls_is_delivered_only_when_its_certificate_is_trusted() 
     let entry = entry(&channel, "k-tls");
 
     let untrusting = sender_trusting(None).send(&channel, &entry).await;
-    let Attempt::Retry(error) = untrusting else {
+    let Attempt::Unreachable(error) = untrusting else {
         panic!("an unknown certificate is retried (the receiver may fix it): {untrusting:?}");
     };
     eprintln!("untrusted certificate: {error}");
@@ -251,10 +251,11 @@ async fn answers_are_classified_retry_or_give_up_and_errors_show_no_path() {
         );
     }
 
-    // No answer in time: retried.
+    // No answer in time: retried, as unreachable (the dispatcher holds
+    // back the channel's other entries of the batch).
     receiver.plan([Reply::status(200).after(Duration::from_secs(3))]);
     let slow = sender.send(&channel, &entry).await;
-    let Attempt::Retry(error) = slow else {
+    let Attempt::Unreachable(error) = slow else {
         panic!("a receiver that does not answer is retried: {slow:?}");
     };
     eprintln!("slow: {error}");
@@ -270,7 +271,7 @@ async fn answers_are_classified_retry_or_give_up_and_errors_show_no_path() {
         url: format!("http://127.0.0.1:{port}/services/T000/B000/SECRETPATH"),
     });
     let refused = sender.send(&closed, &entry).await;
-    let Attempt::Retry(error) = refused else {
+    let Attempt::Unreachable(error) = refused else {
         panic!("a refused connection is retried: {refused:?}");
     };
     eprintln!("refused: {error}");
