@@ -99,6 +99,23 @@ mod tests {
         }
     }
 
+    /// What the README's error table says, for every kind.
+    #[test]
+    fn the_readme_tells_each_code_s_status() {
+        for error in Error::one_of_each() {
+            let documented = carewatch_core::testing::documented_error(error.code());
+            // `InvalidArgument` as the table writes it, `INVALID_ARGUMENT`.
+            let mut name = String::new();
+            for (i, c) in format!("{:?}", code_for(&error)).chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    name.push('_');
+                }
+                name.push(c.to_ascii_uppercase());
+            }
+            assert_eq!(documented.grpc, name, "{}", error.code());
+        }
+    }
+
     #[test]
     fn refusals_get_distinct_codes_and_carry_their_kind() {
         let slc = Slc::new("M01-C01-0001").unwrap();

@@ -142,6 +142,20 @@ mod tests {
         }
     }
 
+    /// What the README's error table says, for every kind.
+    #[test]
+    fn the_readme_tells_each_code_s_status() {
+        for error in Error::one_of_each() {
+            let documented = carewatch_core::testing::documented_error(error.code());
+            assert_eq!(
+                documented.http,
+                status_for(&error).as_u16(),
+                "{}",
+                error.code()
+            );
+        }
+    }
+
     #[test]
     fn statuses_follow_http_meanings() {
         let slc = Slc::new("M01-C01-0001").expect("valid");

@@ -318,8 +318,10 @@ async fn the_openapi_description_is_valid_and_matches_the_routes() {
         let get = &item["get"];
         assert!(get.is_object(), "{path} has GET");
         assert!(get["security"][0]["bearer"].is_array(), "{path} is secured");
-        assert!(get["responses"]["200"].is_object(), "{path}");
-        assert!(get["responses"]["401"].is_object(), "{path}");
+        // Every status the API can send on it is described.
+        for status in ["200", "401", "405", "500", "503"] {
+            assert!(get["responses"][status].is_object(), "{path}: {status}");
+        }
     }
     let params: BTreeSet<&str> = doc["paths"]["/api/v1/installations"]["get"]["parameters"]
         .as_array()

@@ -12,6 +12,7 @@
 //! carewatch_core::store_conformance_tests!(Sqlite);
 //! ```
 
+mod documented_errors;
 pub mod fixture;
 pub mod suite;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use documented_errors::{DocumentedError, documented_error, documented_errors};
 pub use fixture::{Fixture, Site};
 
 use crate::store::Store;

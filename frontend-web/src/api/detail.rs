@@ -242,6 +242,8 @@ fn detail_json(
         (status = 400, description = "Not an SLC", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such installation of yours", body = ErrorBody),
+        (status = 405, description = "Only GET (and HEAD)", body = ErrorBody),
+        (status = 500, description = "Storage failed (the operator's log says why)", body = ErrorBody),
         (status = 503, description = "Storage unavailable: retry later", body = ErrorBody),
     ),
     security(("bearer" = []))

@@ -216,6 +216,8 @@ pub struct InstallationList {
         (status = 200, description = "A page of installations", body = InstallationList),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 405, description = "Only GET (and HEAD)", body = ErrorBody),
+        (status = 500, description = "Storage failed (the operator's log says why)", body = ErrorBody),
         (status = 503, description = "Storage unavailable: retry later", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -262,6 +264,8 @@ pub async fn list(
     responses(
         (status = 200, description = "Counts per health", body = Totals),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 405, description = "Only GET (and HEAD)", body = ErrorBody),
+        (status = 500, description = "Storage failed (the operator's log says why)", body = ErrorBody),
         (status = 503, description = "Storage unavailable: retry later", body = ErrorBody),
     ),
     security(("bearer" = []))

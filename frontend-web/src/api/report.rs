@@ -167,6 +167,8 @@ impl From<&UptimeReport> for UptimeReportJson {
         (status = 200, description = "The report", body = UptimeReportJson),
         (status = 400, description = "Not a month, or one that has not begun", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 405, description = "Only GET (and HEAD)", body = ErrorBody),
+        (status = 500, description = "Storage failed (the operator's log says why)", body = ErrorBody),
         (status = 503, description = "Storage unavailable: retry later", body = ErrorBody),
     ),
     security(("bearer" = []))
