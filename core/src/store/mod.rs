@@ -295,7 +295,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A reseller's users, by login.
     async fn users(&self, reseller: &ResellerId) -> Result<Vec<User>>;
     /// Removes one of `reseller`'s users and every session of theirs in one
-    /// transaction. `NotFound` if `reseller` has no such user.
+    /// transaction, and cancels `reseller`'s invitations not yet accepted
+    /// that they issued or that are for their login (a removed admin must
+    /// not keep a way back in; removing a login that is only invited
+    /// cancels its invitation). `NotFound` if `reseller` has neither such a
+    /// user nor an invitation for the login.
     async fn remove_user(&self, reseller: &ResellerId, login: &Login) -> Result<()>;
     /// Stores a session. `NotFound` if its user does not exist (any more).
     async fn create_session(&self, session: &SessionRecord) -> Result<()>;

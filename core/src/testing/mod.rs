@@ -134,6 +134,7 @@ macro_rules! __conformance_test_list {
             users_and_api_tokens_are_per_reseller,
             sign_in_follows_invitations_and_fails_alike,
             viewers_may_not_manage_and_api_tokens_open_until_revoked,
+            removing_a_user_cancels_their_invitations_and_inviting_tells_nothing_of_others,
             // notifications
             channels_and_maintenance_windows_are_per_reseller,
             the_notifier_lease_is_held_by_one_node_at_a_time,

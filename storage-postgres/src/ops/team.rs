@@ -10,7 +10,7 @@ use sqlx_core::query::query;
 use sqlx_postgres::{PgConnection, PgRow};
 
 use crate::codec::{self, col, ts};
-use crate::errors::{DbResult, corrupt, on_insert};
+use crate::errors::{DbResult, Failure, corrupt, on_insert};
 
 /// The same refusal for a missing, used or expired invitation.
 fn invitation_refused() -> Error {
@@ -61,8 +61,11 @@ fn user(row: &PgRow, at: usize) -> DbResult<User> {
 }
 
 pub(crate) async fn create_invitation(c: &mut PgConnection, i: &InvitationRecord) -> DbResult<()> {
-    let taken = query("SELECT EXISTS (SELECT 1 FROM users WHERE login = $1)")
+    // Only the reseller's own users: that another reseller uses a login
+    // (logins are global) is not told here; accepting refuses it then.
+    let taken = query("SELECT EXISTS (SELECT 1 FROM users WHERE login = $1 AND reseller_id = $2)")
         .bind(i.user.login.as_str())
+        .bind(i.user.reseller.as_str())
         .fetch_one(&mut *c)
         .await?;
     if col::<bool>(&taken, 0)? {
@@ -137,11 +140,16 @@ pub(crate) async fn accept_invitation(
     .execute(&mut *c)
     .await
     .map_err(|e| {
-        on_insert(
+        match on_insert(
             e,
             || user_exists(&user.login),
             || reseller_not_found(&user.reseller),
-        )
+        ) {
+            // Another reseller's user (the inviter's own are refused when
+            // inviting): told like any unusable invitation.
+            Failure::Domain(Error::AlreadyExists { .. }) => invitation_refused().into(),
+            other => other,
+        }
     })?;
     Ok(user)
 }
@@ -189,7 +197,16 @@ pub(crate) async fn remove_user(
         .execute(&mut *c)
         .await?
         .rows_affected();
-    if removed == 0 {
+    let cancelled = query(
+        "DELETE FROM invitations
+         WHERE reseller_id = $2 AND used_at IS NULL AND (login = $1 OR invited_by = $1)",
+    )
+    .bind(who.as_str())
+    .bind(reseller.as_str())
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    if removed == 0 && cancelled == 0 {
         return Err(user_not_found(who).into());
     }
     // Already gone by the foreign key's cascade; said here too.

@@ -59,10 +59,12 @@ fn user(row: &Row<'_>, at: usize) -> Result<User> {
 }
 
 pub(crate) fn create_invitation(tx: &Connection, i: &InvitationRecord) -> Result<()> {
+    // Only the reseller's own users: that another reseller uses a login
+    // (logins are global) is not told here; accepting refuses it then.
     let taken: bool = tx
         .query_row(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE login = ?1)",
-            [i.user.login.as_str()],
+            "SELECT EXISTS (SELECT 1 FROM users WHERE login = ?1 AND reseller_id = ?2)",
+            [i.user.login.as_str(), i.user.reseller.as_str()],
             |r| r.get(0),
         )
         .map_err(map_err)?;
@@ -146,7 +148,9 @@ pub(crate) fn accept_invitation(
     )
     .map_err(|e| {
         if is_unique_violation(&e) {
-            user_exists(&user.login)
+            // Another reseller's user (the inviter's own are refused when
+            // inviting): told like any unusable invitation.
+            invitation_refused()
         } else if is_foreign_key_violation(&e) {
             reseller_not_found(&user.reseller)
         } else {
@@ -196,7 +200,14 @@ pub(crate) fn remove_user(tx: &Connection, reseller: &ResellerId, who: &Login) -
             params![who.as_str(), reseller.as_str()],
         )
         .map_err(map_err)?;
-    if removed == 0 {
+    let cancelled = tx
+        .execute(
+            "DELETE FROM invitations
+             WHERE reseller_id = ?2 AND used_at IS NULL AND (login = ?1 OR invited_by = ?1)",
+            params![who.as_str(), reseller.as_str()],
+        )
+        .map_err(map_err)?;
+    if removed == 0 && cancelled == 0 {
         return Err(user_not_found(who));
     }
     Ok(())

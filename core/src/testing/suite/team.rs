@@ -4,10 +4,12 @@
 
 mod facade;
 mod overview;
+mod removal;
 mod storage;
 
 pub(crate) use facade::*;
 pub(crate) use overview::*;
+pub(crate) use removal::*;
 pub(crate) use storage::*;
 
 use super::{refused, secs};

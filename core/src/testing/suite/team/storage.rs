@@ -11,9 +11,11 @@ use crate::testing::suite::{reseller_id, t};
 
 /// An invitation creates its user once: accepting it again, after it
 /// expired or with an unknown hash is `Unauthenticated` and changes nothing;
-/// a login that is already a user's (any case) is `AlreadyExists`, whether
-/// when inviting or when accepting, and a refused acceptance leaves the
-/// invitation usable; an invitation to a missing reseller is `NotFound`.
+/// inviting a login that is already a user of the same reseller (any case)
+/// is `AlreadyExists`; one of another reseller is invited (nothing tells it
+/// exists) and accepting it is `Unauthenticated`, like accepting a login
+/// taken meanwhile, and a refused acceptance leaves the invitation usable;
+/// an invitation to a missing reseller is `NotFound`.
 pub(crate) async fn invitations_create_users_once(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
@@ -113,25 +115,44 @@ pub(crate) async fn invitations_create_users_once(backend: &(impl TestBackend + 
         .expect("bob's invitation works until it expires");
     assert_eq!(bob_user.role, Role::Viewer);
 
-    // A login already a user's, in any case: refused when inviting.
+    // A login already one of the reseller's users, in any case: refused
+    // when inviting, and the refused invitation is not stored.
     assert_already_exists(
         fx.store
             .create_invitation(&invitation(
                 "jane again",
-                &beta,
+                &alpha,
                 "Jane@Alpha.Example",
                 Role::Viewer,
                 t(20),
                 t(3600),
             ))
             .await,
-        "inviting a login that is already a user's (of another reseller)",
+        "inviting a login that is already one of the reseller's users",
     );
     assert_unauthenticated(
         fx.store
             .accept_invitation(&secret("jane again"), "hash", t(21))
             .await,
         "the refused invitation must not have been stored",
+    );
+    // Another reseller's user: invited, refused when accepted.
+    fx.store
+        .create_invitation(&invitation(
+            "jane elsewhere",
+            &beta,
+            "Jane@Alpha.Example",
+            Role::Viewer,
+            t(20),
+            t(3600),
+        ))
+        .await
+        .expect("inviting a login another reseller uses tells nothing");
+    assert_unauthenticated(
+        fx.store
+            .accept_invitation(&secret("jane elsewhere"), "hash", t(21))
+            .await,
+        "accepting a login another reseller uses",
     );
 
     // Two invitations for one login: the second acceptance finds it taken.
@@ -154,7 +175,7 @@ pub(crate) async fn invitations_create_users_once(backend: &(impl TestBackend + 
         .await
         .expect("accepting carol's first invitation");
     assert_eq!(carol.reseller, alpha);
-    assert_already_exists(
+    assert_unauthenticated(
         fx.store
             .accept_invitation(&secret("carol 2"), "other hash", t(32))
             .await,
