@@ -105,8 +105,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// transaction ([`Transfer`]): from then on the old reseller finds it
     /// nowhere (overview, detail, reports, its feed after one
     /// [`crate::feed::Change::Removed`]), and its labels, the old reseller's
-    /// maintenance windows and notification states for it, and its pending
-    /// (not yet delivered or given up) outbox entries are deleted. Unless
+    /// maintenance windows and notification states for it, and its outbox
+    /// entries (pending, delivered or given up) are deleted. Unless
     /// `share_history`, what happened before `at` is hidden from the new
     /// reseller: its history, its feed events (it sees a
     /// [`crate::feed::Change::Registered`]), and report time (servers count

@@ -62,14 +62,13 @@ pub(crate) async fn transfer_installation(
         .bind(slc)
         .execute(&mut *c)
         .await?;
-    query(
-        "DELETE FROM outbox WHERE slc = $1 AND reseller_id = $2
-             AND delivered_at IS NULL AND failed_at IS NULL",
-    )
-    .bind(slc)
-    .bind(before.reseller.as_str())
-    .execute(&mut *c)
-    .await?;
+    // Its notifications too, told or not: they name it, its health and
+    // labels, and the old reseller must find it nowhere.
+    query("DELETE FROM outbox WHERE slc = $1 AND reseller_id = $2")
+        .bind(slc)
+        .bind(before.reseller.as_str())
+        .execute(&mut *c)
+        .await?;
     admin::installation(c, &t.slc)
         .await?
         .ok_or_else(|| Error::installation_not_found(&t.slc).into())

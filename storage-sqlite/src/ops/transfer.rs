@@ -56,9 +56,10 @@ pub(crate) fn transfer_installation(tx: &Connection, t: &Transfer) -> Result<Ins
     .map_err(map_err)?;
     tx.execute("DELETE FROM notification_states WHERE slc = ?1", [slc])
         .map_err(map_err)?;
+    // Its notifications too, told or not: they name it, its health and
+    // labels, and the old reseller must find it nowhere.
     tx.execute(
-        "DELETE FROM outbox WHERE slc = ?1 AND reseller_id = ?2
-             AND delivered_at IS NULL AND failed_at IS NULL",
+        "DELETE FROM outbox WHERE slc = ?1 AND reseller_id = ?2",
         params![slc, before.reseller.as_str()],
     )
     .map_err(map_err)?;

@@ -15,7 +15,9 @@ use crate::feed::{Change, ChangeEvent, EventId};
 use crate::ids::ResellerId;
 use crate::labels::Labels;
 use crate::notification::rules::Phase;
-use crate::notification::{Committed, NotificationState, NotifierCommit, OutboxFilter};
+use crate::notification::{
+    Committed, DeliveryOutcome, NotificationState, NotifierCommit, OutboxFilter,
+};
 use crate::report::Period;
 use crate::store::{HistoryKind, OverviewQuery, Store};
 use crate::team::Role;
@@ -97,6 +99,17 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
         .await
         .expect("commit");
     assert!(committed.written());
+    // One told before the transfer (delivered), one still to tell.
+    enqueue(store, &[entry(&hook, "told", Some(&site.slc), START)]).await;
+    let told = store
+        .claim_deliveries("node-9", START, Duration::from_secs(30), 10)
+        .await
+        .expect("claimed");
+    assert_eq!(told.len(), 1);
+    store
+        .finish_delivery(told[0].id, "node-9", &DeliveryOutcome::Delivered, START)
+        .await
+        .expect("delivered");
     enqueue(store, &[entry(&hook, "pending", Some(&site.slc), START)]).await;
 
     let head = fx.carewatch.latest_change().await.expect("head");
@@ -193,11 +206,13 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
         .await
         .expect("states");
     assert!(states.is_empty(), "{states:?}");
-    let pending = store
-        .outbox(&alpha, OutboxFilter::Pending, 10)
+    // Its notifications too, delivered ones included: they name it, its
+    // health and labels (the old reseller finds it nowhere).
+    let kept = store
+        .outbox(&alpha, OutboxFilter::All, 10)
         .await
         .expect("outbox");
-    assert!(pending.is_empty(), "{pending:?}");
+    assert!(kept.is_empty(), "{kept:?}");
     // A notifier step that read the feed before the transfer and commits
     // after it writes nothing about it for alpha; nor does a direct enqueue.
     let position = store
