@@ -260,3 +260,34 @@ async fn the_expiry_sweep_locks_every_installations_servers_first() {
     assert_eq!(parked, 2);
     let _ = ingest.close().await;
 }
+
+/// Another reseller's decommission is refused before it locks anything. It
+/// locked the server row first (waiting while ingest held it) and read the
+/// owner after: a stranger could stall an installation's ingest, and time
+/// the answer to learn that the server exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_resellers_decommission_waits_for_no_lock() {
+    let (schema, _application, store, reseller) = fresh_store().await;
+    let slc = installation_heard_from(&store, &reseller, "M01-C01-0001", &["rs-a"], None).await;
+    let mut ingest = side_transaction(&schema).await;
+    lock_row(&mut ingest, &slc, "rs-a")
+        .await
+        .expect("rs-a locked, as a heartbeat being written holds it");
+    let stranger = ResellerId::new("beta").expect("id");
+    let server = carewatch_core::ids::RecordingServerId::new("rs-a").expect("id");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        store.decommission_server(Some(&stranger), &slc, &server, START),
+    )
+    .await;
+    query("ROLLBACK")
+        .execute(&mut ingest)
+        .await
+        .expect("rollback");
+    let _ = ingest.close().await;
+    let answer = answer.expect("answered without waiting for the server's lock");
+    assert!(
+        matches!(answer, Err(carewatch_core::Error::NotFound { .. })),
+        "{answer:?}"
+    );
+}

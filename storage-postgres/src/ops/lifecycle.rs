@@ -14,6 +14,35 @@ use super::{history, ingest, summary};
 use crate::codec::{self, col, ts};
 use crate::errors::DbResult;
 
+/// `NotFound` unless `slc` is registered and, if `reseller` is given, its:
+/// another reseller's installation is as missing as one never registered.
+/// With `locked`, the row is locked (`FOR NO KEY UPDATE`) as it is read.
+async fn require_owner(
+    c: &mut PgConnection,
+    reseller: Option<&ResellerId>,
+    slc: &Slc,
+    locked: bool,
+) -> DbResult<()> {
+    let sql = if locked {
+        "SELECT reseller_id FROM installations WHERE slc = $1 FOR NO KEY UPDATE"
+    } else {
+        "SELECT reseller_id FROM installations WHERE slc = $1"
+    };
+    let owner = query(sql)
+        .bind(slc.as_str())
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|row| col::<String>(&row, 0))
+        .transpose()?;
+    match (owner, reseller) {
+        (Some(owner), Some(reseller)) if owner != reseller.as_str() => {
+            Err(Error::installation_not_found(slc).into())
+        }
+        (Some(_), _) => Ok(()),
+        (None, _) => Err(Error::installation_not_found(slc).into()),
+    }
+}
+
 pub(crate) async fn decommission_server(
     c: &mut PgConnection,
     reseller: Option<&ResellerId>,
@@ -21,25 +50,17 @@ pub(crate) async fn decommission_server(
     server: &RecordingServerId,
     at: Timestamp,
 ) -> DbResult<bool> {
+    // Another reseller's installation is refused before anything is
+    // locked: its rows are neither held up (stalling its ingest) nor
+    // waited for (an answer slower only when they exist).
+    require_owner(c, reseller, slc, false).await?;
     // The server first, then its installation, as ingest and the sweep
     // lock them: a message from it waits for this, and no lock cycle forms.
     let current = ingest::load_server(c, slc, server, true).await?;
-    // The owner read under the installation's lock: a transfer committing
-    // meanwhile is waited for, never decided against the previous owner.
-    let owner = query("SELECT reseller_id FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
-        .bind(slc.as_str())
-        .fetch_optional(&mut *c)
-        .await?
-        .map(|row| col::<String>(&row, 0))
-        .transpose()?;
-    // Another reseller's installation is as missing as one never registered.
-    match (owner, reseller) {
-        (None, _) => return Err(Error::installation_not_found(slc).into()),
-        (Some(owner), Some(reseller)) if owner != reseller.as_str() => {
-            return Err(Error::installation_not_found(slc).into());
-        }
-        _ => {}
-    }
+    // The owner read again under the installation's lock: a transfer
+    // committing meanwhile is waited for, never decided against the
+    // previous owner.
+    require_owner(c, reseller, slc, true).await?;
     let Some(current) = current else {
         return Err(Error::NotFound {
             what: format!("recording server {server} of installation {slc}"),
