@@ -260,9 +260,27 @@ async fn an_invitation_sets_the_password_once_and_signs_in() {
     let short = web.send(accept(secret, "short", "short")).await;
     assert_eq!(short.status, StatusCode::BAD_REQUEST);
 
-    let joined = web.send(accept(secret, PASSWORD, PASSWORD)).await;
+    // Accepted in the browser the admin is signed in with: the admin's
+    // session ends, as signing in again would end it.
+    let joined = web
+        .send(post(
+            "/invite",
+            Some(&format!("carewatch_form={FORM_TOKEN}; {}", admin.cookie())),
+            &[
+                ("csrf", FORM_TOKEN),
+                ("code", secret),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        ))
+        .await;
     assert_eq!(joined.status, StatusCode::SEE_OTHER, "{}", joined.body);
     assert_eq!(joined.location(), Some("/"));
+    let previous = web.get_as(&admin, "/").await;
+    assert!(
+        previous.is_login_redirect(),
+        "the browser's previous session is gone: {previous:?}"
+    );
     let session = joined.set_cookie("carewatch_session").expect("signed in");
     let page = web
         .get("/", Some(&format!("carewatch_session={session}")))

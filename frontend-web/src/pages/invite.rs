@@ -15,7 +15,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{Nav, page};
-use super::login::{bad_form, form_token, form_token_matches};
+use super::login::{bad_form, end_previous_session, form_token, form_token_matches};
 use super::{Notice, PageResult, csrf_refused, error_page, html_response};
 use crate::AppState;
 use crate::session::{CSRF_FIELD, PeerIp, session_cookie};
@@ -95,6 +95,7 @@ pub async fn submit(
         .sign_in(user.login.as_str(), &form.password, ip)
         .await
         .map_err(|e| error_page(e, None))?;
+    end_previous_session(&state, &headers).await;
     let mut response = Redirect::to("/").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,

@@ -69,6 +69,19 @@ pub async fn form(State(state): State<AppState>, headers: HeaderMap) -> Response
     response
 }
 
+/// Signing in (or in by an invitation) ends the session the browser's old
+/// cookie names, whose cookie the caller replaces: left alive, it would stay
+/// usable by whoever copied it. A cookie that opens nothing (malformed,
+/// expired) is refused as unauthenticated: no matter.
+pub(super) async fn end_previous_session(state: &AppState, headers: &HeaderMap) {
+    if let Some(old) = cookie(headers, SESSION_COOKIE).filter(|s| !s.is_empty())
+        && let Err(e) = state.carewatch.sign_out(old).await
+        && !matches!(e, Error::Unauthenticated { .. })
+    {
+        tracing::warn!(error = %e, "the previous session could not be ended at sign-in");
+    }
+}
+
 /// The login form's fields.
 #[derive(Debug, Default, Deserialize)]
 pub struct LoginForm {
@@ -98,16 +111,7 @@ pub async fn submit(
         .await
     {
         Ok(issued) => {
-            // Signing in again ends the session the browser's old cookie
-            // names (its cookie is replaced below): left alive, it would stay
-            // usable by whoever copied it. A cookie that opens nothing
-            // (malformed, expired) is refused as unauthenticated: no matter.
-            if let Some(old) = cookie(&headers, SESSION_COOKIE).filter(|s| !s.is_empty())
-                && let Err(e) = state.carewatch.sign_out(old).await
-                && !matches!(e, Error::Unauthenticated { .. })
-            {
-                tracing::warn!(error = %e, "the previous session could not be ended at sign-in");
-            }
+            end_previous_session(&state, &headers).await;
             let now = state.carewatch.now();
             let mut response = Redirect::to("/").into_response();
             response.headers_mut().append(
