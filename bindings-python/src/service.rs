@@ -23,7 +23,7 @@ use pyo3::types::PyList;
 use crate::convert::{datetime, duration, installation, timedelta, timestamp};
 use crate::errors::OrRaise;
 use crate::records;
-use crate::runtime::block_on;
+use crate::runtime::{OpenedIn, block_on};
 use crate::watch::Watch;
 
 /// Carewatch over a database: operator actions, ingest, the resellers' views.
@@ -38,16 +38,28 @@ use crate::watch::Watch;
 pub struct Carewatch {
     service: Service,
     description: String,
+    /// A forked child cannot use it (its store's threads stayed behind).
+    opened_in: OpenedIn,
 }
 
 const DEFAULT_NODE_ID: &str = "python";
 
 impl Carewatch {
+    /// [`block_on`], in the process this object was opened in only.
+    fn block_on<T, F>(&self, py: Python<'_>, future: F) -> PyResult<T>
+    where
+        T: Send,
+        F: std::future::Future<Output = carewatch_core::Result<T>> + Send,
+    {
+        self.opened_in.check()?;
+        block_on(py, future)
+    }
+
     /// A reseller id as is, or the reseller a `cwr.` token authenticates.
     fn reseller(&self, py: Python<'_>, who: &str) -> PyResult<ResellerId> {
         // Reseller ids have no dots; tokens always do.
         if who.contains('.') {
-            block_on(py, self.service.authenticate_reseller(who, None))
+            self.block_on(py, self.service.authenticate_reseller(who, None))
         } else {
             ResellerId::new(who).or_raise(py)
         }
@@ -95,7 +107,7 @@ impl Carewatch {
         let node_id = node_id.unwrap_or_else(|| DEFAULT_NODE_ID.to_owned());
         let (service, description) = block_on(py, async move {
             let policy = AvailabilityPolicy::new(unavailable_after, jitter)?;
-            let target = StoreTarget::parse(&target);
+            let target = StoreTarget::parse(&target)?;
             let options = OpenOptions {
                 schema: schema.as_deref(),
                 application_name: Some("carewatch-python"),
@@ -139,6 +151,7 @@ impl Carewatch {
         Ok(Self {
             service,
             description,
+            opened_in: OpenedIn::here(),
         })
     }
 
@@ -162,32 +175,34 @@ impl Carewatch {
     /// Creates a reseller; returns its token, shown this once.
     fn create_reseller(&self, py: Python<'_>, reseller: &str, name: &str) -> PyResult<String> {
         let id = ResellerId::new(reseller).or_raise(py)?;
-        let issued = block_on(py, self.service.create_reseller(&id, name))?;
+        let issued = self.block_on(py, self.service.create_reseller(&id, name))?;
         Ok(issued.token.to_string())
     }
 
     /// Replaces a reseller's token; the old one stops working at once.
     fn rotate_reseller_token(&self, py: Python<'_>, reseller: &str) -> PyResult<String> {
         let id = ResellerId::new(reseller).or_raise(py)?;
-        let issued = block_on(py, self.service.rotate_reseller_token(&id))?;
+        let issued = self.block_on(py, self.service.rotate_reseller_token(&id))?;
         Ok(issued.token.to_string())
     }
 
     /// Issues (or replaces) the token of operator ``name``.
     fn issue_operator_token(&self, py: Python<'_>, name: &str) -> PyResult<String> {
         let id = ResellerId::new(name).or_raise(py)?;
-        let issued = block_on(py, self.service.issue_operator_token(&id))?;
+        let issued = self.block_on(py, self.service.issue_operator_token(&id))?;
         Ok(issued.token.to_string())
     }
 
     /// Checks a reseller token; returns the reseller's id.
     fn authenticate_reseller(&self, py: Python<'_>, token: &str) -> PyResult<String> {
-        Ok(block_on(py, self.service.authenticate_reseller(token, None))?.to_string())
+        Ok(self
+            .block_on(py, self.service.authenticate_reseller(token, None))?
+            .to_string())
     }
 
     /// All resellers.
     fn resellers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let resellers = block_on(py, self.service.resellers())?;
+        let resellers = self.block_on(py, self.service.resellers())?;
         let items = resellers
             .iter()
             .map(|r| records::reseller(py, r))
@@ -206,7 +221,7 @@ impl Carewatch {
         py: Python<'py>,
         expected_current_key: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let report = block_on(py, self.service.reseal_secrets(expected_current_key))?;
+        let report = self.block_on(py, self.service.reseal_secrets(expected_current_key))?;
         records::reseal_report(py, &report)
     }
 
@@ -221,7 +236,7 @@ impl Carewatch {
         limit: u32,
     ) -> PyResult<Bound<'py, PyList>> {
         let team = team.map(ResellerId::new).transpose().or_raise(py)?;
-        let entries = block_on(py, self.service.audit_log(team.as_ref(), before, limit))?;
+        let entries = self.block_on(py, self.service.audit_log(team.as_ref(), before, limit))?;
         let items = entries
             .iter()
             .map(|e| records::audit_entry(py, e))
@@ -242,7 +257,7 @@ impl Carewatch {
         let slc = Slc::new(slc).or_raise(py)?;
         let reseller = ResellerId::new(reseller).or_raise(py)?;
         let product = Product::new(product, version).or_raise(py)?;
-        let registered = block_on(
+        let registered = self.block_on(
             py,
             self.service.register_installation(&slc, &reseller, product),
         )?;
@@ -260,7 +275,7 @@ impl Carewatch {
         limit: u32,
     ) -> PyResult<Bound<'py, PyList>> {
         let slc = Slc::new(slc).or_raise(py)?;
-        let events = block_on(py, self.service.full_history(&slc, limit))?;
+        let events = self.block_on(py, self.service.full_history(&slc, limit))?;
         let items = events
             .iter()
             .map(|e| records::history_event(py, e))
@@ -281,7 +296,7 @@ impl Carewatch {
     ) -> PyResult<Bound<'py, PyAny>> {
         let slc = Slc::new(slc).or_raise(py)?;
         let to = ResellerId::new(to).or_raise(py)?;
-        let moved = block_on(
+        let moved = self.block_on(
             py,
             self.service.transfer_installation(&slc, &to, share_history),
         )?;
@@ -299,7 +314,7 @@ impl Carewatch {
         let expires_at = expires_at
             .map(|at| timestamp(&at, "expires_at"))
             .transpose()?;
-        let updated = block_on(py, self.service.set_subscription(&slc, expires_at))?;
+        let updated = self.block_on(py, self.service.set_subscription(&slc, expires_at))?;
         installation(py, &updated)
     }
 
@@ -311,7 +326,7 @@ impl Carewatch {
         accepted: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let slc = Slc::new(slc).or_raise(py)?;
-        let updated = block_on(py, self.service.set_consent(&slc, accepted))?;
+        let updated = self.block_on(py, self.service.set_consent(&slc, accepted))?;
         installation(py, &updated)
     }
 
@@ -325,7 +340,7 @@ impl Carewatch {
     ) -> PyResult<Bound<'py, PyAny>> {
         let slc = Slc::new(slc).or_raise(py)?;
         let product = Product::new(product, version).or_raise(py)?;
-        let updated = block_on(py, self.service.set_product(&slc, product))?;
+        let updated = self.block_on(py, self.service.set_product(&slc, product))?;
         installation(py, &updated)
     }
 
@@ -334,14 +349,14 @@ impl Carewatch {
     /// recording servers. Earlier keys stay valid until retired.
     fn issue_installation_key(&self, py: Python<'_>, slc: &str) -> PyResult<String> {
         let slc = Slc::new(slc).or_raise(py)?;
-        let key = block_on(py, self.service.issue_installation_key(&slc))?;
+        let key = self.block_on(py, self.service.issue_installation_key(&slc))?;
         Ok(key.to_text().to_string())
     }
 
     /// Retires a key: messages sealed with it are refused from now on.
     fn retire_installation_key(&self, py: Python<'_>, slc: &str, key_id: u32) -> PyResult<()> {
         let slc = Slc::new(slc).or_raise(py)?;
-        block_on(
+        self.block_on(
             py,
             self.service
                 .retire_installation_key(&slc, KeyId::new(key_id)),
@@ -359,7 +374,7 @@ impl Carewatch {
         message: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let message = crate::convert::to_incoming_message(&message)?;
-        let ack = block_on(py, self.service.ingest(message))?;
+        let ack = self.block_on(py, self.service.ingest(message))?;
         records::ingest_ack(py, ack)
     }
 
@@ -395,7 +410,7 @@ impl Carewatch {
             order: OverviewOrder::from_name(sort).or_raise(py)?,
             after: after.map(PageCursor::from_token).transpose().or_raise(py)?,
         };
-        let page = block_on(py, self.service.overview(&reseller, &query))?;
+        let page = self.block_on(py, self.service.overview(&reseller, &query))?;
         records::overview_page(py, &page, self.service.now())
     }
 
@@ -419,7 +434,7 @@ impl Carewatch {
         let slc = Slc::new(slc).or_raise(py)?;
         let labels = Labels::new(customer, site, notes, &tags).or_raise(py)?;
         let acting = embedding_admin(reseller, self.service.now()).or_raise(py)?;
-        block_on(py, self.service.set_labels(&acting, &slc, &labels))?;
+        self.block_on(py, self.service.set_labels(&acting, &slc, &labels))?;
         records::labels(py, &labels)
     }
 
@@ -439,7 +454,7 @@ impl Carewatch {
         let slc = Slc::new(slc).or_raise(py)?;
         let server = RecordingServerId::new(server).or_raise(py)?;
         let acting = embedding_admin(reseller, self.service.now()).or_raise(py)?;
-        block_on(py, self.service.decommission_server(&acting, &slc, &server))
+        self.block_on(py, self.service.decommission_server(&acting, &slc, &server))
     }
 
     /// The uptime report of the reseller's installations (or of ``slc``
@@ -469,10 +484,10 @@ impl Carewatch {
         }
         .or_raise(py)?;
         let report = match slc {
-            None => block_on(py, self.service.uptime_report(&reseller, period))?,
+            None => self.block_on(py, self.service.uptime_report(&reseller, period))?,
             Some(slc) => {
                 let slc = Slc::new(slc).or_raise(py)?;
-                let one = block_on(
+                let one = self.block_on(
                     py,
                     self.service.installation_uptime(&reseller, &slc, period),
                 )?;
@@ -496,7 +511,7 @@ impl Carewatch {
     ) -> PyResult<Bound<'py, PyAny>> {
         let reseller = self.reseller(py, reseller)?;
         let slc = Slc::new(slc).or_raise(py)?;
-        let detail = block_on(py, self.service.installation(&reseller, &slc))?;
+        let detail = self.block_on(py, self.service.installation(&reseller, &slc))?;
         records::installation_detail(py, &detail)
     }
 
@@ -519,12 +534,17 @@ impl Carewatch {
     ) -> PyResult<Watch> {
         let reseller = self.reseller(py, reseller)?;
         let slc = slc.map(Slc::new).transpose().or_raise(py)?;
-        let stream = block_on(
+        let stream = self.block_on(
             py,
             self.service
                 .watch(&reseller, slc.as_ref(), after.map(EventId)),
         )?;
-        Ok(Watch::new(self.service.clone(), stream, !all_changes))
+        Ok(Watch::new(
+            self.service.clone(),
+            stream,
+            !all_changes,
+            self.opened_in,
+        ))
     }
 
     // --- maintenance ---
@@ -533,13 +553,13 @@ impl Carewatch {
     /// ``carewatch serve`` does this every second; an embedding script that
     /// runs no server calls it before reading.
     fn sweep<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let report = block_on(py, self.service.sweep())?;
+        let report = self.block_on(py, self.service.sweep())?;
         records::sweep_report(py, report)
     }
 
     /// Records that this node is receiving, then sweeps (one maintenance round).
     fn tick<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let report = block_on(py, self.service.tick())?;
+        let report = self.block_on(py, self.service.tick())?;
         records::sweep_report(py, report)
     }
 
@@ -550,7 +570,7 @@ impl Carewatch {
     /// then resumes after a deleted event gets ``ResumeTooOld``.
     fn prune_changes(&self, py: Python<'_>, before: Bound<'_, PyAny>) -> PyResult<u64> {
         let before = timestamp(&before, "before")?;
-        block_on(py, self.service.store().prune_changes(before))
+        self.block_on(py, self.service.store().prune_changes(before))
     }
 }
 

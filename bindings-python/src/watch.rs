@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use crate::convert::duration;
 use crate::errors::OrRaise;
 use crate::records::change_event;
-use crate::runtime::runtime;
+use crate::runtime::{OpenedIn, runtime};
 
 /// How often a waiting watcher looks for Ctrl-C.
 const SIGNAL_CHECK_EVERY: Duration = Duration::from_millis(100);
@@ -33,18 +33,27 @@ pub struct Watch {
     overview_only: bool,
     // Keeps the service, and so the change feed, alive while watched.
     _service: Carewatch,
+    /// A forked child cannot wait on it.
+    opened_in: OpenedIn,
 }
 
 impl Watch {
-    pub fn new(service: Carewatch, stream: WatchStream, overview_only: bool) -> Self {
+    pub fn new(
+        service: Carewatch,
+        stream: WatchStream,
+        overview_only: bool,
+        opened_in: OpenedIn,
+    ) -> Self {
         Self {
             stream: Mutex::new(stream.fuse()),
             overview_only,
             _service: service,
+            opened_in,
         }
     }
 
     fn wait(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<ChangeEvent>> {
+        self.opened_in.check()?;
         let runtime = runtime()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
