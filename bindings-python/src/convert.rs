@@ -25,6 +25,9 @@ static TYPES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 static EPOCH: PyOnceLock<Py<PyDateTime>> = PyOnceLock::new();
 
 const MILLIS_PER_DAY: i64 = 86_400_000;
+/// The times a `datetime` can hold, in UTC: 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59.999Z, in milliseconds since 1970.
+const DATETIME_RANGE: std::ops::RangeInclusive<i64> = -62_135_596_800_000..=253_402_300_799_999;
 
 /// A class (or enum) of `carewatch._types`.
 pub fn class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -63,6 +66,13 @@ fn epoch(py: Python<'_>) -> PyResult<&Bound<'_, PyDateTime>> {
 /// A timestamp as a UTC `datetime`.
 pub fn datetime(py: Python<'_>, at: Timestamp) -> PyResult<Bound<'_, PyAny>> {
     let ms = at.as_millis();
+    if !DATETIME_RANGE.contains(&ms) {
+        return Err(invalid(
+            py,
+            "time",
+            format!("{ms} ms is out of datetime's range"),
+        ));
+    }
     let days = i32::try_from(ms.div_euclid(MILLIS_PER_DAY))
         .map_err(|_| invalid(py, "time", format!("{ms} ms is out of datetime's range")))?;
     let rest = ms.rem_euclid(MILLIS_PER_DAY);
@@ -101,8 +111,17 @@ pub fn timestamp(value: &Bound<'_, PyAny>, field: &'static str) -> PyResult<Time
         ));
     }
     let one_ms = PyDelta::new(py, 0, 0, 1000, false)?;
-    let ms = at.sub(epoch(py)?)?.floor_div(one_ms)?;
-    Ok(Timestamp::from_millis(ms.extract()?))
+    let ms: i64 = at.sub(epoch(py)?)?.floor_div(one_ms)?.extract()?;
+    // An aware time whose offset moves it past year 9999 (or before year
+    // 1) in UTC was stored, and every later read of it failed.
+    if !DATETIME_RANGE.contains(&ms) {
+        return Err(invalid(
+            py,
+            field,
+            format!("{at} is outside the years 1 to 9999 in UTC"),
+        ));
+    }
+    Ok(Timestamp::from_millis(ms))
 }
 
 /// A `timedelta` or a number of seconds, not negative.

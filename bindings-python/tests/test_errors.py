@@ -317,3 +317,31 @@ def test_python_type_errors_stay_type_errors(cw: carewatch.Carewatch) -> None:
     with pytest.raises(carewatch.InvalidInput, match="timezone"):
         cw.set_subscription("M01-C01-0001", datetime(2030, 1, 1))
     assert cw.installation("acme-security", "M01-C01-0001").installation.subscription_expires_at is None
+
+
+def test_a_time_outside_datetime_s_years_in_utc_is_refused(cw: carewatch.Carewatch) -> None:
+    # 9999-12-31 23:00 at UTC-5 is year 10000 in UTC: it was stored, and
+    # every later read of the installation raised OverflowError.
+    cw.create_reseller("acme-security", "ACME")
+    cw.register_installation("M01-C01-0001", "acme-security", "XProtect", "1")
+    late = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))
+    with pytest.raises(carewatch.InvalidInput, match="years 1 to 9999"):
+        cw.set_subscription("M01-C01-0001", late)
+    early = datetime(1, 1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+    with pytest.raises(carewatch.InvalidInput, match="years 1 to 9999"):
+        cw.set_subscription("M01-C01-0001", early)
+    detail = cw.installation("acme-security", "M01-C01-0001")
+    assert detail.installation.subscription_expires_at is None
+    edge = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
+    assert cw.set_subscription("M01-C01-0001", edge).subscription_expires_at == edge
+
+
+def test_a_url_that_is_not_postgres_is_refused_without_its_password(tmp_path: Path) -> None:
+    # It was opened as a SQLite file name: a retryable storage error whose
+    # message carried the password.
+    key = carewatch.generate_master_key()
+    for url in ["postgresql+psycopg://app:s3cret@db/cw", "mysql://app:s3cret@db/cw"]:
+        with pytest.raises(carewatch.InvalidInput) as raised:
+            carewatch.Carewatch.open(url, master_key=key)
+        assert "s3cret" not in str(raised.value)
+        assert not raised.value.retryable

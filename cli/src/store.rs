@@ -23,13 +23,36 @@ pub enum StoreTarget<'a> {
 }
 
 impl<'a> StoreTarget<'a> {
-    /// A `postgres://` or `postgresql://` URL, else a SQLite path.
-    pub fn parse(target: &'a Path) -> Self {
-        match target.to_str() {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Self::Postgres(url)
+    /// A `postgres://` or `postgresql://` URL (the scheme in any case),
+    /// else a SQLite path. Any other URL is `InvalidInput`, naming only its
+    /// scheme: opened as a file name, it failed as a retryable storage error
+    /// whose message carried the URL's password.
+    pub fn parse(target: &'a Path) -> Result<Self> {
+        let Some(text) = target.to_str() else {
+            return Ok(Self::Sqlite(target));
+        };
+        match text.split_once("://") {
+            Some((scheme, _))
+                if scheme.eq_ignore_ascii_case("postgres")
+                    || scheme.eq_ignore_ascii_case("postgresql") =>
+            {
+                Ok(Self::Postgres(text))
             }
-            _ => Self::Sqlite(target),
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                Err(Error::InvalidInput {
+                    field: "database",
+                    reason: format!(
+                        "a {scheme}:// URL is not a database Carewatch opens: give a \
+                         postgres:// (or postgresql://) URL, or a SQLite file path"
+                    ),
+                })
+            }
+            _ => Ok(Self::Sqlite(target)),
         }
     }
 
@@ -152,18 +175,34 @@ mod tests {
 
     #[test]
     fn urls_are_postgres_and_everything_else_is_a_sqlite_path() {
+        let parse = |text| StoreTarget::parse(Path::new(text)).expect("a target");
         assert_eq!(
-            StoreTarget::parse(Path::new("postgres://u@h/db")),
+            parse("postgres://u@h/db"),
             StoreTarget::Postgres("postgres://u@h/db")
         );
         assert_eq!(
-            StoreTarget::parse(Path::new("postgresql://h/db")),
+            parse("postgresql://h/db"),
             StoreTarget::Postgres("postgresql://h/db")
         );
         assert_eq!(
-            StoreTarget::parse(Path::new("data/carewatch.db")),
+            parse("POSTGRES://h/db"),
+            StoreTarget::Postgres("POSTGRES://h/db")
+        );
+        assert_eq!(
+            parse("data/carewatch.db"),
             StoreTarget::Sqlite(Path::new("data/carewatch.db"))
         );
+        // Another URL is refused, naming its scheme and never its password
+        // (it was opened as a SQLite file name).
+        for url in [
+            "postgresql+psycopg://app:s3cret@db/cw",
+            "mysql://app:s3cret@db/cw",
+        ] {
+            let refused = StoreTarget::parse(Path::new(url)).expect_err("not a database");
+            let said = refused.to_string();
+            assert!(matches!(refused, Error::InvalidInput { .. }), "{said}");
+            assert!(!said.contains("s3cret") && said.contains("://"), "{said}");
+        }
         assert_eq!(
             StoreTarget::Postgres("postgres://secret@h").describe(),
             "PostgreSQL"
