@@ -44,3 +44,18 @@ def test_refusals_are_reported_not_dumped(sqlite_db: Path) -> None:
     )
     assert result.returncode == 2
     assert "not authenticated" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_readme_s_python_example_runs_as_written(tmp_path: Path) -> None:
+    # A newcomer copies it into a fresh directory: it must run there.
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Using it from Python"):]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start:section.index("```", start)]
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "M01-C01-123-45 CRITICAL" in result.stdout, result.stdout
+    assert (tmp_path / "carewatch-data" / "carewatch.db").exists()

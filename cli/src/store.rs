@@ -94,7 +94,17 @@ pub async fn open_store(
             field: "schema",
             reason: "only a PostgreSQL database has schemas".into(),
         }),
-        StoreTarget::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+        StoreTarget::Sqlite(path) => {
+            // A new database's directory is made, as `serve` makes its data
+            // directory: missing, SQLite's refusal read as a retryable
+            // storage error that no retry could mend.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::storage(format!("cannot create the directory {}", dir.display()), e)
+                })?;
+            }
+            Ok(Arc::new(SqliteStore::open(path).await?))
+        }
     }
 }
 
