@@ -183,6 +183,9 @@ impl Carewatch {
         }
         let by_id: HashMap<&ChannelId, &ChannelRecord> =
             channels.iter().map(|c| (&c.id, c)).collect();
+        // What to tell, decided first; the installations told about are then
+        // read together, once each however many channels tell about them.
+        let mut tells: Vec<(&ChannelRecord, Slc, Tell)> = Vec::new();
         for (channel, slc, health, at) in changes {
             let Some(record) = by_id.get(&channel) else {
                 continue;
@@ -190,6 +193,17 @@ impl Carewatch {
             let phase = states
                 .remove(&(channel.clone(), slc.clone()))
                 .unwrap_or(Phase::Quiet);
+            // What was due before this change is told first, as a step run
+            // in time would have told it: a notifier behind the feed (its
+            // steps failing, its lease moving to another node) otherwise
+            // dropped a problem that held and ended within the backlog.
+            let own = windows_of(&windows, record);
+            let phase = muted_if_held_in_maintenance(phase, &own, &slc, at, &record.rules);
+            let in_maintenance = maintenance::in_maintenance(&own, &slc, at).is_some();
+            let (phase, due) = rules::on_tick(phase, at, in_maintenance, &record.rules);
+            if let Some(tell) = due {
+                tells.push((record, slc.clone(), tell));
+            }
             states.insert(
                 (channel, slc),
                 rules::on_health(phase, health, at, &record.rules),
@@ -204,9 +218,6 @@ impl Carewatch {
             outbox: Vec::new(),
             claim_until: claim_for.map(|lease| now.saturating_add(lease)),
         };
-        // What to tell, decided first; the installations told about are then
-        // read together, once each however many channels tell about them.
-        let mut tells: Vec<(&ChannelRecord, Slc, Tell)> = Vec::new();
         for ((channel, slc), phase) in states {
             // A channel deleted meanwhile: its states go with it.
             let Some(record) = by_id.get(&channel) else {

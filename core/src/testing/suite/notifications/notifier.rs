@@ -437,3 +437,50 @@ pub(crate) async fn notifications_follow_health_changes_once_after_the_hold(
         "beta has no channel: its critical installation notifies nobody"
     );
 }
+
+/// A notifier behind the feed (its steps failing, its lease moving to
+/// another node) still tells a problem that held and ended within its
+/// backlog, then its "resolved". It applied the backlog's changes first and
+/// looked at the time once, at the end: the problem went from pending to
+/// quiet untold.
+pub(crate) async fn a_problem_that_held_and_ended_in_a_backlog_is_still_told(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let a = fx.site("alpha", "M01-C01-0001").await;
+    let admin = member(&fx, &alpha, "admin@alpha.example", Role::Admin, START).await;
+    let email = Destination::Email {
+        to: vec!["oncall@alpha.example".into()],
+    };
+    fx.carewatch
+        .create_channel(&admin, "On call", email, ChannelRules::default())
+        .await
+        .expect("a channel");
+    let settle = || async {
+        let mut queued = 0;
+        loop {
+            let step = fx.carewatch.notify_step().await.expect("step");
+            queued += step.queued;
+            if !step.more {
+                return queued;
+            }
+        }
+    };
+    let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
+    report(&fx, &a, "rs-1", 1, &full).await;
+    // No step for 200 s: the problem held (2 minutes), then ended.
+    fx.advance(secs(200));
+    report(&fx, &a, "rs-1", 2, &[]).await;
+    fx.advance(secs(1));
+    assert_eq!(settle().await, 1, "the problem, told late");
+    fx.advance(secs(121));
+    assert_eq!(settle().await, 1, "its resolved");
+    let told: Vec<String> = outbox_of(&fx.store, &alpha, OutboxFilter::All)
+        .await
+        .iter()
+        .map(|e| Notification::from_json(&e.body).expect("JSON").kind)
+        .collect();
+    assert_eq!(told, ["resolved", "problem"], "newest first");
+}
