@@ -114,7 +114,19 @@ impl Timestamp {
         let (hh, mm, ss) = match time {
             None => (0, 0, 0),
             Some(time) => {
-                let time = time.split_once('.').map_or(time, |(whole, _)| whole);
+                // A fraction is digits only: an offset after it
+                // (`…59.0-08:00`, what PowerShell's `-Format o` writes) was
+                // dropped with it, silently read as UTC.
+                let time = match time.split_once('.') {
+                    None => time,
+                    Some((whole, fraction))
+                        if (1..=9).contains(&fraction.len())
+                            && fraction.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        whole
+                    }
+                    Some(_) => return None,
+                };
                 let mut parts = time.split(':');
                 let (Some(hh), Some(mm), ss, None) =
                     (parts.next(), parts.next(), parts.next(), parts.next())
@@ -279,6 +291,23 @@ mod tests {
             );
         }
         assert_eq!(Timestamp::parse_utc_end("2027-12-32"), None);
+    }
+
+    #[test]
+    fn an_offset_or_anything_after_the_fraction_is_refused_not_dropped() {
+        for text in [
+            "2027-12-31T23:59:59.0-08:00",
+            "2026-03-01T22:00:00.000+02:00",
+            "2026-03-01T22:00:00.5x",
+            "2026-03-01T22:00:00.",
+            "2026-03-01T22:00:00.1234567890",
+        ] {
+            assert_eq!(Timestamp::parse_utc(text), None, "{text}");
+        }
+        assert_eq!(
+            Timestamp::parse_utc("2027-12-31T23:59:59.123456789Z"),
+            Timestamp::parse_utc("2027-12-31T23:59:59Z")
+        );
     }
 
     #[test]
