@@ -28,7 +28,7 @@ use super::dashboard::{Listing, print_overview};
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Heartbeat interval of the simulated servers (short, so the demo is quick).
-    #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = super::parse_period)]
     interval: Duration,
     /// Keep the server and the simulated fleet running after the script,
     /// with faults coming and going, to watch the web page live (Ctrl-C ends it).

@@ -198,6 +198,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long"))
 }
 
+/// [`parse_duration`], not zero: a period something repeats at (a zero
+/// interval panicked the timer).
+pub fn parse_period(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("{text:?}: a period must be longer than zero")),
+        period => Ok(period),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +219,8 @@ mod tests {
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("3y").is_err());
+        // A period is never zero (`simulate --interval 0` panicked).
+        assert!(parse_period("0").is_err() && parse_period("0ms").is_err());
+        assert_eq!(parse_period("1ms").unwrap(), Duration::from_millis(1));
     }
 }

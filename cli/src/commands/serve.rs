@@ -135,7 +135,12 @@ pub struct ServeArgs {
     /// http://[user:password@]host[:port] (or https://). Without it they go
     /// straight to the receiver; HTTP(S)_PROXY is not read. Email goes to
     /// the SMTP server directly.
-    #[arg(long, env = "CAREWATCH_NOTIFY_PROXY", value_name = "URL")]
+    #[arg(
+        long,
+        env = "CAREWATCH_NOTIFY_PROXY",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     notify_proxy: Option<HiddenText>,
     /// Let webhooks, Slack and Teams messages reach loopback, private and
     /// link-local addresses (10.0.0.0/8, 127.0.0.1, 169.254.169.254 …).
@@ -285,7 +290,12 @@ pub async fn run(args: ServeArgs) -> CliResult {
         );
         None
     } else if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        Some(TlsIdentity::from_files(cert, key)?)
+        let identity = TlsIdentity::from_files(cert, key)?;
+        // A key that is not the certificate's is refused here, before the
+        // operator token is issued and "listening" is said (it used to
+        // fail only after both).
+        identity.server_config(&[b"h2"])?;
+        Some(identity)
     } else {
         let (identity, generated) = TlsIdentity::self_signed_in(&args.data_dir, &args.tls_names)?;
         let fingerprint = identity.fingerprint().unwrap_or_default();

@@ -9,7 +9,7 @@ use carewatch_core::condition::ReportedCondition;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_grpc::proto::{self, admin_client::AdminClient, ingest_client::IngestClient};
 
-use super::{CliResult, Connection, parse_duration};
+use super::{CliResult, Connection, parse_duration, parse_period};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -26,7 +26,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 2)]
     servers: usize,
     /// Heartbeat interval (use the server's; every acknowledgement returns it).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = parse_period)]
     interval: Duration,
     /// How long to run.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
@@ -196,6 +196,9 @@ pub async fn run(args: SimulateArgs) -> CliResult {
         }
     }
     println!("done: {accepted} messages accepted, {refused} refused");
+    if accepted == 0 && refused > 0 {
+        return Err(format!("every message was refused ({refused})").into());
+    }
     Ok(())
 }
 

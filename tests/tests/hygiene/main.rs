@@ -9,4 +9,5 @@ mod connections;
 mod refusals;
 mod restart;
 mod shutdown;
+mod startup;
 mod support;

@@ -1,0 +1,46 @@
+//! What `carewatch serve` checks before it says anything is ready.
+
+use std::process::{Command, Stdio};
+
+use carewatch_cli::tls::TlsIdentity;
+use carewatch_tests::process::binary;
+
+/// A key that is not the certificate's is refused before the operator
+/// token is issued and "listening" is said: it failed only after both, so
+/// a supervisor waiting for "listening" took a server that was about to
+/// exit for a ready one.
+#[test]
+fn a_certificate_with_another_key_is_refused_before_anything_is_ready() {
+    let (one, other) = (
+        tempfile::tempdir().expect("directory"),
+        tempfile::tempdir().expect("directory"),
+    );
+    TlsIdentity::self_signed_in(one.path(), &[]).expect("a pair");
+    TlsIdentity::self_signed_in(other.path(), &[]).expect("another pair");
+    let data = tempfile::tempdir().expect("data directory");
+    let output = Command::new(binary(env!("CARGO_BIN_EXE_carewatch-under-test")))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(one.path().join("cert.pem"))
+        .arg("--tls-key")
+        .arg(other.path().join("key.pem"))
+        .env_remove("CAREWATCH_DATABASE_URL")
+        .env_remove("CAREWATCH_NODE_ID")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("certificate and key"), "says why: {stderr}");
+    assert!(
+        !stderr.contains("listening") && !stdout.contains("operator token"),
+        "nothing said to be ready: {stdout}\n{stderr}"
+    );
+}
