@@ -58,12 +58,26 @@ impl Carewatch {
         Ok(issued)
     }
 
-    /// On first start: issues an operator token if none exists yet.
+    /// On first start: issues an operator token if none exists yet. Two
+    /// nodes starting on a fresh database at once both issued one, and the
+    /// token the second stored replaced the first's, which its node had
+    /// printed already; now only the node that stored one prints it.
     pub async fn ensure_operator(&self, name: &ResellerId) -> Result<Option<IssuedToken>> {
         if self.inner.store.has_operator().await? {
             return Ok(None);
         }
-        self.issue_operator_token(name).await.map(Some)
+        let issued = auth::issue_token(&Principal::Operator(name.clone()));
+        if !self
+            .inner
+            .store
+            .add_first_operator(name, &issued.hash)
+            .await?
+        {
+            return Ok(None);
+        }
+        self.audited(None, Action::OperatorTokenIssued, name, "")
+            .await;
+        Ok(Some(issued))
     }
 
     /// Checks a token and says whose it is. `source` (the caller's address,

@@ -84,6 +84,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn operator_token(&self, name: &ResellerId) -> Result<Option<TokenHash>>;
     /// Whether any operator token exists.
     async fn has_operator(&self) -> Result<bool>;
+    /// Stores operator `name` with `token` only if no operator exists yet,
+    /// in one statement; whether it did. Of several nodes starting on a
+    /// fresh database at once, one stores its token and the others none.
+    async fn add_first_operator(&self, name: &ResellerId, token: &TokenHash) -> Result<bool>;
 
     // ----- installations -------------------------------------------------
 

@@ -68,6 +68,7 @@ macro_rules! __conformance_test_list {
             reseller_tokens_rotate,
             bad_tokens_never_slow_a_valid_one_from_the_same_address,
             operator_tokens_round_trip,
+            the_first_operator_is_stored_once,
             installations_register_once_to_an_existing_reseller,
             installation_updates_are_stored,
             installation_keys_are_stored_wrapped_and_retired,

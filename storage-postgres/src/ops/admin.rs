@@ -119,6 +119,26 @@ pub(crate) async fn operator_token(
     }
 }
 
+pub(crate) async fn add_first_operator(
+    c: &mut PgConnection,
+    name: &ResellerId,
+    token: &TokenHash,
+) -> DbResult<bool> {
+    // Two nodes inserting at once: the second waits for the first's
+    // commit on the name, then inserts nothing.
+    let added = query(
+        "INSERT INTO operators (name, token_hash)
+         SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM operators)
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name.as_str())
+    .bind(&token.as_bytes()[..])
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    Ok(added == 1)
+}
+
 pub(crate) async fn has_operator(c: &mut PgConnection) -> DbResult<bool> {
     let row = query("SELECT EXISTS (SELECT 1 FROM operators)")
         .fetch_one(&mut *c)

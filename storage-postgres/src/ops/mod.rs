@@ -90,6 +90,13 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn add_first_operator(&self, name: &ResellerId, token: &TokenHash) -> Result<bool> {
+        self.write(&(name, token), |c, (n, t)| {
+            Box::pin(admin::add_first_operator(c, n, t))
+        })
+        .await
+    }
+
     async fn register_installation(&self, installation: &Installation) -> Result<()> {
         self.write(installation, |c, i| {
             Box::pin(admin::register_installation(c, i))

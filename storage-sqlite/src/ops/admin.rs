@@ -111,6 +111,22 @@ pub(crate) fn operator_token(tx: &Connection, name: &ResellerId) -> Result<Optio
     stored.map(|bytes| codec::token_hash(&bytes)).transpose()
 }
 
+pub(crate) fn add_first_operator(
+    tx: &Connection,
+    name: &ResellerId,
+    token: &TokenHash,
+) -> Result<bool> {
+    let added = tx
+        .execute(
+            "INSERT INTO operators (name, token_hash)
+             SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM operators)
+             ON CONFLICT (name) DO NOTHING",
+            params![name.as_str(), &token.as_bytes()[..]],
+        )
+        .map_err(map_err)?;
+    Ok(added == 1)
+}
+
 pub(crate) fn has_operator(tx: &Connection) -> Result<bool> {
     tx.query_row("SELECT EXISTS (SELECT 1 FROM operators)", [], |r| r.get(0))
         .map_err(map_err)

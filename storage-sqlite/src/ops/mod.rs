@@ -90,6 +90,12 @@ impl Store for SqliteStore {
         self.read(admin::has_operator).await
     }
 
+    async fn add_first_operator(&self, name: &ResellerId, token: &TokenHash) -> Result<bool> {
+        let (name, token) = (name.clone(), token.clone());
+        self.write(move |tx| admin::add_first_operator(tx, &name, &token))
+            .await
+    }
+
     async fn register_installation(&self, installation: &Installation) -> Result<()> {
         let installation = installation.clone();
         self.write(move |tx| admin::register_installation(tx, &installation))

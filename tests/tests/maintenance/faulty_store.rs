@@ -79,6 +79,10 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.has_operator().await
     }
+    async fn add_first_operator(&self, name: &ResellerId, token: &TokenHash) -> Result<bool> {
+        self.check().await?;
+        self.inner.add_first_operator(name, token).await
+    }
     async fn register_installation(&self, installation: &Installation) -> Result<()> {
         self.check().await?;
         self.inner.register_installation(installation).await

@@ -409,3 +409,39 @@ pub(crate) async fn bad_tokens_never_slow_a_valid_one_from_the_same_address(
         );
     }
 }
+
+/// The first operator is stored once: of several nodes starting on a fresh
+/// database at once, one stores its token and the others nothing, whatever
+/// name they give (each printed a token, and the last stored replaced the
+/// ones printed before it).
+pub(crate) async fn the_first_operator_is_stored_once(backend: &(impl TestBackend + ?Sized)) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let root = reseller_id("root");
+    let ops = reseller_id("ops");
+    let hashes: Vec<_> = (0..4)
+        .map(|n| crate::team::hash_secret(&format!("operator token {n}")))
+        .collect();
+    // At once, as two nodes' first starts race.
+    let (a, b) = tokio::join!(
+        fx.store.add_first_operator(&root, &hashes[0]),
+        fx.store.add_first_operator(&root, &hashes[1]),
+    );
+    let (a, b) = (a.expect("first node"), b.expect("second node"));
+    assert!(a != b, "exactly one stores its token: {a} {b}");
+    let stored = if a { &hashes[0] } else { &hashes[1] };
+    for (name, hash) in [(&root, &hashes[2]), (&ops, &hashes[3])] {
+        assert!(
+            !fx.store
+                .add_first_operator(name, hash)
+                .await
+                .expect("a later start"),
+            "{name}: an operator exists"
+        );
+    }
+    assert_eq!(
+        fx.store.operator_token(&root).await.expect("read"),
+        Some(stored.clone())
+    );
+    assert_eq!(fx.store.operator_token(&ops).await.expect("read"), None);
+}
