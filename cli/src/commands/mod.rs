@@ -89,10 +89,50 @@ pub fn main() -> std::process::ExitCode {
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            let (message, code) = failure(e.as_ref());
+            eprintln!("error: {message}");
+            ExitCode::from(code)
         }
     }
+}
+
+/// The exit status of a refusal worth trying again later (the server or
+/// its database unavailable, the server stopping): `EX_TEMPFAIL`.
+pub const EXIT_TRY_AGAIN: u8 = 75;
+
+/// What a failed command prints, and its exit status. A server's refusal
+/// names its stable code (the `carewatch-error` metadata: what scripts
+/// branch on) and exits [`EXIT_TRY_AGAIN`] when trying again later may
+/// work, else 1; any other error prints the causes under it (a transport
+/// error alone said only "transport error").
+pub fn failure(error: &(dyn std::error::Error + 'static)) -> (String, u8) {
+    if let Some(status) = error.downcast_ref::<tonic::Status>() {
+        let kind = status
+            .metadata()
+            .get(carewatch_grpc::status::ERROR_KIND_KEY)
+            .and_then(|v| v.to_str().ok());
+        let message = match kind {
+            Some(kind) => format!("{} ({kind})", status.message()),
+            None => format!("{} ({:?})", status.message(), status.code()),
+        };
+        let code = if status.code() == tonic::Code::Unavailable {
+            EXIT_TRY_AGAIN
+        } else {
+            1
+        };
+        return (message, code);
+    }
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !message.contains(&said) {
+            message.push_str(": ");
+            message.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    (message, 1)
 }
 
 /// A command whose output is piped into `head` or `less` stops when the
@@ -210,6 +250,28 @@ pub fn parse_period(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_names_the_refusal_s_code_or_the_causes() {
+        let error = carewatch_grpc::status::to_status(carewatch_core::Error::NotFound {
+            what: "installation M01-C01-0001".into(),
+        });
+        let (said, code) = failure(&error);
+        assert_eq!(
+            (said.as_str(), code),
+            ("installation M01-C01-0001 not found (not_found)", 1)
+        );
+        let busy = carewatch_grpc::status::to_status(carewatch_core::Error::ShuttingDown);
+        assert_eq!(failure(&busy).1, EXIT_TRY_AGAIN);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let wrapped = carewatch_core::Error::storage("cannot connect", io);
+        let (said, code) = failure(&wrapped);
+        assert!(
+            said.contains("cannot connect") && said.contains("refused"),
+            "{said}"
+        );
+        assert_eq!(code, 1);
+    }
 
     #[test]
     fn durations_parse_with_units() {
