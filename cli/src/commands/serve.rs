@@ -272,9 +272,46 @@ fn master_keys(
     Ok((current, previous, source))
 }
 
+/// The lock file of a data directory: one `serve` at a time uses it.
+pub const DATA_DIR_LOCK: &str = "carewatch.lock";
+
+/// Takes the data directory's lock, or says which directory another
+/// `serve` holds. Two processes on one directory shared its SQLite
+/// database, master key and certificate under one node id: each one's
+/// dispatcher released the other's notification claims at start, so
+/// notifications went twice, and their liveness marks mixed.
+fn lock_data_dir(dir: &std::path::Path) -> CliResult<std::fs::File> {
+    let path = dir.join(DATA_DIR_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; no memory is shared.
+        #[allow(unsafe_code)]
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if locked != 0 {
+            return Err(format!(
+                "another carewatch serve is using the data directory {} (it holds {}): \
+                 stop it, or give this one a --data-dir of its own",
+                dir.display(),
+                path.display()
+            )
+            .into());
+        }
+    }
+    Ok(file)
+}
+
 pub async fn run(args: ServeArgs) -> CliResult {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    // Held until the process ends (the kernel releases it on any exit).
+    let _data_dir_lock = lock_data_dir(&args.data_dir)?;
     if args.insecure_plaintext && !args.listen.ip().is_loopback() {
         return Err(format!(
             "--insecure-plaintext is only allowed on a loopback address, not {}: recording servers' messages must travel inside TLS",

@@ -44,3 +44,54 @@ fn a_certificate_with_another_key_is_refused_before_anything_is_ready() {
         "nothing said to be ready: {stdout}\n{stderr}"
     );
 }
+
+/// A second `serve` on a data directory another one uses is refused at
+/// once, naming the directory. It ran beside the first on the same SQLite
+/// database, master key and node id: each one's dispatcher released the
+/// other's notification claims, so notifications went twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_a_data_directory_in_use_is_refused() {
+    let data = tempfile::tempdir().expect("data directory");
+    let program = binary(env!("CARGO_BIN_EXE_carewatch-under-test"));
+    let mut first = carewatch_tests::process::ServerProcess::start(
+        carewatch_tests::process::ServeConfig::new(&program, data.path()),
+    )
+    .await;
+    let mut second = Command::new(&program)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("CAREWATCH_DATABASE_URL")
+        .env_remove("CAREWATCH_NODE_ID")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("status") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = second.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    first.terminate(std::time::Duration::from_secs(10)).await;
+    let status = status.unwrap_or_else(|| panic!("the second serve kept running: {stderr}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another carewatch serve is using the data directory"),
+        "{stderr}"
+    );
+}
