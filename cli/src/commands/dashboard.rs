@@ -238,6 +238,17 @@ pub async fn print_overview(client: &mut Client, listing: &Listing, json: bool) 
 pub async fn run(args: DashboardArgs) -> CliResult {
     let channel = args.connection.channel().await?;
     let mut client = DashboardClient::with_interceptor(channel, args.connection.bearer()?);
+    // Watching starts before the first listing: a change made between the
+    // two was missed until the next one.
+    let mut first = if args.watch {
+        let request = proto::WatchRequest {
+            slc: String::new(),
+            after_event_id: None,
+        };
+        Some(client.watch(request).await?.into_inner())
+    } else {
+        None
+    };
     print_overview(&mut client, &args.listing, args.json).await?;
     if !args.watch {
         return Ok(());
@@ -250,8 +261,12 @@ pub async fn run(args: DashboardArgs) -> CliResult {
             slc: String::new(),
             after_event_id: last,
         };
-        let mut changes = match client.watch(request).await {
-            Ok(changes) => changes.into_inner(),
+        let opened = match first.take() {
+            Some(changes) => Ok(changes),
+            None => client.watch(request).await.map(tonic::Response::into_inner),
+        };
+        let mut changes = match opened {
+            Ok(changes) => changes,
             Err(status) if status.code() == tonic::Code::Unavailable => {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
