@@ -12,6 +12,7 @@
 use std::fmt;
 
 pub mod columns;
+pub mod hidden_history;
 mod overview;
 mod records;
 pub mod rules;

@@ -5,6 +5,7 @@ use carewatch_core::condition::ConditionRecord;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
 use carewatch_core::labels::{LabelOrder, Labels};
+use carewatch_core::store::hidden_history::hide_before;
 use carewatch_core::store::{
     HealthTotals, InstallationDetail, OverviewPage, OverviewQuery, OverviewRow, PageCursor,
 };
@@ -227,7 +228,7 @@ pub(crate) async fn installation_details(
         installation_columns!(),
         ", ",
         summary_columns!(),
-        ", customer_name, site_name, notes, tags",
+        ", customer_name, site_name, notes, tags, history_from",
         // Another reseller's installations read exactly like missing ones.
         " FROM installations WHERE slc = ANY($1::text[]) AND reseller_id = $2 ORDER BY slc COLLATE \"C\""
     ))
@@ -236,7 +237,9 @@ pub(crate) async fn installation_details(
     .fetch_all(&mut *c)
     .await?;
     let mut found = Vec::with_capacity(rows.len());
+    let mut hidden_before = Vec::with_capacity(rows.len());
     for row in &rows {
+        hidden_before.push(col::<Option<i64>>(row, HISTORY_FROM)?.map(ts));
         found.push(InstallationDetail {
             installation: codec::installation(row, 0)?,
             summary: codec::summary(row, 7)?,
@@ -289,8 +292,17 @@ pub(crate) async fn installation_details(
             resolved_at: None,
         });
     }
+    for (detail, from) in found.iter_mut().zip(hidden_before) {
+        if let Some(from) = from {
+            hide_before(detail, from);
+        }
+    }
     Ok(found)
 }
+
+/// The column of `history_from` after the installation, summary and label
+/// columns of the detail reads.
+const HISTORY_FROM: usize = 17;
 
 /// Where installation `slc` is in `found` (in SLC order), looking from
 /// `from` on: rows sorted by SLC come in the same order.
@@ -326,7 +338,7 @@ pub(crate) async fn installation_detail(
         installation_columns!(),
         ", ",
         summary_columns!(),
-        ", customer_name, site_name, notes, tags",
+        ", customer_name, site_name, notes, tags, history_from",
         " FROM installations WHERE slc = $1 AND reseller_id = $2"
     ))
     .bind(slc.as_str())
@@ -340,6 +352,7 @@ pub(crate) async fn installation_detail(
     let installation = codec::installation(&found, 0)?;
     let summary = codec::summary(&found, 7)?;
     let labels = labels(&found, 13)?;
+    let hidden_before = col::<Option<i64>>(&found, HISTORY_FROM)?.map(ts);
 
     let rows = query(concat!(
         "SELECT ",
@@ -393,12 +406,16 @@ pub(crate) async fn installation_detail(
             .map(history::event)
             .collect::<DbResult<Vec<_>>>()?
     };
-    Ok(Some(InstallationDetail {
+    let mut detail = InstallationDetail {
         installation,
         summary,
         servers,
         active_conditions,
         history: events,
         labels,
-    }))
+    };
+    if let Some(from) = hidden_before {
+        hide_before(&mut detail, from);
+    }
+    Ok(Some(detail))
 }

@@ -6,6 +6,7 @@ use carewatch_core::health::Health;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Product;
 use carewatch_core::labels::{LabelOrder, Labels};
+use carewatch_core::store::hidden_history::hide_before;
 use carewatch_core::store::{
     HealthTotals, InstallationDetail, OverviewPage, OverviewQuery, OverviewRow, PageCursor,
 };
@@ -188,7 +189,8 @@ pub(crate) fn installation_detail(
     let found = {
         let mut stmt = tx
             .prepare_cached(&format!(
-                "SELECT {INSTALLATION_COLUMNS}, {SUMMARY_COLUMNS}, customer_name, site_name, notes, tags
+                "SELECT {INSTALLATION_COLUMNS}, {SUMMARY_COLUMNS}, customer_name, site_name, notes, tags,
+                        history_from
                  FROM installations WHERE slc = ?1 AND reseller_id = ?2"
             ))
             .map_err(map_err)?;
@@ -200,12 +202,13 @@ pub(crate) fn installation_detail(
                 codec::installation(row, 0)?,
                 codec::summary(row, 7)?,
                 labels(row, 13)?,
+                row.col::<Option<i64>>(17)?.map(ts),
             )),
             None => None,
         }
     };
     // Another reseller's installation reads exactly like a missing one.
-    let Some((installation, summary, labels)) = found else {
+    let Some((installation, summary, labels, hidden_before)) = found else {
         return Ok(None);
     };
 
@@ -259,12 +262,16 @@ pub(crate) fn installation_detail(
             events.push(history::event(row)?);
         }
     }
-    Ok(Some(InstallationDetail {
+    let mut detail = InstallationDetail {
         installation,
         summary,
         servers,
         active_conditions,
         history: events,
         labels,
-    }))
+    };
+    if let Some(from) = hidden_before {
+        hide_before(&mut detail, from);
+    }
+    Ok(Some(detail))
 }

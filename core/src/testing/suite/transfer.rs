@@ -297,6 +297,14 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
         now_beta.history
     );
     assert_eq!(now_beta.servers.len(), 1, "its servers are still watched");
+    assert_eq!(
+        (
+            now_beta.servers[0].first_seen_at,
+            now_beta.servers[0].last_seen_at
+        ),
+        (t(10), t(10)),
+        "seen before the transfer reads as seen at it"
+    );
     // Messages go on; what happens now is beta's.
     fx.advance(secs(10));
     beat(&fx, &site, "rs-1", 2).await;
