@@ -16,13 +16,17 @@ use super::history::{self, history_columns};
 use crate::codec::{self, col, installation_columns, rank, server_columns, summary_columns, ts};
 use crate::errors::{DbResult, corrupt};
 
-/// One overview line; `max(last_seen_at)` is read through the servers' primary key.
+/// One overview line; `max(last_seen_at)` is read through the servers' primary key,
+/// and reads as the transfer when that hides what came before (`history_from`,
+/// as [`hide_before`] does for the detail).
 macro_rules! overview_select {
     () => {
         concat!(
             "SELECT slc, product, product_version, ",
             summary_columns!(),
-            ", (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc), ",
+            ", (SELECT CASE WHEN max(s.last_seen_at) IS NULL THEN NULL
+                        ELSE GREATEST(max(s.last_seen_at), i.history_from) END
+                FROM servers s WHERE s.slc = i.slc), ",
             "customer_name, site_name, notes, tags, consent, subscription_expires_at FROM installations i "
         )
     };

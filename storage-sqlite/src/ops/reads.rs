@@ -28,7 +28,9 @@ pub(crate) fn overview(
     let (lowest, highest) = query.health_range();
     let columns = format!(
         "slc, product, product_version, {SUMMARY_COLUMNS},
-         (SELECT max(s.last_seen_at) FROM servers s WHERE s.slc = i.slc),
+         (SELECT CASE WHEN max(s.last_seen_at) IS NULL THEN NULL
+                 ELSE max(max(s.last_seen_at), coalesce(i.history_from, 0)) END
+          FROM servers s WHERE s.slc = i.slc),
          customer_name, site_name, notes, tags, consent, subscription_expires_at"
     );
     let mut values: Vec<Value> = vec![

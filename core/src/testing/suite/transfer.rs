@@ -305,6 +305,20 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
         (t(10), t(10)),
         "seen before the transfer reads as seen at it"
     );
+    let line = fx
+        .carewatch
+        .overview(
+            &beta,
+            &OverviewQuery {
+                include_healthy: true,
+                ..OverviewQuery::default()
+            },
+        )
+        .await
+        .expect("beta's overview")
+        .rows
+        .remove(0);
+    assert_eq!(line.last_seen_at, Some(t(10)), "in the overview too");
     // Messages go on; what happens now is beta's.
     fx.advance(secs(10));
     beat(&fx, &site, "rs-1", 2).await;
