@@ -23,16 +23,14 @@
 //! idempotency key. A node that stops releases what it claimed and did not
 //! finish, for any node (itself restarted) to send at once.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use carewatch_core::notification::{ChannelId, DeliveryOutcome, OutboxEntry};
+use carewatch_core::notification::{DeliveryOutcome, OutboxEntry};
 use carewatch_core::store::run_on;
-use carewatch_core::time::Timestamp;
 use carewatch_core::{Carewatch, Error};
 use futures::{FutureExt, StreamExt};
 use tokio::runtime::Handle;
@@ -43,11 +41,13 @@ use crate::sender::Sender;
 mod attempt;
 mod claims;
 mod handover;
+mod holds;
 mod support;
 
 use attempt::{ChannelCache, ChannelFor};
 use claims::{InFlight, Unfinished};
 use handover::{Handed, HandedQueue};
+use holds::{HoldKey, Holds};
 use support::LogLimit;
 pub use support::panic_message;
 
@@ -120,6 +120,8 @@ pub struct Dispatcher {
     notifier_errors: LogLimit,
     /// Deferrals: the operator's delivery settings do not work.
     deferrals: LogLimit,
+    /// Receivers (and the SMTP server) whose entries are held back.
+    holds: Holds,
     /// What this node claimed and has not finished: released at the stop.
     unfinished: Arc<Unfinished>,
     /// The store calls running, which the release waits for.
@@ -141,6 +143,7 @@ impl Dispatcher {
             claim_errors: LogLimit::default(),
             notifier_errors: LogLimit::default(),
             deferrals: LogLimit::default(),
+            holds: Holds::default(),
             unfinished,
             in_flight: Arc::default(),
         }
@@ -452,13 +455,6 @@ impl Dispatcher {
         let channels = self.channels_for(&entries).await;
         let too_late_count = AtomicUsize::new(0);
         let too_late = &too_late_count;
-        // Channels whose receiver an attempt of this batch could not reach,
-        // with the error and when it is tried again: their other entries are
-        // held back until then. A receiver that never answers would
-        // otherwise take the timeout (10 s) per entry, with the batch's other
-        // channels waiting behind it.
-        let failing_channels: Mutex<HashMap<ChannelId, (String, Timestamp)>> = Mutex::default();
-        let failing = &failing_channels;
         let mut outcomes = futures::stream::iter(entries)
             .map(|entry| {
                 let channel = match &channels {
@@ -477,22 +473,24 @@ impl Dispatcher {
                         too_late.fetch_add(1, Ordering::Relaxed);
                         return None;
                     }
-                    let failed_on = failing
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .get(&entry.channel)
-                        .cloned();
-                    if let Some((error, retry_at)) = failed_on {
-                        return Some(Self::held_back(&entry, &error, retry_at));
+                    let key = HoldKey::of(&entry, &channel);
+                    if let Some(key) = &key
+                        && let Some(hold) = self.holds.get(key, self.carewatch.now())
+                    {
+                        return Some(self.held_back(&entry, key, &hold));
                     }
-                    let channel_id = entry.channel.clone();
                     let (id, outcome, unreachable) = self.deliver(entry, channel).await;
-                    if let (true, DeliveryOutcome::Retry { error, at }) = (unreachable, &outcome) {
-                        failing
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .entry(channel_id)
-                            .or_insert_with(|| (error.clone(), *at));
+                    if let Some(key) = key {
+                        match &outcome {
+                            DeliveryOutcome::Delivered => self.holds.release(&key),
+                            DeliveryOutcome::Retry { error, at } if unreachable => {
+                                self.holds.hold(key, error, *at);
+                            }
+                            DeliveryOutcome::Deferred { error, at } => {
+                                self.holds.hold(key, error, *at);
+                            }
+                            _ => {}
+                        }
                     }
                     Some((id, outcome))
                 }

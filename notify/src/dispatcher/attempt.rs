@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use carewatch_core::OpenedChannel;
 use carewatch_core::notification::delivery::retry_after_asked;
 use carewatch_core::notification::{ChannelId, DeliveryOutcome, OutboxEntry};
-use carewatch_core::time::Timestamp;
 use futures::FutureExt;
 
 use super::Dispatcher;
+use super::holds::{Hold, HoldKey};
 use super::support::{jitter, panic_message};
 use crate::sender::Attempt;
 
@@ -44,22 +44,57 @@ pub(super) enum ChannelFor {
 /// How long opened channels are reused before they are read again.
 const CHANNELS_FRESH: Duration = Duration::from_secs(10);
 impl Dispatcher {
-    /// The outcome of `entry` held back, unsent, because an attempt of its
-    /// batch could not reach the same channel's receiver (`error`):
-    /// deferred (not counted), so a dead receiver costs one attempt's wait
-    /// a batch, not one per entry.
-    /// It is tried again when the failed attempt is.
+    /// The outcome of `entry` held back, unsent ([`Holds`]): for a
+    /// receiver that could not be reached, a failed attempt (counted: it
+    /// would have failed, and a receiver gone for good is given up after
+    /// the usual attempts); for the SMTP server, deferred until the hold
+    /// ends (the operator's to mend, not the channel's).
+    ///
+    /// [`Holds`]: super::holds::Holds
     pub(super) fn held_back(
+        &self,
         entry: &OutboxEntry,
-        error: &str,
-        retry_at: Timestamp,
+        key: &HoldKey,
+        hold: &Hold,
     ) -> (u64, DeliveryOutcome) {
-        tracing::debug!(entry = entry.id, channel = %entry.channel, "held back: its receiver is unreachable");
-        let outcome = DeliveryOutcome::Deferred {
-            at: retry_at,
-            error: format!("not sent: the receiver could not be reached just before ({error})"),
+        tracing::debug!(entry = entry.id, channel = %entry.channel, "held back: its receiver or the SMTP server is unusable");
+        let outcome = match key {
+            HoldKey::Receiver(_) => self.failed_attempt(
+                entry.attempts + 1,
+                format!(
+                    "not sent: the receiver could not be reached just before ({})",
+                    hold.error
+                ),
+                None,
+            ),
+            HoldKey::Smtp => DeliveryOutcome::Deferred {
+                at: hold.until,
+                error: format!(
+                    "not sent: the SMTP server could not be used just before ({})",
+                    hold.error
+                ),
+            },
         };
         (entry.id, outcome)
+    }
+
+    /// Failed attempt number `number`: tried again after its backoff (at
+    /// least `asked`), or given up after the last.
+    fn failed_attempt(
+        &self,
+        number: u32,
+        error: String,
+        asked: Option<Duration>,
+    ) -> DeliveryOutcome {
+        match retry_after_asked(number, jitter(), asked) {
+            Some(wait) => DeliveryOutcome::Retry {
+                at: self.carewatch.now().saturating_add(wait),
+                error,
+            },
+            None => DeliveryOutcome::Failed {
+                error: format!("{error} (gave up after {number} attempts)"),
+            },
+        }
     }
 
     /// One attempt at `entry`, logged; the outcome to record, and whether
@@ -90,18 +125,8 @@ impl Dispatcher {
             }
         };
         let number = entry.attempts + 1;
-        let retry = |number: u32, error: String, asked: Option<Duration>| match retry_after_asked(
-            number,
-            jitter(),
-            asked,
-        ) {
-            Some(wait) => DeliveryOutcome::Retry {
-                at: self.carewatch.now().saturating_add(wait),
-                error,
-            },
-            None => DeliveryOutcome::Failed {
-                error: format!("{error} (gave up after {number} attempts)"),
-            },
+        let retry = |number: u32, error: String, asked: Option<Duration>| {
+            self.failed_attempt(number, error, asked)
         };
         let unreachable = matches!(attempt, Attempt::Unreachable(_));
         let outcome = match attempt {
