@@ -87,7 +87,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn has_operator(&self) -> Result<bool>;
     /// Stores operator `name` with `token` only if no operator exists yet,
     /// in one statement; whether it did. Of several nodes starting on a
-    /// fresh database at once, one stores its token and the others none.
+    /// fresh database at once with the same name (`serve` always gives
+    /// `admin`), one stores its token and the others none; two different
+    /// names at once may both be stored on PostgreSQL.
     async fn add_first_operator(&self, name: &ResellerId, token: &TokenHash) -> Result<bool>;
 
     // ----- installations -------------------------------------------------

@@ -116,10 +116,15 @@ pub(crate) async fn delete_maintenance(
         .into());
     };
     // What it muted was due at its end: due now, to be told or judged again.
+    // The rows are locked in key order first, as the notifier's commit
+    // writes them, so the two never deadlock.
     query(
-        "UPDATE notification_states SET due_at = $1
-         WHERE due_at > $1 AND ($3::text IS NULL OR slc = $3)
-             AND channel_id IN (SELECT id FROM channels WHERE reseller_id = $2)",
+        "UPDATE notification_states n SET due_at = $1
+         FROM (SELECT channel_id, slc FROM notification_states
+               WHERE due_at > $1 AND ($3::text IS NULL OR slc = $3)
+                   AND channel_id IN (SELECT id FROM channels WHERE reseller_id = $2)
+               ORDER BY channel_id, slc FOR UPDATE) due
+         WHERE n.channel_id = due.channel_id AND n.slc = due.slc",
     )
     .bind(at.as_millis())
     .bind(reseller.as_str())
