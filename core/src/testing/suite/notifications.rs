@@ -38,6 +38,56 @@ use crate::team::Login;
 use crate::testing::fixture::START;
 use crate::time::Timestamp;
 
+/// An admin of `reseller` (`admin@<reseller>.example`) and its email
+/// channel "On call" under `rules`: what the facade's tests notify through.
+async fn on_call_email(
+    fx: &crate::testing::fixture::Fixture,
+    reseller: &ResellerId,
+    rules: ChannelRules,
+) -> crate::team::User {
+    let admin = super::team::member(
+        fx,
+        reseller,
+        &format!("admin@{reseller}.example"),
+        crate::team::Role::Admin,
+        START,
+    )
+    .await;
+    let email = crate::notification::Destination::Email {
+        to: vec![format!("oncall@{reseller}.example")],
+    };
+    fx.carewatch
+        .create_channel(&admin, "On call", email, rules)
+        .await
+        .expect("a channel");
+    admin
+}
+
+/// Notifier steps until none says more waits; how many entries they queued.
+async fn settle(fx: &crate::testing::fixture::Fixture) -> usize {
+    let mut queued = 0;
+    loop {
+        let step = fx.carewatch.notify_step().await.expect("notifier step");
+        queued += step.queued;
+        if !step.more {
+            return queued;
+        }
+    }
+}
+
+/// The kinds of `reseller`'s notifications, newest first.
+async fn told_kinds(store: &Arc<dyn Store>, reseller: &ResellerId) -> Vec<String> {
+    outbox_of(store, reseller, OutboxFilter::All)
+        .await
+        .iter()
+        .map(|e| {
+            crate::notification::payload::Notification::from_json(&e.body)
+                .expect("JSON")
+                .kind
+        })
+        .collect()
+}
+
 /// How long claims and the notifier lease last in these tests.
 const LEASE: Duration = Duration::from_secs(30);
 

@@ -2,14 +2,12 @@
 //! (told when they end or are deleted), and installations whose messages
 //! are refused.
 
-use super::outbox_of;
+use super::{on_call_email, outbox_of, settle, told_kinds};
 use crate::catalogue::ConditionCode;
 use crate::notification::payload::Notification;
-use crate::notification::{ChannelRules, Destination, OutboxFilter};
-use crate::team::Role;
+use crate::notification::{ChannelRules, OutboxFilter};
 use crate::testing::TestBackend;
-use crate::testing::fixture::{Fixture, START};
-use crate::testing::suite::team::member;
+use crate::testing::fixture::Fixture;
 use crate::testing::suite::{report, secs};
 
 /// Maintenance through the facade: nothing is told during a window; a
@@ -24,18 +22,7 @@ pub(crate) async fn maintenance_mutes_notifications_until_it_ends(
     let alpha = fx.reseller("alpha").await;
     let a = fx.site("alpha", "M01-C01-0001").await;
     let b = fx.site("alpha", "M01-C01-0002").await;
-    let admin = member(&fx, &alpha, "admin@alpha.example", Role::Admin, START).await;
-    fx.carewatch
-        .create_channel(
-            &admin,
-            "On call",
-            Destination::Email {
-                to: vec!["oncall@alpha.example".into()],
-            },
-            ChannelRules::default(),
-        )
-        .await
-        .expect("a channel");
+    let admin = on_call_email(&fx, &alpha, ChannelRules::default()).await;
     let step = |what: &'static str| {
         let carewatch = fx.carewatch.clone();
         async move {
@@ -129,18 +116,7 @@ pub(crate) async fn deleting_a_window_tells_what_it_muted_at_once(
     let alpha = fx.reseller("alpha").await;
     let a = fx.site("alpha", "M01-C01-0001").await;
     let b = fx.site("alpha", "M01-C01-0002").await;
-    let admin = member(&fx, &alpha, "admin@alpha.example", Role::Admin, START).await;
-    fx.carewatch
-        .create_channel(
-            &admin,
-            "On call",
-            Destination::Email {
-                to: vec!["oncall@alpha.example".into()],
-            },
-            ChannelRules::default(),
-        )
-        .await
-        .expect("a channel");
+    let admin = on_call_email(&fx, &alpha, ChannelRules::default()).await;
     let step = || async { fx.carewatch.notify_step().await.expect("step").queued };
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
     let week = secs(7 * 24 * 3600);
@@ -199,29 +175,12 @@ pub(crate) async fn a_refused_installation_tells_nothing(backend: &(impl TestBac
     let fx = Fixture::open(db.as_ref()).await;
     let alpha = fx.reseller("alpha").await;
     let a = fx.site("alpha", "M01-C01-0001").await;
-    let admin = member(&fx, &alpha, "admin@alpha.example", Role::Admin, START).await;
     let rules = ChannelRules {
         reminder: Some(secs(3600)),
         ..ChannelRules::default()
     };
-    let email = Destination::Email {
-        to: vec!["oncall@alpha.example".into()],
-    };
-    fx.carewatch
-        .create_channel(&admin, "On call", email, rules)
-        .await
-        .expect("a channel");
-    // Every step until none says more waits; how many it queued.
-    let settle = || async {
-        let mut queued = 0;
-        loop {
-            let step = fx.carewatch.notify_step().await.expect("step");
-            queued += step.queued;
-            if !step.more {
-                return queued;
-            }
-        }
-    };
+    on_call_email(&fx, &alpha, rules).await;
+    let settle = || settle(&fx);
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
     report(&fx, &a, "rs-1", 1, &full).await;
     assert_eq!(settle().await, 0);
@@ -239,10 +198,5 @@ pub(crate) async fn a_refused_installation_tells_nothing(backend: &(impl TestBac
     assert_eq!(settle().await, 0);
     fx.advance(secs(121));
     assert_eq!(settle().await, 0, "no resolved for the deleted data");
-    let told: Vec<String> = outbox_of(&fx.store, &alpha, OutboxFilter::All)
-        .await
-        .iter()
-        .map(|e| Notification::from_json(&e.body).expect("JSON").kind)
-        .collect();
-    assert_eq!(told, ["problem"]);
+    assert_eq!(told_kinds(&fx.store, &alpha).await, ["problem"]);
 }

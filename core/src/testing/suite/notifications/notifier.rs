@@ -1,8 +1,8 @@
 //! The notifier: its lease and atomic steps on the store, and notifications through the facade.
 
 use super::{
-    LEASE, channel, commit, create_channel, due_states, enqueue, entry, keys, lease, outbox_of,
-    states_of,
+    LEASE, channel, commit, create_channel, due_states, enqueue, entry, keys, lease, on_call_email,
+    outbox_of, settle, states_of, told_kinds,
 };
 use crate::catalogue::ConditionCode;
 use crate::feed::EventId;
@@ -450,24 +450,8 @@ pub(crate) async fn a_problem_that_held_and_ended_in_a_backlog_is_still_told(
     let fx = Fixture::open(db.as_ref()).await;
     let alpha = fx.reseller("alpha").await;
     let a = fx.site("alpha", "M01-C01-0001").await;
-    let admin = member(&fx, &alpha, "admin@alpha.example", Role::Admin, START).await;
-    let email = Destination::Email {
-        to: vec!["oncall@alpha.example".into()],
-    };
-    fx.carewatch
-        .create_channel(&admin, "On call", email, ChannelRules::default())
-        .await
-        .expect("a channel");
-    let settle = || async {
-        let mut queued = 0;
-        loop {
-            let step = fx.carewatch.notify_step().await.expect("step");
-            queued += step.queued;
-            if !step.more {
-                return queued;
-            }
-        }
-    };
+    on_call_email(&fx, &alpha, ChannelRules::default()).await;
+    let settle = || settle(&fx);
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
     report(&fx, &a, "rs-1", 1, &full).await;
     // No step for 200 s: the problem held (2 minutes), then ended.
@@ -477,10 +461,9 @@ pub(crate) async fn a_problem_that_held_and_ended_in_a_backlog_is_still_told(
     assert_eq!(settle().await, 1, "the problem, told late");
     fx.advance(secs(121));
     assert_eq!(settle().await, 1, "its resolved");
-    let told: Vec<String> = outbox_of(&fx.store, &alpha, OutboxFilter::All)
-        .await
-        .iter()
-        .map(|e| Notification::from_json(&e.body).expect("JSON").kind)
-        .collect();
-    assert_eq!(told, ["resolved", "problem"], "newest first");
+    assert_eq!(
+        told_kinds(&fx.store, &alpha).await,
+        ["resolved", "problem"],
+        "newest first"
+    );
 }
