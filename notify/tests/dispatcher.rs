@@ -412,18 +412,9 @@ async fn many_entries_are_each_delivered_once_with_every_outcome_recorded() {
     });
     assert_eq!(world.receiver.wait_for(40, WAIT).await.len(), 40);
     // Every attempt recorded: 32 delivered, 8 waiting for their retry.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let entries = loop {
-        let entries = world
-            .carewatch
-            .outbox(&world.admin.reseller, OutboxFilter::All, 100)
-            .await
-            .expect("outbox");
-        if entries.iter().all(|e| e.attempts == 1) || tokio::time::Instant::now() > deadline {
-            break entries;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let entries = world
+        .entries_when(|entries| entries.iter().all(|e| e.attempts == 1))
+        .await;
     assert_eq!(entries.len(), 40);
     assert!(entries.iter().all(|e| e.attempts == 1), "{entries:?}");
     assert_eq!(

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use carewatch_core::notification::{ChannelRules, Destination, OutboxFilter};
-use carewatch_notify::{Dispatcher, DispatcherOptions, Sender, SenderOptions};
-use tokio::sync::oneshot;
+use carewatch_core::notification::{ChannelRules, Destination};
+use carewatch_notify::DispatcherOptions;
 use world::{WAIT, World, stop_within};
 
 /// A receiver that accepts connections and never answers; how many it took.
@@ -55,43 +54,19 @@ async fn a_receiver_that_never_answers_costs_one_wave_and_holds_up_nobody() {
     }
     world.queue_tests(3).await;
     // The default options (32 attempts at once), a 1-s timeout.
-    let sender = Sender::new(SenderOptions {
-        timeout: Duration::from_secs(1),
-        allow_private_addresses: true, // the receivers are on loopback
-        ..SenderOptions::default()
-    })
-    .expect("sender");
     let options = DispatcherOptions {
-        every: Duration::from_millis(50),
         shutdown_grace: Duration::from_secs(5),
         ..DispatcherOptions::default()
     };
     let concurrency = options.concurrency;
-    let dispatcher = Dispatcher::new(world.carewatch.clone(), Arc::new(sender), options);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        dispatcher
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let entries = loop {
-        let entries = world
-            .carewatch
-            .outbox(&world.admin.reseller, OutboxFilter::All, 100)
-            .await
-            .expect("outbox");
-        if entries
-            .iter()
-            .all(|e| e.delivered_at.is_some() || e.attempts > 0)
-        {
-            break entries;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{entries:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (stop, task) = world.dispatch_timing_out(options, Duration::from_secs(1));
+    let entries = world
+        .entries_when(|entries| {
+            entries
+                .iter()
+                .all(|e| e.delivered_at.is_some() || e.attempts > 0)
+        })
+        .await;
     stop_within(stop, task, WAIT).await;
     let (dead_entries, live): (Vec<_>, Vec<_>) = entries.iter().partition(|e| e.channel == dead.id);
     assert_eq!((dead_entries.len(), live.len()), (40, 3));

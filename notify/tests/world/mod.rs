@@ -128,6 +128,25 @@ impl World {
         Self::spawn(self.carewatch.clone(), options)
     }
 
+    /// As [`World::dispatch_with`], its attempts timed out after `timeout`.
+    pub fn dispatch_timing_out(
+        &self,
+        options: DispatcherOptions,
+        timeout: Duration,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        Self::spawn_sending(
+            self.carewatch.clone(),
+            DispatcherOptions {
+                every: Duration::from_millis(50),
+                ..options
+            },
+            SenderOptions {
+                timeout,
+                ..Self::sender_options()
+            },
+        )
+    }
+
     /// As [`World::dispatch`], a dispatcher of another node
     /// ([`World::other_node`]).
     pub fn dispatch_as(
@@ -145,17 +164,26 @@ impl World {
         )
     }
 
+    fn sender_options() -> SenderOptions {
+        SenderOptions {
+            allow_private_addresses: true, // the test's receiver is on loopback
+            ..SenderOptions::default()
+        }
+    }
+
     fn spawn(
         node: Carewatch,
         options: DispatcherOptions,
     ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-        let sender = Arc::new(
-            Sender::new(SenderOptions {
-                allow_private_addresses: true, // the test's receiver is on loopback
-                ..SenderOptions::default()
-            })
-            .expect("sender"),
-        );
+        Self::spawn_sending(node, options, Self::sender_options())
+    }
+
+    fn spawn_sending(
+        node: Carewatch,
+        options: DispatcherOptions,
+        sender: SenderOptions,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let sender = Arc::new(Sender::new(sender).expect("sender"));
         let dispatcher = Dispatcher::new(node, sender, options);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -173,6 +201,23 @@ impl World {
             .outbox(&self.admin.reseller, OutboxFilter::All, 10)
             .await
             .expect("outbox")
+    }
+
+    /// Waits until the outbox (up to 100 entries) satisfies `done`, at
+    /// most [`WAIT`]; what it holds then.
+    pub async fn entries_when(&self, done: impl Fn(&[OutboxEntry]) -> bool) -> Vec<OutboxEntry> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let entries = self
+                .carewatch
+                .outbox(&self.admin.reseller, OutboxFilter::All, 100)
+                .await
+                .expect("outbox");
+            if done(&entries) || tokio::time::Instant::now() > deadline {
+                return entries;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until the only entry satisfies `done`.

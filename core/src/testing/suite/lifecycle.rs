@@ -1,6 +1,7 @@
 //! An installation's life (issue 18): retiring a recording server that was
 //! removed at the site, and a message bringing it back.
 
+use super::notifications::on_call;
 use super::team::member;
 use super::{beat, detail, event, refused, report, rs, secs, server, slc, t};
 use crate::availability::Availability;
@@ -8,7 +9,7 @@ use crate::catalogue::ConditionCode;
 use crate::error::Error;
 use crate::health::Health;
 use crate::notification::payload::Notification;
-use crate::notification::{ChannelRules, Destination, OutboxFilter};
+use crate::notification::{ChannelRules, OutboxFilter};
 use crate::store::HistoryKind;
 use crate::team::Role;
 use crate::testing::TestBackend;
@@ -386,7 +387,7 @@ pub(crate) async fn an_expired_subscription_is_told_once_per_channel(
     let theirs = fx.site("beta", "M02-C01-0005").await;
     let mut channels = Vec::new();
     for reseller in [&site.reseller, &theirs.reseller] {
-        channels.push(on_call_webhook(&fx, reseller, ChannelRules::default()).await);
+        channels.push(on_call(&fx, reseller, ChannelRules::default()).await.1);
     }
     let told = || async {
         let entries = fx
@@ -465,7 +466,7 @@ pub(crate) async fn a_transfer_before_the_notifier_reads_a_change_does_not_stop_
         hold: secs(0),
         ..ChannelRules::default()
     };
-    let channel = on_call_webhook(&fx, &alpha, immediate).await;
+    let (_, channel) = on_call(&fx, &alpha, immediate).await;
     let step = |what: &'static str| {
         let carewatch = fx.carewatch.clone();
         async move {
@@ -506,33 +507,4 @@ pub(crate) async fn a_transfer_before_the_notifier_reads_a_change_does_not_stop_
     beat(&fx, &stays, "rs-1", 2).await;
     step("recovered").await;
     assert_eq!(told().await.len(), 2, "and its recovery");
-}
-
-/// A webhook channel `reseller`'s admin (made here) creates with `rules`.
-async fn on_call_webhook(
-    fx: &Fixture,
-    reseller: &crate::ids::ResellerId,
-    rules: ChannelRules,
-) -> crate::notification::ChannelRecord {
-    let admin = member(
-        fx,
-        reseller,
-        &format!("admin@{reseller}"),
-        Role::Admin,
-        START,
-    )
-    .await;
-    let (channel, _) = fx
-        .carewatch
-        .create_channel(
-            &admin,
-            "on call",
-            Destination::Webhook {
-                url: "https://hooks.example.net/carewatch".into(),
-            },
-            rules,
-        )
-        .await
-        .expect("channel");
-    channel
 }

@@ -38,29 +38,31 @@ use crate::team::Login;
 use crate::testing::fixture::START;
 use crate::time::Timestamp;
 
-/// An admin of `reseller` (`admin@<reseller>.example`) and its email
-/// channel "On call" under `rules`: what the facade's tests notify through.
-async fn on_call_email(
+/// An admin of `reseller` (`admin@<reseller>`) and its webhook channel
+/// "on call" under `rules`: what the facade's tests notify through (the
+/// notifier queues; nothing is sent).
+pub(super) async fn on_call(
     fx: &crate::testing::fixture::Fixture,
     reseller: &ResellerId,
     rules: ChannelRules,
-) -> crate::team::User {
+) -> (crate::team::User, ChannelRecord) {
     let admin = super::team::member(
         fx,
         reseller,
-        &format!("admin@{reseller}.example"),
+        &format!("admin@{reseller}"),
         crate::team::Role::Admin,
         START,
     )
     .await;
-    let email = crate::notification::Destination::Email {
-        to: vec![format!("oncall@{reseller}.example")],
+    let webhook = crate::notification::Destination::Webhook {
+        url: "https://hooks.example.net/carewatch".into(),
     };
-    fx.carewatch
-        .create_channel(&admin, "On call", email, rules)
+    let (channel, _) = fx
+        .carewatch
+        .create_channel(&admin, "on call", webhook, rules)
         .await
         .expect("a channel");
-    admin
+    (admin, channel)
 }
 
 /// Notifier steps until none says more waits; how many entries they queued.

@@ -2,7 +2,7 @@
 //! (told when they end or are deleted), and installations whose messages
 //! are refused.
 
-use super::{on_call_email, outbox_of, settle, told_kinds};
+use super::{on_call, outbox_of, settle, told_kinds};
 use crate::catalogue::ConditionCode;
 use crate::notification::payload::Notification;
 use crate::notification::{ChannelRules, OutboxFilter};
@@ -22,7 +22,7 @@ pub(crate) async fn maintenance_mutes_notifications_until_it_ends(
     let alpha = fx.reseller("alpha").await;
     let a = fx.site("alpha", "M01-C01-0001").await;
     let b = fx.site("alpha", "M01-C01-0002").await;
-    let admin = on_call_email(&fx, &alpha, ChannelRules::default()).await;
+    let (admin, _) = on_call(&fx, &alpha, ChannelRules::default()).await;
     let step = |what: &'static str| {
         let carewatch = fx.carewatch.clone();
         async move {
@@ -116,7 +116,7 @@ pub(crate) async fn deleting_a_window_tells_what_it_muted_at_once(
     let alpha = fx.reseller("alpha").await;
     let a = fx.site("alpha", "M01-C01-0001").await;
     let b = fx.site("alpha", "M01-C01-0002").await;
-    let admin = on_call_email(&fx, &alpha, ChannelRules::default()).await;
+    let (admin, _) = on_call(&fx, &alpha, ChannelRules::default()).await;
     let step = || async { fx.carewatch.notify_step().await.expect("step").queued };
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
     let week = secs(7 * 24 * 3600);
@@ -179,7 +179,7 @@ pub(crate) async fn a_refused_installation_tells_nothing(backend: &(impl TestBac
         reminder: Some(secs(3600)),
         ..ChannelRules::default()
     };
-    on_call_email(&fx, &alpha, rules).await;
+    on_call(&fx, &alpha, rules).await;
     let settle = || settle(&fx);
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
     report(&fx, &a, "rs-1", 1, &full).await;

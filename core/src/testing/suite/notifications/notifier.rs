@@ -1,7 +1,7 @@
 //! The notifier: its lease and atomic steps on the store, and notifications through the facade.
 
 use super::{
-    LEASE, channel, commit, create_channel, due_states, enqueue, entry, keys, lease, on_call_email,
+    LEASE, channel, commit, create_channel, due_states, enqueue, entry, keys, lease, on_call,
     outbox_of, settle, states_of, told_kinds,
 };
 use crate::catalogue::ConditionCode;
@@ -450,7 +450,7 @@ pub(crate) async fn a_problem_that_held_and_ended_in_a_backlog_is_still_told(
     let fx = Fixture::open(db.as_ref()).await;
     let alpha = fx.reseller("alpha").await;
     let a = fx.site("alpha", "M01-C01-0001").await;
-    on_call_email(&fx, &alpha, ChannelRules::default()).await;
+    on_call(&fx, &alpha, ChannelRules::default()).await;
     let settle = || settle(&fx);
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
     report(&fx, &a, "rs-1", 1, &full).await;
