@@ -15,6 +15,10 @@ impl Timestamp {
     /// The epoch itself.
     pub const EPOCH: Timestamp = Timestamp(0);
 
+    /// The last millisecond of 9999-12-31 (UTC): the end of the calendar
+    /// people type and read.
+    pub const LAST_CALENDAR: Timestamp = Timestamp(253_402_300_799_999);
+
     /// From milliseconds since the epoch.
     pub const fn from_millis(ms: i64) -> Self {
         Self(ms)

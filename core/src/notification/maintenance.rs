@@ -82,13 +82,16 @@ pub struct MaintenanceWindow {
 }
 
 impl MaintenanceWindow {
-    /// Checks it: 1 minute to 30 days long, repeating no more often than it
+    /// Checks it: starting in 1970 to 9999, 1 minute to 30 days long, repeating no more often than it
     /// lasts (and at least hourly), a reason of at most 200 characters.
     pub fn validate(self) -> Result<Self> {
         let invalid = |reason: &str| Error::InvalidInput {
             field: "maintenance window",
             reason: reason.into(),
         };
+        if !(Timestamp::EPOCH..=Timestamp::LAST_CALENDAR).contains(&self.starts_at) {
+            return Err(invalid("starts between 1970 and the end of 9999"));
+        }
         if !(Duration::from_secs(60)..=Duration::from_secs(30 * 86_400)).contains(&self.length) {
             return Err(invalid("lasts 1 minute to 30 days"));
         }
@@ -122,7 +125,10 @@ impl MaintenanceWindow {
         let every = i64::try_from(self.every?.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
-        let next = (start + (t - start) / every * every).checked_add(every)?;
+        // Checked: a window stored before starts were bounded may lie
+        // anywhere in i64.
+        let elapsed = t.checked_sub(start)?;
+        let next = (start + elapsed / every * every).checked_add(every)?;
         Some(Timestamp::from_millis(next))
     }
 
@@ -138,7 +144,7 @@ impl MaintenanceWindow {
             None => start,
             Some(every) => {
                 let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX).max(1);
-                start + (t - start) / every * every
+                start + t.checked_sub(start)? / every * every
             }
         };
         let end = begin.saturating_add(length);
@@ -235,5 +241,30 @@ mod tests {
             "repeats inside itself"
         );
         assert!(window(None, 0, 3600, Some(86_400)).validate().is_ok());
+    }
+
+    #[test]
+    fn a_start_outside_the_calendar_is_refused_and_never_overflows() {
+        // A gRPC client may send any instant that fits in milliseconds: one
+        // near i64::MIN overflowed `t - start` (a panic in debug builds, on
+        // every notifier round, for every reseller).
+        let far_past = MaintenanceWindow {
+            starts_at: Timestamp::from_millis(i64::MIN + 1),
+            ..window(None, 0, 3600, Some(3600))
+        };
+        let now = t(1_800_000_000);
+        assert_eq!(far_past.occurrence_at(now), None);
+        assert_eq!(far_past.next_start_after(now), None);
+        assert!(far_past.validate().is_err(), "before 1970");
+        let far_future = MaintenanceWindow {
+            starts_at: Timestamp::from_millis(253_402_300_800_000),
+            ..window(None, 0, 3600, None)
+        };
+        assert!(far_future.validate().is_err(), "after 9999");
+        let last_day = MaintenanceWindow {
+            starts_at: Timestamp::parse_utc("9999-12-31T23:00").unwrap(),
+            ..window(None, 0, 3600, Some(86_400))
+        };
+        assert!(last_day.validate().is_ok());
     }
 }
