@@ -181,7 +181,7 @@ pub async fn serve(
         connections = connections.len(),
         "shutting down: no new connections, finishing calls in flight"
     );
-    mark_not_serving(&health).await;
+    carewatch_grpc::routes::set_not_serving(&health).await;
     let _ = draining.send(true);
     let drained = tokio::time::timeout(options.shutdown_grace, async {
         while connections.join_next().await.is_some() {}
@@ -197,20 +197,6 @@ pub async fn serve(
     }
     let _ = maintenance.await;
     Ok(())
-}
-
-async fn mark_not_serving(health: &tonic_health::server::HealthReporter) {
-    use carewatch_grpc::proto::{
-        admin_server::AdminServer, dashboard_server::DashboardServer, ingest_server::IngestServer,
-    };
-    use carewatch_grpc::services::{AdminService, DashboardService, IngestService};
-    health
-        .set_not_serving::<IngestServer<IngestService>>()
-        .await;
-    health
-        .set_not_serving::<DashboardServer<DashboardService>>()
-        .await;
-    health.set_not_serving::<AdminServer<AdminService>>().await;
 }
 
 fn acceptor(identity: &TlsIdentity) -> Result<TlsAcceptor, ServeError> {

@@ -1,8 +1,13 @@
 //! Every gRPC service of Carewatch as one set of routes, for the composition
 //! root to serve (alone, or merged with the web front end on one port).
 
+use std::future::Future;
+
 use carewatch_core::Carewatch;
+use tokio::sync::watch;
+use tonic::server::NamedService;
 use tonic::service::Routes;
+use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::proto::{
@@ -23,26 +28,61 @@ const SMALL_REQUEST: usize = 64 * 1024;
 pub struct GrpcRoutes {
     /// Ingest, Dashboard, Admin, Notifications, health and reflection.
     pub routes: Routes,
-    /// Health of the services (set Ingest to not serving on shutdown).
+    /// Health of the services: not serving while the storage fails
+    /// (followed by a task of its own) and once the node stops receiving.
     pub health: HealthReporter,
 }
 
 impl GrpcRoutes {
     /// Marks every Carewatch service as not serving (on shutdown).
     pub async fn set_not_serving(&self) {
-        self.health
-            .set_not_serving::<IngestServer<IngestService>>()
-            .await;
-        self.health
-            .set_not_serving::<DashboardServer<DashboardService>>()
-            .await;
-        self.health
-            .set_not_serving::<AdminServer<AdminService>>()
-            .await;
-        self.health
-            .set_not_serving::<NotificationsServer<NotificationsService>>()
-            .await;
+        set_not_serving(&self.health).await;
     }
+}
+
+/// Marks every Carewatch service as not serving (on shutdown).
+pub async fn set_not_serving(health: &HealthReporter) {
+    set_status(health, ServingStatus::NotServing).await;
+}
+
+async fn set_status(health: &HealthReporter, status: ServingStatus) {
+    for service in [
+        <IngestServer<IngestService> as NamedService>::NAME,
+        <DashboardServer<DashboardService> as NamedService>::NAME,
+        <AdminServer<AdminService> as NamedService>::NAME,
+        <NotificationsServer<NotificationsService> as NamedService>::NAME,
+    ] {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// Every Carewatch service answers only through its storage: each is
+/// NOT_SERVING while the storage fails, and for good once the node stops
+/// receiving (its last word, whatever the storage does meanwhile).
+async fn follow_storage(
+    health: HealthReporter,
+    mut works: watch::Receiver<bool>,
+    stopping: impl Future<Output = ()>,
+) {
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stopping => break,
+            changed = works.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let status = if *works.borrow_and_update() {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                set_status(&health, status).await;
+            }
+        }
+    }
+    set_not_serving(&health).await;
 }
 
 /// Builds the routes over a running service.
@@ -61,18 +101,18 @@ pub async fn routes(carewatch: &Carewatch) -> Result<GrpcRoutes, tonic_reflectio
         .max_decoding_message_size(SMALL_REQUEST);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<IngestServer<IngestService>>()
-        .await;
-    health_reporter
-        .set_serving::<DashboardServer<DashboardService>>()
-        .await;
-    health_reporter
-        .set_serving::<AdminServer<AdminService>>()
-        .await;
-    health_reporter
-        .set_serving::<NotificationsServer<NotificationsService>>()
-        .await;
+    let mut storage_works = carewatch.storage_works();
+    let status = if *storage_works.borrow_and_update() {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    set_status(&health_reporter, status).await;
+    tokio::spawn(follow_storage(
+        health_reporter.clone(),
+        storage_works,
+        carewatch.stopping(),
+    ));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

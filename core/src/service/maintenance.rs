@@ -181,12 +181,21 @@ impl Carewatch {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             );
+            // Another node may have recorded the outage first (this mark
+            // then records nothing): load it all the same.
+            self.inner.downtime_stale.store(true, Ordering::Release);
+            self.publish_storage_state();
             tracing::info!(since = %since, "storage works again");
         }
         if let Some(window) = window {
             tracing::warn!(from = %window.start(), to = %window.end(),
                 "Carewatch was not receiving: recorded as own downtime");
+            self.inner.downtime_stale.store(true, Ordering::Release);
+        }
+        if self.inner.downtime_stale.load(Ordering::Acquire) {
+            // Marks are one at a time: nothing sets the flag meanwhile.
             self.reload_downtime().await?;
+            self.inner.downtime_stale.store(false, Ordering::Release);
         }
         if stopwatch.exceeded(self.inner.config.stall_limit) {
             // Written, but late: the next mark records the stall.

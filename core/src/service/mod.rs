@@ -19,7 +19,7 @@ mod rotation;
 mod team;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -277,6 +277,11 @@ struct Inner {
     /// The first storage failure not yet turned into a downtime window
     /// (ms), or [`NO_OUTAGE`].
     outage_since: AtomicI64,
+    /// Whether the storage works (no outage pending), for health checks.
+    storage_works: watch::Sender<bool>,
+    /// Set when a recovered outage may have been recorded by another node:
+    /// the next liveness mark reloads the windows until a reload succeeds.
+    downtime_stale: AtomicBool,
     /// Set once, when the node stops receiving (a clean shutdown).
     stopping: watch::Sender<bool>,
     /// Authentication failures per source address.
@@ -340,6 +345,8 @@ impl Carewatch {
                 feed: feed::Feed::default(),
                 downtime: RwLock::new(Arc::default()),
                 outage_since: AtomicI64::new(NO_OUTAGE),
+                storage_works: watch::channel(true).0,
+                downtime_stale: AtomicBool::new(false),
                 stopping: watch::channel(false).0,
                 auth_failures: FailureThrottle::default(),
                 sign_in_failures: FailureThrottle::default(),
@@ -439,10 +446,32 @@ impl Carewatch {
 
     /// Whether this is the first unrecorded failure.
     fn note_outage(&self, at: crate::time::Timestamp) -> bool {
-        self.inner
+        let first = self
+            .inner
             .outage_since
             .fetch_min(at.as_millis(), Ordering::AcqRel)
-            == NO_OUTAGE
+            == NO_OUTAGE;
+        if first {
+            self.publish_storage_state();
+        }
+        first
+    }
+
+    /// Publishes whether an outage is pending. Read inside the channel's
+    /// lock, so that of a failure and a recovery racing, the last to
+    /// publish sees both, and the published state is the atomic's.
+    fn publish_storage_state(&self) {
+        self.inner.storage_works.send_if_modified(|works| {
+            let now_works = self.outage_since().is_none();
+            std::mem::replace(works, now_works) != now_works
+        });
+    }
+
+    /// Whether the storage works, now and as it changes: `false` from a
+    /// failed (or stalled) storage call until a liveness mark succeeds
+    /// again. Health checks report it.
+    pub fn storage_works(&self) -> watch::Receiver<bool> {
+        self.inner.storage_works.subscribe()
     }
 
     /// Passes `result` through, noting a storage failure of a call started at `at`.

@@ -26,6 +26,9 @@ use carewatch_core::time::Timestamp;
 use carewatch_grpc::proto;
 use carewatch_tests::process::{ServeConfig, ServerProcess, Storage, binary, clock, millis};
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::rule::expected_unavailable;
 use crate::scenario::{Backend, scenario};
@@ -290,7 +293,21 @@ async fn a_heartbeat_during_a_database_outage_fails_as_retryable_on_postgres() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (stopped, _) = stop.await.expect("stopped");
+    // Found by review: the health service went on saying SERVING.
+    let mut health = HealthClient::new(server.channel().await);
+    let ingest_health = || HealthCheckRequest {
+        service: "carewatch.v1.Ingest".into(),
+    };
+    let during = health.check(ingest_health()).await.expect("health answers");
     stopped.start().await;
+    let mut after = health.check(ingest_health()).await.expect("health answers");
+    let recovered = tokio::time::Instant::now();
+    while after.get_ref().status() != ServingStatus::Serving
+        && recovered.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = health.check(ingest_health()).await.expect("health answers");
+    }
     let store = postgres::store(&url, &schema).await;
     server.terminate(GRACE + Duration::from_secs(2)).await;
     postgres::drop_schema(&store, &schema).await;
@@ -311,5 +328,15 @@ async fn a_heartbeat_during_a_database_outage_fails_as_retryable_on_postgres() {
         "{} of {} heartbeats failed with a code PROTOCOL.md does not say to retry: {wrong:?}",
         wrong.len(),
         outcomes.len()
+    );
+    assert_eq!(
+        during.get_ref().status(),
+        ServingStatus::NotServing,
+        "Ingest is not serving while its database is down"
+    );
+    assert_eq!(
+        after.get_ref().status(),
+        ServingStatus::Serving,
+        "Ingest serves again once the database is back"
     );
 }

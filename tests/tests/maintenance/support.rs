@@ -57,15 +57,29 @@ pub(crate) async fn open_with(
         sweeps: AtomicU32::new(0),
         transfer_before_details: Mutex::default(),
     });
+    let service = node(&store, Timestamp::from_millis(1_795_381_860_000), config).await;
+    (dir, store, service)
+}
+
+/// One more service (node) over `store`, its clock reading `first`'s.
+pub(crate) async fn another_node(
+    store: &Arc<Faulty>,
+    first: &Carewatch,
+    config: Config,
+) -> Carewatch {
+    node(store, first.now(), config).await
+}
+
+/// A service over `store` whose clock reads `now` now.
+async fn node(store: &Arc<Faulty>, now: Timestamp, config: Config) -> Carewatch {
     let clock = Arc::new(TokioClock {
-        base: Timestamp::from_millis(1_795_381_860_000),
+        base: now,
         start: Instant::now(),
     });
     let config = config.with_liveness_tolerance(TOLERANCE);
-    let service = Carewatch::open(store.clone(), clock, config)
+    Carewatch::open(store.clone(), clock, config)
         .await
-        .expect("service opens");
-    (dir, store, service)
+        .expect("service opens")
 }
 
 /// The longest time between consecutive liveness marks.
@@ -79,7 +93,12 @@ pub(crate) fn longest_gap(marks: &[Timestamp]) -> Duration {
 
 /// Heartbeats every second, jitter tolerance 200 ms (as the fault tests).
 pub(crate) fn fast_config() -> Config {
-    Config::new(MasterKey::generate())
+    fast_config_with(MasterKey::generate())
+}
+
+/// [`fast_config`] under `master_key` (nodes of one deployment share it).
+pub(crate) fn fast_config_with(master_key: MasterKey) -> Config {
+    Config::new(master_key)
         .with_heartbeat_interval(Duration::from_secs(1))
         .expect("interval")
         .with_policy(AvailabilityPolicy::new(3, Duration::from_millis(200)).expect("policy"))
