@@ -122,6 +122,12 @@ pub fn failure(error: &(dyn std::error::Error + 'static)) -> (String, u8) {
         };
         return (message, code);
     }
+    // A store that cannot be reached (serve's database at start): the same
+    // "try again later" as a server's UNAVAILABLE.
+    let code = match error.downcast_ref::<carewatch_core::Error>() {
+        Some(e) if e.is_retryable() => EXIT_TRY_AGAIN,
+        _ => 1,
+    };
     let mut message = error.to_string();
     let mut cause = error.source();
     while let Some(inner) = cause {
@@ -132,7 +138,7 @@ pub fn failure(error: &(dyn std::error::Error + 'static)) -> (String, u8) {
         }
         cause = inner.source();
     }
-    (message, 1)
+    (message, code)
 }
 
 /// A command whose output is piped into `head` or `less` stops when the
@@ -271,6 +277,11 @@ mod tests {
             "{said}"
         );
         assert_eq!(code, 1);
+        let unreachable = carewatch_core::Error::storage_unavailable(
+            "cannot connect to PostgreSQL",
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"),
+        );
+        assert_eq!(failure(&unreachable).1, EXIT_TRY_AGAIN);
     }
 
     #[test]

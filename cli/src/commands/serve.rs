@@ -55,6 +55,11 @@ pub struct ServeArgs {
     /// e.g. for several Carewatch nodes sharing one database.
     #[arg(long, env = "CAREWATCH_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// How long to keep trying to reach the database at start (PostgreSQL
+    /// still starting, or restarting beside this node) before giving up
+    /// with exit status 75.
+    #[arg(long, env = "CAREWATCH_DATABASE_WAIT", default_value = "60s", value_parser = parse_duration)]
+    database_wait: Duration,
     /// An earlier master key file, still accepted while a rotation moves
     /// what it sealed to the current key (`master.key` in the data
     /// directory); repeat for several. See the README, "Running in
@@ -354,7 +359,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         schema: args.database_schema.as_deref(),
         application_name: None,
     };
-    let store = store::open_store(&target, &options).await?;
+    let store = open_store_waiting(&target, &options, args.database_wait).await?;
     let storage = target.describe();
     let policy = AvailabilityPolicy::new(args.unavailable_after, args.jitter)?;
     let config = Config::new(master_key)
@@ -412,6 +417,36 @@ pub async fn run(args: ServeArgs) -> CliResult {
     served?;
     eprintln!("carewatch stopped");
     Ok(())
+}
+
+/// Opens the store, trying again while it is unavailable (a database still
+/// starting, or restarting beside this node) for up to `wait`: a node that
+/// starts with its database (compose, a reboot) must not need restarting.
+async fn open_store_waiting(
+    target: &StoreTarget<'_>,
+    options: &OpenOptions<'_>,
+    wait: Duration,
+) -> Result<Arc<dyn carewatch_core::store::Store>, carewatch_core::Error> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(250);
+    let mut said = false;
+    loop {
+        match store::open_store(target, options).await {
+            Err(e) if e.is_retryable() && tokio::time::Instant::now() + pause < deadline => {
+                if !said {
+                    eprintln!(
+                        "{}: {e}; trying again for up to {} s (--database-wait)",
+                        target.describe(),
+                        wait.as_secs()
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM. The handlers are installed when this is

@@ -340,3 +340,48 @@ async fn a_heartbeat_during_a_database_outage_fails_as_retryable_on_postgres() {
         "Ingest serves again once the database is back"
     );
 }
+
+/// Found by review: `serve` made one attempt at its database and exited 1,
+/// so a node started with its database (compose, a reboot) needed starting
+/// again by hand. It now keeps trying (`--database-wait`, 60 s by default).
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_waits_for_a_database_still_starting_on_postgres() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let url = postgres::url();
+    let schema = format!(
+        "cw_test_{}_starting_{}",
+        millis(SystemTime::now()) / 1000,
+        std::process::id()
+    );
+    let data = tempfile::tempdir().expect("data directory");
+    let config = ServeConfig::new(
+        binary(env!("CARGO_BIN_EXE_carewatch-under-test")),
+        data.path(),
+    )
+    .storage(Storage::Postgres {
+        url: url.clone(),
+        schema: schema.clone(),
+    });
+    let (stopped, _) = postgres::Stopped::stop().await;
+    let starting = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stopped.start().await
+    });
+    let mut server = ServerProcess::start(config).await;
+    starting.await.expect("PostgreSQL started");
+    let waited = server.stderr_contains("trying again");
+    let served = server
+        .admin()
+        .await
+        .create_reseller(proto::CreateResellerRequest {
+            id: "waited".into(),
+            name: "Waited".into(),
+        })
+        .await;
+    let store = postgres::store(&url, &schema).await;
+    server.terminate(GRACE + Duration::from_secs(2)).await;
+    postgres::drop_schema(&store, &schema).await;
+    store.close().await;
+    assert!(waited, "it said it waits for the database");
+    served.expect("it serves once the database is up");
+}

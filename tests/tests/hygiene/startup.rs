@@ -95,3 +95,36 @@ async fn a_second_serve_on_a_data_directory_in_use_is_refused() {
         "{stderr}"
     );
 }
+
+/// A database that stays unreachable: `serve` tries for `--database-wait`,
+/// then exits 75 (EX_TEMPFAIL: try again later), not 1 (it made one
+/// attempt and exited 1).
+#[test]
+fn an_unreachable_database_is_tried_for_a_while_then_exits_try_again() {
+    let data = tempfile::tempdir().expect("data directory");
+    // Nothing listens on port 1.
+    let begun = std::time::Instant::now();
+    let output = Command::new(binary(env!("CARGO_BIN_EXE_carewatch-under-test")))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .args([
+            "--database-url",
+            "postgres://carewatch@127.0.0.1:1/carewatch",
+        ])
+        .args(["--database-wait", "2s"])
+        .env_remove("CAREWATCH_NODE_ID")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("trying again for up to 2 s"), "{stderr}");
+    assert!(
+        begun.elapsed() >= std::time::Duration::from_millis(1500),
+        "it kept trying: {stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
