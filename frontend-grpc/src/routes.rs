@@ -143,8 +143,8 @@ impl GrpcRoutes {
 /// The transport refuses a message far over the limit before Carewatch sees
 /// it, as an untyped OUT_OF_RANGE; clients get the same `too_large` refusal
 /// (INVALID_ARGUMENT and its `carewatch-error` kind) as for any message over
-/// the limit. A request that is not valid protobuf (tonic's untyped
-/// INTERNAL) becomes `invalid_input`. Streams type both themselves (the
+/// the limit. A request that is not valid protobuf, or not a whole message
+/// (tonic's untyped INTERNAL), becomes `invalid_input`. Streams type both themselves (the
 /// status is in their trailers).
 async fn typed_transport_refusals(
     mut response: axum::response::Response,
@@ -156,7 +156,13 @@ async fn typed_transport_refusals(
         Some(b"11") if message_starts_with(headers, TRANSPORT_TOO_LARGE_PREFIX) => "too_large",
         // Not a fault of the server (INTERNAL, which a client may retry):
         // the request is not the message the method takes.
-        Some(b"13") if message_starts_with(headers, DECODE_FAILED_PREFIX) => "invalid_input",
+        Some(b"13")
+            if MALFORMED_REQUEST_PREFIXES
+                .iter()
+                .any(|p| message_starts_with(headers, p)) =>
+        {
+            "invalid_input"
+        }
         _ => return response,
     };
     let headers = response.headers_mut();
@@ -182,19 +188,31 @@ fn message_starts_with(headers: &http::HeaderMap, prefix: &[u8]) -> bool {
 
 /// How tonic's decoder starts its message, percent-encoded in `grpc-message`.
 const TRANSPORT_TOO_LARGE_PREFIX: &[u8] = b"Error,%20decoded%20message%20length%20too%20large";
-/// How prost's decode error starts, percent-encoded in `grpc-message`.
-const DECODE_FAILED_PREFIX: &[u8] = b"failed%20to%20decode%20Protobuf%20message";
+/// How tonic's INTERNAL refusals of a malformed request start,
+/// percent-encoded in `grpc-message`: not valid protobuf (prost's decode
+/// error), a unary call with no message, a message cut short. (A
+/// compressed-flag error stays INTERNAL, as the gRPC specification
+/// requires.)
+const MALFORMED_REQUEST_PREFIXES: [&[u8]; 3] = [
+    b"failed%20to%20decode%20Protobuf%20message",
+    b"Missing%20request%20message",
+    b"Unexpected%20EOF%20decoding%20stream",
+];
 /// Percent-encoded as `grpc-message` requires.
 const TOO_LARGE_MESSAGE: &str =
     "message%20too%20large:%20over%20the%20limit%20of%20the%20sealed%20field%20(see%20PROTOCOL.md)";
 
 /// Whether a stream's error is a message that is not valid protobuf (e.g. a
-/// string field that is not UTF-8); it becomes an `invalid_input` refusal.
+/// string field that is not UTF-8) or was cut short; it becomes an
+/// `invalid_input` refusal.
 pub(crate) fn is_undecodable(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::Internal
-        && status
-            .message()
-            .starts_with("failed to decode Protobuf message")
+        && [
+            "failed to decode Protobuf message",
+            "Unexpected EOF decoding stream",
+        ]
+        .iter()
+        .any(|p| status.message().starts_with(p))
 }
 
 /// Whether a stream's error is the transport's size refusal; it becomes the

@@ -214,3 +214,58 @@ async fn requests_that_are_not_valid_protobuf_are_invalid_input() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert_eq!(kind(&status), Some("invalid_input"), "{status:?}");
 }
+
+/// Found by review: a unary call with no message, or a message cut short,
+/// got tonic's untyped INTERNAL (a server fault clients may retry). Both
+/// are INVALID_ARGUMENT with `carewatch-error: invalid_input`, unary and
+/// on a stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_without_a_whole_message_are_invalid_input() {
+    use tower::ServiceExt;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let data = tempfile::tempdir().expect("data directory");
+    let server = start(&data).await;
+    // A message header saying 10 bytes follow, then 3.
+    let cut_short = String::from_utf8(vec![0, 0, 0, 0, 10, b'a', b'b', b'c']).expect("ASCII");
+    let cases = [
+        ("/carewatch.v1.Ingest/Heartbeat", String::new()),
+        ("/carewatch.v1.Ingest/Heartbeat", cut_short.clone()),
+        ("/carewatch.v1.Ingest/Stream", cut_short),
+    ];
+    for (path, body) in cases {
+        let request = http::Request::post(format!("{}{path}", server.url()))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(tonic::body::Body::new(body.clone()))
+            .expect("request");
+        let response = server
+            .channel()
+            .await
+            .oneshot(request)
+            .await
+            .expect("an answer");
+        let (parts, answer) = response.into_parts();
+        let trailers = http_body_trailers(answer).await;
+        let status = tonic::Status::from_header_map(&parts.headers)
+            .or_else(|| trailers.as_ref().and_then(tonic::Status::from_header_map))
+            .expect("a status");
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{path} {body:?}: {status:?}"
+        );
+        assert_eq!(kind(&status), Some("invalid_input"), "{path}: {status:?}");
+    }
+}
+
+/// The trailers of a response body, its data read and dropped.
+async fn http_body_trailers(mut body: tonic::body::Body) -> Option<http::HeaderMap> {
+    use http_body::Body as _;
+    let mut body = std::pin::Pin::new(&mut body);
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        if let Ok(trailers) = frame.expect("a frame").into_trailers() {
+            return Some(trailers);
+        }
+    }
+    None
+}
