@@ -143,8 +143,14 @@ fn answer<Response>(
             }
         }
         Err(e) => {
-            // Every request of the batch failed the same way.
-            tracing::warn!(error = %e, requests = replies.len(), "{what} failed");
+            // Every request of the batch failed the same way. Through a
+            // database outage a fleet's retries fail batch after batch:
+            // one line per period says how many.
+            static FAILED: std::sync::LazyLock<crate::log_limit::RateLimitedLog> =
+                std::sync::LazyLock::new(Default::default);
+            FAILED.log("batch failed", |batches| {
+                tracing::warn!(error = %e, requests = replies.len(), batches, "{what} failed");
+            });
             for reply in replies {
                 let _ = reply.send(Err(copy_for_caller(what, &e)));
             }

@@ -232,7 +232,11 @@ async fn read_feed(inner: Weak<Inner>, mut last: EventId) {
                         last = EventId(first_kept.saturating_sub(1));
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "reading the change feed failed; retrying");
+                        static FAILED: std::sync::LazyLock<crate::log_limit::RateLimitedLog> =
+                            std::sync::LazyLock::new(Default::default);
+                        FAILED.log("feed read failed", |failures| {
+                            tracing::warn!(error = %e, failures, "reading the change feed failed; retrying");
+                        });
                         break;
                     }
                 }
