@@ -38,7 +38,7 @@ pub use service::{
 };
 pub use service::{
     ChannelView, DEFAULT_ADMISSION_CACHE, DEFAULT_NOTIFICATION_RETENTION, NotifierStep,
-    OpenedChannel, ROLLING_DAYS, ResealReport,
+    OpenedChannel, ROLLING_DAYS, ResealReport, replace_operator_token,
 };
 
 #[cfg(feature = "testing")]

@@ -9,6 +9,7 @@ mod health;
 mod label;
 mod maintenance;
 mod notifications;
+mod operator_token;
 mod report;
 mod serve;
 mod simulate;
@@ -51,6 +52,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Whether a running server serves (its gRPC health service): exit 0 if so.
     Health(health::HealthArgs),
+    /// Replace the operator token, lost or not, straight in the database (no server needed).
+    OperatorToken(operator_token::OperatorTokenArgs),
     /// A fleet of simulated recording servers against a running server, with scripted faults.
     Simulate(simulate::SimulateArgs),
     /// See the whole product in under a minute, on a temporary directory.
@@ -167,6 +170,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Notifications(args) => notifications::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Health(args) => health::run(args).await,
+        Command::OperatorToken(args) => operator_token::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }

@@ -324,6 +324,11 @@ pub async fn run(args: ServeArgs) -> CliResult {
         )
         .into());
     }
+    // From here a SIGTERM is this process's to handle: during the database
+    // wait it ends the start; after that, once the operator token is
+    // printed, the first thing the server does is stop (a SIGTERM's default
+    // action between storing the token and printing it lost it).
+    let mut stop_requested = shutdown_signal();
     let sender = Arc::new(notification_sender(&args)?);
     let tls = if args.insecure_plaintext {
         eprintln!(
@@ -354,12 +359,21 @@ pub async fn run(args: ServeArgs) -> CliResult {
         Some(url) => StoreTarget::Postgres(url),
         None => StoreTarget::Sqlite(&db),
     };
-    let (master_key, previous_master_keys, key_source) = master_keys(&args, &target)?;
     let options = OpenOptions {
         schema: args.database_schema.as_deref(),
         application_name: None,
     };
-    let store = open_store_waiting(&target, &options, args.database_wait).await?;
+    let store = tokio::select! {
+        store = open_store_waiting(&target, &options, args.database_wait) => store?,
+        () = &mut stop_requested => {
+            eprintln!("carewatch stopped before it was ready");
+            return Ok(());
+        }
+    };
+    // Only now, the database reached: a key file made up for it is checked
+    // at once (it is removed if the database holds other keys), not left
+    // behind by a start killed while it waited.
+    let (master_key, previous_master_keys, key_source) = master_keys(&args, &target)?;
     let storage = target.describe();
     let policy = AvailabilityPolicy::new(args.unavailable_after, args.jitter)?;
     let config = Config::new(master_key)
@@ -387,8 +401,6 @@ pub async fn run(args: ServeArgs) -> CliResult {
         );
     }
 
-    // Before "listening": from then on a stop must be recorded.
-    let stop_requested = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("{}: {e}", args.listen))?;

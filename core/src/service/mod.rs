@@ -30,6 +30,7 @@ pub use ingest::{IncomingMessage, IngestAck};
 pub use maintenance::SweepReport;
 pub use notifications::{ChannelView, OpenedChannel};
 pub use notifier::NotifierStep;
+pub use operator::replace_operator_token;
 pub use report::ROLLING_DAYS;
 pub use rotation::ResealReport;
 pub use team::{IssuedApiToken, IssuedInvitation, IssuedSession};

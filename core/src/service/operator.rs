@@ -5,14 +5,41 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use super::Carewatch;
-use crate::audit::Action;
+use crate::audit::{self, Action, AuditRecord};
 use crate::auth::{self, IssuedToken, Principal, parse_token};
 use crate::error::{Error, Result};
 use crate::ids::{RecordingServerId, ResellerId, Slc, checked_text};
 use crate::installation::{Installation, Product};
 use crate::seal::{InstallationKey, KeyId};
-use crate::store::{HistoryEvent, InstallationUpdate, Reseller, Transfer};
+use crate::store::{HistoryEvent, InstallationUpdate, Reseller, Store, Transfer};
 use crate::time::Timestamp;
+
+/// Gives operator `name` a new token (adding the operator if it has none),
+/// written straight into `store` with its audit record, without a running
+/// service: for `carewatch operator-token`, when the token printed at the
+/// first start was lost (a kill before it was printed, logs gone with a
+/// container) and no operator is left to issue one. Whoever can open the
+/// database may do this; the old token stops working.
+pub async fn replace_operator_token(
+    store: &dyn Store,
+    name: &ResellerId,
+    at: Timestamp,
+) -> Result<IssuedToken> {
+    let issued = auth::issue_token(&Principal::Operator(name.clone()));
+    store.set_operator_token(name, &issued.hash).await?;
+    let record = AuditRecord::new(
+        at,
+        audit::current_operator(),
+        Action::OperatorTokenIssued,
+        name.as_str(),
+        "replaced with direct access to the database",
+    );
+    if let Err(e) = store.append_audit(&record).await {
+        tracing::error!(error = %e, target = %name,
+            "the operator token was replaced but its audit record could not be written");
+    }
+    Ok(issued)
+}
 
 impl Carewatch {
     /// Creates a reseller; returns its token, shown this once.

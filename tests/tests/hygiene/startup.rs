@@ -128,3 +128,119 @@ fn an_unreachable_database_is_tried_for_a_while_then_exits_try_again() {
     );
     assert!(!stderr.contains("listening"), "{stderr}");
 }
+
+/// Found by review: the operator token is printed once, after it is stored;
+/// a kill in between (or a container's logs gone) left a deployment no one
+/// could administer. `carewatch operator-token` replaces it straight in
+/// the database: the new token works, the old one no longer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_operator_token_is_replaced_from_the_command_line() {
+    use carewatch_grpc::client::Bearer;
+    use carewatch_grpc::proto::{self, admin_client::AdminClient};
+    let data = tempfile::tempdir().expect("data directory");
+    let program = binary(env!("CARGO_BIN_EXE_carewatch-under-test"));
+    let mut server = carewatch_tests::process::ServerProcess::start(
+        carewatch_tests::process::ServeConfig::new(&program, data.path()),
+    )
+    .await;
+    let lost = server.operator_token().to_owned();
+    server.terminate(std::time::Duration::from_secs(10)).await;
+
+    let replace = |dir: &std::path::Path| {
+        Command::new(&program)
+            .arg("operator-token")
+            .arg("--data-dir")
+            .arg(dir)
+            .env_remove("CAREWATCH_DATABASE_URL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("runs")
+    };
+    let elsewhere = tempfile::tempdir().expect("an empty directory");
+    let refused = replace(elsewhere.path());
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no Carewatch database"),
+        "{refused:?}"
+    );
+    assert!(
+        !elsewhere.path().join("carewatch.db").exists(),
+        "no empty database is made"
+    );
+    let replaced = replace(data.path());
+    assert!(replaced.status.success(), "{replaced:?}");
+    let token = String::from_utf8(replaced.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned();
+    assert_ne!(token, lost);
+
+    server.restart().await;
+    let list = |token: &str| {
+        let token = Bearer::new(token).expect("token");
+        let server = &server;
+        async move {
+            AdminClient::with_interceptor(server.channel().await, token)
+                .list_resellers(proto::ListResellersRequest::default())
+                .await
+        }
+    };
+    list(&token).await.expect("the new token works");
+    let old = list(&lost).await.expect_err("the old token is refused");
+    assert_eq!(old.code(), tonic::Code::Unauthenticated, "{old:?}");
+    server.terminate(std::time::Duration::from_secs(10)).await;
+}
+
+/// A SIGTERM while `serve` waits for its database ends the start at once
+/// (its default action used to be the only handler before "listening"; in a
+/// container, where `serve` is process 1, it was ignored).
+#[test]
+fn a_stop_while_waiting_for_the_database_ends_the_start() {
+    let data = tempfile::tempdir().expect("data directory");
+    let mut child = Command::new(binary(env!("CARGO_BIN_EXE_carewatch-under-test")))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .args([
+            "--database-url",
+            "postgres://carewatch@127.0.0.1:1/carewatch",
+        ])
+        .args(["--database-wait", "120s"])
+        .env_remove("CAREWATCH_NODE_ID")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // Once it says it waits.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    while !said.contains("trying again") {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).expect("reads");
+        assert!(read > 0, "ended before waiting: {said}");
+        said.push_str(&line);
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("status") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still waiting for its database 30 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    assert!(status.success(), "{status}: {said}{rest}");
+    assert!(rest.contains("stopped before it was ready"), "{rest}");
+}
