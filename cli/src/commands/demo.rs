@@ -340,7 +340,7 @@ async fn demo_admin(carewatch: &Carewatch, reseller: &ResellerId) -> CliResult<(
     let secret = carewatch_core::team::issue_secret("demo");
     let password = secret.token.get(5..21).unwrap_or_default().to_owned();
     carewatch
-        .accept_invitation(&invitation.secret.token, Password::new(&password)?)
+        .accept_invitation(&invitation.secret.token, Password::new(&password)?, None)
         .await?;
     Ok((login, password))
 }

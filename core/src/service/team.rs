@@ -107,9 +107,28 @@ impl Carewatch {
     }
 
     /// Accepts an invitation with the new user's password; the invitation
-    /// works once. Returns the user.
-    pub async fn accept_invitation(&self, secret: &str, password: Password) -> Result<User> {
-        let hash = team::parse_secret(INVITATION_PREFIX, secret)?;
+    /// works once. Returns the user. A code that opens no invitation is
+    /// refused before the password is hashed (each hash is 19 MiB and tens
+    /// of milliseconds of a core, taken in turn with every reseller's
+    /// sign-ins), and repeated refusals from `source` are slowed like bad
+    /// tokens.
+    pub async fn accept_invitation(
+        &self,
+        secret: &str,
+        password: Password,
+        source: Option<IpAddr>,
+    ) -> Result<User> {
+        let check = async {
+            let hash = team::parse_secret(INVITATION_PREFIX, secret)?;
+            if self.inner.store.invitation_open(&hash, self.now()).await? {
+                Ok(hash)
+            } else {
+                Err(Error::Unauthenticated {
+                    reason: "invitation unknown, used or expired",
+                })
+            }
+        };
+        let hash = self.throttled(source, check).await?;
         let password_hash = self
             .inner
             .password_work

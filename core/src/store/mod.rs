@@ -297,6 +297,10 @@ pub trait Store: Send + Sync + fmt::Debug {
         password_hash: &str,
         at: Timestamp,
     ) -> Result<User>;
+    /// Whether an invitation with this hash may be accepted at `at`
+    /// (exists, unused, unexpired): checked before the new password is
+    /// hashed, so that a made-up code costs no password work.
+    async fn invitation_open(&self, hash: &TokenHash, at: Timestamp) -> Result<bool>;
     /// A user and their password hash, by login.
     async fn user_credentials(&self, login: &Login) -> Result<Option<(User, String)>>;
     /// A reseller's users, by login.

@@ -70,7 +70,7 @@ pub async fn submit(
     }
     let password = Password::new(&form.password)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, Notice::refused_text(&e)))?;
-    let user = match state.carewatch.accept_invitation(code, password).await {
+    let user = match state.carewatch.accept_invitation(code, password, ip).await {
         Ok(user) => user,
         Err(Error::Unauthenticated { .. }) => {
             return Err(refuse_with(

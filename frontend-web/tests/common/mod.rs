@@ -204,6 +204,7 @@ impl Web {
             .accept_invitation(
                 &invitation.secret.token,
                 Password::new(PASSWORD).expect("valid"),
+                None,
             )
             .await
             .expect("accepts");

@@ -342,6 +342,13 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn invitation_open(&self, hash: &TokenHash, at: Timestamp) -> Result<bool> {
+        self.read(&(hash, at), |c, (h, at)| {
+            Box::pin(team::invitation_open(c, h, *at))
+        })
+        .await
+    }
+
     async fn user_credentials(&self, login: &Login) -> Result<Option<(User, String)>> {
         self.read(login, |c, l| Box::pin(team::user_credentials(c, l)))
             .await

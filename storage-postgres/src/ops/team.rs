@@ -154,6 +154,22 @@ pub(crate) async fn accept_invitation(
     Ok(user)
 }
 
+pub(crate) async fn invitation_open(
+    c: &mut PgConnection,
+    hash: &TokenHash,
+    at: Timestamp,
+) -> DbResult<bool> {
+    let row = query(
+        "SELECT EXISTS (SELECT 1 FROM invitations
+                        WHERE hash = $1 AND used_at IS NULL AND expires_at > $2)",
+    )
+    .bind(&hash.as_bytes()[..])
+    .bind(at.as_millis())
+    .fetch_one(&mut *c)
+    .await?;
+    col(&row, 0)
+}
+
 pub(crate) async fn user_credentials(
     c: &mut PgConnection,
     who: &Login,

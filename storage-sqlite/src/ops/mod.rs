@@ -332,6 +332,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn invitation_open(&self, hash: &TokenHash, at: Timestamp) -> Result<bool> {
+        let hash = hash.clone();
+        self.read(move |tx| team::invitation_open(tx, &hash, at))
+            .await
+    }
+
     async fn user_credentials(&self, login: &Login) -> Result<Option<(User, String)>> {
         let login = login.clone();
         self.read(move |tx| team::user_credentials(tx, &login))

@@ -160,6 +160,16 @@ pub(crate) fn accept_invitation(
     Ok(user)
 }
 
+pub(crate) fn invitation_open(tx: &Connection, hash: &TokenHash, at: Timestamp) -> Result<bool> {
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM invitations
+                        WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2)",
+        params![&hash.as_bytes()[..], at.as_millis()],
+        |r| r.get::<_, bool>(0),
+    )
+    .map_err(map_err)
+}
+
 pub(crate) fn user_credentials(tx: &Connection, who: &Login) -> Result<Option<(User, String)>> {
     let mut stmt = tx
         .prepare_cached(&format!(

@@ -235,6 +235,10 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.accept_invitation(hash, password_hash, at).await
     }
+    async fn invitation_open(&self, hash: &TokenHash, at: Timestamp) -> Result<bool> {
+        self.check().await?;
+        self.inner.invitation_open(hash, at).await
+    }
     async fn user_credentials(&self, login: &Login) -> Result<Option<(User, String)>> {
         self.check().await?;
         self.inner.user_credentials(login).await

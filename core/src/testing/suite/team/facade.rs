@@ -10,8 +10,8 @@ use crate::testing::suite::{refused, reseller_id, secs, t};
 /// Through the facade: an invitation link sets the password once; signing
 /// in works after that, and a wrong password, an unknown login and a
 /// malformed one fail alike; sessions end by signing out, by expiry and by
-/// the user's removal; invitations expire; only an admin of the reseller
-/// may invite.
+/// the user's removal; invitations expire; made-up invitation codes are
+/// throttled per address; only an admin of the reseller may invite.
 pub(crate) async fn sign_in_follows_invitations_and_fails_alike(
     backend: &(impl TestBackend + ?Sized),
 ) {
@@ -48,6 +48,7 @@ pub(crate) async fn sign_in_follows_invitations_and_fails_alike(
         .accept_invitation(
             &invited.secret.token,
             Password::new(PASSWORD).expect("valid"),
+            None,
         )
         .await
         .expect("accepting the invitation");
@@ -66,15 +67,39 @@ pub(crate) async fn sign_in_follows_invitations_and_fails_alike(
             .accept_invitation(
                 &invited.secret.token,
                 Password::new("another password").expect("valid"),
+                None,
             )
             .await,
         "the invitation link a second time",
     );
     assert_unauthenticated(
         fx.carewatch
-            .accept_invitation("cwi.not-a-secret", Password::new(PASSWORD).expect("valid"))
+            .accept_invitation(
+                "cwi.not-a-secret",
+                Password::new(PASSWORD).expect("valid"),
+                None,
+            )
             .await,
         "a malformed invitation secret",
+    );
+    // Made-up codes, well formed, from one address: refused before any
+    // password work, and counted like bad tokens, so guessing is slowed.
+    let guesser: std::net::IpAddr = [203, 0, 113, 9].into();
+    for n in 0..6_u8 {
+        assert_unauthenticated(
+            fx.carewatch
+                .accept_invitation(
+                    &format!("cwi.{}", format!("{n:02x}").repeat(32)),
+                    Password::new(PASSWORD).expect("valid"),
+                    Some(guesser),
+                )
+                .await,
+            "a made-up invitation code",
+        );
+    }
+    assert!(
+        !fx.carewatch.authentication_delay(guesser).is_zero(),
+        "six made-up codes from one address slow the next"
     );
 
     let signed_in = fx
@@ -162,6 +187,7 @@ pub(crate) async fn sign_in_follows_invitations_and_fails_alike(
         .accept_invitation(
             &joe_invited.secret.token,
             Password::new("joe's password").expect("valid"),
+            None,
         )
         .await
         .expect("joe accepts");
@@ -186,6 +212,7 @@ pub(crate) async fn sign_in_follows_invitations_and_fails_alike(
         .accept_invitation(
             &bea_invited.secret.token,
             Password::new("bea's password").expect("valid"),
+            None,
         )
         .await
         .expect("bea accepts");
@@ -232,6 +259,7 @@ pub(crate) async fn sign_in_follows_invitations_and_fails_alike(
             .accept_invitation(
                 &kim.secret.token,
                 Password::new("kim's password").expect("valid"),
+                None,
             )
             .await,
         "an expired invitation link",

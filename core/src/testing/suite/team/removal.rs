@@ -40,7 +40,7 @@ pub(crate) async fn removing_a_user_cancels_their_invitations_and_inviting_tells
     let dave = invite(&bob, "dave@beta.example").await.expect("invited");
     cw.remove_user(&ann, &mal.login).await.expect("mal removed");
     assert_unauthenticated(
-        cw.accept_invitation(&back_door.secret.token, password())
+        cw.accept_invitation(&back_door.secret.token, password(), None)
             .await,
         "an invitation its removed issuer made",
     );
@@ -48,7 +48,8 @@ pub(crate) async fn removing_a_user_cancels_their_invitations_and_inviting_tells
         .await
         .expect("an invited login is removed: its invitation is cancelled");
     assert_unauthenticated(
-        cw.accept_invitation(&carol.secret.token, password()).await,
+        cw.accept_invitation(&carol.secret.token, password(), None)
+            .await,
         "a cancelled invitation",
     );
     assert_not_found(
@@ -59,7 +60,7 @@ pub(crate) async fn removing_a_user_cancels_their_invitations_and_inviting_tells
         cw.remove_user(&ann, &login("bob@beta.example")).await,
         "another reseller's user",
     );
-    cw.accept_invitation(&dave.secret.token, password())
+    cw.accept_invitation(&dave.secret.token, password(), None)
         .await
         .expect("another reseller's invitation stays");
 
@@ -67,7 +68,8 @@ pub(crate) async fn removing_a_user_cancels_their_invitations_and_inviting_tells
         .await
         .expect("nothing tells that beta uses the login");
     assert_unauthenticated(
-        cw.accept_invitation(&other.secret.token, password()).await,
+        cw.accept_invitation(&other.secret.token, password(), None)
+            .await,
         "accepting a login another reseller uses",
     );
     let own = refused(

@@ -15,10 +15,20 @@ use crate::testing::suite::{reseller_id, t};
 /// is `AlreadyExists`; one of another reseller is invited (nothing tells it
 /// exists) and accepting it is `Unauthenticated`, like accepting a login
 /// taken meanwhile, and a refused acceptance leaves the invitation usable;
-/// an invitation to a missing reseller is `NotFound`.
+/// an invitation to a missing reseller is `NotFound`. An invitation is
+/// open (may be accepted) exactly while accepting it would work.
 pub(crate) async fn invitations_create_users_once(backend: &(impl TestBackend + ?Sized)) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
+    let open = |name: &'static str, at| {
+        let store = fx.store.clone();
+        async move {
+            store
+                .invitation_open(&secret(name), at)
+                .await
+                .expect("reading an invitation")
+        }
+    };
     let alpha = fx.reseller("alpha").await;
     let beta = fx.reseller("beta").await;
 
@@ -40,6 +50,8 @@ pub(crate) async fn invitations_create_users_once(backend: &(impl TestBackend + 
         "an invitation is not a user"
     );
 
+    assert!(open("jane", t(10)).await, "jane's invitation is open");
+    assert!(!open("nobody", t(10)).await, "an unknown one is not");
     assert_unauthenticated(
         fx.store
             .accept_invitation(&secret("nobody"), "hash", t(10))
@@ -69,6 +81,7 @@ pub(crate) async fn invitations_create_users_once(backend: &(impl TestBackend + 
     assert_eq!(users_of(&fx, &alpha).await, vec![expected.clone()]);
     assert!(users_of(&fx, &beta).await.is_empty());
 
+    assert!(!open("jane", t(11)).await, "an accepted one is not");
     assert_unauthenticated(
         fx.store
             .accept_invitation(&secret("jane"), "another hash", t(11))
@@ -94,6 +107,8 @@ pub(crate) async fn invitations_create_users_once(backend: &(impl TestBackend + 
         .create_invitation(&bob)
         .await
         .expect("inviting bob");
+    assert!(!open("bob", t(100)).await, "an expired one is not");
+    assert!(open("bob", just_before(t(100))).await);
     assert_unauthenticated(
         fx.store
             .accept_invitation(&secret("bob"), "bob's hash", t(100))
