@@ -111,6 +111,7 @@ impl Carewatch {
             let options = OpenOptions {
                 schema: schema.as_deref(),
                 application_name: Some("carewatch-python"),
+                existing: false,
             };
             // During a rotation the current key must already exist (a new
             // random one would receive every re-sealed secret), so it is

@@ -72,6 +72,9 @@ pub struct OpenOptions<'a> {
     pub schema: Option<&'a str>,
     /// PostgreSQL `application_name`, shown in `pg_stat_activity`.
     pub application_name: Option<&'a str>,
+    /// Only a database Carewatch already set up: `NotFound` rather than a
+    /// new, empty one (a missing SQLite file, a schema without its tables).
+    pub existing: bool,
 }
 
 /// Opens (and migrates) the store at `target`.
@@ -88,11 +91,18 @@ pub async fn open_store(
             if let Some(schema) = options.schema {
                 config = config.schema(schema)?;
             }
-            Ok(Arc::new(PostgresStore::open(config).await?))
+            Ok(Arc::new(if options.existing {
+                PostgresStore::open_existing(config).await?
+            } else {
+                PostgresStore::open(config).await?
+            }))
         }
         StoreTarget::Sqlite(_) if options.schema.is_some() => Err(Error::InvalidInput {
             field: "schema",
             reason: "only a PostgreSQL database has schemas".into(),
+        }),
+        StoreTarget::Sqlite(path) if options.existing && !path.is_file() => Err(Error::NotFound {
+            what: format!("a Carewatch database at {}", path.display()),
         }),
         StoreTarget::Sqlite(path) => {
             // A new database's directory is made, as `serve` makes its data

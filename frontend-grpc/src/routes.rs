@@ -34,7 +34,9 @@ pub struct GrpcRoutes {
 }
 
 impl GrpcRoutes {
-    /// Marks every Carewatch service as not serving (on shutdown).
+    /// Marks every Carewatch service as not serving. Call it after
+    /// [`Carewatch::stop_receiving`]: before, the task that follows the
+    /// storage may say SERVING again.
     pub async fn set_not_serving(&self) {
         set_not_serving(&self.health).await;
     }

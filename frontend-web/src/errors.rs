@@ -39,13 +39,16 @@ fn mapped_status(error: &Error) -> Option<StatusCode> {
 }
 
 /// Logs what the operator must hear about (the client sees the message too,
-/// but a 5xx also belongs in the log). A storage outage or a stop is not
-/// logged per request: the service says once that its storage fails, and
-/// every page, API call and live-feed reconnect during an outage would
-/// otherwise each write an error line.
+/// but a 5xx also belongs in the log). A storage outage or a stop is logged
+/// once per 10 s with a count, not per request: every page, API call and
+/// live-feed reconnect during an outage would each write an error line.
 pub fn log_if_internal(error: &Error) {
     if error.is_retryable() {
-        tracing::debug!(error = %error, code = error.code(), "request refused: try again later");
+        static REFUSED: std::sync::LazyLock<carewatch_core::log_limit::RateLimitedLog> =
+            std::sync::LazyLock::new(Default::default);
+        REFUSED.log("retry later", |requests| {
+            tracing::warn!(error = %error, code = error.code(), requests, "requests refused: try again later");
+        });
     } else if status_for(error).is_server_error() {
         tracing::error!(error = %error, code = error.code(), "request failed");
     }

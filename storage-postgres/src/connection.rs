@@ -55,6 +55,25 @@ impl PostgresStore {
         Self::start(options, pool, schema.as_deref()).await
     }
 
+    /// [`PostgresStore::open`] for a database Carewatch already uses:
+    /// `NotFound` if the schema holds no Carewatch tables, rather than
+    /// creating them (a tool that changes what the nodes read must not
+    /// make up an empty deployment from a mistyped URL or schema).
+    pub async fn open_existing(config: PostgresConfig) -> Result<Self> {
+        let options = config.connect_options();
+        let timeout = config.pool_options().get_acquire_timeout();
+        if !crate::migrate::holds_carewatch(&options, timeout).await? {
+            let place = config
+                .schema
+                .as_deref()
+                .map_or_else(String::new, |s| format!(" in schema {s}"));
+            return Err(Error::NotFound {
+                what: format!("a Carewatch database{place} there"),
+            });
+        }
+        Self::open(config).await
+    }
+
     /// Connects with connect and pool options of your own; the tables go to
     /// the first schema of the `search_path` the options set.
     pub async fn connect_with(options: PgConnectOptions, pool: PgPoolOptions) -> Result<Self> {

@@ -94,6 +94,24 @@ fn migrator() -> Migrator {
     )
 }
 
+/// Whether the schema the options name (or the `search_path`'s first)
+/// holds Carewatch's tables, on a connection of its own; nothing is
+/// created.
+pub(crate) async fn holds_carewatch(options: &PgConnectOptions, timeout: Duration) -> Result<bool> {
+    let mut conn = tokio::time::timeout(timeout, options.connect())
+        .await
+        .map_err(|e| Error::storage_unavailable("connecting to PostgreSQL timed out", e))?
+        .map_err(map_err)?;
+    let holds = sqlx_core::query_scalar::query_scalar::<_, bool>(
+        "SELECT to_regclass('notifier') IS NOT NULL AND to_regclass('installations') IS NOT NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(map_err);
+    let _ = conn.close().await;
+    holds
+}
+
 /// Applies the migrations on a connection of its own, closed afterwards: the
 /// migrator's session advisory lock is released even if a migration fails.
 pub(crate) async fn migrate(

@@ -33,23 +33,21 @@ pub async fn run(args: OperatorTokenArgs) -> CliResult {
     let db = args.data_dir.join("carewatch.db");
     let target = match &args.database_url {
         Some(url) => StoreTarget::Postgres(url),
-        None => {
-            // Never a new, empty database: a token in it opens nothing.
-            if !db.is_file() {
-                return Err(format!(
-                    "no Carewatch database at {}: give the --data-dir `serve` uses, or its --database-url",
-                    db.display()
-                )
-                .into());
-            }
-            StoreTarget::Sqlite(&db)
-        }
+        None => StoreTarget::Sqlite(&db),
     };
+    // Never a new, empty database: a token in it would open nothing.
     let options = OpenOptions {
         schema: args.database_schema.as_deref(),
         application_name: Some("carewatch operator-token"),
+        existing: true,
     };
-    let store = store::open_store(&target, &options).await?;
+    let store = store::open_store(&target, &options).await.map_err(|e| match e {
+        carewatch_core::Error::NotFound { what } => format!(
+            "{what} not found: give the --data-dir `serve` uses, or its --database-url (and --database-schema)"
+        )
+        .into(),
+        other => Box::<dyn std::error::Error + Send + Sync>::from(other),
+    })?;
     let issued =
         carewatch_core::replace_operator_token(store.as_ref(), &name, SystemClock.now()).await?;
     eprintln!(

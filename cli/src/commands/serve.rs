@@ -239,6 +239,20 @@ fn notification_sender(args: &ServeArgs) -> Result<carewatch_notify::Sender, Str
 /// The current master key and the earlier ones still accepted, with a
 /// line on stderr naming each by its fingerprint, and whether the current
 /// one was made now.
+/// Reads the key files that exist (the current one, if there is one, and
+/// every earlier one given): a wrong or missing one is said before any
+/// wait for the database.
+fn check_key_files(args: &ServeArgs) -> CliResult {
+    let current = args.data_dir.join(MASTER_KEY_FILE);
+    if current.exists() {
+        key_file::load(&current)?;
+    }
+    for path in &args.previous_master_key_files {
+        key_file::load(path)?;
+    }
+    Ok(())
+}
+
 fn master_keys(
     args: &ServeArgs,
     target: &StoreTarget<'_>,
@@ -362,17 +376,19 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let options = OpenOptions {
         schema: args.database_schema.as_deref(),
         application_name: None,
+        existing: false,
     };
-    let store = tokio::select! {
-        store = open_store_waiting(&target, &options, args.database_wait) => store?,
-        () = &mut stop_requested => {
-            eprintln!("carewatch stopped before it was ready");
-            return Ok(());
-        }
+    // Key files that exist are read now, so that a wrong one is said at
+    // once; a new key is made up only once the database is reached, and
+    // checked against it at once (removed if the database holds other
+    // keys), not left behind by a start stopped while it waited.
+    check_key_files(&args)?;
+    let Some(store) =
+        open_store_waiting(&target, &options, args.database_wait, &mut stop_requested).await?
+    else {
+        eprintln!("carewatch stopped before it was ready");
+        return Ok(());
     };
-    // Only now, the database reached: a key file made up for it is checked
-    // at once (it is removed if the database holds other keys), not left
-    // behind by a start killed while it waited.
     let (master_key, previous_master_keys, key_source) = master_keys(&args, &target)?;
     let storage = target.describe();
     let policy = AvailabilityPolicy::new(args.unavailable_after, args.jitter)?;
@@ -434,17 +450,31 @@ pub async fn run(args: ServeArgs) -> CliResult {
 /// Opens the store, trying again while it is unavailable (a database still
 /// starting, or restarting beside this node) for up to `wait`: a node that
 /// starts with its database (compose, a reboot) must not need restarting.
+///
+/// `None` if `stop` completes first. It is looked at only between attempts:
+/// an attempt (a migration, on SQLite on a thread of its own) runs to its
+/// end, so that stopping never leaves one running after the data
+/// directory's lock is released.
 async fn open_store_waiting(
     target: &StoreTarget<'_>,
     options: &OpenOptions<'_>,
     wait: Duration,
-) -> Result<Arc<dyn carewatch_core::store::Store>, carewatch_core::Error> {
+    stop: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<Option<Arc<dyn carewatch_core::store::Store>>, carewatch_core::Error> {
+    use carewatch_core::{Error, Unavailability};
     let deadline = tokio::time::Instant::now() + wait;
     let mut pause = Duration::from_millis(250);
     let mut said = false;
     loop {
         match store::open_store(target, options).await {
-            Err(e) if e.is_retryable() && tokio::time::Instant::now() + pause < deadline => {
+            // Unreachable or locked may mend by themselves; full or
+            // read-only need someone.
+            Err(
+                e @ Error::StorageUnavailable {
+                    reason: Unavailability::Unreachable | Unavailability::Locked,
+                    ..
+                },
+            ) if tokio::time::Instant::now() + pause < deadline => {
                 if !said {
                     eprintln!(
                         "{}: {e}; trying again for up to {} s (--database-wait)",
@@ -453,10 +483,13 @@ async fn open_store_waiting(
                     );
                     said = true;
                 }
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = &mut *stop => return Ok(None),
+                }
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
-            other => return other,
+            other => return other.map(Some),
         }
     }
 }

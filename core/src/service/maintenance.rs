@@ -184,7 +184,6 @@ impl Carewatch {
             // Another node may have recorded the outage first (this mark
             // then records nothing): load it all the same.
             self.inner.downtime_stale.store(true, Ordering::Release);
-            self.publish_storage_state();
             tracing::info!(since = %since, "storage works again");
         }
         if let Some(window) = window {
@@ -194,7 +193,7 @@ impl Carewatch {
         }
         if self.inner.downtime_stale.load(Ordering::Acquire) {
             // Marks are one at a time: nothing sets the flag meanwhile.
-            self.reload_downtime().await?;
+            self.watch_storage(now, self.reload_downtime().await)?;
             self.inner.downtime_stale.store(false, Ordering::Release);
         }
         if stopwatch.exceeded(self.inner.config.stall_limit) {
@@ -202,6 +201,9 @@ impl Carewatch {
             self.note_storage_stall(now);
             return Ok(());
         }
+        // Said only now, so that a recovery mark that stalled never says
+        // the storage works in between.
+        self.publish_storage_state();
         self.inner
             .last_mark
             .fetch_max(now.as_millis(), Ordering::AcqRel);

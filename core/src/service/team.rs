@@ -118,27 +118,27 @@ impl Carewatch {
         password: Password,
         source: Option<IpAddr>,
     ) -> Result<User> {
-        let check = async {
+        // All of it under the throttle: a refusal after the password work
+        // (a login another reseller uses) counts as a failure too, and only
+        // an accepted invitation (used up by it) counts as a success.
+        let accept = async {
             let hash = team::parse_secret(INVITATION_PREFIX, secret)?;
-            if self.inner.store.invitation_open(&hash, self.now()).await? {
-                Ok(hash)
-            } else {
-                Err(Error::Unauthenticated {
+            if !self.inner.store.invitation_open(&hash, self.now()).await? {
+                return Err(Error::Unauthenticated {
                     reason: "invitation unknown, used or expired",
-                })
+                });
             }
+            let password_hash = self
+                .inner
+                .password_work
+                .run(move || password.hash())
+                .await??;
+            self.inner
+                .store
+                .accept_invitation(&hash, &password_hash, self.now())
+                .await
         };
-        let hash = self.throttled(source, check).await?;
-        let password_hash = self
-            .inner
-            .password_work
-            .run(move || password.hash())
-            .await??;
-        let user = self
-            .inner
-            .store
-            .accept_invitation(&hash, &password_hash, self.now())
-            .await?;
+        let user = self.throttled(source, accept).await?;
         tracing::info!(reseller = %user.reseller, login = %user.login, "invitation accepted");
         Ok(user)
     }

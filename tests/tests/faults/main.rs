@@ -385,3 +385,76 @@ async fn serve_waits_for_a_database_still_starting_on_postgres() {
     assert!(waited, "it said it waits for the database");
     served.expect("it serves once the database is up");
 }
+
+/// `carewatch operator-token` on PostgreSQL: a schema that holds no
+/// Carewatch tables (a mistyped name) is refused and not created, the
+/// deployment's own gets a new token that works after a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_token_is_replaced_in_a_postgres_schema() {
+    use carewatch_grpc::client::Bearer;
+    use carewatch_grpc::proto::admin_client::AdminClient;
+    use carewatch_storage_postgres::{PostgresConfig, PostgresStore};
+    let url = postgres::url();
+    let stamp = format!(
+        "{}_{}",
+        millis(SystemTime::now()) / 1000,
+        std::process::id()
+    );
+    let (schema, mistyped) = (
+        format!("cw_test_{stamp}_token"),
+        format!("cw_test_{stamp}_tokne"),
+    );
+    let data = tempfile::tempdir().expect("data directory");
+    let program = binary(env!("CARGO_BIN_EXE_carewatch-under-test"));
+    let config = ServeConfig::new(program.clone(), data.path()).storage(Storage::Postgres {
+        url: url.clone(),
+        schema: schema.clone(),
+    });
+    let mut server = ServerProcess::start(config).await;
+    server.terminate(GRACE + Duration::from_secs(2)).await;
+    let replace = |schema: &str| {
+        std::process::Command::new(&program)
+            .arg("operator-token")
+            .args(["--database-url", &url, "--database-schema", schema])
+            .arg("--data-dir")
+            .arg(data.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("runs")
+    };
+    let refused = replace(&mistyped);
+    let replaced = replace(&schema);
+    let still_missing = PostgresStore::open_existing(
+        PostgresConfig::from_url(&url)
+            .expect("URL")
+            .schema(&mistyped)
+            .expect("schema name"),
+    )
+    .await;
+    server.restart().await;
+    let token = String::from_utf8_lossy(&replaced.stdout).trim().to_owned();
+    let listed = AdminClient::with_interceptor(
+        server.channel().await,
+        Bearer::new(&token).expect("a token"),
+    )
+    .list_resellers(proto::ListResellersRequest::default())
+    .await;
+    let store = postgres::store(&url, &schema).await;
+    server.terminate(GRACE + Duration::from_secs(2)).await;
+    postgres::drop_schema(&store, &schema).await;
+    postgres::drop_schema(&store, &mistyped).await;
+    store.close().await;
+
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not found"),
+        "{refused:?}"
+    );
+    assert!(
+        matches!(still_missing, Err(carewatch_core::Error::NotFound { .. })),
+        "the mistyped schema holds no tables: {:?}",
+        still_missing.map(|_| ())
+    );
+    assert!(replaced.status.success(), "{replaced:?}");
+    listed.expect("the new token works");
+}

@@ -127,6 +127,10 @@ fn an_unreachable_database_is_tried_for_a_while_then_exits_try_again() {
         "it kept trying: {stderr}"
     );
     assert!(!stderr.contains("listening"), "{stderr}");
+    assert!(
+        !data.path().join("master.key").exists(),
+        "no key is made up for a database never reached"
+    );
 }
 
 /// Found by review: the operator token is printed once, after it is stored;
@@ -160,7 +164,7 @@ async fn a_lost_operator_token_is_replaced_from_the_command_line() {
     let refused = replace(elsewhere.path());
     assert!(!refused.status.success(), "{refused:?}");
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("no Carewatch database"),
+        String::from_utf8_lossy(&refused.stderr).contains("a Carewatch database at"),
         "{refused:?}"
     );
     assert!(

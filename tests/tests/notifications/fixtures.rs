@@ -198,6 +198,7 @@ pub(crate) async fn prepare(data_dir: &Path, storage: &Storage, receivers: &Rece
         &OpenOptions {
             schema,
             application_name: None,
+            existing: false,
         },
     )
     .await
@@ -259,6 +260,7 @@ pub(crate) async fn store_of(data_dir: &Path, storage: &Storage) -> Arc<dyn Stor
         &OpenOptions {
             schema,
             application_name: None,
+            existing: false,
         },
     )
     .await
