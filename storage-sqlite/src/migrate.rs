@@ -35,6 +35,13 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+        // Read again under the lock: another process (a second program on
+        // the same file, e.g. the Python package beside `serve`) may have
+        // applied it since the version was read.
+        let now_at: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if usize::try_from(now_at).unwrap_or(usize::MAX) > version {
+            continue;
+        }
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (version + 1) as i64)?;
         tx.commit()?;
@@ -105,6 +112,37 @@ mod tests {
             rusqlite::params![slc, reseller, health],
         )
         .expect("insert installation");
+    }
+
+    /// Several programs opening one new file at once (`serve` and the
+    /// Python package, say): each migration is applied once, and every one
+    /// of them opens it. Each read the version before taking the lock, so
+    /// all but the first failed on tables that already existed.
+    #[test]
+    fn programs_migrating_one_file_at_once_all_succeed() {
+        let dir = tempfile::tempdir().expect("directory");
+        let path = dir.path().join("carewatch.db");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let migrating: Vec<_> = (0..4)
+            .map(|_| {
+                let (path, start) = (path.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let mut conn = Connection::open(&path).expect("open");
+                    conn.busy_timeout(std::time::Duration::from_secs(30))
+                        .expect("busy timeout");
+                    start.wait();
+                    migrate(&mut conn)
+                })
+            })
+            .collect();
+        for thread in migrating {
+            thread.join().expect("joined").expect("migrates");
+        }
+        let conn = Connection::open(&path).expect("open");
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
     }
 
     /// Version 2 counts the installations a version-1 database already has,
