@@ -56,6 +56,15 @@ impl<'a> StoreTarget<'a> {
         }
     }
 
+    /// The database of a node: PostgreSQL at `database_url` if given, else
+    /// SQLite in `db` (the data directory's `carewatch.db`).
+    pub fn of_node(database_url: Option<&'a str>, db: &'a Path) -> Self {
+        match database_url {
+            Some(url) => Self::Postgres(url),
+            None => Self::Sqlite(db),
+        }
+    }
+
     /// A short description for logs and `repr`, without credentials.
     pub fn describe(&self) -> String {
         match self {

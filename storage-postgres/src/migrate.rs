@@ -170,13 +170,25 @@ async fn migrate_on(conn: &mut PgConnection, schema: Option<&str>) -> Result<()>
     migrator()
         .run_direct(None, conn, false)
         .await
-        .map_err(|e| match e {
-            sqlx_core::migrate::MigrateError::Execute(e) => map_err(e),
-            other => Error::storage("migrating the PostgreSQL schema failed", other),
-        })?;
+        .map_err(migration_failed)?;
     fill_label_order(conn).await.map_err(map_err)?;
     tracing::debug!(schema = ?current, "postgres schema up to date");
     Ok(())
+}
+
+/// A migration's failure as Carewatch's error. The server going away in the
+/// middle of one (a restart, a failover: 57P01, a dropped connection) may
+/// mend: retryable, as the same failure of any other statement is (it was
+/// `Storage`, so a node starting beside a restarting database gave up).
+fn migration_failed(e: sqlx_core::migrate::MigrateError) -> Error {
+    use sqlx_core::migrate::MigrateError;
+    match e {
+        MigrateError::Execute(e) => map_err(e),
+        MigrateError::ExecuteMigration(e, version) => {
+            map_err(e).context(format!("applying migration {version}"))
+        }
+        other => Error::storage("migrating the PostgreSQL schema failed", other),
+    }
 }
 
 /// Gives rows labeled before migration 11 their order keys, computed by
@@ -271,6 +283,20 @@ mod tests {
         .execute(&mut admin)
         .await
         .expect("drops schema");
+    }
+
+    #[test]
+    fn a_migration_cut_off_by_the_server_going_away_may_be_retried() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let cut_off = super::migration_failed(sqlx_core::migrate::MigrateError::ExecuteMigration(
+            sqlx_core::Error::Io(reset),
+            1,
+        ));
+        assert!(cut_off.is_retryable(), "{cut_off:?}");
+        assert!(cut_off.to_string().contains("migration 1"), "{cut_off}");
+        let modified =
+            super::migration_failed(sqlx_core::migrate::MigrateError::VersionMismatch(3));
+        assert!(!modified.is_retryable(), "{modified:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

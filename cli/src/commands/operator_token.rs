@@ -31,10 +31,7 @@ pub struct OperatorTokenArgs {
 pub async fn run(args: OperatorTokenArgs) -> CliResult {
     let name = ResellerId::new(&args.name)?;
     let db = args.data_dir.join("carewatch.db");
-    let target = match &args.database_url {
-        Some(url) => StoreTarget::Postgres(url),
-        None => StoreTarget::Sqlite(&db),
-    };
+    let target = StoreTarget::of_node(args.database_url.as_deref(), &db);
     // Never a new, empty database: a token in it would open nothing.
     let options = OpenOptions {
         schema: args.database_schema.as_deref(),

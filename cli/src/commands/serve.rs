@@ -369,10 +369,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     };
 
     let db = args.data_dir.join("carewatch.db");
-    let target = match &args.database_url {
-        Some(url) => StoreTarget::Postgres(url),
-        None => StoreTarget::Sqlite(&db),
-    };
+    let target = StoreTarget::of_node(args.database_url.as_deref(), &db);
     let options = OpenOptions {
         schema: args.database_schema.as_deref(),
         application_name: None,

@@ -74,6 +74,27 @@ async fn fault_scenario_on_postgres() {
 
 // ------------------------------------------------------------- shared helpers
 
+/// A PostgreSQL URL, a schema named for this test and this run, a data
+/// directory, and `serve` set up on them.
+fn serve_on_a_schema_of_its_own(tag: &str) -> (String, String, tempfile::TempDir, ServeConfig) {
+    let url = postgres::url();
+    let schema = format!(
+        "cw_test_{}_{tag}_{}",
+        millis(SystemTime::now()) / 1000,
+        std::process::id()
+    );
+    let data = tempfile::tempdir().expect("data directory");
+    let config = ServeConfig::new(
+        binary(env!("CARGO_BIN_EXE_carewatch-under-test")),
+        data.path(),
+    )
+    .storage(Storage::Postgres {
+        url: url.clone(),
+        schema: schema.clone(),
+    });
+    (url, schema, data, config)
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -136,22 +157,8 @@ async fn a_stalled_write_is_downtime_from_its_start_on_postgres() {
     use sqlx_core::sql_str::AssertSqlSafe;
 
     let _one = ONE_AT_A_TIME.lock().await;
-    let url = postgres::url();
-    let schema = format!(
-        "cw_test_{}_stall_{}",
-        millis(SystemTime::now()) / 1000,
-        std::process::id()
-    );
-    let data = tempfile::tempdir().expect("data directory");
-    let config = ServeConfig::new(
-        binary(env!("CARGO_BIN_EXE_carewatch-under-test")),
-        data.path(),
-    )
-    .storage(Storage::Postgres {
-        url: url.clone(),
-        schema: schema.clone(),
-    })
-    .args(["--heartbeat-interval", "1s", "--jitter", "200ms"]);
+    let (url, schema, _data, config) = serve_on_a_schema_of_its_own("stall");
+    let config = config.args(["--heartbeat-interval", "1s", "--jitter", "200ms"]);
     let mut server = ServerProcess::start(config).await;
     let mut admin = server.admin().await;
     let reseller = ResellerId::new("stall").expect("id");
@@ -243,22 +250,8 @@ async fn a_stalled_write_is_downtime_from_its_start_on_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_heartbeat_during_a_database_outage_fails_as_retryable_on_postgres() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let url = postgres::url();
-    let schema = format!(
-        "cw_test_{}_outage_{}",
-        millis(SystemTime::now()) / 1000,
-        std::process::id()
-    );
-    let data = tempfile::tempdir().expect("data directory");
-    let config = ServeConfig::new(
-        binary(env!("CARGO_BIN_EXE_carewatch-under-test")),
-        data.path(),
-    )
-    .storage(Storage::Postgres {
-        url: url.clone(),
-        schema: schema.clone(),
-    })
-    .args(["--heartbeat-interval", "1s", "--jitter", "200ms"]);
+    let (url, schema, _data, config) = serve_on_a_schema_of_its_own("outage");
+    let config = config.args(["--heartbeat-interval", "1s", "--jitter", "200ms"]);
     let mut server = ServerProcess::start(config).await;
     let mut admin = server.admin().await;
     let reseller = ResellerId::new("outage").expect("id");
@@ -347,21 +340,7 @@ async fn a_heartbeat_during_a_database_outage_fails_as_retryable_on_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_waits_for_a_database_still_starting_on_postgres() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let url = postgres::url();
-    let schema = format!(
-        "cw_test_{}_starting_{}",
-        millis(SystemTime::now()) / 1000,
-        std::process::id()
-    );
-    let data = tempfile::tempdir().expect("data directory");
-    let config = ServeConfig::new(
-        binary(env!("CARGO_BIN_EXE_carewatch-under-test")),
-        data.path(),
-    )
-    .storage(Storage::Postgres {
-        url: url.clone(),
-        schema: schema.clone(),
-    });
+    let (url, schema, _data, config) = serve_on_a_schema_of_its_own("starting");
     let (stopped, _) = postgres::Stopped::stop().await;
     let starting = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -391,25 +370,13 @@ async fn serve_waits_for_a_database_still_starting_on_postgres() {
 /// deployment's own gets a new token that works after a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_token_is_replaced_in_a_postgres_schema() {
+    let _one = ONE_AT_A_TIME.lock().await;
     use carewatch_grpc::client::Bearer;
     use carewatch_grpc::proto::admin_client::AdminClient;
     use carewatch_storage_postgres::{PostgresConfig, PostgresStore};
-    let url = postgres::url();
-    let stamp = format!(
-        "{}_{}",
-        millis(SystemTime::now()) / 1000,
-        std::process::id()
-    );
-    let (schema, mistyped) = (
-        format!("cw_test_{stamp}_token"),
-        format!("cw_test_{stamp}_tokne"),
-    );
-    let data = tempfile::tempdir().expect("data directory");
+    let (url, schema, data, config) = serve_on_a_schema_of_its_own("token");
+    let mistyped = format!("{schema}_mistyped");
     let program = binary(env!("CARGO_BIN_EXE_carewatch-under-test"));
-    let config = ServeConfig::new(program.clone(), data.path()).storage(Storage::Postgres {
-        url: url.clone(),
-        schema: schema.clone(),
-    });
     let mut server = ServerProcess::start(config).await;
     server.terminate(GRACE + Duration::from_secs(2)).await;
     let replace = |schema: &str| {
