@@ -24,6 +24,7 @@ pub enum KeySource {
 /// Never overwrites: of two processes creating it at once, one wins and the
 /// other reads the winner's key.
 pub fn load_or_create(path: &Path) -> Result<(MasterKey, KeySource)> {
+    remove_leftovers(path);
     // Read first: an existing key needs nothing written (the directory may
     // be read-only, e.g. a secret mounted as the data directory).
     match std::fs::read_to_string(path) {
@@ -48,6 +49,42 @@ pub fn load(path: &Path) -> Result<MasterKey> {
         field: "master key file",
         reason: format!("{}: {e}", path.display()),
     })
+}
+
+/// A creation in flight takes milliseconds; a temporary file this old was
+/// left by a process killed between linking it into place and removing it.
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes the temporary files of [`create_private`] that a killed process
+/// left beside `path`: each is a second, hidden copy of a key (it would
+/// outlive a rotation and go into backups of the directory). Best effort:
+/// the directory may be read-only (a mounted secret).
+fn remove_leftovers(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age > LEFTOVER_AGE);
+        if file_name.starts_with(&prefix) && file_name.ends_with(".tmp") && old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Creates `path` with `contents` whole or not at all: written and synced
@@ -103,6 +140,34 @@ fn file_error(path: &Path, what: &str, e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by review: a kill between linking the temporary file into
+    /// place and removing it left a hidden copy of the key for good.
+    #[test]
+    fn copies_a_killed_creation_left_behind_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MASTER_KEY_FILE);
+        load_or_create(&path).unwrap();
+        let left = dir.path().join(".master.key.4242-0123abcd.tmp");
+        let in_flight = dir.path().join(".master.key.4343-4567ef01.tmp");
+        let unrelated = dir.path().join(".other.key.4242-0123abcd.tmp");
+        for file in [&left, &in_flight, &unrelated] {
+            std::fs::write(file, "00").unwrap();
+        }
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for file in [&left, &unrelated] {
+            std::fs::File::options()
+                .write(true)
+                .open(file)
+                .unwrap()
+                .set_modified(an_hour_ago)
+                .unwrap();
+        }
+        load_or_create(&path).unwrap();
+        assert!(!left.exists(), "a leftover copy is removed");
+        assert!(in_flight.exists(), "a creation in flight is left alone");
+        assert!(unrelated.exists(), "another file's is not ours");
+    }
 
     #[test]
     fn creates_once_then_loads_the_same_key() {
