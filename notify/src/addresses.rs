@@ -84,15 +84,22 @@ impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|a| is_public(a.ip()))
-                .collect();
-            if public.is_empty() && !found.is_empty() {
-                return Err(format!("{host} resolves to {REFUSED}").into());
+            // One answer whether the name is unknown or only private: a
+            // reseller's "send a test" must not tell which internal names
+            // the server's resolver knows.
+            let not_public = || {
+                format!(
+                    "{host} does not resolve to a public address: not reached (private, \
+                     loopback and link-local ones only if the operator allows them: \
+                     carewatch serve --allow-private-webhooks)"
+                )
+            };
+            let Ok(found) = tokio::net::lookup_host((host.as_str(), 0)).await else {
+                return Err(not_public().into());
+            };
+            let public: Vec<SocketAddr> = found.filter(|a| is_public(a.ip())).collect();
+            if public.is_empty() {
+                return Err(not_public().into());
             }
             let addrs: Addrs = Box::new(public.into_iter());
             Ok(addrs)
@@ -163,5 +170,17 @@ mod tests {
             .err()
             .expect("localhost is refused");
         assert!(refused.to_string().contains("private"), "{refused}");
+        // Found by review: an unknown name said the resolver's own error,
+        // so the answers told internal names that exist from others.
+        let unknown = PublicOnly
+            .resolve("nothing.invalid".parse().expect("a name"))
+            .await
+            .err()
+            .expect("an unknown name is refused");
+        assert_eq!(
+            unknown.to_string().replace("nothing.invalid", "localhost"),
+            refused.to_string(),
+            "the same answer"
+        );
     }
 }
