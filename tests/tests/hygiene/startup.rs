@@ -5,6 +5,44 @@ use std::process::{Command, Stdio};
 use carewatch_cli::tls::TlsIdentity;
 use carewatch_tests::process::binary;
 
+/// `carewatch serve` on `data` and a free port, with nothing in the
+/// environment choosing its database or node id; more arguments follow.
+fn serve_on(program: &std::path::Path, data: &std::path::Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("CAREWATCH_DATABASE_URL")
+        .env_remove("CAREWATCH_NODE_ID")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+/// How `child` exited, if it did within `limit`; else it is killed.
+fn exit_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("status") {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A PostgreSQL URL nothing listens on.
+const UNREACHABLE_DATABASE: &str = "postgres://carewatch@127.0.0.1:1/carewatch";
+
 /// A key that is not the certificate's is refused before the operator
 /// token is issued and "listening" is said: it failed only after both, so
 /// a supervisor waiting for "listening" took a server that was about to
@@ -18,21 +56,16 @@ fn a_certificate_with_another_key_is_refused_before_anything_is_ready() {
     TlsIdentity::self_signed_in(one.path(), &[]).expect("a pair");
     TlsIdentity::self_signed_in(other.path(), &[]).expect("another pair");
     let data = tempfile::tempdir().expect("data directory");
-    let output = Command::new(binary(env!("CARGO_BIN_EXE_carewatch-under-test")))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--tls-cert")
-        .arg(one.path().join("cert.pem"))
-        .arg("--tls-key")
-        .arg(other.path().join("key.pem"))
-        .env_remove("CAREWATCH_DATABASE_URL")
-        .env_remove("CAREWATCH_NODE_ID")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs");
+    let output = serve_on(
+        &binary(env!("CARGO_BIN_EXE_carewatch-under-test")),
+        data.path(),
+    )
+    .arg("--tls-cert")
+    .arg(one.path().join("cert.pem"))
+    .arg("--tls-key")
+    .arg(other.path().join("key.pem"))
+    .output()
+    .expect("runs");
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
@@ -57,31 +90,12 @@ async fn a_second_serve_on_a_data_directory_in_use_is_refused() {
         carewatch_tests::process::ServeConfig::new(&program, data.path()),
     )
     .await;
-    let mut second = Command::new(&program)
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .env_remove("CAREWATCH_DATABASE_URL")
-        .env_remove("CAREWATCH_NODE_ID")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
+    let mut second = serve_on(&program, data.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("runs");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = second.try_wait().expect("status") {
-            break Some(status);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = second.kill();
-            let _ = second.wait();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = exit_within(&mut second, std::time::Duration::from_secs(20));
     let mut stderr = String::new();
     if let Some(mut pipe) = second.stderr.take() {
         use std::io::Read;
@@ -102,23 +116,15 @@ async fn a_second_serve_on_a_data_directory_in_use_is_refused() {
 #[test]
 fn an_unreachable_database_is_tried_for_a_while_then_exits_try_again() {
     let data = tempfile::tempdir().expect("data directory");
-    // Nothing listens on port 1.
     let begun = std::time::Instant::now();
-    let output = Command::new(binary(env!("CARGO_BIN_EXE_carewatch-under-test")))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .args([
-            "--database-url",
-            "postgres://carewatch@127.0.0.1:1/carewatch",
-        ])
-        .args(["--database-wait", "2s"])
-        .env_remove("CAREWATCH_NODE_ID")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs");
+    let output = serve_on(
+        &binary(env!("CARGO_BIN_EXE_carewatch-under-test")),
+        data.path(),
+    )
+    .args(["--database-url", UNREACHABLE_DATABASE])
+    .args(["--database-wait", "2s"])
+    .output()
+    .expect("runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(75), "{stderr}");
     assert!(stderr.contains("trying again for up to 2 s"), "{stderr}");
@@ -201,23 +207,16 @@ async fn a_lost_operator_token_is_replaced_from_the_command_line() {
 #[test]
 fn a_stop_while_waiting_for_the_database_ends_the_start() {
     let data = tempfile::tempdir().expect("data directory");
-    let mut child = Command::new(binary(env!("CARGO_BIN_EXE_carewatch-under-test")))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .args([
-            "--database-url",
-            "postgres://carewatch@127.0.0.1:1/carewatch",
-        ])
-        .args(["--database-wait", "120s"])
-        .env_remove("CAREWATCH_NODE_ID")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runs");
+    let mut child = serve_on(
+        &binary(env!("CARGO_BIN_EXE_carewatch-under-test")),
+        data.path(),
+    )
+    .args(["--database-url", UNREACHABLE_DATABASE])
+    .args(["--database-wait", "120s"])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("runs");
     // Once it says it waits.
     let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
     let mut said = String::new();
@@ -232,17 +231,8 @@ fn a_stop_while_waiting_for_the_database_ends_the_start() {
         .status()
         .expect("kill runs");
     assert!(term.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("status") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still waiting for its database 30 s after SIGTERM");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, std::time::Duration::from_secs(30))
+        .expect("it stops within 30 s of SIGTERM, not waiting on for its database");
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
     assert!(status.success(), "{status}: {said}{rest}");

@@ -7,7 +7,7 @@ use carewatch_core::store::Store;
 use carewatch_core::time::Timestamp;
 use tokio::time::sleep;
 
-use crate::support::{EVERY, SLOW_SWEEP, longest_gap, open};
+use crate::support::{EVERY, SLOW_SWEEP, longest_gap, open, the_one_window};
 
 #[tokio::test(start_paused = true)]
 async fn slow_sweeps_are_not_recorded_as_own_downtime() {
@@ -62,13 +62,7 @@ async fn a_real_outage_is_recorded_as_own_downtime() {
         .run_maintenance(EVERY, sleep(Duration::from_secs(5)))
         .await;
 
-    let windows = store
-        .downtime(Timestamp::EPOCH)
-        .await
-        .expect("downtime")
-        .windows;
-    assert_eq!(windows.len(), 1, "one outage, one window: {windows:?}");
-    let window = windows[0];
+    let window = the_one_window(&store).await;
     // From the last mark before the outage (at 4 or 5 s, as the shutdown and
     // that tick fall together) to the first one after it (at once, at 65 s).
     assert!(

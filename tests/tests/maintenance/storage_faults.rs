@@ -7,13 +7,12 @@ use carewatch_core::IncomingMessage;
 use carewatch_core::availability::{self, Availability, AvailabilityPolicy, Downtime};
 use carewatch_core::ids::{RecordingServerId, ResellerId};
 use carewatch_core::seal::MasterKey;
-use carewatch_core::store::{HistoryKind, Store};
-use carewatch_core::time::Timestamp;
+use carewatch_core::store::HistoryKind;
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::support::{
     EVERY, another_node, beat_every_second, became_unavailable, fast_config, fast_config_with,
-    open_with, site,
+    open_with, site, the_one_window,
 };
 
 /// Observed 2: a storage outage, long (20 s) or short (3 s), made almost
@@ -45,16 +44,11 @@ async fn a_storage_outage_makes_nobody_unavailable() {
         };
         tokio::join!(run, live, quiet, fault);
 
-        let windows = store
-            .downtime(Timestamp::EPOCH)
-            .await
-            .expect("downtime")
-            .windows;
-        assert_eq!(windows.len(), 1, "one outage, one window: {windows:?}");
+        let window = the_one_window(&store).await;
         let began = service.now().saturating_sub(Duration::from_secs(30));
         assert!(
-            windows[0].start() <= began.saturating_add(Duration::from_millis(1000)),
-            "the window starts with the first refused write: {windows:?}"
+            window.start() <= began.saturating_add(Duration::from_millis(1000)),
+            "the window starts with the first refused write: {window:?}"
         );
         let unavailable = became_unavailable(&service, &slc).await;
         assert_eq!(
@@ -62,7 +56,7 @@ async fn a_storage_outage_makes_nobody_unavailable() {
             1,
             "{outage:?}: only rs-quiet: {unavailable:?}"
         );
-        let expected_since = windows[0].end().saturating_add(Duration::from_secs(3));
+        let expected_since = window.end().saturating_add(Duration::from_secs(3));
         assert_eq!(
             unavailable[0],
             format!("rs-quiet at {expected_since}: BecameUnavailable {{ missed: 3 }}"),
@@ -199,12 +193,7 @@ async fn a_node_loads_the_outage_another_node_recorded() {
     };
     tokio::join!(a_runs, b_runs, rs_1, rs_2, fault, rs_1_returns);
 
-    let windows = store
-        .downtime(Timestamp::EPOCH)
-        .await
-        .expect("downtime")
-        .windows;
-    assert_eq!(windows.len(), 1, "one outage, one window: {windows:?}");
+    let window = the_one_window(&store).await;
     let detail = node_a
         .installation(&ResellerId::new("alpha").expect("id"), &slc)
         .await
@@ -226,7 +215,7 @@ async fn a_node_loads_the_outage_another_node_recorded() {
         received,
         interval,
         &AvailabilityPolicy::new(3, Duration::from_millis(200)).expect("policy"),
-        &Downtime::new(windows),
+        &Downtime::new(vec![window]),
     );
     assert!(expected < 30, "the outage is not counted: {expected}");
     assert_eq!(missed, expected, "node B counts without the outage");

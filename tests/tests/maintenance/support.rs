@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use carewatch_core::IncomingMessage;
-use carewatch_core::availability::AvailabilityPolicy;
+use carewatch_core::availability::{AvailabilityPolicy, DowntimeWindow};
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
 use carewatch_core::installation::Product;
 use carewatch_core::seal::{InstallationKey, MasterKey};
-use carewatch_core::store::HistoryKind;
+use carewatch_core::store::{HistoryKind, Store};
 use carewatch_core::time::{Clock, Timestamp};
 use carewatch_core::{Carewatch, Config};
 use carewatch_storage_sqlite::SqliteStore;
@@ -166,4 +166,16 @@ pub(crate) async fn became_unavailable(service: &Carewatch, slc: &Slc) -> Vec<St
         .filter(|e| matches!(e.kind, HistoryKind::BecameUnavailable { .. }))
         .map(|e| format!("{} at {}: {:?}", e.server, e.at, e.kind))
         .collect()
+}
+
+/// The own-downtime window `store` holds, checked to be the only one: one
+/// outage, one window.
+pub(crate) async fn the_one_window(store: &Faulty) -> DowntimeWindow {
+    let windows = store
+        .downtime(Timestamp::EPOCH)
+        .await
+        .expect("downtime")
+        .windows;
+    assert_eq!(windows.len(), 1, "one outage, one window: {windows:?}");
+    windows[0]
 }
