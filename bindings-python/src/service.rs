@@ -566,12 +566,15 @@ impl Carewatch {
 
     /// Operator maintenance: deletes the change-feed events that happened
     /// before ``before`` (a tz-aware ``datetime``) and returns how many.
-    /// ``carewatch serve`` does this past its retention (a week by default);
-    /// without a server the feed grows until this is called. A watcher that
-    /// then resumes after a deleted event gets ``ResumeTooOld``.
+    /// ``carewatch serve`` does this past its retention (a week by default),
+    /// keeping the events its notifier has not processed yet; this call
+    /// deletes those too (no notifier runs without a server). Without a
+    /// server the feed grows until this is called. A watcher that then
+    /// resumes after a deleted event gets ``ResumeTooOld``.
     fn prune_changes(&self, py: Python<'_>, before: Bound<'_, PyAny>) -> PyResult<u64> {
         let before = timestamp(&before, "before")?;
-        self.block_on(py, self.service.store().prune_changes(before))
+        let every_event = EventId(u64::MAX);
+        self.block_on(py, self.service.store().prune_changes(before, every_event))
     }
 }
 

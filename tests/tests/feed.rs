@@ -10,6 +10,7 @@ use std::time::Duration;
 use carewatch_cli::server::{ServeOptions, serve};
 use carewatch_cli::tls::TlsIdentity;
 use carewatch_core::availability::AvailabilityPolicy;
+use carewatch_core::feed::EventId;
 use carewatch_core::ids::ResellerId;
 use carewatch_core::seal::MasterKey;
 use carewatch_core::time::SystemClock;
@@ -226,7 +227,10 @@ async fn a_watcher_on_one_node_sees_what_another_node_ingested_and_resumes_witho
     // A resume point older than the feed keeps is refused, typed.
     a.carewatch
         .store()
-        .prune_changes(a.carewatch.now().saturating_add(Duration::from_secs(1)))
+        .prune_changes(
+            a.carewatch.now().saturating_add(Duration::from_secs(1)),
+            EventId(u64::MAX),
+        )
         .await
         .expect("prune");
     let status = dashboard

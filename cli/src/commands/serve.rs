@@ -87,7 +87,8 @@ pub struct ServeArgs {
     #[arg(long)]
     max_connections: Option<usize>,
     /// How long the change feed keeps events (a watcher can resume after an
-    /// event this old).
+    /// event this old); events the notifier has not processed yet are kept
+    /// longer.
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
     /// How long delivered and given-up notifications stay listed (web page,

@@ -76,6 +76,20 @@ impl Carewatch {
         }
     }
 
+    /// Deletes the change-feed events older than the retention
+    /// ([`crate::Config::with_change_retention`]) that the notifier has
+    /// processed; returns how many. An event the notifier has not reached
+    /// stays, however old: after downtime longer than the retention its
+    /// notifications would otherwise be lost. Maintenance does this
+    /// regularly.
+    pub async fn prune_changes(&self) -> Result<u64> {
+        let before = self
+            .now()
+            .saturating_sub(self.inner.config.change_retention);
+        let through = self.inner.store.notifier_position().await?;
+        self.inner.store.prune_changes(before, through).await
+    }
+
     /// One pass; `false` if it must start over with reloaded windows.
     async fn sweep_once(&self, report: &mut SweepReport) -> Result<bool> {
         let now = self.now();
@@ -284,12 +298,9 @@ impl Carewatch {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                let before = self
-                    .now()
-                    .saturating_sub(self.inner.config.change_retention);
-                match survive("pruning", self.inner.store.prune_changes(before)).await {
+                match survive("pruning", self.prune_changes()).await {
                     Ok(0) => {}
-                    Ok(pruned) => tracing::info!(pruned, %before, "pruned the change feed"),
+                    Ok(pruned) => tracing::info!(pruned, "pruned the change feed"),
                     Err(e) => tracing::warn!(error = %e, "pruning the change feed failed"),
                 }
                 match survive("pruning", self.prune_notifications()).await {

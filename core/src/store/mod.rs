@@ -272,8 +272,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn changes(&self, after: EventId, limit: u32) -> Result<Vec<ChangeEvent>>;
     /// The newest event's id; 0 when none was ever appended.
     async fn latest_change(&self) -> Result<EventId>;
-    /// Deletes the events that happened before `before`; returns how many.
-    async fn prune_changes(&self, before: Timestamp) -> Result<u64>;
+    /// Deletes the events that happened before `before` whose ids are at
+    /// most `through`; returns how many. Maintenance passes the notifier's
+    /// position ([`Store::notifier_position`]): an event it has not yet
+    /// processed stays, however old.
+    async fn prune_changes(&self, before: Timestamp, through: EventId) -> Result<u64>;
     /// Wake-ups when another process may have appended events (PostgreSQL:
     /// LISTEN/NOTIFY): the value changes on each. `None` when the store has
     /// no such channel. Only a hint: a wake-up may be lost, readers poll too.
@@ -374,6 +377,9 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: Timestamp,
         lease: std::time::Duration,
     ) -> Result<Option<EventId>>;
+    /// The feed position the notifier has processed, whoever holds the
+    /// lease (a read: takes nothing).
+    async fn notifier_position(&self) -> Result<EventId>;
     /// The stored states of these (channel, installation) pairs (missing: Quiet).
     async fn notification_states(
         &self,

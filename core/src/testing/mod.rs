@@ -156,6 +156,7 @@ macro_rules! __conformance_test_list {
             the_outbox_lists_a_resellers_entries_newest_first,
             deleting_a_channel_gives_up_its_pending_entries,
             finished_notifications_are_pruned_past_their_retention,
+            the_feed_keeps_what_the_notifier_has_not_processed,
             notifications_follow_health_changes_once_after_the_hold,
             maintenance_mutes_notifications_until_it_ends,
             deleting_a_window_tells_what_it_muted_at_once,

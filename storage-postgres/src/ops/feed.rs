@@ -222,9 +222,14 @@ fn event(row: &PgRow) -> DbResult<ChangeEvent> {
     })
 }
 
-pub(crate) async fn prune(c: &mut PgConnection, before: Timestamp) -> DbResult<u64> {
-    let done = query("DELETE FROM changes WHERE at < $1")
+pub(crate) async fn prune(
+    c: &mut PgConnection,
+    before: Timestamp,
+    through: EventId,
+) -> DbResult<u64> {
+    let done = query("DELETE FROM changes WHERE at < $1 AND id <= $2")
         .bind(before.as_millis())
+        .bind(i64::try_from(through.0).unwrap_or(i64::MAX))
         .execute(&mut *c)
         .await?;
     Ok(done.rows_affected())

@@ -316,9 +316,11 @@ impl Store for PostgresStore {
         self.read(&(), |c, ()| Box::pin(feed::head(c))).await
     }
 
-    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
-        self.write(&before, |c, before| Box::pin(feed::prune(c, *before)))
-            .await
+    async fn prune_changes(&self, before: Timestamp, through: EventId) -> Result<u64> {
+        self.write(&(before, through), |c, (before, through)| {
+            Box::pin(feed::prune(c, *before, *through))
+        })
+        .await
     }
 
     fn change_signals(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
@@ -473,6 +475,11 @@ impl Store for PostgresStore {
             Box::pin(notifications::notifier_lease(c, node, *now, *lease))
         })
         .await
+    }
+
+    async fn notifier_position(&self) -> Result<EventId> {
+        self.read(&(), |c, ()| Box::pin(notifications::notifier_position(c)))
+            .await
     }
 
     async fn notification_states(

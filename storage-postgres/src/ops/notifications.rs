@@ -188,6 +188,15 @@ pub(crate) async fn delete_channel(
 
 // ----- the notifier --------------------------------------------------------------
 
+pub(crate) async fn notifier_position(c: &mut PgConnection) -> DbResult<EventId> {
+    let row = query("SELECT cursor FROM notifier")
+        .fetch_one(&mut *c)
+        .await?;
+    let cursor =
+        u64::try_from(col::<i64>(&row, 0)?).map_err(|e| corrupt("notifier position", e))?;
+    Ok(EventId(cursor))
+}
+
 pub(crate) async fn notifier_lease(
     c: &mut PgConnection,
     node: &str,

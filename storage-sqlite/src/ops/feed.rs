@@ -140,9 +140,15 @@ fn event(row: &Row<'_>) -> Result<ChangeEvent> {
     })
 }
 
-pub(crate) fn prune(tx: &Connection, before: Timestamp) -> Result<u64> {
+pub(crate) fn prune(tx: &Connection, before: Timestamp, through: EventId) -> Result<u64> {
     let deleted = tx
-        .execute("DELETE FROM changes WHERE at < ?1", [before.as_millis()])
+        .execute(
+            "DELETE FROM changes WHERE at < ?1 AND id <= ?2",
+            [
+                before.as_millis(),
+                i64::try_from(through.0).unwrap_or(i64::MAX),
+            ],
+        )
         .map_err(map_err)?;
     Ok(deleted as u64)
 }

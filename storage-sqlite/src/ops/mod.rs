@@ -311,8 +311,8 @@ impl Store for SqliteStore {
         self.read(feed::head).await
     }
 
-    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
-        self.write(move |tx| feed::prune(tx, before)).await
+    async fn prune_changes(&self, before: Timestamp, through: EventId) -> Result<u64> {
+        self.write(move |tx| feed::prune(tx, before, through)).await
     }
 
     async fn create_invitation(&self, invitation: &InvitationRecord) -> Result<()> {
@@ -455,6 +455,10 @@ impl Store for SqliteStore {
         let node = node.to_owned();
         self.write(move |tx| notifications::notifier_lease(tx, &node, now, lease))
             .await
+    }
+
+    async fn notifier_position(&self) -> Result<EventId> {
+        self.read(notifications::notifier_position).await
     }
 
     async fn notification_states(

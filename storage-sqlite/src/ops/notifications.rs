@@ -188,6 +188,17 @@ pub(crate) fn delete_channel(
 
 // ----- the notifier --------------------------------------------------------------
 
+pub(crate) fn notifier_position(tx: &Connection) -> Result<EventId> {
+    let cursor: i64 = tx
+        .query_row("SELECT cursor FROM notifier WHERE singleton = 1", [], |r| {
+            r.get(0)
+        })
+        .map_err(map_err)?;
+    u64::try_from(cursor)
+        .map(EventId)
+        .map_err(|e| corrupt("notifier position", e))
+}
+
 pub(crate) fn notifier_lease(
     tx: &Connection,
     node: &str,

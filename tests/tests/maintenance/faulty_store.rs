@@ -218,9 +218,9 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.latest_change().await
     }
-    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+    async fn prune_changes(&self, before: Timestamp, through: EventId) -> Result<u64> {
         self.check().await?;
-        self.inner.prune_changes(before).await
+        self.inner.prune_changes(before, through).await
     }
     async fn create_invitation(&self, invitation: &InvitationRecord) -> Result<()> {
         self.check().await?;
@@ -328,6 +328,10 @@ impl Store for Faulty {
     ) -> Result<Option<EventId>> {
         self.check().await?;
         self.inner.notifier_lease(node, now, lease).await
+    }
+    async fn notifier_position(&self) -> Result<EventId> {
+        self.check().await?;
+        self.inner.notifier_position().await
     }
     async fn notification_states(
         &self,

@@ -234,11 +234,26 @@ pub(crate) async fn change_feed_has_no_gaps_and_is_pruned_by_age(
     // condition, each with its health change.
     assert_eq!(seen, 8 * (2 + 11 * 2), "every event, once");
 
-    // Retention: prune what happened before a minute from now.
+    // Retention: prune what happened before a minute from now, first only
+    // up to two events before the head (what a notifier would have
+    // processed), then everything.
     let head = fx.store.latest_change().await.expect("head");
     let cut = fx.carewatch.now().saturating_add(secs(60));
-    let pruned = fx.store.prune_changes(cut).await.expect("prune");
-    assert_eq!(pruned, head.0, "every event so far is older than the cut");
+    let processed = EventId(head.0 - 2);
+    let pruned = fx.store.prune_changes(cut, processed).await.expect("prune");
+    assert_eq!(pruned, processed.0, "the events up to `through`, no more");
+    let kept = fx.store.changes(processed, 10).await.expect("the rest");
+    assert_eq!(
+        kept.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [EventId(head.0 - 1), head],
+        "events after `through` stay, however old"
+    );
+    let pruned = fx
+        .store
+        .prune_changes(cut, EventId(u64::MAX))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 2, "every event so far is older than the cut");
     assert_eq!(
         fx.store.latest_change().await.expect("head"),
         head,
@@ -347,7 +362,10 @@ pub(crate) async fn watchers_resume_after_the_last_event_they_saw(
     );
 
     fx.store
-        .prune_changes(fx.carewatch.now().saturating_add(secs(1)))
+        .prune_changes(
+            fx.carewatch.now().saturating_add(secs(1)),
+            EventId(u64::MAX),
+        )
         .await
         .expect("prune");
     let err = fx

@@ -1,11 +1,17 @@
 //! The outbox's retention: finished entries deleted once old, pending ones
-//! kept however old.
+//! kept however old; the change feed's: events the notifier has not
+//! processed kept however old.
 
-use super::{channel, claim, create_channel, enqueue, entry, finish, keys, outbox_of};
-use crate::notification::{DeliveryOutcome, OutboxFilter};
+use super::{
+    channel, claim, create_channel, enqueue, entry, finish, keys, on_call, outbox_of, settle,
+    told_kinds,
+};
+use crate::catalogue::ConditionCode;
+use crate::feed::EventId;
+use crate::notification::{ChannelRules, DeliveryOutcome, OutboxFilter};
 use crate::testing::TestBackend;
 use crate::testing::fixture::{Fixture, START};
-use crate::testing::suite::t;
+use crate::testing::suite::{report, secs, t};
 
 /// `prune_outbox` deletes delivered and given-up entries created and
 /// finished before the cut-off, oldest first and at most `limit` a call;
@@ -84,5 +90,47 @@ pub(crate) async fn finished_notifications_are_pruned_past_their_retention(
         outbox_of(store, &alpha, OutboxFilter::Pending).await.len(),
         1,
         "and is still pending"
+    );
+}
+
+/// Maintenance prunes only the change-feed events the notifier has
+/// processed: an installation that turned Critical while no node ran (for
+/// longer than the feed's retention) is still told once the notifier
+/// runs again, and its events are pruned after that.
+pub(crate) async fn the_feed_keeps_what_the_notifier_has_not_processed(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0001").await;
+    let _ = on_call(&fx, &site.reseller, ChannelRules::default()).await;
+    report(&fx, &site, "rs-1", 1, &[]).await;
+    assert_eq!(settle(&fx).await, 0, "healthy: nothing to tell");
+    let processed = fx.store.latest_change().await.expect("feed head");
+
+    let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
+    report(&fx, &site, "rs-1", 2, &full).await;
+    let head = fx.store.latest_change().await.expect("feed head");
+    assert!(head > processed, "turning Critical appended events");
+    // No notifier ran for eight days, a week being the feed's retention.
+    fx.advance(secs(8 * 24 * 3600));
+    let pruned = fx.carewatch.prune_changes().await.expect("pruning");
+    assert_eq!(pruned, processed.0, "only what the notifier processed");
+    let kept = fx.store.changes(processed, 100).await.expect("kept events");
+    assert_eq!(kept.last().map(|e| e.id), Some(head), "the rest stays");
+
+    assert_eq!(settle(&fx).await, 1, "the problem, told late but told");
+    assert_eq!(told_kinds(&fx.store, &site.reseller).await, ["problem"]);
+    assert_eq!(
+        fx.carewatch.prune_changes().await.expect("pruning"),
+        head.0 - processed.0,
+        "processed now, so pruned"
+    );
+    assert!(
+        fx.store
+            .changes(EventId(0), 100)
+            .await
+            .is_err_and(|e| e.code() == "resume_too_old"),
+        "the feed's start was pruned"
     );
 }
