@@ -349,8 +349,12 @@ pub trait Store: Send + Sync + fmt::Debug {
         id: &ChannelId,
         at: Timestamp,
     ) -> Result<()>;
-    /// Stores a maintenance window. `NotFound` if the reseller does not
-    /// exist or the window names an installation it does not own.
+    /// Stores a maintenance window and, in the same transaction, makes the
+    /// notification states it may mute (the reseller's, of the window's
+    /// installation or all) due at its `created_at` if due later or not at
+    /// all: a told problem's next look was set without this window.
+    /// `NotFound` if the reseller does not exist or the window names an
+    /// installation it does not own.
     async fn create_maintenance(&self, window: &MaintenanceWindow) -> Result<()>;
     /// A reseller's maintenance windows, or every reseller's (`None`).
     async fn maintenance_windows(

@@ -159,6 +159,7 @@ macro_rules! __conformance_test_list {
             the_feed_keeps_what_the_notifier_has_not_processed,
             notifications_follow_health_changes_once_after_the_hold,
             maintenance_mutes_notifications_until_it_ends,
+            a_window_made_after_a_problem_was_told_tells_after_it,
             deleting_a_window_tells_what_it_muted_at_once,
             a_refused_installation_tells_nothing,
             a_deferral_counts_no_attempt_and_no_failure_of_the_channel,

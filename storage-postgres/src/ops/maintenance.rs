@@ -78,6 +78,41 @@ pub(crate) async fn create_maintenance(
             || reseller_not_found(&w.reseller),
         )
     })?;
+    // A told problem is looked at next when the first window known at its
+    // last tick begins: this window must be known too.
+    make_due(
+        c,
+        &w.reseller,
+        w.slc.as_ref().map(Slc::as_str),
+        w.created_at,
+    )
+    .await
+}
+
+/// Makes `reseller`'s notification states (of `slc`, or of all its
+/// installations) due at `at` if they were due later or not at all: a
+/// window made or deleted moves when they must next be looked at.
+async fn make_due(
+    c: &mut PgConnection,
+    reseller: &ResellerId,
+    slc: Option<&str>,
+    at: Timestamp,
+) -> DbResult<()> {
+    // The rows are locked in key order first, as the notifier's commit
+    // writes them, so the two never deadlock.
+    query(
+        "UPDATE notification_states n SET due_at = $1
+         FROM (SELECT channel_id, slc FROM notification_states
+               WHERE (due_at IS NULL OR due_at > $1) AND ($3::text IS NULL OR slc = $3)
+                   AND channel_id IN (SELECT id FROM channels WHERE reseller_id = $2)
+               ORDER BY channel_id, slc FOR UPDATE) due
+         WHERE n.channel_id = due.channel_id AND n.slc = due.slc",
+    )
+    .bind(at.as_millis())
+    .bind(reseller.as_str())
+    .bind(slc)
+    .execute(&mut *c)
+    .await?;
     Ok(())
 }
 
@@ -116,20 +151,6 @@ pub(crate) async fn delete_maintenance(
         .into());
     };
     // What it muted was due at its end: due now, to be told or judged again.
-    // The rows are locked in key order first, as the notifier's commit
-    // writes them, so the two never deadlock.
-    query(
-        "UPDATE notification_states n SET due_at = $1
-         FROM (SELECT channel_id, slc FROM notification_states
-               WHERE due_at > $1 AND ($3::text IS NULL OR slc = $3)
-                   AND channel_id IN (SELECT id FROM channels WHERE reseller_id = $2)
-               ORDER BY channel_id, slc FOR UPDATE) due
-         WHERE n.channel_id = due.channel_id AND n.slc = due.slc",
-    )
-    .bind(at.as_millis())
-    .bind(reseller.as_str())
-    .bind(col::<Option<String>>(&row, 0)?)
-    .execute(&mut *c)
-    .await?;
-    Ok(())
+    let slc = col::<Option<String>>(&row, 0)?;
+    make_due(c, reseller, slc.as_deref(), at).await
 }

@@ -80,6 +80,32 @@ pub(crate) fn create_maintenance(tx: &Connection, w: &MaintenanceWindow) -> Resu
             map_err(e)
         }
     })?;
+    // A told problem is looked at next when the first window known at its
+    // last tick begins: this window must be known too.
+    make_due(
+        tx,
+        &w.reseller,
+        w.slc.as_ref().map(Slc::as_str),
+        w.created_at,
+    )
+}
+
+/// Makes `reseller`'s notification states (of `slc`, or of all its
+/// installations) due at `at` if they were due later or not at all: a
+/// window made or deleted moves when they must next be looked at.
+fn make_due(
+    tx: &Connection,
+    reseller: &ResellerId,
+    slc: Option<&str>,
+    at: Timestamp,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE notification_states SET due_at = ?1
+         WHERE (due_at IS NULL OR due_at > ?1) AND (?3 IS NULL OR slc = ?3)
+             AND channel_id IN (SELECT id FROM channels WHERE reseller_id = ?2)",
+        params![at.as_millis(), reseller.as_str(), slc],
+    )
+    .map_err(map_err)?;
     Ok(())
 }
 
@@ -124,12 +150,5 @@ pub(crate) fn delete_maintenance(
         });
     };
     // What it muted was due at its end: due now, to be told or judged again.
-    tx.execute(
-        "UPDATE notification_states SET due_at = ?1
-         WHERE due_at > ?1 AND (?3 IS NULL OR slc = ?3)
-             AND channel_id IN (SELECT id FROM channels WHERE reseller_id = ?2)",
-        params![at.as_millis(), reseller.as_str(), slc],
-    )
-    .map_err(map_err)?;
-    Ok(())
+    make_due(tx, reseller, slc.as_deref(), at)
 }

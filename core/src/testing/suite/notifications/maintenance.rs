@@ -105,6 +105,77 @@ pub(crate) async fn maintenance_mutes_notifications_until_it_ends(
     );
 }
 
+/// A window made after a problem was told still mutes it and tells once
+/// after it ends that the installation is still unhealthy, whether it names
+/// the installation or covers all of them: the problem's next look had
+/// been set (to never, without reminders) before the window existed.
+pub(crate) async fn a_window_made_after_a_problem_was_told_tells_after_it(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let a = fx.site("alpha", "M01-C01-0001").await;
+    let b = fx.site("alpha", "M01-C01-0002").await;
+    let (admin, _) = on_call(&fx, &alpha, ChannelRules::default()).await;
+    let step = || async { fx.carewatch.notify_step().await.expect("step").queued };
+    let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
+    let t0 = fx.carewatch.now();
+    let at = |s: u64| t0.saturating_add(secs(s));
+    let to = |s: u64| {
+        let now = fx.carewatch.now();
+        fx.advance(at(s).since(now));
+    };
+    report(&fx, &a, "rs-1", 1, &full).await;
+    assert_eq!(step().await, 0);
+    to(121);
+    assert_eq!(step().await, 1, "a told");
+    report(&fx, &b, "rs-1", 1, &full).await;
+    assert_eq!(step().await, 0);
+    to(242);
+    assert_eq!(step().await, 1, "b told");
+
+    fx.carewatch
+        .create_maintenance(&admin, Some(&a.slc), at(300), secs(600), None, "disk swap")
+        .await
+        .expect("a window over a");
+    fx.carewatch
+        .create_maintenance(&admin, None, at(400), secs(600), None, "move")
+        .await
+        .expect("a window over everything");
+    for s in [250, 300, 400, 700, 899] {
+        to(s);
+        assert_eq!(step().await, 0, "nothing at {s} s");
+    }
+    to(900);
+    assert_eq!(step().await, 0, "a still in the window over everything");
+    to(1000);
+    assert_eq!(
+        step().await,
+        2,
+        "both windows over: a and b still unhealthy"
+    );
+    to(5000);
+    assert_eq!(step().await, 0, "once");
+    let told = outbox_of(&fx.store, &alpha, OutboxFilter::All).await;
+    let mut after: Vec<(String, String)> = told
+        .iter()
+        .map(|e| {
+            let body = Notification::from_json(&e.body).expect("JSON");
+            (body.installation.expect("names it").slc, body.kind)
+        })
+        .filter(|(_, kind)| kind == "after_maintenance")
+        .collect();
+    after.sort();
+    assert_eq!(
+        after,
+        [
+            (a.slc.to_string(), "after_maintenance".to_owned()),
+            (b.slc.to_string(), "after_maintenance".to_owned()),
+        ]
+    );
+}
+
 /// Deleting a window tells at once what it muted: a problem whose hold
 /// passed during it was due at the window's end (seven days away here) and
 /// stayed untold until then.
