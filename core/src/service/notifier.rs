@@ -128,6 +128,14 @@ impl Carewatch {
             }
         };
         let to = events.last().map_or(from, |e| e.id);
+        // A step stopped at the event limit judges its states as of its last
+        // event, not now: the events after it (a recovery within the hold)
+        // are not read yet, and would have undone what `now` would tell.
+        let judged_at = if events.len() >= EVENTS_PER_STEP as usize {
+            events.last().map_or(now, |e| e.at.min(now))
+        } else {
+            now
+        };
 
         // The health changes each channel cares about, in feed order, and
         // each installation's line as its last change left it.
@@ -224,9 +232,9 @@ impl Carewatch {
                 continue;
             };
             let own = windows_of(&windows, record);
-            let until = maintenance::in_maintenance(&own, &slc, now);
-            let phase = muted_if_held_in_maintenance(phase, &own, &slc, now, &record.rules);
-            let (phase, tell) = rules::on_tick(phase, now, until.is_some(), &record.rules);
+            let until = maintenance::in_maintenance(&own, &slc, judged_at);
+            let phase = muted_if_held_in_maintenance(phase, &own, &slc, judged_at, &record.rules);
+            let (phase, tell) = rules::on_tick(phase, judged_at, until.is_some(), &record.rules);
             if let Some(tell) = tell {
                 tells.push((record, slc.clone(), tell));
             }
@@ -234,7 +242,7 @@ impl Carewatch {
             // States are ticked only when due, so a told problem is looked
             // at when the next window over it begins (it is muted then, and
             // told again after the window if still unhealthy).
-            let due_at = match (&phase, maintenance::next_maintenance(&own, &slc, now)) {
+            let due_at = match (&phase, maintenance::next_maintenance(&own, &slc, judged_at)) {
                 (Phase::Notified { muted: false, .. }, Some(begins)) => {
                     Some(due_at.map_or(begins, |due| due.min(begins)))
                 }

@@ -467,3 +467,48 @@ pub(crate) async fn a_problem_that_held_and_ended_in_a_backlog_is_still_told(
         "newest first"
     );
 }
+
+/// A notifier behind the feed by more than a step's events judges holds as
+/// of the events it has read, not as of now: a flap shorter than the hold
+/// whose start ends one step's read and whose end begins the next tells
+/// nothing, as it tells nothing when both are read together.
+pub(crate) async fn a_flap_split_across_a_backlogs_steps_tells_nothing(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let a = fx.site("alpha", "M01-C01-0001").await;
+    let busy = fx.site("beta", "M02-C01-0001").await;
+    on_call(&fx, &alpha, ChannelRules::default()).await;
+    report(&fx, &a, "rs-1", 1, &[]).await;
+    assert_eq!(settle(&fx).await, 0);
+
+    // No step for ten minutes: a turns Critical, another reseller's site
+    // fills more than a step's worth of the feed, a recovers 30 s after.
+    let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
+    report(&fx, &a, "rs-1", 2, &full).await;
+    let critical = fx.store.latest_change().await.expect("feed head");
+    let mut server = 0;
+    while fx.store.latest_change().await.expect("feed head").0 < critical.0 + 600 {
+        server += 1;
+        fx.heartbeat(&busy, &format!("rs-{server}"), 1)
+            .await
+            .expect("a busy site's heartbeat");
+    }
+    fx.advance(secs(30));
+    report(&fx, &a, "rs-1", 3, &[]).await;
+    fx.advance(secs(570));
+
+    let first = fx.carewatch.notify_step().await.expect("the first step");
+    assert!(first.more, "it stopped at the event limit");
+    assert_eq!(first.queued, 0, "a's problem had not held when last read");
+    assert_eq!(
+        settle(&fx).await,
+        0,
+        "the flap, read in full, tells nothing"
+    );
+    fx.advance(secs(600));
+    assert_eq!(settle(&fx).await, 0, "nor later");
+    assert!(told_kinds(&fx.store, &alpha).await.is_empty());
+}
