@@ -202,6 +202,31 @@ impl Downtime {
         &self.windows
     }
 
+    /// The instant by which Carewatch has been receiving for `span` since
+    /// `from`: time inside a window does not count (the windows known now;
+    /// none is assumed after the last). A notification's hold is measured
+    /// so: a problem that began just before an outage has not held for
+    /// the outage's length.
+    pub fn after_watching(&self, from: Timestamp, span: Duration) -> Timestamp {
+        if span.is_zero() {
+            return from;
+        }
+        let first = self.windows.partition_point(|w| w.end <= from);
+        let mut at = from;
+        let mut left = span;
+        for w in &self.windows[first..] {
+            if w.start > at {
+                let watched = w.start.since(at);
+                if watched >= left {
+                    break;
+                }
+                left -= watched;
+            }
+            at = at.max(w.end);
+        }
+        at.saturating_add(left)
+    }
+
     /// The end of the latest window; signs of life after it need no window logic.
     pub fn latest_end(&self) -> Option<Timestamp> {
         self.windows.last().map(|w| w.end)

@@ -350,3 +350,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn after_watching_skips_own_downtime() {
+    let w = |s, e| DowntimeWindow::new(ts(s), ts(e)).unwrap();
+    let downtime = Downtime::new(vec![w(100, 200), w(300, 400)]);
+    let after = |from, span| downtime.after_watching(ts(from), ms(span));
+    assert_eq!(after(0, 50), ts(50), "before any window");
+    assert_eq!(after(0, 100), ts(100), "up to a window's start");
+    assert_eq!(after(0, 150), ts(250), "across one window");
+    assert_eq!(after(0, 250), ts(450), "across both");
+    assert_eq!(
+        after(150, 10),
+        ts(210),
+        "from inside a window: from its end"
+    );
+    assert_eq!(after(150, 0), ts(150), "nothing to watch");
+    assert_eq!(after(500, 10), ts(510), "after every window");
+    assert_eq!(Downtime::default().after_watching(ts(7), ms(3)), ts(10));
+}
+
+proptest! {
+    /// The time watched between `from` and `after_watching(from, span)` is
+    /// `span`: the instant minus the windows' overlap with the stretch.
+    #[test]
+    fn after_watching_watches_exactly_the_span(
+        windows in proptest::collection::vec((0i64..10_000, 1i64..2_000), 0..6),
+        from in 0i64..12_000,
+        span in 0i64..5_000,
+    ) {
+        let downtime = Downtime::new(windows.iter().map(|&(s, len)| DowntimeWindow::new(ts(s), ts(s + len)).unwrap()).collect());
+        let end = downtime.after_watching(ts(from), ms(span)).as_millis();
+        let unwatched: i64 = downtime.windows().iter().map(|w| {
+            (w.end().as_millis().min(end) - w.start().as_millis().max(from)).max(0)
+        }).sum();
+        prop_assert_eq!(end - from - unwatched, span);
+        // And not a moment later than needed: the end is never inside a window.
+        prop_assert!(downtime.windows().iter().all(|w| !(w.start().as_millis() < end && end <= w.end().as_millis()) || span == 0 && end == from));
+    }
+}

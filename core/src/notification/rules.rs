@@ -3,9 +3,8 @@
 //! the change feed) and by time (hold, reminders, maintenance ending).
 //! Pure: the facade stores the states and the messages they emit together.
 
-use std::time::Duration;
-
 use super::ChannelRules;
+use crate::availability::Downtime;
 use crate::health::Health;
 use crate::time::Timestamp;
 
@@ -185,24 +184,31 @@ pub fn on_health(phase: Phase, health: Health, at: Timestamp, rules: &ChannelRul
     }
 }
 
-fn held(since: Timestamp, hold: Duration, now: Timestamp) -> bool {
-    now.since(since) >= hold
+/// When a state that began at `since` has held for the channel's hold:
+/// only time Carewatch was receiving counts (`unwatched`, its own
+/// downtime), so an outage of its own never makes a verdict hold that it
+/// did not watch hold.
+pub fn held_at(since: Timestamp, rules: &ChannelRules, unwatched: &Downtime) -> Timestamp {
+    unwatched.after_watching(since, rules.hold)
 }
 
 /// Time passed: what is due at `now`, given whether the installation is in
-/// maintenance. Returns the new phase and what to tell, if anything.
+/// maintenance and Carewatch's own downtime (`unwatched`, see [`held_at`]).
+/// Returns the new phase and what to tell, if anything.
 pub fn on_tick(
     phase: Phase,
     now: Timestamp,
     in_maintenance: bool,
     rules: &ChannelRules,
+    unwatched: &Downtime,
 ) -> (Phase, Option<Tell>) {
+    let held = |since: Timestamp| held_at(since, rules, unwatched) <= now;
     match phase {
         Phase::Pending {
             health,
             since,
             muted,
-        } if held(since, rules.hold, now) => {
+        } if held(since) => {
             if in_maintenance {
                 return (
                     Phase::Pending {
@@ -236,10 +242,10 @@ pub fn on_tick(
             changed,
             muted,
         } => {
-            let change_due = changed.filter(|(_, at)| held(*at, rules.hold, now));
+            let change_due = changed.filter(|(_, at)| held(*at));
             let reminder_due = rules
                 .reminder
-                .is_some_and(|every| held(told_at, every, now));
+                .is_some_and(|every| now.since(told_at) >= every);
             if in_maintenance {
                 // Whatever happens meanwhile, the end of the window says
                 // whether it is still unhealthy.
@@ -302,7 +308,7 @@ pub fn on_tick(
             health,
             problem_since,
             since,
-        } if held(since, rules.hold, now) && !in_maintenance => (
+        } if held(since) && !in_maintenance => (
             Phase::Quiet,
             Some(Tell::Resolved {
                 was: health,
@@ -317,13 +323,15 @@ pub fn on_tick(
 /// When the phase next needs a tick without a health change: what the
 /// store indexes so the notifier reads only due states. `None`: nothing
 /// until the health changes (or maintenance ends, for a muted phase: the
-/// caller passes the window's end as `maintenance_until`).
+/// caller passes the window's end as `maintenance_until`). Holds end as
+/// [`held_at`] says.
 pub fn next_due(
     phase: &Phase,
     rules: &ChannelRules,
     maintenance_until: Option<Timestamp>,
+    unwatched: &Downtime,
 ) -> Option<Timestamp> {
-    let after_hold = |at: Timestamp| at.saturating_add(rules.hold);
+    let after_hold = |at: Timestamp| held_at(at, rules, unwatched);
     let due = match phase {
         Phase::Quiet => None,
         Phase::Pending { since, .. } => Some(after_hold(*since)),

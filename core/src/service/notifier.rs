@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use super::Carewatch;
+use crate::availability::Downtime;
 use crate::error::{Error, Result};
 use crate::feed::{Change, ChangeEvent, EventId};
 use crate::health::HealthSummary;
@@ -128,6 +129,9 @@ impl Carewatch {
             }
         };
         let to = events.last().map_or(from, |e| e.id);
+        // Holds count only the time Carewatch was receiving.
+        let downtime = self.downtime_state();
+        let unwatched = &*downtime.windows;
         // A step stopped at the event limit judges its states as of its last
         // event, not now: the events after it (a recovery within the hold)
         // are not read yet, and would have undone what `now` would tell.
@@ -206,9 +210,10 @@ impl Carewatch {
             // steps failing, its lease moving to another node) otherwise
             // dropped a problem that held and ended within the backlog.
             let own = windows_of(&windows, record);
-            let phase = muted_if_held_in_maintenance(phase, &own, &slc, at, &record.rules);
+            let phase =
+                muted_if_held_in_maintenance(phase, &own, &slc, at, &record.rules, unwatched);
             let in_maintenance = maintenance::in_maintenance(&own, &slc, at).is_some();
-            let (phase, due) = rules::on_tick(phase, at, in_maintenance, &record.rules);
+            let (phase, due) = rules::on_tick(phase, at, in_maintenance, &record.rules, unwatched);
             if let Some(tell) = due {
                 tells.push((record, slc.clone(), tell));
             }
@@ -233,12 +238,20 @@ impl Carewatch {
             };
             let own = windows_of(&windows, record);
             let until = maintenance::in_maintenance(&own, &slc, judged_at);
-            let phase = muted_if_held_in_maintenance(phase, &own, &slc, judged_at, &record.rules);
-            let (phase, tell) = rules::on_tick(phase, judged_at, until.is_some(), &record.rules);
+            let phase = muted_if_held_in_maintenance(
+                phase,
+                &own,
+                &slc,
+                judged_at,
+                &record.rules,
+                unwatched,
+            );
+            let (phase, tell) =
+                rules::on_tick(phase, judged_at, until.is_some(), &record.rules, unwatched);
             if let Some(tell) = tell {
                 tells.push((record, slc.clone(), tell));
             }
-            let due_at = rules::next_due(&phase, &record.rules, until);
+            let due_at = rules::next_due(&phase, &record.rules, until, unwatched);
             // States are ticked only when due, so a told problem is looked
             // at when the next window over it begins (it is muted then, and
             // told again after the window if still unhealthy).
@@ -536,6 +549,7 @@ fn muted_if_held_in_maintenance(
     slc: &Slc,
     now: Timestamp,
     rules: &crate::notification::ChannelRules,
+    unwatched: &Downtime,
 ) -> Phase {
     match phase {
         Phase::Pending {
@@ -543,7 +557,7 @@ fn muted_if_held_in_maintenance(
             since,
             muted: false,
         } => {
-            let held_at = since.saturating_add(rules.hold);
+            let held_at = rules::held_at(since, rules, unwatched);
             let muted =
                 held_at <= now && maintenance::in_maintenance(windows, slc, held_at).is_some();
             Phase::Pending {

@@ -21,13 +21,24 @@ fn run(
     rules: &ChannelRules,
     muted: std::ops::Range<i64>,
 ) -> Vec<(i64, Tell)> {
+    run_with_downtime(changes, until, rules, muted, &Downtime::default())
+}
+
+/// [`run`] with Carewatch's own downtime `unwatched`.
+fn run_with_downtime(
+    changes: &[(i64, Health)],
+    until: i64,
+    rules: &ChannelRules,
+    muted: std::ops::Range<i64>,
+    unwatched: &Downtime,
+) -> Vec<(i64, Tell)> {
     let mut phase = Phase::Quiet;
     let mut told = Vec::new();
     for s in 0..=until {
         for (at, health) in changes.iter().filter(|(at, _)| *at == s) {
             phase = on_health(phase, *health, t(*at), rules);
         }
-        let (next, tell) = on_tick(phase, t(s), muted.contains(&s), rules);
+        let (next, tell) = on_tick(phase, t(s), muted.contains(&s), rules, unwatched);
         phase = next;
         if let Some(tell) = tell {
             told.push((s, tell));
@@ -189,9 +200,18 @@ fn next_due_is_when_a_tick_would_tell() {
         since: t(10),
         muted: false,
     };
-    assert_eq!(next_due(&pending, &rules, None), Some(t(70)));
-    assert_eq!(next_due(&pending, &rules, Some(t(500))), Some(t(500)));
-    assert_eq!(next_due(&Phase::Quiet, &rules, None), None);
+    let none = Downtime::default();
+    assert_eq!(next_due(&pending, &rules, None, &none), Some(t(70)));
+    assert_eq!(
+        next_due(&pending, &rules, Some(t(500)), &none),
+        Some(t(500))
+    );
+    assert_eq!(next_due(&Phase::Quiet, &rules, None, &none), None);
+    assert_eq!(
+        next_due(&pending, &rules, None, &outage(30, 100)),
+        Some(t(140)),
+        "own downtime does not count toward the hold"
+    );
     let told = Phase::Notified {
         health: Health::Critical,
         since: t(10),
@@ -200,5 +220,44 @@ fn next_due_is_when_a_tick_would_tell() {
         changed: None,
         muted: false,
     };
-    assert_eq!(next_due(&told, &rules, None), Some(t(670)));
+    assert_eq!(next_due(&told, &rules, None, &none), Some(t(670)));
+}
+
+fn outage(from: i64, to: i64) -> Downtime {
+    Downtime::new(vec![
+        crate::availability::DowntimeWindow::new(t(from), t(to)).expect("a window"),
+    ])
+}
+
+#[test]
+fn own_downtime_does_not_count_toward_a_hold() {
+    let rules = rules();
+    // Critical 20 s before a ten-minute outage of Carewatch's own: it has
+    // held for the 60-s hold 40 s after the outage, not at its end.
+    let told = run_with_downtime(
+        &[(0, Health::Critical)],
+        800,
+        &rules,
+        0..0,
+        &outage(20, 620),
+    );
+    assert_eq!(
+        told,
+        [(
+            660,
+            Tell::Problem {
+                health: Health::Critical,
+                since: t(0)
+            }
+        )]
+    );
+    // Over 10 s after the outage: a flap that was watched for 30 s.
+    let told = run_with_downtime(
+        &[(0, Health::Critical), (630, Health::Healthy)],
+        800,
+        &rules,
+        0..0,
+        &outage(20, 620),
+    );
+    assert_eq!(told, [], "a flap across an outage tells nothing");
 }

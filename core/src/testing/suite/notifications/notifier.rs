@@ -18,7 +18,7 @@ use crate::team::Role;
 use crate::testing::TestBackend;
 use crate::testing::fixture::{Fixture, START};
 use crate::testing::suite::team::member;
-use crate::testing::suite::{report, secs, slc, t};
+use crate::testing::suite::{keep_alive, report, secs, slc, t};
 use crate::time::Timestamp;
 
 /// The notifier lease is held by one node at a time: taken when free,
@@ -511,4 +511,41 @@ pub(crate) async fn a_flap_split_across_a_backlogs_steps_tells_nothing(
     fx.advance(secs(600));
     assert_eq!(settle(&fx).await, 0, "nor later");
     assert!(told_kinds(&fx.store, &alpha).await.is_empty());
+}
+
+/// Carewatch's own downtime does not count toward a hold: an installation
+/// that turned Critical 20 s before a ten-minute stop and recovered during
+/// it (told at the restart) was watched unhealthy for 20 s of the 2-minute
+/// hold, so its problem and the "resolved" after it are never told.
+pub(crate) async fn own_downtime_does_not_count_toward_a_hold(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let clock = std::sync::Arc::new(crate::time::ManualClock::new(START));
+    let master_key = crate::seal::MasterKey::generate();
+    let fx = Fixture::open_with(db.as_ref(), clock.clone(), master_key.clone()).await;
+    let alpha = fx.reseller("alpha").await;
+    let a = fx.site("alpha", "M01-C01-0001").await;
+    on_call(&fx, &alpha, ChannelRules::default()).await;
+    let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
+    report(&fx, &a, "rs-1", 1, &full).await;
+    assert_eq!(settle(&fx).await, 0, "held");
+    keep_alive(&fx, secs(20)).await;
+    assert_eq!(settle(&fx).await, 0, "held");
+
+    drop(fx);
+    clock.advance(secs(600));
+    let fx = Fixture::open_with(db.as_ref(), clock.clone(), master_key).await;
+    assert_eq!(settle(&fx).await, 0, "watched Critical for 20 s of 120");
+    report(&fx, &a, "rs-1", 2, &[]).await;
+    assert_eq!(settle(&fx).await, 0);
+    fx.advance(secs(600));
+    assert_eq!(settle(&fx).await, 0, "a flap, as Carewatch watched it");
+    assert!(told_kinds(&fx.store, &alpha).await.is_empty());
+
+    // A problem that begins after the restart holds as usual.
+    report(&fx, &a, "rs-1", 3, &full).await;
+    fx.advance(secs(121));
+    assert_eq!(settle(&fx).await, 1);
+    assert_eq!(told_kinds(&fx.store, &alpha).await, ["problem"]);
 }
