@@ -205,10 +205,43 @@ async fn every_failed_sign_in_reads_the_same_and_repeated_failures_are_slowed() 
         StatusCode::SEE_OTHER,
         "the right password still works, only later"
     );
+    let elsewhere = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9));
     assert_eq!(
-        carewatch.sign_in_delay("jane", Some(attacker)),
+        carewatch.sign_in_delay("jane", Some(elsewhere)),
         Duration::ZERO,
         "a success clears the login's count"
+    );
+    assert_eq!(
+        carewatch.sign_in_delay("jane", Some(attacker)),
+        Duration::from_millis(250),
+        "not the address's (five failures): it is forgotten after ten quiet minutes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_as_oneself_does_not_clear_an_addresss_failures() {
+    let web = Web::new().await;
+    web.user("acme", "mallory", Role::Viewer).await;
+    let sprayer = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 8));
+    let carewatch = &web.fixture.carewatch;
+    // Guesses at six logins, one each: only the address's count grows.
+    for victim in ["ann", "bob", "cid", "dee", "eve", "fay"] {
+        let page = web.send_from(sprayer, login_form(victim, "guess")).await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        carewatch.sign_in_delay("gus", Some(sprayer)),
+        Duration::from_millis(500),
+        "a seventh login from that address waits"
+    );
+    let own = web
+        .send_from(sprayer, login_form("mallory", PASSWORD))
+        .await;
+    assert_eq!(own.status, StatusCode::SEE_OTHER, "one's own sign-in works");
+    assert_eq!(
+        carewatch.sign_in_delay("gus", Some(sprayer)),
+        Duration::from_millis(500),
+        "and leaves the address's count as it was"
     );
 }
 

@@ -209,8 +209,10 @@ impl Carewatch {
             }
             return Err(sign_in_refused());
         };
-        for key in keys.iter().flatten() {
-            throttle.succeeded(key);
+        // Only the login's count is forgotten: one's own password, signed in
+        // between guesses at others, must not clear the address's count.
+        if let Some(login_key) = &keys[0] {
+            throttle.succeeded(login_key);
         }
         let now = self.now();
         let secret = team::issue_secret(SESSION_PREFIX);
