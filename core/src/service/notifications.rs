@@ -174,7 +174,12 @@ impl Carewatch {
                 what: format!("channel {id}"),
             })?;
         let now = self.now();
-        let key = format!("{id}.test.{}", now.as_millis());
+        // Two tests in one millisecond are two tests: a random part keeps
+        // the second key from colliding with the first (left alone).
+        let mut nonce = [0u8; 4];
+        crate::seal::fill_random_bytes(&mut nonce);
+        let nonce = u32::from_be_bytes(nonce);
+        let key = format!("{id}.test.{}.{nonce:08x}", now.as_millis());
         let body = payload::test(key.clone(), channel.reseller.as_str(), &channel.name, now);
         self.inner
             .store

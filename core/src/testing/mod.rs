@@ -155,6 +155,7 @@ macro_rules! __conformance_test_list {
             every_operator_and_admin_action_is_audited_with_its_actor,
             the_outbox_lists_a_resellers_entries_newest_first,
             deleting_a_channel_gives_up_its_pending_entries,
+            two_tests_of_a_channel_at_once_are_both_sent,
             finished_notifications_are_pruned_past_their_retention,
             the_feed_keeps_what_the_notifier_has_not_processed,
             notifications_follow_health_changes_once_after_the_hold,

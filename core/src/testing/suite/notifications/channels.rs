@@ -2,7 +2,8 @@
 
 use super::{
     LEASE, assert_not_found, channel, channels_of, claim, commit, create_channel, due_states,
-    enqueue, entry, finish, keys, lease, outbox_entry, outbox_of, states_of, window, windows_of,
+    enqueue, entry, finish, keys, lease, on_call, outbox_entry, outbox_of, states_of, window,
+    windows_of,
 };
 use crate::health::Health;
 use crate::notification::rules::Phase;
@@ -292,4 +293,24 @@ pub(crate) async fn deleting_a_channel_gives_up_its_pending_entries(
         Some(t(20)),
         "a late outcome changes nothing"
     );
+}
+
+/// "Send a test" twice in the same millisecond queues two tests, each
+/// under its own idempotency key (the second was dropped as the first's).
+pub(crate) async fn two_tests_of_a_channel_at_once_are_both_sent(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let (admin, channel) = on_call(&fx, &alpha, ChannelRules::default()).await;
+    for _ in 0..2 {
+        fx.carewatch
+            .test_channel(&admin, &channel.id)
+            .await
+            .expect("a test of the channel");
+    }
+    let queued = outbox_of(&fx.store, &alpha, OutboxFilter::Pending).await;
+    assert_eq!(queued.len(), 2, "{:?}", keys(&queued));
+    assert_ne!(queued[0].key, queued[1].key);
 }
