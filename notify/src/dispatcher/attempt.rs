@@ -120,8 +120,10 @@ impl Dispatcher {
             ChannelFor::Unopenable(e) => {
                 Attempt::Retry(format!("the channel cannot be opened: {e}"))
             }
+            // Carewatch's own storage failing is not the receiver's doing:
+            // not an attempt, not a failure of the channel.
             ChannelFor::Unreadable(e) => {
-                Attempt::Retry(format!("the channels cannot be read: {e}"))
+                Attempt::Deferred(format!("not sent: the channels cannot be read: {e}"))
             }
         };
         let number = entry.attempts + 1;

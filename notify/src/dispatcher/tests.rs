@@ -229,3 +229,41 @@ fn jitter_is_in_range() {
         assert!((0.0..1.0).contains(&j), "{j}");
     }
 }
+
+/// Entries whose channels cannot be read (Carewatch's own storage failing)
+/// are deferred: not an attempt, not counted towards giving up, and not a
+/// failure of the channel.
+#[test]
+fn entries_whose_channels_cannot_be_read_are_deferred_uncounted() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = a_servers_runtime();
+    let carewatch = carewatch_on(&server, dir.path());
+    let sender = Arc::new(Sender::new(crate::SenderOptions::default()).expect("sender"));
+    let dispatcher = Dispatcher::new(carewatch.clone(), sender, DispatcherOptions::default());
+    let now = carewatch.now();
+    let entry = OutboxEntry {
+        id: 7,
+        channel: carewatch_core::notification::ChannelId::generate(),
+        reseller: carewatch_core::ids::ResellerId::new("alpha").expect("reseller"),
+        slc: None,
+        key: "k.test".into(),
+        body: "{}".into(),
+        created_at: now,
+        attempts: carewatch_core::notification::delivery::MAX_ATTEMPTS - 1,
+        next_attempt_at: now,
+        last_error: None,
+        delivered_at: None,
+        failed_at: None,
+    };
+    let (id, outcome, unreachable) = server
+        .block_on(dispatcher.deliver(entry, ChannelFor::Unreadable("the database is down".into())));
+    assert_eq!(id, 7);
+    assert!(!unreachable);
+    match outcome {
+        DeliveryOutcome::Deferred { at, error } => {
+            assert!(at > now, "later");
+            assert!(error.contains("the database is down"), "{error}");
+        }
+        other => panic!("deferred, not given up or counted: {other:?}"),
+    }
+}
