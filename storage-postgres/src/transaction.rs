@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use carewatch_core::Result;
+use carewatch_core::{Error, Result};
 use sqlx_postgres::PgConnection;
 
 use crate::connection::PostgresStore;
@@ -128,10 +128,20 @@ impl PostgresStore {
                 .map_err(|e| Attempt::Before(e.into()))?;
             return op(&mut conn, data).await.map_err(Attempt::Before);
         };
-        let mut tx = self
-            .pool()
-            .begin_with(begin)
+        // BEGIN runs in a task of its own, to its end even when this call is
+        // dropped (a client gone, a timeout): sqlx counts a transaction only
+        // once BEGIN's answer is read, so a call dropped while BEGIN was on
+        // the wire returned the connection to the pool inside a transaction
+        // the server kept open, and later statements on it ran in there,
+        // uncommitted. Begun, a dropped transaction is rolled back.
+        let pool = self.pool().clone();
+        let mut tx = tokio::spawn(async move { pool.begin_with(begin).await })
             .await
+            .map_err(|e| {
+                Attempt::Before(
+                    Error::storage("a PostgreSQL transaction could not begin", e).into(),
+                )
+            })?
             .map_err(|e| Attempt::Before(e.into()))?;
         let value = op(&mut tx, data).await.map_err(Attempt::Before)?;
         tx.commit().await.map_err(Attempt::Commit)?;
@@ -160,20 +170,21 @@ mod tests {
     use super::*;
     use crate::PostgresConfig;
 
-    /// Two transactions that lock two rows in opposite orders deadlock; the
-    /// server aborts one (40P01) and it is run again: both succeed.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn deadlocked_transactions_are_retried() {
+    /// A store on a schema of its own named after `tag`, its connections
+    /// carrying `tag` as their application name; with the URL and schema.
+    async fn store_of_its_own(tag: &str) -> (PostgresStore, String, String) {
         let url = std::env::var("CAREWATCH_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let schema = format!("cw_test_{secs}_unit{}", std::process::id());
+        let schema = format!("cw_test_{secs}_{tag}{}", std::process::id());
         let config = PostgresConfig::from_url(&url)
             .expect("url")
             .schema(&schema)
-            .expect("schema name");
+            .expect("schema name")
+            .application_name(&schema)
+            .max_connections(2);
         let store = PostgresStore::open(config).await.unwrap_or_else(|e| {
             panic!(
                 "PostgreSQL unreachable at {url} ({e}); start it with \
@@ -181,6 +192,65 @@ mod tests {
                  or set CAREWATCH_TEST_DATABASE_URL=postgres://USER@HOST:PORT/DATABASE"
             )
         });
+        (store, url, schema)
+    }
+
+    /// Store calls dropped at any point (a client gone, a timeout) leave no
+    /// pooled connection inside a transaction: one dropped while its BEGIN
+    /// was on the wire went back to the pool in a transaction the server
+    /// kept open, and the next calls on it ran (uncommitted) inside it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_dropped_mid_begin_leave_no_open_transaction() {
+        let (store, url, schema) = store_of_its_own("cancel").await;
+        let store = std::sync::Arc::new(store);
+        let mut observer = PgConnectOptions::from_str(&url)
+            .expect("url")
+            .connect()
+            .await
+            .expect("connects");
+        // A later BEGIN on a connection left so ends its transaction, so
+        // each round is looked at on its own, once the pool had the time
+        // to take the connection back (rolling back what it knew of).
+        let mut left_open = 0;
+        for round in 0..300u64 {
+            let calls = store.clone();
+            let call = tokio::spawn(async move {
+                use carewatch_core::store::Store;
+                let _ = calls.latest_change().await;
+            });
+            std::thread::sleep(Duration::from_micros(round % 150));
+            call.abort();
+            let _ = call.await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let open: i64 = sqlx_core::query_scalar::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
+            )
+            .bind(&schema)
+            .fetch_one(&mut observer)
+            .await
+            .expect("reads pg_stat_activity");
+            left_open += open;
+        }
+        assert_eq!(
+            left_open, 0,
+            "rounds that left a pooled connection in a transaction"
+        );
+        let store = std::sync::Arc::into_inner(store).expect("the only handle");
+        store.close().await;
+        query(sqlx_core::sql_str::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{schema}\" CASCADE"
+        )))
+        .execute(&mut observer)
+        .await
+        .expect("drops schema");
+    }
+
+    /// Two transactions that lock two rows in opposite orders deadlock; the
+    /// server aborts one (40P01) and it is run again: both succeed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deadlocked_transactions_are_retried() {
+        let (store, url, schema) = store_of_its_own("unit").await;
         for node in ["a", "b"] {
             query("INSERT INTO liveness (node, alive_at) VALUES ($1, 0)")
                 .bind(node)
