@@ -78,7 +78,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(
+    let mut migrator = Migrator::with_migrations(
         MIGRATIONS
             .iter()
             .map(|&(version, description, sql)| {
@@ -91,7 +91,12 @@ fn migrator() -> Migrator {
                 )
             })
             .collect(),
-    )
+    );
+    // A schema a newer node migrated is opened too (with a warning, see
+    // `migrate`): in a rolling upgrade the nodes not yet upgraded must be
+    // able to start again, and migrations only add.
+    migrator.set_ignore_missing(true);
+    migrator
 }
 
 /// Whether the schema the options name (or the `search_path`'s first)
@@ -172,6 +177,21 @@ async fn migrate_on(conn: &mut PgConnection, schema: Option<&str>) -> Result<()>
         .await
         .map_err(migration_failed)?;
     fill_label_order(conn).await.map_err(map_err)?;
+    let newest: Option<i64> =
+        sqlx_core::query_scalar::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    let known = MIGRATIONS.last().map_or(0, |&(version, ..)| version);
+    if let Some(newest) = newest.filter(|&v| v > known) {
+        tracing::warn!(
+            schema = ?current,
+            newest,
+            known,
+            "the PostgreSQL schema was migrated by a newer Carewatch; this node runs on it \
+             (a rolling upgrade), upgrade it too"
+        );
+    }
     tracing::debug!(schema = ?current, "postgres schema up to date");
     Ok(())
 }
