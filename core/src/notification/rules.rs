@@ -320,6 +320,33 @@ pub fn on_tick(
     }
 }
 
+/// The phase before a problem was told, when the tell could not be made
+/// (the installation's messages are refused): `phase`, which the tell of a
+/// problem (first, changed or after maintenance) left Notified, goes back to
+/// Pending since the same instant, to be told once it can be. `None` for
+/// other tells and phases: a reminder or a "resolved" is not owed later.
+pub fn untold(phase: &Phase, tell: &Tell) -> Option<Phase> {
+    let muted = match tell {
+        Tell::Problem { .. } => false,
+        Tell::AfterMaintenance { .. } => true,
+        Tell::Reminder { .. } | Tell::Resolved { .. } => return None,
+    };
+    match *phase {
+        Phase::Notified {
+            health,
+            since,
+            changed: None,
+            muted: false,
+            ..
+        } => Some(Phase::Pending {
+            health,
+            since,
+            muted,
+        }),
+        _ => None,
+    }
+}
+
 /// When the phase next needs a tick without a health change: what the
 /// store indexes so the notifier reads only due states. `None`: nothing
 /// until the health changes (or maintenance ends, for a muted phase: the

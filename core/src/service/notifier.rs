@@ -322,6 +322,17 @@ impl Carewatch {
             // is deleted, which is no recovery. The refusal itself is told
             // (`subscription_expired`, below).
             if detail.installation.refusal_at(now).is_some() {
+                // A problem it could not tell is owed: Pending again, looked
+                // at when the refusal ends (the store makes it due then).
+                if let Some(state) = commit
+                    .states
+                    .iter_mut()
+                    .find(|s| s.channel == record.id && s.slc == *slc)
+                    && let Some(pending) = rules::untold(&state.phase, tell)
+                {
+                    state.phase = pending;
+                    state.due_at = None;
+                }
                 continue;
             }
             let decided_by = decided_by.get(slc).copied();

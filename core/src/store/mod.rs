@@ -101,7 +101,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A change that makes its messages refused parks its servers (not
     /// judged any more); one that makes them accepted again resumes them
     /// with [`ServerRecord::counted_from`] at `at`: the grace
-    /// ([`rules::service_change`]). `NotFound` if not registered.
+    /// ([`rules::service_change`]), and makes its notification states due
+    /// at `at` (a problem not told while refused is owed). `NotFound` if
+    /// not registered.
     async fn update_installation(
         &self,
         slc: &Slc,

@@ -261,3 +261,34 @@ fn own_downtime_does_not_count_toward_a_hold() {
     );
     assert_eq!(told, [], "a flap across an outage tells nothing");
 }
+
+#[test]
+fn a_problem_that_could_not_be_told_is_pending_again() {
+    let rules = rules();
+    let pending = on_health(Phase::Quiet, Health::Offline, t(0), &rules);
+    let (told, tell) = on_tick(pending.clone(), t(60), false, &rules, &Downtime::default());
+    let tell = tell.expect("held: a problem");
+    assert_eq!(untold(&told, &tell), Some(pending.clone()));
+    // Told later, once it can be: the same problem, since the same instant.
+    let (_, again) = on_tick(pending, t(500), false, &rules, &Downtime::default());
+    assert_eq!(again, Some(tell));
+    let reminder = Tell::Reminder {
+        health: Health::Offline,
+        since: t(0),
+        n: 1,
+    };
+    assert_eq!(untold(&told, &reminder), None, "a reminder is not owed");
+    let after = Tell::AfterMaintenance {
+        health: Health::Offline,
+        since: t(0),
+    };
+    assert_eq!(
+        untold(&told, &after),
+        Some(Phase::Pending {
+            health: Health::Offline,
+            since: t(0),
+            muted: true
+        }),
+        "still owed after the window"
+    );
+}

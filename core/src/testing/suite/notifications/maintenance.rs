@@ -271,3 +271,39 @@ pub(crate) async fn a_refused_installation_tells_nothing(backend: &(impl TestBac
     assert_eq!(settle().await, 0, "no resolved for the deleted data");
     assert_eq!(told_kinds(&fx.store, &alpha).await, ["problem"]);
 }
+
+/// A problem whose hold passed while the installation's messages were
+/// refused is told once consent is given back (it is still unhealthy), and
+/// its recovery after it: the untold problem was kept as told, so nothing
+/// was said until a "resolved" for a problem never told.
+pub(crate) async fn a_problem_held_while_refused_is_told_when_accepted_again(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let a = fx.site("alpha", "M01-C01-0001").await;
+    on_call(&fx, &alpha, ChannelRules::default()).await;
+    let settle = || settle(&fx);
+    let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
+    report(&fx, &a, "rs-1", 1, &full).await;
+    assert_eq!(settle().await, 0, "held");
+    fx.advance(secs(60));
+    fx.carewatch
+        .set_consent(&a.slc, false)
+        .await
+        .expect("withdrawn");
+    fx.advance(secs(61));
+    assert_eq!(settle().await, 0, "held past its hold, but refused");
+    fx.advance(secs(3600));
+    assert_eq!(settle().await, 0, "still refused");
+    fx.carewatch
+        .set_consent(&a.slc, true)
+        .await
+        .expect("given back");
+    assert_eq!(settle().await, 1, "the problem, owed");
+    report(&fx, &a, "rs-1", 2, &[]).await;
+    fx.advance(secs(121));
+    assert_eq!(settle().await, 1, "its recovery");
+    assert_eq!(told_kinds(&fx.store, &alpha).await, ["resolved", "problem"]);
+}
