@@ -202,6 +202,28 @@ impl Dispatcher {
         // Ended, not paused: nothing of it runs after the release.
         drop(work);
         self.release_unfinished().await;
+        if self.options.notifier {
+            self.release_notifier_lease().await;
+        }
+    }
+
+    /// Ends this node's notifier lease, its loop stopped: another node's
+    /// notifier carries on at its next step, not once the lease runs out
+    /// (a rolling restart held notifications back for up to the lease). A
+    /// step of this node's still committing is refused, and done again by
+    /// the next holder.
+    async fn release_notifier_lease(&self) {
+        match self
+            .on_store(|c| async move { c.release_notifier().await })
+            .await
+        {
+            Ok(true) => tracing::debug!("notifier lease released to the other nodes"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "releasing the notifier lease failed; another node takes it when it runs out"
+            ),
+        }
     }
 
     /// Releases every claim this node's previous run still holds (killed,

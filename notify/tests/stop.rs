@@ -51,3 +51,47 @@ async fn what_a_stop_cuts_off_is_sent_at_once_by_another_node() {
     );
     stop_within(stop, task, WAIT).await;
 }
+
+/// A stop hands the notifier lease over at once: another node's notifier
+/// takes it at its next step instead of once it runs out (the clock here
+/// does not move, so without the release it never would).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_hands_the_notifier_lease_over_at_once() {
+    let world = World::new().await;
+    let store = world.carewatch.store().clone();
+    let now = world.carewatch.now();
+    // Asking as of the epoch for no time takes nothing from a holder, and
+    // leaves a free lease free (run out at once).
+    let held = || {
+        let store = store.clone();
+        async move {
+            store
+                .notifier_lease(
+                    "node-b",
+                    carewatch_core::time::Timestamp::EPOCH,
+                    Duration::ZERO,
+                )
+                .await
+                .expect("asks for the lease")
+                .is_none()
+        }
+    };
+    let (stop, task) = world.dispatch(Duration::from_millis(200));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !held().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the notifier never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_within(stop, task, WAIT).await;
+    assert!(
+        store
+            .notifier_lease("node-b", now, Duration::from_secs(10))
+            .await
+            .expect("asks for the lease")
+            .is_some(),
+        "another node takes it at once"
+    );
+}

@@ -336,6 +336,16 @@ impl Carewatch {
             .await
     }
 
+    /// Ends this node's notifier lease, if it holds it (the notifier
+    /// stopping cleanly): another node's notifier carries on at its next
+    /// step, not once the lease runs out. Returns whether it held it.
+    pub async fn release_notifier(&self) -> Result<bool> {
+        self.inner
+            .store
+            .release_notifier_lease(&self.inner.config.node_id)
+            .await
+    }
+
     /// Records how an attempt ended (delivery).
     pub async fn finish_delivery(&self, id: u64, outcome: &DeliveryOutcome) -> Result<()> {
         self.inner

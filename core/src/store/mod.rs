@@ -383,6 +383,10 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: Timestamp,
         lease: std::time::Duration,
     ) -> Result<Option<EventId>>;
+    /// Ends `node`'s notifier lease if it holds it (a clean stop): another
+    /// node takes it at its next step instead of once it runs out; the
+    /// position stays. Returns whether it held it.
+    async fn release_notifier_lease(&self, node: &str) -> Result<bool>;
     /// The feed position the notifier has processed, whoever holds the
     /// lease (a read: takes nothing).
     async fn notifier_position(&self) -> Result<EventId>;

@@ -168,6 +168,7 @@ macro_rules! __conformance_test_list {
             a_problem_that_held_and_ended_in_a_backlog_is_still_told,
             a_flap_split_across_a_backlogs_steps_tells_nothing,
             own_downtime_does_not_count_toward_a_hold,
+            a_released_notifier_lease_is_taken_at_once,
             // the change feed
             change_feed_records_every_change_in_order,
             change_feed_has_no_gaps_and_is_pruned_by_age,

@@ -477,6 +477,13 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn release_notifier_lease(&self, node: &str) -> Result<bool> {
+        self.write(node, |c, node| {
+            Box::pin(notifications::release_notifier_lease(c, node))
+        })
+        .await
+    }
+
     async fn notifier_position(&self) -> Result<EventId> {
         self.read(&(), |c, ()| Box::pin(notifications::notifier_position(c)))
             .await

@@ -188,6 +188,14 @@ pub(crate) async fn delete_channel(
 
 // ----- the notifier --------------------------------------------------------------
 
+pub(crate) async fn release_notifier_lease(c: &mut PgConnection, node: &str) -> DbResult<bool> {
+    let done = query("UPDATE notifier SET holder = NULL, lease_until = 0 WHERE holder = $1")
+        .bind(node)
+        .execute(&mut *c)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub(crate) async fn notifier_position(c: &mut PgConnection) -> DbResult<EventId> {
     let row = query("SELECT cursor FROM notifier")
         .fetch_one(&mut *c)

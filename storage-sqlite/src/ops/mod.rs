@@ -457,6 +457,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn release_notifier_lease(&self, node: &str) -> Result<bool> {
+        let node = node.to_owned();
+        self.write(move |tx| notifications::release_notifier_lease(tx, &node))
+            .await
+    }
+
     async fn notifier_position(&self) -> Result<EventId> {
         self.read(notifications::notifier_position).await
     }

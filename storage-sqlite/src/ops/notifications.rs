@@ -188,6 +188,17 @@ pub(crate) fn delete_channel(
 
 // ----- the notifier --------------------------------------------------------------
 
+pub(crate) fn release_notifier_lease(tx: &Connection, node: &str) -> Result<bool> {
+    let released = tx
+        .execute(
+            "UPDATE notifier SET holder = NULL, lease_until = 0
+             WHERE singleton = 1 AND holder = ?1",
+            [node],
+        )
+        .map_err(map_err)?;
+    Ok(released == 1)
+}
+
 pub(crate) fn notifier_position(tx: &Connection) -> Result<EventId> {
     let cursor: i64 = tx
         .query_row("SELECT cursor FROM notifier WHERE singleton = 1", [], |r| {

@@ -329,6 +329,10 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.notifier_lease(node, now, lease).await
     }
+    async fn release_notifier_lease(&self, node: &str) -> Result<bool> {
+        self.check().await?;
+        self.inner.release_notifier_lease(node).await
+    }
     async fn notifier_position(&self) -> Result<EventId> {
         self.check().await?;
         self.inner.notifier_position().await

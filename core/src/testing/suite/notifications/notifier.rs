@@ -549,3 +549,53 @@ pub(crate) async fn own_downtime_does_not_count_toward_a_hold(
     assert_eq!(settle(&fx).await, 1);
     assert_eq!(told_kinds(&fx.store, &alpha).await, ["problem"]);
 }
+
+/// A node that stops cleanly releases the notifier lease: another node
+/// takes it at once instead of after it runs out, from the same position;
+/// a node that does not hold it releases nothing.
+pub(crate) async fn a_released_notifier_lease_is_taken_at_once(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let store = &fx.store;
+    let other = db.open().await;
+    let _ = fx.site("alpha", "M01-C01-0001").await;
+    let head = store.latest_change().await.expect("feed head");
+    assert_eq!(lease(store, "node-a", t(0)).await, Some(EventId(0)));
+    let step = NotifierCommit {
+        node: "node-a".into(),
+        from: EventId(0),
+        to: head,
+        states: Vec::new(),
+        outbox: Vec::new(),
+        claim_until: None,
+    };
+    assert!(commit(store, &step).await);
+    let release = |store: &std::sync::Arc<dyn crate::store::Store>, node: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .release_notifier_lease(node)
+                .await
+                .unwrap_or_else(|e| panic!("{node} releasing the lease: {e}"))
+        }
+    };
+    assert!(!release(&other, "node-b").await, "node-b does not hold it");
+    assert_eq!(lease(&other, "node-b", t(1)).await, None, "still node-a's");
+    assert!(release(store, "node-a").await, "node-a held it");
+    assert_eq!(
+        lease(&other, "node-b", t(2)).await,
+        Some(head),
+        "taken at once, from where node-a left off"
+    );
+    assert!(
+        !commit(store, &NotifierCommit { from: head, ..step }).await,
+        "node-a commits nothing after its release"
+    );
+    assert_eq!(
+        store.notifier_position().await.expect("position"),
+        head,
+        "the position stays"
+    );
+}
