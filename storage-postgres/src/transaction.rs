@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use carewatch_core::{Error, Result};
+use sqlx_core::sql_str::SqlSafeStr;
 use sqlx_postgres::PgConnection;
 
 use crate::connection::PostgresStore;
@@ -128,21 +129,27 @@ impl PostgresStore {
                 .map_err(|e| Attempt::Before(e.into()))?;
             return op(&mut conn, data).await.map_err(Attempt::Before);
         };
+        let conn = self
+            .pool()
+            .acquire()
+            .await
+            .map_err(|e| Attempt::Before(e.into()))?;
         // BEGIN runs in a task of its own, to its end even when this call is
         // dropped (a client gone, a timeout): sqlx counts a transaction only
         // once BEGIN's answer is read, so a call dropped while BEGIN was on
         // the wire returned the connection to the pool inside a transaction
         // the server kept open, and later statements on it ran in there,
-        // uncommitted. Begun, a dropped transaction is rolled back.
-        let pool = self.pool().clone();
-        let mut tx = tokio::spawn(async move { pool.begin_with(begin).await })
-            .await
-            .map_err(|e| {
-                Attempt::Before(
-                    Error::storage("a PostgreSQL transaction could not begin", e).into(),
-                )
-            })?
-            .map_err(|e| Attempt::Before(e.into()))?;
+        // uncommitted. Begun, a dropped transaction is rolled back. (The
+        // wait for a connection stays here, given up with the call.)
+        let mut tx = tokio::spawn(sqlx_core::transaction::Transaction::begin(
+            conn,
+            Some(begin.into_sql_str()),
+        ))
+        .await
+        .map_err(|e| {
+            Attempt::Before(Error::storage("a PostgreSQL transaction could not begin", e).into())
+        })?
+        .map_err(|e| Attempt::Before(e.into()))?;
         let value = op(&mut tx, data).await.map_err(Attempt::Before)?;
         tx.commit().await.map_err(Attempt::Commit)?;
         Ok(value)
@@ -209,28 +216,41 @@ mod tests {
             .await
             .expect("connects");
         // A later BEGIN on a connection left so ends its transaction, so
-        // each round is looked at on its own, once the pool had the time
-        // to take the connection back (rolling back what it knew of).
+        // each round is looked at on its own: a connection still in a
+        // transaction 2 s after the call was dropped was left so (the pool
+        // rolls back what it knows of within milliseconds).
         let mut left_open = 0;
-        for round in 0..300u64 {
+        for round in 0..3000u64 {
             let calls = store.clone();
             let call = tokio::spawn(async move {
                 use carewatch_core::store::Store;
                 let _ = calls.latest_change().await;
             });
-            std::thread::sleep(Duration::from_micros(round % 150));
+            std::thread::sleep(Duration::from_micros(round % 300));
             call.abort();
             let _ = call.await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let open: i64 = sqlx_core::query_scalar::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
-            )
-            .bind(&schema)
-            .fetch_one(&mut observer)
-            .await
-            .expect("reads pg_stat_activity");
-            left_open += open;
+            let given_up = tokio::time::Instant::now() + Duration::from_secs(2);
+            loop {
+                let open: i64 = sqlx_core::query_scalar::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
+                )
+                .bind(&schema)
+                .fetch_one(&mut observer)
+                .await
+                .expect("reads pg_stat_activity");
+                if open == 0 {
+                    break;
+                }
+                if tokio::time::Instant::now() >= given_up {
+                    left_open += 1;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if left_open >= 1 {
+                break;
+            }
         }
         assert_eq!(
             left_open, 0,

@@ -88,7 +88,7 @@ pub struct ServeArgs {
     max_connections: Option<usize>,
     /// How long the change feed keeps events (a watcher can resume after an
     /// event this old); events the notifier has not processed yet are kept
-    /// longer.
+    /// longer, up to four times as long.
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
     /// How long delivered and given-up notifications stay listed (web page,

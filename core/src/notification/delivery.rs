@@ -34,7 +34,8 @@ pub fn retry_after(attempt: u32, jitter: f64) -> Option<Duration> {
 }
 
 /// How long a deferred delivery ([`super::DeliveryOutcome::Deferred`]:
-/// Carewatch's own delivery settings missing or not working) waits: a
+/// Carewatch's own delivery settings missing or not working, its own
+/// storage failing) waits: a
 /// minute, spread by ±20% like [`retry_after`]. Fixing the settings takes a
 /// restart, after which the deferred ones go within a minute.
 pub fn deferred_for(jitter: f64) -> Duration {

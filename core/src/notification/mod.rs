@@ -395,7 +395,8 @@ pub enum DeliveryOutcome {
     },
     /// Not counted: Carewatch's own delivery settings are missing or do
     /// not work (no SMTP server configured, the SMTP server unreachable or
-    /// refusing Carewatch's sign-in), or it was held back unsent because
+    /// refusing Carewatch's sign-in), its own storage could not read the
+    /// channels, or it was held back unsent because
     /// another attempt of its batch to the same channel had just failed.
     /// Tried again at `at` without counting an attempt or a failure of the
     /// channel, so an operator's mistake neither gives notifications up nor

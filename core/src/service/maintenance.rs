@@ -9,6 +9,7 @@ use super::in_flight::Stopwatch;
 use super::{Carewatch, NO_OUTAGE};
 use crate::availability;
 use crate::error::{Error, Result, Unavailability};
+use crate::feed::EventId;
 use crate::liveness::{LivenessMark, MarkReason};
 use crate::store::{AvailabilityChange, AvailabilityOutcome};
 
@@ -27,6 +28,10 @@ pub struct SweepReport {
 /// How often maintenance prunes the change feed and the outbox and deletes
 /// withdrawn installations' data.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
+
+/// How many change retentions an event the notifier has not processed is
+/// kept at most ([`Carewatch::prune_changes`]).
+const UNPROCESSED_KEPT_AT_MOST: u32 = 4;
 
 /// Finished notifications deleted per write: each batch holds the store's
 /// write lock only briefly.
@@ -78,16 +83,35 @@ impl Carewatch {
 
     /// Deletes the change-feed events older than the retention
     /// ([`crate::Config::with_change_retention`]) that the notifier has
-    /// processed; returns how many. An event the notifier has not reached
-    /// stays, however old: after downtime longer than the retention its
-    /// notifications would otherwise be lost. Maintenance does this
-    /// regularly.
+    /// processed, and every event older than four retentions; returns how
+    /// many. An event the notifier has not reached
+    /// stays that long: after downtime longer than the retention its
+    /// notifications would otherwise be lost (a notifier that never runs,
+    /// or is stuck, does not keep the feed growing for ever; the latter is
+    /// logged). Maintenance does this regularly.
     pub async fn prune_changes(&self) -> Result<u64> {
-        let before = self
-            .now()
-            .saturating_sub(self.inner.config.change_retention);
-        let through = self.inner.store.notifier_position().await?;
-        self.inner.store.prune_changes(before, through).await
+        let now = self.now();
+        let retention = self.inner.config.change_retention;
+        let before = now.saturating_sub(retention);
+        let store = &self.inner.store;
+        let through = store.notifier_position().await?;
+        let mut pruned = store.prune_changes(before, through).await?;
+        let at_most = now.saturating_sub(retention.saturating_mul(UNPROCESSED_KEPT_AT_MOST));
+        pruned += store.prune_changes(at_most, EventId(u64::MAX)).await?;
+        if let Some(oldest) = store
+            .changes(through, 1)
+            .await
+            .ok()
+            .and_then(|e| e.into_iter().next())
+            && oldest.at < before
+        {
+            tracing::warn!(
+                position = %through,
+                oldest_unprocessed = %oldest.at,
+                "the notifier is behind the change feed by more than its retention; its events are kept until it catches up, at most {UNPROCESSED_KEPT_AT_MOST} retentions"
+            );
+        }
+        Ok(pruned)
     }
 
     /// One pass; `false` if it must start over with reloaded windows.

@@ -209,7 +209,8 @@ impl Config {
     }
 
     /// How long the change feed keeps events: a watcher can resume after an
-    /// event this old; older ones are pruned by maintenance.
+    /// event this old; older ones are pruned by maintenance, but for those
+    /// the notifier has not processed (kept up to four times as long).
     pub fn with_change_retention(mut self, retention: Duration) -> Self {
         self.change_retention = retention;
         self

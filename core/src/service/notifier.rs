@@ -43,6 +43,9 @@ const LEASE: Duration = Duration::from_secs(10);
 const EVENTS_PER_STEP: u32 = 500;
 /// Due states per step.
 const DUE_PER_STEP: u32 = 1000;
+/// How often a problem that could not be told (its installation's messages
+/// refused) is looked at again, besides when the refusal ends.
+const REFUSED_LOOKED_AT_EVERY: Duration = Duration::from_secs(300);
 /// Payloads built between yields to the tasks sharing the thread.
 const YIELD_EVERY: usize = 64;
 
@@ -323,7 +326,9 @@ impl Carewatch {
             // (`subscription_expired`, below).
             if detail.installation.refusal_at(now).is_some() {
                 // A problem it could not tell is owed: Pending again, looked
-                // at when the refusal ends (the store makes it due then).
+                // at when the refusal ends (the store makes it due then) and
+                // every few minutes meanwhile (a refusal ending while this
+                // step ran would otherwise leave it never due).
                 if let Some(state) = commit
                     .states
                     .iter_mut()
@@ -331,7 +336,7 @@ impl Carewatch {
                     && let Some(pending) = rules::untold(&state.phase, tell)
                 {
                     state.phase = pending;
-                    state.due_at = None;
+                    state.due_at = Some(now.saturating_add(REFUSED_LOOKED_AT_EVERY));
                 }
                 continue;
             }

@@ -158,6 +158,7 @@ macro_rules! __conformance_test_list {
             two_tests_of_a_channel_at_once_are_both_sent,
             finished_notifications_are_pruned_past_their_retention,
             the_feed_keeps_what_the_notifier_has_not_processed,
+            unprocessed_events_are_kept_at_most_four_retentions,
             notifications_follow_health_changes_once_after_the_hold,
             maintenance_mutes_notifications_until_it_ends,
             a_window_made_after_a_problem_was_told_tells_after_it,

@@ -165,7 +165,7 @@ impl Dispatcher {
             DeliveryOutcome::Deferred { error, .. } => self.deferrals.warn(|deferred| {
                 tracing::warn!(
                     deferred, error = %error,
-                    "notifications deferred: the delivery settings do not work (not counted as attempts)"
+                    "notifications deferred: the delivery settings or Carewatch's own storage do not work (not counted as attempts)"
                 )
             }),
         }

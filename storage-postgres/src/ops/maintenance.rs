@@ -99,7 +99,8 @@ async fn make_due(
     at: Timestamp,
 ) -> DbResult<()> {
     // The rows are locked in key order first, as the notifier's commit
-    // writes them, so the two never deadlock.
+    // upserts them, so the two rarely deadlock (its deletes of Quiet rows
+    // come first; a deadlock is retried).
     query(
         "UPDATE notification_states n SET due_at = $1
          FROM (SELECT channel_id, slc FROM notification_states

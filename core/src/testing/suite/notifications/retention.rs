@@ -134,3 +134,28 @@ pub(crate) async fn the_feed_keeps_what_the_notifier_has_not_processed(
         "the feed's start was pruned"
     );
 }
+
+/// An event the notifier never processes (no notifier runs, or it is
+/// stuck) is kept at most four retentions, not for ever.
+pub(crate) async fn unprocessed_events_are_kept_at_most_four_retentions(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0001").await;
+    report(&fx, &site, "rs-1", 1, &[]).await;
+    let head = fx.store.latest_change().await.expect("feed head");
+    assert_eq!(
+        fx.store.notifier_position().await.expect("position"),
+        EventId(0),
+        "no notifier ran"
+    );
+    fx.advance(secs(27 * 24 * 3600));
+    assert_eq!(fx.carewatch.prune_changes().await.expect("pruning"), 0);
+    fx.advance(secs(2 * 24 * 3600));
+    assert_eq!(
+        fx.carewatch.prune_changes().await.expect("pruning"),
+        head.0,
+        "past four weeks, whatever the notifier's position"
+    );
+}
