@@ -4,11 +4,23 @@
 
 use super::{on_call, outbox_of, settle, told_kinds};
 use crate::catalogue::ConditionCode;
+use crate::ids::ResellerId;
 use crate::notification::payload::Notification;
 use crate::notification::{ChannelRules, OutboxFilter};
+use crate::team::User;
 use crate::testing::TestBackend;
-use crate::testing::fixture::Fixture;
+use crate::testing::fixture::{Fixture, Site};
 use crate::testing::suite::{report, secs};
+
+/// Reseller alpha with two sites (`M01-C01-0001`, `M01-C01-0002`) and its
+/// admin, whose channel has the default rules.
+async fn two_sites_on_call(fx: &Fixture) -> (ResellerId, Site, Site, User) {
+    let alpha = fx.reseller("alpha").await;
+    let a = fx.site("alpha", "M01-C01-0001").await;
+    let b = fx.site("alpha", "M01-C01-0002").await;
+    let (admin, _) = on_call(fx, &alpha, ChannelRules::default()).await;
+    (alpha, a, b, admin)
+}
 
 /// Maintenance through the facade: nothing is told during a window; a
 /// problem whose hold passed during it is told once when it ends, as
@@ -19,10 +31,7 @@ pub(crate) async fn maintenance_mutes_notifications_until_it_ends(
 ) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
-    let alpha = fx.reseller("alpha").await;
-    let a = fx.site("alpha", "M01-C01-0001").await;
-    let b = fx.site("alpha", "M01-C01-0002").await;
-    let (admin, _) = on_call(&fx, &alpha, ChannelRules::default()).await;
+    let (alpha, a, b, admin) = two_sites_on_call(&fx).await;
     let step = |what: &'static str| {
         let carewatch = fx.carewatch.clone();
         async move {
@@ -114,10 +123,7 @@ pub(crate) async fn a_window_made_after_a_problem_was_told_tells_after_it(
 ) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
-    let alpha = fx.reseller("alpha").await;
-    let a = fx.site("alpha", "M01-C01-0001").await;
-    let b = fx.site("alpha", "M01-C01-0002").await;
-    let (admin, _) = on_call(&fx, &alpha, ChannelRules::default()).await;
+    let (alpha, a, b, admin) = two_sites_on_call(&fx).await;
     let step = || async { fx.carewatch.notify_step().await.expect("step").queued };
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
     let t0 = fx.carewatch.now();
@@ -184,10 +190,7 @@ pub(crate) async fn deleting_a_window_tells_what_it_muted_at_once(
 ) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
-    let alpha = fx.reseller("alpha").await;
-    let a = fx.site("alpha", "M01-C01-0001").await;
-    let b = fx.site("alpha", "M01-C01-0002").await;
-    let (admin, _) = on_call(&fx, &alpha, ChannelRules::default()).await;
+    let (alpha, a, b, admin) = two_sites_on_call(&fx).await;
     let step = || async { fx.carewatch.notify_step().await.expect("step").queued };
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
     let week = secs(7 * 24 * 3600);
