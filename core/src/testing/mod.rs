@@ -123,6 +123,7 @@ macro_rules! __conformance_test_list {
             a_decommissioned_server_stops_counting_until_it_reports,
             decommissioning_is_for_the_owner_and_known_servers,
             an_expired_subscription_is_not_judged_and_renewal_gives_grace,
+            an_unavailable_servers_recovery_after_a_renewal_counts_from_it,
             withdrawn_consent_is_not_judged_and_its_data_is_deleted_after_retention,
             // uptime reports
             uptime_report_matches_the_hand_computed_scenario,

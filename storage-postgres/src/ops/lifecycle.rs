@@ -167,10 +167,13 @@ pub(crate) async fn apply_service_change(
                 .await?;
         }
         Some(ServiceChange::Resume) => {
-            // Judged again at once, missed heartbeats counted from `at`.
+            // Judged again at once, missed heartbeats counted from `at`; an
+            // unavailable server stays so until it reports, its missed
+            // heartbeats counted from `at` too (not through the refusal).
             query(
-                "UPDATE servers SET counted_from = $2, next_check_at = $2
-                 WHERE slc = $1 AND state IN (0, 1)",
+                "UPDATE servers SET counted_from = $2,
+                     next_check_at = CASE WHEN state IN (0, 1) THEN $2 ELSE next_check_at END
+                 WHERE slc = $1 AND state IN (0, 1, 2)",
             )
             .bind(slc.as_str())
             .bind(at.as_millis())

@@ -134,10 +134,13 @@ pub(crate) fn apply_service_change(tx: &Connection, slc: &Slc, at: Timestamp) ->
     match rules::service_change(parked.is_some(), &installation, at) {
         Some(ServiceChange::Park) => park(tx, slc, at),
         Some(ServiceChange::Resume) => {
-            // Judged again at once, missed heartbeats counted from `at`.
+            // Judged again at once, missed heartbeats counted from `at`; an
+            // unavailable server stays so until it reports, its missed
+            // heartbeats counted from `at` too (not through the refusal).
             tx.execute(
-                "UPDATE servers SET counted_from = ?2, next_check_at = ?2
-                 WHERE slc = ?1 AND state IN (0, 1)",
+                "UPDATE servers SET counted_from = ?2,
+                     next_check_at = CASE WHEN state IN (0, 1) THEN ?2 ELSE next_check_at END
+                 WHERE slc = ?1 AND state IN (0, 1, 2)",
                 params![slc.as_str(), at.as_millis()],
             )
             .map_err(map_err)?;

@@ -508,3 +508,52 @@ pub(crate) async fn a_transfer_before_the_notifier_reads_a_change_does_not_stop_
     step("recovered").await;
     assert_eq!(told().await.len(), 2, "and its recovery");
 }
+
+/// A server unavailable when Care Plus ran out recovers, after the renewal,
+/// with the heartbeats it missed counted from the renewal: the refused time
+/// is nobody's fault (they were counted through it, 167 here).
+pub(crate) async fn an_unavailable_servers_recovery_after_a_renewal_counts_from_it(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0004").await;
+    fx.carewatch
+        .set_subscription(&site.slc, Some(t(300)))
+        .await
+        .expect("Care Plus until 300 s");
+    beat(&fx, &site, "rs-1", 1).await;
+    assert_eq!(
+        availability_at(&fx, &site, 200).await,
+        Availability::Unavailable {
+            since: t(180),
+            missed: 3
+        },
+        "silent for three intervals"
+    );
+    assert_eq!(
+        availability_at(&fx, &site, 400).await,
+        Availability::Unavailable {
+            since: t(180),
+            missed: 3
+        },
+        "Care Plus ran out: refused, still unavailable"
+    );
+    fx.advance(t(10_000).since(fx.carewatch.now()));
+    fx.carewatch
+        .set_subscription(&site.slc, Some(t(10_000_000)))
+        .await
+        .expect("renewed");
+    fx.advance(secs(30));
+    beat(&fx, &site, "rs-1", 2).await;
+    let recovered: Vec<_> = detail(&fx, &site)
+        .await
+        .history
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            HistoryKind::Recovered { missed, .. } => Some(missed),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recovered, [0], "none missed in the 30 s since the renewal");
+}
