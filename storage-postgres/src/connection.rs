@@ -111,6 +111,7 @@ impl PostgresStore {
         pool: PgPoolOptions,
         schema: Option<&str>,
     ) -> Result<Self> {
+        let options = with_idle_in_transaction_limit(options);
         let timeout = pool.get_acquire_timeout();
         migrate(&options, schema, timeout).await?;
         let pool = pool
@@ -153,5 +154,30 @@ impl PostgresStore {
     /// Closes the pool: waits for calls in progress, then closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// How long the server lets a session of Carewatch's sit idle inside a
+/// transaction before it ends it (`idle_in_transaction_session_timeout`),
+/// unless the connect options set their own.
+pub(crate) const IDLE_IN_TRANSACTION_LIMIT: &str = "60s";
+
+/// `options` with [`IDLE_IN_TRANSACTION_LIMIT`]: a node that dies in the
+/// middle of a transaction (power, network) leaves its session idle in it,
+/// holding its locks, until the server notices the dead connection (TCP
+/// keepalive: two hours by default), and every other node's liveness mark
+/// waits behind its table lock meanwhile. Carewatch's own transactions are
+/// never idle that long between two statements.
+pub(crate) fn with_idle_in_transaction_limit(options: PgConnectOptions) -> PgConnectOptions {
+    let set_already = options
+        .get_options()
+        .is_some_and(|o| o.contains("idle_in_transaction_session_timeout"));
+    if set_already {
+        options
+    } else {
+        options.options([(
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_LIMIT,
+        )])
     }
 }

@@ -266,6 +266,37 @@ mod tests {
         .expect("drops schema");
     }
 
+    /// The server ends a session of Carewatch's left idle inside a
+    /// transaction (a node that died mid-transaction) after a minute,
+    /// unless the connect options say otherwise.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_idle_in_a_transaction_are_ended_by_the_server() {
+        let (store, url, schema) = store_of_its_own("idle").await;
+        let limit: String =
+            sqlx_core::query_scalar::query_scalar("SHOW idle_in_transaction_session_timeout")
+                .fetch_one(store.pool())
+                .await
+                .expect("reads the setting");
+        assert_eq!(limit, "1min");
+        store.close().await;
+        let own = PgConnectOptions::from_str(&url)
+            .expect("url")
+            .options([("idle_in_transaction_session_timeout", "5s")]);
+        let theirs = super::super::connection::with_idle_in_transaction_limit(own);
+        assert_eq!(
+            theirs.get_options(),
+            Some("-c idle_in_transaction_session_timeout=5s"),
+            "an operator's own setting is kept"
+        );
+        let mut admin = theirs.connect().await.expect("connects");
+        query(sqlx_core::sql_str::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{schema}\" CASCADE"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drops schema");
+    }
+
     /// Two transactions that lock two rows in opposite orders deadlock; the
     /// server aborts one (40P01) and it is run again: both succeed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
