@@ -183,19 +183,8 @@ pub(crate) async fn apply_service_change(
                 .bind(slc.as_str())
                 .execute(&mut *c)
                 .await?;
-            // What could not be told while refused is looked at again now;
-            // the rows locked in key order, as the notifier's commit does.
-            query(
-                "UPDATE notification_states n SET due_at = $2
-                 FROM (SELECT channel_id, slc FROM notification_states
-                       WHERE slc = $1 AND (due_at IS NULL OR due_at > $2)
-                       ORDER BY channel_id, slc FOR UPDATE) due
-                 WHERE n.channel_id = due.channel_id AND n.slc = due.slc",
-            )
-            .bind(slc.as_str())
-            .bind(at.as_millis())
-            .execute(&mut *c)
-            .await?;
+            // What could not be told while refused is looked at again now.
+            super::maintenance::make_due(c, &installation.reseller, Some(slc.as_str()), at).await?;
         }
         None => {}
     }

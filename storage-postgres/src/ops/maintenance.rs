@@ -91,8 +91,9 @@ pub(crate) async fn create_maintenance(
 
 /// Makes `reseller`'s notification states (of `slc`, or of all its
 /// installations) due at `at` if they were due later or not at all: a
-/// window made or deleted moves when they must next be looked at.
-async fn make_due(
+/// window made or deleted, or the installation's messages accepted again,
+/// moves when they must next be looked at.
+pub(crate) async fn make_due(
     c: &mut PgConnection,
     reseller: &ResellerId,
     slc: Option<&str>,

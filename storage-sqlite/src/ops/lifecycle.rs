@@ -150,13 +150,7 @@ pub(crate) fn apply_service_change(tx: &Connection, slc: &Slc, at: Timestamp) ->
             )
             .map_err(map_err)?;
             // What could not be told while refused is looked at again now.
-            tx.execute(
-                "UPDATE notification_states SET due_at = ?2
-                 WHERE slc = ?1 AND (due_at IS NULL OR due_at > ?2)",
-                params![slc.as_str(), at.as_millis()],
-            )
-            .map_err(map_err)?;
-            Ok(())
+            super::maintenance::make_due(tx, &installation.reseller, Some(slc.as_str()), at)
         }
         None => Ok(()),
     }

@@ -92,8 +92,9 @@ pub(crate) fn create_maintenance(tx: &Connection, w: &MaintenanceWindow) -> Resu
 
 /// Makes `reseller`'s notification states (of `slc`, or of all its
 /// installations) due at `at` if they were due later or not at all: a
-/// window made or deleted moves when they must next be looked at.
-fn make_due(
+/// window made or deleted, or the installation's messages accepted again,
+/// moves when they must next be looked at.
+pub(crate) fn make_due(
     tx: &Connection,
     reseller: &ResellerId,
     slc: Option<&str>,

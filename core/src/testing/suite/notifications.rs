@@ -38,6 +38,18 @@ use crate::team::Login;
 use crate::testing::fixture::START;
 use crate::time::Timestamp;
 
+/// Reseller alpha and its site `M01-C01-0001`, told through a channel of
+/// its admin's under `rules`.
+pub(super) async fn one_site_on_call(
+    fx: &crate::testing::fixture::Fixture,
+    rules: ChannelRules,
+) -> (ResellerId, crate::testing::fixture::Site) {
+    let alpha = fx.reseller("alpha").await;
+    let site = fx.site("alpha", "M01-C01-0001").await;
+    on_call(fx, &alpha, rules).await;
+    (alpha, site)
+}
+
 /// An admin of `reseller` (`admin@<reseller>`) and its webhook channel
 /// "on call" under `rules`: what the facade's tests notify through (the
 /// notifier queues; nothing is sent).

@@ -2,7 +2,7 @@
 //! (told when they end or are deleted), and installations whose messages
 //! are refused.
 
-use super::{on_call, outbox_of, settle, told_kinds};
+use super::{on_call, one_site_on_call, outbox_of, settle, told_kinds};
 use crate::catalogue::ConditionCode;
 use crate::ids::ResellerId;
 use crate::notification::payload::Notification;
@@ -11,6 +11,15 @@ use crate::team::User;
 use crate::testing::TestBackend;
 use crate::testing::fixture::{Fixture, Site};
 use crate::testing::suite::{report, secs};
+use crate::time::Timestamp;
+
+/// The instant `s` seconds after now (`at`), and moving the clock there (`to`).
+fn seconds_from_now(fx: &Fixture) -> (impl Fn(u64) -> Timestamp + '_, impl Fn(u64) + '_) {
+    let t0 = fx.carewatch.now();
+    let at = move |s: u64| t0.saturating_add(secs(s));
+    let to = move |s: u64| fx.advance(at(s).since(fx.carewatch.now()));
+    (at, to)
+}
 
 /// Reseller alpha with two sites (`M01-C01-0001`, `M01-C01-0002`) and its
 /// admin, whose channel has the default rules.
@@ -57,12 +66,7 @@ pub(crate) async fn maintenance_mutes_notifications_until_it_ends(
             .collect::<Vec<_>>()
     };
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
-    let t0 = fx.carewatch.now();
-    let at = |s: u64| t0.saturating_add(secs(s));
-    let to = |s: u64| {
-        let now = fx.carewatch.now();
-        fx.advance(at(s).since(now));
-    };
+    let (at, to) = seconds_from_now(&fx);
     let window_a = fx
         .carewatch
         .create_maintenance(&admin, Some(&a.slc), at(200), secs(600), None, "disk swap")
@@ -126,12 +130,7 @@ pub(crate) async fn a_window_made_after_a_problem_was_told_tells_after_it(
     let (alpha, a, b, admin) = two_sites_on_call(&fx).await;
     let step = || async { fx.carewatch.notify_step().await.expect("step").queued };
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
-    let t0 = fx.carewatch.now();
-    let at = |s: u64| t0.saturating_add(secs(s));
-    let to = |s: u64| {
-        let now = fx.carewatch.now();
-        fx.advance(at(s).since(now));
-    };
+    let (at, to) = seconds_from_now(&fx);
     report(&fx, &a, "rs-1", 1, &full).await;
     assert_eq!(step().await, 0);
     to(121);
@@ -284,9 +283,7 @@ pub(crate) async fn a_problem_held_while_refused_is_told_when_accepted_again(
 ) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
-    let alpha = fx.reseller("alpha").await;
-    let a = fx.site("alpha", "M01-C01-0001").await;
-    on_call(&fx, &alpha, ChannelRules::default()).await;
+    let (alpha, a) = one_site_on_call(&fx, ChannelRules::default()).await;
     let settle = || settle(&fx);
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
     report(&fx, &a, "rs-1", 1, &full).await;

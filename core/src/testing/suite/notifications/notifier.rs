@@ -2,7 +2,7 @@
 
 use super::{
     LEASE, channel, commit, create_channel, due_states, enqueue, entry, keys, lease, on_call,
-    outbox_of, settle, states_of, told_kinds,
+    one_site_on_call, outbox_of, settle, states_of, told_kinds,
 };
 use crate::catalogue::ConditionCode;
 use crate::feed::EventId;
@@ -448,9 +448,7 @@ pub(crate) async fn a_problem_that_held_and_ended_in_a_backlog_is_still_told(
 ) {
     let db = backend.fresh().await;
     let fx = Fixture::open(db.as_ref()).await;
-    let alpha = fx.reseller("alpha").await;
-    let a = fx.site("alpha", "M01-C01-0001").await;
-    on_call(&fx, &alpha, ChannelRules::default()).await;
+    let (alpha, a) = one_site_on_call(&fx, ChannelRules::default()).await;
     let settle = || settle(&fx);
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
     report(&fx, &a, "rs-1", 1, &full).await;
@@ -524,9 +522,7 @@ pub(crate) async fn own_downtime_does_not_count_toward_a_hold(
     let clock = std::sync::Arc::new(crate::time::ManualClock::new(START));
     let master_key = crate::seal::MasterKey::generate();
     let fx = Fixture::open_with(db.as_ref(), clock.clone(), master_key.clone()).await;
-    let alpha = fx.reseller("alpha").await;
-    let a = fx.site("alpha", "M01-C01-0001").await;
-    on_call(&fx, &alpha, ChannelRules::default()).await;
+    let (alpha, a) = one_site_on_call(&fx, ChannelRules::default()).await;
     let full = [(ConditionCode::StorageFull, "D:", "recording drive full")];
     report(&fx, &a, "rs-1", 1, &full).await;
     assert_eq!(settle(&fx).await, 0, "held");
