@@ -202,6 +202,22 @@ mod tests {
         (store, url, schema)
     }
 
+    /// Closes `store` and drops its schema.
+    async fn close_and_drop(store: PostgresStore, url: &str, schema: &str) {
+        store.close().await;
+        let mut conn = PgConnectOptions::from_str(url)
+            .expect("url")
+            .connect()
+            .await
+            .expect("connects");
+        query(sqlx_core::sql_str::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{schema}\" CASCADE"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("drops schema");
+    }
+
     /// Store calls dropped at any point (a client gone, a timeout) leave no
     /// pooled connection inside a transaction: one dropped while its BEGIN
     /// was on the wire went back to the pool in a transaction the server
@@ -257,13 +273,7 @@ mod tests {
             "rounds that left a pooled connection in a transaction"
         );
         let store = std::sync::Arc::into_inner(store).expect("the only handle");
-        store.close().await;
-        query(sqlx_core::sql_str::AssertSqlSafe(format!(
-            "DROP SCHEMA \"{schema}\" CASCADE"
-        )))
-        .execute(&mut observer)
-        .await
-        .expect("drops schema");
+        close_and_drop(store, &url, &schema).await;
     }
 
     /// The server ends a session of Carewatch's left idle inside a
@@ -278,7 +288,6 @@ mod tests {
                 .await
                 .expect("reads the setting");
         assert_eq!(limit, "1min");
-        store.close().await;
         let own = PgConnectOptions::from_str(&url)
             .expect("url")
             .options([("idle_in_transaction_session_timeout", "5s")]);
@@ -288,13 +297,7 @@ mod tests {
             Some("-c idle_in_transaction_session_timeout=5s"),
             "an operator's own setting is kept"
         );
-        let mut admin = theirs.connect().await.expect("connects");
-        query(sqlx_core::sql_str::AssertSqlSafe(format!(
-            "DROP SCHEMA \"{schema}\" CASCADE"
-        )))
-        .execute(&mut admin)
-        .await
-        .expect("drops schema");
+        close_and_drop(store, &url, &schema).await;
     }
 
     /// Two transactions that lock two rows in opposite orders deadlock; the
@@ -338,16 +341,6 @@ mod tests {
                 .await
                 .expect("reads");
         assert_eq!(sum, 4, "each transaction applied once");
-        let drop_schema = format!("DROP SCHEMA \"{schema}\" CASCADE");
-        store.close().await;
-        let mut conn = PgConnectOptions::from_str(&url)
-            .expect("url")
-            .connect()
-            .await
-            .expect("connects");
-        query(sqlx_core::sql_str::AssertSqlSafe(drop_schema))
-            .execute(&mut conn)
-            .await
-            .expect("drops schema");
+        close_and_drop(store, &url, &schema).await;
     }
 }
