@@ -75,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "deleted server cursors",
         include_str!("../migrations/0015_deleted_server_cursors.sql"),
     ),
+    (
+        16,
+        "notifier nudges",
+        include_str!("../migrations/0016_notifier_nudges.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

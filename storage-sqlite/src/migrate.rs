@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0012_admission_version.sql"),
     include_str!("../migrations/0013_server_admission_version.sql"),
     include_str!("../migrations/0014_deleted_server_cursors.sql"),
+    include_str!("../migrations/0015_notifier_nudges.sql"),
 ];
 
 /// Applies the migrations this database has not had yet, each in a transaction.

@@ -421,6 +421,21 @@ pub enum OutboxFilter {
     All,
 }
 
+/// Where the notifier stood when a step took its lease: the feed position
+/// it had processed, and how many times since the store began states were
+/// made due from outside the notifier (a maintenance window made or
+/// deleted, an installation's messages accepted again). A step's commit is
+/// written only if both are unchanged: one that read the states before such
+/// a nudge would otherwise write its view of them over it, and the window
+/// (or the resumed installation) would not be looked at when it must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotifierMark {
+    /// The feed position processed.
+    pub position: crate::feed::EventId,
+    /// States made due from outside the notifier, counted.
+    pub nudges: u64,
+}
+
 /// One step of the notifier, written in one transaction by the node that
 /// holds the notifier lease: the states, the outbox entries, and the feed
 /// position they were derived up to.
@@ -428,8 +443,8 @@ pub enum OutboxFilter {
 pub struct NotifierCommit {
     /// The node (it must still hold the lease).
     pub node: String,
-    /// The feed position the step started from (must still be the stored one).
-    pub from: crate::feed::EventId,
+    /// Where the step started (must still be where the notifier stands).
+    pub from: NotifierMark,
     /// The feed position it processed up to.
     pub to: crate::feed::EventId,
     /// States to store (a Quiet phase deletes the row).
@@ -487,8 +502,9 @@ impl NewOutboxEntry {
 /// What [`crate::store::Store::commit_notifications`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
-    /// Nothing: the node no longer holds the notifier lease, or the stored
-    /// position is not the step's `from`.
+    /// Nothing: the node no longer holds the notifier lease, or the
+    /// notifier no longer stands at the step's `from` (another step moved
+    /// it, or states were made due meanwhile).
     Refused,
     /// Written. `claimed`: the entries inserted claimed by the node, in
     /// the commit's order (empty when it asked for no claim).

@@ -94,7 +94,7 @@ impl Carewatch {
         let retention = self.inner.config.change_retention;
         let before = now.saturating_sub(retention);
         let store = &self.inner.store;
-        let through = store.notifier_position().await?;
+        let through = store.notifier_position().await?.position;
         let mut pruned = store.prune_changes(before, through).await?;
         let at_most = now.saturating_sub(retention.saturating_mul(UNPROCESSED_KEPT_AT_MOST));
         pruned += store.prune_changes(at_most, EventId(u64::MAX)).await?;

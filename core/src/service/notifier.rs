@@ -32,7 +32,7 @@ use crate::notification::maintenance::{self, MaintenanceWindow};
 use crate::notification::rules::{self, Phase, Tell};
 use crate::notification::{
     ChannelId, ChannelRecord, Committed, NewOutboxEntry, NotificationState, NotifierCommit,
-    OutboxEntry, payload,
+    NotifierMark, OutboxEntry, payload,
 };
 use crate::store::{InstallationDetail, Store, run_on};
 use crate::time::Timestamp;
@@ -111,7 +111,7 @@ impl Carewatch {
             Some(StepStart::Behind { from, first_kept }) => {
                 // The feed was pruned past the notifier (it was stopped for
                 // longer than the retention): carry on from what is kept.
-                tracing::warn!(from = %from, first_kept, "notifier fell behind the change feed's retention; skipping ahead");
+                tracing::warn!(from = %from.position, first_kept, "notifier fell behind the change feed's retention; skipping ahead");
                 let skip = EventId(first_kept.saturating_sub(1));
                 let commit = NotifierCommit {
                     node,
@@ -123,7 +123,9 @@ impl Carewatch {
                 };
                 let leader = store.commit(commit).await?.written();
                 if !leader {
-                    tracing::info!("notifier lease lost mid-step; another node carries on");
+                    tracing::info!(
+                        "notifier step not written: the lease was lost, or states were made due meanwhile"
+                    );
                 }
                 return Ok(NotifierStep {
                     leader,
@@ -131,7 +133,7 @@ impl Carewatch {
                 });
             }
         };
-        let to = events.last().map_or(from, |e| e.id);
+        let to = events.last().map_or(from.position, |e| e.id);
         // Holds count only the time Carewatch was receiving.
         let downtime = self.downtime_state();
         let unwatched = &*downtime.windows;
@@ -372,7 +374,11 @@ impl Carewatch {
         });
         match store.commit(commit).await? {
             Committed::Refused => {
-                tracing::info!("notifier lease lost mid-step; another node carries on");
+                // The next step (half a second on) starts again from where
+                // the notifier stands, with the nudged states due.
+                tracing::info!(
+                    "notifier step not written: the lease was lost, or states were made due meanwhile"
+                );
                 Ok(NotifierStep::default())
             }
             Committed::Written { claimed } => Ok(NotifierStep {
@@ -391,13 +397,13 @@ enum StepStart {
     /// The lease is this node's; the feed after `from`, and every channel
     /// and maintenance window.
     Read {
-        from: EventId,
+        from: NotifierMark,
         events: Vec<ChangeEvent>,
         channels: Vec<ChannelRecord>,
         windows: Vec<MaintenanceWindow>,
     },
     /// The lease is this node's, but the feed was pruned past `from`.
-    Behind { from: EventId, first_kept: u64 },
+    Behind { from: NotifierMark, first_kept: u64 },
 }
 
 /// Takes (or renews) the lease and reads what a step starts from; `None`
@@ -407,7 +413,7 @@ async fn start_step(store: &dyn Store, node: &str, now: Timestamp) -> Result<Opt
     let Some(from) = store.notifier_lease(node, now, LEASE).await? else {
         return Ok(None);
     };
-    let events = match store.changes(from, EVENTS_PER_STEP).await {
+    let events = match store.changes(from.position, EVENTS_PER_STEP).await {
         Ok(events) => events,
         Err(Error::ResumeTooOld { first_kept, .. }) => {
             return Ok(Some(StepStart::Behind { from, first_kept }));

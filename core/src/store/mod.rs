@@ -44,7 +44,7 @@ use crate::liveness::LivenessMark;
 use crate::notification::maintenance::{MaintenanceWindow, WindowId};
 use crate::notification::{
     ChannelId, ChannelRecord, Committed, DeliveryOutcome, NewOutboxEntry, NotificationState,
-    NotifierCommit, OutboxEntry, OutboxFilter,
+    NotifierCommit, NotifierMark, OutboxEntry, OutboxFilter,
 };
 use crate::report::{InstallationHistory, Period};
 use crate::seal::{KeyId, WrappedKey};
@@ -375,21 +375,22 @@ pub trait Store: Send + Sync + fmt::Debug {
         at: Timestamp,
     ) -> Result<()>;
     /// Takes or renews the notifier lease for `node` until `now + lease`
-    /// (free, expired or already `node`'s), returning the feed position the
-    /// notifier has processed; `None` if another node holds it.
+    /// (free, expired or already `node`'s), returning where the notifier
+    /// stands (the feed position it has processed, and the nudges);
+    /// `None` if another node holds it.
     async fn notifier_lease(
         &self,
         node: &str,
         now: Timestamp,
         lease: std::time::Duration,
-    ) -> Result<Option<EventId>>;
+    ) -> Result<Option<NotifierMark>>;
     /// Ends `node`'s notifier lease if it holds it (a clean stop): another
     /// node takes it at its next step instead of once it runs out; the
     /// position stays. Returns whether it held it.
     async fn release_notifier_lease(&self, node: &str) -> Result<bool>;
-    /// The feed position the notifier has processed, whoever holds the
-    /// lease (a read: takes nothing).
-    async fn notifier_position(&self) -> Result<EventId>;
+    /// Where the notifier stands (the feed position it has processed, and
+    /// the nudges), whoever holds the lease (a read: takes nothing).
+    async fn notifier_position(&self) -> Result<NotifierMark>;
     /// The stored states of these (channel, installation) pairs (missing: Quiet).
     async fn notification_states(
         &self,
@@ -402,8 +403,8 @@ pub trait Store: Send + Sync + fmt::Debug {
         limit: u32,
     ) -> Result<Vec<NotificationState>>;
     /// Writes a notifier step in one transaction: only if `commit.node`
-    /// still holds the lease and the stored position is `commit.from`
-    /// (else [`Committed::Refused`], nothing written); states upserted
+    /// still holds the lease and the notifier still stands at `commit.from`
+    /// (position and nudges; else [`Committed::Refused`], nothing written); states upserted
     /// (Quiet deleted), outbox entries inserted (an existing key is left
     /// alone), position moved to `commit.to`. States and entries of a
     /// channel deleted meanwhile are not written. With

@@ -144,6 +144,7 @@ macro_rules! __conformance_test_list {
             a_notifier_commit_can_claim_what_it_queues,
             a_backlog_of_events_is_taken_in_steps_that_say_more_waits,
             due_states_beyond_a_step_say_more_waits,
+            a_step_that_read_before_a_nudge_is_not_written,
             deliveries_are_claimed_by_one_node_at_a_time,
             a_stopping_node_releases_its_unsent_claims,
             a_starting_node_releases_its_previous_runs_claims,

@@ -99,9 +99,10 @@ pub(crate) async fn make_due(
     slc: Option<&str>,
     at: Timestamp,
 ) -> DbResult<()> {
-    // The rows are locked in key order first, as the notifier's commit
-    // upserts them, so the two rarely deadlock (its deletes of Quiet rows
-    // come first; a deadlock is retried).
+    // The notifier row first, as a step's commit locks it: the two
+    // then take turns, and a step that read the states before this is not
+    // written. The rows in key order, as the commit upserts them.
+    super::notifications::nudge_notifier(c).await?;
     query(
         "UPDATE notification_states n SET due_at = $1
          FROM (SELECT channel_id, slc FROM notification_states

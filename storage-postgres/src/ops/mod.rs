@@ -34,7 +34,7 @@ use carewatch_core::liveness::LivenessMark;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
     ChannelId, ChannelRecord, Committed, DeliveryOutcome, NewOutboxEntry, NotificationState,
-    NotifierCommit, OutboxEntry, OutboxFilter,
+    NotifierCommit, NotifierMark, OutboxEntry, OutboxFilter,
 };
 use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
@@ -470,7 +470,7 @@ impl Store for PostgresStore {
         node: &str,
         now: Timestamp,
         lease: std::time::Duration,
-    ) -> Result<Option<EventId>> {
+    ) -> Result<Option<NotifierMark>> {
         self.write(&(node, now, lease), |c, (node, now, lease)| {
             Box::pin(notifications::notifier_lease(c, node, *now, *lease))
         })
@@ -484,7 +484,7 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn notifier_position(&self) -> Result<EventId> {
+    async fn notifier_position(&self) -> Result<NotifierMark> {
         self.read(&(), |c, ()| Box::pin(notifications::notifier_position(c)))
             .await
     }

@@ -15,7 +15,7 @@ use carewatch_core::feed::EventId;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::notification::{
     ChannelId, ChannelRecord, ChannelRules, DeliveryStatus, NewOutboxEntry, NotificationState,
-    NotifierCommit,
+    NotifierCommit, NotifierMark,
 };
 use carewatch_core::store::columns::PhaseColumns;
 use carewatch_core::team::Login;
@@ -196,13 +196,21 @@ pub(crate) async fn release_notifier_lease(c: &mut PgConnection, node: &str) -> 
     Ok(done.rows_affected() == 1)
 }
 
-pub(crate) async fn notifier_position(c: &mut PgConnection) -> DbResult<EventId> {
-    let row = query("SELECT cursor FROM notifier")
+pub(crate) async fn notifier_position(c: &mut PgConnection) -> DbResult<NotifierMark> {
+    let row = query("SELECT cursor, nudges FROM notifier")
         .fetch_one(&mut *c)
         .await?;
-    let cursor =
-        u64::try_from(col::<i64>(&row, 0)?).map_err(|e| corrupt("notifier position", e))?;
-    Ok(EventId(cursor))
+    notifier_mark(&row)
+}
+
+/// A `notifier` row's cursor and nudges (its first two columns).
+fn notifier_mark(row: &PgRow) -> DbResult<NotifierMark> {
+    Ok(NotifierMark {
+        position: EventId(
+            u64::try_from(col::<i64>(row, 0)?).map_err(|e| corrupt("notifier position", e))?,
+        ),
+        nudges: u64::try_from(col::<i64>(row, 1)?).map_err(|e| corrupt("notifier nudges", e))?,
+    })
 }
 
 pub(crate) async fn notifier_lease(
@@ -210,25 +218,31 @@ pub(crate) async fn notifier_lease(
     node: &str,
     now: Timestamp,
     lease: std::time::Duration,
-) -> DbResult<Option<EventId>> {
+) -> DbResult<Option<NotifierMark>> {
     // One conditional UPDATE: two nodes asking together serialise on the
     // row, and the second re-checks the condition on the first one's row.
     let row = query(
         "UPDATE notifier SET holder = $1, lease_until = $3
          WHERE holder IS NULL OR holder = $1 OR lease_until <= $2
-         RETURNING cursor",
+         RETURNING cursor, nudges",
     )
     .bind(node)
     .bind(now.as_millis())
     .bind(now.saturating_add(lease).as_millis())
     .fetch_optional(&mut *c)
     .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let cursor =
-        u64::try_from(col::<i64>(&row, 0)?).map_err(|e| corrupt("notifier position", e))?;
-    Ok(Some(EventId(cursor)))
+    row.as_ref().map(notifier_mark).transpose()
+}
+
+/// Counts a nudge (states made due from outside the notifier): a step
+/// that took its lease before it is not written. The `notifier` row is
+/// locked here, before any state row, in the order a step's commit takes
+/// them.
+pub(crate) async fn nudge_notifier(c: &mut PgConnection) -> DbResult<()> {
+    query("UPDATE notifier SET nudges = nudges + 1")
+        .execute(&mut *c)
+        .await?;
+    Ok(())
 }
 
 macro_rules! state_columns {
@@ -464,12 +478,16 @@ pub(crate) async fn commit_notifications(
 ) -> DbResult<Option<Vec<Option<u64>>>> {
     // The lease row, locked until COMMIT: the lease cannot pass to another
     // node, nor another step commit, between this check and the writes.
-    let row = query("SELECT holder, cursor FROM notifier FOR UPDATE")
+    let row = query("SELECT holder, cursor, nudges FROM notifier FOR UPDATE")
         .fetch_one(&mut *c)
         .await?;
     let holder: Option<String> = col(&row, 0)?;
     let cursor: i64 = col(&row, 1)?;
-    if holder.as_deref() != Some(commit.node.as_str()) || cursor != event_column(commit.from)? {
+    let nudges: i64 = col(&row, 2)?;
+    if holder.as_deref() != Some(commit.node.as_str())
+        || cursor != event_column(commit.from.position)?
+        || u64::try_from(nudges).ok() != Some(commit.from.nudges)
+    {
         return Ok(None);
     }
     let writable = Writable::lock(

@@ -100,6 +100,7 @@ pub(crate) fn make_due(
     slc: Option<&str>,
     at: Timestamp,
 ) -> Result<()> {
+    super::notifications::nudge_notifier(tx)?;
     tx.execute(
         "UPDATE notification_states SET due_at = ?1
          WHERE (due_at IS NULL OR due_at > ?1) AND (?3 IS NULL OR slc = ?3)

@@ -33,7 +33,7 @@ use carewatch_core::liveness::LivenessMark;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
     ChannelId, ChannelRecord, Committed, DeliveryOutcome, NewOutboxEntry, NotificationState,
-    NotifierCommit, OutboxEntry, OutboxFilter,
+    NotifierCommit, NotifierMark, OutboxEntry, OutboxFilter,
 };
 use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
@@ -451,7 +451,7 @@ impl Store for SqliteStore {
         node: &str,
         now: Timestamp,
         lease: std::time::Duration,
-    ) -> Result<Option<EventId>> {
+    ) -> Result<Option<NotifierMark>> {
         let node = node.to_owned();
         self.write(move |tx| notifications::notifier_lease(tx, &node, now, lease))
             .await
@@ -463,7 +463,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn notifier_position(&self) -> Result<EventId> {
+    async fn notifier_position(&self) -> Result<NotifierMark> {
         self.read(notifications::notifier_position).await
     }
 

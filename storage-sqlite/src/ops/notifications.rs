@@ -11,7 +11,7 @@ use carewatch_core::feed::EventId;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::notification::{
     ChannelId, ChannelRecord, ChannelRules, DeliveryStatus, NewOutboxEntry, NotificationState,
-    NotifierCommit,
+    NotifierCommit, NotifierMark,
 };
 use carewatch_core::store::columns::PhaseColumns;
 use carewatch_core::team::Login;
@@ -199,15 +199,22 @@ pub(crate) fn release_notifier_lease(tx: &Connection, node: &str) -> Result<bool
     Ok(released == 1)
 }
 
-pub(crate) fn notifier_position(tx: &Connection) -> Result<EventId> {
-    let cursor: i64 = tx
-        .query_row("SELECT cursor FROM notifier WHERE singleton = 1", [], |r| {
-            r.get(0)
-        })
+pub(crate) fn notifier_position(tx: &Connection) -> Result<NotifierMark> {
+    let (cursor, nudges): (i64, i64) = tx
+        .query_row(
+            "SELECT cursor, nudges FROM notifier WHERE singleton = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .map_err(map_err)?;
-    u64::try_from(cursor)
-        .map(EventId)
-        .map_err(|e| corrupt("notifier position", e))
+    notifier_mark(cursor, nudges)
+}
+
+fn notifier_mark(cursor: i64, nudges: i64) -> Result<NotifierMark> {
+    Ok(NotifierMark {
+        position: EventId(u64::try_from(cursor).map_err(|e| corrupt("notifier position", e))?),
+        nudges: u64::try_from(nudges).map_err(|e| corrupt("notifier nudges", e))?,
+    })
 }
 
 pub(crate) fn notifier_lease(
@@ -215,24 +222,30 @@ pub(crate) fn notifier_lease(
     node: &str,
     now: Timestamp,
     lease: std::time::Duration,
-) -> Result<Option<EventId>> {
-    let cursor: Option<i64> = tx
+) -> Result<Option<NotifierMark>> {
+    let mark: Option<(i64, i64)> = tx
         .query_row(
             "UPDATE notifier SET holder = ?1, lease_until = ?3
              WHERE singleton = 1 AND (holder IS NULL OR holder = ?1 OR lease_until <= ?2)
-             RETURNING cursor",
+             RETURNING cursor, nudges",
             params![node, now.as_millis(), now.saturating_add(lease).as_millis()],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
         .map_err(map_err)?;
-    cursor
-        .map(|c| {
-            u64::try_from(c)
-                .map(EventId)
-                .map_err(|e| corrupt("notifier position", e))
-        })
+    mark.map(|(cursor, nudges)| notifier_mark(cursor, nudges))
         .transpose()
+}
+
+/// Counts a nudge (states made due from outside the notifier): a step
+/// that took its lease before it is not written.
+pub(crate) fn nudge_notifier(tx: &Connection) -> Result<()> {
+    tx.execute(
+        "UPDATE notifier SET nudges = nudges + 1 WHERE singleton = 1",
+        [],
+    )
+    .map_err(map_err)?;
+    Ok(())
 }
 
 const STATE_COLUMNS: &str = "channel_id, slc, kind, health, since, told_at, reminders, \
@@ -431,14 +444,17 @@ pub(crate) fn commit_notifications(
     tx: &Connection,
     commit: &NotifierCommit,
 ) -> Result<Option<Vec<Option<u64>>>> {
-    let (holder, cursor): (Option<String>, i64) = tx
+    let (holder, cursor, nudges): (Option<String>, i64, i64) = tx
         .query_row(
-            "SELECT holder, cursor FROM notifier WHERE singleton = 1",
+            "SELECT holder, cursor, nudges FROM notifier WHERE singleton = 1",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .map_err(map_err)?;
-    if holder.as_deref() != Some(commit.node.as_str()) || cursor != event_column(commit.from)? {
+    if holder.as_deref() != Some(commit.node.as_str())
+        || cursor != event_column(commit.from.position)?
+        || u64::try_from(nudges).ok() != Some(commit.from.nudges)
+    {
         return Ok(None);
     }
     let writable = Writable::read(

@@ -16,7 +16,7 @@ use carewatch_core::liveness::LivenessMark;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::{
     ChannelId, ChannelRecord, Committed, DeliveryOutcome, NewOutboxEntry, NotificationState,
-    NotifierCommit, OutboxEntry, OutboxFilter,
+    NotifierCommit, NotifierMark, OutboxEntry, OutboxFilter,
 };
 use carewatch_core::report::{InstallationHistory, Period};
 use carewatch_core::seal::{KeyId, WrappedKey};
@@ -325,7 +325,7 @@ impl Store for Faulty {
         node: &str,
         now: Timestamp,
         lease: Duration,
-    ) -> Result<Option<EventId>> {
+    ) -> Result<Option<NotifierMark>> {
         self.check().await?;
         self.inner.notifier_lease(node, now, lease).await
     }
@@ -333,7 +333,7 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.release_notifier_lease(node).await
     }
-    async fn notifier_position(&self) -> Result<EventId> {
+    async fn notifier_position(&self) -> Result<NotifierMark> {
         self.check().await?;
         self.inner.notifier_position().await
     }

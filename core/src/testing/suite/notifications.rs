@@ -31,7 +31,7 @@ use crate::ids::{ResellerId, Slc};
 use crate::notification::maintenance::{MaintenanceWindow, WindowId};
 use crate::notification::{
     ChannelId, ChannelRecord, ChannelRules, DeliveryOutcome, DeliveryStatus, NewOutboxEntry,
-    NotificationState, NotifierCommit, OutboxEntry, OutboxFilter,
+    NotificationState, NotifierCommit, NotifierMark, OutboxEntry, OutboxFilter,
 };
 use crate::store::Store;
 use crate::team::Login;
@@ -237,7 +237,24 @@ async fn finish(
         .unwrap_or_else(|e| panic!("{node} finishing {}: {e}", entry.key));
 }
 
-async fn lease(store: &Arc<dyn Store>, node: &str, now: Timestamp) -> Option<EventId> {
+/// A step's start at feed position `position`, with the store's nudges as
+/// they are now (a site's consent given, for one, nudges).
+async fn mark(store: &Arc<dyn Store>, position: EventId) -> NotifierMark {
+    let nudges = store
+        .notifier_position()
+        .await
+        .unwrap_or_else(|e| panic!("reading where the notifier stands: {e}"))
+        .nudges;
+    NotifierMark { position, nudges }
+}
+
+/// The feed position at which `node` takes (or renews) the lease; `None`
+/// if another node holds it.
+async fn leased(store: &Arc<dyn Store>, node: &str, now: Timestamp) -> Option<EventId> {
+    lease(store, node, now).await.map(|m| m.position)
+}
+
+async fn lease(store: &Arc<dyn Store>, node: &str, now: Timestamp) -> Option<NotifierMark> {
     store
         .notifier_lease(node, now, LEASE)
         .await

@@ -82,7 +82,7 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
         .commit_notifications(NotifierCommit {
             node: "node-1".into(),
             from: lease,
-            to: lease,
+            to: lease.position,
             states: vec![NotificationState {
                 channel: hook.id.clone(),
                 slc: site.slc.clone(),
@@ -224,7 +224,7 @@ pub(crate) async fn a_transfer_moves_an_installation_to_another_reseller_at_once
         .commit_notifications(NotifierCommit {
             node: "node-1".into(),
             from: position,
-            to: position,
+            to: position.position,
             states: vec![NotificationState {
                 channel: hook.id.clone(),
                 slc: site.slc.clone(),

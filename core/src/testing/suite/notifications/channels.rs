@@ -230,7 +230,7 @@ pub(crate) async fn deleting_a_channel_gives_up_its_pending_entries(
     let step = NotifierCommit {
         node: "node-1".into(),
         from,
-        to: from,
+        to: from.position,
         states: vec![pending(&x), pending(&y)],
         outbox: Vec::new(),
         claim_until: None,

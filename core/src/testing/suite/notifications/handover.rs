@@ -3,7 +3,8 @@
 //! starting again releases its previous run's claims.
 
 use super::{
-    channel, claim, create_channel, enqueue, entry, finish, keys, lease, outbox_entry, outbox_of,
+    channel, claim, create_channel, enqueue, entry, finish, keys, leased, mark, outbox_entry,
+    outbox_of,
 };
 use crate::feed::EventId;
 use crate::notification::{Committed, DeliveryOutcome, NotifierCommit, OutboxEntry, OutboxFilter};
@@ -32,11 +33,11 @@ pub(crate) async fn a_notifier_commit_can_claim_what_it_queues(
     let never_created = channel(2, &alpha, t(0));
     enqueue(store, &[entry(&ch, "known", Some(&site.slc), t(0))]).await;
     let head = store.latest_change().await.expect("feed head");
-    assert_eq!(lease(store, "node-a", t(1)).await, Some(EventId(0)));
+    assert_eq!(leased(store, "node-a", t(1)).await, Some(EventId(0)));
 
     let step = NotifierCommit {
         node: "node-a".into(),
-        from: EventId(0),
+        from: mark(store, EventId(0)).await,
         to: head,
         states: Vec::new(),
         outbox: vec![
@@ -118,10 +119,10 @@ pub(crate) async fn a_notifier_commit_can_claim_what_it_queues(
     );
 
     // Without a claim, a step's entries are anybody's at once.
-    assert_eq!(lease(store, "node-a", t(61)).await, Some(head));
+    assert_eq!(leased(store, "node-a", t(61)).await, Some(head));
     let unclaimed = NotifierCommit {
         node: "node-a".into(),
-        from: head,
+        from: mark(store, head).await,
         to: head,
         states: Vec::new(),
         outbox: vec![entry(&ch, "third", None, t(61))],

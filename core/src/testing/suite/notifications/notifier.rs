@@ -1,8 +1,8 @@
 //! The notifier: its lease and atomic steps on the store, and notifications through the facade.
 
 use super::{
-    LEASE, channel, commit, create_channel, due_states, enqueue, entry, keys, lease, on_call,
-    one_site_on_call, outbox_of, settle, states_of, told_kinds,
+    LEASE, channel, commit, create_channel, due_states, enqueue, entry, keys, lease, leased, mark,
+    on_call, one_site_on_call, outbox_of, settle, states_of, told_kinds,
 };
 use crate::catalogue::ConditionCode;
 use crate::feed::EventId;
@@ -33,19 +33,19 @@ pub(crate) async fn the_notifier_lease_is_held_by_one_node_at_a_time(
     let store = &fx.store;
     let other = db.open().await;
     assert_eq!(
-        lease(store, "node-a", t(0)).await,
+        leased(store, "node-a", t(0)).await,
         Some(EventId(0)),
         "a free lease, on a new database at the start of the feed"
     );
     assert_eq!(lease(&other, "node-b", t(10)).await, None, "held by node-a");
     assert_eq!(
-        lease(store, "node-a", t(20)).await,
+        leased(store, "node-a", t(20)).await,
         Some(EventId(0)),
         "renewed by its holder, until t(50)"
     );
     assert_eq!(lease(&other, "node-b", t(49)).await, None, "renewed");
     assert_eq!(
-        lease(&other, "node-b", t(51)).await,
+        leased(&other, "node-b", t(51)).await,
         Some(EventId(0)),
         "taken over once expired"
     );
@@ -54,9 +54,10 @@ pub(crate) async fn the_notifier_lease_is_held_by_one_node_at_a_time(
     let _ = fx.site("alpha", "M01-C01-0001").await;
     let head = store.latest_change().await.expect("feed head");
     assert!(head.0 > 0);
+    let from = mark(store, EventId(0)).await;
     let step = |node: &str| NotifierCommit {
         node: node.into(),
-        from: EventId(0),
+        from,
         to: head,
         states: Vec::new(),
         outbox: Vec::new(),
@@ -66,15 +67,15 @@ pub(crate) async fn the_notifier_lease_is_held_by_one_node_at_a_time(
         !commit(store, &step("node-a")).await,
         "a node that lost the lease commits nothing"
     );
-    assert_eq!(lease(&other, "node-b", t(53)).await, Some(EventId(0)));
+    assert_eq!(leased(&other, "node-b", t(53)).await, Some(EventId(0)));
     assert!(commit(&other, &step("node-b")).await, "the holder commits");
     assert_eq!(
-        lease(&other, "node-b", t(54)).await,
+        leased(&other, "node-b", t(54)).await,
         Some(head),
         "the committed position"
     );
     assert_eq!(
-        lease(store, "node-a", t(54).saturating_add(LEASE + secs(1))).await,
+        leased(store, "node-a", t(54).saturating_add(LEASE + secs(1))).await,
         Some(head),
         "a node taking over carries on from the committed position"
     );
@@ -105,7 +106,7 @@ pub(crate) async fn notifier_commits_are_atomic_and_conditional(
     }
     let head = store.latest_change().await.expect("feed head");
     assert!(head.0 > 0);
-    assert_eq!(lease(store, "node-a", t(0)).await, Some(EventId(0)));
+    assert_eq!(leased(store, "node-a", t(0)).await, Some(EventId(0)));
 
     let phases = [
         Phase::Pending {
@@ -165,7 +166,7 @@ pub(crate) async fn notifier_commits_are_atomic_and_conditional(
     all_keys.push((ch.id.clone(), site.slc.clone()));
     let first = NotifierCommit {
         node: "node-a".into(),
-        from: EventId(0),
+        from: mark(store, EventId(0)).await,
         to: head,
         states: states.clone(),
         outbox: vec![
@@ -184,7 +185,7 @@ pub(crate) async fn notifier_commits_are_atomic_and_conditional(
         );
     };
     let stale = NotifierCommit {
-        from: EventId(1),
+        from: mark(store, EventId(1)).await,
         ..first.clone()
     };
     assert!(!commit(store, &stale).await, "a stale position is refused");
@@ -199,13 +200,13 @@ pub(crate) async fn notifier_commits_are_atomic_and_conditional(
     );
     nothing_written().await;
     assert_eq!(
-        lease(store, "node-a", t(1)).await,
+        leased(store, "node-a", t(1)).await,
         Some(EventId(0)),
         "the position did not move"
     );
 
     assert!(commit(store, &first).await, "the holder's step is written");
-    assert_eq!(lease(store, "node-a", t(2)).await, Some(head));
+    assert_eq!(leased(store, "node-a", t(2)).await, Some(head));
     let mut expected = states.clone();
     expected.sort_by(|a, b| (&a.channel, &a.slc).cmp(&(&b.channel, &b.slc)));
     assert_eq!(
@@ -279,7 +280,7 @@ pub(crate) async fn notifier_commits_are_atomic_and_conditional(
     };
     let second = NotifierCommit {
         node: "node-a".into(),
-        from: head,
+        from: mark(store, head).await,
         to: head,
         states: vec![quiet, updated.clone()],
         outbox: vec![
@@ -558,10 +559,10 @@ pub(crate) async fn a_released_notifier_lease_is_taken_at_once(
     let other = db.open().await;
     let _ = fx.site("alpha", "M01-C01-0001").await;
     let head = store.latest_change().await.expect("feed head");
-    assert_eq!(lease(store, "node-a", t(0)).await, Some(EventId(0)));
+    assert_eq!(leased(store, "node-a", t(0)).await, Some(EventId(0)));
     let step = NotifierCommit {
         node: "node-a".into(),
-        from: EventId(0),
+        from: mark(store, EventId(0)).await,
         to: head,
         states: Vec::new(),
         outbox: Vec::new(),
@@ -581,16 +582,23 @@ pub(crate) async fn a_released_notifier_lease_is_taken_at_once(
     assert_eq!(lease(&other, "node-b", t(1)).await, None, "still node-a's");
     assert!(release(store, "node-a").await, "node-a held it");
     assert_eq!(
-        lease(&other, "node-b", t(2)).await,
+        leased(&other, "node-b", t(2)).await,
         Some(head),
         "taken at once, from where node-a left off"
     );
     assert!(
-        !commit(store, &NotifierCommit { from: head, ..step }).await,
+        !commit(
+            store,
+            &NotifierCommit {
+                from: mark(store, head).await,
+                ..step
+            }
+        )
+        .await,
         "node-a commits nothing after its release"
     );
     assert_eq!(
-        store.notifier_position().await.expect("position"),
+        store.notifier_position().await.expect("position").position,
         head,
         "the position stays"
     );

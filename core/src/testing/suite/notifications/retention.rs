@@ -146,7 +146,11 @@ pub(crate) async fn unprocessed_events_are_kept_at_most_four_retentions(
     report(&fx, &site, "rs-1", 1, &[]).await;
     let head = fx.store.latest_change().await.expect("feed head");
     assert_eq!(
-        fx.store.notifier_position().await.expect("position"),
+        fx.store
+            .notifier_position()
+            .await
+            .expect("position")
+            .position,
         EventId(0),
         "no notifier ran"
     );

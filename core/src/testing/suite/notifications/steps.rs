@@ -1,6 +1,6 @@
 //! The notifier's steps over a backlog of feed events or of due states.
 
-use super::{channel, commit, create_channel, due_states};
+use super::{channel, commit, create_channel, due_states, lease, mark, window};
 use crate::health::Health;
 use crate::ids::Slc;
 use crate::installation::Product;
@@ -9,7 +9,7 @@ use crate::notification::NotifierCommit;
 use crate::notification::rules::Phase;
 use crate::testing::TestBackend;
 use crate::testing::fixture::{Fixture, START};
-use crate::testing::suite::slc;
+use crate::testing::suite::{secs, slc, t};
 
 /// A backlog of feed events is taken in steps of at most 500: a full step
 /// says more are waiting (the dispatcher then runs the next at once), the
@@ -88,7 +88,7 @@ pub(crate) async fn due_states_beyond_a_step_say_more_waits(backend: &(impl Test
         .collect();
     let due = NotifierCommit {
         node: fx.carewatch.config().node_id().to_owned(),
-        from: head,
+        from: mark(store, head).await,
         to: head,
         states,
         outbox: Vec::new(),
@@ -107,4 +107,79 @@ pub(crate) async fn due_states_beyond_a_step_say_more_waits(backend: &(impl Test
     let second = fx.carewatch.notify_step().await.expect("second step");
     assert!(!second.more, "none due any more: {second:?}");
     assert!(due_states(store, now, 2000).await.is_empty());
+}
+
+/// A step that took its lease before states were made due from outside the
+/// notifier (a maintenance window made, or deleted; an installation's
+/// messages accepted again goes through the same nudge) is not written: it
+/// read the states before, and its view of them (due later) would be
+/// written over the nudge, so the window's start or end would not be looked
+/// at. The next step, from where the notifier now stands, is written.
+pub(crate) async fn a_step_that_read_before_a_nudge_is_not_written(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let store = &fx.store;
+    let alpha = fx.reseller("alpha").await;
+    let site = fx.site("alpha", "M01-C01-0001").await;
+    let ch = channel(1, &alpha, START);
+    create_channel(store, &ch).await;
+    let node = "node-1";
+    // What every step here writes: a problem told, looked at next in a day.
+    let step = |from: crate::notification::NotifierMark| NotifierCommit {
+        node: node.to_owned(),
+        from,
+        to: from.position,
+        states: vec![NotificationState {
+            channel: ch.id.clone(),
+            slc: site.slc.clone(),
+            phase: Phase::Pending {
+                health: Health::Offline,
+                since: START,
+                muted: false,
+            },
+            due_at: Some(t(86_400)),
+        }],
+        outbox: Vec::new(),
+        claim_until: None,
+    };
+    let first = lease(store, node, t(1)).await.expect("free");
+    assert!(commit(store, &step(first)).await, "nothing moved: written");
+    assert!(
+        due_states(store, t(10), 10).await.is_empty(),
+        "due in a day"
+    );
+
+    let over_it = window(1, &alpha, Some(&site.slc), t(600), secs(600), None);
+    for (n, what) in ["a window made", "a window deleted"]
+        .into_iter()
+        .enumerate()
+    {
+        let before = lease(store, node, t(2)).await.expect("node-1's");
+        if n == 0 {
+            store.create_maintenance(&over_it).await.expect("window");
+        } else {
+            store
+                .delete_maintenance(&alpha, &over_it.id, t(3))
+                .await
+                .expect("deleted");
+        }
+        assert!(
+            !commit(store, &step(before)).await,
+            "a step that took its lease before {what} is not written"
+        );
+        assert_eq!(
+            due_states(store, t(10), 10).await.len(),
+            1,
+            "{what} made the state due, and it stays so"
+        );
+        let after = lease(store, node, t(4)).await.expect("node-1's");
+        assert_eq!(after.position, before.position, "no feed event read");
+        assert!(after.nudges > before.nudges, "{what} counted: {after:?}");
+        assert!(
+            commit(store, &step(after)).await,
+            "the next step, after {what}, is written"
+        );
+    }
 }
