@@ -54,10 +54,16 @@ pub fn duration(d: Duration) -> prost_types::Duration {
     }
 }
 
-/// A protobuf duration as a duration (negative → zero).
-pub fn from_duration(d: &prost_types::Duration) -> Duration {
-    Duration::from_secs(u64::try_from(d.seconds).unwrap_or(0))
-        + Duration::from_nanos(u64::try_from(d.nanos).unwrap_or(0))
+/// A protobuf duration as a duration: a negative one, or nanos outside
+/// 0..1e9, is refused (read as zero it turned a hold off).
+pub fn from_duration(field: &'static str, d: &prost_types::Duration) -> Result<Duration> {
+    match (u64::try_from(d.seconds), u32::try_from(d.nanos)) {
+        (Ok(seconds), Ok(nanos)) if nanos < 1_000_000_000 => Ok(Duration::new(seconds, nanos)),
+        _ => Err(Error::InvalidInput {
+            field,
+            reason: "a duration of zero or more (seconds, and nanos below one second)".into(),
+        }),
+    }
 }
 
 /// Parses an SLC field.

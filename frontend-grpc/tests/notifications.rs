@@ -235,6 +235,37 @@ async fn bad_channels_are_invalid_arguments() {
             }),
             ..webhook("Nagging", "https://hooks.example.net")
         },
+        // A negative hold was read as none (no damping), accepted.
+        proto::CreateChannelRequest {
+            rules: Some(proto::ChannelRules {
+                hold: Some(prost_types::Duration {
+                    seconds: -300,
+                    nanos: 0,
+                }),
+                ..proto::ChannelRules::default()
+            }),
+            ..webhook("Undamped", "https://hooks.example.net")
+        },
+        proto::CreateChannelRequest {
+            rules: Some(proto::ChannelRules {
+                hold: Some(prost_types::Duration {
+                    seconds: 60,
+                    nanos: 2_000_000_000,
+                }),
+                ..proto::ChannelRules::default()
+            }),
+            ..webhook("Odd hold", "https://hooks.example.net")
+        },
+        // Shown as going to hooks.example.net, sent to evil.example.
+        webhook("Hidden", "https://evil.example\\@hooks.example.net/x"),
+        webhook("Bad port", "https://hooks.example.net:99999/x"),
+        proto::CreateChannelRequest {
+            name: "Typo".into(),
+            destination: Some(Destination::Email(proto::EmailDestination {
+                to: vec!["ops@@acme.example".into()],
+            })),
+            rules: None,
+        },
     ];
     for case in cases {
         let refused = acme
@@ -247,6 +278,58 @@ async fn bad_channels_are_invalid_arguments() {
             "{case:?}: {refused:?}"
         );
     }
+}
+
+/// A channel that chooses installations: each must be the reseller's, as
+/// for a maintenance window (another reseller's reads like a missing one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_chooses_only_its_resellers_installations() {
+    let server = Server::start().await;
+    let mut acme = server.client(&server.reseller("acme").await).await;
+    server.reseller("rival").await;
+    server.fixture.site("acme", "M01-C01-0001").await;
+    server.fixture.site("rival", "M01-C01-0002").await;
+    let choosing = |slcs: &[&str]| proto::CreateChannelRequest {
+        rules: Some(proto::ChannelRules {
+            installations: slcs.iter().map(|s| (*s).to_owned()).collect(),
+            ..proto::ChannelRules::default()
+        }),
+        ..webhook("Some sites", "https://hooks.example.net")
+    };
+    let mut messages = Vec::new();
+    for other in ["M01-C01-0002", "M01-C01-0003"] {
+        let refused = acme
+            .create_channel(choosing(&["M01-C01-0001", other]))
+            .await
+            .expect_err("not acme's");
+        assert_eq!(refused.code(), Code::NotFound, "{other}: {refused:?}");
+        messages.push(refused.message().replace(other, "SLC"));
+    }
+    assert_eq!(
+        messages[0], messages[1],
+        "another's reads like a missing one"
+    );
+    assert!(
+        acme.list_channels(proto::ListChannelsRequest {})
+            .await
+            .expect("lists")
+            .into_inner()
+            .channels
+            .is_empty(),
+        "nothing made"
+    );
+    let made = acme
+        .create_channel(choosing(&["M01-C01-0001", "M01-C01-0001"]))
+        .await
+        .expect("its own")
+        .into_inner()
+        .channel
+        .expect("the channel");
+    assert_eq!(
+        made.rules.expect("rules").installations,
+        ["M01-C01-0001"],
+        "each once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

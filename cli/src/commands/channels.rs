@@ -130,7 +130,8 @@ pub(super) fn human(d: Duration) -> String {
 pub(super) fn proto_duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration {
         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: 0,
+        // Kept: `--hold 500ms` dropped to a hold of 0 (no damping).
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
     }
 }
 

@@ -82,8 +82,9 @@ pub struct MaintenanceWindow {
 }
 
 impl MaintenanceWindow {
-    /// Checks it: starting in 1970 to 9999, 1 minute to 30 days long, repeating no more often than it
-    /// lasts (and at least hourly), a reason of at most 200 characters.
+    /// Checks it: starting in 1970 to 9999, 1 minute to 30 days long,
+    /// repeating every 1 hour to 366 days and not more often than it lasts,
+    /// a reason of at most 200 characters.
     pub fn validate(self) -> Result<Self> {
         let invalid = |reason: &str| Error::InvalidInput {
             field: "maintenance window",
@@ -96,10 +97,12 @@ impl MaintenanceWindow {
             return Err(invalid("lasts 1 minute to 30 days"));
         }
         if let Some(every) = self.every
-            && (every < self.length || every < Duration::from_secs(3600))
+            && (every < self.length
+                || !(Duration::from_secs(3600)..=Duration::from_secs(366 * 86_400))
+                    .contains(&every))
         {
             return Err(invalid(
-                "repeats at least hourly and no more often than it lasts",
+                "repeats every 1 hour to 366 days, and not more often than it lasts",
             ));
         }
         if self.reason.chars().count() > 200 || self.reason.chars().any(char::is_control) {
@@ -241,6 +244,16 @@ mod tests {
             "repeats inside itself"
         );
         assert!(window(None, 0, 3600, Some(86_400)).validate().is_ok());
+        assert!(
+            window(None, 0, 3600, Some(366 * 86_400)).validate().is_ok(),
+            "yearly"
+        );
+        assert!(
+            window(None, 0, 3600, Some(367 * 86_400))
+                .validate()
+                .is_err(),
+            "a period longer than a year never repeats: not a recurring window"
+        );
     }
 
     #[test]

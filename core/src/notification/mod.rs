@@ -179,32 +179,59 @@ impl Destination {
     }
 }
 
+/// Checks a channel URL as delivery parses it (the `url` crate, which the
+/// HTTP client uses), so the host shown is the host it is sent to: a
+/// lenient check of its own read `https://a.example\@b.example/` as going
+/// to `b.example` where the client sends it to `a.example`.
 fn check_url(url: &str) -> Result<()> {
-    let url = url.trim();
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| invalid("url", "must start with https:// (or http://)"))?;
-    if rest.is_empty()
+    if url.is_empty()
         || url.len() > 2048
-        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        || url
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
     {
         return Err(invalid(
             "url",
-            "not a URL (at most 2048 characters, no spaces)",
+            "not a URL (at most 2048 characters, no spaces or backslashes)",
         ));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| invalid("url", format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(invalid("url", "must start with https:// (or http://)"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("url", "names no host"));
     }
     Ok(())
 }
 
+/// Checks an address as the mail sender will take it: a dot-atom local
+/// part (ASCII), `@`, a domain of dot-separated labels.
 fn check_email(address: &str) -> Result<()> {
+    const LOCAL_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
+    let local_ok = |local: &str| {
+        (1..=64).contains(&local.len())
+            && local.split('.').all(|atom| {
+                !atom.is_empty()
+                    && atom
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(c))
+            })
+    };
+    let domain_ok = |domain: &str| {
+        (1..=253).contains(&domain.len())
+            && domain.contains('.')
+            && domain.split('.').all(|label| {
+                (1..=63).contains(&label.len())
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            })
+    };
     let ok = address.len() <= 254
-        && address.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
-        })
-        && !address
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ',');
+        && address
+            .split_once('@')
+            .is_some_and(|(local, domain)| local_ok(local) && domain_ok(domain));
     if ok {
         Ok(())
     } else {
@@ -215,12 +242,18 @@ fn check_email(address: &str) -> Result<()> {
     }
 }
 
-/// The host (and port) of a URL, for display: never its user, password,
-/// path, query or fragment, where receivers put their secrets.
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    authority.rsplit('@').next().unwrap_or(authority)
+/// The host (and port) of a URL, as delivery will connect to it, for
+/// display: never its user, password, path, query or fragment, where
+/// receivers put their secrets.
+fn host_of(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return "(not a URL)".to_owned();
+    };
+    match (parsed.host_str(), parsed.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => "(no host)".to_owned(),
+    }
 }
 
 /// What a channel notifies about.
@@ -237,6 +270,9 @@ pub struct ChannelRules {
     pub reminder: Option<Duration>,
 }
 
+/// The most installations a channel may choose (more: all of them).
+pub const MAX_CHOSEN_INSTALLATIONS: usize = 1000;
+
 impl Default for ChannelRules {
     /// Critical and Offline, every installation, held two minutes, no reminders.
     fn default() -> Self {
@@ -250,8 +286,19 @@ impl Default for ChannelRules {
 }
 
 impl ChannelRules {
-    /// Checks the times: hold 0 to 24 h, reminders 5 min to 7 days.
-    pub fn validate(self) -> Result<Self> {
+    /// Checks the times (hold 0 to 24 h, reminders 5 min to 7 days) and the
+    /// chosen installations (1 to 1,000, each once: kept sorted).
+    pub fn validate(mut self) -> Result<Self> {
+        if let Some(only) = &mut self.installations {
+            only.sort();
+            only.dedup();
+            if !(1..=MAX_CHOSEN_INSTALLATIONS).contains(&only.len()) {
+                return Err(invalid(
+                    "installations",
+                    "choose 1 to 1,000 installations, or all of them",
+                ));
+            }
+        }
         if self.hold > Duration::from_secs(24 * 3600) {
             return Err(invalid("hold", "at most 24 hours"));
         }
@@ -523,7 +570,9 @@ impl Committed {
 
 #[cfg(test)]
 mod tests {
-    use super::Destination;
+    use super::{ChannelRules, Destination};
+    use crate::error::Error;
+    use crate::ids::Slc;
 
     /// A query or fragment right after the host was shown whole.
     #[test]
@@ -542,5 +591,129 @@ mod tests {
         }
         .describe();
         assert_eq!(shown, "slack to hooks.example.net:8443");
+    }
+
+    /// A URL is taken as the HTTP client takes it: what the list shows as
+    /// its host is where notifications go (a backslash ends the host for
+    /// the client, so `a.example` here, not `b.example`: refused), and one
+    /// the client cannot parse (a port out of range, an unclosed IPv6
+    /// address) is refused when the channel is made, not at every delivery.
+    #[test]
+    fn a_url_is_checked_as_delivery_parses_it() {
+        for bad in [
+            "https://evil.example\\@hooks.example.net/x",
+            "https://hooks.example.net:99999/",
+            "https://[::1/x",
+            " https://hooks.example.net/x",
+            "https://hooks.example.net/x ",
+            "ftp://hooks.example.net/x",
+            "https://",
+            "https://:443/x",
+        ] {
+            let checked = Destination::Webhook { url: bad.into() }.validate();
+            assert!(
+                matches!(checked, Err(Error::InvalidInput { field: "url", .. })),
+                "{bad:?}: {checked:?}"
+            );
+        }
+        for good in [
+            "https://hooks.example.net/x",
+            "HTTPS://Hooks.Example.net/x",
+            "http://[2001:db8::1]:8080/in",
+            "https://user:pw@hooks.example.net/x?y=z#f",
+        ] {
+            let checked = Destination::Slack { url: good.into() }.validate();
+            assert!(checked.is_ok(), "{good:?}: {checked:?}");
+        }
+        let shown = Destination::Webhook {
+            url: "HTTPS://Hooks.Example.net:443/x".into(),
+        }
+        .describe();
+        assert_eq!(
+            shown, "webhook to hooks.example.net",
+            "as the client connects"
+        );
+        let shown = Destination::Webhook {
+            url: "http://[2001:db8::1]:8080/in".into(),
+        }
+        .describe();
+        assert_eq!(shown, "webhook to [2001:db8::1]:8080");
+    }
+
+    /// An address the mail sender would refuse at every delivery is
+    /// refused when the channel is made.
+    #[test]
+    fn an_email_address_is_checked_as_the_sender_takes_it() {
+        for bad in [
+            "ops@@acme.example",
+            "ops@acme..example",
+            "ops@.acme.example",
+            "ops@acme.example.",
+            "ops@-acme.example",
+            ".ops@acme.example",
+            "o..ps@acme.example",
+            "ops@acme",
+            "@acme.example",
+            "o ps@acme.example",
+            "ops@acme.example\r\nBcc: x@evil.example",
+            "ops,x@acme.example",
+        ] {
+            let checked = Destination::Email {
+                to: vec![bad.into()],
+            }
+            .validate();
+            assert!(
+                matches!(
+                    checked,
+                    Err(Error::InvalidInput {
+                        field: "email address",
+                        ..
+                    })
+                ),
+                "{bad:?}: {checked:?}"
+            );
+        }
+        for good in [
+            "ops@acme.example",
+            "first.last+carewatch@mail.acme-group.example",
+            "o'brien@acme.example",
+            "ops@bücher.example",
+        ] {
+            let checked = Destination::Email {
+                to: vec![good.into()],
+            }
+            .validate();
+            assert!(checked.is_ok(), "{good:?}: {checked:?}");
+        }
+    }
+
+    /// Chosen installations: each kept once, sorted; none, or more than
+    /// 1,000, refused (none would never notify).
+    #[test]
+    fn chosen_installations_are_kept_once_and_bounded() {
+        let slc = |n: usize| Slc::new(&format!("M01-C01-{n:04}")).expect("valid SLC");
+        let rules = |installations| ChannelRules {
+            installations,
+            ..ChannelRules::default()
+        };
+        let checked = rules(Some(vec![slc(2), slc(1), slc(2)]))
+            .validate()
+            .expect("valid");
+        assert_eq!(checked.installations, Some(vec![slc(1), slc(2)]));
+        for refused in [Vec::new(), (0..1001).map(slc).collect()] {
+            let checked = rules(Some(refused)).validate();
+            assert!(
+                matches!(
+                    checked,
+                    Err(Error::InvalidInput {
+                        field: "installations",
+                        ..
+                    })
+                ),
+                "{checked:?}"
+            );
+        }
+        let all: Vec<Slc> = (0..1000).map(slc).collect();
+        assert!(rules(Some(all)).validate().is_ok());
     }
 }

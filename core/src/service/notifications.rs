@@ -27,8 +27,7 @@ pub struct ChannelView {
 }
 
 /// What delivery needs to send on a channel: its destination and, for a
-/// webhook, its signing secret.
-#[derive(Debug)]
+/// webhook, its signing secret (never printed: see the `Debug` below).
 pub struct OpenedChannel {
     /// The channel.
     pub record: ChannelRecord,
@@ -36,6 +35,21 @@ pub struct OpenedChannel {
     pub destination: Destination,
     /// The webhook signing secret.
     pub signing_secret: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for OpenedChannel {
+    /// The record and the destination's description: the URL and the
+    /// signing secret are what a receiver trusts, and logs are not theirs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedChannel")
+            .field("record", &self.record)
+            .field("destination", &self.destination.describe())
+            .field(
+                "signing_secret",
+                &self.signing_secret.as_ref().map(|_| "(hidden)"),
+            )
+            .finish()
+    }
 }
 
 /// The sealed part of a channel: its destination, a newline, its signing
@@ -62,7 +76,8 @@ fn seal_channel(
 impl Carewatch {
     /// Creates a channel for the acting admin's reseller. Returns it and,
     /// for a webhook, the signing secret, shown this once (the receiver
-    /// checks signatures with it).
+    /// checks signatures with it). `NotFound` for a chosen installation that
+    /// is missing or another reseller's.
     pub async fn create_channel(
         &self,
         acting: &User,
@@ -73,6 +88,21 @@ impl Carewatch {
         team::require_admin(acting)?;
         let destination = destination.validate()?;
         let rules = rules.validate()?;
+        if let Some(only) = &rules.installations {
+            // As a window over one installation: a missing one, or another
+            // reseller's, is NotFound (it would never be notified about).
+            let found = self
+                .inner
+                .store
+                .installation_details(&acting.reseller, only)
+                .await?;
+            if let Some(missing) = only
+                .iter()
+                .find(|slc| !found.iter().any(|d| &d.installation.slc == *slc))
+            {
+                return Err(Error::installation_not_found(missing));
+            }
+        }
         let id = ChannelId::generate();
         let secret = matches!(destination, Destination::Webhook { .. })
             .then(|| team::issue_secret("whsec").token);

@@ -88,8 +88,12 @@ fn rules(r: Option<proto::ChannelRules>) -> Result<ChannelRules> {
         hold: r
             .hold
             .as_ref()
-            .map_or(defaults.hold, convert::from_duration),
-        reminder: r.reminder.as_ref().map(convert::from_duration),
+            .map_or(Ok(defaults.hold), |d| convert::from_duration("hold", d))?,
+        reminder: r
+            .reminder
+            .as_ref()
+            .map(|d| convert::from_duration("reminder", d))
+            .transpose()?,
     })
 }
 
@@ -193,24 +197,18 @@ impl Notifications for NotificationsService {
         let r = request.into_inner();
         let destination = destination(r.destination).map_err(to_status)?;
         let rules = rules(r.rules).map_err(to_status)?;
+        // Described here, not read back: a failed read after the channel
+        // was made would lose its secret, shown only in this answer.
+        let described = destination.describe();
         let (record, secret) = self
             .carewatch
             .create_channel(&admin, &r.name, destination, rules)
             .await
             .map_err(to_status)?;
-        // The view describes the destination without its secrets.
-        let view = self
-            .carewatch
-            .channels(&admin.reseller)
-            .await
-            .map_err(to_status)?
-            .into_iter()
-            .find(|v| v.record.id == record.id)
-            .ok_or_else(|| {
-                to_status(Error::NotFound {
-                    what: format!("channel {}", record.id),
-                })
-            })?;
+        let view = ChannelView {
+            record,
+            destination: described,
+        };
         Ok(Response::new(proto::CreateChannelResponse {
             channel: Some(channel(&view)),
             signing_secret: secret.map(|s| s.to_string()).unwrap_or_default(),
@@ -271,8 +269,12 @@ impl Notifications for NotificationsService {
             };
             let starts_at =
                 convert::from_timestamp("starts_at", required("starts_at", r.starts_at.as_ref())?)?;
-            let length = convert::from_duration(required("length", r.length.as_ref())?);
-            let every: Option<Duration> = r.every.as_ref().map(convert::from_duration);
+            let length = convert::from_duration("length", required("length", r.length.as_ref())?)?;
+            let every: Option<Duration> = r
+                .every
+                .as_ref()
+                .map(|d| convert::from_duration("every", d))
+                .transpose()?;
             Ok::<_, Error>((slc, starts_at, length, every))
         })();
         let (slc, starts_at, length, every) = parsed.map_err(to_status)?;

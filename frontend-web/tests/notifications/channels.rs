@@ -56,6 +56,35 @@ async fn the_signing_secret_is_shown_once_and_chat_urls_never() {
     assert!(secret.starts_with("whsec"), "{secret}");
     assert!(created.contains("Created channel “On-call webhook”"));
 
+    web.site("acme", "M01-C01-0001").await;
+    web.site("acme", "M01-C01-0002").await;
+    web.site("rival", "M01-C01-0003").await;
+    // A chosen installation that is not acme's: refused beside the form
+    // kept as typed, like a missing one, and nothing made.
+    for other in ["M01-C01-0003", "M01-C01-0004"] {
+        let refused = web
+            .post_as(
+                &admin,
+                "/channels",
+                &[
+                    ("name", "Some sites"),
+                    ("kind", "webhook"),
+                    ("target", "https://hooks.example.net/in"),
+                    ("hold", "2"),
+                    ("reminder", "never"),
+                    ("scope", "chosen"),
+                    ("slcs", &format!("M01-C01-0001, {other}")),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.body);
+        assert!(refused.body.contains("role=\"alert\""), "{}", refused.body);
+        assert!(
+            refused.body.contains("value=\"Some sites\""),
+            "the form is kept"
+        );
+    }
+
     let slack_secret = "T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX";
     let slack = web
         .post_as(

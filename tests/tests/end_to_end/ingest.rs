@@ -50,7 +50,10 @@ async fn every_ingest_refusal_has_its_status_code() {
     assert!(!ack.duplicate);
     assert_eq!(
         ack.heartbeat_interval
-            .map(|d| carewatch_grpc::convert::from_duration(&d)),
+            .map(
+                |d| carewatch_grpc::convert::from_duration("heartbeat_interval", &d)
+                    .expect("valid")
+            ),
         Some(INTERVAL)
     );
     assert!(

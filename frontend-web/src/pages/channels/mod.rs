@@ -12,6 +12,7 @@ mod view;
 use axum::Form;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
+use axum::response::Response;
 use carewatch_core::Error;
 use carewatch_core::notification::{ChannelId, OutboxFilter};
 use http::StatusCode;
@@ -82,7 +83,7 @@ pub async fn create(
                 name: record.name.clone(),
                 secret: s.to_string(),
             });
-            render(
+            let page = render(
                 &state,
                 &user,
                 StatusCode::OK,
@@ -90,9 +91,19 @@ pub async fn create(
                 secret.as_ref(),
                 &CreateForm::default(),
             )
-            .await
+            .await;
+            match (page, secret) {
+                // The channel is made; its secret is shown only now, so a
+                // failed read of the list must not take it with the page.
+                (Err(_), Some(secret)) => Ok(secret_only(&user, &notice, &secret)),
+                (page, _) => page,
+            }
         }
-        Err(e @ (Error::InvalidInput { .. } | Error::AlreadyExists { .. })) => {
+        // A chosen installation that is not the reseller's: NotFound, told
+        // beside the form as it was filled in.
+        Err(
+            e @ (Error::InvalidInput { .. } | Error::AlreadyExists { .. } | Error::NotFound { .. }),
+        ) => {
             render(
                 &state,
                 &user,
@@ -197,6 +208,21 @@ async fn act(
         }
         Err(e) => Err(error_page(e, Some(&user))),
     }
+}
+
+/// A made channel's signing secret on its own, when the rest of the page
+/// could not be read.
+fn secret_only(user: &SignedIn, notice: &Notice, secret: &NewSecret) -> Response {
+    let body = html! {
+        h1 { "Notification channels" }
+        (Notice::render(Some(notice)))
+        (secret_box(secret))
+        p { "The list of channels could not be read just now. " a href="/channels" { "Reload it" } " once you have kept the secret." }
+    };
+    html_response(
+        StatusCode::OK,
+        layout("Notification channels", Some(user), Nav::Channels, body),
+    )
 }
 
 async fn render(
