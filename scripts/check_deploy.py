@@ -72,6 +72,9 @@ def check_compose(binary: str) -> None:
             fail(f"the balancer does not send to {name}")
     if "mode tcp" not in haproxy:
         fail("the balancer must pass TLS through (mode tcp)")
+    for name in ("node-1", "node-2"):
+        if not re.search(rf"^\s*server {name} .*\sresolvers \S+", haproxy, re.MULTILINE):
+            fail(f"the balancer resolves {name} only at start (a recreated node moves)")
 
 
 def check_rotation_override(binary: str) -> None:

@@ -9,14 +9,27 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
 /// Opens a channel to `url` (`https://host:port`, or `http://` for an
-/// insecure loopback server). `ca_pem` is the certificate to trust (for
-/// example the server's self-signed one); `None` uses the system roots.
+/// insecure loopback server). `ca_pem` is the certificate (or bundle) to
+/// trust: the server's self-signed one, or its CA's; `None` trusts none,
+/// so an `https://` server then cannot be reached.
 pub async fn connect(url: &str, ca_pem: Option<&str>) -> Result<Channel, tonic::transport::Error> {
+    connect_as(url, ca_pem, None).await
+}
+
+/// [`connect`], checking the server's certificate for `server_name`
+/// instead of the URL's host: a health check inside a container connects
+/// to `localhost`, and a certificate from a CA names the public name only.
+pub async fn connect_as(
+    url: &str,
+    ca_pem: Option<&str>,
+    server_name: Option<&str>,
+) -> Result<Channel, tonic::transport::Error> {
     let mut endpoint = Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
     if url.starts_with("https://") {
-        let mut tls = ClientTlsConfig::new().domain_name(host_of(url));
+        let name = server_name.map_or_else(|| host_of(url), str::to_owned);
+        let mut tls = ClientTlsConfig::new().domain_name(name);
         if let Some(ca) = ca_pem {
             tls = tls.ca_certificate(Certificate::from_pem(ca));
         }

@@ -49,6 +49,9 @@ pub async fn set_not_serving(health: &HealthReporter) {
 
 async fn set_status(health: &HealthReporter, status: ServingStatus) {
     for service in [
+        // The server as a whole (what a container's health check and most
+        // balancers ask about): it serves only what its storage answers.
+        "",
         <IngestServer<IngestService> as NamedService>::NAME,
         <DashboardServer<DashboardService> as NamedService>::NAME,
         <AdminServer<AdminService> as NamedService>::NAME,

@@ -30,8 +30,14 @@ pub struct HealthArgs {
         default_value = "./carewatch-data/cert.pem"
     )]
     ca_cert: PathBuf,
+    /// The name to check the server's certificate for, when it is not the
+    /// URL's host (a certificate from a CA names the public name; the
+    /// check connects to localhost).
+    #[arg(long, env = "CAREWATCH_SERVER_NAME")]
+    server_name: Option<String>,
     /// The service to ask about: empty for the server as a whole, or e.g.
-    /// carewatch.v1.Ingest (not serving while its storage is down).
+    /// carewatch.v1.Ingest. Each says NOT_SERVING while the storage fails
+    /// and once the node stops.
     #[arg(long, default_value = "")]
     service: String,
 }
@@ -46,7 +52,12 @@ pub async fn run(args: HealthArgs) -> CliResult {
         } else {
             None
         };
-        let channel = carewatch_grpc::client::connect(&args.server, ca.as_deref()).await?;
+        let channel = carewatch_grpc::client::connect_as(
+            &args.server,
+            ca.as_deref(),
+            args.server_name.as_deref(),
+        )
+        .await?;
         let status = HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: args.service.clone(),

@@ -42,13 +42,37 @@ pub fn load_or_create(path: &Path) -> Result<(MasterKey, KeySource)> {
     }
 }
 
-/// Loads the master key in `path`.
+/// Loads the master key in `path`, warning if others than its owner may
+/// read it (a copy made with `cp`, a 0644 umask): it opens every secret.
 pub fn load(path: &Path) -> Result<MasterKey> {
     let text = std::fs::read_to_string(path).map_err(|e| file_error(path, "cannot read", e))?;
+    if let Some(mode) = readable_by_others(path) {
+        tracing::warn!(
+            file = %path.display(),
+            mode = %format!("{mode:o}"),
+            "the master key file may be read by others than its owner: make it the service user's alone (chmod 600)"
+        );
+    }
     MasterKey::from_hex(text.trim()).map_err(|e| Error::InvalidInput {
         field: "master key file",
         reason: format!("{}: {e}", path.display()),
     })
+}
+
+/// The file's permission bits when its group or others may read or write
+/// it; `None` when only its owner may (or the platform has no such bits).
+fn readable_by_others(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o066 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// A creation in flight takes milliseconds; a temporary file this old was
@@ -140,6 +164,32 @@ fn file_error(path: &Path, what: &str, e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by review: a 0644 key file loaded without a word, where the
+    /// README says it is the service user's alone.
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_may_read_is_told_apart() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(MASTER_KEY_FILE);
+        let (_, source) = load_or_create(&path).expect("created");
+        assert_eq!(source, KeySource::Created);
+        assert_eq!(
+            readable_by_others(&path),
+            None,
+            "created for its owner only"
+        );
+        for (mode, exposed) in [(0o644, true), (0o640, true), (0o600, false), (0o400, false)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            assert_eq!(
+                readable_by_others(&path),
+                exposed.then_some(mode),
+                "{mode:o}"
+            );
+            load(&path).expect("still loads: a warning, not a refusal");
+        }
+    }
 
     /// Found by review: a kill between linking the temporary file into
     /// place and removing it left a hidden copy of the key for good.

@@ -292,6 +292,14 @@ async fn a_heartbeat_during_a_database_outage_fails_as_retryable_on_postgres() {
         service: "carewatch.v1.Ingest".into(),
     };
     let during = health.check(ingest_health()).await.expect("health answers");
+    // The server as a whole: what the image's health check asks (it said
+    // SERVING throughout, so a balancer kept a node without its database).
+    let whole_during = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health answers");
     stopped.start().await;
     let mut after = health.check(ingest_health()).await.expect("health answers");
     let recovered = tokio::time::Instant::now();
@@ -326,6 +334,11 @@ async fn a_heartbeat_during_a_database_outage_fails_as_retryable_on_postgres() {
         during.get_ref().status(),
         ServingStatus::NotServing,
         "Ingest is not serving while its database is down"
+    );
+    assert_eq!(
+        whole_during.get_ref().status(),
+        ServingStatus::NotServing,
+        "nor is the server as a whole"
     );
     assert_eq!(
         after.get_ref().status(),
