@@ -42,15 +42,15 @@ pub fn load_or_create(path: &Path) -> Result<(MasterKey, KeySource)> {
     }
 }
 
-/// Loads the master key in `path`, warning if others than its owner may
-/// read it (a copy made with `cp`, a 0644 umask): it opens every secret.
+/// Loads the master key in `path`, warning if every user may read it (a
+/// copy made with a 0022 umask): it opens every secret.
 pub fn load(path: &Path) -> Result<MasterKey> {
     let text = std::fs::read_to_string(path).map_err(|e| file_error(path, "cannot read", e))?;
     if let Some(mode) = readable_by_others(path) {
         tracing::warn!(
             file = %path.display(),
             mode = %format!("{mode:o}"),
-            "the master key file may be read by others than its owner: make it the service user's alone (chmod 600)"
+            "every user of the machine may read the master key file: make it the service user's (chmod 600)"
         );
     }
     MasterKey::from_hex(text.trim()).map_err(|e| Error::InvalidInput {
@@ -59,14 +59,15 @@ pub fn load(path: &Path) -> Result<MasterKey> {
     })
 }
 
-/// The file's permission bits when its group or others may read or write
-/// it; `None` when only its owner may (or the platform has no such bits).
+/// The file's permission bits when every user of the machine may read or
+/// write it; `None` otherwise (a group of its own, as Kubernetes' fsGroup
+/// gives, is the operator's choice), or where there are no such bits.
 fn readable_by_others(path: &Path) -> Option<u32> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-        (mode & 0o066 != 0).then_some(mode)
+        (mode & 0o006 != 0).then_some(mode)
     }
     #[cfg(not(unix))]
     {
@@ -166,7 +167,8 @@ mod tests {
     use super::*;
 
     /// Found by review: a 0644 key file loaded without a word, where the
-    /// README says it is the service user's alone.
+    /// README says it is the service user's. A group of its own (0640) is
+    /// the operator's choice.
     #[cfg(unix)]
     #[test]
     fn a_key_file_others_may_read_is_told_apart() {
@@ -180,7 +182,7 @@ mod tests {
             None,
             "created for its owner only"
         );
-        for (mode, exposed) in [(0o644, true), (0o640, true), (0o600, false), (0o400, false)] {
+        for (mode, exposed) in [(0o644, true), (0o604, true), (0o640, false), (0o600, false)] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
             assert_eq!(
                 readable_by_others(&path),

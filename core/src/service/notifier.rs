@@ -58,8 +58,8 @@ pub struct NotifierStep {
     pub events: usize,
     /// Notifications put in the outbox.
     pub queued: usize,
-    /// The step stopped at a limit: more events or more due states are
-    /// waiting, so the next step should run at once.
+    /// The step stopped at a limit (more events or more due states are
+    /// waiting), or its commit was refused: the next step should run at once.
     pub more: bool,
     /// The entries this node claimed as it queued them (when the step was
     /// asked to, see [`Carewatch::notify_step_on`]): for it to send now.
@@ -374,12 +374,16 @@ impl Carewatch {
         });
         match store.commit(commit).await? {
             Committed::Refused => {
-                // The next step (half a second on) starts again from where
-                // the notifier stands, with the nudged states due.
+                // The next step starts again at once from where the notifier
+                // stands (with the nudged states due); if the lease was
+                // lost, it finds so and pauses.
                 tracing::info!(
                     "notifier step not written: the lease was lost, or states were made due meanwhile"
                 );
-                Ok(NotifierStep::default())
+                Ok(NotifierStep {
+                    more: true,
+                    ..NotifierStep::default()
+                })
             }
             Committed::Written { claimed } => Ok(NotifierStep {
                 leader: true,
