@@ -215,7 +215,7 @@ impl UptimeReport {
             installation.slc.to_string(),
             formula_safe(&installation.customer),
             formula_safe(&installation.site),
-            server.map(ToString::to_string).unwrap_or_default(),
+            server_cell(server),
             self.period.start().to_string(),
             self.period.end().to_string(),
             uptime
@@ -316,6 +316,12 @@ fn formula_safe(text: &str) -> String {
     }
 }
 
+/// A recording server's id as a CSV cell: the device names itself, and an
+/// id may begin with `-` (`-A1` reads as a formula).
+fn server_cell(server: Option<&RecordingServerId>) -> String {
+    server.map_or_else(String::new, |s| formula_safe(s.as_str()))
+}
+
 /// Appends `field`, quoted (quotes doubled) if it holds a comma, a quote,
 /// CR or LF (RFC 4180).
 fn push_csv_field(csv: &mut String, field: &str) {
@@ -353,6 +359,15 @@ mod tests {
             csv,
             "plain|\"Müller, Söhne\"|\"the \"\"best\"\"\"|\"two\nlines\"||"
         );
+    }
+
+    /// Found by review: the server column was written raw.
+    #[test]
+    fn a_server_id_that_starts_like_a_formula_is_not_one() {
+        let id = |text: &str| RecordingServerId::new(text).expect("valid server id");
+        assert_eq!(server_cell(Some(&id("-A1"))), "'-A1");
+        assert_eq!(server_cell(Some(&id("rs-1"))), "rs-1");
+        assert_eq!(server_cell(None), "");
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct ChannelView {
     pub destination: String,
 }
 
+/// The most maintenance windows a reseller keeps over one installation,
+/// and over all of its installations.
+pub const MAX_WINDOWS_PER_SCOPE: usize = 20;
+
 /// What delivery needs to send on a channel: its destination and, for a
 /// webhook, its signing secret (never printed: see the `Debug` below).
 pub struct OpenedChannel {
@@ -259,6 +263,24 @@ impl Carewatch {
             created_at: self.now(),
         }
         .validate()?;
+        // Each window's occurrences are expanded for every report and tick:
+        // unbounded, one admin's windows would take everyone's CPU.
+        let same_scope = self
+            .inner
+            .store
+            .maintenance_windows(Some(&acting.reseller))
+            .await?
+            .iter()
+            .filter(|w| w.slc == window.slc)
+            .count();
+        if same_scope >= MAX_WINDOWS_PER_SCOPE {
+            return Err(Error::InvalidInput {
+                field: "maintenance window",
+                reason: format!(
+                    "at most {MAX_WINDOWS_PER_SCOPE} windows over one installation, and as many over all of them: delete one first"
+                ),
+            });
+        }
         self.inner.store.create_maintenance(&window).await?;
         let scope = window
             .slc

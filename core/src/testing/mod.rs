@@ -167,6 +167,7 @@ macro_rules! __conformance_test_list {
             deleting_a_window_tells_what_it_muted_at_once,
             a_refused_installation_tells_nothing,
             a_problem_held_while_refused_is_told_when_accepted_again,
+            windows_are_bounded_per_installation,
             a_deferral_counts_no_attempt_and_no_failure_of_the_channel,
             a_problem_that_held_and_ended_in_a_backlog_is_still_told,
             a_flap_split_across_a_backlogs_steps_tells_nothing,

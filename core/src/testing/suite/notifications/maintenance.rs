@@ -307,3 +307,41 @@ pub(crate) async fn a_problem_held_while_refused_is_told_when_accepted_again(
     assert_eq!(settle().await, 1, "its recovery");
     assert_eq!(told_kinds(&fx.store, &alpha).await, ["resolved", "problem"]);
 }
+
+/// Found by review: windows were unbounded, and every report and tick
+/// expands each one's occurrences. At most 20 over one installation, and
+/// 20 over all of them; a refused one changes nothing.
+pub(crate) async fn windows_are_bounded_per_installation(backend: &(impl TestBackend + ?Sized)) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let (alpha, a, b, admin) = two_sites_on_call(&fx).await;
+    let t0 = fx.carewatch.now();
+    let made = |slc: Option<&crate::ids::Slc>, n: u64| {
+        let starts = t0.saturating_add(secs(3600 * n));
+        let slc = slc.cloned();
+        let (fx, admin) = (&fx, &admin);
+        async move {
+            fx.carewatch
+                .create_maintenance(admin, slc.as_ref(), starts, secs(600), None, "x")
+                .await
+        }
+    };
+    for n in 0..20 {
+        made(Some(&a.slc), n).await.expect("up to 20 over a");
+        made(None, n).await.expect("up to 20 over all");
+    }
+    for scope in [Some(&a.slc), None] {
+        let refused = made(scope, 99).await;
+        assert!(
+            matches!(refused, Err(crate::Error::InvalidInput { .. })),
+            "{scope:?}: {refused:?}"
+        );
+    }
+    made(Some(&b.slc), 0).await.expect("b has its own 20");
+    let kept = fx
+        .carewatch
+        .maintenance_windows(&alpha)
+        .await
+        .expect("windows");
+    assert_eq!(kept.len(), 41, "nothing made by the refusals");
+}
