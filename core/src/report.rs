@@ -58,7 +58,10 @@
 //! **Exclusions** ([`Exclusions`]) are Carewatch's own downtime (the
 //! [`DowntimeWindow`]s) and every occurrence of the reseller's maintenance
 //! windows that cover the installation ([`MaintenanceWindow::covers`]),
-//! including occurrences that began before the period (clipped to it).
+//! including occurrences that began before the period (clipped to it),
+//! from the window's creation on: a window made during or after an
+//! outage, or dated back, excludes nothing before it was made, so a
+//! report of a past period cannot be changed by one made later.
 //! Where own downtime and maintenance overlap, the time counts once, as
 //! own downtime: Carewatch saw nothing then, maintenance or not.
 //!

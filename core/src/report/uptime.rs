@@ -108,10 +108,15 @@ impl Exclusions {
         maintenance: impl IntoIterator<Item = &'a MaintenanceWindow>,
     ) -> Self {
         let own = own_downtime_within(own, horizon);
+        // A window excludes time from its creation on only: one made (or
+        // dated) after an outage does not excuse it in a report.
         let occurrences: Vec<Interval> = maintenance
             .into_iter()
             .filter(|w| w.covers(slc))
-            .flat_map(|w| maintenance_occurrences(w, horizon))
+            .flat_map(|w| {
+                let from = horizon.start.max(w.created_at);
+                maintenance_occurrences(w, Interval::new(from, horizon.end.max(from)))
+            })
             .collect();
         let maintenance = subtract(&merge(occurrences), &own);
         let all = merge(own.iter().chain(&maintenance).copied().collect());

@@ -71,7 +71,8 @@ struct Case {
     period: (i64, i64),
     servers: Vec<ServerCase>,
     own: Vec<(i64, i64)>,
-    maintenance: Vec<(i64, i64, Option<i64>)>,
+    /// Each window's start, length, period and creation (minutes).
+    maintenance: Vec<(i64, i64, Option<i64>, i64)>,
 }
 
 fn server_case() -> impl Strategy<Value = ServerCase> {
@@ -116,7 +117,10 @@ fn case() -> impl Strategy<Value = Case> {
         (0i64..300, 1i64..500),
         prop::collection::vec(server_case(), 1..4),
         prop::collection::vec((0i64..700, 1i64..60), 0..3),
-        prop::collection::vec((0i64..700, 1i64..90, prop::option::of(0i64..60)), 0..3),
+        prop::collection::vec(
+            (0i64..700, 1i64..90, prop::option::of(0i64..60), 0i64..700),
+            0..3,
+        ),
     )
         .prop_map(|((start, length), servers, own, maintenance)| Case {
             period: (start, start + length),
@@ -124,7 +128,7 @@ fn case() -> impl Strategy<Value = Case> {
             own: own.into_iter().map(|(s, l)| (s, s + l)).collect(),
             maintenance: maintenance
                 .into_iter()
-                .map(|(s, l, every)| (s, l, every.map(|extra| l + 1 + extra)))
+                .map(|(s, l, every, created)| (s, l, every.map(|extra| l + 1 + extra), created))
                 .collect(),
         })
 }
@@ -152,7 +156,12 @@ fn brute(
 ) -> Expected {
     let (p0, p1) = case.period;
     let is_own = |m: i64| case.own.iter().any(|&(s, e)| s <= m && m < e);
-    let is_maintenance = |m: i64| windows.iter().any(|w| w.occurrence_at(minute(m)).is_some());
+    // A window excludes only time from its creation on.
+    let is_maintenance = |m: i64| {
+        windows
+            .iter()
+            .any(|w| minute(m) >= w.created_at && w.occurrence_at(minute(m)).is_some())
+    };
     let excluded = |m: i64| is_own(m) || is_maintenance(m);
     let mut e = Expected::default();
     for m in p0..p1 {
@@ -250,8 +259,9 @@ proptest! {
         let windows: Vec<MaintenanceWindow> = case
             .maintenance
             .iter()
-            .map(|&(s, l, every)| {
-                window("acme", None, minute(s), minutes(l as u64), every.map(|e| minutes(e as u64)))
+            .map(|&(s, l, every, created)| MaintenanceWindow {
+                created_at: minute(created),
+                ..window("acme", None, minute(s), minutes(l as u64), every.map(|e| minutes(e as u64)))
             })
             .collect();
         let own_windows: Vec<DowntimeWindow> =

@@ -352,6 +352,37 @@ fn own_downtime_is_clipped_to_the_interval() {
     assert_eq!(exclusions.own_downtime().len(), 3);
 }
 
+/// Found by review: a window made after an outage (or dated back over
+/// it) excused it, so a report of a closed month changed afterwards. A
+/// window excludes only from its creation on.
+#[test]
+fn a_window_excludes_nothing_before_it_was_made() {
+    let made_late = MaintenanceWindow {
+        created_at: at("12:00"),
+        ..window("acme", None, at("08:00"), minutes(8 * 60), None)
+    };
+    let exclusions = Exclusions::new(
+        day().interval(),
+        &slc(SLC),
+        &Downtime::default(),
+        &[made_late.clone()],
+    );
+    assert_eq!(
+        exclusions.maintenance(),
+        [Interval::new(at("12:00"), at("16:00"))],
+        "08:00–12:00 was past when it was made"
+    );
+    let u = server_uptime(
+        outage("rs-a", at("09:00"), Some(at("11:00"))),
+        long_ago(),
+        &[],
+        &[made_late],
+    );
+    assert_partition(&u);
+    assert_eq!(u.down, minutes(120), "the outage before it counts whole");
+    assert_eq!(u.excluded_maintenance, minutes(240));
+}
+
 #[test]
 fn nothing_observed_means_no_availability() {
     // No servers at all.
