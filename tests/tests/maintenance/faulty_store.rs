@@ -354,6 +354,7 @@ impl Store for Faulty {
     }
     async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Committed> {
         self.check().await?;
+        self.window_if_set().await?;
         self.inner.commit_notifications(commit).await
     }
     async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()> {

@@ -1,9 +1,12 @@
-//! The notifier step against an installation transferred in the middle of it.
+//! The notifier step against an installation transferred, or a maintenance
+//! window made, in the middle of it.
 
 use std::time::Duration;
 
 use carewatch_core::health::Health;
 use carewatch_core::ids::ResellerId;
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::notification::payload::Notification;
 use carewatch_core::notification::{ChannelRules, Destination, OutboxFilter};
 use carewatch_core::store::{Store, Transfer};
 use carewatch_core::team::{Login, Role, User};
@@ -88,4 +91,89 @@ async fn a_transfer_during_a_notifier_step_tells_nothing_and_keeps_no_state() {
         .await
         .expect("states");
     assert!(kept.is_empty(), "no state about it: {kept:#?}");
+}
+
+/// Found by review: a maintenance window made while a notifier step ran
+/// (after its reads, before its commit) was written over by the step, so
+/// the problem it told just before the window was never looked at again:
+/// no "still unhealthy" when the window ended. The step is now not written
+/// and runs again at once, seeing the window.
+#[tokio::test(start_paused = true)]
+async fn a_window_made_during_a_notifier_step_is_told_after() {
+    let (_dir, store, service) = open_with(Duration::ZERO, fast_config()).await;
+    let (slc, key) = site(&service).await;
+    let alpha = ResellerId::new("alpha").expect("id");
+    let admin = User {
+        reseller: alpha.clone(),
+        login: Login::new("admin@alpha.example").expect("login"),
+        name: "Admin".into(),
+        role: Role::Admin,
+        created_at: service.now(),
+    };
+    service
+        .create_channel(
+            &admin,
+            "on call",
+            Destination::Webhook {
+                url: "https://hooks.example.net/carewatch".into(),
+            },
+            ChannelRules {
+                hold: Duration::from_secs(60),
+                ..ChannelRules::default()
+            },
+        )
+        .await
+        .expect("channel");
+    let start = Instant::now();
+    let at = move |s: u64| start + Duration::from_secs(s);
+    let ticking = service.clone();
+    let maintenance =
+        tokio::spawn(async move { ticking.run_maintenance(EVERY, sleep_until(at(900))).await });
+    // Beats for 5 s, then falls silent: Offline at about 7 s, held 60 s.
+    beat_every_second(&service, &slc, &key, "rs-1", at(0), at(5)).await;
+    sleep_until(at(30)).await;
+    let step = || async { service.notify_step().await.expect("step") };
+    assert_eq!(step().await.queued, 0, "Offline, held");
+    sleep_until(at(75)).await;
+
+    let now = service.now();
+    *store.window_before_commit.lock().expect("hook") = Some(MaintenanceWindow {
+        id: WindowId::generate(),
+        reseller: alpha.clone(),
+        slc: Some(slc.clone()),
+        starts_at: now.saturating_add(Duration::from_secs(60)),
+        length: Duration::from_secs(600),
+        every: None,
+        reason: "drive swap".into(),
+        created_by: admin.login.clone(),
+        created_at: now,
+    });
+    let racing = step().await;
+    assert!(
+        store.window_before_commit.lock().expect("hook").is_none(),
+        "made during the step"
+    );
+    assert_eq!(racing.queued, 0, "not written: it read before the window");
+    assert!(racing.more, "runs again at once: {racing:?}");
+    assert_eq!(step().await.queued, 1, "told, before the window begins");
+    for s in [150, 400, 700] {
+        sleep_until(at(s)).await;
+        assert_eq!(step().await.queued, 0, "nothing during the window ({s} s)");
+    }
+    sleep_until(at(75 + 60 + 600 + 5)).await;
+    assert_eq!(step().await.queued, 1, "still Offline after the window");
+    maintenance.await.expect("maintenance ran");
+    let told: Vec<String> = store
+        .outbox(&alpha, OutboxFilter::All, 10)
+        .await
+        .expect("outbox")
+        .iter()
+        .map(|e| Notification::from_json(&e.body).expect("JSON").kind)
+        .collect();
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert_eq!(
+        told.iter().filter(|k| *k == "after_maintenance").count(),
+        1,
+        "{told:?}"
+    );
 }

@@ -56,6 +56,7 @@ pub(crate) async fn open_with(
         marks: Mutex::default(),
         sweeps: AtomicU32::new(0),
         transfer_before_details: Mutex::default(),
+        window_before_commit: Mutex::default(),
     });
     let service = node(&store, Timestamp::from_millis(1_795_381_860_000), config).await;
     (dir, store, service)
