@@ -365,7 +365,7 @@ fn a_window_excludes_nothing_before_it_was_made() {
         day().interval(),
         &slc(SLC),
         &Downtime::default(),
-        &[made_late.clone()],
+        std::slice::from_ref(&made_late),
     );
     assert_eq!(
         exclusions.maintenance(),
