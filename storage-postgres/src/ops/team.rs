@@ -225,11 +225,15 @@ pub(crate) async fn remove_user(
     if removed == 0 && cancelled == 0 {
         return Err(user_not_found(who).into());
     }
-    // Already gone by the foreign key's cascade; said here too.
-    query("DELETE FROM sessions WHERE login = $1")
-        .bind(who.as_str())
-        .execute(&mut *c)
-        .await?;
+    // Already gone by the foreign key's cascade; said here too, for this
+    // reseller's user only: removing an invitation of a login that another
+    // reseller's user holds ended that user's sessions.
+    if removed > 0 {
+        query("DELETE FROM sessions WHERE login = $1")
+            .bind(who.as_str())
+            .execute(&mut *c)
+            .await?;
+    }
     Ok(())
 }
 

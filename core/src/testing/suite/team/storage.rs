@@ -474,8 +474,32 @@ pub(crate) async fn users_and_api_tokens_are_per_reseller(backend: &(impl TestBa
     );
     assert_eq!(
         session_at(&fx, "joe", t(6)).await,
-        Some(joe_session),
+        Some(joe_session.clone()),
         "a refused removal ends no session"
+    );
+    // Found by review (PostgreSQL): beta invites alpha's joe (nothing tells
+    // beta the login is taken), then removes "joe": that cancels beta's
+    // invitation, and must not end alpha's joe's sessions.
+    let beta_invites_joe = invitation(
+        "beta's invitation of joe",
+        &beta,
+        "joe",
+        Role::Viewer,
+        t(6),
+        t(3600),
+    );
+    fx.store
+        .create_invitation(&beta_invites_joe)
+        .await
+        .expect("beta invites a login alpha uses");
+    fx.store
+        .remove_user(&beta, &login("joe"))
+        .await
+        .expect("beta's invitation cancelled");
+    assert_eq!(
+        session_at(&fx, "joe", t(7)).await,
+        Some(joe_session),
+        "another reseller's removal ends none of joe's sessions"
     );
 
     let a1 = api_token("00000000000000a1", &alpha, &jane, t(10));
