@@ -1,6 +1,7 @@
 //! Dashboard: what a reseller reads, authenticated by its bearer token.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use carewatch_core::feed::EventId;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
@@ -8,7 +9,7 @@ use carewatch_core::notification::maintenance::in_maintenance;
 use carewatch_core::report::{Period, UptimeReport};
 use carewatch_core::store::{OverviewQuery, PageCursor};
 use carewatch_core::{Carewatch, Error};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{bearer, token_admin};
@@ -16,6 +17,25 @@ use crate::convert;
 use crate::proto::dashboard_server::Dashboard;
 use crate::proto::{self};
 use crate::status::{to_status, until_stopped};
+
+/// How often an open Watch checks that its token still authenticates its
+/// reseller (a rotated token's streams end within this).
+pub const TOKEN_RECHECK: Duration = Duration::from_secs(30);
+
+/// Resolves once `token` no longer authenticates `reseller` (rotated, or
+/// the reseller gone), checked every [`TOKEN_RECHECK`]; a failing store is
+/// not taken for a refusal.
+async fn token_withdrawn(carewatch: Carewatch, token: String, reseller: ResellerId) {
+    let token = zeroize::Zeroizing::new(token);
+    loop {
+        tokio::time::sleep(TOKEN_RECHECK).await;
+        match carewatch.authenticate_reseller(&token, None).await {
+            Ok(id) if id == reseller => {}
+            Ok(_) | Err(Error::Unauthenticated { .. }) => return,
+            Err(_) => {}
+        }
+    }
+}
 
 /// Serves [`Dashboard`].
 #[derive(Debug, Clone)]
@@ -162,6 +182,25 @@ impl Dashboard for DashboardService {
                 .map(|event| convert::watch_event(&event))
                 .map_err(to_status)
         });
+        // The token was checked once, above: a stream opened with it must
+        // not outlive it (a leaked token's Watch kept reading after the
+        // rotation that was to lock it out).
+        let token = bearer(&request).map_err(to_status)?.to_owned();
+        let withdrawn = token_withdrawn(self.carewatch.clone(), token, reseller)
+            .boxed()
+            .shared();
+        let told = withdrawn.clone();
+        let events = events.take_until(withdrawn).chain(
+            futures::stream::once(async move { told.peek().is_some() }).filter_map(
+                |gone| async move {
+                    gone.then(|| {
+                        Err(to_status(Error::Unauthenticated {
+                            reason: "the token no longer authenticates: it was rotated",
+                        }))
+                    })
+                },
+            ),
+        );
         Ok(Response::new(Box::pin(until_stopped(
             events,
             &self.carewatch,

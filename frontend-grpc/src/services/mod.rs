@@ -7,6 +7,6 @@ mod notifications;
 
 pub use crate::auth::API_TOKEN_LOGIN;
 pub use admin::AdminService;
-pub use dashboard::DashboardService;
+pub use dashboard::{DashboardService, TOKEN_RECHECK};
 pub use ingest::IngestService;
 pub use notifications::NotificationsService;
