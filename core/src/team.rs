@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 use crate::ids::ResellerId;
 use crate::time::Timestamp;
 
+/// The login a reseller token's actions are recorded under (audit log,
+/// `created_by`): it has no user, and no user may be invited under it.
+pub const TOKEN_LOGIN: &str = "api-token";
+
 /// How long a session lasts after signing in.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// How long an invitation link works.

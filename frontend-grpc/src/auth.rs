@@ -6,8 +6,9 @@ use tonic::{Request, Status};
 
 use crate::status::to_status;
 
-/// The login that acts for a reseller's token (it has no user of its own).
-pub const API_TOKEN_LOGIN: &str = "api-token";
+/// The login that acts for a reseller's token (it has no user of its own;
+/// no user may be invited under it).
+pub const API_TOKEN_LOGIN: &str = carewatch_core::team::TOKEN_LOGIN;
 
 /// The token of `authorization: Bearer <token>`.
 pub fn bearer<T>(request: &Request<T>) -> Result<&str, Error> {

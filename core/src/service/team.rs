@@ -72,6 +72,17 @@ impl Carewatch {
                 });
             }
         }
+        if login.as_str() == team::TOKEN_LOGIN {
+            // The audit log names a reseller token's actions so: a user of
+            // that name would pass for the token there.
+            return Err(Error::InvalidInput {
+                field: "login",
+                reason: format!(
+                    "{:?} names the reseller token's actions: choose another",
+                    team::TOKEN_LOGIN
+                ),
+            });
+        }
         let now = self.now();
         let user = User {
             reseller: reseller.clone(),

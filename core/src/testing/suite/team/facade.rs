@@ -202,6 +202,22 @@ pub(crate) async fn sign_in_follows_invitations_and_fails_alike(
             .await,
         "a viewer inviting",
     );
+    // Found by review: a user named as the reseller token's actions are
+    // recorded would pass for the token in the audit log.
+    let reserved = fx
+        .carewatch
+        .invite_user(
+            &alpha,
+            &login(crate::team::TOKEN_LOGIN),
+            "Not the token",
+            Role::Admin,
+            Some(&jane),
+        )
+        .await;
+    assert!(
+        matches!(reserved, Err(Error::InvalidInput { field: "login", .. })),
+        "{reserved:?}"
+    );
     let bea_invited = fx
         .carewatch
         .invite_user(&beta, &login("bea"), "Bea", Role::Admin, None)
