@@ -3,16 +3,43 @@
 
 use std::time::Duration;
 
+use carewatch_core::Carewatch;
 use carewatch_core::health::Health;
 use carewatch_core::ids::ResellerId;
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
 use carewatch_core::notification::payload::Notification;
-use carewatch_core::notification::{ChannelRules, Destination, OutboxFilter};
+use carewatch_core::notification::{ChannelRecord, ChannelRules, Destination, OutboxFilter};
 use carewatch_core::store::{Store, Transfer};
 use carewatch_core::team::{Login, Role, User};
 use tokio::time::{Instant, sleep_until};
 
 use crate::support::{EVERY, beat_every_second, fast_config, open_with, site};
+
+/// Alpha's admin, and its webhook channel holding states `hold`.
+async fn alpha_on_call(service: &Carewatch, hold: Duration) -> (User, ChannelRecord) {
+    let admin = User {
+        reseller: ResellerId::new("alpha").expect("id"),
+        login: Login::new("admin@alpha.example").expect("login"),
+        name: "Admin".into(),
+        role: Role::Admin,
+        created_at: service.now(),
+    };
+    let (channel, _) = service
+        .create_channel(
+            &admin,
+            "on call",
+            Destination::Webhook {
+                url: "https://hooks.example.net/carewatch".into(),
+            },
+            ChannelRules {
+                hold,
+                ..ChannelRules::default()
+            },
+        )
+        .await
+        .expect("channel");
+    (admin, channel)
+}
 
 /// An installation moved to another reseller between the notifier's read of
 /// the feed and its read of the installations it tells about: the step
@@ -30,27 +57,7 @@ async fn a_transfer_during_a_notifier_step_tells_nothing_and_keeps_no_state() {
         .create_reseller(&beta, "Beta")
         .await
         .expect("reseller");
-    let admin = User {
-        reseller: alpha.clone(),
-        login: Login::new("admin@alpha.example").expect("login"),
-        name: "Admin".into(),
-        role: Role::Admin,
-        created_at: service.now(),
-    };
-    let (channel, _) = service
-        .create_channel(
-            &admin,
-            "on call",
-            Destination::Webhook {
-                url: "https://hooks.example.net/carewatch".into(),
-            },
-            ChannelRules {
-                hold: Duration::ZERO,
-                ..ChannelRules::default()
-            },
-        )
-        .await
-        .expect("channel");
+    let (_, channel) = alpha_on_call(&service, Duration::ZERO).await;
     // Beats for 5 s, then falls silent until it is Offline.
     let start = Instant::now();
     let at = |s: u64| start + Duration::from_secs(s);
@@ -103,27 +110,7 @@ async fn a_window_made_during_a_notifier_step_is_told_after() {
     let (_dir, store, service) = open_with(Duration::ZERO, fast_config()).await;
     let (slc, key) = site(&service).await;
     let alpha = ResellerId::new("alpha").expect("id");
-    let admin = User {
-        reseller: alpha.clone(),
-        login: Login::new("admin@alpha.example").expect("login"),
-        name: "Admin".into(),
-        role: Role::Admin,
-        created_at: service.now(),
-    };
-    service
-        .create_channel(
-            &admin,
-            "on call",
-            Destination::Webhook {
-                url: "https://hooks.example.net/carewatch".into(),
-            },
-            ChannelRules {
-                hold: Duration::from_secs(60),
-                ..ChannelRules::default()
-            },
-        )
-        .await
-        .expect("channel");
+    let (admin, _) = alpha_on_call(&service, Duration::from_secs(60)).await;
     let start = Instant::now();
     let at = move |s: u64| start + Duration::from_secs(s);
     let ticking = service.clone();
