@@ -27,7 +27,8 @@ pub struct ChannelView {
 }
 
 /// The most maintenance windows a reseller keeps over one installation,
-/// and over all of its installations.
+/// and over all of its installations, one-off windows that have ended not
+/// counted.
 pub const MAX_WINDOWS_PER_SCOPE: usize = 20;
 
 /// What delivery needs to send on a channel: its destination and, for a
@@ -264,7 +265,9 @@ impl Carewatch {
         }
         .validate()?;
         // Each window's occurrences are expanded for every report and tick:
-        // unbounded, one admin's windows would take everyone's CPU.
+        // unbounded, one admin's windows would take everyone's CPU. A
+        // one-off window that has ended is one interval: not counted.
+        let now = self.now();
         let same_scope = self
             .inner
             .store
@@ -272,12 +275,13 @@ impl Carewatch {
             .await?
             .iter()
             .filter(|w| w.slc == window.slc)
+            .filter(|w| w.every.is_some() || w.starts_at.saturating_add(w.length) > now)
             .count();
         if same_scope >= MAX_WINDOWS_PER_SCOPE {
             return Err(Error::InvalidInput {
                 field: "maintenance window",
                 reason: format!(
-                    "at most {MAX_WINDOWS_PER_SCOPE} windows over one installation, and as many over all of them: delete one first"
+                    "at most {MAX_WINDOWS_PER_SCOPE} windows to come or repeating over one installation, and as many over all of them: delete one first"
                 ),
             });
         }
