@@ -85,10 +85,7 @@ impl Carewatch {
         after: Option<EventId>,
     ) -> Result<WatchStream> {
         if let Some(slc) = only {
-            match self.inner.store.installation(slc).await? {
-                Some(inst) if inst.reseller == *reseller => {}
-                _ => return Err(Error::installation_not_found(slc)),
-            }
+            self.require_owned(reseller, slc).await?;
         }
         // Subscribe before reading where to start: every event after `head`
         // is sent after this subscription, so it arrives here.

@@ -96,16 +96,8 @@ impl Carewatch {
         if let Some(only) = &rules.installations {
             // As a window over one installation: a missing one, or another
             // reseller's, is NotFound (it would never be notified about).
-            let found = self
-                .inner
-                .store
-                .installation_details(&acting.reseller, only)
-                .await?;
-            if let Some(missing) = only
-                .iter()
-                .find(|slc| !found.iter().any(|d| &d.installation.slc == *slc))
-            {
-                return Err(Error::installation_not_found(missing));
+            for slc in only {
+                self.require_owned(&acting.reseller, slc).await?;
             }
         }
         let id = ChannelId::generate();
@@ -247,10 +239,7 @@ impl Carewatch {
     ) -> Result<MaintenanceWindow> {
         team::require_admin(acting)?;
         if let Some(slc) = slc {
-            match self.inner.store.installation(slc).await? {
-                Some(i) if i.reseller == acting.reseller => {}
-                _ => return Err(Error::installation_not_found(slc)),
-            }
+            self.require_owned(&acting.reseller, slc).await?;
         }
         let window = MaintenanceWindow {
             id: WindowId::generate(),

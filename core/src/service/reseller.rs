@@ -23,6 +23,16 @@ impl Carewatch {
         self.inner.store.overview(reseller, query).await
     }
 
+    /// `NotFound` unless `slc` is one of `reseller`'s installations (another
+    /// reseller's reads like a missing one): for what names an installation
+    /// (a watch, a window, a channel's chosen ones).
+    pub(crate) async fn require_owned(&self, reseller: &ResellerId, slc: &Slc) -> Result<()> {
+        match self.inner.store.installation(slc).await? {
+            Some(installation) if installation.reseller == *reseller => Ok(()),
+            _ => Err(Error::installation_not_found(slc)),
+        }
+    }
+
     /// One of the reseller's installations: servers, active conditions,
     /// recent history. `NotFound` if missing or another reseller's.
     pub async fn installation(
