@@ -154,6 +154,14 @@ pub fn history_event<'py>(py: Python<'py>, e: &HistoryEvent) -> PyResult<Bound<'
             None,
             Some(timedelta(py, *decommissioned_for)?),
         ),
+        HistoryKind::Parked => ("parked", None, None, None, None),
+        HistoryKind::Resumed { parked_for } => (
+            "resumed",
+            None,
+            None,
+            None,
+            Some(timedelta(py, *parked_for)?),
+        ),
     };
     value!(py, "HistoryEvent" {
         at: datetime(py, e.at)?,

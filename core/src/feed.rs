@@ -95,6 +95,8 @@ impl Change {
                 HistoryKind::Recovered { .. } => "recovered",
                 HistoryKind::Decommissioned => "decommissioned",
                 HistoryKind::Recommissioned { .. } => "recommissioned",
+                HistoryKind::Parked => "parked",
+                HistoryKind::Resumed { .. } => "resumed",
             },
             Self::Registered { .. } => "registered",
             Self::Consent { .. } => "consent",

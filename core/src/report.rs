@@ -17,10 +17,14 @@
 //! **A server's timeline** ([`Timeline::of_server`]) comes from its
 //! history, given in any order (sorted here by time; at one instant in the
 //! order of a server's life: unavailable, recovered, decommissioned,
-//! recommissioned):
+//! recommissioned, parked, resumed):
 //! - it is *monitored* from its `first_seen_at` on, except while retired:
 //!   from a [`HistoryKind::Decommissioned`] to the next
-//!   [`HistoryKind::Recommissioned`]. Unmonitored time is not judged;
+//!   [`HistoryKind::Recommissioned`], and while Carewatch refused its
+//!   installation's messages (Care Plus ended, consent withdrawn): from a
+//!   [`HistoryKind::Parked`] to the next [`HistoryKind::Resumed`].
+//!   Unmonitored time is not judged: a server cannot be seen while its
+//!   messages are refused, so that time is neither up nor down;
 //! - a [`HistoryKind::BecameUnavailable`] at `t` opens an outage at `t`,
 //!   Carewatch's verdict time: the store records it at the instant the
 //!   server counted as unavailable (when the threshold-th missed heartbeat
@@ -29,19 +33,23 @@
 //!   nothing;
 //! - the next [`HistoryKind::Recovered`] ends it ([`OutageEnd::Recovered`],
 //!   at the message that ended it); being decommissioned ends it too
-//!   ([`OutageEnd::Retired`]: it counts as an outage, not for MTTR);
-//! - a `Recovered` (`Recommissioned`) with no open outage (retirement),
-//!   because its start is older than the history given, reaches back by
-//!   its `unavailable_for` (`decommissioned_for`); never before the server
-//!   was first seen or the previous change;
+//!   ([`OutageEnd::Retired`]: it counts as an outage, not for MTTR), and so
+//!   does being parked ([`OutageEnd::Refused`], the same); a server still
+//!   unavailable when it is resumed is in a new outage from then on (the
+//!   dashboard still shows it unavailable);
+//! - a `Recovered` (`Recommissioned`, `Resumed`) with no open outage
+//!   (retirement, refusal), because its start is older than the history
+//!   given, reaches back by its `unavailable_for` (`decommissioned_for`,
+//!   `parked_for`); never before the server was first seen or the previous
+//!   change;
 //! - an outage still open at the end of the period ends there,
 //!   [`OutageEnd::Ongoing`]. Events after the period only tell whether an
 //!   outage begun in it was still going on at its end.
 //!
 //! So that the state at the period's start is known, the caller passes
 //! history from before it, at least back to each server's latest
-//! `BecameUnavailable` and `Decommissioned` before it; older entries do no
-//! harm.
+//! `BecameUnavailable` and `Decommissioned` before it, and its latest
+//! `Parked` or `Resumed`; older entries do no harm.
 //!
 //! **An installation's timeline** ([`Timeline::of_installation`]): it is
 //! monitored while any of its counted servers is, and *out* while every one
@@ -51,7 +59,7 @@
 //! while the others are out ends the installation's outage (the site is
 //! reachable again: Recovered), and retiring the last server that was up
 //! while the others are out begins one; retiring the last monitored server
-//! while out ends it as Retired. Changes at one instant are applied
+//! while out ends it as Retired (parking them, as Refused). Changes at one instant are applied
 //! together, so one server taking over from another at the same
 //! millisecond is no outage. The servers to count are the caller's.
 //!
@@ -136,6 +144,8 @@
 //! [`HistoryKind::Recovered`]: crate::store::HistoryKind::Recovered
 //! [`HistoryKind::Decommissioned`]: crate::store::HistoryKind::Decommissioned
 //! [`HistoryKind::Recommissioned`]: crate::store::HistoryKind::Recommissioned
+//! [`HistoryKind::Parked`]: crate::store::HistoryKind::Parked
+//! [`HistoryKind::Resumed`]: crate::store::HistoryKind::Resumed
 //! [`DowntimeWindow`]: crate::availability::DowntimeWindow
 //! [`MaintenanceWindow::covers`]: crate::notification::maintenance::MaintenanceWindow::covers
 

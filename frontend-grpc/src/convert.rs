@@ -242,6 +242,10 @@ pub fn history(e: &HistoryEvent) -> proto::HistoryEvent {
                 decommissioned_for: Some(duration(*decommissioned_for)),
             })
         }
+        HistoryKind::Parked => Kind::Parked(h::Parked {}),
+        HistoryKind::Resumed { parked_for } => Kind::Resumed(h::Resumed {
+            parked_for: Some(duration(*parked_for)),
+        }),
     };
     proto::HistoryEvent {
         at: Some(timestamp(e.at)),

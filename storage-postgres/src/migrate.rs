@@ -80,6 +80,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notifier nudges",
         include_str!("../migrations/0016_notifier_nudges.sql"),
     ),
+    (
+        17,
+        "history refusals",
+        include_str!("../migrations/0017_history_refusals.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

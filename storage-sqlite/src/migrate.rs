@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0013_server_admission_version.sql"),
     include_str!("../migrations/0014_deleted_server_cursors.sql"),
     include_str!("../migrations/0015_notifier_nudges.sql"),
+    include_str!("../migrations/0016_history_refusals.sql"),
 ];
 
 /// Applies the migrations this database has not had yet, each in a transaction.

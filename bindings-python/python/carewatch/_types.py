@@ -76,6 +76,8 @@ class HistoryKind(str, enum.Enum):
     RECOVERED = "recovered"
     DECOMMISSIONED = "decommissioned"
     RECOMMISSIONED = "recommissioned"
+    PARKED = "parked"
+    RESUMED = "resumed"
 
 
 Code = Union[ConditionCode, str]
@@ -391,7 +393,9 @@ class Uptime:
     excluded_maintenance: timedelta
     """The reseller's maintenance windows (where not own downtime)."""
     unmonitored: timedelta
-    """Before first heard from, or while decommissioned."""
+    """Before first heard from, while decommissioned, or while Carewatch
+    refused the installation's messages (Care Plus ended, consent
+    withdrawn)."""
 
 
 @dataclass(frozen=True)

@@ -401,6 +401,8 @@ fn describe_history(kind: &proto::history_event::Kind) -> String {
         Kind::Recovered(_) => "recovered".into(),
         Kind::Decommissioned(_) => "decommissioned".into(),
         Kind::Recommissioned(_) => "recommissioned".into(),
+        Kind::Parked(_) => "parked (messages refused)".into(),
+        Kind::Resumed(_) => "resumed (messages accepted again)".into(),
     }
 }
 

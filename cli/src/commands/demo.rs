@@ -278,6 +278,8 @@ pub async fn run(args: DemoArgs) -> CliResult {
             Some(Kind::FirstSeen(_)) => "first report".to_owned(),
             Some(Kind::Decommissioned(_)) => "decommissioned".to_owned(),
             Some(Kind::Recommissioned(_)) => "reported again after being decommissioned".to_owned(),
+            Some(Kind::Parked(_)) => "not judged: messages refused".to_owned(),
+            Some(Kind::Resumed(_)) => "judged again: messages accepted".to_owned(),
             None => "?".to_owned(),
         };
         println!("    {:<6} {text}", event.recording_server_id);

@@ -19,6 +19,10 @@ pub enum OutageEnd {
     /// The server was decommissioned while unavailable (for an
     /// installation: its last monitored server was).
     Retired,
+    /// Carewatch began refusing the installation's messages (Care Plus
+    /// ended, consent withdrawn) while it was out. If it is still out when
+    /// they are accepted again, another outage begins then.
+    Refused,
     /// It was still going on at the end of the timeline.
     Ongoing,
 }
@@ -58,6 +62,10 @@ pub(crate) enum Change {
     Retire,
     /// `Recommissioned`, after this long.
     Return { retired_for: Duration },
+    /// `Parked`.
+    Park,
+    /// `Resumed`, after this long.
+    Resume { parked_for: Duration },
 }
 
 impl Change {
@@ -74,18 +82,25 @@ impl Change {
             HistoryKind::Recommissioned { decommissioned_for } => Some(Change::Return {
                 retired_for: *decommissioned_for,
             }),
+            HistoryKind::Parked => Some(Change::Park),
+            HistoryKind::Resumed { parked_for } => Some(Change::Resume {
+                parked_for: *parked_for,
+            }),
             _ => None,
         }
     }
 
     /// The order of changes at one instant: the order of a server's life
-    /// (unavailable, back, retired, brought back).
+    /// (unavailable, back, retired, brought back), then refused and
+    /// accepted again.
     fn rank(self) -> u8 {
         match self {
             Change::Down => 0,
             Change::Up { .. } => 1,
             Change::Retire => 2,
             Change::Return { .. } => 3,
+            Change::Park => 4,
+            Change::Resume { .. } => 5,
         }
     }
 }
@@ -97,8 +112,8 @@ const NEVER: Timestamp = Timestamp::from_millis(i64::MAX);
 impl Timeline {
     /// A recording server's timeline up to `until`, from its installation's
     /// history in any order (entries of other servers, and entries other
-    /// than `BecameUnavailable`, `Recovered`, `Decommissioned` and
-    /// `Recommissioned`, are ignored).
+    /// than `BecameUnavailable`, `Recovered`, `Decommissioned`,
+    /// `Recommissioned`, `Parked` and `Resumed`, are ignored).
     pub fn of_server<'a>(
         server: &RecordingServerId,
         first_seen_at: Timestamp,
@@ -120,61 +135,21 @@ impl Timeline {
         until: Timestamp,
     ) -> Self {
         changes.sort_unstable_by_key(|(at, change)| (*at, change.rank()));
-        let mut monitored = Vec::new();
-        let mut outages = Vec::new();
-        // Monitored since, if monitored (not retired).
-        let mut watching = Some(first_seen_at);
-        // No outage or retirement begins before this: first seen, or the
-        // latest recovery, retirement or return.
-        let mut floor = first_seen_at;
-        let mut open: Option<Timestamp> = None;
+        let mut life = ServerLife::new(first_seen_at);
         for &(at, change) in changes.iter() {
-            match (change, watching) {
-                (Change::Down, Some(_)) => {
-                    open.get_or_insert(at.max(floor));
-                }
-                (Change::Up { unavailable_for }, Some(_)) => {
-                    let start = open
-                        .take()
-                        .unwrap_or_else(|| at.saturating_sub(unavailable_for))
-                        .max(floor);
-                    push(&mut outages, start, at, OutageEnd::Recovered);
-                    floor = floor.max(at);
-                }
-                (Change::Retire, Some(since)) => {
-                    if let Some(start) = open.take() {
-                        push(&mut outages, start, at, OutageEnd::Retired);
-                    }
-                    if since < at {
-                        monitored.push(Interval::new(since, at));
-                    }
-                    watching = None;
-                    floor = floor.max(at);
-                }
-                (Change::Return { retired_for }, Some(since)) => {
-                    // Its retirement is older than the history given.
-                    let retired = at.saturating_sub(retired_for).max(floor);
-                    if let Some(start) = open.take() {
-                        push(&mut outages, start, retired, OutageEnd::Retired);
-                    }
-                    if since < retired {
-                        monitored.push(Interval::new(since, retired));
-                    }
-                    watching = Some(at.max(first_seen_at));
-                    floor = floor.max(at);
-                }
-                (Change::Return { .. }, None) => {
-                    watching = Some(at.max(first_seen_at));
-                    floor = floor.max(at);
-                }
-                // Nothing changes while retired, and nothing retires twice.
-                (Change::Down | Change::Up { .. } | Change::Retire, None) => {}
-            }
+            life.apply(at, change);
         }
+        let ServerLife {
+            mut monitored,
+            mut outages,
+            since,
+            open,
+            ..
+        } = life;
         if let Some(start) = open {
             push(&mut outages, start, NEVER, OutageEnd::Ongoing);
         }
-        if let Some(since) = watching {
+        if let Some(since) = since {
             monitored.push(Interval::new(since, NEVER));
         }
         Self::clipped(monitored, outages, until)
@@ -185,32 +160,41 @@ impl Timeline {
     /// timelines must end at the same `until`. One sweep over their sorted
     /// ends: `n log n` in their number.
     pub fn of_installation(servers: &[Timeline], until: Timestamp) -> Self {
-        // (when, change in servers monitored, change in servers out)
-        let mut steps: Vec<(Timestamp, i32, i32)> = Vec::new();
+        // (when, change in servers monitored, change in servers out,
+        // whether a server's outage ended because it was refused)
+        let mut steps: Vec<(Timestamp, i32, i32, bool)> = Vec::new();
         for server in servers {
             let last = server.monitored.len().saturating_sub(1);
             for (i, span) in server.monitored.iter().enumerate() {
                 let goes_on = i == last && server.monitored_at_end;
-                steps.push((span.start, 1, 0));
-                steps.push((if goes_on { NEVER } else { span.end }, -1, 0));
+                steps.push((span.start, 1, 0, false));
+                steps.push((if goes_on { NEVER } else { span.end }, -1, 0, false));
             }
             for outage in &server.outages {
                 let goes_on = outage.end == OutageEnd::Ongoing;
-                steps.push((outage.span.start, 0, 1));
-                steps.push((if goes_on { NEVER } else { outage.span.end }, 0, -1));
+                let refused = outage.end == OutageEnd::Refused;
+                steps.push((outage.span.start, 0, 1, false));
+                steps.push((
+                    if goes_on { NEVER } else { outage.span.end },
+                    0,
+                    -1,
+                    refused,
+                ));
             }
         }
-        steps.sort_unstable_by_key(|(at, _, _)| *at);
+        steps.sort_unstable_by_key(|(at, ..)| *at);
         let (mut monitored, mut outages) = (Vec::new(), Vec::new());
         let (mut watched, mut out) = (0i32, 0i32);
         let (mut watching, mut open): (Option<Timestamp>, Option<Timestamp>) = (None, None);
         let mut i = 0;
         while i < steps.len() {
             let at = steps[i].0;
+            let mut refused = false;
             // Every change at one instant before judging it.
             while i < steps.len() && steps[i].0 == at {
                 watched += steps[i].1;
                 out += steps[i].2;
+                refused |= steps[i].3;
                 i += 1;
             }
             match (watching, watched > 0) {
@@ -226,6 +210,8 @@ impl Timeline {
                 (Some(start), false) => {
                     let end = if watched > 0 {
                         OutageEnd::Recovered
+                    } else if refused {
+                        OutageEnd::Refused
                     } else {
                         OutageEnd::Retired
                     };
@@ -286,6 +272,124 @@ impl Timeline {
     /// Its outages: sorted, disjoint, within the monitored time.
     pub fn outages(&self) -> &[Outage] {
         &self.outages
+    }
+}
+
+/// A server's state while [`Timeline::from_changes`] walks its changes.
+struct ServerLife {
+    first_seen_at: Timestamp,
+    /// Finished monitored spans and outages.
+    monitored: Vec<Interval>,
+    outages: Vec<Outage>,
+    /// Monitored since, if monitored (neither retired nor refused).
+    since: Option<Timestamp>,
+    retired: bool,
+    parked: bool,
+    /// Whether the history says it is unavailable (kept while refused).
+    out: bool,
+    /// The start of the outage going on, if monitored and out.
+    open: Option<Timestamp>,
+    /// No outage, retirement or refusal begins before this: first seen,
+    /// or the latest recovery, retirement, return, refusal or resumption.
+    floor: Timestamp,
+}
+
+impl ServerLife {
+    fn new(first_seen_at: Timestamp) -> Self {
+        Self {
+            first_seen_at,
+            monitored: Vec::new(),
+            outages: Vec::new(),
+            since: Some(first_seen_at),
+            retired: false,
+            parked: false,
+            out: false,
+            open: None,
+            floor: first_seen_at,
+        }
+    }
+
+    /// Stops monitoring at `at`: the outage going on ends there as `how`.
+    fn stop(&mut self, at: Timestamp, how: OutageEnd) {
+        if let Some(start) = self.open.take() {
+            push(&mut self.outages, start, at, how);
+        }
+        if let Some(since) = self.since.take()
+            && since < at
+        {
+            self.monitored.push(Interval::new(since, at));
+        }
+    }
+
+    /// Monitors again from `at` if neither retired nor refused; an outage
+    /// goes on from there if it is still out.
+    fn restart(&mut self, at: Timestamp) {
+        if self.retired || self.parked {
+            return;
+        }
+        let at = at.max(self.first_seen_at);
+        self.since = Some(at);
+        if self.out {
+            self.open = Some(at);
+        }
+    }
+
+    fn apply(&mut self, at: Timestamp, change: Change) {
+        match change {
+            // Nothing changes while retired, and nothing retires twice.
+            Change::Down | Change::Up { .. } | Change::Retire if self.retired => {}
+            Change::Down => {
+                self.out = true;
+                if self.since.is_some() {
+                    self.open.get_or_insert(at.max(self.floor));
+                }
+            }
+            Change::Up { unavailable_for } => {
+                if self.since.is_some() {
+                    let start = self
+                        .open
+                        .take()
+                        .unwrap_or_else(|| at.saturating_sub(unavailable_for))
+                        .max(self.floor);
+                    push(&mut self.outages, start, at, OutageEnd::Recovered);
+                }
+                self.out = false;
+                self.floor = self.floor.max(at);
+            }
+            Change::Retire => {
+                self.stop(at, OutageEnd::Retired);
+                self.retired = true;
+                self.out = false;
+                self.floor = self.floor.max(at);
+            }
+            Change::Return { retired_for } => {
+                if !self.retired {
+                    // Its retirement is older than the history given.
+                    let retired = at.saturating_sub(retired_for).max(self.floor);
+                    self.stop(retired, OutageEnd::Retired);
+                }
+                self.retired = false;
+                self.out = false;
+                self.floor = self.floor.max(at);
+                self.restart(at);
+            }
+            Change::Park if self.parked => {}
+            Change::Park => {
+                self.stop(at, OutageEnd::Refused);
+                self.parked = true;
+                self.floor = self.floor.max(at);
+            }
+            Change::Resume { parked_for } => {
+                if !self.parked {
+                    // Its refusal is older than the history given.
+                    let parked = at.saturating_sub(parked_for).max(self.floor);
+                    self.stop(parked, OutageEnd::Refused);
+                }
+                self.parked = false;
+                self.floor = self.floor.max(at);
+                self.restart(at);
+            }
+        }
     }
 }
 

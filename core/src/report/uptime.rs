@@ -280,7 +280,7 @@ impl Uptime {
                         outage.span.millis() - covered_millis(&exclusions.all, outage.span);
                     repaired += 1;
                 }
-                OutageEnd::Retired if ended_inside => {}
+                OutageEnd::Retired | OutageEnd::Refused if ended_inside => {}
                 _ => ongoing = true,
             }
         }

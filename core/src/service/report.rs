@@ -124,6 +124,7 @@ fn reaches_back(kind: &HistoryKind) -> Duration {
             unavailable_for, ..
         } => *unavailable_for,
         HistoryKind::Recommissioned { decommissioned_for } => *decommissioned_for,
+        HistoryKind::Resumed { parked_for } => *parked_for,
         _ => Duration::ZERO,
     }
 }

@@ -36,11 +36,13 @@ pub fn hide_before(detail: &mut InstallationDetail, from: Timestamp) {
             }
             | HistoryKind::Recommissioned {
                 decommissioned_for: d,
-            } => *d = (*d).min(since_from),
+            }
+            | HistoryKind::Resumed { parked_for: d } => *d = (*d).min(since_from),
             HistoryKind::FirstSeen
             | HistoryKind::ConditionOpened { .. }
             | HistoryKind::BecameUnavailable { .. }
-            | HistoryKind::Decommissioned => {}
+            | HistoryKind::Decommissioned
+            | HistoryKind::Parked => {}
         }
     }
 }

@@ -340,6 +340,15 @@ pub enum HistoryKind {
         /// How long it was retired.
         decommissioned_for: Duration,
     },
+    /// Carewatch began refusing its installation's messages (Care Plus
+    /// ended, consent withdrawn): the server is not judged, and an uptime
+    /// report does not count the time, until [`HistoryKind::Resumed`].
+    Parked,
+    /// Its installation's messages are accepted again.
+    Resumed {
+        /// How long they were refused.
+        parked_for: Duration,
+    },
 }
 
 /// Everything about one installation.

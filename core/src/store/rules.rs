@@ -116,6 +116,20 @@ pub enum ServiceChange {
     Resume,
 }
 
+impl ServiceChange {
+    /// The history entry each of the installation's servers records at
+    /// `at`: [`HistoryKind::Parked`], or [`HistoryKind::Resumed`] after the
+    /// refusal that began at `parked_at` (its `parked_at` column).
+    pub fn history(self, parked_at: Option<Timestamp>, at: Timestamp) -> HistoryKind {
+        match self {
+            ServiceChange::Park => HistoryKind::Parked,
+            ServiceChange::Resume => HistoryKind::Resumed {
+                parked_for: parked_at.map_or(std::time::Duration::ZERO, |from| at.since(from)),
+            },
+        }
+    }
+}
+
 /// Whether an installation's servers are parked or resumed: `parked` is
 /// whether they are now, `installation` the installation after the change.
 pub fn service_change(

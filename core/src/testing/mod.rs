@@ -130,6 +130,7 @@ macro_rules! __conformance_test_list {
             an_outage_open_at_the_period_start_is_counted,
             uptime_reports_show_only_the_resellers_installations,
             uptime_reports_follow_decommissioned_servers,
+            refused_time_is_unmonitored_in_uptime_reports,
             // a reseller's team
             invitations_create_users_once,
             sessions_expire_and_end_with_their_user,

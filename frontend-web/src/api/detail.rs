@@ -69,16 +69,17 @@ pub struct HistoryJson {
     /// The recording server.
     pub server: String,
     /// `first_seen`, `condition_opened`, `condition_resolved`,
-    /// `became_unavailable`, `recovered`, `decommissioned` or
-    /// `recommissioned`.
+    /// `became_unavailable`, `recovered`, `decommissioned`,
+    /// `recommissioned`, `parked` (its installation's messages refused) or
+    /// `resumed` (accepted again).
     pub kind: String,
     /// The condition's code (conditions only).
     pub code: Option<String>,
     /// The condition's subject (conditions only).
     pub subject: Option<String>,
-    /// How long the condition was open, the server unavailable, or the
-    /// server decommissioned, in seconds (`condition_resolved`,
-    /// `recovered` and `recommissioned` only).
+    /// How long the condition was open, the server unavailable,
+    /// decommissioned or refused, in seconds (`condition_resolved`,
+    /// `recovered`, `recommissioned` and `resumed` only).
     pub duration_seconds: Option<f64>,
     /// Heartbeats missed (unavailable and recovered only).
     pub missed_heartbeats: Option<u32>,
@@ -219,6 +220,11 @@ fn detail_json(
                     HistoryKind::Recommissioned { decommissioned_for } => {
                         entry.duration_seconds = Some(decommissioned_for.as_secs_f64());
                         "recommissioned"
+                    }
+                    HistoryKind::Parked => "parked",
+                    HistoryKind::Resumed { parked_for } => {
+                        entry.duration_seconds = Some(parked_for.as_secs_f64());
+                        "resumed"
                     }
                 }
                 .to_owned();

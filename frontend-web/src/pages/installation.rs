@@ -340,6 +340,13 @@ fn happened(kind: &HistoryKind) -> Markup {
                 strong { "reported again" } " after " (format::duration(*decommissioned_for))
                 " decommissioned: it counts again"
             },
+            HistoryKind::Parked => {
+                strong { "not judged" } ": messages refused (Care Plus ended or consent withdrawn)"
+            },
+            HistoryKind::Resumed { parked_for } => {
+                strong { "judged again" } ": messages accepted after "
+                (format::duration(*parked_for)) " refused"
+            },
         }
     }
 }

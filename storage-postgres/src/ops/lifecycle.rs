@@ -154,6 +154,23 @@ pub(crate) async fn apply_service_change(
         .await?
         .ok_or_else(|| Error::installation_not_found(slc))?;
     let change = rules::service_change(parked.is_some(), &installation, at);
+    if let Some(change) = change {
+        // Each server's history says when it was not judged (an uptime
+        // report counts that time as unmonitored).
+        let kind = change.history(parked.map(ts), at);
+        let servers = query("SELECT server_id FROM servers WHERE slc = $1 ORDER BY server_id")
+            .bind(slc.as_str())
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|row| Ok(codec::server_id(&col::<String>(row, 0)?)?))
+            .collect::<DbResult<Vec<RecordingServerId>>>()?;
+        let entries: Vec<_> = servers
+            .iter()
+            .map(|server| (slc, server, at, &kind))
+            .collect();
+        history::record_many(c, &entries).await?;
+    }
     match change {
         Some(ServiceChange::Park) => {
             query("UPDATE servers SET next_check_at = NULL WHERE slc = $1 AND state IN (0, 1)")

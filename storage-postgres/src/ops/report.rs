@@ -7,9 +7,10 @@
 //! - the period's entries: one range of the index per installation;
 //! - each server's state when the period begins: its latest availability
 //!   entry before the start, a backward scan of the installation's range
-//!   that stops at the first one (… LIMIT 1), then the entries at that
-//!   instant (a seek). Both stay per-server index probes whatever the
-//!   table statistics say (see `before!`).
+//!   that stops at the first one (… LIMIT 1), and its latest parked or
+//!   resumed entry (a probe of the partial index `history_refusals`), then
+//!   the entries at those instants (a seek). They stay per-server index
+//!   probes whatever the table statistics say (see `before!`).
 
 use std::collections::HashMap;
 
@@ -26,7 +27,23 @@ use crate::errors::DbResult;
 /// The history kinds a report reads (`HistoryColumns::kind`).
 macro_rules! kinds {
     () => {
+        "('became_unavailable', 'recovered', 'decommissioned', 'recommissioned', 'parked', 'resumed')"
+    };
+}
+
+/// The kinds that say whether a server is available or retired.
+macro_rules! availability_kinds {
+    () => {
         "('became_unavailable', 'recovered', 'decommissioned', 'recommissioned')"
+    };
+}
+
+/// The kinds that say whether its messages are refused: the predicate of
+/// the partial index `history_refusals`, so a server never parked costs
+/// one probe of an empty range.
+macro_rules! refusal_kinds {
+    () => {
+        "('parked', 'resumed')"
     };
 }
 
@@ -74,7 +91,8 @@ macro_rules! within {
     };
 }
 
-/// Each server's latest entry before $3, and any others at that instant.
+/// Each server's latest availability entry before $3 and its latest
+/// refusal entry (parked or resumed), and any others at those instants.
 /// The latest instants first (materialized), then a parameterized seek per
 /// server (OFFSET 0 keeps the LATERAL subquery from being flattened into a
 /// hash join over the whole history table). The ORDER BY follows the index,
@@ -87,8 +105,13 @@ macro_rules! before {
                      SELECT b.at FROM history b
                      WHERE b.slc = s.slc AND b.at < $3 AND b.server_id = s.server_id
                        AND b.kind IN ",
-            kinds!(),
-            " ORDER BY b.at DESC LIMIT 1) AS at
+            availability_kinds!(),
+            " ORDER BY b.at DESC LIMIT 1) AS at, (
+                     SELECT r.at FROM history r
+                     WHERE r.slc = s.slc AND r.server_id = s.server_id AND r.at < $3
+                       AND r.kind IN ",
+            refusal_kinds!(),
+            " ORDER BY r.at DESC LIMIT 1) AS refused_at
                  FROM installations i JOIN servers s ON s.slc = i.slc
                  WHERE i.reseller_id = $1",
             $one,
@@ -96,7 +119,8 @@ macro_rules! before {
             entry_columns!(),
             " FROM latest l CROSS JOIN LATERAL (
                  SELECT * FROM history h
-                 WHERE h.slc = l.slc AND h.at = l.at AND h.server_id = l.server_id
+                 WHERE h.slc = l.slc AND h.at IN (l.at, l.refused_at)
+                   AND h.server_id = l.server_id
                    AND h.kind IN ",
             kinds!(),
             " OFFSET 0) h"

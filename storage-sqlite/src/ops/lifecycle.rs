@@ -131,7 +131,25 @@ pub(crate) fn apply_service_change(tx: &Connection, slc: &Slc, at: Timestamp) ->
         .map_err(map_err)?;
     let installation =
         super::admin::installation(tx, slc)?.ok_or_else(|| Error::installation_not_found(slc))?;
-    match rules::service_change(parked.is_some(), &installation, at) {
+    let change = rules::service_change(parked.is_some(), &installation, at);
+    if let Some(change) = change {
+        // Each server's history says when it was not judged (an uptime
+        // report counts that time as unmonitored).
+        let kind = change.history(parked.map(ts), at);
+        let servers: Vec<String> = {
+            let mut stmt = tx
+                .prepare_cached("SELECT server_id FROM servers WHERE slc = ?1 ORDER BY server_id")
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map([slc.as_str()], |row| row.get(0))
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+        };
+        for server in &servers {
+            history::record(tx, slc, &codec::server_id(server)?, at, &kind)?;
+        }
+    }
+    match change {
         Some(ServiceChange::Park) => park(tx, slc, at),
         Some(ServiceChange::Resume) => {
             // Judged again at once, missed heartbeats counted from `at`; an

@@ -7,7 +7,9 @@
 //! - each server's state when the period begins: its latest availability
 //!   entry before the start, a backward scan of the installation's range
 //!   that stops at the first one (a few entries back for a server with an
-//!   outage now and then), then the entries at that instant (a seek).
+//!   outage now and then), and its latest parked or resumed entry (a probe
+//!   of the partial index `history_refusals`), then the entries at those
+//!   instants (a seek).
 
 use std::collections::HashMap;
 
@@ -21,7 +23,17 @@ use super::reads::labels;
 use crate::codec::{self, RowExt, map_err, ts};
 
 /// The history kinds a report reads (`HistoryColumns::kind`).
-const KINDS: &str = "('became_unavailable', 'recovered', 'decommissioned', 'recommissioned')";
+const KINDS: &str = "('became_unavailable', 'recovered', 'decommissioned', 'recommissioned', \
+                     'parked', 'resumed')";
+
+/// The kinds that say whether a server is available or retired.
+const AVAILABILITY_KINDS: &str =
+    "('became_unavailable', 'recovered', 'decommissioned', 'recommissioned')";
+
+/// The kinds that say whether its messages are refused: the predicate of
+/// the partial index `history_refusals`, so a server never parked costs
+/// one probe of an empty range.
+const REFUSAL_KINDS: &str = "('parked', 'resumed')";
 
 pub(crate) fn uptime_histories(
     tx: &Connection,
@@ -103,12 +115,16 @@ pub(crate) fn uptime_histories(
              SELECT s.slc, s.server_id, (
                  SELECT b.at FROM history b
                  WHERE b.slc = s.slc AND b.at < ?3 AND b.server_id = s.server_id
-                   AND b.kind IN {KINDS}
-                 ORDER BY b.at DESC LIMIT 1) AS at
+                   AND b.kind IN {AVAILABILITY_KINDS}
+                 ORDER BY b.at DESC LIMIT 1) AS at, (
+                 SELECT r.at FROM history r
+                 WHERE r.slc = s.slc AND r.server_id = s.server_id AND r.at < ?3
+                   AND r.kind IN {REFUSAL_KINDS}
+                 ORDER BY r.at DESC LIMIT 1) AS refused_at
              FROM installations i JOIN servers s ON s.slc = i.slc
              WHERE i.reseller_id = ?1 AND {one})
          SELECT {columns}, h.slc
-         FROM latest l CROSS JOIN history h ON h.slc = l.slc AND h.at = l.at
+         FROM latest l CROSS JOIN history h ON h.slc = l.slc AND h.at IN (l.at, l.refused_at)
          WHERE h.server_id = l.server_id AND h.kind IN {KINDS}",
         columns = prefixed("h", HISTORY_COLUMNS),
     );

@@ -67,7 +67,21 @@ fn span(start: f64, end: f64) -> Interval {
     Interval::new(t(start), t(end))
 }
 
-use OutageEnd::{Ongoing, Recovered, Retired};
+fn park(server: &str, at: f64) -> HistoryEvent {
+    event(server, at, HistoryKind::Parked)
+}
+
+fn resume(server: &str, at: f64, after: f64) -> HistoryEvent {
+    event(
+        server,
+        at,
+        HistoryKind::Resumed {
+            parked_for: hours(after),
+        },
+    )
+}
+
+use OutageEnd::{Ongoing, Recovered, Refused, Retired};
 
 #[test]
 fn a_server_is_down_from_the_verdict_to_the_recovery_in_any_order() {
@@ -192,6 +206,90 @@ fn a_retired_server_is_not_monitored_and_its_outage_ends_retired() {
     assert_eq!(a.monitored(), [span(0.0, 12.0)]);
 }
 
+#[test]
+fn a_refused_server_is_not_monitored_and_an_outage_goes_on_after_it() {
+    // Up when refused: nothing is down while refused, nor after it.
+    let history = [park("a", 4.0), resume("a", 10.0, 6.0)];
+    let a = Timeline::of_server(&rs("a"), t(0.0), &history, t(24.0));
+    assert_eq!(a.monitored(), [span(0.0, 4.0), span(10.0, 24.0)]);
+    assert_eq!(a.outages(), []);
+
+    // Unavailable when refused, and still when accepted again: the refused
+    // time is no outage, and the outage goes on from the resumption until
+    // the server reports.
+    let history = [
+        down("a", 2.0),
+        park("a", 4.0),
+        resume("a", 10.0, 6.0),
+        up("a", 12.0, 10.0),
+    ];
+    let a = Timeline::of_server(&rs("a"), t(0.0), &history, t(24.0));
+    assert_eq!(a.monitored(), [span(0.0, 4.0), span(10.0, 24.0)]);
+    assert_eq!(
+        a.outages(),
+        [outage(2.0, 4.0, Refused), outage(10.0, 12.0, Recovered)]
+    );
+
+    // Still refused at the end; a message admitted just before the
+    // refusal was written ends the outage while refused.
+    let history = [down("a", 2.0), park("a", 4.0), up("a", 5.0, 3.0)];
+    let a = Timeline::of_server(&rs("a"), t(0.0), &history, t(24.0));
+    assert_eq!(a.monitored(), [span(0.0, 4.0)]);
+    assert_eq!(a.outages(), [outage(2.0, 4.0, Refused)]);
+    let history = [
+        down("a", 2.0),
+        park("a", 4.0),
+        up("a", 5.0, 3.0),
+        resume("a", 10.0, 6.0),
+    ];
+    let a = Timeline::of_server(&rs("a"), t(0.0), &history, t(24.0));
+    assert_eq!(a.outages(), [outage(2.0, 4.0, Refused)], "not out again");
+
+    // Retired while refused: not monitored after the resumption either,
+    // until it is brought back.
+    let history = [
+        park("a", 4.0),
+        retire("a", 6.0),
+        resume("a", 10.0, 6.0),
+        back("a", 14.0, 8.0),
+    ];
+    let a = Timeline::of_server(&rs("a"), t(0.0), &history, t(24.0));
+    assert_eq!(a.monitored(), [span(0.0, 4.0), span(14.0, 24.0)]);
+
+    // The refusal older than the history given: the resumption reaches
+    // back, and the outage open before it ends there.
+    let history = [down("a", 1.0), resume("a", 10.0, 6.0)];
+    let a = Timeline::of_server(&rs("a"), t(0.0), &history, t(24.0));
+    assert_eq!(a.monitored(), [span(0.0, 4.0), span(10.0, 24.0)]);
+    assert_eq!(
+        a.outages(),
+        [outage(1.0, 4.0, Refused), outage(10.0, 24.0, Ongoing)]
+    );
+}
+
+#[test]
+fn an_installation_whose_servers_are_refused_while_out_ends_its_outage_refused() {
+    let history = [
+        down("a", 2.0),
+        down("b", 3.0),
+        park("a", 4.0),
+        park("b", 4.0),
+        resume("a", 10.0, 6.0),
+        resume("b", 10.0, 6.0),
+        up("b", 11.0, 8.0),
+    ];
+    let servers: Vec<Timeline> = ["a", "b"]
+        .iter()
+        .map(|id| Timeline::of_server(&rs(id), t(0.0), &history, t(24.0)))
+        .collect();
+    let site = Timeline::of_installation(&servers, t(24.0));
+    assert_eq!(site.monitored(), [span(0.0, 4.0), span(10.0, 24.0)]);
+    assert_eq!(
+        site.outages(),
+        [outage(3.0, 4.0, Refused), outage(10.0, 11.0, Recovered)]
+    );
+}
+
 fn server(monitored: &[(f64, f64)], outages: Vec<Outage>, until: f64) -> Timeline {
     let monitored: Vec<Interval> = monitored.iter().map(|&(s, e)| span(s, e)).collect();
     let mut changes = Vec::new();
@@ -219,7 +317,7 @@ fn server(monitored: &[(f64, f64)], outages: Vec<Outage>, until: f64) -> Timelin
                     unavailable_for: o.span.length(),
                 },
             )),
-            Retired | Ongoing => {}
+            Retired | Refused | Ongoing => {}
         }
     }
     let first = monitored.first().map_or(t(until), |m| m.start);

@@ -14,33 +14,51 @@ fn minute(m: i64) -> Timestamp {
 }
 
 /// One server: first seen, retired `[r0, r1)` (`r1` `None`: for good), its
-/// outages `(start, end, recovered)` (not recovered: retired) and which
+/// installation's messages refused over `parked` (`[p0, p1)`, the last
+/// maybe for good), its outages `(start, end, recovered)` (not recovered:
+/// retired; one lasting through a refusal is out again after it) and which
 /// history entries are missing (as if older than the history given).
 #[derive(Debug, Clone)]
 struct ServerCase {
     first_seen: i64,
     retired: Option<(i64, Option<i64>)>,
+    parked: Vec<(i64, Option<i64>)>,
     outages: Vec<(i64, i64, bool)>,
     missing: u8,
 }
 
+fn within(span: (i64, Option<i64>), m: i64) -> bool {
+    span.0 <= m && span.1.is_none_or(|end| m < end)
+}
+
 impl ServerCase {
-    fn monitored(&self, m: i64) -> bool {
-        m >= self.first_seen
-            && !self
-                .retired
-                .is_some_and(|(r0, r1)| r0 <= m && r1.is_none_or(|r1| m < r1))
+    fn parked_at(&self, m: i64) -> bool {
+        self.parked.iter().any(|&p| within(p, m))
     }
 
+    fn monitored(&self, m: i64) -> bool {
+        m >= self.first_seen && !self.retired.is_some_and(|r| within(r, m)) && !self.parked_at(m)
+    }
+
+    /// Out and judged: refused time is no outage.
     fn down(&self, m: i64) -> bool {
-        self.outages.iter().any(|&(s, e, _)| s <= m && m < e)
+        self.outages.iter().any(|&(s, e, _)| s <= m && m < e) && !self.parked_at(m)
+    }
+
+    /// Whether a refusal begins or ends within `[s, e]`.
+    fn refused_within(&self, s: i64, e: i64) -> bool {
+        self.parked
+            .iter()
+            .any(|&(p0, p1)| p0 <= e && p1.is_none_or(|p1| s <= p1))
     }
 
     fn history(&self, id: &str) -> Vec<HistoryEvent> {
         let mut history = Vec::new();
         for (j, &(s, e, recovered)) in self.outages.iter().enumerate() {
-            // A recovered outage's start may be missing: its length says it.
-            if !(recovered && self.missing & (1 << (j % 7)) != 0) {
+            // A recovered outage's start may be missing: its length says it
+            // (not across a refusal: the store reads each server's latest
+            // availability entry before the period and its latest refusal).
+            if !(recovered && self.missing & (1 << (j % 7)) != 0 && !self.refused_within(s, e)) {
                 history.push(down(id, minute(s)));
             }
             if recovered {
@@ -49,7 +67,10 @@ impl ServerCase {
         }
         if let Some((r0, r1)) = self.retired {
             // A retirement that ends may be missing its start too.
-            if r1.is_none() || self.missing & 0x80 == 0 {
+            if r1.is_none()
+                || self.missing & 0x80 == 0
+                || r1.is_some_and(|r1| self.refused_within(r0, r1))
+            {
                 history.push(event(id, minute(r0), HistoryKind::Decommissioned));
             }
             if let Some(r1) = r1 {
@@ -58,6 +79,18 @@ impl ServerCase {
                     minute(r1),
                     HistoryKind::Recommissioned {
                         decommissioned_for: minutes((r1 - r0) as u64),
+                    },
+                ));
+            }
+        }
+        for &(p0, p1) in &self.parked {
+            history.push(event(id, minute(p0), HistoryKind::Parked));
+            if let Some(p1) = p1 {
+                history.push(event(
+                    id,
+                    minute(p1),
+                    HistoryKind::Resumed {
+                        parked_for: minutes((p1 - p0) as u64),
                     },
                 ));
             }
@@ -80,13 +113,26 @@ fn server_case() -> impl Strategy<Value = ServerCase> {
         0i64..400,
         prop::collection::vec((1i64..40, 1i64..80), 0..6),
         prop::option::weighted(0.4, (0i64..500, prop::option::of(1i64..200))),
+        prop::collection::vec((0i64..150, prop::option::weighted(0.8, 1i64..120)), 0..3),
         any::<u8>(),
     )
-        .prop_map(|(first_seen, gaps, retired, missing)| {
+        .prop_map(|(first_seen, gaps, retired, refusals, missing)| {
             let retired = retired.map(|(offset, length)| {
                 let r0 = first_seen + offset;
                 (r0, length.map(|l| r0 + l))
             });
+            // Refusals one after the other from first seen on (at least a
+            // minute apart); one for good ends the list.
+            let mut parked = Vec::new();
+            let mut t = first_seen;
+            for (gap, length) in refusals {
+                let p0 = t + gap + 1;
+                parked.push((p0, length.map(|l| p0 + l)));
+                match length {
+                    Some(l) => t = p0 + l,
+                    None => break,
+                }
+            }
             // Alternate gaps and outage lengths from first seen on; what
             // reaches the retirement ends there; none begins while retired.
             let mut t = first_seen;
@@ -103,9 +149,16 @@ fn server_case() -> impl Strategy<Value = ServerCase> {
                     None => outages.push((s, e, true)),
                 }
             }
+            // No outage begins while refused (nobody is judged then), and
+            // none is recovered at the very instant of a refusal (the
+            // figures would count it for MTTR, minute counting would not).
+            outages.retain(|&(s, e, _)| {
+                !parked.iter().any(|&p| within(p, s)) && !parked.iter().any(|&(p0, _)| p0 == e)
+            });
             ServerCase {
                 first_seen,
                 retired,
+                parked,
                 outages,
                 missing,
             }

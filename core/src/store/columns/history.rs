@@ -12,13 +12,15 @@ use crate::time::duration_millis;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryColumns<'a> {
     /// `first_seen`, `condition_opened`, `condition_resolved`,
-    /// `became_unavailable` or `recovered`.
+    /// `became_unavailable`, `recovered`, `decommissioned`,
+    /// `recommissioned`, `parked` or `resumed`.
     pub kind: &'a str,
     /// The condition code, for condition entries.
     pub code: Option<&'a str>,
     /// The condition subject, for condition entries.
     pub subject: Option<&'a str>,
-    /// How long it lasted (milliseconds), for resolved and recovered entries.
+    /// How long it lasted (milliseconds), for resolved, recovered,
+    /// recommissioned and resumed entries.
     pub duration_ms: Option<i64>,
     /// Heartbeats missed, for availability entries.
     pub missed: Option<i64>,
@@ -78,6 +80,15 @@ impl<'a> From<&'a HistoryKind> for HistoryColumns<'a> {
                 duration_ms: Some(duration_millis(*decommissioned_for)),
                 ..none
             },
+            HistoryKind::Parked => Self {
+                kind: "parked",
+                ..none
+            },
+            HistoryKind::Resumed { parked_for } => Self {
+                kind: "resumed",
+                duration_ms: Some(duration_millis(*parked_for)),
+                ..none
+            },
         }
     }
 }
@@ -113,6 +124,10 @@ impl HistoryColumns<'_> {
             "decommissioned" => HistoryKind::Decommissioned,
             "recommissioned" => HistoryKind::Recommissioned {
                 decommissioned_for: duration(),
+            },
+            "parked" => HistoryKind::Parked,
+            "resumed" => HistoryKind::Resumed {
+                parked_for: duration(),
             },
             other => return Err(corrupt("history kind", format!("{other:?} is not one"))),
         })

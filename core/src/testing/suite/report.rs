@@ -495,3 +495,107 @@ pub(crate) async fn uptime_reports_follow_decommissioned_servers(
     assert_eq!(s3.availability(), None);
     assert_eq!(s3.to_string(), "n/a");
 }
+
+/// Time while Carewatch refuses an installation's messages is unmonitored:
+/// neither up nor down (its servers cannot be seen), and an outage under
+/// way when the refusal began goes on only from the resumption.
+///
+/// rs-1 is silent after 0: unavailable from 180. Consent is withdrawn at
+/// 600 and given again at 1200 (no beat meanwhile: they would be refused);
+/// rs-1 is back at 1500, rs-2 beats all along otherwise.
+///
+/// Period 0–1800: rs-1 monitored 0–600 and 1200–1800 (600 s unmonitored),
+/// out 180–600 (ended by the refusal) and 1200–1500 (recovered, MTTR
+/// 300 s): down 720 s. Before the fix the whole 180–1500 was down.
+pub(crate) async fn refused_time_is_unmonitored_in_uptime_reports(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let site = fx.site("alpha", "M01-C01-0001").await;
+    let mut fleet = Fleet::new(&["rs-1", "rs-2"], &[("rs-1", 0, 1500), ("rs-2", 600, 1260)]);
+    fleet.beats(&fx, &site).await;
+    fleet.run_until(&fx, &site, 600).await;
+    fx.carewatch
+        .set_consent(&site.slc, false)
+        .await
+        .expect("consent withdrawn");
+    fleet.run_until(&fx, &site, 1200).await;
+    fx.carewatch
+        .set_consent(&site.slc, true)
+        .await
+        .expect("consent given again");
+    fleet.run_until(&fx, &site, 1800).await;
+
+    let history = super::history_of(&super::detail(&fx, &site).await);
+    for server in ["rs-1", "rs-2"] {
+        let refusals: Vec<_> = history
+            .iter()
+            .filter(|e| e.server.as_str() == server)
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    crate::store::HistoryKind::Parked | crate::store::HistoryKind::Resumed { .. }
+                )
+            })
+            .cloned()
+            .collect();
+        assert_eq!(
+            refusals,
+            [
+                super::event(t(600), server, crate::store::HistoryKind::Parked),
+                super::event(
+                    t(1200),
+                    server,
+                    crate::store::HistoryKind::Resumed {
+                        parked_for: secs(600)
+                    }
+                ),
+            ],
+            "{server}'s history says when it was not judged"
+        );
+    }
+
+    let report = report_of(&fx, &site, period(0, 1800)).await;
+    let [installation] = report.installations.as_slice() else {
+        panic!("one installation: {report:#?}");
+    };
+    let [s1, s2] = installation.servers.as_slice() else {
+        panic!("two servers: {installation:#?}");
+    };
+    assert_eq!(
+        figures(&s1.uptime),
+        (1200, 720, 2, 720, Some(300), false, 0, 0, 600),
+        "rs-1 is not down while refused: {:#?}",
+        s1.uptime
+    );
+    assert_eq!(
+        figures(&s2.uptime),
+        (1200, 0, 0, 0, None, false, 0, 0, 600),
+        "rs-2 is not up while refused either: {:#?}",
+        s2.uptime
+    );
+    assert_eq!(
+        figures(&installation.uptime),
+        (1200, 0, 0, 0, None, false, 0, 0, 600),
+        "{:#?}",
+        installation.uptime
+    );
+    // Periods that begin while refused, and after the resumption: the
+    // store reads each server's latest refusal entry before the period as
+    // well as its latest availability entry.
+    let refused = report_of(&fx, &site, period(900, 1800)).await;
+    assert_eq!(
+        figures(&refused.installations[0].servers[0].uptime),
+        (600, 300, 1, 300, Some(300), false, 0, 0, 300),
+        "{:#?}",
+        refused.installations[0].servers[0].uptime
+    );
+    let resumed = report_of(&fx, &site, period(1300, 1800)).await;
+    assert_eq!(
+        figures(&resumed.installations[0].servers[0].uptime),
+        (500, 200, 1, 200, Some(300), false, 0, 0, 0),
+        "the outage goes on from the resumption, not from 180: {:#?}",
+        resumed.installations[0].servers[0].uptime
+    );
+}

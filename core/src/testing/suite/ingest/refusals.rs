@@ -153,10 +153,24 @@ pub(crate) async fn every_refusal_has_its_own_error_and_changes_nothing(
         assert_eq!(server.counted_from, Some(restored_at), "{server:?}");
         assert_eq!(server.next_check_at, Some(restored_at), "{server:?}");
     }
+    // Each withdrawal and expiry above parked its servers and each
+    // restoration resumed them: the history says so, and nothing else.
+    let refusal = |k: &crate::store::HistoryKind| {
+        matches!(
+            k,
+            crate::store::HistoryKind::Parked | crate::store::HistoryKind::Resumed { .. }
+        )
+    };
+    assert!(
+        restored.history.iter().any(|e| refusal(&e.kind)),
+        "{:#?}",
+        restored.history
+    );
     let unjudged = |mut d: crate::store::InstallationDetail| {
         for server in &mut d.servers {
             (server.counted_from, server.next_check_at) = (None, None);
         }
+        d.history.retain(|e| !refusal(&e.kind));
         d
     };
     assert_eq!(
@@ -400,14 +414,21 @@ pub(crate) async fn every_refusal_has_its_own_error_and_changes_nothing(
         "a too-large message changed something"
     );
 
-    // The operator's own changes are in the feed; the refused messages are not.
+    // The operator's own changes are in the feed, with the refusals and
+    // resumptions they caused; the refused messages are not.
     let mut operator_changes = Vec::new();
     while let Ok(Some(event)) = tokio::time::timeout(WATCH_QUIET, watch.next()).await {
         let event = event.expect("watch");
         assert!(
             matches!(
                 event.change,
-                Change::Consent { .. } | Change::Subscription { .. }
+                Change::Consent { .. }
+                    | Change::Subscription { .. }
+                    | Change::Server {
+                        event: crate::store::HistoryKind::Parked
+                            | crate::store::HistoryKind::Resumed { .. },
+                        ..
+                    }
             ),
             "refused messages: expected nothing but the operator's changes, got {event:?}"
         );
@@ -417,13 +438,17 @@ pub(crate) async fn every_refusal_has_its_own_error_and_changes_nothing(
         operator_changes,
         [
             "consent",
+            "parked",
             "consent",
+            "resumed",
+            "subscription",
+            "parked",
             "subscription",
             "subscription",
             "subscription",
-            "subscription"
+            "resumed"
         ],
-        "the consent and subscription changes, in order"
+        "the consent and subscription changes, in order, each refusal and resumption after the change that caused it"
     );
 
     // No refusal consumed sequence number 3.
