@@ -265,6 +265,7 @@ impl UptimeFleet {
             reason: "weekly updates".into(),
             created_by: login.clone(),
             created_at: sunday,
+            deleted_at: None,
         }];
         let span = self.end.as_millis() - self.start.as_millis();
         for installation in self.installations.iter().step_by(10) {
@@ -279,6 +280,7 @@ impl UptimeFleet {
                 reason: "drive swap".into(),
                 created_by: login.clone(),
                 created_at: self.start,
+                deleted_at: None,
             });
         }
         windows

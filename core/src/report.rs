@@ -67,9 +67,11 @@
 //! [`DowntimeWindow`]s) and every occurrence of the reseller's maintenance
 //! windows that cover the installation ([`MaintenanceWindow::covers`]),
 //! including occurrences that began before the period (clipped to it),
-//! from the window's creation on: a window made during or after an
-//! outage, or dated back, excludes nothing before it was made, so a
-//! report of a past period cannot be changed by one made later.
+//! from the window's creation on and until its deletion: a window made
+//! during or after an outage, or dated back, excludes nothing before it
+//! was made, and a deleted one still excludes what it did before it was
+//! deleted ([`MaintenanceWindow::deleted_at`]), so a report of a past
+//! period cannot be changed by a window made or deleted later.
 //! Where own downtime and maintenance overlap, the time counts once, as
 //! own downtime: Carewatch saw nothing then, maintenance or not.
 //!

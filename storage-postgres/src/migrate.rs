@@ -85,6 +85,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "history refusals",
         include_str!("../migrations/0017_history_refusals.sql"),
     ),
+    (
+        18,
+        "maintenance deleted at",
+        include_str!("../migrations/0018_maintenance_deleted_at.sql"),
+    ),
+    (
+        19,
+        "master key check",
+        include_str!("../migrations/0019_master_key_check.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

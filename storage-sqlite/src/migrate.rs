@@ -20,6 +20,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0014_deleted_server_cursors.sql"),
     include_str!("../migrations/0015_notifier_nudges.sql"),
     include_str!("../migrations/0016_history_refusals.sql"),
+    include_str!("../migrations/0017_maintenance_deleted_at.sql"),
+    include_str!("../migrations/0018_master_key_check.sql"),
 ];
 
 /// Applies the migrations this database has not had yet, each in a transaction.

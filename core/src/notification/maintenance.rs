@@ -79,6 +79,12 @@ pub struct MaintenanceWindow {
     pub created_by: Login,
     /// When it was set.
     pub created_at: Timestamp,
+    /// When it was deleted: it mutes nothing and is listed nowhere, but it
+    /// excluded time from uptime reports until then (only
+    /// [`Store::report_maintenance_windows`] returns deleted windows).
+    ///
+    /// [`Store::report_maintenance_windows`]: crate::store::Store::report_maintenance_windows
+    pub deleted_at: Option<Timestamp>,
 }
 
 impl MaintenanceWindow {
@@ -201,6 +207,7 @@ mod tests {
             reason: "firmware".into(),
             created_by: Login::new("admin@acme.example").unwrap(),
             created_at: t(0),
+            deleted_at: None,
         }
     }
 

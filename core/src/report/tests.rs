@@ -92,6 +92,7 @@ fn window(
         reason: "firmware".into(),
         created_by: Login::new("admin@acme.example").expect("login"),
         created_at: Timestamp::EPOCH,
+        deleted_at: None,
     }
 }
 

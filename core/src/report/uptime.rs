@@ -108,14 +108,16 @@ impl Exclusions {
         maintenance: impl IntoIterator<Item = &'a MaintenanceWindow>,
     ) -> Self {
         let own = own_downtime_within(own, horizon);
-        // A window excludes time from its creation on only: one made (or
-        // dated) after an outage does not excuse it in a report.
+        // A window excludes time from its creation on only, and until it
+        // was deleted: one made (or dated) after an outage does not excuse
+        // it, and deleting one does not change a past period's report.
         let occurrences: Vec<Interval> = maintenance
             .into_iter()
             .filter(|w| w.covers(slc))
             .flat_map(|w| {
                 let from = horizon.start.max(w.created_at);
-                maintenance_occurrences(w, Interval::new(from, horizon.end.max(from)))
+                let to = w.deleted_at.map_or(horizon.end, |d| d.min(horizon.end));
+                maintenance_occurrences(w, Interval::new(from, to.max(from)))
             })
             .collect();
         let maintenance = subtract(&merge(occurrences), &own);

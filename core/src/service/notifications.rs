@@ -251,6 +251,7 @@ impl Carewatch {
             reason: reason.trim().to_owned(),
             created_by: acting.login.clone(),
             created_at: self.now(),
+            deleted_at: None,
         }
         .validate()?;
         // Each window's occurrences are expanded for every report and tick:

@@ -112,7 +112,11 @@ impl Carewatch {
         {
             own.push(window);
         }
-        let maintenance = self.inner.store.maintenance_windows(Some(reseller)).await?;
+        let maintenance = self
+            .inner
+            .store
+            .report_maintenance_windows(reseller)
+            .await?;
         Ok((own, maintenance))
     }
 }

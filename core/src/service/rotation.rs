@@ -118,6 +118,20 @@ impl Carewatch {
         let replaced = store.reseal(&changes).await?;
         report.channels_resealed += replaced;
         report.changed_meanwhile += changes.len() as u64 - replaced;
+        // The master-key check too, so that a node with only the new key
+        // passes it at start.
+        let stored = config.checked_master_key_check(store.as_ref()).await?;
+        if let Ok((_, SealedUnder::Previous)) = config
+            .master_keys
+            .open_secret(MASTER_KEY_CHECK_CONTEXT, &stored)
+        {
+            let change = Reseal {
+                item: SealedItem::MasterKeyCheck,
+                old: stored,
+                new: config.seal_master_key_check(),
+            };
+            report.changed_meanwhile += 1 - store.reseal(&[change]).await?;
+        }
         tracing::info!(
             current_key = %report.current_key,
             keys_resealed = report.keys_resealed,
@@ -143,36 +157,73 @@ impl Carewatch {
     }
 }
 
-/// The installation keys of `page` an earlier key sealed, sealed again
-/// under the current one.
 impl Config {
     /// Whether these master keys open what `store` holds: of its first
     /// installation keys, at least one must open (a store without any
-    /// passes). A node started with another deployment's master key, or a
-    /// new random one beside an existing PostgreSQL database, would refuse
-    /// every recording server and seal channels the other nodes cannot
-    /// open: `carewatch serve` refuses to start instead.
+    /// passes), and so must its master-key check ([`Store::master_key_check`]),
+    /// which the first node to start on a database stores. A node started
+    /// with another deployment's master key, or a new random one beside an
+    /// existing PostgreSQL database (or one that another node, started at
+    /// the same time on a new database, made up too), would refuse every
+    /// recording server and seal channels the other nodes cannot open:
+    /// `carewatch serve` refuses to start instead. A check sealed under an
+    /// earlier key passes (a rotation); [`Carewatch::reseal_secrets`]
+    /// seals it again under the current one.
     pub async fn check_master_keys(&self, store: &dyn Store) -> Result<()> {
+        self.checked_master_key_check(store).await.map(|_| ())
+    }
+
+    /// [`Config::check_master_keys`], returning the check it opened.
+    async fn checked_master_key_check(&self, store: &dyn Store) -> Result<Vec<u8>> {
         let sample = store.wrapped_keys(None, KEYS_CHECKED_AT_START).await?;
         let opens =
             |(slc, wrapped): &(Slc, WrappedKey)| self.master_keys.unwrap_key(slc, wrapped).is_ok();
-        if sample.is_empty() || sample.iter().any(opens) {
-            return Ok(());
+        if !(sample.is_empty() || sample.iter().any(opens)) {
+            return Err(self.wrong_master_key(format!(
+                "opens none of the first {} installation keys this database holds",
+                sample.len()
+            )));
         }
-        Err(Error::InvalidInput {
+        let proposed = self.seal_master_key_check();
+        let stored = store.master_key_check(&proposed).await?;
+        match self
+            .master_keys
+            .open_secret(MASTER_KEY_CHECK_CONTEXT, &stored)
+        {
+            Ok((text, _)) if text.as_slice() == MASTER_KEY_CHECK_TEXT => Ok(stored),
+            _ => Err(self.wrong_master_key(
+                "does not open the master-key check this database holds".to_owned(),
+            )),
+        }
+    }
+
+    /// The master-key check sealed under the current key.
+    fn seal_master_key_check(&self) -> Vec<u8> {
+        self.master_keys
+            .current()
+            .seal_secret(MASTER_KEY_CHECK_CONTEXT, MASTER_KEY_CHECK_TEXT)
+    }
+
+    fn wrong_master_key(&self, what: String) -> Error {
+        Error::InvalidInput {
             field: "master key",
             reason: format!(
-                "master key {} opens none of the first {} installation keys this database holds: \
-                 they were sealed under another key. Use the master.key the database was made \
-                 with (with PostgreSQL, the other nodes'); during a rotation give the earlier \
-                 key as a previous master key",
+                "master key {} {what}: its secrets were sealed under another key. Use the \
+                 master.key the database was made with (with PostgreSQL, the other nodes'); \
+                 during a rotation give the earlier key as a previous master key",
                 self.master_keys.current().fingerprint(),
-                sample.len()
             ),
-        })
+        }
     }
 }
 
+/// What the master-key check seals, and the context it is bound to (no
+/// channel id holds a NUL, so it opens as nothing else).
+const MASTER_KEY_CHECK_CONTEXT: &[u8] = b"\0master-key-check";
+const MASTER_KEY_CHECK_TEXT: &[u8] = b"carewatch master key check v1";
+
+/// The installation keys of `page` an earlier key sealed, sealed again
+/// under the current one.
 fn reseal_keys(
     config: &Config,
     page: &[(Slc, WrappedKey)],

@@ -174,6 +174,13 @@ pub trait Store: Send + Sync + fmt::Debug {
         after: Option<(&Slc, KeyId)>,
         limit: u32,
     ) -> Result<Vec<(Slc, WrappedKey)>>;
+    /// The master-key check: a known value sealed under the master key the
+    /// database's secrets are sealed with, so that a node started with
+    /// another key is refused even before any secret exists (two nodes
+    /// each making up a key for one new database). Stores `proposed` if
+    /// the database holds none yet, atomically, and returns the one it
+    /// holds. A rotation replaces it with [`Store::reseal`].
+    async fn master_key_check(&self, proposed: &[u8]) -> Result<Vec<u8>>;
     /// Replaces sealed values in one transaction, each only where it still
     /// holds its `old` bytes (a missing item, or one changed meanwhile, is
     /// left alone). Returns how many were replaced.
@@ -358,12 +365,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// `NotFound` if the reseller does not exist or the window names an
     /// installation it does not own.
     async fn create_maintenance(&self, window: &MaintenanceWindow) -> Result<()>;
-    /// A reseller's maintenance windows, or every reseller's (`None`).
+    /// A reseller's maintenance windows, or every reseller's (`None`);
+    /// not those deleted.
     async fn maintenance_windows(
         &self,
         reseller: Option<&ResellerId>,
     ) -> Result<Vec<MaintenanceWindow>>;
-    /// Deletes one of `reseller`'s windows and, in the same transaction,
+    /// Every maintenance window of `reseller` an uptime report needs: the
+    /// deleted ones too, with their [`MaintenanceWindow::deleted_at`] (a
+    /// window excluded time until it was deleted).
+    async fn report_maintenance_windows(
+        &self,
+        reseller: &ResellerId,
+    ) -> Result<Vec<MaintenanceWindow>>;
+    /// Deletes one of `reseller`'s windows (kept for reports, marked
+    /// deleted at `at`; a deleted one is `NotFound`) and, in the same transaction,
     /// makes the notification states it may have muted (the reseller's, of
     /// the window's installation or all) due at `at`: they were due at its
     /// end, and would otherwise stay muted until then. `NotFound` if it has

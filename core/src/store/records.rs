@@ -77,6 +77,10 @@ pub enum SealedItem {
     },
     /// A notification channel's destination and signing secret.
     Channel(ChannelId),
+    /// The master-key check ([`Store::master_key_check`]).
+    ///
+    /// [`Store::master_key_check`]: crate::store::Store::master_key_check
+    MasterKeyCheck,
 }
 
 /// Replaces a sealed value, only if it still holds `old` (a rotation never

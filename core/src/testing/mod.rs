@@ -76,6 +76,7 @@ macro_rules! __conformance_test_list {
             reseals_replace_only_what_still_holds_what_was_read,
             a_master_key_rotation_reseals_every_secret,
             a_master_key_that_opens_no_stored_key_is_refused_at_start,
+            the_master_key_check_is_stored_once_and_replaced_only_as_read,
             // ingest
             heartbeat_marks_server_available,
             remembered_heartbeats_apply_only_under_the_current_admission,

@@ -17,6 +17,8 @@ fn window_id(text: &str) -> DbResult<WindowId> {
     Ok(WindowId::new(text).map_err(|e| corrupt("maintenance window id", e))?)
 }
 
+/// The columns a window is made with; [`window`] reads them and then
+/// `deleted_at`.
 macro_rules! window_columns {
     () => {
         "id, reseller_id, slc, starts_at, length_ms, every_ms, reason, created_by, created_at"
@@ -37,6 +39,7 @@ fn window(row: &PgRow) -> DbResult<MaintenanceWindow> {
         reason: col(row, 6)?,
         created_by: login(&col::<String>(row, 7)?)?,
         created_at: ts(col(row, 8)?),
+        deleted_at: col::<Option<i64>>(row, 9)?.map(ts),
     })
 }
 
@@ -119,17 +122,22 @@ pub(crate) async fn make_due(
     Ok(())
 }
 
+/// `reseller`'s windows (every reseller's for `None`); deleted ones too
+/// when `with_deleted` (reports only).
 pub(crate) async fn maintenance_windows(
     c: &mut PgConnection,
     reseller: Option<&ResellerId>,
+    with_deleted: bool,
 ) -> DbResult<Vec<MaintenanceWindow>> {
     let rows = query(concat!(
         "SELECT ",
         window_columns!(),
-        " FROM maintenance_windows WHERE $1::text IS NULL OR reseller_id = $1
+        ", deleted_at FROM maintenance_windows
+         WHERE ($1::text IS NULL OR reseller_id = $1) AND ($2 OR deleted_at IS NULL)
          ORDER BY starts_at, id"
     ))
     .bind(reseller.map(ResellerId::as_str))
+    .bind(with_deleted)
     .fetch_all(&mut *c)
     .await?;
     rows.iter().map(window).collect()
@@ -141,12 +149,16 @@ pub(crate) async fn delete_maintenance(
     id: &WindowId,
     at: Timestamp,
 ) -> DbResult<()> {
-    let deleted =
-        query("DELETE FROM maintenance_windows WHERE id = $1 AND reseller_id = $2 RETURNING slc")
-            .bind(id.as_str())
-            .bind(reseller.as_str())
-            .fetch_optional(&mut *c)
-            .await?;
+    // Kept, marked deleted: it excluded time from reports until now.
+    let deleted = query(
+        "UPDATE maintenance_windows SET deleted_at = $3
+         WHERE id = $1 AND reseller_id = $2 AND deleted_at IS NULL RETURNING slc",
+    )
+    .bind(id.as_str())
+    .bind(reseller.as_str())
+    .bind(at.as_millis())
+    .fetch_optional(&mut *c)
+    .await?;
     let Some(row) = deleted else {
         return Err(Error::NotFound {
             what: format!("maintenance window {id}"),

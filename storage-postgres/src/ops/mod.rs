@@ -213,6 +213,13 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn master_key_check(&self, proposed: &[u8]) -> Result<Vec<u8>> {
+        self.write(proposed, |c, proposed| {
+            Box::pin(rotation::master_key_check(c, proposed))
+        })
+        .await
+    }
+
     async fn reseal(&self, changes: &[Reseal]) -> Result<u64> {
         self.write(changes, |c, changes| Box::pin(rotation::reseal(c, changes)))
             .await
@@ -448,7 +455,17 @@ impl Store for PostgresStore {
         reseller: Option<&ResellerId>,
     ) -> Result<Vec<MaintenanceWindow>> {
         self.read(&reseller, |c, r| {
-            Box::pin(maintenance::maintenance_windows(c, *r))
+            Box::pin(maintenance::maintenance_windows(c, *r, false))
+        })
+        .await
+    }
+
+    async fn report_maintenance_windows(
+        &self,
+        reseller: &ResellerId,
+    ) -> Result<Vec<MaintenanceWindow>> {
+        self.read(reseller, |c, r| {
+            Box::pin(maintenance::maintenance_windows(c, Some(r), true))
         })
         .await
     }

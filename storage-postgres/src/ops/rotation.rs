@@ -39,6 +39,20 @@ pub(crate) async fn wrapped_keys(
         .collect()
 }
 
+pub(crate) async fn master_key_check(c: &mut PgConnection, proposed: &[u8]) -> DbResult<Vec<u8>> {
+    query(
+        "INSERT INTO master_key_check (singleton, sealed) VALUES (true, $1)
+         ON CONFLICT (singleton) DO NOTHING",
+    )
+    .bind(proposed)
+    .execute(&mut *c)
+    .await?;
+    let row = query("SELECT sealed FROM master_key_check WHERE singleton")
+        .fetch_one(&mut *c)
+        .await?;
+    col(&row, 0)
+}
+
 /// Installation keys in one statement (a step's worth, in key order, the
 /// order they were read in); channels, which are few, one each.
 pub(crate) async fn reseal(c: &mut PgConnection, changes: &[Reseal]) -> DbResult<u64> {
@@ -51,6 +65,16 @@ pub(crate) async fn reseal(c: &mut PgConnection, changes: &[Reseal]) -> DbResult
                 ids.push(i64::from(id.get()));
                 olds.push(change.old.as_slice());
                 news.push(change.new.as_slice());
+            }
+            SealedItem::MasterKeyCheck => {
+                replaced += query(
+                    "UPDATE master_key_check SET sealed = $1 WHERE singleton AND sealed = $2",
+                )
+                .bind(change.new.as_slice())
+                .bind(change.old.as_slice())
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
             }
             SealedItem::Channel(id) => {
                 replaced += query("UPDATE channels SET sealed = $2 WHERE id = $1 AND sealed = $3")

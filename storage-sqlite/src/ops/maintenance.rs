@@ -17,6 +17,8 @@ fn window_id(text: &str) -> Result<WindowId> {
     WindowId::new(text).map_err(|e| corrupt("maintenance window id", e))
 }
 
+/// The columns a window is made with; [`window`] reads them and then
+/// `deleted_at`.
 const WINDOW_COLUMNS: &str =
     "id, reseller_id, slc, starts_at, length_ms, every_ms, reason, created_by, created_at";
 
@@ -35,6 +37,7 @@ fn window(row: &Row<'_>) -> Result<MaintenanceWindow> {
         reason: row.col(6)?,
         created_by: login(&row.col::<String>(7)?)?,
         created_at: ts(row.col(8)?),
+        deleted_at: row.col::<Option<i64>>(9)?.map(ts),
     })
 }
 
@@ -111,19 +114,22 @@ pub(crate) fn make_due(
     Ok(())
 }
 
+/// `reseller`'s windows (every reseller's for `None`); deleted ones too
+/// when `with_deleted` (reports only).
 pub(crate) fn maintenance_windows(
     tx: &Connection,
     reseller: Option<&ResellerId>,
+    with_deleted: bool,
 ) -> Result<Vec<MaintenanceWindow>> {
     let mut stmt = tx
         .prepare_cached(&format!(
-            "SELECT {WINDOW_COLUMNS} FROM maintenance_windows
-             WHERE ?1 IS NULL OR reseller_id = ?1
+            "SELECT {WINDOW_COLUMNS}, deleted_at FROM maintenance_windows
+             WHERE (?1 IS NULL OR reseller_id = ?1) AND (?2 OR deleted_at IS NULL)
              ORDER BY starts_at, id"
         ))
         .map_err(map_err)?;
     let mut rows = stmt
-        .query([reseller.map(ResellerId::as_str)])
+        .query(params![reseller.map(ResellerId::as_str), with_deleted])
         .map_err(map_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
@@ -138,10 +144,12 @@ pub(crate) fn delete_maintenance(
     id: &WindowId,
     at: Timestamp,
 ) -> Result<()> {
+    // Kept, marked deleted: it excluded time from reports until now.
     let deleted: Option<Option<String>> = tx
         .query_row(
-            "DELETE FROM maintenance_windows WHERE id = ?1 AND reseller_id = ?2 RETURNING slc",
-            params![id.as_str(), reseller.as_str()],
+            "UPDATE maintenance_windows SET deleted_at = ?3
+             WHERE id = ?1 AND reseller_id = ?2 AND deleted_at IS NULL RETURNING slc",
+            params![id.as_str(), reseller.as_str(), at.as_millis()],
             |row| row.get(0),
         )
         .optional()

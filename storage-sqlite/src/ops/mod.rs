@@ -211,6 +211,12 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn master_key_check(&self, proposed: &[u8]) -> Result<Vec<u8>> {
+        let proposed = proposed.to_vec();
+        self.write(move |tx| rotation::master_key_check(tx, &proposed))
+            .await
+    }
+
     async fn reseal(&self, changes: &[Reseal]) -> Result<u64> {
         let changes = changes.to_vec();
         self.write(move |tx| rotation::reseal(tx, &changes)).await
@@ -431,7 +437,16 @@ impl Store for SqliteStore {
         reseller: Option<&ResellerId>,
     ) -> Result<Vec<MaintenanceWindow>> {
         let reseller = reseller.cloned();
-        self.read(move |tx| maintenance::maintenance_windows(tx, reseller.as_ref()))
+        self.read(move |tx| maintenance::maintenance_windows(tx, reseller.as_ref(), false))
+            .await
+    }
+
+    async fn report_maintenance_windows(
+        &self,
+        reseller: &ResellerId,
+    ) -> Result<Vec<MaintenanceWindow>> {
+        let reseller = reseller.clone();
+        self.read(move |tx| maintenance::maintenance_windows(tx, Some(&reseller), true))
             .await
     }
 

@@ -37,6 +37,21 @@ pub(crate) fn wrapped_keys(
     Ok(out)
 }
 
+pub(crate) fn master_key_check(tx: &Connection, proposed: &[u8]) -> Result<Vec<u8>> {
+    tx.execute(
+        "INSERT INTO master_key_check (singleton, sealed) VALUES (1, ?1)
+         ON CONFLICT (singleton) DO NOTHING",
+        [proposed],
+    )
+    .map_err(map_err)?;
+    tx.query_row(
+        "SELECT sealed FROM master_key_check WHERE singleton = 1",
+        [],
+        |row| row.get(0),
+    )
+    .map_err(map_err)
+}
+
 pub(crate) fn reseal(tx: &Connection, changes: &[Reseal]) -> Result<u64> {
     let mut replaced = 0;
     for change in changes {
@@ -52,6 +67,10 @@ pub(crate) fn reseal(tx: &Connection, changes: &[Reseal]) -> Result<u64> {
             SealedItem::Channel(id) => tx
                 .prepare_cached("UPDATE channels SET sealed = ?2 WHERE id = ?1 AND sealed = ?3")
                 .and_then(|mut s| s.execute(params![id.as_str(), change.new, change.old])),
+            SealedItem::MasterKeyCheck => tx.execute(
+                "UPDATE master_key_check SET sealed = ?1 WHERE singleton = 1 AND sealed = ?2",
+                params![change.new, change.old],
+            ),
         }
         .map_err(map_err)? as u64;
     }

@@ -166,6 +166,10 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.wrapped_keys(after, limit).await
     }
+    async fn master_key_check(&self, proposed: &[u8]) -> Result<Vec<u8>> {
+        self.check().await?;
+        self.inner.master_key_check(proposed).await
+    }
     async fn reseal(&self, changes: &[Reseal]) -> Result<u64> {
         self.check().await?;
         self.inner.reseal(changes).await
@@ -310,6 +314,13 @@ impl Store for Faulty {
     ) -> Result<Vec<MaintenanceWindow>> {
         self.check().await?;
         self.inner.maintenance_windows(reseller).await
+    }
+    async fn report_maintenance_windows(
+        &self,
+        reseller: &ResellerId,
+    ) -> Result<Vec<MaintenanceWindow>> {
+        self.check().await?;
+        self.inner.report_maintenance_windows(reseller).await
     }
     async fn delete_maintenance(
         &self,

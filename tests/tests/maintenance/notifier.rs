@@ -134,6 +134,7 @@ async fn a_window_made_during_a_notifier_step_is_told_after() {
         reason: "drive swap".into(),
         created_by: admin.login.clone(),
         created_at: now,
+        deleted_at: None,
     });
     let racing = step().await;
     assert!(

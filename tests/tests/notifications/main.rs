@@ -409,6 +409,7 @@ async fn a_maintenance_window_mutes_then_one_still_unhealthy_follows() {
         reason: "replacing the router".into(),
         created_by: Login::new("admin@acme.example").expect("login"),
         created_at: now,
+        deleted_at: None,
     }
     .validate()
     .expect("window");

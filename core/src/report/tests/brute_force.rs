@@ -99,13 +99,15 @@ impl ServerCase {
     }
 }
 
+/// A window's start, length, period, creation and deletion (minutes).
+type WindowCase = (i64, i64, Option<i64>, i64, Option<i64>);
+
 #[derive(Debug, Clone)]
 struct Case {
     period: (i64, i64),
     servers: Vec<ServerCase>,
     own: Vec<(i64, i64)>,
-    /// Each window's start, length, period and creation (minutes).
-    maintenance: Vec<(i64, i64, Option<i64>, i64)>,
+    maintenance: Vec<WindowCase>,
 }
 
 fn server_case() -> impl Strategy<Value = ServerCase> {
@@ -171,7 +173,13 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(server_case(), 1..4),
         prop::collection::vec((0i64..700, 1i64..60), 0..3),
         prop::collection::vec(
-            (0i64..700, 1i64..90, prop::option::of(0i64..60), 0i64..700),
+            (
+                0i64..700,
+                1i64..90,
+                prop::option::of(0i64..60),
+                0i64..700,
+                prop::option::of(0i64..500),
+            ),
             0..3,
         ),
     )
@@ -181,7 +189,10 @@ fn case() -> impl Strategy<Value = Case> {
             own: own.into_iter().map(|(s, l)| (s, s + l)).collect(),
             maintenance: maintenance
                 .into_iter()
-                .map(|(s, l, every, created)| (s, l, every.map(|extra| l + 1 + extra), created))
+                .map(|(s, l, every, created, deleted_after)| {
+                    let every = every.map(|extra| l + 1 + extra);
+                    (s, l, every, created, deleted_after.map(|d| created + d))
+                })
                 .collect(),
         })
 }
@@ -209,11 +220,13 @@ fn brute(
 ) -> Expected {
     let (p0, p1) = case.period;
     let is_own = |m: i64| case.own.iter().any(|&(s, e)| s <= m && m < e);
-    // A window excludes only time from its creation on.
+    // A window excludes only time from its creation on, until its deletion.
     let is_maintenance = |m: i64| {
-        windows
-            .iter()
-            .any(|w| minute(m) >= w.created_at && w.occurrence_at(minute(m)).is_some())
+        windows.iter().any(|w| {
+            minute(m) >= w.created_at
+                && w.deleted_at.is_none_or(|d| minute(m) < d)
+                && w.occurrence_at(minute(m)).is_some()
+        })
     };
     let excluded = |m: i64| is_own(m) || is_maintenance(m);
     let mut e = Expected::default();
@@ -312,8 +325,9 @@ proptest! {
         let windows: Vec<MaintenanceWindow> = case
             .maintenance
             .iter()
-            .map(|&(s, l, every, created)| MaintenanceWindow {
+            .map(|&(s, l, every, created, deleted)| MaintenanceWindow {
                 created_at: minute(created),
+                deleted_at: deleted.map(minute),
                 ..window("acme", None, minute(s), minutes(l as u64), every.map(|e| minutes(e as u64)))
             })
             .collect();

@@ -313,6 +313,7 @@ pub(super) fn window(
         reason: format!("window {n}: firmware update"),
         created_by: login(&format!("admin@{reseller}.example")),
         created_at: START,
+        deleted_at: None,
     }
 }
 

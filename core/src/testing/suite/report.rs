@@ -139,7 +139,8 @@ pub(crate) async fn uptime_report_matches_the_hand_computed_scenario(
         )
         .await
         .expect("labels set");
-    fx.carewatch
+    let window = fx
+        .carewatch
         .create_maintenance(
             &admin,
             Some(&site.slc),
@@ -236,6 +237,31 @@ pub(crate) async fn uptime_report_matches_the_hand_computed_scenario(
         .await
         .expect("the installation's figures");
     assert_eq!(&one, installation);
+
+    // Deleting the window afterwards mutes nothing any more and lists it
+    // nowhere, but the past hour's report stays as it was.
+    fx.carewatch
+        .delete_maintenance(&admin, &window.id)
+        .await
+        .expect("window deleted");
+    assert_eq!(
+        fx.carewatch
+            .maintenance_windows(&site.reseller)
+            .await
+            .expect("windows"),
+        [],
+        "a deleted window is not listed"
+    );
+    let err = refused(
+        fx.carewatch.delete_maintenance(&admin, &window.id).await,
+        "deleting it again",
+    );
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_eq!(
+        report_of(&fx, &site, hour).await,
+        report,
+        "a past period's report does not change when a window is deleted"
+    );
 
     // A period still going on is reported up to now; one not begun is refused.
     let so_far = report_of(&fx, &site, period(0, 7200)).await;

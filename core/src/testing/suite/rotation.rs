@@ -224,9 +224,10 @@ async fn node(
 
 /// A node's master keys must open what the database holds before it
 /// starts: another deployment's key, or one made up beside an existing
-/// database, opens none of its installation keys and is refused; an empty
-/// database, the right key, or the new key with the earlier one during a
-/// rotation pass.
+/// database, opens none of its installation keys and is refused; so is one
+/// made up by a second node started on a new database that holds no
+/// secret yet (the first start stored a check under its key); the right
+/// key, or the new key with the earlier one during a rotation, pass.
 pub(crate) async fn a_master_key_that_opens_no_stored_key_is_refused_at_start(
     backend: &(impl TestBackend + ?Sized),
 ) {
@@ -235,10 +236,23 @@ pub(crate) async fn a_master_key_that_opens_no_stored_key_is_refused_at_start(
     let clock = Arc::new(ManualClock::new(START));
     let first = node(db.as_ref(), &clock, &old, &[], "node-first").await;
     let store = first.store.as_ref();
-    Config::new(new.clone())
+    Config::new(old.clone())
         .check_master_keys(store)
         .await
-        .expect("a database without keys passes any key");
+        .expect("the first start on a new database");
+    Config::new(old.clone())
+        .check_master_keys(store)
+        .await
+        .expect("and the next with the same key");
+    let refused = Config::new(new.clone())
+        .check_master_keys(store)
+        .await
+        .expect_err("another key, though the database holds no secret yet");
+    assert_eq!(refused.code(), "invalid_input", "{refused}");
+    assert!(
+        refused.to_string().contains(&new.fingerprint()),
+        "{refused}"
+    );
     first.site("alpha", "M01-C01-0001").await;
     let refused = Config::new(new.clone())
         .check_master_keys(store)
@@ -277,6 +291,10 @@ pub(crate) async fn a_master_key_rotation_reseals_every_secret(
     );
     let clock = Arc::new(ManualClock::new(START));
     let before = node(db.as_ref(), &clock, &old, &[], "node-old").await;
+    Config::new(old.clone())
+        .check_master_keys(before.store.as_ref())
+        .await
+        .expect("the master-key check, under the old key");
     let one = before.site("alpha", "M01-C01-0001").await;
     let mut two = before.site("alpha", "M01-C01-0002").await;
     let first_of_two = two.key.id();
@@ -421,6 +439,11 @@ pub(crate) async fn a_master_key_rotation_reseals_every_secret(
         "the unopenable channel is left as it was"
     );
 
+    // The master-key check moved too: a node with the new key alone starts.
+    Config::new(new.clone())
+        .check_master_keys(rotating.store.as_ref())
+        .await
+        .expect("the new key alone, after the rotation");
     let after = node(db.as_ref(), &clock, &new, &[], "node-new").await;
     after
         .heartbeat(&one, "rs-1", 3)
@@ -502,5 +525,45 @@ pub(crate) async fn a_master_key_rotation_reseals_every_secret(
             .starts_with("3 installation keys and 1 channels"),
         "{:?}",
         resealed[1].record.detail
+    );
+}
+
+/// The master-key check is stored by the first caller only (every later
+/// caller gets the first one back, as concurrent first starts would), and
+/// a reseal replaces it only where it still holds what was read.
+pub(crate) async fn the_master_key_check_is_stored_once_and_replaced_only_as_read(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let (store, other_node) = (db.open().await, db.open().await);
+    // Two nodes' first starts at once: one value wins, both get it.
+    let (a, b) = tokio::join!(
+        store.master_key_check(b"first"),
+        other_node.master_key_check(b"other")
+    );
+    let (a, b) = (a.expect("stored"), b.expect("stored"));
+    assert_eq!(a, b, "both nodes get the one stored");
+    let first = a;
+    assert!(first == b"first" || first == b"other", "{first:?}");
+    assert_eq!(
+        store.master_key_check(b"second").await.expect("read"),
+        first,
+        "a later start gets it back"
+    );
+    let stale = Reseal {
+        item: SealedItem::MasterKeyCheck,
+        old: b"not what is stored".to_vec(),
+        new: b"lost".to_vec(),
+    };
+    assert_eq!(store.reseal(&[stale]).await.expect("reseal"), 0);
+    let current = Reseal {
+        item: SealedItem::MasterKeyCheck,
+        old: first.clone(),
+        new: b"resealed".to_vec(),
+    };
+    assert_eq!(store.reseal(&[current]).await.expect("reseal"), 1);
+    assert_eq!(
+        store.master_key_check(b"fourth").await.expect("read"),
+        b"resealed"
     );
 }
