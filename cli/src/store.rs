@@ -183,16 +183,19 @@ pub fn master_key(
     }
 }
 
-/// [`Config::check_master_keys`]; on refusal, the key file `created` (made
-/// by [`master_key`] a moment ago, for a database that already has a key)
-/// is removed again, so the next start does not find a wrong key in place.
+/// [`Config::check_master_keys`]; when it refuses the key, the key file
+/// `created` (made by [`master_key`] a moment ago, for a database that
+/// already has a key) is removed again, so the next start does not find a
+/// wrong key in place. Kept on any other failure: the check may have been
+/// stored under it before the failure (a connection lost at COMMIT), and
+/// then it is the database's key.
 pub async fn check_master_keys(
     config: &Config,
     store: &dyn Store,
     created: Option<&Path>,
 ) -> Result<()> {
     let checked = config.check_master_keys(store).await;
-    if let (Err(_), Some(file)) = (&checked, created) {
+    if let (Err(Error::InvalidInput { .. }), Some(file)) = (&checked, created) {
         let _ = std::fs::remove_file(file);
     }
     checked

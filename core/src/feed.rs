@@ -121,6 +121,26 @@ pub fn installation_change(update: &InstallationUpdate) -> Option<Change> {
     }
 }
 
+/// The event that Care Plus ran out, owed when consent is given again
+/// (`update`) to an installation (`after` the update) whose Care Plus
+/// ended by `at`: the sweep that tells an expiry skips installations
+/// refused already, so one that ended while consent was withdrawn was
+/// never told. Told again if it was (the notifier tells each end once).
+pub fn expiry_owed(
+    update: &InstallationUpdate,
+    after: &crate::installation::Installation,
+    at: Timestamp,
+) -> Option<Change> {
+    match (update, after.subscription_expires_at) {
+        (InstallationUpdate::Consent(true), Some(ended)) if ended <= at => {
+            Some(Change::Subscription {
+                expires_at: Some(ended),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Whose changes a watcher sees: one reseller's, optionally one installation.
 /// This is the only tenant rule of the feed: another reseller's events are
 /// never delivered.

@@ -99,7 +99,9 @@
 //!
 //! # The report formats
 //!
-//! [`UptimeReport::to_csv`] writes RFC 4180 CSV (CRLF line ends; a field
+//! [`UptimeReport::to_csv`] writes RFC 4180 CSV in UTF-8 (the web page's
+//! download puts a byte-order mark before it, for spreadsheet programs;
+//! CRLF line ends; a field
 //! holding a comma, a quote, CR or LF is quoted, quotes doubled): the header
 //! [`CSV_HEADER`], then for each installation (by SLC) its line and its
 //! servers' lines (by server id). The columns, in this order:

@@ -103,7 +103,14 @@ async fn the_downloads_are_attachments_with_every_installation() {
         "attachment; filename=\"carewatch-uptime-alpha-2026-01.csv\""
     );
     assert_eq!(csv.headers[header::CACHE_CONTROL], "no-store");
-    let lines: Vec<&str> = csv.body.split("\r\n").collect();
+    // A spreadsheet program reads it as UTF-8 only with the mark.
+    let body = csv.body.strip_prefix('\u{feff}').unwrap_or_else(|| {
+        panic!(
+            "no byte-order mark: {:?}",
+            csv.body.chars().take(20).collect::<String>()
+        )
+    });
+    let lines: Vec<&str> = body.split("\r\n").collect();
     assert_eq!(lines[0], CSV_HEADER);
     assert!(
         lines[1].starts_with(&format!("installation,{OURS},")),

@@ -3,3 +3,10 @@
 -- period with one probe, and one of a server never parked in an empty range.
 CREATE INDEX history_refusals ON history (slc, server_id, at)
     WHERE kind IN ('parked', 'resumed');
+
+-- Installations refused already: their servers' history says since when.
+INSERT INTO history (slc, at, server_id, kind)
+SELECT s.slc, i.parked_at, s.server_id, 'parked'
+FROM installations i JOIN servers s ON s.slc = i.slc
+WHERE i.parked_at IS NOT NULL
+ORDER BY s.slc, s.server_id;

@@ -328,4 +328,56 @@ mod tests {
             "new rows start at it and every row follows its changes"
         );
     }
+
+    /// Version 16 gives the servers of installations refused already (Care
+    /// Plus ended, consent withdrawn) a `parked` history entry at the
+    /// instant they were parked, as parking writes from then on: uptime
+    /// reports count that time as unmonitored.
+    #[test]
+    fn servers_parked_before_version_16_get_their_parked_entry() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..15] {
+            conn.execute_batch(sql).expect("earlier versions");
+        }
+        conn.pragma_update(None, "user_version", 15)
+            .expect("mark version 15");
+        conn.execute(
+            "INSERT INTO resellers VALUES ('alpha', 'alpha', x'00', 0)",
+            [],
+        )
+        .expect("insert reseller");
+        register(&conn, "A-1", "alpha", 0);
+        register(&conn, "B-1", "alpha", 0);
+        for (slc, server) in [("A-1", "rs-1"), ("A-1", "rs-2"), ("B-1", "rs-1")] {
+            conn.execute(
+                "INSERT INTO servers (slc, server_id, first_seen_at, last_seen_at, interval_ms,
+                     last_sequence, last_digest, state, missed, unavailable_since, next_check_at)
+                 VALUES (?1, ?2, 0, 0, 60000, 1, x'00', 0, 0, NULL, NULL)",
+                [slc, server],
+            )
+            .expect("insert server");
+        }
+        conn.execute(
+            "UPDATE installations SET consent = 0, parked_at = 5000 WHERE slc = 'A-1'",
+            [],
+        )
+        .expect("parked");
+
+        migrate(&mut conn).expect("migrate to version 16");
+        let mut stmt = conn
+            .prepare("SELECT slc, server_id, at, kind FROM history ORDER BY slc, server_id")
+            .expect("prepare");
+        let entries: Vec<(String, String, i64, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            entries,
+            vec![
+                ("A-1".into(), "rs-1".into(), 5000, "parked".into()),
+                ("A-1".into(), "rs-2".into(), 5000, "parked".into()),
+            ]
+        );
+    }
 }

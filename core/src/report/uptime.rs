@@ -209,8 +209,9 @@ impl fmt::Display for AvailabilityPercent {
 pub struct Uptime {
     /// The period.
     pub period: Period,
-    /// Time it was not monitored: before it was first seen, while retired
-    /// (an installation: while none of its servers was monitored).
+    /// Time it was not monitored: before it was first seen, while retired,
+    /// while its installation's messages were refused (an installation:
+    /// while none of its servers was monitored).
     pub unmonitored: Duration,
     /// Carewatch's own downtime (while monitored).
     pub excluded_own_downtime: Duration,

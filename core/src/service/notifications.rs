@@ -27,9 +27,13 @@ pub struct ChannelView {
 }
 
 /// The most maintenance windows a reseller keeps over one installation,
-/// and over all of its installations, one-off windows that have ended not
-/// counted.
+/// and over all of its installations: those to come or repeating, and
+/// those deleted in the last [`DELETED_WINDOWS_COUNT_FOR`] after they
+/// began and before they ended (reports keep what they excluded).
 pub const MAX_WINDOWS_PER_SCOPE: usize = 20;
+
+/// How long a deleted window counts towards [`MAX_WINDOWS_PER_SCOPE`].
+pub const DELETED_WINDOWS_COUNT_FOR: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// What delivery needs to send on a channel: its destination and, for a
 /// webhook, its signing secret (never printed: see the `Debug` below).
@@ -256,22 +260,31 @@ impl Carewatch {
         .validate()?;
         // Each window's occurrences are expanded for every report and tick:
         // unbounded, one admin's windows would take everyone's CPU. A
-        // one-off window that has ended is one interval: not counted.
+        // one-off window that has ended is one interval: not counted. One
+        // deleted in the last day before it ended counts (reports keep what
+        // it excluded), so making and deleting windows in a loop is bounded
+        // too; deleting old windows is not.
         let now = self.now();
         let same_scope = self
             .inner
             .store
-            .maintenance_windows(Some(&acting.reseller))
+            .report_maintenance_windows(
+                &acting.reseller,
+                now.saturating_sub(DELETED_WINDOWS_COUNT_FOR),
+            )
             .await?
             .iter()
             .filter(|w| w.slc == window.slc)
-            .filter(|w| w.every.is_some() || w.starts_at.saturating_add(w.length) > now)
+            .filter(|w| {
+                let until = w.deleted_at.unwrap_or(now);
+                w.every.is_some() || w.starts_at.saturating_add(w.length) > until
+            })
             .count();
         if same_scope >= MAX_WINDOWS_PER_SCOPE {
             return Err(Error::InvalidInput {
                 field: "maintenance window",
                 reason: format!(
-                    "at most {MAX_WINDOWS_PER_SCOPE} windows to come or repeating over one installation, and as many over all of them: delete one first"
+                    "at most {MAX_WINDOWS_PER_SCOPE} windows to come or repeating (or cut short by a deletion in the last day) over one installation, and as many over all of them: delete one first, or wait"
                 ),
             });
         }

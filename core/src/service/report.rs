@@ -115,7 +115,7 @@ impl Carewatch {
         let maintenance = self
             .inner
             .store
-            .report_maintenance_windows(reseller)
+            .report_maintenance_windows(reseller, since)
             .await?;
         Ok((own, maintenance))
     }

@@ -371,12 +371,15 @@ pub trait Store: Send + Sync + fmt::Debug {
         &self,
         reseller: Option<&ResellerId>,
     ) -> Result<Vec<MaintenanceWindow>>;
-    /// Every maintenance window of `reseller` an uptime report needs: the
-    /// deleted ones too, with their [`MaintenanceWindow::deleted_at`] (a
-    /// window excluded time until it was deleted).
+    /// Every maintenance window of `reseller` an uptime report of time
+    /// after `since` needs: those not deleted, and those deleted after
+    /// `since` that excluded something first (deleted after they were made
+    /// and after they began), with their [`MaintenanceWindow::deleted_at`]
+    /// (a window excluded time until it was deleted).
     async fn report_maintenance_windows(
         &self,
         reseller: &ResellerId,
+        since: Timestamp,
     ) -> Result<Vec<MaintenanceWindow>>;
     /// Deletes one of `reseller`'s windows (kept for reports, marked
     /// deleted at `at`; a deleted one is `NotFound`) and, in the same transaction,

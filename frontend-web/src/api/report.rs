@@ -40,7 +40,9 @@ pub struct UptimeJson {
     pub excluded_own_downtime_s: f64,
     /// The reseller's maintenance windows (where not own downtime).
     pub excluded_maintenance_s: f64,
-    /// Before first heard from, or while decommissioned.
+    /// Before first heard from, while decommissioned, or while Carewatch
+    /// refused the installation's messages (Care Plus ended, consent
+    /// withdrawn).
     pub unmonitored_s: f64,
 }
 

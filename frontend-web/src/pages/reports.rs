@@ -265,6 +265,9 @@ pub fn installation_section(uptime: &InstallationUptime) -> Markup {
     }
 }
 
+/// The UTF-8 byte-order mark.
+const UTF8_BOM: char = '\u{feff}';
+
 /// `GET /reports/{month}.csv` and `.json`: the whole report as a download.
 pub async fn download(
     State(state): State<AppState>,
@@ -297,7 +300,11 @@ pub async fn download(
         .await
         .map_err(bad)?;
     let body = if format == "csv" {
-        report.to_csv()
+        // A byte-order mark first: a spreadsheet program opening the file
+        // otherwise reads it as its local code page and garbles every
+        // customer name with an accent ("MÃ¼ller"). Only this download,
+        // which people open; tools read the CLI's, gRPC's or Python's CSV.
+        format!("{UTF8_BOM}{}", report.to_csv())
     } else {
         report.to_json()
     };

@@ -236,9 +236,13 @@ pub(crate) async fn update_installation(
         super::feed::append(c, slc, at, &change).await?;
     }
     super::lifecycle::apply_service_change(c, slc, at).await?;
-    installation(c, slc)
+    let after = installation(c, slc)
         .await?
-        .ok_or_else(|| Error::installation_not_found(slc).into())
+        .ok_or_else(|| Error::installation_not_found(slc))?;
+    if let Some(change) = feed::expiry_owed(update, &after, at) {
+        super::feed::append(c, slc, at, &change).await?;
+    }
+    Ok(after)
 }
 
 pub(crate) async fn set_labels(

@@ -122,22 +122,25 @@ pub(crate) async fn make_due(
     Ok(())
 }
 
-/// `reseller`'s windows (every reseller's for `None`); deleted ones too
-/// when `with_deleted` (reports only).
+/// `reseller`'s windows (every reseller's for `None`) not deleted; with
+/// `deleted_since`, also those deleted after it that excluded something
+/// (deleted after they were made and after they began): reports only.
 pub(crate) async fn maintenance_windows(
     c: &mut PgConnection,
     reseller: Option<&ResellerId>,
-    with_deleted: bool,
+    deleted_since: Option<Timestamp>,
 ) -> DbResult<Vec<MaintenanceWindow>> {
     let rows = query(concat!(
         "SELECT ",
         window_columns!(),
         ", deleted_at FROM maintenance_windows
-         WHERE ($1::text IS NULL OR reseller_id = $1) AND ($2 OR deleted_at IS NULL)
+         WHERE ($1::text IS NULL OR reseller_id = $1)
+           AND (deleted_at IS NULL
+                OR (deleted_at > $2 AND deleted_at > starts_at AND deleted_at > created_at))
          ORDER BY starts_at, id"
     ))
     .bind(reseller.map(ResellerId::as_str))
-    .bind(with_deleted)
+    .bind(deleted_since.map_or(i64::MAX, Timestamp::as_millis))
     .fetch_all(&mut *c)
     .await?;
     rows.iter().map(window).collect()

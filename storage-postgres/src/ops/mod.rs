@@ -455,7 +455,7 @@ impl Store for PostgresStore {
         reseller: Option<&ResellerId>,
     ) -> Result<Vec<MaintenanceWindow>> {
         self.read(&reseller, |c, r| {
-            Box::pin(maintenance::maintenance_windows(c, *r, false))
+            Box::pin(maintenance::maintenance_windows(c, *r, None))
         })
         .await
     }
@@ -463,9 +463,10 @@ impl Store for PostgresStore {
     async fn report_maintenance_windows(
         &self,
         reseller: &ResellerId,
+        since: Timestamp,
     ) -> Result<Vec<MaintenanceWindow>> {
-        self.read(reseller, |c, r| {
-            Box::pin(maintenance::maintenance_windows(c, Some(r), true))
+        self.read(&(reseller, since), |c, (r, since)| {
+            Box::pin(maintenance::maintenance_windows(c, Some(r), Some(*since)))
         })
         .await
     }

@@ -209,7 +209,11 @@ pub(crate) fn update_installation(
         super::feed::append(tx, slc, at, &change)?;
     }
     super::lifecycle::apply_service_change(tx, slc, at)?;
-    installation(tx, slc)?.ok_or_else(|| Error::installation_not_found(slc))
+    let after = installation(tx, slc)?.ok_or_else(|| Error::installation_not_found(slc))?;
+    if let Some(change) = feed::expiry_owed(update, &after, at) {
+        super::feed::append(tx, slc, at, &change)?;
+    }
+    Ok(after)
 }
 
 pub(crate) fn set_labels(

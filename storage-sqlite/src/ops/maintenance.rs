@@ -114,22 +114,28 @@ pub(crate) fn make_due(
     Ok(())
 }
 
-/// `reseller`'s windows (every reseller's for `None`); deleted ones too
-/// when `with_deleted` (reports only).
+/// `reseller`'s windows (every reseller's for `None`) not deleted; with
+/// `deleted_since`, also those deleted after it that excluded something
+/// (deleted after they were made and after they began): reports only.
 pub(crate) fn maintenance_windows(
     tx: &Connection,
     reseller: Option<&ResellerId>,
-    with_deleted: bool,
+    deleted_since: Option<Timestamp>,
 ) -> Result<Vec<MaintenanceWindow>> {
     let mut stmt = tx
         .prepare_cached(&format!(
             "SELECT {WINDOW_COLUMNS}, deleted_at FROM maintenance_windows
-             WHERE (?1 IS NULL OR reseller_id = ?1) AND (?2 OR deleted_at IS NULL)
+             WHERE (?1 IS NULL OR reseller_id = ?1)
+               AND (deleted_at IS NULL
+                    OR (deleted_at > ?2 AND deleted_at > starts_at AND deleted_at > created_at))
              ORDER BY starts_at, id"
         ))
         .map_err(map_err)?;
     let mut rows = stmt
-        .query(params![reseller.map(ResellerId::as_str), with_deleted])
+        .query(params![
+            reseller.map(ResellerId::as_str),
+            deleted_since.map_or(i64::MAX, Timestamp::as_millis)
+        ])
         .map_err(map_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {

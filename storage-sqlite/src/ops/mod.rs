@@ -437,16 +437,17 @@ impl Store for SqliteStore {
         reseller: Option<&ResellerId>,
     ) -> Result<Vec<MaintenanceWindow>> {
         let reseller = reseller.cloned();
-        self.read(move |tx| maintenance::maintenance_windows(tx, reseller.as_ref(), false))
+        self.read(move |tx| maintenance::maintenance_windows(tx, reseller.as_ref(), None))
             .await
     }
 
     async fn report_maintenance_windows(
         &self,
         reseller: &ResellerId,
+        since: Timestamp,
     ) -> Result<Vec<MaintenanceWindow>> {
         let reseller = reseller.clone();
-        self.read(move |tx| maintenance::maintenance_windows(tx, Some(&reseller), true))
+        self.read(move |tx| maintenance::maintenance_windows(tx, Some(&reseller), Some(since)))
             .await
     }
 

@@ -318,9 +318,10 @@ impl Store for Faulty {
     async fn report_maintenance_windows(
         &self,
         reseller: &ResellerId,
+        since: Timestamp,
     ) -> Result<Vec<MaintenanceWindow>> {
         self.check().await?;
-        self.inner.report_maintenance_windows(reseller).await
+        self.inner.report_maintenance_windows(reseller, since).await
     }
     async fn delete_maintenance(
         &self,

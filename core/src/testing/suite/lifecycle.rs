@@ -447,6 +447,42 @@ pub(crate) async fn an_expired_subscription_is_told_once_per_channel(
     step().await;
     step().await;
     assert_eq!(told().await.len(), 2);
+
+    // Renewed, consent withdrawn, then Care Plus runs out: nothing is told
+    // while consent is withdrawn (the sweep skips installations refused
+    // already), and the expiry is told once consent is given again.
+    let ends = fx.carewatch.now().saturating_add(secs(100));
+    fx.carewatch
+        .set_subscription(&site.slc, Some(ends))
+        .await
+        .expect("renewed");
+    fx.carewatch
+        .set_consent(&site.slc, false)
+        .await
+        .expect("consent withdrawn");
+    fx.advance(secs(200));
+    fx.carewatch.sweep().await.expect("sweep");
+    step().await;
+    assert_eq!(told().await.len(), 2, "not while consent is withdrawn");
+    fx.carewatch
+        .set_consent(&site.slc, true)
+        .await
+        .expect("consent given again");
+    for _ in 0..3 {
+        step().await;
+        fx.advance(secs(30));
+        fx.carewatch.sweep().await.expect("sweep");
+    }
+    let notices = told().await;
+    assert_eq!(
+        notices.len(),
+        3,
+        "the expiry that happened meanwhile, once: {notices:#?}"
+    );
+    assert!(
+        notices.iter().any(|n| n.text.contains(&ends.to_string())),
+        "{notices:#?}"
+    );
 }
 
 /// An installation moved to another reseller after its change was recorded

@@ -252,6 +252,18 @@ pub(crate) async fn uptime_report_matches_the_hand_computed_scenario(
         [],
         "a deleted window is not listed"
     );
+    let kept = fx
+        .store
+        .report_maintenance_windows(&site.reseller, START)
+        .await
+        .expect("windows for reports");
+    assert_eq!(
+        kept.iter()
+            .map(|w| (&w.id, w.deleted_at))
+            .collect::<Vec<_>>(),
+        [(&window.id, Some(fx.carewatch.now()))],
+        "kept for reports, with when it was deleted"
+    );
     let err = refused(
         fx.carewatch.delete_maintenance(&admin, &window.id).await,
         "deleting it again",
@@ -610,6 +622,13 @@ pub(crate) async fn refused_time_is_unmonitored_in_uptime_reports(
     // Periods that begin while refused, and after the resumption: the
     // store reads each server's latest refusal entry before the period as
     // well as its latest availability entry.
+    let within = report_of(&fx, &site, period(700, 1100)).await;
+    assert_eq!(
+        figures(&within.installations[0].servers[0].uptime),
+        (0, 0, 0, 0, None, false, 0, 0, 400),
+        "wholly refused: nothing judged (not down since 180): {:#?}",
+        within.installations[0].servers[0].uptime
+    );
     let refused = report_of(&fx, &site, period(900, 1800)).await;
     assert_eq!(
         figures(&refused.installations[0].servers[0].uptime),

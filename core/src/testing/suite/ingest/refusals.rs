@@ -448,7 +448,7 @@ pub(crate) async fn every_refusal_has_its_own_error_and_changes_nothing(
             "subscription",
             "resumed"
         ],
-        "the consent and subscription changes, in order, each refusal and resumption after the change that caused it"
+        "the consent and subscription changes, in order, each refusal and resumption after the operator's change that caused it"
     );
 
     // No refusal consumed sequence number 3.

@@ -349,4 +349,55 @@ pub(crate) async fn windows_are_bounded_per_installation(backend: &(impl TestBac
         .await
         .expect("windows");
     assert_eq!(kept.len(), 42, "nothing made by the refusals");
+
+    // Reports keep what a deleted window excluded, so one deleted in the
+    // last day counts: making and deleting windows in a loop is bounded
+    // too. One deleted before it began excluded nothing and does not.
+    for _ in 0..19 {
+        let now = fx.carewatch.now();
+        let w = fx
+            .carewatch
+            .create_maintenance(&admin, Some(&a.slc), now, secs(600), None, "x")
+            .await
+            .expect("a window that begins now");
+        fx.advance(secs(1));
+        fx.carewatch
+            .delete_maintenance(&admin, &w.id)
+            .await
+            .expect("deleted after it began");
+    }
+    let future = made(Some(&a.slc), 40).await;
+    assert!(
+        matches!(future, Err(crate::Error::InvalidInput { .. })),
+        "19 deleted today and 1 to come: {future:?}"
+    );
+    // A day later they count no more; deleting windows that have ended,
+    // or before they began, counts nothing.
+    fx.advance(secs(86_400));
+    for w in fx
+        .carewatch
+        .maintenance_windows(&alpha)
+        .await
+        .expect("windows")
+    {
+        fx.carewatch
+            .delete_maintenance(&admin, &w.id)
+            .await
+            .expect("an old window deleted");
+    }
+    let later = made(Some(&a.slc), 70).await.expect("a day later");
+    fx.carewatch
+        .delete_maintenance(&admin, &later.id)
+        .await
+        .expect("deleted before it began");
+    for n in 71..91 {
+        made(Some(&a.slc), n)
+            .await
+            .unwrap_or_else(|e| panic!("window {n}: deleted old or unbegun windows count: {e}"));
+    }
+    let full = made(Some(&a.slc), 91).await;
+    assert!(
+        matches!(full, Err(crate::Error::InvalidInput { .. })),
+        "20 to come: {full:?}"
+    );
 }
