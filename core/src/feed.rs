@@ -122,17 +122,22 @@ pub fn installation_change(update: &InstallationUpdate) -> Option<Change> {
 }
 
 /// The event that Care Plus ran out, owed when consent is given again
-/// (`update`) to an installation (`after` the update) whose Care Plus
-/// ended by `at`: the sweep that tells an expiry skips installations
-/// refused already, so one that ended while consent was withdrawn was
-/// never told. Told again if it was (the notifier tells each end once).
+/// (`update`; `parked_before` is when the installation was parked before
+/// it, if it was) to an installation (`after` the update) whose Care Plus
+/// ended by `at` while it was parked already: the sweep that tells an
+/// expiry skips installations refused already, so one that ended while
+/// consent was withdrawn was never told. One that ended before the
+/// refusal began was told when the sweep parked it.
 pub fn expiry_owed(
     update: &InstallationUpdate,
+    parked_before: Option<Timestamp>,
     after: &crate::installation::Installation,
     at: Timestamp,
 ) -> Option<Change> {
-    match (update, after.subscription_expires_at) {
-        (InstallationUpdate::Consent(true), Some(ended)) if ended <= at => {
+    match (update, parked_before, after.subscription_expires_at) {
+        (InstallationUpdate::Consent(true), Some(parked), Some(ended))
+            if ended <= at && ended >= parked =>
+        {
             Some(Change::Subscription {
                 expires_at: Some(ended),
             })

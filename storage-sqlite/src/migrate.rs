@@ -331,8 +331,9 @@ mod tests {
 
     /// Version 16 gives the servers of installations refused already (Care
     /// Plus ended, consent withdrawn) a `parked` history entry at the
-    /// instant they were parked, as parking writes from then on: uptime
-    /// reports count that time as unmonitored.
+    /// instant they were parked (not before a server's last message), as
+    /// parking writes from then on: uptime reports count that time as
+    /// unmonitored.
     #[test]
     fn servers_parked_before_version_16_get_their_parked_entry() {
         let mut conn = Connection::open_in_memory().expect("open");
@@ -348,12 +349,16 @@ mod tests {
         .expect("insert reseller");
         register(&conn, "A-1", "alpha", 0);
         register(&conn, "B-1", "alpha", 0);
-        for (slc, server) in [("A-1", "rs-1"), ("A-1", "rs-2"), ("B-1", "rs-1")] {
+        for (slc, server, last_seen) in [
+            ("A-1", "rs-1", 0),
+            ("A-1", "rs-2", 7000),
+            ("B-1", "rs-1", 0),
+        ] {
             conn.execute(
                 "INSERT INTO servers (slc, server_id, first_seen_at, last_seen_at, interval_ms,
                      last_sequence, last_digest, state, missed, unavailable_since, next_check_at)
-                 VALUES (?1, ?2, 0, 0, 60000, 1, x'00', 0, 0, NULL, NULL)",
-                [slc, server],
+                 VALUES (?1, ?2, 0, ?3, 60000, 1, x'00', 0, 0, NULL, NULL)",
+                rusqlite::params![slc, server, last_seen],
             )
             .expect("insert server");
         }
@@ -376,8 +381,9 @@ mod tests {
             entries,
             vec![
                 ("A-1".into(), "rs-1".into(), 5000, "parked".into()),
-                ("A-1".into(), "rs-2".into(), 5000, "parked".into()),
-            ]
+                ("A-1".into(), "rs-2".into(), 7000, "parked".into()),
+            ],
+            "from when it was parked, not before a server's last message"
         );
     }
 }

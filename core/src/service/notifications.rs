@@ -28,8 +28,9 @@ pub struct ChannelView {
 
 /// The most maintenance windows a reseller keeps over one installation,
 /// and over all of its installations: those to come or repeating, and
-/// those deleted in the last [`DELETED_WINDOWS_COUNT_FOR`] after they
-/// began and before they ended (reports keep what they excluded).
+/// those made and deleted in the last [`DELETED_WINDOWS_COUNT_FOR`],
+/// deleted after they began and before they ended (reports keep what they
+/// excluded).
 pub const MAX_WINDOWS_PER_SCOPE: usize = 20;
 
 /// How long a deleted window counts towards [`MAX_WINDOWS_PER_SCOPE`].
@@ -261,20 +262,26 @@ impl Carewatch {
         // Each window's occurrences are expanded for every report and tick:
         // unbounded, one admin's windows would take everyone's CPU. A
         // one-off window that has ended is one interval: not counted. One
-        // deleted in the last day before it ended counts (reports keep what
-        // it excluded), so making and deleting windows in a loop is bounded
-        // too; deleting old windows is not.
+        // made and deleted (before it ended) in the last day counts:
+        // reports keep what it excluded, so making and deleting windows in
+        // a loop is bounded too; deleting old windows, or one that ends
+        // early, is not.
         let now = self.now();
+        if window.every.is_none() && window.starts_at.saturating_add(window.length) <= now {
+            return Err(Error::InvalidInput {
+                field: "maintenance window",
+                reason: "it has ended already: a window excludes nothing before it is made".into(),
+            });
+        }
+        let recent = now.saturating_sub(DELETED_WINDOWS_COUNT_FOR);
         let same_scope = self
             .inner
             .store
-            .report_maintenance_windows(
-                &acting.reseller,
-                now.saturating_sub(DELETED_WINDOWS_COUNT_FOR),
-            )
+            .report_maintenance_windows(&acting.reseller, recent)
             .await?
             .iter()
             .filter(|w| w.slc == window.slc)
+            .filter(|w| w.deleted_at.is_none() || w.created_at > recent)
             .filter(|w| {
                 let until = w.deleted_at.unwrap_or(now);
                 w.every.is_some() || w.starts_at.saturating_add(w.length) > until
@@ -284,7 +291,7 @@ impl Carewatch {
             return Err(Error::InvalidInput {
                 field: "maintenance window",
                 reason: format!(
-                    "at most {MAX_WINDOWS_PER_SCOPE} windows to come or repeating (or cut short by a deletion in the last day) over one installation, and as many over all of them: delete one first, or wait"
+                    "at most {MAX_WINDOWS_PER_SCOPE} windows to come or repeating (or made and cut short by a deletion in the last day) over one installation, and as many over all of them: delete one first, or wait"
                 ),
             });
         }

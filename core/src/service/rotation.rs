@@ -98,21 +98,9 @@ impl Carewatch {
             previous_keys: u32::try_from(config.master_keys.previous_count()).unwrap_or(u32::MAX),
             ..ResealReport::default()
         };
-        // The master-key check first (so that a node with only the new key
-        // passes it at start): it also refuses keys that do not open what
-        // the database holds, before anything is moved.
-        let stored = config.checked_master_key_check(store.as_ref()).await?;
-        if let Ok((_, SealedUnder::Previous)) = config
-            .master_keys
-            .open_secret(MASTER_KEY_CHECK_CONTEXT, &stored)
-        {
-            let change = Reseal {
-                item: SealedItem::MasterKeyCheck,
-                old: stored,
-                new: config.seal_master_key_check(),
-            };
-            report.changed_meanwhile += 1 - store.reseal(&[change]).await?;
-        }
+        // Keys that do not open what the database holds are refused before
+        // anything is moved.
+        let check = config.checked_master_key_check(store.as_ref()).await?;
         let mut after: Option<(Slc, KeyId)> = None;
         loop {
             let page = store
@@ -133,6 +121,21 @@ impl Carewatch {
         let replaced = store.reseal(&changes).await?;
         report.channels_resealed += replaced;
         report.changed_meanwhile += changes.len() as u64 - replaced;
+        // The master-key check last, and only once every secret these keys
+        // open is under the current key (what none opens stays unopenable
+        // either way): it is what lets a node with only that key start.
+        if report.changed_meanwhile == 0
+            && let Ok((_, SealedUnder::Previous)) = config
+                .master_keys
+                .open_secret(MASTER_KEY_CHECK_CONTEXT, &check)
+        {
+            let change = Reseal {
+                item: SealedItem::MasterKeyCheck,
+                old: check,
+                new: config.seal_master_key_check(),
+            };
+            report.changed_meanwhile += 1 - store.reseal(&[change]).await?;
+        }
         tracing::info!(
             current_key = %report.current_key,
             keys_resealed = report.keys_resealed,

@@ -168,6 +168,15 @@ pub(crate) async fn delete_maintenance(
         }
         .into());
     };
+    // One deleted before it began (or was made) excluded nothing: no
+    // report needs it.
+    query(
+        "DELETE FROM maintenance_windows
+         WHERE id = $1 AND deleted_at <= greatest(starts_at, created_at)",
+    )
+    .bind(id.as_str())
+    .execute(&mut *c)
+    .await?;
     // What it muted was due at its end: due now, to be told or judged again.
     let slc = col::<Option<String>>(&row, 0)?;
     make_due(c, reseller, slc.as_deref(), at).await

@@ -165,6 +165,13 @@ pub(crate) fn delete_maintenance(
             what: format!("maintenance window {id}"),
         });
     };
+    // One deleted before it began (or was made) excluded nothing: no
+    // report needs it.
+    tx.execute(
+        "DELETE FROM maintenance_windows WHERE id = ?1 AND deleted_at <= max(starts_at, created_at)",
+        [id.as_str()],
+    )
+    .map_err(map_err)?;
     // What it muted was due at its end: due now, to be told or judged again.
     make_due(tx, reseller, slc.as_deref(), at)
 }

@@ -448,6 +448,39 @@ pub(crate) async fn an_expired_subscription_is_told_once_per_channel(
     step().await;
     assert_eq!(told().await.len(), 2);
 
+    // Care Plus ran out before consent was withdrawn: it was told when the
+    // sweep parked it, and giving consent again (twice) tells it no more.
+    let expiry_events = || async {
+        fx.store
+            .changes(crate::feed::EventId(0), 10_000)
+            .await
+            .expect("the feed")
+            .into_iter()
+            .filter(|e| {
+                e.slc == site.slc
+                    && matches!(
+                        e.change,
+                        crate::feed::Change::Subscription {
+                            expires_at: Some(ended)
+                        } if ended <= e.at
+                    )
+            })
+            .count()
+    };
+    let expiries = expiry_events().await;
+    fx.carewatch
+        .set_consent(&site.slc, false)
+        .await
+        .expect("consent withdrawn");
+    for _ in 0..2 {
+        fx.carewatch
+            .set_consent(&site.slc, true)
+            .await
+            .expect("consent given");
+    }
+    step().await;
+    assert_eq!(expiry_events().await, expiries, "told when it ran out only");
+
     // Renewed, consent withdrawn, then Care Plus runs out: nothing is told
     // while consent is withdrawn (the sweep skips installations refused
     // already), and the expiry is told once consent is given again.

@@ -339,6 +339,17 @@ pub(crate) async fn windows_are_bounded_per_installation(backend: &(impl TestBac
         );
     }
     made(Some(&b.slc), 0).await.expect("b has its own 20");
+    fx.carewatch
+        .create_maintenance(
+            &admin,
+            Some(&b.slc),
+            t0,
+            secs(600),
+            Some(secs(7200)),
+            "weekly",
+        )
+        .await
+        .expect("a repeating window over b");
     // One-off windows that have ended are not counted: a reseller making
     // one per job is never told to delete old ones.
     fx.advance(secs(3600 * 25));
@@ -348,7 +359,7 @@ pub(crate) async fn windows_are_bounded_per_installation(backend: &(impl TestBac
         .maintenance_windows(&alpha)
         .await
         .expect("windows");
-    assert_eq!(kept.len(), 42, "nothing made by the refusals");
+    assert_eq!(kept.len(), 43, "nothing made by the refusals");
 
     // Reports keep what a deleted window excluded, so one deleted in the
     // last day counts: making and deleting windows in a loop is bounded
@@ -399,5 +410,28 @@ pub(crate) async fn windows_are_bounded_per_installation(backend: &(impl TestBac
     assert!(
         matches!(full, Err(crate::Error::InvalidInput { .. })),
         "20 to come: {full:?}"
+    );
+    // b's old repeating window, deleted above, does not count either.
+    for n in 71..91 {
+        made(Some(&b.slc), n)
+            .await
+            .unwrap_or_else(|e| panic!("b's window {n}: an old repeating window counts: {e}"));
+    }
+    // A one-off window that has ended already would exclude nothing.
+    let now = fx.carewatch.now();
+    let ended = fx
+        .carewatch
+        .create_maintenance(
+            &admin,
+            None,
+            now.saturating_sub(secs(7200)),
+            secs(3600),
+            None,
+            "x",
+        )
+        .await;
+    assert!(
+        matches!(ended, Err(crate::Error::InvalidInput { .. })),
+        "{ended:?}"
     );
 }
