@@ -321,6 +321,13 @@ impl ServerLife {
         }
     }
 
+    /// For a return or resumption at `at` whose retirement or refusal is
+    /// older than the history given: stops monitoring where it began,
+    /// `lasted` before (not before the floor).
+    fn stop_before(&mut self, at: Timestamp, lasted: Duration, how: OutageEnd) {
+        self.stop(at.saturating_sub(lasted).max(self.floor), how);
+    }
+
     /// Monitors again from `at` if neither retired nor refused; an outage
     /// goes on from there if it is still out.
     fn restart(&mut self, at: Timestamp) {
@@ -364,9 +371,7 @@ impl ServerLife {
             }
             Change::Return { retired_for } => {
                 if !self.retired {
-                    // Its retirement is older than the history given.
-                    let retired = at.saturating_sub(retired_for).max(self.floor);
-                    self.stop(retired, OutageEnd::Retired);
+                    self.stop_before(at, retired_for, OutageEnd::Retired);
                 }
                 self.retired = false;
                 self.out = false;
@@ -381,9 +386,7 @@ impl ServerLife {
             }
             Change::Resume { parked_for } => {
                 if !self.parked {
-                    // Its refusal is older than the history given.
-                    let parked = at.saturating_sub(parked_for).max(self.floor);
-                    self.stop(parked, OutageEnd::Refused);
+                    self.stop_before(at, parked_for, OutageEnd::Refused);
                 }
                 self.parked = false;
                 self.floor = self.floor.max(at);

@@ -196,14 +196,6 @@ pub(crate) async fn update_installation(
 ) -> DbResult<Installation> {
     // Its servers before its row: the service change below writes both.
     super::lifecycle::lock_installation_servers(c, slc).await?;
-    let parked_before =
-        query("SELECT parked_at FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
-            .bind(slc.as_str())
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|row| col::<Option<i64>>(&row, 0))
-            .transpose()?
-            .flatten();
     let changed = match update {
         InstallationUpdate::Subscription(until) => {
             query("UPDATE installations SET subscription_expires_at = $2 WHERE slc = $1")
@@ -243,14 +235,15 @@ pub(crate) async fn update_installation(
     if let Some(change) = feed::installation_change(update) {
         super::feed::append(c, slc, at, &change).await?;
     }
-    super::lifecycle::apply_service_change(c, slc, at).await?;
-    let after = installation(c, slc)
-        .await?
-        .ok_or_else(|| Error::installation_not_found(slc))?;
-    if let Some(change) = feed::expiry_owed(update, parked_before.map(ts), &after, at) {
+    // The update does not touch parked_at: what the service change read
+    // is how it stood before.
+    let changed = super::lifecycle::apply_service_change(c, slc, at).await?;
+    if let Some(change) =
+        feed::expiry_owed(update, changed.parked_before, &changed.installation, at)
+    {
         super::feed::append(c, slc, at, &change).await?;
     }
-    Ok(after)
+    Ok(changed.installation)
 }
 
 pub(crate) async fn set_labels(

@@ -3,6 +3,7 @@
 use carewatch_core::Error;
 use carewatch_core::feed::Change;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
+use carewatch_core::installation::Installation;
 use carewatch_core::store::HistoryKind;
 use carewatch_core::store::columns::AvailabilityColumns;
 use carewatch_core::store::rules::{self, ServiceChange};
@@ -141,7 +142,7 @@ pub(crate) async fn apply_service_change(
     c: &mut PgConnection,
     slc: &Slc,
     at: Timestamp,
-) -> DbResult<Option<ServiceChange>> {
+) -> DbResult<ServiceChanged> {
     lock_installation_servers(c, slc).await?;
     let parked = query("SELECT parked_at FROM installations WHERE slc = $1 FOR NO KEY UPDATE")
         .bind(slc.as_str())
@@ -205,7 +206,20 @@ pub(crate) async fn apply_service_change(
         }
         None => {}
     }
-    Ok(change)
+    Ok(ServiceChanged {
+        change,
+        parked_before: parked.map(ts),
+        installation,
+    })
+}
+
+/// What [`apply_service_change`] did, and what it read: when the
+/// installation was parked before it (`None`: it was not), and the
+/// installation.
+pub(crate) struct ServiceChanged {
+    pub(crate) change: Option<ServiceChange>,
+    pub(crate) parked_before: Option<Timestamp>,
+    pub(crate) installation: Installation,
 }
 
 /// Parks the installations whose Care Plus ended at or before `now`.
@@ -225,7 +239,7 @@ pub(crate) async fn park_expired(c: &mut PgConnection, now: Timestamp) -> DbResu
         let slc = codec::slc(&col::<String>(row, 0)?)?;
         // Candidates are read unlocked: another node's sweep may have
         // parked this one meanwhile, and told it; tell it once.
-        if apply_service_change(c, &slc, now).await? != Some(ServiceChange::Park) {
+        if apply_service_change(c, &slc, now).await?.change != Some(ServiceChange::Park) {
             continue;
         }
         parked += 1;

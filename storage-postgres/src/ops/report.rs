@@ -24,26 +24,40 @@ use super::reads::labels;
 use crate::codec::{self, col, ts};
 use crate::errors::DbResult;
 
-/// The history kinds a report reads (`HistoryColumns::kind`).
+/// The kinds that say whether a server is available or retired
+/// (`HistoryColumns::kind`), without parentheses.
+macro_rules! availability_list {
+    () => {
+        "'became_unavailable', 'recovered', 'decommissioned', 'recommissioned'"
+    };
+}
+
+/// The kinds that say whether its messages are refused, without
+/// parentheses.
+macro_rules! refusal_list {
+    () => {
+        "'parked', 'resumed'"
+    };
+}
+
+/// The history kinds a report reads: both.
 macro_rules! kinds {
     () => {
-        "('became_unavailable', 'recovered', 'decommissioned', 'recommissioned', 'parked', 'resumed')"
+        concat!("(", availability_list!(), ", ", refusal_list!(), ")")
     };
 }
 
-/// The kinds that say whether a server is available or retired.
 macro_rules! availability_kinds {
     () => {
-        "('became_unavailable', 'recovered', 'decommissioned', 'recommissioned')"
+        concat!("(", availability_list!(), ")")
     };
 }
 
-/// The kinds that say whether its messages are refused: the predicate of
-/// the partial index `history_refusals`, so a server never parked costs
-/// one probe of an empty range.
+/// The predicate of the partial index `history_refusals`, so a server
+/// never parked costs one probe of an empty range.
 macro_rules! refusal_kinds {
     () => {
-        "('parked', 'resumed')"
+        concat!("(", refusal_list!(), ")")
     };
 }
 

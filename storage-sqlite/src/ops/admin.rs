@@ -182,15 +182,6 @@ pub(crate) fn update_installation(
     update: &InstallationUpdate,
     at: Timestamp,
 ) -> Result<Installation> {
-    let parked_before: Option<i64> = tx
-        .query_row(
-            "SELECT parked_at FROM installations WHERE slc = ?1",
-            [slc.as_str()],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(map_err)?
-        .flatten();
     let changed = match update {
         InstallationUpdate::Subscription(until) => tx.execute(
             "UPDATE installations SET subscription_expires_at = ?2 WHERE slc = ?1",
@@ -217,12 +208,15 @@ pub(crate) fn update_installation(
     if let Some(change) = feed::installation_change(update) {
         super::feed::append(tx, slc, at, &change)?;
     }
-    super::lifecycle::apply_service_change(tx, slc, at)?;
-    let after = installation(tx, slc)?.ok_or_else(|| Error::installation_not_found(slc))?;
-    if let Some(change) = feed::expiry_owed(update, parked_before.map(ts), &after, at) {
+    // The update does not touch parked_at: what the service change read
+    // is how it stood before.
+    let changed = super::lifecycle::apply_service_change(tx, slc, at)?;
+    if let Some(change) =
+        feed::expiry_owed(update, changed.parked_before, &changed.installation, at)
+    {
         super::feed::append(tx, slc, at, &change)?;
     }
-    Ok(after)
+    Ok(changed.installation)
 }
 
 pub(crate) fn set_labels(

@@ -3,6 +3,7 @@
 use carewatch_core::condition::ConditionKey;
 use carewatch_core::feed::Change;
 use carewatch_core::ids::{RecordingServerId, ResellerId, Slc};
+use carewatch_core::installation::Installation;
 use carewatch_core::store::HistoryKind;
 use carewatch_core::store::columns::AvailabilityColumns;
 use carewatch_core::store::rules::{self, ActiveCondition, ServiceChange};
@@ -121,7 +122,11 @@ fn resolve(
 /// Applies [`rules::service_change`] after an installation's consent or
 /// Care Plus changed at `at` (or its Care Plus ran out): parks or resumes
 /// its servers.
-pub(crate) fn apply_service_change(tx: &Connection, slc: &Slc, at: Timestamp) -> Result<()> {
+pub(crate) fn apply_service_change(
+    tx: &Connection,
+    slc: &Slc,
+    at: Timestamp,
+) -> Result<ServiceChanged> {
     let parked: Option<i64> = tx
         .query_row(
             "SELECT parked_at FROM installations WHERE slc = ?1",
@@ -150,7 +155,7 @@ pub(crate) fn apply_service_change(tx: &Connection, slc: &Slc, at: Timestamp) ->
         }
     }
     match change {
-        Some(ServiceChange::Park) => park(tx, slc, at),
+        Some(ServiceChange::Park) => park(tx, slc, at)?,
         Some(ServiceChange::Resume) => {
             // Judged again at once, missed heartbeats counted from `at`; an
             // unavailable server stays so until it reports, its missed
@@ -168,10 +173,21 @@ pub(crate) fn apply_service_change(tx: &Connection, slc: &Slc, at: Timestamp) ->
             )
             .map_err(map_err)?;
             // What could not be told while refused is looked at again now.
-            super::maintenance::make_due(tx, &installation.reseller, Some(slc.as_str()), at)
+            super::maintenance::make_due(tx, &installation.reseller, Some(slc.as_str()), at)?;
         }
-        None => Ok(()),
+        None => {}
     }
+    Ok(ServiceChanged {
+        parked_before: parked.map(ts),
+        installation,
+    })
+}
+
+/// What [`apply_service_change`] read: when the installation was parked
+/// before it (`None`: it was not), and the installation.
+pub(crate) struct ServiceChanged {
+    pub(crate) parked_before: Option<Timestamp>,
+    pub(crate) installation: Installation,
 }
 
 /// Stops judging an installation's servers (those not unavailable or

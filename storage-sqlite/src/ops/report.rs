@@ -22,18 +22,27 @@ use super::history::{self, HISTORY_COLUMNS};
 use super::reads::labels;
 use crate::codec::{self, RowExt, map_err, ts};
 
-/// The history kinds a report reads (`HistoryColumns::kind`).
-const KINDS: &str = "('became_unavailable', 'recovered', 'decommissioned', 'recommissioned', \
-                     'parked', 'resumed')";
-
-/// The kinds that say whether a server is available or retired.
-const AVAILABILITY_KINDS: &str =
-    "('became_unavailable', 'recovered', 'decommissioned', 'recommissioned')";
+/// The kinds that say whether a server is available or retired
+/// (`HistoryColumns::kind`).
+macro_rules! availability_kinds {
+    () => {
+        "'became_unavailable', 'recovered', 'decommissioned', 'recommissioned'"
+    };
+}
 
 /// The kinds that say whether its messages are refused: the predicate of
 /// the partial index `history_refusals`, so a server never parked costs
 /// one probe of an empty range.
-const REFUSAL_KINDS: &str = "('parked', 'resumed')";
+macro_rules! refusal_kinds {
+    () => {
+        "'parked', 'resumed'"
+    };
+}
+
+const AVAILABILITY_KINDS: &str = concat!("(", availability_kinds!(), ")");
+const REFUSAL_KINDS: &str = concat!("(", refusal_kinds!(), ")");
+/// The history kinds a report reads: both.
+const KINDS: &str = concat!("(", availability_kinds!(), ", ", refusal_kinds!(), ")");
 
 pub(crate) fn uptime_histories(
     tx: &Connection,

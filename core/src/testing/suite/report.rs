@@ -380,6 +380,15 @@ pub(crate) async fn uptime_reports_show_only_the_resellers_installations(
         "a window on another reseller's installation",
     );
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    // The windows a report reads are the reseller's own.
+    for (reseller, expected) in [(&ours.reseller, 0), (&theirs.reseller, 1)] {
+        let windows = fx
+            .store
+            .report_maintenance_windows(reseller, START)
+            .await
+            .expect("windows for reports");
+        assert_eq!(windows.len(), expected, "{reseller}: {windows:#?}");
+    }
     let mut fleet = Fleet::new(&["rs-1"], &[]);
     fleet.beats(&fx, &ours).await;
     let mut theirs_fleet = Fleet::new(&["rs-1", "rs-2"], &[("rs-2", 0, 10_000)]);
