@@ -26,16 +26,6 @@ pub struct ChannelView {
     pub destination: String,
 }
 
-/// The most maintenance windows a reseller keeps over one installation,
-/// and over all of its installations: those to come or repeating, and
-/// those made and deleted in the last [`DELETED_WINDOWS_COUNT_FOR`],
-/// deleted after they began and before they ended (reports keep what they
-/// excluded).
-pub const MAX_WINDOWS_PER_SCOPE: usize = 20;
-
-/// How long a deleted window counts towards [`MAX_WINDOWS_PER_SCOPE`].
-pub const DELETED_WINDOWS_COUNT_FOR: std::time::Duration = std::time::Duration::from_secs(86_400);
-
 /// What delivery needs to send on a channel: its destination and, for a
 /// webhook, its signing secret (never printed: see the `Debug` below).
 pub struct OpenedChannel {
@@ -259,40 +249,14 @@ impl Carewatch {
             deleted_at: None,
         }
         .validate()?;
-        // Each window's occurrences are expanded for every report and tick:
-        // unbounded, one admin's windows would take everyone's CPU. A
-        // one-off window that has ended is one interval: not counted. One
-        // made and deleted (before it ended) in the last day counts:
-        // reports keep what it excluded, so making and deleting windows in
-        // a loop is bounded too; deleting old windows, or one that ends
-        // early, is not.
-        let now = self.now();
+        // The bound on windows (store::limits) is checked by the store, in
+        // the transaction that stores it. A one-off window that has ended
+        // is one interval: refused, it would exclude nothing.
+        let now = window.created_at;
         if window.every.is_none() && window.starts_at.saturating_add(window.length) <= now {
             return Err(Error::InvalidInput {
                 field: "maintenance window",
                 reason: "it has ended already: a window excludes nothing before it is made".into(),
-            });
-        }
-        let recent = now.saturating_sub(DELETED_WINDOWS_COUNT_FOR);
-        let same_scope = self
-            .inner
-            .store
-            .report_maintenance_windows(&acting.reseller, recent)
-            .await?
-            .iter()
-            .filter(|w| w.slc == window.slc)
-            .filter(|w| w.deleted_at.is_none() || w.created_at > recent)
-            .filter(|w| {
-                let until = w.deleted_at.unwrap_or(now);
-                w.every.is_some() || w.starts_at.saturating_add(w.length) > until
-            })
-            .count();
-        if same_scope >= MAX_WINDOWS_PER_SCOPE {
-            return Err(Error::InvalidInput {
-                field: "maintenance window",
-                reason: format!(
-                    "at most {MAX_WINDOWS_PER_SCOPE} windows to come or repeating (or made and cut short by a deletion in the last day) over one installation, and as many over all of them: delete one first, or wait"
-                ),
             });
         }
         self.inner.store.create_maintenance(&window).await?;

@@ -13,6 +13,7 @@ use std::fmt;
 
 pub mod columns;
 pub mod hidden_history;
+pub mod limits;
 mod overview;
 mod records;
 pub mod rules;
@@ -333,7 +334,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn delete_session(&self, hash: &TokenHash) -> Result<()>;
     /// Deletes sessions and invitations that expired before `now`.
     async fn prune_sessions(&self, now: Timestamp) -> Result<u64>;
-    /// Stores an API token. `NotFound` if the reseller does not exist.
+    /// Stores an API token. `NotFound` if the reseller does not exist;
+    /// `InvalidInput` from [`limits::room_for_api_token`] when it has as
+    /// many in use as it may (counted in the same transaction, with the
+    /// reseller locked against other such stores).
     async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<()>;
     /// An API token by id, revoked ones included.
     async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>>;
@@ -345,7 +349,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     // ----- notifications -----------------------------------------------------
 
-    /// Stores a channel. `NotFound` if the reseller does not exist.
+    /// Stores a channel. `NotFound` if the reseller does not exist;
+    /// `InvalidInput` from [`limits::room_for_channel`] when it has as many
+    /// as it may (counted as for [`Store::create_api_token`]).
     async fn create_channel(&self, channel: &ChannelRecord) -> Result<()>;
     /// A reseller's channels by creation, or every reseller's (`None`: the notifier's view).
     async fn channels(&self, reseller: Option<&ResellerId>) -> Result<Vec<ChannelRecord>>;
@@ -363,7 +369,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// installation or all) due at its `created_at` if due later or not at
     /// all: a told problem's next look was set without this window.
     /// `NotFound` if the reseller does not exist or the window names an
-    /// installation it does not own.
+    /// installation it does not own; `InvalidInput` from
+    /// [`limits::room_for_window`] over the reseller's windows read as
+    /// [`Store::report_maintenance_windows`] from
+    /// [`limits::windows_counted_since`] (counted as for
+    /// [`Store::create_api_token`]).
     async fn create_maintenance(&self, window: &MaintenanceWindow) -> Result<()>;
     /// A reseller's maintenance windows, or every reseller's (`None`);
     /// not those deleted.

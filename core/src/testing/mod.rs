@@ -141,6 +141,7 @@ macro_rules! __conformance_test_list {
             removing_a_user_cancels_their_invitations_and_inviting_tells_nothing_of_others,
             // notifications
             channels_and_maintenance_windows_are_per_reseller,
+            reseller_bounds_hold_against_concurrent_creates,
             the_notifier_lease_is_held_by_one_node_at_a_time,
             notifier_commits_are_atomic_and_conditional,
             a_notifier_commit_can_claim_what_it_queues,

@@ -5,11 +5,12 @@
 use carewatch_core::Error;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::store::limits;
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
 use sqlx_postgres::{PgConnection, PgRow};
 
-use super::notifications::{login, reseller_not_found};
+use super::notifications::{lock_reseller_for_bounded_insert, login, reseller_not_found};
 use crate::codec::{self, col, duration, ms, ts};
 use crate::errors::{DbResult, corrupt, on_insert};
 
@@ -47,6 +48,7 @@ pub(crate) async fn create_maintenance(
     c: &mut PgConnection,
     w: &MaintenanceWindow,
 ) -> DbResult<()> {
+    lock_reseller_for_bounded_insert(c, &w.reseller).await?;
     if let Some(slc) = &w.slc {
         // Shared until COMMIT: the installation cannot change hands meanwhile.
         let owner = query("SELECT reseller_id FROM installations WHERE slc = $1 FOR KEY SHARE")
@@ -58,6 +60,9 @@ pub(crate) async fn create_maintenance(
             return Err(Error::installation_not_found(slc).into());
         }
     }
+    let existing =
+        maintenance_windows(c, Some(&w.reseller), Some(limits::windows_counted_since(w))).await?;
+    limits::room_for_window(w, &existing)?;
     query(concat!(
         "INSERT INTO maintenance_windows (",
         window_columns!(),

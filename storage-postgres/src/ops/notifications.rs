@@ -18,6 +18,7 @@ use carewatch_core::notification::{
     NotifierCommit, NotifierMark,
 };
 use carewatch_core::store::columns::PhaseColumns;
+use carewatch_core::store::limits;
 use carewatch_core::team::Login;
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
@@ -33,6 +34,38 @@ pub(super) fn reseller_not_found(reseller: &ResellerId) -> Error {
     Error::NotFound {
         what: format!("reseller {reseller}"),
     }
+}
+
+/// Locks `reseller`'s row until COMMIT against other stores bounded by
+/// `store::limits` (`NotFound` if there is no such reseller), so that a
+/// count read after it stays true until the insert. NO KEY UPDATE: rows
+/// that merely refer to the reseller (their foreign-key checks take KEY
+/// SHARE) are not held up. The count is a statement of its own, after the
+/// lock, and READ COMMITTED: it sees what the previous holder committed.
+pub(super) async fn lock_reseller_for_bounded_insert(
+    c: &mut PgConnection,
+    reseller: &ResellerId,
+) -> DbResult<()> {
+    query("SELECT 1 FROM resellers WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(reseller.as_str())
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| reseller_not_found(reseller))?;
+    Ok(())
+}
+
+/// A count from `SELECT count(*)`, as a usize.
+pub(super) async fn count_of(
+    c: &mut PgConnection,
+    sql: &'static str,
+    reseller: &ResellerId,
+) -> DbResult<usize> {
+    let row = query(sql)
+        .bind(reseller.as_str())
+        .fetch_one(&mut *c)
+        .await?;
+    let count: i64 = col(&row, 0)?;
+    Ok(usize::try_from(count).unwrap_or(usize::MAX))
 }
 
 pub(super) fn channel_id(text: &str) -> DbResult<ChannelId> {
@@ -101,6 +134,14 @@ fn channel(row: &PgRow) -> DbResult<ChannelRecord> {
 }
 
 pub(crate) async fn create_channel(c: &mut PgConnection, ch: &ChannelRecord) -> DbResult<()> {
+    lock_reseller_for_bounded_insert(c, &ch.reseller).await?;
+    let existing = count_of(
+        c,
+        "SELECT count(*) FROM channels WHERE reseller_id = $1",
+        &ch.reseller,
+    )
+    .await?;
+    limits::room_for_channel(existing)?;
     query(concat!(
         "INSERT INTO channels (",
         channel_columns!(),

@@ -4,11 +4,13 @@
 use carewatch_core::Error;
 use carewatch_core::auth::TokenHash;
 use carewatch_core::ids::ResellerId;
+use carewatch_core::store::limits;
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, Role, SessionRecord, User};
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
 use sqlx_postgres::{PgConnection, PgRow};
 
+use super::notifications::{count_of, lock_reseller_for_bounded_insert};
 use crate::codec::{self, col, ts};
 use crate::errors::{DbResult, Failure, corrupt, on_insert};
 
@@ -318,6 +320,14 @@ fn api_token_row(row: &PgRow) -> DbResult<ApiTokenRecord> {
 }
 
 pub(crate) async fn create_api_token(c: &mut PgConnection, t: &ApiTokenRecord) -> DbResult<()> {
+    lock_reseller_for_bounded_insert(c, &t.reseller).await?;
+    let live = count_of(
+        c,
+        "SELECT count(*) FROM api_tokens WHERE reseller_id = $1 AND revoked_at IS NULL",
+        &t.reseller,
+    )
+    .await?;
+    limits::room_for_api_token(live)?;
     query(
         "INSERT INTO api_tokens (id, reseller_id, name, hash, created_at, created_by, revoked_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -4,6 +4,7 @@
 
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::store::limits;
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -55,6 +56,13 @@ pub(crate) fn create_maintenance(tx: &Connection, w: &MaintenanceWindow) -> Resu
             return Err(Error::installation_not_found(slc));
         }
     }
+    // Writes take turns on SQLite: the windows cannot change before the insert.
+    let existing = maintenance_windows(
+        tx,
+        Some(&w.reseller),
+        Some(limits::windows_counted_since(w)),
+    )?;
+    limits::room_for_window(w, &existing)?;
     tx.execute(
         &format!(
             "INSERT INTO maintenance_windows ({WINDOW_COLUMNS})

@@ -14,6 +14,7 @@ use carewatch_core::notification::{
     NotifierCommit, NotifierMark,
 };
 use carewatch_core::store::columns::PhaseColumns;
+use carewatch_core::store::limits;
 use carewatch_core::team::Login;
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
@@ -99,6 +100,15 @@ fn channel(row: &Row<'_>) -> Result<ChannelRecord> {
 }
 
 pub(crate) fn create_channel(tx: &Connection, c: &ChannelRecord) -> Result<()> {
+    // Writes take turns on SQLite: the count cannot change before the insert.
+    let existing: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM channels WHERE reseller_id = ?1",
+            [c.reseller.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(map_err)?;
+    limits::room_for_channel(usize::try_from(existing).unwrap_or(usize::MAX))?;
     tx.execute(
         &format!(
             "INSERT INTO channels ({CHANNEL_COLUMNS})

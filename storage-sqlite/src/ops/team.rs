@@ -3,6 +3,7 @@
 
 use carewatch_core::auth::TokenHash;
 use carewatch_core::ids::ResellerId;
+use carewatch_core::store::limits;
 use carewatch_core::team::{ApiTokenRecord, InvitationRecord, Login, Role, SessionRecord, User};
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
@@ -314,6 +315,15 @@ fn api_token_row(row: &Row<'_>) -> Result<ApiTokenRecord> {
 }
 
 pub(crate) fn create_api_token(tx: &Connection, t: &ApiTokenRecord) -> Result<()> {
+    // Writes take turns on SQLite: the count cannot change before the insert.
+    let live: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM api_tokens WHERE reseller_id = ?1 AND revoked_at IS NULL",
+            [t.reseller.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(map_err)?;
+    limits::room_for_api_token(usize::try_from(live).unwrap_or(usize::MAX))?;
     tx.execute(
         "INSERT INTO api_tokens (id, reseller_id, name, hash, created_at, created_by, revoked_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

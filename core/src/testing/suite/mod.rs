@@ -25,6 +25,7 @@ mod label_order;
 mod labels;
 mod large_batches;
 mod lifecycle;
+mod limits;
 mod notifications;
 mod reads;
 mod registration;
@@ -46,6 +47,7 @@ mod by_name {
     pub(super) use super::labels::*;
     pub(super) use super::large_batches::*;
     pub(super) use super::lifecycle::*;
+    pub(super) use super::limits::*;
     pub(super) use super::notifications::*;
     pub(super) use super::reads::*;
     pub(super) use super::registration::*;
