@@ -113,60 +113,44 @@ fn recording_server<'py>(py: Python<'py>, s: &ServerRecord) -> PyResult<Bound<'p
 }
 
 pub fn history_event<'py>(py: Python<'py>, e: &HistoryEvent) -> PyResult<Bound<'py, PyAny>> {
-    let (kind, event_code, subject, missed, duration) = match &e.kind {
-        HistoryKind::FirstSeen => ("first_seen", None, None, None, None),
-        HistoryKind::ConditionOpened { code: c, subject } => (
-            "condition_opened",
-            Some(code(py, c)?),
-            Some(subject.as_str()),
-            None,
-            None,
-        ),
+    let (event_code, subject, missed, duration) = match &e.kind {
+        HistoryKind::FirstSeen => (None, None, None, None),
+        HistoryKind::ConditionOpened { code: c, subject } => {
+            (Some(code(py, c)?), Some(subject.as_str()), None, None)
+        }
         HistoryKind::ConditionResolved {
             code: c,
             subject,
             open_for,
         } => (
-            "condition_resolved",
             Some(code(py, c)?),
             Some(subject.as_str()),
             None,
             Some(timedelta(py, *open_for)?),
         ),
-        HistoryKind::BecameUnavailable { missed } => {
-            ("became_unavailable", None, None, Some(*missed), None)
-        }
+        HistoryKind::BecameUnavailable { missed } => (None, None, Some(*missed), None),
         HistoryKind::Recovered {
             unavailable_for,
             missed,
         } => (
-            "recovered",
             None,
             None,
             Some(*missed),
             Some(timedelta(py, *unavailable_for)?),
         ),
-        HistoryKind::Decommissioned => ("decommissioned", None, None, None, None),
-        HistoryKind::Recommissioned { decommissioned_for } => (
-            "recommissioned",
-            None,
-            None,
-            None,
-            Some(timedelta(py, *decommissioned_for)?),
-        ),
-        HistoryKind::Parked => ("parked", None, None, None, None),
-        HistoryKind::Resumed { parked_for } => (
-            "resumed",
-            None,
-            None,
-            None,
-            Some(timedelta(py, *parked_for)?),
-        ),
+        HistoryKind::Decommissioned => (None, None, None, None),
+        HistoryKind::Recommissioned { decommissioned_for } => {
+            (None, None, None, Some(timedelta(py, *decommissioned_for)?))
+        }
+        HistoryKind::Parked => (None, None, None, None),
+        HistoryKind::Resumed { parked_for } => {
+            (None, None, None, Some(timedelta(py, *parked_for)?))
+        }
     };
     value!(py, "HistoryEvent" {
         at: datetime(py, e.at)?,
         server: e.server.as_str(),
-        kind: crate::convert::class(py, "HistoryKind")?.call1((kind,))?,
+        kind: crate::convert::class(py, "HistoryKind")?.call1((e.kind.name(),))?,
         code: event_code,
         subject: subject,
         missed: missed,

@@ -87,17 +87,7 @@ impl Change {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Health { .. } => "health",
-            Self::Server { event, .. } => match event {
-                HistoryKind::FirstSeen => "first_seen",
-                HistoryKind::ConditionOpened { .. } => "condition_opened",
-                HistoryKind::ConditionResolved { .. } => "condition_resolved",
-                HistoryKind::BecameUnavailable { .. } => "became_unavailable",
-                HistoryKind::Recovered { .. } => "recovered",
-                HistoryKind::Decommissioned => "decommissioned",
-                HistoryKind::Recommissioned { .. } => "recommissioned",
-                HistoryKind::Parked => "parked",
-                HistoryKind::Resumed { .. } => "resumed",
-            },
+            Self::Server { event, .. } => event.name(),
             Self::Registered { .. } => "registered",
             Self::Consent { .. } => "consent",
             Self::Subscription { .. } => "subscription",

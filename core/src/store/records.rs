@@ -355,6 +355,24 @@ pub enum HistoryKind {
     },
 }
 
+impl HistoryKind {
+    /// Its stable lower-case name, the one every interface and the history
+    /// table use, e.g. `condition_opened`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::FirstSeen => "first_seen",
+            Self::ConditionOpened { .. } => "condition_opened",
+            Self::ConditionResolved { .. } => "condition_resolved",
+            Self::BecameUnavailable { .. } => "became_unavailable",
+            Self::Recovered { .. } => "recovered",
+            Self::Decommissioned => "decommissioned",
+            Self::Recommissioned { .. } => "recommissioned",
+            Self::Parked => "parked",
+            Self::Resumed { .. } => "resumed",
+        }
+    }
+}
+
 /// Everything about one installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallationDetail {

@@ -181,18 +181,16 @@ fn detail_json(
                 let mut entry = HistoryJson {
                     at: e.at.to_string(),
                     server: e.server.to_string(),
-                    kind: String::new(),
+                    kind: e.kind.name().to_owned(),
                     code: None,
                     subject: None,
                     duration_seconds: None,
                     missed_heartbeats: None,
                 };
-                entry.kind = match &e.kind {
-                    HistoryKind::FirstSeen => "first_seen",
+                match &e.kind {
                     HistoryKind::ConditionOpened { code, subject } => {
                         entry.code = Some(code.as_str().to_owned());
                         entry.subject = Some(subject.clone());
-                        "condition_opened"
                     }
                     HistoryKind::ConditionResolved {
                         code,
@@ -202,11 +200,9 @@ fn detail_json(
                         entry.code = Some(code.as_str().to_owned());
                         entry.subject = Some(subject.clone());
                         entry.duration_seconds = Some(open_for.as_secs_f64());
-                        "condition_resolved"
                     }
                     HistoryKind::BecameUnavailable { missed } => {
                         entry.missed_heartbeats = Some(*missed);
-                        "became_unavailable"
                     }
                     HistoryKind::Recovered {
                         unavailable_for,
@@ -214,20 +210,15 @@ fn detail_json(
                     } => {
                         entry.duration_seconds = Some(unavailable_for.as_secs_f64());
                         entry.missed_heartbeats = Some(*missed);
-                        "recovered"
                     }
-                    HistoryKind::Decommissioned => "decommissioned",
                     HistoryKind::Recommissioned { decommissioned_for } => {
                         entry.duration_seconds = Some(decommissioned_for.as_secs_f64());
-                        "recommissioned"
                     }
-                    HistoryKind::Parked => "parked",
                     HistoryKind::Resumed { parked_for } => {
                         entry.duration_seconds = Some(parked_for.as_secs_f64());
-                        "resumed"
                     }
+                    HistoryKind::FirstSeen | HistoryKind::Decommissioned | HistoryKind::Parked => {}
                 }
-                .to_owned();
                 entry
             })
             .collect(),

@@ -29,19 +29,14 @@ pub struct HistoryColumns<'a> {
 impl<'a> From<&'a HistoryKind> for HistoryColumns<'a> {
     fn from(kind: &'a HistoryKind) -> Self {
         let none = Self {
-            kind: "",
+            kind: kind.name(),
             code: None,
             subject: None,
             duration_ms: None,
             missed: None,
         };
         match kind {
-            HistoryKind::FirstSeen => Self {
-                kind: "first_seen",
-                ..none
-            },
             HistoryKind::ConditionOpened { code, subject } => Self {
-                kind: "condition_opened",
                 code: Some(code.as_str()),
                 subject: Some(subject),
                 ..none
@@ -51,14 +46,12 @@ impl<'a> From<&'a HistoryKind> for HistoryColumns<'a> {
                 subject,
                 open_for,
             } => Self {
-                kind: "condition_resolved",
                 code: Some(code.as_str()),
                 subject: Some(subject),
                 duration_ms: Some(duration_millis(*open_for)),
                 ..none
             },
             HistoryKind::BecameUnavailable { missed } => Self {
-                kind: "became_unavailable",
                 missed: Some(i64::from(*missed)),
                 ..none
             },
@@ -66,26 +59,16 @@ impl<'a> From<&'a HistoryKind> for HistoryColumns<'a> {
                 unavailable_for,
                 missed,
             } => Self {
-                kind: "recovered",
                 duration_ms: Some(duration_millis(*unavailable_for)),
                 missed: Some(i64::from(*missed)),
                 ..none
             },
-            HistoryKind::Decommissioned => Self {
-                kind: "decommissioned",
-                ..none
-            },
             HistoryKind::Recommissioned { decommissioned_for } => Self {
-                kind: "recommissioned",
                 duration_ms: Some(duration_millis(*decommissioned_for)),
                 ..none
             },
-            HistoryKind::Parked => Self {
-                kind: "parked",
-                ..none
-            },
+            HistoryKind::FirstSeen | HistoryKind::Decommissioned | HistoryKind::Parked => none,
             HistoryKind::Resumed { parked_for } => Self {
-                kind: "resumed",
                 duration_ms: Some(duration_millis(*parked_for)),
                 ..none
             },
