@@ -309,6 +309,31 @@ pub struct ApiTokenRecord {
     pub created_by: Login,
     /// When it was revoked; a revoked token opens nothing.
     pub revoked_at: Option<Timestamp>,
+    /// When it expires (`None`: never); from then on it opens nothing and
+    /// no longer counts towards the reseller's bound.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl ApiTokenRecord {
+    /// Whether it opens anything at `now`: neither revoked nor expired.
+    pub fn in_use_at(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// The shortest and longest lifetimes an API token may be given.
+pub const API_TOKEN_LIFETIMES: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(86_400)..=Duration::from_secs(2 * 366 * 86_400);
+
+/// Checks an API token's lifetime: `None` (never expires) or 1 day to 2 years.
+pub fn check_api_token_lifetime(valid_for: Option<Duration>) -> Result<Option<Duration>> {
+    match valid_for {
+        Some(d) if !API_TOKEN_LIFETIMES.contains(&d) => Err(Error::InvalidInput {
+            field: "expires",
+            reason: "an API token lasts 1 day to 2 years, or never expires".into(),
+        }),
+        other => Ok(other),
+    }
 }
 
 /// API tokens are `cwa.<id>.<64 hex>`.

@@ -563,7 +563,7 @@ async fn only_the_reseller_token_is_accepted() {
     let api_token = server
         .fixture
         .carewatch
-        .create_api_token(&admin, "PSA")
+        .create_api_token(&admin, "PSA", None)
         .await
         .expect("creates an API token")
         .secret

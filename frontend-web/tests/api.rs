@@ -127,7 +127,7 @@ async fn named_api_tokens_read_until_revoked() {
     let issued = web
         .fixture
         .carewatch
-        .create_api_token(boss, "PSA sync")
+        .create_api_token(boss, "PSA sync", None)
         .await
         .expect("creates");
     let token = issued.secret.token.to_string();

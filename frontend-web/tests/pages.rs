@@ -377,6 +377,61 @@ async fn admins_create_tokens_shown_once_and_revoke_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_made_to_expire_says_when_and_bad_lifetimes_are_refused() {
+    let web = Web::new().await;
+    let admin = web.browser("acme", "admin", Role::Admin).await;
+    let form = web.get_as(&admin, "/tokens").await;
+    assert!(
+        form.body.contains("name=\"expires\"") && form.body.contains("In 90 days"),
+        "the form offers a lifetime: {}",
+        form.body
+    );
+    for (expires, says) in [
+        ("soon", "a number of days"),
+        ("0", "1 day to 2 years"),
+        ("1000", "1 day to 2 years"),
+    ] {
+        let refused = web
+            .post_as(&admin, "/tokens", &[("name", "bad"), ("expires", expires)])
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{expires}: {}",
+            refused.body
+        );
+        assert!(refused.body.contains(says), "{expires}: {}", refused.body);
+        assert!(
+            !refused.body.contains("value=\"cwa."),
+            "{expires}: nothing made"
+        );
+    }
+    let created = web
+        .post_as(&admin, "/tokens", &[("name", "trial"), ("expires", "30")])
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let lasting = web
+        .post_as(&admin, "/tokens", &[("name", "PSA"), ("expires", "never")])
+        .await;
+    assert_eq!(lasting.status, StatusCode::OK, "{}", lasting.body);
+    let listed = web.get_as(&admin, "/tokens").await;
+    let row = |name: &str| {
+        let at = listed.body.find(&format!(">{name}<")).expect("listed");
+        listed.body[at..][..listed.body[at..].find("</tr>").expect("row end")].to_owned()
+    };
+    assert!(
+        !listed.body.contains(">bad<"),
+        "refused lifetimes made nothing"
+    );
+    let trial = row("trial");
+    assert!(
+        trial.contains("data-label=\"Expires\"") && !trial.contains("never"),
+        "the trial token's expiry: {trial}"
+    );
+    assert!(row("PSA").contains(">never<"), "{}", row("PSA"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_read_their_teams_audit_log_and_nobody_elses() {
     let web = Web::new().await;
     let admin = web.browser("acme", "admin", Role::Admin).await;

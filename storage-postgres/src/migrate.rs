@@ -95,6 +95,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "master key check",
         include_str!("../migrations/0019_master_key_check.sql"),
     ),
+    (
+        20,
+        "api token expiry",
+        include_str!("../migrations/0020_api_token_expiry.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -276,18 +276,27 @@ impl Carewatch {
         Ok(())
     }
 
-    /// Creates a named read-only API token for the acting admin's reseller.
-    pub async fn create_api_token(&self, acting: &User, name: &str) -> Result<IssuedApiToken> {
+    /// Creates a named read-only API token for the acting admin's reseller,
+    /// expiring after `valid_for` (1 day to 2 years) or never (`None`).
+    pub async fn create_api_token(
+        &self,
+        acting: &User,
+        name: &str,
+        valid_for: Option<Duration>,
+    ) -> Result<IssuedApiToken> {
         team::require_admin(acting)?;
+        let valid_for = team::check_api_token_lifetime(valid_for)?;
         let (id, secret) = team::issue_api_token();
+        let now = self.now();
         let record = ApiTokenRecord {
             id,
             reseller: acting.reseller.clone(),
             name: team::check_name(name)?,
             hash: secret.hash.clone(),
-            created_at: self.now(),
+            created_at: now,
             created_by: acting.login.clone(),
             revoked_at: None,
+            expires_at: valid_for.map(|d| now.saturating_add(d)),
         };
         self.inner.store.create_api_token(&record).await?;
         tracing::info!(reseller = %record.reseller, id = %record.id, by = %acting.login, "API token created");
@@ -295,7 +304,10 @@ impl Carewatch {
             Some(acting),
             Action::ApiTokenCreated,
             &record.id,
-            format!("named {:?}", record.name),
+            match record.expires_at {
+                Some(at) => format!("named {:?}, expires at {at}", record.name),
+                None => format!("named {:?}, never expires", record.name),
+            },
         )
         .await;
         Ok(IssuedApiToken { secret, record })
@@ -338,7 +350,14 @@ impl Carewatch {
             let stored_hash = stored.as_ref().map(|t| &t.hash).or(fallback.as_ref());
             match (&stored, stored_hash) {
                 (Some(t), Some(h)) if h.matches(&hash) && t.revoked_at.is_none() => {
-                    Ok(t.reseller.clone())
+                    // Only its holder learns that it expired.
+                    if t.in_use_at(self.now()) {
+                        Ok(t.reseller.clone())
+                    } else {
+                        Err(Error::Unauthenticated {
+                            reason: "the API token has expired: an admin makes a new one",
+                        })
+                    }
                 }
                 _ => Err(Error::Unauthenticated {
                     reason: "invalid or revoked token",

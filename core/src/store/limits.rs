@@ -14,8 +14,8 @@ use crate::time::Timestamp;
 /// The most notification channels a reseller keeps.
 pub const MAX_CHANNELS_PER_RESELLER: usize = 100;
 
-/// The most API tokens a reseller keeps in use (revoked ones are kept,
-/// for the record, and do not count).
+/// The most API tokens a reseller keeps in use (revoked and expired ones
+/// are kept, for the record, and do not count).
 pub const MAX_LIVE_API_TOKENS_PER_RESELLER: usize = 100;
 
 /// The most maintenance windows a reseller keeps over one installation,
@@ -41,13 +41,14 @@ pub fn room_for_channel(existing: usize) -> Result<()> {
     Ok(())
 }
 
-/// `Ok` when a reseller with `live` API tokens in use may issue another.
+/// `Ok` when a reseller with `live` API tokens in use (neither revoked nor
+/// expired at the new one's creation) may issue another.
 pub fn room_for_api_token(live: usize) -> Result<()> {
     if live >= MAX_LIVE_API_TOKENS_PER_RESELLER {
         return Err(Error::InvalidInput {
             field: "API token",
             reason: format!(
-                "a reseller has at most {MAX_LIVE_API_TOKENS_PER_RESELLER} API tokens in use: revoke one first"
+                "a reseller has at most {MAX_LIVE_API_TOKENS_PER_RESELLER} API tokens in use (neither revoked nor expired): revoke one first"
             ),
         });
     }

@@ -5,7 +5,10 @@ use axum::Form;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use carewatch_core::Error;
+use std::time::Duration;
+
 use carewatch_core::team::ApiTokenRecord;
+use carewatch_core::time::Timestamp;
 use http::StatusCode;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -33,6 +36,33 @@ pub struct CreateForm {
     csrf: String,
     #[serde(default)]
     name: String,
+    /// Days it lasts, or empty / `never`.
+    #[serde(default)]
+    expires: String,
+}
+
+/// The lifetimes the form offers, in days (`None`: never), the first chosen.
+const LIFETIMES: [(Option<u64>, &str); 4] = [
+    (None, "Never"),
+    (Some(30), "In 30 days"),
+    (Some(90), "In 90 days"),
+    (Some(365), "In a year"),
+];
+
+/// The form's `expires`: days, or empty / `never`.
+fn lifetime(field: &str) -> Result<Option<Duration>, Error> {
+    match field.trim() {
+        "" | "never" => Ok(None),
+        days => days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(86_400))
+            .map(|s| Some(Duration::from_secs(s)))
+            .ok_or_else(|| Error::InvalidInput {
+                field: "expires",
+                reason: "a number of days, or never".into(),
+            }),
+    }
 }
 
 /// A token just made: shown once.
@@ -52,11 +82,16 @@ pub async fn create(
         return Err(csrf_refused(Some(&user)));
     }
     require_admin(&user)?;
-    match state
-        .carewatch
-        .create_api_token(user.user(), &form.name)
-        .await
-    {
+    let created = match lifetime(&form.expires) {
+        Ok(valid_for) => {
+            state
+                .carewatch
+                .create_api_token(user.user(), &form.name, valid_for)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match created {
         Ok(issued) => {
             let new = NewToken {
                 name: issued.record.name.clone(),
@@ -145,7 +180,7 @@ async fn render(
         }
         (Notice::render(notice))
         @if let Some(new) = new { (new_token_box(new)) }
-        (tokens_table(user, &tokens))
+        (tokens_table(user, &tokens, state.carewatch.now()))
         (create_form(user))
     };
     Ok(html_response(
@@ -168,7 +203,7 @@ fn new_token_box(new: &NewToken) -> Markup {
     }
 }
 
-fn tokens_table(user: &SignedIn, tokens: &[ApiTokenRecord]) -> Markup {
+fn tokens_table(user: &SignedIn, tokens: &[ApiTokenRecord], now: Timestamp) -> Markup {
     html! {
         h2 { "Tokens" }
         @if tokens.is_empty() {
@@ -181,6 +216,7 @@ fn tokens_table(user: &SignedIn, tokens: &[ApiTokenRecord]) -> Markup {
                         th scope="col" { "Id" }
                         th scope="col" { "Created" }
                         th scope="col" { "State" }
+                        th scope="col" { "Expires" }
                         th scope="col" { span.visually-hidden { "Actions" } }
                     }
                 }
@@ -193,9 +229,16 @@ fn tokens_table(user: &SignedIn, tokens: &[ApiTokenRecord]) -> Markup {
                                 (format::time(t.created_at)) " by " (t.created_by)
                             }
                             td data-label="State" {
-                                @match t.revoked_at {
-                                    Some(at) => { "revoked " (format::time(at)) },
-                                    None => "active",
+                                @match (t.revoked_at, t.expires_at) {
+                                    (Some(at), _) => { "revoked " (format::time(at)) },
+                                    (None, Some(at)) if at <= now => "expired",
+                                    (None, _) => "active",
+                                }
+                            }
+                            td data-label="Expires" {
+                                @match t.expires_at {
+                                    Some(at) => (format::time(at)),
+                                    None => "never",
                                 }
                             }
                             td {
@@ -224,6 +267,12 @@ fn create_form(user: &SignedIn) -> Markup {
             label for="token-name" { "Name (what uses it)" }
             input #token-name name="name" type="text" required maxlength="200"
                 autocomplete="off" placeholder="PSA sync";
+            label for="token-expires" { "Expires" }
+            select #token-expires name="expires" {
+                @for (days, label) in LIFETIMES {
+                    option value=(days.map_or("never".to_owned(), |d| d.to_string())) { (label) }
+                }
+            }
             button type="submit" { "Create token" }
         }
     }

@@ -10,7 +10,7 @@ use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
 use sqlx_postgres::{PgConnection, PgRow};
 
-use super::notifications::{count_of, lock_reseller_for_bounded_insert};
+use super::notifications::lock_reseller_for_bounded_insert;
 use crate::codec::{self, col, ts};
 use crate::errors::{DbResult, Failure, corrupt, on_insert};
 
@@ -303,7 +303,7 @@ pub(crate) async fn prune_sessions(c: &mut PgConnection, now: Timestamp) -> DbRe
 /// Columns of an API token row, in the order [`api_token_row`] reads them.
 macro_rules! api_token_columns {
     () => {
-        "id, reseller_id, name, hash, created_at, created_by, revoked_at"
+        "id, reseller_id, name, hash, created_at, created_by, revoked_at, expires_at"
     };
 }
 
@@ -316,22 +316,28 @@ fn api_token_row(row: &PgRow) -> DbResult<ApiTokenRecord> {
         created_at: ts(col(row, 4)?),
         created_by: login(&col::<String>(row, 5)?)?,
         revoked_at: col::<Option<i64>>(row, 6)?.map(ts),
+        expires_at: col::<Option<i64>>(row, 7)?.map(ts),
     })
 }
 
 pub(crate) async fn create_api_token(c: &mut PgConnection, t: &ApiTokenRecord) -> DbResult<()> {
     lock_reseller_for_bounded_insert(c, &t.reseller).await?;
-    let live = count_of(
-        c,
-        "SELECT count(*) FROM api_tokens WHERE reseller_id = $1 AND revoked_at IS NULL",
-        &t.reseller,
+    let live = query(
+        "SELECT count(*) FROM api_tokens
+         WHERE reseller_id = $1 AND revoked_at IS NULL
+           AND (expires_at IS NULL OR expires_at > $2)",
     )
+    .bind(t.reseller.as_str())
+    .bind(t.created_at.as_millis())
+    .fetch_one(&mut *c)
     .await?;
-    limits::room_for_api_token(live)?;
-    query(
-        "INSERT INTO api_tokens (id, reseller_id, name, hash, created_at, created_by, revoked_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
+    let live: i64 = col(&live, 0)?;
+    limits::room_for_api_token(usize::try_from(live).unwrap_or(usize::MAX))?;
+    query(concat!(
+        "INSERT INTO api_tokens (",
+        api_token_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
     .bind(t.id.as_str())
     .bind(t.reseller.as_str())
     .bind(t.name.as_str())
@@ -339,6 +345,7 @@ pub(crate) async fn create_api_token(c: &mut PgConnection, t: &ApiTokenRecord) -
     .bind(t.created_at.as_millis())
     .bind(t.created_by.as_str())
     .bind(t.revoked_at.map(Timestamp::as_millis))
+    .bind(t.expires_at.map(Timestamp::as_millis))
     .execute(&mut *c)
     .await
     .map_err(|e| {

@@ -300,7 +300,8 @@ pub(crate) fn prune_sessions(tx: &Connection, now: Timestamp) -> Result<u64> {
 }
 
 /// Columns of an API token row, in the order [`api_token_row`] reads them.
-const API_TOKEN_COLUMNS: &str = "id, reseller_id, name, hash, created_at, created_by, revoked_at";
+const API_TOKEN_COLUMNS: &str =
+    "id, reseller_id, name, hash, created_at, created_by, revoked_at, expires_at";
 
 fn api_token_row(row: &Row<'_>) -> Result<ApiTokenRecord> {
     Ok(ApiTokenRecord {
@@ -311,6 +312,7 @@ fn api_token_row(row: &Row<'_>) -> Result<ApiTokenRecord> {
         created_at: ts(row.col(4)?),
         created_by: login(&row.col::<String>(5)?)?,
         revoked_at: row.col::<Option<i64>>(6)?.map(ts),
+        expires_at: row.col::<Option<i64>>(7)?.map(ts),
     })
 }
 
@@ -318,15 +320,18 @@ pub(crate) fn create_api_token(tx: &Connection, t: &ApiTokenRecord) -> Result<()
     // Writes take turns on SQLite: the count cannot change before the insert.
     let live: i64 = tx
         .query_row(
-            "SELECT count(*) FROM api_tokens WHERE reseller_id = ?1 AND revoked_at IS NULL",
-            [t.reseller.as_str()],
+            "SELECT count(*) FROM api_tokens
+             WHERE reseller_id = ?1 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > ?2)",
+            params![t.reseller.as_str(), t.created_at.as_millis()],
             |r| r.get(0),
         )
         .map_err(map_err)?;
     limits::room_for_api_token(usize::try_from(live).unwrap_or(usize::MAX))?;
     tx.execute(
-        "INSERT INTO api_tokens (id, reseller_id, name, hash, created_at, created_by, revoked_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        &format!(
+            "INSERT INTO api_tokens ({API_TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ),
         params![
             t.id,
             t.reseller.as_str(),
@@ -335,6 +340,7 @@ pub(crate) fn create_api_token(tx: &Connection, t: &ApiTokenRecord) -> Result<()
             t.created_at.as_millis(),
             t.created_by.as_str(),
             t.revoked_at.map(Timestamp::as_millis),
+            t.expires_at.map(Timestamp::as_millis),
         ],
     )
     .map_err(|e| {

@@ -148,7 +148,10 @@ pub(crate) async fn every_operator_and_admin_action_is_audited_with_its_actor(
     cw.decommission_server(&admin, &site.slc, &rs("rs-1"))
         .await
         .expect("retired");
-    let token = cw.create_api_token(&admin, "grafana").await.expect("token");
+    let token = cw
+        .create_api_token(&admin, "grafana", None)
+        .await
+        .expect("token");
     cw.revoke_api_token(&admin, &token.record.id)
         .await
         .expect("revoked");
@@ -187,7 +190,7 @@ pub(crate) async fn every_operator_and_admin_action_is_audited_with_its_actor(
         "a second transfer to beta",
     );
     refused(
-        cw.create_api_token(&viewer, "nope").await,
+        cw.create_api_token(&viewer, "nope", None).await,
         "a viewer creating a token",
     );
     assert_eq!(

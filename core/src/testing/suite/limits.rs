@@ -49,6 +49,7 @@ fn token(n: usize, reseller: &ResellerId) -> ApiTokenRecord {
         created_at: t(10),
         created_by: Login::new(&format!("admin@{reseller}.example")).expect("login"),
         revoked_at: None,
+        expires_at: None,
     }
 }
 

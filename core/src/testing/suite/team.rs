@@ -2,11 +2,13 @@
 //! guarantees on the store, the rules through the facade), and the
 //! overview's health filter and SLC search.
 
+mod expiry;
 mod facade;
 mod overview;
 mod removal;
 mod storage;
 
+pub(crate) use expiry::*;
 pub(crate) use facade::*;
 pub(crate) use overview::*;
 pub(crate) use removal::*;
@@ -113,6 +115,7 @@ fn api_token(id: &str, reseller: &ResellerId, by: &User, created_at: Timestamp) 
         created_at,
         created_by: by.login.clone(),
         revoked_at: None,
+        expires_at: None,
     }
 }
 

@@ -307,7 +307,7 @@ pub(crate) async fn viewers_may_not_manage_and_api_tokens_open_until_revoked(
     let bea = member(&fx, &beta, "bea", Role::Admin, START).await;
 
     assert_permission_denied(
-        fx.carewatch.create_api_token(&joe, "PSA sync").await,
+        fx.carewatch.create_api_token(&joe, "PSA sync", None).await,
         "a viewer creating an API token",
     );
     assert_permission_denied(
@@ -331,7 +331,7 @@ pub(crate) async fn viewers_may_not_manage_and_api_tokens_open_until_revoked(
     fx.advance(secs(10));
     let issued = fx
         .carewatch
-        .create_api_token(&jane, "PSA sync")
+        .create_api_token(&jane, "PSA sync", None)
         .await
         .expect("an admin creates an API token");
     assert_eq!(
