@@ -133,6 +133,8 @@ actions! {
     ServerDecommissioned => "server.decommissioned": "A recording server was retired.",
     UserInvited => "user.invited": "A user was invited to a reseller's team.",
     UserRemoved => "user.removed": "A user was removed from a team.",
+    SignedIn => "user.signed_in": "A user signed in (from the address given).",
+    SignInFailed => "user.sign_in_failed": "Sign-ins as a user failed: a wrong password (recorded at most once per 10 s per login, with the count).",
     ApiTokenCreated => "api_token.created": "An API token was created.",
     ApiTokenRevoked => "api_token.revoked": "An API token was revoked.",
     ChannelCreated => "channel.created": "A notification channel was created.",

@@ -211,14 +211,34 @@ impl Carewatch {
             .password_work
             .run(move || team::verify_password(&password, hash.as_deref()))
             .await?;
-        let Some((user, _)) = stored.filter(|_| ok) else {
-            for key in keys.iter().flatten() {
-                let failure = throttle.failed(key, Instant::now());
-                if failure.log {
-                    tracing::warn!(source = %key, failures = failure.failures, "sign-in failed");
+        let from = source.map_or(String::new(), |ip| format!(" from {ip}"));
+        let (user, _) = match stored {
+            Some(stored) if ok => stored,
+            stored => {
+                for (n, key) in keys.iter().enumerate() {
+                    let Some(key) = key else { continue };
+                    let failure = throttle.failed(key, Instant::now());
+                    if failure.log {
+                        tracing::warn!(source = %key, failures = failure.failures, "sign-in failed");
+                        // The account's team sees guesses at it, as often
+                        // as they are logged (the log line's bound keeps a
+                        // flood of them from filling the audit log).
+                        if let (0, Some((user, _))) = (n, &stored) {
+                            self.audited(
+                                Some(user),
+                                Action::SignInFailed,
+                                &login,
+                                format!(
+                                    "wrong password{from}; {} in a row",
+                                    plural(failure.failures, "failure")
+                                ),
+                            )
+                            .await;
+                        }
+                    }
                 }
+                return Err(sign_in_refused());
             }
-            return Err(sign_in_refused());
         };
         // Only the login's count is forgotten: one's own password, signed in
         // between guesses at others, must not clear the address's count.
@@ -235,6 +255,13 @@ impl Carewatch {
         };
         self.inner.store.create_session(&session).await?;
         tracing::info!(reseller = %session.user.reseller, login = %session.user.login, "signed in");
+        self.audited(
+            Some(&session.user),
+            Action::SignedIn,
+            &login,
+            from.trim_start(),
+        )
+        .await;
         Ok(IssuedSession { secret, session })
     }
 
@@ -380,5 +407,14 @@ impl Drop for Attempts<'_> {
         for key in self.keys.iter().flatten() {
             self.throttle.end(key);
         }
+    }
+}
+
+/// "1 failure", "3 failures".
+fn plural(count: u32, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
     }
 }

@@ -159,6 +159,7 @@ macro_rules! __conformance_test_list {
             an_expired_subscription_is_told_once_per_channel,
             a_transfer_before_the_notifier_reads_a_change_does_not_stop_it,
             every_operator_and_admin_action_is_audited_with_its_actor,
+            sign_ins_and_wrong_passwords_are_audited_for_the_team,
             the_outbox_lists_a_resellers_entries_newest_first,
             deleting_a_channel_gives_up_its_pending_entries,
             two_tests_of_a_channel_at_once_are_both_sent,

@@ -127,6 +127,8 @@ fn describe(action: Action) -> &'static str {
         Action::ServerDecommissioned => "Recording server decommissioned",
         Action::UserInvited => "User invited",
         Action::UserRemoved => "User removed",
+        Action::SignedIn => "Signed in",
+        Action::SignInFailed => "Sign-in failed",
         Action::ApiTokenCreated => "API token created",
         Action::ApiTokenRevoked => "API token revoked",
         Action::ChannelCreated => "Notification channel created",

@@ -259,3 +259,84 @@ pub(crate) async fn every_operator_and_admin_action_is_audited_with_its_actor(
         "{denied:?}"
     );
 }
+
+/// Sign-ins are recorded for the user's team, with the address; a wrong
+/// password for one of its logins too, as often as it is logged (a burst
+/// of guesses: one record, with the count), and one for a login nobody has
+/// is recorded nowhere. Another team's log shows none of it.
+pub(crate) async fn sign_ins_and_wrong_passwords_are_audited_for_the_team(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let cw = &fx.carewatch;
+    let alpha = fx.reseller("alpha").await;
+    let beta = fx.reseller("beta").await;
+    let jane = Login::new("jane@alpha").expect("login");
+    let invited = cw
+        .invite_user(&alpha, &jane, "Jane", Role::Admin, None)
+        .await
+        .expect("invited");
+    cw.accept_invitation(
+        &invited.secret.token,
+        crate::team::Password::new("correct horse battery").expect("valid"),
+        None,
+    )
+    .await
+    .expect("accepted");
+    let from: std::net::IpAddr = "192.0.2.7".parse().expect("address");
+
+    cw.sign_in("jane@alpha", "correct horse battery", Some(from))
+        .await
+        .expect("signed in");
+    for _ in 0..3 {
+        refused(
+            cw.sign_in("jane@alpha", "a wrong guess", Some(from)).await,
+            "a wrong password",
+        );
+    }
+    refused(
+        cw.sign_in("nobody@alpha", "a wrong guess", Some(from))
+            .await,
+        "a login nobody has",
+    );
+
+    let log = cw.audit_log(Some(&alpha), None, 500).await.expect("log");
+    let signs: Vec<(Actor, Action, &str, &str)> = log
+        .iter()
+        .filter(|e| matches!(e.record.action, Action::SignedIn | Action::SignInFailed))
+        .map(|e| {
+            (
+                e.record.actor.clone(),
+                e.record.action,
+                e.record.target.as_str(),
+                e.record.detail.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        signs,
+        [
+            (
+                user(&alpha, "jane@alpha"),
+                Action::SignInFailed,
+                "jane@alpha",
+                "wrong password from 192.0.2.7; 1 failure in a row"
+            ),
+            (
+                user(&alpha, "jane@alpha"),
+                Action::SignedIn,
+                "jane@alpha",
+                "from 192.0.2.7"
+            ),
+        ],
+        "newest first"
+    );
+    let everyone = cw.audit_log(None, None, 500).await.expect("log");
+    assert!(
+        !everyone.iter().any(|e| e.record.target.contains("nobody")),
+        "a login nobody has is recorded nowhere"
+    );
+    let theirs = cw.audit_log(Some(&beta), None, 500).await.expect("log");
+    assert!(theirs.is_empty(), "{theirs:?}");
+}
