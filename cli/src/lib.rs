@@ -18,3 +18,5 @@ pub mod server;
 pub mod simulate;
 #[cfg(feature = "server")]
 pub mod tls;
+#[cfg(feature = "server")]
+pub mod tls_reload;

@@ -32,7 +32,17 @@ use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::TcpConnectInfo;
 use tower::ServiceExt;
 
-use crate::tls::TlsIdentity;
+use crate::tls::{TlsIdentity, server_config_with};
+use crate::tls_reload::ReloadingCert;
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// How to serve.
 #[derive(Debug)]
@@ -53,6 +63,9 @@ pub struct ServeOptions {
     pub keepalive: Duration,
     /// Longest a stop waits for calls in flight before closing connections.
     pub shutdown_grace: Duration,
+    /// How often the TLS certificate's files are looked at (and read again
+    /// if they changed; at once on SIGHUP).
+    pub tls_look_every: Duration,
 }
 
 impl Default for ServeOptions {
@@ -65,6 +78,7 @@ impl Default for ServeOptions {
             max_connections: None,
             keepalive: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            tls_look_every: crate::tls_reload::LOOK_EVERY,
         }
     }
 }
@@ -114,7 +128,11 @@ pub async fn serve(
     let router = grpc
         .into_router()
         .merge(carewatch_web::router(carewatch.clone(), web));
-    let tls = options.tls.as_ref().map(acceptor).transpose()?;
+    let (tls, certificate) = options.tls.as_ref().map(acceptor).transpose()?.unzip();
+    // Stops with the server (aborted when dropped).
+    let _reloading = certificate.map(|certificate| {
+        AbortOnDrop(tokio::spawn(certificate.keep_fresh(options.tls_look_every)))
+    });
     let max_connections = options.max_connections.unwrap_or_else(connection_capacity);
     tracing::debug!(max_connections, "accepting connections");
 
@@ -199,11 +217,12 @@ pub async fn serve(
     Ok(())
 }
 
-fn acceptor(identity: &TlsIdentity) -> Result<TlsAcceptor, ServeError> {
-    let config = identity
-        .server_config(&[b"h2", b"http/1.1"])
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+/// The acceptor, and its certificate (read again as its files change).
+fn acceptor(identity: &TlsIdentity) -> Result<(TlsAcceptor, Arc<ReloadingCert>), ServeError> {
+    let tls = |e: crate::tls::TlsError| ServeError::Tls(e.to_string());
+    let certificate = ReloadingCert::new(identity).map_err(tls)?;
+    let config = server_config_with(certificate.clone(), &[b"h2", b"http/1.1"]).map_err(tls)?;
+    Ok((TlsAcceptor::from(Arc::new(config)), certificate))
 }
 
 /// Who may connect.

@@ -12,6 +12,9 @@ pub struct TlsIdentity {
     pub cert_pem: String,
     /// Private key (PEM).
     pub key_pem: String,
+    /// The certificate and key files it was read from, if it was: a server
+    /// reads them again when they change ([`crate::tls_reload`]).
+    pub files: Option<(PathBuf, PathBuf)>,
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -56,6 +59,7 @@ impl TlsIdentity {
         let identity = Self {
             cert_pem: read(cert)?,
             key_pem: read(key)?,
+            files: Some((cert.to_owned(), key.to_owned())),
         };
         if identity.fingerprint().is_none() {
             return Err(TlsError::Invalid(format!(
@@ -113,6 +117,7 @@ impl TlsIdentity {
         let identity = Self {
             cert_pem: generated.cert.pem(),
             key_pem: generated.signing_key.serialize_pem(),
+            files: Some((cert.clone(), key.clone())),
         };
         // What a restart checks must hold from the start.
         let missing = identity.names_not_covered(extra_names)?;
@@ -133,21 +138,31 @@ impl TlsIdentity {
 
     /// A rustls server configuration offering `alpn` protocols in order.
     pub fn server_config(&self, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, TlsError> {
+        let certified = self.certified_key()?;
+        server_config_with(
+            Arc::new(rustls::sign::SingleCertAndKey::from(certified)),
+            alpn,
+        )
+    }
+
+    /// The certificate chain and its signing key, checked to belong
+    /// together.
+    pub fn certified_key(&self) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
         let certs = rustls_pemfile::certs(&mut self.cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsError::Invalid(format!("certificate chain: {e}")))?;
+        if certs.is_empty() {
+            return Err(TlsError::Invalid(
+                "no certificate in the certificate file".into(),
+            ));
+        }
         let key = rustls_pemfile::private_key(&mut self.key_pem.as_bytes())
             .map_err(|e| TlsError::Invalid(format!("private key: {e}")))?
             .ok_or_else(|| TlsError::Invalid("no private key in the key file".into()))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Invalid(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
+        let provider = rustls::crypto::ring::default_provider();
+        let certified = rustls::sign::CertifiedKey::from_der(certs, key, &provider)
             .map_err(|e| TlsError::Invalid(format!("certificate and key: {e}")))?;
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(config)
+        Ok(Arc::new(certified))
     }
 
     /// Those of `names` (DNS names or IP addresses) the first certificate is
@@ -186,6 +201,22 @@ impl TlsIdentity {
                 .join(":"),
         )
     }
+}
+
+/// A rustls server configuration whose certificate `resolver` chooses,
+/// offering `alpn` protocols in order.
+pub fn server_config_with(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+    alpn: &[&[u8]],
+) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
 }
 
 /// Writes a secret file readable by its owner only (on Unix).

@@ -5,6 +5,7 @@
 //! at shutdown and untyped size refusals (8). Observation 3 (exact missed
 //! counts after a restart) is checked by the fault scenario in faults/.
 
+mod certificates;
 mod connections;
 mod refusals;
 mod restart;
