@@ -329,7 +329,7 @@ pub const API_TOKEN_LIFETIMES: std::ops::RangeInclusive<Duration> =
 pub fn check_api_token_lifetime(valid_for: Option<Duration>) -> Result<Option<Duration>> {
     match valid_for {
         Some(d) if !API_TOKEN_LIFETIMES.contains(&d) => Err(Error::InvalidInput {
-            field: "expires",
+            field: "lifetime",
             reason: "an API token lasts 1 day to 2 years, or never expires".into(),
         }),
         other => Ok(other),

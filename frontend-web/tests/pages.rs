@@ -377,7 +377,7 @@ async fn admins_create_tokens_shown_once_and_revoke_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_made_to_expire_says_when_and_bad_lifetimes_are_refused() {
+async fn a_token_made_to_expire_says_when_then_opens_nothing_and_bad_lifetimes_are_refused() {
     let web = Web::new().await;
     let admin = web.browser("acme", "admin", Role::Admin).await;
     let form = web.get_as(&admin, "/tokens").await;
@@ -406,6 +406,12 @@ async fn a_token_made_to_expire_says_when_and_bad_lifetimes_are_refused() {
             "{expires}: nothing made"
         );
     }
+    let expected = web
+        .fixture
+        .carewatch
+        .now()
+        .saturating_add(Duration::from_secs(30 * 86_400))
+        .to_string();
     let created = web
         .post_as(&admin, "/tokens", &[("name", "trial"), ("expires", "30")])
         .await;
@@ -424,9 +430,39 @@ async fn a_token_made_to_expire_says_when_and_bad_lifetimes_are_refused() {
         "refused lifetimes made nothing"
     );
     let trial = row("trial");
+    let expires = &trial[trial
+        .find("data-label=\"Expires\"")
+        .expect("an expiry cell")..];
+    let at = expires.find("datetime=\"").expect("a time") + "datetime=\"".len();
+    let at = &expires[at..][..expires[at..].find('"').expect("quote")];
+    assert_eq!(
+        at, expected,
+        "the trial token expires 30 days after it was made"
+    );
+    let at = created
+        .body
+        .find("value=\"cwa.")
+        .expect("the token is shown")
+        + "value=\"".len();
+    let token = &created.body[at..][..created.body[at..].find('"').expect("quote")];
+    assert_eq!(
+        web.api("/api/v1/totals", Some(token)).await.status,
+        StatusCode::OK
+    );
+    web.fixture.advance(Duration::from_secs(30 * 86_400));
+    // A month on, the session has ended too: signed in again.
+    let admin = web.browser("acme", "admin2", Role::Admin).await;
+    let later = web.get_as(&admin, "/tokens").await;
+    let at = later.body.find(">trial<").expect("still listed");
+    let expired_row = &later.body[at..][..later.body[at..].find("</tr>").expect("row end")];
     assert!(
-        trial.contains("data-label=\"Expires\"") && !trial.contains("never"),
-        "the trial token's expiry: {trial}"
+        expired_row.contains(">expired<"),
+        "shown as expired: {expired_row}"
+    );
+    assert_eq!(
+        web.api("/api/v1/totals", Some(token)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "an expired token opens nothing"
     );
     assert!(row("PSA").contains(">never<"), "{}", row("PSA"));
 }

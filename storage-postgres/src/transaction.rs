@@ -43,7 +43,11 @@ impl PostgresStore {
         D: Sync + ?Sized,
         T: Send,
     {
-        self.run(Some("BEGIN"), data, op).await
+        // Named, not the server's default: the bounds' count-after-lock
+        // (store::limits) reads what the lock's previous holder committed,
+        // which a stricter default_transaction_isolation would not.
+        self.run(Some("BEGIN ISOLATION LEVEL READ COMMITTED"), data, op)
+            .await
     }
 
     /// Runs `op` in one read-only REPEATABLE READ transaction: one consistent snapshot.

@@ -201,18 +201,22 @@ impl Carewatch {
         let mut nonce = [0u8; 4];
         crate::seal::fill_random_bytes(&mut nonce);
         let nonce = u32::from_be_bytes(nonce);
-        let key = format!("{id}.test.{}.{nonce:08x}", now.as_millis());
+        let key = format!(
+            "{}{}.{nonce:08x}",
+            crate::store::limits::test_key_prefix(id),
+            now.as_millis()
+        );
         let body = payload::test(key.clone(), channel.reseller.as_str(), &channel.name, now);
         self.inner
             .store
-            .enqueue_notifications(&[NewOutboxEntry {
+            .enqueue_channel_test(&NewOutboxEntry {
                 channel: channel.id,
                 reseller: channel.reseller,
                 slc: None,
                 key,
                 body: body.to_json(),
                 created_at: now,
-            }])
+            })
             .await?;
         self.audited(Some(acting), Action::ChannelTested, id, &channel.name)
             .await;

@@ -18,6 +18,11 @@ pub const MAX_CHANNELS_PER_RESELLER: usize = 100;
 /// are kept, for the record, and do not count).
 pub const MAX_LIVE_API_TOKENS_PER_RESELLER: usize = 100;
 
+/// The most test notifications ("send a test") a channel has on their way
+/// at once (neither delivered nor given up): every test is a delivery the
+/// shared notifier makes, retried like any other.
+pub const MAX_PENDING_TESTS_PER_CHANNEL: usize = 3;
+
 /// The most maintenance windows a reseller keeps over one installation,
 /// and over all of its installations: those to come or repeating, and
 /// those made and deleted in the last [`DELETED_WINDOWS_COUNT_FOR`],
@@ -32,7 +37,7 @@ pub const DELETED_WINDOWS_COUNT_FOR: Duration = Duration::from_secs(86_400);
 pub fn room_for_channel(existing: usize) -> Result<()> {
     if existing >= MAX_CHANNELS_PER_RESELLER {
         return Err(Error::InvalidInput {
-            field: "channel",
+            field: "channels",
             reason: format!(
                 "a reseller has at most {MAX_CHANNELS_PER_RESELLER} channels: delete one first"
             ),
@@ -46,9 +51,28 @@ pub fn room_for_channel(existing: usize) -> Result<()> {
 pub fn room_for_api_token(live: usize) -> Result<()> {
     if live >= MAX_LIVE_API_TOKENS_PER_RESELLER {
         return Err(Error::InvalidInput {
-            field: "API token",
+            field: "API tokens",
             reason: format!(
                 "a reseller has at most {MAX_LIVE_API_TOKENS_PER_RESELLER} API tokens in use (neither revoked nor expired): revoke one first"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The start of every test notification's idempotency key on `channel`:
+/// how a backend counts the channel's tests on their way.
+pub fn test_key_prefix(channel: &crate::notification::ChannelId) -> String {
+    format!("{channel}.test.")
+}
+
+/// `Ok` when a channel with `pending` tests on their way may be sent another.
+pub fn room_for_channel_test(pending: usize) -> Result<()> {
+    if pending >= MAX_PENDING_TESTS_PER_CHANNEL {
+        return Err(Error::InvalidInput {
+            field: "channel test",
+            reason: format!(
+                "{MAX_PENDING_TESTS_PER_CHANNEL} tests of this channel are still on their way (see its last delivery): wait for them"
             ),
         });
     }
@@ -132,7 +156,7 @@ mod tests {
         assert!(matches!(
             room_for_channel(MAX_CHANNELS_PER_RESELLER),
             Err(Error::InvalidInput {
-                field: "channel",
+                field: "channels",
                 ..
             })
         ));
@@ -140,7 +164,7 @@ mod tests {
         assert!(matches!(
             room_for_api_token(MAX_LIVE_API_TOKENS_PER_RESELLER),
             Err(Error::InvalidInput {
-                field: "API token",
+                field: "API tokens",
                 ..
             })
         ));

@@ -441,9 +441,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// `commit.node` until then and returned
     /// ([`NotifierCommit::into_claimed`]).
     async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Committed>;
-    /// Puts entries in the outbox directly (a channel test); an existing
-    /// key is left alone, and so is an entry of a channel that no longer exists.
+    /// Puts entries in the outbox as they are (tools and tests); an
+    /// existing key is left alone, and so is an entry of a channel that no
+    /// longer exists.
     async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()>;
+    /// Puts a channel's test notification in the outbox (its key starts
+    /// with [`limits::test_key_prefix`]). `NotFound` if the channel is
+    /// missing or not `entry.reseller`'s; `InvalidInput` from
+    /// [`limits::room_for_channel_test`] when as many of the channel's
+    /// tests are on their way as may be (counted as for
+    /// [`Store::create_api_token`]).
+    async fn enqueue_channel_test(&self, entry: &NewOutboxEntry) -> Result<()>;
     /// Claims up to `limit` entries due at `now` (not delivered, not given
     /// up, not claimed by a live lease) for `node` until `now + lease`,
     /// oldest first (by `next_attempt_at`, then id); each entry is claimed

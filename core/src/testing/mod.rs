@@ -163,6 +163,7 @@ macro_rules! __conformance_test_list {
             the_outbox_lists_a_resellers_entries_newest_first,
             deleting_a_channel_gives_up_its_pending_entries,
             two_tests_of_a_channel_at_once_are_both_sent,
+            tests_of_a_channel_on_their_way_are_bounded,
             finished_notifications_are_pruned_past_their_retention,
             the_feed_keeps_what_the_notifier_has_not_processed,
             unprocessed_events_are_kept_at_most_four_retentions,

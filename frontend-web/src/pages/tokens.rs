@@ -59,7 +59,7 @@ fn lifetime(field: &str) -> Result<Option<Duration>, Error> {
             .and_then(|d| d.checked_mul(86_400))
             .map(|s| Some(Duration::from_secs(s)))
             .ok_or_else(|| Error::InvalidInput {
-                field: "expires",
+                field: "lifetime",
                 reason: "a number of days, or never".into(),
             }),
     }
@@ -242,7 +242,7 @@ fn tokens_table(user: &SignedIn, tokens: &[ApiTokenRecord], now: Timestamp) -> M
                                 }
                             }
                             td {
-                                @if t.revoked_at.is_none() {
+                                @if t.in_use_at(now) {
                                     form.inline method="post" action="/tokens/revoke" {
                                         (csrf_field(user))
                                         input type="hidden" name="id" value=(t.id);

@@ -549,6 +549,13 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn enqueue_channel_test(&self, entry: &NewOutboxEntry) -> Result<()> {
+        self.write(entry, |c, e| {
+            Box::pin(notifications::enqueue_channel_test(c, e))
+        })
+        .await
+    }
+
     async fn claim_deliveries(
         &self,
         node: &str,

@@ -637,4 +637,36 @@ pub(crate) async fn enqueue_notifications(
     Ok(())
 }
 
+/// A channel's test, bounded per channel (`store::limits`).
+pub(crate) async fn enqueue_channel_test(
+    c: &mut PgConnection,
+    entry: &NewOutboxEntry,
+) -> DbResult<()> {
+    lock_reseller_for_bounded_insert(c, &entry.reseller).await?;
+    let owner = query("SELECT reseller_id FROM channels WHERE id = $1")
+        .bind(entry.channel.as_str())
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|row| col::<String>(&row, 0))
+        .transpose()?;
+    if owner.as_deref() != Some(entry.reseller.as_str()) {
+        return Err(Error::NotFound {
+            what: format!("channel {}", entry.channel),
+        }
+        .into());
+    }
+    let pending = query(
+        "SELECT count(*) FROM outbox
+         WHERE channel_id = $1 AND delivered_at IS NULL AND failed_at IS NULL
+           AND left(idempotency_key, length($2)) = $2",
+    )
+    .bind(entry.channel.as_str())
+    .bind(limits::test_key_prefix(&entry.channel))
+    .fetch_one(&mut *c)
+    .await?;
+    let pending: i64 = col(&pending, 0)?;
+    limits::room_for_channel_test(usize::try_from(pending).unwrap_or(usize::MAX))?;
+    enqueue_notifications(c, std::slice::from_ref(entry)).await
+}
+
 // ----- the outbox ------------------------------------------------------------------

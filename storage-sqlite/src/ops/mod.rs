@@ -519,6 +519,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn enqueue_channel_test(&self, entry: &NewOutboxEntry) -> Result<()> {
+        let entry = entry.clone();
+        self.write(move |tx| notifications::enqueue_channel_test(tx, &entry))
+            .await
+    }
+
     async fn claim_deliveries(
         &self,
         node: &str,

@@ -544,3 +544,33 @@ pub(crate) fn enqueue_notifications(tx: &Connection, entries: &[NewOutboxEntry])
     insert_outbox(tx, entries, &writable, None)?;
     Ok(())
 }
+
+/// A channel's test, bounded per channel (`store::limits`).
+pub(crate) fn enqueue_channel_test(tx: &Connection, entry: &NewOutboxEntry) -> Result<()> {
+    // Writes take turns on SQLite: the count cannot change before the insert.
+    let owner: Option<String> = tx
+        .query_row(
+            "SELECT reseller_id FROM channels WHERE id = ?1",
+            [entry.channel.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?;
+    if owner.as_deref() != Some(entry.reseller.as_str()) {
+        return Err(channel_not_found(&entry.channel));
+    }
+    let pending: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM outbox
+             WHERE channel_id = ?1 AND delivered_at IS NULL AND failed_at IS NULL
+               AND substr(idempotency_key, 1, length(?2)) = ?2",
+            params![
+                entry.channel.as_str(),
+                limits::test_key_prefix(&entry.channel)
+            ],
+            |r| r.get(0),
+        )
+        .map_err(map_err)?;
+    limits::room_for_channel_test(usize::try_from(pending).unwrap_or(usize::MAX))?;
+    enqueue_notifications(tx, std::slice::from_ref(entry))
+}

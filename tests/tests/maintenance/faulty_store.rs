@@ -373,6 +373,10 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.enqueue_notifications(entries).await
     }
+    async fn enqueue_channel_test(&self, entry: &NewOutboxEntry) -> Result<()> {
+        self.check().await?;
+        self.inner.enqueue_channel_test(entry).await
+    }
     async fn release_claims(&self, node: &str, ids: &[u64]) -> Result<u64> {
         self.check().await?;
         self.inner.release_claims(node, ids).await

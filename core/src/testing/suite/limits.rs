@@ -75,7 +75,7 @@ pub(crate) async fn reseller_bounds_hold_against_concurrent_creates(
     let stored = burst(
         stores,
         MAX_CHANNELS_PER_RESELLER + BEYOND,
-        "channel",
+        "channels",
         |store, n| {
             let record = channel(n as u64 + 1, &alpha, t(10));
             async move { store.create_channel(&record).await }
@@ -102,7 +102,7 @@ pub(crate) async fn reseller_bounds_hold_against_concurrent_creates(
     let stored = burst(
         stores,
         MAX_LIVE_API_TOKENS_PER_RESELLER + BEYOND,
-        "API token",
+        "API tokens",
         |store, n| {
             let record = token(n, &alpha);
             async move { store.create_api_token(&record).await }

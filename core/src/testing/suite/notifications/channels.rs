@@ -8,7 +8,8 @@ use super::{
 use crate::health::Health;
 use crate::notification::rules::Phase;
 use crate::notification::{
-    ChannelRecord, ChannelRules, DeliveryOutcome, NotificationState, NotifierCommit, OutboxFilter,
+    ChannelRecord, ChannelRules, DeliveryOutcome, NewOutboxEntry, NotificationState,
+    NotifierCommit, OutboxFilter,
 };
 use crate::team::Role;
 use crate::testing::TestBackend;
@@ -313,4 +314,93 @@ pub(crate) async fn two_tests_of_a_channel_at_once_are_both_sent(
     let queued = outbox_of(&fx.store, &alpha, OutboxFilter::Pending).await;
     assert_eq!(queued.len(), 2, "{:?}", keys(&queued));
     assert_ne!(queued[0].key, queued[1].key);
+}
+
+/// Found by review: "send a test" had no bound, and every test is a
+/// delivery the notifier shared by all resellers makes (retried like any
+/// other): one admin's loop held up everyone's notifications. A channel
+/// has at most three tests on their way, held against bursts on two nodes;
+/// a delivered one frees its place; a test on another reseller's channel,
+/// or a missing one, is NotFound.
+pub(crate) async fn tests_of_a_channel_on_their_way_are_bounded(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    use crate::store::limits::{MAX_PENDING_TESTS_PER_CHANNEL, test_key_prefix};
+
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let other_node = db.open().await;
+    let alpha = fx.reseller("alpha").await;
+    let beta = fx.reseller("beta").await;
+    let (admin, mine) = on_call(&fx, &alpha, ChannelRules::default()).await;
+    let test = |n: usize| {
+        entry(
+            &mine,
+            &format!("{}{n}", test_key_prefix(&mine.id)),
+            None,
+            t(n as u64),
+        )
+    };
+
+    let results = futures::future::join_all((0..10).map(|n| {
+        let store = if n % 2 == 0 { &fx.store } else { &other_node };
+        let e = test(n);
+        async move { store.enqueue_channel_test(&e).await }
+    }))
+    .await;
+    let stored = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(stored, MAX_PENDING_TESTS_PER_CHANNEL, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(
+                e,
+                crate::Error::InvalidInput {
+                    field: "channel test",
+                    ..
+                }
+            )),
+        "{results:?}"
+    );
+    let refused = fx.carewatch.test_channel(&admin, &mine.id).await;
+    assert!(
+        matches!(refused, Err(crate::Error::InvalidInput { .. })),
+        "through the facade: {refused:?}"
+    );
+    let pending = outbox_of(&fx.store, &alpha, OutboxFilter::Pending).await;
+    assert_eq!(
+        pending.len(),
+        MAX_PENDING_TESTS_PER_CHANNEL,
+        "{:?}",
+        keys(&pending)
+    );
+
+    let theirs = NewOutboxEntry {
+        reseller: beta.clone(),
+        ..test(50)
+    };
+    assert_not_found(
+        fx.store.enqueue_channel_test(&theirs).await,
+        "a test queued for beta on alpha's channel",
+    );
+    let missing = entry(&channel(77, &alpha, t(0)), "x.test.1", None, t(1));
+    assert_not_found(
+        fx.store.enqueue_channel_test(&missing).await,
+        "a test of a missing channel",
+    );
+
+    let claimed = claim(&fx.store, "node-a", fx.carewatch.now(), 1).await;
+    finish(
+        &fx.store,
+        &claimed[0],
+        "node-a",
+        DeliveryOutcome::Delivered,
+        fx.carewatch.now(),
+    )
+    .await;
+    fx.carewatch
+        .test_channel(&admin, &mine.id)
+        .await
+        .expect("a delivered test frees its place");
 }

@@ -35,7 +35,7 @@ pub(crate) async fn api_tokens_expire_and_then_free_their_place(
             matches!(
                 err,
                 Error::InvalidInput {
-                    field: "expires",
+                    field: "lifetime",
                     ..
                 }
             ),
@@ -105,7 +105,7 @@ pub(crate) async fn api_tokens_expire_and_then_free_their_place(
         matches!(
             err,
             Error::InvalidInput {
-                field: "API token",
+                field: "API tokens",
                 ..
             }
         ),
