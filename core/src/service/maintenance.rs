@@ -335,6 +335,14 @@ impl Carewatch {
                     ),
                     Err(e) => tracing::warn!(error = %e, "deleting old notifications failed"),
                 }
+                match survive("pruning", self.prune_credentials()).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(
+                        pruned,
+                        "deleted expired sessions and invitations and long-ended API tokens"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "deleting expired sessions failed"),
+                }
                 match survive("deleting data", self.delete_withdrawn_data()).await {
                     Ok(0) => {}
                     Ok(deleted) => tracing::info!(

@@ -284,6 +284,17 @@ impl Carewatch {
         self.inner.store.delete_session(&hash).await
     }
 
+    /// Deletes expired sessions and invitations, and API tokens revoked or
+    /// expired more than [`API_TOKENS_KEPT_AFTER_END`] ago (their audit
+    /// records stay); returns how many. Maintenance does this regularly.
+    ///
+    /// [`API_TOKENS_KEPT_AFTER_END`]: crate::store::limits::API_TOKENS_KEPT_AFTER_END
+    pub async fn prune_credentials(&self) -> Result<u64> {
+        let now = self.now();
+        let ended = now.saturating_sub(crate::store::limits::API_TOKENS_KEPT_AFTER_END);
+        self.inner.store.prune_sessions(now, ended).await
+    }
+
     /// A reseller's users.
     pub async fn users(&self, reseller: &ResellerId) -> Result<Vec<User>> {
         self.inner.store.users(reseller).await

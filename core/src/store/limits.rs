@@ -18,6 +18,14 @@ pub const MAX_CHANNELS_PER_RESELLER: usize = 100;
 /// are kept, for the record, and do not count).
 pub const MAX_LIVE_API_TOKENS_PER_RESELLER: usize = 100;
 
+/// The most sessions a user keeps: signing in once more ends the oldest
+/// (a loop of sign-ins grew the sessions table without end).
+pub const MAX_SESSIONS_PER_USER: usize = 20;
+
+/// How long a revoked or expired API token stays listed before
+/// maintenance deletes it (the audit log keeps its record).
+pub const API_TOKENS_KEPT_AFTER_END: Duration = Duration::from_secs(30 * 86_400);
+
 /// The most test notifications ("send a test") a channel has on their way
 /// at once (neither delivered nor given up): every test is a delivery the
 /// shared notifier makes, retried like any other.

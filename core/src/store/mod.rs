@@ -325,15 +325,18 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// cancels its invitation). `NotFound` if `reseller` has neither such a
     /// user nor an invitation for the login.
     async fn remove_user(&self, reseller: &ResellerId, login: &Login) -> Result<()>;
-    /// Stores a session. `NotFound` if its user does not exist (any more).
+    /// Stores a session, and ends the user's sessions older than their
+    /// newest [`limits::MAX_SESSIONS_PER_USER`]. `NotFound` if its user does
+    /// not exist (any more).
     async fn create_session(&self, session: &SessionRecord) -> Result<()>;
     /// The session with this hash if it has not expired at `now`, with its
     /// user as stored now.
     async fn session(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<SessionRecord>>;
     /// Ends a session (nothing if there is none).
     async fn delete_session(&self, hash: &TokenHash) -> Result<()>;
-    /// Deletes sessions and invitations that expired before `now`.
-    async fn prune_sessions(&self, now: Timestamp) -> Result<u64>;
+    /// Deletes sessions and invitations that expired before `now`, and API
+    /// tokens revoked or expired before `tokens_ended_before`; how many.
+    async fn prune_sessions(&self, now: Timestamp, tokens_ended_before: Timestamp) -> Result<u64>;
     /// Stores an API token. `NotFound` if the reseller does not exist;
     /// `InvalidInput` from [`limits::room_for_api_token`] when it has as
     /// many in use as it may (counted in the same transaction, with the

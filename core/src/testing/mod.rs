@@ -139,6 +139,7 @@ macro_rules! __conformance_test_list {
             sign_in_follows_invitations_and_fails_alike,
             viewers_may_not_manage_and_api_tokens_open_until_revoked,
             api_tokens_expire_and_then_free_their_place,
+            ended_credentials_are_pruned_and_a_user_keeps_twenty_sessions,
             removing_a_user_cancels_their_invitations_and_inviting_tells_nothing_of_others,
             // notifications
             channels_and_maintenance_windows_are_per_reseller,

@@ -392,9 +392,11 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn prune_sessions(&self, now: Timestamp) -> Result<u64> {
-        self.write(&now, |c, now| Box::pin(team::prune_sessions(c, *now)))
-            .await
+    async fn prune_sessions(&self, now: Timestamp, tokens_ended_before: Timestamp) -> Result<u64> {
+        self.write(&(now, tokens_ended_before), |c, (now, ended)| {
+            Box::pin(team::prune_sessions(c, *now, *ended))
+        })
+        .await
     }
 
     async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<()> {

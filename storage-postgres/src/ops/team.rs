@@ -248,6 +248,15 @@ pub(crate) async fn create_session(c: &mut PgConnection, s: &SessionRecord) -> D
         .execute(&mut *c)
         .await
         .map_err(|e| on_insert(e, || "session".into(), || user_not_found(&s.user.login)))?;
+    query(
+        "DELETE FROM sessions WHERE login = $1 AND hash NOT IN (
+             SELECT hash FROM sessions WHERE login = $1
+             ORDER BY created_at DESC, hash DESC LIMIT $2)",
+    )
+    .bind(s.user.login.as_str())
+    .bind(i64::try_from(limits::MAX_SESSIONS_PER_USER).unwrap_or(i64::MAX))
+    .execute(&mut *c)
+    .await?;
     Ok(())
 }
 
@@ -286,7 +295,11 @@ pub(crate) async fn delete_session(c: &mut PgConnection, hash: &TokenHash) -> Db
     Ok(())
 }
 
-pub(crate) async fn prune_sessions(c: &mut PgConnection, now: Timestamp) -> DbResult<u64> {
+pub(crate) async fn prune_sessions(
+    c: &mut PgConnection,
+    now: Timestamp,
+    tokens_ended_before: Timestamp,
+) -> DbResult<u64> {
     let sessions = query("DELETE FROM sessions WHERE expires_at <= $1")
         .bind(now.as_millis())
         .execute(&mut *c)
@@ -297,7 +310,12 @@ pub(crate) async fn prune_sessions(c: &mut PgConnection, now: Timestamp) -> DbRe
         .execute(&mut *c)
         .await?
         .rows_affected();
-    Ok(sessions + invitations)
+    let tokens = query("DELETE FROM api_tokens WHERE revoked_at <= $1 OR expires_at <= $1")
+        .bind(tokens_ended_before.as_millis())
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    Ok(sessions + invitations + tokens)
 }
 
 /// Columns of an API token row, in the order [`api_token_row`] reads them.

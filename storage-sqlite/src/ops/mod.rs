@@ -377,8 +377,9 @@ impl Store for SqliteStore {
         self.write(move |tx| team::delete_session(tx, &hash)).await
     }
 
-    async fn prune_sessions(&self, now: Timestamp) -> Result<u64> {
-        self.write(move |tx| team::prune_sessions(tx, now)).await
+    async fn prune_sessions(&self, now: Timestamp, tokens_ended_before: Timestamp) -> Result<u64> {
+        self.write(move |tx| team::prune_sessions(tx, now, tokens_ended_before))
+            .await
     }
 
     async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<()> {

@@ -245,6 +245,16 @@ pub(crate) fn create_session(tx: &Connection, s: &SessionRecord) -> Result<()> {
             map_err(e)
         }
     })?;
+    tx.execute(
+        "DELETE FROM sessions WHERE login = ?1 AND hash NOT IN (
+             SELECT hash FROM sessions WHERE login = ?1
+             ORDER BY created_at DESC, hash DESC LIMIT ?2)",
+        params![
+            s.user.login.as_str(),
+            i64::try_from(limits::MAX_SESSIONS_PER_USER).unwrap_or(i64::MAX)
+        ],
+    )
+    .map_err(map_err)?;
     Ok(())
 }
 
@@ -283,7 +293,11 @@ pub(crate) fn delete_session(tx: &Connection, hash: &TokenHash) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn prune_sessions(tx: &Connection, now: Timestamp) -> Result<u64> {
+pub(crate) fn prune_sessions(
+    tx: &Connection,
+    now: Timestamp,
+    tokens_ended_before: Timestamp,
+) -> Result<u64> {
     let sessions = tx
         .execute(
             "DELETE FROM sessions WHERE expires_at <= ?1",
@@ -296,7 +310,13 @@ pub(crate) fn prune_sessions(tx: &Connection, now: Timestamp) -> Result<u64> {
             [now.as_millis()],
         )
         .map_err(map_err)?;
-    Ok((sessions + invitations) as u64)
+    let tokens = tx
+        .execute(
+            "DELETE FROM api_tokens WHERE revoked_at <= ?1 OR expires_at <= ?1",
+            [tokens_ended_before.as_millis()],
+        )
+        .map_err(map_err)?;
+    Ok((sessions + invitations + tokens) as u64)
 }
 
 /// Columns of an API token row, in the order [`api_token_row`] reads them.

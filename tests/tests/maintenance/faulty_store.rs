@@ -267,9 +267,9 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.delete_session(hash).await
     }
-    async fn prune_sessions(&self, now: Timestamp) -> Result<u64> {
+    async fn prune_sessions(&self, now: Timestamp, tokens_ended_before: Timestamp) -> Result<u64> {
         self.check().await?;
-        self.inner.prune_sessions(now).await
+        self.inner.prune_sessions(now, tokens_ended_before).await
     }
     async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<()> {
         self.check().await?;

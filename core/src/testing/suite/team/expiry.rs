@@ -1,14 +1,17 @@
-//! API tokens that expire.
+//! API tokens that expire, and what is kept of ended credentials.
 
 use std::time::Duration;
 
-use super::{assert_unauthenticated, member};
+use super::{api_token, assert_unauthenticated, member, secret, session_of};
 use crate::error::Error;
-use crate::store::limits::MAX_LIVE_API_TOKENS_PER_RESELLER;
+use crate::store::limits::{
+    API_TOKENS_KEPT_AFTER_END, MAX_LIVE_API_TOKENS_PER_RESELLER, MAX_SESSIONS_PER_USER,
+};
+use crate::team::ApiTokenRecord;
 use crate::team::Role;
 use crate::testing::TestBackend;
 use crate::testing::fixture::{Fixture, START};
-use crate::testing::suite::{refused, secs};
+use crate::testing::suite::{refused, secs, t};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -110,5 +113,116 @@ pub(crate) async fn api_tokens_expire_and_then_free_their_place(
             }
         ),
         "{err:?}"
+    );
+}
+
+/// Found by reading maintenance: expired sessions and invitations were
+/// never deleted (nothing called `prune_sessions`), and every sign-in
+/// added a session, so a loop of sign-ins grew the table without end.
+/// `prune_sessions` deletes API tokens revoked or expired before its
+/// second instant (and keeps the others, listed); a user keeps only their
+/// newest sessions; maintenance's pruning runs them.
+pub(crate) async fn ended_credentials_are_pruned_and_a_user_keeps_twenty_sessions(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let jane = member(&fx, &alpha, "jane", Role::Admin, START).await;
+    let joe = member(&fx, &alpha, "joe", Role::Viewer, START).await;
+
+    let token = |id: &str, revoked: Option<u64>, expires: Option<u64>| ApiTokenRecord {
+        revoked_at: revoked.map(t),
+        expires_at: expires.map(t),
+        ..api_token(id, &alpha, &jane, t(10))
+    };
+    let tokens = [
+        token("00000000000000a1", Some(100), None),
+        token("00000000000000a2", None, Some(200)),
+        token("00000000000000a3", None, None),
+        token("00000000000000a4", Some(400), Some(900)),
+    ];
+    for record in &tokens {
+        fx.store.create_api_token(record).await.expect("stored");
+    }
+    let pruned = fx
+        .store
+        .prune_sessions(t(1000), t(300))
+        .await
+        .expect("pruned");
+    assert_eq!(pruned, 2, "the two tokens ended before 300 s");
+    let mut kept: Vec<String> = fx
+        .store
+        .api_tokens(&alpha)
+        .await
+        .expect("tokens")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["00000000000000a3", "00000000000000a4"]);
+
+    let live = |seed: String| {
+        let store = &fx.store;
+        async move {
+            store
+                .session(&secret(&seed), t(60))
+                .await
+                .expect("session read")
+                .is_some()
+        }
+    };
+    fx.store
+        .create_session(&session_of("joe's", &joe, t(1), t(100_000)))
+        .await
+        .expect("joe's session");
+    let made = MAX_SESSIONS_PER_USER + 2;
+    for n in 0..made {
+        let at = t(n as u64 + 2);
+        fx.store
+            .create_session(&session_of(&format!("jane {n}"), &jane, at, t(100_000)))
+            .await
+            .expect("jane's session");
+    }
+    for n in 0..made {
+        assert_eq!(
+            live(format!("jane {n}")).await,
+            n >= 2,
+            "jane's session {n}: only the newest {MAX_SESSIONS_PER_USER} are kept"
+        );
+    }
+    assert!(
+        live("joe's".into()).await,
+        "another user's session is not touched"
+    );
+
+    // Maintenance's pruning: a token revoked through the facade is deleted
+    // once it has been revoked for longer than it is kept.
+    let cw = &fx.carewatch;
+    let issued = cw
+        .create_api_token(&jane, "old tool", None)
+        .await
+        .expect("made");
+    cw.revoke_api_token(&jane, &issued.record.id)
+        .await
+        .expect("revoked");
+    cw.prune_credentials().await.expect("pruned");
+    assert!(
+        cw.api_tokens(&alpha)
+            .await
+            .expect("tokens")
+            .iter()
+            .any(|r| r.id == issued.record.id),
+        "kept, listed as revoked, for a while"
+    );
+    fx.advance(API_TOKENS_KEPT_AFTER_END + secs(1));
+    cw.prune_credentials().await.expect("pruned");
+    assert!(
+        !cw.api_tokens(&alpha)
+            .await
+            .expect("tokens")
+            .iter()
+            .any(|r| r.id == issued.record.id),
+        "deleted once it has been revoked that long"
     );
 }

@@ -392,7 +392,7 @@ pub(crate) async fn sessions_expire_and_end_with_their_user(backend: &(impl Test
         .expect("inviting lee");
     let pruned = fx
         .store
-        .prune_sessions(t(500))
+        .prune_sessions(t(500), t(500))
         .await
         .expect("pruning sessions");
     assert_eq!(
@@ -424,7 +424,7 @@ pub(crate) async fn sessions_expire_and_end_with_their_user(backend: &(impl Test
         .expect("an unexpired invitation survives pruning");
     assert_eq!(
         fx.store
-            .prune_sessions(t(500))
+            .prune_sessions(t(500), t(500))
             .await
             .expect("pruning again"),
         0,
