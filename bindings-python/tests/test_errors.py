@@ -92,6 +92,16 @@ def resume_too_old(cw: carewatch.Carewatch) -> object:
     return cw.watch(site.reseller, after=1)
 
 
+def limit_reached(cw: carewatch.Carewatch) -> object:
+    site = provision(cw)
+    # A reseller's live views on one node are bounded (2,000).
+    held = [cw.watch(site.reseller) for _ in range(2000)]
+    try:
+        return cw.watch(site.reseller)
+    finally:
+        del held
+
+
 # Refusals of the service: each runs on SQLite and on PostgreSQL.
 REFUSALS: Dict[Type[CarewatchError], Callable[[carewatch.Carewatch], object]] = {
     carewatch.InvalidInput: invalid_input,
@@ -106,6 +116,7 @@ REFUSALS: Dict[Type[CarewatchError], Callable[[carewatch.Carewatch], object]] = 
     carewatch.Unauthenticated: unauthenticated,
     carewatch.AlreadyExists: already_exists,
     carewatch.ResumeTooOld: resume_too_old,
+    carewatch.LimitReached: limit_reached,
 }
 
 
@@ -202,6 +213,7 @@ MESSAGES = {
     carewatch.Unauthenticated: "not authenticated",
     carewatch.AlreadyExists: "already exists",
     carewatch.ResumeTooOld: "cannot resume after event 1",
+    carewatch.LimitReached: "too many live views",
     carewatch.StorageUnavailable: "storage unavailable",
     carewatch.StorageLocked: "storage locked",
     carewatch.StorageReadOnly: "read-only",

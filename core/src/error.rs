@@ -161,6 +161,16 @@ pub enum Error {
         first_kept: u64,
     },
 
+    /// The caller holds as many of something at once as one reseller may
+    /// (e.g. live views on a node): close one first.
+    #[error("too many {what} at once: at most {limit}; close one first")]
+    LimitReached {
+        /// What there are too many of, e.g. "live views of this reseller on this node".
+        what: &'static str,
+        /// How many one reseller may have at once.
+        limit: usize,
+    },
+
     /// This node is shutting down and takes no more work; retry on another
     /// node or after the restart.
     #[error("Carewatch is shutting down: retry on another node or after the restart")]
@@ -200,6 +210,7 @@ impl Error {
         "storage_read_only",
         "storage_corrupt",
         "resume_too_old",
+        "limit_reached",
         "shutting_down",
         "storage",
     ];
@@ -289,6 +300,7 @@ impl Error {
             Self::StorageUnavailable { reason, .. } => reason.code(),
             Self::StorageCorrupt { .. } => "storage_corrupt",
             Self::ResumeTooOld { .. } => "resume_too_old",
+            Self::LimitReached { .. } => "limit_reached",
             Self::ShuttingDown => "shutting_down",
             Self::Storage { .. } => "storage",
         }
@@ -398,6 +410,10 @@ impl Error {
                 after: 1,
                 first_kept: 5,
             },
+            Self::LimitReached {
+                what: "examples",
+                limit: 1,
+            },
             Self::ShuttingDown,
             Self::Storage {
                 message: "example".into(),
@@ -427,6 +443,7 @@ impl Error {
                 | Self::StorageUnavailable { .. }
                 | Self::StorageCorrupt { .. }
                 | Self::ResumeTooOld { .. }
+                | Self::LimitReached { .. }
                 | Self::ShuttingDown
                 | Self::Storage { .. } => {}
             }

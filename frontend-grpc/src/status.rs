@@ -36,6 +36,7 @@ fn mapped_code(error: &Error) -> Option<Code> {
         Error::StorageUnavailable { .. } | Error::ShuttingDown => Code::Unavailable,
         Error::StorageCorrupt { .. } => Code::DataLoss,
         Error::ResumeTooOld { .. } => Code::OutOfRange,
+        Error::LimitReached { .. } => Code::ResourceExhausted,
         Error::Storage { .. } => Code::Internal,
         _ => return None,
     })

@@ -33,6 +33,7 @@ fn mapped_status(error: &Error) -> Option<StatusCode> {
         // another node takes the call.
         Error::StorageUnavailable { .. } | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         Error::ResumeTooOld { .. } => StatusCode::GONE,
+        Error::LimitReached { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::StorageCorrupt { .. } | Error::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => return None,
     })

@@ -142,6 +142,13 @@ class ResumeTooOld(CarewatchError):
     code = "resume_too_old"
 
 
+class LimitReached(CarewatchError):
+    """The reseller holds as many of something at once as it may (e.g. live
+    views on one node, ``watch``): close one first."""
+
+    code = "limit_reached"
+
+
 class ShuttingDown(CarewatchError):
     """This Carewatch is shutting down; retry on another node or after the restart."""
 

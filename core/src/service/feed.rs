@@ -5,9 +5,9 @@
 //! starts from an earlier event or falls behind. The log is the truth: a
 //! lost wake-up costs latency, never an event.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use super::{Carewatch, Inner};
 use crate::error::{Error, Result};
 use crate::feed::{ChangeEvent, ChangeFilter, EventId};
 use crate::ids::{ResellerId, Slc};
+use crate::store::limits::MAX_WATCHERS_PER_RESELLER;
 
 /// Events read from the store at once.
 const PAGE: u32 = 500;
@@ -34,6 +35,8 @@ pub(super) struct Feed {
     live: broadcast::Sender<Arc<ChangeEvent>>,
     wake: watch::Sender<u64>,
     reader: std::sync::Mutex<bool>,
+    /// Open watchers per reseller ([`MAX_WATCHERS_PER_RESELLER`]).
+    watchers: Arc<std::sync::Mutex<HashMap<ResellerId, usize>>>,
 }
 
 impl Default for Feed {
@@ -42,6 +45,47 @@ impl Default for Feed {
             live: broadcast::channel(FAN_OUT).0,
             wake: watch::channel(0).0,
             reader: std::sync::Mutex::new(false),
+            watchers: Arc::default(),
+        }
+    }
+}
+
+/// One open watcher of a reseller's, counted until dropped.
+struct WatcherSlot {
+    counts: Arc<std::sync::Mutex<HashMap<ResellerId, usize>>>,
+    reseller: ResellerId,
+}
+
+impl WatcherSlot {
+    /// A slot, or `LimitReached` when the reseller has as many as it may.
+    fn take(
+        counts: &Arc<std::sync::Mutex<HashMap<ResellerId, usize>>>,
+        reseller: &ResellerId,
+    ) -> Result<Self> {
+        let mut open = counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(reseller.clone()).or_default();
+        if *count >= MAX_WATCHERS_PER_RESELLER {
+            return Err(Error::LimitReached {
+                what: "live views of this reseller on this node",
+                limit: MAX_WATCHERS_PER_RESELLER,
+            });
+        }
+        *count += 1;
+        Ok(Self {
+            counts: Arc::clone(counts),
+            reseller: reseller.clone(),
+        })
+    }
+}
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.reseller) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.reseller);
+            }
         }
     }
 }
@@ -78,6 +122,9 @@ impl Carewatch {
     /// them: `NotFound` if it is missing or another reseller's), from now, or
     /// from just after event `after` (every change since, in order; an
     /// `after` older than the feed keeps is refused with `ResumeTooOld`).
+    /// `LimitReached` when the reseller has
+    /// [`MAX_WATCHERS_PER_RESELLER`] watchers open on this node already (a
+    /// watcher counts until it is dropped or ends with an error).
     pub async fn watch(
         &self,
         reseller: &ResellerId,
@@ -87,6 +134,7 @@ impl Carewatch {
         if let Some(slc) = only {
             self.require_owned(reseller, slc).await?;
         }
+        let slot = WatcherSlot::take(&self.inner.feed.watchers, reseller)?;
         // Subscribe before reading where to start: every event after `head`
         // is sent after this subscription, so it arrives here.
         let live = self.inner.feed.live.subscribe();
@@ -110,6 +158,7 @@ impl Carewatch {
             catching_up,
             ready: VecDeque::new(),
             live,
+            _slot: slot,
         };
         // Fused: polling after the end (an error ends it) keeps answering None.
         Ok(WatchStream(Box::pin(
@@ -151,6 +200,8 @@ struct Watcher {
     catching_up: bool,
     ready: VecDeque<ChangeEvent>,
     live: broadcast::Receiver<Arc<ChangeEvent>>,
+    /// Counted as the reseller's until the watcher ends.
+    _slot: WatcherSlot,
 }
 
 impl Watcher {

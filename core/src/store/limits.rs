@@ -18,6 +18,12 @@ pub const MAX_CHANNELS_PER_RESELLER: usize = 100;
 /// are kept, for the record, and do not count).
 pub const MAX_LIVE_API_TOKENS_PER_RESELLER: usize = 100;
 
+/// The most live views (web pages' and the API's event streams, gRPC
+/// Watch, Python's `watch`) one reseller has open on one node at once:
+/// every change is filtered for each, on the node's CPU that every tenant
+/// shares.
+pub const MAX_WATCHERS_PER_RESELLER: usize = 2_000;
+
 /// The most sessions a user keeps: signing in once more ends the oldest
 /// (a loop of sign-ins grew the sessions table without end).
 pub const MAX_SESSIONS_PER_USER: usize = 20;

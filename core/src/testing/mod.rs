@@ -184,6 +184,7 @@ macro_rules! __conformance_test_list {
             change_feed_records_every_change_in_order,
             change_feed_has_no_gaps_and_is_pruned_by_age,
             watchers_resume_after_the_last_event_they_saw,
+            a_reseller_has_a_bounded_number_of_watchers_per_node,
             // durability
             data_survives_reopen,
             two_nodes_on_one_database_agree,

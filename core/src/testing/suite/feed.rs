@@ -391,3 +391,45 @@ async fn next(watch: &mut crate::WatchStream) -> ChangeEvent {
         .expect("the stream is open")
         .expect("no error")
 }
+
+/// Found by reading the watch path: a reseller's watchers were unbounded,
+/// and every change is filtered for each on the node's CPU that every
+/// tenant shares. A reseller has at most 2,000 open on a node: one more is
+/// `LimitReached`; another reseller is not affected; closing one frees a
+/// place.
+pub(crate) async fn a_reseller_has_a_bounded_number_of_watchers_per_node(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    use crate::store::limits::MAX_WATCHERS_PER_RESELLER;
+
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let alpha = fx.reseller("alpha").await;
+    let beta = fx.reseller("beta").await;
+    let mut open = Vec::with_capacity(MAX_WATCHERS_PER_RESELLER);
+    for n in 0..MAX_WATCHERS_PER_RESELLER {
+        open.push(
+            fx.carewatch
+                .watch(&alpha, None, None)
+                .await
+                .unwrap_or_else(|e| panic!("watcher {n}: {e}")),
+        );
+    }
+    let err = refused(
+        fx.carewatch.watch(&alpha, None, None).await,
+        "one watcher more",
+    );
+    assert!(
+        matches!(err, Error::LimitReached { limit, .. } if limit == MAX_WATCHERS_PER_RESELLER),
+        "{err:?}"
+    );
+    fx.carewatch
+        .watch(&beta, None, None)
+        .await
+        .expect("another reseller watches");
+    drop(open.pop());
+    fx.carewatch
+        .watch(&alpha, None, None)
+        .await
+        .expect("a closed watcher frees its place");
+}
