@@ -44,14 +44,7 @@ async fn a_receiver_that_never_answers_costs_one_wave_and_holds_up_nobody() {
         )
         .await
         .expect("channel");
-    for _ in 0..40 {
-        world
-            .carewatch
-            .test_channel(&world.admin, &dead.id)
-            .await
-            .expect("queued");
-        world.clock.advance(Duration::from_millis(1));
-    }
+    world.queue_tests_on(&dead.id, 40).await;
     world.queue_tests(3).await;
     // The default options (32 attempts at once), a 1-s timeout.
     let options = DispatcherOptions {

@@ -13,6 +13,7 @@ mod notifications;
 mod notifier;
 mod operator;
 mod password_work;
+mod record_limit;
 mod report;
 mod reseller;
 mod rotation;
@@ -290,6 +291,10 @@ struct Inner {
     auth_failures: FailureThrottle,
     /// Sign-in failures per login and per address.
     sign_in_failures: FailureThrottle,
+    /// Sign-ins recorded in the audit log, per login and address.
+    sign_ins_recorded: record_limit::RecordLimit,
+    /// Wrong passwords recorded in the audit log, per login.
+    wrong_passwords_recorded: record_limit::RecordLimit,
     /// Password hashing and checks, a few at a time.
     password_work: password_work::PasswordWork,
     /// Refused messages, logged per kind at a bounded rate.
@@ -352,6 +357,14 @@ impl Carewatch {
                 stopping: watch::channel(false).0,
                 auth_failures: FailureThrottle::default(),
                 sign_in_failures: FailureThrottle::default(),
+                sign_ins_recorded: record_limit::RecordLimit::new(
+                    team::SIGN_INS_RECORDED_EVERY,
+                    100_000,
+                ),
+                wrong_passwords_recorded: record_limit::RecordLimit::new(
+                    team::WRONG_PASSWORDS_RECORDED_EVERY,
+                    100_000,
+                ),
                 password_work: password_work::PasswordWork::default(),
                 refusals_logged: crate::log_limit::RateLimitedLog::default(),
                 in_flight: in_flight::InFlight::default(),

@@ -215,27 +215,28 @@ impl Carewatch {
         let (user, _) = match stored {
             Some(stored) if ok => stored,
             stored => {
-                for (n, key) in keys.iter().enumerate() {
-                    let Some(key) = key else { continue };
+                for key in keys.iter().flatten() {
                     let failure = throttle.failed(key, Instant::now());
                     if failure.log {
                         tracing::warn!(source = %key, failures = failure.failures, "sign-in failed");
-                        // The account's team sees guesses at it, as often
-                        // as they are logged (the log line's bound keeps a
-                        // flood of them from filling the audit log).
-                        if let (0, Some((user, _))) = (n, &stored) {
-                            self.audited(
-                                Some(user),
-                                Action::SignInFailed,
-                                &login,
-                                format!(
-                                    "wrong password{from}; {} in a row",
-                                    plural(failure.failures, "failure")
-                                ),
-                            )
-                            .await;
-                        }
                     }
+                }
+                // The account's team sees guesses at it, at most once per
+                // login every 10 s with the count. Written in the
+                // background: a failure for a login that exists must take
+                // as long as one for a login nobody has.
+                if let Some((user, _)) = stored
+                    && let Some(count) = self
+                        .inner
+                        .wrong_passwords_recorded
+                        .due(login.as_str(), Instant::now())
+                {
+                    let this = self.clone();
+                    let detail = format!("{}{from}", plural(count, "wrong password"));
+                    tokio::spawn(async move {
+                        this.audited(Some(&user), Action::SignInFailed, &user.login, detail)
+                            .await;
+                    });
                 }
                 return Err(sign_in_refused());
             }
@@ -255,13 +256,22 @@ impl Carewatch {
         };
         self.inner.store.create_session(&session).await?;
         tracing::info!(reseller = %session.user.reseller, login = %session.user.login, "signed in");
-        self.audited(
-            Some(&session.user),
-            Action::SignedIn,
-            &login,
-            from.trim_start(),
-        )
-        .await;
+        // At most once per login and address every 10 minutes, with the
+        // count: a loop of sign-ins must not fill the audit log.
+        let place = source.map_or(String::new(), |ip| ip.to_string());
+        if let Some(count) = self
+            .inner
+            .sign_ins_recorded
+            .due(&format!("{login} {place}"), Instant::now())
+        {
+            self.audited(
+                Some(&session.user),
+                Action::SignedIn,
+                &login,
+                format!("{}{from}", plural(count, "sign-in")),
+            )
+            .await;
+        }
         Ok(IssuedSession { secret, session })
     }
 
@@ -421,8 +431,16 @@ impl Drop for Attempts<'_> {
     }
 }
 
+/// How often a login's sign-ins from one address are recorded in the
+/// audit log (with how many there were since the last record).
+pub const SIGN_INS_RECORDED_EVERY: Duration = Duration::from_secs(600);
+
+/// How often a login's wrong passwords are recorded in the audit log (with
+/// how many there were since the last record).
+pub const WRONG_PASSWORDS_RECORDED_EVERY: Duration = Duration::from_secs(10);
+
 /// "1 failure", "3 failures".
-fn plural(count: u32, noun: &str) -> String {
+fn plural(count: u64, noun: &str) -> String {
     if count == 1 {
         format!("1 {noun}")
     } else {

@@ -34,8 +34,13 @@ pub const API_TOKENS_KEPT_AFTER_END: Duration = Duration::from_secs(30 * 86_400)
 
 /// The most test notifications ("send a test") a channel has on their way
 /// at once (neither delivered nor given up): every test is a delivery the
-/// shared notifier makes, retried like any other.
+/// shared notifier makes, retried like any other. A newer test gives up
+/// the oldest instead of being refused: an admin who fixed a receiver can
+/// always test again.
 pub const MAX_PENDING_TESTS_PER_CHANNEL: usize = 3;
+
+/// The error recorded on a test given up for a newer one.
+pub const TEST_REPLACED: &str = "replaced by a newer test of the channel";
 
 /// The most maintenance windows a reseller keeps over one installation,
 /// and over all of its installations: those to come or repeating, and
@@ -80,17 +85,10 @@ pub fn test_key_prefix(channel: &crate::notification::ChannelId) -> String {
     format!("{channel}.test.")
 }
 
-/// `Ok` when a channel with `pending` tests on their way may be sent another.
-pub fn room_for_channel_test(pending: usize) -> Result<()> {
-    if pending >= MAX_PENDING_TESTS_PER_CHANNEL {
-        return Err(Error::InvalidInput {
-            field: "channel test",
-            reason: format!(
-                "{MAX_PENDING_TESTS_PER_CHANNEL} tests of this channel are still on their way (see its last delivery): wait for them"
-            ),
-        });
-    }
-    Ok(())
+/// How many of a channel's `pending` tests, oldest first, a new one gives
+/// up ([`TEST_REPLACED`]).
+pub fn tests_to_give_up(pending: usize) -> usize {
+    (pending + 1).saturating_sub(MAX_PENDING_TESTS_PER_CHANNEL)
 }
 
 /// Since when the windows [`room_for_window`] needs were deleted: read the

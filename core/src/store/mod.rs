@@ -449,11 +449,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// longer exists.
     async fn enqueue_notifications(&self, entries: &[NewOutboxEntry]) -> Result<()>;
     /// Puts a channel's test notification in the outbox (its key starts
-    /// with [`limits::test_key_prefix`]). `NotFound` if the channel is
-    /// missing or not `entry.reseller`'s; `InvalidInput` from
-    /// [`limits::room_for_channel_test`] when as many of the channel's
-    /// tests are on their way as may be (counted as for
-    /// [`Store::create_api_token`]).
+    /// with [`limits::test_key_prefix`]), first giving up the oldest of
+    /// the channel's tests on their way as [`limits::tests_to_give_up`]
+    /// says, at `entry.created_at`, with [`limits::TEST_REPLACED`] (claims
+    /// on them released: a node sending one records nothing). Counted as
+    /// for [`Store::create_api_token`]. `NotFound` if the channel is
+    /// missing or not `entry.reseller`'s.
     async fn enqueue_channel_test(&self, entry: &NewOutboxEntry) -> Result<()>;
     /// Claims up to `limit` entries due at `now` (not delivered, not given
     /// up, not claimed by a live lease) for `node` until `now + lease`,

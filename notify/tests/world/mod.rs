@@ -10,9 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use carewatch_core::ids::ResellerId;
 use carewatch_core::notification::{
-    ChannelId, ChannelRules, Destination, OutboxEntry, OutboxFilter,
+    ChannelId, ChannelRules, Destination, NewOutboxEntry, OutboxEntry, OutboxFilter, payload,
 };
 use carewatch_core::seal::MasterKey;
+use carewatch_core::store::Store;
+use carewatch_core::store::limits::test_key_prefix;
 use carewatch_core::team::{Login, Role, User};
 use carewatch_core::time::{ManualClock, Timestamp};
 use carewatch_core::{Carewatch, Config};
@@ -246,16 +248,36 @@ pub fn unix_now() -> i64 {
 }
 
 impl World {
-    /// Queues `n` test notifications on the world's channel.
+    /// Queues `n` test notifications on the world's channel, straight into
+    /// the outbox: "send a test" keeps only a channel's newest few on their
+    /// way, and these tests want a backlog.
     pub async fn queue_tests(&self, n: usize) {
-        for _ in 0..n {
-            self.carewatch
-                .test_channel(&self.admin, &self.channel)
-                .await
-                .expect("test queued");
-            // A test's key is its instant: one per millisecond.
+        self.queue_tests_on(&self.channel, n).await;
+    }
+
+    /// Queues `n` test notifications on `channel` (the admin's reseller's),
+    /// as [`World::queue_tests`] does.
+    pub async fn queue_tests_on(&self, channel: &ChannelId, n: usize) {
+        let mut entries = Vec::with_capacity(n);
+        for i in 0..n {
+            let now = self.carewatch.now();
+            let key = format!("{}{}.{i:08x}", test_key_prefix(channel), now.as_millis());
+            let body = payload::test(key.clone(), self.admin.reseller.as_str(), "ops hook", now);
+            entries.push(NewOutboxEntry {
+                channel: channel.clone(),
+                reseller: self.admin.reseller.clone(),
+                slc: None,
+                key,
+                body: body.to_json(),
+                created_at: now,
+            });
+            // One per millisecond, as tests made one after another are.
             self.clock.advance(Duration::from_millis(1));
         }
+        self.store
+            .enqueue_notifications(&entries)
+            .await
+            .expect("tests queued");
     }
 }
 
