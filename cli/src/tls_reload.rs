@@ -17,6 +17,25 @@ use crate::tls::{TlsError, TlsIdentity};
 /// How often the files are looked at.
 pub const LOOK_EVERY: Duration = Duration::from_secs(60);
 
+/// How long a pair that does not load is given to settle (a renewal
+/// between its two renames) before it is reported.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Makes SIGHUP this process's to handle from now on: a SIGHUP that
+/// arrives before the server looks for it (during start-up, a long
+/// database wait) would otherwise end the process. Call it early; the
+/// server's certificate is read again at its first look anyway.
+pub fn claim_hangups() {
+    #[cfg(unix)]
+    {
+        // Registering a handler installs it for the process's lifetime
+        // (tokio never removes one); the stream itself is not needed.
+        if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: it would end the process");
+        }
+    }
+}
+
 /// What a file looked like: its modification time and length.
 type Stamp = Option<(SystemTime, u64)>;
 
@@ -47,17 +66,16 @@ pub struct ReloadingCert {
 }
 
 impl ReloadingCert {
-    /// Serves `identity`, reading its files again when they change.
+    /// Serves `identity`, reading its files again when they change. The
+    /// first look reads them whatever their stamps: they may have been
+    /// renewed between `identity`'s reading and now (a start can wait
+    /// minutes for its database).
     pub fn new(identity: &TlsIdentity) -> Result<Arc<Self>, TlsError> {
         let current = identity.certified_key()?;
-        let seen = identity
-            .files
-            .as_ref()
-            .map_or((None, None), |(cert, key)| (stamp(cert), stamp(key)));
         Ok(Arc::new(Self {
             files: identity.files.clone(),
             current: RwLock::new(current),
-            seen: Mutex::new(seen),
+            seen: Mutex::new((None, None)),
         }))
     }
 
@@ -81,7 +99,11 @@ impl ReloadingCert {
         });
         match loaded {
             Ok((certified, fingerprint)) => {
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = certified;
+                let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+                if current.cert == certified.cert {
+                    return Reload::Unchanged;
+                }
+                *current = certified;
                 Reload::Reloaded(fingerprint)
             }
             Err(e) => Reload::Kept(e.to_string()),
@@ -95,7 +117,7 @@ impl ReloadingCert {
             return;
         }
         let mut hangups = hangups();
-        let mut ticks = tokio::time::interval(every);
+        let mut ticks = tokio::time::interval(every.max(Duration::from_secs(1)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
         loop {
@@ -103,10 +125,13 @@ impl ReloadingCert {
                 _ = ticks.tick() => false,
                 Some(()) = next_hangup(&mut hangups) => true,
             };
-            let this = Arc::clone(&self);
-            let outcome = tokio::task::spawn_blocking(move || this.reload(always))
-                .await
-                .unwrap_or_else(|e| Reload::Kept(format!("the reload stopped: {e}")));
+            let mut outcome = self.reload_off_the_runtime(always).await;
+            if matches!(outcome, Reload::Kept(_)) {
+                // Caught between the key's rename and the certificate's
+                // (a renewal in progress): look again before saying so.
+                tokio::time::sleep(SETTLE).await;
+                outcome = self.reload_off_the_runtime(true).await;
+            }
             match outcome {
                 Reload::Unchanged => {}
                 Reload::Reloaded(fingerprint) => tracing::info!(
@@ -119,6 +144,16 @@ impl ReloadingCert {
                 ),
             }
         }
+    }
+}
+
+impl ReloadingCert {
+    /// [`ReloadingCert::reload`] on a blocking thread (it reads files).
+    async fn reload_off_the_runtime(self: &Arc<Self>, always: bool) -> Reload {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.reload(always))
+            .await
+            .unwrap_or_else(|e| Reload::Kept(format!("the reload stopped: {e}")))
     }
 }
 
@@ -214,6 +249,21 @@ mod tests {
         std::fs::write(live.path().join("cert.pem"), "-----BEGIN CERT").unwrap();
         assert!(matches!(cert.reload(true), Reload::Kept(_)));
         assert_eq!(served(&cert), second_der);
+    }
+
+    #[test]
+    fn a_renewal_before_serving_began_is_read_at_the_first_look() {
+        let (live, next) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (first, _) = TlsIdentity::self_signed_in(live.path(), &[]).unwrap();
+        let (second, _) = TlsIdentity::self_signed_in(next.path(), &[]).unwrap();
+        // Renewed while the start waited (same second, same length: the
+        // stamps alone could not tell).
+        renew(live.path(), next.path());
+        let cert = ReloadingCert::new(&first).unwrap();
+        assert_eq!(
+            cert.reload(false),
+            Reload::Reloaded(second.fingerprint().unwrap())
+        );
     }
 
     #[test]

@@ -66,15 +66,20 @@
     var source = new EventSource(url);
     this.source = source;
     source.onopen = function () {
+      self.retryDelay = 5000;
       self.status("connected", "Live: changes appear here as they happen.");
     };
     source.onerror = function () {
       if (source.readyState === EventSource.CLOSED) {
         // The server refused (e.g. signed out): look at the page itself,
         // which goes to the login page if need be, and try again later.
+        // Each refusal in a row waits twice as long (at most a minute): a
+        // server refusing more live views is not asked every 5 s per tab.
+        var delay = self.retryDelay || 5000;
+        self.retryDelay = Math.min(delay * 2, 60000);
         self.status("stopped", "Live updates stopped.");
         self.scheduleRefetch();
-        window.setTimeout(function () { self.reconnect(); }, 5000);
+        window.setTimeout(function () { self.reconnect(); }, delay);
       } else {
         self.status("reconnecting", "Reconnecting… (changes since the last update will follow)");
       }

@@ -344,6 +344,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     // printed, the first thing the server does is stop (a SIGTERM's default
     // action between storing the token and printing it lost it).
     let mut stop_requested = shutdown_signal();
+    crate::tls_reload::claim_hangups();
     let sender = Arc::new(notification_sender(&args)?);
     let tls = if args.insecure_plaintext {
         eprintln!(

@@ -65,6 +65,14 @@ impl WatcherSlot {
         let mut open = counts.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(reseller.clone()).or_default();
         if *count >= MAX_WATCHERS_PER_RESELLER {
+            static REFUSED: std::sync::LazyLock<crate::log_limit::RateLimitedLog> =
+                std::sync::LazyLock::new(Default::default);
+            REFUSED.log("watchers", |refused| {
+                tracing::warn!(
+                    reseller = %reseller, refused,
+                    "live views refused: a reseller has {MAX_WATCHERS_PER_RESELLER} open on this node"
+                );
+            });
             return Err(Error::LimitReached {
                 what: "live views of this reseller on this node",
                 limit: MAX_WATCHERS_PER_RESELLER,

@@ -248,13 +248,16 @@ pub(crate) async fn create_session(c: &mut PgConnection, s: &SessionRecord) -> D
         .execute(&mut *c)
         .await
         .map_err(|e| on_insert(e, || "session".into(), || user_not_found(&s.user.login)))?;
+    // The new one and the user's newest others: a clock that stepped back
+    // must not end the session just made.
     query(
-        "DELETE FROM sessions WHERE login = $1 AND hash NOT IN (
-             SELECT hash FROM sessions WHERE login = $1
+        "DELETE FROM sessions WHERE login = $1 AND hash <> $3 AND hash NOT IN (
+             SELECT hash FROM sessions WHERE login = $1 AND hash <> $3
              ORDER BY created_at DESC, hash DESC LIMIT $2)",
     )
     .bind(s.user.login.as_str())
-    .bind(i64::try_from(limits::MAX_SESSIONS_PER_USER).unwrap_or(i64::MAX))
+    .bind(i64::try_from(limits::MAX_SESSIONS_PER_USER - 1).unwrap_or(i64::MAX))
+    .bind(&s.hash.as_bytes()[..])
     .execute(&mut *c)
     .await?;
     Ok(())

@@ -245,13 +245,16 @@ pub(crate) fn create_session(tx: &Connection, s: &SessionRecord) -> Result<()> {
             map_err(e)
         }
     })?;
+    // The new one and the user's newest others: a clock that stepped back
+    // must not end the session just made.
     tx.execute(
-        "DELETE FROM sessions WHERE login = ?1 AND hash NOT IN (
-             SELECT hash FROM sessions WHERE login = ?1
+        "DELETE FROM sessions WHERE login = ?1 AND hash <> ?3 AND hash NOT IN (
+             SELECT hash FROM sessions WHERE login = ?1 AND hash <> ?3
              ORDER BY created_at DESC, hash DESC LIMIT ?2)",
         params![
             s.user.login.as_str(),
-            i64::try_from(limits::MAX_SESSIONS_PER_USER).unwrap_or(i64::MAX)
+            i64::try_from(limits::MAX_SESSIONS_PER_USER - 1).unwrap_or(i64::MAX),
+            &s.hash.as_bytes()[..],
         ],
     )
     .map_err(map_err)?;

@@ -238,3 +238,47 @@ fn a_stop_while_waiting_for_the_database_ends_the_start() {
     assert!(status.success(), "{status}: {said}{rest}");
     assert!(rest.contains("stopped before it was ready"), "{rest}");
 }
+
+/// Found by review: the reload's SIGHUP handler was installed only once
+/// the server ran, so a SIGHUP during start-up (a certbot deploy hook while
+/// the database is waited for) ended the process. It is claimed at once:
+/// the start goes on, to its end (here: the database never comes, 75).
+#[test]
+fn a_sighup_during_start_up_does_not_end_it() {
+    let data = tempfile::tempdir().expect("data directory");
+    let mut child = serve_on(
+        &binary(env!("CARGO_BIN_EXE_carewatch-under-test")),
+        data.path(),
+    )
+    .args(["--database-url", UNREACHABLE_DATABASE])
+    .args(["--database-wait", "4s"])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("runs");
+    // Wait until it says it waits for the database.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).expect("reads");
+        said.push_str(&line);
+        if read == 0 || line.contains("trying again") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("runs kill");
+    assert!(status.success());
+    let status = exit_within(&mut child, std::time::Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("still running: {said}"));
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    assert_eq!(
+        status.code(),
+        Some(75),
+        "not ended by the SIGHUP: {status:?}\n{said}{rest}"
+    );
+}

@@ -195,6 +195,18 @@ pub(crate) async fn ended_credentials_are_pruned_and_a_user_keeps_twenty_session
         live("joe's".into()).await,
         "another user's session is not touched"
     );
+    // One made with an older clock (stepped back, or another node's) is
+    // kept: it is the one just signed in with.
+    fx.store
+        .create_session(&session_of("jane late", &jane, t(1), t(100_000)))
+        .await
+        .expect("a session stamped earlier");
+    assert!(
+        live("jane late".into()).await,
+        "the session just made is kept"
+    );
+    assert!(!live("jane 2".into()).await, "the oldest other one ended");
+    assert!(live("jane 3".into()).await);
 
     // Maintenance's pruning: a token revoked through the facade is deleted
     // once it has been revoked for longer than it is kept.
