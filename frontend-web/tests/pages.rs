@@ -345,6 +345,12 @@ async fn bad_input_gets_a_clear_400_and_changes_nothing() {
     );
 }
 
+/// The API token a page shows once, just made.
+fn shown_token(body: &str) -> &str {
+    let at = body.find("value=\"cwa.").expect("the token is shown") + "value=\"".len();
+    &body[at..][..body[at..].find('"').expect("quote")]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_create_tokens_shown_once_and_revoke_them() {
     let web = Web::new().await;
@@ -353,12 +359,7 @@ async fn admins_create_tokens_shown_once_and_revoke_them() {
         .post_as(&admin, "/tokens", &[("name", "PSA sync")])
         .await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.body);
-    let at = created
-        .body
-        .find("value=\"cwa.")
-        .expect("the token is shown")
-        + "value=\"".len();
-    let token = &created.body[at..][..created.body[at..].find('"').expect("quote")];
+    let token = shown_token(&created.body);
     let listed = web.get_as(&admin, "/tokens").await;
     assert!(listed.body.contains("PSA sync"));
     assert!(!listed.body.contains(token), "shown only once");
@@ -439,12 +440,7 @@ async fn a_token_made_to_expire_says_when_then_opens_nothing_and_bad_lifetimes_a
         at, expected,
         "the trial token expires 30 days after it was made"
     );
-    let at = created
-        .body
-        .find("value=\"cwa.")
-        .expect("the token is shown")
-        + "value=\"".len();
-    let token = &created.body[at..][..created.body[at..].find('"').expect("quote")];
+    let token = shown_token(&created.body);
     assert_eq!(
         web.api("/api/v1/totals", Some(token)).await.status,
         StatusCode::OK

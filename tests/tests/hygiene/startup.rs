@@ -201,23 +201,28 @@ async fn a_lost_operator_token_is_replaced_from_the_command_line() {
     server.terminate(std::time::Duration::from_secs(10)).await;
 }
 
-/// A SIGTERM while `serve` waits for its database ends the start at once
-/// (its default action used to be the only handler before "listening"; in a
-/// container, where `serve` is process 1, it was ignored).
-#[test]
-fn a_stop_while_waiting_for_the_database_ends_the_start() {
+/// `serve` on an unreachable database, waiting up to `wait` for it, once
+/// it says it waits: the process, the rest of its stderr, what it said,
+/// and its data directory (kept while it runs).
+fn waiting_for_the_database(
+    wait: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+    tempfile::TempDir,
+) {
     let data = tempfile::tempdir().expect("data directory");
     let mut child = serve_on(
         &binary(env!("CARGO_BIN_EXE_carewatch-under-test")),
         data.path(),
     )
     .args(["--database-url", UNREACHABLE_DATABASE])
-    .args(["--database-wait", "120s"])
+    .args(["--database-wait", wait])
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()
     .expect("runs");
-    // Once it says it waits.
     let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
     let mut said = String::new();
     while !said.contains("trying again") {
@@ -226,11 +231,24 @@ fn a_stop_while_waiting_for_the_database_ends_the_start() {
         assert!(read > 0, "ended before waiting: {said}");
         said.push_str(&line);
     }
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    (child, stderr, said, data)
+}
+
+fn send(signal: &str, child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill runs");
-    assert!(term.success());
+    assert!(status.success(), "kill {signal}: {status}");
+}
+
+/// A SIGTERM while `serve` waits for its database ends the start at once
+/// (its default action used to be the only handler before "listening"; in a
+/// container, where `serve` is process 1, it was ignored).
+#[test]
+fn a_stop_while_waiting_for_the_database_ends_the_start() {
+    let (mut child, mut stderr, said, _data) = waiting_for_the_database("120s");
+    send("-TERM", &child);
     let status = exit_within(&mut child, std::time::Duration::from_secs(30))
         .expect("it stops within 30 s of SIGTERM, not waiting on for its database");
     let mut rest = String::new();
@@ -245,33 +263,8 @@ fn a_stop_while_waiting_for_the_database_ends_the_start() {
 /// the start goes on, to its end (here: the database never comes, 75).
 #[test]
 fn a_sighup_during_start_up_does_not_end_it() {
-    let data = tempfile::tempdir().expect("data directory");
-    let mut child = serve_on(
-        &binary(env!("CARGO_BIN_EXE_carewatch-under-test")),
-        data.path(),
-    )
-    .args(["--database-url", UNREACHABLE_DATABASE])
-    .args(["--database-wait", "4s"])
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("runs");
-    // Wait until it says it waits for the database.
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let mut said = String::new();
-    loop {
-        let mut line = String::new();
-        let read = std::io::BufRead::read_line(&mut stderr, &mut line).expect("reads");
-        said.push_str(&line);
-        if read == 0 || line.contains("trying again") {
-            break;
-        }
-    }
-    let status = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .expect("runs kill");
-    assert!(status.success());
+    let (mut child, mut stderr, said, _data) = waiting_for_the_database("4s");
+    send("-HUP", &child);
     let status = exit_within(&mut child, std::time::Duration::from_secs(20))
         .unwrap_or_else(|| panic!("still running: {said}"));
     let mut rest = String::new();
