@@ -22,13 +22,17 @@ const SIGNAL_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Iterate it (``for change in watch``: waits for each change) or call
 /// ``next_event(timeout)``. Waiting releases the GIL and can be interrupted
 /// with Ctrl-C. An error (``ResumeTooOld`` if the feed was pruned past a
-/// resuming watcher) is raised once and ends the watch.
+/// resuming watcher) is raised once and ends the watch. ``close()`` (or
+/// leaving a ``with`` block) ends it at once: a reseller has a bounded
+/// number of live views open (``LimitReached`` beyond).
 #[pyclass(frozen, module = "carewatch", name = "Watch")]
 #[derive(Debug)]
 pub struct Watch {
     // Fused: the core's stream must not be polled once it has ended (after
     // an error), and Python may keep calling `next_event`.
-    stream: Mutex<Fuse<WatchStream>>,
+    // `None` once closed: the core's watcher (and its place among the
+    // reseller's live views) is dropped then, not when Python collects this.
+    stream: Mutex<Option<Fuse<WatchStream>>>,
     /// Only overview-line changes (`InstallationChange`).
     overview_only: bool,
     // Keeps the service, and so the change feed, alive while watched.
@@ -45,7 +49,7 @@ impl Watch {
         opened_in: OpenedIn,
     ) -> Self {
         Self {
-            stream: Mutex::new(stream.fuse()),
+            stream: Mutex::new(Some(stream.fuse())),
             overview_only,
             _service: service,
             opened_in,
@@ -63,6 +67,9 @@ impl Watch {
             });
             let received = py.detach(|| {
                 let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(stream) = stream.as_mut() else {
+                    return Ok(None);
+                };
                 // The timer must be created inside the runtime.
                 runtime.block_on(async { tokio::time::timeout(slice, stream.next()).await })
             });
@@ -110,6 +117,25 @@ impl Watch {
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.next_event(py, None)
+    }
+
+    /// Ends the watch now (again: nothing); ``next_event`` then gives ``None``.
+    fn close(&self, py: Python<'_>) {
+        // Without the GIL: a `next_event` in another thread holds the lock
+        // for up to a slice of its wait.
+        py.detach(|| {
+            drop(self.stream.lock().unwrap_or_else(|e| e.into_inner()).take());
+        });
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
     }
 
     fn __repr__(&self) -> &'static str {

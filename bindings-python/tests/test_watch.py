@@ -231,3 +231,19 @@ def test_two_services_on_one_sqlite_file_share_the_feed(sqlite_db: Path) -> None
     site.report([DISK_FULL])
     event = watch.next_event(timeout=10)
     assert isinstance(event, InstallationChange) and event.summary.health is Health.CRITICAL
+
+
+def test_a_closed_watch_ends_and_frees_its_place_among_the_live_views(site: Site) -> None:
+    # A reseller has at most 2,000 live views open on a node.
+    held = [site.cw.watch(site.token) for _ in range(2000)]
+    with pytest.raises(carewatch.LimitReached):
+        site.cw.watch(site.token)
+    held[0].close()
+    held[0].close()  # again: nothing
+    assert held[0].next_event(timeout=0.1) is None
+    assert list(held[0]) == []
+    with site.cw.watch(site.token) as watch:
+        assert isinstance(watch, carewatch.Watch)
+    # Left the block: closed, so one more fits again.
+    site.cw.watch(site.token).close()
+    assert watch.next_event(timeout=0.1) is None
