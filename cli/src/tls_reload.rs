@@ -110,6 +110,14 @@ impl ReloadingCert {
         }
     }
 
+    /// [`ReloadingCert::reload`] on a blocking thread (it reads files).
+    async fn reload_off_the_runtime(self: &Arc<Self>, always: bool) -> Reload {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.reload(always))
+            .await
+            .unwrap_or_else(|e| Reload::Kept(format!("the reload stopped: {e}")))
+    }
+
     /// Looks at the files every `every`, and at once on SIGHUP (Unix),
     /// until dropped; logs what changed.
     pub async fn keep_fresh(self: Arc<Self>, every: Duration) {
@@ -144,16 +152,6 @@ impl ReloadingCert {
                 ),
             }
         }
-    }
-}
-
-impl ReloadingCert {
-    /// [`ReloadingCert::reload`] on a blocking thread (it reads files).
-    async fn reload_off_the_runtime(self: &Arc<Self>, always: bool) -> Reload {
-        let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || this.reload(always))
-            .await
-            .unwrap_or_else(|e| Reload::Kept(format!("the reload stopped: {e}")))
     }
 }
 

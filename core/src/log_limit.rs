@@ -4,21 +4,14 @@
 //! write a line per message.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Per kind of line: how often it may be written.
 #[derive(Debug)]
 pub struct RateLimitedLog {
-    period: Duration,
-    kinds: Mutex<HashMap<&'static str, Since>>,
-}
-
-#[derive(Debug, Default)]
-struct Since {
-    /// Times it happened since its last line.
-    unlogged: u64,
-    last_line: Option<Instant>,
+    kinds: KeyedLimit<&'static str>,
 }
 
 impl Default for RateLimitedLog {
@@ -32,8 +25,7 @@ impl RateLimitedLog {
     /// At most one line of each kind per `period`.
     pub fn new(period: Duration) -> Self {
         Self {
-            period,
-            kinds: Mutex::default(),
+            kinds: KeyedLimit::new(period, usize::MAX),
         }
     }
 
@@ -45,20 +37,62 @@ impl RateLimitedLog {
     }
 
     fn log_at(&self, kind: &'static str, now: Instant, log: impl FnOnce(u64)) {
-        let count = {
-            let mut kinds = self.kinds.lock().unwrap_or_else(PoisonError::into_inner);
-            let since = kinds.entry(kind).or_default();
-            since.unlogged += 1;
-            if since
-                .last_line
-                .is_some_and(|at| now.duration_since(at) < self.period)
-            {
-                return;
+        if let Some(count) = self.kinds.due(kind, now) {
+            log(count);
+        }
+    }
+}
+
+/// Once per key per period, saying how many times it happened since the
+/// last time (log lines, audit records a loop must not multiply); memory
+/// bounded by forgetting keys whose period has passed, then all, past
+/// `max_keys`.
+#[derive(Debug)]
+pub struct KeyedLimit<K> {
+    period: Duration,
+    max_keys: usize,
+    keys: Mutex<HashMap<K, Since>>,
+}
+
+#[derive(Debug)]
+struct Since {
+    at: Instant,
+    /// Times it happened since then.
+    since: u64,
+}
+
+impl<K: Hash + Eq> KeyedLimit<K> {
+    /// Once per key per `period`, at most `max_keys` keys remembered.
+    pub fn new(period: Duration, max_keys: usize) -> Self {
+        Self {
+            period,
+            max_keys,
+            keys: Mutex::default(),
+        }
+    }
+
+    /// Counts one `key` at `now`: `Some(n)` when its time has come (n times
+    /// since the last, this one included), `None` when the last is less
+    /// than a period old.
+    pub fn due(&self, key: K, now: Instant) -> Option<u64> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = keys.get_mut(&key) {
+            entry.since += 1;
+            if now.duration_since(entry.at) < self.period {
+                return None;
             }
-            since.last_line = Some(now);
-            std::mem::take(&mut since.unlogged)
-        };
-        log(count);
+            let count = entry.since;
+            *entry = Since { at: now, since: 0 };
+            return Some(count);
+        }
+        if keys.len() >= self.max_keys {
+            keys.retain(|_, entry| now.duration_since(entry.at) < self.period);
+            if keys.len() >= self.max_keys {
+                keys.clear();
+            }
+        }
+        keys.insert(key, Since { at: now, since: 0 });
+        Some(1)
     }
 }
 
@@ -91,5 +125,45 @@ mod tests {
                 ("replayed", 800, 4),
             ]
         );
+    }
+
+    #[test]
+    fn one_record_per_key_per_period_with_the_count() {
+        let limit = KeyedLimit::new(Duration::from_secs(10), 100);
+        let t0 = Instant::now();
+        assert_eq!(limit.due("a", t0), Some(1));
+        assert_eq!(limit.due("a", t0 + Duration::from_secs(1)), None);
+        assert_eq!(
+            limit.due("b", t0 + Duration::from_secs(1)),
+            Some(1),
+            "keys apart"
+        );
+        assert_eq!(limit.due("a", t0 + Duration::from_secs(2)), None);
+        assert_eq!(
+            limit.due("a", t0 + Duration::from_secs(10)),
+            Some(3),
+            "the two left out and this one"
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let limit = KeyedLimit::new(Duration::from_secs(10), 3);
+        let t0 = Instant::now();
+        for n in 0..1000 {
+            limit.due(n.to_string(), t0);
+        }
+        assert!(limit.keys.lock().unwrap().len() <= 3);
+        // Past the period, old keys are forgotten first, the recent kept.
+        let limit = KeyedLimit::new(Duration::from_secs(10), 3);
+        limit.due("old 1", t0);
+        limit.due("old 2", t0);
+        limit.due("recent", t0 + Duration::from_secs(5));
+        let later = t0 + Duration::from_secs(11);
+        limit.due("new", later);
+        let mut kept: Vec<&str> = limit.keys.lock().unwrap().keys().copied().collect();
+        kept.sort();
+        assert_eq!(kept, ["new", "recent"]);
+        assert_eq!(limit.due("recent", later), None, "still within its period");
     }
 }

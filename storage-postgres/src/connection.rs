@@ -111,7 +111,7 @@ impl PostgresStore {
         pool: PgPoolOptions,
         schema: Option<&str>,
     ) -> Result<Self> {
-        let options = with_idle_in_transaction_limit(options);
+        let options = with_read_committed_writes(with_idle_in_transaction_limit(options));
         let timeout = pool.get_acquire_timeout();
         migrate(&options, schema, timeout).await?;
         let pool = pool
@@ -161,6 +161,15 @@ impl PostgresStore {
 /// transaction before it ends it (`idle_in_transaction_session_timeout`),
 /// unless the connect options set their own.
 pub(crate) const IDLE_IN_TRANSACTION_LIMIT: &str = "60s";
+
+/// `options` whose write transactions (a bare `BEGIN`) are READ COMMITTED
+/// whatever the server's, database's or role's default, and whatever the
+/// URL says (set last, it wins): the bounds' count after a lock
+/// (`store::limits`) must read what the lock's previous holder committed.
+/// Set once per connection, not in every `BEGIN` of the hot path.
+pub(crate) fn with_read_committed_writes(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("default_transaction_isolation", "read committed")])
+}
 
 /// `options` with [`IDLE_IN_TRANSACTION_LIMIT`]: a node that dies in the
 /// middle of a transaction (power, network) leaves its session idle in it,

@@ -43,11 +43,9 @@ impl PostgresStore {
         D: Sync + ?Sized,
         T: Send,
     {
-        // Named, not the server's default: the bounds' count-after-lock
-        // (store::limits) reads what the lock's previous holder committed,
-        // which a stricter default_transaction_isolation would not.
-        self.run(Some("BEGIN ISOLATION LEVEL READ COMMITTED"), data, op)
-            .await
+        // READ COMMITTED by the connection's setting
+        // (`with_read_committed_writes`), whatever the server's default.
+        self.run(Some("BEGIN"), data, op).await
     }
 
     /// Runs `op` in one read-only REPEATABLE READ transaction: one consistent snapshot.
@@ -301,6 +299,32 @@ mod tests {
             Some("-c idle_in_transaction_session_timeout=5s"),
             "an operator's own setting is kept"
         );
+        close_and_drop(store, &url, &schema).await;
+    }
+
+    /// Found by review: the bounds' count after a lock relies on READ
+    /// COMMITTED writes; a server, database or URL defaulting to a stricter
+    /// level would let concurrent creates pass a bound. The store's
+    /// connections say READ COMMITTED last, over a URL's own setting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_transactions_are_read_committed_whatever_the_default() {
+        let (store, url, schema) = store_of_its_own("isolation").await;
+        store.close().await;
+        // The same schema, through a URL whose own default is stricter.
+        let stricter = PgConnectOptions::from_str(&url)
+            .expect("url")
+            .options([("default_transaction_isolation", "serializable")]);
+        let config = PostgresConfig::new(stricter)
+            .schema(&schema)
+            .expect("schema name")
+            .max_connections(1);
+        let store = PostgresStore::open(config).await.expect("opens");
+        let level: String =
+            sqlx_core::query_scalar::query_scalar("SHOW default_transaction_isolation")
+                .fetch_one(store.pool())
+                .await
+                .expect("reads the setting");
+        assert_eq!(level, "read committed", "set last, over the URL's");
         close_and_drop(store, &url, &schema).await;
     }
 

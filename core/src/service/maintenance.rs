@@ -322,37 +322,34 @@ impl Carewatch {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                match survive("pruning", self.prune_changes()).await {
-                    Ok(0) => {}
-                    Ok(pruned) => tracing::info!(pruned, "pruned the change feed"),
-                    Err(e) => tracing::warn!(error = %e, "pruning the change feed failed"),
-                }
-                match survive("pruning", self.prune_notifications()).await {
-                    Ok(0) => {}
-                    Ok(pruned) => tracing::info!(
-                        pruned,
-                        "deleted finished notifications past their retention"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "deleting old notifications failed"),
-                }
-                match survive("pruning", self.prune_credentials()).await {
-                    Ok(0) => {}
-                    Ok(pruned) => tracing::info!(
-                        pruned,
-                        "deleted expired sessions and invitations and long-ended API tokens"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "deleting expired sessions failed"),
-                }
-                match survive("deleting data", self.delete_withdrawn_data()).await {
-                    Ok(0) => {}
-                    Ok(deleted) => tracing::info!(
-                        installations = deleted,
-                        "deleted the reported data of installations whose consent was withdrawn"
-                    ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "deleting withdrawn installations' data failed")
-                    }
-                }
+                housekeeping_step(
+                    "pruning",
+                    self.prune_changes(),
+                    "pruned the change feed",
+                    "pruning the change feed failed",
+                )
+                .await;
+                housekeeping_step(
+                    "pruning",
+                    self.prune_notifications(),
+                    "deleted finished notifications past their retention",
+                    "deleting old notifications failed",
+                )
+                .await;
+                housekeeping_step(
+                    "pruning",
+                    self.prune_credentials(),
+                    "deleted expired sessions and invitations and long-ended API tokens",
+                    "deleting expired sessions failed",
+                )
+                .await;
+                housekeeping_step(
+                    "deleting data",
+                    async { self.delete_withdrawn_data().await.map(u64::from) },
+                    "deleted the reported data of installations whose consent was withdrawn",
+                    "deleting withdrawn installations' data failed",
+                )
+                .await;
             }
         };
         tokio::select! {
@@ -369,6 +366,21 @@ impl Carewatch {
 /// (logged by the loop, which goes on). Left to unwind, it would end the
 /// whole maintenance task: no more liveness marks or sweeps, silently, for
 /// the rest of the process's life.
+/// One housekeeping step: how many it dealt with is logged (when any), a
+/// failure warned about; the next round tries again.
+async fn housekeeping_step(
+    what: &'static str,
+    step: impl Future<Output = Result<u64>>,
+    done: &str,
+    failed: &str,
+) {
+    match survive(what, step).await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "{done}"),
+        Err(e) => tracing::warn!(error = %e, "{failed}"),
+    }
+}
+
 async fn survive<T>(what: &'static str, round: impl Future<Output = Result<T>>) -> Result<T> {
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(round).catch_unwind().await {

@@ -13,7 +13,6 @@ mod notifications;
 mod notifier;
 mod operator;
 mod password_work;
-mod record_limit;
 mod report;
 mod reseller;
 mod rotation;
@@ -292,9 +291,9 @@ struct Inner {
     /// Sign-in failures per login and per address.
     sign_in_failures: FailureThrottle,
     /// Sign-ins recorded in the audit log, per login and address.
-    sign_ins_recorded: record_limit::RecordLimit,
+    sign_ins_recorded: crate::log_limit::KeyedLimit<String>,
     /// Wrong passwords recorded in the audit log, per login.
-    wrong_passwords_recorded: record_limit::RecordLimit,
+    wrong_passwords_recorded: crate::log_limit::KeyedLimit<String>,
     /// Password hashing and checks, a few at a time.
     password_work: password_work::PasswordWork,
     /// Refused messages, logged per kind at a bounded rate.
@@ -357,11 +356,11 @@ impl Carewatch {
                 stopping: watch::channel(false).0,
                 auth_failures: FailureThrottle::default(),
                 sign_in_failures: FailureThrottle::default(),
-                sign_ins_recorded: record_limit::RecordLimit::new(
+                sign_ins_recorded: crate::log_limit::KeyedLimit::new(
                     team::SIGN_INS_RECORDED_EVERY,
                     100_000,
                 ),
-                wrong_passwords_recorded: record_limit::RecordLimit::new(
+                wrong_passwords_recorded: crate::log_limit::KeyedLimit::new(
                     team::WRONG_PASSWORDS_RECORDED_EVERY,
                     100_000,
                 ),

@@ -229,7 +229,7 @@ impl Carewatch {
                     && let Some(count) = self
                         .inner
                         .wrong_passwords_recorded
-                        .due(login.as_str(), Instant::now())
+                        .due(login.to_string(), Instant::now())
                 {
                     let this = self.clone();
                     let detail = format!("{}{from}", plural(count, "wrong password"));
@@ -262,7 +262,7 @@ impl Carewatch {
         if let Some(count) = self
             .inner
             .sign_ins_recorded
-            .due(&format!("{login} {place}"), Instant::now())
+            .due(format!("{login} {place}"), Instant::now())
         {
             self.audited(
                 Some(&session.user),

@@ -54,26 +54,35 @@ pub const DELETED_WINDOWS_COUNT_FOR: Duration = Duration::from_secs(86_400);
 
 /// `Ok` when a reseller with `existing` channels may make another.
 pub fn room_for_channel(existing: usize) -> Result<()> {
-    if existing >= MAX_CHANNELS_PER_RESELLER {
-        return Err(Error::InvalidInput {
-            field: "channels",
-            reason: format!(
-                "a reseller has at most {MAX_CHANNELS_PER_RESELLER} channels: delete one first"
-            ),
-        });
-    }
-    Ok(())
+    room(
+        "channels",
+        existing,
+        MAX_CHANNELS_PER_RESELLER,
+        "a reseller has at most {max} channels: delete one first",
+    )
 }
 
 /// `Ok` when a reseller with `live` API tokens in use (neither revoked nor
-/// expired at the new one's creation) may issue another.
+/// expired at the new one's creation: [`ApiTokenRecord::in_use_at`]) may
+/// issue another.
+///
+/// [`ApiTokenRecord::in_use_at`]: crate::team::ApiTokenRecord::in_use_at
 pub fn room_for_api_token(live: usize) -> Result<()> {
-    if live >= MAX_LIVE_API_TOKENS_PER_RESELLER {
+    room(
+        "API tokens",
+        live,
+        MAX_LIVE_API_TOKENS_PER_RESELLER,
+        "a reseller has at most {max} API tokens in use (neither revoked nor expired): revoke one first",
+    )
+}
+
+/// `Ok` below `max`; else `InvalidInput` on `field`, `reason` with its
+/// `{max}` filled in.
+fn room(field: &'static str, count: usize, max: usize, reason: &str) -> Result<()> {
+    if count >= max {
         return Err(Error::InvalidInput {
-            field: "API tokens",
-            reason: format!(
-                "a reseller has at most {MAX_LIVE_API_TOKENS_PER_RESELLER} API tokens in use (neither revoked nor expired): revoke one first"
-            ),
+            field,
+            reason: reason.replace("{max}", &max.to_string()),
         });
     }
     Ok(())
@@ -119,15 +128,12 @@ pub fn room_for_window(window: &MaintenanceWindow, existing: &[MaintenanceWindow
             w.every.is_some() || w.starts_at.saturating_add(w.length) > until
         })
         .count();
-    if same_scope >= MAX_WINDOWS_PER_SCOPE {
-        return Err(Error::InvalidInput {
-            field: "maintenance window",
-            reason: format!(
-                "at most {MAX_WINDOWS_PER_SCOPE} windows to come or repeating (or made and cut short by a deletion in the last day) over one installation, and as many over all of them: delete one first, or wait"
-            ),
-        });
-    }
-    Ok(())
+    room(
+        "maintenance window",
+        same_scope,
+        MAX_WINDOWS_PER_SCOPE,
+        "at most {max} windows to come or repeating (or made and cut short by a deletion in the last day) over one installation, and as many over all of them: delete one first, or wait",
+    )
 }
 
 #[cfg(test)]

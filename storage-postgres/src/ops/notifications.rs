@@ -54,20 +54,6 @@ pub(super) async fn lock_reseller_for_bounded_insert(
     Ok(())
 }
 
-/// A count from `SELECT count(*)`, as a usize.
-pub(super) async fn count_of(
-    c: &mut PgConnection,
-    sql: &'static str,
-    reseller: &ResellerId,
-) -> DbResult<usize> {
-    let row = query(sql)
-        .bind(reseller.as_str())
-        .fetch_one(&mut *c)
-        .await?;
-    let count: i64 = col(&row, 0)?;
-    Ok(usize::try_from(count).unwrap_or(usize::MAX))
-}
-
 pub(super) fn channel_id(text: &str) -> DbResult<ChannelId> {
     Ok(ChannelId::new(text).map_err(|e| corrupt("channel id", e))?)
 }
@@ -135,13 +121,12 @@ fn channel(row: &PgRow) -> DbResult<ChannelRecord> {
 
 pub(crate) async fn create_channel(c: &mut PgConnection, ch: &ChannelRecord) -> DbResult<()> {
     lock_reseller_for_bounded_insert(c, &ch.reseller).await?;
-    let existing = count_of(
-        c,
-        "SELECT count(*) FROM channels WHERE reseller_id = $1",
-        &ch.reseller,
-    )
-    .await?;
-    limits::room_for_channel(existing)?;
+    let existing = query("SELECT count(*) FROM channels WHERE reseller_id = $1")
+        .bind(ch.reseller.as_str())
+        .fetch_one(&mut *c)
+        .await?;
+    let existing: i64 = col(&existing, 0)?;
+    limits::room_for_channel(usize::try_from(existing).unwrap_or(usize::MAX))?;
     query(concat!(
         "INSERT INTO channels (",
         channel_columns!(),

@@ -343,17 +343,12 @@ fn api_token_row(row: &PgRow) -> DbResult<ApiTokenRecord> {
 
 pub(crate) async fn create_api_token(c: &mut PgConnection, t: &ApiTokenRecord) -> DbResult<()> {
     lock_reseller_for_bounded_insert(c, &t.reseller).await?;
-    let live = query(
-        "SELECT count(*) FROM api_tokens
-         WHERE reseller_id = $1 AND revoked_at IS NULL
-           AND (expires_at IS NULL OR expires_at > $2)",
-    )
-    .bind(t.reseller.as_str())
-    .bind(t.created_at.as_millis())
-    .fetch_one(&mut *c)
-    .await?;
-    let live: i64 = col(&live, 0)?;
-    limits::room_for_api_token(usize::try_from(live).unwrap_or(usize::MAX))?;
+    let live = api_tokens(c, &t.reseller)
+        .await?
+        .iter()
+        .filter(|token| token.in_use_at(t.created_at))
+        .count();
+    limits::room_for_api_token(live)?;
     query(concat!(
         "INSERT INTO api_tokens (",
         api_token_columns!(),

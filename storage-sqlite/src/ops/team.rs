@@ -341,16 +341,11 @@ fn api_token_row(row: &Row<'_>) -> Result<ApiTokenRecord> {
 
 pub(crate) fn create_api_token(tx: &Connection, t: &ApiTokenRecord) -> Result<()> {
     // Writes take turns on SQLite: the count cannot change before the insert.
-    let live: i64 = tx
-        .query_row(
-            "SELECT count(*) FROM api_tokens
-             WHERE reseller_id = ?1 AND revoked_at IS NULL
-               AND (expires_at IS NULL OR expires_at > ?2)",
-            params![t.reseller.as_str(), t.created_at.as_millis()],
-            |r| r.get(0),
-        )
-        .map_err(map_err)?;
-    limits::room_for_api_token(usize::try_from(live).unwrap_or(usize::MAX))?;
+    let live = api_tokens(tx, &t.reseller)?
+        .iter()
+        .filter(|token| token.in_use_at(t.created_at))
+        .count();
+    limits::room_for_api_token(live)?;
     tx.execute(
         &format!(
             "INSERT INTO api_tokens ({API_TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
