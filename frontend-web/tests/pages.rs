@@ -455,6 +455,10 @@ async fn a_token_made_to_expire_says_when_then_opens_nothing_and_bad_lifetimes_a
         expired_row.contains(">expired<"),
         "shown as expired: {expired_row}"
     );
+    assert!(
+        !expired_row.contains(">Revoke<"),
+        "nothing left to revoke: {expired_row}"
+    );
     assert_eq!(
         web.api("/api/v1/totals", Some(token)).await.status,
         StatusCode::UNAUTHORIZED,
