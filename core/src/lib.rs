@@ -37,8 +37,8 @@ pub use service::{
     SweepReport, WatchStream,
 };
 pub use service::{
-    ChannelView, DEFAULT_ADMISSION_CACHE, DEFAULT_NOTIFICATION_RETENTION, NotifierStep,
-    OpenedChannel, ROLLING_DAYS, ResealReport, replace_operator_token,
+    ChannelView, DEFAULT_ADMISSION_CACHE, DEFAULT_AUDIT_RETENTION, DEFAULT_NOTIFICATION_RETENTION,
+    NotifierStep, OpenedChannel, ROLLING_DAYS, ResealReport, replace_operator_token,
 };
 
 #[cfg(feature = "testing")]

@@ -96,6 +96,11 @@ pub struct ServeArgs {
     /// deletes them at the next check); pending ones stay until done.
     #[arg(long, default_value = "30d", value_parser = parse_duration)]
     notification_retention: Duration,
+    /// How long audit entries (who did what) are kept before they are
+    /// deleted (checked every 10 minutes; at least a day); 0 keeps them
+    /// for ever.
+    #[arg(long, default_value = "400d", value_parser = parse_duration)]
+    audit_retention: Duration,
     /// A recording server unavailable this long is shown as "probably
     /// removed" for the reseller to decommission (never dropped by itself);
     /// 0 never shows it.
@@ -399,6 +404,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with_liveness_tolerance(args.liveness_tolerance)
         .with_change_retention(args.change_retention)
         .with_notification_retention(args.notification_retention)
+        .with_audit_retention(Some(args.audit_retention).filter(|d| !d.is_zero()))
         .with_withdrawn_data_retention(args.withdrawn_data_retention)
         .with_admission_cache(args.admission_cache)
         .with_probably_removed_after(Some(args.probably_removed_after).filter(|d| !d.is_zero()));

@@ -36,6 +36,9 @@ const UNPROCESSED_KEPT_AT_MOST: u32 = 4;
 /// Finished notifications deleted per write: each batch holds the store's
 /// write lock only briefly.
 const PRUNE_BATCH: u32 = 1000;
+/// The shortest audit retention: a retention set by mistake to seconds
+/// must not empty the audit log at the next housekeeping.
+const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// How often one sweep starts over because another node recorded a
 /// downtime window meanwhile, before it gives up until the next tick.
@@ -71,14 +74,21 @@ impl Carewatch {
         let before = self
             .now()
             .saturating_sub(self.inner.config.notification_retention);
-        let mut pruned = 0;
-        loop {
-            let deleted = self.inner.store.prune_outbox(before, PRUNE_BATCH).await?;
-            pruned += deleted;
-            if deleted < u64::from(PRUNE_BATCH) {
-                return Ok(pruned);
-            }
-        }
+        in_batches(|limit| self.inner.store.prune_outbox(before, limit)).await
+    }
+
+    /// Deletes the audit entries older than the audit retention
+    /// ([`crate::Config::with_audit_retention`], at least a day; none when
+    /// it is `None`), a batch at a time; returns how many. Maintenance does
+    /// this regularly.
+    pub async fn prune_audit(&self) -> Result<u64> {
+        let Some(retention) = self.inner.config.audit_retention else {
+            return Ok(0);
+        };
+        let before = self
+            .now()
+            .saturating_sub(retention.max(MIN_AUDIT_RETENTION));
+        in_batches(|limit| self.inner.store.prune_audit(before, limit)).await
     }
 
     /// Deletes the change-feed events older than the retention
@@ -338,6 +348,13 @@ impl Carewatch {
                 .await;
                 housekeeping_step(
                     "pruning",
+                    self.prune_audit(),
+                    "deleted audit entries past their retention",
+                    "deleting old audit entries failed",
+                )
+                .await;
+                housekeeping_step(
+                    "pruning",
                     self.prune_credentials(),
                     "deleted expired sessions and invitations and long-ended API tokens",
                     "deleting expired sessions failed",
@@ -362,10 +379,23 @@ impl Carewatch {
     }
 }
 
-/// Runs one round of a maintenance loop; a panic in it becomes its error
-/// (logged by the loop, which goes on). Left to unwind, it would end the
-/// whole maintenance task: no more liveness marks or sweeps, silently, for
-/// the rest of the process's life.
+/// Deletes with `batch` ([`PRUNE_BATCH`] at a time) until a batch finds
+/// fewer; returns how many in all.
+async fn in_batches<F, Fut>(mut batch: F) -> Result<u64>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<u64>>,
+{
+    let mut pruned = 0;
+    loop {
+        let deleted = batch(PRUNE_BATCH).await?;
+        pruned += deleted;
+        if deleted < u64::from(PRUNE_BATCH) {
+            return Ok(pruned);
+        }
+    }
+}
+
 /// One housekeeping step: how many it dealt with is logged (when any), a
 /// failure warned about; the next round tries again.
 async fn housekeeping_step(
@@ -381,6 +411,10 @@ async fn housekeeping_step(
     }
 }
 
+/// Runs one round of a maintenance loop; a panic in it becomes its error
+/// (logged by the loop, which goes on). Left to unwind, it would end the
+/// whole maintenance task: no more liveness marks or sweeps, silently, for
+/// the rest of the process's life.
 async fn survive<T>(what: &'static str, round: impl Future<Output = Result<T>>) -> Result<T> {
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(round).catch_unwind().await {

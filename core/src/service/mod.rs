@@ -54,6 +54,10 @@ pub const DEFAULT_CHANGE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600
 /// The default [`Config::with_notification_retention`]: 30 days.
 pub const DEFAULT_NOTIFICATION_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// The default [`Config::with_audit_retention`]: 400 days (a year of
+/// audit, and a month to spare for a yearly review).
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
+
 /// The default [`Config::with_stall_limit`].
 pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(1);
 
@@ -81,6 +85,7 @@ pub struct Config {
     stall_limit: Duration,
     change_retention: Duration,
     notification_retention: Duration,
+    audit_retention: Option<Duration>,
     probably_removed_after: Option<Duration>,
     withdrawn_data_retention: Duration,
     admission_cache: usize,
@@ -115,6 +120,7 @@ impl Config {
             stall_limit: DEFAULT_STALL_LIMIT,
             change_retention: DEFAULT_CHANGE_RETENTION,
             notification_retention: DEFAULT_NOTIFICATION_RETENTION,
+            audit_retention: Some(DEFAULT_AUDIT_RETENTION),
             probably_removed_after: Some(DEFAULT_PROBABLY_REMOVED_AFTER),
             withdrawn_data_retention: DEFAULT_WITHDRAWN_DATA_RETENTION,
             admission_cache: DEFAULT_ADMISSION_CACHE,
@@ -221,6 +227,13 @@ impl Config {
     /// Pending ones stay until they are delivered or given up.
     pub fn with_notification_retention(mut self, retention: Duration) -> Self {
         self.notification_retention = retention;
+        self
+    }
+
+    /// How long audit entries are kept before maintenance deletes them;
+    /// `None` keeps them for ever. Every entry is kept at least a day.
+    pub fn with_audit_retention(mut self, retention: Option<Duration>) -> Self {
+        self.audit_retention = retention;
         self
     }
 

@@ -138,6 +138,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// team's (`query.team`), older than `query.before`, at most
     /// `query.limit`.
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+    /// Deletes audit entries recorded before `before`, oldest first, at
+    /// most `limit`; returns how many. Maintenance calls it for the audit
+    /// retention.
+    async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64>;
     /// Retires a recording server at `at` with [`rules::decommission`]: its
     /// open conditions resolved, its history entry, the installation's line
     /// refreshed, all in one transaction. `Ok(false)` if it was retired

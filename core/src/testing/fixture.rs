@@ -59,6 +59,17 @@ impl Fixture {
         clock: Arc<ManualClock>,
         master_key: MasterKey,
     ) -> Self {
+        Self::open_configured(db, clock, master_key, |config| config).await
+    }
+
+    /// Opens a service on `db` with the given clock and master key, and the
+    /// fixture's settings changed by `configure`.
+    pub async fn open_configured(
+        db: &dyn TestDatabase,
+        clock: Arc<ManualClock>,
+        master_key: MasterKey,
+        configure: impl FnOnce(Config) -> Config,
+    ) -> Self {
         let store = db.open().await;
         let config = Config::new(master_key.clone())
             .with_heartbeat_interval(INTERVAL)
@@ -67,6 +78,7 @@ impl Fixture {
             // A loaded CI machine can take over a second to fsync; the
             // suite's clock is manual, so no test here measures stalls.
             .with_stall_limit(std::time::Duration::from_secs(60));
+        let config = configure(config);
         let carewatch = Carewatch::open(store.clone(), clock.clone(), config)
             .await
             .expect("service opens");

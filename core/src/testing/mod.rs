@@ -157,6 +157,7 @@ macro_rules! __conformance_test_list {
             a_batch_of_outcomes_is_recorded_as_one_by_one,
             a_transfer_moves_an_installation_to_another_reseller_at_once,
             the_audit_log_is_kept_newest_first_and_read_per_team,
+            audit_entries_past_the_retention_are_deleted_oldest_first,
             an_expired_subscription_is_told_once_per_channel,
             a_transfer_before_the_notifier_reads_a_change_does_not_stop_it,
             every_operator_and_admin_action_is_audited_with_its_actor,

@@ -126,6 +126,13 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64> {
+        self.write(&(before, limit), |c, (before, limit)| {
+            Box::pin(retention::prune_audit(c, *before, *limit))
+        })
+        .await
+    }
+
     async fn full_history(&self, slc: &Slc, limit: u32) -> Result<Vec<HistoryEvent>> {
         self.read(&(slc, limit), |c, (slc, limit)| {
             Box::pin(history::full_history(c, slc, *limit))

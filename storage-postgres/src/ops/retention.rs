@@ -1,4 +1,5 @@
-//! Deleting what is kept only for a while: finished outbox entries.
+//! Deleting what is kept only for a while: finished outbox entries, and
+//! audit entries past the audit retention.
 
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
@@ -23,6 +24,30 @@ pub(crate) async fn prune_outbox(
                      9223372036854775807)
                AND created_at < $1
                AND (delivered_at < $1 OR failed_at < $1)
+             ORDER BY id LIMIT $2)",
+    )
+    .bind(before.as_millis())
+    .bind(i64::from(limit))
+    .execute(&mut *c)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// See `Store::prune_audit`. Entries are numbered in the order they were
+/// recorded: the oldest ids up to the first entry recorded since `before`
+/// (the scan walks the primary key from the oldest, visiting old entries
+/// only).
+pub(crate) async fn prune_audit(
+    c: &mut PgConnection,
+    before: Timestamp,
+    limit: u32,
+) -> DbResult<u64> {
+    let done = query(
+        "DELETE FROM audit_log WHERE id IN (
+             SELECT id FROM audit_log
+             WHERE id < COALESCE(
+                     (SELECT id FROM audit_log WHERE at >= $1 ORDER BY id LIMIT 1),
+                     9223372036854775807)
              ORDER BY id LIMIT $2)",
     )
     .bind(before.as_millis())

@@ -123,6 +123,11 @@ impl Store for SqliteStore {
         self.read(move |tx| audit::audit_log(tx, &query)).await
     }
 
+    async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64> {
+        self.write(move |tx| retention::prune_audit(tx, before, limit))
+            .await
+    }
+
     async fn full_history(&self, slc: &Slc, limit: u32) -> Result<Vec<HistoryEvent>> {
         let slc = slc.clone();
         self.read(move |tx| history::full_history(tx, &slc, limit))

@@ -1,4 +1,5 @@
-//! Deleting what is kept only for a while: finished outbox entries.
+//! Deleting what is kept only for a while: finished outbox entries, and
+//! audit entries past the audit retention.
 
 use carewatch_core::Result;
 use carewatch_core::time::Timestamp;
@@ -21,6 +22,25 @@ pub(crate) fn prune_outbox(tx: &Connection, before: Timestamp, limit: u32) -> Re
                          9223372036854775807)
                    AND created_at < ?1
                    AND (delivered_at < ?1 OR failed_at < ?1)
+                 ORDER BY id LIMIT ?2)",
+        )
+        .map_err(map_err)?
+        .execute(params![before.as_millis(), limit])
+        .map_err(map_err)?;
+    Ok(deleted as u64)
+}
+
+/// See `Store::prune_audit`. Entries are numbered in the order they were
+/// recorded: the oldest ids up to the first entry recorded since `before`
+/// (found by walking ids from the start, which visits only old entries).
+pub(crate) fn prune_audit(tx: &Connection, before: Timestamp, limit: u32) -> Result<u64> {
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM audit_log WHERE id IN (
+                 SELECT id FROM audit_log
+                 WHERE id < COALESCE(
+                         (SELECT id FROM audit_log WHERE at >= ?1 ORDER BY id LIMIT 1),
+                         9223372036854775807)
                  ORDER BY id LIMIT ?2)",
         )
         .map_err(map_err)?

@@ -104,6 +104,10 @@ impl Store for Faulty {
         self.check().await?;
         self.inner.audit_log(query).await
     }
+    async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64> {
+        self.check().await?;
+        self.inner.prune_audit(before, limit).await
+    }
     async fn full_history(&self, slc: &Slc, limit: u32) -> Result<Vec<HistoryEvent>> {
         self.check().await?;
         self.inner.full_history(slc, limit).await

@@ -360,3 +360,80 @@ pub(crate) async fn sign_ins_and_wrong_passwords_are_audited_for_the_team(
     let theirs = cw.audit_log(Some(&beta), None, 500).await.expect("log");
     assert!(theirs.is_empty(), "{theirs:?}");
 }
+
+/// Audit entries older than the retention are deleted oldest first, in
+/// batches, and nothing recorded since; through the facade, the default
+/// retention (400 days) keeps a year's entries, and a retention of a few
+/// seconds still keeps a day's.
+pub(crate) async fn audit_entries_past_the_retention_are_deleted_oldest_first(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let store = &fx.store;
+    let alpha = ResellerId::new("alpha").expect("id");
+    const DAY: u64 = 86_400;
+    let ats = [t(0), t(10), t(20), t(30), t(365 * DAY)];
+    for at in ats {
+        let record = AuditRecord::new(
+            at,
+            user(&alpha, "admin@alpha"),
+            Action::LabelsChanged,
+            "M01",
+            "",
+        );
+        store.append_audit(&record).await.expect("appends");
+    }
+    let kept = || async {
+        let query = AuditQuery {
+            team: None,
+            before: None,
+            limit: 100,
+        };
+        let mut ats: Vec<_> = store
+            .audit_log(&query)
+            .await
+            .expect("reads")
+            .into_iter()
+            .map(|e| e.record.at)
+            .collect();
+        ats.reverse();
+        ats
+    };
+    assert_eq!(store.prune_audit(t(25), 2).await.expect("prunes"), 2);
+    assert_eq!(kept().await, [t(20), t(30), t(365 * DAY)], "the oldest two");
+    assert_eq!(store.prune_audit(t(25), 10).await.expect("prunes"), 1);
+    assert_eq!(store.prune_audit(t(25), 10).await.expect("prunes"), 0);
+    assert_eq!(kept().await, [t(30), t(365 * DAY)], "nothing since t(25)");
+
+    // The facade: 400 days by default, so at 395 days t(30) is kept…
+    fx.advance(secs(395 * DAY));
+    assert_eq!(fx.carewatch.prune_audit().await.expect("prunes"), 0);
+    // … and at 401 days it is not; the entry of day 365 is.
+    fx.advance(secs(6 * DAY));
+    assert_eq!(fx.carewatch.prune_audit().await.expect("prunes"), 1);
+    assert_eq!(kept().await, [t(365 * DAY)]);
+
+    // A retention of seconds keeps a day; none keeps everything.
+    let db = backend.fresh().await;
+    let clock = std::sync::Arc::new(crate::time::ManualClock::new(START));
+    let key = crate::seal::MasterKey::generate();
+    let short = Fixture::open_configured(db.as_ref(), clock.clone(), key.clone(), |c| {
+        c.with_audit_retention(Some(secs(5)))
+    })
+    .await;
+    for at in [START, t(DAY - 10)] {
+        let record = AuditRecord::new(at, operator("ops"), Action::ResellerCreated, "x", "");
+        short.store.append_audit(&record).await.expect("appends");
+    }
+    // A day and a second later: the entry of the start only.
+    clock.advance(secs(DAY + 1));
+    assert_eq!(short.carewatch.prune_audit().await.expect("prunes"), 1);
+    let forever = Fixture::open_configured(db.as_ref(), clock.clone(), key, |c| {
+        c.with_audit_retention(None)
+    })
+    .await;
+    clock.advance(secs(10_000 * DAY));
+    assert_eq!(forever.carewatch.prune_audit().await.expect("prunes"), 0);
+    assert_eq!(short.carewatch.prune_audit().await.expect("prunes"), 1);
+}
