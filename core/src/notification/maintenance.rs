@@ -188,6 +188,28 @@ pub fn in_maintenance(
         .max()
 }
 
+/// Longest chain of windows [`maintenance_ends`] follows: windows are
+/// bounded per scope, so this is never reached by a real chain.
+const CHAINED_WINDOWS_FOLLOWED: usize = 64;
+
+/// When the maintenance covering `slc` at `at` ends, following windows that
+/// begin by the time the one before ends; `None` if it is not in
+/// maintenance at `at`.
+pub fn maintenance_ends(
+    windows: &[MaintenanceWindow],
+    slc: &Slc,
+    at: Timestamp,
+) -> Option<Timestamp> {
+    let mut end = in_maintenance(windows, slc, at)?;
+    for _ in 0..CHAINED_WINDOWS_FOLLOWED {
+        match in_maintenance(windows, slc, end) {
+            Some(later) if later > end => end = later,
+            _ => break,
+        }
+    }
+    Some(end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +263,25 @@ mod tests {
         let windows = [once, daily, window(Some("M01-C01-0002"), 50, 600, None)];
         assert_eq!(next_maintenance(&windows, &slc, t(0)), Some(t(100)));
         assert_eq!(next_maintenance(&windows, &slc, t(200)), Some(t(86_500)));
+    }
+
+    #[test]
+    fn maintenance_ends_when_no_window_takes_over() {
+        let slc = Slc::new("M01-C01-0001").unwrap();
+        // 100–700, then 650–1250 takes over (it begins before 700 ends),
+        // then 1250–1850 begins as it ends; 2000–2600 is apart.
+        let windows = [
+            window(Some("M01-C01-0001"), 100, 600, None),
+            window(None, 650, 600, None),
+            window(None, 1250, 600, None),
+            window(None, 2000, 600, None),
+            window(Some("M01-C01-0002"), 1850, 600, None),
+        ];
+        assert_eq!(maintenance_ends(&windows, &slc, t(50)), None);
+        assert_eq!(maintenance_ends(&windows, &slc, t(100)), Some(t(1850)));
+        assert_eq!(maintenance_ends(&windows, &slc, t(1300)), Some(t(1850)));
+        assert_eq!(maintenance_ends(&windows, &slc, t(1850)), None);
+        assert_eq!(maintenance_ends(&windows, &slc, t(2100)), Some(t(2600)));
     }
 
     #[test]

@@ -424,8 +424,12 @@ pub struct NewOutboxEntry {
     pub key: String,
     /// The JSON notification.
     pub body: String,
-    /// When it was decided (and may first be tried).
+    /// When it was decided.
     pub created_at: Timestamp,
+    /// When it may first be tried: when it was decided, or later when it is
+    /// held until a maintenance window over its installation ends
+    /// ([`Self::held`]).
+    pub first_attempt_at: Timestamp,
 }
 
 /// How an attempt to deliver ended.
@@ -516,7 +520,8 @@ impl NotifierCommit {
     /// `ids` has one place per entry of `outbox`, the id it was inserted
     /// with or `None` when it was not (its key was already there, or its
     /// channel or installation is no longer the reseller's). Empty unless
-    /// the commit asked for a claim.
+    /// the commit asked for a claim; held entries ([`NewOutboxEntry::held`])
+    /// are never claimed.
     pub fn into_claimed(self, ids: Vec<Option<u64>>) -> Vec<OutboxEntry> {
         if self.claim_until.is_none() {
             return Vec::new();
@@ -525,14 +530,22 @@ impl NotifierCommit {
         self.outbox
             .into_iter()
             .zip(ids)
+            .filter(|(entry, _)| !entry.held())
             .filter_map(|(entry, id)| id.map(|id| entry.stored_as(id)))
             .collect()
     }
 }
 
 impl NewOutboxEntry {
+    /// Whether it waits before its first attempt: then it is not claimed as
+    /// it is written (nobody sends it at once), and deleting the
+    /// maintenance window it waits for makes it due.
+    pub fn held(&self) -> bool {
+        self.first_attempt_at > self.created_at
+    }
+
     /// This entry as the outbox holds it once inserted with `id`: pending,
-    /// due when it was decided, not tried yet.
+    /// due at its first attempt, not tried yet.
     pub fn stored_as(self, id: u64) -> OutboxEntry {
         OutboxEntry {
             id,
@@ -543,7 +556,7 @@ impl NewOutboxEntry {
             body: self.body,
             created_at: self.created_at,
             attempts: 0,
-            next_attempt_at: self.created_at,
+            next_attempt_at: self.first_attempt_at,
             last_error: None,
             delivered_at: None,
             failed_at: None,

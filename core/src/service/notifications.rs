@@ -216,6 +216,7 @@ impl Carewatch {
                 key,
                 body: body.to_json(),
                 created_at: now,
+                first_attempt_at: now,
             })
             .await?;
         self.audited(Some(acting), Action::ChannelTested, id, &channel.name)

@@ -358,9 +358,14 @@ impl Carewatch {
                 ended.as_millis()
             );
             let body = payload::subscription_expired(key.clone(), detail, ended, now);
-            commit
-                .outbox
-                .push(outbox_entry(channel, slc, key, &body, now));
+            let mut entry = outbox_entry(channel, slc, key, &body, now);
+            // Nothing is sent during maintenance: held until it ends.
+            if let Some(ends) =
+                maintenance::maintenance_ends(&windows_of(&windows, channel), slc, now)
+            {
+                entry.first_attempt_at = ends;
+            }
+            commit.outbox.push(entry);
         }
         let (events, queued) = (events.len(), commit.outbox.len());
         // More due states wait only if this step moved some of those it read
@@ -562,6 +567,7 @@ fn outbox_entry(
         key,
         body: body.to_json(),
         created_at: now,
+        first_attempt_at: now,
     }
 }
 

@@ -270,6 +270,7 @@ impl World {
                 key,
                 body: body.to_json(),
                 created_at: now,
+                first_attempt_at: now,
             });
             // One per millisecond, as tests made one after another are.
             self.clock.advance(Duration::from_millis(1));

@@ -184,5 +184,30 @@ pub(crate) async fn delete_maintenance(
     .await?;
     // What it muted was due at its end: due now, to be told or judged again.
     let slc = col::<Option<String>>(&row, 0)?;
-    make_due(c, reseller, slc.as_deref(), at).await
+    make_due(c, reseller, slc.as_deref(), at).await?;
+    release_held(c, reseller, slc.as_deref(), at).await
+}
+
+/// Makes `reseller`'s entries held until a maintenance window's end
+/// (`NewOutboxEntry::held`: pending, unclaimed, never tried, due later)
+/// about `slc` (all for `None`) due at `at`. An entry an unusable SMTP
+/// setting deferred looks the same: tried again now, it is deferred again.
+async fn release_held(
+    c: &mut PgConnection,
+    reseller: &ResellerId,
+    slc: Option<&str>,
+    at: Timestamp,
+) -> DbResult<()> {
+    query(
+        "UPDATE outbox SET next_attempt_at = $1
+         WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at > $1
+           AND attempts = 0 AND claimed_by IS NULL
+           AND reseller_id = $2 AND ($3::text IS NULL OR slc = $3)",
+    )
+    .bind(at.as_millis())
+    .bind(reseller.as_str())
+    .bind(slc)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
 }

@@ -415,15 +415,19 @@ impl Writable {
 }
 
 /// The outbox insert: the entries in the given order, a key already there
-/// (or twice) left alone; `$7`, `$8` the claim, if any.
+/// (or twice) left alone; `$7`, `$8` the claim, if any, taken by the
+/// entries not held (`$10`).
 macro_rules! insert_outbox_sql {
     () => {
         "INSERT INTO outbox (channel_id, reseller_id, slc, idempotency_key, body, created_at,
              attempts, next_attempt_at, claimed_by, claimed_until)
          SELECT e.channel_id, e.reseller_id, e.slc, e.idempotency_key, e.body, e.created_at,
-             0, e.created_at, $7, $8
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
-             WITH ORDINALITY AS e (channel_id, reseller_id, slc, idempotency_key, body, created_at, n)
+             0, e.first_attempt_at,
+             CASE WHEN e.held THEN NULL ELSE $7 END, CASE WHEN e.held THEN NULL ELSE $8 END
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                 $9::bigint[], $10::boolean[])
+             WITH ORDINALITY AS e (channel_id, reseller_id, slc, idempotency_key, body, created_at,
+                 first_attempt_at, held, n)
          ORDER BY e.n
          ON CONFLICT (idempotency_key) DO NOTHING"
     };
@@ -451,6 +455,11 @@ async fn insert_outbox(
     let key: Vec<&str> = written.iter().map(|e| e.key.as_str()).collect();
     let body: Vec<&str> = written.iter().map(|e| e.body.as_str()).collect();
     let created: Vec<i64> = written.iter().map(|e| e.created_at.as_millis()).collect();
+    let first_attempts: Vec<i64> = written
+        .iter()
+        .map(|e| e.first_attempt_at.as_millis())
+        .collect();
+    let held: Vec<bool> = written.iter().map(|e| e.held()).collect();
     let (node, until) = claim.map_or((None, None), |(node, until)| {
         (Some(node), Some(until.as_millis()))
     });
@@ -469,7 +478,9 @@ async fn insert_outbox(
     .bind(body)
     .bind(created)
     .bind(node)
-    .bind(until);
+    .bind(until)
+    .bind(first_attempts)
+    .bind(held);
     if claim.is_none() {
         insert.execute(&mut *c).await?;
         return Ok(vec![None; entries.len()]);

@@ -181,5 +181,27 @@ pub(crate) fn delete_maintenance(
     )
     .map_err(map_err)?;
     // What it muted was due at its end: due now, to be told or judged again.
-    make_due(tx, reseller, slc.as_deref(), at)
+    make_due(tx, reseller, slc.as_deref(), at)?;
+    release_held(tx, reseller, slc.as_deref(), at)
+}
+
+/// Makes `reseller`'s entries held until a maintenance window's end
+/// (`NewOutboxEntry::held`: pending, unclaimed, never tried, due later)
+/// about `slc` (all for `None`) due at `at`. An entry an unusable SMTP
+/// setting deferred looks the same: tried again now, it is deferred again.
+fn release_held(
+    tx: &Connection,
+    reseller: &ResellerId,
+    slc: Option<&str>,
+    at: Timestamp,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE outbox SET next_attempt_at = ?1
+         WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at > ?1
+           AND attempts = 0 AND claimed_by IS NULL
+           AND reseller_id = ?2 AND (?3 IS NULL OR slc = ?3)",
+        params![at.as_millis(), reseller.as_str(), slc],
+    )
+    .map_err(map_err)?;
+    Ok(())
 }

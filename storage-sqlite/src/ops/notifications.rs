@@ -399,7 +399,7 @@ impl Writable<'_> {
 }
 
 /// Inserts the writable entries (claimed by `claim`'s node until its
-/// instant, when given); the id each was inserted with, in order, `None`
+/// instant, when given, unless held); the id each was inserted with, in order, `None`
 /// where it was not (not writable, or its key already there).
 fn insert_outbox(
     tx: &Connection,
@@ -414,7 +414,7 @@ fn insert_outbox(
         .prepare_cached(
             "INSERT INTO outbox (channel_id, reseller_id, slc, idempotency_key, body, created_at,
                  attempts, next_attempt_at, claimed_by, claimed_until)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6, ?7, ?8)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?9, ?7, ?8)
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .map_err(map_err)?;
@@ -427,6 +427,11 @@ fn insert_outbox(
             ids.push(None);
             continue;
         }
+        let (node, until) = if e.held() {
+            (None, None)
+        } else {
+            (node, until)
+        };
         let inserted = stmt
             .execute(params![
                 e.channel.as_str(),
@@ -437,6 +442,7 @@ fn insert_outbox(
                 e.created_at.as_millis(),
                 node,
                 until,
+                e.first_attempt_at.as_millis(),
             ])
             .map_err(map_err)?;
         ids.push(if inserted == 1 {

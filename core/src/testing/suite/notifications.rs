@@ -170,6 +170,7 @@ pub(super) fn entry(
         key: key.into(),
         body: format!("{{\"id\":\"{key}\"}}"),
         created_at: at,
+        first_attempt_at: at,
     }
 }
 

@@ -10,7 +10,7 @@ use crate::notification::{ChannelRules, OutboxFilter};
 use crate::team::User;
 use crate::testing::TestBackend;
 use crate::testing::fixture::{Fixture, Site};
-use crate::testing::suite::{report, secs};
+use crate::testing::suite::{beat, report, secs};
 use crate::time::Timestamp;
 
 /// The instant `s` seconds after now (`at`), and moving the clock there (`to`).
@@ -434,4 +434,71 @@ pub(crate) async fn windows_are_bounded_per_installation(backend: &(impl TestBac
         matches!(ended, Err(crate::Error::InvalidInput { .. })),
         "{ended:?}"
     );
+}
+
+/// Care Plus running out during a window over the installation is queued
+/// at once but held until the window ends (never handed to the node that
+/// queued it to send at once), or until the window is deleted.
+pub(crate) async fn an_expiry_during_maintenance_is_sent_when_the_window_ends(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let (alpha, a, b, admin) = two_sites_on_call(&fx).await;
+    let (at, to) = seconds_from_now(&fx);
+    for site in [&a, &b] {
+        fx.carewatch
+            .set_subscription(&site.slc, Some(at(100)))
+            .await
+            .expect("Care Plus until 100 s");
+        beat(&fx, site, "rs-1", 1).await;
+    }
+    let mut windows = Vec::new();
+    for site in [&a, &b] {
+        let window = fx
+            .carewatch
+            .create_maintenance(&admin, Some(&site.slc), at(50), secs(600), None, "works")
+            .await
+            .expect("a window from 50 to 650 s");
+        windows.push(window);
+    }
+    to(110);
+    fx.carewatch.sweep().await.expect("sweep");
+    let step = fx
+        .carewatch
+        .notify_step_on(None, Some(secs(60)))
+        .await
+        .expect("step");
+    assert_eq!(step.queued, 2, "both expiries queued");
+    assert!(step.claimed.is_empty(), "held: not sent at once");
+    let pending = outbox_of(&fx.store, &alpha, OutboxFilter::Pending).await;
+    assert_eq!(
+        pending
+            .iter()
+            .map(|e| (e.next_attempt_at, e.attempts))
+            .collect::<Vec<_>>(),
+        [(at(650), 0), (at(650), 0)],
+        "held until the windows end"
+    );
+    // A long claim, so nothing claimed here is claimed again below.
+    let store = &fx.store;
+    let at = &at;
+    let claim = |s: u64| async move {
+        store
+            .claim_deliveries("node-x", at(s), secs(3600), 100)
+            .await
+            .expect("claims")
+            .into_iter()
+            .map(|e| e.slc.expect("about an installation"))
+            .collect::<Vec<_>>()
+    };
+    assert!(claim(110).await.is_empty(), "nothing during the windows");
+    to(200);
+    fx.carewatch
+        .delete_maintenance(&admin, &windows[1].id)
+        .await
+        .expect("b's window deleted");
+    assert_eq!(claim(200).await, vec![b.slc.clone()], "b's at once");
+    assert!(claim(649).await.is_empty(), "a's window still on");
+    assert_eq!(claim(650).await, vec![a.slc.clone()], "a's when it ends");
 }
