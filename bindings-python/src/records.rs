@@ -241,6 +241,8 @@ pub fn change_event(py: Python<'_>, event: ChangeEvent) -> PyResult<Bound<'_, Py
         Change::Subscription { expires_at } => update("subscription", None, expires_at),
         Change::Labels => update("labels", None, None),
         Change::Removed => update("removed", None, None),
+        // Never watched (ChangeFilter::matches); named as stored.
+        Change::Unknown { kind } => update(&kind, None, None),
     }
 }
 

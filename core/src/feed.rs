@@ -80,6 +80,14 @@ pub enum Change {
     /// the last event of it this reseller sees. (The new reseller sees a
     /// [`Change::Registered`].)
     Removed,
+    /// A kind of change this version does not know, written by a newer
+    /// Carewatch sharing the database (during a rolling upgrade). It keeps
+    /// its place in the feed, so readers move past it; no watcher is given
+    /// it ([`ChangeFilter::matches`]) and the notifier tells nothing of it.
+    Unknown {
+        /// The kind's stored name.
+        kind: String,
+    },
 }
 
 impl Change {
@@ -93,6 +101,7 @@ impl Change {
             Self::Subscription { .. } => "subscription",
             Self::Labels => "labels",
             Self::Removed => "removed",
+            Self::Unknown { .. } => "unknown",
         }
     }
 }
@@ -148,9 +157,12 @@ pub struct ChangeFilter {
 }
 
 impl ChangeFilter {
-    /// Whether the watcher may and wants to see `event`.
+    /// Whether the watcher may and wants to see `event` (never a
+    /// [`Change::Unknown`]: no interface can say what it is).
     pub fn matches(&self, event: &ChangeEvent) -> bool {
-        event.reseller == self.reseller && self.slc.as_ref().is_none_or(|s| *s == event.slc)
+        event.reseller == self.reseller
+            && self.slc.as_ref().is_none_or(|s| *s == event.slc)
+            && !matches!(event.change, Change::Unknown { .. })
     }
 }
 

@@ -363,6 +363,13 @@ pub fn watch_event(e: &ChangeEvent) -> proto::WatchEvent {
         }
         Change::Labels => updated(Updated::Labels(true)),
         Change::Removed => updated(Updated::Removed(true)),
+        // Never watched (ChangeFilter::matches): its id alone.
+        Change::Unknown { .. } => {
+            return proto::WatchEvent {
+                event_id: e.id.0,
+                event: None,
+            };
+        }
     };
     proto::WatchEvent {
         event_id: e.id.0,

@@ -31,6 +31,24 @@ impl TestDatabase for SqliteFile {
                 .expect("opens SQLite store"),
         )
     }
+
+    async fn append_raw_change(
+        &self,
+        at: carewatch_core::time::Timestamp,
+        slc: &carewatch_core::ids::Slc,
+        kind: &str,
+        server_id: Option<&str>,
+    ) {
+        let db = rusqlite::Connection::open(self.dir.path().join("carewatch.db"))
+            .expect("opens the file");
+        db.busy_timeout(std::time::Duration::from_secs(10))
+            .expect("busy timeout");
+        db.execute(
+            "INSERT INTO changes (at, slc, kind, server_id) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![at.as_millis(), slc.as_str(), kind, server_id],
+        )
+        .expect("appends a raw change");
+    }
 }
 
 carewatch_core::store_conformance_tests!(Sqlite);

@@ -165,6 +165,32 @@ impl TestDatabase for Schema {
         let name = self.next_application_name();
         Arc::new(self.open_store(&name).await)
     }
+
+    async fn append_raw_change(
+        &self,
+        at: carewatch_core::time::Timestamp,
+        slc: &carewatch_core::ids::Slc,
+        kind: &str,
+        server_id: Option<&str>,
+    ) {
+        let mut admin = admin_connection().await;
+        // The numbering trigger names the schema's tables unqualified.
+        query(AssertSqlSafe(format!(
+            "SET search_path TO \"{}\"",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("the schema");
+        query("INSERT INTO changes (at, slc, kind, server_id) VALUES ($1, $2, $3, $4)")
+            .bind(at.as_millis())
+            .bind(slc.as_str())
+            .bind(kind)
+            .bind(server_id)
+            .execute(&mut admin)
+            .await
+            .expect("appends a raw change");
+    }
 }
 
 impl Drop for Schema {

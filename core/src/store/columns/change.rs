@@ -97,6 +97,10 @@ impl<'a> From<&'a Change> for ChangeColumns<'a> {
                 ..none
             },
             Change::Registered | Change::Labels | Change::Removed => none,
+            Change::Unknown { kind } => Self {
+                kind: kind.as_str(),
+                ..none
+            },
             Change::Consent { accepted } => Self {
                 accepted: Some(*accepted),
                 ..none
@@ -137,6 +141,11 @@ impl ChangeColumns<'_> {
             },
             "subscription" => Change::Subscription {
                 expires_at: self.until.map(Timestamp::from_millis),
+            },
+            // A kind a newer Carewatch wrote (rolling upgrade), with or
+            // without a server: kept in its place in the feed.
+            kind if !HistoryColumns::is_known_kind(kind) => Change::Unknown {
+                kind: kind.to_owned(),
             },
             _ => Change::Server {
                 server: server_id(self.server_id.ok_or_else(|| missing("its server"))?)?,

@@ -77,8 +77,31 @@ impl<'a> From<&'a HistoryKind> for HistoryColumns<'a> {
 }
 
 impl HistoryColumns<'_> {
+    /// Whether `kind` names a history kind this version knows.
+    pub fn is_known_kind(kind: &str) -> bool {
+        let bare = HistoryColumns {
+            kind,
+            code: None,
+            subject: None,
+            duration_ms: None,
+            missed: None,
+        };
+        // A known kind decodes, or fails on its missing columns.
+        !matches!(bare.decode_known(), Ok(None))
+    }
+
     /// Decodes the columns.
     pub fn decode(&self) -> Result<HistoryKind, Error> {
+        self.decode_known()?.ok_or_else(|| {
+            corrupt(
+                "history kind",
+                format!("{:?} is not one this version knows", self.kind),
+            )
+        })
+    }
+
+    /// Decodes the columns; `None` for a kind this version does not know.
+    fn decode_known(&self) -> Result<Option<HistoryKind>, Error> {
         let code = || -> Result<ConditionCode, Error> {
             ConditionCode::parse(self.code.unwrap_or_default())
                 .map_err(|e| corrupt("condition code", e))
@@ -88,7 +111,7 @@ impl HistoryColumns<'_> {
             || Duration::from_millis(u64::try_from(self.duration_ms.unwrap_or(0)).unwrap_or(0));
         let missed =
             || u32::try_from(self.missed.unwrap_or(0)).map_err(|e| corrupt("missed count", e));
-        Ok(match self.kind {
+        Ok(Some(match self.kind {
             "first_seen" => HistoryKind::FirstSeen,
             "condition_opened" => HistoryKind::ConditionOpened {
                 code: code()?,
@@ -112,7 +135,7 @@ impl HistoryColumns<'_> {
             "resumed" => HistoryKind::Resumed {
                 parked_for: duration(),
             },
-            other => return Err(corrupt("history kind", format!("{other:?} is not one"))),
-        })
+            _ => return Ok(None),
+        }))
     }
 }

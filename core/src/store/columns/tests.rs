@@ -87,10 +87,76 @@ fn every_change_round_trips() {
         },
         Change::Subscription { expires_at: None },
         Change::Labels,
+        Change::Removed,
+        Change::Unknown {
+            kind: "camera_moved".into(),
+        },
     ];
     for change in changes {
         assert_eq!(ChangeColumns::from(&change).decode().unwrap(), change);
     }
+}
+
+/// A kind a newer Carewatch wrote (a rolling upgrade) is read as
+/// `Unknown`, in its place, with or without a server; no watcher is given
+/// it. A known server kind without its columns is still corrupt.
+#[test]
+fn change_kinds_a_newer_version_wrote_are_read_as_unknown() {
+    let history = |kind| HistoryColumns {
+        kind,
+        code: None,
+        subject: None,
+        duration_ms: Some(5),
+        missed: Some(1),
+    };
+    let bare = |kind| ChangeColumns {
+        kind,
+        server_id: None,
+        history: None,
+        previous_health: None,
+        summary: None,
+        accepted: None,
+        until: None,
+    };
+    let with_server = |kind| ChangeColumns {
+        server_id: Some("rs-1"),
+        history: Some(history(kind)),
+        ..bare(kind)
+    };
+    for columns in [bare("camera_moved"), with_server("server_renamed")] {
+        assert_eq!(
+            columns.decode().unwrap(),
+            Change::Unknown {
+                kind: columns.kind.into()
+            }
+        );
+    }
+    assert!(
+        bare("recovered")
+            .decode()
+            .unwrap_err()
+            .to_string()
+            .contains("without its")
+    );
+    assert!(HistoryColumns::is_known_kind("condition_opened"));
+    assert!(!HistoryColumns::is_known_kind("server_renamed"));
+
+    let reseller = crate::ids::ResellerId::new("alpha").unwrap();
+    let event = |change| crate::feed::ChangeEvent {
+        id: crate::feed::EventId(1),
+        at: Timestamp::from_millis(0),
+        slc: crate::ids::Slc::new("M01-C01-0001").unwrap(),
+        reseller: reseller.clone(),
+        change,
+    };
+    let filter = crate::feed::ChangeFilter {
+        reseller: reseller.clone(),
+        slc: None,
+    };
+    assert!(filter.matches(&event(Change::Labels)));
+    assert!(!filter.matches(&event(Change::Unknown {
+        kind: "camera_moved".into()
+    })));
 }
 
 #[test]

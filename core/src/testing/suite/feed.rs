@@ -42,6 +42,7 @@ fn describe(e: &ChangeEvent) -> String {
             HistoryKind::Resumed { .. } => format!("{server} resumed"),
         },
         Change::Registered => "registered".into(),
+        Change::Unknown { kind } => format!("unknown {kind}"),
         Change::Labels => "labels".into(),
         Change::Removed => "removed".into(),
         Change::Consent { accepted } => format!("consent {accepted}"),

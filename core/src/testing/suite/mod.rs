@@ -20,6 +20,7 @@ mod availability;
 mod details;
 mod durability;
 mod feed;
+mod forward;
 mod ingest;
 mod label_order;
 mod labels;
@@ -42,6 +43,7 @@ mod by_name {
     pub(super) use super::details::*;
     pub(super) use super::durability::*;
     pub(super) use super::feed::*;
+    pub(super) use super::forward::*;
     pub(super) use super::ingest::*;
     pub(super) use super::label_order::*;
     pub(super) use super::labels::*;
