@@ -12,8 +12,10 @@ pub struct DecommissionArgs {
     connection: Connection,
     /// The installation.
     slc: String,
-    /// The recording server's id.
-    server: String,
+    /// The recording server's id. (Not named `server`: that is the
+    /// connection's `--server`, and clap refuses two arguments of one name.)
+    #[arg(value_name = "SERVER")]
+    recording_server: String,
 }
 
 pub async fn run(args: DecommissionArgs) -> CliResult {
@@ -22,7 +24,7 @@ pub async fn run(args: DecommissionArgs) -> CliResult {
     let changed = client
         .decommission_server(proto::DecommissionServerRequest {
             slc: args.slc.clone(),
-            recording_server_id: args.server.clone(),
+            recording_server_id: args.recording_server.clone(),
         })
         .await?
         .into_inner()
@@ -31,12 +33,12 @@ pub async fn run(args: DecommissionArgs) -> CliResult {
     if changed {
         println!(
             "recording server {} of {slc} decommissioned: it no longer counts for health; a message from it brings it back",
-            args.server
+            args.recording_server
         );
     } else {
         println!(
             "recording server {} of {slc} was decommissioned already",
-            args.server
+            args.recording_server
         );
     }
     Ok(())

@@ -125,23 +125,60 @@ pub fn failure(error: &(dyn std::error::Error + 'static)) -> (String, u8) {
         };
         return (message, code);
     }
-    // A store that cannot be reached (serve's database at start): the same
-    // "try again later" as a server's UNAVAILABLE.
-    let code = match error.downcast_ref::<carewatch_core::Error>() {
+    // A store that cannot be reached (serve's database at start), or a
+    // server that does not answer (not running, restarting): the same "try
+    // again later" as a server's UNAVAILABLE.
+    // (A store's error says itself whether it is worth retrying.)
+    let core_error = error.downcast_ref::<carewatch_core::Error>();
+    let unreachable = core_error.is_none()
+        && causes(error).any(|e| {
+            e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| is_unreachable(io.kind()))
+        });
+    let code = match core_error {
         Some(e) if e.is_retryable() => EXIT_TRY_AGAIN,
+        _ if unreachable => EXIT_TRY_AGAIN,
         _ => 1,
     };
     let mut message = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
+    for inner in causes(error).skip(1) {
         let said = inner.to_string();
         if !message.contains(&said) {
             message.push_str(": ");
             message.push_str(&said);
         }
-        cause = inner.source();
+    }
+    if unreachable {
+        message.push_str(" (unavailable)");
     }
     (message, code)
+}
+
+/// `error` and its sources, outermost first.
+fn causes<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| e.source())
+}
+
+/// A connection that failed this way may work later: nobody listening
+/// (yet), or the network in between.
+fn is_unreachable(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::{
+        AddrNotAvailable, ConnectionAborted, ConnectionRefused, ConnectionReset, HostUnreachable,
+        NetworkUnreachable, NotConnected, TimedOut,
+    };
+    matches!(
+        kind,
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | TimedOut
+            | AddrNotAvailable
+            | HostUnreachable
+            | NetworkUnreachable
+    )
 }
 
 /// A command whose output is piped into `head` or `less` stops when the
@@ -260,6 +297,31 @@ pub fn parse_period(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every subcommand's arguments are valid clap definitions: a clash
+    /// (`decommission`'s positional `server` and the connection's
+    /// `--server`) made the command panic on every use, `--help` included.
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[tokio::test]
+    async fn a_server_nobody_answers_at_is_worth_trying_again() {
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let error = carewatch_grpc::client::connect(&format!("http://127.0.0.1:{port}"), None)
+            .await
+            .expect_err("nobody listens");
+        let (said, code) = failure(&error);
+        assert_eq!(code, EXIT_TRY_AGAIN, "{said}");
+        assert!(said.ends_with("(unavailable)"), "{said}");
+        assert!(said.contains("refused"), "{said}");
+    }
 
     #[test]
     fn a_failure_names_the_refusal_s_code_or_the_causes() {
