@@ -132,6 +132,12 @@ pub fn parse_token(token: &str) -> Result<PresentedToken> {
             "malformed token: the secret part is not 64 hex digits",
         ));
     }
+    // Before the name: an API token's middle part is its id, not a name.
+    if kind == crate::team::API_TOKEN_PREFIX {
+        return Err(refuse(
+            "an API token (cwa.) opens the JSON API (/api/v1) only; gRPC and the CLI take the reseller token (cwr.)",
+        ));
+    }
     let name = ResellerId::new(name).map_err(|_| refuse("malformed token: invalid name"))?;
     let principal = match kind {
         "cwr" => Principal::Reseller(name),
@@ -358,6 +364,17 @@ mod tests {
                 "echoed: {err}"
             );
         }
+    }
+
+    /// An API token given where a reseller token is wanted is named as
+    /// such (it read "malformed token: unknown token kind").
+    #[test]
+    fn an_api_token_is_told_where_it_works() {
+        let token = format!("cwa.0123456789abcdef.{}", "ab".repeat(32));
+        let err = parse_token(&token).unwrap_err();
+        assert!(matches!(err, Error::Unauthenticated { .. }));
+        assert!(err.to_string().contains("JSON API"), "{err}");
+        assert!(!err.to_string().contains(&"ab".repeat(32)), "echoed: {err}");
     }
 
     #[test]

@@ -89,9 +89,9 @@ impl Resolve for PublicOnly {
             // the server's resolver knows.
             let not_public = || {
                 format!(
-                    "{host} does not resolve to a public address: not reached (private, \
-                     loopback and link-local ones only if the operator allows them: \
-                     carewatch serve --allow-private-webhooks)"
+                    "{host} is not reached: the name is unknown, or its addresses are \
+                     private, loopback or link-local ones (reached only if the operator \
+                     allows them: carewatch serve --allow-private-webhooks)"
                 )
             };
             let Ok(found) = tokio::net::lookup_host((host.as_str(), 0)).await else {

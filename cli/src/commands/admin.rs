@@ -90,8 +90,8 @@ enum Action {
     History {
         /// Software License Code.
         slc: String,
-        /// At most this many events (up to 1,000).
-        #[arg(long, default_value_t = 100)]
+        /// At most this many events (1 to 1,000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
     },
     /// Show the audit log, newest first: who did what, when.
@@ -102,8 +102,8 @@ enum Action {
         /// Entries older than this id (the last id of the previous page).
         #[arg(long)]
         before: Option<u64>,
-        /// At most this many (up to 500).
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (1 to 500).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
         limit: u32,
     },
     /// Issue a new installation key; prints it once (cwk1:<id>:<hex>).
@@ -367,10 +367,17 @@ fn print_reseal(report: &proto::ResealSecretsResponse) {
     }
 }
 
+/// The refusal of `text` as a date (printed with its code, as a server's).
+fn not_a_date(text: &str) -> carewatch_core::Error {
+    carewatch_core::Error::InvalidInput {
+        field: "date",
+        reason: format!("{text:?}: expected e.g. 2027-12-31T23:59:59Z or 2027-12-31"),
+    }
+}
+
 /// Parses `YYYY-MM-DDTHH:MM[:SS]Z` or a plain `YYYY-MM-DD` (midnight), UTC.
 pub(crate) fn parse_utc(text: &str) -> CliResult<prost_types::Timestamp> {
-    let at = Timestamp::parse_utc(text)
-        .ok_or_else(|| format!("{text:?}: expected e.g. 2027-12-31T23:59:59Z or 2027-12-31"))?;
+    let at = Timestamp::parse_utc(text).ok_or_else(|| not_a_date(text))?;
     Ok(prost_types::Timestamp {
         seconds: at.as_millis().div_euclid(1000),
         nanos: 0,
@@ -380,8 +387,7 @@ pub(crate) fn parse_utc(text: &str) -> CliResult<prost_types::Timestamp> {
 /// When a subscription given as `text` ends: a plain date covers the whole
 /// of that day (UTC), as a contract's "valid until 31 December" does.
 fn subscription_end(text: &str) -> CliResult<prost_types::Timestamp> {
-    let end = Timestamp::parse_utc_end(text)
-        .ok_or_else(|| format!("{text:?}: expected e.g. 2027-12-31T23:59:59Z or 2027-12-31"))?;
+    let end = Timestamp::parse_utc_end(text).ok_or_else(|| not_a_date(text))?;
     Ok(prost_types::Timestamp {
         seconds: end.as_millis().div_euclid(1000),
         nanos: 0,

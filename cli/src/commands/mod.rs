@@ -148,7 +148,9 @@ pub fn failure(error: &(dyn std::error::Error + 'static)) -> (String, u8) {
             message.push_str(&said);
         }
     }
-    if unreachable {
+    if let Some(e) = core_error {
+        message.push_str(&format!(" ({})", e.code()));
+    } else if unreachable {
         message.push_str(" (unavailable)");
     }
     (message, code)
@@ -285,6 +287,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long"))
 }
 
+/// [`parse_duration`] for `serve --audit-retention`: 0 (for ever) or at
+/// least a day (what the service keeps at least; a shorter value was
+/// silently taken as a day).
+pub fn parse_audit_retention(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() || d >= Duration::from_secs(86_400) => Ok(d),
+        _ => Err(format!(
+            "{text:?}: audit records are kept at least a day (1d); 0 keeps them for ever"
+        )),
+    }
+}
+
 /// [`parse_duration`], not zero: a period something repeats at (a zero
 /// interval panicked the timer).
 pub fn parse_period(text: &str) -> Result<Duration, String> {
@@ -324,6 +338,16 @@ mod tests {
     }
 
     #[test]
+    fn an_audit_retention_is_a_day_or_more_or_for_ever() {
+        assert_eq!(parse_audit_retention("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_audit_retention("1d"), Ok(Duration::from_secs(86_400)));
+        for short in ["1s", "12h", "23h"] {
+            let refused = parse_audit_retention(short).expect_err(short);
+            assert!(refused.contains("at least a day"), "{refused}");
+        }
+    }
+
+    #[test]
     fn a_failure_names_the_refusal_s_code_or_the_causes() {
         let error = carewatch_grpc::status::to_status(carewatch_core::Error::NotFound {
             what: "installation M01-C01-0001".into(),
@@ -348,6 +372,11 @@ mod tests {
             std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"),
         );
         assert_eq!(failure(&unreachable).1, EXIT_TRY_AGAIN);
+        // The command's own checks name their code too.
+        let date = admin::parse_utc("notadate").expect_err("not a date");
+        let (said, code) = failure(date.as_ref());
+        assert!(said.ends_with("(invalid_input)"), "{said}");
+        assert_eq!(code, 1);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub struct NotificationsArgs {
     #[arg(long)]
     pending: bool,
     /// At most this many, newest first (1 to 500).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
     limit: u32,
 }
 

@@ -16,7 +16,7 @@ use carewatch_core::seal::key_file::{self, KeySource, MASTER_KEY_FILE};
 use carewatch_core::time::SystemClock;
 use carewatch_core::{Carewatch, Config};
 
-use super::{CliResult, parse_duration};
+use super::{CliResult, parse_audit_retention, parse_duration};
 use crate::store::{self, IfMissing, OpenOptions, StoreTarget};
 
 #[derive(Debug, clap::Args)]
@@ -99,7 +99,7 @@ pub struct ServeArgs {
     /// How long audit entries (who did what) are kept before they are
     /// deleted (checked every 10 minutes; at least a day); 0 keeps them
     /// for ever.
-    #[arg(long, default_value = "400d", value_parser = parse_duration)]
+    #[arg(long, default_value = "400d", value_parser = parse_audit_retention)]
     audit_retention: Duration,
     /// A recording server unavailable this long is shown as "probably
     /// removed" for the reseller to decommission (never dropped by itself);

@@ -180,8 +180,9 @@ pub async fn run(args: SimulateArgs) -> CliResult {
     let mut faults = faults.into_iter().peekable();
     let mut tick = tokio::time::interval(args.interval);
     let (mut accepted, mut refused) = (0usize, 0usize);
-    while start.elapsed() < args.duration {
-        tick.tick().await;
+    let end = start + args.duration;
+    // The run ends at `end`, not at the first tick after it.
+    while tokio::time::timeout_at(end, tick.tick()).await.is_ok() {
         while let Some(fault) = faults.next_if(|f| f.after <= start.elapsed()) {
             apply(&mut fleet, &fault)?;
         }

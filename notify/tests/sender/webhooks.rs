@@ -77,6 +77,17 @@ async fn a_webhook_to_a_private_address_is_refused_unless_allowed() {
         matches!(&refused, Attempt::Unreachable(e) if e.contains("private")),
         "{refused:?}"
     );
+    // A name that does not exist gets the same answer (which internal
+    // names the server knows is not told), which says it may be unknown:
+    // it read as if the name had a private address.
+    let unknown = opened(Destination::Webhook {
+        url: "http://nothing.invalid/hooks".into(),
+    });
+    let refused = public_only.send(&unknown, &entry).await;
+    assert!(
+        matches!(&refused, Attempt::Unreachable(e) if e.contains("the name is unknown")),
+        "{refused:?}"
+    );
     for url in [
         "http://10.0.0.1:9/hooks",
         "http://169.254.169.254/latest/meta-data",
