@@ -100,6 +100,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "api token expiry",
         include_str!("../migrations/0020_api_token_expiry.sql"),
     ),
+    (
+        21,
+        "outbox held until, audit log by time",
+        include_str!("../migrations/0021_outbox_held_audit_at.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0017_maintenance_deleted_at.sql"),
     include_str!("../migrations/0018_master_key_check.sql"),
     include_str!("../migrations/0019_api_token_expiry.sql"),
+    include_str!("../migrations/0020_outbox_held_audit_at.sql"),
 ];
 
 /// Applies the migrations this database has not had yet, each in a transaction.

@@ -188,26 +188,29 @@ pub fn in_maintenance(
         .max()
 }
 
-/// Longest chain of windows [`maintenance_ends`] follows: windows are
-/// bounded per scope, so this is never reached by a real chain.
-const CHAINED_WINDOWS_FOLLOWED: usize = 64;
+/// How far [`maintenance_ends`] follows windows that take over from one
+/// another: a window repeating as often as it lasts (allowed) never ends.
+const MAINTENANCE_FOLLOWED_FOR: Duration = Duration::from_secs(366 * 86_400);
 
 /// When the maintenance covering `slc` at `at` ends, following windows that
-/// begin by the time the one before ends; `None` if it is not in
+/// begin by the time the one before ends (at most a year and a day past
+/// `at`: maintenance with no end ends there); `None` if it is not in
 /// maintenance at `at`.
 pub fn maintenance_ends(
     windows: &[MaintenanceWindow],
     slc: &Slc,
     at: Timestamp,
 ) -> Option<Timestamp> {
+    let horizon = at.saturating_add(MAINTENANCE_FOLLOWED_FOR);
     let mut end = in_maintenance(windows, slc, at)?;
-    for _ in 0..CHAINED_WINDOWS_FOLLOWED {
+    // Each turn moves `end` on by at least a minute (the shortest window).
+    while end < horizon {
         match in_maintenance(windows, slc, end) {
             Some(later) if later > end => end = later,
             _ => break,
         }
     }
-    Some(end)
+    Some(end.min(horizon))
 }
 
 #[cfg(test)]
@@ -282,6 +285,13 @@ mod tests {
         assert_eq!(maintenance_ends(&windows, &slc, t(1300)), Some(t(1850)));
         assert_eq!(maintenance_ends(&windows, &slc, t(1850)), None);
         assert_eq!(maintenance_ends(&windows, &slc, t(2100)), Some(t(2600)));
+        // An hour every hour never ends: held for a year and a day (it
+        // ended after 65 hours, in the middle of the maintenance).
+        let endless = [window(None, 0, 3600, Some(3600))];
+        assert_eq!(
+            maintenance_ends(&endless, &slc, t(100)),
+            Some(t(100 + 366 * 86_400))
+        );
     }
 
     #[test]

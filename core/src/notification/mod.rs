@@ -537,9 +537,11 @@ impl NotifierCommit {
 }
 
 impl NewOutboxEntry {
-    /// Whether it waits before its first attempt: then it is not claimed as
-    /// it is written (nobody sends it at once), and deleting the
-    /// maintenance window it waits for makes it due.
+    /// Whether it waits before its first attempt (until a maintenance
+    /// window over its installation ends): then it is not claimed as it is
+    /// written (nobody sends it at once), and the store keeps when it is
+    /// held until, so that deleting a window moves it to the end of the
+    /// maintenance left, or makes it due.
     pub fn held(&self) -> bool {
         self.first_attempt_at > self.created_at
     }

@@ -138,9 +138,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// team's (`query.team`), older than `query.before`, at most
     /// `query.limit`.
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
-    /// Deletes audit entries recorded before `before`, oldest first, at
-    /// most `limit`; returns how many. Maintenance calls it for the audit
-    /// retention.
+    /// Deletes audit entries recorded before `before` (by their `at`),
+    /// oldest first, at most `limit`; returns how many. Maintenance calls
+    /// it for the audit retention.
     async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64>;
     /// Retires a recording server at `at` with [`rules::decommission`]: its
     /// open conditions resolved, its history entry, the installation's line
@@ -402,8 +402,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// deleted at `at`; a deleted one is `NotFound`) and, in the same transaction,
     /// makes the notification states it may have muted (the reseller's, of
     /// the window's installation or all) due at `at`: they were due at its
-    /// end, and would otherwise stay muted until then. `NotFound` if it has
-    /// no such window.
+    /// end, and would otherwise stay muted until then. Outbox entries held
+    /// for maintenance ([`crate::notification::NewOutboxEntry::held`]) of
+    /// that scope are moved to the end of the maintenance still in force
+    /// over their installation ([`maintenance_ends`] over the windows
+    /// left), or to `at`. `NotFound` if it has no such window.
+    ///
+    /// [`maintenance_ends`]: crate::notification::maintenance::maintenance_ends
     async fn delete_maintenance(
         &self,
         reseller: &ResellerId,

@@ -4,7 +4,7 @@
 
 use carewatch_core::Error;
 use carewatch_core::ids::{ResellerId, Slc};
-use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId, maintenance_ends};
 use carewatch_core::store::limits;
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
@@ -188,25 +188,54 @@ pub(crate) async fn delete_maintenance(
     release_held(c, reseller, slc.as_deref(), at).await
 }
 
-/// Makes `reseller`'s entries held until a maintenance window's end
-/// (`NewOutboxEntry::held`: pending, unclaimed, never tried, due later)
-/// about `slc` (all for `None`) due at `at`. An entry an unusable SMTP
-/// setting deferred looks the same: tried again now, it is deferred again.
+/// Moves `reseller`'s entries held for maintenance (`held_until`) about
+/// `slc` (all for `None`) to the end of the maintenance still in force
+/// over their installation once a window is deleted at `at`, or to `at`
+/// if none is.
 async fn release_held(
     c: &mut PgConnection,
     reseller: &ResellerId,
     slc: Option<&str>,
     at: Timestamp,
 ) -> DbResult<()> {
-    query(
-        "UPDATE outbox SET next_attempt_at = $1
-         WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at > $1
-           AND attempts = 0 AND claimed_by IS NULL
-           AND reseller_id = $2 AND ($3::text IS NULL OR slc = $3)",
+    let held = query(
+        "SELECT id, slc FROM outbox
+         WHERE held_until > $1 AND delivered_at IS NULL AND failed_at IS NULL
+           AND reseller_id = $2 AND ($3::text IS NULL OR slc = $3)
+         ORDER BY id FOR UPDATE",
     )
     .bind(at.as_millis())
     .bind(reseller.as_str())
     .bind(slc)
+    .fetch_all(&mut *c)
+    .await?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    let windows = maintenance_windows(c, Some(reseller), None).await?;
+    let mut ids = Vec::with_capacity(held.len());
+    let mut nexts = Vec::with_capacity(held.len());
+    let mut untils = Vec::with_capacity(held.len());
+    for row in &held {
+        let id: i64 = col(row, 0)?;
+        let slc: Option<String> = col(row, 1)?;
+        let until = match slc {
+            Some(slc) => maintenance_ends(&windows, &codec::slc(&slc)?, at),
+            None => None,
+        };
+        ids.push(id);
+        nexts.push(until.unwrap_or(at).as_millis());
+        untils.push(until.map(Timestamp::as_millis));
+    }
+    query(
+        "UPDATE outbox o SET next_attempt_at = h.next_attempt_at, held_until = h.held_until
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[])
+             AS h (id, next_attempt_at, held_until)
+         WHERE o.id = h.id",
+    )
+    .bind(ids)
+    .bind(nexts)
+    .bind(untils)
     .execute(&mut *c)
     .await?;
     Ok(())

@@ -420,10 +420,11 @@ impl Writable {
 macro_rules! insert_outbox_sql {
     () => {
         "INSERT INTO outbox (channel_id, reseller_id, slc, idempotency_key, body, created_at,
-             attempts, next_attempt_at, claimed_by, claimed_until)
+             attempts, next_attempt_at, claimed_by, claimed_until, held_until)
          SELECT e.channel_id, e.reseller_id, e.slc, e.idempotency_key, e.body, e.created_at,
              0, e.first_attempt_at,
-             CASE WHEN e.held THEN NULL ELSE $7 END, CASE WHEN e.held THEN NULL ELSE $8 END
+             CASE WHEN e.held THEN NULL ELSE $7 END, CASE WHEN e.held THEN NULL ELSE $8 END,
+             CASE WHEN e.held THEN e.first_attempt_at END
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
                  $9::bigint[], $10::boolean[])
              WITH ORDINALITY AS e (channel_id, reseller_id, slc, idempotency_key, body, created_at,

@@ -33,10 +33,7 @@ pub(crate) async fn prune_outbox(
     Ok(done.rows_affected())
 }
 
-/// See `Store::prune_audit`. Entries are numbered in the order they were
-/// recorded: the oldest ids up to the first entry recorded since `before`
-/// (the scan walks the primary key from the oldest, visiting old entries
-/// only).
+/// See `Store::prune_audit`: the oldest by time, through `audit_log_at`.
 pub(crate) async fn prune_audit(
     c: &mut PgConnection,
     before: Timestamp,
@@ -44,11 +41,7 @@ pub(crate) async fn prune_audit(
 ) -> DbResult<u64> {
     let done = query(
         "DELETE FROM audit_log WHERE id IN (
-             SELECT id FROM audit_log
-             WHERE id < COALESCE(
-                     (SELECT id FROM audit_log WHERE at >= $1 ORDER BY id LIMIT 1),
-                     9223372036854775807)
-             ORDER BY id LIMIT $2)",
+             SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT $2)",
     )
     .bind(before.as_millis())
     .bind(i64::from(limit))

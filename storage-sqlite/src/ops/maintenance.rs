@@ -3,7 +3,7 @@
 //! of its store call.
 
 use carewatch_core::ids::{ResellerId, Slc};
-use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId};
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId, maintenance_ends};
 use carewatch_core::store::limits;
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
@@ -185,23 +185,50 @@ pub(crate) fn delete_maintenance(
     release_held(tx, reseller, slc.as_deref(), at)
 }
 
-/// Makes `reseller`'s entries held until a maintenance window's end
-/// (`NewOutboxEntry::held`: pending, unclaimed, never tried, due later)
-/// about `slc` (all for `None`) due at `at`. An entry an unusable SMTP
-/// setting deferred looks the same: tried again now, it is deferred again.
+/// Moves `reseller`'s entries held for maintenance (`held_until`) about
+/// `slc` (all for `None`) to the end of the maintenance still in force
+/// over their installation once a window is deleted at `at`, or to `at`
+/// if none is.
 fn release_held(
     tx: &Connection,
     reseller: &ResellerId,
     slc: Option<&str>,
     at: Timestamp,
 ) -> Result<()> {
-    tx.execute(
-        "UPDATE outbox SET next_attempt_at = ?1
-         WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at > ?1
-           AND attempts = 0 AND claimed_by IS NULL
-           AND reseller_id = ?2 AND (?3 IS NULL OR slc = ?3)",
-        params![at.as_millis(), reseller.as_str(), slc],
-    )
-    .map_err(map_err)?;
+    let held: Vec<(i64, Option<String>)> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT id, slc FROM outbox
+                 WHERE held_until > ?1 AND delivered_at IS NULL AND failed_at IS NULL
+                   AND reseller_id = ?2 AND (?3 IS NULL OR slc = ?3)",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![at.as_millis(), reseller.as_str(), slc], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(map_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
+    };
+    if held.is_empty() {
+        return Ok(());
+    }
+    let windows = maintenance_windows(tx, Some(reseller), None)?;
+    let mut update = tx
+        .prepare_cached("UPDATE outbox SET next_attempt_at = ?2, held_until = ?3 WHERE id = ?1")
+        .map_err(map_err)?;
+    for (id, slc) in held {
+        let until = match slc {
+            Some(slc) => maintenance_ends(&windows, &codec::slc(&slc)?, at),
+            None => None,
+        };
+        update
+            .execute(params![
+                id,
+                until.unwrap_or(at).as_millis(),
+                until.map(Timestamp::as_millis)
+            ])
+            .map_err(map_err)?;
+    }
     Ok(())
 }

@@ -413,8 +413,8 @@ fn insert_outbox(
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO outbox (channel_id, reseller_id, slc, idempotency_key, body, created_at,
-                 attempts, next_attempt_at, claimed_by, claimed_until)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?9, ?7, ?8)
+                 attempts, next_attempt_at, claimed_by, claimed_until, held_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?9, ?7, ?8, ?10)
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .map_err(map_err)?;
@@ -443,6 +443,7 @@ fn insert_outbox(
                 node,
                 until,
                 e.first_attempt_at.as_millis(),
+                e.held().then(|| e.first_attempt_at.as_millis()),
             ])
             .map_err(map_err)?;
         ids.push(if inserted == 1 {

@@ -30,18 +30,12 @@ pub(crate) fn prune_outbox(tx: &Connection, before: Timestamp, limit: u32) -> Re
     Ok(deleted as u64)
 }
 
-/// See `Store::prune_audit`. Entries are numbered in the order they were
-/// recorded: the oldest ids up to the first entry recorded since `before`
-/// (found by walking ids from the start, which visits only old entries).
+/// See `Store::prune_audit`: the oldest by time, through `audit_log_at`.
 pub(crate) fn prune_audit(tx: &Connection, before: Timestamp, limit: u32) -> Result<u64> {
     let deleted = tx
         .prepare_cached(
             "DELETE FROM audit_log WHERE id IN (
-                 SELECT id FROM audit_log
-                 WHERE id < COALESCE(
-                         (SELECT id FROM audit_log WHERE at >= ?1 ORDER BY id LIMIT 1),
-                         9223372036854775807)
-                 ORDER BY id LIMIT ?2)",
+                 SELECT id FROM audit_log WHERE at < ?1 ORDER BY at LIMIT ?2)",
         )
         .map_err(map_err)?
         .execute(params![before.as_millis(), limit])

@@ -438,7 +438,8 @@ pub(crate) async fn windows_are_bounded_per_installation(backend: &(impl TestBac
 
 /// Care Plus running out during a window over the installation is queued
 /// at once but held until the window ends (never handed to the node that
-/// queued it to send at once), or until the window is deleted.
+/// queued it to send at once). Deleting a window releases what it held, at
+/// once, unless another window still holds it.
 pub(crate) async fn an_expiry_during_maintenance_is_sent_when_the_window_ends(
     backend: &(impl TestBackend + ?Sized),
 ) {
@@ -454,12 +455,16 @@ pub(crate) async fn an_expiry_during_maintenance_is_sent_when_the_window_ends(
         beat(&fx, site, "rs-1", 1).await;
     }
     let mut windows = Vec::new();
-    for site in [&a, &b] {
+    for (slc, from, length) in [
+        (Some(&a.slc), 50, 600),
+        (Some(&b.slc), 50, 600),
+        (None, 100, 300),
+    ] {
         let window = fx
             .carewatch
-            .create_maintenance(&admin, Some(&site.slc), at(50), secs(600), None, "works")
+            .create_maintenance(&admin, slc, at(from), secs(length), None, "works")
             .await
-            .expect("a window from 50 to 650 s");
+            .expect("a window");
         windows.push(window);
     }
     to(110);
@@ -471,12 +476,15 @@ pub(crate) async fn an_expiry_during_maintenance_is_sent_when_the_window_ends(
         .expect("step");
     assert_eq!(step.queued, 2, "both expiries queued");
     assert!(step.claimed.is_empty(), "held: not sent at once");
-    let pending = outbox_of(&fx.store, &alpha, OutboxFilter::Pending).await;
-    assert_eq!(
-        pending
+    let held = || async {
+        outbox_of(&fx.store, &alpha, OutboxFilter::Pending)
+            .await
             .iter()
             .map(|e| (e.next_attempt_at, e.attempts))
-            .collect::<Vec<_>>(),
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        held().await,
         [(at(650), 0), (at(650), 0)],
         "held until the windows end"
     );
@@ -493,6 +501,14 @@ pub(crate) async fn an_expiry_during_maintenance_is_sent_when_the_window_ends(
             .collect::<Vec<_>>()
     };
     assert!(claim(110).await.is_empty(), "nothing during the windows");
+    // The window over all of them goes: each is still in its own.
+    to(150);
+    fx.carewatch
+        .delete_maintenance(&admin, &windows[2].id)
+        .await
+        .expect("the window over all deleted");
+    assert_eq!(held().await, [(at(650), 0), (at(650), 0)]);
+    assert!(claim(150).await.is_empty(), "still in their own windows");
     to(200);
     fx.carewatch
         .delete_maintenance(&admin, &windows[1].id)
