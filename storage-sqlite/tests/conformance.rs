@@ -48,6 +48,13 @@ impl TestDatabase for SqliteFile {
             rusqlite::params![at.as_millis(), slc.as_str(), kind, server_id],
         )
         .expect("appends a raw change");
+        if let Some(server) = server_id {
+            db.execute(
+                "INSERT INTO history (slc, at, server_id, kind) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![slc.as_str(), at.as_millis(), server, kind],
+            )
+            .expect("appends a raw history entry");
+        }
     }
 }
 

@@ -167,8 +167,8 @@ fn causes<'e>(
 /// (yet), or the network in between.
 fn is_unreachable(kind: std::io::ErrorKind) -> bool {
     use std::io::ErrorKind::{
-        AddrNotAvailable, ConnectionAborted, ConnectionRefused, ConnectionReset, HostUnreachable,
-        NetworkUnreachable, NotConnected, TimedOut,
+        ConnectionAborted, ConnectionRefused, ConnectionReset, HostUnreachable, NetworkUnreachable,
+        NotConnected, TimedOut,
     };
     matches!(
         kind,
@@ -177,7 +177,6 @@ fn is_unreachable(kind: std::io::ErrorKind) -> bool {
             | ConnectionAborted
             | NotConnected
             | TimedOut
-            | AddrNotAvailable
             | HostUnreachable
             | NetworkUnreachable
     )

@@ -181,8 +181,12 @@ pub async fn run(args: SimulateArgs) -> CliResult {
     let mut tick = tokio::time::interval(args.interval);
     let (mut accepted, mut refused) = (0usize, 0usize);
     let end = start + args.duration;
-    // The run ends at `end`, not at the first tick after it.
-    while tokio::time::timeout_at(end, tick.tick()).await.is_ok() {
+    // The run ends at `end`, not at the first tick after it; and also when
+    // rounds take longer than the interval (the tick is then always due,
+    // and timeout_at polls it before its deadline).
+    while tokio::time::Instant::now() < end
+        && tokio::time::timeout_at(end, tick.tick()).await.is_ok()
+    {
         while let Some(fault) = faults.next_if(|f| f.after <= start.elapsed()) {
             apply(&mut fleet, &fault)?;
         }

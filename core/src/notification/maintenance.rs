@@ -202,15 +202,37 @@ pub fn maintenance_ends(
     at: Timestamp,
 ) -> Option<Timestamp> {
     let horizon = at.saturating_add(MAINTENANCE_FOLLOWED_FOR);
-    let mut end = in_maintenance(windows, slc, at)?;
-    // Each turn moves `end` on by at least a minute (the shortest window).
+    let covering: Vec<MaintenanceWindow> =
+        windows.iter().filter(|w| w.covers(slc)).cloned().collect();
+    let mut end = in_maintenance(&covering, slc, at)?;
+    // Each turn moves `end` to the end of an occurrence of a covering
+    // window: bounded by their occurrences within the horizon (8,784 for
+    // one hourly window).
     while end < horizon {
-        match in_maintenance(windows, slc, end) {
+        match in_maintenance(&covering, slc, end) {
             Some(later) if later > end => end = later,
             _ => break,
         }
     }
     Some(end.min(horizon))
+}
+
+/// Until when a notice about `slc` queued at `queued` and held for
+/// maintenance is still held at `at`, over `windows` (what is left after a
+/// deletion): by the windows made by then (a window made later never held
+/// it), `None` when none holds it any more.
+pub fn held_until(
+    windows: &[MaintenanceWindow],
+    slc: &Slc,
+    queued: Timestamp,
+    at: Timestamp,
+) -> Option<Timestamp> {
+    let made_by_then: Vec<MaintenanceWindow> = windows
+        .iter()
+        .filter(|w| w.created_at <= queued)
+        .cloned()
+        .collect();
+    maintenance_ends(&made_by_then, slc, at)
 }
 
 #[cfg(test)]

@@ -40,8 +40,9 @@ pub trait TestDatabase: Send + Sync {
     async fn open(&self) -> Arc<dyn Store>;
 
     /// Appends a change-feed event of `kind` about `slc` at `at` with its
-    /// columns empty but for `server_id`, as a newer Carewatch sharing the
-    /// database might (a rolling upgrade). The backends' conformance runs
+    /// columns empty but for `server_id` (and, with a server, its history
+    /// entry), as a newer Carewatch sharing the database might (a rolling
+    /// upgrade). The backends' conformance runs
     /// implement it; other test databases never run the tests that call it.
     async fn append_raw_change(
         &self,

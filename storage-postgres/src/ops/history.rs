@@ -64,7 +64,9 @@ pub(crate) async fn full_history(
     .bind(i64::from(limit))
     .fetch_all(&mut *c)
     .await?;
-    rows.iter().map(event).collect()
+    rows.iter()
+        .filter_map(|row| event(row).transpose())
+        .collect()
 }
 
 /// Columns: at, server_id, kind, code, subject, duration_ms, missed.
@@ -75,7 +77,8 @@ macro_rules! history_columns {
 }
 pub(crate) use history_columns;
 
-pub(crate) fn event(row: &PgRow) -> DbResult<HistoryEvent> {
+/// A history row; `None` for a kind this version does not know (passed over).
+pub(crate) fn event(row: &PgRow) -> DbResult<Option<HistoryEvent>> {
     let kind: String = col(row, 2)?;
     let code: Option<String> = col(row, 3)?;
     let subject: Option<String> = col(row, 4)?;
@@ -86,11 +89,14 @@ pub(crate) fn event(row: &PgRow) -> DbResult<HistoryEvent> {
         duration_ms: col(row, 5)?,
         missed: col(row, 6)?,
     };
-    Ok(HistoryEvent {
+    let Some(kind) = columns.decode_known()? else {
+        return Ok(None);
+    };
+    Ok(Some(HistoryEvent {
         at: ts(col(row, 0)?),
         server: codec::server_id(&col::<String>(row, 1)?)?,
-        kind: columns.decode()?,
-    })
+        kind,
+    }))
 }
 
 /// [`record`] for several entries, in order: one statement for the feed

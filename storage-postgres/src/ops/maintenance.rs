@@ -4,7 +4,7 @@
 
 use carewatch_core::Error;
 use carewatch_core::ids::{ResellerId, Slc};
-use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId, maintenance_ends};
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId, held_until};
 use carewatch_core::store::limits;
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
@@ -189,9 +189,9 @@ pub(crate) async fn delete_maintenance(
 }
 
 /// Moves `reseller`'s entries held for maintenance (`held_until`) about
-/// `slc` (all for `None`) to the end of the maintenance still in force
-/// over their installation once a window is deleted at `at`, or to `at`
-/// if none is.
+/// `slc` (all for `None`) to the end of the maintenance still holding them
+/// once a window is deleted at `at` (`maintenance::held_until`), or to
+/// `at` if none is.
 async fn release_held(
     c: &mut PgConnection,
     reseller: &ResellerId,
@@ -199,10 +199,11 @@ async fn release_held(
     at: Timestamp,
 ) -> DbResult<()> {
     let held = query(
-        "SELECT id, slc FROM outbox
-         WHERE held_until > $1 AND delivered_at IS NULL AND failed_at IS NULL
-           AND reseller_id = $2 AND ($3::text IS NULL OR slc = $3)
-         ORDER BY id FOR UPDATE",
+        "SELECT id, slc, created_at FROM outbox
+         WHERE held_until IS NOT NULL AND delivered_at IS NULL AND failed_at IS NULL
+           AND reseller_id = $2 AND held_until > $1
+           AND attempts = 0 AND claimed_by IS NULL AND ($3::text IS NULL OR slc = $3)
+         ORDER BY id FOR NO KEY UPDATE",
     )
     .bind(at.as_millis())
     .bind(reseller.as_str())
@@ -219,8 +220,9 @@ async fn release_held(
     for row in &held {
         let id: i64 = col(row, 0)?;
         let slc: Option<String> = col(row, 1)?;
+        let created_at = ts(col(row, 2)?);
         let until = match slc {
-            Some(slc) => maintenance_ends(&windows, &codec::slc(&slc)?, at),
+            Some(slc) => held_until(&windows, &codec::slc(&slc)?, created_at, at),
             None => None,
         };
         ids.push(id);

@@ -407,7 +407,7 @@ pub(crate) async fn installation_detail(
         .fetch_all(&mut *c)
         .await?;
         rows.iter()
-            .map(history::event)
+            .filter_map(|row| history::event(row).transpose())
             .collect::<DbResult<Vec<_>>>()?
     };
     let mut detail = InstallationDetail {

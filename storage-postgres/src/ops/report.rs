@@ -231,7 +231,7 @@ pub(crate) async fn uptime_histories(
         let Some(&i) = index.get(&col::<String>(row, 7)?) else {
             continue;
         };
-        out[i].history.push(history::event(row)?);
+        out[i].history.extend(history::event(row)?);
     }
     Ok(out)
 }

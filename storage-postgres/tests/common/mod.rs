@@ -190,6 +190,16 @@ impl TestDatabase for Schema {
             .execute(&mut admin)
             .await
             .expect("appends a raw change");
+        if let Some(server) = server_id {
+            query("INSERT INTO history (slc, at, server_id, kind) VALUES ($1, $2, $3, $4)")
+                .bind(slc.as_str())
+                .bind(at.as_millis())
+                .bind(server)
+                .bind(kind)
+                .execute(&mut admin)
+                .await
+                .expect("appends a raw history entry");
+        }
     }
 }
 

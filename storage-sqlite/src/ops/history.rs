@@ -61,7 +61,7 @@ pub(crate) fn full_history(tx: &Connection, slc: &Slc, limit: u32) -> Result<Vec
     let mut rows = stmt.query(params![slc.as_str(), limit]).map_err(map_err)?;
     let mut events = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
-        events.push(event(row)?);
+        events.extend(event(row)?);
     }
     Ok(events)
 }
@@ -69,7 +69,8 @@ pub(crate) fn full_history(tx: &Connection, slc: &Slc, limit: u32) -> Result<Vec
 /// Columns: at, server_id, kind, code, subject, duration_ms, missed.
 pub(crate) const HISTORY_COLUMNS: &str = "at, server_id, kind, code, subject, duration_ms, missed";
 
-pub(crate) fn event(row: &Row<'_>) -> Result<HistoryEvent> {
+/// A history row; `None` for a kind this version does not know (passed over).
+pub(crate) fn event(row: &Row<'_>) -> Result<Option<HistoryEvent>> {
     let (kind, code, subject): (String, Option<String>, Option<String>) =
         (row.col(2)?, row.col(3)?, row.col(4)?);
     let columns = HistoryColumns {
@@ -79,9 +80,12 @@ pub(crate) fn event(row: &Row<'_>) -> Result<HistoryEvent> {
         duration_ms: row.col(5)?,
         missed: row.col(6)?,
     };
-    Ok(HistoryEvent {
+    let Some(kind) = columns.decode_known()? else {
+        return Ok(None);
+    };
+    Ok(Some(HistoryEvent {
         at: ts(row.col(0)?),
         server: codec::server_id(&row.col::<String>(1)?)?,
-        kind: columns.decode()?,
-    })
+        kind,
+    }))
 }

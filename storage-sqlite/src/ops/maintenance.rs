@@ -3,7 +3,7 @@
 //! of its store call.
 
 use carewatch_core::ids::{ResellerId, Slc};
-use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId, maintenance_ends};
+use carewatch_core::notification::maintenance::{MaintenanceWindow, WindowId, held_until};
 use carewatch_core::store::limits;
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
@@ -186,26 +186,27 @@ pub(crate) fn delete_maintenance(
 }
 
 /// Moves `reseller`'s entries held for maintenance (`held_until`) about
-/// `slc` (all for `None`) to the end of the maintenance still in force
-/// over their installation once a window is deleted at `at`, or to `at`
-/// if none is.
+/// `slc` (all for `None`) to the end of the maintenance still holding them
+/// once a window is deleted at `at` (`maintenance::held_until`), or to
+/// `at` if none is.
 fn release_held(
     tx: &Connection,
     reseller: &ResellerId,
     slc: Option<&str>,
     at: Timestamp,
 ) -> Result<()> {
-    let held: Vec<(i64, Option<String>)> = {
+    let held: Vec<(i64, Option<String>, i64)> = {
         let mut stmt = tx
             .prepare_cached(
-                "SELECT id, slc FROM outbox
-                 WHERE held_until > ?1 AND delivered_at IS NULL AND failed_at IS NULL
-                   AND reseller_id = ?2 AND (?3 IS NULL OR slc = ?3)",
+                "SELECT id, slc, created_at FROM outbox
+                 WHERE held_until IS NOT NULL AND delivered_at IS NULL AND failed_at IS NULL
+                   AND reseller_id = ?2 AND held_until > ?1
+                   AND attempts = 0 AND claimed_by IS NULL AND (?3 IS NULL OR slc = ?3)",
             )
             .map_err(map_err)?;
         let rows = stmt
             .query_map(params![at.as_millis(), reseller.as_str(), slc], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(map_err)?;
         rows.collect::<rusqlite::Result<_>>().map_err(map_err)?
@@ -217,9 +218,9 @@ fn release_held(
     let mut update = tx
         .prepare_cached("UPDATE outbox SET next_attempt_at = ?2, held_until = ?3 WHERE id = ?1")
         .map_err(map_err)?;
-    for (id, slc) in held {
+    for (id, slc, created_at) in held {
         let until = match slc {
-            Some(slc) => maintenance_ends(&windows, &codec::slc(&slc)?, at),
+            Some(slc) => held_until(&windows, &codec::slc(&slc)?, ts(created_at), at),
             None => None,
         };
         update

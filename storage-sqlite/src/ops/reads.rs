@@ -261,7 +261,7 @@ pub(crate) fn installation_detail(
             .query(params![slc.as_str(), history_limit])
             .map_err(map_err)?;
         while let Some(row) = rows.next().map_err(map_err)? {
-            events.push(history::event(row)?);
+            events.extend(history::event(row)?);
         }
     }
     let mut detail = InstallationDetail {

@@ -147,7 +147,7 @@ pub(crate) fn uptime_histories(
             let Some(&i) = index.get(&row.col::<String>(7)?) else {
                 continue;
             };
-            out[i].history.push(history::event(row)?);
+            out[i].history.extend(history::event(row)?);
         }
     }
     Ok(out)

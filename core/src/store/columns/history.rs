@@ -100,8 +100,9 @@ impl HistoryColumns<'_> {
         })
     }
 
-    /// Decodes the columns; `None` for a kind this version does not know.
-    fn decode_known(&self) -> Result<Option<HistoryKind>, Error> {
+    /// Decodes the columns; `None` for a kind this version does not know
+    /// (a newer Carewatch's, during a rolling upgrade: readers pass over it).
+    pub fn decode_known(&self) -> Result<Option<HistoryKind>, Error> {
         let code = || -> Result<ConditionCode, Error> {
             ConditionCode::parse(self.code.unwrap_or_default())
                 .map_err(|e| corrupt("condition code", e))

@@ -34,6 +34,12 @@ pub(crate) async fn change_kinds_a_newer_version_wrote_are_passed_over(
     };
     step().await;
     let before = fx.store.latest_change().await.expect("the head");
+    let history_before = fx
+        .carewatch
+        .full_history(&site.slc, 100)
+        .await
+        .expect("the full history reads")
+        .len();
     let now = fx.carewatch.now();
     db.append_raw_change(now, &site.slc, "camera_moved", None)
         .await;
@@ -70,4 +76,20 @@ pub(crate) async fn change_kinds_a_newer_version_wrote_are_passed_over(
         .expect("no error");
     assert_eq!(next.id, events[2].id, "the first known change after them");
     assert!(next.id <= last && next.id > EventId(before.0 + 2));
+
+    // Its history entry is passed over by the installation's page and the
+    // operator's full history (they failed on it): only the report's
+    // opened condition is new.
+    let detail = fx
+        .carewatch
+        .installation(&site.reseller, &site.slc)
+        .await
+        .expect("the installation's page reads");
+    let full = fx
+        .carewatch
+        .full_history(&site.slc, 100)
+        .await
+        .expect("the full history reads");
+    assert_eq!(full.len(), history_before + 1, "{full:?}");
+    assert_eq!(detail.history, full, "the same entries");
 }

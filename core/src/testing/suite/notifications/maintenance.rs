@@ -439,7 +439,7 @@ pub(crate) async fn windows_are_bounded_per_installation(backend: &(impl TestBac
 /// Care Plus running out during a window over the installation is queued
 /// at once but held until the window ends (never handed to the node that
 /// queued it to send at once). Deleting a window releases what it held, at
-/// once, unless another window still holds it.
+/// once, unless another window made before it was queued still holds it.
 pub(crate) async fn an_expiry_during_maintenance_is_sent_when_the_window_ends(
     backend: &(impl TestBackend + ?Sized),
 ) {
@@ -501,6 +501,13 @@ pub(crate) async fn an_expiry_during_maintenance_is_sent_when_the_window_ends(
             .collect::<Vec<_>>()
     };
     assert!(claim(110).await.is_empty(), "nothing during the windows");
+    // A window made after they were queued does not hold them (as for any
+    // notification queued before a window), even once another is deleted.
+    to(120);
+    fx.carewatch
+        .create_maintenance(&admin, Some(&a.slc), at(120), secs(900), None, "more works")
+        .await
+        .expect("a later window over a");
     // The window over all of them goes: each is still in its own.
     to(150);
     fx.carewatch
