@@ -103,8 +103,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// judged any more); one that makes them accepted again resumes them
     /// with [`ServerRecord::counted_from`] at `at`: the grace
     /// ([`rules::service_change`]), and makes its notification states due
-    /// at `at` (a problem not told while refused is owed). `NotFound` if
-    /// not registered.
+    /// at `at` (a problem not told while refused is owed). Care Plus
+    /// renewed gives up the installation's notices held until maintenance
+    /// ends ([`crate::feed::gives_up_held_notices`]: the notice that it
+    /// ended), failed with [`crate::feed::RENEWED_WHILE_HELD`]. `NotFound`
+    /// if not registered.
     async fn update_installation(
         &self,
         slc: &Slc,

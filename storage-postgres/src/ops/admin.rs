@@ -243,6 +243,18 @@ pub(crate) async fn update_installation(
     {
         super::feed::append(c, slc, at, &change).await?;
     }
+    if feed::gives_up_held_notices(update, &changed.installation, at) {
+        query(
+            "UPDATE outbox SET failed_at = $2, last_error = $3, held_until = NULL
+             WHERE slc = $1 AND held_until IS NOT NULL AND delivered_at IS NULL
+               AND failed_at IS NULL AND attempts = 0 AND claimed_by IS NULL",
+        )
+        .bind(slc.as_str())
+        .bind(at.as_millis())
+        .bind(feed::RENEWED_WHILE_HELD)
+        .execute(&mut *c)
+        .await?;
+    }
     Ok(changed.installation)
 }
 

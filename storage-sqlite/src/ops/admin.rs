@@ -216,6 +216,15 @@ pub(crate) fn update_installation(
     {
         super::feed::append(tx, slc, at, &change)?;
     }
+    if feed::gives_up_held_notices(update, &changed.installation, at) {
+        tx.execute(
+            "UPDATE outbox SET failed_at = ?2, last_error = ?3, held_until = NULL
+             WHERE slc = ?1 AND held_until IS NOT NULL AND delivered_at IS NULL
+               AND failed_at IS NULL AND attempts = 0 AND claimed_by IS NULL",
+            params![slc.as_str(), at.as_millis(), feed::RENEWED_WHILE_HELD],
+        )
+        .map_err(map_err)?;
+    }
     Ok(changed.installation)
 }
 

@@ -525,3 +525,69 @@ pub(crate) async fn an_expiry_during_maintenance_is_sent_when_the_window_ends(
     assert!(claim(649).await.is_empty(), "a's window still on");
     assert_eq!(claim(650).await, vec![a.slc.clone()], "a's when it ends");
 }
+
+/// Care Plus renewed while its notice that it ended is held for
+/// maintenance: the notice is no longer true and is given up unsent, with
+/// why; a change that leaves it ended keeps the notice.
+pub(crate) async fn a_renewal_gives_up_the_held_notice_that_care_plus_ended(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let (alpha, a, _, admin) = two_sites_on_call(&fx).await;
+    let (at, to) = seconds_from_now(&fx);
+    fx.carewatch
+        .set_subscription(&a.slc, Some(at(100)))
+        .await
+        .expect("Care Plus until 100 s");
+    beat(&fx, &a, "rs-1", 1).await;
+    fx.carewatch
+        .create_maintenance(&admin, Some(&a.slc), at(50), secs(600), None, "works")
+        .await
+        .expect("a window from 50 to 650 s");
+    to(110);
+    fx.carewatch.sweep().await.expect("sweep");
+    assert_eq!(
+        fx.carewatch.notify_step().await.expect("step").queued,
+        1,
+        "the notice, held"
+    );
+    to(150);
+    fx.carewatch
+        .set_subscription(&a.slc, Some(at(120)))
+        .await
+        .expect("a change that leaves it ended");
+    assert_eq!(
+        outbox_of(&fx.store, &alpha, OutboxFilter::Pending)
+            .await
+            .len(),
+        1,
+        "still true: still held"
+    );
+    to(200);
+    fx.carewatch
+        .set_subscription(&a.slc, Some(at(86_400)))
+        .await
+        .expect("renewed");
+    assert!(
+        outbox_of(&fx.store, &alpha, OutboxFilter::Pending)
+            .await
+            .is_empty(),
+        "nothing left to send"
+    );
+    let failed = outbox_of(&fx.store, &alpha, OutboxFilter::Failed).await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].failed_at, Some(at(200)));
+    assert_eq!(
+        failed[0].last_error.as_deref(),
+        Some(crate::feed::RENEWED_WHILE_HELD)
+    );
+    assert!(
+        fx.store
+            .claim_deliveries("node-x", at(650), secs(60), 100)
+            .await
+            .expect("claims")
+            .is_empty(),
+        "nothing sent when the window ends"
+    );
+}
