@@ -259,16 +259,18 @@ impl Connection {
     }
 }
 
-/// Parses `500ms`, `30s`, `5m`, `2h`, `1d`.
+/// Parses `500ms`, `30s`, `5m`, `2h`, `1d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number and a unit, e.g. 30s"))?;
+    let n: u64 = number.parse().map_err(|_| {
+        format!(
+            "{text:?}: expected a number and a unit (ms, s, m, h or d; none is seconds), e.g. 30s"
+        )
+    })?;
     let ms = match unit {
         "ms" => 1,
         "s" | "" => 1000,
