@@ -50,6 +50,20 @@ macro_rules! value {
 }
 pub(crate) use value;
 
+/// A whole number a Python int gives for `field` (a count, an id, a
+/// sequence number): one outside `T`'s range, a negative one say, is
+/// refused as `InvalidInput` naming the field, like any other bad value
+/// (it raised Python's bare `OverflowError`, with no code).
+pub fn whole<T: TryFrom<i128>>(py: Python<'_>, value: i128, field: &'static str) -> PyResult<T> {
+    T::try_from(value).map_err(|_| {
+        invalid(
+            py,
+            field,
+            format!("{value} is out of range: use a whole number from 0 up"),
+        )
+    })
+}
+
 fn invalid(py: Python<'_>, field: &'static str, reason: String) -> PyErr {
     crate::errors::to_py(py, &Error::InvalidInput { field, reason })
 }

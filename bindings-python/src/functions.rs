@@ -30,10 +30,11 @@ pub fn evaluate<'py>(
     last_seen: Option<Bound<'py, PyAny>>,
     now: Bound<'py, PyAny>,
     interval: Option<Bound<'py, PyAny>>,
-    unavailable_after: u32,
+    unavailable_after: i128,
     jitter_tolerance: Option<Bound<'py, PyAny>>,
     downtime: Option<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let unavailable_after: u32 = convert::whole(py, unavailable_after, "unavailable_after")?;
     let last_seen = last_seen
         .map(|at| timestamp(&at, "last_seen"))
         .transpose()?;
@@ -83,8 +84,9 @@ pub fn seal_heartbeat<'py>(
     key: &str,
     slc: &str,
     server: &str,
-    sequence: u64,
+    sequence: i128,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let sequence: u64 = convert::whole(py, sequence, "sequence")?;
     let s = Sender::parse(py, key, slc, server)?;
     sealed_message(
         py,
@@ -100,9 +102,10 @@ pub fn seal_status<'py>(
     key: &str,
     slc: &str,
     server: &str,
-    sequence: u64,
+    sequence: i128,
     conditions: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let sequence: u64 = convert::whole(py, sequence, "sequence")?;
     let s = Sender::parse(py, key, slc, server)?;
     let conditions = conditions
         .try_iter()?
@@ -124,9 +127,10 @@ pub fn seal_message<'py>(
     slc: &str,
     server: &str,
     kind: Bound<'py, PyAny>,
-    sequence: u64,
+    sequence: i128,
     plaintext: &[u8],
 ) -> PyResult<Bound<'py, PyAny>> {
+    let sequence: u64 = convert::whole(py, sequence, "sequence")?;
     let s = Sender::parse(py, key, slc, server)?;
     let kind = to_message_kind(&kind)?;
     let binding = Binding {
@@ -194,10 +198,11 @@ pub fn generate_master_key() -> String {
 /// (a real installation's key comes from ``Carewatch.issue_installation_key``).
 #[pyfunction]
 #[pyo3(signature = (key_id=1))]
-pub fn generate_installation_key(key_id: u32) -> String {
-    InstallationKey::generate(KeyId::new(key_id))
+pub fn generate_installation_key(py: Python<'_>, key_id: i128) -> PyResult<String> {
+    let key_id: u32 = convert::whole(py, key_id, "key_id")?;
+    Ok(InstallationKey::generate(KeyId::new(key_id))
         .to_text()
-        .to_string()
+        .to_string())
 }
 
 /// Every condition code this version knows: ``(code, severity, description)``

@@ -20,7 +20,7 @@ use carewatch_core::{Carewatch as Service, Config};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use crate::convert::{datetime, duration, installation, timedelta, timestamp};
+use crate::convert::{self, datetime, duration, installation, timedelta, timestamp};
 use crate::errors::OrRaise;
 use crate::records;
 use crate::runtime::{OpenedIn, block_on};
@@ -85,11 +85,12 @@ impl Carewatch {
         master_key: Option<String>,
         schema: Option<String>,
         heartbeat_interval: Option<Bound<'_, PyAny>>,
-        unavailable_after: u32,
+        unavailable_after: i128,
         jitter_tolerance: Option<Bound<'_, PyAny>>,
         node_id: Option<String>,
         previous_master_keys: Option<Vec<String>>,
     ) -> PyResult<Self> {
+        let unavailable_after: u32 = convert::whole(py, unavailable_after, "unavailable_after")?;
         let previous = previous_master_keys
             .unwrap_or_default()
             .iter()
@@ -233,9 +234,13 @@ impl Carewatch {
         &self,
         py: Python<'py>,
         team: Option<&str>,
-        before: Option<u64>,
-        limit: u32,
+        before: Option<i128>,
+        limit: i128,
     ) -> PyResult<Bound<'py, PyList>> {
+        let before: Option<u64> = before
+            .map(|b| convert::whole(py, b, "before"))
+            .transpose()?;
+        let limit: u32 = convert::whole(py, limit, "limit")?;
         let team = team.map(ResellerId::new).transpose().or_raise(py)?;
         let entries = self.block_on(py, self.service.audit_log(team.as_ref(), before, limit))?;
         let items = entries
@@ -273,8 +278,9 @@ impl Carewatch {
         &self,
         py: Python<'py>,
         slc: &str,
-        limit: u32,
+        limit: i128,
     ) -> PyResult<Bound<'py, PyList>> {
+        let limit: u32 = convert::whole(py, limit, "limit")?;
         let slc = Slc::new(slc).or_raise(py)?;
         let events = self.block_on(py, self.service.full_history(&slc, limit))?;
         let items = events
@@ -355,7 +361,8 @@ impl Carewatch {
     }
 
     /// Retires a key: messages sealed with it are refused from now on.
-    fn retire_installation_key(&self, py: Python<'_>, slc: &str, key_id: u32) -> PyResult<()> {
+    fn retire_installation_key(&self, py: Python<'_>, slc: &str, key_id: i128) -> PyResult<()> {
+        let key_id: u32 = convert::whole(py, key_id, "key_id")?;
         let slc = Slc::new(slc).or_raise(py)?;
         self.block_on(
             py,
@@ -396,12 +403,13 @@ impl Carewatch {
         py: Python<'py>,
         reseller: &str,
         include_healthy: bool,
-        page_size: u32,
+        page_size: i128,
         after: Option<&str>,
         search: Option<String>,
         health: Option<&str>,
         sort: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let page_size: u32 = convert::whole(py, page_size, "page_size")?;
         let reseller = self.reseller(py, reseller)?;
         let query = OverviewQuery {
             include_healthy,
@@ -471,9 +479,12 @@ impl Carewatch {
         py: Python<'py>,
         reseller: &str,
         month: Option<&str>,
-        last_days: Option<u32>,
+        last_days: Option<i128>,
         slc: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let last_days: Option<u32> = last_days
+            .map(|d| convert::whole(py, d, "last_days"))
+            .transpose()?;
         let reseller = self.reseller(py, reseller)?;
         let period = match (month, last_days) {
             (Some(month), None) => Period::parse_month(month),
@@ -530,9 +541,10 @@ impl Carewatch {
         py: Python<'_>,
         reseller: &str,
         slc: Option<&str>,
-        after: Option<u64>,
+        after: Option<i128>,
         all_changes: bool,
     ) -> PyResult<Watch> {
+        let after: Option<u64> = after.map(|a| convert::whole(py, a, "after")).transpose()?;
         let reseller = self.reseller(py, reseller)?;
         let slc = slc.map(Slc::new).transpose().or_raise(py)?;
         let stream = self.block_on(

@@ -357,3 +357,33 @@ def test_a_url_that_is_not_postgres_is_refused_without_its_password(tmp_path: Pa
             carewatch.Carewatch.open(url, master_key=key)
         assert "s3cret" not in str(raised.value)
         assert not raised.value.retryable
+
+
+def test_a_negative_count_or_id_is_invalid_input_naming_it(site: Site, tmp_path: Path) -> None:
+    # They raised Python's bare OverflowError, with no code.
+    cw = site.cw
+    refusals: List[Callable[[], object]] = [
+        lambda: cw.overview(site.reseller, page_size=-1),
+        lambda: cw.watch(site.reseller, after=-1),
+        lambda: cw.audit_log(limit=-1),
+        lambda: cw.audit_log(before=-1),
+        lambda: cw.full_history(site.slc, limit=-1),
+        lambda: cw.retire_installation_key(site.slc, -1),
+        lambda: cw.uptime_report(site.reseller, last_days=-1),
+        lambda: carewatch.seal_heartbeat(site.key, site.slc, "rs-1", -1),
+        lambda: carewatch.seal_heartbeat(site.key, site.slc, "rs-1", 2**64),
+        lambda: carewatch.generate_installation_key(-1),
+        lambda: carewatch.Carewatch.open(tmp_path / "other.db", unavailable_after=-1),
+    ]
+    for refused in refusals:
+        with pytest.raises(carewatch.InvalidInput, match="out of range") as raised:
+            refused()
+        assert raised.value.code == "invalid_input"
+    assert carewatch.seal_heartbeat(site.key, site.slc, "rs-1", 2**64 - 1)
+
+
+def test_a_message_opened_with_another_key_says_so(site: Site) -> None:
+    other = carewatch.generate_installation_key(2)
+    sealed = carewatch.seal_heartbeat(other, site.slc, "rs-1", 1)
+    with pytest.raises(carewatch.CannotDecrypt, match=r"sealed with key #2, not with the key given \(#1\)"):
+        carewatch.open_message(site.key, sealed)

@@ -114,6 +114,15 @@ pub enum SealError {
     /// No active key with this id for the installation.
     #[error("key {0} is not an active key of this installation")]
     UnknownKey(KeyId),
+    /// Opened with a key other than the one it names (a caller holding
+    /// the key, not a lookup by the envelope's key id).
+    #[error("sealed with key {sealed_with}, not with the key given ({given})")]
+    KeyMismatch {
+        /// The key the envelope names.
+        sealed_with: KeyId,
+        /// The key it was opened with.
+        given: KeyId,
+    },
     /// Wrong key, tampered bytes, or sealed for another installation, server,
     /// kind or sequence number.
     #[error("authentication failed: wrong key, altered bytes, or sealed for another message")]
@@ -293,7 +302,10 @@ impl<'a> Envelope<'a> {
     /// Authenticates and decrypts under `key` for `binding`.
     pub fn open(&self, key: &InstallationKey, binding: &Binding<'_>) -> Result<Vec<u8>, SealError> {
         if key.id() != self.key_id {
-            return Err(SealError::UnknownKey(self.key_id));
+            return Err(SealError::KeyMismatch {
+                sealed_with: self.key_id,
+                given: key.id(),
+            });
         }
         let mut aad_buffer = [0u8; MAX_AAD_LEN];
         let aad = associated_data(&mut aad_buffer, self.key_id, binding);

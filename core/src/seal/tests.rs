@@ -75,7 +75,7 @@ fn flipping_any_single_byte_is_refused() {
             let err = open(&f.key, &b, &tampered).unwrap_err();
             let expected = match i {
                 0 => matches!(err, SealError::UnsupportedVersion(_)),
-                1..=4 => matches!(err, SealError::UnknownKey(_)),
+                1..=4 => matches!(err, SealError::KeyMismatch { .. }),
                 _ => err == SealError::AuthenticationFailed,
             };
             assert!(expected, "byte {i} bit {bit}: {err:?}");
@@ -113,7 +113,16 @@ fn a_wrong_key_is_refused() {
     let other_id = InstallationKey::generate(KeyId::new(8));
     assert_eq!(
         open(&other_id, &b, &sealed).unwrap_err(),
-        SealError::UnknownKey(KeyId::new(7))
+        SealError::KeyMismatch {
+            sealed_with: KeyId::new(7),
+            given: KeyId::new(8)
+        }
+    );
+    // Said as such: it read "key #7 is not an active key of this
+    // installation", which the caller's key #8 could not tell.
+    assert_eq!(
+        open(&other_id, &b, &sealed).unwrap_err().to_string(),
+        "sealed with key #7, not with the key given (#8)"
     );
 }
 
