@@ -161,10 +161,16 @@
     this.scheduleRefetch();
   };
 
+  // What the overview shows besides a row's health (which comes as "row"
+  // events): a new installation, its labels (customer, site, tags: also
+  // its place when sorted by them, and whether a search finds it), and
+  // its consent and Care Plus (the row's "consent withdrawn" and
+  // "subscription expired").
+  var OVERVIEW_CHANGES = { registered: true, labels: true, consent: true, subscription: true };
+
   Live.prototype.onChange = function (data) {
-    // The installation page shows everything about one installation; the
-    // overview only needs new registrations (rows come as "row" events).
-    if (this.kind === "installation" || data.kind === "registered") this.scheduleRefetch();
+    // The installation page shows everything about one installation.
+    if (this.kind === "installation" || OVERVIEW_CHANGES[data.kind]) this.scheduleRefetch();
   };
 
   Live.prototype.scheduleRefetch = function () {
@@ -215,8 +221,20 @@
     }
   };
 
+  // ----- a form's answer: /channels, /tokens, /team, /maintenance ------------
+  // The answer to a form is shown at the form's address; put the page's own
+  // in its place, so that a reload reads the page instead of sending the
+  // form again (a second channel or token).
+  function keepPageAddress() {
+    var page = document.body && document.body.getAttribute("data-page");
+    if (page && window.history && window.history.replaceState) {
+      window.history.replaceState(null, "", page);
+    }
+  }
+
   function start() {
     takeInvitationCode();
+    keepPageAddress();
     var section = document.querySelector("[data-live][data-events]");
     if (section && window.EventSource && window.fetch && window.DOMParser) new Live(section);
   }

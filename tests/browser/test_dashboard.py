@@ -291,3 +291,45 @@ def test_after_saving_labels_the_page_keeps_its_address_and_stays_live(
     assert page.url.endswith(f"/installations/{slc}")
     provisioned.fleet.status(slc, "rs-1", [])
     page.close()
+
+
+def test_a_label_change_shows_on_the_open_overview(
+    admin: Person, provisioned: Provisioned
+) -> None:
+    """Labels come as "change" events: the overview ignored them, and a row
+    kept its old customer until its health next changed."""
+    slc = provisioned.sites.healthy
+    overview = admin.context.new_page()
+    overview.goto("/?all=true")
+    overview.wait_for_selector(CONNECTED)
+    overview.evaluate("window.__notReloaded = true")
+    editor = admin.context.new_page()
+    editor.goto(f"/installations/{slc}")
+    editor.click("details.labels-form summary")
+    editor.fill("#customer", "Quay Street Clinic")
+    with editor.expect_navigation():
+        editor.click("details.labels-form button[type=submit]")
+    overview.wait_for_selector(
+        f"#row-{slc}:has-text('Quay Street Clinic')", timeout=5_000
+    )
+    assert overview.evaluate("window.__notReloaded === true"), "the page was reloaded"
+    editor.close()
+    overview.close()
+
+
+def test_reloading_a_created_channel_does_not_create_it_again(admin: Person) -> None:
+    """The answer to a form is shown at the form's address: a reload sent
+    the form again, and made a second channel with a second secret."""
+    page = admin.context.new_page()
+    page.goto("/channels")
+    page.fill("#new-channel-name", "reload check")
+    page.select_option("#new-channel-kind", "webhook")
+    page.fill("#new-channel-target", "https://hooks.example.net/reload")
+    with page.expect_navigation():
+        page.click("button:has-text('Create channel')")
+    assert page.locator("table.channels th:has-text('reload check')").count() == 1
+    response = page.reload()
+    assert response is not None and response.status == 200
+    assert response.request.method == "GET", "the reload sent the form again"
+    assert page.locator("table.channels th:has-text('reload check')").count() == 1
+    page.close()

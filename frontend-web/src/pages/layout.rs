@@ -25,6 +25,23 @@ pub enum Nav {
     None,
 }
 
+impl Nav {
+    /// The address of a page whose forms answer with the page itself: the
+    /// answer to a form is shown at the form's address, and live.js puts
+    /// this one in its place, so that reloading the answer reads the page
+    /// instead of sending the form again (a second channel, token,
+    /// invitation or window).
+    fn form_page(self) -> Option<&'static str> {
+        match self {
+            Self::Team => Some("/team"),
+            Self::Tokens => Some("/tokens"),
+            Self::Channels => Some("/channels"),
+            Self::Maintenance => Some("/maintenance"),
+            Self::Overview | Self::Reports | Self::Audit | Self::None => None,
+        }
+    }
+}
+
 /// A whole page: `title` in the tab and, for a signed-in user, the
 /// navigation (admin entries for admins only) and the sign-out button.
 pub fn page(title: &str, user: Option<&SignedIn>, current: Nav, body: Markup) -> Markup {
@@ -41,7 +58,7 @@ pub fn page(title: &str, user: Option<&SignedIn>, current: Nav, body: Markup) ->
                 link rel="stylesheet" href="/static/site.css";
                 script src="/static/live.js" defer {}
             }
-            body {
+            body data-page=[current.form_page()] {
                 a.skip-link href="#main" { "Skip to content" }
                 header.site {
                     a.brand href="/" { "Carewatch" }

@@ -166,8 +166,9 @@ pub(super) fn create_form(user: &SignedIn, form: &CreateForm) -> Markup {
                 autocomplete="off" spellcheck="false" value=(target)
                 aria-describedby="new-channel-target-hint";
             p #new-channel-target-hint.hint {
-                "An https:// URL for a webhook, Slack or Teams (kept encrypted; shown "
-                "afterwards by its host only), or up to 20 addresses separated by commas."
+                "An https:// URL for a webhook, Slack or Teams (http:// is taken too, "
+                "and sends in the clear; kept encrypted; shown afterwards by its host "
+                "only), or up to 20 addresses separated by commas."
             }
             fieldset {
                 legend { "Notify about" }
