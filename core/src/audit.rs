@@ -91,16 +91,22 @@ macro_rules! actions {
         #[non_exhaustive]
         pub enum Action {
             $(#[doc = $doc] $variant,)*
+            /// An action a newer Carewatch sharing the database recorded
+            /// (a rolling upgrade), read by this version without its name:
+            /// the record is listed (`unknown`) rather than failing the
+            /// whole audit log. Never recorded, and not in [`Action::ALL`].
+            Unknown,
         }
 
         impl Action {
-            /// Every action.
+            /// Every action this version records.
             pub const ALL: &'static [Action] = &[$(Action::$variant,)*];
 
             /// A stable name, e.g. `installation.transferred`.
             pub fn name(self) -> &'static str {
                 match self {
                     $(Action::$variant => $name,)*
+                    Action::Unknown => "unknown",
                 }
             }
 
@@ -207,6 +213,12 @@ pub struct AuditQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_action_is_not_one_to_record_or_parse() {
+        assert!(!Action::ALL.contains(&Action::Unknown));
+        assert!(Action::parse("unknown").is_err());
+    }
 
     #[test]
     fn every_action_name_parses_back_and_is_in_the_readme() {

@@ -54,7 +54,9 @@ impl ActorColumns<'_> {
     }
 }
 
-/// Decodes a stored audit record.
+/// Decodes a stored audit record. An action this version does not know (a
+/// newer Carewatch's, during a rolling upgrade) is read as
+/// [`Action::Unknown`]: one record must not fail the whole log.
 pub fn audit_record(
     at: i64,
     actor: ActorColumns<'_>,
@@ -65,7 +67,7 @@ pub fn audit_record(
     Ok(AuditRecord {
         at: Timestamp::from_millis(at),
         actor: actor.decode()?,
-        action: Action::parse(action).map_err(|e| corrupt("audit action", e))?,
+        action: Action::parse(action).unwrap_or(Action::Unknown),
         target,
         detail,
     })

@@ -238,3 +238,23 @@ fn undecodable_columns_are_reported_as_corrupt() {
             .contains("history kind")
     );
 }
+
+/// An audit action a newer Carewatch recorded is listed as `unknown`: it
+/// failed the whole audit log (every page, for every reader).
+#[test]
+fn audit_actions_a_newer_version_recorded_are_read_as_unknown() {
+    let actor = ActorColumns {
+        kind: "operator",
+        reseller: None,
+        name: "ops",
+    };
+    let read = |action| audit_record(5, actor, action, "x".into(), String::new()).unwrap();
+    assert_eq!(
+        read("reseller.created").action,
+        crate::audit::Action::ResellerCreated
+    );
+    let newer = read("user.teleported");
+    assert_eq!(newer.action, crate::audit::Action::Unknown);
+    assert_eq!(newer.action.name(), "unknown");
+    assert_eq!(newer.target, "x");
+}
