@@ -145,22 +145,6 @@ pub fn expiry_owed(
     }
 }
 
-/// Why a notice held until maintenance ends is given up unsent.
-pub const RENEWED_WHILE_HELD: &str =
-    "not sent: Care Plus was renewed before the maintenance over the installation ended";
-
-/// Whether `update` (giving `after`) at `at` gives up the installation's
-/// notices held until maintenance ends (only Care Plus ending is held):
-/// Care Plus renewed, the notice that it ended is no longer true.
-pub fn gives_up_held_notices(
-    update: &InstallationUpdate,
-    after: &crate::installation::Installation,
-    at: Timestamp,
-) -> bool {
-    matches!(update, InstallationUpdate::Subscription(_))
-        && after.subscription_expires_at.is_none_or(|end| end > at)
-}
-
 /// Whose changes a watcher sees: one reseller's, optionally one installation.
 /// This is the only tenant rule of the feed: another reseller's events are
 /// never delivered.

@@ -38,7 +38,8 @@ pub use service::{
 };
 pub use service::{
     ChannelView, DEFAULT_ADMISSION_CACHE, DEFAULT_AUDIT_RETENTION, DEFAULT_NOTIFICATION_RETENTION,
-    NotifierStep, OpenedChannel, ROLLING_DAYS, ResealReport, replace_operator_token,
+    MIN_AUDIT_RETENTION, NotifierStep, OpenedChannel, ROLLING_DAYS, ResealReport,
+    replace_operator_token,
 };
 
 #[cfg(feature = "testing")]

@@ -293,7 +293,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// silently taken as a day).
 pub fn parse_audit_retention(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
-        d if d.is_zero() || d >= Duration::from_secs(86_400) => Ok(d),
+        d if d.is_zero() || d >= carewatch_core::MIN_AUDIT_RETENTION => Ok(d),
         _ => Err(format!(
             "{text:?}: audit records are kept at least a day (1d); 0 keeps them for ever"
         )),

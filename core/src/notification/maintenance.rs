@@ -227,12 +227,28 @@ pub fn held_until(
     queued: Timestamp,
     at: Timestamp,
 ) -> Option<Timestamp> {
-    let made_by_then: Vec<MaintenanceWindow> = windows
+    let holding: Vec<MaintenanceWindow> = windows
         .iter()
-        .filter(|w| w.created_at <= queued)
+        .filter(|w| w.created_at <= queued && w.covers(slc))
         .cloned()
         .collect();
-    maintenance_ends(&made_by_then, slc, at)
+    maintenance_ends(&holding, slc, at)
+}
+
+/// Why a notice held until maintenance ends is given up unsent.
+pub const RENEWED_WHILE_HELD: &str =
+    "not sent: Care Plus was renewed before the maintenance over the installation ended";
+
+/// Whether `update` (giving `after`) at `at` gives up the installation's
+/// notices held until maintenance ends (only Care Plus ending is held):
+/// Care Plus renewed, the notice that it ended is no longer true.
+pub fn gives_up_held_notices(
+    update: &crate::store::InstallationUpdate,
+    after: &crate::installation::Installation,
+    at: Timestamp,
+) -> bool {
+    matches!(update, crate::store::InstallationUpdate::Subscription(_))
+        && after.subscription_expires_at.is_none_or(|end| end > at)
 }
 
 #[cfg(test)]

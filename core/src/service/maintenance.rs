@@ -36,9 +36,7 @@ const UNPROCESSED_KEPT_AT_MOST: u32 = 4;
 /// Finished notifications deleted per write: each batch holds the store's
 /// write lock only briefly.
 const PRUNE_BATCH: u32 = 1000;
-/// The shortest audit retention: a retention set by mistake to seconds
-/// must not empty the audit log at the next housekeeping.
-const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+use super::MIN_AUDIT_RETENTION;
 
 /// How often one sweep starts over because another node recorded a
 /// downtime window meanwhile, before it gives up until the next tick.

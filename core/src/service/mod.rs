@@ -58,6 +58,11 @@ pub const DEFAULT_NOTIFICATION_RETENTION: Duration = Duration::from_secs(30 * 24
 /// audit, and a month to spare for a yearly review).
 pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 
+/// The shortest audit retention [`Config::with_audit_retention`] keeps: one
+/// set by mistake to seconds must not empty the audit log at the next
+/// housekeeping.
+pub const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 /// The default [`Config::with_stall_limit`].
 pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(1);
 

@@ -105,8 +105,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// ([`rules::service_change`]), and makes its notification states due
     /// at `at` (a problem not told while refused is owed). Care Plus
     /// renewed gives up the installation's notices held until maintenance
-    /// ends ([`crate::feed::gives_up_held_notices`]: the notice that it
-    /// ended), failed with [`crate::feed::RENEWED_WHILE_HELD`]. `NotFound`
+    /// ends ([`crate::notification::maintenance::gives_up_held_notices`]: the notice that it
+    /// ended), failed with [`crate::notification::maintenance::RENEWED_WHILE_HELD`]. `NotFound`
     /// if not registered.
     async fn update_installation(
         &self,

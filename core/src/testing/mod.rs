@@ -191,6 +191,7 @@ macro_rules! __conformance_test_list {
             deleting_a_window_tells_what_it_muted_at_once,
             an_expiry_during_maintenance_is_sent_when_the_window_ends,
             a_renewal_gives_up_the_held_notice_that_care_plus_ended,
+            deleting_a_window_leaves_another_resellers_held_notices,
             a_refused_installation_tells_nothing,
             a_problem_held_while_refused_is_told_when_accepted_again,
             windows_are_bounded_per_installation,

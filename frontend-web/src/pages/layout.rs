@@ -26,6 +26,19 @@ pub enum Nav {
 }
 
 impl Nav {
+    /// The entry's page.
+    fn address(self) -> &'static str {
+        match self {
+            Self::Overview | Self::None => "/",
+            Self::Reports => "/reports",
+            Self::Team => "/team",
+            Self::Tokens => "/tokens",
+            Self::Channels => "/channels",
+            Self::Maintenance => "/maintenance",
+            Self::Audit => "/audit",
+        }
+    }
+
     /// The address of a page whose forms answer with the page itself: the
     /// answer to a form is shown at the form's address, and live.js puts
     /// this one in its place, so that reloading the answer reads the page
@@ -33,10 +46,7 @@ impl Nav {
     /// invitation or window).
     fn form_page(self) -> Option<&'static str> {
         match self {
-            Self::Team => Some("/team"),
-            Self::Tokens => Some("/tokens"),
-            Self::Channels => Some("/channels"),
-            Self::Maintenance => Some("/maintenance"),
+            Self::Team | Self::Tokens | Self::Channels | Self::Maintenance => Some(self.address()),
             Self::Overview | Self::Reports | Self::Audit | Self::None => None,
         }
     }
@@ -65,14 +75,14 @@ pub fn page(title: &str, user: Option<&SignedIn>, current: Nav, body: Markup) ->
                     @if let Some(user) = user {
                         nav aria-label="Main" {
                             ul {
-                                (entry("/", "Overview", current == Nav::Overview))
-                                (entry("/reports", "Reports", current == Nav::Reports))
+                                (entry(Nav::Overview, "Overview", current))
+                                (entry(Nav::Reports, "Reports", current))
                                 @if user.is_admin() {
-                                    (entry("/team", "Team", current == Nav::Team))
-                                    (entry("/channels", "Notifications", current == Nav::Channels))
-                                    (entry("/maintenance", "Maintenance", current == Nav::Maintenance))
-                                    (entry("/tokens", "API tokens", current == Nav::Tokens))
-                                    (entry("/audit", "Audit log", current == Nav::Audit))
+                                    (entry(Nav::Team, "Team", current))
+                                    (entry(Nav::Channels, "Notifications", current))
+                                    (entry(Nav::Maintenance, "Maintenance", current))
+                                    (entry(Nav::Tokens, "API tokens", current))
+                                    (entry(Nav::Audit, "Audit log", current))
                                 }
                             }
                         }
@@ -95,10 +105,11 @@ pub fn page(title: &str, user: Option<&SignedIn>, current: Nav, body: Markup) ->
     }
 }
 
-fn entry(href: &str, label: &str, current: bool) -> Markup {
+fn entry(nav: Nav, label: &str, current: Nav) -> Markup {
+    let href = nav.address();
     html! {
         li {
-            @if current {
+            @if nav == current {
                 a href=(href) aria-current="page" { (label) }
             } @else {
                 a href=(href) { (label) }

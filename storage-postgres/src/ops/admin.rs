@@ -7,12 +7,14 @@ use carewatch_core::health::HealthSummary;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::labels::{LabelOrder, Labels};
+use carewatch_core::notification::maintenance;
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{InstallationUpdate, Reseller, StoredKey};
 use carewatch_core::time::Timestamp;
 use sqlx_core::query::query;
 use sqlx_postgres::PgConnection;
 
+use super::maintenance::held_unsent;
 use crate::codec::{self, col, installation_columns, rank, ts};
 use crate::errors::{DbResult, on_insert};
 
@@ -243,15 +245,15 @@ pub(crate) async fn update_installation(
     {
         super::feed::append(c, slc, at, &change).await?;
     }
-    if feed::gives_up_held_notices(update, &changed.installation, at) {
-        query(
+    if maintenance::gives_up_held_notices(update, &changed.installation, at) {
+        query(concat!(
             "UPDATE outbox SET failed_at = $2, last_error = $3, held_until = NULL
-             WHERE slc = $1 AND held_until IS NOT NULL AND delivered_at IS NULL
-               AND failed_at IS NULL AND attempts = 0 AND claimed_by IS NULL",
-        )
+             WHERE slc = $1 AND ",
+            held_unsent!()
+        ))
         .bind(slc.as_str())
         .bind(at.as_millis())
-        .bind(feed::RENEWED_WHILE_HELD)
+        .bind(maintenance::RENEWED_WHILE_HELD)
         .execute(&mut *c)
         .await?;
     }

@@ -188,6 +188,17 @@ pub(crate) async fn delete_maintenance(
     release_held(c, reseller, slc.as_deref(), at).await
 }
 
+/// The outbox entries held until maintenance ends and never tried
+/// (`NewOutboxEntry::held`): what a window's deletion moves and a renewal
+/// gives up (the partial index `outbox_held` covers the first three).
+macro_rules! held_unsent {
+    () => {
+        "held_until IS NOT NULL AND delivered_at IS NULL AND failed_at IS NULL
+         AND attempts = 0 AND claimed_by IS NULL"
+    };
+}
+pub(crate) use held_unsent;
+
 /// Moves `reseller`'s entries held for maintenance (`held_until`) about
 /// `slc` (all for `None`) to the end of the maintenance still holding them
 /// once a window is deleted at `at` (`maintenance::held_until`), or to
@@ -198,13 +209,12 @@ async fn release_held(
     slc: Option<&str>,
     at: Timestamp,
 ) -> DbResult<()> {
-    let held = query(
-        "SELECT id, slc, created_at FROM outbox
-         WHERE held_until IS NOT NULL AND delivered_at IS NULL AND failed_at IS NULL
-           AND reseller_id = $2 AND held_until > $1
-           AND attempts = 0 AND claimed_by IS NULL AND ($3::text IS NULL OR slc = $3)
-         ORDER BY id FOR NO KEY UPDATE",
-    )
+    let held = query(concat!(
+        "SELECT id, slc, created_at FROM outbox WHERE ",
+        held_unsent!(),
+        " AND reseller_id = $2 AND held_until > $1 AND ($3::text IS NULL OR slc = $3)
+         ORDER BY id FOR NO KEY UPDATE"
+    ))
     .bind(at.as_millis())
     .bind(reseller.as_str())
     .bind(slc)

@@ -6,12 +6,14 @@ use carewatch_core::health::HealthSummary;
 use carewatch_core::ids::{ResellerId, Slc};
 use carewatch_core::installation::Installation;
 use carewatch_core::labels::{LabelOrder, Labels};
+use carewatch_core::notification::maintenance;
 use carewatch_core::seal::{KeyId, WrappedKey};
 use carewatch_core::store::{InstallationUpdate, Reseller, StoredKey};
 use carewatch_core::time::Timestamp;
 use carewatch_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::maintenance::held_unsent;
 use crate::codec::{
     self, RowExt, installation_columns, is_foreign_key_violation, is_unique_violation, map_err, ts,
 };
@@ -216,12 +218,18 @@ pub(crate) fn update_installation(
     {
         super::feed::append(tx, slc, at, &change)?;
     }
-    if feed::gives_up_held_notices(update, &changed.installation, at) {
+    if maintenance::gives_up_held_notices(update, &changed.installation, at) {
         tx.execute(
-            "UPDATE outbox SET failed_at = ?2, last_error = ?3, held_until = NULL
-             WHERE slc = ?1 AND held_until IS NOT NULL AND delivered_at IS NULL
-               AND failed_at IS NULL AND attempts = 0 AND claimed_by IS NULL",
-            params![slc.as_str(), at.as_millis(), feed::RENEWED_WHILE_HELD],
+            concat!(
+                "UPDATE outbox SET failed_at = ?2, last_error = ?3, held_until = NULL
+                 WHERE slc = ?1 AND ",
+                held_unsent!()
+            ),
+            params![
+                slc.as_str(),
+                at.as_millis(),
+                maintenance::RENEWED_WHILE_HELD
+            ],
         )
         .map_err(map_err)?;
     }

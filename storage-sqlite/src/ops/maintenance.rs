@@ -185,6 +185,17 @@ pub(crate) fn delete_maintenance(
     release_held(tx, reseller, slc.as_deref(), at)
 }
 
+/// The outbox entries held until maintenance ends and never tried
+/// (`NewOutboxEntry::held`): what a window's deletion moves and a renewal
+/// gives up (the partial index `outbox_held` covers the first three).
+macro_rules! held_unsent {
+    () => {
+        "held_until IS NOT NULL AND delivered_at IS NULL AND failed_at IS NULL
+         AND attempts = 0 AND claimed_by IS NULL"
+    };
+}
+pub(crate) use held_unsent;
+
 /// Moves `reseller`'s entries held for maintenance (`held_until`) about
 /// `slc` (all for `None`) to the end of the maintenance still holding them
 /// once a window is deleted at `at` (`maintenance::held_until`), or to
@@ -197,12 +208,11 @@ fn release_held(
 ) -> Result<()> {
     let held: Vec<(i64, Option<String>, i64)> = {
         let mut stmt = tx
-            .prepare_cached(
-                "SELECT id, slc, created_at FROM outbox
-                 WHERE held_until IS NOT NULL AND delivered_at IS NULL AND failed_at IS NULL
-                   AND reseller_id = ?2 AND held_until > ?1
-                   AND attempts = 0 AND claimed_by IS NULL AND (?3 IS NULL OR slc = ?3)",
-            )
+            .prepare_cached(concat!(
+                "SELECT id, slc, created_at FROM outbox WHERE ",
+                held_unsent!(),
+                " AND reseller_id = ?2 AND held_until > ?1 AND (?3 IS NULL OR slc = ?3)"
+            ))
             .map_err(map_err)?;
         let rows = stmt
             .query_map(params![at.as_millis(), reseller.as_str(), slc], |r| {

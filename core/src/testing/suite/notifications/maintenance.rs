@@ -580,7 +580,7 @@ pub(crate) async fn a_renewal_gives_up_the_held_notice_that_care_plus_ended(
     assert_eq!(failed[0].failed_at, Some(at(200)));
     assert_eq!(
         failed[0].last_error.as_deref(),
-        Some(crate::feed::RENEWED_WHILE_HELD)
+        Some(crate::notification::maintenance::RENEWED_WHILE_HELD)
     );
     assert!(
         fx.store
@@ -590,4 +590,53 @@ pub(crate) async fn a_renewal_gives_up_the_held_notice_that_care_plus_ended(
             .is_empty(),
         "nothing sent when the window ends"
     );
+}
+
+/// Tenant isolation of a window's deletion: it moves only its own
+/// reseller's held notices, never another's held by a window of its own.
+pub(crate) async fn deleting_a_window_leaves_another_resellers_held_notices(
+    backend: &(impl TestBackend + ?Sized),
+) {
+    let db = backend.fresh().await;
+    let fx = Fixture::open(db.as_ref()).await;
+    let ours = fx.site("alpha", "M01-C01-0001").await;
+    let theirs = fx.site("beta", "M02-C01-0001").await;
+    let (at, to) = seconds_from_now(&fx);
+    let mut admins = Vec::new();
+    for site in [&ours, &theirs] {
+        let (admin, _) = on_call(&fx, &site.reseller, ChannelRules::default()).await;
+        fx.carewatch
+            .set_subscription(&site.slc, Some(at(100)))
+            .await
+            .expect("Care Plus until 100 s");
+        beat(&fx, site, "rs-1", 1).await;
+        admins.push(admin);
+    }
+    let mut windows = Vec::new();
+    for admin in &admins {
+        let window = fx
+            .carewatch
+            .create_maintenance(admin, None, at(50), secs(600), None, "works")
+            .await
+            .expect("a window over all of its installations");
+        windows.push(window);
+    }
+    to(110);
+    fx.carewatch.sweep().await.expect("sweep");
+    assert_eq!(fx.carewatch.notify_step().await.expect("step").queued, 2);
+    to(200);
+    fx.carewatch
+        .delete_maintenance(&admins[0], &windows[0].id)
+        .await
+        .expect("alpha's window deleted");
+    let store = &fx.store;
+    let due = |reseller| async move {
+        outbox_of(store, reseller, OutboxFilter::Pending)
+            .await
+            .iter()
+            .map(|e| e.next_attempt_at)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(due(&ours.reseller).await, [at(200)], "alpha's released");
+    assert_eq!(due(&theirs.reseller).await, [at(650)], "beta's still held");
 }
